@@ -1,0 +1,149 @@
+// Bindings of the null-model fit and the per-SNP scan.
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <lmmscan/null_model.hpp>
+#include <lmmscan/scan.hpp>
+
+namespace py = pybind11;
+using lmmscan::RowMajorMatrix;
+using ConstVec = Eigen::Ref<const Eigen::VectorXd>;
+using ConstMat = Eigen::Ref<const Eigen::MatrixXd>;        // (n, c) Fortran order
+using ConstRowMat = Eigen::Ref<const RowMajorMatrix>;     // (b, n) C order
+
+namespace {
+
+lmmscan::LambdaOptions lambda_options(double l_min, double l_max, int n_region) {
+  if (!(l_min > 0.0) || !(l_max > l_min))
+    throw py::value_error("lambda bounds must satisfy 0 < l_min < l_max");
+  if (n_region < 1) throw py::value_error("n_region must be at least 1");
+  lmmscan::LambdaOptions opt;
+  opt.l_min = l_min;
+  opt.l_max = l_max;
+  opt.n_region = n_region;
+  return opt;
+}
+
+void check_shapes(const ConstVec& d, const ConstMat& UtW, const ConstVec& Uty) {
+  if (UtW.rows() != d.size() || Uty.size() != d.size())
+    throw py::value_error("d, UtW and Uty must have the same number of rows");
+  if (!d.allFinite() || !UtW.allFinite() || !Uty.allFinite())
+    throw py::value_error("d, UtW and Uty must be finite");
+}
+
+// Owns the rotated data the ScanContext points into.
+class Scanner {
+ public:
+  Scanner(ConstVec d, ConstMat UtW, ConstVec Uty, const lmmscan::NullFit& null, bool wald,
+          bool lrt, bool score, double l_min, double l_max, int n_region)
+      : d_(d), W_(UtW), y_(Uty) {
+    check_shapes(d, UtW, Uty);
+    lmmscan::ScanOptions opt;
+    opt.lambda = lambda_options(l_min, l_max, n_region);
+    opt.wald = wald;
+    opt.lrt = lrt;
+    opt.score = score;
+    ctx_ = std::make_unique<lmmscan::ScanContext>(d_.data(), W_.data(), y_.data(), d_.size(),
+                                                  static_cast<int>(W_.cols()), null, opt);
+  }
+
+  Eigen::MatrixXd scan(ConstRowMat UtX, int threads) const {
+    if (UtX.cols() != ctx_->n())
+      throw py::value_error("UtX must have one column per analysed sample");
+    Eigen::MatrixXd out(UtX.rows(), lmmscan::kResultColumns);
+    {
+      py::gil_scoped_release release;
+      lmmscan::scan_block(*ctx_, UtX.data(), UtX.outerStride(), UtX.rows(), out.data(),
+                          out.rows(), threads);
+    }
+    return out;
+  }
+
+ private:
+  Eigen::VectorXd d_;
+  Eigen::MatrixXd W_;
+  Eigen::VectorXd y_;
+  std::unique_ptr<lmmscan::ScanContext> ctx_;
+};
+
+}  // namespace
+
+void register_lmm(py::module_& m) {
+  py::class_<lmmscan::NullFit>(m, "NullFit", "Null-model fit (GEMMA's definitions)")
+      .def_readonly("n", &lmmscan::NullFit::n)
+      .def_readonly("c", &lmmscan::NullFit::c)
+      .def_readonly("trace_G", &lmmscan::NullFit::trace_G)
+      .def_readonly("lambda_remle", &lmmscan::NullFit::lambda_remle)
+      .def_readonly("logl_remle", &lmmscan::NullFit::logl_remle)
+      .def_readonly("vg", &lmmscan::NullFit::vg)
+      .def_readonly("ve", &lmmscan::NullFit::ve)
+      .def_readonly("pve", &lmmscan::NullFit::pve)
+      .def_readonly("pve_se", &lmmscan::NullFit::pve_se)
+      .def_readonly("beta", &lmmscan::NullFit::beta)
+      .def_readonly("beta_se", &lmmscan::NullFit::beta_se)
+      .def_readonly("lambda_mle", &lmmscan::NullFit::lambda_mle)
+      .def_readonly("logl_mle", &lmmscan::NullFit::logl_mle)
+      .def_readonly("vg_mle", &lmmscan::NullFit::vg_mle)
+      .def_readonly("ve_mle", &lmmscan::NullFit::ve_mle)
+      .def_readonly("beta_mle", &lmmscan::NullFit::beta_mle)
+      .def_readonly("beta_se_mle", &lmmscan::NullFit::beta_se_mle)
+      .def_readonly("yPy_remle", &lmmscan::NullFit::yPy_remle)
+      .def_readonly("yPy_mle", &lmmscan::NullFit::yPy_mle)
+      .def_readonly("evaluations", &lmmscan::NullFit::evaluations);
+
+  m.def(
+      "fit_null",
+      [](ConstVec d, ConstMat UtW, ConstVec Uty, double l_min, double l_max, int n_region) {
+        check_shapes(d, UtW, Uty);
+        const auto opt = lambda_options(l_min, l_max, n_region);
+        py::gil_scoped_release release;
+        return lmmscan::fit_null(d.data(), UtW.data(), Uty.data(), d.size(),
+                                 static_cast<int>(UtW.cols()), opt);
+      },
+      py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
+      py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5, py::arg("n_region") = 10,
+      "Fit the null model from eigenvalues d (n,), rotated covariates UtW (n, c; "
+      "Fortran order) and rotated phenotype Uty (n,).");
+
+  m.def(
+      "null_loglik",
+      [](ConstVec d, ConstMat UtW, ConstVec Uty, double lambda) {
+        check_shapes(d, UtW, Uty);
+        if (UtW.cols() < 1 || d.size() < UtW.cols() + 2)
+          throw py::value_error("need 1 <= c and n >= c + 2");
+        lmmscan::NullEvaluator ev(d.data(), UtW.data(), Uty.data(), d.size(),
+                                  static_cast<int>(UtW.cols()));
+        const lmmscan::Projection& p = ev.evaluate(lambda, 3);
+        const auto ml = ev.ml_dev(p), reml = ev.reml_dev(p);
+        py::dict out;
+        out["ml"] = ev.ml(p);
+        out["reml"] = ev.reml(p);
+        out["ml_dev1"] = ml.dev1;
+        out["ml_dev2"] = ml.dev2;
+        out["reml_dev1"] = reml.dev1;
+        out["reml_dev2"] = reml.dev2;
+        out["P_yy"] = p.P_yy;
+        return out;
+      },
+      py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
+      py::arg("lambda_"),
+      "GEMMA's ML and REML log-likelihoods of the null model and their first two "
+      "derivatives in lambda, at one lambda (for checks against dense formulas).");
+
+  py::class_<Scanner>(m, "Scanner", "Per-SNP tests against a fitted null model")
+      .def(py::init<ConstVec, ConstMat, ConstVec, const lmmscan::NullFit&, bool, bool, bool,
+                    double, double, int>(),
+           py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
+           py::arg("null"), py::arg("wald") = true, py::arg("lrt") = true,
+           py::arg("score") = true, py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5,
+           py::arg("n_region") = 10)
+      .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("threads") = 1,
+           "Test the SNPs of UtX (b, n; C order, one rotated SNP per row); returns (b, "
+           "len(RESULT_COLUMNS)).");
+
+  m.attr("RESULT_COLUMNS") =
+      py::make_tuple("beta", "se", "logl_reml", "logl_mle", "l_remle", "l_mle", "f_wald",
+                     "f_score", "beta_score", "se_score", "evaluations");
+}

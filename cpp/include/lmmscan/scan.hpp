@@ -1,0 +1,329 @@
+// Per-SNP tests of the alternative model y = W a + x b + g + e (reference
+// section 6), for a block of rotated SNPs, over threads.
+//
+// Cost per SNP.  Everything that does not depend on the SNP is computed once
+// per scan (ScanContext): the pairwise products of the covariates and the
+// phenotype, and at a fixed set of lambdas (GEMMA's grid, the null REML and ML
+// lambdas) the weights h and the covariate/phenotype Gram sums.  Per SNP the
+// only O(n) work is then:
+//   - the c + 2 products of x with W, x and y (once);
+//   - at each fixed lambda, the sums of those products weighted by h, h^2
+//     (and h^3 where a Newton step starts): the grid locates the maxima for
+//     REML and ML at once, the null-ML point gives the score test;
+//   - a few full evaluations for the Newton steps away from the null lambda.
+// Workspaces are allocated once per thread; nothing is allocated per SNP.
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kernels.hpp"
+#include "lambda_search.hpp"
+#include "likelihood.hpp"
+#include "null_model.hpp"
+
+namespace lmmscan {
+
+struct ScanOptions {
+  LambdaOptions lambda;
+  bool wald = true;   // REML lambda per SNP, Wald F test
+  bool lrt = true;    // ML lambda per SNP, likelihood-ratio test
+  bool score = true;  // score test at the null ML lambda
+};
+
+// Columns of the per-SNP result matrix (B, kResultColumns).
+enum ResultColumn : int {
+  kBeta = 0,      // GLS effect at the REML lambda (Wald step)
+  kSe,            //   and its standard error
+  kLoglReml,      // REML log-likelihood at l_remle
+  kLoglMle,       // ML log-likelihood at l_mle
+  kLambdaReml,    // l_remle
+  kLambdaMle,     // l_mle
+  kFWald,         // Wald F statistic, F(1, n - c - 1)
+  kFScore,        // score F statistic, F(1, n - c - 1)
+  kBetaScore,     // GLS effect at the null ML lambda (score step)
+  kSeScore,       //   and its standard error
+  kEvaluations,   // full likelihood evaluations used by the Newton steps
+  kResultColumns
+};
+
+class ScanContext {
+ public:
+  // d: (n,), UtW: (n, c) column-major, Uty: (n,): all must outlive the context.
+  ScanContext(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c,
+              const NullFit& null, const ScanOptions& opt)
+      : d_(d), W_(UtW), y_(Uty), n_(n), c_(c), opt_(opt), null_(null) {
+    std::vector<double> V(static_cast<size_t>(n) * (c + 1));
+    std::copy(UtW, UtW + n * c, V.begin());
+    std::copy(Uty, Uty + n, V.begin() + n * c);
+    wy_ = std::make_unique<PairGram>(V.data(), n, c + 1);
+    // Null vectors (W_0..W_{c-1}, y) sit at (0..c-1, c+1) among the
+    // alternative's (W, x, y).
+    to_alt_.resize(c + 1);
+    for (int a = 0; a < c; ++a) to_alt_[a] = a;
+    to_alt_[c] = c + 1;
+
+    grid_ = lambda_grid(opt.lambda);
+    points_ = grid_;
+    points_.push_back(null.lambda_remle);
+    points_.push_back(null.lambda_mle);
+    const int np = static_cast<int>(points_.size());
+    const int pairs = wy_->pairs();
+    h_.resize(static_cast<size_t>(n) * np);
+    wy_sums_.resize(static_cast<size_t>(3) * pairs * np);
+    spec_.resize(np);
+    for (int q = 0; q < np; ++q) {
+      const double lam = std::isfinite(points_[q]) ? points_[q] : 1.0;
+      double* h = h_.data() + static_cast<size_t>(q) * n;
+      kernels::inverse_weights(d, lam, n, h);
+      wy_->weighted_sums(h, 3, wy_sums_.data() + static_cast<size_t>(3) * pairs * q);
+      kernels::weight_moments(h, n, &spec_[q].sum_h, &spec_[q].sum_h2);
+      spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
+    }
+    wy_plain_.resize(pairs);
+    wy_->plain_sums(wy_plain_.data());
+  }
+
+  Eigen::Index n() const { return n_; }
+  int c() const { return c_; }
+  int m() const { return c_ + 2; }
+  const ScanOptions& options() const { return opt_; }
+  const NullFit& null() const { return null_; }
+  const std::vector<double>& grid() const { return grid_; }
+  int n_grid() const { return static_cast<int>(grid_.size()); }
+  int point_reml() const { return n_grid(); }
+  int point_ml() const { return n_grid() + 1; }
+  double point_lambda(int q) const { return points_[q]; }
+  const double* point_h(int q) const { return h_.data() + static_cast<size_t>(q) * n_; }
+  const double* point_wy_sums(int q) const {
+    return wy_sums_.data() + static_cast<size_t>(3) * wy_->pairs() * q;
+  }
+  const SpectralSums& point_spec(int q) const { return spec_[q]; }
+  const PairGram& wy() const { return *wy_; }
+  const int* to_alt() const { return to_alt_.data(); }
+  const double* wy_plain() const { return wy_plain_.data(); }
+  const double* d() const { return d_; }
+  const double* W() const { return W_; }
+  const double* y() const { return y_; }
+
+ private:
+  const double *d_, *W_, *y_;
+  Eigen::Index n_;
+  int c_;
+  ScanOptions opt_;
+  NullFit null_;
+  std::unique_ptr<PairGram> wy_;
+  std::vector<int> to_alt_;
+  std::vector<double> grid_, points_, h_, wy_sums_, wy_plain_;
+  std::vector<SpectralSums> spec_;
+};
+
+// One thread's state: evaluates the alternative model of one SNP at a time.
+class SnpWorker {
+ public:
+  explicit SnpWorker(const ScanContext& ctx)
+      : ctx_(ctx),
+        n_(ctx.n()),
+        c_(ctx.c()),
+        m_(ctx.m()),
+        xp_(static_cast<size_t>(ctx.n()) * ctx.m()),
+        h_(ctx.n()),
+        xs_(3 * ctx.m()),
+        wys_(3 * ctx.wy().pairs()),
+        S_(3 * ctx.m() * ctx.m(), 0.0),
+        dev_reml_(ctx.n_grid()),
+        dev_ml_(ctx.n_grid()) {}
+
+  // x: (n,) one rotated SNP.  out: row of kResultColumns values (stride ld).
+  void run(const double* x, double* out, Eigen::Index ld) {
+    for (int k = 0; k < kResultColumns; ++k) out[k * ld] = NAN;
+    load(x);
+    const ScanOptions& opt = ctx_.options();
+    const double n = double(n_), df = double(n_ - c_ - 1);
+    int evaluations = 0;
+
+    if (opt.score) {
+      const Projection& p = evaluate_point(ctx_.point_ml(), 1);
+      out[kFScore * ld] = n * p.P_xy * p.P_xy / (p.P_yy_split * p.P_xx);
+      out[kBetaScore * ld] = p.P_xy / p.P_xx;
+      out[kSeScore * ld] = std::sqrt(p.P_yy / (df * p.P_xx));
+    }
+    if (!opt.wald && !opt.lrt) return;
+    scan_grid();
+    if (opt.wald) {
+      const Optimum o = maximise(true);
+      evaluations += o.evaluations;
+      out[kLambdaReml * ld] = o.lambda;
+      out[kLoglReml * ld] = o.logf;
+      if (std::isfinite(o.lambda)) {
+        const Projection& p = at(o.lambda, 1);
+        const double tau = df / p.P_yy;
+        out[kBeta * ld] = p.P_xy / p.P_xx;
+        out[kSe * ld] = std::sqrt(1.0 / (tau * p.P_xx));
+        out[kFWald * ld] = (p.P_yy_split - p.P_yy) * tau;
+      }
+    }
+    if (opt.lrt) {
+      const Optimum o = maximise(false);
+      evaluations += o.evaluations;
+      out[kLambdaMle * ld] = o.lambda;
+      out[kLoglMle * ld] = o.logf;
+    }
+    out[kEvaluations * ld] = evaluations;
+  }
+
+ private:
+  void load(const double* x) {
+    const double* W = ctx_.W();
+    kernels::products_with(x, W, n_, n_, c_, xp_.data());
+    kernels::products_with(x, x, n_, n_, 1, xp_.data() + static_cast<size_t>(c_) * n_);
+    kernels::products_with(x, ctx_.y(), n_, n_, 1, xp_.data() + static_cast<size_t>(c_ + 1) * n_);
+    // log|V'V| of the alternative's vectors (lambda-free, for REML).
+    kernels::column_sums(xp_.data(), n_, n_, m_, xs_.data());
+    std::fill(S_.begin(), S_.begin() + m_ * m_, 0.0);
+    ctx_.wy().scatter(ctx_.wy_plain(), 1, ctx_.to_alt(), m_, S_.data());
+    scatter_x(xs_.data(), 1);
+    logdet_gram_ = gram_logdet(S_.data(), m_);
+    cached_lambda_ = NAN;
+  }
+
+  // x-column sums (kmax, m) into S: column x (index c) of each matrix.
+  void scatter_x(const double* xs, int kmax) {
+    for (int k = 0; k < kmax; ++k) {
+      double* S = S_.data() + k * m_ * m_;
+      for (int b = 0; b < m_; ++b) {
+        // pair (x, b): x sits at index c
+        const int a = std::min(c_, b), bb = std::max(c_, b);
+        S[a * m_ + bb] = xs[k * m_ + b];
+      }
+    }
+  }
+
+  // Projection at one of the context's fixed lambdas.
+  const Projection& evaluate_point(int q, int kmax) {
+    kernels::powered_sums(ctx_.point_h(q), xp_.data(), n_, n_, m_, kmax, xs_.data());
+    ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
+    scatter_x(xs_.data(), kmax);
+    project(S_.data(), m_, kmax, c_, proj_);
+    spec_ = ctx_.point_spec(q);
+    cached_lambda_ = ctx_.point_lambda(q);
+    cached_kmax_ = kmax;
+    return proj_;
+  }
+
+  // Projection at any lambda, reusing the last one or a fixed point.
+  const Projection& at(double lambda, int kmax) {
+    if (lambda == cached_lambda_ && kmax <= cached_kmax_) return proj_;
+    for (int q : {ctx_.point_reml(), ctx_.point_ml()})
+      if (lambda == ctx_.point_lambda(q)) return evaluate_point(q, kmax);
+    kernels::inverse_weights(ctx_.d(), lambda, n_, h_.data());
+    kernels::powered_sums(h_.data(), xp_.data(), n_, n_, m_, kmax, xs_.data());
+    ctx_.wy().weighted_sums(h_.data(), kmax, wys_.data());
+    ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
+    scatter_x(xs_.data(), kmax);
+    project(S_.data(), m_, kmax, c_, proj_);
+    kernels::weight_moments(h_.data(), n_, &spec_.sum_h, &spec_.sum_h2);
+    spec_.log1p = NAN;  // computed on demand
+    cached_lambda_ = lambda;
+    cached_kmax_ = kmax;
+    return proj_;
+  }
+
+  double log1p_at_cached() {
+    if (std::isnan(spec_.log1p))
+      spec_.log1p = kernels::log1p_scaled_sum(ctx_.d(), cached_lambda_, n_);
+    return spec_.log1p;
+  }
+
+  double value(bool reml, const Projection& p, double log1p) const {
+    return reml ? reml_loglik(double(n_ - c_ - 1), log1p, logdet_gram_, p)
+                : ml_loglik(double(n_), log1p, p);
+  }
+  Derivatives derivatives(bool reml, double lambda, const Projection& p) const {
+    return reml ? reml_derivatives(lambda, double(n_ - c_ - 1), spec_, p)
+                : ml_derivatives(lambda, double(n_), spec_, p);
+  }
+
+  // dev1 on the grid for both criteria, and both criteria at the bounds.
+  void scan_grid() {
+    const int G = ctx_.n_grid();
+    for (int g = 0; g < G; ++g) {
+      const Projection& p = evaluate_point(g, 2);
+      dev_reml_[g] = derivatives(true, ctx_.point_lambda(g), p).dev1;
+      dev_ml_[g] = derivatives(false, ctx_.point_lambda(g), p).dev1;
+      if (g == 0 || g == G - 1) {
+        const int side = g == 0 ? 0 : 1;
+        bound_reml_[side] = value(true, p, spec_.log1p);
+        bound_ml_[side] = value(false, p, spec_.log1p);
+      }
+    }
+    cached_lambda_ = NAN;
+  }
+
+  Optimum maximise(bool reml) {
+    const ScanOptions& opt = ctx_.options();
+    const double start = reml ? ctx_.null().lambda_remle : ctx_.null().lambda_mle;
+    const double* bounds = reml ? bound_reml_ : bound_ml_;
+    return maximise_lambda(
+        ctx_.grid(), reml ? dev_reml_.data() : dev_ml_.data(), start, opt.lambda,
+        [&](double lam) { return derivatives(reml, lam, at(lam, 3)); },
+        [&]() { return value(reml, proj_, log1p_at_cached()); },
+        [&](int which) { return bounds[which]; });
+  }
+
+  const ScanContext& ctx_;
+  Eigen::Index n_;
+  int c_, m_;
+  std::vector<double> xp_, h_, xs_, wys_, S_, dev_reml_, dev_ml_;
+  double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
+  double logdet_gram_ = NAN;
+  Projection proj_;
+  SpectralSums spec_;
+  double cached_lambda_ = NAN;
+  int cached_kmax_ = 0;
+};
+
+// Scan the b SNPs of UtX (n, b), column-major with leading dimension ldx,
+// writing row j of `out` (b, kResultColumns), column-major with leading
+// dimension ldo.  Runs on `threads` threads (>= 1); the result does not
+// depend on the thread count.
+inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index ldx,
+                       Eigen::Index b, double* out, Eigen::Index ldo, int threads) {
+  threads = std::max(1, std::min<int>(threads, static_cast<int>((b + 15) / 16)));
+  std::atomic<Eigen::Index> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&]() {
+    try {
+      SnpWorker worker(ctx);
+      constexpr Eigen::Index kChunk = 16;
+      for (;;) {
+        const Eigen::Index start = next.fetch_add(kChunk);
+        if (start >= b) break;
+        const Eigen::Index stop = std::min(b, start + kChunk);
+        for (Eigen::Index j = start; j < stop; ++j) worker.run(UtX + j * ldx, out + j, ldo);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next.store(b);
+    }
+  };
+  if (threads == 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(work);
+    for (auto& th : pool) th.join();
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace lmmscan

@@ -1,0 +1,109 @@
+"""Genotype sources: anything that yields blocks of SNPs for the analysed samples.
+
+A source has ``n_samples`` and ``n_snps``, a ``snps`` table (chr, rs, ps,
+allele1, allele0: allele1 is the counted allele) and ``read(start, stop,
+samples=None)`` returning a float64 array (samples x SNPs) with NaN for
+missing calls.  Sources never hold all genotypes in memory unless they were
+given an in-memory array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+
+SNP_COLUMNS = ["chr", "rs", "ps", "allele1", "allele0"]
+
+
+@runtime_checkable
+class GenotypeSource(Protocol):
+    """What lmmscan needs from a genotype file or array."""
+
+    @property
+    def n_samples(self) -> int: ...
+
+    @property
+    def n_snps(self) -> int: ...
+
+    @property
+    def snps(self) -> pd.DataFrame: ...
+
+    def read(
+        self, start: int, stop: int, samples: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+
+class ArrayGenotypes:
+    """An in-memory genotype matrix (samples x SNPs) as a source.
+
+    ``snps`` defaults to chr "-9", rs "snp<i>", ps -9 and alleles "-9", as
+    GEMMA writes for BIMBAM files without an annotation.
+    """
+
+    def __init__(self, genotypes: np.ndarray, snps: pd.DataFrame | None = None) -> None:
+        g = np.asarray(genotypes, dtype=np.float64)
+        if g.ndim != 2:
+            raise InputError(f"genotypes must be a 2-D array (samples x SNPs), got shape {g.shape}")
+        if np.isinf(g).any():
+            raise InputError("genotypes contain infinite values (use NaN for missing)")
+        self._g = g
+        if snps is None:
+            m = g.shape[1]
+            snps = pd.DataFrame(
+                {
+                    "chr": ["-9"] * m,
+                    "rs": [f"snp{i + 1}" for i in range(m)],
+                    "ps": np.full(m, -9, dtype=np.int64),
+                    "allele1": ["-9"] * m,
+                    "allele0": ["-9"] * m,
+                }
+            )
+        elif len(snps) != g.shape[1]:
+            raise InputError(
+                f"snps has {len(snps)} rows but genotypes has {g.shape[1]} columns"
+            )
+        self._snps = snps.reset_index(drop=True)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._g.shape[0])
+
+    @property
+    def n_snps(self) -> int:
+        return int(self._g.shape[1])
+
+    @property
+    def snps(self) -> pd.DataFrame:
+        return self._snps
+
+    def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        block = self._g[:, start:stop]
+        if samples is not None:
+            block = block[samples]
+        return np.array(block, dtype=np.float64, order="C")
+
+
+def as_source(genotypes: object) -> GenotypeSource:
+    """A genotype source from a source or a (samples x SNPs) array."""
+    if isinstance(genotypes, GenotypeSource) and not isinstance(genotypes, np.ndarray):
+        return genotypes
+    return ArrayGenotypes(np.asarray(genotypes))
+
+
+def iter_blocks(
+    source: GenotypeSource, block_size: int, samples: np.ndarray | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield (start, stop, block) over the SNPs of a source."""
+    for start in range(0, source.n_snps, block_size):
+        stop = min(source.n_snps, start + block_size)
+        yield start, stop, source.read(start, stop, samples)
+
+
+def default_block_size(n_samples: int, budget_bytes: int = 64 << 20) -> int:
+    """SNPs per block so that one float64 block stays near ``budget_bytes``."""
+    return int(max(64, min(8192, budget_bytes // (8 * max(1, n_samples)))))

@@ -1,0 +1,182 @@
+"""PLINK 1 binary filesets (.bed/.bim/.fam) as a lazy genotype source."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+
+_BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major
+
+
+def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(f"{what} file not found", path=str(path))
+    try:
+        table = pd.read_csv(
+            path, sep=r"\s+", header=None, dtype=str, engine="c", keep_default_na=False
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{what} file is empty", path=str(path)) from None
+    except pd.errors.ParserError as exc:
+        raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
+    if table.shape[1] < ncols:
+        raise InputError(
+            f"{what} file has {table.shape[1]} columns, expected at least {ncols}",
+            path=str(path),
+        )
+    return table
+
+
+class BadToken(ValueError):
+    """A token that is not a number; ``index`` is its 0-based position."""
+
+    def __init__(self, index: int, token: str) -> None:
+        super().__init__(f"{token!r} is not a number")
+        self.index = index
+        self.token = token
+
+
+def parse_phenotype(tokens: pd.Series | np.ndarray, *, minus9_missing: bool) -> np.ndarray:
+    """Phenotype or covariate tokens to float64 with NaN for missing, as GEMMA reads them.
+
+    ``NA`` is missing; so is -9 when ``minus9_missing`` (the .fam column).
+    Raises :class:`BadToken` on a non-numeric token.
+    """
+    s = pd.Series(np.asarray(tokens, dtype=object))
+    na = (s == "NA").to_numpy()
+    values = np.array(pd.to_numeric(s.mask(na), errors="coerce"), dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(values) & ~na)
+    for i in bad:
+        tok = str(s.iloc[i])
+        if tok.lower() not in ("nan", "+nan", "-nan"):
+            raise BadToken(int(i), tok)
+    if minus9_missing:
+        values[values == -9] = np.nan
+    return values
+
+
+class PlinkGenotypes:
+    """A PLINK .bed/.bim/.fam fileset, read block by block with bed-reader.
+
+    Genotypes count the .bim column-5 allele (``allele1``, as GEMMA), as
+    float64 with NaN for missing.  ``samples`` has fid, iid and the .fam
+    phenotype (``phenotype``: NA and -9 missing); ``snps`` has chr, rs, ps,
+    allele1, allele0.
+    """
+
+    def __init__(self, prefix: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
+        prefix = str(prefix)
+        for ext in (".bed", ".bim", ".fam"):
+            if prefix.endswith(ext):
+                prefix = prefix[: -len(ext)]
+        self.prefix = prefix
+        self.bed_path = Path(prefix + ".bed")
+        fam = _read_table(Path(prefix + ".fam"), 6, ".fam")
+        bim = _read_table(Path(prefix + ".bim"), 6, ".bim")
+        self._fam_raw = fam
+        try:
+            pheno = parse_phenotype(fam[5], minus9_missing=True)
+        except BadToken as exc:
+            raise InputError(
+                f"phenotype {exc.token!r} is not a number", path=prefix + ".fam",
+                line=exc.index + 1, column=6,
+            ) from None
+        self._samples = pd.DataFrame({"fid": fam[0], "iid": fam[1], "phenotype": pheno})
+        try:
+            ps = pd.to_numeric(bim[3], errors="raise").to_numpy(dtype=np.int64)
+        except ValueError:
+            bad = int(np.flatnonzero(pd.to_numeric(bim[3], errors="coerce").isna())[0])
+            raise InputError(
+                f"position {bim[3][bad]!r} is not an integer", path=prefix + ".bim", line=bad + 1, column=4
+            ) from None
+        self._snps = pd.DataFrame(
+            {"chr": bim[0], "rs": bim[1], "ps": ps, "allele1": bim[4], "allele0": bim[5]}
+        )
+        self._check_bed()
+        self._num_threads = num_threads
+        self._bed = None
+
+    def _check_bed(self) -> None:
+        path = self.bed_path
+        if not path.exists():
+            raise InputError(".bed file not found", path=str(path))
+        with open(path, "rb") as fh:
+            magic = fh.read(3)
+        if magic != _BED_MAGIC:
+            raise InputError(
+                "not a SNP-major PLINK .bed file (wrong magic bytes)", path=str(path)
+            )
+        expected = 3 + self.n_snps * ((self.n_samples + 3) // 4)
+        size = path.stat().st_size
+        if size != expected:
+            raise InputError(
+                f"size {size} bytes does not match {self.n_samples} samples (.fam) x "
+                f"{self.n_snps} SNPs (.bim): expected {expected} bytes",
+                path=str(path),
+            )
+
+    def _open(self):
+        if self._bed is None:
+            from bed_reader import open_bed
+
+            self._bed = open_bed(
+                self.bed_path,
+                iid_count=self.n_samples,
+                sid_count=self.n_snps,
+                count_A1=True,
+                num_threads=self._num_threads,
+                skip_format_check=True,
+            )
+        return self._bed
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_bed"] = None
+        return state
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._samples)
+
+    @property
+    def n_snps(self) -> int:
+        return len(self._snps)
+
+    @property
+    def snps(self) -> pd.DataFrame:
+        return self._snps
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return self._samples
+
+    @property
+    def phenotype(self) -> np.ndarray:
+        """The .fam column-6 phenotype (NaN for NA or -9)."""
+        return self._samples["phenotype"].to_numpy()
+
+    def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        """Genotypes of SNPs start..stop-1 (samples x SNPs, C order, NaN missing)."""
+        if samples is None:
+            rows: slice | np.ndarray = slice(None)
+        else:
+            rows = np.asarray(samples)
+            if rows.dtype == bool:
+                rows = np.flatnonzero(rows)
+        block = self._open().read(index=np.s_[rows, start:stop], dtype="float64", order="F")
+        return np.ascontiguousarray(block)
+
+
+def read_plink(prefix: str | os.PathLike[str], *, num_threads: int | None = None) -> PlinkGenotypes:
+    """Open a PLINK .bed/.bim/.fam fileset lazily.
+
+    ``prefix`` is the path without extension (``data/mouse`` for
+    ``data/mouse.bed``).  Nothing but the .bim/.fam tables is read until
+    blocks are requested.
+    """
+    return PlinkGenotypes(prefix, num_threads=num_threads)

@@ -1,0 +1,238 @@
+"""Genome-wide scans: every SNP tested as an extra fixed effect, as GEMMA -lmm."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.special
+
+from . import _core
+from ._errors import InputError
+from .filters import FilterCounts, gemma_filter, impute_mean
+from .genotypes import as_source, default_block_size
+from .model import NullModel, fit_null
+
+Test = Literal["wald", "lrt", "score", "all"]
+
+LEADING = ["chr", "rs", "ps", "n_miss", "allele1", "allele0", "af"]
+TEST_COLUMNS: dict[str, list[str]] = {
+    "wald": ["beta", "se", "logl_H1", "l_remle", "p_wald"],
+    "lrt": ["logl_H1", "l_mle", "p_lrt"],
+    "score": ["beta", "se", "p_score"],
+    "all": ["beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"],
+}
+_RES = {name: i for i, name in enumerate(_core.RESULT_COLUMNS)}
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class ScanReport:
+    """What a scan did: SNP counts per filter and seconds per phase."""
+
+    filters: FilterCounts = field(default_factory=FilterCounts)
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(["read", "filter", "rotate", "tests"], 0.0)
+    )
+
+
+def p_values(raw: np.ndarray, test: str, df: int, logl_mle_null: float) -> dict[str, np.ndarray]:
+    """GEMMA's columns from the core's raw results (b, RESULT_COLUMNS)."""
+    col = {name: raw[:, i] for name, i in _RES.items()}
+    out: dict[str, np.ndarray] = {}
+    if test in ("wald", "all"):
+        out["beta"], out["se"] = col["beta"], col["se"]
+    elif test == "score":
+        out["beta"], out["se"] = col["beta_score"], col["se_score"]
+    if test == "wald":
+        out["logl_H1"] = col["logl_reml"]
+    elif test in ("lrt", "all"):
+        out["logl_H1"] = col["logl_mle"]
+    if test in ("wald", "all"):
+        out["l_remle"] = col["l_remle"]
+    if test in ("lrt", "all"):
+        out["l_mle"] = col["l_mle"]
+    if test in ("wald", "all"):
+        out["p_wald"] = scipy.special.fdtrc(1.0, df, col["f_wald"])
+    if test in ("lrt", "all"):
+        stat = 2.0 * (col["logl_mle"] - logl_mle_null)
+        out["p_lrt"] = np.where(stat < 0, 1.0, scipy.special.chdtrc(1.0, np.maximum(stat, 0.0)))
+    if test in ("score", "all"):
+        out["p_score"] = scipy.special.fdtrc(1.0, df, col["f_score"])
+    return {name: out[name] for name in TEST_COLUMNS[test]}
+
+
+class BlockScanner:
+    """Filters, imputes, rotates and tests blocks of SNPs against a null model."""
+
+    def __init__(
+        self,
+        null: NullModel,
+        test: Test = "all",
+        *,
+        maf: float | None = 0.01,
+        miss: float = 0.05,
+        r2: float = 0.9999,
+        threads: int | None = None,
+    ) -> None:
+        if test not in TEST_COLUMNS:
+            raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
+        self.null = null
+        self.test = test
+        self.maf, self.miss, self.r2 = maf, miss, r2
+        self.threads = threads or default_threads()
+        if self.threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        b = null.bounds
+        self._core = _core.Scanner(
+            null.spectral.d,
+            null.UtW,
+            null.Uty,
+            null.fit,
+            wald=test in ("wald", "all"),
+            lrt=test in ("lrt", "all"),
+            score=test in ("score", "all"),
+            l_min=b.l_min,
+            l_max=b.l_max,
+            n_region=b.n_region,
+        )
+        self.df = null.n_analyzed - null.n_covariates - 1
+
+    def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
+        """Test the columns of X (analysed samples x SNPs, NaN missing).
+
+        Returns (keep mask, columns) with columns n_miss, af and the test's.
+        """
+        t0 = time.perf_counter()
+        keep, n_miss, af, counts = gemma_filter(
+            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2
+        )
+        t1 = time.perf_counter()
+        idx = np.flatnonzero(keep)
+        Xk = impute_mean(X[:, idx], af[idx])
+        UtX = self.null.spectral.rotate_rows(Xk)
+        t2 = time.perf_counter()
+        raw = self._core.scan(UtX, self.threads)
+        t3 = time.perf_counter()
+        cols = {"n_miss": n_miss[idx], "af": af[idx]}
+        cols.update(p_values(raw, self.test, self.df, self.null.loglik_ml))
+        if report is not None:
+            report.filters.add(counts)
+            report.seconds["filter"] += t1 - t0
+            report.seconds["rotate"] += t2 - t1
+            report.seconds["tests"] += t3 - t2
+        return keep, cols
+
+
+def scan(
+    genotypes: object,
+    y: object = None,
+    *,
+    kinship: object = None,
+    covariates: object = None,
+    null_model: NullModel | None = None,
+    test: Test = "all",
+    maf: float | None = 0.01,
+    miss: float = 0.05,
+    r2: float = 0.9999,
+    threads: int | None = None,
+    block_size: int | None = None,
+    report: ScanReport | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Test every SNP as an extra fixed effect in the linear mixed model.
+
+    Parameters
+    ----------
+    genotypes
+        (samples x SNPs) array with NaN for missing, or a source such as
+        :func:`lmmscan.read_plink`.  Values are allele counts (GEMMA: the
+        .bim column-5 allele); they are not centred.
+    y
+        Phenotype, one value per sample, NaN for missing.  Not needed when
+        ``null_model`` is given.
+    kinship, covariates
+        As for :func:`lmmscan.fit_null`; ignored when ``null_model`` is given.
+    null_model
+        A fitted :class:`NullModel` to reuse (its samples and eigenvectors).
+    test
+        ``"wald"`` (GEMMA -lmm 1), ``"lrt"`` (-lmm 2), ``"score"`` (-lmm 3)
+        or ``"all"`` (-lmm 4).
+    maf, miss, r2
+        GEMMA's SNP filters on the analysed samples.
+    threads
+        Threads for the per-SNP tests (default: the usable cores).
+    block_size
+        SNPs per block (memory: samples x block_size doubles).
+    report
+        A :class:`ScanReport` to fill with filter counts and timings.
+
+    Returns a DataFrame with GEMMA's columns for ``test``: chr rs ps n_miss
+    allele1 allele0 af, then beta se logl_H1 l_remle l_mle p_wald p_lrt
+    p_score as the test has them; one row per analysed SNP, in file order.
+    """
+    source = as_source(genotypes)
+    if null_model is None:
+        if y is None or kinship is None:
+            raise InputError("scan needs y and kinship (or a fitted null_model)")
+        if np.asarray(y).shape[0] != source.n_samples:
+            raise InputError(
+                f"y has {np.asarray(y).shape[0]} values but genotypes have "
+                f"{source.n_samples} samples"
+            )
+        null_model = fit_null(y, covariates, kinship=kinship)
+    elif null_model.analyzed.shape[0] != source.n_samples:
+        raise InputError(
+            f"null_model was fitted on {null_model.analyzed.shape[0]} samples but genotypes "
+            f"have {source.n_samples}"
+        )
+    report = report if report is not None else ScanReport()
+    scanner = BlockScanner(null_model, test, maf=maf, miss=miss, r2=r2, threads=threads)
+    block_size = block_size or default_block_size(null_model.n_analyzed)
+    if block_size < 1:
+        raise InputError(f"block_size must be positive, got {block_size}")
+    samples = np.flatnonzero(null_model.analyzed)
+    parts: list[dict] = []
+    keeps: list[np.ndarray] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=source.n_snps, unit="SNP", unit_scale=True, leave=False)
+    for start in range(0, source.n_snps, block_size):
+        stop = min(source.n_snps, start + block_size)
+        t0 = time.perf_counter()
+        X = source.read(start, stop, samples)
+        report.seconds["read"] += time.perf_counter() - t0
+        keep, cols = scanner.scan(X, report)
+        keeps.append(keep)
+        parts.append(cols)
+        if bar is not None:
+            bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    keep_all = np.concatenate(keeps) if keeps else np.zeros(0, dtype=bool)
+    snps = source.snps.loc[keep_all].reset_index(drop=True)
+    table = pd.DataFrame({name: snps[name] for name in ["chr", "rs", "ps"]})
+    columns = ["n_miss", "af", *TEST_COLUMNS[test]]
+    merged = {
+        name: (np.concatenate([p[name] for p in parts]) if parts else np.zeros(0))
+        for name in columns
+    }
+    table["n_miss"] = merged["n_miss"].astype(np.int64)
+    table["allele1"] = snps["allele1"]
+    table["allele0"] = snps["allele0"]
+    table["af"] = merged["af"]
+    for name in TEST_COLUMNS[test]:
+        table[name] = merged[name]
+    return table
