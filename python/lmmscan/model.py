@@ -178,7 +178,8 @@ def fit_null(
     y: object,
     covariates: object | None = None,
     *,
-    kinship: object,
+    kinship: object = None,
+    spectral: Spectral | None = None,
     bounds: LambdaBounds | None = None,
 ) -> NullModel:
     """Fit the null linear mixed model y = W a + g + e, g ~ N(0, vg K), e ~ N(0, ve I).
@@ -194,6 +195,10 @@ def fit_null(
         (samples, samples) relatedness matrix over the same samples, e.g.
         from :func:`lmmscan.kinship`.  It is restricted to the analysed
         samples and double-centred, as GEMMA does.
+    spectral
+        Instead of ``kinship``: the eigendecomposition of the (restricted,
+        double-centred) kinship of exactly the analysed samples, e.g.
+        ``other_model.spectral`` of a phenotype with the same missingness.
     bounds
         The lambda search range and grid (GEMMA's defaults 1e-5, 1e5, 10).
 
@@ -203,9 +208,16 @@ def fit_null(
     bounds = bounds or LambdaBounds()
     y_arr = np.asarray(y, dtype=np.float64)
     mask, y_an, W, _, intercept_added = analysed_samples(y_arr, covariates)
-    K = check_kinship(kinship, y_arr.shape[0])
-    Kc = double_centre(K[np.ix_(mask, mask)])
-    spectral = Spectral.from_kinship(Kc)
+    if spectral is None:
+        if kinship is None:
+            raise InputError("fit_null needs a kinship (or a spectral decomposition)")
+        K = check_kinship(kinship, y_arr.shape[0])
+        Kc = double_centre(K[np.ix_(mask, mask)])
+        spectral = Spectral.from_kinship(Kc)
+    elif spectral.d.shape[0] != int(mask.sum()):
+        raise InputError(
+            f"spectral has {spectral.d.shape[0]} samples but {int(mask.sum())} are analysed"
+        )
     fit, UtW, Uty = _fit_spectral(y_an, W, spectral, bounds)
     return NullModel(
         lambda_=fit.lambda_remle,

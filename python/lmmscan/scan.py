@@ -108,10 +108,14 @@ class BlockScanner:
         )
         self.df = null.n_analyzed - null.n_covariates - 1
 
-    def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
-        """Test the columns of X (analysed samples x SNPs, NaN missing).
+    def prepare(
+        self, X: np.ndarray, report: ScanReport | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Filter, impute and rotate a block X (analysed samples x SNPs, NaN missing).
 
-        Returns (keep mask, columns) with columns n_miss, af and the test's.
+        Returns (keep, n_miss, af, UtX) with n_miss and af of the kept SNPs and
+        UtX (kept, n) their rotated genotypes.  Phenotypes sharing the analysed
+        samples, covariates and kinship can share one prepared block.
         """
         t0 = time.perf_counter()
         keep, n_miss, af, counts = gemma_filter(
@@ -121,16 +125,28 @@ class BlockScanner:
         idx = np.flatnonzero(keep)
         Xk = impute_mean(X[:, idx], af[idx])
         UtX = self.null.spectral.rotate_rows(Xk)
-        t2 = time.perf_counter()
-        raw = self._core.scan(UtX, self.threads)
-        t3 = time.perf_counter()
-        cols = {"n_miss": n_miss[idx], "af": af[idx]}
-        cols.update(p_values(raw, self.test, self.df, self.null.loglik_ml))
         if report is not None:
             report.filters.add(counts)
             report.seconds["filter"] += t1 - t0
-            report.seconds["rotate"] += t2 - t1
-            report.seconds["tests"] += t3 - t2
+            report.seconds["rotate"] += time.perf_counter() - t1
+        return keep, n_miss[idx], af[idx], UtX
+
+    def test_rotated(self, UtX: np.ndarray, report: ScanReport | None = None) -> dict:
+        """The test's columns (GEMMA names) for rotated SNPs UtX (b, n)."""
+        t0 = time.perf_counter()
+        raw = self._core.scan(UtX, self.threads)
+        if report is not None:
+            report.seconds["tests"] += time.perf_counter() - t0
+        return p_values(raw, self.test, self.df, self.null.loglik_ml)
+
+    def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
+        """Test the columns of X (analysed samples x SNPs, NaN missing).
+
+        Returns (keep mask, columns) with columns n_miss, af and the test's.
+        """
+        keep, n_miss, af, UtX = self.prepare(X, report)
+        cols = {"n_miss": n_miss, "af": af}
+        cols.update(self.test_rotated(UtX, report))
         return keep, cols
 
 
