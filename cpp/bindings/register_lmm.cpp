@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include <lmmscan/null_model.hpp>
 #include <lmmscan/scan.hpp>
 
@@ -31,32 +33,71 @@ void check_shapes(const ConstVec& d, const ConstMat& UtW, const ConstVec& Uty) {
     throw py::value_error("d, UtW and Uty must have the same number of rows");
   if (!d.allFinite() || !UtW.allFinite() || !Uty.allFinite())
     throw py::value_error("d, UtW and Uty must be finite");
+  if (UtW.cols() < 1) throw py::value_error("UtW needs at least one column (the intercept)");
+}
+
+// The zero-eigenvalue complement: n_total samples and C (c+1, c+1), the Gram
+// matrix of (W, y) on the directions orthogonal to the k given ones.
+struct ComplementArg {
+  Eigen::Index n_total = 0;
+  RowMajorMatrix gram;
+  lmmscan::Complement view() const {
+    lmmscan::Complement c;
+    c.n = n_total;
+    c.gram = n_total > 0 ? gram.data() : nullptr;
+    return c;
+  }
+};
+
+ComplementArg complement_arg(const ConstVec& d, const ConstMat& UtW, Eigen::Index n_total,
+                             const std::optional<RowMajorMatrix>& gram) {
+  ComplementArg out;
+  if (n_total == 0 && !gram) return out;
+  if (n_total < d.size()) throw py::value_error("n_total must be at least len(d)");
+  const Eigen::Index m = UtW.cols() + 1;
+  out.n_total = n_total;
+  out.gram = gram ? *gram : RowMajorMatrix::Zero(m, m);
+  if (out.gram.rows() != m || out.gram.cols() != m)
+    throw py::value_error("complement must be (c + 1, c + 1)");
+  if (!out.gram.allFinite()) throw py::value_error("complement must be finite");
+  return out;
 }
 
 // Owns the rotated data the ScanContext points into.
 class Scanner {
  public:
   Scanner(ConstVec d, ConstMat UtW, ConstVec Uty, const lmmscan::NullFit& null, bool wald,
-          bool lrt, bool score, double l_min, double l_max, int n_region)
+          bool lrt, bool score, double l_min, double l_max, int n_region, Eigen::Index n_total,
+          std::optional<RowMajorMatrix> complement)
       : d_(d), W_(UtW), y_(Uty) {
     check_shapes(d, UtW, Uty);
+    comp_ = complement_arg(d, UtW, n_total, complement);
     lmmscan::ScanOptions opt;
     opt.lambda = lambda_options(l_min, l_max, n_region);
     opt.wald = wald;
     opt.lrt = lrt;
     opt.score = score;
     ctx_ = std::make_unique<lmmscan::ScanContext>(d_.data(), W_.data(), y_.data(), d_.size(),
-                                                  static_cast<int>(W_.cols()), null, opt);
+                                                  static_cast<int>(W_.cols()), null, opt,
+                                                  comp_.view());
   }
 
-  Eigen::MatrixXd scan(ConstRowMat UtX, int threads) const {
+  Eigen::MatrixXd scan(ConstRowMat UtX, std::optional<ConstRowMat> comp, int threads) const {
     if (UtX.cols() != ctx_->n())
-      throw py::value_error("UtX must have one column per analysed sample");
+      throw py::value_error("UtX must have one column per rotated direction");
+    if (threads < 1) throw py::value_error("threads must be at least 1");
+    const double* comp_ptr = nullptr;
+    if (ctx_->has_complement()) {
+      if (!comp || comp->rows() != UtX.rows() || comp->cols() != ctx_->m())
+        throw py::value_error("comp must be (b, c + 2): each SNP's complement entries");
+      comp_ptr = comp->data();
+    }
+    if (!UtX.allFinite()) throw py::value_error("UtX must be finite");
     Eigen::MatrixXd out(UtX.rows(), lmmscan::kResultColumns);
     {
       py::gil_scoped_release release;
-      lmmscan::scan_block(*ctx_, UtX.data(), UtX.outerStride(), UtX.rows(), out.data(),
-                          out.rows(), threads);
+      lmmscan::scan_block(*ctx_, UtX.data(), UtX.outerStride(), UtX.rows(), comp_ptr,
+                          out.data(), out.rows(), threads);
     }
     return out;
   }
@@ -65,6 +106,7 @@ class Scanner {
   Eigen::VectorXd d_;
   Eigen::MatrixXd W_;
   Eigen::VectorXd y_;
+  ComplementArg comp_;
   std::unique_ptr<lmmscan::ScanContext> ctx_;
 };
 
@@ -95,26 +137,31 @@ void register_lmm(py::module_& m) {
 
   m.def(
       "fit_null",
-      [](ConstVec d, ConstMat UtW, ConstVec Uty, double l_min, double l_max, int n_region) {
+      [](ConstVec d, ConstMat UtW, ConstVec Uty, double l_min, double l_max, int n_region,
+         Eigen::Index n_total, std::optional<RowMajorMatrix> complement) {
         check_shapes(d, UtW, Uty);
         const auto opt = lambda_options(l_min, l_max, n_region);
+        const ComplementArg comp = complement_arg(d, UtW, n_total, complement);
         py::gil_scoped_release release;
         return lmmscan::fit_null(d.data(), UtW.data(), Uty.data(), d.size(),
-                                 static_cast<int>(UtW.cols()), opt);
+                                 static_cast<int>(UtW.cols()), opt, comp.view());
       },
       py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
       py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5, py::arg("n_region") = 10,
-      "Fit the null model from eigenvalues d (n,), rotated covariates UtW (n, c; "
-      "Fortran order) and rotated phenotype Uty (n,).");
+      py::arg("n_total") = 0, py::arg("complement") = py::none(),
+      "Fit the null model from eigenvalues d (k,), rotated covariates UtW (k, c; "
+      "Fortran order) and rotated phenotype Uty (k,).  With k < n samples, n_total = n "
+      "and complement = the (c+1, c+1) Gram matrix of (W, y) on the other directions.");
 
   m.def(
       "null_loglik",
-      [](ConstVec d, ConstMat UtW, ConstVec Uty, double lambda) {
+      [](ConstVec d, ConstMat UtW, ConstVec Uty, double lambda, Eigen::Index n_total,
+         std::optional<RowMajorMatrix> complement) {
         check_shapes(d, UtW, Uty);
-        if (UtW.cols() < 1 || d.size() < UtW.cols() + 2)
-          throw py::value_error("need 1 <= c and n >= c + 2");
+        const ComplementArg comp = complement_arg(d, UtW, n_total, complement);
         lmmscan::NullEvaluator ev(d.data(), UtW.data(), Uty.data(), d.size(),
-                                  static_cast<int>(UtW.cols()));
+                                  static_cast<int>(UtW.cols()), comp.view());
+        if (ev.total() < UtW.cols() + 2) throw py::value_error("need n >= c + 2");
         const lmmscan::Projection& p = ev.evaluate(lambda, 3);
         const auto ml = ev.ml_dev(p), reml = ev.reml_dev(p);
         py::dict out;
@@ -128,20 +175,23 @@ void register_lmm(py::module_& m) {
         return out;
       },
       py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
-      py::arg("lambda_"),
+      py::arg("lambda_"), py::arg("n_total") = 0, py::arg("complement") = py::none(),
       "GEMMA's ML and REML log-likelihoods of the null model and their first two "
       "derivatives in lambda, at one lambda (for checks against dense formulas).");
 
   py::class_<Scanner>(m, "Scanner", "Per-SNP tests against a fitted null model")
       .def(py::init<ConstVec, ConstMat, ConstVec, const lmmscan::NullFit&, bool, bool, bool,
-                    double, double, int>(),
+                    double, double, int, Eigen::Index, std::optional<RowMajorMatrix>>(),
            py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
            py::arg("null"), py::arg("wald") = true, py::arg("lrt") = true,
            py::arg("score") = true, py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5,
-           py::arg("n_region") = 10)
-      .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("threads") = 1,
-           "Test the SNPs of UtX (b, n; C order, one rotated SNP per row); returns (b, "
-           "len(RESULT_COLUMNS)).");
+           py::arg("n_region") = 10, py::arg("n_total") = 0,
+           py::arg("complement") = py::none())
+      .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("comp") = py::none(),
+           py::arg("threads") = 1,
+           "Test the SNPs of UtX (b, k; C order, one rotated SNP per row); with a "
+           "complement, comp (b, c + 2) holds each SNP's x'(I - UU')v for v = W..., x, y. "
+           "Returns (b, len(RESULT_COLUMNS)).");
 
   m.attr("RESULT_COLUMNS") =
       py::make_tuple("beta", "se", "logl_reml", "logl_mle", "l_remle", "l_mle", "f_wald",

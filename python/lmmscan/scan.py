@@ -134,7 +134,7 @@ class BlockScanner:
     def test_rotated(self, UtX: np.ndarray, report: ScanReport | None = None) -> dict:
         """The test's columns (GEMMA names) for rotated SNPs UtX (b, n)."""
         t0 = time.perf_counter()
-        raw = self._core.scan(UtX, self.threads)
+        raw = self._core.scan(UtX, None, self.threads)
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
         return p_values(raw, self.test, self.df, self.null.loglik_ml)

@@ -80,11 +80,27 @@ struct NullFit {
   int evaluations = 0;
 };
 
+// The eigen-directions a model is evaluated on.  The first k directions carry
+// the eigenvalues d (k,) and the rotated data; the other n - k directions
+// (k < n: a low-rank kinship, or the within-group contrasts of K = D D')
+// have eigenvalue 0, so every weight h there is 1 and they enter only
+// through the complement Gram matrix C = V' (I - U U') V of the data vectors.
+struct Complement {
+  Eigen::Index n = 0;           // total samples (n >= k)
+  const double* gram = nullptr; // (m, m) row-major C of the null vectors (W, y); null if n == k
+};
+
 // Evaluates the null model (vectors W, y) at any lambda.
 class NullEvaluator {
  public:
-  NullEvaluator(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c)
-      : d_(d), n_(n), c_(c), m_(c + 1), V_(static_cast<size_t>(n) * (c + 1)) {
+  // d: (k,), UtW: (k, c) column-major, Uty: (k,); `comp` as above (comp.n = 0
+  // means full rank, n = k).
+  NullEvaluator(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c,
+                const Complement& comp = {})
+      : d_(d), n_(n), N_(comp.n > 0 ? comp.n : n), c_(c), m_(c + 1),
+        V_(static_cast<size_t>(n) * (c + 1)), C_(static_cast<size_t>(c + 1) * (c + 1), 0.0) {
+    if (N_ < n_) throw std::invalid_argument("complement: total samples below the rank");
+    if (comp.gram != nullptr) std::copy(comp.gram, comp.gram + C_.size(), C_.begin());
     std::copy(UtW, UtW + n * c, V_.begin());
     std::copy(Uty, Uty + n, V_.begin() + n * c);
     gram_ = std::make_unique<PairGram>(V_.data(), n, m_);
@@ -97,7 +113,15 @@ class NullEvaluator {
     gram_->plain_sums(plain.data());
     std::vector<double> G(m_ * m_, 0.0);
     gram_->scatter(plain.data(), 1, identity_.data(), m_, G.data());
+    add_complement(G.data(), 1);
     logdet_gram_ = gram_logdet(G.data(), m_);
+  }
+
+  // S_k += C for k < kmax (upper triangles): h = 1 on the complement.
+  void add_complement(double* S, int kmax) const {
+    for (int k = 0; k < kmax; ++k)
+      for (int a = 0; a < m_; ++a)
+        for (int b = a; b < m_; ++b) S[k * m_ * m_ + a * m_ + b] += C_[a * m_ + b];
   }
 
   // Full evaluation at lambda; results kept as the "last" point.
@@ -105,8 +129,11 @@ class NullEvaluator {
     kernels::inverse_weights(d_, lambda, n_, h_.data());
     gram_->weighted_sums(h_.data(), kmax, sums_.data());
     gram_->scatter(sums_.data(), kmax, identity_.data(), m_, S_.data());
+    add_complement(S_.data(), kmax);
     project(S_.data(), m_, kmax, -1, proj_);
     kernels::weight_moments(h_.data(), n_, &spec_.sum_h, &spec_.sum_h2);
+    spec_.sum_h += double(N_ - n_);
+    spec_.sum_h2 += double(N_ - n_);
     spec_.log1p = kernels::log1p_scaled_sum(d_, lambda, n_);
     lambda_ = lambda;
     return proj_;
@@ -121,31 +148,32 @@ class NullEvaluator {
     for (int p = 0; p < gram_->pairs(); ++p) {
       const int a = gram_->pair_a(p), b = gram_->pair_b(p);
       if (b < c_) {
-        WHW(a, b) = WHW(b, a) = sums_[p];
+        WHW(a, b) = WHW(b, a) = sums_[p] + C_[a * m_ + b];
       } else if (a < c_) {
-        WHy(a) = sums_[p];
+        WHy(a) = sums_[p] + C_[a * m_ + b];
       }
     }
   }
 
-  double ml(const Projection& p) const { return ml_loglik(double(n_), spec_.log1p, p); }
+  double ml(const Projection& p) const { return ml_loglik(double(N_), spec_.log1p, p); }
   double reml(const Projection& p) const {
-    return reml_loglik(double(n_ - c_), spec_.log1p, logdet_gram_, p);
+    return reml_loglik(double(N_ - c_), spec_.log1p, logdet_gram_, p);
   }
   Derivatives ml_dev(const Projection& p) const {
-    return ml_derivatives(lambda_, double(n_), spec_, p);
+    return ml_derivatives(lambda_, double(N_), spec_, p);
   }
   Derivatives reml_dev(const Projection& p) const {
-    return reml_derivatives(lambda_, double(n_ - c_), spec_, p);
+    return reml_derivatives(lambda_, double(N_ - c_), spec_, p);
   }
+  Eigen::Index total() const { return N_; }
   double lambda() const { return lambda_; }
   const Projection& last() const { return proj_; }
 
  private:
   const double* d_;
-  Eigen::Index n_;
+  Eigen::Index n_, N_;
   int c_, m_;
-  std::vector<double> V_;
+  std::vector<double> V_, C_;
   std::unique_ptr<PairGram> gram_;
   std::vector<double> h_, sums_, S_;
   std::vector<int> identity_;
@@ -155,18 +183,20 @@ class NullEvaluator {
   double lambda_ = NAN;
 };
 
-// d: (n,) eigenvalues (already zeroed below 1e-10), UtW: (n, c) column-major,
-// Uty: (n,).  Requires n > c + 1 and c >= 1.
-inline NullFit fit_null(const double* d, const double* UtW, const double* Uty, Eigen::Index n,
-                        int c, const LambdaOptions& opt) {
+// d: (k,) eigenvalues (already zeroed below 1e-10), UtW: (k, c) column-major,
+// Uty: (k,), comp: the zero-eigenvalue complement (default: none, k = n).
+// Requires n > c + 1 and c >= 1.
+inline NullFit fit_null(const double* d, const double* UtW, const double* Uty, Eigen::Index k,
+                        int c, const LambdaOptions& opt, const Complement& comp = {}) {
   if (c < 1) throw std::invalid_argument("at least one covariate column (the intercept) is needed");
+  NullEvaluator ev(d, UtW, Uty, k, c, comp);
+  const Eigen::Index n = ev.total();
   if (n < c + 2) throw std::invalid_argument("fewer samples than covariates + 2");
-  NullEvaluator ev(d, UtW, Uty, n, c);
   NullFit fit;
   fit.n = n;
   fit.c = c;
   double sum_d = 0.0;
-  for (Eigen::Index i = 0; i < n; ++i) sum_d += d[i];
+  for (Eigen::Index i = 0; i < k; ++i) sum_d += d[i];
   fit.trace_G = sum_d / double(n);
 
   const std::vector<double> grid = lambda_grid(opt);

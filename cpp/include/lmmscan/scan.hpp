@@ -21,6 +21,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -56,10 +57,15 @@ enum ResultColumn : int {
 
 class ScanContext {
  public:
-  // d: (n,), UtW: (n, c) column-major, Uty: (n,): all must outlive the context.
+  // d: (k,), UtW: (k, c) column-major, Uty: (k,): all must outlive the
+  // context.  comp: the zero-eigenvalue complement of the null vectors, as
+  // for fit_null (default: none, k = n); each SNP then needs its own
+  // complement entries (see scan_block).
   ScanContext(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c,
-              const NullFit& null, const ScanOptions& opt)
-      : d_(d), W_(UtW), y_(Uty), n_(n), c_(c), opt_(opt), null_(null) {
+              const NullFit& null, const ScanOptions& opt, const Complement& comp = {})
+      : d_(d), W_(UtW), y_(Uty), n_(n), N_(comp.n > 0 ? comp.n : n), c_(c), opt_(opt),
+        null_(null) {
+    if (N_ < n_) throw std::invalid_argument("complement: total samples below the rank");
     std::vector<double> V(static_cast<size_t>(n) * (c + 1));
     std::copy(UtW, UtW + n * c, V.begin());
     std::copy(Uty, Uty + n, V.begin() + n * c);
@@ -79,19 +85,44 @@ class ScanContext {
     h_.resize(static_cast<size_t>(n) * np);
     wy_sums_.resize(static_cast<size_t>(3) * pairs * np);
     spec_.resize(np);
+    wy_comp_.assign(pairs, 0.0);
+    if (comp.gram != nullptr)
+      for (int p = 0; p < pairs; ++p)
+        wy_comp_[p] = comp.gram[wy_->pair_a(p) * (c + 1) + wy_->pair_b(p)];
     for (int q = 0; q < np; ++q) {
       const double lam = std::isfinite(points_[q]) ? points_[q] : 1.0;
       double* h = h_.data() + static_cast<size_t>(q) * n;
       kernels::inverse_weights(d, lam, n, h);
-      wy_->weighted_sums(h, 3, wy_sums_.data() + static_cast<size_t>(3) * pairs * q);
-      kernels::weight_moments(h, n, &spec_[q].sum_h, &spec_[q].sum_h2);
+      double* sums = wy_sums_.data() + static_cast<size_t>(3) * pairs * q;
+      wy_->weighted_sums(h, 3, sums);
+      add_wy_complement(sums, 3);
+      spec_[q] = spectral_sums(h);
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
     wy_plain_.resize(pairs);
     wy_->plain_sums(wy_plain_.data());
+    add_wy_complement(wy_plain_.data(), 1);
   }
 
-  Eigen::Index n() const { return n_; }
+  // sums (kmax, pairs) += the complement (h = 1 there, for every power).
+  void add_wy_complement(double* sums, int kmax) const {
+    const int pairs = wy_->pairs();
+    for (int k = 0; k < kmax; ++k)
+      for (int p = 0; p < pairs; ++p) sums[k * pairs + p] += wy_comp_[p];
+  }
+  // sum h and sum h^2 over all N samples (h = 1 on the complement); log1p unset.
+  SpectralSums spectral_sums(const double* h) const {
+    SpectralSums s;
+    kernels::weight_moments(h, n_, &s.sum_h, &s.sum_h2);
+    s.sum_h += double(N_ - n_);
+    s.sum_h2 += double(N_ - n_);
+    s.log1p = NAN;
+    return s;
+  }
+
+  Eigen::Index n() const { return n_; }      // rotated length k
+  Eigen::Index total() const { return N_; }  // samples
+  bool has_complement() const { return N_ > n_; }
   int c() const { return c_; }
   int m() const { return c_ + 2; }
   const ScanOptions& options() const { return opt_; }
@@ -115,13 +146,13 @@ class ScanContext {
 
  private:
   const double *d_, *W_, *y_;
-  Eigen::Index n_;
+  Eigen::Index n_, N_;
   int c_;
   ScanOptions opt_;
   NullFit null_;
   std::unique_ptr<PairGram> wy_;
   std::vector<int> to_alt_;
-  std::vector<double> grid_, points_, h_, wy_sums_, wy_plain_;
+  std::vector<double> grid_, points_, h_, wy_sums_, wy_plain_, wy_comp_;
   std::vector<SpectralSums> spec_;
 };
 
@@ -131,22 +162,28 @@ class SnpWorker {
   explicit SnpWorker(const ScanContext& ctx)
       : ctx_(ctx),
         n_(ctx.n()),
+        N_(ctx.total()),
         c_(ctx.c()),
         m_(ctx.m()),
         xp_(static_cast<size_t>(ctx.n()) * ctx.m()),
         h_(ctx.n()),
         xs_(3 * ctx.m()),
+        xc_(ctx.m(), 0.0),
         wys_(3 * ctx.wy().pairs()),
         S_(3 * ctx.m() * ctx.m(), 0.0),
         dev_reml_(ctx.n_grid()),
         dev_ml_(ctx.n_grid()) {}
 
-  // x: (n,) one rotated SNP.  out: row of kResultColumns values (stride ld).
-  void run(const double* x, double* out, Eigen::Index ld) {
+  // x: (k,) one rotated SNP.  xc: (m,) its complement entries x'(I - UU')v
+  // for v = W_0..W_{c-1}, x, y, or null without a complement.  out: row of
+  // kResultColumns values (stride ld).
+  void run(const double* x, const double* xc, double* out, Eigen::Index ld) {
     for (int k = 0; k < kResultColumns; ++k) out[k * ld] = NAN;
+    if (xc != nullptr)
+      std::copy(xc, xc + m_, xc_.begin());
     load(x);
     const ScanOptions& opt = ctx_.options();
-    const double n = double(n_), df = double(n_ - c_ - 1);
+    const double n = double(N_), df = double(N_ - c_ - 1);
     int evaluations = 0;
 
     if (opt.score) {
@@ -194,14 +231,15 @@ class SnpWorker {
     cached_lambda_ = NAN;
   }
 
-  // x-column sums (kmax, m) into S: column x (index c) of each matrix.
+  // x-column sums (kmax, m), plus the complement, into S: column x (index c)
+  // of each matrix.
   void scatter_x(const double* xs, int kmax) {
     for (int k = 0; k < kmax; ++k) {
       double* S = S_.data() + k * m_ * m_;
       for (int b = 0; b < m_; ++b) {
         // pair (x, b): x sits at index c
         const int a = std::min(c_, b), bb = std::max(c_, b);
-        S[a * m_ + bb] = xs[k * m_ + b];
+        S[a * m_ + bb] = xs[k * m_ + b] + xc_[b];
       }
     }
   }
@@ -226,11 +264,11 @@ class SnpWorker {
     kernels::inverse_weights(ctx_.d(), lambda, n_, h_.data());
     kernels::powered_sums(h_.data(), xp_.data(), n_, n_, m_, kmax, xs_.data());
     ctx_.wy().weighted_sums(h_.data(), kmax, wys_.data());
+    ctx_.add_wy_complement(wys_.data(), kmax);
     ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_);
-    kernels::weight_moments(h_.data(), n_, &spec_.sum_h, &spec_.sum_h2);
-    spec_.log1p = NAN;  // computed on demand
+    spec_ = ctx_.spectral_sums(h_.data());  // log1p computed on demand
     cached_lambda_ = lambda;
     cached_kmax_ = kmax;
     return proj_;
@@ -243,12 +281,12 @@ class SnpWorker {
   }
 
   double value(bool reml, const Projection& p, double log1p) const {
-    return reml ? reml_loglik(double(n_ - c_ - 1), log1p, logdet_gram_, p)
-                : ml_loglik(double(n_), log1p, p);
+    return reml ? reml_loglik(double(N_ - c_ - 1), log1p, logdet_gram_, p)
+                : ml_loglik(double(N_), log1p, p);
   }
   Derivatives derivatives(bool reml, double lambda, const Projection& p) const {
-    return reml ? reml_derivatives(lambda, double(n_ - c_ - 1), spec_, p)
-                : ml_derivatives(lambda, double(n_), spec_, p);
+    return reml ? reml_derivatives(lambda, double(N_ - c_ - 1), spec_, p)
+                : ml_derivatives(lambda, double(N_), spec_, p);
   }
 
   // dev1 on the grid for both criteria, and both criteria at the bounds.
@@ -279,9 +317,9 @@ class SnpWorker {
   }
 
   const ScanContext& ctx_;
-  Eigen::Index n_;
+  Eigen::Index n_, N_;
   int c_, m_;
-  std::vector<double> xp_, h_, xs_, wys_, S_, dev_reml_, dev_ml_;
+  std::vector<double> xp_, h_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
   Projection proj_;
@@ -290,12 +328,17 @@ class SnpWorker {
   int cached_kmax_ = 0;
 };
 
-// Scan the b SNPs of UtX (n, b), column-major with leading dimension ldx,
+// Scan the b SNPs of UtX (k, b), column-major with leading dimension ldx,
 // writing row j of `out` (b, kResultColumns), column-major with leading
-// dimension ldo.  Runs on `threads` threads (>= 1); the result does not
-// depend on the thread count.
+// dimension ldo.  With a complement, comp (m, b) column-major (leading
+// dimension m) holds each SNP's x'(I - UU')v for v = W_0..W_{c-1}, x, y;
+// otherwise comp is null.  Runs on `threads` threads (>= 1); the result
+// does not depend on the thread count.
 inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index ldx,
-                       Eigen::Index b, double* out, Eigen::Index ldo, int threads) {
+                       Eigen::Index b, const double* comp, double* out, Eigen::Index ldo,
+                       int threads) {
+  if (ctx.has_complement() && comp == nullptr)
+    throw std::invalid_argument("this scan needs the complement entries of each SNP");
   threads = std::max(1, std::min<int>(threads, static_cast<int>((b + 15) / 16)));
   std::atomic<Eigen::Index> next{0};
   std::exception_ptr error;
@@ -308,7 +351,8 @@ inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index l
         const Eigen::Index start = next.fetch_add(kChunk);
         if (start >= b) break;
         const Eigen::Index stop = std::min(b, start + kChunk);
-        for (Eigen::Index j = start; j < stop; ++j) worker.run(UtX + j * ldx, out + j, ldo);
+        for (Eigen::Index j = start; j < stop; ++j)
+          worker.run(UtX + j * ldx, comp ? comp + j * ctx.m() : nullptr, out + j, ldo);
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex);
