@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
+import scipy.sparse
 
 from . import _core
 from ._errors import InputError
@@ -94,7 +96,7 @@ def double_centre(K: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Spectral:
-    """K = U diag(d) U' with eigenvalues below 1e-10 set to 0."""
+    """K = U diag(d) U' with eigenvalues below 1e-10 set to 0 (all n directions)."""
 
     d: np.ndarray
     U: np.ndarray
@@ -105,6 +107,10 @@ class Spectral:
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         return cls(d=np.ascontiguousarray(d), U=np.ascontiguousarray(U))
 
+    @property
+    def n_total(self) -> int:
+        return int(self.U.shape[0])
+
     def rotate(self, X: np.ndarray) -> np.ndarray:
         """U' X for X (n, k), returned (n, k) in Fortran order."""
         return np.asfortranarray(self.U.T @ X)
@@ -113,37 +119,131 @@ class Spectral:
         """(U' X)' for X (n, b): one rotated column of X per row, C order."""
         return np.ascontiguousarray(X.T @ self.U)
 
+    def complement_gram(self, V: np.ndarray) -> np.ndarray | None:
+        """V'(I - UU')V: nothing here, every direction is rotated."""
+        return None
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r."""
+        return self.U @ (weights * (self.U.T @ r))
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        """diag(U diag(weights) U')."""
+        return np.einsum("ik,k,ik->i", self.U, weights, self.U)
+
+
+class GroupSpectral:
+    """K = D D' for group labels, in closed form (no n x n matrix).
+
+    Group j (sorted labels) has the eigenvector 1_j / sqrt(n_j) with
+    eigenvalue n_j; the n - J within-group contrasts have eigenvalue 0 and
+    enter the likelihood through the complement Gram matrix (within-group
+    centred cross-products).  Costs O(n) per vector.
+    """
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray) -> None:
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.labels = labels
+        self.sizes = np.bincount(self.codes, minlength=len(labels)).astype(np.float64)
+        self.d = np.ascontiguousarray(self.sizes)
+        n = self.codes.shape[0]
+        self._Dt = scipy.sparse.csr_matrix(
+            (np.ones(n), (self.codes, np.arange(n))), shape=(len(labels), n)
+        )
+
+    @property
+    def n_total(self) -> int:
+        return int(self.codes.shape[0])
+
+    def _sums(self, X: np.ndarray) -> np.ndarray:
+        X2 = X if X.ndim == 2 else X[:, None]
+        out = np.asarray(self._Dt @ X2)
+        return out if X.ndim == 2 else out[:, 0]
+
+    def _centre(self, X: np.ndarray) -> np.ndarray:
+        means = self._sums(X) / (self.sizes if X.ndim == 1 else self.sizes[:, None])
+        return X - means[self.codes]
+
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        scale = np.sqrt(self.sizes)
+        return np.asfortranarray(self._sums(X) / (scale if X.ndim == 1 else scale[:, None]))
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((self._sums(X) / np.sqrt(self.sizes)[:, None]).T)
+
+    def complement_gram(self, V: np.ndarray) -> np.ndarray:
+        Vc = self._centre(V)
+        return np.ascontiguousarray(Vc.T @ Vc)
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """(b, m): for each column x of X, x_c' [V_c[:, :c], x_c, V_c[:, c]]."""
+        Xc = self._centre(X)
+        Vc = self._centre(V)
+        c = V.shape[1] - 1
+        out = np.empty((X.shape[1], c + 2))
+        out[:, :c] = Xc.T @ Vc[:, :c]
+        out[:, c] = np.einsum("ij,ij->j", Xc, Xc)
+        out[:, c + 1] = Xc.T @ Vc[:, c]
+        return out
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r (zero weight on the complement)."""
+        return (weights * self._sums(r) / self.sizes)[self.codes]
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        return (weights / self.sizes)[self.codes]
+
+
+SpectralLike = Spectral | GroupSpectral
+
 
 @dataclass
 class NullModel:
     """A fitted null model, reusable by :func:`lmmscan.scan`.
 
-    Attributes follow GEMMA's log: ``lambda_`` (REML vg/ve), ``vg``, ``ve``
-    (= yPy/(n - c) at the REML lambda), ``pve`` and ``pve_se``, the covariate
-    effects ``beta`` and ``beta_se`` (covariate columns in order, an added
-    intercept last), ``loglik_reml`` (including +1/2 log|W'W|, as GEMMA) and
-    ``loglik_ml`` at the ML ``lambda_mle``.
+    The mixed-model view: fixed effects ``beta`` (covariate columns in order,
+    an added intercept last) with ``beta_se``, the random-effect variance
+    ``vg``, the residual variance ``ve`` and ``lambda_ = vg / ve``, all for
+    ``method`` (``"reml"``: ve = y'Py / (n - c), as GEMMA's log, lme4 and
+    statsmodels; ``"ml"``: ve = y'Py / n).  ``pve`` and ``pve_se`` are
+    GEMMA's (REML).  Log-likelihoods: ``loglik_reml`` is GEMMA's REML value,
+    which includes +1/2 log|W'W|; ``loglik_ml`` is the ML value at
+    ``lambda_mle``; ``loglik`` is the value lme4 and statsmodels report for
+    ``method`` (their REML omits the 1/2 log|W'W| term).
+
+    The hierarchical view (y | b ~ N(W a + D b, ve I), b ~ N(0, vg Sigma),
+    flat prior on a): :meth:`random_effects` gives the posterior mean (the
+    BLUP) and variance of each group or sample effect, :meth:`fitted` and
+    :meth:`residuals` both levels, :meth:`fixed_effects_posterior` the
+    posterior of a under a Gaussian prior.
     """
 
+    method: str
     lambda_: float
     vg: float
     ve: float
-    pve: float
-    pve_se: float
     beta: np.ndarray
     beta_se: np.ndarray
+    loglik: float
+    pve: float
+    pve_se: float
     loglik_reml: float
     loglik_ml: float
+    lambda_reml: float
     lambda_mle: float
     analyzed: np.ndarray  # boolean mask over the input samples
     y: np.ndarray  # analysed phenotype
     W: np.ndarray  # analysed covariates (intercept appended if added)
     intercept_added: bool
-    spectral: Spectral
+    spectral: SpectralLike
     UtW: np.ndarray
     Uty: np.ndarray
     bounds: LambdaBounds
     fit: _core.NullFit = field(repr=False)
+    complement: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_analyzed(self) -> int:
@@ -159,19 +259,115 @@ class NullModel:
 
     @property
     def eigenvectors(self) -> np.ndarray:
+        if not isinstance(self.spectral, Spectral):
+            raise AttributeError("a group model has no dense eigenvector matrix")
         return self.spectral.U
 
+    # -- the hierarchical view -------------------------------------------------
 
-def _fit_spectral(
-    y: np.ndarray,
-    W: np.ndarray,
-    spectral: Spectral,
-    bounds: LambdaBounds,
-) -> tuple[_core.NullFit, np.ndarray, np.ndarray]:
-    UtW = spectral.rotate(W)
-    Uty = np.ascontiguousarray(spectral.U.T @ y)
-    fit = _core.fit_null(spectral.d, UtW, Uty, bounds.l_min, bounds.l_max, bounds.n_region)
-    return fit, UtW, Uty
+    def _gls(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(h, A = W'H^-1 W, A^-1) at lambda_, H = lambda K + I."""
+        h = 1.0 / (self.lambda_ * self.spectral.d + 1.0)
+        A = self.UtW.T @ (h[:, None] * self.UtW)
+        if self.complement is not None:
+            A = A + self.complement[:-1, :-1]
+        return h, A, np.linalg.inv(A)
+
+    def fitted(self, level: str = "conditional") -> np.ndarray:
+        """Fitted values of the analysed samples: ``"marginal"`` (W beta) or
+        ``"conditional"`` (W beta plus the posterior mean of the random effect)."""
+        marginal = self.W @ self.beta
+        if level == "marginal":
+            return marginal
+        if level != "conditional":
+            raise InputError(f"level must be 'marginal' or 'conditional', got {level!r}")
+        return marginal + self._effect_mean()
+
+    def residuals(self, level: str = "conditional") -> np.ndarray:
+        """y minus :meth:`fitted` at that level."""
+        return self.y - self.fitted(level)
+
+    def _effect_mean(self) -> np.ndarray:
+        lam, d = self.lambda_, self.spectral.d
+        r = self.y - self.W @ self.beta
+        return self.spectral.smooth(r, lam * d / (lam * d + 1.0))
+
+    def random_effects(self) -> pd.DataFrame:
+        """Posterior mean and variance of the random effects given the variance components.
+
+        For a group model: one row per group (index: the sorted labels),
+        b_j | y.  With a kinship: one row per analysed sample (index: its
+        position among the input samples), g_i | y.  Columns: ``mean`` (the
+        BLUP), ``var`` (posterior variance with the fixed effects integrated
+        out under their flat prior) and ``var_given_beta`` (conditional on
+        the fixed effects at their estimate: lme4's ``condVar``).
+        """
+        lam, vg = self.lambda_, self.vg
+        d = self.spectral.d
+        h, _, Ainv = self._gls()
+        r = self.y - self.W @ self.beta
+        if isinstance(self.spectral, GroupSpectral):
+            sizes = self.spectral.sizes
+            Utr = self.spectral.rotate(r)
+            mean = lam * np.sqrt(sizes) * Utr / (1.0 + lam * sizes)
+            cond = vg / (1.0 + lam * sizes)
+            Q = np.sqrt(sizes)[:, None] * self.UtW / (1.0 + lam * sizes)[:, None]
+            extra = vg * lam * np.einsum("jc,cd,jd->j", Q, Ainv, Q)
+            index = pd.Index(self.spectral.labels, name="group")
+        else:
+            U = self.spectral.U
+            mean = self._effect_mean()
+            cond = vg * self.spectral.kernel_diag(d * h)
+            Q = U @ ((d * h)[:, None] * self.UtW)
+            extra = vg * lam * np.einsum("ic,cd,id->i", Q, Ainv, Q)
+            index = pd.Index(np.flatnonzero(self.analyzed), name="sample")
+        return pd.DataFrame(
+            {"mean": mean, "var": cond + extra, "var_given_beta": cond}, index=index
+        )
+
+    def fixed_effects_posterior(
+        self, prior_mean: float | np.ndarray = 0.0, prior_sd: float | np.ndarray = np.inf
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior (mean, covariance) of the fixed effects a ~ N(prior_mean, prior_sd^2 I).
+
+        The variance components are held at their estimates (empirical
+        Bayes).  With ``prior_sd = inf`` (the flat prior of the mixed model)
+        this is (beta, ve (W'H^-1 W)^-1), the GLS estimate and its covariance.
+        """
+        h, A, _ = self._gls()
+        b = self.UtW.T @ (h * self.Uty)
+        if self.complement is not None:
+            b = b + self.complement[:-1, -1]
+        c = A.shape[0]
+        sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (c,))
+        mu0 = np.broadcast_to(np.asarray(prior_mean, dtype=np.float64), (c,))
+        if np.any(~(sd > 0)):
+            raise InputError("prior_sd must be positive")
+        prior_prec = np.where(np.isinf(sd), 0.0, 1.0 / np.where(np.isinf(sd), 1.0, sd) ** 2)
+        precision = A / self.ve + np.diag(prior_prec)
+        cov = np.linalg.inv(precision)
+        mean = cov @ (b / self.ve + prior_prec * mu0)
+        return mean, cov
+
+
+def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series)
+                       else groups.to_numpy(dtype=object))
+    if labels.shape[0] != n:
+        raise InputError(f"groups has {labels.shape[0]} labels but there are {n} samples")
+    if labels.isna().any():
+        first = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise InputError(f"groups has a missing label (sample {first})")
+    try:
+        uniq, codes = np.unique(labels.to_numpy()[mask], return_inverse=True)
+    except TypeError:
+        raise InputError("groups labels must be of one sortable type") from None
+    if len(uniq) < 2:
+        raise InputError(
+            "groups has a single level among the analysed samples: the group variance "
+            "is not identifiable"
+        )
+    return codes, uniq
 
 
 def fit_null(
@@ -179,7 +375,10 @@ def fit_null(
     covariates: object | None = None,
     *,
     kinship: object = None,
-    spectral: Spectral | None = None,
+    groups: object = None,
+    spectral: SpectralLike | None = None,
+    method: str = "reml",
+    center: bool = True,
     bounds: LambdaBounds | None = None,
 ) -> NullModel:
     """Fit the null linear mixed model y = W a + g + e, g ~ N(0, vg K), e ~ N(0, ve I).
@@ -194,41 +393,71 @@ def fit_null(
     kinship
         (samples, samples) relatedness matrix over the same samples, e.g.
         from :func:`lmmscan.kinship`.  It is restricted to the analysed
-        samples and double-centred, as GEMMA does.
+        samples and (with ``center=True``, as GEMMA) double-centred.
+    groups
+        Instead of ``kinship``: one group label per sample; K = D D' (the
+        random-intercept model of lme4 ``(1|group)`` and statsmodels
+        MixedLM), fitted in O(n J) without an n x n matrix.
     spectral
-        Instead of ``kinship``: the eigendecomposition of the (restricted,
-        double-centred) kinship of exactly the analysed samples, e.g.
+        Instead of either: the eigendecomposition of the (restricted,
+        centred) kinship of exactly the analysed samples, e.g.
         ``other_model.spectral`` of a phenotype with the same missingness.
+    method
+        ``"reml"`` or ``"ml"``: which estimate ``lambda_``, ``vg``, ``ve``,
+        ``beta``, ``beta_se`` and ``loglik`` report.  Both likelihoods are
+        always fitted (GEMMA needs both).
     bounds
-        The lambda search range and grid (GEMMA's defaults 1e-5, 1e5, 10).
+        The lambda search range and grid.  Default: GEMMA's 1e-5, 1e5, 10 for
+        a kinship; 1e-10, 1e10, 20 for groups, where a variance at the lower
+        bound is set to exactly 0 when that is at least as likely, as lme4
+        does.
 
-    Returns a :class:`NullModel` with GEMMA's REML and ML estimates and the
-    eigendecomposition, so that :func:`lmmscan.scan` can reuse it.
+    Returns a :class:`NullModel`, reusable by :func:`lmmscan.scan`.
     """
-    bounds = bounds or LambdaBounds()
+    if method not in ("reml", "ml"):
+        raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
     y_arr = np.asarray(y, dtype=np.float64)
     mask, y_an, W, _, intercept_added = analysed_samples(y_arr, covariates)
-    if spectral is None:
-        if kinship is None:
-            raise InputError("fit_null needs a kinship (or a spectral decomposition)")
+    given = sum(x is not None for x in (kinship, groups, spectral))
+    if given != 1:
+        raise InputError("give exactly one of kinship, groups or spectral")
+    allow_zero = False
+    if groups is not None:
+        codes, labels = _group_codes(groups, mask, y_arr.shape[0])
+        spectral = GroupSpectral(codes, labels)
+        bounds = bounds or LambdaBounds(1e-10, 1e10, 20)
+        allow_zero = True
+    elif spectral is None:
         K = check_kinship(kinship, y_arr.shape[0])
-        Kc = double_centre(K[np.ix_(mask, mask)])
-        spectral = Spectral.from_kinship(Kc)
-    elif spectral.d.shape[0] != int(mask.sum()):
+        K = K[np.ix_(mask, mask)]
+        spectral = Spectral.from_kinship(double_centre(K) if center else 0.5 * (K + K.T))
+    elif spectral.n_total != int(mask.sum()):
         raise InputError(
-            f"spectral has {spectral.d.shape[0]} samples but {int(mask.sum())} are analysed"
+            f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
         )
-    fit, UtW, Uty = _fit_spectral(y_an, W, spectral, bounds)
-    return NullModel(
+    bounds = bounds or LambdaBounds()
+    if np.ptp(y_an) == 0:
+        raise InputError("y is constant on the analysed samples: there is no variance to fit")
+    UtW = spectral.rotate(W)
+    Uty = np.ascontiguousarray(spectral.rotate(y_an))
+    comp = spectral.complement_gram(np.column_stack([W, y_an]))
+    n_total = spectral.n_total if comp is not None else 0
+    fit = _core.fit_null(
+        spectral.d, UtW, Uty, bounds.l_min, bounds.l_max, bounds.n_region, n_total, comp
+    )
+    model = NullModel(
+        method=method,
         lambda_=fit.lambda_remle,
         vg=fit.vg,
         ve=fit.ve,
-        pve=fit.pve,
-        pve_se=fit.pve_se,
         beta=np.asarray(fit.beta),
         beta_se=np.asarray(fit.beta_se),
+        loglik=np.nan,
+        pve=fit.pve,
+        pve_se=fit.pve_se,
         loglik_reml=fit.logl_remle,
         loglik_ml=fit.logl_mle,
+        lambda_reml=fit.lambda_remle,
         lambda_mle=fit.lambda_mle,
         analyzed=mask,
         y=y_an,
@@ -239,4 +468,51 @@ def fit_null(
         Uty=Uty,
         bounds=bounds,
         fit=fit,
+        complement=comp,
     )
+    half_logdet_WtW = 0.5 * np.linalg.slogdet(W.T @ W)[1]
+    if allow_zero:
+        for which in ("reml", "ml"):
+            _snap_to_zero(model, which, n_total)
+    if method == "ml":
+        model.lambda_, model.vg, model.ve = model.lambda_mle, fit.vg_mle, fit.ve_mle
+        model.beta, model.beta_se = np.asarray(fit.beta_mle), np.asarray(fit.beta_se_mle)
+        if model.lambda_mle == 0.0:
+            _set_components(model, 0.0, model.n_analyzed)
+        model.loglik = model.loglik_ml
+    else:
+        if model.lambda_reml == 0.0:
+            _set_components(model, 0.0, model.n_analyzed - model.n_covariates)
+        model.loglik = model.loglik_reml - half_logdet_WtW
+    return model
+
+
+def _snap_to_zero(model: NullModel, which: str, n_total: int) -> None:
+    """A variance ratio at the lower bound becomes exactly 0 if that is as likely."""
+    lam = model.lambda_reml if which == "reml" else model.lambda_mle
+    if lam != model.bounds.l_min:
+        return
+    at0 = _core.null_loglik(
+        model.spectral.d, model.UtW, model.Uty, 0.0, n_total, model.complement
+    )[which]
+    current = model.loglik_reml if which == "reml" else model.loglik_ml
+    if at0 >= current:
+        if which == "reml":
+            model.lambda_reml, model.loglik_reml = 0.0, at0
+        else:
+            model.lambda_mle, model.loglik_ml = 0.0, at0
+
+
+def _set_components(model: NullModel, lam: float, denom: int) -> None:
+    """vg, ve, beta, beta_se at lambda (used for lambda = 0: ordinary least squares)."""
+    model.lambda_ = lam
+    h, A, Ainv = model._gls()
+    b = model.UtW.T @ (h * model.Uty)
+    yy = model.Uty @ (h * model.Uty)
+    if model.complement is not None:
+        b = b + model.complement[:-1, -1]
+        yy = yy + model.complement[-1, -1]
+    model.beta = Ainv @ b
+    model.ve = float(yy - b @ model.beta) / denom
+    model.vg = lam * model.ve
+    model.beta_se = np.sqrt(model.ve * np.diag(Ainv))

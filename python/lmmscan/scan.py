@@ -105,8 +105,13 @@ class BlockScanner:
             l_min=b.l_min,
             l_max=b.l_max,
             n_region=b.n_region,
+            n_total=null.spectral.n_total if null.complement is not None else 0,
+            complement=null.complement,
         )
         self.df = null.n_analyzed - null.n_covariates - 1
+        self._V = (
+            np.column_stack([null.W, null.y]) if null.complement is not None else None
+        )
 
     def prepare(
         self, X: np.ndarray, report: ScanReport | None = None
@@ -117,6 +122,10 @@ class BlockScanner:
         UtX (kept, n) their rotated genotypes.  Phenotypes sharing the analysed
         samples, covariates and kinship can share one prepared block.
         """
+        keep, n_miss, af, UtX, _ = self._prepare(X, report)
+        return keep, n_miss, af, UtX
+
+    def _prepare(self, X: np.ndarray, report: ScanReport | None):
         t0 = time.perf_counter()
         keep, n_miss, af, counts = gemma_filter(
             X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2
@@ -129,12 +138,21 @@ class BlockScanner:
             report.filters.add(counts)
             report.seconds["filter"] += t1 - t0
             report.seconds["rotate"] += time.perf_counter() - t1
-        return keep, n_miss[idx], af[idx], UtX
+        return keep, n_miss[idx], af[idx], UtX, Xk
 
-    def test_rotated(self, UtX: np.ndarray, report: ScanReport | None = None) -> dict:
-        """The test's columns (GEMMA names) for rotated SNPs UtX (b, n)."""
+    def test_rotated(
+        self,
+        UtX: np.ndarray,
+        report: ScanReport | None = None,
+        comp: np.ndarray | None = None,
+    ) -> dict:
+        """The test's columns (GEMMA names) for rotated SNPs UtX (b, k).
+
+        ``comp`` (b, c + 2): each SNP's complement entries, needed when the
+        model has a zero-eigenvalue complement (group models).
+        """
         t0 = time.perf_counter()
-        raw = self._core.scan(UtX, None, self.threads)
+        raw = self._core.scan(UtX, comp, self.threads)
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
         return p_values(raw, self.test, self.df, self.null.loglik_ml)
@@ -144,9 +162,12 @@ class BlockScanner:
 
         Returns (keep mask, columns) with columns n_miss, af and the test's.
         """
-        keep, n_miss, af, UtX = self.prepare(X, report)
+        keep, n_miss, af, UtX, Xk = self._prepare(X, report)
+        comp = None
+        if self._V is not None:
+            comp = np.ascontiguousarray(self.null.spectral.complement_rows(Xk, self._V))
         cols = {"n_miss": n_miss, "af": af}
-        cols.update(self.test_rotated(UtX, report))
+        cols.update(self.test_rotated(UtX, report, comp))
         return keep, cols
 
 
@@ -156,6 +177,7 @@ def scan(
     *,
     kinship: object = None,
     covariates: object = None,
+    groups: object = None,
     null_model: NullModel | None = None,
     test: Test = "all",
     maf: float | None = 0.01,
@@ -177,8 +199,9 @@ def scan(
     y
         Phenotype, one value per sample, NaN for missing.  Not needed when
         ``null_model`` is given.
-    kinship, covariates
-        As for :func:`lmmscan.fit_null`; ignored when ``null_model`` is given.
+    kinship, covariates, groups
+        As for :func:`lmmscan.fit_null` (a kinship, or group labels for a
+        random group intercept); ignored when ``null_model`` is given.
     null_model
         A fitted :class:`NullModel` to reuse (its samples and eigenvectors).
     test
@@ -199,14 +222,14 @@ def scan(
     """
     source = as_source(genotypes)
     if null_model is None:
-        if y is None or kinship is None:
-            raise InputError("scan needs y and kinship (or a fitted null_model)")
+        if y is None or (kinship is None and groups is None):
+            raise InputError("scan needs y and a kinship or groups (or a fitted null_model)")
         if np.asarray(y).shape[0] != source.n_samples:
             raise InputError(
                 f"y has {np.asarray(y).shape[0]} values but genotypes have "
                 f"{source.n_samples} samples"
             )
-        null_model = fit_null(y, covariates, kinship=kinship)
+        null_model = fit_null(y, covariates, kinship=kinship, groups=groups)
     elif null_model.analyzed.shape[0] != source.n_samples:
         raise InputError(
             f"null_model was fitted on {null_model.analyzed.shape[0]} samples but genotypes "
