@@ -1,0 +1,157 @@
+"""Group random effects: the spectral group path against the dense kinship
+path, the hierarchical view, group scans and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lmmscan
+
+
+def simulate(seed: int, n_groups: int, per_group: tuple[int, int] = (1, 12), c: int = 2):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(per_group[0], per_group[1] + 1, n_groups)
+    groups = np.repeat(np.arange(n_groups), sizes)
+    rng.shuffle(groups)
+    n = groups.size
+    X = rng.normal(size=(n, c))
+    b = rng.normal(scale=rng.uniform(0.0, 2.0), size=n_groups)
+    y = X @ rng.normal(size=c) + 3.0 + b[groups] + rng.normal(size=n)
+    return y, X, groups
+
+
+def dense_kinship(groups: np.ndarray) -> np.ndarray:
+    D = (groups[:, None] == np.unique(groups)[None, :]).astype(float)
+    return D @ D.T
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_groups=st.integers(2, 12),
+       method=st.sampled_from(["reml", "ml"]))
+def test_groups_equal_kinship_dd(seed, n_groups, method):
+    y, X, groups = simulate(seed, n_groups)
+    if len(y) < X.shape[1] + 4:
+        return
+    a = lmmscan.fit_null(y, X, groups=groups, method=method)
+    b = lmmscan.fit_null(
+        y, X, kinship=dense_kinship(groups), center=False, method=method,
+        bounds=a.bounds,
+    )
+    lam_a, lam_b = a.lambda_, b.lambda_
+    if lam_a == 0.0:  # the group path snaps the lower bound to exactly 0
+        assert lam_b == a.bounds.l_min
+        return
+    assert lam_a == pytest.approx(lam_b, rel=1e-6, abs=1e-9)
+    assert a.loglik == pytest.approx(b.loglik, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(a.beta_se, b.beta_se, rtol=1e-6)
+    assert a.vg == pytest.approx(b.vg, rel=1e-6, abs=1e-9)
+    assert a.ve == pytest.approx(b.ve, rel=1e-6)
+
+
+def test_random_effects_posterior_against_dense():
+    """Posterior of the group effects with the fixed effects integrated out."""
+    y, X, groups = simulate(11, 9, (2, 15))
+    model = lmmscan.fit_null(y, X, groups=groups)
+    W, vg, ve = model.W, model.vg, model.ve
+    labels = np.unique(groups)
+    D = (groups[:, None] == labels[None, :]).astype(float)
+    V = vg * D @ D.T + ve * np.eye(len(y))
+    Vi = np.linalg.inv(V)
+    P = Vi - Vi @ W @ np.linalg.solve(W.T @ Vi @ W, W.T @ Vi)
+    mean = vg * D.T @ P @ y
+    var = np.diag(vg * np.eye(len(labels)) - vg**2 * D.T @ P @ D)
+    var_given_beta = np.diag(vg * np.eye(len(labels)) - vg**2 * D.T @ Vi @ D)
+    re = model.random_effects()
+    assert list(re.index) == list(labels)
+    np.testing.assert_allclose(re["mean"], mean, rtol=1e-8)
+    np.testing.assert_allclose(re["var"], var, rtol=1e-8)
+    np.testing.assert_allclose(re["var_given_beta"], var_given_beta, rtol=1e-8)
+    np.testing.assert_allclose(model.fitted("marginal"), W @ model.beta)
+    np.testing.assert_allclose(model.fitted("conditional"), W @ model.beta + D @ mean, rtol=1e-8)
+    np.testing.assert_allclose(model.residuals("conditional"), y - model.fitted("conditional"))
+
+
+def test_sample_random_effects_with_kinship():
+    rng = np.random.default_rng(3)
+    n = 80
+    G = rng.binomial(2, 0.3, size=(n, 200)).astype(float)
+    K = lmmscan.kinship(G)
+    y = rng.normal(size=n) + G[:, :5].sum(axis=1) * 0.3
+    model = lmmscan.fit_null(y, kinship=K)
+    Kc = (model.spectral.U * model.spectral.d) @ model.spectral.U.T
+    W, vg, ve = model.W, model.vg, model.ve
+    Vi = np.linalg.inv(vg * Kc + ve * np.eye(n))
+    P = Vi - Vi @ W @ np.linalg.solve(W.T @ Vi @ W, W.T @ Vi)
+    re = model.random_effects()
+    np.testing.assert_allclose(re["mean"], vg * Kc @ P @ y, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(re["var"], np.diag(vg * Kc - vg**2 * Kc @ P @ Kc), rtol=1e-7,
+                               atol=1e-10)
+
+
+def test_prior_on_fixed_effects_tends_to_flat_prior():
+    y, X, groups = simulate(5, 8, (3, 10))
+    model = lmmscan.fit_null(y, X, groups=groups)
+    gaps = []
+    for sd in (0.1, 1.0, 10.0, 1e3, 1e6):
+        mean, cov = model.fixed_effects_posterior(prior_mean=0.0, prior_sd=sd)
+        gaps.append(np.abs(mean - model.beta).max())
+    assert all(a > b for a, b in zip(gaps, gaps[1:]))  # monotone approach
+    mean, cov = model.fixed_effects_posterior(prior_sd=1e6)
+    np.testing.assert_allclose(mean, model.beta, rtol=1e-8)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), model.beta_se, rtol=1e-8)
+    flat_mean, flat_cov = model.fixed_effects_posterior()
+    np.testing.assert_allclose(flat_mean, model.beta, rtol=1e-12)
+    # a tight prior pulls the effects to its mean
+    tight, _ = model.fixed_effects_posterior(prior_mean=7.0, prior_sd=1e-6)
+    np.testing.assert_allclose(tight, 7.0, rtol=1e-6)
+
+
+def test_group_scan_equals_dense_kinship_scan():
+    y, X, groups = simulate(21, 15, (3, 12), c=1)
+    rng = np.random.default_rng(0)
+    G = rng.binomial(2, 0.35, size=(len(y), 30)).astype(float)
+    G[rng.random(G.shape) < 0.01] = np.nan
+    a = lmmscan.scan(G, y, covariates=X, groups=groups, threads=2)
+    null_b = lmmscan.fit_null(
+        y, X, kinship=dense_kinship(groups), center=False,
+        bounds=lmmscan.LambdaBounds(1e-5, 1e5, 10),
+    )
+    null_a = lmmscan.fit_null(y, X, groups=groups, bounds=lmmscan.LambdaBounds(1e-5, 1e5, 10))
+    a = lmmscan.scan(G, null_model=null_a)
+    b = lmmscan.scan(G, null_model=null_b)
+    assert len(a) == len(b) > 20
+    for col in ("beta", "se", "logl_H1", "p_wald", "p_lrt", "p_score"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-6, err_msg=col)
+
+
+def test_one_observation_groups_are_allowed():
+    y, X, groups = simulate(8, 30, (1, 1))  # every group a singleton
+    y2, X2, g2 = simulate(9, 5, (4, 8))
+    y = np.concatenate([y, y2])
+    X = np.concatenate([X, X2])
+    groups = np.concatenate([groups, g2 + 100])
+    model = lmmscan.fit_null(y, X, groups=groups)
+    assert np.isfinite(model.loglik) and model.vg >= 0
+
+
+@pytest.mark.parametrize(
+    "groups, message",
+    [
+        (np.zeros(10), "single level"),
+        (np.arange(9), "9 labels but there are 10 samples"),
+        (np.array([1, 2, np.nan, 1, 2, 1, 2, 1, 2, 1], dtype=object), "missing label"),
+    ],
+)
+def test_bad_groups(groups, message):
+    y = np.random.default_rng(0).normal(size=10)
+    with pytest.raises(lmmscan.InputError, match=message):
+        lmmscan.fit_null(y, groups=groups)
+
+
+def test_constant_phenotype_is_a_clear_error():
+    with pytest.raises(lmmscan.InputError, match="constant"):
+        lmmscan.fit_null(np.ones(10), groups=np.arange(10) % 3)
