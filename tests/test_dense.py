@@ -98,3 +98,24 @@ def test_snp_tests_match_dense(seed):
         F_s = dense.score(Kc, model.lambda_mle, V0, x, y)
         p_s = scipy.special.fdtrc(1, len(y) - V0.shape[1] - 1, F_s)
         assert row.p_score == pytest.approx(p_s, rel=1e-8)
+
+
+def test_null_lambda_mode_matches_dense():
+    K, W, y, X = random_problem(9)
+    model = lmmscan.fit_null(y, W[:, :-1], kinship=K)
+    Kc = (model.spectral.U * model.spectral.d) @ model.spectral.U.T
+    table = lmmscan.scan(X, null_model=model, lambda_mode="null")
+    assert (table["l_remle"] == model.lambda_).all() and (table["l_mle"] == model.lambda_mle).all()
+    df = len(y) - model.W.shape[1] - 1
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        beta, se, F = dense.wald(Kc, model.lambda_, model.W, x, y)
+        row = table.iloc[j]
+        assert row.beta == pytest.approx(beta, rel=1e-8)
+        assert row.se == pytest.approx(se, rel=1e-8)
+        assert row.p_wald == pytest.approx(scipy.special.fdtrc(1, df, F), rel=1e-8)
+        V1 = np.column_stack([model.W, x])
+        l1 = dense.ml_loglik(Kc, model.lambda_mle, V1, y)
+        assert row.logl_H1 == pytest.approx(l1, rel=1e-10)
+        stat = 2 * (l1 - model.loglik_ml)
+        assert row.p_lrt == pytest.approx(scipy.special.chdtrc(1, max(stat, 0)), rel=1e-7)

@@ -68,7 +68,7 @@ class Scanner {
  public:
   Scanner(ConstVec d, ConstMat UtW, ConstVec Uty, const lmmscan::NullFit& null, bool wald,
           bool lrt, bool score, double l_min, double l_max, int n_region, Eigen::Index n_total,
-          std::optional<RowMajorMatrix> complement)
+          std::optional<RowMajorMatrix> complement, bool fixed_lambda)
       : d_(d), W_(UtW), y_(Uty) {
     check_shapes(d, UtW, Uty);
     comp_ = complement_arg(d, UtW, n_total, complement);
@@ -77,6 +77,7 @@ class Scanner {
     opt.wald = wald;
     opt.lrt = lrt;
     opt.score = score;
+    opt.fixed_lambda = fixed_lambda;
     ctx_ = std::make_unique<lmmscan::ScanContext>(d_.data(), W_.data(), y_.data(), d_.size(),
                                                   static_cast<int>(W_.cols()), null, opt,
                                                   comp_.view());
@@ -181,12 +182,12 @@ void register_lmm(py::module_& m) {
 
   py::class_<Scanner>(m, "Scanner", "Per-SNP tests against a fitted null model")
       .def(py::init<ConstVec, ConstMat, ConstVec, const lmmscan::NullFit&, bool, bool, bool,
-                    double, double, int, Eigen::Index, std::optional<RowMajorMatrix>>(),
+                    double, double, int, Eigen::Index, std::optional<RowMajorMatrix>, bool>(),
            py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
            py::arg("null"), py::arg("wald") = true, py::arg("lrt") = true,
            py::arg("score") = true, py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5,
            py::arg("n_region") = 10, py::arg("n_total") = 0,
-           py::arg("complement") = py::none())
+           py::arg("complement") = py::none(), py::arg("fixed_lambda") = false)
       .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("comp") = py::none(),
            py::arg("threads") = 1,
            "Test the SNPs of UtX (b, k; C order, one rotated SNP per row); with a "

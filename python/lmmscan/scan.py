@@ -84,9 +84,12 @@ class BlockScanner:
         miss: float = 0.05,
         r2: float = 0.9999,
         threads: int | None = None,
+        lambda_mode: str = "per-snp",
     ) -> None:
         if test not in TEST_COLUMNS:
             raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
+        if lambda_mode not in ("per-snp", "null"):
+            raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
         self.null = null
         self.test = test
         self.maf, self.miss, self.r2 = maf, miss, r2
@@ -107,6 +110,7 @@ class BlockScanner:
             n_region=b.n_region,
             n_total=null.spectral.n_total if null.complement is not None else 0,
             complement=null.complement,
+            fixed_lambda=lambda_mode == "null",
         )
         self.df = null.n_analyzed - null.n_covariates - 1
         self._V = (
@@ -183,6 +187,7 @@ def scan(
     maf: float | None = 0.01,
     miss: float = 0.05,
     r2: float = 0.9999,
+    lambda_mode: str = "per-snp",
     threads: int | None = None,
     block_size: int | None = None,
     report: ScanReport | None = None,
@@ -209,6 +214,12 @@ def scan(
         or ``"all"`` (-lmm 4).
     maf, miss, r2
         GEMMA's SNP filters on the analysed samples.
+    lambda_mode
+        ``"per-snp"`` (GEMMA: lambda re-optimised for every SNP, REML for the
+        Wald test and ML for the likelihood ratio) or ``"null"`` (EMMAX /
+        FaST-LMM / GCTA style: every SNP tested at the null model's lambda,
+        REML for Wald, ML for the LRT; much faster, slightly conservative
+        where a SNP has a large effect).
     threads
         Threads for the per-SNP tests (default: the usable cores).
     block_size
@@ -236,7 +247,9 @@ def scan(
             f"have {source.n_samples}"
         )
     report = report if report is not None else ScanReport()
-    scanner = BlockScanner(null_model, test, maf=maf, miss=miss, r2=r2, threads=threads)
+    scanner = BlockScanner(
+        null_model, test, maf=maf, miss=miss, r2=r2, threads=threads, lambda_mode=lambda_mode
+    )
     block_size = block_size or default_block_size(null_model.n_analyzed)
     if block_size < 1:
         raise InputError(f"block_size must be positive, got {block_size}")

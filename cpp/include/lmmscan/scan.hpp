@@ -37,6 +37,9 @@ struct ScanOptions {
   bool wald = true;   // REML lambda per SNP, Wald F test
   bool lrt = true;    // ML lambda per SNP, likelihood-ratio test
   bool score = true;  // score test at the null ML lambda
+  // EMMAX / FaST-LMM style: no per-SNP lambda search; the Wald test at the
+  // null REML lambda and the likelihood ratio at the null ML lambda.
+  bool fixed_lambda = false;
 };
 
 // Columns of the per-SNP result matrix (B, kResultColumns).
@@ -193,19 +196,28 @@ class SnpWorker {
       out[kSeScore * ld] = std::sqrt(p.P_yy / (df * p.P_xx));
     }
     if (!opt.wald && !opt.lrt) return;
+    if (opt.fixed_lambda) {
+      if (opt.wald) {
+        const Projection& p = evaluate_point(ctx_.point_reml(), 1);
+        wald_at(p, df, out, ld);
+        out[kLambdaReml * ld] = ctx_.point_lambda(ctx_.point_reml());
+        out[kLoglReml * ld] = value(true, p, spec_.log1p);
+      }
+      if (opt.lrt) {
+        const Projection& p = evaluate_point(ctx_.point_ml(), 1);
+        out[kLambdaMle * ld] = ctx_.point_lambda(ctx_.point_ml());
+        out[kLoglMle * ld] = value(false, p, spec_.log1p);
+      }
+      out[kEvaluations * ld] = 0;
+      return;
+    }
     scan_grid();
     if (opt.wald) {
       const Optimum o = maximise(true);
       evaluations += o.evaluations;
       out[kLambdaReml * ld] = o.lambda;
       out[kLoglReml * ld] = o.logf;
-      if (std::isfinite(o.lambda)) {
-        const Projection& p = at(o.lambda, 1);
-        const double tau = df / p.P_yy;
-        out[kBeta * ld] = p.P_xy / p.P_xx;
-        out[kSe * ld] = std::sqrt(1.0 / (tau * p.P_xx));
-        out[kFWald * ld] = (p.P_yy_split - p.P_yy) * tau;
-      }
+      if (std::isfinite(o.lambda)) wald_at(at(o.lambda, 1), df, out, ld);
     }
     if (opt.lrt) {
       const Optimum o = maximise(false);
@@ -217,6 +229,14 @@ class SnpWorker {
   }
 
  private:
+  // GEMMA's CalcRLWald at the projection's lambda.
+  static void wald_at(const Projection& p, double df, double* out, Eigen::Index ld) {
+    const double tau = df / p.P_yy;
+    out[kBeta * ld] = p.P_xy / p.P_xx;
+    out[kSe * ld] = std::sqrt(1.0 / (tau * p.P_xx));
+    out[kFWald * ld] = (p.P_yy_split - p.P_yy) * tau;
+  }
+
   void load(const double* x) {
     const double* W = ctx_.W();
     kernels::products_with(x, W, n_, n_, c_, xp_.data());
