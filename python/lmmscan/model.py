@@ -14,6 +14,7 @@ from . import _core
 from ._errors import InputError
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
+_MIN_GEMM_COLUMNS = 64
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,16 @@ class Spectral:
         return np.asfortranarray(self.U.T @ X)
 
     def rotate_rows(self, X: np.ndarray) -> np.ndarray:
-        """(U' X)' for X (n, b): one rotated column of X per row, C order."""
-        return np.ascontiguousarray(X.T @ self.U)
+        """(U' X)' for X (n, b): one rotated column of X per row, C order.
+
+        Narrow blocks are padded to 64 columns: BLAS takes other kernels (with
+        another summation order) for very narrow products, and the results
+        must not depend on how the SNPs were split into blocks.
+        """
+        b = X.shape[1]
+        if b < _MIN_GEMM_COLUMNS:
+            X = np.hstack([X, np.zeros((X.shape[0], _MIN_GEMM_COLUMNS - b))])
+        return np.ascontiguousarray((X.T @ self.U)[:b])
 
     def complement_gram(self, V: np.ndarray) -> np.ndarray | None:
         """V'(I - UU')V: nothing here, every direction is rotated."""

@@ -20,18 +20,22 @@ namespace lmmscan::kernels {
 
 using Index = std::ptrdiff_t;
 
-// h_i = 1 / (lambda d_i + 1).  d: (n,), h: (n,); may not alias.
-LMMSCAN_CLONES static void inverse_weights(const double* d, double lambda, Index n,
-                                           double* h) {
+// h_i = 1 / (lambda d_i + 1) and g_i = d_i h_i.  d, h, g: (n,); may not alias.
+LMMSCAN_CLONES static void inverse_weights(const double* d, double lambda, Index n, double* h,
+                                           double* g) {
 #pragma omp simd
-  for (Index i = 0; i < n; ++i) h[i] = 1.0 / (lambda * d[i] + 1.0);
+  for (Index i = 0; i < n; ++i) {
+    h[i] = 1.0 / (lambda * d[i] + 1.0);
+    g[i] = d[i] * h[i];
+  }
 }
 
-// Powered weighted column sums.  h: (n,), P: (n, s) column-major with leading
-// dimension ld.  For k = 1..kmax (kmax in 1..3) and column j:
-//   out[(k-1) * s + j] = sum_i h_i^k P_ij.
-LMMSCAN_CLONES static void powered_sums(const double* h, const double* P, Index n, Index ld,
-                                        int s, int kmax, double* out) {
+// Weighted column sums.  h, g: (n,), P: (n, s) column-major with leading
+// dimension ld.  For column j, with k = 1..kmax (kmax in 1..3):
+//   out[j] = sum_i h_i P_ij,  out[s + j] = sum_i h_i g_i P_ij,
+//   out[2s + j] = sum_i h_i g_i^2 P_ij.
+LMMSCAN_CLONES static void powered_sums(const double* h, const double* g, const double* P,
+                                        Index n, Index ld, int s, int kmax, double* out) {
   for (int j = 0; j < s; ++j) {
     const double* p = P + j * ld;
     double a1 = 0.0, a2 = 0.0, a3 = 0.0;
@@ -43,16 +47,16 @@ LMMSCAN_CLONES static void powered_sums(const double* h, const double* P, Index 
       for (Index i = 0; i < n; ++i) {
         const double q = h[i] * p[i];
         a1 += q;
-        a2 += q * h[i];
+        a2 += q * g[i];
       }
     } else {
 #pragma omp simd reduction(+ : a1, a2, a3)
       for (Index i = 0; i < n; ++i) {
         const double q = h[i] * p[i];
-        const double q2 = q * h[i];
+        const double q2 = q * g[i];
         a1 += q;
         a2 += q2;
-        a3 += q2 * h[i];
+        a3 += q2 * g[i];
       }
     }
     out[j] = a1;
@@ -61,17 +65,17 @@ LMMSCAN_CLONES static void powered_sums(const double* h, const double* P, Index 
   }
 }
 
-// sum_i h_i and sum_i h_i^2.
-LMMSCAN_CLONES static void weight_moments(const double* h, Index n, double* sum_h,
-                                          double* sum_h2) {
+// sum_i g_i and sum_i g_i^2 (g = d h): tr(H^-1 K) and tr(H^-1 K H^-1 K).
+LMMSCAN_CLONES static void weight_moments(const double* g, Index n, double* sum_g,
+                                          double* sum_g2) {
   double a1 = 0.0, a2 = 0.0;
 #pragma omp simd reduction(+ : a1, a2)
   for (Index i = 0; i < n; ++i) {
-    a1 += h[i];
-    a2 += h[i] * h[i];
+    a1 += g[i];
+    a2 += g[i] * g[i];
   }
-  *sum_h = a1;
-  *sum_h2 = a2;
+  *sum_g = a1;
+  *sum_g2 = a2;
 }
 
 // Column sums of P (n, s) and products of column `x` with every column:

@@ -2,12 +2,23 @@
 // GEMMA 0.98.5's definitions (shared/reference/gemma-lmm-0.98.5.md, section 4).
 //
 // Setting: after rotation by the eigenvectors of K, the covariance of y is
-// ve * diag(lambda d_i + 1).  With h_i = 1 / (lambda d_i + 1) and index vectors
-// v_0 .. v_{m-1} (covariates, then optionally the SNP, the phenotype last),
-// the weighted Gram matrices are S_k[a][b] = sum_i h_i^k v_ai v_bi, k = 1..3.
+// ve * diag(lambda d_i + 1).  With h_i = 1 / (lambda d_i + 1), g_i = d_i h_i
+// and index vectors v_0 .. v_{m-1} (covariates, then optionally the SNP, the
+// phenotype last), the weighted Gram matrices are
+//   S_1[a][b] = sum_i h_i v_ai v_bi           (v_a' H^-1 v_b)
+//   S_2[a][b] = sum_i h_i g_i v_ai v_bi       (v_a' H^-1 K H^-1 v_b)
+//   S_3[a][b] = sum_i h_i g_i^2 v_ai v_bi     (v_a' H^-1 K H^-1 K H^-1 v_b).
 // Projecting out v_0 .. v_{j-1} one at a time (a Gram-Schmidt recursion)
-// gives P = v_a' P_j v_b, PP = v_a' P_j P_j v_b and PPP = v_a' P_j^3 v_b, from
-// which every log-likelihood, derivative and test statistic follows.
+// gives P = v_a' P_j v_b, T = v_a' P_j K P_j v_b and T2 = v_a' P_j K P_j K P_j
+// v_b, from which every log-likelihood, derivative and test statistic
+// follows.
+//
+// GEMMA (reference 4.3, 4.7) runs the same recursion on powers of h (PP =
+// P P, PPP = P P P) and forms P K P as (P - PP) / lambda, which cancels
+// catastrophically for small lambda (its derivatives are noise below about
+// 1e-3).  Since P_j H P_j = P_j, P - PP = lambda P K P exactly, and the
+// recursion has the same form for P K P as for P P, so working with the
+// weights g gives GEMMA's quantities without the cancellation.
 #pragma once
 
 #include <cmath>
@@ -18,10 +29,10 @@ namespace lmmscan {
 // What one projection yields.  Pivots are taken just before projecting each
 // of the first nc = m - 1 vectors; "yy" entries are at level nc.
 struct Projection {
-  double logdet_P = 0.0;    // sum_j log P_j[j][j]            (log|V'H^-1 V|)
-  double trace_QP = 0.0;    // sum_j PP_j[j][j] / P_j[j][j]
-  double trace_QQ_R = 0.0;  // sum_j (PP/P)^2 - 2 PPP/P at the pivots
-  double P_yy = 0.0, Q_yy = 0.0, R_yy = 0.0;
+  double logdet_P = 0.0;     // sum_j log P_j[j][j]            (log|V'H^-1 V|)
+  double trace_TP = 0.0;     // sum_j T_j[j][j] / P_j[j][j]
+  double trace_TT_T2 = 0.0;  // sum_j (T/P)^2 - 2 T2/P at the pivots
+  double P_yy = 0.0, T_yy = 0.0, T2_yy = 0.0;
   // At level `split` (before projecting vector `split`, the SNP): the GLS
   // quantities of the SNP adjusted for the covariates.
   double P_xx = 0.0, P_xy = 0.0, P_yy_split = 0.0;
@@ -30,15 +41,15 @@ struct Projection {
 // In-place GEMMA projection recursion.
 //   S: (3, m, m) upper triangles (row-major a*m+b, a <= b) of S_1, S_2, S_3;
 //      overwritten.  kmax in 1..3 says which of S_1..S_kmax are meaningful
-//      (PP needs k >= 2, PPP needs k = 3).
+//      (T needs k >= 2, T2 needs k = 3).
 //   split: index of the SNP vector (its level-`split` entries with the last
 //      vector are recorded), or -1.
 inline void project(double* S, int m, int kmax, int split, Projection& out) {
   double* P = S;
-  double* Q = S + m * m;
-  double* R = S + 2 * m * m;
+  double* Q = S + m * m;      // T = P K P
+  double* R = S + 2 * m * m;  // T2 = P K P K P
   const int nc = m - 1;
-  out.logdet_P = out.trace_QP = out.trace_QQ_R = 0.0;
+  out.logdet_P = out.trace_TP = out.trace_TT_T2 = 0.0;
   for (int w = 0; w < nc; ++w) {
     if (w == split) {
       out.P_xx = P[w * m + w];
@@ -49,8 +60,8 @@ inline void project(double* S, int m, int kmax, int split, Projection& out) {
     out.logdet_P += std::log(pw);
     if (kmax >= 2) {
       const double qw = Q[w * m + w];
-      out.trace_QP += qw / pw;
-      if (kmax >= 3) out.trace_QQ_R += qw * qw / (pw * pw) - 2.0 * R[w * m + w] / pw;
+      out.trace_TP += qw / pw;
+      if (kmax >= 3) out.trace_TT_T2 += qw * qw / (pw * pw) - 2.0 * R[w * m + w] / pw;
     }
     if (pw == 0.0) continue;  // GEMMA: an all-zero vector leaves the rest as it is
     const double qw = kmax >= 2 ? Q[w * m + w] : 0.0;
@@ -76,8 +87,8 @@ inline void project(double* S, int m, int kmax, int split, Projection& out) {
     }
   }
   out.P_yy = P[nc * m + nc];
-  out.Q_yy = kmax >= 2 ? Q[nc * m + nc] : 0.0;
-  out.R_yy = kmax >= 3 ? R[nc * m + nc] : 0.0;
+  out.T_yy = kmax >= 2 ? Q[nc * m + nc] : 0.0;
+  out.T2_yy = kmax >= 3 ? R[nc * m + nc] : 0.0;
   // GEMMA 0.98.5 guards only an exact zero.
   if (out.P_yy == 0.0) out.P_yy = 1e-8;
 }
@@ -101,7 +112,7 @@ constexpr double kLog2Pi = 1.8378770664093454836;
 
 // lambda-dependent but data-free sums over the eigenvalues.
 struct SpectralSums {
-  double sum_h = 0.0, sum_h2 = 0.0;  // sum_i h_i, sum_i h_i^2
+  double sum_g = 0.0, sum_g2 = 0.0;  // tr(H^-1 K) = sum_i g_i, tr((H^-1 K)^2) = sum_i g_i^2
   double log1p = 0.0;                // sum_i log(1 + lambda d_i); NaN if not needed
 };
 
@@ -122,33 +133,27 @@ struct Derivatives {
   double dev1 = NAN, dev2 = NAN;  // d/dlambda and d^2/dlambda^2 of the log-likelihood
 };
 
-// GEMMA's LogL_dev12 (ML) and LogRL_dev12 (REML).  Needs a projection with
-// kmax >= 2 for dev1 and kmax = 3 for dev2.
-inline Derivatives ml_derivatives(double lambda, double n, const SpectralSums& s,
+// GEMMA's LogL_dev12 (ML) and LogRL_dev12 (REML), in the cancellation-free
+// form (yPKPy = T_yy, yPKPKPy = T2_yy, tr(PK) and tr(PKPK) from g).  Needs a
+// projection with kmax >= 2 for dev1 and kmax = 3 for dev2.  lambda is unused
+// but kept so the signature says at which lambda the projection was taken.
+inline Derivatives ml_derivatives(double /*lambda*/, double n, const SpectralSums& s,
                                   const Projection& p) {
-  const double tr_HK = (n - s.sum_h) / lambda;
-  const double tr_HKHK = (n + s.sum_h2 - 2.0 * s.sum_h) / (lambda * lambda);
-  const double yPKPy = (p.P_yy - p.Q_yy) / lambda;
-  const double yPKPKPy = (p.P_yy + p.R_yy - 2.0 * p.Q_yy) / (lambda * lambda);
   Derivatives d;
-  d.dev1 = -0.5 * tr_HK + 0.5 * n * yPKPy / p.P_yy;
-  d.dev2 = 0.5 * tr_HKHK -
-           0.5 * n * (2.0 * yPKPKPy * p.P_yy - yPKPy * yPKPy) / (p.P_yy * p.P_yy);
+  d.dev1 = -0.5 * s.sum_g + 0.5 * n * p.T_yy / p.P_yy;
+  d.dev2 = 0.5 * s.sum_g2 -
+           0.5 * n * (2.0 * p.T2_yy * p.P_yy - p.T_yy * p.T_yy) / (p.P_yy * p.P_yy);
   return d;
 }
 
-inline Derivatives reml_derivatives(double lambda, double df, const SpectralSums& s,
+inline Derivatives reml_derivatives(double /*lambda*/, double df, const SpectralSums& s,
                                     const Projection& p) {
-  const double trace_P = s.sum_h - p.trace_QP;
-  const double trace_PP = s.sum_h2 + p.trace_QQ_R;
-  const double tr_PK = (df - trace_P) / lambda;
-  const double tr_PKPK = (df + trace_PP - 2.0 * trace_P) / (lambda * lambda);
-  const double yPKPy = (p.P_yy - p.Q_yy) / lambda;
-  const double yPKPKPy = (p.P_yy + p.R_yy - 2.0 * p.Q_yy) / (lambda * lambda);
+  const double tr_PK = s.sum_g - p.trace_TP;
+  const double tr_PKPK = s.sum_g2 + p.trace_TT_T2;
   Derivatives d;
-  d.dev1 = -0.5 * tr_PK + 0.5 * df * yPKPy / p.P_yy;
+  d.dev1 = -0.5 * tr_PK + 0.5 * df * p.T_yy / p.P_yy;
   d.dev2 = 0.5 * tr_PKPK -
-           0.5 * df * (2.0 * yPKPKPy * p.P_yy - yPKPy * yPKPy) / (p.P_yy * p.P_yy);
+           0.5 * df * (2.0 * p.T2_yy * p.P_yy - p.T_yy * p.T_yy) / (p.P_yy * p.P_yy);
   return d;
 }
 

@@ -42,9 +42,9 @@ class PairGram {
   Eigen::Index n() const { return n_; }
   const double* products() const { return products_.data(); }
 
-  // sums: (kmax, pairs()) of sum_i h_i^k products_p(i).
-  void weighted_sums(const double* h, int kmax, double* sums) const {
-    kernels::powered_sums(h, products_.data(), n_, n_, pairs(), kmax, sums);
+  // sums: (kmax, pairs()) of sum_i h_i g_i^(k-1) products_p(i).
+  void weighted_sums(const double* h, const double* g, int kmax, double* sums) const {
+    kernels::powered_sums(h, g, products_.data(), n_, n_, pairs(), kmax, sums);
   }
   void plain_sums(double* sums) const {
     kernels::column_sums(products_.data(), n_, n_, pairs(), sums);
@@ -105,6 +105,7 @@ class NullEvaluator {
     std::copy(Uty, Uty + n, V_.begin() + n * c);
     gram_ = std::make_unique<PairGram>(V_.data(), n, m_);
     h_.resize(n);
+    g_.resize(n);
     sums_.resize(3 * gram_->pairs());
     S_.assign(3 * m_ * m_, 0.0);
     identity_.resize(m_);
@@ -113,27 +114,25 @@ class NullEvaluator {
     gram_->plain_sums(plain.data());
     std::vector<double> G(m_ * m_, 0.0);
     gram_->scatter(plain.data(), 1, identity_.data(), m_, G.data());
-    add_complement(G.data(), 1);
+    add_complement(G.data());
     logdet_gram_ = gram_logdet(G.data(), m_);
   }
 
-  // S_k += C for k < kmax (upper triangles): h = 1 on the complement.
-  void add_complement(double* S, int kmax) const {
-    for (int k = 0; k < kmax; ++k)
-      for (int a = 0; a < m_; ++a)
-        for (int b = a; b < m_; ++b) S[k * m_ * m_ + a * m_ + b] += C_[a * m_ + b];
+  // S_1 += C (upper triangle): h = 1 and g = d h = 0 on the complement, so
+  // it adds to S_1 only.
+  void add_complement(double* S) const {
+    for (int a = 0; a < m_; ++a)
+      for (int b = a; b < m_; ++b) S[a * m_ + b] += C_[a * m_ + b];
   }
 
   // Full evaluation at lambda; results kept as the "last" point.
   const Projection& evaluate(double lambda, int kmax) {
-    kernels::inverse_weights(d_, lambda, n_, h_.data());
-    gram_->weighted_sums(h_.data(), kmax, sums_.data());
+    kernels::inverse_weights(d_, lambda, n_, h_.data(), g_.data());
+    gram_->weighted_sums(h_.data(), g_.data(), kmax, sums_.data());
     gram_->scatter(sums_.data(), kmax, identity_.data(), m_, S_.data());
-    add_complement(S_.data(), kmax);
+    add_complement(S_.data());
     project(S_.data(), m_, kmax, -1, proj_);
-    kernels::weight_moments(h_.data(), n_, &spec_.sum_h, &spec_.sum_h2);
-    spec_.sum_h += double(N_ - n_);
-    spec_.sum_h2 += double(N_ - n_);
+    kernels::weight_moments(g_.data(), n_, &spec_.sum_g, &spec_.sum_g2);
     spec_.log1p = kernels::log1p_scaled_sum(d_, lambda, n_);
     lambda_ = lambda;
     return proj_;
@@ -141,8 +140,8 @@ class NullEvaluator {
   // S_1 after the last evaluation is overwritten by the projection; this
   // recomputes the (c, c) block W'H^-1 W and W'H^-1 y at lambda.
   void gls(double lambda, Eigen::MatrixXd& WHW, Eigen::VectorXd& WHy) {
-    kernels::inverse_weights(d_, lambda, n_, h_.data());
-    gram_->weighted_sums(h_.data(), 1, sums_.data());
+    kernels::inverse_weights(d_, lambda, n_, h_.data(), g_.data());
+    gram_->weighted_sums(h_.data(), g_.data(), 1, sums_.data());
     WHW.resize(c_, c_);
     WHy.resize(c_);
     for (int p = 0; p < gram_->pairs(); ++p) {
@@ -175,7 +174,7 @@ class NullEvaluator {
   int c_, m_;
   std::vector<double> V_, C_;
   std::unique_ptr<PairGram> gram_;
-  std::vector<double> h_, sums_, S_;
+  std::vector<double> h_, g_, sums_, S_;
   std::vector<int> identity_;
   double logdet_gram_ = 0.0;
   Projection proj_;

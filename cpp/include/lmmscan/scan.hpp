@@ -86,6 +86,7 @@ class ScanContext {
     const int np = static_cast<int>(points_.size());
     const int pairs = wy_->pairs();
     h_.resize(static_cast<size_t>(n) * np);
+    g_.resize(static_cast<size_t>(n) * np);
     wy_sums_.resize(static_cast<size_t>(3) * pairs * np);
     spec_.resize(np);
     wy_comp_.assign(pairs, 0.0);
@@ -95,30 +96,27 @@ class ScanContext {
     for (int q = 0; q < np; ++q) {
       const double lam = std::isfinite(points_[q]) ? points_[q] : 1.0;
       double* h = h_.data() + static_cast<size_t>(q) * n;
-      kernels::inverse_weights(d, lam, n, h);
+      double* g = g_.data() + static_cast<size_t>(q) * n;
+      kernels::inverse_weights(d, lam, n, h, g);
       double* sums = wy_sums_.data() + static_cast<size_t>(3) * pairs * q;
-      wy_->weighted_sums(h, 3, sums);
-      add_wy_complement(sums, 3);
-      spec_[q] = spectral_sums(h);
+      wy_->weighted_sums(h, g, 3, sums);
+      add_wy_complement(sums);
+      spec_[q] = spectral_sums(g);
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
     wy_plain_.resize(pairs);
     wy_->plain_sums(wy_plain_.data());
-    add_wy_complement(wy_plain_.data(), 1);
+    add_wy_complement(wy_plain_.data());
   }
 
-  // sums (kmax, pairs) += the complement (h = 1 there, for every power).
-  void add_wy_complement(double* sums, int kmax) const {
-    const int pairs = wy_->pairs();
-    for (int k = 0; k < kmax; ++k)
-      for (int p = 0; p < pairs; ++p) sums[k * pairs + p] += wy_comp_[p];
+  // The S_1 sums (pairs,) += the complement (h = 1 and g = 0 there).
+  void add_wy_complement(double* sums) const {
+    for (int p = 0; p < wy_->pairs(); ++p) sums[p] += wy_comp_[p];
   }
-  // sum h and sum h^2 over all N samples (h = 1 on the complement); log1p unset.
-  SpectralSums spectral_sums(const double* h) const {
+  // tr(H^-1 K) and tr((H^-1 K)^2) from g (the complement adds nothing); log1p unset.
+  SpectralSums spectral_sums(const double* g) const {
     SpectralSums s;
-    kernels::weight_moments(h, n_, &s.sum_h, &s.sum_h2);
-    s.sum_h += double(N_ - n_);
-    s.sum_h2 += double(N_ - n_);
+    kernels::weight_moments(g, n_, &s.sum_g, &s.sum_g2);
     s.log1p = NAN;
     return s;
   }
@@ -136,6 +134,7 @@ class ScanContext {
   int point_ml() const { return n_grid() + 1; }
   double point_lambda(int q) const { return points_[q]; }
   const double* point_h(int q) const { return h_.data() + static_cast<size_t>(q) * n_; }
+  const double* point_g(int q) const { return g_.data() + static_cast<size_t>(q) * n_; }
   const double* point_wy_sums(int q) const {
     return wy_sums_.data() + static_cast<size_t>(3) * wy_->pairs() * q;
   }
@@ -155,7 +154,7 @@ class ScanContext {
   NullFit null_;
   std::unique_ptr<PairGram> wy_;
   std::vector<int> to_alt_;
-  std::vector<double> grid_, points_, h_, wy_sums_, wy_plain_, wy_comp_;
+  std::vector<double> grid_, points_, h_, g_, wy_sums_, wy_plain_, wy_comp_;
   std::vector<SpectralSums> spec_;
 };
 
@@ -170,6 +169,7 @@ class SnpWorker {
         m_(ctx.m()),
         xp_(static_cast<size_t>(ctx.n()) * ctx.m()),
         h_(ctx.n()),
+        g_(ctx.n()),
         xs_(3 * ctx.m()),
         xc_(ctx.m(), 0.0),
         wys_(3 * ctx.wy().pairs()),
@@ -251,22 +251,23 @@ class SnpWorker {
     cached_lambda_ = NAN;
   }
 
-  // x-column sums (kmax, m), plus the complement, into S: column x (index c)
-  // of each matrix.
+  // x-column sums (kmax, m) into S: column x (index c) of each matrix; the
+  // complement adds to S_1 only (h = 1, g = 0 there).
   void scatter_x(const double* xs, int kmax) {
     for (int k = 0; k < kmax; ++k) {
       double* S = S_.data() + k * m_ * m_;
       for (int b = 0; b < m_; ++b) {
         // pair (x, b): x sits at index c
         const int a = std::min(c_, b), bb = std::max(c_, b);
-        S[a * m_ + bb] = xs[k * m_ + b] + xc_[b];
+        S[a * m_ + bb] = xs[k * m_ + b] + (k == 0 ? xc_[b] : 0.0);
       }
     }
   }
 
   // Projection at one of the context's fixed lambdas.
   const Projection& evaluate_point(int q, int kmax) {
-    kernels::powered_sums(ctx_.point_h(q), xp_.data(), n_, n_, m_, kmax, xs_.data());
+    kernels::powered_sums(ctx_.point_h(q), ctx_.point_g(q), xp_.data(), n_, n_, m_, kmax,
+                          xs_.data());
     ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_);
@@ -281,14 +282,14 @@ class SnpWorker {
     if (lambda == cached_lambda_ && kmax <= cached_kmax_) return proj_;
     for (int q : {ctx_.point_reml(), ctx_.point_ml()})
       if (lambda == ctx_.point_lambda(q)) return evaluate_point(q, kmax);
-    kernels::inverse_weights(ctx_.d(), lambda, n_, h_.data());
-    kernels::powered_sums(h_.data(), xp_.data(), n_, n_, m_, kmax, xs_.data());
-    ctx_.wy().weighted_sums(h_.data(), kmax, wys_.data());
-    ctx_.add_wy_complement(wys_.data(), kmax);
+    kernels::inverse_weights(ctx_.d(), lambda, n_, h_.data(), g_.data());
+    kernels::powered_sums(h_.data(), g_.data(), xp_.data(), n_, n_, m_, kmax, xs_.data());
+    ctx_.wy().weighted_sums(h_.data(), g_.data(), kmax, wys_.data());
+    ctx_.add_wy_complement(wys_.data());
     ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_);
-    spec_ = ctx_.spectral_sums(h_.data());  // log1p computed on demand
+    spec_ = ctx_.spectral_sums(g_.data());  // log1p computed on demand
     cached_lambda_ = lambda;
     cached_kmax_ = kmax;
     return proj_;
@@ -339,7 +340,7 @@ class SnpWorker {
   const ScanContext& ctx_;
   Eigen::Index n_, N_;
   int c_, m_;
-  std::vector<double> xp_, h_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
+  std::vector<double> xp_, h_, g_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
   Projection proj_;
