@@ -42,7 +42,7 @@ def test_manhattan_and_qq_draw(tmp_path):
     fig = plot.manhattan(table, title="t")
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.texts]
-    assert "rs5" in labels  # the strongest hit is labelled
+    assert "rs6" in labels and "rs5" not in labels  # p = 0 is the strongest; one per locus
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "10", "X"]
     # every point above the thinning threshold (p < 1e-3) is drawn
     offsets = ax.collections[0].get_offsets()
