@@ -65,11 +65,29 @@ def analysed_samples(
         W = np.column_stack([W, np.ones(W.shape[0])])
         intercept_added = True
     n_an, c = W.shape
+    _check_full_rank(W, intercept_added)
     if n_an < c + 2:
         raise InputError(
             f"{n_an} analysed samples but {c} covariate columns: need at least c + 2 = {c + 2}"
         )
     return mask, y[mask], W, cov, intercept_added
+
+
+def _check_full_rank(W: np.ndarray, intercept_added: bool) -> None:
+    """Refuse covariates that are linearly dependent (GEMMA would divide by ~0)."""
+    scale = np.linalg.norm(W, axis=0)
+    if np.any(scale == 0):
+        j = int(np.flatnonzero(scale == 0)[0])
+        raise InputError(f"covariate column {j + 1} is zero on every analysed sample")
+    Wn = W / scale
+    for j in range(1, W.shape[1] + 1):
+        s = np.linalg.svd(Wn[:, :j], compute_uv=False)
+        if s[-1] < 1e-10 * s[0]:
+            what = "the added intercept" if intercept_added and j == W.shape[1] else f"column {j}"
+            raise InputError(
+                f"covariates are collinear: {what} is a linear combination of the columns "
+                "before it (on the analysed samples)"
+            )
 
 
 def check_kinship(K: object, n: int, name: str = "kinship") -> np.ndarray:
