@@ -34,6 +34,8 @@ void check_shapes(const ConstVec& d, const ConstMat& UtW, const ConstVec& Uty) {
   if (!d.allFinite() || !UtW.allFinite() || !Uty.allFinite())
     throw py::value_error("d, UtW and Uty must be finite");
   if (UtW.cols() < 1) throw py::value_error("UtW needs at least one column (the intercept)");
+  if (d.size() > 0 && d.minCoeff() < 0.0)
+    throw py::value_error("eigenvalues d must be >= 0 (zero the negative ones first)");
 }
 
 // The zero-eigenvalue complement: n_total samples and C (c+1, c+1), the Gram

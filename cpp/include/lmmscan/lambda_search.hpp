@@ -37,8 +37,9 @@ inline std::vector<double> lambda_grid(const LambdaOptions& opt) {
   std::vector<double> grid(static_cast<size_t>(opt.n_region) + 1);
   const double step = std::log(opt.l_max / opt.l_min) / opt.n_region;
   for (int i = 0; i <= opt.n_region; ++i) grid[i] = opt.l_min * std::exp(step * i);
-  // The last point is l_min*exp(step*n_region), which GEMMA uses as the upper
-  // end of the last interval; the bound compared at the end is l_max itself.
+  // GEMMA's last point is l_min*exp(step*n_region), a rounding above l_max
+  // (1e5 * (1 + 7e-16)); ending the grid on l_max keeps every lambda in range.
+  grid.back() = opt.l_max;
   return grid;
 }
 
