@@ -10,8 +10,10 @@ Quick tour::
 """
 
 from ._errors import InputError, LmmscanError
+from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
 from .genotypes import ArrayGenotypes, GenotypeSource
 from .kinship import kinship
+from .lowrank import LowRankKinship, LowRankSpectral, low_rank_kinship
 from .model import LambdaBounds, NullModel, fit_null
 from .plink import PlinkGenotypes, read_plink
 from .scan import ScanReport, scan
@@ -20,15 +22,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArrayGenotypes",
+    "Eigendecomposition",
     "GenotypeSource",
     "InputError",
     "LambdaBounds",
     "LmmscanError",
+    "LowRankKinship",
+    "LowRankSpectral",
     "NullModel",
     "PlinkGenotypes",
     "ScanReport",
+    "eigendecompose",
     "fit_null",
     "kinship",
+    "load_eigen",
+    "low_rank_kinship",
     "read_plink",
+    "save_eigen",
     "scan",
 ]

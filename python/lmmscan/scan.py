@@ -44,6 +44,7 @@ class ScanReport:
     seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(["read", "filter", "rotate", "tests"], 0.0)
     )
+    null_models: dict[str, NullModel] = field(default_factory=dict)  # per chromosome (LOCO)
 
 
 def p_values(raw: np.ndarray, test: str, df: int, logl_mle_null: float) -> dict[str, np.ndarray]:
@@ -192,6 +193,10 @@ def scan(
     block_size: int | None = None,
     report: ScanReport | None = None,
     progress: bool = False,
+    loco: bool = False,
+    eigen: object = None,
+    sample_ids: object = None,
+    client: object = None,
 ) -> pd.DataFrame:
     """Test every SNP as an extra fixed effect in the linear mixed model.
 
@@ -226,12 +231,40 @@ def scan(
         SNPs per block (memory: samples x block_size doubles).
     report
         A :class:`ScanReport` to fill with filter counts and timings.
+    loco
+        Leave one chromosome out (:mod:`lmmscan.loco`): each chromosome's SNPs
+        are tested with a kinship of the other chromosomes, built from
+        ``genotypes`` (``kinship`` may name the method, ``"centered"`` by
+        default, or ``"standardized"``).  The per-chromosome null models go to
+        ``report.null_models``.
+    eigen
+        A saved eigendecomposition to reuse instead of ``kinship``
+        (:class:`lmmscan.Eigendecomposition` or the path of its ``.npz``).
+        The analysed samples must be the ones it was made for
+        (:class:`InputError` otherwise).
+    sample_ids
+        One ID per sample, matched against ``eigen``'s (default: the IDs of
+        a PLINK source, else the positions "0", "1", ...).
+    client
+        A ``dask.distributed.Client``: the null model is fitted here, sent
+        to every worker once, and each task reads and tests its own slice
+        of SNPs (:mod:`lmmscan.distributed`).  The rows are the same as
+        without it.
 
     Returns a DataFrame with GEMMA's columns for ``test``: chr rs ps n_miss
     allele1 allele0 af, then beta se logl_H1 l_remle l_mle p_wald p_lrt
     p_score as the test has them; one row per analysed SNP, in file order.
     """
     source = as_source(genotypes)
+    if loco:
+        return _scan_loco(source, y, kinship, covariates, groups, null_model, eigen, client,
+                          test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode,
+                          threads=threads, block_size=block_size, report=report,
+                          progress=progress)
+    if null_model is None and (eigen is not None or _is_low_rank(kinship)):
+        null_model = _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids)
+    elif eigen is not None:
+        raise InputError("give either null_model or eigen, not both")
     if null_model is None:
         if y is None or (kinship is None and groups is None):
             raise InputError("scan needs y and a kinship or groups (or a fitted null_model)")
@@ -261,7 +294,15 @@ def scan(
         from tqdm import tqdm
 
         bar = tqdm(total=source.n_snps, unit="SNP", unit_scale=True, leave=False)
-    for start in range(0, source.n_snps, block_size):
+    if client is not None:
+        from .distributed import scan_blocks
+
+        options = dict(test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode)
+        for keep, cols in scan_blocks(client, source, null_model, block_size=block_size,
+                                      options=options, report=report):
+            keeps.append(keep)
+            parts.append(cols)
+    for start in range(0, source.n_snps if client is None else 0, block_size):
         stop = min(source.n_snps, start + block_size)
         t0 = time.perf_counter()
         X = source.read(start, stop, samples)
@@ -288,3 +329,64 @@ def scan(
     for name in TEST_COLUMNS[test]:
         table[name] = merged[name]
     return table
+
+
+def _is_low_rank(kinship: object) -> bool:
+    from .lowrank import LowRankKinship
+
+    return isinstance(kinship, LowRankKinship)
+
+
+def _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids) -> NullModel:
+    """The null model from a saved eigendecomposition or a low-rank kinship."""
+    from .eigen import Eigendecomposition, load_eigen, sample_ids_of
+    from .model import analysed_samples
+
+    if y is None:
+        raise InputError("scan needs y to fit the null model")
+    if groups is not None or (eigen is not None and kinship is not None):
+        raise InputError("give one of kinship, groups or eigen")
+    y_arr = np.asarray(y, dtype=np.float64)
+    if y_arr.shape[0:1] != (source.n_samples,):
+        raise InputError(
+            f"y has {y_arr.shape[0] if y_arr.ndim else 0} values but genotypes have "
+            f"{source.n_samples} samples"
+        )
+    mask = analysed_samples(y_arr, covariates)[0]
+    if eigen is None:
+        if kinship.n_samples != source.n_samples:
+            raise InputError(
+                f"the low-rank kinship has {kinship.n_samples} samples but genotypes have "
+                f"{source.n_samples}"
+            )
+        return fit_null(y_arr, covariates, spectral=kinship.spectral(mask))
+    if not isinstance(eigen, Eigendecomposition):
+        eigen = load_eigen(eigen)
+    if sample_ids is None:
+        ids = sample_ids_of(source)
+    else:
+        ids = np.asarray(sample_ids).astype(str)
+        if ids.shape != (source.n_samples,):
+            raise InputError(f"sample_ids must have {source.n_samples} entries, got {ids.shape}")
+    return fit_null(y_arr, covariates, spectral=eigen.spectral_for(ids[mask]))
+
+
+def _scan_loco(source, y, kinship, covariates, groups, null_model, eigen, client, *, report,
+               **options) -> pd.DataFrame:
+    from .loco import loco_scan
+
+    if null_model is not None or groups is not None or eigen is not None:
+        raise InputError("loco=True builds its own kinships: give y (and covariates), "
+                         "not null_model, groups or eigen")
+    if client is not None:
+        raise InputError("loco=True does not run on a Dask client yet")
+    if kinship is None:
+        kinship = "centered"
+    if not isinstance(kinship, str):
+        raise InputError("with loco=True, kinship names the method ('centered' or "
+                         "'standardized'); the kinships come from the genotypes")
+    if y is None:
+        raise InputError("scan needs y")
+    report = report if report is not None else ScanReport()
+    return loco_scan(source, y, covariates, method=kinship, report=report,
+                     null_models=report.null_models, **options)

@@ -1,0 +1,222 @@
+"""Eigendecompositions saved with the samples they belong to (GEMMA's -d/-u).
+
+GEMMA double-centres the kinship over the *analysed* samples before
+decomposing it, so an eigendecomposition belongs to one set of samples: the
+ones whose phenotype and covariates are present.  :class:`Eigendecomposition`
+keeps that sample list beside U and d, :meth:`Eigendecomposition.save` writes
+one ``.npz`` (float64 arrays stored bit for bit, no pickle), and
+:meth:`Eigendecomposition.spectral_for` hands a reusable spectral object to
+:func:`lmmscan.fit_null` / :func:`lmmscan.scan` only when the analysed samples
+are the same set (rows are reordered when only the order differs) and
+refuses with an :class:`~lmmscan.InputError` otherwise.
+
+A saved decomposition may be low-rank (U is n x k, k < n: see
+:mod:`lmmscan.lowrank`); it then comes back as a
+:class:`~lmmscan.lowrank.LowRankSpectral`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import InputError
+from .lowrank import LowRankSpectral
+from .model import Spectral, check_kinship, double_centre
+
+FORMAT = "lmmscan-eigen"
+FORMAT_VERSION = 1
+
+
+def sample_ids_of(source: object, n: int | None = None) -> np.ndarray:
+    """Sample IDs of a genotype source: PLINK IIDs (FID:IID when IIDs repeat);
+    otherwise the positions "0", "1", ... (arrays carry no IDs)."""
+    samples = getattr(source, "samples", None)
+    if samples is not None and hasattr(samples, "columns") and "iid" in samples.columns:
+        iid = samples["iid"].astype(str).to_numpy()
+        if len(set(iid)) == len(iid):
+            return iid.astype(str)
+        if "fid" in samples.columns:
+            ids = (samples["fid"].astype(str) + ":" + samples["iid"].astype(str)).to_numpy()
+            if len(set(ids)) == len(ids):
+                return ids.astype(str)
+        raise InputError("sample IDs are not unique: pass sample_ids= explicitly")
+    count = n if n is not None else int(getattr(source, "n_samples"))
+    return np.arange(count).astype(str)
+
+
+def _as_ids(ids: object, n: int, what: str) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{what} must have one ID per sample ({n}), got shape {arr.shape}")
+    arr = arr.astype(str)
+    if len(set(arr.tolist())) != n:
+        raise InputError(f"{what} contains repeated IDs")
+    return arr
+
+
+@dataclass
+class Eigendecomposition:
+    """K = U diag(d) U' over the samples ``sample_ids`` (rows of U, in order).
+
+    ``d`` (k,) with eigenvalues below 1e-10 already zeroed, ``U`` (n, k);
+    k = n for a full decomposition, k < n for a low-rank one (the other
+    n - k eigenvalues are 0).  ``meta`` holds free-form strings (how K was
+    made), saved with it.
+    """
+
+    d: np.ndarray
+    U: np.ndarray
+    sample_ids: np.ndarray
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.d = np.ascontiguousarray(self.d, dtype=np.float64)
+        self.U = np.ascontiguousarray(self.U, dtype=np.float64)
+        if self.d.ndim != 1 or self.U.ndim != 2 or self.U.shape[1] != self.d.shape[0]:
+            raise InputError(f"need d (k,) and U (n, k), got {self.d.shape} and {self.U.shape}")
+        if self.U.shape[1] > self.U.shape[0]:
+            raise InputError("U has more columns than rows")
+        self.sample_ids = _as_ids(self.sample_ids, self.U.shape[0], "sample_ids")
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.U.shape[0])
+
+    @property
+    def low_rank(self) -> bool:
+        return self.U.shape[1] < self.U.shape[0]
+
+    @classmethod
+    def from_spectral(
+        cls, spectral: Spectral | LowRankSpectral, sample_ids: object, meta: dict | None = None
+    ) -> Eigendecomposition:
+        """From a fitted model's ``null.spectral`` and the IDs of its analysed samples."""
+        if not isinstance(spectral, (Spectral, LowRankSpectral)):
+            raise InputError(
+                f"only kinship eigendecompositions can be saved, not {type(spectral).__name__}"
+            )
+        return cls(spectral.d, spectral.U, np.asarray(sample_ids), dict(meta or {}))
+
+    def spectral(self) -> Spectral | LowRankSpectral:
+        if self.low_rank:
+            return LowRankSpectral(self.d, self.U)
+        return Spectral(d=self.d, U=self.U)
+
+    def spectral_for(self, sample_ids: object) -> Spectral | LowRankSpectral:
+        """The decomposition for exactly these analysed samples, in their order.
+
+        Raises InputError naming the samples that differ when the sets are not
+        equal: the kinship was double-centred and decomposed over its own
+        samples, so a different set needs a new decomposition.
+        """
+        want = np.asarray(sample_ids).astype(str)
+        if want.ndim != 1:
+            raise InputError("sample_ids must be one-dimensional")
+        have = self.sample_ids
+        if want.shape == have.shape and np.array_equal(want, have):
+            return self.spectral()
+        pos = {s: i for i, s in enumerate(have.tolist())}
+        missing = [s for s in want.tolist() if s not in pos]
+        wanted = set(want.tolist())
+        extra = [s for s in have.tolist() if s not in wanted]
+        if missing or extra or len(wanted) != want.shape[0]:
+            parts = [
+                f"the eigendecomposition belongs to {have.shape[0]} samples but "
+                f"{want.shape[0]} are analysed"
+            ]
+            if missing:
+                parts.append(f"{len(missing)} analysed sample(s) not in it (first: {missing[:3]})")
+            if extra:
+                parts.append(f"{len(extra)} of its samples not analysed (first: {extra[:3]})")
+            if len(wanted) != want.shape[0]:
+                parts.append("the analysed sample IDs repeat")
+            raise InputError(
+                "; ".join(parts)
+                + ". GEMMA-style kinships are centred over the analysed samples: "
+                "decompose the kinship again for this phenotype's samples"
+            )
+        order = np.array([pos[s] for s in want.tolist()])
+        U = self.U[order]
+        return LowRankSpectral(self.d, U) if self.low_rank else Spectral(d=self.d.copy(), U=U)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write an uncompressed ``.npz`` (exact float64; no pickled objects)."""
+        return save_eigen(path, self)
+
+
+def eigendecompose(
+    kinship: object,
+    sample_ids: object = None,
+    *,
+    samples: np.ndarray | None = None,
+    center: bool = True,
+    meta: dict | None = None,
+) -> Eigendecomposition:
+    """Decompose a kinship as GEMMA does before -lmm: restricted to ``samples``
+    (boolean mask or indices: the analysed ones; default all), double-centred
+    (``center``), eigenvalues below 1e-10 set to 0.
+
+    ``sample_ids``: one ID per row of ``kinship`` (default "0", "1", ...).
+    """
+    K = np.asarray(kinship, dtype=np.float64)
+    n = K.shape[0] if K.ndim == 2 else 0
+    K = check_kinship(K, n)
+    ids = _as_ids(np.arange(n).astype(str) if sample_ids is None else sample_ids, n,
+                  "sample_ids")
+    if samples is not None:
+        sel = np.asarray(samples)
+        if sel.dtype == bool and sel.shape != (n,):
+            raise InputError(f"samples mask must have length {n}, got {sel.shape}")
+        idx = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64)
+        K = K[np.ix_(idx, idx)]
+        ids = ids[idx]
+    spec = Spectral.from_kinship(double_centre(K) if center else 0.5 * (K + K.T))
+    info = {"center": str(bool(center))}
+    info.update(meta or {})
+    return Eigendecomposition(spec.d, spec.U, ids, info)
+
+
+def save_eigen(path: str | os.PathLike[str], eig: Eigendecomposition) -> Path:
+    """Save ``eig`` to ``path`` (``.npz``; the suffix is added if missing)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    meta_keys = np.array(list(eig.meta.keys()), dtype=str)
+    meta_vals = np.array([str(v) for v in eig.meta.values()], dtype=str)
+    with open(path, "wb") as fh:
+        np.savez(
+            fh,
+            format=np.array(FORMAT),
+            version=np.array(FORMAT_VERSION),
+            d=eig.d,
+            U=eig.U,
+            sample_ids=eig.sample_ids.astype(str),
+            meta_keys=meta_keys,
+            meta_values=meta_vals,
+        )
+    return path
+
+
+def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
+    """Read a file written by :func:`save_eigen`; InputError if it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("eigendecomposition file not found", path=str(path))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" not in z.files or str(z["format"]) != FORMAT:
+                raise InputError("not an lmmscan eigendecomposition (.npz from "
+                                 "`lmmscan eigen` or save_eigen)", path=str(path))
+            version = int(z["version"])
+            if version > FORMAT_VERSION:
+                raise InputError(f"written by a newer lmmscan (format {version})", path=str(path))
+            meta = dict(zip(z["meta_keys"].tolist(), z["meta_values"].tolist(), strict=True))
+            return Eigendecomposition(z["d"], z["U"], z["sample_ids"], meta)
+    except (OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"cannot read the eigendecomposition: {exc}", path=str(path)) from None
