@@ -13,6 +13,7 @@ from ._errors import InputError, LmmscanError
 from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
 from .genotypes import ArrayGenotypes, GenotypeSource
 from .kinship import kinship
+from .loco import loco_scan
 from .lowrank import LowRankKinship, LowRankSpectral, low_rank_kinship
 from .model import LambdaBounds, NullModel, fit_null
 from .plink import PlinkGenotypes, read_plink
@@ -36,6 +37,7 @@ __all__ = [
     "fit_null",
     "kinship",
     "load_eigen",
+    "loco_scan",
     "low_rank_kinship",
     "read_plink",
     "save_eigen",

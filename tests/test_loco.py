@@ -1,0 +1,223 @@
+"""Leave-one-chromosome-out scans: against GEMMA 0.98.5 -loco on mouse_hs1940
+BIMBAM (fixtures from tests/data/gemma_loco/make_reference.sh), and against
+dense per-chromosome kinships built the long way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmscan
+from lmmscan.loco import _chromosomes, _KinshipSums, chromosome_names
+from lmmscan.model import analysed_samples
+
+from .conftest import DATA
+from .gemma_files import read_assoc
+
+LOCO = DATA / "gemma_loco"
+MOUSE = DATA / "mouse_hs1940"
+
+
+def read_mouse_bimbam() -> tuple[lmmscan.ArrayGenotypes, np.ndarray]:
+    """mouse_hs1940 BIMBAM dosages + annotation (chr, ps), phenotype column 1.
+
+    A minimal reader for these files (comma-separated geno, NA missing), so
+    that this test does not depend on the package's BIMBAM reader.
+    """
+    geno = pd.read_csv(
+        MOUSE / "mouse_hs1940.geno.txt.gz", sep=",", header=None, skipinitialspace=True,
+        na_values=["NA"], keep_default_na=False, dtype={0: str, 1: str, 2: str},
+    )
+    anno = pd.read_csv(MOUSE / "mouse_hs1940.anno.txt.gz", sep=r"\s+", header=None,
+                       dtype={0: str, 2: str}).set_index(0)
+    rs = geno[0].to_numpy()
+    snps = pd.DataFrame({
+        "chr": anno[2].reindex(rs).fillna("-9").to_numpy(),
+        "rs": rs,
+        "ps": anno[1].reindex(rs).fillna(-9).astype(np.int64).to_numpy(),
+        "allele1": geno[1].to_numpy(),
+        "allele0": geno[2].to_numpy(),
+    })
+    X = np.ascontiguousarray(geno.iloc[:, 3:].to_numpy(dtype=np.float64).T)
+    pheno = pd.read_csv(MOUSE / "mouse_hs1940.pheno.txt.gz", sep=r"\s+", header=None,
+                        na_values=["NA"])
+    return lmmscan.ArrayGenotypes(X, snps), pheno[0].to_numpy(dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def mouse_bimbam():
+    return read_mouse_bimbam()
+
+
+@pytest.fixture(scope="module")
+def gemma_loco():
+    ref = read_assoc(LOCO / "loco_lmm4.assoc.txt.gz")
+    nulls = pd.read_csv(LOCO / "loco_null.tsv", sep="\t", dtype={"chr": str})
+    return ref, nulls.set_index("chr")
+
+
+def compare_with_gemma(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """The tolerances of the core GEMMA comparison (tests/test_gemma_plink.py)."""
+    assert list(ours.columns) == list(ref.columns)
+    assert len(ours) == len(ref)
+    for col in ("chr", "rs", "allele1", "allele0"):
+        assert (ours[col].astype(str).to_numpy() == ref[col].astype(str).to_numpy()).all(), col
+    assert (ours["ps"].to_numpy() == ref["ps"].to_numpy()).all()
+    assert (ours["n_miss"].to_numpy() == ref["n_miss"].to_numpy()).all()
+    np.testing.assert_allclose(ours["af"], ref["af"], rtol=0, atol=0.0005 + 1e-12)
+    for p in ("p_wald", "p_lrt", "p_score"):
+        d = np.abs(np.log10(ours[p].to_numpy()) - np.log10(ref[p].to_numpy()))
+        assert d.max() <= 1e-4, (p, d.max(), ref["rs"].iloc[int(d.argmax())])
+    for col in ("se", "logl_H1"):
+        np.testing.assert_allclose(ours[col], ref[col], rtol=1e-5, err_msg=col)
+    dbeta = np.abs(ours["beta"].to_numpy() - ref["beta"].to_numpy()) / ref["se"].to_numpy()
+    assert dbeta.max() <= 1e-4, dbeta.max()
+    for col in ("l_remle", "l_mle"):
+        big = ref[col].to_numpy() > 1e-3
+        np.testing.assert_allclose(ours[col][big], ref[col][big], rtol=1e-3, err_msg=col)
+
+
+def compare_nulls(null_models: dict, nulls: pd.DataFrame) -> None:
+    for chrom, model in null_models.items():
+        row = nulls.loc[chrom]
+        for ours, key in ((model.loglik_reml, "loglik_reml"), (model.loglik_ml, "loglik_ml"),
+                          (model.pve, "pve"), (model.pve_se, "pve_se"), (model.vg, "vg"),
+                          (model.ve, "ve")):
+            # GEMMA's log has 6 significant digits
+            assert ours == pytest.approx(row[key], rel=1e-5), (chrom, key)
+
+
+def test_loco_equals_gemma_on_three_chromosomes(mouse_bimbam, gemma_loco):
+    """Chromosomes 1 (the largest), 17 (lowest null pve) and 19 (the last):
+    each tested with the kinship of the 18 others, as gemma -loco c."""
+    source, y = mouse_bimbam
+    ref, nulls = gemma_loco
+    nm: dict = {}
+    ours = lmmscan.loco_scan(source, y, chromosomes=["1", "17", "19"], null_models=nm)
+    assert sorted(nm) == ["1", "17", "19"]
+    compare_with_gemma(ours, ref[ref["chr"].astype(str).isin(["1", "17", "19"])]
+                       .reset_index(drop=True))
+    compare_nulls(nm, nulls)
+
+
+@pytest.mark.slow
+def test_loco_equals_gemma_everywhere(mouse_bimbam, gemma_loco):
+    """All 19 chromosomes through scan(loco=True): one table in file order."""
+    source, y = mouse_bimbam
+    ref, nulls = gemma_loco
+    report = lmmscan.ScanReport()
+    ours = lmmscan.scan(source, y, loco=True, report=report)
+    assert report.filters.total == 12226
+    assert report.filters.kept == 10768
+    compare_with_gemma(ours, ref)
+    assert len(report.null_models) == 19
+    compare_nulls(report.null_models, nulls)
+
+
+def test_loco_kinship_equals_gemma(mouse_bimbam):
+    """K for -loco 1 (SNPs off chromosome 1) as GEMMA wrote it (%.10g), on the
+    analysed samples: the full sums minus chromosome 1's, counts adjusted."""
+    source, y = mouse_bimbam
+    ref = pd.read_csv(LOCO / "loco1_kinship.tsv.gz", sep="\t")
+    mask, _, W, _, _ = analysed_samples(y, None)
+    names = chromosome_names(source)
+    chroms = _chromosomes(names)
+    report = lmmscan.ScanReport()
+    sums = _KinshipSums(source, mask, W, chroms, names, "centered", 0.01, 0.05, 0.9999,
+                        4096, True, report)
+    K = sums.loco_kinship(chroms[0])
+    assert chroms[0].name == "1"
+    idx = np.flatnonzero(mask)
+    np.testing.assert_allclose(np.diag(K), ref["diag"].to_numpy()[idx], rtol=1e-9, atol=1e-10)
+    assert mask[0]
+    np.testing.assert_allclose(K[0], ref["row0"].to_numpy()[idx], rtol=0, atol=1e-9)
+
+
+def simulate(seed: int, n: int = 120, per_chrom: tuple[int, ...] = (40, 30, 50),
+             shuffle: bool = False, missing: bool = True):
+    rng = np.random.default_rng(seed)
+    m = sum(per_chrom)
+    af = rng.uniform(0.05, 0.5, m)
+    G = rng.binomial(2, af, size=(n, m)).astype(np.float64)
+    if missing:
+        G[rng.random(G.shape) < 0.01] = np.nan
+    chrom = np.repeat([str(i + 1) for i in range(len(per_chrom))], per_chrom)
+    order = rng.permutation(m) if shuffle else np.arange(m)
+    G, chrom = G[:, order], chrom[order]
+    snps = pd.DataFrame({"chr": chrom, "rs": [f"rs{i}" for i in range(m)],
+                         "ps": np.arange(m, dtype=np.int64) * 100,
+                         "allele1": "A", "allele0": "G"})
+    Gi = np.where(np.isnan(G), np.nanmean(G, axis=0), G)
+    y = (Gi - Gi.mean(axis=0)) @ rng.normal(scale=0.15, size=m) + rng.normal(size=n)
+    cov = rng.normal(size=(n, 1))
+    return lmmscan.ArrayGenotypes(G, snps), y, cov
+
+
+@pytest.mark.parametrize("method", ["centered", "standardized"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_loco_equals_dense_kinships(method, shuffle):
+    """Each chromosome against the kinship computed from the other chromosomes'
+    SNPs directly; SNPs of interleaved chromosomes come back in file order."""
+    source, y, cov = simulate(3, shuffle=shuffle, missing=False)
+    ours = lmmscan.scan(source, y, covariates=cov, loco=True, kinship=method)
+    chrom = source.snps["chr"].to_numpy()
+    G = source.read(0, source.n_snps)
+    pieces = []
+    for c in ("1", "2", "3"):
+        on = np.flatnonzero(chrom == c)
+        K = lmmscan.kinship(G[:, chrom != c], method)
+        sub = lmmscan.ArrayGenotypes(G[:, on], source.snps.iloc[on].reset_index(drop=True))
+        table = lmmscan.scan(sub, y, kinship=K, covariates=cov)
+        assert len(table) == len(on)  # every simulated SNP passes the filters
+        table.index = on
+        pieces.append(table)
+    dense = pd.concat(pieces).sort_index().reset_index(drop=True)
+    assert (ours["rs"].to_numpy() == source.snps["rs"].to_numpy()).all()
+    assert (ours["rs"].to_numpy() == dense["rs"].to_numpy()).all()
+    for col in ("beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"):
+        np.testing.assert_allclose(ours[col], dense[col], rtol=1e-7, err_msg=col)
+
+
+def test_memory_limited_path_matches():
+    """With no room for per-chromosome sums, each chromosome's sum is rebuilt
+    from its own SNPs: same results."""
+    source, y, cov = simulate(5, shuffle=True)
+    a = lmmscan.loco_scan(source, y, cov, block_size=16)
+    b = lmmscan.loco_scan(source, y, cov, block_size=16, memory_limit=0)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+
+
+def test_unplaced_snps_are_neither_in_kinships_nor_tested():
+    source, y, cov = simulate(7)
+    snps = source.snps.copy()
+    snps.loc[[0, 5, 77], "chr"] = "-9"
+    G = source.read(0, source.n_snps)
+    report = lmmscan.ScanReport()
+    table = lmmscan.scan(lmmscan.ArrayGenotypes(G, snps), y, covariates=cov, loco=True,
+                         report=report)
+    assert not set(table["rs"]) & {"rs0", "rs5", "rs77"}
+    assert report.filters.total == source.n_snps
+    # dropping them from the input gives the same answer
+    keep = np.setdiff1d(np.arange(source.n_snps), [0, 5, 77])
+    alone = lmmscan.scan(
+        lmmscan.ArrayGenotypes(G[:, keep], snps.iloc[keep].reset_index(drop=True)), y,
+        covariates=cov, loco=True)
+    pd.testing.assert_frame_equal(table, alone, check_exact=False, rtol=1e-12)
+
+
+def test_loco_refuses_what_it_cannot_do():
+    source, y, cov = simulate(9)
+    G = source.read(0, source.n_snps)
+    with pytest.raises(lmmscan.InputError, match="chromosome of each SNP"):
+        lmmscan.scan(G, y, loco=True)  # a bare array: chr "-9" everywhere
+    one = source.snps.assign(chr="1")
+    with pytest.raises(lmmscan.InputError, match="at least two chromosomes"):
+        lmmscan.scan(lmmscan.ArrayGenotypes(G, one), y, loco=True)
+    with pytest.raises(lmmscan.InputError, match="method"):
+        lmmscan.scan(source, y, loco=True, kinship=np.eye(len(y)))
+    null = lmmscan.fit_null(y, kinship=lmmscan.kinship(G))
+    with pytest.raises(lmmscan.InputError, match="builds its own kinships"):
+        lmmscan.scan(source, y, loco=True, null_model=null)
+    with pytest.raises(lmmscan.InputError, match="no SNP on chromosome"):
+        lmmscan.loco_scan(source, y, chromosomes=["7"])
