@@ -1,0 +1,480 @@
+"""GEMMA, FaST-LMM and lmmscan side by side on the same inputs, runs alternated.
+
+    python benchmarks/run.py                      # mouse_hs1940 + simulated 5,000 x 100,000
+    python benchmarks/run.py --study mouse        # GEMMA's example only (~2 min)
+    python benchmarks/run.py --quick              # 1 round, simulated study 2,000 x 20,000
+    python benchmarks/run.py --study sim --repeats 1 --sim-n 5000 --sim-snps 100000
+    python benchmarks/run.py --loco               # also FaST-LMM with leave-one-chromosome-out
+    python benchmarks/run.py --commit HEAD        # lmmscan built from a clean `git archive`
+
+By default the installed lmmscan is timed.  ``--commit REV`` builds REV from
+``git archive`` (no uncommitted files) into WORKDIR/site_SHA once
+(``pip install --no-build-isolation --no-deps --target``) and times that
+build, so a shared work tree or another engineer's install cannot change
+what is measured.
+
+Every program runs as its own process; wall time, CPU time (user + sys) and
+peak RSS come from os.wait4 on that process (its waited-for children
+included).  Within a round the programs run one after another, and the order
+rotates from round to round, so a burst of load from other users of the
+machine falls on different programs; medians over rounds are printed, and
+ratios are of those medians.  The load average is printed before and after.
+
+Programs (each on the same PLINK fileset, phenotype and covariates):
+
+- ``gemma -lmm 4``: kinship given (GEMMA's own -gk 1 .cXX.txt); GEMMA's log
+  gives its phase times (eigendecomposition, UtX, optimization).
+- ``gemma -gk 1``: GEMMA's kinship; GEMMA end to end = -gk 1 + -lmm 4 (the
+  sum of the two medians: GEMMA runs them as two commands anyway).
+- ``lmmscan exact``: the Python API with the same .cXX.txt read from text:
+  start-up, reading the kinship, eigendecomposition, null fit, scan (per-SNP
+  lambda, all three tests) and writing the table.  ``lmmscan CLI`` the same
+  through ``lmmscan scan`` when the command exists.  ``lmmscan e2e`` computes
+  the kinship itself (GEMMA -gk 1).
+- ``lmmscan fixed-λ``: as ``lmmscan exact`` with lambda_mode="null".
+- ``FaST-LMM``: ``single_snp`` with the same .cXX.txt (K0), no LOCO;
+  ``FaST-LMM own K``: its default kinship from the test SNPs, no LOCO;
+  ``FaST-LMM LOCO`` (--loco): its default leave-one-chromosome-out.
+- ``machine limit``: reading every SNP block as lmmscan does (bed-reader,
+  float64, analysed samples) plus numpy's U'G for the tested SNPs, with a
+  dense n x n U: the floor for any exact scan that rotates genotypes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from simulate_study import ensure_study  # noqa: E402
+
+JOBS = [sys.executable, str(HERE / "jobs.py")]
+ENV: dict[str, str] = dict(os.environ)  # PYTHONPATH set by --commit
+LMMSCAN_EXE: list[str] = []  # the CLI, when it exists
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_mb: float
+    inner: dict = field(default_factory=dict)
+
+
+@dataclass
+class Program:
+    name: str
+    cmd: list[str]
+    kind: str  # gemma | lmmscan | fastlmm | limit | cli
+    runs: list[Run] = field(default_factory=list)
+    log: Path | None = None  # GEMMA's log of the -lmm run
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in self.runs)
+
+    def inner_median(self, key: str) -> float | None:
+        vals = [r.inner.get("seconds", {}).get(key) for r in self.runs]
+        vals = [v for v in vals if v is not None]
+        return statistics.median(vals) if vals else None
+
+
+def measure_wait4(cmd: list[str], cwd: Path) -> Run:
+    """Run cmd with os.wait4 on its pid: exact rusage of that process tree."""
+    out_f = tempfile.TemporaryFile()
+    err_f = tempfile.TemporaryFile()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=out_f, stderr=err_f, env=ENV)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out_f.seek(0)
+    err_f.seek(0)
+    out, err = out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace")
+    if p.returncode != 0:
+        sys.stderr.write(out[-2000:] + err[-3000:])
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited with {p.returncode}")
+    inner = {}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            inner = json.loads(line[7:])
+    return Run(wall=wall, cpu=ru.ru_utime + ru.ru_stime, rss_mb=ru.ru_maxrss / 1024.0,
+               inner=inner)
+
+
+def gemma_log_times(log: Path) -> dict:
+    """Phase times (seconds) from a GEMMA .log.txt (which prints minutes of clock(),
+    i.e. CPU time of the process, not wall time)."""
+    keys = {"total computation time": "total", "time on eigen-decomposition": "eigen",
+            "time on calculating UtX": "rotate", "time on optimization": "optimization",
+            "time elapsed on calculating relatedness matrix": "kinship"}
+    out = {}
+    if not log.exists():
+        return out
+    for line in log.read_text().splitlines():
+        for k, v in keys.items():
+            if k in line and "=" in line:
+                try:
+                    out[v] = 60.0 * float(line.split("=")[1].split()[0])
+                except ValueError:
+                    pass
+    return out
+
+
+def cli_available() -> bool:
+    if not LMMSCAN_EXE:
+        exe = shutil.which("lmmscan")
+        if exe is None:
+            return False
+        LMMSCAN_EXE.append(exe)
+    r = subprocess.run([*LMMSCAN_EXE, "scan", "--help"], capture_output=True, env=ENV)
+    return r.returncode == 0
+
+
+def build_commit(rev: str, work: Path) -> tuple[Path, str]:
+    """lmmscan at git revision rev, built once into work/site_SHA; (site dir, sha)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    site = work / f"site_{sha}"
+    if not (site / "COMMIT").exists():
+        src = work / f"src_{sha}"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir(parents=True)
+        print(f"  [prep] building lmmscan {sha} from git archive into {site}", flush=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=REPO, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation",
+                        "--no-deps", "--target", str(site), str(src)], check=True,
+                       capture_output=True)
+        (site / "COMMIT").write_text(sha + "\n")
+    return site, sha
+
+
+# -- studies -----------------------------------------------------------------
+
+
+@dataclass
+class Study:
+    name: str
+    dir: Path
+    bfile: str
+    pheno: str | None
+    covar: str | None
+    kinship: str
+    n_snps: int
+
+
+def prepare_mouse(work: Path) -> Study:
+    d = work / "mouse"
+    d.mkdir(parents=True, exist_ok=True)
+    src = REPO / "tests" / "data" / "mouse_hs1940"
+    import gzip
+
+    for ext in ("bed", "bim", "fam"):
+        dst = d / f"mouse_hs1940.{ext}"
+        if not dst.exists():
+            with gzip.open(src / f"mouse_hs1940.{ext}.gz", "rb") as fin, open(dst, "wb") as fo:
+                shutil.copyfileobj(fin, fo)
+    K = d / "gk" / "mouse.cXX.txt"
+    if not K.exists():
+        subprocess.run(["gemma", "-bfile", "mouse_hs1940", "-gk", "1", "-o", "mouse",
+                        "-outdir", "gk"], cwd=d, check=True, capture_output=True)
+    n_snps = sum(1 for _ in open(d / "mouse_hs1940.bim"))
+    return Study("mouse_hs1940", d, str(d / "mouse_hs1940"), None, None, str(K), n_snps)
+
+
+def prepare_sim(work: Path, n: int, snps: int) -> Study:
+    d = work / f"sim_{n}x{snps}"
+    d.mkdir(parents=True, exist_ok=True)
+    prefix = d / "study"
+    ensure_study(prefix, n=n, snps=snps)
+    K = d / "gk" / "study.cXX.txt"
+    if not K.exists() or K.stat().st_mtime < (d / "study.bed").stat().st_mtime:
+        print(f"  [prep] gemma -gk 1 for {d.name} (once, cached)", flush=True)
+        subprocess.run(["gemma", "-bfile", "study", "-p", "study.pheno.txt", "-c",
+                        "study.covar.txt", "-gk", "1", "-o", "study", "-outdir", "gk"],
+                       cwd=d, check=True, capture_output=True)
+    return Study(f"simulated {n:,} x {snps:,}", d, str(prefix), str(d / "study.pheno.txt"),
+                 str(d / "study.covar.txt"), str(K), snps)
+
+
+def programs(study: Study, args: argparse.Namespace) -> list[Program]:
+    b, out = study.bfile, study.dir / "out"
+    out.mkdir(exist_ok=True)
+    pc = []
+    if study.pheno:
+        pc += ["-p", study.pheno]
+    if study.covar:
+        pc += ["-c", study.covar]
+    jpc = []
+    if study.pheno:
+        jpc += ["--pheno", study.pheno]
+    if study.covar:
+        jpc += ["--covar", study.covar]
+    gemma_lmm = ["gemma", "-bfile", b, *pc, "-k", study.kinship, "-lmm", "4", "-o", "g_lmm4",
+                 "-outdir", str(out)]
+    progs = [
+        Program("lmmscan exact (API)", [*JOBS, "lmmscan", "--bfile", b, "--kinship",
+                                        study.kinship, *jpc, "--out", str(out / "ls_exact")],
+                "lmmscan"),
+        Program("gemma -lmm 4", gemma_lmm, "gemma", log=out / "g_lmm4.log.txt"),
+        Program("lmmscan fixed-λ (API)", [*JOBS, "lmmscan", "--bfile", b, "--kinship",
+                                          study.kinship, *jpc, "--mode", "null",
+                                          "--out", str(out / "ls_null")], "lmmscan"),
+        Program("FaST-LMM (K given)", [*JOBS, "fastlmm", "--bfile", b, "--kinship",
+                                       study.kinship, *jpc, "--out", str(out / "fl_k")],
+                "fastlmm"),
+    ]
+    if cli_available():
+        progs.append(Program("lmmscan exact (CLI)", [
+            *LMMSCAN_EXE, "scan", "--bfile", b, "--kinship", study.kinship, *pc_cli(study),
+            "--test", "all", "--out", str(out / "ls_cli")], "cli"))
+    if not args.no_e2e:
+        gk = ["gemma", "-bfile", b, *pc, "-gk", "1", "-o", "g_gk", "-outdir", str(out)]
+        progs += [
+            Program("gemma -gk 1", gk, "gemma", log=out / "g_gk.log.txt"),
+            Program("lmmscan e2e (kinship + exact)", [*JOBS, "lmmscan", "--bfile", b,
+                                                      "--kinship", "compute", *jpc,
+                                                      "--out", str(out / "ls_e2e")],
+                    "lmmscan"),
+            Program("FaST-LMM own K", [*JOBS, "fastlmm", "--bfile", b, *jpc,
+                                       "--out", str(out / "fl_own")], "fastlmm"),
+        ]
+    if args.loco:
+        progs.append(Program("FaST-LMM own K, LOCO", [*JOBS, "fastlmm", "--bfile", b, *jpc,
+                                                      "--loco", "--out", str(out / "fl_loco")],
+                             "fastlmm"))
+    progs.append(Program("machine limit (read + U'G)", [*JOBS, "limit", "--bfile", b, *jpc],
+                         "limit"))
+    return progs
+
+
+def pc_cli(study: Study) -> list[str]:
+    out = []
+    if study.pheno:
+        out += ["--pheno", study.pheno]
+    if study.covar:
+        out += ["--covar", study.covar]
+    return out
+
+
+def _q(cmd: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
+    progs = programs(study, args)
+    tested = None
+    print(f"\n== {study.name}: {len(progs)} programs x {args.repeats} rounds, "
+          f"load average {load()}", flush=True)
+    for r in range(args.repeats):
+        order = progs[r % len(progs):] + progs[: r % len(progs)]
+        # the limit needs the tested-SNP count: first round puts lmmscan first
+        if tested is None:
+            order = [progs[0]] + [p for p in order if p is not progs[0]]
+        for p in order:
+            cmd = list(p.cmd)
+            if p.kind == "limit":
+                cmd += ["--tested", str(tested)]
+            run = measure_wait4(cmd, study.dir)
+            if p.kind == "gemma" and p.log is not None:
+                run.inner = {"seconds": gemma_log_times(p.log)}
+            p.runs.append(run)
+            if p.kind == "lmmscan" and tested is None:
+                tested = run.inner["snps_tested"]
+            print(f"  round {r + 1}: {p.name:32s} {run.wall:8.2f} s wall {run.cpu:8.2f} s CPU "
+                  f"{run.rss_mb:8.0f} MB  (load {load()})", flush=True)
+    return progs
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.1f}×"
+
+
+def report(study: Study, progs: list[Program]) -> str:
+    by = {p.name: p for p in progs}
+    lines = [f"### {study.name}", "",
+             "| program | wall s (median) | CPU s | peak RSS MB | runs |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for p in progs:
+        lines.append(f"| {p.name} | {p.median('wall'):.2f} | {p.median('cpu'):.2f} | "
+                     f"{max(r.rss_mb for r in p.runs):.0f} | {len(p.runs)} |")
+    lines.append("")
+
+    def w(name: str) -> float | None:
+        return by[name].median("wall") if name in by else None
+
+    exact = "lmmscan exact (CLI)" if "lmmscan exact (CLI)" in by else "lmmscan exact (API)"
+    rows = [
+        (f"GEMMA -lmm 4 / {exact}", w("gemma -lmm 4"), w(exact)),
+        ("FaST-LMM (K given) / " + exact, w("FaST-LMM (K given)"), w(exact)),
+        ("FaST-LMM (K given) / lmmscan fixed-λ", w("FaST-LMM (K given)"),
+         w("lmmscan fixed-λ (API)")),
+        ("FaST-LMM own K / lmmscan fixed-λ", w("FaST-LMM own K"), w("lmmscan fixed-λ (API)")),
+        ("GEMMA e2e (-gk 1 + -lmm 4) / lmmscan e2e",
+         (w("gemma -gk 1") + w("gemma -lmm 4")) if "gemma -gk 1" in by else None,
+         w("lmmscan e2e (kinship + exact)")),
+        ("FaST-LMM LOCO / " + exact, w("FaST-LMM own K, LOCO"), w(exact)),
+    ]
+    g_opt = by["gemma -lmm 4"].inner_median("optimization")  # GEMMA's clock(): CPU s
+    ls = by["lmmscan exact (API)"]
+    ls_tests = ls.inner_median("scan.tests")
+    rows.append(("λ search + tests: GEMMA 'optimization' / lmmscan scan.tests", g_opt, ls_tests))
+    lim = by["machine limit (read + U'G)"].inner_median("limit")
+    scan_exact = ls.inner_median("scan")
+    scan_null = by["lmmscan fixed-λ (API)"].inner_median("scan")
+    rows.append(("lmmscan exact scan phase / machine limit", scan_exact, lim))
+    rows.append(("lmmscan fixed-λ scan phase / machine limit", scan_null, lim))
+    lines += ["| ratio of median wall times | value | numerator s | denominator s |",
+              "| --- | ---: | ---: | ---: |"]
+    for label, a, b in rows:
+        if a is None or b is None:
+            continue
+        lines.append(f"| {label} | {ratio(a, b)} | {a:.2f} | {b:.2f} |")
+    lines.append("")
+
+    def c(name: str) -> float | None:
+        return by[name].median("cpu") if name in by else None
+
+    cpu_rows = [
+        (f"GEMMA -lmm 4 / {exact}", c("gemma -lmm 4"), c(exact)),
+        ("FaST-LMM (K given) / lmmscan fixed-λ", c("FaST-LMM (K given)"),
+         c("lmmscan fixed-λ (API)")),
+        ("GEMMA e2e / lmmscan e2e",
+         (c("gemma -gk 1") + c("gemma -lmm 4")) if "gemma -gk 1" in by else None,
+         c("lmmscan e2e (kinship + exact)")),
+    ]
+    lines += ["| ratio of median CPU times | value | numerator s | denominator s |",
+              "| --- | ---: | ---: | ---: |"]
+    for label, a, b in cpu_rows:
+        if a is None or b is None:
+            continue
+        lines.append(f"| {label} | {ratio(a, b)} | {a:.2f} | {b:.2f} |")
+    lines.append("")
+    # phases
+    lines.append("Phases (median seconds inside the process):")
+    lines.append("")
+    for p in progs:
+        keys = sorted({k for r in p.runs for k in r.inner.get("seconds", {})})
+        if keys:
+            lines.append(f"- {p.name}: " + ", ".join(
+                f"{k} {p.inner_median(k):.2f}" for k in keys))
+    lim_run = by["machine limit (read + U'G)"].runs[-1].inner
+    lines.append(f"- machine limit: n = {lim_run.get('n')}, tested SNPs = "
+                 f"{lim_run.get('snps_tested')}, U'G at {lim_run.get('gflops_rotate')} GFLOP/s")
+    return "\n".join(lines)
+
+
+LMMSCAN_COMMIT: list[str] = []
+
+
+def versions() -> str:
+    import importlib.metadata as md
+
+    def ver(pkg: str) -> str:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    gemma = subprocess.run(["gemma"], capture_output=True, text=True).stdout.splitlines()
+    if LMMSCAN_COMMIT:
+        commit = f"{LMMSCAN_COMMIT[0]} (clean build from git archive)"
+    else:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip()
+        commit += " (installed package; work tree HEAD)"
+    cpu = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = "; ".join(f"{i['filepath'].split('/')[-2]}: {i['internal_api']} {i['version']} "
+                         f"{i['threading_layer']} {i['num_threads']} threads ({i['architecture']})"
+                         for i in threadpool_info())
+    except ImportError:
+        blas = "threadpoolctl not installed"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "\n".join([
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- machine: {os.cpu_count()} cores, {cpu}, {mem:.0f} GiB; {platform.platform()}",
+        f"- GEMMA: {gemma[0] if gemma else '?'}",
+        f"- FaST-LMM {ver('fastlmm')}, pysnptools {ver('pysnptools')}",
+        f"- lmmscan at commit {commit}; numpy {ver('numpy')}, "
+        f"scipy {ver('scipy')}, bed-reader {ver('bed-reader')}, Python {platform.python_version()}",
+        f"- BLAS: {blas}",
+        f"- lmmscan CLI: {'yes' if cli_available() else 'not available at this commit'}",
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--study", choices=["mouse", "sim", "all"], default="all")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 round; simulated study 2,000 x 20,000")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds (default 3, quick 1)")
+    ap.add_argument("--sim-n", type=int, default=None)
+    ap.add_argument("--sim-snps", type=int, default=None)
+    ap.add_argument("--loco", action="store_true", help="also FaST-LMM with LOCO (slow)")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end programs")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "lmmscan-bench"))
+    ap.add_argument("--markdown", default=None, help="also write the tables to this file")
+    ap.add_argument("--commit", default=None,
+                    help="time lmmscan built from this git revision (clean git archive)")
+    args = ap.parse_args()
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    sim_n = args.sim_n or (2000 if args.quick else 5000)
+    sim_snps = args.sim_snps or (20_000 if args.quick else 100_000)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.commit:
+        site, sha = build_commit(args.commit, work)
+        ENV["PYTHONPATH"] = os.pathsep.join([str(site), ENV.get("PYTHONPATH", "")]).rstrip(":")
+        LMMSCAN_COMMIT.append(sha)
+        LMMSCAN_EXE[:] = [sys.executable, "-c", "import sys; from lmmscan.cli import main; "
+                          "sys.argv[0] = 'lmmscan'; sys.exit(main())"]
+    print(versions(), flush=True)
+    print(f"- load average at start: {load()}")
+    sections = []
+    studies = []
+    if args.study in ("mouse", "all"):
+        studies.append(prepare_mouse(work))
+    if args.study in ("sim", "all"):
+        studies.append(prepare_sim(work, sim_n, sim_snps))
+    for st in studies:
+        progs = run_study(st, args)
+        sections.append(report(st, progs))
+        print("\n" + sections[-1], flush=True)
+    text = (versions() + f"\n- load average at end: {load()}\n\n" + "\n\n".join(sections)
+            + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    print(f"\n- load average at end: {load()}")
+
+
+if __name__ == "__main__":
+    main()
