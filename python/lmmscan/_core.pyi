@@ -1,0 +1,71 @@
+"""Type stubs for the private C++ extension lmmscan._core."""
+
+import numpy as np
+import numpy.typing as npt
+
+RESULT_COLUMNS: tuple[str, ...]
+
+class NullFit:
+    n: int
+    c: int
+    trace_G: float
+    lambda_remle: float
+    logl_remle: float
+    vg: float
+    ve: float
+    pve: float
+    pve_se: float
+    beta: npt.NDArray[np.float64]
+    beta_se: npt.NDArray[np.float64]
+    lambda_mle: float
+    logl_mle: float
+    vg_mle: float
+    ve_mle: float
+    beta_mle: npt.NDArray[np.float64]
+    beta_se_mle: npt.NDArray[np.float64]
+    yPy_remle: float
+    yPy_mle: float
+    evaluations: int
+
+def fit_null(
+    d: npt.NDArray[np.float64],
+    UtW: npt.NDArray[np.float64],
+    Uty: npt.NDArray[np.float64],
+    l_min: float = 1e-5,
+    l_max: float = 1e5,
+    n_region: int = 10,
+    n_total: int = 0,
+    complement: npt.NDArray[np.float64] | None = None,
+) -> NullFit: ...
+def null_loglik(
+    d: npt.NDArray[np.float64],
+    UtW: npt.NDArray[np.float64],
+    Uty: npt.NDArray[np.float64],
+    lambda_: float,
+    n_total: int = 0,
+    complement: npt.NDArray[np.float64] | None = None,
+) -> dict[str, float]: ...
+
+class Scanner:
+    def __init__(
+        self,
+        d: npt.NDArray[np.float64],
+        UtW: npt.NDArray[np.float64],
+        Uty: npt.NDArray[np.float64],
+        null: NullFit,
+        wald: bool = True,
+        lrt: bool = True,
+        score: bool = True,
+        l_min: float = 1e-5,
+        l_max: float = 1e5,
+        n_region: int = 10,
+        n_total: int = 0,
+        complement: npt.NDArray[np.float64] | None = None,
+        fixed_lambda: bool = False,
+    ) -> None: ...
+    def scan(
+        self,
+        UtX: npt.NDArray[np.float64],
+        comp: npt.NDArray[np.float64] | None = None,
+        threads: int = 1,
+    ) -> npt.NDArray[np.float64]: ...
