@@ -156,9 +156,14 @@ def build_commit(rev: str, work: Path) -> tuple[Path, str]:
         archive = subprocess.run(["git", "archive", sha], cwd=REPO, check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation",
-                        "--no-deps", "--target", str(site), str(src)], check=True,
-                       capture_output=True)
+        pip = [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
+               "--target", str(site), str(src)]
+        r = subprocess.run(pip, capture_output=True, text=True)
+        if r.returncode != 0:  # one retry: a build under heavy load has failed once here
+            r = subprocess.run(pip, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
+            raise RuntimeError(f"building lmmscan {sha} failed")
         (site / "COMMIT").write_text(sha + "\n")
     return site, sha
 
