@@ -13,6 +13,84 @@ from .genotypes import as_source, default_block_size
 KinshipMethod = Literal["centered", "standardized"]
 
 
+class KinshipAccumulator:
+    """Sums Z Z' block by block for one kinship (GEMMA's -gk): used by
+    :func:`kinship`, and by the command line to build the kinships of several
+    sets of analysed samples in one pass over the genotypes.
+
+    ``mask`` selects the samples the SNP filters are computed on (GEMMA: the
+    analysed ones); K spans every sample.  ``W`` (mask rows x c) switches on
+    GEMMA's r2 filter against the covariates, as ``gemma -gk -c`` applies it.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        method: KinshipMethod = "centered",
+        *,
+        mask: np.ndarray | None = None,
+        W: np.ndarray | None = None,
+        maf: float | None = 0.01,
+        miss: float = 0.05,
+        r2: float = 0.9999,
+    ) -> None:
+        if method not in ("centered", "standardized"):
+            raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
+        self.n = n
+        self.method = method
+        self.mask = np.ones(n, dtype=bool) if mask is None else mask
+        if not self.mask.any():
+            raise InputError("no sample to compute the SNP filters on (filter_samples is empty)")
+        if W is not None and W.shape[0] != int(self.mask.sum()):
+            raise InputError(
+                f"covariates have {W.shape[0]} rows but {int(self.mask.sum())} samples are "
+                "filtered on"
+            )
+        self.W = W
+        self.maf, self.miss, self.r2 = maf, miss, r2
+        self.K = np.zeros((n, n))
+        self.counts = FilterCounts()
+        self.used = 0
+
+    def add(self, X: np.ndarray) -> None:
+        """Add a block X (all n samples x SNPs, NaN missing)."""
+        keep, _, _, c = gemma_filter(
+            X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2
+        )
+        self.counts.add(c)
+        if not keep.any():
+            return
+        Z = X[:, keep]
+        n = self.n
+        missing = np.isnan(Z)
+        n_obs = n - missing.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(missing, 0.0, Z).sum(axis=0) / n_obs
+        Z = np.where(missing, mean, Z) - mean
+        if self.method == "standardized":
+            var = np.einsum("ij,ij->j", Z, Z) / n
+            scale = np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
+            Z *= scale
+        # dsyrk fills one triangle: half the flops of Z @ Z.T
+        self.K = _syrk_update(self.K, Z)
+        self.used += Z.shape[1]
+
+    def result(self) -> np.ndarray:
+        if self.used == 0:
+            raise InputError("no SNP passed the filters: the kinship cannot be computed")
+        K = np.triu(self.K)
+        K = K + np.triu(K, 1).T
+        return K / self.used
+
+
+def _syrk_update(K: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """K (upper triangle) += Z Z' via BLAS dsyrk."""
+    from scipy.linalg.blas import dsyrk
+
+    Kf = np.asfortranarray(K)
+    return dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=Kf, overwrite_c=True, lower=0)
+
+
 def kinship(
     genotypes: object,
     method: KinshipMethod = "centered",
@@ -20,6 +98,8 @@ def kinship(
     maf: float | None = 0.01,
     miss: float = 0.05,
     filter_samples: np.ndarray | None = None,
+    covariates: np.ndarray | None = None,
+    r2: float = 0.9999,
     block_size: int | None = None,
     return_counts: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, FilterCounts]:
@@ -42,6 +122,11 @@ def kinship(
         filters use only these, while K spans every sample.  Default: for a
         PLINK source the samples with a non-missing .fam phenotype (as
         ``gemma -bfile ... -gk``), otherwise all samples.
+    covariates, r2
+        The covariate matrix W of the ``filter_samples`` rows (intercept
+        included, as :func:`lmmscan.model.analysed_samples` returns it): with
+        more than one column GEMMA's r2 filter also applies, as ``gemma -gk
+        -c`` does.
     return_counts
         Also return the :class:`~lmmscan.filters.FilterCounts`.
 
@@ -52,45 +137,32 @@ def kinship(
         raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
     source = as_source(genotypes)
     n = source.n_samples
-    if filter_samples is None:
-        pheno = getattr(source, "phenotype", None)
-        mask = ~np.isnan(pheno) if pheno is not None else np.ones(n, dtype=bool)
-    else:
-        mask = np.asarray(filter_samples)
-        if mask.dtype != bool:
-            m = np.zeros(n, dtype=bool)
-            m[mask] = True
-            mask = m
-        if mask.shape != (n,):
-            raise InputError(f"filter_samples must have length {n}, got {mask.shape}")
-    if not mask.any():
-        raise InputError("no sample to compute the SNP filters on (filter_samples is empty)")
+    mask = sample_mask(source, filter_samples)
+    W = None if covariates is None else np.asarray(covariates, dtype=np.float64)
+    if W is not None and W.ndim == 1:
+        W = W[:, None]
+    acc = KinshipAccumulator(n, method, mask=mask, W=W, maf=maf, miss=miss, r2=r2)
     block_size = block_size or default_block_size(n)
-    K = np.zeros((n, n))
-    counts = FilterCounts()
-    used = 0
     for start in range(0, source.n_snps, block_size):
         stop = min(source.n_snps, start + block_size)
-        X = source.read(start, stop)
-        keep, _, _, c = gemma_filter(X[mask], maf=maf, miss=miss)
-        counts.add(c)
-        if not keep.any():
-            continue
-        Z = X[:, keep]
-        missing = np.isnan(Z)
-        n_obs = n - missing.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(missing, 0.0, Z).sum(axis=0) / n_obs
-        Z = np.where(missing, mean, Z) - mean
-        if method == "standardized":
-            var = np.einsum("ij,ij->j", Z, Z) / n
-            scale = np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
-            Z *= scale
-        K += Z @ Z.T
-        used += Z.shape[1]
-    if used == 0:
-        raise InputError("no SNP passed the filters: the kinship cannot be computed")
-    K /= used
+        acc.add(source.read(start, stop))
+    K = acc.result()
     if return_counts:
-        return K, counts
+        return K, acc.counts
     return K
+
+
+def sample_mask(source: object, filter_samples: np.ndarray | None) -> np.ndarray:
+    """A boolean mask over the samples of ``source`` from a mask, indices or None."""
+    n = source.n_samples
+    if filter_samples is None:
+        pheno = getattr(source, "phenotype", None)
+        return ~np.isnan(pheno) if pheno is not None else np.ones(n, dtype=bool)
+    mask = np.asarray(filter_samples)
+    if mask.dtype != bool:
+        m = np.zeros(n, dtype=bool)
+        m[mask] = True
+        mask = m
+    if mask.shape != (n,):
+        raise InputError(f"filter_samples must have length {n}, got {mask.shape}")
+    return mask

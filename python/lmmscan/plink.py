@@ -83,8 +83,10 @@ class PlinkGenotypes:
             pheno = parse_phenotype(fam[5], minus9_missing=True)
         except BadToken as exc:
             raise InputError(
-                f"phenotype {exc.token!r} is not a number", path=prefix + ".fam",
-                line=exc.index + 1, column=6,
+                f"phenotype {exc.token!r} is not a number",
+                path=prefix + ".fam",
+                line=exc.index + 1,
+                column=6,
             ) from None
         self._samples = pd.DataFrame({"fid": fam[0], "iid": fam[1], "phenotype": pheno})
         try:
@@ -92,7 +94,10 @@ class PlinkGenotypes:
         except ValueError:
             bad = int(np.flatnonzero(pd.to_numeric(bim[3], errors="coerce").isna())[0])
             raise InputError(
-                f"position {bim[3][bad]!r} is not an integer", path=prefix + ".bim", line=bad + 1, column=4
+                f"position {bim[3][bad]!r} is not an integer",
+                path=prefix + ".bim",
+                line=bad + 1,
+                column=4,
             ) from None
         self._snps = pd.DataFrame(
             {"chr": bim[0], "rs": bim[1], "ps": ps, "allele1": bim[4], "allele0": bim[5]}
@@ -108,9 +113,7 @@ class PlinkGenotypes:
         with open(path, "rb") as fh:
             magic = fh.read(3)
         if magic != _BED_MAGIC:
-            raise InputError(
-                "not a SNP-major PLINK .bed file (wrong magic bytes)", path=str(path)
-            )
+            raise InputError("not a SNP-major PLINK .bed file (wrong magic bytes)", path=str(path))
         expected = 3 + self.n_snps * ((self.n_samples + 3) // 4)
         size = path.stat().st_size
         if size != expected:
@@ -159,6 +162,32 @@ class PlinkGenotypes:
     def phenotype(self) -> np.ndarray:
         """The .fam column-6 phenotype (NaN for NA or -9)."""
         return self._samples["phenotype"].to_numpy()
+
+    def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
+        """.fam phenotype columns as (samples, len(columns)), NaN for NA or -9.
+
+        Column 1 is .fam column 6, column k is .fam column 5 + k (GEMMA's ``-n k``).
+        """
+        fam = self._fam_raw
+        n_pheno = fam.shape[1] - 5
+        out = np.empty((self.n_samples, len(columns)))
+        for i, col in enumerate(columns):
+            if not 1 <= col <= n_pheno:
+                raise InputError(
+                    f"phenotype column {col} is out of range: the .fam has {n_pheno} phenotype "
+                    f"column{'s' if n_pheno != 1 else ''} (column 6 onwards)",
+                    path=self.prefix + ".fam",
+                )
+            try:
+                out[:, i] = parse_phenotype(fam[4 + col], minus9_missing=True)
+            except BadToken as exc:
+                raise InputError(
+                    f"phenotype {exc.token!r} is not a number",
+                    path=self.prefix + ".fam",
+                    line=exc.index + 1,
+                    column=5 + col,
+                ) from None
+        return out
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
         """Genotypes of SNPs start..stop-1 (samples x SNPs, C order, NaN missing)."""

@@ -1,0 +1,8 @@
+"""``python -m lmmscan``: the same as the ``lmmscan`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

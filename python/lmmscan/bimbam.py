@@ -1,0 +1,284 @@
+"""BIMBAM mean-genotype files (plain or gzipped) as a streaming genotype source.
+
+A line is ``rs allele1 allele0 g_1 ... g_N``, fields separated by any run of
+spaces, tabs or commas (GEMMA's strtok on " ,\\t"); ``g`` is the dosage of
+allele1 (0..2), ``NA`` missing.  One pass over the file finds the SNPs, their
+IDs and alleles and checks that every line has the same number of
+genotypes; blocks of SNPs are then parsed on demand, sequentially, so the
+whole file is never in memory.
+
+An annotation file (GEMMA's ``-a``: ``rs pos chr [cM]``) gives chr and ps;
+SNPs missing from it (or without one) get chr "-9" and ps -9, as in GEMMA.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+
+_SEP = b" ,\t\r"
+_TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
+_HEAD = re.compile(rb"[ ,\t\r]*([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)")
+_CHUNK = 16 << 20
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]:
+    """rs -> (chr, pos) from a BIMBAM annotation file (rs pos chr [cM]).
+
+    ``NA`` (or an absent field) gives pos -9 / chr "-9"; a later line for the
+    same rs wins, as in GEMMA.
+    """
+    from .textio import read_rows
+
+    path = Path(path)
+    out: dict[str, tuple[str, int]] = {}
+    for i, row in enumerate(read_rows(path, "annotation")):
+        if len(row) < 2:
+            raise InputError(
+                "an annotation line needs at least rs and position", path=str(path), line=i + 1
+            )
+        pos_tok = row[1]
+        if pos_tok == "NA":
+            pos = -9
+        else:
+            try:
+                pos = int(pos_tok)
+            except ValueError:
+                try:
+                    pos = int(float(pos_tok))
+                except ValueError:
+                    raise InputError(
+                        f"position {pos_tok!r} is not a number",
+                        path=str(path),
+                        line=i + 1,
+                        column=2,
+                    ) from None
+        chr_ = row[2] if len(row) > 2 and row[2] != "NA" else "-9"
+        out[row[0]] = (chr_, pos)
+    return out
+
+
+class BimbamGenotypes:
+    """A BIMBAM mean-genotype file as a genotype source (see :mod:`lmmscan.genotypes`).
+
+    ``snps`` has chr, rs, ps, allele1 (the counted allele: BIMBAM column 2),
+    allele0.  ``read(start, stop, samples)`` parses those SNP lines only.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], anno: str | os.PathLike[str] | None = None
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError("BIMBAM genotype file not found", path=str(self.path))
+        if self.path.is_dir():
+            raise InputError("is a directory, not a BIMBAM genotype file", path=str(self.path))
+        self._gzip = _is_gzip(self.path)
+        self._scan_lines()
+        amap = read_bimbam_anno(anno) if anno is not None else {}
+        rs = self._rs
+        chr_ = [amap[r][0] if r in amap else "-9" for r in rs]
+        ps = np.array([amap[r][1] if r in amap else -9 for r in rs], dtype=np.int64)
+        self._snps = pd.DataFrame(
+            {"chr": chr_, "rs": rs, "ps": ps, "allele1": self._a1, "allele0": self._a0}
+        )
+        del self._rs, self._a1, self._a0
+        self._fh = None
+        self._pos = 0
+
+    # -- first pass ---------------------------------------------------------
+
+    def _open(self):
+        return gzip.open(self.path, "rb") if self._gzip else open(self.path, "rb")
+
+    def _scan_lines(self) -> None:
+        from .textio import _tokens_per_line
+
+        rs: list[str] = []
+        a1: list[str] = []
+        a0: list[str] = []
+        geno_start: list[int] = []  # offset of each SNP's first genotype
+        line_end: list[int] = []  # offset just past each SNP's newline
+        line_no: list[int] = []
+        n_tokens = None
+        offset = 0  # stream offset of the current chunk
+        lines_before = 0
+        tail = b""
+        try:
+            fh = self._open()
+            with fh:
+                while True:
+                    data = fh.read(_CHUNK)
+                    buf = tail + data
+                    if not data:
+                        if not buf.strip():
+                            break
+                        buf += b"\n"
+                        cut = len(buf)
+                    else:
+                        cut = buf.rfind(b"\n") + 1
+                        if cut == 0:
+                            tail = buf
+                            continue
+                    chunk, tail = buf[:cut], buf[cut:]
+                    counts = _tokens_per_line(chunk)
+                    ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1
+                    starts = np.concatenate([[0], ends[:-1]])
+                    for k in np.flatnonzero(counts).tolist():
+                        lineno = lines_before + k + 1
+                        count = int(counts[k])
+                        if n_tokens is None:
+                            n_tokens = count
+                            if count < 4:
+                                raise InputError(
+                                    f"a line needs rs, two alleles and genotypes; found {count} "
+                                    "fields",
+                                    path=str(self.path),
+                                    line=lineno,
+                                )
+                        elif count != n_tokens:
+                            raise InputError(
+                                f"{count - 3} genotypes where the first SNP has {n_tokens - 3}",
+                                path=str(self.path),
+                                line=lineno,
+                            )
+                        s, e = int(starts[k]), int(ends[k])
+                        m = _HEAD.match(chunk, s, e)
+                        rs.append(m.group(1).decode(errors="replace"))
+                        a1.append(m.group(2).decode(errors="replace"))
+                        a0.append(m.group(3).decode(errors="replace"))
+                        geno_start.append(offset + m.end())
+                        line_end.append(offset + e)
+                        line_no.append(lineno)
+                    lines_before += counts.size
+                    offset += len(chunk)
+                    if not data:
+                        break
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise InputError(f"cannot read ({exc})", path=str(self.path)) from None
+        if n_tokens is None:
+            raise InputError("BIMBAM genotype file has no SNP", path=str(self.path))
+        self._n = n_tokens - 3
+        self._rs, self._a1, self._a0 = rs, a1, a0
+        self._geno_start = np.array(geno_start, dtype=np.int64)
+        self._line_end = np.array(line_end, dtype=np.int64)
+        self._line_no = np.array(line_no, dtype=np.int64)
+
+    # -- protocol -----------------------------------------------------------
+
+    @property
+    def n_samples(self) -> int:
+        return self._n
+
+    @property
+    def n_snps(self) -> int:
+        return len(self._snps)
+
+    @property
+    def snps(self) -> pd.DataFrame:
+        return self._snps
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_fh"] = None
+        state["_pos"] = 0
+        return state
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            self._pos = 0
+
+    def _read_bytes(self, begin: int, end: int) -> bytes:
+        # gzip streams seek forward by decompressing: reading blocks in order
+        # (as scans do) never decompresses twice; going back reopens the file.
+        if self._fh is None or begin < self._pos:
+            self.close()
+            self._fh = self._open()
+        if begin != self._pos:
+            self._fh.seek(begin)
+        data = self._fh.read(end - begin)
+        self._pos = end
+        return data
+
+    def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        """Dosages of SNPs start..stop-1, (samples x SNPs) float64, NaN for NA."""
+        if not 0 <= start <= stop <= self.n_snps:
+            raise IndexError(f"SNP range {start}:{stop} outside 0:{self.n_snps}")
+        if stop == start:
+            X = np.zeros((self._n, 0))
+        else:
+            data = self._read_bytes(int(self._geno_start[start]), int(self._line_end[stop - 1]))
+            base = int(self._geno_start[start])
+            pieces = [
+                data[int(self._geno_start[k]) - base : int(self._line_end[k]) - base]
+                for k in range(start, stop)
+            ]
+            X = self._parse(b"".join(pieces), start, stop).T
+        if samples is not None:
+            rows = np.asarray(samples)
+            X = X[rows]
+        return np.ascontiguousarray(X)
+
+    def _parse(self, text: bytes, start: int, stop: int) -> np.ndarray:
+        column = text.translate(_TO_NEWLINE)
+        try:
+            values = pd.read_csv(
+                io.BytesIO(column),
+                header=None,
+                names=["g"],
+                dtype=np.float64,
+                engine="c",
+                na_values=["NA"],
+                keep_default_na=False,
+                skip_blank_lines=True,
+            )["g"].to_numpy()
+        except ValueError:
+            self._raise_bad_token(start, stop)
+            raise  # pragma: no cover
+        if values.size != (stop - start) * self._n:  # pragma: no cover - checked in pass 1
+            raise InputError("genotype count changed while reading", path=str(self.path))
+        if np.isinf(values).any():
+            self._raise_bad_token(start, stop)
+        return values.reshape(stop - start, self._n)
+
+    def _raise_bad_token(self, start: int, stop: int) -> None:
+        for k in range(start, stop):
+            text = self._read_bytes(int(self._geno_start[k]), int(self._line_end[k]))
+            for j, tok in enumerate(text.translate(_TO_NEWLINE).split()):
+                if tok == b"NA":
+                    continue
+                try:
+                    ok = np.isfinite(float(tok))
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise InputError(
+                        f"genotype {tok.decode(errors='replace')!r} is not a number "
+                        "(use NA for missing)",
+                        path=str(self.path),
+                        line=int(self._line_no[k]),
+                        column=j + 4,
+                    )
+        raise InputError("cannot parse the genotypes", path=str(self.path))  # pragma: no cover
+
+
+def read_bimbam(
+    path: str | os.PathLike[str], anno: str | os.PathLike[str] | None = None
+) -> BimbamGenotypes:
+    """Open a BIMBAM mean-genotype file (``.gz`` or plain) with an optional annotation."""
+    return BimbamGenotypes(path, anno)

@@ -1,0 +1,767 @@
+"""The ``lmmscan`` command: ``kinship``, ``scan`` and ``demo``.
+
+Bad input ends the run with one line on stderr naming the file (and line and
+column where they apply) and exit status 2; nothing is left under an output
+name (every output is written under a temporary name beside it and renamed
+when the whole run has succeeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import InputError, LmmscanError
+
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+# ----------------------------------------------------------------- argument parsing
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2, like every bad input)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v == v) or v > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number <= 1")
+    return v
+
+
+def _columns(text: str) -> list[int]:
+    try:
+        cols = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give column numbers separated by commas, e.g. 1,3,5"
+        ) from None
+    if not cols or min(cols) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: columns are numbered from 1")
+    if len(set(cols)) != len(cols):
+        raise argparse.ArgumentTypeError(f"{text!r}: a column is named twice")
+    return cols
+
+
+def _add_genotype_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("genotypes (one of)")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--bfile",
+        metavar="PREFIX",
+        help="PLINK 1 binary fileset PREFIX.bed/.bim/.fam; the .bim column-5 allele is "
+        "counted (GEMMA -bfile)",
+    )
+    src.add_argument(
+        "--bimbam-geno",
+        metavar="FILE",
+        help="BIMBAM mean-genotype file, plain or gzipped: rs allele1 allele0 then one "
+        "dosage of allele1 per individual, separated by spaces, tabs or commas, NA missing "
+        "(GEMMA -g)",
+    )
+    g.add_argument(
+        "--bimbam-anno",
+        metavar="FILE",
+        help="BIMBAM annotation file (rs pos chr [cM]) giving chr and ps; without it, or "
+        "for SNPs it lacks, chr is -9 and ps -9 (GEMMA -a). Default: none",
+    )
+
+
+def _add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
+    g = p.add_argument_group("individuals")
+    g.add_argument(
+        "--pheno",
+        metavar="FILE",
+        help="phenotype file: one row per individual in genotype-file order, columns "
+        "separated by spaces, tabs or commas, NA missing (-9 is a value) (GEMMA -p). "
+        "Default: the .fam phenotypes (NA and -9 missing); required with --bimbam-geno "
+        "for scan",
+    )
+    if multi:
+        g.add_argument(
+            "--pheno-col",
+            metavar="N[,N...]",
+            type=_columns,
+            default=[1],
+            help="phenotype column(s), 1-based; with --bfile and no --pheno, column N is "
+            ".fam column 5+N (GEMMA -n). Several columns (1,3,5) give one output set per "
+            "column, PREFIX.<N>.assoc.txt; columns with the same analysed individuals share "
+            "one eigendecomposition and one rotation of the genotypes. Default: 1",
+        )
+    else:
+        g.add_argument(
+            "--pheno-col",
+            metavar="N",
+            type=_positive_int,
+            default=1,
+            help="phenotype column whose non-missing individuals the SNP filters use "
+            "(GEMMA -n). Default: 1",
+        )
+    g.add_argument(
+        "--covar",
+        metavar="FILE",
+        help="covariate file: one row per individual, NA missing; individuals with any NA "
+        "are dropped, and a column of 1s is appended last unless a column is constant "
+        "(GEMMA -c). Default: intercept only",
+    )
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SNP filters (on the analysed individuals, as GEMMA)")
+    g.add_argument(
+        "--maf",
+        metavar="X",
+        type=float,
+        default=0.01,
+        help="drop SNPs with allele frequency < X or > 1-X; a negative X disables it "
+        "(GEMMA -maf; -notsnp is --maf -1). Default: 0.01",
+    )
+    g.add_argument(
+        "--miss",
+        metavar="Y",
+        type=_fraction,
+        default=0.05,
+        help="drop SNPs missing in more than a fraction Y of individuals (GEMMA -miss). "
+        "Default: 0.05",
+    )
+    g.add_argument(
+        "--r2",
+        metavar="R",
+        type=_fraction,
+        default=0.9999,
+        help="with covariates, drop SNPs whose R^2 on them exceeds R (GEMMA -r2). Default: 0.9999",
+    )
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument(
+        "--threads",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="threads for the per-SNP tests and for BLAS. Default: the usable cores",
+    )
+    g.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no summary (errors are still printed). Default: a "
+        "progress bar on stderr when it is a terminal, and a summary on stdout",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog="lmmscan",
+        formatter_class=_Formatter,
+        description="Linear mixed model association scans that reproduce GEMMA 0.98.5.\n\n"
+        "  lmmscan kinship   relatedness matrix (GEMMA -gk 1 / -gk 2)\n"
+        "  lmmscan scan      null model and per-SNP tests (GEMMA -lmm 1/2/3/4)\n"
+        "  lmmscan demo      the whole job on a small simulated study shipped with lmmscan\n\n"
+        "Run 'lmmscan COMMAND --help' for each command's flags and defaults.",
+        epilog="Bad input gives a one-line error naming the file and exit status 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"lmmscan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    k = sub.add_parser(
+        "kinship",
+        formatter_class=_Formatter,
+        help="compute a kinship matrix (GEMMA -gk)",
+        description="GEMMA's relatedness matrix over every individual of the genotype file, "
+        "from the SNPs that pass GEMMA's filters on the analysed individuals.\n\n"
+        "example: lmmscan kinship --bfile data/study --out study.cXX.txt",
+    )
+    _add_genotype_args(k)
+    _add_sample_args(k, multi=False)
+    k.add_argument(
+        "--method",
+        choices=["centered", "standardized"],
+        default="centered",
+        help="centered: GEMMA -gk 1 (.cXX); standardized: GEMMA -gk 2 (.sXX). Default: centered",
+    )
+    _add_filter_args(k)
+    _add_run_args(k)
+    k.add_argument(
+        "--out",
+        metavar="FILE",
+        required=True,
+        help="output: FILE ending in .npy is written as numpy, anything else as GEMMA's "
+        "tab-separated %%.10g text (GEMMA -o/-outdir). Required",
+    )
+    k.set_defaults(func=run_kinship)
+
+    s = sub.add_parser(
+        "scan",
+        formatter_class=_Formatter,
+        help="fit the null model and test every SNP (GEMMA -lmm)",
+        description="Fit the null linear mixed model and test each SNP, as GEMMA -lmm does.\n\n"
+        "Writes PREFIX.assoc.txt (GEMMA's columns and number formats, or --format) and "
+        "PREFIX.null.json (the null model, SNP counts per filter, seconds per phase).\n\n"
+        "example: lmmscan scan --bfile data/study --covar covar.txt --test all --out study",
+    )
+    _add_genotype_args(s)
+    _add_sample_args(s, multi=True)
+    g = s.add_argument_group("model")
+    g.add_argument(
+        "--kinship",
+        metavar="FILE",
+        help="kinship matrix over every individual of the genotype file: GEMMA text or "
+        ".npy (GEMMA -k). Default: computed from the same genotypes and filters, as "
+        "'lmmscan kinship' would",
+    )
+    g.add_argument(
+        "--kinship-method",
+        choices=["centered", "standardized"],
+        default="centered",
+        help="how to compute the kinship when --kinship is not given (GEMMA -gk 1 / -gk 2). "
+        "Default: centered",
+    )
+    g.add_argument(
+        "--test",
+        choices=["wald", "lrt", "score", "all"],
+        default="wald",
+        help="wald (GEMMA -lmm 1), lrt (-lmm 2), score (-lmm 3) or all three (-lmm 4). "
+        "Default: wald",
+    )
+    _add_filter_args(s)
+    o = s.add_argument_group("output")
+    o.add_argument(
+        "--format",
+        choices=["gemma", "plink2", "regenie", "gwas-ssf"],
+        default="gemma",
+        help="table format: gemma (PREFIX.assoc.txt, GEMMA's exact columns), plink2 "
+        "(PREFIX.glm.linear), regenie (PREFIX.regenie) or gwas-ssf (PREFIX.ssf.tsv); all but "
+        "gemma carry N, p and -log10 p. Default: gemma",
+    )
+    o.add_argument(
+        "--out",
+        metavar="PREFIX",
+        required=True,
+        help="output prefix, e.g. results/study (GEMMA -o with -outdir). Required",
+    )
+    o.add_argument(
+        "--block-size",
+        metavar="B",
+        type=_positive_int,
+        default=None,
+        help="SNPs read and tested per block (memory: individuals x B doubles). "
+        "Default: about 64 MB worth, at most 8192",
+    )
+    _add_run_args(s)
+    s.set_defaults(func=run_scan)
+
+    d = sub.add_parser(
+        "demo",
+        formatter_class=_Formatter,
+        help="run kinship, null model and scan on a small simulated study",
+        description="The whole job end to end on a small simulated study shipped inside "
+        "lmmscan (PLINK files, two phenotypes with missing values, covariates, three "
+        "chromosomes): prints each command, then the summary.",
+    )
+    d.add_argument(
+        "--out",
+        metavar="DIR",
+        default="lmmscan-demo",
+        help="directory for the demo's inputs and outputs. Default: ./lmmscan-demo",
+    )
+    d.add_argument("--quiet", action="store_true", help="no progress bar. Default: off")
+    d.set_defaults(func=run_demo)
+    return parser
+
+
+# ----------------------------------------------------------------- entry point
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - signal timing
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, 2 for bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = None
+    with contextlib.suppress(ValueError):  # not in the main thread
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(args.func(args) or 0)
+    except LmmscanError as exc:
+        print(f"lmmscan {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    except (OSError, MemoryError) as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        msg = exc.strerror if getattr(exc, "strerror", None) else _one_line(exc)
+        print(f"lmmscan {args.command}: error: {where}{msg}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f"lmmscan {args.command}: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------- shared steps
+
+
+def _open_genotypes(args):
+    if args.bfile is not None:
+        from .plink import read_plink
+
+        if args.bimbam_anno is not None:
+            raise InputError("--bimbam-anno goes with --bimbam-geno, not --bfile")
+        return read_plink(args.bfile)
+    from .bimbam import read_bimbam
+
+    return read_bimbam(args.bimbam_geno, args.bimbam_anno)
+
+
+def _phenotypes(args, source, columns: list[int], required: bool) -> np.ndarray | None:
+    """(samples, len(columns)) phenotypes, NaN missing; None when there is none to read."""
+    if args.pheno is not None:
+        from .textio import read_pheno
+
+        return read_pheno(args.pheno, columns, source.n_samples)
+    if hasattr(source, "fam_phenotypes"):
+        return source.fam_phenotypes(columns)
+    if required:
+        raise InputError("--bimbam-geno needs --pheno (BIMBAM files carry no phenotype)")
+    return None
+
+
+def _covariates(args, source) -> np.ndarray | None:
+    if args.covar is None:
+        return None
+    from .textio import read_covar
+
+    return read_covar(args.covar, source.n_samples)
+
+
+def _pheno_name(args, col: int) -> str:
+    if args.pheno is not None:
+        return f"{args.pheno} column {col}"
+    return f"{args.bfile}.fam phenotype {col} (column {5 + col})"
+
+
+def _analysed(args, y, cov, col):
+    """GEMMA's analysed individuals for one phenotype, errors naming the input."""
+    from .model import analysed_samples
+
+    try:
+        return analysed_samples(y, cov)
+    except InputError as exc:
+        raise InputError(f"{_pheno_name(args, col)}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int | None):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scipy's usual stack
+        yield
+        return
+    if n is None:
+        yield
+    else:
+        with threadpool_limits(limits=n):
+            yield
+
+
+def _progress(args, total: int, desc: str):
+    from tqdm import tqdm
+
+    disable = args.quiet or not sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="SNP",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=disable,
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+
+def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, seconds: dict):
+    for start in range(0, source.n_snps, block_size):
+        stop = min(source.n_snps, start + block_size)
+        t0 = time.perf_counter()
+        X = source.read(start, stop, samples)
+        seconds["read"] += time.perf_counter() - t0
+        yield start, stop, X
+        bar.update(stop - start)
+
+
+# ----------------------------------------------------------------- kinship
+
+
+def run_kinship(args) -> int:
+    from .genotypes import default_block_size
+    from .kinship import KinshipAccumulator
+    from .textio import write_kinship
+
+    t0 = time.perf_counter()
+    with _blas_threads(args.threads):
+        source = _open_genotypes(args)
+        Y = _phenotypes(args, source, [args.pheno_col], required=False)
+        cov = _covariates(args, source)
+        if Y is None:
+            y = np.zeros(source.n_samples)
+        else:
+            y = Y[:, 0]
+        mask, _, W, _, _ = _analysed(args, y, cov, args.pheno_col)
+        acc = KinshipAccumulator(
+            source.n_samples,
+            args.method,
+            mask=mask,
+            W=W if W.shape[1] > 1 else None,
+            maf=args.maf,
+            miss=args.miss,
+            r2=args.r2,
+        )
+        seconds = {"read": 0.0}
+        block = default_block_size(source.n_samples)
+        with _progress(args, source.n_snps, "kinship") as bar:
+            for _, _, X in _iter_blocks(source, block, None, bar, seconds):
+                acc.add(X)
+        K = acc.result()
+        write_kinship(args.out, K)
+    if not args.quiet:
+        c = acc.counts
+        removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
+        print(
+            f"kinship ({args.method}): {source.n_samples} x {source.n_samples} from {c.kept} "
+            f"of {c.total} SNPs (removed: {removed}); filters on {int(mask.sum())} "
+            f"individuals"
+        )
+        print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+# ----------------------------------------------------------------- scan
+
+
+@dataclass
+class _Pheno:
+    col: int
+    y: np.ndarray
+    mask: np.ndarray
+    W: np.ndarray
+    cov: np.ndarray | None = None
+    null: object = None
+    scanner: object = None
+    writer: object = None
+    report: object = None
+    stem: str = ""
+    best: list = field(default_factory=list)  # (log10p, rs, chr, ps) of the top hits
+    n_rows: int = 0
+
+
+@dataclass
+class _Group:
+    mask: np.ndarray
+    phenos: list
+    rows: np.ndarray = None  # positions of this group's samples in the union read
+    report: object = None
+
+
+def run_scan(args) -> int:
+    from .output import EXTENSIONS, OutputSet
+
+    t_start = time.perf_counter()
+    outputs = OutputSet()
+    try:
+        with _blas_threads(args.threads):
+            source = _open_genotypes(args)
+            phenos, groups = _load_samples(args, source)
+            K = None
+            if args.kinship is not None:
+                from .textio import read_kinship
+
+                K = read_kinship(args.kinship, source.n_samples)
+            kinships = _group_kinships(args, source, groups, K)
+            _fit_nulls(args, groups, kinships, K)
+            del kinships, K
+            single = len(phenos) == 1
+            for ph in phenos:
+                ph.stem = args.out if single else f"{args.out}.{ph.col}"
+            handles = _open_writers(args, phenos, outputs, EXTENSIONS[args.format])
+            try:
+                _scan_blocks(args, source, groups)
+            finally:
+                for fh in handles:
+                    fh.close()
+            _write_nulls(args, source, phenos, outputs)
+        outputs.commit()
+    finally:
+        outputs.discard()
+    if not args.quiet:
+        _print_summary(args, source, phenos, time.perf_counter() - t_start)
+    return 0
+
+
+def _load_samples(args, source):
+    Y = _phenotypes(args, source, args.pheno_col, required=True)
+    cov = _covariates(args, source)
+    phenos = []
+    for k, col in enumerate(args.pheno_col):
+        mask, _, W, _, _ = _analysed(args, Y[:, k], cov, col)
+        phenos.append(_Pheno(col=col, y=Y[:, k], mask=mask, W=W, cov=cov))
+    groups: dict[bytes, _Group] = {}
+    for ph in phenos:
+        key = np.packbits(ph.mask).tobytes()
+        groups.setdefault(key, _Group(mask=ph.mask, phenos=[])).phenos.append(ph)
+    return phenos, list(groups.values())
+
+
+def _group_kinships(args, source, groups, K):
+    """One kinship per group of analysed individuals (or the given one for all)."""
+    if K is not None:
+        return [K] * len(groups)
+    from .genotypes import default_block_size
+    from .kinship import KinshipAccumulator
+
+    accs = []
+    for g in groups:
+        W = g.phenos[0].W
+        accs.append(
+            KinshipAccumulator(
+                source.n_samples,
+                args.kinship_method,
+                mask=g.mask,
+                W=W if W.shape[1] > 1 else None,
+                maf=args.maf,
+                miss=args.miss,
+                r2=args.r2,
+            )
+        )
+    seconds = {"read": 0.0}
+    block = default_block_size(source.n_samples)
+    with _progress(args, source.n_snps, "kinship") as bar:
+        for _, _, X in _iter_blocks(source, block, None, bar, seconds):
+            for acc in accs:
+                acc.add(X)
+    return [acc.result() for acc in accs]
+
+
+def _fit_nulls(args, groups, kinships, K_given) -> None:
+    from .model import fit_null
+    from .scan import BlockScanner, ScanReport
+
+    for g, K in zip(groups, kinships, strict=True):
+        first = None
+        g.report = ScanReport()
+        for ph in g.phenos:
+            try:
+                if first is None:
+                    ph.null = fit_null(ph.y, ph.cov, kinship=K)
+                    first = ph.null
+                else:
+                    ph.null = fit_null(ph.y, ph.cov, spectral=first.spectral)
+            except InputError as exc:
+                where = args.kinship if K_given is not None else None
+                raise InputError(f"{_pheno_name(args, ph.col)}: {exc}", path=where) from None
+            ph.scanner = BlockScanner(
+                ph.null,
+                args.test,
+                maf=args.maf,
+                miss=args.miss,
+                r2=args.r2,
+                threads=args.threads,
+            )
+            ph.report = ScanReport()
+
+
+def _open_writers(args, phenos, outputs, ext: str):
+    from .output import TableWriter
+    from .scan import TEST_COLUMNS
+
+    handles = []
+    for ph in phenos:
+        tmp = outputs.add(ph.stem + ext)
+        fh = open(tmp, "w", encoding="utf-8", newline="\n")
+        handles.append(fh)
+        ph.writer = TableWriter(
+            fh,
+            args.format,
+            args.test,
+            n_analyzed=ph.null.n_analyzed,
+            df=ph.null.n_analyzed - ph.null.n_covariates - 1,
+            loglik_mle_null=ph.null.loglik_ml,
+            test_columns=TEST_COLUMNS[args.test],
+        )
+    return handles
+
+
+def _scan_blocks(args, source, groups) -> None:
+    from .genotypes import default_block_size
+
+    union = np.zeros(source.n_samples, dtype=bool)
+    for g in groups:
+        union |= g.mask
+    samples = np.flatnonzero(union)
+    position = np.full(source.n_samples, -1)
+    position[samples] = np.arange(samples.size)
+    for g in groups:
+        g.rows = position[g.mask]
+    block = args.block_size or default_block_size(samples.size)
+    seconds = {"read": 0.0}
+    snps = source.snps
+    with _progress(args, source.n_snps, "scan") as bar:
+        for start, stop, X in _iter_blocks(source, block, samples, bar, seconds):
+            for g in groups:
+                Xg = X if len(groups) == 1 else X[g.rows]
+                lead = g.phenos[0]
+                keep, n_miss, af, UtX = lead.scanner.prepare(Xg, g.report)
+                block_snps = snps.iloc[start:stop].loc[keep]
+                for ph in g.phenos:
+                    cols = {"n_miss": n_miss, "af": af}
+                    cols.update(ph.scanner.test_rotated(UtX, ph.report))
+                    extra = _score_extra(args, ph, cols, UtX)
+                    log10p = ph.writer.write(block_snps, cols, extra)
+                    _track_best(ph, block_snps, log10p)
+                    ph.n_rows += len(block_snps)
+    for g in groups:
+        if g.report.filters.kept == 0:
+            raise InputError(
+                f"no SNP left after filtering ({_removed_text(g.report.filters)} of "
+                f"{g.report.filters.total}); relax --maf/--miss"
+            )
+        for ph in g.phenos:
+            ph.report.filters = g.report.filters
+            for key in ("filter", "rotate"):
+                ph.report.seconds[key] = g.report.seconds[key]
+            ph.report.seconds["read"] = seconds["read"]
+
+
+def _score_extra(args, ph, cols, UtX):
+    """The score statistic where p_score underflows under --test all (the
+    printed columns hold the Wald beta/se, so it cannot be recovered from them)."""
+    if args.test != "all":
+        return None
+    from .output import TINY_P
+
+    tiny = np.flatnonzero(np.asarray(cols["p_score"]) < TINY_P)
+    if tiny.size == 0:
+        return None
+    stat = np.full(len(cols["p_score"]), np.nan)
+    stat[tiny] = score_statistic(ph.null, UtX[tiny])
+    return {"p_score": stat}
+
+
+def score_statistic(null, UtX: np.ndarray) -> np.ndarray:
+    """GEMMA's score F = n Pxy^2 / (Pyy Pxx) at the null ML lambda, for rotated SNPs UtX (b, n)."""
+    w = 1.0 / (null.lambda_mle * null.spectral.d + 1.0)
+    UtW, Uty = np.asarray(null.UtW), np.asarray(null.Uty)
+    A = (UtW * w[:, None]).T @ UtW
+    Wy = UtW.T @ (w * Uty)
+    WX = (UtX * w) @ UtW  # (b, c)
+    Ai_Wy = np.linalg.solve(A, Wy)
+    Ai_WX = np.linalg.solve(A, WX.T)  # (c, b)
+    yy = Uty @ (w * Uty) - Wy @ Ai_Wy
+    xy = (UtX * w) @ Uty - WX @ Ai_Wy
+    xx = np.einsum("ij,ij->i", UtX * w, UtX) - np.einsum("ij,ji->i", WX, Ai_WX)
+    return null.n_analyzed * xy**2 / (yy * xx)
+
+
+def _track_best(ph, block_snps, log10p, keep: int = 5) -> None:
+    main = ph.writer.main_p
+    lp = np.asarray(log10p.get(main, []))
+    if lp.size == 0:
+        return
+    lp = np.where(np.isnan(lp), -np.inf, lp)
+    top = np.argsort(-lp)[:keep]
+    for i in top.tolist():
+        row = block_snps.iloc[i]
+        ph.best.append((float(lp[i]), str(row["rs"]), str(row["chr"]), int(row["ps"])))
+    ph.best.sort(key=lambda t: -t[0])
+    del ph.best[keep:]
+
+
+def _write_nulls(args, source, phenos, outputs) -> None:
+    from .output import null_summary, write_json
+
+    for ph in phenos:
+        data = null_summary(
+            ph.null, ph.report, phenotype=_pheno_name(args, ph.col), n_snps_total=source.n_snps
+        )
+        with open(outputs.add(ph.stem + ".null.json"), "w", encoding="utf-8") as fh:
+            write_json(fh, data)
+
+
+def _removed_text(counts) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.removed.items())
+
+
+def _print_summary(args, source, phenos, seconds: float) -> None:
+    from .output import EXTENSIONS
+
+    for ph in phenos:
+        null, rep = ph.null, ph.report
+        c = rep.filters
+        print(f"phenotype: {_pheno_name(args, ph.col)}")
+        print(
+            f"  individuals analysed: {null.n_analyzed} of {source.n_samples}; covariates: "
+            f"{null.n_covariates}{' (intercept added)' if null.intercept_added else ''}"
+        )
+        print(f"  SNPs tested: {c.kept} of {c.total} (removed: {_removed_text(c)})")
+        print(
+            f"  pve = {null.pve:.4g} ± {null.pve_se:.2g}; lambda (REML) = {null.lambda_:.4g}; "
+            f"vg = {null.vg:.4g}, ve = {null.ve:.4g}"
+        )
+        if ph.best:
+            print(f"  smallest {ph.writer.main_p}:")
+            for lp, rs, chr_, ps in ph.best:
+                p = 10.0 ** (-lp) if lp < 300 else None
+                ptext = f"{p:.3g}" if p is not None else f"1e-{lp:.1f}"
+                print(f"    {rs:<16} chr {chr_:<4} ps {ps:<11} p = {ptext}  (-log10 p = {lp:.2f})")
+        print(f"  wrote {ph.stem}{EXTENSIONS[args.format]} and {ph.stem}.null.json")
+    print(f"done in {seconds:.1f} s")
+
+
+# ----------------------------------------------------------------- demo
+
+
+def run_demo(args) -> int:
+    from .demo import run
+
+    return run(Path(args.out), quiet=args.quiet, main=main)

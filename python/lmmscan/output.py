@@ -1,0 +1,445 @@
+"""Result tables in the formats downstream tools read, written so that no
+half-written file ever carries the final name.
+
+``gemma``     PREFIX.assoc.txt: GEMMA 0.98.5's header, columns and number
+              formats for the test (``%.6e`` after af, af ``%.3f``), tab-separated.
+``plink2``    PREFIX.glm.linear: PLINK 2 ``--glm`` column names (#CHROM POS ID
+              REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P LOG10_P), "." missing.
+``regenie``   PREFIX.regenie: regenie step-2 columns (CHROM GENPOS ID ALLELE0
+              ALLELE1 A1FREQ N TEST BETA SE CHISQ LOG10P EXTRA), space-separated,
+              NA missing, then P (regenie itself has only LOG10P).
+``gwas-ssf``  PREFIX.ssf.tsv: the GWAS Catalog's GWAS-SSF (chromosome
+              base_pair_location effect_allele other_allele beta standard_error
+              effect_allele_frequency p_value, then neg_log_10_p_value rsid n),
+              "#NA" missing.
+
+The non-GEMMA formats report one test: Wald when it was run, else the LRT,
+else the score test.  N (OBS_CT, n) is the number of analysed individuals
+with an observed genotype.  p-values below 1e-300 are printed from their
+logarithm, computed from the test statistic ("3.1e-412", never 0), and
+-log10 p is always computed that way for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.special
+
+FORMATS = ("gemma", "plink2", "regenie", "gwas-ssf")
+EXTENSIONS = {
+    "gemma": ".assoc.txt",
+    "plink2": ".glm.linear",
+    "regenie": ".regenie",
+    "gwas-ssf": ".ssf.tsv",
+}
+LEADING = ["chr", "rs", "ps", "n_miss", "allele1", "allele0", "af"]
+TINY_P = 1e-300  # below this, p is printed from log10 p
+
+
+# ------------------------------------------------------------------ atomic files
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed to it when the block succeeds.
+
+    On any exception (including KeyboardInterrupt) the temporary file is
+    removed and ``path`` is left untouched.
+    """
+    outputs = OutputSet()
+    try:
+        yield outputs.add(path)
+        outputs.commit()
+    finally:
+        outputs.discard()
+
+
+class OutputSet:
+    """Several output files that appear together or not at all."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def add(self, path: str | os.PathLike[str]) -> Path:
+        final = Path(path)
+        if final.is_dir():
+            from ._errors import InputError
+
+            raise InputError("output path is a directory", path=str(final))
+        tmp = _temp_name(final)
+        self._pending.append((final, tmp))
+        return tmp
+
+    def commit(self) -> None:
+        for final, tmp in self._pending:
+            os.replace(tmp, final)
+        self._pending = []
+
+    def discard(self) -> None:
+        for _, tmp in self._pending:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._pending = []
+
+
+# ------------------------------------------------------------------ p-values
+
+
+def log_f1_sf(F: np.ndarray, df: float) -> np.ndarray:
+    """Natural log of the upper tail of F(1, df) at F, accurate far below 1e-300.
+
+    p = I_x(df/2, 1/2) with x = df / (df + F), written as
+    x^a (1-x)^b / (a B(a, b)) 2F1(a + b, 1; a + 1; x), whose series converges
+    fast for the small x where p underflows.
+    """
+    F = np.asarray(F, dtype=np.float64)
+    a, b = 0.5 * df, 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = df / (df + F)
+        out = (
+            a * np.log(x)
+            + b * np.log1p(-x)
+            - np.log(a)
+            - scipy.special.betaln(a, b)
+            + np.log(scipy.special.hyp2f1(a + b, 1.0, a + 1.0, x))
+        )
+    return out
+
+
+def log_chi2_1_sf(stat: np.ndarray) -> np.ndarray:
+    """Natural log of the upper tail of chi-square(1) at stat."""
+    stat = np.asarray(stat, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.log(2.0) + scipy.special.log_ndtr(-np.sqrt(np.maximum(stat, 0.0)))
+
+
+def neg_log10_p(p: np.ndarray, log_p_tail: np.ndarray | None) -> np.ndarray:
+    """-log10 p: from p where it is a normal number, from ln p (the tail) below 1e-300."""
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = -np.log10(p)
+    if log_p_tail is not None:
+        tiny = (p < TINY_P) & np.isfinite(log_p_tail)
+        out[tiny] = -log_p_tail[tiny] / math.log(10.0)
+    return out
+
+
+def test_statistics(
+    cols: dict, test: str, df: int, n: int, loglik_mle_null: float
+) -> dict[str, np.ndarray]:
+    """The statistic behind each p column, recovered from the printed columns.
+
+    Wald: F = (beta / se)^2; LRT: 2 (logl_H1 - logl_null); score (``test ==
+    "score"`` only: with "all" beta/se are the Wald ones): with W = (beta/se)^2
+    at the null lambda, F_score = n W / (df + W).
+    """
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "p_wald" in cols:
+            out["p_wald"] = (cols["beta"] / cols["se"]) ** 2
+        if "p_lrt" in cols:
+            out["p_lrt"] = 2.0 * (cols["logl_H1"] - loglik_mle_null)
+        if test == "score":
+            w = (cols["beta"] / cols["se"]) ** 2
+            out["p_score"] = n * w / (df + w)
+    return out
+
+
+def log_tails(stats: dict[str, np.ndarray], df: int) -> dict[str, np.ndarray]:
+    out = {}
+    for name, stat in stats.items():
+        out[name] = log_chi2_1_sf(stat) if name == "p_lrt" else log_f1_sf(stat, df)
+    return out
+
+
+# ------------------------------------------------------------------ number text
+
+
+def _fmt(values: np.ndarray, spec: str, na: str | None = None) -> list[str]:
+    if na is None:
+        return [format(v, spec) for v in np.asarray(values, dtype=np.float64).tolist()]
+    return [
+        format(v, spec) if v == v and abs(v) != math.inf else na
+        for v in np.asarray(values, dtype=np.float64).tolist()
+    ]
+
+
+def _sci_from_log10(log10p: float, digits: int, style: str) -> str:
+    """p = 10**(-log10p) in "%.{digits}e" ("e") or "%.{digits}g" ("g") style."""
+    q = -log10p
+    exp = math.floor(q)
+    mant = round(10.0 ** (q - exp), digits if style == "e" else digits - 1)
+    if mant >= 10.0:
+        mant, exp = 1.0, exp + 1
+    if style == "e":
+        return f"{mant:.{digits}f}e{exp:+03d}"
+    text = f"{mant:.{digits - 1}f}".rstrip("0").rstrip(".")
+    return f"{text}e{exp:+03d}"
+
+
+def format_p(p: np.ndarray, log10p: np.ndarray, style: str, na: str | None = None) -> list[str]:
+    """p-values as text; values below 1e-300 are spelled from -log10 p, never 0."""
+    spec = ".6e" if style == "e" else ".6g"
+    digits = 6
+    text = _fmt(p, spec, na)
+    tiny = np.flatnonzero((np.asarray(p) < TINY_P) & np.isfinite(log10p))
+    for i in tiny.tolist():
+        text[i] = _sci_from_log10(float(log10p[i]), digits, style)
+    return text
+
+
+# ------------------------------------------------------------------ table writers
+
+
+class TableWriter:
+    """Writes a scan's rows block by block in one of :data:`FORMATS`."""
+
+    def __init__(
+        self,
+        fh,
+        fmt: str,
+        test: str,
+        *,
+        n_analyzed: int,
+        df: int,
+        loglik_mle_null: float,
+        test_columns: list[str],
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.fh = fh
+        self.fmt = fmt
+        self.test = test
+        self.n = n_analyzed
+        self.df = df
+        self.loglik_mle_null = loglik_mle_null
+        self.test_columns = test_columns
+        self.main_p = next(p for p in ("p_wald", "p_lrt", "p_score") if p in test_columns)
+        self.fh.write(self._header() + "\n")
+
+    def _header(self) -> str:
+        if self.fmt == "gemma":
+            return "\t".join(LEADING + self.test_columns)
+        if self.fmt == "plink2":
+            return "\t".join(
+                [
+                    "#CHROM",
+                    "POS",
+                    "ID",
+                    "REF",
+                    "ALT",
+                    "A1",
+                    "A1_FREQ",
+                    "TEST",
+                    "OBS_CT",
+                    "BETA",
+                    "SE",
+                    "T_STAT",
+                    "P",
+                    "LOG10_P",
+                ]
+            )
+        if self.fmt == "regenie":
+            return " ".join(
+                [
+                    "CHROM",
+                    "GENPOS",
+                    "ID",
+                    "ALLELE0",
+                    "ALLELE1",
+                    "A1FREQ",
+                    "N",
+                    "TEST",
+                    "BETA",
+                    "SE",
+                    "CHISQ",
+                    "LOG10P",
+                    "EXTRA",
+                    "P",
+                ]
+            )
+        return "\t".join(
+            [
+                "chromosome",
+                "base_pair_location",
+                "effect_allele",
+                "other_allele",
+                "beta",
+                "standard_error",
+                "effect_allele_frequency",
+                "p_value",
+                "neg_log_10_p_value",
+                "rsid",
+                "n",
+            ]
+        )
+
+    def write(
+        self, snps: pd.DataFrame, cols: dict, extra_stats: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Write rows for ``snps`` (chr rs ps allele1 allele0) and the scan's ``cols``.
+
+        ``extra_stats`` may give statistics the columns cannot recover
+        (the score statistic under test "all").  Returns -log10 p per p column.
+        """
+        if len(snps) == 0:
+            return {p: np.zeros(0) for p in self.test_columns if p.startswith("p_")}
+        stats = test_statistics(cols, self.test, self.df, self.n, self.loglik_mle_null)
+        if extra_stats:
+            stats.update(extra_stats)
+        tails = log_tails(stats, self.df)
+        log10p = {
+            p: neg_log10_p(cols[p], tails.get(p)) for p in self.test_columns if p.startswith("p_")
+        }
+        writer = getattr(self, "_rows_" + self.fmt.replace("-", "_"))
+        lines = writer(snps, cols, log10p, stats)
+        self.fh.write("".join(line + "\n" for line in lines))
+        return log10p
+
+    def _rows_gemma(self, snps, cols, log10p, stats):
+        fields = [
+            snps["chr"].astype(str).tolist(),
+            snps["rs"].astype(str).tolist(),
+            [str(v) for v in snps["ps"].tolist()],
+            [str(v) for v in np.asarray(cols["n_miss"]).tolist()],
+            snps["allele1"].astype(str).tolist(),
+            snps["allele0"].astype(str).tolist(),
+            _fmt(cols["af"], ".3f"),
+        ]
+        for name in self.test_columns:
+            if name.startswith("p_"):
+                fields.append(format_p(cols[name], log10p[name], "e"))
+            else:
+                fields.append(_fmt(cols[name], ".6e"))
+        return ["\t".join(row) for row in zip(*fields, strict=True)]
+
+    def _main(self, cols, log10p, stats, na):
+        p = self.main_p
+        has_beta = "beta" in cols
+        beta = _fmt(cols["beta"], ".6g", na) if has_beta else [na] * len(cols[p])
+        se = _fmt(cols["se"], ".6g", na) if has_beta else [na] * len(cols[p])
+        return beta, se, format_p(cols[p], log10p[p], "g", na), _fmt(log10p[p], ".6g", na)
+
+    def _obs(self, cols) -> list[str]:
+        return [str(self.n - int(m)) for m in np.asarray(cols["n_miss"]).tolist()]
+
+    def _rows_plink2(self, snps, cols, log10p, stats):
+        beta, se, p, lp = self._main(cols, log10p, stats, ".")
+        if self.main_p == "p_lrt":
+            t = ["."] * len(p)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = _fmt(np.asarray(cols["beta"]) / np.asarray(cols["se"]), ".6g", ".")
+        a1 = snps["allele1"].astype(str).tolist()
+        fields = [
+            [_plink_chr(c) for c in snps["chr"].astype(str).tolist()],
+            [str(v) for v in snps["ps"].tolist()],
+            snps["rs"].astype(str).tolist(),
+            snps["allele0"].astype(str).tolist(),
+            a1,
+            a1,
+            _fmt(cols["af"], ".6g", "."),
+            ["ADD"] * len(p),
+            self._obs(cols),
+            beta,
+            se,
+            t,
+            p,
+            lp,
+        ]
+        return ["\t".join(row) for row in zip(*fields, strict=True)]
+
+    def _rows_regenie(self, snps, cols, log10p, stats):
+        beta, se, p, lp = self._main(cols, log10p, stats, "NA")
+        chisq = _fmt(stats.get(self.main_p, np.full(len(p), np.nan)), ".6g", "NA")
+        fields = [
+            snps["chr"].astype(str).tolist(),
+            [str(v) for v in snps["ps"].tolist()],
+            snps["rs"].astype(str).tolist(),
+            snps["allele0"].astype(str).tolist(),
+            snps["allele1"].astype(str).tolist(),
+            _fmt(cols["af"], ".6g", "NA"),
+            self._obs(cols),
+            ["ADD"] * len(p),
+            beta,
+            se,
+            chisq,
+            lp,
+            ["NA"] * len(p),
+            p,
+        ]
+        return [" ".join(row) for row in zip(*fields, strict=True)]
+
+    def _rows_gwas_ssf(self, snps, cols, log10p, stats):
+        beta, se, p, lp = self._main(cols, log10p, stats, "#NA")
+        ps = [str(v) if v > 0 else "#NA" for v in snps["ps"].tolist()]
+        fields = [
+            [_ssf_chr(c) for c in snps["chr"].astype(str).tolist()],
+            ps,
+            snps["allele1"].astype(str).tolist(),
+            snps["allele0"].astype(str).tolist(),
+            beta,
+            se,
+            _fmt(cols["af"], ".6g", "#NA"),
+            p,
+            lp,
+            snps["rs"].astype(str).tolist(),
+            self._obs(cols),
+        ]
+        return ["\t".join(row) for row in zip(*fields, strict=True)]
+
+
+def _plink_chr(c: str) -> str:
+    return "." if c in ("-9", "") else c
+
+
+_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25"}
+
+
+def _ssf_chr(c: str) -> str:
+    c2 = c[3:] if c.lower().startswith("chr") else c
+    c2 = _SSF_CHR.get(c2.upper(), c2)
+    return c2 if c2.isdigit() and 1 <= int(c2) <= 25 else "#NA"
+
+
+# ------------------------------------------------------------------ null.json
+
+
+def null_summary(null, report, *, phenotype: str, n_snps_total: int) -> dict:
+    """The null model and the scan's bookkeeping as PREFIX.null.json holds them."""
+    return {
+        "phenotype": phenotype,
+        "n_analyzed": int(null.n_analyzed),
+        "n_covariates": int(null.n_covariates),
+        "intercept_added": bool(null.intercept_added),
+        "n_snps_total": int(n_snps_total),
+        "n_snps_analyzed": int(report.filters.kept),
+        "lambda_remle": float(null.lambda_),
+        "lambda_mle": float(null.lambda_mle),
+        "loglik_remle": float(null.loglik_reml),
+        "loglik_mle": float(null.loglik_ml),
+        "pve": float(null.pve),
+        "pve_se": float(null.pve_se),
+        "vg": float(null.vg),
+        "ve": float(null.ve),
+        "beta": [float(v) for v in np.asarray(null.beta)],
+        "beta_se": [float(v) for v in np.asarray(null.beta_se)],
+        "filters": {k: int(v) for k, v in report.filters.removed.items()},
+        "seconds": {k: round(float(v), 4) for k, v in report.seconds.items()},
+    }
+
+
+def write_json(fh, data: dict) -> None:
+    fh.write(json.dumps(data, indent=2, allow_nan=True) + "\n")

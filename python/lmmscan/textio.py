@@ -1,0 +1,453 @@
+"""GEMMA's text inputs: phenotype, covariate and kinship files (and writing kinships).
+
+Phenotype and covariate files have one row per individual, in genotype-file
+order, no header; fields are separated by spaces, tabs or commas (GEMMA
+splits on any run of " ,\\t"); ``NA`` is missing.  Unlike GEMMA, which turns
+any other non-numeric token into 0 with ``atof``, a token that is not a
+number is an error naming its line and column.
+
+Kinship matrices are GEMMA's tab-separated ``%.10g`` text or numpy ``.npy``.
+Both directions are vectorised: a 10,000 x 10,000 text kinship (1.5 GB) takes
+seconds, where a per-value parser or formatter takes minutes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+from .plink import BadToken, parse_phenotype
+
+_SEPARATORS = b" ,\t\r"
+
+
+def _open_binary(path: Path):
+    if not path.exists():
+        raise InputError("file not found", path=str(path))
+    if path.is_dir():
+        raise InputError("is a directory, not a file", path=str(path))
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
+    """Tokens of each line of a small text table (phenotypes, covariates).
+
+    Blank lines at the end are ignored; a blank line before the end is an
+    error, because rows are matched to individuals by position.
+    """
+    path = Path(path)
+    with _open_binary(path) as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} file is not text ({exc.reason})", path=str(path)) from None
+    lines = text.replace(",", " ").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    rows = [line.split() for line in lines]
+    for i, row in enumerate(rows):
+        if not row:
+            raise InputError(
+                f"empty line in the {what} file (one row per individual expected)",
+                path=str(path),
+                line=i + 1,
+            )
+    if not rows:
+        raise InputError(f"{what} file is empty", path=str(path))
+    return rows
+
+
+def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.ndarray:
+    try:
+        values = parse_phenotype(np.asarray(tokens, dtype=object), minus9_missing=False)
+    except BadToken as exc:
+        raise InputError(
+            f"{what} {exc.token!r} is not a number (use NA for missing)",
+            path=str(path),
+            line=exc.index + 1,
+            column=column,
+        ) from None
+    bad = np.flatnonzero(np.isinf(values))
+    if bad.size:
+        raise InputError(
+            f"{what} {tokens[bad[0]]!r} is infinite",
+            path=str(path),
+            line=int(bad[0]) + 1,
+            column=column,
+        )
+    return values
+
+
+def read_pheno(
+    path: str | os.PathLike[str], columns: list[int], n_samples: int | None = None
+) -> np.ndarray:
+    """Phenotype columns (1-based, GEMMA's ``-n``) as an (individuals, len(columns)) array.
+
+    ``NA`` is missing (NaN); -9 is a real value here, as in GEMMA's ``-p``.
+    ``n_samples``: the number of individuals of the genotype file; the file
+    must have exactly that many rows.
+    """
+    path = Path(path)
+    rows = read_rows(path, "phenotype")
+    if n_samples is not None and len(rows) != n_samples:
+        raise InputError(
+            f"phenotype file has {len(rows)} rows but the genotype file has {n_samples} "
+            "individuals (one row per individual, in genotype-file order)",
+            path=str(path),
+        )
+    widths = np.array([len(r) for r in rows])
+    for col in columns:
+        if col < 1:
+            raise InputError(f"--pheno-col {col}: columns are numbered from 1", path=str(path))
+        if col > widths.max():
+            raise InputError(
+                f"--pheno-col {col} is out of range: the file has {widths.max()} column"
+                f"{'s' if widths.max() > 1 else ''}",
+                path=str(path),
+            )
+        short = np.flatnonzero(widths < col)
+        if short.size:
+            raise InputError(
+                f"line has {widths[short[0]]} columns but --pheno-col asks for column {col}",
+                path=str(path),
+                line=int(short[0]) + 1,
+            )
+    out = np.empty((len(rows), len(columns)))
+    for k, col in enumerate(columns):
+        out[:, k] = _parse_column([r[col - 1] for r in rows], path, col, "phenotype")
+    return out
+
+
+def read_covar(path: str | os.PathLike[str], n_samples: int | None = None) -> np.ndarray:
+    """A covariate file as an (individuals, c) array, NaN for ``NA``.
+
+    Every row must have the same number of columns.  Whether an intercept is
+    appended is decided later, on the analysed rows (GEMMA's rule, see
+    :func:`lmmscan.model.analysed_samples`).
+    """
+    path = Path(path)
+    rows = read_rows(path, "covariate")
+    if n_samples is not None and len(rows) != n_samples:
+        raise InputError(
+            f"covariate file has {len(rows)} rows but the genotype file has {n_samples} "
+            "individuals (one row per individual, in genotype-file order)",
+            path=str(path),
+        )
+    c = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != c:
+            raise InputError(f"{len(row)} columns where line 1 has {c}", path=str(path), line=i + 1)
+    out = np.empty((len(rows), c))
+    for k in range(c):
+        out[:, k] = _parse_column([r[k] for r in rows], path, k + 1, "covariate")
+    return out
+
+
+# --------------------------------------------------------------------------- kinship
+
+
+def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> np.ndarray:
+    """A kinship matrix from GEMMA text (any of " ,\\t" between values) or ``.npy``.
+
+    Checks that it is square (and ``n_samples`` x ``n_samples`` when given),
+    finite and symmetric; errors name the file (and the line and column of a
+    NaN or a bad token).
+    """
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not path.exists():
+            raise InputError("file not found", path=str(path))
+        try:
+            K = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"not a readable .npy file ({exc})", path=str(path)) from None
+        if K.dtype.kind not in "fiu":
+            raise InputError(f"kinship has dtype {K.dtype}, not numbers", path=str(path))
+        K = np.asarray(K, dtype=np.float64)
+    else:
+        K = _read_matrix_text(path)
+    check_kinship_file(K, path, n_samples)
+    return K
+
+
+def check_kinship_file(K: np.ndarray, path: Path, n_samples: int | None) -> None:
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise InputError(f"kinship must be a square matrix, got shape {K.shape}", path=str(path))
+    if n_samples is not None and K.shape[0] != n_samples:
+        raise InputError(
+            f"kinship is {K.shape[0]} x {K.shape[1]} but the genotype file has {n_samples} "
+            "individuals",
+            path=str(path),
+        )
+    bad = ~np.isfinite(K)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(
+            f"kinship has a non-finite value ({K[i, j]})",
+            path=str(path),
+            line=int(i) + 1,
+            column=int(j) + 1,
+        )
+    scale = float(np.abs(K).max()) if K.size else 0.0
+    # K - K.T in row blocks: a full temporary of a 10k x 10k matrix costs 800 MB
+    tol = 1e-8 * max(scale, 1e-300)
+    step = max(1, (1 << 24) // max(1, K.shape[0]))
+    for start in range(0, K.shape[0], step):
+        diff = np.abs(K[start : start + step] - K[:, start : start + step].T)
+        if (diff > tol).any():
+            i, j = np.argwhere(diff > tol)[0]
+            raise InputError(
+                f"kinship is not symmetric: entry ({start + i + 1}, {j + 1}) is "
+                f"{K[start + i, j]:.10g} but ({j + 1}, {start + i + 1}) is "
+                f"{K[j, start + i]:.10g}",
+                path=str(path),
+            )
+
+
+_CHUNK_BYTES = 32 << 20
+_TO_NEWLINE = bytes.maketrans(_SEPARATORS, b"\n" * len(_SEPARATORS))
+
+
+def _read_matrix_text(path: Path) -> np.ndarray:
+    """A whitespace/comma separated numeric matrix, parsed a chunk of rows at a time.
+
+    Each chunk's separators become newlines so that pandas' C parser reads
+    one long column (much faster than 10,000 columns); the number of values
+    per line is counted with numpy on the raw bytes.
+    """
+    values: list[np.ndarray] = []
+    ncol = None
+    line_no = 0  # lines before the current chunk
+    with _open_binary(path) as fh:
+        tail = b""
+        while True:
+            data = fh.read(_CHUNK_BYTES)
+            buf = tail + data
+            if not data:
+                if not buf.strip():
+                    break
+                buf += b"\n"
+                cut = len(buf)
+            else:
+                cut = buf.rfind(b"\n") + 1
+                if cut == 0:
+                    tail = buf
+                    continue
+            chunk, tail = buf[:cut], buf[cut:]
+            counts = _tokens_per_line(chunk)
+            nonblank = np.flatnonzero(counts)
+            if nonblank.size:
+                if ncol is None:
+                    ncol = int(counts[nonblank[0]])
+                wrong = nonblank[counts[nonblank] != ncol]
+                if wrong.size:
+                    raise InputError(
+                        f"{counts[wrong[0]]} values where the first row has {ncol}",
+                        path=str(path),
+                        line=line_no + int(wrong[0]) + 1,
+                    )
+                values.append(_parse_values(chunk, path, line_no))
+            line_no += counts.size
+            if not data:
+                break
+    if ncol is None:
+        raise InputError("kinship file is empty", path=str(path))
+    flat = np.concatenate(values) if len(values) > 1 else values[0]
+    return flat.reshape(-1, ncol)
+
+
+def _tokens_per_line(chunk: bytes) -> np.ndarray:
+    """Number of separator-delimited tokens on each line of ``chunk`` (ends with a newline)."""
+    b = np.frombuffer(chunk, dtype=np.uint8)
+    newline = b == 10
+    sep = newline | (b == 32) | (b == 9) | (b == 44) | (b == 13)
+    start = ~sep
+    start[1:] &= sep[:-1]
+    ends = np.flatnonzero(newline)
+    line_starts = np.concatenate([[0], ends[:-1] + 1])
+    return np.add.reduceat(start, line_starts, dtype=np.int64)
+
+
+def _parse_values(chunk: bytes, path: Path, line_no: int) -> np.ndarray:
+    column = chunk.translate(_TO_NEWLINE)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(column),
+            header=None,
+            names=["v"],
+            dtype=np.float64,
+            engine="c",
+            na_values=["NA"],
+            keep_default_na=False,
+            skip_blank_lines=True,
+        )
+    except ValueError:
+        _raise_bad_token(chunk, path, line_no)
+        raise  # pragma: no cover - _raise_bad_token always raises
+    return frame["v"].to_numpy()
+
+
+def _raise_bad_token(chunk: bytes, path: Path, line_no: int) -> None:
+    for i, line in enumerate(chunk.split(b"\n")):
+        for j, tok in enumerate(line.translate(_TO_NEWLINE).split()):
+            try:
+                float(tok)
+            except ValueError:
+                raise InputError(
+                    f"{tok.decode(errors='replace')!r} is not a number",
+                    path=str(path),
+                    line=line_no + i + 1,
+                    column=j + 1,
+                ) from None
+    raise InputError("cannot parse the kinship values", path=str(path))
+
+
+# ------------------------------------------------------------------ %.10g formatting
+
+_P10 = 10.0 ** np.arange(23)
+_DIGITS5 = None
+_PREFIX = np.array(
+    [sign + (b"" if z == 0 else b"0." + b"0" * (z - 1)) for sign in (b"", b"-") for z in range(5)],
+    dtype="S6",
+)
+
+
+def _digits5() -> np.ndarray:
+    global _DIGITS5
+    if _DIGITS5 is None:
+        v = np.arange(100000)
+        _DIGITS5 = (
+            np.stack([(v // 10 ** (4 - k)) % 10 for k in range(5)], axis=1).astype(np.uint8) + 48
+        )
+    return _DIGITS5
+
+
+def _round10(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|x| correctly rounded to 10 significant digits: (m, e) with |x| ~ m * 10**(e - 9).
+
+    One correctly rounded multiply or divide by an exact power of ten puts
+    the scaled value within 1e-6 of the true one, so only values within 1e-5
+    of a rounding tie (and exponents outside [-12, 30]) need Python's exact
+    formatting.
+    """
+    a = np.abs(x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e_f = np.floor(np.log10(a))
+        odd = ~np.isfinite(e_f) | (e_f < -12) | (e_f > 30)
+        e = np.where(odd, 0.0, e_f).astype(np.int64)
+
+        def scaled(e: np.ndarray) -> np.ndarray:
+            k = 9 - e
+            p = _P10[np.abs(k)]
+            return np.where(k >= 0, a * p, a / p)
+
+        s = scaled(e)
+        adjust = (s >= 1e10).astype(np.int64) - (s < 1e9)
+        if adjust.any():
+            e += adjust
+            s = scaled(e)
+        floor = np.floor(s)
+        frac = s - floor
+        m = np.where(odd, 0.0, floor).astype(np.int64) + (frac >= 0.5)
+    top = m == 10**10
+    if top.any():
+        m[top] = 10**9
+        e[top] += 1
+    for i in np.flatnonzero(odd | (np.abs(frac - 0.5) < 1e-5)).tolist():
+        v = float(a[i])
+        if v == 0.0 or not np.isfinite(v):
+            m[i], e[i] = 0, 0
+        else:
+            mant, exp = (f"{v:.9e}").split("e")
+            m[i], e[i] = int(mant.replace(".", "")), int(exp)
+    return m, e
+
+
+def format_g10(x: np.ndarray, seps: np.ndarray) -> bytes:
+    """``"%.10g" % v + sep`` for each value, concatenated, byte-identical to C's printf.
+
+    ``seps`` is an "S1" array, one separator per value.  Values in
+    (-10, -1e-4] and [1e-4, 10), which are almost all of a kinship, take a
+    vectorised path; the rest are formatted by Python one by one.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    n = x.shape[0]
+    m, e = _round10(x)
+    d5 = _digits5()
+    digits = np.empty((n, 10), np.uint8)
+    hi = m // 100000
+    digits[:, :5] = d5[hi]
+    digits[:, 5:] = d5[m - hi * 100000]
+    fast = (e >= -4) & (e <= 0) & (m != 0) & np.isfinite(x)
+    body = np.strings.rstrip(digits.view("S10").ravel(), b"0")
+    units = e == 0
+    if units.any():
+        rest = np.strings.rstrip(np.ascontiguousarray(digits[:, 1:]).view("S9").ravel(), b"0")
+        head = np.ascontiguousarray(digits[:, :1]).view("S1").ravel()
+        with_point = np.strings.add(np.strings.add(head, b"."), rest)
+        body = np.where(units, np.where(np.strings.str_len(rest) > 0, with_point, head), body)
+    prefix = _PREFIX[np.signbit(x) * 5 + np.clip(-e, 0, 4)]
+    out = np.strings.add(np.strings.add(prefix, body), seps).astype("S18")
+    slow = np.flatnonzero(~fast)
+    if slow.size:
+        out[slow] = [
+            (f"{v:.10g}" if np.isfinite(v) else _c_nonfinite(v)).encode() + s
+            for v, s in zip(x[slow].tolist(), seps[slow].tolist(), strict=True)
+        ]
+    raw = out.view(np.uint8)
+    return raw[raw != 0].tobytes()
+
+
+def _c_nonfinite(v: float) -> str:
+    if np.isnan(v):
+        return "-nan" if np.signbit(v) else "nan"
+    return "-inf" if v < 0 else "inf"
+
+
+def _format_g10_python(x: np.ndarray, seps: np.ndarray) -> bytes:
+    return b"".join(
+        (f"{v:.10g}" if np.isfinite(v) else _c_nonfinite(v)).encode() + s
+        for v, s in zip(x.tolist(), seps.tolist(), strict=True)
+    )
+
+
+if not hasattr(np, "strings"):  # numpy < 2: no vectorised string ufuncs
+    format_g10 = _format_g10_python  # noqa: F811
+
+
+def write_kinship_text(fh, K: np.ndarray, chunk_values: int = 1 << 18) -> None:
+    """Write K as GEMMA does (``%.10g``, tab-separated, one row per line) to a binary file."""
+    n_rows, n_cols = K.shape
+    rows = max(1, chunk_values // max(1, n_cols))
+    seps = np.full((rows, n_cols), b"\t", dtype="S1")
+    seps[:, -1] = b"\n"
+    for start in range(0, n_rows, rows):
+        block = K[start : start + rows]
+        fh.write(format_g10(block.ravel(), seps[: block.shape[0]].ravel()))
+
+
+def write_kinship(path: str | os.PathLike[str], K: np.ndarray) -> None:
+    """Write K to ``path``: ``.npy`` as numpy, anything else as GEMMA text.
+
+    The file appears only when complete (written under a temporary name in
+    the same directory, then renamed).
+    """
+    from .output import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(K, dtype=np.float64))
+        else:
+            with open(tmp, "wb") as fh:
+                write_kinship_text(fh, np.asarray(K, dtype=np.float64))
