@@ -416,6 +416,8 @@ def versions() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     try:
+        import numpy  # noqa: F401  (load both OpenBLAS copies: numpy's and scipy's)
+        import scipy.linalg  # noqa: F401
         from threadpoolctl import threadpool_info
 
         blas = "; ".join(f"{i['filepath'].split('/')[-2]}: {i['internal_api']} {i['version']} "
