@@ -80,14 +80,14 @@ def _add_genotype_args(p: argparse.ArgumentParser) -> None:
         "--bfile",
         metavar="PREFIX",
         help="PLINK 1 binary fileset PREFIX.bed/.bim/.fam; the .bim column-5 allele is "
-        "counted (GEMMA -bfile)",
+        "counted (GEMMA -bfile). Required: --bfile or --bimbam-geno",
     )
     src.add_argument(
         "--bimbam-geno",
         metavar="FILE",
         help="BIMBAM mean-genotype file, plain or gzipped: rs allele1 allele0 then one "
         "dosage of allele1 per individual, separated by spaces, tabs or commas, NA missing "
-        "(GEMMA -g)",
+        "(GEMMA -g). Required: --bfile or --bimbam-geno",
     )
     g.add_argument(
         "--bimbam-anno",

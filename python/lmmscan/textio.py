@@ -286,7 +286,7 @@ def _parse_values(chunk: bytes, path: Path, line_no: int) -> np.ndarray:
             names=["v"],
             dtype=np.float64,
             engine="c",
-            na_values=["NA"],
+            na_values=["NA", "nan", "NaN", "-nan", "-NaN"],
             keep_default_na=False,
             skip_blank_lines=True,
         )
