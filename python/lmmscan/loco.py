@@ -31,8 +31,11 @@ from the annotation) are neither in any kinship nor tested, as in GEMMA.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,6 +179,52 @@ class _KinshipSums:
         return K
 
 
+def _decompose(K: np.ndarray) -> Spectral:
+    return Spectral.from_kinship(double_centre(K))
+
+
+def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
+    """(chromosome, spectral, seconds waited) in order, decomposed ``workers``
+    at a time on single-threaded BLAS.
+
+    LAPACK's symmetric eigensolvers scale poorly over threads (the
+    tridiagonal reduction is memory-bound) and collapse when the cores are
+    shared, so independent decompositions side by side, one BLAS thread
+    each, use the cores better than one multi-threaded decomposition after
+    another.  At most ``workers`` + 1 kinships are in memory at once.  The
+    kinships themselves are formed in this thread (they may read genotypes).
+    """
+    limit = _blas_limit(1) if workers > 1 else None
+    if limit is None:
+        workers = 1
+    with limit or contextlib.nullcontext(), ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        todo = iter(chroms)
+
+        def submit() -> None:
+            chrom = next(todo, None)
+            if chrom is not None:
+                pending.append((chrom, pool.submit(_decompose, sums.loco_kinship(chrom))))
+
+        for _ in range(workers):
+            submit()
+        while pending:
+            chrom, future = pending.popleft()
+            t0 = time.perf_counter()
+            spectral = future.result()
+            waited = time.perf_counter() - t0
+            submit()
+            yield chrom, spectral, waited
+
+
+def _blas_limit(n: int):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - then decompose one after another
+        return None
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def loco_scan(
     genotypes: object,
     y: object,
@@ -205,7 +254,7 @@ def loco_scan(
     ``-loco c`` for one); every kinship still uses all the others.
     Returns one table, GEMMA's columns, the tested SNPs in file order.
     """
-    from .scan import BlockScanner, ScanReport, TEST_COLUMNS
+    from .scan import TEST_COLUMNS, BlockScanner, ScanReport, default_threads
 
     if method not in ("centered", "standardized"):
         raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
@@ -243,13 +292,11 @@ def loco_scan(
 
         bar = tqdm(total=int(sum(c.index.size for c in chroms)), unit="SNP", unit_scale=True,
                    leave=False)
-    for chrom in chroms:
-        t0 = time.perf_counter()
-        K = double_centre(sums.loco_kinship(chrom))
-        spectral = Spectral.from_kinship(K)
-        del K
+    workers = threads or default_threads()
+    for chrom, spectral, waited in _spectra(sums, chroms, workers):
+        report.seconds["eigen"] = report.seconds.get("eigen", 0.0) + waited
         null = fit_null(y_arr, covariates, spectral=spectral, bounds=bounds)
-        report.seconds["eigen"] = report.seconds.get("eigen", 0.0) + time.perf_counter() - t0
+        del spectral
         if null_models is not None:
             null_models[chrom.name] = null
         scanner = BlockScanner(null, test, maf=maf, miss=miss, r2=r2, threads=threads,
