@@ -26,11 +26,13 @@ Programs (each on the same PLINK fileset, phenotype and covariates):
   gives its phase times (eigendecomposition, UtX, optimization).
 - ``gemma -gk 1``: GEMMA's kinship; GEMMA end to end = -gk 1 + -lmm 4 (the
   sum of the two medians: GEMMA runs them as two commands anyway).
-- ``lmmscan exact``: the Python API with the same .cXX.txt read from text:
-  start-up, reading the kinship, eigendecomposition, null fit, scan (per-SNP
-  lambda, all three tests) and writing the table.  ``lmmscan CLI`` the same
-  through ``lmmscan scan`` when the command exists.  ``lmmscan e2e`` computes
-  the kinship itself (GEMMA -gk 1).
+- ``lmmscan exact (API)``: the Python API with the same .cXX.txt read from
+  text: start-up, reading the kinship, eigendecomposition, null fit, scan
+  (per-SNP lambda, all three tests) and writing the table.  ``lmmscan exact
+  (CLI)`` the same through ``lmmscan scan --test all`` when the command
+  exists (its phases from PREFIX.null.json).  ``lmmscan e2e`` computes the
+  kinship itself (GEMMA -gk 1): the CLI without --kinship when it exists,
+  else the API.
 - ``lmmscan fixed-λ``: as ``lmmscan exact`` with lambda_mode="null".
 - ``FaST-LMM``: ``single_snp`` with the same .cXX.txt (K0), no LOCO;
   ``FaST-LMM own K``: its default kinship from the test SNPs, no LOCO;
@@ -243,14 +245,21 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
                                        study.kinship, *jpc, "--out", str(out / "fl_k")],
                 "fastlmm"),
     ]
-    if cli_available():
+    cli = cli_available()
+    if cli:
         progs.append(Program("lmmscan exact (CLI)", [
             *LMMSCAN_EXE, "scan", "--bfile", b, "--kinship", study.kinship, *pc_cli(study),
-            "--test", "all", "--out", str(out / "ls_cli")], "cli"))
+            "--test", "all", "--quiet", "--out", str(out / "ls_cli")], "cli",
+            log=out / "ls_cli.null.json"))
     if not args.no_e2e:
         gk = ["gemma", "-bfile", b, *pc, "-gk", "1", "-o", "g_gk", "-outdir", str(out)]
         progs += [
             Program("gemma -gk 1", gk, "gemma", log=out / "g_gk.log.txt"),
+            Program("lmmscan e2e (kinship + exact)",
+                    [*LMMSCAN_EXE, "scan", "--bfile", b, *pc_cli(study), "--test", "all",
+                     "--quiet", "--out", str(out / "ls_e2e")], "cli",
+                    log=out / "ls_e2e.null.json")
+            if cli else
             Program("lmmscan e2e (kinship + exact)", [*JOBS, "lmmscan", "--bfile", b,
                                                       "--kinship", "compute", *jpc,
                                                       "--out", str(out / "ls_e2e")],
@@ -299,6 +308,10 @@ def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
             run = measure_wait4(cmd, study.dir)
             if p.kind == "gemma" and p.log is not None:
                 run.inner = {"seconds": gemma_log_times(p.log)}
+            if p.kind == "cli" and p.log is not None and p.log.exists():
+                meta = json.loads(p.log.read_text())
+                run.inner = {"seconds": meta.get("seconds", {}),
+                             "snps_tested": meta.get("n_snps_analyzed")}
             p.runs.append(run)
             if p.kind == "lmmscan" and tested is None:
                 tested = run.inner["snps_tested"]
