@@ -13,6 +13,7 @@ SNPs missing from it (or without one) get chr "-9" and ps -9, as in GEMMA.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -197,6 +198,10 @@ class BimbamGenotypes:
         state["_pos"] = 0
         return state
 
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
@@ -229,6 +234,8 @@ class BimbamGenotypes:
                 for k in range(start, stop)
             ]
             X = self._parse(b"".join(pieces), start, stop).T
+            if stop == self.n_snps:  # a pass is over: do not hold the file open
+                self.close()
         if samples is not None:
             rows = np.asarray(samples)
             X = X[rows]

@@ -108,14 +108,16 @@ def log_f1_sf(F: np.ndarray, df: float) -> np.ndarray:
     a, b = 0.5 * df, 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
         x = df / (df + F)
-        out = (
-            a * np.log(x)
-            + b * np.log1p(-x)
+        direct = np.log(scipy.special.fdtrc(1.0, df, F))
+        xs = np.where(x < 0.5, x, 0.25)  # the series is for the far tail only
+        series = (
+            a * np.log(xs)
+            + b * np.log1p(-xs)
             - np.log(a)
             - scipy.special.betaln(a, b)
-            + np.log(scipy.special.hyp2f1(a + b, 1.0, a + 1.0, x))
+            + np.log(scipy.special.hyp2f1(a + b, 1.0, a + 1.0, xs))
         )
-    return out
+    return np.where(x < 0.5, series, direct)
 
 
 def log_chi2_1_sf(stat: np.ndarray) -> np.ndarray:

@@ -1,0 +1,112 @@
+"""BIMBAM mean-genotype files and annotations as GEMMA reads them."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+from lmmscan import InputError
+from lmmscan.bimbam import read_bimbam, read_bimbam_anno
+
+G = np.array(
+    [
+        [0, 1, 2, np.nan, 1],
+        [2, 2, 1, 0, 0.25],
+        [1, np.nan, np.nan, 1, 1],
+        [0.5, 1.5, 0, 2, 1],
+    ]
+)  # SNPs x individuals
+
+
+def write(path, seps=(", ", " ", "\t", ","), gz=False, extra_line=""):
+    lines = []
+    for j, row in enumerate(G):
+        sep = seps[j % len(seps)]
+        vals = ["NA" if np.isnan(v) else f"{v:g}" for v in row]
+        lines.append(sep.join([f"rs{j}", "A", "T", *vals]))
+    text = "\n".join(lines) + "\n" + extra_line
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_reads_dosages_any_separator(tmp_path, gz):
+    src = read_bimbam(write(tmp_path / "g.txt", gz=gz))
+    assert (src.n_samples, src.n_snps) == (5, 4)
+    np.testing.assert_array_equal(src.read(0, 4), G.T)
+    assert list(src.snps.columns) == ["chr", "rs", "ps", "allele1", "allele0"]
+    assert src.snps["rs"].tolist() == ["rs0", "rs1", "rs2", "rs3"]
+    assert (src.snps["chr"] == "-9").all() and (src.snps["ps"] == -9).all()
+    assert (src.snps["allele1"] == "A").all() and (src.snps["allele0"] == "T").all()
+
+
+def test_blocks_in_any_order_samples_and_pickle(tmp_path):
+    src = read_bimbam(write(tmp_path / "g.txt.gz", gz=True))
+    np.testing.assert_array_equal(src.read(2, 4, np.array([4, 0])), G[2:4][:, [4, 0]].T)
+    np.testing.assert_array_equal(src.read(0, 1), G[:1].T)  # backwards: reopens
+    assert src.read(1, 1).shape == (5, 0)
+    clone = pickle.loads(pickle.dumps(src))
+    np.testing.assert_array_equal(clone.read(1, 3), G[1:3].T)
+
+
+def test_annotation_gives_chr_and_ps(tmp_path):
+    anno = tmp_path / "a.txt"
+    anno.write_text("rs0 100 1 0.1\nrs2\tNA\tX\nrs3,300\nrs9 5 2\n")
+    src = read_bimbam(write(tmp_path / "g.txt"), anno)
+    assert src.snps["chr"].tolist() == ["1", "-9", "X", "-9"]
+    assert src.snps["ps"].tolist() == [100, -9, -9, 300]
+    assert read_bimbam_anno(anno)["rs9"] == ("2", 5)
+
+
+def test_windows_line_ends_and_blank_lines(tmp_path):
+    path = tmp_path / "g.txt"
+    path.write_text("rs0 A T 1 2\r\n\r\nrs1 A T 0 NA\r\n")
+    src = read_bimbam(path)
+    np.testing.assert_array_equal(src.read(0, 2), [[1, 0], [2, np.nan]])
+
+
+def test_wrong_number_of_genotypes_names_the_line(tmp_path):
+    path = write(tmp_path / "g.txt", extra_line="rs9 A T 1 1 1\n")
+    with pytest.raises(InputError) as exc:
+        read_bimbam(path)
+    msg = str(exc.value)
+    assert str(path) in msg and "line 5" in msg and "3 genotypes" in msg
+
+
+def test_bad_token_names_line_and_column(tmp_path):
+    path = tmp_path / "g.txt"
+    path.write_text("rs0 A T 1 2 0\nrs1 A T 0 x 1\n")
+    src = read_bimbam(path)
+    with pytest.raises(InputError) as exc:
+        src.read(0, 2)
+    msg = str(exc.value)
+    assert "line 2" in msg and "column 5" in msg and "'x'" in msg
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "rs0 A T\n"])
+def test_no_snp_or_no_genotype(tmp_path, text):
+    path = tmp_path / "g.txt"
+    path.write_text(text)
+    with pytest.raises(InputError, match="g.txt"):
+        read_bimbam(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_bimbam(tmp_path / "none.txt")
+
+
+def test_mouse_bimbam_equals_plink_calls(mouse_dir, mouse_plink):
+    """GEMMA's example: the .bed holds the BIMBAM dosages' hard calls."""
+    src = read_bimbam(mouse_dir / "mouse_hs1940.geno.txt.gz", mouse_dir / "mouse_hs1940.anno.txt")
+    assert (src.n_samples, src.n_snps) == (1940, 12226)
+    X = src.read(0, 500)
+    P = mouse_plink.read(0, 500)
+    integer = X == np.round(X)
+    np.testing.assert_array_equal(X[integer], P[integer])
+    assert src.snps["rs"].tolist()[:500] == mouse_plink.snps["rs"].tolist()[:500]
