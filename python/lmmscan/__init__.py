@@ -10,6 +10,7 @@ Quick tour::
 """
 
 from ._errors import InputError, LmmscanError
+from .bimbam import BimbamGenotypes, read_bimbam
 from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
 from .genotypes import ArrayGenotypes, GenotypeSource
 from .kinship import kinship
@@ -18,11 +19,13 @@ from .lowrank import LowRankKinship, LowRankSpectral, low_rank_kinship
 from .model import LambdaBounds, NullModel, fit_null
 from .plink import PlinkGenotypes, read_plink
 from .scan import ScanReport, scan
+from .textio import read_covar, read_kinship, read_pheno, write_kinship
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArrayGenotypes",
+    "BimbamGenotypes",
     "Eigendecomposition",
     "GenotypeSource",
     "InputError",
@@ -38,8 +41,13 @@ __all__ = [
     "kinship",
     "load_eigen",
     "loco_scan",
+    "read_bimbam",
+    "read_covar",
+    "read_kinship",
+    "read_pheno",
     "low_rank_kinship",
     "read_plink",
     "save_eigen",
     "scan",
+    "write_kinship",
 ]
