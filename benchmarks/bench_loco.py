@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import shutil
 import statistics
 import tempfile
@@ -92,6 +93,7 @@ def main() -> None:
             args.repeat,
         )
         print(f"lmmscan LOCO, null lambda (FaST-LMM): {fixed:7.2f} s")
+        print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         if not args.skip_fastlmm:
             fast = run_fastlmm(prefix, args.repeat)
             print(f"ratio FaST-LMM / lmmscan: {fast / exact:.1f}x (GEMMA-exact), "

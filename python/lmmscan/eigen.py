@@ -44,7 +44,7 @@ def sample_ids_of(source: object, n: int | None = None) -> np.ndarray:
             if len(set(ids)) == len(ids):
                 return ids.astype(str)
         raise InputError("sample IDs are not unique: pass sample_ids= explicitly")
-    count = n if n is not None else int(getattr(source, "n_samples"))
+    count = n if n is not None else int(source.n_samples)  # type: ignore[attr-defined]
     return np.arange(count).astype(str)
 
 
