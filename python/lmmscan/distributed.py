@@ -10,6 +10,18 @@ client puts them back in file order.  Any Dask cluster works unchanged
 (LocalCluster, dask-jobqueue, Kubernetes): the workers need lmmscan
 installed and the genotype files at the same path.
 
+Usage (the same call on any cluster)::
+
+    from dask.distributed import Client, LocalCluster
+    client = Client(LocalCluster(n_workers=2, processes=True, threads_per_worker=1))
+    # SLURM:      from dask_jobqueue import SLURMCluster
+    #             cluster = SLURMCluster(cores=1, processes=1, memory="8GB"); cluster.scale(50)
+    # Kubernetes: from dask_kubernetes.operator import KubeCluster
+    #             cluster = KubeCluster(name="lmmscan", image="<image with lmmscan>", n_workers=50)
+    # then:       client = Client(cluster)
+    null = lmmscan.fit_null(y, kinship=K)
+    table = lmmscan.scan(lmmscan.read_plink("study"), null_model=null, client=client)
+
 Threads.  A task runs the C++ tests on one thread and limits BLAS to one
 thread (threadpoolctl), so that workers x threads per worker, the user's
 cluster setting, is the number of busy cores.  (Dask's nanny also starts
