@@ -43,7 +43,7 @@ import pandas as pd
 import scipy.linalg.blas
 
 from ._errors import InputError
-from .filters import FilterCounts, gemma_filter
+from .filters import gemma_filter
 from .genotypes import GenotypeSource, as_source, default_block_size
 from .lowrank import standardize
 from .model import LambdaBounds, NullModel, Spectral, analysed_samples, double_centre, fit_null
@@ -117,7 +117,6 @@ class _KinshipSums:
         n = int(mask.sum())
         self.S = np.zeros((n, n), order="F")
         self.p = 0
-        self.counts = FilterCounts()
         code = {c.name: i for i, c in enumerate(chroms)}
         self.codes = np.array([code.get(x, -1) for x in names], dtype=np.int64)
         for c in chroms:
@@ -128,33 +127,32 @@ class _KinshipSums:
         placed = np.flatnonzero(self.codes >= 0)
         for start, stop, pos in _ranges(placed, block_size):
             Z, kept = self._block(start, stop, pos)
-            self.counts.add(self._last_counts)
+            t0 = time.perf_counter()
             codes = self.codes[kept]
             for i in np.unique(codes):
                 chrom = chroms[i]
                 sel = codes == i
                 chrom.p += int(sel.sum())
-                target = chrom.S if keep_each else self.S
-                _add_gram(target, Z[:, sel])
+                _add_gram(chrom.S if keep_each else self.S, Z[:, sel])
+            self._time(t0)
         if keep_each:
             for c in chroms:
                 self.S += c.S
         self.p = sum(c.p for c in chroms)
+
+    def _time(self, t0: float) -> None:
+        seconds = self.report.seconds
+        seconds["kinship"] = seconds.get("kinship", 0.0) + time.perf_counter() - t0
 
     def _block(self, start: int, stop: int, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Kinship columns (analysed rows) of the SNPs at ``pos`` that pass the filters."""
         t0 = time.perf_counter()
         X = self.source.read(start, stop)[:, pos - start]
         t1 = time.perf_counter()
-        keep, _, _, counts = gemma_filter(
-            X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2
-        )
-        self._last_counts = counts
+        keep = gemma_filter(X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2)[0]
         Z = standardize(X[:, keep], self.method)[self.mask]
         self.report.seconds["read"] += t1 - t0
-        self.report.seconds["kinship"] = (
-            self.report.seconds.get("kinship", 0.0) + time.perf_counter() - t1
-        )
+        self._time(t1)
         return Z, pos[keep]
 
     def chromosome_sum(self, chrom: _Chromosome) -> np.ndarray:
@@ -163,7 +161,9 @@ class _KinshipSums:
         S = np.zeros_like(self.S, order="F")
         for start, stop, pos in _ranges(chrom.index, self.block_size):
             Z, _ = self._block(start, stop, pos)
+            t0 = time.perf_counter()
             _add_gram(S, Z)
+            self._time(t0)
         return S
 
     def loco_kinship(self, chrom: _Chromosome) -> np.ndarray:
