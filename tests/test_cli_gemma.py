@@ -321,6 +321,29 @@ def test_bxd_equals_gemma(work):
         compare_null_json(Path(f"{out}.null.json"), read_log(GEMMA / "bxd_lmm4.log.txt"))
 
 
+def test_demo_study_with_missing_genotypes_equals_gemma(tmp_path):
+    """The shipped demo study (1% missing calls, NA phenotypes and covariates) against
+    GEMMA's output for it, made by python/lmmscan/data/make_demo.py --gemma."""
+    import importlib.resources
+
+    from lmmscan.demo import copy_study
+
+    prefix = copy_study(tmp_path)
+    common = ["--bfile", prefix, "--pheno", f"{prefix}.pheno.txt", "--covar",
+              f"{prefix}.covar.txt", "--quiet"]  # fmt: skip
+    kin = tmp_path / "demo.cXX.txt"
+    assert run(["kinship", *common, "--out", kin])[0] == 0
+    assert (
+        run(["scan", *common, "--kinship", kin, "--test", "all", "--out", tmp_path / "d"])[0] == 0
+    )
+    data = importlib.resources.files("lmmscan") / "data"
+    with importlib.resources.as_file(data / "demo.gemma.assoc.txt.gz") as ref:
+        compare_assoc(tmp_path / "d.assoc.txt", ref)
+        assert (pd.read_csv(ref, sep="\t")["n_miss"] > 0).sum() > 2000
+    with importlib.resources.as_file(data / "demo.gemma.log.txt") as log:
+        compare_null_json(tmp_path / "d.null.json", read_log(log))
+
+
 def test_report_deviations():
     """Print the worst deviation per column seen in this module (run with -s)."""
     print("\nCLI vs GEMMA, worst deviations:", {k: f"{v:.2e}" for k, v in DEVIATIONS.items()})

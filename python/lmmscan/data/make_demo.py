@@ -16,6 +16,16 @@ demo.pheno.txt      two phenotypes, one row per individual, NA missing:
 demo.covar.txt      sex (0/1) and age (years, 2% NA); no constant column, so an
                     intercept is appended (GEMMA's rule).
 The .fam phenotype column is -9 (missing): the demo uses demo.pheno.txt.
+
+    python python/lmmscan/data/make_demo.py --gemma [GEMMA_BINARY]
+
+instead runs GEMMA 0.98.5 (default: gemma on PATH) on the files above, in a
+temporary directory, and keeps what it printed for phenotype 1:
+demo.gemma.assoc.txt.gz (gzip -9 -n) and demo.gemma.log.txt, from
+    gemma -bfile demo -p demo.pheno.txt -n 1 -c demo.covar.txt -gk 1 -o demo_gk1
+    gemma -bfile demo -p demo.pheno.txt -n 1 -c demo.covar.txt \\
+          -k output/demo_gk1.cXX.txt -lmm 4 -o demo_lmm4
+(missing genotypes, missing phenotypes and covariates, an appended intercept).
 """
 
 from pathlib import Path
@@ -106,5 +116,33 @@ def main(out: Path) -> None:
     )
 
 
+def run_gemma(here: Path, gemma: str) -> None:
+    import gzip
+    import shutil
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("demo.bed", "demo.bim", "demo.fam", "demo.pheno.txt", "demo.covar.txt"):
+            shutil.copy(here / name, tmp)
+        common = ["-bfile", "demo", "-p", "demo.pheno.txt", "-n", "1", "-c", "demo.covar.txt"]
+        for extra in (
+            ["-gk", "1", "-o", "demo_gk1"],
+            ["-k", "output/demo_gk1.cXX.txt", "-lmm", "4", "-o", "demo_lmm4"],
+        ):
+            subprocess.run([gemma, *common, *extra], cwd=tmp, check=True, capture_output=True)
+        out = Path(tmp) / "output"
+        data = (out / "demo_lmm4.assoc.txt").read_bytes()
+        with gzip.GzipFile(here / "demo.gemma.assoc.txt.gz", "wb", compresslevel=9, mtime=0) as f:
+            f.write(data)
+        shutil.copy(out / "demo_lmm4.log.txt", here / "demo.gemma.log.txt")
+
+
 if __name__ == "__main__":
-    main(Path(__file__).resolve().parent)
+    import sys
+
+    here = Path(__file__).resolve().parent
+    if len(sys.argv) > 1 and sys.argv[1] == "--gemma":
+        run_gemma(here, sys.argv[2] if len(sys.argv) > 2 else "gemma")
+    else:
+        main(here)
