@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -436,3 +437,33 @@ def test_demo_runs(tmp_path, capsys):
     assert "snp0500" in out
     for name in ("demo.cXX.txt", "demo.1.assoc.txt", "demo.2.assoc.txt", "demo.1.null.json"):
         assert (tmp_path / "demo" / name).exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a Linux pty")
+def test_progress_bar_on_a_terminal(study):
+    """tqdm on stderr with SNPs/s when stderr is a terminal (a pty, 100 columns)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    argv = [sys.executable, "-m", "lmmscan", *map(str, scan_args(study, study.parent / "t"))]
+    argv += ["--block-size", "100"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    buf = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not data:
+            break
+        buf += data
+    os.close(master)
+    assert proc.wait() == 0
+    frames = buf.decode(errors="replace").split("\r")
+    assert any("scan:" in f and "SNP/s" in f for f in frames)
+    assert any("kinship:" in f for f in frames)

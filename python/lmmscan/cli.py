@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         required=True,
         help="output: FILE ending in .npy is written as numpy, anything else as GEMMA's "
-        "tab-separated %%.10g text (GEMMA -o/-outdir). Required",
+        "tab-separated %%.10g text (GEMMA -o/-outdir); .npy is exact and much faster to "
+        "write and read for thousands of individuals. Required",
     )
     k.set_defaults(func=run_kinship)
 
