@@ -71,6 +71,11 @@ def test_missing_file(study, tmp_path, capsys):
     expect_input_error(capsys, args, out, "absent.txt", "not found")
 
 
+def test_output_directory_missing(study, capsys):
+    args = scan_args(study, study.parent / "no" / "such" / "r")
+    expect_input_error(capsys, args, study.parent, "no/such", "output directory")
+
+
 def test_bed_wrong_magic(study, capsys):
     bed = Path(f"{study}.bed")
     bed.write_bytes(b"\x6c\x1b\x00" + bed.read_bytes()[3:])

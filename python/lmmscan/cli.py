@@ -343,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------- shared steps
 
 
+def _check_out_dir(out: str) -> None:
+    parent = Path(out).parent
+    if not parent.is_dir():
+        raise InputError("output directory does not exist", path=str(parent))
+
+
 def _open_genotypes(args):
     if args.bfile is not None:
         from .plink import read_plink
@@ -441,6 +447,7 @@ def run_kinship(args) -> int:
     from .textio import write_kinship
 
     t0 = time.perf_counter()
+    _check_out_dir(args.out)
     with _blas_threads(args.threads):
         source = _open_genotypes(args)
         Y = _phenotypes(args, source, [args.pheno_col], required=False)
@@ -509,6 +516,7 @@ def run_scan(args) -> int:
     from .output import EXTENSIONS, OutputSet
 
     t_start = time.perf_counter()
+    _check_out_dir(args.out)
     outputs = OutputSet()
     try:
         with _blas_threads(args.threads):

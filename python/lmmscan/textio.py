@@ -225,7 +225,10 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     one long column (much faster than 10,000 columns); the number of values
     per line is counted on the raw bytes.
     """
-    values: list[np.ndarray] = []
+    # a kinship is square: once the first row gives ncol, fill an ncol x ncol
+    # array in place (no list of chunks plus a concatenated copy)
+    out = np.zeros(0)
+    filled = 0
     ncol = None
     line_no = 0  # lines before the current chunk
     with _open_binary(path) as fh:
@@ -259,14 +262,22 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                         path=str(path),
                         line=line_no + int(wrong[0]) + 1,
                     )
-                values.append(parsed)
+                if filled == 0 and out.size == 0:
+                    out = np.empty(ncol * ncol)
+                if filled + parsed.size > out.size:
+                    raise InputError(
+                        f"more than {ncol} rows of {ncol} values: a kinship must be square",
+                        path=str(path),
+                        line=line_no + int(nonblank[-1]) + 1,
+                    )
+                out[filled : filled + parsed.size] = parsed
+                filled += parsed.size
             line_no += counts.size
             if not data:
                 break
     if ncol is None:
         raise InputError("kinship file is empty", path=str(path))
-    flat = np.concatenate(values) if len(values) > 1 else values[0]
-    return flat.reshape(-1, ncol)
+    return out[:filled].reshape(-1, ncol)
 
 
 def _tokens_per_line(chunk: bytes, fast: bool = False) -> np.ndarray:
