@@ -347,9 +347,17 @@ def _raise_bad_token(chunk: bytes, path: Path, line_no: int) -> None:
 
 _P10 = 10.0 ** np.arange(23)
 _DIGITS5 = None
-_PREFIX = np.array(
-    [sign + (b"" if z == 0 else b"0." + b"0" * (z - 1)) for sign in (b"", b"-") for z in range(5)],
-    dtype="S6",
+_PREFIX_WORDS = (
+    np.array(
+        [
+            sign + (b"" if z == 0 else b"0." + b"0" * (z - 1))
+            for sign in (b"", b"-")
+            for z in range(5)
+        ],
+        dtype="S8",
+    )
+    .view("<u8")
+    .astype(np.uint64)
 )
 
 
@@ -420,39 +428,40 @@ def _round10(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def format_g10(x: np.ndarray, seps: np.ndarray) -> bytes:
     """``"%.10g" % v + sep`` for each value, concatenated, byte-identical to C's printf.
 
-    ``seps`` is an "S1" array, one separator per value.  Values in
-    (-10, -1e-4] and [1e-4, 10), which are almost all of a kinship, take a
-    vectorised path; the rest are formatted by Python one by one.
+    ``seps`` is an "S1" array, one separator per value.  Each value gets 24
+    bytes: its prefix ("-0.00"), its digits with trailing zeros stripped and
+    its separator, NUL-padded; dropping the NULs concatenates the strings.
+    Values in (-1, -1e-4] and [1e-4, 1), almost all of a kinship, take this
+    vectorised path; the rest (the diagonal, mostly) go through Python.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     n = x.shape[0]
     m, e = _round10(x)
-    # the 10 digit characters, 5 at a time from a table of 8-byte words
     words = _digit_words()
     hi = m // 100000
-    w_hi, w_lo = words[hi], words[m - hi * 100000]
-    packed = np.empty((n, 2), np.uint64)
-    packed[:, 0] = w_hi | (w_lo << np.uint64(40))
-    packed[:, 1] = w_lo >> np.uint64(24)
-    digits = packed.view(np.uint8).reshape(n, 16)[:, :10]
-    fast = (e >= -4) & (e <= 0) & (m != 0) & np.isfinite(x)
-    body = np.strings.rstrip(packed.view("S16").ravel(), b"0")
-    units = e == 0
-    if units.any():
-        rest = np.strings.rstrip(np.ascontiguousarray(digits[:, 1:]).view("S9").ravel(), b"0")
-        head = np.ascontiguousarray(digits[:, :1]).view("S1").ravel()
-        with_point = np.strings.add(np.strings.add(head, b"."), rest)
-        body = np.where(units, np.where(np.strings.str_len(rest) > 0, with_point, head), body)
-    prefix = _PREFIX[np.signbit(x) * 5 + np.clip(-e, 0, 4)]
-    out = np.strings.add(np.strings.add(prefix, body), seps).astype("S18")
-    slow = np.flatnonzero(~fast)
-    if slow.size:
-        out[slow] = [
-            (f"{v:.10g}" if np.isfinite(v) else _c_nonfinite(v)).encode() + s
-            for v, s in zip(x[slow].tolist(), seps[slow].tolist(), strict=True)
-        ]
-    raw = out.view(np.uint8)
+    w_lo = words[m - hi * 100000]
+    cells = np.empty((n, 3), np.uint64)
+    # digits: 5 + 5 characters from a table of 8-byte words, trailing zeros stripped
+    cells[:, 1] = words[hi] | (w_lo << np.uint64(40))
+    cells[:, 2] = w_lo >> np.uint64(24)
+    body = np.strings.rstrip(cells[:, 1:].copy().view("S16").ravel(), b"0")
+    cells[:, 1:] = body.view(np.uint64).reshape(n, 2)
+    cells[:, 2] |= seps.view(np.uint8).astype(np.uint64) << np.uint64(16)
+    cells[:, 0] = _PREFIX_WORDS[np.signbit(x) * 5 + np.clip(-e, 0, 4)]
+    fast = (e >= -4) & (e < 0) & (m != 0) & np.isfinite(x)
+    other = np.flatnonzero(~fast)
+    if other.size:
+        text = cells.view("S24").ravel()
+        text[other] = _format_other(x[other], seps[other])
+    raw = cells.view(np.uint8).ravel()
     return raw[raw != 0].tobytes()
+
+
+def _format_other(x: np.ndarray, seps: np.ndarray) -> list[bytes]:
+    return [
+        (f"{v:.10g}" if np.isfinite(v) else _c_nonfinite(v)).encode() + sep
+        for v, sep in zip(x.tolist(), seps.tolist(), strict=True)
+    ]
 
 
 def _c_nonfinite(v: float) -> str:
@@ -472,7 +481,7 @@ if not hasattr(np, "strings") or sys.byteorder != "little":  # numpy < 2, or dig
     format_g10 = _format_g10_python  # noqa: F811
 
 
-def write_kinship_text(fh, K: np.ndarray, chunk_values: int = 1 << 18) -> None:
+def write_kinship_text(fh, K: np.ndarray, chunk_values: int = 1 << 16) -> None:
     """Write K as GEMMA does (``%.10g``, tab-separated, one row per line) to a binary file."""
     n_rows, n_cols = K.shape
     rows = max(1, chunk_values // max(1, n_cols))
