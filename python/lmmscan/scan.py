@@ -47,6 +47,24 @@ class ScanReport:
     null_models: dict[str, NullModel] = field(default_factory=dict)  # per chromosome (LOCO)
 
 
+def statistics(raw: np.ndarray, test: str, logl_mle_null: float) -> dict[str, np.ndarray]:
+    """The test statistics behind the p-values, keyed by p-value column.
+
+    p_wald and p_score: F(1, n - c - 1) statistics; p_lrt: the chi-square(1)
+    statistic 2 (logl_H1 - logl_H0).  Output code uses them to print
+    -log10 p in log space where p itself underflows.
+    """
+    col = {name: raw[:, i] for name, i in _RES.items()}
+    out: dict[str, np.ndarray] = {}
+    if test in ("wald", "all"):
+        out["p_wald"] = col["f_wald"]
+    if test in ("lrt", "all"):
+        out["p_lrt"] = 2.0 * (col["logl_mle"] - logl_mle_null)
+    if test in ("score", "all"):
+        out["p_score"] = col["f_score"]
+    return out
+
+
 def p_values(raw: np.ndarray, test: str, df: int, logl_mle_null: float) -> dict[str, np.ndarray]:
     """GEMMA's columns from the core's raw results (b, RESULT_COLUMNS)."""
     col = {name: raw[:, i] for name, i in _RES.items()}
@@ -156,11 +174,25 @@ class BlockScanner:
         ``comp`` (b, c + 2): each SNP's complement entries, needed when the
         model has a zero-eigenvalue complement (group models).
         """
+        cols, _ = self.test_rotated_with_statistics(UtX, report, comp)
+        return cols
+
+    def test_rotated_with_statistics(
+        self,
+        UtX: np.ndarray,
+        report: ScanReport | None = None,
+        comp: np.ndarray | None = None,
+    ) -> tuple[dict, dict]:
+        """As :meth:`test_rotated`, plus the statistics behind each p-value
+        (see :func:`statistics`)."""
         t0 = time.perf_counter()
         raw = self._core.scan(UtX, comp, self.threads)
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
-        return p_values(raw, self.test, self.df, self.null.loglik_ml)
+        return (
+            p_values(raw, self.test, self.df, self.null.loglik_ml),
+            statistics(raw, self.test, self.null.loglik_ml),
+        )
 
     def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
         """Test the columns of X (analysed samples x SNPs, NaN missing).
