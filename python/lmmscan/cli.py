@@ -664,9 +664,9 @@ def _scan_blocks(args, source, groups) -> None:
                 block_snps = snps.iloc[start:stop].loc[keep]
                 for ph in g.phenos:
                     cols = {"n_miss": n_miss, "af": af}
-                    cols.update(ph.scanner.test_rotated(UtX, ph.report))
-                    extra = _score_extra(args, ph, cols, UtX)
-                    log10p = ph.writer.write(block_snps, cols, extra)
+                    tested, stats = ph.scanner.test_rotated_with_statistics(UtX, ph.report)
+                    cols.update(tested)
+                    log10p = ph.writer.write(block_snps, cols, stats)
                     _track_best(ph, block_snps, log10p)
                     ph.n_rows += len(block_snps)
     for g in groups:
@@ -680,36 +680,6 @@ def _scan_blocks(args, source, groups) -> None:
             for key in ("filter", "rotate"):
                 ph.report.seconds[key] = g.report.seconds[key]
             ph.report.seconds["read"] = seconds["read"]
-
-
-def _score_extra(args, ph, cols, UtX):
-    """The score statistic where p_score underflows under --test all (the
-    printed columns hold the Wald beta/se, so it cannot be recovered from them)."""
-    if args.test != "all":
-        return None
-    from .output import TINY_P
-
-    tiny = np.flatnonzero(np.asarray(cols["p_score"]) < TINY_P)
-    if tiny.size == 0:
-        return None
-    stat = np.full(len(cols["p_score"]), np.nan)
-    stat[tiny] = score_statistic(ph.null, UtX[tiny])
-    return {"p_score": stat}
-
-
-def score_statistic(null, UtX: np.ndarray) -> np.ndarray:
-    """GEMMA's score F = n Pxy^2 / (Pyy Pxx) at the null ML lambda, for rotated SNPs UtX (b, n)."""
-    w = 1.0 / (null.lambda_mle * null.spectral.d + 1.0)
-    UtW, Uty = np.asarray(null.UtW), np.asarray(null.Uty)
-    A = (UtW * w[:, None]).T @ UtW
-    Wy = UtW.T @ (w * Uty)
-    WX = (UtX * w) @ UtW  # (b, c)
-    Ai_Wy = np.linalg.solve(A, Wy)
-    Ai_WX = np.linalg.solve(A, WX.T)  # (c, b)
-    yy = Uty @ (w * Uty) - Wy @ Ai_Wy
-    xy = (UtX * w) @ Uty - WX @ Ai_Wy
-    xx = np.einsum("ij,ij->i", UtX * w, UtX) - np.einsum("ij,ji->i", WX, Ai_WX)
-    return null.n_analyzed * xy**2 / (yy * xx)
 
 
 def _track_best(ph, block_snps, log10p, keep: int = 5) -> None:

@@ -293,8 +293,10 @@ class TableWriter:
     ) -> dict[str, np.ndarray]:
         """Write rows for ``snps`` (chr rs ps allele1 allele0) and the scan's ``cols``.
 
-        ``extra_stats`` may give statistics the columns cannot recover
-        (the score statistic under test "all").  Returns -log10 p per p column.
+        ``extra_stats``: the statistic behind each p column, as
+        :meth:`lmmscan.scan.BlockScanner.test_rotated_with_statistics` returns
+        them; without them they are recovered from the printed columns where
+        possible.  Returns -log10 p per p column.
         """
         if len(snps) == 0:
             return {p: np.zeros(0) for p in self.test_columns if p.startswith("p_")}
