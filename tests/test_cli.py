@@ -235,7 +235,7 @@ def test_interrupted_run_leaves_nothing(study, capsys, monkeypatch):
     def interrupt(self, *a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(BlockScanner, "test_rotated", interrupt)
+    monkeypatch.setattr(BlockScanner, "test_rotated_with_statistics", interrupt)
     before = files_in(study.parent)
     status, _, err = call(scan_args(study, study.parent / "r"), capsys)
     assert status == 130 and "interrupted" in err
