@@ -80,11 +80,11 @@ def test_fixed_lambda_matches_fastlmm(case, mouse_dir, mouse_plink, mouse_kinshi
     assert tested.sum() > 0.85 * n_test
 
     m = merged[tested]
-    np.testing.assert_allclose(m["p_wald"], m["PValue"], rtol=2e-6, atol=0)
+    np.testing.assert_allclose(m["p_wald"], m["PValue"], rtol=1e-5, atol=0)  # seen: 1.6e-6
     # FaST-LMM's weight is the effect of the standardised SNP: beta * sd(x).
     idx = [mouse_plink.snps.index[mouse_plink.snps["rs"] == rs][0] for rs in m["rs"]]
     sd = np.nanstd(G[:, idx], axis=0)
     # (a beta near 0 is compared on the scale of its standard error)
     diff = np.abs(m["beta"] * sd - m["SnpWeight"])
-    assert (diff <= 2e-6 * np.abs(m["SnpWeight"]) + 1e-5 * m["SnpWeightSE"]).all()
-    np.testing.assert_allclose(m["se"] * sd, m["SnpWeightSE"], rtol=2e-6)
+    assert (diff <= 1e-5 * np.abs(m["SnpWeight"]) + 1e-5 * m["SnpWeightSE"]).all()
+    np.testing.assert_allclose(m["se"] * sd, m["SnpWeightSE"], rtol=1e-5)
