@@ -317,6 +317,9 @@ def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
                 tested = run.inner["snps_tested"]
             print(f"  round {r + 1}: {p.name:32s} {run.wall:8.2f} s wall {run.cpu:8.2f} s CPU "
                   f"{run.rss_mb:8.0f} MB  (load {load()})", flush=True)
+            if run.inner.get("seconds"):  # phases now, so a cut-short run keeps them
+                print("      phases: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                   run.inner["seconds"].items()), flush=True)
     return progs
 
 
