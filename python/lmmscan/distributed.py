@@ -103,8 +103,8 @@ def _scan_slice(shared: _Shared, source: Any, start: int, stop: int) -> tuple:
         scanner = _rebuild(shared)
         samples = np.flatnonzero(shared.null.analyzed)
         X = source.read(start, stop, samples)
-        keep, cols = scanner.scan(X, report)
-    return keep, cols, report
+        keep, cols, stats = scanner.scan_with_statistics(X, report)
+    return keep, cols, stats, report
 
 
 def task_size(n_snps: int, block_size: int, n_workers: int) -> int:
@@ -121,10 +121,11 @@ def scan_blocks(
     block_size: int,
     options: dict,
     report: Any = None,
-) -> list[tuple[np.ndarray, dict]]:
-    """Test every SNP of ``source`` on the cluster of ``client``; (keep, columns)
-    per slice, in file order.  ``options``: BlockScanner's keyword arguments
-    other than threads."""
+) -> list[tuple[np.ndarray, dict, dict]]:
+    """Test every SNP of ``source`` on the cluster of ``client``; (keep,
+    columns, statistics) per slice, in file order (see
+    :meth:`lmmscan.scan.BlockScanner.scan_with_statistics`).  ``options``:
+    BlockScanner's keyword arguments other than threads."""
     try:
         from distributed import Client
     except ImportError:  # pragma: no cover
@@ -154,10 +155,10 @@ def scan_blocks(
     finally:
         client.cancel([*futures, shared_f, source_f])
     out = []
-    for keep, cols, part in results:
+    for keep, cols, stats, part in results:
         if report is not None:
             report.filters.add(part.filters)
             for key, value in part.seconds.items():
                 report.seconds[key] = report.seconds.get(key, 0.0) + value
-        out.append((keep, cols))
+        out.append((keep, cols, stats))
     return out

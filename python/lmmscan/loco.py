@@ -244,12 +244,16 @@ def loco_scan(
     progress: bool = False,
     null_models: dict[str, NullModel] | None = None,
     chromosomes: list[str] | None = None,
+    statistics: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Scan every SNP against a kinship of the other chromosomes (see module doc).
 
     ``method`` is the kinship (``"centered"``: GEMMA -gk 1; ``"standardized"``:
     -gk 2); the other arguments are those of :func:`lmmscan.scan`.
     ``null_models``, if a dict, receives each chromosome's fitted null model.
+    ``statistics``, if a dict, receives the statistic behind each p column,
+    row for row (:func:`lmmscan.scan.statistics`; the LRT's uses its own
+    chromosome's null model).
     ``chromosomes`` restricts the tests to those chromosomes (GEMMA's
     ``-loco c`` for one); every kinship still uses all the others.
     Returns one table, GEMMA's columns, the tested SNPs in file order.
@@ -286,6 +290,7 @@ def loco_scan(
     samples = np.flatnonzero(mask)
     rows: list[np.ndarray] = []
     parts: list[dict] = []
+    stat_parts: list[dict] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -305,9 +310,10 @@ def loco_scan(
             t1 = time.perf_counter()
             X = source.read(start, stop, samples)[:, pos - start]
             report.seconds["read"] += time.perf_counter() - t1
-            keep, cols = scanner.scan(X, report)
+            keep, cols, stats = scanner.scan_with_statistics(X, report)
             rows.append(pos[keep])
             parts.append(cols)
+            stat_parts.append(stats)
             if bar is not None:
                 bar.update(pos.size)
     if bar is not None:
@@ -316,7 +322,12 @@ def loco_scan(
     # the kinship pass); SNPs on no known chromosome are neither kept nor tested
     if chromosomes is None:
         report.filters.total += int((sums.codes < 0).sum())
-    return _table(source, rows, parts, ["n_miss", "af", *TEST_COLUMNS[test]], test)
+    table = _table(source, rows, parts, ["n_miss", "af", *TEST_COLUMNS[test]], test)
+    if statistics is not None and stat_parts:
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        for name in stat_parts[0]:
+            statistics[name] = np.concatenate([p[name] for p in stat_parts])[order]
+    return table
 
 
 def _table(source: GenotypeSource, rows: list[np.ndarray], parts: list[dict],

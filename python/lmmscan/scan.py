@@ -194,6 +194,18 @@ class BlockScanner:
             statistics(raw, self.test, self.null.loglik_ml),
         )
 
+    def scan_with_statistics(
+        self, X: np.ndarray, report: ScanReport | None = None
+    ) -> tuple[np.ndarray, dict, dict]:
+        """As :meth:`scan`, plus the statistic behind each p-value (see
+        :func:`statistics`); handles a zero-eigenvalue complement."""
+        keep, n_miss, af, UtX, Xk = self._prepare(X, report)
+        comp = None
+        if self._V is not None:
+            comp = np.ascontiguousarray(self.null.spectral.complement_rows(Xk, self._V))
+        tested, stats = self.test_rotated_with_statistics(UtX, report, comp)
+        return keep, {"n_miss": n_miss, "af": af, **tested}, stats
+
     def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
         """Test the columns of X (analysed samples x SNPs, NaN missing).
 
@@ -330,8 +342,8 @@ def scan(
         from .distributed import scan_blocks
 
         options = dict(test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode)
-        for keep, cols in scan_blocks(client, source, null_model, block_size=block_size,
-                                      options=options, report=report):
+        for keep, cols, _ in scan_blocks(client, source, null_model, block_size=block_size,
+                                         options=options, report=report):
             keeps.append(keep)
             parts.append(cols)
     if client is None:
