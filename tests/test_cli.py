@@ -275,7 +275,7 @@ def test_summary_and_quiet(study, capsys):
     status, out, err = call(scan_args(study, study.parent / "a"), capsys)
     assert status == 0 and err == ""  # no progress bar: stderr is not a terminal
     for needle in ("individuals analysed: 376 of 400", "SNPs tested: 2940 of 3000", "maf 60",
-                   "pve =", "smallest p_wald", "snp0500"):  # fmt: skip
+                   "pve =", "top 10 by p_wald", "lambda_GC =", "snp0500"):  # fmt: skip
         assert needle in out, needle
     status, out, err = call([*scan_args(study, study.parent / "b"), "--quiet"], capsys)
     assert status == 0 and out == "" and err == ""

@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Linear mixed model association scans that reproduce GEMMA 0.98.5.\n\n"
         "  lmmscan kinship   relatedness matrix (GEMMA -gk 1 / -gk 2)\n"
         "  lmmscan scan      null model and per-SNP tests (GEMMA -lmm 1/2/3/4)\n"
+        "  lmmscan plot      Manhattan and QQ plots of an association table\n"
         "  lmmscan demo      the whole job on a small simulated study shipped with lmmscan\n\n"
         "Run 'lmmscan COMMAND --help' for each command's flags and defaults.",
         epilog="Bad input gives a one-line error naming the file and exit status 2.",
@@ -282,8 +283,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="SNPs read and tested per block (memory: individuals x B doubles). "
         "Default: about 64 MB worth, at most 8192",
     )
+    o.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write PREFIX.manhattan.png and PREFIX.qq.png (needs matplotlib). "
+        "Default: off",
+    )
     _add_run_args(s)
     s.set_defaults(func=run_scan)
+
+    pl = sub.add_parser(
+        "plot",
+        formatter_class=_Formatter,
+        help="Manhattan and QQ plots of an association table",
+        description="Draw a Manhattan plot (chromosomes alternated, genome-wide 5e-8 and "
+        "suggestive 1e-5 lines, top hits labelled) and a QQ plot (95%% band, lambda_GC) of "
+        "a table written by 'lmmscan scan' or GEMMA (.assoc.txt), side by side in one PNG.\n\n"
+        "example: lmmscan plot study.assoc.txt --out study.png",
+    )
+    pl.add_argument("table", metavar="TABLE", help="GEMMA-format association table (.assoc.txt)")
+    pl.add_argument("--out", metavar="FIG", required=True, help="output image (.png). Required")
+    pl.add_argument(
+        "--p-column",
+        metavar="NAME",
+        default=None,
+        help="p-value column to plot. Default: the first of p_wald, p_lrt, p_score",
+    )
+    pl.set_defaults(func=run_plot)
 
     d = sub.add_parser(
         "demo",
@@ -500,8 +526,10 @@ class _Pheno:
     writer: object = None
     report: object = None
     stem: str = ""
-    best: list = field(default_factory=list)  # (log10p, rs, chr, ps) of the top hits
+    best: list = field(default_factory=list)  # (log10p, rs, chr, ps, beta, se) of the top hits
     n_rows: int = 0
+    log10p: list = field(default_factory=list)  # main -log10 p per block (lambda_GC, plots)
+    where: list = field(default_factory=list)  # chr, rs, ps per block (only with --plot)
 
 
 @dataclass
@@ -540,6 +568,8 @@ def run_scan(args) -> int:
                 for fh in handles:
                     fh.close()
             _write_nulls(args, source, phenos, outputs)
+            if args.plot:
+                _write_plots(args, phenos, outputs)
         outputs.commit()
     finally:
         outputs.discard()
@@ -667,7 +697,8 @@ def _scan_blocks(args, source, groups) -> None:
                     tested, stats = ph.scanner.test_rotated_with_statistics(UtX, ph.report)
                     cols.update(tested)
                     log10p = ph.writer.write(block_snps, cols, stats)
-                    _track_best(ph, block_snps, log10p)
+                    _track_best(ph, block_snps, log10p, cols)
+                    _collect(args, ph, block_snps, log10p)
                     ph.n_rows += len(block_snps)
     for g in groups:
         if g.report.filters.kept == 0:
@@ -682,18 +713,74 @@ def _scan_blocks(args, source, groups) -> None:
             ph.report.seconds["read"] = seconds["read"]
 
 
-def _track_best(ph, block_snps, log10p, keep: int = 5) -> None:
+def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
     main = ph.writer.main_p
     lp = np.asarray(log10p.get(main, []))
     if lp.size == 0:
         return
     lp = np.where(np.isnan(lp), -np.inf, lp)
     top = np.argsort(-lp)[:keep]
+    beta = np.asarray(cols.get("beta", np.full(lp.size, np.nan)))
+    se = np.asarray(cols.get("se", np.full(lp.size, np.nan)))
     for i in top.tolist():
         row = block_snps.iloc[i]
-        ph.best.append((float(lp[i]), str(row["rs"]), str(row["chr"]), int(row["ps"])))
+        ph.best.append((float(lp[i]), str(row["rs"]), str(row["chr"]), int(row["ps"]),
+                        float(beta[i]), float(se[i])))
     ph.best.sort(key=lambda t: -t[0])
     del ph.best[keep:]
+
+
+def _collect(args, ph, block_snps, log10p) -> None:
+    """Keep what lambda_GC (and, with --plot, the figures) need of each block."""
+    lp = np.asarray(log10p.get(ph.writer.main_p, []), dtype=np.float32)
+    ph.log10p.append(lp)
+    if getattr(args, "plot", False):
+        ph.where.append(block_snps[["chr", "rs", "ps"]].reset_index(drop=True))
+
+
+def _results(ph) -> dict:
+    """lambda_GC, genome-wide significant count and the top 10 hits of a phenotype."""
+    from .plot import GENOME_WIDE, lambda_gc
+
+    lp = np.concatenate(ph.log10p) if ph.log10p else np.zeros(0, dtype=np.float32)
+    finite = lp.astype(np.float64)
+    finite = finite[np.isfinite(finite)]
+    p = np.power(10.0, -finite)
+    return {
+        "test": ph.writer.main_p,
+        "lambda_gc": lambda_gc(p) if p.size else float("nan"),
+        "n_genome_wide_significant": int((finite > -np.log10(GENOME_WIDE)).sum()),
+        "genome_wide_threshold": GENOME_WIDE,
+        "top_hits": [
+            {"chr": chr_, "rs": rs, "ps": ps, "beta": beta, "se": se,
+             "p": float(10.0**-lp) if lp < 300 else 0.0, "log10p": lp}
+            for lp, rs, chr_, ps, beta, se in ph.best
+        ],
+    }
+
+
+def _write_plots(args, phenos, outputs) -> None:
+    """PREFIX.manhattan.png and PREFIX.qq.png (scan --plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from . import plot
+
+    for ph in phenos:
+        if ph.where:
+            table = pd.concat(ph.where, ignore_index=True)
+        else:
+            table = pd.DataFrame({"chr": [], "rs": [], "ps": []})
+        lp = np.concatenate(ph.log10p).astype(np.float64) if ph.log10p else np.zeros(0)
+        table[ph.writer.main_p] = np.power(10.0, -lp)
+        for kind, draw in (("manhattan", plot.manhattan), ("qq", plot.qq)):
+            fig = draw(table, ph.writer.main_p, title=_pheno_name(args, ph.col))
+            with open(outputs.add(f"{ph.stem}.{kind}.png"), "wb") as fh:
+                fig.savefig(fh, format="png", dpi=100)
+            plt.close(fig)
 
 
 def _write_nulls(args, source, phenos, outputs) -> None:
@@ -703,6 +790,7 @@ def _write_nulls(args, source, phenos, outputs) -> None:
         data = null_summary(
             ph.null, ph.report, phenotype=_pheno_name(args, ph.col), n_snps_total=source.n_snps
         )
+        data["results"] = _results(ph)
         with open(outputs.add(ph.stem + ".null.json"), "w", encoding="utf-8") as fh:
             write_json(fh, data)
 
@@ -727,14 +815,61 @@ def _print_summary(args, source, phenos, seconds: float) -> None:
             f"  pve = {null.pve:.4g} ± {null.pve_se:.2g}; lambda (REML) = {null.lambda_:.4g}; "
             f"vg = {null.vg:.4g}, ve = {null.ve:.4g}"
         )
+        res = _results(ph)
+        print(
+            f"  lambda_GC = {res['lambda_gc']:.3f}; genome-wide significant "
+            f"({ph.writer.main_p} < 5e-8): {res['n_genome_wide_significant']}"
+        )
         if ph.best:
-            print(f"  smallest {ph.writer.main_p}:")
-            for lp, rs, chr_, ps in ph.best:
+            print(f"  top {len(ph.best)} by {ph.writer.main_p}:")
+            for lp, rs, chr_, ps, beta, se in ph.best:
                 p = 10.0 ** (-lp) if lp < 300 else None
                 ptext = f"{p:.3g}" if p is not None else f"1e-{lp:.1f}"
-                print(f"    {rs:<16} chr {chr_:<4} ps {ps:<11} p = {ptext}  (-log10 p = {lp:.2f})")
+                effect = f"  beta {beta: .4g} se {se:.3g}" if np.isfinite(beta) else ""
+                print(f"    {rs:<16} chr {chr_:<4} ps {ps:<11}{effect}  p = {ptext}")
         print(f"  wrote {ph.stem}{EXTENSIONS[args.format]} and {ph.stem}.null.json")
     print(f"done in {seconds:.1f} s")
+
+
+# ----------------------------------------------------------------- plot
+
+
+def run_plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from . import plot
+    from .output import OutputSet
+
+    path = Path(args.table)
+    if not path.exists():
+        raise InputError("association table not found", path=str(path))
+    _check_out_dir(args.out)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"chr": str, "rs": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the table: {_one_line(exc)}", path=str(path)) from None
+    missing = [c for c in ("chr", "ps") if c not in table.columns]
+    if missing:
+        raise InputError(f"the table has no column {missing[0]!r}", path=str(path))
+    try:
+        col = plot.p_column(table, args.p_column)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]), path=str(path)) from None
+    table[col] = pd.to_numeric(table[col], errors="coerce")
+    fig = plot.results_figure(table, col, title=path.name)
+    outputs = OutputSet()
+    try:
+        with open(outputs.add(args.out), "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100)
+        outputs.commit()
+    finally:
+        outputs.discard()
+    print(f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
+          f"{int((table[col] < plot.GENOME_WIDE).sum())} SNPs with {col} < 5e-8")
+    return 0
 
 
 # ----------------------------------------------------------------- demo

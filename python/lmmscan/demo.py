@@ -8,6 +8,7 @@ has three simulated causal SNPs: snp0500, snp1700 and snp2600.
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import shutil
 from collections.abc import Callable
@@ -52,6 +53,8 @@ def run(out: Path, *, quiet: bool = False, main: Callable[[list[str]], int]) -> 
             str(prefix),
         ],
     ]
+    if importlib.util.find_spec("matplotlib") is not None:  # the plot extra
+        steps[1].append("--plot")
     print(
         f"lmmscan demo: a simulated study of 400 related individuals x 3,000 SNPs, copied to "
         f"{out}/\n"

@@ -213,6 +213,18 @@ def qq(table: pd.DataFrame, p: str | None = None, *, ax=None, title: str | None 
     return fig
 
 
+def results_figure(table: pd.DataFrame, p: str | None = None, *, title: str | None = None):
+    """Manhattan (left, wide) and QQ (right) plots side by side in one figure."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(16, 4.8))
+    grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1])
+    manhattan(table, p, ax=fig.add_subplot(grid[0]), title=title)
+    qq(table, p, ax=fig.add_subplot(grid[1]))
+    fig.tight_layout()
+    return fig
+
+
 def top_hits(table: pd.DataFrame, p: str | None = None, n: int = 10) -> pd.DataFrame:
     """The ``n`` rows with the smallest p-values (chr, rs, ps, beta, se, p)."""
     col = p_column(table, p)

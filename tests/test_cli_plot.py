@@ -1,0 +1,61 @@
+"""lmmscan plot, scan --plot and the results summary (lambda_GC, top hits)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lmmscan.cli import main
+
+from .conftest import GEMMA
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def demo_scan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_demo_writes_plots_and_results(demo_scan):
+    for col in (1, 2):
+        for kind in ("manhattan", "qq"):
+            png = demo_scan / f"demo.{col}.{kind}.png"
+            assert png.exists() and png.stat().st_size > 10_000
+        data = json.loads((demo_scan / f"demo.{col}.null.json").read_text())
+        res = data["results"]
+        assert 0.5 < res["lambda_gc"] < 2.0
+        assert len(res["top_hits"]) == 10
+        ps = [h["p"] for h in res["top_hits"]]
+        assert ps == sorted(ps)
+    table = pd.read_csv(demo_scan / "demo.1.assoc.txt", sep="\t")
+    res = json.loads((demo_scan / "demo.1.null.json").read_text())["results"]
+    assert res["n_genome_wide_significant"] == int((table.p_wald < 5e-8).sum()) >= 1
+    assert res["top_hits"][0]["rs"] == table.rs[table.p_wald.idxmin()]
+
+
+def test_plot_command(tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    assert main(["plot", str(GEMMA / "mouse_lmm4_n1.assoc.txt.gz"), "--out", str(out)]) == 0
+    assert out.exists() and out.stat().st_size > 20_000
+    assert "lambda_GC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "not found"), ("a\tb\n1\t2\n", "no column 'chr'"), ("chr\tps\n1\t2\n", "p-value")],
+)
+def test_plot_bad_input(tmp_path, capsys, content, message):
+    table = tmp_path / "t.assoc.txt"
+    if content is not None:
+        table.write_text(content)
+    out = tmp_path / "fig.png"
+    assert main(["plot", str(table), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not Path(out).exists()
