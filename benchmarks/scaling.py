@@ -12,6 +12,13 @@ Printed per point: the phases (ScanReport: read, filter, rotate, tests; plus
 eigen), per-SNP costs, and the peak RSS of the process (wait4) with the
 high-water mark after each phase (VmHWM).
 
+``--kernels`` adds a load-robust measurement of the two per-SNP kernels
+alone, in CPU time on one thread (no eigendecomposition needed): the core's
+tests on random rotated data (lmmscan._core.Scanner, exact and fixed-lambda)
+and numpy's X'U for one block with one BLAS thread, against n.  On a shared
+machine wall times swing with other users' load; single-thread CPU time of
+a kernel does not (much).
+
 Fitted exponents: least squares of log time on log n (resp. log m).  The
 per-SNP lambda search and tests should grow as n^1 (O(n) per SNP), the
 rotation as n^2 per SNP, the eigendecomposition as n^3; against m every
@@ -137,6 +144,57 @@ def fit_exponent(x: list[float], y: list[float]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def kernels(ns: list[int], snps: int = 2000, c: int = 4) -> str:
+    """Per-SNP CPU µs of the core's tests (1 thread) and of X'U (1 BLAS thread) against n."""
+    from lmmscan import _core
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for n in ns:
+        d = np.sort(rng.chisquare(1, n) * 5.0)
+        d[: c] = 0.0
+        UtW = np.asfortranarray(rng.standard_normal((n, c)))
+        Uty = rng.standard_normal(n) * np.sqrt(2.0 * d + 1.0)
+        UtX = np.ascontiguousarray(rng.standard_normal((snps, n)) * np.sqrt(0.1 * d + 1.0))
+        fit = _core.fit_null(d, UtW, Uty, 1e-5, 1e5, 10, 0, None)
+        res = {}
+        for mode in ("exact", "fixed"):
+            sc = _core.Scanner(d, UtW, Uty, fit, wald=True, lrt=True, score=True, l_min=1e-5,
+                               l_max=1e5, n_region=10, n_total=0, complement=None,
+                               fixed_lambda=mode == "fixed")
+            best = []
+            for _ in range(3):
+                c0 = time.process_time()
+                sc.scan(UtX, None, 1)
+                best.append(time.process_time() - c0)
+            res[mode] = 1e6 * min(best) / snps
+        U = rng.standard_normal((n, n))
+        X = rng.standard_normal((n, 256))
+        with threadpool_limits(1, user_api="blas"):
+            best = []
+            for _ in range(3):
+                c0 = time.process_time()
+                _ = X.T @ U
+                best.append(time.process_time() - c0)
+        res["rotate"] = 1e6 * min(best) / 256
+        rows.append((n, res))
+        print(f"  kernels n = {n:6,}: tests exact {res['exact']:7.1f} µs/SNP, fixed "
+              f"{res['fixed']:6.1f}, X'U {res['rotate']:8.1f} µs/SNP (CPU, 1 thread)",
+              flush=True)
+        del U
+    lines = ["| n | tests exact µs/SNP | tests fixed-λ µs/SNP | X'U µs/SNP | X'U GFLOP/s |",
+             "|" + " ---: |" * 5]
+    for n, r in rows:
+        lines.append(f"| {n:,} | {r['exact']:.1f} | {r['fixed']:.1f} | {r['rotate']:.1f} | "
+                     f"{2.0 * n * n / r['rotate'] / 1e3:.1f} |")
+    xs = [n for n, _ in rows]
+    lines.append("\nFitted exponents (CPU, one thread): " + ", ".join(
+        f"{k} {fit_exponent(xs, [r[k] for _, r in rows]):.2f}"
+        for k in ("exact", "fixed", "rotate")))
+    return "\n".join(lines)
+
+
 def table(points: list[dict]) -> str:
     lines = ["| n | SNPs tested | eigen s | read s | rotate s | tests s | scan s | "
              "tests µs/SNP | rotate µs/SNP | peak RSS MB | load |",
@@ -163,6 +221,9 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "lmmscan-bench"))
     ap.add_argument("--commit", default=None, help="time a clean build of this git revision")
     ap.add_argument("--json", default=None, help="write the points to this file")
+    ap.add_argument("--kernels", action="store_true",
+                    help="also time the per-SNP kernels alone (CPU, one thread)")
+    ap.add_argument("--kernel-ns", default="1000,2000,4000,7000,10000")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -177,6 +238,16 @@ def main() -> None:
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     print(f"load average at start: {os.getloadavg()}", flush=True)
 
+    kern = None
+    if args.kernels:
+        code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import scaling; "
+                "print('KERNELS ' + json.dumps(scaling.kernels("
+                "[int(v) for v in sys.argv[2].split(',')])))")
+        out = subprocess.run([sys.executable, "-c", code, str(HERE), args.kernel_ns],
+                             env=env, capture_output=True, text=True, check=True).stdout
+        kern = next(json.loads(line[8:]) for line in out.splitlines()
+                    if line.startswith("KERNELS "))
+        print(kern, flush=True)
     n_points = []
     for n in [int(v) for v in args.ns.split(",") if v]:
         prefix, K = prepare(work, n, args.snps_for_n, env)
@@ -231,6 +302,9 @@ def main() -> None:
             out.append("\nFitted exponents b in time ∝ m^b: " + ", ".join(
                 f"{ph} {fit_exponent(ms, [p['seconds'][ph] for p in m_points]):.2f}"
                 for ph in ("read", "rotate", "tests", "scan")))
+    if kern:
+        out.append("\n### Per-SNP kernels alone against n (CPU time, one thread)\n")
+        out.append(kern)
     text = "\n".join(out)
     print("\n" + text)
     print(f"\nload average at end: {os.getloadavg()}")
