@@ -24,11 +24,18 @@ def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
         raise InputError(f"{what} file is empty", path=str(path)) from None
     except pd.errors.ParserError as exc:
         raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} file is not text ({exc.reason} at byte {exc.start})",
+                         path=str(path)) from None
     if table.shape[1] < ncols:
         raise InputError(
             f"{what} file has {table.shape[1]} columns, expected at least {ncols}",
             path=str(path),
         )
+    short = table.iloc[:, :ncols].isna().any(axis=1).to_numpy()
+    if short.any():
+        line = int(np.flatnonzero(short)[0]) + 1
+        raise InputError(f"fewer than {ncols} columns", path=str(path), line=line)
     return table
 
 
@@ -89,16 +96,18 @@ class PlinkGenotypes:
                 column=6,
             ) from None
         self._samples = pd.DataFrame({"fid": fam[0], "iid": fam[1], "phenotype": pheno})
-        try:
-            ps = pd.to_numeric(bim[3], errors="raise").to_numpy(dtype=np.int64)
-        except ValueError:
-            bad = int(np.flatnonzero(pd.to_numeric(bim[3], errors="coerce").isna())[0])
+        pos = pd.to_numeric(bim[3], errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) > 2.0**62)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
             raise InputError(
-                f"position {bim[3][bad]!r} is not an integer",
+                f"position {bim[3][i]!r} is not an integer",
                 path=prefix + ".bim",
-                line=bad + 1,
+                line=i + 1,
                 column=4,
-            ) from None
+            )
+        ps = pos.astype(np.int64)
         self._snps = pd.DataFrame(
             {"chr": bim[0], "rs": bim[1], "ps": ps, "allele1": bim[4], "allele0": bim[5]}
         )
