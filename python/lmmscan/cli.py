@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Linear mixed model association scans that reproduce GEMMA 0.98.5.\n\n"
         "  lmmscan kinship   relatedness matrix (GEMMA -gk 1 / -gk 2)\n"
         "  lmmscan scan      null model and per-SNP tests (GEMMA -lmm 1/2/3/4)\n"
+        "  lmmscan eigen     eigendecomposition of a kinship, saved for reuse (GEMMA -eigen)\n"
         "  lmmscan plot      Manhattan and QQ plots of an association table\n"
         "  lmmscan demo      the whole job on a small simulated study shipped with lmmscan\n\n"
         "Run 'lmmscan COMMAND --help' for each command's flags and defaults.",
@@ -253,6 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: centered",
     )
     g.add_argument(
+        "--loco",
+        action="store_true",
+        help="leave one chromosome out: each chromosome's SNPs are tested with a kinship of "
+        "the other chromosomes (--kinship-method), one eigendecomposition each; needs "
+        "chromosome names (.bim, or --bimbam-anno) (GEMMA -loco, every chromosome in one "
+        "run). PREFIX.null.json describes the first chromosome's null model. Default: off",
+    )
+    g.add_argument(
+        "--eigen",
+        metavar="FILE.npz",
+        help="reuse a saved eigendecomposition ('lmmscan eigen') instead of a kinship; "
+        "refused unless it was made for exactly the analysed individuals (GEMMA -d/-u). "
+        "Default: none",
+    )
+    g.add_argument(
         "--test",
         choices=["wald", "lrt", "score", "all"],
         default="wald",
@@ -290,7 +306,35 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: off",
     )
     _add_run_args(s)
+    s.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="scan on a Dask cluster (e.g. tcp://10.0.0.1:8786): the null model is sent to "
+        "every worker once and each task reads its own SNPs from the genotype file, which "
+        "the workers must see at the same path (pip install 'lmmscan[dask]'). Default: local",
+    )
     s.set_defaults(func=run_scan)
+
+    e = sub.add_parser(
+        "eigen",
+        formatter_class=_Formatter,
+        help="eigendecomposition of a kinship, saved with its individuals for reuse",
+        description="Restrict a kinship to the analysed individuals (those with the phenotype "
+        "and covariates), double-centre it and decompose it, as GEMMA does before -lmm; save "
+        "U, the eigenvalues and the individuals' IDs to FILE.npz for 'lmmscan scan --eigen'.\n\n"
+        "example: lmmscan eigen --bfile data/study --kinship study.cXX.txt --out study.eig.npz",
+    )
+    _add_genotype_args(e)
+    _add_sample_args(e, multi=False)
+    e.add_argument(
+        "--kinship",
+        metavar="FILE",
+        required=True,
+        help="kinship over every individual of the genotype file: GEMMA text or .npy. Required",
+    )
+    e.add_argument("--out", metavar="FILE.npz", required=True, help="output file. Required")
+    _add_run_args(e)
+    e.set_defaults(func=run_eigen)
 
     pl = sub.add_parser(
         "plot",
@@ -579,12 +623,14 @@ def run_scan(args) -> int:
 
 
 def _load_samples(args, source):
+    _check_scan_flags(args)
     Y = _phenotypes(args, source, args.pheno_col, required=True)
     cov = _covariates(args, source)
     phenos = []
     for k, col in enumerate(args.pheno_col):
         mask, _, W, _, _ = _analysed(args, Y[:, k], cov, col)
         phenos.append(_Pheno(col=col, y=Y[:, k], mask=mask, W=W, cov=cov))
+        phenos[-1].source = source  # LOCO reads its genotypes while fitting
     groups: dict[bytes, _Group] = {}
     for ph in phenos:
         key = np.packbits(ph.mask).tobytes()
@@ -596,6 +642,10 @@ def _group_kinships(args, source, groups, K):
     """One kinship per group of analysed individuals (or the given one for all)."""
     if K is not None:
         return [K] * len(groups)
+    if args.loco:
+        return [None] * len(groups)
+    if args.eigen is not None:
+        return _group_spectra(args, source, groups)
     from .genotypes import default_block_size
     from .kinship import KinshipAccumulator
 
@@ -631,8 +681,11 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
         g.report = ScanReport()
         for ph in g.phenos:
             try:
-                if first is None:
-                    ph.null = fit_null(ph.y, ph.cov, kinship=K)
+                if args.loco:
+                    _loco(args, ph)
+                elif first is None:
+                    given = {"kinship": K} if isinstance(K, np.ndarray) else {"spectral": K}
+                    ph.null = fit_null(ph.y, ph.cov, **given)
                     first = ph.null
                 else:
                     ph.null = fit_null(ph.y, ph.cov, spectral=first.spectral)
@@ -673,6 +726,11 @@ def _open_writers(args, phenos, outputs, ext: str):
 
 def _scan_blocks(args, source, groups) -> None:
     from .genotypes import default_block_size
+
+    if args.loco or args.dask_scheduler or any(
+        ph.null.complement is not None for g in groups for ph in g.phenos
+    ):
+        return _scan_each(args, source, groups)
 
     union = np.zeros(source.n_samples, dtype=bool)
     for g in groups:
@@ -783,6 +841,112 @@ def _write_plots(args, phenos, outputs) -> None:
             plt.close(fig)
 
 
+def _check_scan_flags(args) -> None:
+    given = [f for f, v in (("--kinship", args.kinship), ("--eigen", args.eigen),
+                            ("--loco", args.loco)) if v]
+    if len(given) > 1:
+        raise InputError(f"give at most one of --kinship, --eigen and --loco, not {given}")
+    if args.loco and args.dask_scheduler:
+        raise InputError("--loco does not run on --dask-scheduler yet")
+
+
+def _group_spectra(args, source, groups):
+    """Each group's share of the saved eigendecomposition (refused unless it
+    belongs to exactly the group's analysed individuals)."""
+    from .eigen import load_eigen, sample_ids_of
+
+    eig = load_eigen(args.eigen)
+    ids = sample_ids_of(source)
+    out = []
+    for g in groups:
+        try:
+            out.append(eig.spectral_for(ids[g.mask]))
+        except InputError as exc:
+            raise InputError(f"{_pheno_name(args, g.phenos[0].col)}: {exc}",
+                             path=args.eigen) from None
+    return out
+
+
+def _loco(args, ph) -> None:
+    """LOCO for one phenotype: its table and statistics, kept until written."""
+    from .loco import loco_scan
+    from .scan import ScanReport
+
+    report = ScanReport()
+    ph.loco_stats = {}
+    ph.loco_table = loco_scan(
+        ph.source, ph.y, ph.cov, method=args.kinship_method, test=args.test, maf=args.maf,
+        miss=args.miss, r2=args.r2, threads=args.threads, block_size=args.block_size,
+        report=report, null_models=report.null_models, statistics=ph.loco_stats,
+    )
+    ph.loco_report = report  # _fit_nulls gives every phenotype a fresh report after this
+    ph.null = next(iter(report.null_models.values()))
+
+
+def _scan_each(args, source, groups) -> None:
+    """Phenotype by phenotype through the scan paths that return whole blocks
+    with their statistics: LOCO, a Dask cluster, or a low-rank complement."""
+    from .genotypes import default_block_size
+
+    client = None
+    if args.dask_scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("--dask-scheduler needs dask: pip install 'lmmscan[dask]'") from None
+        try:
+            client = Client(args.dask_scheduler, timeout=10)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler {args.dask_scheduler}: "
+                             f"{_one_line(exc)}") from None
+    snps = source.snps
+    try:
+        for g in groups:
+            for ph in g.phenos:
+                if args.loco:
+                    ph.report = ph.loco_report
+                    table = ph.loco_table
+                    cols = {c: table[c].to_numpy() for c in table.columns}
+                    _write_rows(args, ph, table, cols, ph.loco_stats)
+                    continue
+                block = args.block_size or default_block_size(int(ph.null.n_analyzed))
+                for start, keep, cols, stats in _blocks(args, source, ph, block, client):
+                    _write_rows(args, ph, snps.iloc[start : start + keep.size].loc[keep], cols,
+                               stats)
+                if ph.report.filters.kept == 0:
+                    raise InputError(f"no SNP left after filtering "
+                                     f"({_removed_text(ph.report.filters)} of "
+                                     f"{ph.report.filters.total}); relax --maf/--miss")
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _blocks(args, source, ph, block: int, client):
+    if client is not None:
+        from .distributed import scan_blocks
+
+        options = dict(test=args.test, maf=args.maf, miss=args.miss, r2=args.r2)
+        start = 0
+        for keep, cols, stats in scan_blocks(client, source, ph.null, block_size=block,
+                                             options=options, report=ph.report):
+            yield start, keep, cols, stats
+            start += keep.size
+        return
+    samples = np.flatnonzero(ph.null.analyzed)
+    with _progress(args, source.n_snps, "scan") as bar:
+        for start, _, X in _iter_blocks(source, block, samples, bar, ph.report.seconds):
+            keep, cols, stats = ph.scanner.scan_with_statistics(X, ph.report)
+            yield start, keep, cols, stats
+
+
+def _write_rows(args, ph, block_snps, cols, stats) -> None:
+    log10p = ph.writer.write(block_snps, cols, stats)
+    _track_best(ph, block_snps, log10p, cols)
+    _collect(args, ph, block_snps, log10p)
+    ph.n_rows += len(block_snps)
+
+
 def _write_nulls(args, source, phenos, outputs) -> None:
     from .output import null_summary, write_json
 
@@ -869,6 +1033,38 @@ def run_plot(args) -> int:
         outputs.discard()
     print(f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
           f"{int((table[col] < plot.GENOME_WIDE).sum())} SNPs with {col} < 5e-8")
+    return 0
+
+
+# ----------------------------------------------------------------- eigen
+
+
+def run_eigen(args) -> int:
+    from .eigen import eigendecompose, sample_ids_of, save_eigen
+    from .output import atomic_path
+    from .textio import read_kinship
+
+    t0 = time.perf_counter()
+    _check_out_dir(args.out)
+    if not str(args.out).endswith(".npz"):
+        raise InputError("--out must end in .npz", path=str(args.out))
+    with _blas_threads(args.threads):
+        source = _open_genotypes(args)
+        Y = _phenotypes(args, source, [args.pheno_col], required=False)
+        cov = _covariates(args, source)
+        y = np.zeros(source.n_samples) if Y is None else Y[:, 0]
+        mask = _analysed(args, y, cov, args.pheno_col)[0]
+        K = read_kinship(args.kinship, source.n_samples)
+        eig = eigendecompose(K, sample_ids_of(source), samples=mask,
+                             meta={"kinship": str(args.kinship)})
+        del K
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as fh:
+                save_eigen(fh, eig)
+    if not args.quiet:
+        print(f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
+              f"{source.n_samples} individuals ({int((eig.d == 0).sum())} eigenvalues zeroed)")
+        print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 

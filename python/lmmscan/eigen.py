@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -145,7 +146,9 @@ class Eigendecomposition:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write an uncompressed ``.npz`` (exact float64; no pickled objects)."""
-        return save_eigen(path, self)
+        out = save_eigen(path, self)
+        assert out is not None
+        return out
 
 
 def eigendecompose(
@@ -180,25 +183,33 @@ def eigendecompose(
     return Eigendecomposition(spec.d, spec.U, ids, info)
 
 
-def save_eigen(path: str | os.PathLike[str], eig: Eigendecomposition) -> Path:
-    """Save ``eig`` to ``path`` (``.npz``; the suffix is added if missing)."""
-    path = Path(path)
+def save_eigen(path: str | os.PathLike[str] | BinaryIO, eig: Eigendecomposition) -> Path | None:
+    """Save ``eig`` to ``path`` (``.npz``; the suffix is added if missing) or
+    to an open binary file."""
+    if hasattr(path, "write"):
+        _write_npz(path, eig)  # type: ignore[arg-type]
+        return None
+    path = Path(path)  # type: ignore[arg-type]
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    with open(path, "wb") as fh:
+        _write_npz(fh, eig)
+    return path
+
+
+def _write_npz(fh: BinaryIO, eig: Eigendecomposition) -> None:
     meta_keys = np.array(list(eig.meta.keys()), dtype=str)
     meta_vals = np.array([str(v) for v in eig.meta.values()], dtype=str)
-    with open(path, "wb") as fh:
-        np.savez(
-            fh,
-            format=np.array(FORMAT),
-            version=np.array(FORMAT_VERSION),
-            d=eig.d,
-            U=eig.U,
-            sample_ids=eig.sample_ids.astype(str),
-            meta_keys=meta_keys,
-            meta_values=meta_vals,
-        )
-    return path
+    np.savez(
+        fh,
+        format=np.array(FORMAT),
+        version=np.array(FORMAT_VERSION),
+        d=eig.d,
+        U=eig.U,
+        sample_ids=eig.sample_ids.astype(str),
+        meta_keys=meta_keys,
+        meta_values=meta_vals,
+    )
 
 
 def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
@@ -207,7 +218,11 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
     if not path.exists():
         raise InputError("eigendecomposition file not found", path=str(path))
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array
+            raise InputError("not an lmmscan eigendecomposition (.npz from "
+                             "`lmmscan eigen` or save_eigen)", path=str(path))
+        with z:
             if "format" not in z.files or str(z["format"]) != FORMAT:
                 raise InputError("not an lmmscan eigendecomposition (.npz from "
                                  "`lmmscan eigen` or save_eigen)", path=str(path))
