@@ -256,6 +256,8 @@ def scan(
     kinship, covariates, groups
         As for :func:`lmmscan.fit_null` (a kinship, or group labels for a
         random group intercept); ignored when ``null_model`` is given.
+        ``kinship`` may also be a :class:`lmmscan.LowRankKinship` (k SNPs,
+        k < n: no n x n matrix is formed, see :mod:`lmmscan.lowrank`).
     null_model
         A fitted :class:`NullModel` to reuse (its samples and eigenvectors).
     test
