@@ -22,7 +22,7 @@ from lmmscan._errors import LmmscanError
 DATA = Path(lmmscan.__file__).parent / "data"
 MOUSE = Path(__file__).parent / "data" / "mouse_hs1940"
 EXAMPLES = int(os.environ.get("LMMSCAN_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

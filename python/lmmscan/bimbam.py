@@ -60,7 +60,7 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
             except ValueError:
                 try:
                     pos = int(float(pos_tok))
-                except ValueError:
+                except (ValueError, OverflowError):  # not a number, or inf / nan
                     raise InputError(
                         f"position {pos_tok!r} is not a number",
                         path=str(path),
