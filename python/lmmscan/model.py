@@ -97,20 +97,33 @@ def check_kinship(K: object, n: int, name: str = "kinship") -> np.ndarray:
         raise InputError(f"{name} must be a square matrix, got shape {K.shape}")
     if K.shape[0] != n:
         raise InputError(f"{name} is {K.shape[0]} x {K.shape[1]} but there are {n} samples")
-    if not np.isfinite(K).all():
-        raise InputError(f"{name} contains NaN or infinite values")
-    scale = float(np.abs(K).max()) if K.size else 0.0
-    if not np.allclose(K, K.T, rtol=0.0, atol=1e-8 * max(scale, 1e-300)):
-        raise InputError(f"{name} is not symmetric")
+    # in row blocks, so checking a large K costs no n x n temporaries
+    step = max(1, (1 << 22) // max(1, n))
+    scale = 0.0
+    for i in range(0, n, step):
+        rows = K[i : i + step]
+        if not np.isfinite(rows).all():
+            raise InputError(f"{name} contains NaN or infinite values")
+        scale = max(scale, float(np.abs(rows).max()))
+    tol = 1e-8 * max(scale, 1e-300)
+    for i in range(0, n, step):
+        if np.abs(K[i : i + step] - K[:, i : i + step].T).max(initial=0.0) > tol:
+            raise InputError(f"{name} is not symmetric")
     return K
 
 
-def double_centre(K: np.ndarray) -> np.ndarray:
-    """(I - J/n) K (I - J/n), as GEMMA applies to every kinship it reads."""
+def double_centre(K: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """(I - J/n) K (I - J/n), as GEMMA applies to every kinship it reads.
+
+    With ``overwrite`` K itself is centred (no n x n temporary).
+    """
     row = K.mean(axis=1)
     total = row.mean()
-    Kc = K - row[:, None] - row[None, :] + total
-    return 0.5 * (Kc + Kc.T)
+    out = K if overwrite else K.copy()
+    out -= row[:, None]
+    out -= row[None, :]
+    out += total
+    return out
 
 
 @dataclass
@@ -121,10 +134,17 @@ class Spectral:
     U: np.ndarray
 
     @classmethod
-    def from_kinship(cls, K: np.ndarray) -> Spectral:
-        d, U = scipy.linalg.eigh(K, driver="evr", overwrite_a=False, check_finite=False)
+    def from_kinship(cls, K: np.ndarray, *, overwrite: bool = False) -> Spectral:
+        """Eigendecomposition (LAPACK dsyevr, lower triangle) of a symmetric K;
+        ``overwrite`` lets LAPACK work in K's memory instead of a copy."""
+        # LAPACK works in Fortran order; K is symmetric, so a C-ordered K is
+        # handed over as its (Fortran-ordered) transpose instead of copied
+        A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
+        d, U = scipy.linalg.eigh(A, driver="evr", overwrite_a=overwrite, check_finite=False)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
-        return cls(d=np.ascontiguousarray(d), U=np.ascontiguousarray(U))
+        # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
+        # bytes, and U.T @ X / X.T @ U run as fast either way
+        return cls(d=np.ascontiguousarray(d), U=U)
 
     @property
     def n_total(self) -> int:
@@ -456,8 +476,12 @@ def fit_null(
         allow_zero = True
     elif spectral is None:
         K = check_kinship(kinship, y_arr.shape[0])
-        K = K[np.ix_(mask, mask)]
-        spectral = Spectral.from_kinship(double_centre(K) if center else 0.5 * (K + K.T))
+        # one private copy of the analysed block, centred and decomposed in place
+        Ka = K[np.ix_(mask, mask)] if not mask.all() else np.array(K, order="C")
+        if center:
+            double_centre(Ka, overwrite=True)
+        spectral = Spectral.from_kinship(Ka, overwrite=True)
+        del Ka
     elif spectral.n_total != int(mask.sum()):
         raise InputError(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
