@@ -270,17 +270,9 @@ def standardize(X: np.ndarray, method: str) -> np.ndarray:
 
 
 def _filter_mask(source: object, filter_samples: np.ndarray | None) -> np.ndarray:
-    n = source.n_samples  # type: ignore[attr-defined]
-    if filter_samples is None:
-        pheno = getattr(source, "phenotype", None)
-        return ~np.isnan(pheno) if pheno is not None else np.ones(n, dtype=bool)
-    mask = np.asarray(filter_samples)
-    if mask.dtype != bool:
-        m = np.zeros(n, dtype=bool)
-        m[mask] = True
-        mask = m
-    if mask.shape != (n,):
-        raise InputError(f"filter_samples must have length {n}, got {mask.shape}")
+    from .kinship import sample_mask
+
+    mask = sample_mask(source, filter_samples)
     if not mask.any():
         raise InputError("filter_samples is empty")
     return mask
