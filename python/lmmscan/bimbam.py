@@ -106,7 +106,7 @@ class BimbamGenotypes:
         return gzip.open(self.path, "rb") if self._gzip else open(self.path, "rb")
 
     def _scan_lines(self) -> None:
-        from .textio import _tokens_per_line
+        from .textio import _tokens_per_line, line_chunks
 
         rs: list[str] = []
         a1: list[str] = []
@@ -117,24 +117,10 @@ class BimbamGenotypes:
         n_tokens = None
         offset = 0  # stream offset of the current chunk
         lines_before = 0
-        tail = b""
         try:
             fh = self._open()
             with fh:
-                while True:
-                    data = fh.read(_CHUNK)
-                    buf = tail + data
-                    if not data:
-                        if not buf.strip():
-                            break
-                        buf += b"\n"
-                        cut = len(buf)
-                    else:
-                        cut = buf.rfind(b"\n") + 1
-                        if cut == 0:
-                            tail = buf
-                            continue
-                    chunk, tail = buf[:cut], buf[cut:]
+                for chunk in line_chunks(fh, _CHUNK):
                     counts = _tokens_per_line(chunk)
                     ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1
                     starts = np.concatenate([[0], ends[:-1]])
@@ -166,8 +152,6 @@ class BimbamGenotypes:
                         line_no.append(lineno)
                     lines_before += counts.size
                     offset += len(chunk)
-                    if not data:
-                        break
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"cannot read ({exc})", path=str(self.path)) from None
         if n_tokens is None:

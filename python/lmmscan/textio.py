@@ -28,6 +28,25 @@ from .plink import BadToken, parse_phenotype
 _SEPARATORS = b" ,\t\r"
 
 
+def line_chunks(fh, size: int):
+    """Yield the bytes of a binary file in chunks of whole lines (about ``size``
+    bytes each); a last line without a newline gets one."""
+    tail = b""
+    while True:
+        data = fh.read(size)
+        buf = tail + data
+        if not data:
+            if buf.strip():
+                yield buf + b"\n"
+            return
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            tail = buf
+            continue
+        yield buf[:cut]
+        tail = buf[cut:]
+
+
 def _open_binary(path: Path):
     if not path.exists():
         raise InputError("file not found", path=str(path))
@@ -232,21 +251,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     ncol = None
     line_no = 0  # lines before the current chunk
     with _open_binary(path) as fh:
-        tail = b""
-        while True:
-            data = fh.read(_CHUNK_BYTES)
-            buf = tail + data
-            if not data:
-                if not buf.strip():
-                    break
-                buf += b"\n"
-                cut = len(buf)
-            else:
-                cut = buf.rfind(b"\n") + 1
-                if cut == 0:
-                    tail = buf
-                    continue
-            chunk, tail = buf[:cut], buf[cut:]
+        for chunk in line_chunks(fh, _CHUNK_BYTES):
             counts = _tokens_per_line(chunk, fast=True)
             parsed = _parse_values(chunk, path, line_no) if counts.any() else np.zeros(0)
             if parsed.size != counts.sum():
@@ -273,8 +278,6 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                 out[filled : filled + parsed.size] = parsed
                 filled += parsed.size
             line_no += counts.size
-            if not data:
-                break
     if ncol is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
