@@ -26,7 +26,7 @@ import numpy as np
 
 from ._errors import InputError
 from .lowrank import LowRankSpectral
-from .model import Spectral, check_kinship, double_centre
+from .model import Spectral, check_kinship, decompose_kinship
 
 FORMAT = "lmmscan-eigen"
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ class Eigendecomposition:
 
     def __post_init__(self) -> None:
         self.d = np.ascontiguousarray(self.d, dtype=np.float64)
-        self.U = np.ascontiguousarray(self.U, dtype=np.float64)
+        self.U = np.asarray(self.U, dtype=np.float64)  # keep LAPACK's order: same bits as fit_null
         if self.d.ndim != 1 or self.U.ndim != 2 or self.U.shape[1] != self.d.shape[0]:
             raise InputError(f"need d (k,) and U (n, k), got {self.d.shape} and {self.U.shape}")
         if self.U.shape[1] > self.U.shape[0]:
@@ -177,7 +177,7 @@ def eigendecompose(
         idx = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64)
         K = K[np.ix_(idx, idx)]
         ids = ids[idx]
-    spec = Spectral.from_kinship(double_centre(K) if center else 0.5 * (K + K.T))
+    spec = decompose_kinship(K, center=center)
     info = {"center": str(bool(center))}
     info.update(meta or {})
     return Eigendecomposition(spec.d, spec.U, ids, info)

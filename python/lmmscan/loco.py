@@ -46,7 +46,14 @@ from ._errors import InputError
 from .filters import gemma_filter
 from .genotypes import GenotypeSource, as_source, default_block_size
 from .lowrank import standardize
-from .model import LambdaBounds, NullModel, Spectral, analysed_samples, double_centre, fit_null
+from .model import (
+    LambdaBounds,
+    NullModel,
+    Spectral,
+    analysed_samples,
+    decompose_kinship,
+    fit_null,
+)
 
 UNKNOWN_CHROMOSOME = "-9"
 DEFAULT_MEMORY = 2 << 30
@@ -180,7 +187,7 @@ class _KinshipSums:
 
 
 def _decompose(K: np.ndarray) -> Spectral:
-    return Spectral.from_kinship(double_centre(K))
+    return decompose_kinship(K)
 
 
 def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):

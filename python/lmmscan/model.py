@@ -397,6 +397,25 @@ class NullModel:
         return mean, cov
 
 
+def decompose_kinship(
+    K: np.ndarray, mask: np.ndarray | None = None, *, center: bool = True
+) -> Spectral:
+    """The spectral decomposition lmmscan fits with: K restricted to ``mask``,
+    double-centred (GEMMA) unless ``center=False``, tiny eigenvalues zeroed.
+
+    One private copy of the analysed block is centred and handed to LAPACK
+    to work in (no other n x n temporary).  Every path (fit_null, saved
+    eigendecompositions, LOCO) goes through here, so they agree bitwise.
+    """
+    if mask is None or mask.all():
+        Ka = np.array(K, dtype=np.float64, order="C")
+    else:
+        Ka = np.ascontiguousarray(K[np.ix_(mask, mask)], dtype=np.float64)
+    if center:
+        double_centre(Ka, overwrite=True)
+    return Spectral.from_kinship(Ka, overwrite=True)
+
+
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     labels = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series)
                        else groups.to_numpy(dtype=object))
@@ -476,12 +495,7 @@ def fit_null(
         allow_zero = True
     elif spectral is None:
         K = check_kinship(kinship, y_arr.shape[0])
-        # one private copy of the analysed block, centred and decomposed in place
-        Ka = K[np.ix_(mask, mask)] if not mask.all() else np.array(K, order="C")
-        if center:
-            double_centre(Ka, overwrite=True)
-        spectral = Spectral.from_kinship(Ka, overwrite=True)
-        del Ka
+        spectral = decompose_kinship(K, mask, center=center)
     elif spectral.n_total != int(mask.sum()):
         raise InputError(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
