@@ -95,7 +95,7 @@ class Scanner {
         throw py::value_error("comp must be (b, c + 2): each SNP's complement entries");
       comp_ptr = comp->data();
     }
-    if (!UtX.allFinite()) throw py::value_error("UtX must be finite");
+    // UtX is checked for finiteness SNP by SNP inside scan_block (in parallel).
     Eigen::MatrixXd out(UtX.rows(), lmmscan::kResultColumns);
     {
       py::gil_scoped_release release;

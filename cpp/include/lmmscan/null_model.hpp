@@ -42,9 +42,10 @@ class PairGram {
   Eigen::Index n() const { return n_; }
   const double* products() const { return products_.data(); }
 
-  // sums: (kmax, pairs()) of sum_i h_i g_i^(k-1) products_p(i).
-  void weighted_sums(const double* h, const double* g, int kmax, double* sums) const {
-    kernels::powered_sums(h, g, products_.data(), n_, n_, pairs(), kmax, sums);
+  // sums: (kmax, pairs()) of sum_i h_i g_i^(k-1) products_p(i); w (3, n)
+  // from kernels::power_weights.
+  void weighted_sums(const double* w, int kmax, double* sums) const {
+    kernels::powered_sums(w, n_, products_.data(), n_, pairs(), kmax, sums);
   }
   void plain_sums(double* sums) const {
     kernels::column_sums(products_.data(), n_, n_, pairs(), sums);
@@ -104,8 +105,7 @@ class NullEvaluator {
     std::copy(UtW, UtW + n * c, V_.begin());
     std::copy(Uty, Uty + n, V_.begin() + n * c);
     gram_ = std::make_unique<PairGram>(V_.data(), n, m_);
-    h_.resize(n);
-    g_.resize(n);
+    w_.resize(3 * static_cast<size_t>(n));
     sums_.resize(3 * gram_->pairs());
     S_.assign(3 * m_ * m_, 0.0);
     identity_.resize(m_);
@@ -127,12 +127,11 @@ class NullEvaluator {
 
   // Full evaluation at lambda; results kept as the "last" point.
   const Projection& evaluate(double lambda, int kmax) {
-    kernels::inverse_weights(d_, lambda, n_, h_.data(), g_.data());
-    gram_->weighted_sums(h_.data(), g_.data(), kmax, sums_.data());
+    kernels::power_weights(d_, lambda, n_, w_.data(), &spec_.sum_g, &spec_.sum_g2);
+    gram_->weighted_sums(w_.data(), kmax, sums_.data());
     gram_->scatter(sums_.data(), kmax, identity_.data(), m_, S_.data());
     add_complement(S_.data());
     project(S_.data(), m_, kmax, -1, proj_);
-    kernels::weight_moments(g_.data(), n_, &spec_.sum_g, &spec_.sum_g2);
     spec_.log1p = kernels::log1p_scaled_sum(d_, lambda, n_);
     lambda_ = lambda;
     return proj_;
@@ -140,8 +139,9 @@ class NullEvaluator {
   // S_1 after the last evaluation is overwritten by the projection; this
   // recomputes the (c, c) block W'H^-1 W and W'H^-1 y at lambda.
   void gls(double lambda, Eigen::MatrixXd& WHW, Eigen::VectorXd& WHy) {
-    kernels::inverse_weights(d_, lambda, n_, h_.data(), g_.data());
-    gram_->weighted_sums(h_.data(), g_.data(), 1, sums_.data());
+    double sum_g, sum_g2;
+    kernels::power_weights(d_, lambda, n_, w_.data(), &sum_g, &sum_g2);
+    gram_->weighted_sums(w_.data(), 1, sums_.data());
     WHW.resize(c_, c_);
     WHy.resize(c_);
     for (int p = 0; p < gram_->pairs(); ++p) {
@@ -174,7 +174,7 @@ class NullEvaluator {
   int c_, m_;
   std::vector<double> V_, C_;
   std::unique_ptr<PairGram> gram_;
-  std::vector<double> h_, g_, sums_, S_;
+  std::vector<double> w_, sums_, S_;
   std::vector<int> identity_;
   double logdet_gram_ = 0.0;
   Projection proj_;

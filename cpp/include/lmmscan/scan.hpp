@@ -85,8 +85,7 @@ class ScanContext {
     points_.push_back(null.lambda_mle);
     const int np = static_cast<int>(points_.size());
     const int pairs = wy_->pairs();
-    h_.resize(static_cast<size_t>(n) * np);
-    g_.resize(static_cast<size_t>(n) * np);
+    w_.resize(static_cast<size_t>(3) * n * np);
     wy_sums_.resize(static_cast<size_t>(3) * pairs * np);
     spec_.resize(np);
     wy_comp_.assign(pairs, 0.0);
@@ -95,13 +94,11 @@ class ScanContext {
         wy_comp_[p] = comp.gram[wy_->pair_a(p) * (c + 1) + wy_->pair_b(p)];
     for (int q = 0; q < np; ++q) {
       const double lam = std::isfinite(points_[q]) ? points_[q] : 1.0;
-      double* h = h_.data() + static_cast<size_t>(q) * n;
-      double* g = g_.data() + static_cast<size_t>(q) * n;
-      kernels::inverse_weights(d, lam, n, h, g);
+      double* w = w_.data() + static_cast<size_t>(3) * q * n;
+      kernels::power_weights(d, lam, n, w, &spec_[q].sum_g, &spec_[q].sum_g2);
       double* sums = wy_sums_.data() + static_cast<size_t>(3) * pairs * q;
-      wy_->weighted_sums(h, g, 3, sums);
+      wy_->weighted_sums(w, 3, sums);
       add_wy_complement(sums);
-      spec_[q] = spectral_sums(g);
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
     wy_plain_.resize(pairs);
@@ -112,13 +109,6 @@ class ScanContext {
   // The S_1 sums (pairs,) += the complement (h = 1 and g = 0 there).
   void add_wy_complement(double* sums) const {
     for (int p = 0; p < wy_->pairs(); ++p) sums[p] += wy_comp_[p];
-  }
-  // tr(H^-1 K) and tr((H^-1 K)^2) from g (the complement adds nothing); log1p unset.
-  SpectralSums spectral_sums(const double* g) const {
-    SpectralSums s;
-    kernels::weight_moments(g, n_, &s.sum_g, &s.sum_g2);
-    s.log1p = NAN;
-    return s;
   }
 
   Eigen::Index n() const { return n_; }      // rotated length k
@@ -133,8 +123,8 @@ class ScanContext {
   int point_reml() const { return n_grid(); }
   int point_ml() const { return n_grid() + 1; }
   double point_lambda(int q) const { return points_[q]; }
-  const double* point_h(int q) const { return h_.data() + static_cast<size_t>(q) * n_; }
-  const double* point_g(int q) const { return g_.data() + static_cast<size_t>(q) * n_; }
+  // (3, n) weights h, h g, h g^2 at point q (kernels::power_weights).
+  const double* point_w(int q) const { return w_.data() + static_cast<size_t>(3) * q * n_; }
   const double* point_wy_sums(int q) const {
     return wy_sums_.data() + static_cast<size_t>(3) * wy_->pairs() * q;
   }
@@ -154,7 +144,7 @@ class ScanContext {
   NullFit null_;
   std::unique_ptr<PairGram> wy_;
   std::vector<int> to_alt_;
-  std::vector<double> grid_, points_, h_, g_, wy_sums_, wy_plain_, wy_comp_;
+  std::vector<double> grid_, points_, w_, wy_sums_, wy_plain_, wy_comp_;
   std::vector<SpectralSums> spec_;
 };
 
@@ -168,8 +158,7 @@ class SnpWorker {
         c_(ctx.c()),
         m_(ctx.m()),
         xp_(static_cast<size_t>(ctx.n()) * ctx.m()),
-        h_(ctx.n()),
-        g_(ctx.n()),
+        w_(3 * static_cast<size_t>(ctx.n())),
         xs_(3 * ctx.m()),
         xc_(ctx.m(), 0.0),
         wys_(3 * ctx.wy().pairs()),
@@ -266,8 +255,7 @@ class SnpWorker {
 
   // Projection at one of the context's fixed lambdas.
   const Projection& evaluate_point(int q, int kmax) {
-    kernels::powered_sums(ctx_.point_h(q), ctx_.point_g(q), xp_.data(), n_, n_, m_, kmax,
-                          xs_.data());
+    kernels::powered_sums(ctx_.point_w(q), n_, xp_.data(), n_, m_, kmax, xs_.data());
     ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_);
@@ -282,14 +270,14 @@ class SnpWorker {
     if (lambda == cached_lambda_ && kmax <= cached_kmax_) return proj_;
     for (int q : {ctx_.point_reml(), ctx_.point_ml()})
       if (lambda == ctx_.point_lambda(q)) return evaluate_point(q, kmax);
-    kernels::inverse_weights(ctx_.d(), lambda, n_, h_.data(), g_.data());
-    kernels::powered_sums(h_.data(), g_.data(), xp_.data(), n_, n_, m_, kmax, xs_.data());
-    ctx_.wy().weighted_sums(h_.data(), g_.data(), kmax, wys_.data());
+    kernels::power_weights(ctx_.d(), lambda, n_, w_.data(), &spec_.sum_g, &spec_.sum_g2);
+    spec_.log1p = NAN;  // computed on demand
+    kernels::powered_sums(w_.data(), n_, xp_.data(), n_, m_, kmax, xs_.data());
+    ctx_.wy().weighted_sums(w_.data(), kmax, wys_.data());
     ctx_.add_wy_complement(wys_.data());
     ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_);
-    spec_ = ctx_.spectral_sums(g_.data());  // log1p computed on demand
     cached_lambda_ = lambda;
     cached_kmax_ = kmax;
     return proj_;
@@ -340,7 +328,7 @@ class SnpWorker {
   const ScanContext& ctx_;
   Eigen::Index n_, N_;
   int c_, m_;
-  std::vector<double> xp_, h_, g_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
+  std::vector<double> xp_, w_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
   Projection proj_;
@@ -354,7 +342,8 @@ class SnpWorker {
 // dimension ldo.  With a complement, comp (m, b) column-major (leading
 // dimension m) holds each SNP's x'(I - UU')v for v = W_0..W_{c-1}, x, y;
 // otherwise comp is null.  Runs on `threads` threads (>= 1); the result
-// does not depend on the thread count.
+// does not depend on the thread count.  Throws std::invalid_argument if a SNP
+// has a non-finite entry (checked per SNP, in the threads).
 inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index ldx,
                        Eigen::Index b, const double* comp, double* out, Eigen::Index ldo,
                        int threads) {
@@ -372,8 +361,11 @@ inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index l
         const Eigen::Index start = next.fetch_add(kChunk);
         if (start >= b) break;
         const Eigen::Index stop = std::min(b, start + kChunk);
-        for (Eigen::Index j = start; j < stop; ++j)
-          worker.run(UtX + j * ldx, comp ? comp + j * ctx.m() : nullptr, out + j, ldo);
+        for (Eigen::Index j = start; j < stop; ++j) {
+          const double* x = UtX + j * ldx;
+          if (!kernels::all_finite(x, ctx.n())) throw std::invalid_argument("UtX must be finite");
+          worker.run(x, comp ? comp + j * ctx.m() : nullptr, out + j, ldo);
+        }
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex);
