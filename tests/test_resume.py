@@ -115,8 +115,9 @@ def test_kill_9_between_rows_and_checkpoint(study, tmp_path, capsys, monkeypatch
     ref, out = tmp_path / "ref", tmp_path / "k"
     assert run(scan_args(study, ref, "--test", "all"), capsys, monkeypatch)[0] == 0
     env = {**os.environ, HOOK: "2:kill", "PYTHONPATH": PYTHONPATH}
-    proc = subprocess.run([sys.executable, "-m", "lmmscan", *scan_args(study, out, "--test", "all")],
-                          env=env, capture_output=True, text=True)  # fmt: skip
+    argv = scan_args(study, out, "--test", "all")
+    proc = subprocess.run([sys.executable, "-m", "lmmscan", *argv], env=env, capture_output=True,
+                          text=True)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     state = checkpoint(out)
     assert state["next_snp"] == 800
@@ -219,7 +220,8 @@ def test_errors_and_early_interrupts_leave_nothing(study, tmp_path, capsys, monk
 
     out = tmp_path / "r"
     kin = tmp_path / "k.npy"
-    assert main(["kinship", "--bfile", str(study), "--out", str(kin), "--quiet"]) == 0
+    assert main(["kinship", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--out",
+                 str(kin), "--quiet"]) == 0
     # every SNP filtered: the error comes after the scan, and nothing is kept
     expect_refusal(scan_args(study, out, "--kinship", kin, "--maf", "0.6"), capsys, monkeypatch,
                    "no SNP left")  # fmt: skip
@@ -245,7 +247,7 @@ def test_resume_is_refused_where_it_is_not_supported(study, tmp_path, capsys, mo
 def test_a_real_signal_keeps_a_resumable_scan(study, tmp_path, capsys, monkeypatch, sig):
     """The process gets SIGINT/SIGTERM once a checkpoint holds a block."""
     ref, out = tmp_path / "ref", tmp_path / "s"
-    argv = scan_args(study, out, "--block-size", "5", "--test", "all")
+    argv = scan_args(study, out, "--block-size", "50", "--test", "all")
     env = {**os.environ, "PYTHONPATH": PYTHONPATH}
     env.pop(HOOK, None)
     proc = subprocess.Popen([sys.executable, "-m", "lmmscan", *argv], env=env,
@@ -261,11 +263,11 @@ def test_a_real_signal_keeps_a_resumable_scan(study, tmp_path, capsys, monkeypat
         time.sleep(0.01)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err  # the 600 blocks take far longer than the polling
+    assert proc.returncode == 130, err  # 60 blocks, each fsync'ed, outlast the polling
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err, err
     assert not Path(f"{out}.assoc.txt").exists()
     assert Path(f"{out}.assoc.txt.partial").exists() and ckpt.exists()
     assert run([*argv, "--resume"], capsys, monkeypatch)[0] == 0
-    assert run(scan_args(study, ref, "--block-size", "5", "--test", "all"), capsys,
+    assert run(scan_args(study, ref, "--block-size", "50", "--test", "all"), capsys,
                monkeypatch)[0] == 0  # fmt: skip
     assert_same_run(ref, out)

@@ -1548,8 +1548,9 @@ def _print_summary(args, source, phenos, resume) -> None:
               f"from {resume.path}")
     seconds = _phase_seconds(args.clock, args.clock.scan)
     total = seconds.pop("total")
-    parts = ", ".join(f"{_PHASE_NAMES.get(k, k)} {v:.2f}" for k, v in seconds.items()
-                      if v >= 0.005 or k in ("read", "tests", "write"))
+    if not seconds["startup"]:
+        del seconds["startup"]  # main() called from Python
+    parts = ", ".join(f"{_PHASE_NAMES.get(k, k)} {v:.2f}" for k, v in seconds.items())
     print(f"seconds: {parts}; total {total:.2f}")
     print(f"done in {total:.1f} s")
 
