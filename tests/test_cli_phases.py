@@ -121,3 +121,31 @@ def test_lambda_flag_is_checked(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--lambda" in err and "per-snp" in err and "null" in err
+
+
+def test_lambda_null_with_a_low_rank_eigen(tmp_path, capsys):
+    """--eigen of a low-rank kinship (the _scan_each path): the API's table; --resume refused."""
+    from lmmscan.eigen import sample_ids_of
+
+    source = lmmscan.read_plink(DEMO)
+    y = pd.read_csv(f"{DEMO}.pheno.txt", sep="\t", header=None)[0].to_numpy(dtype=float)
+    G = source.read(0, 100, None)
+    G = np.where(np.isnan(G), np.nanmean(G, axis=0), G)
+    lr = lmmscan.low_rank_kinship(G[:, :80])
+    mask = ~np.isnan(y)
+    ids = sample_ids_of(source)
+    eig = lmmscan.Eigendecomposition.from_spectral(lr.spectral(mask), ids[mask])
+    assert eig.low_rank
+    path = eig.save(tmp_path / "lr.npz")
+    argv = [*BASE, "--eigen", str(path), "--test", "wald", "--lambda", "null", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 0
+    got = pd.read_csv(tmp_path / "r.assoc.txt", sep="\t")
+    ref = lmmscan.scan(source, y, kinship=lr, test="wald", lambda_mode="null")
+    assert (got["rs"].to_numpy() == ref["rs"].to_numpy()).all()
+    np.testing.assert_allclose(got["p_wald"], ref["p_wald"], rtol=1e-6)
+    assert got["l_remle"].nunique() == 1
+    assert json.loads((tmp_path / "r.null.json").read_text())["lambda_mode"] == "null"
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "s"), "--resume"]) == 2
+    assert "--resume works for the block scan only" in capsys.readouterr().err
+    assert not any(p.name.startswith("s.") for p in tmp_path.iterdir())
