@@ -49,8 +49,10 @@ def test_every_phase_is_timed(tmp_path, capsys, extra):
     sec = seconds_of(out)
     check_phases(sec)
     assert sec["startup"] == 0  # main() called from Python: no process start-up to count
-    for key in ("kinship", "eigen", "tests", "write", "read"):
+    for key in ("kinship", "tests", "write", "read"):
         assert sec[key] > 0, key
+    # LOCO decomposes on a thread while it reads: "eigen" is the time waited for it, maybe 0
+    assert sec["eigen"] > 0 or "--loco" in extra
     line = next(ln for ln in text.splitlines() if ln.startswith("seconds: "))
     for word in ("kinship", "eigen", "rotate", "lambda search and tests", "write", "total"):
         assert word in line, (word, line)

@@ -34,8 +34,11 @@ def study(tmp_path) -> Path:
 def scan_args(prefix: Path, out: Path, *extra) -> list[str]:
     return [str(a) for a in [
         "scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt",
-        "--covar", f"{prefix}.covar.txt", "--block-size", 400, "--quiet", "--out", out, *extra,
+        "--covar", f"{prefix}.covar.txt", "--block-size", 400, "--threads", 1, "--quiet",
+        "--out", out, *extra,
     ]]  # fmt: skip
+# --threads 1 everywhere: BLAS on one thread, so the eigendecomposition (and the null
+# lambda) is the same bits in the pytest process and in the subprocesses
 
 
 def run(argv, capsys, monkeypatch, stop: str | None = None) -> tuple[int, str]:
@@ -173,6 +176,30 @@ def test_a_checkpoint_of_another_run_is_refused(study, tmp_path, capsys, monkeyp
     assert outputs(tmp_path, "r") == before
     assert Path(f"{out}.resume.json").read_bytes() == state
     assert run(resume, capsys, monkeypatch)[0] == 0
+
+
+def test_a_null_lambda_off_in_its_last_bits_is_accepted_with_a_warning(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Another BLAS thread count moves the eigendecomposition's last bits: the
+    scan continues and says so; a real difference in lambda is refused."""
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    ckpt = Path(f"{out}.resume.json")
+    good = json.loads(ckpt.read_text())
+    for factor, ok in ((1 + 1e-3, False), (1 + 1e-13, True)):
+        state = json.loads(json.dumps(good))
+        lam = state["fingerprint"]["null_lambda"]
+        state["fingerprint"]["null_lambda"] = [v * factor for v in lam]
+        ckpt.write_text(json.dumps(state))
+        if not ok:
+            expect_refusal([*scan_args(study, out), "--resume"], capsys, monkeypatch,
+                           "the null model's lambda was")  # fmt: skip
+            continue
+        status, err = run([*scan_args(study, out), "--resume"], capsys, monkeypatch)
+        assert status == 0 and "warning" in err and "last bits" in err, err
+    assert_same_run(ref, out)  # the same bits here: only the recorded lambda was changed
 
 
 def test_damaged_or_foreign_checkpoint_is_refused(study, tmp_path, capsys, monkeypatch):

@@ -859,6 +859,15 @@ def _fingerprint(args, source, phenos, block: int) -> dict:
     }
 
 
+def _close_lambdas(a: object, b: list[float], rtol: float = 1e-8) -> bool:
+    """Null lambdas equal but for the last bits, as the eigendecomposition gives
+    them with another number of BLAS threads or another BLAS."""
+    try:
+        return len(a) == len(b) and bool(np.allclose(a, b, rtol=rtol, atol=0.0))
+    except (TypeError, ValueError):
+        return False
+
+
 def _differences(old: object, new: dict) -> list[str]:
     if not isinstance(old, dict):
         return ["it has no fingerprint"]
@@ -877,10 +886,9 @@ def _differences(old: object, new: dict) -> list[str]:
                                f"{y and y['path']}")
                 else:
                     out.append(f"{y['path']} has changed since (size or modification time)")
-        elif key == "null_lambda" and a != b:
-            out.append(f"the null model's lambda was {a}, now {b} (the eigendecomposition "
-                       "depends on the BLAS library and its threads: resume on the same machine "
-                       "with the same --threads)")
+        elif key == "null_lambda":
+            if not _close_lambdas(a, b):
+                out.append(f"the null model's lambda was {a}, now {b}")
         elif a != b:
             out.append(f"{'the lmmscan version' if key == 'lmmscan' else key} was {a}, now {b}")
     return out
@@ -956,6 +964,12 @@ class _Resume:
         if diffs:
             raise InputError(f"the checkpoint is from another run: {'; '.join(diffs[:3])}; "
                              f"{again}", path=str(self.path))
+        if state["fingerprint"].get("null_lambda") != self.fingerprint["null_lambda"]:
+            print(f"lmmscan scan: warning: the refitted null model's lambda "
+                  f"{self.fingerprint['null_lambda']} differs from the checkpoint's "
+                  f"{state['fingerprint']['null_lambda']} in its last bits (another number of "
+                  "BLAS threads or another machine?): the rows after the checkpoint may differ "
+                  "from an uninterrupted run's in their last printed digit", file=sys.stderr)
         return state
 
     def _open(self, state: dict | None) -> None:
