@@ -4,12 +4,20 @@ Bad input ends the run with one line on stderr naming the file (and line and
 column where they apply) and exit status 2; nothing is left under an output
 name (every output is written under a temporary name beside it and renamed
 when the whole run has succeeded).
+
+``scan`` keeps its table, while it runs, as ``PREFIX.assoc.txt.partial``
+(the format's extension + ``.partial``) and, after every completed block,
+writes a checkpoint ``PREFIX.resume.json`` (see :class:`_Resume`): an
+interrupted or killed scan continues with ``--resume`` and ends with the
+same bytes as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import signal
 import sys
 import time
@@ -22,6 +30,8 @@ from ._errors import InputError, LmmscanError
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+_T_IMPORT = time.perf_counter()  # start-up fallback where /proc is not available
 
 
 # ----------------------------------------------------------------- argument parsing
@@ -275,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="wald (GEMMA -lmm 1), lrt (-lmm 2), score (-lmm 3) or all three (-lmm 4). "
         "Default: wald",
     )
+    g.add_argument(
+        "--lambda",
+        dest="lambda_mode",
+        choices=["per-snp", "null"],
+        default="per-snp",
+        help="per-snp: lambda re-optimised for every SNP, REML for the Wald test and ML for "
+        "the LRT (GEMMA); null: every SNP tested at the null model's lambda (EMMAX, "
+        "FaST-LMM, GCTA style: faster, slightly conservative for SNPs of large effect). Every "
+        "scan path (--loco, --eigen, --dask-scheduler) honours it; PREFIX.null.json records "
+        "it as lambda_mode. Default: per-snp",
+    )
     _add_filter_args(s)
     o = s.add_argument_group("output")
     o.add_argument(
@@ -298,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="SNPs read and tested per block (memory: individuals x B doubles). "
         "Default: about 64 MB worth, at most 8192",
+    )
+    o.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted scan (Ctrl-C, SIGTERM, kill -9, a crash) from its last "
+        "completed block: while it runs, a scan keeps its table as PREFIX.assoc.txt.partial "
+        "and a checkpoint PREFIX.resume.json; --resume with the same inputs and options "
+        "finishes them, and the table is byte for byte that of an uninterrupted run. Refused "
+        "(exit 2) when the checkpoint is from other inputs or options; with no checkpoint the "
+        "scan starts from the first SNP (so a batch job can always pass --resume). Not with "
+        "--loco, --dask-scheduler or a low-rank --eigen. Default: off (a fresh scan, which "
+        "removes any checkpoint of PREFIX)",
     )
     o.add_argument(
         "--plot",
@@ -385,10 +418,61 @@ def _on_sigterm(signum, frame):  # pragma: no cover - signal timing
     raise KeyboardInterrupt
 
 
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms resolution), else None."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):  # pragma: no cover - not Linux
+        return None
+
+
+class _Clock:
+    """Wall seconds per phase of one command, for the summary and PREFIX.null.json.
+
+    ``startup`` is the time from the process's start to :func:`main` (the
+    interpreter and the imports) when lmmscan runs as a command, 0 when
+    :func:`main` is called from Python.  ``scan`` collects the scan's own
+    phases (read, filter, rotate, tests) over every phenotype.
+    """
+
+    def __init__(self, t_main: float, startup: float) -> None:
+        self.t_main = t_main
+        self.seconds = dict.fromkeys(("startup", "inputs", "kinship", "eigen", "null_fit",
+                                      "write"), 0.0)
+        self.seconds["startup"] = startup
+        self.scan: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def total(self) -> float:
+        return self.seconds["startup"] + time.perf_counter() - self.t_main
+
+
+def _hint(exc: BaseException) -> str:
+    hint = getattr(exc, "lmmscan_hint", "")
+    return f"; {hint}" if hint else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, 2 for bad input, 130 interrupted)."""
+    t_main = time.perf_counter()
+    startup = 0.0
+    if argv is None:  # run as a command: from the process's start
+        age = _process_age()
+        startup = age if age is not None else t_main - _T_IMPORT
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.clock = _Clock(t_main, startup)
     previous = None
     with contextlib.suppress(ValueError):  # not in the main thread
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -400,10 +484,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MemoryError) as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         msg = exc.strerror if getattr(exc, "strerror", None) else _one_line(exc)
-        print(f"lmmscan {args.command}: error: {where}{msg}", file=sys.stderr)
+        print(f"lmmscan {args.command}: error: {where}{msg}{_hint(exc)}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        print(f"lmmscan {args.command}: interrupted; no output written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        text = _hint(exc)[2:] or "no output written"
+        print(f"lmmscan {args.command}: interrupted; {text}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
@@ -498,8 +583,9 @@ def _progress(args, total: int, desc: str):
     )
 
 
-def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, seconds: dict):
-    for start in range(0, source.n_snps, block_size):
+def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, seconds: dict,
+                 first: int = 0):
+    for start in range(first, source.n_snps, block_size):
         stop = min(source.n_snps, start + block_size)
         t0 = time.perf_counter()
         X = source.read(start, stop, samples)
@@ -587,39 +673,451 @@ class _Group:
 def run_scan(args) -> int:
     from .output import EXTENSIONS, OutputSet
 
-    t_start = time.perf_counter()
+    clock = args.clock
     _check_out_dir(args.out)
     outputs = OutputSet()
+    resume = None
     try:
         with _blas_threads(args.threads):
-            source = _open_genotypes(args)
-            phenos, groups = _load_samples(args, source)
+            with clock.phase("inputs"):
+                source = _open_genotypes(args)
+                phenos, groups = _load_samples(args, source)
             K = None
-            if args.kinship is not None:
-                from .textio import read_kinship
+            with clock.phase("kinship"):
+                if args.kinship is not None:
+                    from .textio import read_kinship
 
-                K = read_kinship(args.kinship, source.n_samples)
-            kinships = _group_kinships(args, source, groups, K)
+                    K = read_kinship(args.kinship, source.n_samples)
+                kinships = _group_kinships(args, source, groups, K)
             _fit_nulls(args, groups, kinships, K)
             del kinships, K
             single = len(phenos) == 1
             for ph in phenos:
                 ph.stem = args.out if single else f"{args.out}.{ph.col}"
-            handles = _open_writers(args, phenos, outputs, EXTENSIONS[args.format])
-            try:
-                _scan_blocks(args, source, groups)
-            finally:
-                for fh in handles:
-                    fh.close()
+            ext = EXTENSIONS[args.format]
+            if _block_path(args, groups):
+                resume = _Resume(args, source, groups, phenos, ext)
+                try:
+                    _scan_blocks(args, source, groups, resume)
+                finally:
+                    resume.close()
+            else:
+                if args.resume:
+                    raise InputError("--resume works for the block scan only, not with a "
+                                     "low-rank --eigen: rerun without --resume")
+                handles = _open_writers(args, phenos, outputs, ext)
+                try:
+                    _scan_each(args, source, groups)
+                finally:
+                    for fh in handles:
+                        fh.close()
             _write_nulls(args, source, phenos, outputs)
             if args.plot:
-                _write_plots(args, phenos, outputs)
+                with clock.phase("write"):
+                    _write_plots(args, phenos, outputs)
+        if resume is not None:
+            resume.commit_tables()
         outputs.commit()
+        if resume is not None:
+            resume.remove()
+    except BaseException as exc:
+        if resume is not None:
+            resume.abandon(exc)
+        raise
     finally:
         outputs.discard()
     if not args.quiet:
-        _print_summary(args, source, phenos, time.perf_counter() - t_start)
+        _print_summary(args, source, phenos, resume)
     return 0
+
+
+def _block_path(args, groups) -> bool:
+    """True for the block scan (_scan_blocks), the one --resume continues."""
+    return not (args.loco or args.dask_scheduler or any(
+        ph.null.complement is not None for g in groups for ph in g.phenos))
+
+
+# ----------------------------------------------------------------- scan --resume
+
+_CHECKPOINT_KIND = "lmmscan scan checkpoint"
+_CHECKPOINT_VERSION = 1
+_SIDECAR = np.dtype([("snp", "<i8"), ("log10p", "<f4")])  # one record per table row
+
+
+class _Appender:
+    """A file written at its end; ``offset`` (resuming) cuts it to that many bytes first."""
+
+    def __init__(self, path: Path, offset: int | None = None) -> None:
+        self.path = path
+        if offset is None:
+            self._fh = open(path, "wb")
+            return
+        try:
+            self._fh = open(path, "r+b")
+        except FileNotFoundError:
+            raise InputError("the checkpoint's partial file is missing; rerun without "
+                             "--resume to start over", path=str(path)) from None
+        size = os.fstat(self._fh.fileno()).st_size
+        if size < offset:
+            self._fh.close()
+            raise InputError(f"{size} bytes, but the checkpoint says {offset}: the file was cut "
+                             "short; rerun without --resume to start over", path=str(path))
+        self._start(offset)
+        self._fh.truncate(offset)
+        self._fh.seek(offset)
+
+    def _start(self, offset: int) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+
+    def sync(self) -> int:
+        """Flush to the disk; returns the file's length."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class _TableFile(_Appender):
+    """A partial table as TableWriter's file: text in, UTF-8 bytes out.  When
+    resuming, the header the writer writes first is checked against the one
+    already in the file and dropped."""
+
+    _skip = b""
+
+    def _start(self, offset: int) -> None:
+        self._skip = self._fh.readline(1 << 20)
+        if not self._skip.endswith(b"\n") or len(self._skip) > offset:
+            self._fh.close()
+            raise InputError("the partial table has no complete header line; rerun without "
+                             "--resume to start over", path=str(self.path))
+
+    def write(self, text: str) -> None:  # type: ignore[override]
+        data = text.encode("utf-8")
+        if self._skip:
+            n = min(len(self._skip), len(data))
+            if data[:n] != self._skip[:n]:
+                raise InputError("the partial table's header is not this run's; rerun without "
+                                 "--resume to start over", path=str(self.path))
+            self._skip, data = self._skip[n:], data[n:]
+        self._fh.write(data)
+
+
+def _test_stop() -> tuple[int, str] | None:
+    """Private test hook, LMMSCAN_TEST_STOP_AFTER_BLOCKS: ``k`` raises
+    KeyboardInterrupt once the checkpoint holds k blocks; ``k:kill`` writes the
+    rows of block k + 1 and kills the process (SIGKILL) before its checkpoint."""
+    text = os.environ.get("LMMSCAN_TEST_STOP_AFTER_BLOCKS", "")
+    k, _, mode = text.partition(":")
+    if not k.strip().isdigit():
+        return None
+    return int(k), mode or "interrupt"
+
+
+def _fingerprint(args, source, phenos, block: int) -> dict:
+    """What must be the same for --resume to continue a checkpoint."""
+    from . import __version__
+
+    files = {}
+    if args.bfile is not None:
+        for ext in ("bed", "bim", "fam"):
+            files[ext] = f"{args.bfile}.{ext}"
+    else:
+        files["bimbam-geno"] = args.bimbam_geno
+        files["bimbam-anno"] = args.bimbam_anno
+    for name in ("pheno", "covar", "kinship", "eigen"):
+        files[name] = getattr(args, name)
+
+    def stamp(path):
+        if path is None:
+            return None
+        st = os.stat(path)
+        return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    computed = args.kinship is None and args.eigen is None
+    return {
+        "lmmscan": __version__,
+        "files": {name: stamp(path) for name, path in files.items()},
+        "options": {
+            "--pheno-col": list(args.pheno_col),
+            "--test": args.test,
+            "--lambda": args.lambda_mode,
+            "--maf": args.maf,
+            "--miss": args.miss,
+            "--r2": args.r2,
+            "--format": args.format,
+            "--kinship-method": args.kinship_method if computed else None,
+            "--block-size": block,
+        },
+        "n_samples": source.n_samples,
+        "n_snps": source.n_snps,
+        "null_lambda": [float(ph.null.lambda_) for ph in phenos],
+    }
+
+
+def _close_lambdas(a: object, b: list[float], rtol: float = 1e-8) -> bool:
+    """Null lambdas equal but for the last bits, as the eigendecomposition gives
+    them with another number of BLAS threads or another BLAS."""
+    try:
+        return len(a) == len(b) and bool(np.allclose(a, b, rtol=rtol, atol=0.0))
+    except (TypeError, ValueError):
+        return False
+
+
+def _differences(old: object, new: dict) -> list[str]:
+    if not isinstance(old, dict):
+        return ["it has no fingerprint"]
+    out = []
+    for key in new:
+        a, b = old.get(key), new[key]
+        if key in ("files", "options") and isinstance(a, dict):
+            for name in b:
+                x, y = a.get(name), b[name]
+                if x == y:
+                    continue
+                if key == "options":
+                    out.append(f"{name} was {x}, now {y}")
+                elif x is None or y is None or x.get("path") != y.get("path"):
+                    out.append(f"the {name} file was {x and x.get('path')}, now "
+                               f"{y and y['path']}")
+                else:
+                    out.append(f"{y['path']} has changed since (size or modification time)")
+        elif key == "null_lambda":
+            if not _close_lambdas(a, b):
+                out.append(f"the null model's lambda was {a}, now {b}")
+        elif a != b:
+            out.append(f"{'the lmmscan version' if key == 'lmmscan' else key} was {a}, now {b}")
+    return out
+
+
+class _Resume:
+    """The checkpoint of a block scan, so that an interrupted scan can continue.
+
+    Files, while a scan runs: ``PREFIX.resume.json`` (rewritten atomically
+    after every completed block), and per phenotype the partial table
+    ``STEM.EXT.partial`` and ``STEM.EXT.partial.lp`` (each table row's SNP
+    index and main -log10 p as float32, kept for lambda_GC and the plots).
+    Both are flushed and fsync'ed before the checkpoint records their
+    lengths, with the next SNP, the running state (rows, filter counts, top
+    hits) and a fingerprint of the inputs and options (:func:`_fingerprint`).
+
+    ``--resume`` refuses a checkpoint with another fingerprint, cuts the
+    partial files back to the recorded lengths (a killed run may have written
+    rows after its last checkpoint) and continues at the next SNP.  A run
+    without ``--resume`` removes any checkpoint of PREFIX first.  On success the
+    partial tables are renamed to their final names and the rest removed; on
+    an interruption (or an OSError / MemoryError) after at least one block
+    everything is kept; on any other error, or before the first block, removed.
+    """
+
+    def __init__(self, args, source, groups, phenos, ext: str) -> None:
+        self.args, self.source, self.groups, self.phenos = args, source, groups, phenos
+        self.path = Path(f"{args.out}.resume.json")
+        self.block = _block_size(args, source, groups)
+        self.fingerprint = _fingerprint(args, source, phenos, self.block)
+        self.finals = [Path(ph.stem + ext) for ph in phenos]
+        self.tables = [Path(f"{f}.partial") for f in self.finals]
+        self.sidecars = [Path(f"{f}.partial.lp") for f in self.finals]
+        self.next_snp = 0
+        self.resumed_from = 0
+        self._files: list[_Appender] = []
+        self._sides: list[_Appender] = []
+        self._index = {id(ph): k for k, ph in enumerate(phenos)}
+        self._stop = _test_stop()
+        state = self._load() if args.resume else None
+        if state is None:
+            self._remove_stale()
+        try:
+            self._open(state)
+            if state is None:
+                self.save()
+        except BaseException:
+            self.close()
+            if state is None:
+                self.remove()
+            raise
+
+    # -- starting
+
+    def _load(self) -> dict | None:
+        if not self.path.exists():
+            if not self.args.quiet:
+                print(f"lmmscan scan: --resume: no checkpoint {self.path}; scanning from the "
+                      "first SNP", file=sys.stderr)
+            return None
+        again = "rerun without --resume to start over"
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"cannot read the checkpoint ({_one_line(exc)}); {again}",
+                             path=str(self.path)) from None
+        if not isinstance(state, dict) or state.get("kind") != _CHECKPOINT_KIND:
+            raise InputError(f"not an lmmscan scan checkpoint; {again}", path=str(self.path))
+        if state.get("version") != _CHECKPOINT_VERSION:
+            raise InputError(f"checkpoint version {state.get('version')}, this lmmscan reads "
+                             f"{_CHECKPOINT_VERSION}; {again}", path=str(self.path))
+        diffs = _differences(state.get("fingerprint"), self.fingerprint)
+        if diffs:
+            raise InputError(f"the checkpoint is from another run: {'; '.join(diffs[:3])}; "
+                             f"{again}", path=str(self.path))
+        if state["fingerprint"].get("null_lambda") != self.fingerprint["null_lambda"]:
+            print(f"lmmscan scan: warning: the refitted null model's lambda "
+                  f"{self.fingerprint['null_lambda']} differs from the checkpoint's "
+                  f"{state['fingerprint']['null_lambda']} in its last bits (another number of "
+                  "BLAS threads or another machine?): the rows after the checkpoint may differ "
+                  "from an uninterrupted run's in their last printed digit", file=sys.stderr)
+        return state
+
+    def _open(self, state: dict | None) -> None:
+        rows = None if state is None else self._rows(state)
+        for k, ph in enumerate(self.phenos):
+            table_bytes, side_bytes = (None, None) if rows is None else rows[k][:2]
+            self._files.append(_TableFile(self.tables[k], table_bytes))
+            self._sides.append(_Appender(self.sidecars[k], side_bytes))
+            with self.args.clock.phase("write"):
+                ph.writer = _table_writer(self.args, ph, self._files[k])
+        if state is not None:
+            self._restore(state, rows)
+
+    def _rows(self, state: dict) -> list[tuple]:
+        try:
+            out = [(int(p["table_bytes"]), int(p["sidecar_bytes"]), int(p["n_rows"]), p["best"])
+                   for p in state["phenotypes"]]
+            if len(out) != len(self.phenos):
+                raise ValueError("wrong number of phenotypes")
+            self.next_snp = int(state["next_snp"])
+            if not 0 <= self.next_snp <= self.source.n_snps:
+                raise ValueError(f"next_snp {self.next_snp}")
+            if self.next_snp % self.block and self.next_snp != self.source.n_snps:
+                raise ValueError(f"next_snp {self.next_snp} is not at a block boundary")
+            if any(r[1] != r[2] * _SIDECAR.itemsize for r in out):
+                raise ValueError("the row counts do not match")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"damaged checkpoint ({_one_line(exc)}); rerun without --resume "
+                             "to start over", path=str(self.path)) from None
+        return out
+
+    def _restore(self, state: dict, rows: list[tuple]) -> None:
+        from .filters import FilterCounts
+
+        self.resumed_from = self.next_snp
+        try:
+            for g, saved in zip(self.groups, state["groups"], strict=True):
+                f = saved["filters"]
+                g.report.filters = FilterCounts(
+                    total=int(f["total"]), kept=int(f["kept"]),
+                    removed={k: int(v) for k, v in f["removed"].items()})
+            for k, ph in enumerate(self.phenos):
+                n_rows, best = rows[k][2], rows[k][3]
+                ph.n_rows = n_rows
+                ph.best = [(float(lp), str(rs), str(c), int(ps), float(b), float(se))
+                           for lp, rs, c, ps, b, se in best]
+                rec = np.fromfile(self.sidecars[k], dtype=_SIDECAR, count=n_rows)
+                if rec.size != n_rows:
+                    raise ValueError(f"{self.sidecars[k]} has {rec.size} rows, not {n_rows}")
+                ph.log10p = [rec["log10p"].copy()]
+                if getattr(self.args, "plot", False):
+                    where = self.source.snps.iloc[rec["snp"]][["chr", "rs", "ps"]]
+                    ph.where = [where.reset_index(drop=True)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"damaged checkpoint ({_one_line(exc)}); rerun without --resume "
+                             "to start over", path=str(self.path)) from None
+
+    def _remove_stale(self) -> None:
+        """A fresh scan: remove the checkpoint of PREFIX and the partial files it names."""
+        stale = [*self.tables, *self.sidecars]
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
+            old = json.loads(self.path.read_text(encoding="utf-8"))
+            for p in old["phenotypes"]:
+                stale += [Path(p[key]) for key in ("table", "sidecar")
+                          if str(p[key]).endswith((".partial", ".partial.lp"))]
+        for path in [*stale, self.path]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- scanning
+
+    def record(self, ph, index: np.ndarray, log10p: dict) -> None:
+        """A block's rows of ``ph`` were written: keep their SNPs and main -log10 p."""
+        lp = np.asarray(log10p.get(ph.writer.main_p, []), dtype=np.float32)
+        rec = np.empty(lp.size, dtype=_SIDECAR)
+        rec["snp"] = index
+        rec["log10p"] = lp
+        self._sides[self._index[id(ph)]].write(rec.tobytes())
+
+    def block_done(self, stop: int) -> None:
+        blocks = -(-stop // self.block)
+        if self._stop == (blocks - 1, "kill"):  # test hook: rows written, no checkpoint
+            for f in (*self._files, *self._sides):
+                f.sync()
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.next_snp = stop
+        self.save()
+        if self._stop == (blocks, "interrupt"):
+            raise KeyboardInterrupt
+
+    def save(self) -> None:
+        """Flush the partial files, then record their lengths and the state, atomically."""
+        phenos = []
+        for k, ph in enumerate(self.phenos):
+            phenos.append({
+                "column": ph.col, "table": str(self.tables[k]),
+                "sidecar": str(self.sidecars[k]), "table_bytes": self._files[k].sync(),
+                "sidecar_bytes": self._sides[k].sync(), "n_rows": ph.n_rows,
+                "best": [list(t) for t in ph.best],
+            })
+        groups = [{"phenotypes": [ph.col for ph in g.phenos],
+                   "filters": {"total": g.report.filters.total, "kept": g.report.filters.kept,
+                               "removed": dict(g.report.filters.removed)}}
+                  for g in self.groups]
+        state = {"kind": _CHECKPOINT_KIND, "version": _CHECKPOINT_VERSION,
+                 "fingerprint": self.fingerprint, "n_snps": self.source.n_snps,
+                 "next_snp": self.next_snp, "groups": groups, "phenotypes": phenos}
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(state, allow_nan=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # -- ending
+
+    def close(self) -> None:
+        for f in (*self._files, *self._sides):
+            f.close()
+
+    def commit_tables(self) -> None:
+        self.close()
+        for partial, final in zip(self.tables, self.finals, strict=True):
+            os.replace(partial, final)
+
+    def remove(self) -> None:
+        for path in (*self.tables, *self.sidecars, self.path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def abandon(self, exc: BaseException) -> None:
+        """The run failed: keep what --resume needs (interrupted after a block), else remove."""
+        self.close()
+        keep = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError)) and self.next_snp > 0
+        if not keep:
+            self.remove()
+            return
+        more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.lmmscan_hint = (
+                f"SNPs 1-{self.next_snp} of {self.source.n_snps} are kept in "
+                f"{self.tables[0]}{more} and {self.path}: rerun the same command with --resume "
+                "to continue"
+            )
 
 
 def _load_samples(args, source):
@@ -673,22 +1171,32 @@ def _group_kinships(args, source, groups, K):
 
 
 def _fit_nulls(args, groups, kinships, K_given) -> None:
-    from .model import fit_null
+    """Each phenotype's null model and scanner.  A kinship is decomposed once per
+    group of analysed individuals (timed as "eigen", the fit as "null_fit")."""
+    from .model import check_kinship, decompose_kinship, fit_null
     from .scan import BlockScanner, ScanReport
 
+    clock = args.clock
     for g, K in zip(groups, kinships, strict=True):
-        first = None
+        spectral = None
         g.report = ScanReport()
         for ph in g.phenos:
             try:
                 if args.loco:
+                    t0 = time.perf_counter()
                     _loco(args, ph)
-                elif first is None:
-                    given = {"kinship": K} if isinstance(K, np.ndarray) else {"spectral": K}
-                    ph.null = fit_null(ph.y, ph.cov, **given)
-                    first = ph.null
+                    inner = sum(ph.loco_report.seconds.values())  # kinship, eigen, scan
+                    clock.seconds["null_fit"] += max(0.0, time.perf_counter() - t0 - inner)
                 else:
-                    ph.null = fit_null(ph.y, ph.cov, spectral=first.spectral)
+                    if spectral is None and isinstance(K, np.ndarray):
+                        with clock.phase("kinship"):
+                            K = check_kinship(K, ph.y.shape[0])
+                        with clock.phase("eigen"):
+                            spectral = decompose_kinship(K, g.mask)
+                    elif spectral is None:
+                        spectral = K  # a saved eigendecomposition (--eigen)
+                    with clock.phase("null_fit"):
+                        ph.null = fit_null(ph.y, ph.cov, spectral=spectral)
             except InputError as exc:
                 where = args.kinship if K_given is not None else None
                 raise InputError(f"{_pheno_name(args, ph.col)}: {exc}", path=where) from None
@@ -699,76 +1207,100 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
                 miss=args.miss,
                 r2=args.r2,
                 threads=args.threads,
+                lambda_mode=args.lambda_mode,
             )
             ph.report = ScanReport()
 
 
-def _open_writers(args, phenos, outputs, ext: str):
+def _table_writer(args, ph, fh):
     from .output import TableWriter
     from .scan import TEST_COLUMNS
 
+    return TableWriter(
+        fh,
+        args.format,
+        args.test,
+        n_analyzed=ph.null.n_analyzed,
+        df=ph.null.n_analyzed - ph.null.n_covariates - 1,
+        loglik_mle_null=ph.null.loglik_ml,
+        test_columns=TEST_COLUMNS[args.test],
+    )
+
+
+def _open_writers(args, phenos, outputs, ext: str):
     handles = []
     for ph in phenos:
         tmp = outputs.add(ph.stem + ext)
         fh = open(tmp, "w", encoding="utf-8", newline="\n")
         handles.append(fh)
-        ph.writer = TableWriter(
-            fh,
-            args.format,
-            args.test,
-            n_analyzed=ph.null.n_analyzed,
-            df=ph.null.n_analyzed - ph.null.n_covariates - 1,
-            loglik_mle_null=ph.null.loglik_ml,
-            test_columns=TEST_COLUMNS[args.test],
-        )
+        with args.clock.phase("write"):
+            ph.writer = _table_writer(args, ph, fh)
     return handles
 
 
-def _scan_blocks(args, source, groups) -> None:
-    from .genotypes import default_block_size
-
-    if args.loco or args.dask_scheduler or any(
-        ph.null.complement is not None for g in groups for ph in g.phenos
-    ):
-        return _scan_each(args, source, groups)
-
+def _union_samples(source, groups) -> np.ndarray:
+    """The individuals read for the block scan: those of every group."""
     union = np.zeros(source.n_samples, dtype=bool)
     for g in groups:
         union |= g.mask
-    samples = np.flatnonzero(union)
+    return np.flatnonzero(union)
+
+
+def _block_size(args, source, groups) -> int:
+    from .genotypes import default_block_size
+
+    return args.block_size or default_block_size(_union_samples(source, groups).size)
+
+
+def _scan_blocks(args, source, groups, resume) -> None:
+    """Every group and phenotype in one pass over the genotypes, block by block,
+    from ``resume.next_snp``; a checkpoint after each block."""
+    samples = _union_samples(source, groups)
     position = np.full(source.n_samples, -1)
     position[samples] = np.arange(samples.size)
     for g in groups:
         g.rows = position[g.mask]
-    block = args.block_size or default_block_size(samples.size)
+    block = resume.block
     seconds = {"read": 0.0}
     snps = source.snps
+    clock = args.clock
     with _progress(args, source.n_snps, "scan") as bar:
-        for start, stop, X in _iter_blocks(source, block, samples, bar, seconds):
+        bar.update(resume.next_snp)
+        for start, stop, X in _iter_blocks(source, block, samples, bar, seconds,
+                                           first=resume.next_snp):
             for g in groups:
                 Xg = X if len(groups) == 1 else X[g.rows]
                 lead = g.phenos[0]
                 keep, n_miss, af, UtX = lead.scanner.prepare(Xg, g.report)
                 block_snps = snps.iloc[start:stop].loc[keep]
+                index = start + np.flatnonzero(keep)
                 for ph in g.phenos:
                     cols = {"n_miss": n_miss, "af": af}
                     tested, stats = ph.scanner.test_rotated_with_statistics(UtX, ph.report)
                     cols.update(tested)
-                    log10p = ph.writer.write(block_snps, cols, stats)
+                    with clock.phase("write"):
+                        log10p = ph.writer.write(block_snps, cols, stats)
+                        resume.record(ph, index, log10p)
                     _track_best(ph, block_snps, log10p, cols)
                     _collect(args, ph, block_snps, log10p)
                     ph.n_rows += len(block_snps)
+            with clock.phase("write"):
+                resume.block_done(stop)
+    clock.scan["read"] = seconds["read"]
     for g in groups:
         if g.report.filters.kept == 0:
             raise InputError(
                 f"no SNP left after filtering ({_removed_text(g.report.filters)} of "
                 f"{g.report.filters.total}); relax --maf/--miss"
             )
+        for key in ("filter", "rotate"):
+            clock.scan[key] = clock.scan.get(key, 0.0) + g.report.seconds[key]
         for ph in g.phenos:
             ph.report.filters = g.report.filters
             for key in ("filter", "rotate"):
                 ph.report.seconds[key] = g.report.seconds[key]
             ph.report.seconds["read"] = seconds["read"]
+            clock.scan["tests"] = clock.scan.get("tests", 0.0) + ph.report.seconds["tests"]
 
 
 def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
@@ -848,6 +1380,10 @@ def _check_scan_flags(args) -> None:
         raise InputError(f"give at most one of --kinship, --eigen and --loco, not {given}")
     if args.loco and args.dask_scheduler:
         raise InputError("--loco does not run on --dask-scheduler yet")
+    if args.resume and (args.loco or args.dask_scheduler):
+        flag = "--loco" if args.loco else "--dask-scheduler"
+        raise InputError(f"--resume works for the block scan only, not with {flag}: rerun "
+                         "without --resume")
 
 
 def _group_spectra(args, source, groups):
@@ -875,7 +1411,8 @@ def _loco(args, ph) -> None:
     report = ScanReport()
     ph.loco_stats = {}
     ph.loco_table = loco_scan(
-        ph.source, ph.y, ph.cov, method=args.kinship_method, test=args.test, maf=args.maf,
+        ph.source, ph.y, ph.cov, method=args.kinship_method, test=args.test,
+        lambda_mode=args.lambda_mode, maf=args.maf,
         miss=args.miss, r2=args.r2, threads=args.threads, block_size=args.block_size,
         report=report, null_models=report.null_models, statistics=ph.loco_stats,
     )
@@ -917,6 +1454,9 @@ def _scan_each(args, source, groups) -> None:
                     raise InputError(f"no SNP left after filtering "
                                      f"({_removed_text(ph.report.filters)} of "
                                      f"{ph.report.filters.total}); relax --maf/--miss")
+        for ph in (ph for g in groups for ph in g.phenos):
+            for key, value in ph.report.seconds.items():
+                args.clock.scan[key] = args.clock.scan.get(key, 0.0) + value
     finally:
         if client is not None:
             client.close()
@@ -926,7 +1466,8 @@ def _blocks(args, source, ph, block: int, client):
     if client is not None:
         from .distributed import scan_blocks
 
-        options = dict(test=args.test, maf=args.maf, miss=args.miss, r2=args.r2)
+        options = dict(test=args.test, maf=args.maf, miss=args.miss, r2=args.r2,
+                       lambda_mode=args.lambda_mode)
         start = 0
         for keep, cols, stats in scan_blocks(client, source, ph.null, block_size=block,
                                              options=options, report=ph.report):
@@ -941,21 +1482,40 @@ def _blocks(args, source, ph, block: int, client):
 
 
 def _write_rows(args, ph, block_snps, cols, stats) -> None:
-    log10p = ph.writer.write(block_snps, cols, stats)
+    with args.clock.phase("write"):
+        log10p = ph.writer.write(block_snps, cols, stats)
     _track_best(ph, block_snps, log10p, cols)
     _collect(args, ph, block_snps, log10p)
     ph.n_rows += len(block_snps)
+
+
+_PHASES = ("startup", "inputs", "kinship", "eigen", "null_fit", "read", "filter", "rotate",
+           "tests", "write")
+
+
+def _phase_seconds(clock, scan: dict) -> dict:
+    """The run's phases (``clock``) and a scan's (``scan``), in pipeline order, and the total."""
+    merged = dict(clock.seconds)
+    for key, value in scan.items():
+        merged[key] = merged.get(key, 0.0) + value
+    out = {key: merged.pop(key, 0.0) for key in _PHASES}
+    out.update(merged)  # anything else a scan path reports
+    out["total"] = clock.total()
+    return out
 
 
 def _write_nulls(args, source, phenos, outputs) -> None:
     from .output import null_summary, write_json
 
     for ph in phenos:
+        with args.clock.phase("write"):
+            path = outputs.add(ph.stem + ".null.json")
         data = null_summary(
-            ph.null, ph.report, phenotype=_pheno_name(args, ph.col), n_snps_total=source.n_snps
+            ph.null, ph.report, phenotype=_pheno_name(args, ph.col), n_snps_total=source.n_snps,
+            lambda_mode=args.lambda_mode, seconds=_phase_seconds(args.clock, ph.report.seconds),
         )
         data["results"] = _results(ph)
-        with open(outputs.add(ph.stem + ".null.json"), "w", encoding="utf-8") as fh:
+        with args.clock.phase("write"), open(path, "w", encoding="utf-8") as fh:
             write_json(fh, data)
 
 
@@ -963,7 +1523,10 @@ def _removed_text(counts) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.removed.items())
 
 
-def _print_summary(args, source, phenos, seconds: float) -> None:
+_PHASE_NAMES = {"null_fit": "null fit", "tests": "lambda search and tests"}
+
+
+def _print_summary(args, source, phenos, resume) -> None:
     from .output import EXTENSIONS
 
     for ph in phenos:
@@ -992,7 +1555,18 @@ def _print_summary(args, source, phenos, seconds: float) -> None:
                 effect = f"  beta {beta: .4g} se {se:.3g}" if np.isfinite(beta) else ""
                 print(f"    {rs:<16} chr {chr_:<4} ps {ps:<11}{effect}  p = {ptext}")
         print(f"  wrote {ph.stem}{EXTENSIONS[args.format]} and {ph.stem}.null.json")
-    print(f"done in {seconds:.1f} s")
+    if args.lambda_mode == "null":
+        print("every SNP tested at the null model's lambda (--lambda null)")
+    if resume is not None and resume.resumed_from:
+        print(f"resumed at SNP {resume.resumed_from + 1} of {source.n_snps} "
+              f"from {resume.path}")
+    seconds = _phase_seconds(args.clock, args.clock.scan)
+    total = seconds.pop("total")
+    if not seconds["startup"]:
+        del seconds["startup"]  # main() called from Python
+    parts = ", ".join(f"{_PHASE_NAMES.get(k, k)} {v:.2f}" for k, v in seconds.items())
+    print(f"seconds: {parts}; total {total:.2f}")
+    print(f"done in {total:.1f} s")
 
 
 # ----------------------------------------------------------------- plot

@@ -421,8 +421,23 @@ def _ssf_chr(c: str) -> str:
 # ------------------------------------------------------------------ null.json
 
 
-def null_summary(null, report, *, phenotype: str, n_snps_total: int) -> dict:
-    """The null model and the scan's bookkeeping as PREFIX.null.json holds them."""
+def null_summary(
+    null,
+    report,
+    *,
+    phenotype: str,
+    n_snps_total: int,
+    lambda_mode: str = "per-snp",
+    seconds: dict[str, float] | None = None,
+) -> dict:
+    """The null model and the scan's bookkeeping as PREFIX.null.json holds them.
+
+    ``lambda_mode``: how the SNPs were tested ("per-snp" or "null", see
+    :func:`lmmscan.scan`).  ``seconds``: wall seconds per phase (default: the
+    scan's own, ``report.seconds``); the command line gives every phase of
+    the run, from start-up to writing, and the total.
+    """
+    seconds = report.seconds if seconds is None else seconds
     return {
         "phenotype": phenotype,
         "n_analyzed": int(null.n_analyzed),
@@ -432,6 +447,7 @@ def null_summary(null, report, *, phenotype: str, n_snps_total: int) -> dict:
         "n_snps_analyzed": int(report.filters.kept),
         "lambda_remle": float(null.lambda_),
         "lambda_mle": float(null.lambda_mle),
+        "lambda_mode": lambda_mode,
         "loglik_remle": float(null.loglik_reml),
         "loglik_mle": float(null.loglik_ml),
         "pve": float(null.pve),
@@ -441,7 +457,7 @@ def null_summary(null, report, *, phenotype: str, n_snps_total: int) -> dict:
         "beta": [float(v) for v in np.asarray(null.beta)],
         "beta_se": [float(v) for v in np.asarray(null.beta_se)],
         "filters": {k: int(v) for k, v in report.filters.removed.items()},
-        "seconds": {k: round(float(v), 4) for k, v in report.seconds.items()},
+        "seconds": {k: round(float(v), 4) for k, v in seconds.items()},
     }
 
 

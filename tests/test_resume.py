@@ -1,0 +1,300 @@
+"""lmmscan scan --resume: an interrupted or killed scan continues from its last
+completed block and ends with the bytes of an uninterrupted run.
+
+The scans stop at a chosen block through the private hook
+LMMSCAN_TEST_STOP_AFTER_BLOCKS ("k": KeyboardInterrupt, as Ctrl-C, once the
+checkpoint holds k blocks; "k:kill": SIGKILL after the rows of block k + 1
+are written but before its checkpoint), and, once each, through real SIGINT
+and SIGTERM signals.  The study is the demo's (400 individuals x 3,000 SNPs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lmmscan.cli import main
+from lmmscan.demo import copy_study
+
+HOOK = "LMMSCAN_TEST_STOP_AFTER_BLOCKS"
+PYTHONPATH = str(Path(__file__).resolve().parents[1] / "python")
+
+
+@pytest.fixture()
+def study(tmp_path) -> Path:
+    return copy_study(tmp_path / "in")
+
+
+def scan_args(prefix: Path, out: Path, *extra) -> list[str]:
+    return [str(a) for a in [
+        "scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt",
+        "--covar", f"{prefix}.covar.txt", "--block-size", 400, "--threads", 1, "--quiet",
+        "--out", out, *extra,
+    ]]  # fmt: skip
+# --threads 1 everywhere: BLAS on one thread, so the eigendecomposition (and the null
+# lambda) is the same bits in the pytest process and in the subprocesses
+
+
+def run(argv, capsys, monkeypatch, stop: str | None = None) -> tuple[int, str]:
+    if stop is None:
+        monkeypatch.delenv(HOOK, raising=False)
+    else:
+        monkeypatch.setenv(HOOK, stop)
+    status = main(argv)
+    monkeypatch.delenv(HOOK, raising=False)
+    return status, capsys.readouterr().err
+
+
+def null_json(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    data.pop("seconds")
+    return data
+
+
+def checkpoint(out: Path) -> dict:
+    return json.loads(Path(f"{out}.resume.json").read_text())
+
+
+def outputs(d: Path, name: str) -> set[str]:
+    return {p.name for p in d.iterdir() if p.name.startswith(name + ".")}
+
+
+def assert_same_run(ref: Path, got: Path, stems=("",)) -> None:
+    for stem in stems:
+        a, b = Path(f"{ref}{stem}"), Path(f"{got}{stem}")
+        assert Path(f"{b}.assoc.txt").read_bytes() == Path(f"{a}.assoc.txt").read_bytes()
+        assert null_json(Path(f"{b}.null.json")) == null_json(Path(f"{a}.null.json"))
+
+
+@pytest.mark.parametrize("extra, stems", [
+    ((), ("",)),
+    (("--pheno-col", "1,2", "--test", "all"), (".1", ".2")),
+])  # fmt: skip
+def test_interrupt_then_resume_equals_one_run(study, tmp_path, capsys, monkeypatch, extra, stems):
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref, *extra), capsys, monkeypatch)[0] == 0
+    status, err = run(scan_args(study, out, *extra), capsys, monkeypatch, stop="3")
+    assert status == 130
+    assert "--resume" in err and "SNPs 1-1200 of 3000" in err, err
+    left = outputs(tmp_path, "r")
+    assert not any(n.endswith((".assoc.txt", ".null.json")) for n in left), left
+    assert "r.resume.json" in left
+    for stem in stems:
+        assert f"r{stem}.assoc.txt.partial" in left
+    state = checkpoint(out)
+    assert state["next_snp"] == 1200
+    # a second interruption of the resumed run, then the rest
+    status, err = run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch, stop="5")
+    assert status == 130 and "SNPs 1-2000 of 3000" in err, err
+    status, err = run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch)
+    assert status == 0 and err == ""
+    assert_same_run(ref, out, stems)
+    expected = {f"r{stem}.{ext}" for stem in stems for ext in ("assoc.txt", "null.json")}
+    assert outputs(tmp_path, "r") == expected  # the checkpoint and partial files are gone
+
+
+def test_other_formats_and_plot_resume(study, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    extra = ("--format", "plink2", "--plot")
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref, *extra), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, out, *extra), capsys, monkeypatch, stop="4")[0] == 130
+    assert Path(f"{out}.glm.linear.partial").exists()
+    assert run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch)[0] == 0
+    assert Path(f"{out}.glm.linear").read_bytes() == Path(f"{ref}.glm.linear").read_bytes()
+    assert null_json(Path(f"{out}.null.json")) == null_json(Path(f"{ref}.null.json"))
+    assert Path(f"{out}.manhattan.png").stat().st_size > 0
+
+
+def test_kill_9_between_rows_and_checkpoint(study, tmp_path, capsys, monkeypatch):
+    """SIGKILL after block 3's rows were written, before its checkpoint: the
+    partial table is longer than the checkpoint says, and --resume cuts it."""
+    ref, out = tmp_path / "ref", tmp_path / "k"
+    assert run(scan_args(study, ref, "--test", "all"), capsys, monkeypatch)[0] == 0
+    env = {**os.environ, HOOK: "2:kill", "PYTHONPATH": PYTHONPATH}
+    argv = scan_args(study, out, "--test", "all")
+    proc = subprocess.run([sys.executable, "-m", "lmmscan", *argv], env=env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    state = checkpoint(out)
+    assert state["next_snp"] == 800
+    partial = Path(f"{out}.assoc.txt.partial")
+    assert partial.stat().st_size > state["phenotypes"][0]["table_bytes"]  # block 3's rows
+    assert not Path(f"{out}.assoc.txt").exists()
+    status, err = run([*scan_args(study, out, "--test", "all"), "--resume"], capsys, monkeypatch)
+    assert status == 0, err
+    assert_same_run(ref, out)
+
+
+def test_rows_after_the_checkpoint_are_cut(study, tmp_path, capsys, monkeypatch):
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    partial = Path(f"{out}.assoc.txt.partial")
+    with open(partial, "a") as fh:  # a half-written block, as a crash leaves it
+        fh.write("1\tsnp9999\t1\t0\tA\tG\t0.5\t1.0e+00\t1.0e+00\t-1.0e+02\t1.0e+00\t1.0e+00\n1\ts")
+    with open(f"{partial}.lp", "ab") as fh:
+        fh.write(b"\x01" * 30)
+    assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
+    assert_same_run(ref, out)
+
+
+def expect_refusal(argv, capsys, monkeypatch, *needles) -> str:
+    status, err = run(argv, capsys, monkeypatch)
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_a_checkpoint_of_another_run_is_refused(study, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    before = outputs(tmp_path, "r")
+    state = Path(f"{out}.resume.json").read_bytes()
+    resume = [*scan_args(study, out), "--resume"]
+    expect_refusal([*resume, "--test", "all"], capsys, monkeypatch,
+                   "r.resume.json", "another run", "--test was wald, now all",
+                   "rerun without --resume")  # fmt: skip
+    expect_refusal([*resume, "--block-size", "500"], capsys, monkeypatch,
+                   "--block-size was 400, now 500")  # fmt: skip
+    expect_refusal([*resume, "--lambda", "null"], capsys, monkeypatch, "--lambda was per-snp")
+    # the same phenotype file, changed
+    pheno = Path(f"{study}.pheno.txt")
+    st = pheno.stat()
+    os.utime(pheno, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    expect_refusal(resume, capsys, monkeypatch, "demo.pheno.txt has changed")
+    os.utime(pheno, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # refusals keep the checkpoint; with everything as it was, it continues
+    assert outputs(tmp_path, "r") == before
+    assert Path(f"{out}.resume.json").read_bytes() == state
+    assert run(resume, capsys, monkeypatch)[0] == 0
+
+
+def test_a_null_lambda_off_in_its_last_bits_is_accepted_with_a_warning(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Another BLAS thread count moves the eigendecomposition's last bits: the
+    scan continues and says so; a real difference in lambda is refused."""
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    ckpt = Path(f"{out}.resume.json")
+    good = json.loads(ckpt.read_text())
+    for factor, ok in ((1 + 1e-3, False), (1 + 1e-13, True)):
+        state = json.loads(json.dumps(good))
+        lam = state["fingerprint"]["null_lambda"]
+        state["fingerprint"]["null_lambda"] = [v * factor for v in lam]
+        ckpt.write_text(json.dumps(state))
+        if not ok:
+            expect_refusal([*scan_args(study, out), "--resume"], capsys, monkeypatch,
+                           "the null model's lambda was")  # fmt: skip
+            continue
+        status, err = run([*scan_args(study, out), "--resume"], capsys, monkeypatch)
+        assert status == 0 and "warning" in err and "last bits" in err, err
+    assert_same_run(ref, out)  # the same bits here: only the recorded lambda was changed
+
+
+def test_damaged_or_foreign_checkpoint_is_refused(study, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    ckpt = Path(f"{out}.resume.json")
+    good = ckpt.read_text()
+    resume = [*scan_args(study, out), "--resume"]
+    ckpt.write_text(good[:-40])
+    expect_refusal(resume, capsys, monkeypatch, "r.resume.json", "cannot read the checkpoint")
+    ckpt.write_text(json.dumps({"something": "else"}))
+    expect_refusal(resume, capsys, monkeypatch, "not an lmmscan scan checkpoint")
+    state = json.loads(good)
+    state["phenotypes"][0]["table_bytes"] += 10**6
+    ckpt.write_text(json.dumps(state))
+    expect_refusal(resume, capsys, monkeypatch, "r.assoc.txt.partial", "cut short")
+    ckpt.write_text(good)
+    Path(f"{out}.assoc.txt.partial").unlink()
+    expect_refusal(resume, capsys, monkeypatch, "r.assoc.txt.partial", "missing")
+
+
+def test_resume_without_a_checkpoint_starts_from_the_first_snp(study, tmp_path, capsys,
+                                                               monkeypatch):
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    argv = [a for a in scan_args(study, out) if a != "--quiet"]
+    status, err = run([*argv, "--resume"], capsys, monkeypatch)
+    assert status == 0 and "no checkpoint" in err and "first SNP" in err
+    assert_same_run(ref, out)
+
+
+def test_a_new_run_replaces_a_stale_checkpoint(study, tmp_path, capsys, monkeypatch):
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    # a killed two-phenotype run under the same prefix
+    assert run(scan_args(study, out, "--pheno-col", "1,2"), capsys, monkeypatch, stop="1")[0] == 130
+    assert "r.2.assoc.txt.partial" in outputs(tmp_path, "r")
+    assert run(scan_args(study, out), capsys, monkeypatch)[0] == 0
+    assert outputs(tmp_path, "r") == {"r.assoc.txt", "r.null.json"}
+    assert_same_run(ref, out)
+
+
+def test_errors_and_early_interrupts_leave_nothing(study, tmp_path, capsys, monkeypatch):
+    from lmmscan.scan import BlockScanner
+
+    out = tmp_path / "r"
+    kin = tmp_path / "k.npy"
+    assert main(["kinship", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--out",
+                 str(kin), "--quiet"]) == 0
+    # every SNP filtered: the error comes after the scan, and nothing is kept
+    expect_refusal(scan_args(study, out, "--kinship", kin, "--maf", "0.6"), capsys, monkeypatch,
+                   "no SNP left")  # fmt: skip
+    assert outputs(tmp_path, "r") == set()
+
+    def interrupt(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BlockScanner, "test_rotated_with_statistics", interrupt)
+    status, err = run(scan_args(study, out), capsys, monkeypatch)
+    assert status == 130 and "no output written" in err  # nothing to resume before block 1
+    assert outputs(tmp_path, "r") == set()
+
+
+@pytest.mark.parametrize("flag", ["--loco", "--dask-scheduler=tcp://127.0.0.1:1"])
+def test_resume_is_refused_where_it_is_not_supported(study, tmp_path, capsys, monkeypatch, flag):
+    expect_refusal([*scan_args(study, tmp_path / "r", flag), "--resume"], capsys, monkeypatch,
+                   "--resume works for the block scan only")
+    assert outputs(tmp_path, "r") == set()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_real_signal_keeps_a_resumable_scan(study, tmp_path, capsys, monkeypatch, sig):
+    """The process gets SIGINT/SIGTERM once a checkpoint holds a block."""
+    ref, out = tmp_path / "ref", tmp_path / "s"
+    argv = scan_args(study, out, "--block-size", "50", "--test", "all")
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    env.pop(HOOK, None)
+    proc = subprocess.Popen([sys.executable, "-m", "lmmscan", *argv], env=env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    ckpt = Path(f"{out}.resume.json")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(ckpt.read_text())["next_snp"] > 0:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err  # 60 blocks, each fsync'ed, outlast the polling
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err, err
+    assert not Path(f"{out}.assoc.txt").exists()
+    assert Path(f"{out}.assoc.txt.partial").exists() and ckpt.exists()
+    assert run([*argv, "--resume"], capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, ref, "--block-size", "50", "--test", "all"), capsys,
+               monkeypatch)[0] == 0  # fmt: skip
+    assert_same_run(ref, out)
