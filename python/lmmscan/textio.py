@@ -30,21 +30,26 @@ _SEPARATORS = b" ,\t\r"
 
 def line_chunks(fh, size: int):
     """Yield the bytes of a binary file in chunks of whole lines (about ``size``
-    bytes each); a last line without a newline gets one."""
-    tail = b""
+    bytes each); a last line without a newline gets one (dropped if blank).
+
+    Each chunk is one ``read`` completed by one ``readline``: one copy of the
+    chunk, where accumulating a tail and cutting at the last newline takes two.
+    """
     while True:
         data = fh.read(size)
-        buf = tail + data
         if not data:
-            if buf.strip():
-                yield buf + b"\n"
             return
-        cut = buf.rfind(b"\n") + 1
-        if cut == 0:
-            tail = buf
+        if not data.endswith(b"\n"):
+            data += fh.readline()
+        if data.endswith(b"\n"):
+            yield data
             continue
-        yield buf[:cut]
-        tail = buf[cut:]
+        # end of file inside a line without a newline
+        cut = data.rfind(b"\n") + 1
+        data = data + b"\n" if data[cut:].strip() else data[:cut]
+        if data:
+            yield data
+        return
 
 
 def _open_binary(path: Path):
@@ -217,18 +222,26 @@ def check_kinship_file(K: np.ndarray, path: Path, n_samples: int | None) -> None
             line=int(i) + 1,
             column=int(j) + 1,
         )
-    scale = float(np.abs(K).max()) if K.size else 0.0
-    # K - K.T in row blocks: a full temporary of a 10k x 10k matrix costs 800 MB
+    # max |K| without an n x n temporary (the values are finite here)
+    scale = max(float(K.max()), -float(K.min())) if K.size else 0.0
+    # the first asymmetric entry in row-major order is above the diagonal, so
+    # the upper triangle K[i, i:] against K[i:, i].T is compared, in row blocks
+    # small enough for the cache and one reused buffer
     tol = 1e-8 * max(scale, 1e-300)
-    step = max(1, (1 << 24) // max(1, K.shape[0]))
-    for start in range(0, K.shape[0], step):
-        diff = np.abs(K[start : start + step] - K[:, start : start + step].T)
-        if (diff > tol).any():
+    n = K.shape[0]
+    step = max(1, (1 << 20) // max(1, n))
+    buf = np.empty((min(step, n), n))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        diff = buf[: stop - start, : n - start]
+        np.subtract(K[start:stop, start:], K[start:, start:stop].T, out=diff)
+        np.abs(diff, out=diff)
+        if diff.max() > tol:
             i, j = np.argwhere(diff > tol)[0]
+            i, j = start + int(i), start + int(j)
             raise InputError(
-                f"kinship is not symmetric: entry ({start + i + 1}, {j + 1}) is "
-                f"{K[start + i, j]:.10g} but ({j + 1}, {start + i + 1}) is "
-                f"{K[j, start + i]:.10g}",
+                f"kinship is not symmetric: entry ({i + 1}, {j + 1}) is "
+                f"{K[i, j]:.10g} but ({j + 1}, {i + 1}) is {K[j, i]:.10g}",
                 path=str(path),
             )
 
