@@ -514,8 +514,8 @@ def ordered_map(fn, items, threads: int | None):
     """``map(fn, items)`` on up to ``threads`` threads (None: the usable cores),
     results in order, at most two per thread computed ahead (bounded memory).
 
-    For numpy/pandas work that releases the GIL, such as formatting or parsing
-    blocks of a kinship file.
+    For numpy work that releases the GIL, such as formatting the blocks of a
+    kinship file.
     """
     threads = _usable_cores() if threads is None else max(1, int(threads))
     if threads == 1:
