@@ -7,19 +7,32 @@ Quick tour::
     K = lmmscan.kinship(geno)                          # GEMMA -gk 1
     null = lmmscan.fit_null(geno.phenotype, kinship=K)
     table = lmmscan.scan(geno, null_model=null)       # GEMMA -lmm 4 columns
+
+The public names are imported on first use (PEP 562), so that ``import
+lmmscan`` and the command line start without pandas and scipy; ``from
+lmmscan import X`` and ``lmmscan.X`` work for every name in ``__all__``.
 """
 
+from __future__ import annotations
+
+import importlib as _importlib
+import sys as _sys
+import types as _types
+from typing import TYPE_CHECKING
+
 from ._errors import InputError, LmmscanError
-from .bimbam import BimbamGenotypes, read_bimbam
-from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
-from .genotypes import ArrayGenotypes, GenotypeSource
-from .kinship import kinship
-from .loco import loco_scan
-from .lowrank import LowRankKinship, LowRankSpectral, low_rank_kinship
-from .model import LambdaBounds, NullModel, fit_null
-from .plink import PlinkGenotypes, read_plink
-from .scan import ScanReport, scan
-from .textio import read_covar, read_kinship, read_pheno, write_kinship
+
+if TYPE_CHECKING:
+    from .bimbam import BimbamGenotypes, read_bimbam
+    from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
+    from .genotypes import ArrayGenotypes, GenotypeSource
+    from .kinship import kinship
+    from .loco import loco_scan
+    from .lowrank import LowRankKinship, LowRankSpectral, low_rank_kinship
+    from .model import LambdaBounds, NullModel, fit_null
+    from .plink import PlinkGenotypes, read_plink
+    from .scan import ScanReport, scan
+    from .textio import read_covar, read_kinship, read_pheno, write_kinship
 
 __version__ = "0.1.0"
 
@@ -51,3 +64,63 @@ __all__ = [
     "scan",
     "write_kinship",
 ]
+
+# public name -> the submodule that defines it
+_LAZY = {
+    "BimbamGenotypes": "bimbam",
+    "read_bimbam": "bimbam",
+    "Eigendecomposition": "eigen",
+    "eigendecompose": "eigen",
+    "load_eigen": "eigen",
+    "save_eigen": "eigen",
+    "ArrayGenotypes": "genotypes",
+    "GenotypeSource": "genotypes",
+    "kinship": "kinship",
+    "loco_scan": "loco",
+    "LowRankKinship": "lowrank",
+    "LowRankSpectral": "lowrank",
+    "low_rank_kinship": "lowrank",
+    "LambdaBounds": "model",
+    "NullModel": "model",
+    "fit_null": "model",
+    "PlinkGenotypes": "plink",
+    "read_plink": "plink",
+    "ScanReport": "scan",
+    "scan": "scan",
+    "read_covar": "textio",
+    "read_kinship": "textio",
+    "read_pheno": "textio",
+    "write_kinship": "textio",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(_types.ModuleType):
+    """The package module: importing the submodules ``lmmscan.kinship`` and
+    ``lmmscan.scan`` must not replace the functions of the same names (the
+    import system sets the parent's attribute to the submodule), as the eager
+    ``from .kinship import kinship`` used to guarantee."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if (
+            _LAZY.get(name) == name
+            and isinstance(value, _types.ModuleType)
+            and value.__name__ == f"{__name__}.{name}"
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

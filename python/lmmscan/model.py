@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-import scipy.sparse
 
 from . import _core
 from ._errors import InputError
@@ -139,6 +137,8 @@ class Spectral:
         ``overwrite`` lets LAPACK work in K's memory instead of a copy."""
         # LAPACK works in Fortran order; K is symmetric, so a C-ordered K is
         # handed over as its (Fortran-ordered) transpose instead of copied
+        import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
+
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         d, U = scipy.linalg.eigh(A, driver="evr", overwrite_a=overwrite, check_finite=False)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
@@ -197,6 +197,8 @@ class GroupSpectral:
         self.sizes = np.bincount(self.codes, minlength=len(labels)).astype(np.float64)
         self.d = np.ascontiguousarray(self.sizes)
         n = self.codes.shape[0]
+        import scipy.sparse
+
         self._Dt = scipy.sparse.csr_matrix(
             (np.ones(n), (self.codes, np.arange(n))), shape=(len(labels), n)
         )

@@ -28,10 +28,12 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import scipy.special
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("gemma", "plink2", "regenie", "gwas-ssf")
 EXTENSIONS = {
@@ -104,6 +106,8 @@ def log_f1_sf(F: np.ndarray, df: float) -> np.ndarray:
     x^a (1-x)^b / (a B(a, b)) 2F1(a + b, 1; a + 1; x), whose series converges
     fast for the small x where p underflows.
     """
+    import scipy.special  # here: importing scipy costs ~0.2 s that writing files need not pay
+
     F = np.asarray(F, dtype=np.float64)
     a, b = 0.5 * df, 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -122,6 +126,8 @@ def log_f1_sf(F: np.ndarray, df: float) -> np.ndarray:
 
 def log_chi2_1_sf(stat: np.ndarray) -> np.ndarray:
     """Natural log of the upper tail of chi-square(1) at stat."""
+    import scipy.special
+
     stat = np.asarray(stat, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return np.log(2.0) + scipy.special.log_ndtr(-np.sqrt(np.maximum(stat, 0.0)))

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError
 from .plink import BadToken, parse_phenotype
@@ -30,21 +29,26 @@ _SEPARATORS = b" ,\t\r"
 
 def line_chunks(fh, size: int):
     """Yield the bytes of a binary file in chunks of whole lines (about ``size``
-    bytes each); a last line without a newline gets one."""
-    tail = b""
+    bytes each); a last line without a newline gets one (dropped if blank).
+
+    Each chunk is one ``read`` completed by one ``readline``: one copy of the
+    chunk, where accumulating a tail and cutting at the last newline takes two.
+    """
     while True:
         data = fh.read(size)
-        buf = tail + data
         if not data:
-            if buf.strip():
-                yield buf + b"\n"
             return
-        cut = buf.rfind(b"\n") + 1
-        if cut == 0:
-            tail = buf
+        if not data.endswith(b"\n"):
+            data += fh.readline()
+        if data.endswith(b"\n"):
+            yield data
             continue
-        yield buf[:cut]
-        tail = buf[cut:]
+        # end of file inside a line without a newline
+        cut = data.rfind(b"\n") + 1
+        data = data + b"\n" if data[cut:].strip() else data[:cut]
+        if data:
+            yield data
+        return
 
 
 def _open_binary(path: Path):
@@ -217,22 +221,33 @@ def check_kinship_file(K: np.ndarray, path: Path, n_samples: int | None) -> None
             line=int(i) + 1,
             column=int(j) + 1,
         )
-    scale = float(np.abs(K).max()) if K.size else 0.0
-    # K - K.T in row blocks: a full temporary of a 10k x 10k matrix costs 800 MB
+    # max |K| without an n x n temporary (the values are finite here)
+    scale = max(float(K.max()), -float(K.min())) if K.size else 0.0
+    # the first asymmetric entry in row-major order is above the diagonal, so
+    # the upper triangle K[i, i:] against K[i:, i].T is compared, in row blocks
+    # small enough for the cache and one reused buffer
     tol = 1e-8 * max(scale, 1e-300)
-    step = max(1, (1 << 24) // max(1, K.shape[0]))
-    for start in range(0, K.shape[0], step):
-        diff = np.abs(K[start : start + step] - K[:, start : start + step].T)
-        if (diff > tol).any():
+    n = K.shape[0]
+    step = max(1, (1 << 20) // max(1, n))
+    buf = np.empty((min(step, n), n))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        diff = buf[: stop - start, : n - start]
+        np.subtract(K[start:stop, start:], K[start:, start:stop].T, out=diff)
+        np.abs(diff, out=diff)
+        if diff.max() > tol:
             i, j = np.argwhere(diff > tol)[0]
+            i, j = start + int(i), start + int(j)
             raise InputError(
-                f"kinship is not symmetric: entry ({start + i + 1}, {j + 1}) is "
-                f"{K[start + i, j]:.10g} but ({j + 1}, {start + i + 1}) is "
-                f"{K[j, start + i]:.10g}",
+                f"kinship is not symmetric: entry ({i + 1}, {j + 1}) is "
+                f"{K[i, j]:.10g} but ({j + 1}, {i + 1}) is {K[j, i]:.10g}",
                 path=str(path),
             )
 
 
+# 32 MB: glibc serves allocations of at least its largest mmap threshold
+# (32 MB) with mmap and gives them back; smaller chunk buffers stay in the
+# heap after the read (+30-40 MB peak RSS in a mouse scan with 8 MB chunks)
 _CHUNK_BYTES = 32 << 20
 _TO_NEWLINE = bytes.maketrans(_SEPARATORS, b"\n" * len(_SEPARATORS))
 
@@ -242,7 +257,8 @@ def _read_matrix_text(path: Path) -> np.ndarray:
 
     Each chunk's separators become newlines so that pandas' C parser reads
     one long column (much faster than 10,000 columns); the number of values
-    per line is counted on the raw bytes.
+    per line is counted on the raw bytes.  (Threads do not help here: pandas
+    3.1's read_csv, bytes.translate and bytes.count hold the GIL: measured.)
     """
     # a kinship is square: once the first row gives ncol, fill an ncol x ncol
     # array in place (no list of chunks plus a concatenated copy)
@@ -251,11 +267,9 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     ncol = None
     line_no = 0  # lines before the current chunk
     with _open_binary(path) as fh:
-        for chunk in line_chunks(fh, _CHUNK_BYTES):
-            counts = _tokens_per_line(chunk, fast=True)
-            parsed = _parse_values(chunk, path, line_no) if counts.any() else np.zeros(0)
-            if parsed.size != counts.sum():
-                counts = _tokens_per_line(chunk)
+        for chunk, counts, parsed in map(_parse_chunk, line_chunks(fh, _CHUNK_BYTES)):
+            if parsed is None:
+                _raise_bad_token(chunk, path, line_no)
             nonblank = np.flatnonzero(counts)
             if nonblank.size:
                 if ncol is None:
@@ -281,6 +295,17 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     if ncol is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
+
+
+def _parse_chunk(chunk: bytes) -> tuple[bytes, np.ndarray, np.ndarray | None]:
+    """(chunk, values per line, the values in order or None if a token is not a number)."""
+    counts = _tokens_per_line(chunk, fast=True)
+    if not counts.any():
+        return chunk, counts, np.zeros(0)
+    parsed = _parse_values(chunk)
+    if parsed is not None and parsed.size != counts.sum():
+        counts = _tokens_per_line(chunk)
+    return chunk, counts, parsed
 
 
 def _tokens_per_line(chunk: bytes, fast: bool = False) -> np.ndarray:
@@ -312,7 +337,9 @@ def _tabs_per_line(chunk: bytes) -> np.ndarray:
     return np.array(counts, dtype=np.int64)
 
 
-def _parse_values(chunk: bytes, path: Path, line_no: int) -> np.ndarray:
+def _parse_values(chunk: bytes) -> np.ndarray | None:
+    import pandas as pd
+
     column = chunk.translate(_TO_NEWLINE)
     try:
         frame = pd.read_csv(
@@ -326,8 +353,7 @@ def _parse_values(chunk: bytes, path: Path, line_no: int) -> np.ndarray:
             skip_blank_lines=True,
         )
     except ValueError:
-        _raise_bad_token(chunk, path, line_no)
-        raise  # pragma: no cover - _raise_bad_token always raises
+        return None
     return frame["v"].to_numpy()
 
 
@@ -349,11 +375,11 @@ def _raise_bad_token(chunk: bytes, path: Path, line_no: int) -> None:
 # ------------------------------------------------------------------ %.10g formatting
 
 _P10 = 10.0 ** np.arange(23)
-_DIGITS5 = None
+# "", "0.", "0.0", "0.00", "0.000" and the same with "-", at the end of 8 bytes
 _PREFIX_WORDS = (
     np.array(
         [
-            sign + (b"" if z == 0 else b"0." + b"0" * (z - 1))
+            (sign + (b"" if z == 0 else b"0." + b"0" * (z - 1))).rjust(8, b"\0")
             for sign in (b"", b"-")
             for z in range(5)
         ],
@@ -363,95 +389,91 @@ _PREFIX_WORDS = (
     .astype(np.uint64)
 )
 
+_WORDS: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-_WORDS = None
 
-
-def _digit_words() -> np.ndarray:
-    """For v < 100000: its 5 zero-padded ASCII digits as the low bytes of a uint64."""
+def _digit_words() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tables for v < 100000: its 5 zero-padded ASCII digits as the low bytes
+    of a uint64; the same with its trailing "0" digits dropped and a tab
+    after the last kept digit; the number of kept digits (0 for 0)."""
     global _WORDS
     if _WORDS is None:
-        table = np.zeros((100000, 8), np.uint8)
-        table[:, :5] = _digits5()
-        _WORDS = table.view("<u8").ravel().astype(np.uint64)
-    return _WORDS
-
-
-def _digits5() -> np.ndarray:
-    global _DIGITS5
-    if _DIGITS5 is None:
         v = np.arange(100000)
-        _DIGITS5 = (
-            np.stack([(v // 10 ** (4 - k)) % 10 for k in range(5)], axis=1).astype(np.uint8) + 48
-        )
-    return _DIGITS5
-
-
-def _round10(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """|x| correctly rounded to 10 significant digits: (m, e) with |x| ~ m * 10**(e - 9).
-
-    One correctly rounded multiply or divide by an exact power of ten puts
-    the scaled value within 1e-6 of the true one, so only values within 1e-5
-    of a rounding tie (and exponents outside [-12, 30]) need Python's exact
-    formatting.
-    """
-    a = np.abs(x)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        e_f = np.floor(np.log10(a))
-        odd = ~np.isfinite(e_f) | (e_f < -12) | (e_f > 30)
-        e = np.where(odd, 0.0, e_f).astype(np.int64)
-
-        def scaled(e: np.ndarray) -> np.ndarray:
-            k = 9 - e
-            p = _P10[np.abs(k)]
-            return np.where(k >= 0, a * p, a / p)
-
-        s = scaled(e)
-        adjust = (s >= 1e10).astype(np.int64) - (s < 1e9)
-        if adjust.any():
-            e += adjust
-            s = scaled(e)
-        floor = np.floor(s)
-        frac = s - floor
-        m = np.where(odd, 0.0, floor).astype(np.int64) + (frac >= 0.5)
-    top = m == 10**10
-    if top.any():
-        m[top] = 10**9
-        e[top] += 1
-    for i in np.flatnonzero(odd | (np.abs(frac - 0.5) < 1e-5)).tolist():
-        v = float(a[i])
-        if v == 0.0 or not np.isfinite(v):
-            m[i], e[i] = 0, 0
-        else:
-            mant, exp = (f"{v:.9e}").split("e")
-            m[i], e[i] = int(mant.replace(".", "")), int(exp)
-    return m, e
+        digits = np.stack([(v // 10 ** (4 - k)) % 10 for k in range(5)], axis=1) + 48
+        table = np.zeros((100000, 8), np.uint8)
+        table[:, :5] = digits
+        words = table.view("<u8").ravel().astype(np.uint64)
+        # digit k is kept when some digit at or after k is not "0"
+        keep = np.flip(np.cumsum(np.flip(digits != 48, axis=1), axis=1), axis=1) > 0
+        kept = keep.sum(axis=1)
+        table[:, :5] = np.where(keep, digits, 0)
+        table[v, kept] = ord("\t")
+        _WORDS = (words, table.view("<u8").ravel().astype(np.uint64), kept.astype(np.int64))
+    return _WORDS
 
 
 def format_g10(x: np.ndarray, seps: np.ndarray) -> bytes:
     """``"%.10g" % v + sep`` for each value, concatenated, byte-identical to C's printf.
 
-    ``seps`` is an "S1" array, one separator per value.  Each value gets 24
-    bytes: its prefix ("-0.00"), its digits with trailing zeros stripped and
-    its separator, NUL-padded; dropping the NULs concatenates the strings.
-    Values in (-1, -1e-4] and [1e-4, 1), almost all of a kinship, take this
-    vectorised path; the rest (the diagonal, mostly) go through Python.
+    ``seps`` is an "S1" array, one separator per value.  Values in
+    (-1, -1e-4] and [1e-4, 1), almost all of a kinship, are rounded to 10
+    significant digits here: one correctly rounded product with an exact
+    power of ten is within 1e-6 of the exact scaled value, so the rounding is
+    exact unless the value is within 1e-5 of a tie.  Each value then gets a
+    24-byte cell: its prefix ("-0.00"), its 10 digits with trailing zeros
+    NUL-ed from a table, and its separator; dropping the NULs concatenates
+    the strings.  Near-ties, the diagonal (>= 1), values below 1e-4 (printf's
+    e-notation), zeros and non-finite values go through Python's formatting,
+    which is exact.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     n = x.shape[0]
-    m, e = _round10(x)
-    words = _digit_words()
+    a = np.abs(x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # the decimal exponent, clipped to where the scaling below is exact
+        # (fmax/fmin map the NaN of a NaN to -5)
+        e = np.fmin(np.fmax(np.floor(np.log10(a)), -5.0), 0.0).astype(np.int64)
+        s = a * _P10[9 - e]
+        # log10 can be one off next to a power of ten
+        off = np.flatnonzero((s < 1e9) | (s >= 1e10))
+        if off.size:
+            e[off] += (s[off] >= 1e10).astype(np.int64) - (s[off] < 1e9)
+            s[off] = a[off] * _P10[9 - e[off]]
+    # s in [1e9, 1e10) for the values handled here; others get a dummy
+    # (and inf/NaN/huge values never reach the integer cast)
+    cand = (s >= 1e9) & (s < 1e10)
+    s = np.where(cand, s, 1e9)
+    floor = np.floor(s)
+    frac = s - floor
+    m = floor.astype(np.int64) + (frac >= 0.5)
+    top = m == 10**10
+    if top.any():
+        m[top] = 10**9
+        e[top] += 1
+    fast = cand & (e >= -4) & (e < 0) & (np.abs(frac - 0.5) >= 1e-5)
+    words, tail_words, kept = _digit_words()
     hi = m // 100000
-    w_lo = words[m - hi * 100000]
+    lo = m - hi * 100000
+    # each 24-byte cell: the prefix at the end of the first word, then the
+    # digits without trailing zeros and a tab, then NULs, so that the text
+    # of a value is one run of bytes (dropping the NULs copies one run each)
     cells = np.empty((n, 3), np.uint64)
-    # digits: 5 + 5 characters from a table of 8-byte words, trailing zeros stripped
-    cells[:, 1] = words[hi] | (w_lo << np.uint64(40))
-    cells[:, 2] = w_lo >> np.uint64(24)
-    body = np.strings.rstrip(cells[:, 1:].copy().view("S16").ravel(), b"0")
-    cells[:, 1:] = body.view(np.uint64).reshape(n, 2)
-    cells[:, 2] |= seps.view(np.uint8).astype(np.uint64) << np.uint64(16)
     cells[:, 0] = _PREFIX_WORDS[np.signbit(x) * 5 + np.clip(-e, 0, 4)]
-    fast = (e >= -4) & (e < 0) & (m != 0) & np.isfinite(x)
+    w_hi = words[hi]
+    w_lo = tail_words[lo]
+    # trailing zeros reach into the first five digits when the last five are 0
+    zero = np.flatnonzero(lo == 0)
+    w_hi[zero] = tail_words[hi[zero]]
+    w_lo[zero] = 0
+    cells[:, 1] = w_hi | (w_lo << np.uint64(40))
+    cells[:, 2] = w_lo >> np.uint64(24)
+    # other separators than the tab: at byte 8 + the number of digits
+    sep = seps.view(np.uint8)
+    fix = np.flatnonzero(sep != 9)
+    if fix.size:
+        n_digits = 5 + kept[lo[fix]]
+        n_digits[lo[fix] == 0] = kept[hi[fix[lo[fix] == 0]]]
+        cells.view(np.uint8).reshape(n, 24)[fix, 8 + n_digits] = sep[fix]
     other = np.flatnonzero(~fast)
     if other.size:
         text = cells.view("S24").ravel()
@@ -484,19 +506,68 @@ if not hasattr(np, "strings") or sys.byteorder != "little":  # numpy < 2, or dig
     format_g10 = _format_g10_python  # noqa: F811
 
 
-def write_kinship_text(fh, K: np.ndarray, chunk_values: int = 1 << 16) -> None:
-    """Write K as GEMMA does (``%.10g``, tab-separated, one row per line) to a binary file."""
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def ordered_map(fn, items, threads: int | None):
+    """``map(fn, items)`` on up to ``threads`` threads (None: the usable cores),
+    results in order, at most two per thread computed ahead (bounded memory).
+
+    For numpy work that releases the GIL, such as formatting the blocks of a
+    kinship file.
+    """
+    threads = _usable_cores() if threads is None else max(1, int(threads))
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def write_kinship_text(
+    fh, K: np.ndarray, chunk_values: int = 1 << 16, threads: int | None = None
+) -> None:
+    """Write K as GEMMA does (``%.10g``, tab-separated, one row per line) to a binary file.
+
+    Blocks of about ``chunk_values`` values are formatted on ``threads``
+    threads (None: the usable cores) and written in order.
+    """
     n_rows, n_cols = K.shape
     rows = max(1, chunk_values // max(1, n_cols))
     seps = np.full((rows, n_cols), b"\t", dtype="S1")
     seps[:, -1] = b"\n"
-    for start in range(0, n_rows, rows):
+
+    def text(start: int) -> bytes:
         block = K[start : start + rows]
-        fh.write(format_g10(block.ravel(), seps[: block.shape[0]].ravel()))
+        return format_g10(block.ravel(), seps[: block.shape[0]].ravel())
+
+    starts = range(0, n_rows, rows)
+    for chunk in ordered_map(text, starts, threads if len(starts) > 1 else 1):
+        fh.write(chunk)
 
 
-def write_kinship(path: str | os.PathLike[str], K: np.ndarray) -> None:
-    """Write K to ``path``: ``.npy`` as numpy, anything else as GEMMA text.
+def write_kinship(
+    path: str | os.PathLike[str], K: np.ndarray, *, threads: int | None = None
+) -> None:
+    """Write K to ``path``: ``.npy`` as numpy, anything else as GEMMA text
+    (formatted on ``threads`` threads; None: the usable cores).
 
     The file appears only when complete (written under a temporary name in
     the same directory, then renamed).
@@ -510,4 +581,4 @@ def write_kinship(path: str | os.PathLike[str], K: np.ndarray) -> None:
                 np.save(fh, np.ascontiguousarray(K, dtype=np.float64))
         else:
             with open(tmp, "wb") as fh:
-                write_kinship_text(fh, np.asarray(K, dtype=np.float64))
+                write_kinship_text(fh, np.asarray(K, dtype=np.float64), threads=threads)

@@ -1,0 +1,149 @@
+"""The fast text paths against their slow references: %.10g cells, threaded
+kinship writing, chunked kinship reading, the symmetry check, lazy imports."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from lmmscan import InputError, textio
+from lmmscan.textio import _format_g10_python, format_g10, read_kinship, write_kinship_text
+
+
+def tricky_values(rng: np.random.Generator) -> np.ndarray:
+    """Values where %.10g is easy to get wrong: ties, powers of ten, trailing
+    zeros (in the first and last five digits), every prefix length, e-notation."""
+    n = 20000
+    digits = rng.integers(1, 11, n)
+    exps = rng.integers(-6, 2, n)
+    short = np.floor(rng.random(n) * 10.0**digits) / 10.0**digits * 10.0**exps
+    ties = (rng.integers(10**9, 10**10, n) + 0.5) / 10.0 ** rng.integers(10, 15, n)
+    five_zeros = rng.integers(10**4, 10**5, n) * 1e5 / 10.0 ** rng.integers(10, 15, n)
+    powers = 10.0 ** rng.integers(-8, 3, 2000)
+    x = np.concatenate(
+        [
+            rng.standard_normal(n) * 0.02,
+            rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30, n),
+            short,
+            ties,
+            five_zeros,
+            powers,
+            [0.0, -0.0, 1.0, -1.0, 1e-4, -1e-4, 9.99999999995e-5, -9.99999999995e-5],
+            [0.99999999995, -0.99999999995, 0.099999999995, 0.0001000000000499],
+            [np.nan, -np.nan, np.inf, -np.inf, 5e-324, -5e-324, 1.7e308, -1.7e308],
+        ]
+    )
+    x = np.concatenate([x, -x])
+    return np.concatenate([x, np.nextafter(x, np.inf), np.nextafter(x, -np.inf)])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_format_g10_tricky_values_and_separators(seed):
+    rng = np.random.default_rng(seed)
+    x = tricky_values(rng)
+    choices = np.array([b"\t", b"\n", b" ", b","], dtype="S1")
+    seps = rng.choice(choices, x.size, p=[0.7, 0.1, 0.1, 0.1])
+    assert format_g10(x, seps) == _format_g10_python(x, seps)
+    # one value at a time: no state carried between neighbours
+    for i in range(0, x.size, max(1, x.size // 500)):
+        assert format_g10(x[i : i + 1], seps[i : i + 1]) == _format_g10_python(
+            x[i : i + 1], seps[i : i + 1]
+        )
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("chunk_values", [1, 7, 1000, 1 << 16])
+def test_write_kinship_text_threads_and_blocks(threads, chunk_values):
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((23, 23)) * 0.02
+    K = A + A.T
+    K[np.diag_indices(23)] = 1 + rng.random(23)
+    K[3, 4] = K[4, 3] = 3e-7
+    expect = "".join("\t".join(f"{v:.10g}" for v in row) + "\n" for row in K.tolist())
+    fh = io.BytesIO()
+    write_kinship_text(fh, K, chunk_values=chunk_values, threads=threads)
+    assert fh.getvalue().decode() == expect
+
+
+def test_ordered_map_keeps_order_and_raises():
+    got = list(textio.ordered_map(lambda v: v * v, iter(range(50)), 3))
+    assert got == [v * v for v in range(50)]
+
+    def boom(v):
+        if v == 13:
+            raise ValueError("13")
+        return v
+
+    with pytest.raises(ValueError, match="13"):
+        list(textio.ordered_map(boom, range(40), 2))
+
+
+def test_read_kinship_chunks_agree_with_float(tmp_path, monkeypatch):
+    """Chunks that cut the file anywhere (tiny chunk size) give the values and
+    the error lines of one whole read; values are parsed correctly rounded."""
+    rng = np.random.default_rng(11)
+    n = 40
+    A = rng.standard_normal((n, n)) * 10.0 ** rng.integers(-6, 3, (n, n))
+    K = A + A.T
+    for spec in ("%.10g", "%.17g"):
+        text = "".join("\t".join(spec % v for v in row) + "\n" for row in K.tolist())
+        f = tmp_path / "K.txt"
+        f.write_text(text)
+        expect = np.array([[float(t) for t in line.split("\t")] for line in text.splitlines()])
+        np.testing.assert_array_equal(read_kinship(f, n), expect)
+        monkeypatch.setattr(textio, "_CHUNK_BYTES", 97)
+        np.testing.assert_array_equal(read_kinship(f, n), expect)
+        monkeypatch.setattr(textio, "_CHUNK_BYTES", 8 << 20)
+    lines = text.splitlines()
+    lines[33] = lines[33].replace("\t", "\tzz\t", 1).rsplit("\t", 1)[0]
+    f.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(textio, "_CHUNK_BYTES", 97)
+    with pytest.raises(InputError, match=r"line 34.*column 2.*'zz'"):
+        read_kinship(f, n)
+
+
+def test_symmetry_error_names_the_first_entry_across_blocks(tmp_path):
+    n = 1500  # the check works in blocks of (1 << 20) // n = 699 rows
+    K = np.eye(n)
+    K[1200, 1300] = 0.5  # (1301, 1201) is 0
+    K[1400, 100] = 0.25  # earlier in row-major order: (101, 1401) is the first
+    path = tmp_path / "K.npy"
+    np.save(path, K)
+    with pytest.raises(InputError) as exc:
+        read_kinship(path, n)
+    assert "entry (101, 1401) is 0 but (1401, 101) is 0.25" in str(exc.value)
+    K[1400, 100] = 0.0
+    np.save(path, K)
+    with pytest.raises(InputError) as exc:
+        read_kinship(path, n)
+    assert "entry (1201, 1301) is 0.5 but (1301, 1201) is 0" in str(exc.value)
+
+
+def test_import_cli_is_lazy():
+    code = (
+        "import sys, lmmscan.cli, lmmscan\n"
+        "heavy = [m for m in ('pandas', 'scipy', 'scipy.linalg', 'lmmscan.model') "
+        "if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_lazy_public_names():
+    import lmmscan
+    import lmmscan.kinship
+    import lmmscan.scan
+    from lmmscan import kinship, scan
+
+    # importing the submodules does not replace the functions of the same name
+    assert callable(lmmscan.kinship) and lmmscan.kinship is kinship
+    assert callable(lmmscan.scan) and lmmscan.scan is scan
+    for name in lmmscan.__all__:
+        assert getattr(lmmscan, name) is not None
+        assert name in dir(lmmscan)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = lmmscan.no_such_name
