@@ -163,7 +163,11 @@ class Spectral:
         """
         b = X.shape[1]
         if b < _MIN_GEMM_COLUMNS:
-            X = np.hstack([X, np.zeros((X.shape[0], _MIN_GEMM_COLUMNS - b))])
+            # the padded block keeps X's memory order (the same BLAS path as a full block)
+            order = "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
+            padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order=order)
+            padded[:, :b] = X
+            X = padded
         return np.ascontiguousarray((X.T @ self.U)[:b])
 
     def complement_gram(self, V: np.ndarray) -> np.ndarray | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -13,7 +14,7 @@ import scipy.special
 
 from . import _core
 from ._errors import InputError
-from .filters import FilterCounts, gemma_filter, impute_mean
+from .filters import FilterCounts, Scratch, filter_impute
 from .genotypes import as_source, default_block_size
 from .model import NullModel, fit_null
 
@@ -27,6 +28,14 @@ TEST_COLUMNS: dict[str, list[str]] = {
     "all": ["beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"],
 }
 _RES = {name: i for i, name in enumerate(_core.RESULT_COLUMNS)}
+_SCRATCH = threading.local()  # per-thread block buffers of BlockScanner._prepare
+
+
+def _scratch() -> Scratch:
+    scratch = getattr(_SCRATCH, "value", None)
+    if scratch is None:
+        scratch = _SCRATCH.value = Scratch()
+    return scratch
 
 
 def default_threads() -> int:
@@ -149,13 +158,14 @@ class BlockScanner:
         return keep, n_miss, af, UtX
 
     def _prepare(self, X: np.ndarray, report: ScanReport | None):
+        """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
+        thread's scratch buffer until the next call."""
         t0 = time.perf_counter()
-        keep, n_miss, af, counts = gemma_filter(
-            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2
+        keep, n_miss, af, counts, Xk = filter_impute(
+            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=_scratch()
         )
         t1 = time.perf_counter()
         idx = np.flatnonzero(keep)
-        Xk = impute_mean(X[:, idx], af[idx])
         UtX = self.null.spectral.rotate_rows(Xk)
         if report is not None:
             report.filters.add(counts)
