@@ -28,14 +28,6 @@ TEST_COLUMNS: dict[str, list[str]] = {
     "all": ["beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"],
 }
 _RES = {name: i for i, name in enumerate(_core.RESULT_COLUMNS)}
-_SCRATCH = threading.local()  # per-thread block buffers of BlockScanner._prepare
-
-
-def _scratch() -> Scratch:
-    scratch = getattr(_SCRATCH, "value", None)
-    if scratch is None:
-        scratch = _SCRATCH.value = Scratch()
-    return scratch
 
 
 def default_threads() -> int:
@@ -144,6 +136,14 @@ class BlockScanner:
         self._V = (
             np.column_stack([null.W, null.y]) if null.complement is not None else None
         )
+        # block buffers reused by _prepare, per thread, freed with the scanner
+        self._local = threading.local()
+
+    def _scratch(self) -> Scratch:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = Scratch()
+        return scratch
 
     def prepare(
         self, X: np.ndarray, report: ScanReport | None = None
@@ -159,10 +159,10 @@ class BlockScanner:
 
     def _prepare(self, X: np.ndarray, report: ScanReport | None):
         """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
-        thread's scratch buffer until the next call."""
+        scanner's scratch buffer for this thread until the next call."""
         t0 = time.perf_counter()
         keep, n_miss, af, counts, Xk = filter_impute(
-            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=_scratch()
+            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=self._scratch()
         )
         t1 = time.perf_counter()
         idx = np.flatnonzero(keep)
