@@ -58,9 +58,82 @@ def gemma_filter(
     R^2 on W (missing set to the mean) exceeds r2.
     Returns (keep, n_miss, af, counts).
     """
+    keep, n_miss, af, counts, _ = filter_impute(X, maf=maf, miss=miss, W=W, r2=r2,
+                                                impute=False)
+    return keep, n_miss, af, counts
+
+
+class Scratch:
+    """Reusable buffers for :func:`filter_impute` (one block's worth, grown on demand).
+
+    Blocks are tens of MB: a fresh array of that size is new memory from the
+    kernel each time (page faults on every first touch), so the per-block
+    buffers are kept.  Not thread-safe: one per thread.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, size: int, dtype: type) -> np.ndarray:
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size:
+            self._bufs.pop(name, None)
+            buf = np.empty(max(size, 1), dtype=dtype)
+            self._bufs[name] = buf
+        return buf[:size]
+
+
+def _shaped(flat: np.ndarray, n: int, b: int, fortran: bool) -> np.ndarray:
+    """A flat buffer as (n, b) in C or Fortran order."""
+    return flat.reshape(b, n).T if fortran else flat.reshape(n, b)
+
+
+def _take_columns(X: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """out[:] = X[:, idx] with out in X's memory order (np.take copies a
+    Fortran-ordered array to C order first; its transpose it takes as is)."""
+    if out.flags.c_contiguous:
+        np.take(X, idx, axis=1, out=out, mode="clip")
+    else:
+        np.take(X.T, idx, axis=0, out=out.T, mode="clip")
+
+
+def filter_impute(
+    X: np.ndarray,
+    *,
+    maf: float | None = 0.01,
+    miss: float = 0.05,
+    W: np.ndarray | None = None,
+    r2: float = 0.9999,
+    impute: bool = True,
+    scratch: Scratch | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, FilterCounts, np.ndarray | None]:
+    """:func:`gemma_filter` and the mean imputation of the kept SNPs together.
+
+    Returns (keep, n_miss, af, counts, Xk): Xk (n, kept) is the kept
+    columns of X with missing values set to 2 af, in X's memory order (C
+    unless X is Fortran-ordered; None without ``impute``).  The statistics
+    come from one set of passes over X (no n x SNPs float temporaries), and
+    the r2 check uses the imputed block that is returned.  With
+    ``scratch``, Xk is a view of a buffer that the next call with the same
+    scratch overwrites.  X is not modified.
+    """
+    X = np.asarray(X, dtype=np.float64)
     n, b = X.shape
-    n_miss, af = allele_stats(X)
+    fortran = X.flags.f_contiguous and not X.flags.c_contiguous
+    scratch = scratch or Scratch()
     counts = FilterCounts(total=b)
+    missing = _shaped(scratch.get("missing", n * b, np.bool_), n, b, fortran)
+    np.isnan(X, out=missing)
+    n_miss = missing.sum(axis=0)
+    any_missing = bool(n_miss.any())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if any_missing:
+            observed = _shaped(scratch.get("observed", n * b, np.bool_), n, b, fortran)
+            np.logical_not(missing, out=observed)
+            total = np.add.reduce(X, axis=0, where=observed)
+        else:
+            total = X.sum(axis=0)
+        af = total / (2.0 * (n - n_miss))
     keep = np.ones(b, dtype=bool)
 
     def drop(mask: np.ndarray, name: str) -> None:
@@ -72,21 +145,36 @@ def gemma_filter(
     if maf is not None and maf >= 0:
         with np.errstate(invalid="ignore"):
             drop(~((af >= maf) & (af <= 1.0 - maf)), "maf")
-    with np.errstate(invalid="ignore"), _quiet_nan():
-        lo = np.nanmin(X, axis=0)
-        hi = np.nanmax(X, axis=0)
-    drop(~(hi > lo), "monomorphic")
-    if W is not None and W.shape[1] > 1 and keep.any():
+    if n > 0:
+        # fmin / fmax skip NaN (NaN only for an all-missing column), as nanmin / nanmax
+        lo = np.fmin.reduce(X, axis=0)
+        hi = np.fmax.reduce(X, axis=0)
+        drop(~(hi > lo), "monomorphic")
+    else:
+        drop(keep, "monomorphic")
+    check_r2 = W is not None and W.shape[1] > 1 and keep.any()
+    Xk = None
+    if impute or check_r2:
         idx = np.flatnonzero(keep)
-        Xk = impute_mean(X[:, idx], af[idx])
-        v_x = np.einsum("ij,ij->j", Xk, Xk)
-        WtX = W.T @ Xk
-        v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))
-        bad = np.zeros(b, dtype=bool)
-        bad[idx] = v_w / v_x > r2
-        drop(bad, "r2")
+        k = idx.shape[0]
+        Xk = _shaped(scratch.get("imputed", n * k, np.float64), n, k, fortran)
+        _take_columns(X, idx, Xk)
+        if any_missing:
+            mk = _shaped(scratch.get("observed", n * k, np.bool_), n, k, fortran)
+            _take_columns(missing, idx, mk)
+            np.copyto(Xk, 2.0 * af[idx], where=mk)
+        if check_r2:
+            v_x = np.einsum("ij,ij->j", Xk, Xk)
+            WtX = (Xk.T @ W).T  # BLAS is 2-7x slower on the 4 x n by n x k form
+            v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))
+            bad_k = v_w / v_x > r2
+            if bad_k.any():
+                bad = np.zeros(b, dtype=bool)
+                bad[idx] = bad_k
+                drop(bad, "r2")
+                Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
     counts.kept = int(keep.sum())
-    return keep, n_miss, af, counts
+    return keep, n_miss, af, counts, Xk if impute else None
 
 
 def impute_mean(X: np.ndarray, af: np.ndarray) -> np.ndarray:
@@ -98,17 +186,3 @@ def impute_mean(X: np.ndarray, af: np.ndarray) -> np.ndarray:
     cols = np.nonzero(missing)[1]
     X[missing] = 2.0 * af[cols]
     return X
-
-
-class _quiet_nan:
-    """Silence numpy's 'All-NaN slice' RuntimeWarning (strict test runs)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)

@@ -163,7 +163,11 @@ class Spectral:
         """
         b = X.shape[1]
         if b < _MIN_GEMM_COLUMNS:
-            X = np.hstack([X, np.zeros((X.shape[0], _MIN_GEMM_COLUMNS - b))])
+            # the padded block keeps X's memory order (the same BLAS path as a full block)
+            order = "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
+            padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order=order)
+            padded[:, :b] = X
+            X = padded
         return np.ascontiguousarray((X.T @ self.U)[:b])
 
     def complement_gram(self, V: np.ndarray) -> np.ndarray | None:
@@ -400,7 +404,11 @@ class NullModel:
 
 
 def decompose_kinship(
-    K: np.ndarray, mask: np.ndarray | None = None, *, center: bool = True
+    K: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    center: bool = True,
+    overwrite_kinship: bool = False,
 ) -> Spectral:
     """The spectral decomposition lmmscan fits with: K restricted to ``mask``,
     double-centred (GEMMA) unless ``center=False``, tiny eigenvalues zeroed.
@@ -408,14 +416,74 @@ def decompose_kinship(
     One private copy of the analysed block is centred and handed to LAPACK
     to work in (no other n x n temporary).  Every path (fit_null, saved
     eigendecompositions, LOCO) goes through here, so they agree bitwise.
+
+    ``overwrite_kinship=True`` (as scipy's ``overwrite_a``) lets the
+    restriction, the centring and LAPACK work in K's own buffer instead of
+    that copy: **K's contents are destroyed** (it holds no kinship
+    afterwards; drop it).  Then only K's buffer and the eigenvectors exist
+    (about 2 x 8n^2 bytes instead of 3).  K must be a writeable float64
+    array in C or Fortran order for that; any other K is copied as without
+    the option.  The result is the same as without it.
     """
-    if mask is None or mask.all():
+    if overwrite_kinship and _can_overwrite(K):
+        Ka = _restrict_in_place(K, mask)
+    elif mask is None or mask.all():
         Ka = np.array(K, dtype=np.float64, order="C")
     else:
         Ka = np.ascontiguousarray(K[np.ix_(mask, mask)], dtype=np.float64)
     if center:
         double_centre(Ka, overwrite=True)
     return Spectral.from_kinship(Ka, overwrite=True)
+
+
+def _can_overwrite(K: object) -> bool:
+    return (
+        isinstance(K, np.ndarray)
+        and K.dtype == np.float64
+        and K.ndim == 2
+        and K.flags.writeable
+        and (K.flags.c_contiguous or K.flags.f_contiguous)
+    )
+
+
+def _restrict_in_place(K: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """K[mask][:, mask] as a C-ordered view of the start of K's own buffer.
+
+    Row i of the result is written over K's buffer at i * m, at or before
+    where K's row rows[i] starts (rows[i] >= i, n >= m); rows are gathered a
+    chunk at a time before they are written, so nothing is overwritten before
+    it is read.  A Fortran-ordered K is compacted as its C-ordered transpose,
+    then transposed in place.  The values are exactly those of
+    ``np.ascontiguousarray(K[np.ix_(mask, mask)])``, so the rest of the
+    decomposition runs bit for bit as on that copy.
+    """
+    fortran = not K.flags.c_contiguous
+    src = K.T if fortran else K
+    if mask is None or mask.all():
+        out = src
+    else:
+        rows = np.flatnonzero(mask)
+        m = rows.shape[0]
+        flat = src.reshape(-1)  # a view: src is C-contiguous
+        step = max(1, (1 << 19) // max(1, m))  # at most 4 MB gathered at a time
+        for i in range(0, m, step):
+            chunk = src[np.ix_(rows[i : i + step], rows)]
+            flat[i * m : i * m + chunk.size] = chunk.reshape(-1)
+        out = flat[: m * m].reshape(m, m)
+    if fortran:
+        _transpose_in_place(out)
+    return out
+
+
+def _transpose_in_place(A: np.ndarray) -> None:
+    """A <- A' for a square A, a band of rows at a time (O(band x n) scratch)."""
+    m = A.shape[0]
+    step = max(1, (1 << 19) // max(1, m))
+    for i in range(0, m, step):
+        j = min(m, i + step)
+        upper = A[i:j, i:].copy()
+        A[i:j, i:] = A[i:, i:j].T
+        A[i:, i:j] = upper.T
 
 
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -448,6 +516,7 @@ def fit_null(
     method: str = "reml",
     center: bool = True,
     bounds: LambdaBounds | None = None,
+    overwrite_kinship: bool = False,
 ) -> NullModel:
     """Fit the null linear mixed model y = W a + g + e, g ~ N(0, vg K), e ~ N(0, ve I).
 
@@ -479,6 +548,13 @@ def fit_null(
         a kinship; 1e-10, 1e10, 20 for groups, where a variance at the lower
         bound is set to exactly 0 when that is at least as likely, as lme4
         does.
+    overwrite_kinship
+        Let the fit restrict, centre and eigendecompose ``kinship`` in its
+        own memory (as scipy's ``overwrite_a``): **the caller's kinship is
+        destroyed** and must not be used afterwards.  It saves one n x n
+        copy (peak about 2 x 8n^2 bytes instead of 3 x) when ``kinship``
+        is a writeable float64 array in C or Fortran order; otherwise it is
+        copied as usual.  The fitted model is the same either way.
 
     Returns a :class:`NullModel`, reusable by :func:`lmmscan.scan`.
     """
@@ -497,7 +573,9 @@ def fit_null(
         allow_zero = True
     elif spectral is None:
         K = check_kinship(kinship, y_arr.shape[0])
-        spectral = decompose_kinship(K, mask, center=center)
+        spectral = decompose_kinship(
+            K, mask, center=center, overwrite_kinship=overwrite_kinship
+        )
     elif spectral.n_total != int(mask.sum()):
         raise InputError(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"

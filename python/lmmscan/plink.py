@@ -199,15 +199,15 @@ class PlinkGenotypes:
         return out
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
-        """Genotypes of SNPs start..stop-1 (samples x SNPs, C order, NaN missing)."""
+        """Genotypes of SNPs start..stop-1 (samples x SNPs, NaN missing), in
+        Fortran order (one SNP contiguous), as bed-reader decodes them."""
         if samples is None:
             rows: slice | np.ndarray = slice(None)
         else:
             rows = np.asarray(samples)
             if rows.dtype == bool:
                 rows = np.flatnonzero(rows)
-        block = self._open().read(index=np.s_[rows, start:stop], dtype="float64", order="F")
-        return np.ascontiguousarray(block)
+        return self._open().read(index=np.s_[rows, start:stop], dtype="float64", order="F")
 
 
 def read_plink(prefix: str | os.PathLike[str], *, num_threads: int | None = None) -> PlinkGenotypes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -13,7 +14,7 @@ import scipy.special
 
 from . import _core
 from ._errors import InputError
-from .filters import FilterCounts, gemma_filter, impute_mean
+from .filters import FilterCounts, Scratch, filter_impute
 from .genotypes import as_source, default_block_size
 from .model import NullModel, fit_null
 
@@ -135,6 +136,14 @@ class BlockScanner:
         self._V = (
             np.column_stack([null.W, null.y]) if null.complement is not None else None
         )
+        # block buffers reused by _prepare, per thread, freed with the scanner
+        self._local = threading.local()
+
+    def _scratch(self) -> Scratch:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = Scratch()
+        return scratch
 
     def prepare(
         self, X: np.ndarray, report: ScanReport | None = None
@@ -149,13 +158,14 @@ class BlockScanner:
         return keep, n_miss, af, UtX
 
     def _prepare(self, X: np.ndarray, report: ScanReport | None):
+        """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
+        scanner's scratch buffer for this thread until the next call."""
         t0 = time.perf_counter()
-        keep, n_miss, af, counts = gemma_filter(
-            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2
+        keep, n_miss, af, counts, Xk = filter_impute(
+            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=self._scratch()
         )
         t1 = time.perf_counter()
         idx = np.flatnonzero(keep)
-        Xk = impute_mean(X[:, idx], af[idx])
         UtX = self.null.spectral.rotate_rows(Xk)
         if report is not None:
             report.filters.add(counts)

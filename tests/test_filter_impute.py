@@ -1,0 +1,121 @@
+"""filter_impute (GEMMA's filters and the mean imputation in one set of passes)
+against a plain reference of the same rules, in both memory orders and with
+reused scratch buffers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from lmmscan.filters import Scratch, filter_impute, gemma_filter
+
+
+def reference(X, maf, miss, W, r2):
+    """GEMMA's rules written out column by column."""
+    n, b = X.shape
+    keep = np.zeros(b, dtype=bool)
+    removed = dict.fromkeys(["miss", "maf", "monomorphic", "r2"], 0)
+    n_miss = np.isnan(X).sum(axis=0)
+    af = np.full(b, np.nan)
+    cols = []
+    for j in range(b):
+        x = X[:, j]
+        obs = x[~np.isnan(x)]
+        if obs.size:
+            af[j] = obs.sum() / (2.0 * obs.size)
+        if n_miss[j] / n > miss:
+            removed["miss"] += 1
+            continue
+        if maf is not None and maf >= 0 and not (af[j] >= maf and af[j] <= 1 - maf):
+            removed["maf"] += 1
+            continue
+        if obs.size == 0 or obs.max() == obs.min():
+            removed["monomorphic"] += 1
+            continue
+        xi = np.where(np.isnan(x), 2 * af[j], x)
+        if W is not None and W.shape[1] > 1:
+            beta = np.linalg.lstsq(W, xi, rcond=None)[0]
+            fit = W @ beta
+            if fit @ fit / (xi @ xi) > r2:
+                removed["r2"] += 1
+                continue
+        keep[j] = True
+        cols.append(xi)
+    Xk = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return keep, n_miss, af, removed, Xk
+
+
+def block(rng, n, b, dosage=False):
+    p = rng.uniform(0.0, 0.5, b)
+    X = rng.binomial(2, p, size=(n, b)).astype(float)
+    if dosage:
+        X = np.clip(X + rng.normal(scale=0.1, size=X.shape), 0, 2)
+    X[rng.uniform(size=X.shape) < 0.02] = np.nan
+    X[:, 0] = np.nan  # all missing
+    X[:, 1] = 1.0  # monomorphic heterozygous (af 0.5)
+    X[:3, 1] = np.nan  # ... with missing calls
+    X[:, 2] = 0.0
+    X[5, 2] = 1.0  # af just above 1/(2n)
+    X[:, 3] = np.where(np.arange(n) < n // 2, 0.0, 2.0)  # collinear with W's first column
+    X[: int(0.06 * n), 4] = np.nan  # too many missing
+    X[:, 5] = 2.0  # monomorphic, no missing
+    return X
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dosage", [False, True])
+@pytest.mark.parametrize("with_w", [False, True])
+def test_same_as_reference(order, dosage, with_w):
+    rng = np.random.default_rng(3)
+    n, b = 200, 150
+    X = np.array(block(rng, n, b, dosage), order=order)
+    X_before = X.copy()
+    W = None
+    if with_w:
+        W = np.column_stack([(np.arange(n) >= n // 2).astype(float), rng.normal(size=n),
+                             np.ones(n)])
+    scratch = Scratch()
+    for maf in (0.01, None, 0.2):
+        exp = reference(X, maf, 0.05, W, 0.9999)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            keep, n_miss, af, counts, Xk = filter_impute(X, maf=maf, W=W, scratch=scratch)
+        assert np.array_equal(keep, exp[0])
+        assert np.array_equal(n_miss, exp[1])
+        np.testing.assert_allclose(af, exp[2], rtol=1e-14, equal_nan=True)
+        assert counts.removed == exp[3]
+        assert counts.kept == int(exp[0].sum()) and counts.total == b
+        np.testing.assert_allclose(Xk, exp[4], rtol=1e-14)
+        assert Xk.flags.f_contiguous == (order == "F")
+        if with_w:
+            assert not keep[3] and counts.removed["r2"] >= 1
+        assert np.array_equal(gemma_filter(X, maf=maf, W=W)[0], keep)
+    assert np.array_equal(X, X_before, equal_nan=True)  # the input is not touched
+
+
+def test_scratch_is_reused_across_block_sizes():
+    rng = np.random.default_rng(4)
+    scratch = Scratch()
+    seen = []
+    for b in (120, 40, 200, 7, 1):
+        X = np.asfortranarray(block(rng, 90, max(b, 6))[:, :b])
+        exp = reference(X, 0.01, 0.05, None, 0.9999)
+        keep, _, _, _, Xk = filter_impute(X, scratch=scratch)
+        assert np.array_equal(keep, exp[0])
+        np.testing.assert_allclose(Xk, exp[4], rtol=1e-14)
+        seen.append(Xk)
+    # a smaller block writes into the buffer of the larger one before it
+    assert np.shares_memory(seen[1], seen[0])
+    assert np.shares_memory(seen[3], seen[2])
+    assert not np.shares_memory(seen[2], seen[0])  # grown
+
+
+def test_no_missing_calls():
+    rng = np.random.default_rng(5)
+    X = rng.binomial(2, 0.3, size=(50, 30)).astype(float)
+    exp = reference(X, 0.01, 0.05, None, 0.9999)
+    keep, n_miss, af, _, Xk = filter_impute(X)
+    assert np.array_equal(keep, exp[0]) and not n_miss.any()
+    assert np.array_equal(Xk, exp[4])
