@@ -18,12 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+import lmmscan
 import pytest
 from lmmscan.cli import main
 from lmmscan.demo import copy_study
 
 HOOK = "LMMSCAN_TEST_STOP_AFTER_BLOCKS"
-PYTHONPATH = str(Path(__file__).resolve().parents[1] / "python")
+# the subprocesses import the lmmscan this test runs against (installed or not)
+PYTHONPATH = str(Path(lmmscan.__file__).resolve().parents[1])
 
 
 @pytest.fixture()

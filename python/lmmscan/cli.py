@@ -1177,7 +1177,10 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
     from .scan import BlockScanner, ScanReport
 
     clock = args.clock
-    for g, K in zip(groups, kinships, strict=True):
+    for i, (g, K) in enumerate(zip(groups, kinships, strict=True)):
+        # the CLI owns the kinship it read or computed: the last group using
+        # it may restrict, centre and decompose it in its own buffer
+        owned = all(other is not K for other in kinships[i + 1 :])
         spectral = None
         g.report = ScanReport()
         for ph in g.phenos:
@@ -1192,7 +1195,7 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
                         with clock.phase("kinship"):
                             K = check_kinship(K, ph.y.shape[0])
                         with clock.phase("eigen"):
-                            spectral = decompose_kinship(K, g.mask)
+                            spectral = decompose_kinship(K, g.mask, overwrite_kinship=owned)
                     elif spectral is None:
                         spectral = K  # a saved eigendecomposition (--eigen)
                     with clock.phase("null_fit"):

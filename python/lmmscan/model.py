@@ -3,6 +3,8 @@ of the kinship, and the REML / ML fit of y = W a + g + e, g ~ N(0, vg K)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +15,26 @@ from ._errors import InputError
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 _MIN_GEMM_COLUMNS = 64
+
+
+# Below this size the eigendecomposition runs on one BLAS thread.  dsyevr's
+# reduction synchronises its threads thousands of times; when another process
+# holds a core, OpenBLAS's waiting threads spin and a 2-thread eigh at
+# n = 1,410-3,000 was measured 4-10x slower than a 1-thread one (load 2-4 on
+# 2 cores), while on an idle machine 2 threads gain little at that size.  At
+# n = 5,000 two threads won even under load (benchmarks/RESULTS.md).  One
+# thread also makes the eigenvectors, and so every result, independent of the
+# machine's core count for these sizes.
+EIGH_SERIAL_BELOW = 4000
+
+
+def _eigh_threads(n: int):
+    """BLAS thread limit for an n x n eigendecomposition (see EIGH_SERIAL_BELOW)."""
+    if n >= EIGH_SERIAL_BELOW:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -140,7 +162,8 @@ class Spectral:
         import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
-        d, U = scipy.linalg.eigh(A, driver="evr", overwrite_a=overwrite, check_finite=False)
+        with _eigh_threads(A.shape[0]):
+            d, U = scipy.linalg.eigh(A, driver="evr", overwrite_a=overwrite, check_finite=False)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
         # bytes, and U.T @ X / X.T @ U run as fast either way
