@@ -293,6 +293,8 @@ def _q(cmd: list[str]) -> str:
 
 def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
     progs = programs(study, args)
+    skip = [t.strip() for t in (args.skip or "").split(",") if t.strip()]
+    progs = [p for p in progs if p is progs[0] or not any(t in p.name for t in skip)]
     tested = None
     print(f"\n== {study.name}: {len(progs)} programs x {args.repeats} rounds, "
           f"load average {load()}", flush=True)
@@ -464,6 +466,9 @@ def main() -> None:
     ap.add_argument("--sim-snps", type=int, default=None)
     ap.add_argument("--loco", action="store_true", help="also FaST-LMM with LOCO (slow)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end programs")
+    ap.add_argument("--skip", default=None,
+                    help="comma-separated substrings: leave out the programs whose name has "
+                         "one (e.g. 'gemma -lmm' for the 50-minute GEMMA run of the sim study)")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "lmmscan-bench"))
     ap.add_argument("--markdown", default=None, help="also write the tables to this file")
     ap.add_argument("--commit", default=None,
