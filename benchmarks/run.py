@@ -356,17 +356,21 @@ def report(study: Study, progs: list[Program]) -> str:
          w("lmmscan fixed-λ (API)")),
         ("FaST-LMM own K / lmmscan fixed-λ", w("FaST-LMM own K"), w("lmmscan fixed-λ (API)")),
         ("GEMMA e2e (-gk 1 + -lmm 4) / lmmscan e2e",
-         (w("gemma -gk 1") + w("gemma -lmm 4")) if "gemma -gk 1" in by else None,
+         (w("gemma -gk 1") + w("gemma -lmm 4"))
+         if "gemma -gk 1" in by and "gemma -lmm 4" in by else None,
          w("lmmscan e2e (kinship + exact)")),
         ("FaST-LMM LOCO / " + exact, w("FaST-LMM own K, LOCO"), w(exact)),
     ]
-    g_opt = by["gemma -lmm 4"].inner_median("optimization")  # GEMMA's clock(): CPU s
+    def inner(name: str, key: str) -> float | None:  # programs left out by --skip: None
+        return by[name].inner_median(key) if name in by else None
+
+    g_opt = inner("gemma -lmm 4", "optimization")  # GEMMA's clock(): CPU s
     ls = by["lmmscan exact (API)"]
     ls_tests = ls.inner_median("scan.tests")
     rows.append(("λ search + tests: GEMMA 'optimization' / lmmscan scan.tests", g_opt, ls_tests))
-    lim = by["machine limit (read + U'G)"].inner_median("limit")
+    lim = inner("machine limit (read + U'G)", "limit")
     scan_exact = ls.inner_median("scan")
-    scan_null = by["lmmscan fixed-λ (API)"].inner_median("scan")
+    scan_null = inner("lmmscan fixed-λ (API)", "scan")
     rows.append(("lmmscan exact scan phase / machine limit", scan_exact, lim))
     rows.append(("lmmscan fixed-λ scan phase / machine limit", scan_null, lim))
     lines += ["| ratio of median wall times | value | numerator s | denominator s |",
@@ -403,9 +407,11 @@ def report(study: Study, progs: list[Program]) -> str:
         if keys:
             lines.append(f"- {p.name}: " + ", ".join(
                 f"{k} {p.inner_median(k):.2f}" for k in keys))
-    lim_run = by["machine limit (read + U'G)"].runs[-1].inner
-    lines.append(f"- machine limit: n = {lim_run.get('n')}, tested SNPs = "
-                 f"{lim_run.get('snps_tested')}, U'G at {lim_run.get('gflops_rotate')} GFLOP/s")
+    if "machine limit (read + U'G)" in by:
+        lim_run = by["machine limit (read + U'G)"].runs[-1].inner
+        lines.append(f"- machine limit: n = {lim_run.get('n')}, tested SNPs = "
+                     f"{lim_run.get('snps_tested')}, U'G at {lim_run.get('gflops_rotate')} "
+                     "GFLOP/s")
     return "\n".join(lines)
 
 
