@@ -61,7 +61,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from simulate_study import ensure_study  # noqa: E402
 
 JOBS = [sys.executable, str(HERE / "jobs.py")]
 ENV: dict[str, str] = dict(os.environ)  # PYTHONPATH set by --commit
@@ -207,7 +206,13 @@ def prepare_sim(work: Path, n: int, snps: int) -> Study:
     d = work / f"sim_{n}x{snps}"
     d.mkdir(parents=True, exist_ok=True)
     prefix = d / "study"
-    ensure_study(prefix, n=n, snps=snps)
+    # in a child process: wait4's ru_maxrss of every program started later
+    # includes this process's high-water mark (Linux keeps it across fork and
+    # exec), so simulating 5,000 x 100,000 here would floor every peak RSS
+    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                    "from simulate_study import ensure_study; "
+                    "ensure_study(sys.argv[2], n=int(sys.argv[3]), snps=int(sys.argv[4]))",
+                    str(HERE), str(prefix), str(n), str(snps)], check=True)
     K = d / "gk" / "study.cXX.txt"
     if not K.exists() or K.stat().st_mtime < (d / "study.bed").stat().st_mtime:
         print(f"  [prep] gemma -gk 1 for {d.name} (once, cached)", flush=True)
