@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 from lmmscan import InputError
 from lmmscan.bimbam import read_bimbam, read_bimbam_anno
 

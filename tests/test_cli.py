@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from lmmscan import cli
 from lmmscan.cli import main
 from lmmscan.demo import copy_study

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from lmmscan.cli import main
 
 from .conftest import DATA, GEMMA

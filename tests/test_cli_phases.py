@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import lmmscan
 import numpy as np
 import pandas as pd
 import pytest
+
+import lmmscan
 from lmmscan.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "lmmscan" / "data" / "demo"

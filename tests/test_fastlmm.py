@@ -16,10 +16,11 @@ import gzip
 import importlib.util
 import json
 
-import lmmscan
 import numpy as np
 import pandas as pd
 import pytest
+
+import lmmscan
 
 from .conftest import DATA
 

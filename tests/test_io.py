@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import scipy.special
+
 from lmmscan import InputError
 from lmmscan.output import (
     _sci_from_log10,

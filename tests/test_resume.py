@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import lmmscan
 import pytest
+
+import lmmscan
 from lmmscan.cli import main
 from lmmscan.demo import copy_study
 

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from lmmscan import InputError, textio
 from lmmscan.textio import _format_g10_python, format_g10, read_kinship, write_kinship_text
 

@@ -4,7 +4,6 @@ of the kinship, and the REML / ML fit of y = W a + g + e, g ~ N(0, vg K)."""
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -137,7 +137,9 @@ def manhattan(
         x[idx], y[idx], s=4, c=colours[rank[codes[idx]] % 2], rasterized=True, linewidths=0
     )
     ax.axhline(-np.log10(genome_wide), color="#c0392b", lw=1, label=f"genome-wide {genome_wide:g}")
-    ax.axhline(-np.log10(suggestive), color="#e67e22", lw=1, ls="--", label=f"suggestive {suggestive:g}")
+    ax.axhline(
+        -np.log10(suggestive), color="#e67e22", lw=1, ls="--", label=f"suggestive {suggestive:g}"
+    )
     if label_top and "rs" in table.columns:
         # one label per locus: the best SNP, skipping others of the same
         # chromosome within 2% of the axis
