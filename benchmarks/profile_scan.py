@@ -80,12 +80,13 @@ def main() -> None:
     ap.add_argument("--skip-eigen", action="store_true")
     a = ap.parse_args()
 
-    import lmmscan
     from bed_reader import open_bed
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import lmmscan
     from lmmscan.genotypes import default_block_size
     from lmmscan.model import Spectral, analysed_samples, double_centre
     from lmmscan.scan import BlockScanner
-    from threadpoolctl import threadpool_info, threadpool_limits
 
     geno = lmmscan.read_plink(a.bfile)
     y = load_pheno(a.pheno, geno.phenotype)

@@ -54,8 +54,9 @@ def vm_hwm_mb() -> float:
 def point(a: argparse.Namespace) -> None:
     """One measurement (run in its own process)."""
     t_start = time.perf_counter()
-    import lmmscan
     from jobs import load_covar, load_pheno
+
+    import lmmscan
     from lmmscan.model import Spectral, analysed_samples, double_centre
 
     hwm = {"start": vm_hwm_mb()}
@@ -146,8 +147,9 @@ def fit_exponent(x: list[float], y: list[float]) -> float:
 
 def kernels(ns: list[int], snps: int = 2000, c: int = 4) -> str:
     """Per-SNP CPU µs of the core's tests (1 thread) and of X'U (1 BLAS thread) against n."""
-    from lmmscan import _core
     from threadpoolctl import threadpool_limits
+
+    from lmmscan import _core
 
     rng = np.random.default_rng(1)
     rows = []
