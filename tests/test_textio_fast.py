@@ -148,3 +148,18 @@ def test_lazy_public_names():
         assert name in dir(lmmscan)
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = lmmscan.no_such_name
+
+
+def test_submodules_are_attributes_without_an_import():
+    """``import lmmscan; lmmscan.model.fit_null`` works as when the package
+    imported its submodules eagerly (a fresh interpreter: no test imported
+    them before)."""
+    code = (
+        "import lmmscan\n"
+        "print(lmmscan.model.fit_null.__name__, lmmscan.textio.read_kinship.__name__,\n"
+        "      lmmscan.plink.read_plink.__name__, lmmscan.filters.__name__,\n"
+        "      callable(lmmscan.kinship), callable(lmmscan.scan))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["fit_null", "read_kinship", "read_plink", "lmmscan.filters",
+                                  "True", "True"]

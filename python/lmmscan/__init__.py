@@ -94,7 +94,18 @@ _LAZY = {
 }
 
 
+# submodules reachable as attributes (``import lmmscan; lmmscan.model.X``), as
+# they were when this package imported them eagerly; ``kinship`` and ``scan``
+# name the functions, as before
+_SUBMODULES = {
+    "bimbam", "cli", "demo", "distributed", "eigen", "filters", "genotypes", "loco",
+    "lowrank", "model", "output", "plink", "plot", "textio",
+}
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
