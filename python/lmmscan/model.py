@@ -16,15 +16,15 @@ EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 _MIN_GEMM_COLUMNS = 64
 
 
-# Below this size the eigendecomposition runs on one BLAS thread.  dsyevr's
-# reduction synchronises its threads thousands of times; when another process
-# holds a core, OpenBLAS's waiting threads spin and a 2-thread eigh at
-# n = 1,410-3,000 was measured 4-10x slower than a 1-thread one (load 2-4 on
-# 2 cores), while on an idle machine 2 threads gain little at that size.  At
-# n = 5,000 two threads won even under load (benchmarks/RESULTS.md).  One
-# thread also makes the eigenvectors, and so every result, independent of the
-# machine's core count for these sizes.
-EIGH_SERIAL_BELOW = 4000
+# Below this size the eigendecomposition runs on one BLAS thread, where a
+# second thread buys nothing.  Above it, BLAS's own thread count applies
+# (capped by --threads / threadpoolctl): on an idle 2-core machine two threads
+# took dsyevr from 1.12-1.30 to 0.67-0.71 s at n = 1,940 and from 3.7-4.2 to
+# 2.1 s at n = 3,000.  On a machine shared with other busy processes the same
+# two threads spin while they wait for each other and were 4-10x slower than
+# one (n = 1,410-3,000, load 2-4): there, pass --threads 1 (or set
+# OPENBLAS_NUM_THREADS=1).
+EIGH_SERIAL_BELOW = 1000
 
 
 def _eigh_threads(n: int):
