@@ -116,3 +116,29 @@ def test_p_values_in_range(problem):
     for col in ("p_wald", "p_lrt", "p_score"):
         assert ((table[col] >= 0) & (table[col] <= 1)).all()
     assert ((table["l_remle"] >= 1e-5) & (table["l_remle"] <= 1e5)).all()
+
+
+def test_null_model_pickles():
+    """NullFit (the C++ fit) pickles by its fields, so a whole NullModel can
+    be saved or sent to a worker and scan the same."""
+    import pickle
+
+    rng = np.random.default_rng(11)
+    n, m = 60, 30
+    G = rng.binomial(2, 0.3, size=(n, m)).astype(float)
+    K = lmmscan.kinship(G)
+    y = G[:, 3] * 0.5 + rng.standard_normal(n)
+    cov = np.column_stack([np.ones(n), rng.standard_normal(n)])
+    null = lmmscan.fit_null(y, cov, kinship=K)
+    back = pickle.loads(pickle.dumps(null))
+    for field in ("n", "c", "trace_G", "lambda_remle", "logl_remle", "vg", "ve", "pve",
+                  "pve_se", "lambda_mle", "logl_mle", "vg_mle", "ve_mle", "yPy_remle",
+                  "yPy_mle", "evaluations"):
+        assert getattr(back.fit, field) == getattr(null.fit, field), field
+    for field in ("beta", "beta_se", "beta_mle", "beta_se_mle"):
+        np.testing.assert_array_equal(getattr(back.fit, field), getattr(null.fit, field))
+    a = lmmscan.scan(G, null_model=null)
+    b = lmmscan.scan(G, null_model=back)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a, b)

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <stdexcept>
 
 #include <lmmscan/null_model.hpp>
 #include <lmmscan/scan.hpp>
@@ -136,7 +137,41 @@ void register_lmm(py::module_& m) {
       .def_readonly("beta_se_mle", &lmmscan::NullFit::beta_se_mle)
       .def_readonly("yPy_remle", &lmmscan::NullFit::yPy_remle)
       .def_readonly("yPy_mle", &lmmscan::NullFit::yPy_mle)
-      .def_readonly("evaluations", &lmmscan::NullFit::evaluations);
+      .def_readonly("evaluations", &lmmscan::NullFit::evaluations)
+      // Pickles as its fields (a NullModel can then go to Dask workers or disk).
+      .def(py::pickle(
+          [](const lmmscan::NullFit& f) {
+            return py::make_tuple(
+                1, f.n, f.c, f.trace_G, f.lambda_remle, f.logl_remle, f.vg, f.ve, f.pve,
+                f.pve_se, f.beta, f.beta_se, f.lambda_mle, f.logl_mle, f.vg_mle, f.ve_mle,
+                f.beta_mle, f.beta_se_mle, f.yPy_remle, f.yPy_mle, f.evaluations);
+          },
+          [](const py::tuple& t) {
+            if (t.size() != 21 || t[0].cast<int>() != 1)
+              throw std::runtime_error("not a pickled lmmscan NullFit of this version");
+            lmmscan::NullFit f;
+            f.n = t[1].cast<Eigen::Index>();
+            f.c = t[2].cast<int>();
+            f.trace_G = t[3].cast<double>();
+            f.lambda_remle = t[4].cast<double>();
+            f.logl_remle = t[5].cast<double>();
+            f.vg = t[6].cast<double>();
+            f.ve = t[7].cast<double>();
+            f.pve = t[8].cast<double>();
+            f.pve_se = t[9].cast<double>();
+            f.beta = t[10].cast<Eigen::VectorXd>();
+            f.beta_se = t[11].cast<Eigen::VectorXd>();
+            f.lambda_mle = t[12].cast<double>();
+            f.logl_mle = t[13].cast<double>();
+            f.vg_mle = t[14].cast<double>();
+            f.ve_mle = t[15].cast<double>();
+            f.beta_mle = t[16].cast<Eigen::VectorXd>();
+            f.beta_se_mle = t[17].cast<Eigen::VectorXd>();
+            f.yPy_remle = t[18].cast<double>();
+            f.yPy_mle = t[19].cast<double>();
+            f.evaluations = t[20].cast<int>();
+            return f;
+          }));
 
   m.def(
       "fit_null",

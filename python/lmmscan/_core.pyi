@@ -26,6 +26,8 @@ class NullFit:
     yPy_remle: float
     yPy_mle: float
     evaluations: int
+    def __getstate__(self) -> tuple[object, ...]: ...
+    def __setstate__(self, state: tuple[object, ...]) -> None: ...
 
 def fit_null(
     d: npt.NDArray[np.float64],
