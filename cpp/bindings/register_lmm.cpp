@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 
 #include <lmmscan/null_model.hpp>
 #include <lmmscan/scan.hpp>
@@ -150,26 +151,15 @@ void register_lmm(py::module_& m) {
             if (t.size() != 21 || t[0].cast<int>() != 1)
               throw std::runtime_error("not a pickled lmmscan NullFit of this version");
             lmmscan::NullFit f;
-            f.n = t[1].cast<Eigen::Index>();
-            f.c = t[2].cast<int>();
-            f.trace_G = t[3].cast<double>();
-            f.lambda_remle = t[4].cast<double>();
-            f.logl_remle = t[5].cast<double>();
-            f.vg = t[6].cast<double>();
-            f.ve = t[7].cast<double>();
-            f.pve = t[8].cast<double>();
-            f.pve_se = t[9].cast<double>();
-            f.beta = t[10].cast<Eigen::VectorXd>();
-            f.beta_se = t[11].cast<Eigen::VectorXd>();
-            f.lambda_mle = t[12].cast<double>();
-            f.logl_mle = t[13].cast<double>();
-            f.vg_mle = t[14].cast<double>();
-            f.ve_mle = t[15].cast<double>();
-            f.beta_mle = t[16].cast<Eigen::VectorXd>();
-            f.beta_se_mle = t[17].cast<Eigen::VectorXd>();
-            f.yPy_remle = t[18].cast<double>();
-            f.yPy_mle = t[19].cast<double>();
-            f.evaluations = t[20].cast<int>();
+            size_t i = 1;  // the fields in __getstate__'s order
+            auto take = [&](auto& field) {
+              field = t[i++].cast<std::remove_reference_t<decltype(field)>>();
+            };
+            take(f.n); take(f.c); take(f.trace_G); take(f.lambda_remle); take(f.logl_remle);
+            take(f.vg); take(f.ve); take(f.pve); take(f.pve_se); take(f.beta); take(f.beta_se);
+            take(f.lambda_mle); take(f.logl_mle); take(f.vg_mle); take(f.ve_mle);
+            take(f.beta_mle); take(f.beta_se_mle); take(f.yPy_remle); take(f.yPy_mle);
+            take(f.evaluations);
             return f;
           }));
 

@@ -122,30 +122,32 @@ LMMSCAN_CLONES static void powered_sums(const double* w, Index n, const double* 
     detail::powered_columns<3, 2>(w, n, P, ld, s, out);
 }
 
-// True when every x_i is finite (x_i * 0 is NaN exactly for inf and NaN).
-LMMSCAN_CLONES static bool all_finite(const double* x, Index n) {
+namespace detail {
+// sum_i term(i) over i < n in kLanes partial sums (the order described above).
+template <class Term>
+__attribute__((always_inline)) inline double lane_sum(Index n, Term term) {
   const Index nb = n - n % kLanes;
   double a[kLanes] = {};
   for (Index i = 0; i < nb; i += kLanes)
 #pragma omp simd
-    for (Index l = 0; l < kLanes; ++l) a[l] += x[i + l] * 0.0;
-  for (Index i = nb; i < n; ++i) a[i - nb] += x[i] * 0.0;
-  return sum_lanes(a) == 0.0;
+    for (Index l = 0; l < kLanes; ++l) a[l] += term(i + l);
+  for (Index i = nb; i < n; ++i) a[i - nb] += term(i);
+  return sum_lanes(a);
+}
+}  // namespace detail
+
+// True when every x_i is finite (x_i * 0 is NaN exactly for inf and NaN).
+LMMSCAN_CLONES static bool all_finite(const double* x, Index n) {
+  return detail::lane_sum(n, [x](Index i) { return x[i] * 0.0; }) == 0.0;
 }
 
 // Column sums of P (n, s) and products of column `x` with every column:
 // used for the lambda-free Gram entries.
 LMMSCAN_CLONES static void column_sums(const double* P, Index n, Index ld, int s,
                                        double* out) {
-  const Index nb = n - n % kLanes;
   for (int j = 0; j < s; ++j) {
     const double* p = P + j * ld;
-    double a[kLanes] = {};
-    for (Index i = 0; i < nb; i += kLanes)
-#pragma omp simd
-      for (Index l = 0; l < kLanes; ++l) a[l] += p[i + l];
-    for (Index i = nb; i < n; ++i) a[i - nb] += p[i];
-    out[j] = sum_lanes(a);
+    out[j] = detail::lane_sum(n, [p](Index i) { return p[i]; });
   }
 }
 
