@@ -123,6 +123,12 @@ def test_symmetry_error_names_the_first_entry_across_blocks(tmp_path):
     assert "entry (1201, 1301) is 0.5 but (1301, 1201) is 0" in str(exc.value)
 
 
+def _fresh_python(code: str) -> str:
+    """stdout of ``code`` run in a new interpreter (no module imported by the tests)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
 def test_import_cli_is_lazy():
     code = (
         "import sys, lmmscan.cli, lmmscan\n"
@@ -130,8 +136,7 @@ def test_import_cli_is_lazy():
         "if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert _fresh_python(code).strip() == "[]"
 
 
 def test_lazy_public_names():
@@ -160,6 +165,5 @@ def test_submodules_are_attributes_without_an_import():
         "      lmmscan.plink.read_plink.__name__, lmmscan.filters.__name__,\n"
         "      callable(lmmscan.kinship), callable(lmmscan.scan))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["fit_null", "read_kinship", "read_plink", "lmmscan.filters",
-                                  "True", "True"]
+    assert _fresh_python(code).split() == ["fit_null", "read_kinship", "read_plink",
+                                           "lmmscan.filters", "True", "True"]
