@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -27,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import InputError, LmmscanError
+from .output import FORMATS
+
+KINSHIP_METHODS = ("centered", "standardized")  # GEMMA -gk 1, -gk 2 (lmmscan.kinship)
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -221,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_args(k, multi=False)
     k.add_argument(
         "--method",
-        choices=["centered", "standardized"],
+        choices=KINSHIP_METHODS,
         default="centered",
         help="centered: GEMMA -gk 1 (.cXX); standardized: GEMMA -gk 2 (.sXX). Default: centered",
     )
@@ -258,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--kinship-method",
-        choices=["centered", "standardized"],
+        choices=KINSHIP_METHODS,
         default="centered",
         help="how to compute the kinship when --kinship is not given (GEMMA -gk 1 / -gk 2). "
         "Default: centered",
@@ -300,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = s.add_argument_group("output")
     o.add_argument(
         "--format",
-        choices=["gemma", "plink2", "regenie", "gwas-ssf"],
+        choices=FORMATS,
         default="gemma",
         help="table format: gemma (PREFIX.assoc.txt, GEMMA's exact columns), plink2 "
         "(PREFIX.glm.linear), regenie (PREFIX.regenie) or gwas-ssf (PREFIX.ssf.tsv); all but "
@@ -660,6 +664,7 @@ class _Pheno:
     n_rows: int = 0
     log10p: list = field(default_factory=list)  # main -log10 p per block (lambda_GC, plots)
     where: list = field(default_factory=list)  # chr, rs, ps per block (only with --plot)
+    results: dict | None = None  # _results(), once the scan is done
 
 
 @dataclass
@@ -1281,21 +1286,13 @@ def _scan_blocks(args, source, groups, resume) -> None:
                     cols = {"n_miss": n_miss, "af": af}
                     tested, stats = ph.scanner.test_rotated_with_statistics(UtX, ph.report)
                     cols.update(tested)
-                    with clock.phase("write"):
-                        log10p = ph.writer.write(block_snps, cols, stats)
-                        resume.record(ph, index, log10p)
-                    _track_best(ph, block_snps, log10p, cols)
-                    _collect(args, ph, block_snps, log10p)
-                    ph.n_rows += len(block_snps)
+                    _write_rows(args, ph, block_snps, cols, stats,
+                                record=functools.partial(resume.record, ph, index))
             with clock.phase("write"):
                 resume.block_done(stop)
     clock.scan["read"] = seconds["read"]
     for g in groups:
-        if g.report.filters.kept == 0:
-            raise InputError(
-                f"no SNP left after filtering ({_removed_text(g.report.filters)} of "
-                f"{g.report.filters.total}); relax --maf/--miss"
-            )
+        _require_kept(g.report.filters)
         for key in ("filter", "rotate"):
             clock.scan[key] = clock.scan.get(key, 0.0) + g.report.seconds[key]
         for ph in g.phenos:
@@ -1453,16 +1450,19 @@ def _scan_each(args, source, groups) -> None:
                 for start, keep, cols, stats in _blocks(args, source, ph, block, client):
                     _write_rows(args, ph, snps.iloc[start : start + keep.size].loc[keep], cols,
                                stats)
-                if ph.report.filters.kept == 0:
-                    raise InputError(f"no SNP left after filtering "
-                                     f"({_removed_text(ph.report.filters)} of "
-                                     f"{ph.report.filters.total}); relax --maf/--miss")
+                _require_kept(ph.report.filters)
         for ph in (ph for g in groups for ph in g.phenos):
             for key, value in ph.report.seconds.items():
                 args.clock.scan[key] = args.clock.scan.get(key, 0.0) + value
     finally:
         if client is not None:
             client.close()
+
+
+def _require_kept(filters) -> None:
+    if filters.kept == 0:
+        raise InputError(f"no SNP left after filtering ({_removed_text(filters)} of "
+                         f"{filters.total}); relax --maf/--miss")
 
 
 def _blocks(args, source, ph, block: int, client):
@@ -1484,9 +1484,13 @@ def _blocks(args, source, ph, block: int, client):
             yield start, keep, cols, stats
 
 
-def _write_rows(args, ph, block_snps, cols, stats) -> None:
+def _write_rows(args, ph, block_snps, cols, stats, record=None) -> None:
+    """Write a block's rows; ``record(log10p)`` (the --resume checkpoint's
+    bookkeeping) is timed with the writing."""
     with args.clock.phase("write"):
         log10p = ph.writer.write(block_snps, cols, stats)
+        if record is not None:
+            record(log10p)
     _track_best(ph, block_snps, log10p, cols)
     _collect(args, ph, block_snps, log10p)
     ph.n_rows += len(block_snps)
@@ -1517,7 +1521,7 @@ def _write_nulls(args, source, phenos, outputs) -> None:
             ph.null, ph.report, phenotype=_pheno_name(args, ph.col), n_snps_total=source.n_snps,
             lambda_mode=args.lambda_mode, seconds=_phase_seconds(args.clock, ph.report.seconds),
         )
-        data["results"] = _results(ph)
+        ph.results = data["results"] = _results(ph)
         with args.clock.phase("write"), open(path, "w", encoding="utf-8") as fh:
             write_json(fh, data)
 
@@ -1545,7 +1549,7 @@ def _print_summary(args, source, phenos, resume) -> None:
             f"  pve = {null.pve:.4g} ± {null.pve_se:.2g}; lambda (REML) = {null.lambda_:.4g}; "
             f"vg = {null.vg:.4g}, ve = {null.ve:.4g}"
         )
-        res = _results(ph)
+        res = ph.results
         print(
             f"  lambda_GC = {res['lambda_gc']:.3f}; genome-wide significant "
             f"({ph.writer.main_p} < 5e-8): {res['n_genome_wide_significant']}"
@@ -1582,7 +1586,7 @@ def run_plot(args) -> int:
     import pandas as pd
 
     from . import plot
-    from .output import OutputSet
+    from .output import atomic_path
 
     path = Path(args.table)
     if not path.exists():
@@ -1601,13 +1605,8 @@ def run_plot(args) -> int:
         raise InputError(str(exc.args[0]), path=str(path)) from None
     table[col] = pd.to_numeric(table[col], errors="coerce")
     fig = plot.results_figure(table, col, title=path.name)
-    outputs = OutputSet()
-    try:
-        with open(outputs.add(args.out), "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        outputs.commit()
-    finally:
-        outputs.discard()
+    with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     print(f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
           f"{int((table[col] < plot.GENOME_WIDE).sum())} SNPs with {col} < 5e-8")
     return 0
