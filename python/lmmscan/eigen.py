@@ -175,9 +175,9 @@ def eigendecompose(
         if sel.dtype == bool and sel.shape != (n,):
             raise InputError(f"samples mask must have length {n}, got {sel.shape}")
         idx = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64)
-        K = K[np.ix_(idx, idx)]
+        K = K[np.ix_(idx, idx)]  # a private copy: decomposed in its own buffer
         ids = ids[idx]
-    spec = decompose_kinship(K, center=center)
+    spec = decompose_kinship(K, center=center, overwrite_kinship=samples is not None)
     info = {"center": str(bool(center))}
     info.update(meta or {})
     return Eigendecomposition(spec.d, spec.U, ids, info)

@@ -27,20 +27,6 @@ class FilterCounts:
             self.removed[k] += v
 
 
-def allele_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n_miss, af) per column of X (samples x SNPs, NaN missing).
-
-    af = sum / (2 (n - n_miss)): the frequency of the counted allele,
-    unfolded, as GEMMA prints it (NaN when every call is missing).
-    """
-    missing = np.isnan(X)
-    n_miss = missing.sum(axis=0)
-    n_obs = X.shape[0] - n_miss
-    with np.errstate(invalid="ignore", divide="ignore"):
-        af = np.where(missing, 0.0, X).sum(axis=0) / (2.0 * n_obs)
-    return n_miss, af
-
-
 def gemma_filter(
     X: np.ndarray,
     *,
@@ -172,7 +158,8 @@ def filter_impute(
                 bad = np.zeros(b, dtype=bool)
                 bad[idx] = bad_k
                 drop(bad, "r2")
-                Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
+                if impute:
+                    Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
     counts.kept = int(keep.sum())
     return keep, n_miss, af, counts, Xk if impute else None
 

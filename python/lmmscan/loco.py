@@ -187,7 +187,8 @@ class _KinshipSums:
 
 
 def _decompose(K: np.ndarray) -> Spectral:
-    return decompose_kinship(K)
+    # K is this chromosome's fresh LOCO kinship, held by nothing else
+    return decompose_kinship(K, overwrite_kinship=True)
 
 
 def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):

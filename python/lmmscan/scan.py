@@ -221,12 +221,7 @@ class BlockScanner:
 
         Returns (keep mask, columns) with columns n_miss, af and the test's.
         """
-        keep, n_miss, af, UtX, Xk = self._prepare(X, report)
-        comp = None
-        if self._V is not None:
-            comp = np.ascontiguousarray(self.null.spectral.complement_rows(Xk, self._V))
-        cols = {"n_miss": n_miss, "af": af}
-        cols.update(self.test_rotated(UtX, report, comp))
+        keep, cols, _ = self.scan_with_statistics(X, report)
         return keep, cols
 
 
