@@ -1178,7 +1178,7 @@ def _group_kinships(args, source, groups, K):
 def _fit_nulls(args, groups, kinships, K_given) -> None:
     """Each phenotype's null model and scanner.  A kinship is decomposed once per
     group of analysed individuals (timed as "eigen", the fit as "null_fit")."""
-    from .model import check_kinship, decompose_kinship, fit_null
+    from .model import decompose_kinship, fit_null
     from .scan import BlockScanner, ScanReport
 
     clock = args.clock
@@ -1197,8 +1197,9 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
                     clock.seconds["null_fit"] += max(0.0, time.perf_counter() - t0 - inner)
                 else:
                     if spectral is None and isinstance(K, np.ndarray):
-                        with clock.phase("kinship"):
-                            K = check_kinship(K, ph.y.shape[0])
+                        # no check_kinship here: a file's K was checked as it was read
+                        # (textio.read_kinship), a computed K is mirrored from its upper
+                        # triangle; checking again cost one more pass per group
                         with clock.phase("eigen"):
                             spectral = decompose_kinship(K, g.mask, overwrite_kinship=owned)
                     elif spectral is None:
