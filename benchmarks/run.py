@@ -33,7 +33,11 @@ Programs (each on the same PLINK fileset, phenotype and covariates):
   exists (its phases from PREFIX.null.json).  ``lmmscan e2e`` computes the
   kinship itself (GEMMA -gk 1): the CLI without --kinship when it exists,
   else the API.
-- ``lmmscan fixed-λ``: as ``lmmscan exact`` with lambda_mode="null".
+- ``lmmscan fixed-λ``: as ``lmmscan exact`` with lambda_mode="null" and
+  test="wald", the test FaST-LMM's single_snp reports (Wald at the null
+  REML lambda; tests/test_fastlmm.py matches its p-values): one lambda, so
+  the SNPs are whitened by the Cholesky factor of lambda K + I (half the
+  flops of U'G) instead of rotated.
 - ``FaST-LMM``: ``single_snp`` with the same .cXX.txt (K0), no LOCO;
   ``FaST-LMM own K``: its default kinship from the test SNPs, no LOCO;
   ``FaST-LMM LOCO`` (--loco): its default leave-one-chromosome-out.
@@ -245,7 +249,8 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
         Program("gemma -lmm 4", gemma_lmm, "gemma", log=out / "g_lmm4.log.txt"),
         Program("lmmscan fixed-λ (API)", [*JOBS, "lmmscan", "--bfile", b, "--kinship",
                                           study.kinship, *jpc, "--mode", "null",
-                                          "--out", str(out / "ls_null")], "lmmscan"),
+                                          "--test", "wald", "--out", str(out / "ls_null")],
+                "lmmscan"),
         Program("FaST-LMM (K given)", [*JOBS, "fastlmm", "--bfile", b, "--kinship",
                                        study.kinship, *jpc, "--out", str(out / "fl_k")],
                 "fastlmm"),

@@ -338,7 +338,7 @@ def test_same_individuals_share_one_eigendecomposition(study, capsys, monkeypatc
     assert len(phenos) == 3 and len(groups) == 1
     counts = {"eigh": 0, "prepare": 0}
     real_eigh = lmmscan.model.Spectral.from_kinship.__func__
-    real_prepare = BlockScanner.prepare
+    real_prepare = BlockScanner._prepare
 
     def eigh(cls, K, **kwargs):
         counts["eigh"] += 1
@@ -349,7 +349,7 @@ def test_same_individuals_share_one_eigendecomposition(study, capsys, monkeypatc
         return real_prepare(self, X, report)
 
     monkeypatch.setattr(lmmscan.model.Spectral, "from_kinship", classmethod(eigh))
-    monkeypatch.setattr(BlockScanner, "prepare", prepare)
+    monkeypatch.setattr(BlockScanner, "_prepare", prepare)
     assert call(argv, capsys)[0] == 0
     assert counts["eigh"] == 1
     assert counts["prepare"] == 1  # one block of 3,000 SNPs, rotated once for three phenotypes

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -72,10 +73,25 @@ class Scanner {
  public:
   Scanner(ConstVec d, ConstMat UtW, ConstVec Uty, const lmmscan::NullFit& null, bool wald,
           bool lrt, bool score, double l_min, double l_max, int n_region, Eigen::Index n_total,
-          std::optional<RowMajorMatrix> complement, bool fixed_lambda)
+          std::optional<RowMajorMatrix> complement, bool fixed_lambda,
+          std::optional<Eigen::MatrixXd> raw_W, std::optional<Eigen::VectorXd> raw_y,
+          double whitened_lambda)
       : d_(d), W_(UtW), y_(Uty) {
     check_shapes(d, UtW, Uty);
     comp_ = complement_arg(d, UtW, n_total, complement);
+    lmmscan::Whitened wh;
+    if (raw_W || raw_y) {
+      if (!raw_W || !raw_y) throw py::value_error("give both raw_W and raw_y, or neither");
+      raw_W_ = std::move(*raw_W);
+      raw_y_ = std::move(*raw_y);
+      if (raw_W_.rows() != d.size() || raw_W_.cols() != UtW.cols() || raw_y_.size() != d.size())
+        throw py::value_error("raw_W and raw_y must have the shapes of UtW and Uty");
+      if (!raw_W_.allFinite() || !raw_y_.allFinite())
+        throw py::value_error("raw_W and raw_y must be finite");
+      wh.W = raw_W_.data();
+      wh.y = raw_y_.data();
+      wh.lambda = whitened_lambda;
+    }
     lmmscan::ScanOptions opt;
     opt.lambda = lambda_options(l_min, l_max, n_region);
     opt.wald = wald;
@@ -84,13 +100,22 @@ class Scanner {
     opt.fixed_lambda = fixed_lambda;
     ctx_ = std::make_unique<lmmscan::ScanContext>(d_.data(), W_.data(), y_.data(), d_.size(),
                                                   static_cast<int>(W_.cols()), null, opt,
-                                                  comp_.view());
+                                                  comp_.view(), wh);
   }
 
-  Eigen::MatrixXd scan(ConstRowMat UtX, std::optional<ConstRowMat> comp, int threads) const {
+  Eigen::MatrixXd scan(ConstRowMat UtX, std::optional<ConstRowMat> comp, int threads,
+                       std::optional<ConstRowMat> X) const {
     if (UtX.cols() != ctx_->n())
       throw py::value_error("UtX must have one column per rotated direction");
     if (threads < 1) throw py::value_error("threads must be at least 1");
+    const double* raw = nullptr;
+    if (ctx_->whitened().active()) {
+      if (!X || X->rows() != UtX.rows() || X->cols() != UtX.cols())
+        throw py::value_error("a whitened scan needs X (b, n): the raw SNPs of UtX");
+      raw = X->data();
+    } else if (X) {
+      throw py::value_error("X (the raw SNPs) goes only with whitened data");
+    }
     const double* comp_ptr = nullptr;
     if (ctx_->has_complement()) {
       if (!comp || comp->rows() != UtX.rows() || comp->cols() != ctx_->m())
@@ -102,7 +127,7 @@ class Scanner {
     {
       py::gil_scoped_release release;
       lmmscan::scan_block(*ctx_, UtX.data(), UtX.outerStride(), UtX.rows(), comp_ptr,
-                          out.data(), out.rows(), threads);
+                          out.data(), out.rows(), threads, raw, raw ? X->outerStride() : 0);
     }
     return out;
   }
@@ -111,6 +136,8 @@ class Scanner {
   Eigen::VectorXd d_;
   Eigen::MatrixXd W_;
   Eigen::VectorXd y_;
+  Eigen::MatrixXd raw_W_;
+  Eigen::VectorXd raw_y_;
   ComplementArg comp_;
   std::unique_ptr<lmmscan::ScanContext> ctx_;
 };
@@ -209,16 +236,22 @@ void register_lmm(py::module_& m) {
 
   py::class_<Scanner>(m, "Scanner", "Per-SNP tests against a fitted null model")
       .def(py::init<ConstVec, ConstMat, ConstVec, const lmmscan::NullFit&, bool, bool, bool,
-                    double, double, int, Eigen::Index, std::optional<RowMajorMatrix>, bool>(),
+                    double, double, int, Eigen::Index, std::optional<RowMajorMatrix>, bool,
+                    std::optional<Eigen::MatrixXd>, std::optional<Eigen::VectorXd>, double>(),
            py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
            py::arg("null"), py::arg("wald") = true, py::arg("lrt") = true,
            py::arg("score") = true, py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5,
            py::arg("n_region") = 10, py::arg("n_total") = 0,
-           py::arg("complement") = py::none(), py::arg("fixed_lambda") = false)
+           py::arg("complement") = py::none(), py::arg("fixed_lambda") = false,
+           py::arg("raw_W") = py::none(), py::arg("raw_y") = py::none(),
+           py::arg("whitened_lambda") = std::nan(""),
+           "With raw_W and raw_y (the unwhitened W and y), UtW and Uty are whitened: "
+           "L^-1 W and L^-1 y with L L' = whitened_lambda K + I (fixed_lambda only).")
       .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("comp") = py::none(),
-           py::arg("threads") = 1,
+           py::arg("threads") = 1, py::arg("X") = py::none(),
            "Test the SNPs of UtX (b, k; C order, one rotated SNP per row); with a "
-           "complement, comp (b, c + 2) holds each SNP's x'(I - UU')v for v = W..., x, y. "
+           "complement, comp (b, c + 2) holds each SNP's x'(I - UU')v for v = W..., x, y; "
+           "whitened, X (b, n; C order) holds the raw SNPs. "
            "Returns (b, len(RESULT_COLUMNS)).");
 
   m.attr("RESULT_COLUMNS") =

@@ -64,10 +64,14 @@ class Scanner:
         n_total: int = 0,
         complement: npt.NDArray[np.float64] | None = None,
         fixed_lambda: bool = False,
+        raw_W: npt.NDArray[np.float64] | None = None,
+        raw_y: npt.NDArray[np.float64] | None = None,
+        whitened_lambda: float = ...,
     ) -> None: ...
     def scan(
         self,
         UtX: npt.NDArray[np.float64],
         comp: npt.NDArray[np.float64] | None = None,
         threads: int = 1,
+        X: npt.NDArray[np.float64] | None = None,
     ) -> npt.NDArray[np.float64]: ...

@@ -1179,7 +1179,7 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
     """Each phenotype's null model and scanner.  A kinship is decomposed once per
     group of analysed individuals (timed as "eigen", the fit as "null_fit")."""
     from .model import decompose_kinship, fit_null
-    from .scan import BlockScanner, ScanReport
+    from .scan import BlockScanner, ScanReport, whitening_lambda
 
     clock = args.clock
     for i, (g, K) in enumerate(zip(groups, kinships, strict=True)):
@@ -1209,15 +1209,24 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
             except InputError as exc:
                 where = args.kinship if K_given is not None else None
                 raise InputError(f"{_pheno_name(args, ph.col)}: {exc}", path=where) from None
-            ph.scanner = BlockScanner(
-                ph.null,
-                args.test,
-                maf=args.maf,
-                miss=args.miss,
-                r2=args.r2,
-                threads=args.threads,
-                lambda_mode=args.lambda_mode,
+            # one phenotype per group: a fixed-lambda scan can whiten (L^-1 X, half
+            # the flops of U'X), its block then being its own; timed as "eigen"
+            whiten = (
+                not (args.loco or args.dask_scheduler)
+                and len(g.phenos) == 1
+                and whitening_lambda(ph.null, args.test, args.lambda_mode) is not None
             )
+            with clock.phase("eigen") if whiten else contextlib.nullcontext():
+                ph.scanner = BlockScanner(
+                    ph.null,
+                    args.test,
+                    maf=args.maf,
+                    miss=args.miss,
+                    r2=args.r2,
+                    threads=args.threads,
+                    lambda_mode=args.lambda_mode,
+                    whiten=whiten,
+                )
             ph.report = ScanReport()
 
 
@@ -1280,12 +1289,15 @@ def _scan_blocks(args, source, groups, resume) -> None:
             for g in groups:
                 Xg = X if len(groups) == 1 else X[g.rows]
                 lead = g.phenos[0]
-                keep, n_miss, af, UtX = lead.scanner.prepare(Xg, g.report)
+                # a whitening scanner (one phenotype) also needs the raw block Xk
+                keep, n_miss, af, UtX, Xk = lead.scanner._prepare(Xg, g.report)
                 block_snps = snps.iloc[start:stop].loc[keep]
                 index = start + np.flatnonzero(keep)
                 for ph in g.phenos:
                     cols = {"n_miss": n_miss, "af": af}
-                    tested, stats = ph.scanner.test_rotated_with_statistics(UtX, ph.report)
+                    tested, stats = ph.scanner.test_rotated_with_statistics(
+                        UtX, ph.report, Xk=Xk
+                    )
                     cols.update(tested)
                     _write_rows(args, ph, block_snps, cols, stats,
                                 record=functools.partial(resume.record, ph, index))

@@ -208,6 +208,63 @@ class Spectral:
         return np.einsum("ik,k,ik->i", self.U, weights, self.U)
 
 
+@dataclass
+class Whitening:
+    """The lower Cholesky factor L of H = lambda K + I, for fixed-lambda scans.
+
+    At one lambda the tests need x' H^-1 v only, and L^-1 x (a triangular
+    solve, n^2 flops per SNP) gives them at half the cost of U' x (2 n^2).
+    H is built from the eigendecomposition, so it is the same model as the
+    rotated scan's (eigenvalues below 1e-10 count as 0).
+    """
+
+    lambda_: float
+    L: np.ndarray  # (n, n) Fortran order, lower triangle
+
+    @classmethod
+    def from_spectral(cls, spectral: Spectral, lambda_: float, *, block: int = 256) -> Whitening:
+        """L L' = U diag(lambda d + 1) U', accumulated by symmetric rank-k
+        updates over blocks of eigenvectors (no second n x n temporary)."""
+        from scipy.linalg import blas, lapack
+
+        U, d = spectral.U, spectral.d
+        n = U.shape[0]
+        if U.shape[1] != n:
+            raise InputError("whitening needs all n eigenvectors (a dense kinship)")
+        scale = np.sqrt(lambda_ * d + 1.0)
+        H = np.zeros((n, n), order="F")
+        for start in range(0, n, block):
+            cols = slice(start, min(n, start + block))
+            B = np.asfortranarray(U[:, cols] * scale[cols])
+            H = blas.dsyrk(1.0, B, beta=1.0, c=H, lower=1, overwrite_c=1)
+        L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
+        if info != 0:  # pragma: no cover - lambda K + I is positive definite
+            raise InputError(f"lambda K + I is not positive definite (dpotrf info {info})")
+        return cls(lambda_=float(lambda_), L=L)
+
+    def whiten(self, V: np.ndarray) -> np.ndarray:
+        """L^-1 V for V (n,) or (n, k)."""
+        from scipy.linalg import blas
+
+        V = np.asarray(V, dtype=np.float64)
+        out = blas.dtrsm(1.0, self.L, V.reshape(V.shape[0], -1), lower=1)
+        return out.reshape(V.shape)
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        """(L^-1 X)' for X (n, b): one whitened column of X per row, C order.
+
+        Narrow blocks are padded to 64 columns, as in
+        :meth:`Spectral.rotate_rows`, so that no result depends on the block size.
+        """
+        from scipy.linalg import blas
+
+        b = X.shape[1]
+        padded = np.zeros((X.shape[0], max(b, _MIN_GEMM_COLUMNS)), order="F")
+        padded[:, :b] = X
+        out = blas.dtrsm(1.0, self.L, padded, lower=1, overwrite_b=1)
+        return out.T[:b]
+
+
 class GroupSpectral:
     """K = D D' for group labels, in closed form (no n x n matrix).
 

@@ -42,6 +42,20 @@ struct ScanOptions {
   bool fixed_lambda = false;
 };
 
+// Fixed-lambda scans of whitened data.  At one lambda, v~ = L^-1 v with
+// L L' = lambda K + I makes every weight h equal to 1, and L^-1 X costs n^2
+// flops per SNP against 2 n^2 for U'X.  The vectors given to the context
+// and to scan_block are then the whitened ones; the REML log-likelihood's
+// log|V'V| needs the plain Gram matrix of the unwhitened vectors: W and y
+// here, each SNP's raw x in scan_block.  d stays the eigenvalues of K, for
+// sum_i log(1 + lambda d_i) = log|lambda K + I|.
+struct Whitened {
+  const double* W = nullptr;  // (n, c) column-major, unwhitened
+  const double* y = nullptr;  // (n,)
+  double lambda = NAN;        // the lambda of L
+  bool active() const { return W != nullptr; }
+};
+
 // Columns of the per-SNP result matrix (B, kResultColumns).
 enum ResultColumn : int {
   kBeta = 0,      // GLS effect at the REML lambda (Wald step)
@@ -64,11 +78,21 @@ class ScanContext {
   // context.  comp: the zero-eigenvalue complement of the null vectors, as
   // for fit_null (default: none, k = n); each SNP then needs its own
   // complement entries (see scan_block).
+  // wh: whitened data (see Whitened); UtW and Uty are then L^-1 W and L^-1 y.
   ScanContext(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c,
-              const NullFit& null, const ScanOptions& opt, const Complement& comp = {})
+              const NullFit& null, const ScanOptions& opt, const Complement& comp = {},
+              const Whitened& wh = {})
       : d_(d), W_(UtW), y_(Uty), n_(n), N_(comp.n > 0 ? comp.n : n), c_(c), opt_(opt),
-        null_(null) {
+        null_(null), wh_(wh) {
     if (N_ < n_) throw std::invalid_argument("complement: total samples below the rank");
+    if (wh.active()) {
+      if (!opt.fixed_lambda || comp.n > 0 || wh.y == nullptr)
+        throw std::invalid_argument("whitened data need fixed_lambda and no complement");
+      if ((opt.wald && null.lambda_remle != wh.lambda) ||
+          ((opt.lrt || opt.score) && null.lambda_mle != wh.lambda))
+        throw std::invalid_argument(
+            "whitened data serve only the tests at the lambda they were whitened at");
+    }
     std::vector<double> V(static_cast<size_t>(n) * (c + 1));
     std::copy(UtW, UtW + n * c, V.begin());
     std::copy(Uty, Uty + n, V.begin() + n * c);
@@ -95,14 +119,25 @@ class ScanContext {
     for (int q = 0; q < np; ++q) {
       const double lam = std::isfinite(points_[q]) ? points_[q] : 1.0;
       double* w = w_.data() + static_cast<size_t>(3) * q * n;
-      kernels::power_weights(d, lam, n, w, &spec_[q].sum_g, &spec_[q].sum_g2);
+      if (wh.active()) {  // h = 1 and g = 0 in the whitened basis
+        std::fill(w, w + n, 1.0);
+        std::fill(w + n, w + 3 * n, 0.0);
+      } else {
+        kernels::power_weights(d, lam, n, w, &spec_[q].sum_g, &spec_[q].sum_g2);
+      }
       double* sums = wy_sums_.data() + static_cast<size_t>(3) * pairs * q;
       wy_->weighted_sums(w, 3, sums);
       add_wy_complement(sums);
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
     wy_plain_.resize(pairs);
-    wy_->plain_sums(wy_plain_.data());
+    if (wh.active()) {
+      std::copy(wh.W, wh.W + n * c, V.begin());
+      std::copy(wh.y, wh.y + n, V.begin() + n * c);
+      PairGram(V.data(), n, c + 1).plain_sums(wy_plain_.data());
+    } else {
+      wy_->plain_sums(wy_plain_.data());
+    }
     add_wy_complement(wy_plain_.data());
   }
 
@@ -135,6 +170,7 @@ class ScanContext {
   const double* d() const { return d_; }
   const double* W() const { return W_; }
   const double* y() const { return y_; }
+  const Whitened& whitened() const { return wh_; }
 
  private:
   const double *d_, *W_, *y_;
@@ -142,6 +178,7 @@ class ScanContext {
   int c_;
   ScanOptions opt_;
   NullFit null_;
+  Whitened wh_;
   std::unique_ptr<PairGram> wy_;
   std::vector<int> to_alt_;
   std::vector<double> grid_, points_, w_, wy_sums_, wy_plain_, wy_comp_;
@@ -158,6 +195,7 @@ class SnpWorker {
         c_(ctx.c()),
         m_(ctx.m()),
         xp_(static_cast<size_t>(ctx.n()) * ctx.m()),
+        xraw_(ctx.whitened().active() ? static_cast<size_t>(ctx.n()) * ctx.m() : 0),
         w_(3 * static_cast<size_t>(ctx.n())),
         xs_(3 * ctx.m()),
         xc_(ctx.m(), 0.0),
@@ -167,13 +205,15 @@ class SnpWorker {
         dev_ml_(ctx.n_grid()) {}
 
   // x: (k,) one rotated SNP.  xc: (m,) its complement entries x'(I - UU')v
-  // for v = W_0..W_{c-1}, x, y, or null without a complement.  out: row of
+  // for v = W_0..W_{c-1}, x, y, or null without a complement.  xraw: the
+  // unwhitened SNP when the context is whitened, else null.  out: row of
   // kResultColumns values (stride ld).
-  void run(const double* x, const double* xc, double* out, Eigen::Index ld) {
+  void run(const double* x, const double* xc, const double* xraw, double* out,
+           Eigen::Index ld) {
     for (int k = 0; k < kResultColumns; ++k) out[k * ld] = NAN;
     if (xc != nullptr)
       std::copy(xc, xc + m_, xc_.begin());
-    load(x);
+    load(x, xraw);
     const ScanOptions& opt = ctx_.options();
     const double n = double(N_), df = double(N_ - c_ - 1);
     int evaluations = 0;
@@ -226,13 +266,23 @@ class SnpWorker {
     out[kFWald * ld] = (p.P_yy_split - p.P_yy) * tau;
   }
 
-  void load(const double* x) {
-    const double* W = ctx_.W();
-    kernels::products_with(x, W, n_, n_, c_, xp_.data());
-    kernels::products_with(x, x, n_, n_, 1, xp_.data() + static_cast<size_t>(c_) * n_);
-    kernels::products_with(x, ctx_.y(), n_, n_, 1, xp_.data() + static_cast<size_t>(c_ + 1) * n_);
-    // log|V'V| of the alternative's vectors (lambda-free, for REML).
-    kernels::column_sums(xp_.data(), n_, n_, m_, xs_.data());
+  // Products of x with W, x and y into out (n, m).
+  void products(const double* x, const double* W, const double* y, double* out) const {
+    kernels::products_with(x, W, n_, n_, c_, out);
+    kernels::products_with(x, x, n_, n_, 1, out + static_cast<size_t>(c_) * n_);
+    kernels::products_with(x, y, n_, n_, 1, out + static_cast<size_t>(c_ + 1) * n_);
+  }
+
+  void load(const double* x, const double* xraw) {
+    products(x, ctx_.W(), ctx_.y(), xp_.data());
+    // log|V'V| of the alternative's vectors (lambda-free, for REML): of the
+    // unwhitened vectors when the context is whitened.
+    const double* plain = xp_.data();
+    if (xraw != nullptr) {
+      products(xraw, ctx_.whitened().W, ctx_.whitened().y, xraw_.data());
+      plain = xraw_.data();
+    }
+    kernels::column_sums(plain, n_, n_, m_, xs_.data());
     std::fill(S_.begin(), S_.begin() + m_ * m_, 0.0);
     ctx_.wy().scatter(ctx_.wy_plain(), 1, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), 1);
@@ -328,7 +378,7 @@ class SnpWorker {
   const ScanContext& ctx_;
   Eigen::Index n_, N_;
   int c_, m_;
-  std::vector<double> xp_, w_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
+  std::vector<double> xp_, xraw_, w_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
   Projection proj_;
@@ -341,14 +391,18 @@ class SnpWorker {
 // writing row j of `out` (b, kResultColumns), column-major with leading
 // dimension ldo.  With a complement, comp (m, b) column-major (leading
 // dimension m) holds each SNP's x'(I - UU')v for v = W_0..W_{c-1}, x, y;
-// otherwise comp is null.  Runs on `threads` threads (>= 1); the result
-// does not depend on the thread count.  Throws std::invalid_argument if a SNP
-// has a non-finite entry (checked per SNP, in the threads).
+// otherwise comp is null.  A whitened context (Whitened) also needs the raw
+// SNPs X (k, b), column-major with leading dimension ldr; otherwise X is
+// null.  Runs on `threads` threads (>= 1); the result does not depend on the
+// thread count.  Throws std::invalid_argument if a SNP has a non-finite
+// entry (checked per SNP, in the threads).
 inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index ldx,
                        Eigen::Index b, const double* comp, double* out, Eigen::Index ldo,
-                       int threads) {
+                       int threads, const double* X = nullptr, Eigen::Index ldr = 0) {
   if (ctx.has_complement() && comp == nullptr)
     throw std::invalid_argument("this scan needs the complement entries of each SNP");
+  if (ctx.whitened().active() != (X != nullptr))
+    throw std::invalid_argument("the raw SNPs go with whitened data, and only with them");
   threads = std::max(1, std::min<int>(threads, static_cast<int>((b + 15) / 16)));
   std::atomic<Eigen::Index> next{0};
   std::exception_ptr error;
@@ -363,8 +417,10 @@ inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index l
         const Eigen::Index stop = std::min(b, start + kChunk);
         for (Eigen::Index j = start; j < stop; ++j) {
           const double* x = UtX + j * ldx;
-          if (!kernels::all_finite(x, ctx.n())) throw std::invalid_argument("UtX must be finite");
-          worker.run(x, comp ? comp + j * ctx.m() : nullptr, out + j, ldo);
+          const double* xraw = X ? X + j * ldr : nullptr;
+          if (!kernels::all_finite(x, ctx.n()) || (xraw && !kernels::all_finite(xraw, ctx.n())))
+            throw std::invalid_argument("UtX must be finite");
+          worker.run(x, comp ? comp + j * ctx.m() : nullptr, xraw, out + j, ldo);
         }
       }
     } catch (...) {
