@@ -1,9 +1,11 @@
 """The fast text paths against their slow references: %.10g cells, threaded
-kinship writing, chunked kinship reading, the symmetry check, lazy imports."""
+kinship writing, the core's number parser, chunked kinship reading, the
+symmetry check, lazy imports."""
 
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -106,6 +108,116 @@ def test_read_kinship_chunks_agree_with_float(tmp_path, monkeypatch):
         read_kinship(f, n)
 
 
+def _bits(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).view(np.uint64)
+
+
+EDGE_TOKENS = [
+    "0", "-0", "+0", "0.0", "-0.0", "00012", ".5", "5.", "-.5", "+.5e-3", "+1.5", "-5.",
+    "1E5", "1e+05", "1e-05", "-2.568193762e-05", "0.0002160670804", "1e308", "-1e308",
+    "1.7976931348623157e308", "1.7976931348623158e308", "1.7976931348623159e308", "1e309",
+    "-1e999", "1e-400", "-1e-400", "5e-324", "4.9e-324", "2.4703282292062327e-324",
+    "2.4703282292062328e-324", "2.2250738585072011e-308", "2.2250738585072014e-308",
+    "9007199254740993", "9007199254740992.5", "123456789012345678901234567890",
+    "0.1000000000000000055511151231257827", "1e22", "1e23", "8.5e-23", "3e-22", "12345e-27",
+    "0.000000000000000000000000000001234", "100000000000000000000000e-4",
+    "1" + "0" * 400 + "e-400", "0." + "0" * 400 + "1e400", "0e99999", "7e0000000000000000001",
+]
+
+
+def test_parse_numbers_is_correctly_rounded():
+    """Bit for bit what Python's float (correctly rounded) gives: random %.10g,
+    %.15g and %.17g values of every magnitude, and edge cases (exponents,
+    signed zeros, denormals, overflow, leading '+', '.5', '5.', long mantissas)."""
+    from lmmscan._core import parse_numbers
+
+    rng = np.random.default_rng(5)
+    with np.errstate(over="ignore", under="ignore"):
+        x = rng.standard_normal(30000) * 10.0 ** rng.integers(-330, 309, 30000)
+    x = np.concatenate([x, rng.standard_normal(30000) * 0.01, tricky_values(rng)[::7]])
+    x = x[np.isfinite(x)]
+    tokens = [f"{v:{spec}}" for v in x.tolist() for spec in (".10g", ".15g", ".17g")]
+    tokens += EDGE_TOKENS + ["-" + t.lstrip("+-") for t in EDGE_TOKENS]
+    seps = rng.choice(["\t", " ", ",", "\n", "\r\n", " ,\t"], len(tokens))
+    text = "".join(t + s for t, s in zip(tokens, seps, strict=True)).encode() + b"\n"
+    expect = _bits([float(t) for t in tokens])
+    for threads in (1, 2, 3):
+        values, counts, bad = parse_numbers(text, threads)
+        assert bad == -1
+        np.testing.assert_array_equal(values.view(np.uint64), expect)
+        assert counts.sum() == len(tokens)
+        assert counts.size == text.count(b"\n")
+
+
+@pytest.mark.parametrize(
+    "token, value",
+    [("inf", np.inf), ("-Inf", -np.inf), ("+INF", np.inf), ("Infinity", np.inf),
+     ("-infinity", -np.inf), ("NA", np.nan), ("nan", np.nan), ("NaN", np.nan),
+     ("-nan", np.nan), ("-NaN", np.nan)],
+)
+def test_parse_numbers_inf_and_nan_spellings(token, value):
+    from lmmscan._core import parse_numbers
+
+    values, counts, bad = parse_numbers(f"1\t{token}\n".encode())
+    assert bad == -1 and counts.tolist() == [2]
+    np.testing.assert_array_equal(values, [1.0, value])
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["NAN", "+nan", "na", "nan(1)", "1_0", "0x10", "1e", "1e+", "e5", ".", "-", "+", "+-1",
+     "-+1", "1.5.2", "1d5", "\x0b1", "1\x00", '"1"', "infinit", "\u22121", "--1", ".e5"],
+)
+def test_parse_numbers_rejects_other_tokens(token):
+    from lmmscan._core import parse_numbers
+
+    prefix = b"1 2\n3,"
+    values, counts, bad = parse_numbers(prefix + token.encode() + b"\t4\n")
+    assert bad == len(prefix)
+    assert values.size == 0 and counts.size == 0
+
+
+def test_parse_numbers_lines_and_buffers():
+    from lmmscan._core import parse_numbers
+
+    text = b"1\t2\t\r\n\n \t\n3 , 4,5\n6"  # blank lines, CR, a last line without LF
+    for threads in (1, 2, 4, 50):
+        values, counts, bad = parse_numbers(memoryview(text), threads)
+        assert bad == -1
+        assert values.tolist() == [1, 2, 3, 4, 5, 6]
+        assert counts.tolist() == [2, 0, 0, 3, 1]
+    assert [a.tolist() for a in parse_numbers(b"")[:2]] == [[], []]
+    # the first bad token of the buffer, whichever thread finds one
+    assert parse_numbers(b"1\n2\nx\ny\n" * 1000, 3)[2] == 4
+    with pytest.raises(ValueError, match="threads"):
+        parse_numbers(b"1\n", 0)
+
+
+@pytest.mark.parametrize("token", ["NAN", "+nan", "1_0", "0x1p3"])
+def test_read_kinship_names_a_token_float_accepts(tmp_path, token):
+    f = tmp_path / "K.txt"
+    f.write_text(f"1\t0.5\n0.5\t{token}\n")
+    message = rf"line 2.*column 2.*'{re.escape(token)}' is not a number"
+    with pytest.raises(InputError, match=message):
+        read_kinship(f, 2)
+
+
+def test_read_kinship_gzip_and_no_newline_at_end(tmp_path, monkeypatch):
+    import gzip
+
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((30, 30))
+    K = A + A.T
+    text = "".join("\t".join(f"{v:.10g}" for v in row) + "\n" for row in K.tolist())
+    expect = np.array([[float(t) for t in line.split("\t")] for line in text.splitlines()])
+    (tmp_path / "K.txt").write_text(text.rstrip("\n"))
+    (tmp_path / "K.txt.gz").write_bytes(gzip.compress(text.encode()))
+    for chunk in (1 << 20, 61):
+        monkeypatch.setattr(textio, "_CHUNK_BYTES", chunk)
+        for name in ("K.txt", "K.txt.gz"):
+            np.testing.assert_array_equal(read_kinship(tmp_path / name, 30), expect)
+
+
 def test_symmetry_error_names_the_first_entry_across_blocks(tmp_path):
     n = 1500  # the check works in blocks of (1 << 20) // n = 699 rows
     K = np.eye(n)
@@ -137,6 +249,18 @@ def test_import_cli_is_lazy():
         "print(heavy)\n"
     )
     assert _fresh_python(code).strip() == "[]"
+
+
+def test_read_kinship_does_not_import_pandas(tmp_path):
+    path = tmp_path / "K.txt"
+    path.write_text("1\t0.5\n0.5\t2\n")
+    code = (
+        "import sys\n"
+        "from lmmscan.textio import read_kinship\n"
+        f"K = read_kinship({str(path)!r}, 2)\n"
+        "print(K.tolist(), 'pandas' in sys.modules)\n"
+    )
+    assert _fresh_python(code).strip() == "[[1.0, 0.5], [0.5, 2.0]] False"
 
 
 def test_lazy_public_names():

@@ -71,3 +71,7 @@ class Scanner:
         comp: npt.NDArray[np.float64] | None = None,
         threads: int = 1,
     ) -> npt.NDArray[np.float64]: ...
+
+def parse_numbers(
+    buf: bytes | bytearray | memoryview, threads: int = 1
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
