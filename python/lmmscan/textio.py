@@ -311,19 +311,26 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     Each chunk's numbers are parsed by the core (``_core.parse_numbers``:
     C's decimal floats correctly rounded, ``[+-]inf``, NaN for ``NA``,
     ``nan``, ``NaN``, ``-nan``, ``-NaN``) with the GIL released, on two
-    threads for large chunks; the shape checks and errors are made here.
+    threads for large chunks, straight into the matrix; the shape checks and
+    errors are made here.
     """
     from ._core import parse_numbers
 
-    # a kinship is square: once the first row gives ncol, fill an ncol x ncol
-    # array in place (no list of chunks plus a concatenated copy)
-    out = np.zeros(0)
+    # a kinship is square: once the first row gives ncol, the values are
+    # parsed into an ncol x ncol array in place (no list of chunks plus a
+    # concatenated copy)
+    out = None
     filled = 0
     ncol = None
     line_no = 0  # lines before the current chunk
     with contextlib.closing(_text_chunks(path)) as chunks:
         for chunk in chunks:
-            parsed, counts, bad = parse_numbers(chunk, _parse_threads(len(chunk)))
+            if out is None:
+                width = _first_line_width(chunk)
+                if width:
+                    out = np.empty(width * width)
+            dest = None if out is None else out[filled:]
+            parsed, counts, bad = parse_numbers(chunk, _parse_threads(len(chunk)), dest)
             if bad >= 0:
                 _raise_bad_token(chunk, bad, path, line_no)
             nonblank = np.flatnonzero(counts)
@@ -337,7 +344,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                         path=str(path),
                         line=line_no + int(wrong[0]) + 1,
                     )
-                if filled == 0 and out.size == 0:
+                if out is None:
                     out = np.empty(ncol * ncol)
                 if filled + parsed.size > out.size:
                     raise InputError(
@@ -345,12 +352,29 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                         path=str(path),
                         line=line_no + int(nonblank[-1]) + 1,
                     )
-                out[filled : filled + parsed.size] = parsed
+                if dest is None:  # parsed before the first row was known
+                    out[filled : filled + parsed.size] = parsed
                 filled += parsed.size
             line_no += counts.size
     if ncol is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
+
+
+def _first_line_width(chunk) -> int:
+    """The number of values on the first line of ``chunk`` (0 if it is blank or
+    holds a token that is not a number)."""
+    from ._core import parse_numbers
+
+    size = 1 << 16
+    while True:
+        head = bytes(chunk[:size])
+        newline = head.find(b"\n")
+        if newline >= 0 or size >= len(chunk):
+            break
+        size *= 8
+    _, counts, bad = parse_numbers(head if newline < 0 else head[: newline + 1])
+    return int(counts[0]) if bad < 0 and counts.size else 0
 
 
 def _tokens_per_line(chunk: bytes) -> np.ndarray:
