@@ -74,8 +74,9 @@ double out_of_range(const char* s, std::size_t n) {
 //   [+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?   correctly rounded
 //   [+-]? (inf | infinity), any case                              +-inf
 //   NA  nan  NaN  -nan  -NaN                                      NaN
-// Anything else (including "NAN", "+nan", "1_0", "0x10") is not a number.
-bool parse_token(const char* s, std::size_t n, double& out) {
+// (only NA when not nan_words).  Anything else (including "NAN", "+nan",
+// "1_0", "0x10") is not a number.
+bool parse_token(const char* s, std::size_t n, bool nan_words, double& out) {
   const char* p = s;
   const char* end = s + n;
   bool negative = false;
@@ -99,8 +100,8 @@ bool parse_token(const char* s, std::size_t n, double& out) {
     out = negative ? -HUGE_VAL : HUGE_VAL;
     return true;
   }
-  if (equal(s, n, "NA") || equal(s, n, "nan") || equal(s, n, "NaN") || equal(s, n, "-nan") ||
-      equal(s, n, "-NaN")) {
+  if (equal(s, n, "NA") || (nan_words && (equal(s, n, "nan") || equal(s, n, "NaN") ||
+                                           equal(s, n, "-nan") || equal(s, n, "-NaN")))) {
     out = std::numeric_limits<double>::quiet_NaN();
     return true;
   }
@@ -257,7 +258,7 @@ struct Part {
 
 // The second pass: the values of the part into dst[0, n_values) and the
 // tokens per line (a line ends with '\n' or at the part's end).
-void parse_part(const char* data, Part& part, double* dst) {
+void parse_part(const char* data, Part& part, bool nan_words, double* dst) {
   std::int64_t count = 0;
   std::size_t written = 0;
   const std::size_t end = part.end;
@@ -282,7 +283,7 @@ void parse_part(const char* data, Part& part, double* dst) {
       std::size_t j = i + 1;
       while (j < end && kClass[static_cast<unsigned char>(data[j])] == 0) ++j;
       double slow;
-      if (!parse_token(data + i, j - i, slow)) {
+      if (!parse_token(data + i, j - i, nan_words, slow)) {
         part.bad = static_cast<std::int64_t>(i);
         return;
       }
@@ -311,7 +312,8 @@ void for_parts(std::size_t n_parts, Fn fn) {
 
 using OutArray = py::array_t<double, py::array::c_style>;
 
-py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArray> out) {
+py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArray> out,
+                        bool nan_words) {
   if (threads < 1) throw py::value_error("threads must be at least 1");
   const py::buffer_info info = buf.request();
   if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
@@ -358,7 +360,8 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
     py::gil_scoped_release release;
     std::vector<std::size_t> offset(parts.size() + 1, 0);
     for (std::size_t k = 0; k < parts.size(); ++k) offset[k + 1] = offset[k] + parts[k].n_values;
-    for_parts(parts.size(), [&](std::size_t k) { parse_part(data, parts[k], dst + offset[k]); });
+    for_parts(parts.size(),
+              [&](std::size_t k) { parse_part(data, parts[k], nan_words, dst + offset[k]); });
   }
   for (const Part& p : parts) {
     if (p.bad >= 0)
@@ -377,15 +380,16 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
 
 void register_text(py::module_& m) {
   m.def("parse_numbers", &parse_numbers, py::arg("buf"), py::arg("threads") = 1,
-        py::arg("out") = py::none(),
+        py::arg("out") = py::none(), py::arg("nan_words") = true,
         R"doc(The numbers of a chunk of text lines: (values, tokens per line, bad).
 
 Tokens are separated by any of space, tab, comma and CR; lines by LF (a last
 line without LF counts).  Numbers are C's decimal floats (a leading '+'
-allowed, correctly rounded), [+-]inf/infinity in any case, and NaN for NA,
-nan, NaN, -nan and -NaN.  ``bad`` is -1, or the byte offset of the first
-token that is not a number (then the arrays are empty).  The GIL is released;
-``threads`` > 1 parses that many pieces, cut after newlines, in parallel.
-``out`` (a writable float64 vector): the values are written at its start
-when they fit (``values`` is then a view of it), else into a new array.)doc");
+allowed, correctly rounded), [+-]inf/infinity in any case, and NaN for NA
+(and for nan, NaN, -nan and -NaN when ``nan_words``).  ``bad`` is -1, or the
+byte offset of the first token that is not a number (then the arrays are
+empty).  The GIL is released; ``threads`` > 1 parses that many pieces, cut
+after newlines, in parallel.  ``out`` (a writable float64 vector): the
+values are written at its start when they fit (``values`` is then a view of
+it), else into a new array.)doc");
 }
