@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmmscan import InputError, textio
 from lmmscan.textio import _format_g10_python, format_g10, read_kinship, write_kinship_text
@@ -191,6 +193,85 @@ def test_parse_numbers_lines_and_buffers():
     assert parse_numbers(b"1\n2\nx\ny\n" * 1000, 3)[2] == 4
     with pytest.raises(ValueError, match="threads"):
         parse_numbers(b"1\n", 0)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _reference_parse(text: bytes, nan_words: bool):
+    """parse_numbers' grammar in Python: (values, counts, bad)."""
+    values, counts = [], []
+    nan = {"NA", "nan", "NaN", "-nan", "-NaN"} if nan_words else {"NA"}
+    offset = 0
+    lines = text.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        count = 0
+        for m in re.finditer(rb"[^ ,\t\r]+", line):
+            tok = m.group().decode("latin-1")
+            if _NUMBER.fullmatch(tok):
+                values.append(float(tok))
+            elif re.fullmatch(r"[+-]?(inf|infinity)", tok, re.IGNORECASE):
+                values.append(float(tok))
+            elif tok in nan:
+                values.append(float("nan"))
+            else:
+                return [], [], offset + m.start()
+            count += 1
+        counts.append(count)
+        offset += len(line) + 1
+    return values, counts, -1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["0", "1", "9", "12", ".", "e", "E", "-", "+", "5e-3", "inf", "Infinity", "NA", "nan",
+             "NaN", "-nan", "x", "_", " ", "\t", ",", "\r", "\n", "\n", "12345678901234567",
+             "0.0001193073185", "2.568193762e-05", "1e400", "00000000"]
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 4),
+    st.booleans(),
+)
+def test_parse_numbers_against_a_reference(pieces, threads, nan_words):
+    from lmmscan._core import parse_numbers
+
+    text = "".join(pieces).encode()
+    values, counts, bad = parse_numbers(text, threads, nan_words=nan_words)
+    ref_values, ref_counts, ref_bad = _reference_parse(text, nan_words)
+    assert bad == ref_bad
+    if bad < 0:
+        assert counts.tolist() == ref_counts
+        np.testing.assert_array_equal(values.view(np.uint64), _bits(ref_values))
+
+
+def test_parse_numbers_into_out():
+    from lmmscan._core import parse_numbers
+
+    text = b"1 2\n3 4\n5 6\n" * 100
+    expect = np.tile(np.arange(1.0, 7.0), 100)
+    for threads in (1, 2, 3):
+        out = np.full(700, -1.0)
+        values, counts, bad = parse_numbers(text, threads, out[50:])
+        assert bad == -1 and counts.tolist() == [2] * 300
+        assert np.shares_memory(values, out)
+        np.testing.assert_array_equal(out[50:650], expect)
+        assert (out[:50] == -1).all() and (out[650:] == -1).all()
+        small = np.full(599, -1.0)  # too small: a new array, small untouched
+        values, _, _ = parse_numbers(text, threads, small)
+        assert not np.shares_memory(values, small) and (small == -1).all()
+        np.testing.assert_array_equal(values, expect)
+    for wrong in (np.zeros(600, np.float32), np.zeros(1200)[::2], np.zeros((600, 1))):
+        with pytest.raises((TypeError, ValueError)):
+            parse_numbers(text, 1, wrong)
+    frozen = np.zeros(600)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        parse_numbers(text, 1, frozen)
 
 
 @pytest.mark.parametrize("token", ["NAN", "+nan", "1_0", "0x1p3"])

@@ -18,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -253,7 +254,7 @@ struct Part {
   std::size_t n_values = 0;          // tokens (first pass)
   std::vector<std::int64_t> counts;  // tokens on each line
   std::int64_t bad = -1;             // offset (in the whole buffer) of the first bad token
-  bool overrun = false;              // more values than counted (a bug; never expected)
+  bool mismatch = false;             // not as many values as counted (a bug; never expected)
 };
 
 // The second pass: the values of the part into dst[0, n_values) and the
@@ -291,22 +292,28 @@ void parse_part(const char* data, Part& part, bool nan_words, double* dst) {
       i = j;
     }
     if (written == part.n_values) {
-      part.overrun = true;
+      part.mismatch = true;
       return;
     }
     dst[written++] = v;
     ++count;
   }
   if (end > part.begin && data[end - 1] != '\n') part.counts.push_back(count);
+  part.mismatch = written != part.n_values;
 }
 
-// Runs fn(part_index) for every part, parts 1.. on their own threads.
+// Runs fn(part_index) for every part, parts 1.. on their own threads (here,
+// if a thread cannot be started).
 template <typename Fn>
 void for_parts(std::size_t n_parts, Fn fn) {
-  if (n_parts == 0) return;
   std::vector<std::thread> workers;
-  for (std::size_t k = 1; k < n_parts; ++k) workers.emplace_back(fn, k);
-  fn(0);
+  std::size_t started = 1;
+  try {
+    for (; started < n_parts; ++started) workers.emplace_back(fn, started);
+  } catch (const std::system_error&) {
+  }
+  for (std::size_t k = started; k < n_parts; ++k) fn(k);
+  if (n_parts > 0) fn(0);
   for (std::thread& t : workers) t.join();
 }
 
@@ -366,7 +373,7 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
   for (const Part& p : parts) {
     if (p.bad >= 0)
       return py::make_tuple(py::array_t<double>(0), py::array_t<std::int64_t>(0), p.bad);
-    if (p.overrun) throw std::logic_error("parse_numbers: more values than tokens counted");
+    if (p.mismatch) throw std::logic_error("parse_numbers: not as many values as tokens counted");
   }
   std::size_t n_lines = 0;
   for (const Part& p : parts) n_lines += p.counts.size();
@@ -380,7 +387,7 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
 
 void register_text(py::module_& m) {
   m.def("parse_numbers", &parse_numbers, py::arg("buf"), py::arg("threads") = 1,
-        py::arg("out") = py::none(), py::arg("nan_words") = true,
+        py::arg("out").noconvert() = py::none(), py::arg("nan_words") = true,
         R"doc(The numbers of a chunk of text lines: (values, tokens per line, bad).
 
 Tokens are separated by any of space, tab, comma and CR; lines by LF (a last
@@ -389,7 +396,7 @@ allowed, correctly rounded), [+-]inf/infinity in any case, and NaN for NA
 (and for nan, NaN, -nan and -NaN when ``nan_words``).  ``bad`` is -1, or the
 byte offset of the first token that is not a number (then the arrays are
 empty).  The GIL is released; ``threads`` > 1 parses that many pieces, cut
-after newlines, in parallel.  ``out`` (a writable float64 vector): the
-values are written at its start when they fit (``values`` is then a view of
-it), else into a new array.)doc");
+after newlines, in parallel.  ``out`` (a writable contiguous float64
+vector, never converted): the values are written at its start when they fit
+(``values`` is then a view of it), else into a new array.)doc");
 }

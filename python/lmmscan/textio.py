@@ -7,8 +7,12 @@ any other non-numeric token into 0 with ``atof``, a token that is not a
 number is an error naming its line and column.
 
 Kinship matrices are GEMMA's tab-separated ``%.10g`` text or numpy ``.npy``.
-Both directions are vectorised: a 10,000 x 10,000 text kinship (1.5 GB) takes
-seconds, where a per-value parser or formatter takes minutes.
+Neither direction runs Python per value: the text is parsed by the core's
+number parser (``_core.parse_numbers``, correctly rounded, on two threads)
+from a mapped file, and written by vectorised ``%.10g`` formatting.  Kinship
+values are C's decimal floats (a leading ``+`` allowed); ``NA``, ``nan``,
+``NaN``, ``-nan``, ``-NaN`` and ``[+-]inf``/``infinity`` parse, then fail the
+finiteness check; any other token is an error naming its line and column.
 """
 
 from __future__ import annotations
