@@ -73,5 +73,8 @@ class Scanner:
     ) -> npt.NDArray[np.float64]: ...
 
 def parse_numbers(
-    buf: bytes | bytearray | memoryview, threads: int = 1
+    buf: bytes | bytearray | memoryview,
+    threads: int = 1,
+    out: npt.NDArray[np.float64] | None = None,
+    nan_words: bool = True,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
