@@ -89,6 +89,22 @@ def test_bad_token_names_line_and_column(tmp_path):
     assert "line 2" in msg and "column 5" in msg and "'x'" in msg
 
 
+@pytest.mark.parametrize("token", ["nan", "NaN", "-nan", "inf", "-Infinity", "1e999", "1_0", "+"])
+def test_only_na_is_missing(tmp_path, token):
+    """nan and inf spellings are errors (only NA is missing), as is anything
+    Python's float reads that a C parser does not ("1_0"); the error names the
+    SNP's line and the token's column in any block."""
+    path = tmp_path / "g.txt"
+    path.write_text(f"rs0 A T 1 2 0\nrs1 A T NA 1 1\n\nrs2 A T 0,1,{token}\n")
+    src = read_bimbam(path)
+    np.testing.assert_array_equal(src.read(0, 2), [[1, np.nan], [2, 1], [0, 1]])
+    for start in (0, 1, 2):
+        with pytest.raises(InputError) as exc:
+            src.read(start, 3)
+        msg = str(exc.value)
+        assert "line 4" in msg and "column 6" in msg and repr(token) in msg
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "rs0 A T\n"])
 def test_no_snp_or_no_genotype(tmp_path, text):
     path = tmp_path / "g.txt"

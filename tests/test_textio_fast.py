@@ -1,14 +1,18 @@
 """The fast text paths against their slow references: %.10g cells, threaded
-kinship writing, chunked kinship reading, the symmetry check, lazy imports."""
+kinship writing, the core's number parser, chunked kinship reading, the
+symmetry check, lazy imports."""
 
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmmscan import InputError, textio
 from lmmscan.textio import _format_g10_python, format_g10, read_kinship, write_kinship_text
@@ -106,6 +110,195 @@ def test_read_kinship_chunks_agree_with_float(tmp_path, monkeypatch):
         read_kinship(f, n)
 
 
+def _bits(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).view(np.uint64)
+
+
+EDGE_TOKENS = [
+    "0", "-0", "+0", "0.0", "-0.0", "00012", ".5", "5.", "-.5", "+.5e-3", "+1.5", "-5.",
+    "1E5", "1e+05", "1e-05", "-2.568193762e-05", "0.0002160670804", "1e308", "-1e308",
+    "1.7976931348623157e308", "1.7976931348623158e308", "1.7976931348623159e308", "1e309",
+    "-1e999", "1e-400", "-1e-400", "5e-324", "4.9e-324", "2.4703282292062327e-324",
+    "2.4703282292062328e-324", "2.2250738585072011e-308", "2.2250738585072014e-308",
+    "9007199254740993", "9007199254740992.5", "123456789012345678901234567890",
+    "0.1000000000000000055511151231257827", "1e22", "1e23", "8.5e-23", "3e-22", "12345e-27",
+    "0.000000000000000000000000000001234", "100000000000000000000000e-4",
+    "1" + "0" * 400 + "e-400", "0." + "0" * 400 + "1e400", "0e99999", "7e0000000000000000001",
+]
+
+
+def test_parse_numbers_is_correctly_rounded():
+    """Bit for bit what Python's float (correctly rounded) gives: random %.10g,
+    %.15g and %.17g values of every magnitude, and edge cases (exponents,
+    signed zeros, denormals, overflow, leading '+', '.5', '5.', long mantissas)."""
+    from lmmscan._core import parse_numbers
+
+    rng = np.random.default_rng(5)
+    with np.errstate(over="ignore", under="ignore"):
+        x = rng.standard_normal(30000) * 10.0 ** rng.integers(-330, 309, 30000)
+    x = np.concatenate([x, rng.standard_normal(30000) * 0.01, tricky_values(rng)[::7]])
+    x = x[np.isfinite(x)]
+    tokens = [f"{v:{spec}}" for v in x.tolist() for spec in (".10g", ".15g", ".17g")]
+    tokens += EDGE_TOKENS + ["-" + t.lstrip("+-") for t in EDGE_TOKENS]
+    seps = rng.choice(["\t", " ", ",", "\n", "\r\n", " ,\t"], len(tokens))
+    text = "".join(t + s for t, s in zip(tokens, seps, strict=True)).encode() + b"\n"
+    expect = _bits([float(t) for t in tokens])
+    for threads in (1, 2, 3):
+        values, counts, bad = parse_numbers(text, threads)
+        assert bad == -1
+        np.testing.assert_array_equal(values.view(np.uint64), expect)
+        assert counts.sum() == len(tokens)
+        assert counts.size == text.count(b"\n")
+
+
+@pytest.mark.parametrize(
+    "token, value",
+    [("inf", np.inf), ("-Inf", -np.inf), ("+INF", np.inf), ("Infinity", np.inf),
+     ("-infinity", -np.inf), ("NA", np.nan), ("nan", np.nan), ("NaN", np.nan),
+     ("-nan", np.nan), ("-NaN", np.nan)],
+)
+def test_parse_numbers_inf_and_nan_spellings(token, value):
+    from lmmscan._core import parse_numbers
+
+    values, counts, bad = parse_numbers(f"1\t{token}\n".encode())
+    assert bad == -1 and counts.tolist() == [2]
+    np.testing.assert_array_equal(values, [1.0, value])
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["NAN", "+nan", "na", "nan(1)", "1_0", "0x10", "1e", "1e+", "e5", ".", "-", "+", "+-1",
+     "-+1", "1.5.2", "1d5", "\x0b1", "1\x00", '"1"', "infinit", "\u22121", "--1", ".e5"],
+)
+def test_parse_numbers_rejects_other_tokens(token):
+    from lmmscan._core import parse_numbers
+
+    prefix = b"1 2\n3,"
+    values, counts, bad = parse_numbers(prefix + token.encode() + b"\t4\n")
+    assert bad == len(prefix)
+    assert values.size == 0 and counts.size == 0
+
+
+def test_parse_numbers_lines_and_buffers():
+    from lmmscan._core import parse_numbers
+
+    text = b"1\t2\t\r\n\n \t\n3 , 4,5\n6"  # blank lines, CR, a last line without LF
+    for threads in (1, 2, 4, 50):
+        values, counts, bad = parse_numbers(memoryview(text), threads)
+        assert bad == -1
+        assert values.tolist() == [1, 2, 3, 4, 5, 6]
+        assert counts.tolist() == [2, 0, 0, 3, 1]
+    assert [a.tolist() for a in parse_numbers(b"")[:2]] == [[], []]
+    # the first bad token of the buffer, whichever thread finds one
+    assert parse_numbers(b"1\n2\nx\ny\n" * 1000, 3)[2] == 4
+    with pytest.raises(ValueError, match="threads"):
+        parse_numbers(b"1\n", 0)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _reference_parse(text: bytes, nan_words: bool):
+    """parse_numbers' grammar in Python: (values, counts, bad)."""
+    values, counts = [], []
+    nan = {"NA", "nan", "NaN", "-nan", "-NaN"} if nan_words else {"NA"}
+    offset = 0
+    lines = text.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        count = 0
+        for m in re.finditer(rb"[^ ,\t\r]+", line):
+            tok = m.group().decode("latin-1")
+            if _NUMBER.fullmatch(tok):
+                values.append(float(tok))
+            elif re.fullmatch(r"[+-]?(inf|infinity)", tok, re.IGNORECASE):
+                values.append(float(tok))
+            elif tok in nan:
+                values.append(float("nan"))
+            else:
+                return [], [], offset + m.start()
+            count += 1
+        counts.append(count)
+        offset += len(line) + 1
+    return values, counts, -1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["0", "1", "9", "12", ".", "e", "E", "-", "+", "5e-3", "inf", "Infinity", "NA", "nan",
+             "NaN", "-nan", "x", "_", " ", "\t", ",", "\r", "\n", "\n", "12345678901234567",
+             "0.0001193073185", "2.568193762e-05", "1e400", "00000000"]
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 4),
+    st.booleans(),
+)
+def test_parse_numbers_against_a_reference(pieces, threads, nan_words):
+    from lmmscan._core import parse_numbers
+
+    text = "".join(pieces).encode()
+    values, counts, bad = parse_numbers(text, threads, nan_words=nan_words)
+    ref_values, ref_counts, ref_bad = _reference_parse(text, nan_words)
+    assert bad == ref_bad
+    if bad < 0:
+        assert counts.tolist() == ref_counts
+        np.testing.assert_array_equal(values.view(np.uint64), _bits(ref_values))
+
+
+def test_parse_numbers_into_out():
+    from lmmscan._core import parse_numbers
+
+    text = b"1 2\n3 4\n5 6\n" * 100
+    expect = np.tile(np.arange(1.0, 7.0), 100)
+    for threads in (1, 2, 3):
+        out = np.full(700, -1.0)
+        values, counts, bad = parse_numbers(text, threads, out[50:])
+        assert bad == -1 and counts.tolist() == [2] * 300
+        assert np.shares_memory(values, out)
+        np.testing.assert_array_equal(out[50:650], expect)
+        assert (out[:50] == -1).all() and (out[650:] == -1).all()
+        small = np.full(599, -1.0)  # too small: a new array, small untouched
+        values, _, _ = parse_numbers(text, threads, small)
+        assert not np.shares_memory(values, small) and (small == -1).all()
+        np.testing.assert_array_equal(values, expect)
+    for wrong in (np.zeros(600, np.float32), np.zeros(1200)[::2], np.zeros((600, 1))):
+        with pytest.raises((TypeError, ValueError)):
+            parse_numbers(text, 1, wrong)
+    frozen = np.zeros(600)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        parse_numbers(text, 1, frozen)
+
+
+@pytest.mark.parametrize("token", ["NAN", "+nan", "1_0", "0x1p3"])
+def test_read_kinship_names_a_token_float_accepts(tmp_path, token):
+    f = tmp_path / "K.txt"
+    f.write_text(f"1\t0.5\n0.5\t{token}\n")
+    message = rf"line 2.*column 2.*'{re.escape(token)}' is not a number"
+    with pytest.raises(InputError, match=message):
+        read_kinship(f, 2)
+
+
+def test_read_kinship_gzip_and_no_newline_at_end(tmp_path, monkeypatch):
+    import gzip
+
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((30, 30))
+    K = A + A.T
+    text = "".join("\t".join(f"{v:.10g}" for v in row) + "\n" for row in K.tolist())
+    expect = np.array([[float(t) for t in line.split("\t")] for line in text.splitlines()])
+    (tmp_path / "K.txt").write_text(text.rstrip("\n"))
+    (tmp_path / "K.txt.gz").write_bytes(gzip.compress(text.encode()))
+    for chunk in (1 << 20, 61):
+        monkeypatch.setattr(textio, "_CHUNK_BYTES", chunk)
+        for name in ("K.txt", "K.txt.gz"):
+            np.testing.assert_array_equal(read_kinship(tmp_path / name, 30), expect)
+
+
 def test_symmetry_error_names_the_first_entry_across_blocks(tmp_path):
     n = 1500  # the check works in blocks of (1 << 20) // n = 699 rows
     K = np.eye(n)
@@ -137,6 +330,18 @@ def test_import_cli_is_lazy():
         "print(heavy)\n"
     )
     assert _fresh_python(code).strip() == "[]"
+
+
+def test_read_kinship_does_not_import_pandas(tmp_path):
+    path = tmp_path / "K.txt"
+    path.write_text("1\t0.5\n0.5\t2\n")
+    code = (
+        "import sys\n"
+        "from lmmscan.textio import read_kinship\n"
+        f"K = read_kinship({str(path)!r}, 2)\n"
+        "print(K.tolist(), 'pandas' in sys.modules)\n"
+    )
+    assert _fresh_python(code).strip() == "[[1.0, 0.5], [0.5, 2.0]] False"
 
 
 def test_lazy_public_names():

@@ -75,3 +75,10 @@ class Scanner:
         threads: int = 1,
         X: npt.NDArray[np.float64] | None = None,
     ) -> npt.NDArray[np.float64]: ...
+
+def parse_numbers(
+    buf: bytes | bytearray | memoryview,
+    threads: int = 1,
+    out: npt.NDArray[np.float64] | None = None,
+    nan_words: bool = True,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import re
 from pathlib import Path
@@ -27,6 +26,7 @@ from ._errors import InputError
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
+_TOKEN = re.compile(rb"[^ ,\t\r\n]+")
 _HEAD = re.compile(rb"[ ,\t\r]*([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)")
 _CHUNK = 16 << 20
 
@@ -217,7 +217,8 @@ class BimbamGenotypes:
                 data[int(self._geno_start[k]) - base : int(self._line_end[k]) - base]
                 for k in range(start, stop)
             ]
-            X = self._parse(b"".join(pieces), start, stop).T
+            ends = np.cumsum([len(piece) for piece in pieces])
+            X = self._parse(b"".join(pieces), start, stop, ends).T
             if stop == self.n_snps:  # a pass is over: do not hold the file open
                 self.close()
         if samples is not None:
@@ -225,22 +226,25 @@ class BimbamGenotypes:
             X = X[rows]
         return np.ascontiguousarray(X)
 
-    def _parse(self, text: bytes, start: int, stop: int) -> np.ndarray:
-        column = text.translate(_TO_NEWLINE)
-        try:
-            values = pd.read_csv(
-                io.BytesIO(column),
-                header=None,
-                names=["g"],
-                dtype=np.float64,
-                engine="c",
-                na_values=["NA"],
-                keep_default_na=False,
-                skip_blank_lines=True,
-            )["g"].to_numpy()
-        except ValueError:
-            self._raise_bad_token(start, stop)
-            raise  # pragma: no cover
+    def _parse(self, text: bytes, start: int, stop: int, ends: np.ndarray) -> np.ndarray:
+        """The genotypes of SNPs start..stop-1: ``text`` is their genotype
+        fields, one line each, the line of SNP start + k ending at ``ends[k]``."""
+        from ._core import parse_numbers
+        from .textio import _parse_threads
+
+        # only NA is missing: nan, inf and the like are not genotypes
+        values, _, bad = parse_numbers(text, _parse_threads(len(text)), nan_words=False)
+        if bad >= 0:
+            k = int(np.searchsorted(ends, bad, side="right"))
+            line_start = int(ends[k - 1]) if k else 0
+            token = _TOKEN.match(text, bad).group()
+            raise InputError(
+                f"genotype {token.decode(errors='replace')!r} is not a number "
+                "(use NA for missing)",
+                path=str(self.path),
+                line=int(self._line_no[start + k]),
+                column=len(text[line_start:bad].translate(_TO_NEWLINE).split()) + 4,
+            )
         if values.size != (stop - start) * self._n:  # pragma: no cover - checked in pass 1
             raise InputError("genotype count changed while reading", path=str(self.path))
         if np.isinf(values).any():

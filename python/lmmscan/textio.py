@@ -7,22 +7,28 @@ any other non-numeric token into 0 with ``atof``, a token that is not a
 number is an error naming its line and column.
 
 Kinship matrices are GEMMA's tab-separated ``%.10g`` text or numpy ``.npy``.
-Both directions are vectorised: a 10,000 x 10,000 text kinship (1.5 GB) takes
-seconds, where a per-value parser or formatter takes minutes.
+Neither direction runs Python per value: the text is parsed by the core's
+number parser (``_core.parse_numbers``, correctly rounded, on two threads)
+from a mapped file, and written by vectorised ``%.10g`` formatting.  Kinship
+values are C's decimal floats (a leading ``+`` allowed); ``NA``, ``nan``,
+``NaN``, ``-nan``, ``-NaN`` and ``[+-]inf``/``infinity`` parse, then fail the
+finiteness check; any other token is an error naming its line and column.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
-import io
+import mmap
 import os
+import re
+import stat
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ._errors import InputError
-from .plink import BadToken, parse_phenotype
 
 _SEPARATORS = b" ,\t\r"
 
@@ -91,6 +97,8 @@ def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
 
 
 def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.ndarray:
+    from .plink import BadToken, parse_phenotype
+
     try:
         values = parse_phenotype(np.asarray(tokens, dtype=object), minus9_missing=False)
     except BadToken as exc:
@@ -253,27 +261,82 @@ def check_kinship_file(K: np.ndarray, path: Path, n_samples: int | None) -> None
 # (32 MB) with mmap and gives them back; smaller chunk buffers stay in the
 # heap after the read (+30-40 MB peak RSS in a mouse scan with 8 MB chunks)
 _CHUNK_BYTES = 32 << 20
+# chunks of at least this many bytes are parsed on two threads
+_THREADED_BYTES = 1 << 20
 _TO_NEWLINE = bytes.maketrans(_SEPARATORS, b"\n" * len(_SEPARATORS))
+_TOKEN = re.compile(rb"[^ ,\t\r\n]+")
+
+
+def _parse_threads(size: int) -> int:
+    return min(2, _usable_cores()) if size >= _THREADED_BYTES else 1
+
+
+def _text_chunks(path: Path):
+    """The bytes of a text file in chunks of whole lines (about ``_CHUNK_BYTES``
+    each; the last line may lack its newline).
+
+    A plain file is mapped (memoryviews of the mapping: no copy of the text,
+    and each chunk's pages are unmapped once parsed); a gzip file or a pipe
+    is read with :func:`line_chunks`.
+    """
+    with _open_binary(path) as fh:
+        if isinstance(fh, gzip.GzipFile) or not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            yield from line_chunks(fh, _CHUNK_BYTES)
+            return
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            advise = getattr(mm, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+            if advise is not None:
+                advise(mmap.MADV_SEQUENTIAL)
+            view = memoryview(mm)
+            try:
+                start = released = 0
+                while start < size:
+                    newline = mm.find(b"\n", min(start + _CHUNK_BYTES, size) - 1)
+                    stop = size if newline < 0 else newline + 1
+                    with view[start:stop] as chunk:
+                        yield chunk
+                    start = stop
+                    # the parsed pages: out of this process's memory (the
+                    # file's pages stay in the page cache)
+                    page_end = stop // mmap.PAGESIZE * mmap.PAGESIZE
+                    if advise is not None and page_end > released:
+                        advise(mmap.MADV_DONTNEED, released, page_end - released)
+                        released = page_end
+            finally:
+                view.release()
 
 
 def _read_matrix_text(path: Path) -> np.ndarray:
     """A whitespace/comma separated numeric matrix, parsed a chunk of rows at a time.
 
-    Each chunk's separators become newlines so that pandas' C parser reads
-    one long column (much faster than 10,000 columns); the number of values
-    per line is counted on the raw bytes.  (Threads do not help here: pandas
-    3.1's read_csv, bytes.translate and bytes.count hold the GIL: measured.)
+    Each chunk's numbers are parsed by the core (``_core.parse_numbers``:
+    C's decimal floats correctly rounded, ``[+-]inf``, NaN for ``NA``,
+    ``nan``, ``NaN``, ``-nan``, ``-NaN``) with the GIL released, on two
+    threads for large chunks, straight into the matrix; the shape checks and
+    errors are made here.
     """
-    # a kinship is square: once the first row gives ncol, fill an ncol x ncol
-    # array in place (no list of chunks plus a concatenated copy)
-    out = np.zeros(0)
+    from ._core import parse_numbers
+
+    # a kinship is square: once the first row gives ncol, the values are
+    # parsed into an ncol x ncol array in place (no list of chunks plus a
+    # concatenated copy)
+    out = None
     filled = 0
     ncol = None
     line_no = 0  # lines before the current chunk
-    with _open_binary(path) as fh:
-        for chunk, counts, parsed in map(_parse_chunk, line_chunks(fh, _CHUNK_BYTES)):
-            if parsed is None:
-                _raise_bad_token(chunk, path, line_no)
+    with contextlib.closing(_text_chunks(path)) as chunks:
+        for chunk in chunks:
+            if out is None:
+                width = _first_line_width(chunk)
+                if width:
+                    out = np.empty(width * width)
+            dest = None if out is None else out[filled:]
+            parsed, counts, bad = parse_numbers(chunk, _parse_threads(len(chunk)), dest)
+            if bad >= 0:
+                _raise_bad_token(chunk, bad, path, line_no)
             nonblank = np.flatnonzero(counts)
             if nonblank.size:
                 if ncol is None:
@@ -285,7 +348,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                         path=str(path),
                         line=line_no + int(wrong[0]) + 1,
                     )
-                if filled == 0 and out.size == 0:
+                if out is None:
                     out = np.empty(ncol * ncol)
                 if filled + parsed.size > out.size:
                     raise InputError(
@@ -293,7 +356,8 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                         path=str(path),
                         line=line_no + int(nonblank[-1]) + 1,
                     )
-                out[filled : filled + parsed.size] = parsed
+                if dest is None:  # parsed before the first row was known
+                    out[filled : filled + parsed.size] = parsed
                 filled += parsed.size
             line_no += counts.size
     if ncol is None:
@@ -301,26 +365,24 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     return out[:filled].reshape(-1, ncol)
 
 
-def _parse_chunk(chunk: bytes) -> tuple[bytes, np.ndarray, np.ndarray | None]:
-    """(chunk, values per line, the values in order or None if a token is not a number)."""
-    counts = _tokens_per_line(chunk, fast=True)
-    if not counts.any():
-        return chunk, counts, np.zeros(0)
-    parsed = _parse_values(chunk)
-    if parsed is not None and parsed.size != counts.sum():
-        counts = _tokens_per_line(chunk)
-    return chunk, counts, parsed
+def _first_line_width(chunk) -> int:
+    """The number of values on the first line of ``chunk`` (0 if it is blank or
+    holds a token that is not a number)."""
+    from ._core import parse_numbers
+
+    size = 1 << 16
+    while True:
+        head = bytes(chunk[:size])
+        newline = head.find(b"\n")
+        if newline >= 0 or size >= len(chunk):
+            break
+        size *= 8
+    _, counts, bad = parse_numbers(head if newline < 0 else head[: newline + 1])
+    return int(counts[0]) if bad < 0 and counts.size else 0
 
 
-def _tokens_per_line(chunk: bytes, fast: bool = False) -> np.ndarray:
-    """Number of separator-delimited tokens on each line of ``chunk`` (ends with a newline).
-
-    ``fast``: count tabs per line at memchr speed, right when values are
-    separated by single tabs only (GEMMA's own files); the caller checks the
-    total against the parsed values and recounts the slow way if it differs.
-    """
-    if fast and not any(c in chunk for c in (b" ", b",", b"\r")):
-        return _tabs_per_line(chunk)
+def _tokens_per_line(chunk: bytes) -> np.ndarray:
+    """Number of separator-delimited tokens on each line of ``chunk`` (ends with a newline)."""
     b = np.frombuffer(chunk, dtype=np.uint8)
     newline = b == 10
     sep = newline | (b == 32) | (b == 9) | (b == 44) | (b == 13)
@@ -331,49 +393,18 @@ def _tokens_per_line(chunk: bytes, fast: bool = False) -> np.ndarray:
     return np.add.reduceat(start, line_starts, dtype=np.int64)
 
 
-def _tabs_per_line(chunk: bytes) -> np.ndarray:
-    counts = []
-    start = 0
-    while start < len(chunk):
-        end = chunk.index(b"\n", start)
-        counts.append(0 if end == start else chunk.count(b"\t", start, end) + 1)
-        start = end + 1
-    return np.array(counts, dtype=np.int64)
-
-
-def _parse_values(chunk: bytes) -> np.ndarray | None:
-    import pandas as pd
-
-    column = chunk.translate(_TO_NEWLINE)
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(column),
-            header=None,
-            names=["v"],
-            dtype=np.float64,
-            engine="c",
-            na_values=["NA", "nan", "NaN", "-nan", "-NaN"],
-            keep_default_na=False,
-            skip_blank_lines=True,
-        )
-    except ValueError:
-        return None
-    return frame["v"].to_numpy()
-
-
-def _raise_bad_token(chunk: bytes, path: Path, line_no: int) -> None:
-    for i, line in enumerate(chunk.split(b"\n")):
-        for j, tok in enumerate(line.translate(_TO_NEWLINE).split()):
-            try:
-                float(tok)
-            except ValueError:
-                raise InputError(
-                    f"{tok.decode(errors='replace')!r} is not a number",
-                    path=str(path),
-                    line=line_no + i + 1,
-                    column=j + 1,
-                ) from None
-    raise InputError("cannot parse the kinship values", path=str(path))
+def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int) -> None:
+    """The InputError for the token at byte ``bad`` of ``chunk``, with its line and column."""
+    chunk = bytes(chunk)
+    start = chunk.rfind(b"\n", 0, bad) + 1
+    column = len(chunk[start:bad].translate(_TO_NEWLINE).split()) + 1
+    token = _TOKEN.match(chunk, bad).group()
+    raise InputError(
+        f"{token.decode(errors='replace')!r} is not a number",
+        path=str(path),
+        line=line_no + chunk.count(b"\n", 0, bad) + 1,
+        column=column,
+    )
 
 
 # ------------------------------------------------------------------ %.10g formatting

@@ -1,0 +1,402 @@
+// A number parser for the text readers (textio.py): the values of a chunk of
+// whitespace/comma separated lines, parsed with the GIL released, optionally
+// on several threads.  Python keeps the files, the chunking, the shape
+// checks and the error messages; this only turns bytes into doubles.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#if defined(__GLIBC__)
+#include <locale.h>
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+// byte classes: 0 token byte, 1 separator (space, tab, comma, CR), 2 newline
+constexpr std::array<std::uint8_t, 256> kClass = [] {
+  std::array<std::uint8_t, 256> c{};
+  c[' '] = c['\t'] = c[','] = c['\r'] = 1;
+  c['\n'] = 2;
+  return c;
+}();
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+bool equal_nocase(const char* s, std::size_t n, const char* word) {
+  if (std::strlen(word) != n) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != word[i]) return false;
+  }
+  return true;
+}
+
+bool equal(const char* s, std::size_t n, const char* word) {
+  return std::strlen(word) == n && std::memcmp(s, word, n) == 0;
+}
+
+// A finite or infinite value out of double's range ("1e999", "1e-400"):
+// from_chars reports it without a value; strtod rounds it (to +-inf, 0 or a
+// denormal), in the "C" locale.
+double out_of_range(const char* s, std::size_t n) {
+  const std::string tok(s, n);
+#if defined(__GLIBC__)
+  static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", locale_t{});
+  return strtod_l(tok.c_str(), nullptr, c_locale);
+#else
+  return std::strtod(tok.c_str(), nullptr);
+#endif
+}
+
+// The tokens that are numbers (the ones pandas' C parser read with the NaN
+// spellings below, minus its quoting and stray whitespace):
+//   [+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?   correctly rounded
+//   [+-]? (inf | infinity), any case                              +-inf
+//   NA  nan  NaN  -nan  -NaN                                      NaN
+// (only NA when not nan_words).  Anything else (including "NAN", "+nan",
+// "1_0", "0x10") is not a number.
+bool parse_token(const char* s, std::size_t n, bool nan_words, double& out) {
+  const char* p = s;
+  const char* end = s + n;
+  bool negative = false;
+  if (*p == '+' || *p == '-') {
+    negative = *p == '-';
+    ++p;
+  }
+  if (p < end && (is_digit(*p) || *p == '.')) {
+    // from_chars takes no '+' and reads a '-' itself
+    const char* first = negative ? s : p;
+    auto r = std::from_chars(first, end, out, std::chars_format::general);
+    if (r.ptr != end) return false;
+    if (r.ec == std::errc::result_out_of_range) {
+      out = out_of_range(first, static_cast<std::size_t>(end - first));
+      return true;
+    }
+    return r.ec == std::errc{};
+  }
+  const std::size_t rest = static_cast<std::size_t>(end - p);
+  if (equal_nocase(p, rest, "inf") || equal_nocase(p, rest, "infinity")) {
+    out = negative ? -HUGE_VAL : HUGE_VAL;
+    return true;
+  }
+  if (equal(s, n, "NA") || (nan_words && (equal(s, n, "nan") || equal(s, n, "NaN") ||
+                                           equal(s, n, "-nan") || equal(s, n, "-NaN")))) {
+    out = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  return false;
+}
+
+// Clinger's fast path, fused with finding the token's end: a token of at most
+// 19 digits m and a decimal exponent e, where m < 2^53 and
+// |e| <= 22, is m * 10^e or m / 10^-e: one correctly rounded operation on
+// exact operands, so the result is correctly rounded (strtod's).  GEMMA's
+// %.10g values all take it.  Returns false (p unchanged) for anything else.
+constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                             1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                             1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+constexpr std::uint64_t kPow10Int[] = {1,      10,      100,      1000,     10000,
+                                       100000, 1000000, 10000000, 100000000};
+
+// Appends the digits at p to m (the number of digits read goes into
+// `digits`); false when that would pass 19 digits (m might overflow).  On a
+// little-endian machine, 8 bytes a step without a branch per digit: the run
+// of leading digits is found with one mask (a carry or borrow only moves
+// towards later bytes, past the first non-digit) and the digits are
+// combined with fast_float's SWAR multiplications.
+bool read_digits(const char*& p, const char* end, std::uint64_t& m, int& digits) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  while (end - p >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    const std::uint64_t other =
+        ((w + 0x4646464646464646) | (w - 0x3030303030303030)) & 0x8080808080808080;
+    const int n = other ? __builtin_ctzll(other) >> 3 : 8;
+    if (n == 0) return true;
+    if ((digits += n) > 19) return false;
+    // the n digits as the last n bytes of 8 (the others 0: leading zeros)
+    std::uint64_t v = (w - 0x3030303030303030) << (8 * (8 - n));
+    v = v * 10 + (v >> 8);
+    v = (((v & 0x000000FF000000FF) * 0x000F424000000064) +
+         (((v >> 16) & 0x000000FF000000FF) * 0x0000271000000001)) >> 32;
+    m = m * kPow10Int[n] + v;
+    p += n;
+    if (n < 8) return true;
+  }
+#endif
+  while (p < end && is_digit(*p)) {
+    if (++digits > 19) return false;
+    m = m * 10 + static_cast<std::uint64_t>(*p - '0');
+    ++p;
+  }
+  return true;
+}
+
+bool fast_number(const char*& pos, const char* end, double& out) {
+  const char* p = pos;
+  bool negative = false;
+  if (p < end && (*p == '-' || *p == '+')) {
+    negative = *p == '-';
+    ++p;
+  }
+  std::uint64_t m = 0;
+  int digits = 0;  // digits in m (leading zeros included)
+  int exp10 = 0;
+  const char* first = p;
+  if (!read_digits(p, end, m, digits)) return false;
+  bool any = p > first;
+  if (p < end && *p == '.') {
+    ++p;
+    const char* frac = p;
+    if (!read_digits(p, end, m, digits)) return false;
+    exp10 = -static_cast<int>(p - frac);
+    any = any || p > frac;
+  }
+  if (!any) return false;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    bool eneg = false;
+    if (p < end && (*p == '-' || *p == '+')) {
+      eneg = *p == '-';
+      ++p;
+    }
+    const char* e_first = p;
+    std::uint64_t e = 0;
+    int e_digits = 0;
+    if (!read_digits(p, end, e, e_digits) || p == e_first || e > 100000) return false;
+    exp10 += eneg ? -static_cast<int>(e) : static_cast<int>(e);
+  }
+  if (p < end && kClass[static_cast<unsigned char>(*p)] == 0) return false;
+  double v;
+  if (m == 0) {
+    v = 0.0;
+  } else {
+    if (m > (std::uint64_t{1} << 53) || exp10 < -22 || exp10 > 22) return false;
+    v = static_cast<double>(m);
+    v = exp10 < 0 ? v / kPow10[-exp10] : v * kPow10[exp10];
+  }
+  out = negative ? -v : v;
+  pos = p;
+  return true;
+}
+
+bool is_separator(unsigned char c) {
+  return c == ' ' || c == '\t' || c == ',' || c == '\r' || c == '\n';
+}
+
+// The number of tokens in data[begin, end): the first pass, which sizes the
+// output so that the second writes each value once, in place.  SSE2 (every
+// x86-64): 16 bytes a step, a token start being a non-separator after a
+// separator (or at begin).
+std::size_t count_tokens(const char* data, std::size_t begin, std::size_t end) {
+  const auto* d = reinterpret_cast<const unsigned char*>(data);
+  std::size_t n = 0;
+  unsigned prev_sep = 1;
+  std::size_t i = begin;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'),
+                comma = _mm_set1_epi8(','), cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+  __m128i prev = _mm_set1_epi8(-1);  // 0xFF: the byte before begin is a separator
+  while (i + 16 <= end) {
+    // 0/1 token starts summed per byte lane over up to 255 steps, then added up
+    __m128i lanes = _mm_setzero_si128();
+    for (int step = 0; step < 255 && i + 16 <= end; ++step, i += 16) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
+      const __m128i sep = _mm_or_si128(
+          _mm_or_si128(_mm_cmpeq_epi8(x, space), _mm_cmpeq_epi8(x, tab)),
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, comma), _mm_cmpeq_epi8(x, cr)),
+                       _mm_cmpeq_epi8(x, lf)));
+      const __m128i before = _mm_or_si128(_mm_slli_si128(sep, 1), _mm_srli_si128(prev, 15));
+      lanes = _mm_sub_epi8(lanes, _mm_andnot_si128(sep, before));
+      prev = sep;
+    }
+    const __m128i sums = _mm_sad_epu8(lanes, _mm_setzero_si128());
+    n += static_cast<std::size_t>(_mm_cvtsi128_si64(sums)) +
+         static_cast<std::size_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums)));
+  }
+  prev_sep = i > begin ? is_separator(d[i - 1]) : 1u;
+#endif
+  for (; i < end; ++i) {
+    const unsigned sep = is_separator(d[i]);
+    n += !sep & prev_sep;
+    prev_sep = sep;
+  }
+  return n;
+}
+
+// One thread's piece of the buffer: whole lines data[begin, end).
+struct Part {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  std::size_t n_values = 0;          // tokens (first pass)
+  std::vector<std::int64_t> counts;  // tokens on each line
+  std::int64_t bad = -1;             // offset (in the whole buffer) of the first bad token
+  bool mismatch = false;             // not as many values as counted (a bug; never expected)
+};
+
+// The second pass: the values of the part into dst[0, n_values) and the
+// tokens per line (a line ends with '\n' or at the part's end).
+void parse_part(const char* data, Part& part, bool nan_words, double* dst) {
+  std::int64_t count = 0;
+  std::size_t written = 0;
+  const std::size_t end = part.end;
+  std::size_t i = part.begin;
+  while (i < end) {
+    const std::uint8_t cls = kClass[static_cast<unsigned char>(data[i])];
+    if (cls == 1) {
+      ++i;
+      continue;
+    }
+    if (cls == 2) {
+      part.counts.push_back(count);
+      count = 0;
+      ++i;
+      continue;
+    }
+    double v;
+    const char* p = data + i;
+    if (fast_number(p, data + end, v)) {
+      i = static_cast<std::size_t>(p - data);
+    } else {
+      std::size_t j = i + 1;
+      while (j < end && kClass[static_cast<unsigned char>(data[j])] == 0) ++j;
+      double slow;
+      if (!parse_token(data + i, j - i, nan_words, slow)) {
+        part.bad = static_cast<std::int64_t>(i);
+        return;
+      }
+      v = slow;
+      i = j;
+    }
+    if (written == part.n_values) {
+      part.mismatch = true;
+      return;
+    }
+    dst[written++] = v;
+    ++count;
+  }
+  if (end > part.begin && data[end - 1] != '\n') part.counts.push_back(count);
+  part.mismatch = written != part.n_values;
+}
+
+// Runs fn(part_index) for every part, parts 1.. on their own threads (here,
+// if a thread cannot be started).
+template <typename Fn>
+void for_parts(std::size_t n_parts, Fn fn) {
+  std::vector<std::thread> workers;
+  std::size_t started = 1;
+  try {
+    for (; started < n_parts; ++started) workers.emplace_back(fn, started);
+  } catch (const std::system_error&) {
+  }
+  for (std::size_t k = started; k < n_parts; ++k) fn(k);
+  if (n_parts > 0) fn(0);
+  for (std::thread& t : workers) t.join();
+}
+
+using OutArray = py::array_t<double, py::array::c_style>;
+
+py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArray> out,
+                        bool nan_words) {
+  if (threads < 1) throw py::value_error("threads must be at least 1");
+  const py::buffer_info info = buf.request();
+  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
+    throw py::value_error("parse_numbers needs contiguous bytes");
+  if (out && (out->ndim() != 1 || !out->writeable()))
+    throw py::value_error("out must be a writable 1-D float64 array");
+  const char* data = static_cast<const char*>(info.ptr);
+  const std::size_t size = static_cast<std::size_t>(info.shape[0]);
+
+  // parts end just after a newline (or at the end), so that no line is split
+  std::vector<Part> parts;
+  std::size_t begin = 0;
+  for (int k = 1; k <= threads && begin < size; ++k) {
+    std::size_t at = std::max(begin, size * static_cast<std::size_t>(k) / threads);
+    if (at > 0 && at < size) {
+      const void* nl = std::memchr(data + at - 1, '\n', size - (at - 1));
+      at = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - data) + 1 : size;
+    }
+    if (k == threads) at = size;
+    if (at > begin) {
+      parts.emplace_back();
+      parts.back().begin = begin;
+      parts.back().end = at;
+      begin = at;
+    }
+  }
+  {
+    py::gil_scoped_release release;
+    for_parts(parts.size(), [&](std::size_t k) {
+      parts[k].n_values = count_tokens(data, parts[k].begin, parts[k].end);
+    });
+  }
+  std::size_t total = 0;
+  for (const Part& p : parts) total += p.n_values;
+  // the values go into out when they fit, else into a new array
+  py::array_t<double> values;
+  if (out && static_cast<std::size_t>(out->size()) >= total)
+    values = py::array_t<double>({static_cast<py::ssize_t>(total)}, {sizeof(double)},
+                                 out->mutable_data(), *out);
+  else
+    values = py::array_t<double>(static_cast<py::ssize_t>(total));
+  double* dst = values.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::vector<std::size_t> offset(parts.size() + 1, 0);
+    for (std::size_t k = 0; k < parts.size(); ++k) offset[k + 1] = offset[k] + parts[k].n_values;
+    for_parts(parts.size(),
+              [&](std::size_t k) { parse_part(data, parts[k], nan_words, dst + offset[k]); });
+  }
+  for (const Part& p : parts) {
+    if (p.bad >= 0)
+      return py::make_tuple(py::array_t<double>(0), py::array_t<std::int64_t>(0), p.bad);
+    if (p.mismatch) throw std::logic_error("parse_numbers: not as many values as tokens counted");
+  }
+  std::size_t n_lines = 0;
+  for (const Part& p : parts) n_lines += p.counts.size();
+  py::array_t<std::int64_t> counts(static_cast<py::ssize_t>(n_lines));
+  std::int64_t* c = counts.mutable_data();
+  for (const Part& p : parts) c = std::copy(p.counts.begin(), p.counts.end(), c);
+  return py::make_tuple(values, counts, std::int64_t{-1});
+}
+
+}  // namespace
+
+void register_text(py::module_& m) {
+  m.def("parse_numbers", &parse_numbers, py::arg("buf"), py::arg("threads") = 1,
+        py::arg("out").noconvert() = py::none(), py::arg("nan_words") = true,
+        R"doc(The numbers of a chunk of text lines: (values, tokens per line, bad).
+
+Tokens are separated by any of space, tab, comma and CR; lines by LF (a last
+line without LF counts).  Numbers are C's decimal floats (a leading '+'
+allowed, correctly rounded), [+-]inf/infinity in any case, and NaN for NA
+(and for nan, NaN, -nan and -NaN when ``nan_words``).  ``bad`` is -1, or the
+byte offset of the first token that is not a number (then the arrays are
+empty).  The GIL is released; ``threads`` > 1 parses that many pieces, cut
+after newlines, in parallel.  ``out`` (a writable contiguous float64
+vector, never converted): the values are written at its start when they fit
+(``values`` is then a view of it), else into a new array.)doc");
+}
