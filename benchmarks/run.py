@@ -499,8 +499,10 @@ def main() -> None:
         site, sha = build_commit(args.commit, work)
         ENV["PYTHONPATH"] = os.pathsep.join([str(site), ENV.get("PYTHONPATH", "")]).rstrip(":")
         LMMSCAN_COMMIT.append(sha)
-        LMMSCAN_EXE[:] = [sys.executable, "-c", "import sys; from lmmscan.cli import main; "
-                          "sys.argv[0] = 'lmmscan'; sys.exit(main())"]
+        # the console script's function: cli.run where it exists (main, then a fast exit)
+        LMMSCAN_EXE[:] = [sys.executable, "-c", "import sys; import lmmscan.cli as c; "
+                          "sys.argv[0] = 'lmmscan'; "
+                          "(getattr(c, 'run', None) or (lambda: sys.exit(c.main())))()"]
     print(versions(), flush=True)
     print(f"- load average at start: {load()}")
     sections = []

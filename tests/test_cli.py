@@ -230,6 +230,22 @@ def test_process_exit_status_and_no_traceback(tmp_path):
     assert files_in(tmp_path) == set()
 
 
+def test_process_success_flushes_everything(study):
+    """The entry point ends with os._exit (cli.run): the piped summary on stdout
+    is complete and the files are whole, as after a normal exit."""
+    out = study.parent / "ok"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmmscan", *map(str, scan_args(study, out))],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("done in")
+    assert "seconds:" in proc.stdout
+    table = pd.read_csv(f"{out}.assoc.txt", sep="\t")
+    assert len(table) > 2000 and table["p_wald"].notna().all()
+    assert json.loads(Path(f"{out}.null.json").read_text())["seconds"]["total"] > 0
+
+
 def test_interrupted_run_leaves_nothing(study, capsys, monkeypatch):
     from lmmscan.scan import BlockScanner
 

@@ -499,6 +499,26 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def run() -> None:
+    """The ``lmmscan`` command (and ``python -m lmmscan``): :func:`main`, then a fast exit.
+
+    When main() returns, every output file is closed and in place.  The
+    interpreter's teardown after that (finalising pandas' and scipy's modules,
+    stopping two OpenBLAS thread pools) took 0.15-0.2 s of a 1.9 s mouse_hs1940
+    scan, so the process ends with os._exit once stdout, stderr and logging
+    are flushed.  Python callers of main() are not affected.
+    """
+    status = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: nothing more can be said
+        status = status or 1
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(status)
+
+
 # ----------------------------------------------------------------- shared steps
 
 
