@@ -1,7 +1,7 @@
 """Peak memory of fit_null + scan at n = 10,000, with and without overwrite_kinship.
 
     python benchmarks/bench_memory.py [--n 10000] [--snps 3000] [--work DIR]
-        [--modes copy,overwrite] [--rounds 1]
+        [--modes copy,overwrite,fixed] [--rounds 1]
 
 Makes (seeded, once per DIR): a random PSD kinship over n samples from
 ``--kinship-snps`` random standardised SNPs (K = ZZ'/p, saved as K.npy in C
@@ -15,6 +15,8 @@ subprocess:
     del K                                       # as the CLI does after the fit
     scan(read_plink(...), null_model=null)
 
+(mode ``fixed``: overwrite, then ``scan(..., test="wald", lambda_mode="null")``,
+which whitens: U and the Cholesky factor L of lambda K + I side by side)
 and prints the high-water mark (VmHWM from /proc/self/status) after each
 step, in MiB and in units of 8n^2 bytes for n = the analysed samples and
 n = all samples.  The target of issue 5 is 2.5 x 8n^2 plus the block buffers.
@@ -81,7 +83,7 @@ def make_inputs(work: Path, n: int, kinship_snps: int, snps: int, miss_pheno: fl
     (work / "done").write_text("ok\n")
 
 
-def child(work: Path, overwrite: bool) -> None:
+def child(work: Path, mode: str) -> None:
     """One measured run (in its own process)."""
     marks = {}
     t0 = time.perf_counter()
@@ -93,13 +95,15 @@ def child(work: Path, overwrite: bool) -> None:
     K = np.load(work / "K.npy")
     marks["K loaded"] = vmhwm()
     t1 = time.perf_counter()
-    null = lmmscan.fit_null(y, cov, kinship=K, overwrite_kinship=overwrite)
+    null = lmmscan.fit_null(y, cov, kinship=K, overwrite_kinship=mode != "copy")
     t_fit = time.perf_counter() - t1
     marks["null fit"] = vmhwm()
     del K
     report = lmmscan.ScanReport()
     t1 = time.perf_counter()
-    table = lmmscan.scan(lmmscan.read_plink(work / "geno"), null_model=null, report=report)
+    fixed = dict(test="wald", lambda_mode="null") if mode == "fixed" else {}
+    table = lmmscan.scan(lmmscan.read_plink(work / "geno"), null_model=null, report=report,
+                         **fixed)
     t_scan = time.perf_counter() - t1
     marks["scan"] = vmhwm()
     print(json.dumps({
@@ -121,10 +125,10 @@ def main() -> None:
                     help="where the inputs are made (kept; default: a temporary directory)")
     ap.add_argument("--modes", default="copy,overwrite")
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--child", choices=["copy", "overwrite"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["copy", "overwrite", "fixed"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        child(a.work, a.child == "overwrite")
+        child(a.work, a.child)
         return
     tmp = None
     if a.work is None:

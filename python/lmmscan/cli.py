@@ -715,7 +715,8 @@ def run_scan(args) -> int:
                     K = read_kinship(args.kinship, source.n_samples)
                 kinships = _group_kinships(args, source, groups, K)
             _fit_nulls(args, groups, kinships, K)
-            del kinships, K
+            del kinships, K  # before the scanners: a whitening one adds an n x n factor
+            _make_scanners(args, groups)
             single = len(phenos) == 1
             for ph in phenos:
                 ph.stem = args.out if single else f"{args.out}.{ph.col}"
@@ -1199,7 +1200,7 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
     """Each phenotype's null model and scanner.  A kinship is decomposed once per
     group of analysed individuals (timed as "eigen", the fit as "null_fit")."""
     from .model import decompose_kinship, fit_null
-    from .scan import BlockScanner, ScanReport, whitening_lambda
+    from .scan import ScanReport
 
     clock = args.clock
     for i, (g, K) in enumerate(zip(groups, kinships, strict=True)):
@@ -1229,14 +1230,22 @@ def _fit_nulls(args, groups, kinships, K_given) -> None:
             except InputError as exc:
                 where = args.kinship if K_given is not None else None
                 raise InputError(f"{_pheno_name(args, ph.col)}: {exc}", path=where) from None
-            # one phenotype per group: a fixed-lambda scan can whiten (L^-1 X, half
-            # the flops of U'X), its block then being its own; timed as "eigen"
+
+
+def _make_scanners(args, groups) -> None:
+    """Each phenotype's scanner and report.  One phenotype per group: a
+    fixed-lambda scan can whiten (L^-1 X, half the flops of U'X; its block is
+    then its own), the factorisation timed as "eigen"."""
+    from .scan import BlockScanner, ScanReport, whitening_lambda
+
+    for g in groups:
+        for ph in g.phenos:
             whiten = (
                 not (args.loco or args.dask_scheduler)
                 and len(g.phenos) == 1
                 and whitening_lambda(ph.null, args.test, args.lambda_mode) is not None
             )
-            with clock.phase("eigen") if whiten else contextlib.nullcontext():
+            with args.clock.phase("eigen") if whiten else contextlib.nullcontext():
                 ph.scanner = BlockScanner(
                     ph.null,
                     args.test,
