@@ -26,6 +26,31 @@ _MIN_GEMM_COLUMNS = 64
 # OPENBLAS_NUM_THREADS=1).
 EIGH_SERIAL_BELOW = 1000
 
+# The LAPACK eigensolver.  "evr" (dsyevr, MRRR) needs O(n) workspace: the
+# decomposition holds K's buffer and U, 2 x 8n^2 bytes.  "evd" (dsyevd, divide
+# and conquer) needs 2n^2 doubles more, and is never slower: the same on
+# full-rank kinships (n = 7,000: 37.8 s against 39.5), and much faster when
+# K has fewer SNPs than samples, where a large cluster of zero eigenvalues
+# slows MRRR down (n = 7,000, 2,000 SNPs: 33.7 s against 233.4; at n = 9,709
+# dsyevr took 11 minutes).  The default keeps the memory bound; the CLI's
+# --eigh-driver and eigh_driver() change it.
+EIGH_DRIVERS = ("evr", "evd")
+_EIGH_DRIVER = ["evr"]
+
+
+@contextlib.contextmanager
+def eigh_driver(driver: str):
+    """Use LAPACK driver ``driver`` ("evr" or "evd") for every kinship
+    eigendecomposition inside the ``with`` block (see EIGH_DRIVERS)."""
+    if driver not in EIGH_DRIVERS:
+        raise InputError(f"eigh driver must be one of {EIGH_DRIVERS}, got {driver!r}")
+    previous = _EIGH_DRIVER[0]
+    _EIGH_DRIVER[0] = driver
+    try:
+        yield
+    finally:
+        _EIGH_DRIVER[0] = previous
+
 
 def _eigh_threads(n: int):
     """BLAS thread limit for an n x n eigendecomposition (see EIGH_SERIAL_BELOW)."""
@@ -154,15 +179,17 @@ class Spectral:
 
     @classmethod
     def from_kinship(cls, K: np.ndarray, *, overwrite: bool = False) -> Spectral:
-        """Eigendecomposition (LAPACK dsyevr, lower triangle) of a symmetric K;
-        ``overwrite`` lets LAPACK work in K's memory instead of a copy."""
+        """Eigendecomposition (LAPACK dsyevr, or dsyevd inside
+        :func:`eigh_driver`, lower triangle) of a symmetric K; ``overwrite``
+        lets LAPACK work in K's memory instead of a copy."""
         # LAPACK works in Fortran order; K is symmetric, so a C-ordered K is
         # handed over as its (Fortran-ordered) transpose instead of copied
         import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         with _eigh_threads(A.shape[0]):
-            d, U = scipy.linalg.eigh(A, driver="evr", overwrite_a=overwrite, check_finite=False)
+            d, U = scipy.linalg.eigh(A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite,
+                                     check_finite=False)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
         # bytes, and U.T @ X / X.T @ U run as fast either way
