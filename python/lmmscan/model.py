@@ -527,7 +527,9 @@ def decompose_kinship(
     restriction, the centring and LAPACK work in K's own buffer instead of
     that copy: **K's contents are destroyed** (it holds no kinship
     afterwards; drop it).  Then only K's buffer and the eigenvectors exist
-    (about 2 x 8n^2 bytes instead of 3).  K must be a writeable float64
+    (about 2 x 8n^2 bytes instead of 3); with dsyevd (:func:`eigh_driver`)
+    the eigenvectors are computed in K's buffer itself, so never write into K
+    afterwards.  K must be a writeable float64
     array in C or Fortran order for that; any other K is copied as without
     the option.  The result is the same as without it.
     """
