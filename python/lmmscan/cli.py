@@ -589,22 +589,16 @@ def _analysed(args, y, cov, col):
 @contextlib.contextmanager
 def _blas_threads(n: int | None, driver: str | None = None):
     """BLAS threads capped at n (None: BLAS's own), and the eigensolver."""
-    if driver is not None:
-        from .model import eigh_driver
+    with contextlib.ExitStack() as stack:
+        if driver is not None:
+            from .model import eigh_driver
 
-        with eigh_driver(driver), _blas_threads(n):
-            yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scipy's usual stack
+            stack.enter_context(eigh_driver(driver))
+        if n is not None:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=n))
         yield
-        return
-    if n is None:
-        yield
-    else:
-        with threadpool_limits(limits=n):
-            yield
 
 
 def _progress(args, total: int, desc: str):

@@ -30,7 +30,6 @@ worker processes with OPENBLAS_NUM_THREADS=1 by default.)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import threading
@@ -62,10 +61,8 @@ class _Shared:
 
 
 def _blas_one_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scipy's stack
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 

@@ -202,10 +202,8 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     another.  At most ``workers`` + 1 kinships are in memory at once.  The
     kinships themselves are formed in this thread (they may read genotypes).
     """
-    limit = _blas_limit(1) if workers > 1 else None
-    if limit is None:
-        workers = 1
-    with limit or contextlib.nullcontext(), ThreadPoolExecutor(max_workers=workers) as pool:
+    limit = _blas_limit(1) if workers > 1 else contextlib.nullcontext()
+    with limit, ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
 
@@ -226,10 +224,8 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
 
 
 def _blas_limit(n: int):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - then decompose one after another
-        return None
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=n, user_api="blas")
 
 

@@ -529,9 +529,9 @@ def decompose_kinship(
     afterwards; drop it).  Then only K's buffer and the eigenvectors exist
     (about 2 x 8n^2 bytes instead of 3); with dsyevd (:func:`eigh_driver`)
     the eigenvectors are computed in K's buffer itself, so never write into K
-    afterwards.  K must be a writeable float64
-    array in C or Fortran order for that; any other K is copied as without
-    the option.  The result is the same as without it.
+    afterwards.  K must be a writeable float64 array in C or Fortran order
+    for that; any other K is copied as without the option.  The result is
+    the same as without it.
     """
     if overwrite_kinship and _can_overwrite(K):
         Ka = _restrict_in_place(K, mask)
