@@ -306,9 +306,11 @@ class TableWriter:
         """
         if len(snps) == 0:
             return {p: np.zeros(0) for p in self.test_columns if p.startswith("p_")}
-        stats = test_statistics(cols, self.test, self.df, self.n, self.loglik_mle_null)
-        if extra_stats:
-            stats.update(extra_stats)
+        stats = dict(extra_stats or {})
+        if any(p not in stats for p in self.test_columns if p.startswith("p_")):
+            # recovered from the printed columns only where the scan gave none
+            recovered = test_statistics(cols, self.test, self.df, self.n, self.loglik_mle_null)
+            stats = {**recovered, **stats}
         tails = log_tails(stats, self.df)
         log10p = {
             p: neg_log10_p(cols[p], tails.get(p)) for p in self.test_columns if p.startswith("p_")

@@ -66,9 +66,15 @@ def statistics(raw: np.ndarray, test: str, logl_mle_null: float) -> dict[str, np
     return out
 
 
-def p_values(raw: np.ndarray, test: str, df: int, logl_mle_null: float) -> dict[str, np.ndarray]:
-    """GEMMA's columns from the core's raw results (b, RESULT_COLUMNS)."""
+def p_values(
+    raw: np.ndarray, test: str, df: int, logl_mle_null: float,
+    stats: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """GEMMA's columns from the core's raw results (b, RESULT_COLUMNS); ``stats``:
+    :func:`statistics` of the same results, when the caller has them."""
     col = {name: raw[:, i] for name, i in _RES.items()}
+    if stats is None:
+        stats = statistics(raw, test, logl_mle_null)
     out: dict[str, np.ndarray] = {}
     if test in ("wald", "all"):
         out["beta"], out["se"] = col["beta"], col["se"]
@@ -82,13 +88,12 @@ def p_values(raw: np.ndarray, test: str, df: int, logl_mle_null: float) -> dict[
         out["l_remle"] = col["l_remle"]
     if test in ("lrt", "all"):
         out["l_mle"] = col["l_mle"]
-    if test in ("wald", "all"):
-        out["p_wald"] = scipy.special.fdtrc(1.0, df, col["f_wald"])
-    if test in ("lrt", "all"):
-        stat = 2.0 * (col["logl_mle"] - logl_mle_null)
+    for name in ("p_wald", "p_score"):
+        if name in stats:
+            out[name] = scipy.special.fdtrc(1.0, df, stats[name])
+    if "p_lrt" in stats:
+        stat = stats["p_lrt"]
         out["p_lrt"] = np.where(stat < 0, 1.0, scipy.special.chdtrc(1.0, np.maximum(stat, 0.0)))
-    if test in ("score", "all"):
-        out["p_score"] = scipy.special.fdtrc(1.0, df, col["f_score"])
     return {name: out[name] for name in TEST_COLUMNS[test]}
 
 
@@ -248,10 +253,8 @@ class BlockScanner:
         raw = self._core.scan(UtX, comp, self.threads, X)
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
-        return (
-            p_values(raw, self.test, self.df, self.null.loglik_ml),
-            statistics(raw, self.test, self.null.loglik_ml),
-        )
+        stats = statistics(raw, self.test, self.null.loglik_ml)
+        return p_values(raw, self.test, self.df, self.null.loglik_ml, stats), stats
 
     def scan_with_statistics(
         self, X: np.ndarray, report: ScanReport | None = None
