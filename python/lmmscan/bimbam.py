@@ -26,7 +26,6 @@ from ._errors import InputError
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
-_TOKEN = re.compile(rb"[^ ,\t\r\n]+")
 _HEAD = re.compile(rb"[ ,\t\r]*([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)")
 _CHUNK = 16 << 20
 
@@ -230,20 +229,19 @@ class BimbamGenotypes:
         """The genotypes of SNPs start..stop-1: ``text`` is their genotype
         fields, one line each, the line of SNP start + k ending at ``ends[k]``."""
         from ._core import parse_numbers
-        from .textio import _parse_threads
+        from .textio import _parse_threads, token_at
 
         # only NA is missing: nan, inf and the like are not genotypes
         values, _, bad = parse_numbers(text, _parse_threads(len(text)), nan_words=False)
         if bad >= 0:
             k = int(np.searchsorted(ends, bad, side="right"))
             line_start = int(ends[k - 1]) if k else 0
-            token = _TOKEN.match(text, bad).group()
+            token, _, column = token_at(text[line_start:], bad - line_start)
             raise InputError(
-                f"genotype {token.decode(errors='replace')!r} is not a number "
-                "(use NA for missing)",
+                f"genotype {token!r} is not a number (use NA for missing)",
                 path=str(self.path),
                 line=int(self._line_no[start + k]),
-                column=len(text[line_start:bad].translate(_TO_NEWLINE).split()) + 4,
+                column=column + 3,  # after the rs and the two allele columns
             )
         if values.size != (stop - start) * self._n:  # pragma: no cover - checked in pass 1
             raise InputError("genotype count changed while reading", path=str(self.path))

@@ -393,18 +393,20 @@ def _tokens_per_line(chunk: bytes) -> np.ndarray:
     return np.add.reduceat(start, line_starts, dtype=np.int64)
 
 
+def token_at(text: bytes, bad: int) -> tuple[str, int, int]:
+    """The token starting at byte ``bad`` of ``text`` (as parse_numbers reports
+    one), its line (0-based, within ``text``) and its column (1-based)."""
+    start = text.rfind(b"\n", 0, bad) + 1
+    column = len(text[start:bad].translate(_TO_NEWLINE).split()) + 1
+    token = _TOKEN.match(text, bad).group().decode(errors="replace")
+    return token, text.count(b"\n", 0, bad), column
+
+
 def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int) -> None:
     """The InputError for the token at byte ``bad`` of ``chunk``, with its line and column."""
-    chunk = bytes(chunk)
-    start = chunk.rfind(b"\n", 0, bad) + 1
-    column = len(chunk[start:bad].translate(_TO_NEWLINE).split()) + 1
-    token = _TOKEN.match(chunk, bad).group()
-    raise InputError(
-        f"{token.decode(errors='replace')!r} is not a number",
-        path=str(path),
-        line=line_no + chunk.count(b"\n", 0, bad) + 1,
-        column=column,
-    )
+    token, line, column = token_at(bytes(chunk), bad)
+    raise InputError(f"{token!r} is not a number", path=str(path), line=line_no + line + 1,
+                     column=column)
 
 
 # ------------------------------------------------------------------ %.10g formatting
