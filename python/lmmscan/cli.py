@@ -619,11 +619,11 @@ def _progress(args, total: int, desc: str):
 
 def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, seconds: dict,
                  first: int = 0):
-    for start in range(first, source.n_snps, block_size):
-        stop = min(source.n_snps, start + block_size)
-        t0 = time.perf_counter()
-        X = source.read(start, stop, samples)
-        seconds["read"] += time.perf_counter() - t0
+    """(start, stop, block) from SNP ``first`` on, the next block read on a
+    thread meanwhile; ``seconds["read"]`` gets the time spent waiting."""
+    from .scan import _read_ahead
+
+    for start, stop, X in _read_ahead(source, block_size, samples, seconds, first):
         yield start, stop, X
         bar.update(stop - start)
 

@@ -407,7 +407,7 @@ def scan(
             keeps.append(keep)
             parts.append(cols)
     if client is None:
-        for start, stop, X in _read_ahead(source, block_size, samples, report):
+        for start, stop, X in _read_ahead(source, block_size, samples, report.seconds):
             keep, cols = scanner.scan(X, report)
             keeps.append(keep)
             parts.append(cols)
@@ -432,17 +432,19 @@ def scan(
     return table
 
 
-def _read_ahead(source, block_size: int, samples: np.ndarray, report: ScanReport):
-    """Yield (start, stop, block) while the next block is read on a thread.
+def _read_ahead(source, block_size: int, samples: np.ndarray | None, seconds: dict,
+                first: int = 0):
+    """Yield (start, stop, block) from SNP ``first`` on while the next block is
+    read on a thread.
 
     Reading (bed-reader, file parsing) overlaps the filtering, BLAS rotation
     and C++ tests of the current block; one read is in flight at a time, in
-    file order, so sequential sources stay sequential.  report.seconds
-    ["read"] counts only the time spent waiting for a block.
+    file order, so sequential sources stay sequential.  ``seconds["read"]``
+    counts only the time spent waiting for a block.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    starts = list(range(0, source.n_snps, block_size))
+    starts = list(range(first, source.n_snps, block_size))
     if not starts:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read") as pool:
@@ -455,7 +457,7 @@ def _read_ahead(source, block_size: int, samples: np.ndarray, report: ScanReport
         for i, start in enumerate(starts):
             t0 = time.perf_counter()
             X = pending.result()
-            report.seconds["read"] += time.perf_counter() - t0
+            seconds["read"] += time.perf_counter() - t0
             if i + 1 < len(starts):
                 pending = submit(starts[i + 1])
             yield start, min(source.n_snps, start + block_size), X
