@@ -119,3 +119,31 @@ def test_no_missing_calls():
     keep, n_miss, af, _, Xk = filter_impute(X)
     assert np.array_equal(keep, exp[0]) and not n_miss.any()
     assert np.array_equal(Xk, exp[4])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_threads_and_strides_change_nothing(order):
+    """The C++ passes split SNPs (F order) or rows (C order) over threads:
+    every result is bit-identical to one thread's; a strided view is read
+    like its contiguous copy."""
+    rng = np.random.default_rng(6)
+    X = np.array(block(rng, 300, 700, dosage=True), order=order)
+    one = filter_impute(X, threads=1)
+    for threads in (2, 3):
+        other = filter_impute(X, threads=threads)
+        for a, b in zip(one[:3] + one[4:], other[:3] + other[4:]):
+            assert np.array_equal(a, b, equal_nan=True)
+        assert other[3].removed == one[3].removed
+    view = X[:, ::2]
+    exp = reference(np.ascontiguousarray(view), 0.01, 0.05, None, 0.9999)
+    keep, n_miss, af, _, Xk = filter_impute(view, threads=2)
+    assert np.array_equal(keep, exp[0]) and np.array_equal(n_miss, exp[1])
+    np.testing.assert_allclose(Xk, exp[4], rtol=1e-14)
+
+
+def test_no_samples_and_no_snps():
+    keep, n_miss, af, counts, Xk = filter_impute(np.zeros((0, 4)))
+    assert not keep.any() and Xk.shape == (0, 0)
+    assert sum(counts.removed.values()) == 4
+    keep, _, _, counts, Xk = filter_impute(np.zeros((5, 0)))
+    assert keep.shape == (0,) and Xk.shape == (5, 0) and counts.total == 0

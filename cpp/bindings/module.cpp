@@ -7,9 +7,11 @@ namespace py = pybind11;
 
 void register_lmm(py::module_& m);
 void register_text(py::module_& m);
+void register_filter(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lmmscan numerical core (C++/Eigen); use the lmmscan package, not this module";
   register_lmm(m);
   register_text(m);
+  register_filter(m);
 }

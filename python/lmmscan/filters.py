@@ -74,13 +74,7 @@ def _shaped(flat: np.ndarray, n: int, b: int, fortran: bool) -> np.ndarray:
     return flat.reshape(b, n).T if fortran else flat.reshape(n, b)
 
 
-def _take_columns(X: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    """out[:] = X[:, idx] with out in X's memory order (np.take copies a
-    Fortran-ordered array to C order first; its transpose it takes as is)."""
-    if out.flags.c_contiguous:
-        np.take(X, idx, axis=1, out=out, mode="clip")
-    else:
-        np.take(X.T, idx, axis=0, out=out.T, mode="clip")
+_VERDICTS = ("miss", "maf", "monomorphic")  # the C++ kernel's verdicts 1, 2, 3
 
 
 def filter_impute(
@@ -92,74 +86,50 @@ def filter_impute(
     r2: float = 0.9999,
     impute: bool = True,
     scratch: Scratch | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FilterCounts, np.ndarray | None]:
     """:func:`gemma_filter` and the mean imputation of the kept SNPs together.
 
     Returns (keep, n_miss, af, counts, Xk): Xk (n, kept) is the kept
     columns of X with missing values set to 2 af, in X's memory order (C
-    unless X is Fortran-ordered; None without ``impute``).  The statistics
-    come from one set of passes over X (no n x SNPs float temporaries), and
-    the r2 check uses the imputed block that is returned.  With
-    ``scratch``, Xk is a view of a buffer that the next call with the same
-    scratch overwrites.  X is not modified.
+    unless X is Fortran-ordered; None without ``impute``).  The miss, maf
+    and monomorphic filters and the imputation are two passes over X in
+    C++ (``_core.filter_impute``, on ``threads`` threads; the results do not
+    depend on them); the r2 check uses the imputed block that is returned.
+    With ``scratch``, Xk is a view of a buffer that the next call with the
+    same scratch overwrites.  X is not modified.
     """
+    from . import _core
+
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be samples x SNPs, got shape {X.shape}")
+    if not (X.flags.c_contiguous or X.flags.f_contiguous):
+        X = np.ascontiguousarray(X)
     n, b = X.shape
     fortran = X.flags.f_contiguous and not X.flags.c_contiguous
     scratch = scratch or Scratch()
+    check_r2 = W is not None and W.shape[1] > 1
+    out = scratch.get("imputed", n * b, np.float64) if impute or check_r2 else None
+    n_miss, af, verdict = _core.filter_impute(
+        X, -1.0 if maf is None or maf < 0 else float(maf), float(miss), out, threads
+    )
     counts = FilterCounts(total=b)
-    missing = _shaped(scratch.get("missing", n * b, np.bool_), n, b, fortran)
-    np.isnan(X, out=missing)
-    n_miss = missing.sum(axis=0)
-    any_missing = bool(n_miss.any())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if any_missing:
-            observed = _shaped(scratch.get("observed", n * b, np.bool_), n, b, fortran)
-            np.logical_not(missing, out=observed)
-            total = np.add.reduce(X, axis=0, where=observed)
-        else:
-            total = X.sum(axis=0)
-        af = total / (2.0 * (n - n_miss))
-    keep = np.ones(b, dtype=bool)
-
-    def drop(mask: np.ndarray, name: str) -> None:
-        newly = mask & keep
-        counts.removed[name] += int(newly.sum())
-        keep[newly] = False
-
-    drop(n_miss / n > miss, "miss")
-    if maf is not None and maf >= 0:
-        with np.errstate(invalid="ignore"):
-            drop(~((af >= maf) & (af <= 1.0 - maf)), "maf")
-    if n > 0:
-        # fmin / fmax skip NaN (NaN only for an all-missing column), as nanmin / nanmax
-        lo = np.fmin.reduce(X, axis=0)
-        hi = np.fmax.reduce(X, axis=0)
-        drop(~(hi > lo), "monomorphic")
-    else:
-        drop(keep, "monomorphic")
-    check_r2 = W is not None and W.shape[1] > 1 and keep.any()
-    Xk = None
-    if impute or check_r2:
-        idx = np.flatnonzero(keep)
-        k = idx.shape[0]
-        Xk = _shaped(scratch.get("imputed", n * k, np.float64), n, k, fortran)
-        _take_columns(X, idx, Xk)
-        if any_missing:
-            mk = _shaped(scratch.get("observed", n * k, np.bool_), n, k, fortran)
-            _take_columns(missing, idx, mk)
-            np.copyto(Xk, 2.0 * af[idx], where=mk)
-        if check_r2:
-            v_x = np.einsum("ij,ij->j", Xk, Xk)
-            WtX = (Xk.T @ W).T  # BLAS is 2-7x slower on the 4 x n by n x k form
-            v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))
-            bad_k = v_w / v_x > r2
-            if bad_k.any():
-                bad = np.zeros(b, dtype=bool)
-                bad[idx] = bad_k
-                drop(bad, "r2")
-                if impute:
-                    Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
+    for code, name in enumerate(_VERDICTS, start=1):
+        counts.removed[name] = int(np.count_nonzero(verdict == code))
+    keep = verdict == 0
+    k = int(np.count_nonzero(keep))
+    Xk = _shaped(out[: n * k], n, k, fortran) if out is not None else None
+    if check_r2 and k:
+        v_x = np.einsum("ij,ij->j", Xk, Xk)
+        WtX = (Xk.T @ W).T  # BLAS is 2-7x slower on the 4 x n by n x k form
+        v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))
+        bad_k = v_w / v_x > r2
+        if bad_k.any():
+            counts.removed["r2"] = int(bad_k.sum())
+            keep[np.flatnonzero(keep)[bad_k]] = False
+            if impute:
+                Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
     counts.kept = int(keep.sum())
     return keep, n_miss, af, counts, Xk if impute else None
 

@@ -207,7 +207,8 @@ class BlockScanner:
         scanner's scratch buffer for this thread until the next call."""
         t0 = time.perf_counter()
         keep, n_miss, af, counts, Xk = filter_impute(
-            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=self._scratch()
+            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=self._scratch(),
+            threads=self.threads,
         )
         t1 = time.perf_counter()
         idx = np.flatnonzero(keep)

@@ -1,0 +1,66 @@
+// Binding of the genotype block filter (cpp/include/lmmscan/snp_filter.hpp):
+// array checks and the GIL; filters.py keeps the r2 filter, the counts and
+// the buffers.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+
+#include <lmmscan/snp_filter.hpp>
+
+namespace py = pybind11;
+
+namespace {
+
+
+py::tuple filter_impute(const py::array& X_in, double maf, double miss,
+                        std::optional<py::array_t<double, py::array::c_style>> out, int threads) {
+  if (X_in.ndim() != 2) throw py::value_error("X must be 2-dimensional (samples x SNPs)");
+  if (!py::isinstance<py::array_t<double>>(X_in))
+    throw py::value_error("X must be float64");
+  const bool f_order = (X_in.flags() & py::array::f_style) != 0;
+  const bool c_order = (X_in.flags() & py::array::c_style) != 0;
+  if (!f_order && !c_order) throw py::value_error("X must be C- or Fortran-contiguous");
+  lmmscan::GenotypeBlock X;
+  X.x = static_cast<const double*>(X_in.data());
+  X.n = X_in.shape(0);
+  X.b = X_in.shape(1);
+  X.column_major = f_order && !c_order;
+  X.ld = X.column_major ? X.n : X.b;
+  double* dst = nullptr;
+  if (out) {
+    if (out->ndim() != 1 || out->size() < X.n * X.b)
+      throw py::value_error("out must be a flat float64 buffer of at least n * b values");
+    dst = out->mutable_data();
+  }
+  if (threads < 1) throw py::value_error("threads must be at least 1");
+  lmmscan::SnpFilterOptions opt;
+  opt.maf = maf;
+  opt.miss = miss;
+  py::array_t<std::int64_t> n_miss(X.b);
+  py::array_t<double> af(X.b);
+  py::array_t<std::int8_t> verdict(X.b);
+  auto* nm = n_miss.mutable_data();
+  auto* a = af.mutable_data();
+  auto* v = reinterpret_cast<lmmscan::SnpVerdict*>(verdict.mutable_data());
+  {
+    py::gil_scoped_release release;
+    lmmscan::filter_impute(X, opt, threads, nm, a, v, dst);
+  }
+  return py::make_tuple(n_miss, af, verdict);
+}
+
+}  // namespace
+
+void register_filter(py::module_& m) {
+  m.def("filter_impute", &filter_impute, py::arg("X"), py::arg("maf"), py::arg("miss"),
+        py::arg("out") = py::none(), py::arg("threads") = 1,
+        "GEMMA's miss, maf and monomorphic filters of a float64 block X (samples x SNPs,\n"
+        "NaN missing, C or Fortran order): returns (n_miss, af, verdict) per SNP, verdict\n"
+        "0 kept, 1 miss, 2 maf, 3 monomorphic (the first filter failed); maf < 0 turns\n"
+        "the maf filter off.  With out (a flat float64 buffer of n * b values), the kept\n"
+        "SNPs with missing values set to 2 af are written to its start as an (n, kept)\n"
+        "block in X's order.");
+}

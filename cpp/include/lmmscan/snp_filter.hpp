@@ -1,0 +1,195 @@
+// GEMMA's per-SNP filters and mean imputation of a genotype block, in two
+// passes over the block (reference section 1.2-1.3).
+//
+// A block X is n samples x b SNPs, NaN for a missing genotype, stored either
+// column-major (one SNP contiguous, as bed-reader returns it) or row-major.
+// Pass 1 gives every SNP its missing count, allele frequency and verdict;
+// pass 2 copies the kept SNPs, missing values set to 2 af, into an (n, k)
+// block of the same storage order.  The covariate r2 filter needs a BLAS
+// product and stays with the caller.
+//
+// Every SNP's statistics are summed in one fixed order whatever the thread
+// count (threads take whole SNPs), so results never depend on it.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace lmmscan {
+
+// Why a SNP is left out: the first filter it fails, in GEMMA's order.
+enum class SnpVerdict : std::int8_t { kept = 0, miss = 1, maf = 2, monomorphic = 3 };
+
+struct SnpFilterOptions {
+  double maf = 0.01;   // exclude af < maf or af > 1 - maf; negative: no maf filter
+  double miss = 0.05;  // exclude n_miss / n > miss
+};
+
+struct GenotypeBlock {
+  const double* x = nullptr;
+  kernels::Index n = 0, b = 0;
+  kernels::Index ld = 0;  // leading dimension (n for column-major, b for row-major)
+  bool column_major = true;
+};
+
+namespace detail {
+
+inline SnpVerdict judge(std::int64_t n_miss, double sum, double lo, double hi, kernels::Index n,
+                        const SnpFilterOptions& opt, double* af) {
+  *af = sum / (2.0 * static_cast<double>(n - n_miss));  // NaN when every value is missing
+  // n = 0 gives NaN here and below, as the Python reference does (0 / 0)
+  if (static_cast<double>(n_miss) / static_cast<double>(n) > opt.miss) return SnpVerdict::miss;
+  if (opt.maf >= 0.0 && !(*af >= opt.maf && *af <= 1.0 - opt.maf)) return SnpVerdict::maf;
+  if (n == 0 || !(hi > lo)) return SnpVerdict::monomorphic;
+  return SnpVerdict::kept;
+}
+
+// Missing count, sum, min and max of the observed values of one contiguous
+// SNP, in kernels::kLanes partial sums (a fixed order).
+LMMSCAN_CLONES static void column_stats(const double* x, kernels::Index n, std::int64_t* n_miss,
+                                        double* sum, double* lo, double* hi) {
+  using kernels::Index;
+  using kernels::kLanes;
+  double s[kLanes] = {}, m[kLanes] = {};
+  double mn[kLanes], mx[kLanes];
+  std::fill(mn, mn + kLanes, std::numeric_limits<double>::infinity());
+  std::fill(mx, mx + kLanes, -std::numeric_limits<double>::infinity());
+  const Index nb = n - n % kLanes;
+  for (Index i = 0; i < nb; i += kLanes)
+#pragma omp simd
+    for (Index l = 0; l < kLanes; ++l) {
+      const double v = x[i + l];
+      const bool obs = v == v;
+      m[l] += obs ? 0.0 : 1.0;
+      s[l] += obs ? v : 0.0;
+      mn[l] = v < mn[l] ? v : mn[l];  // NaN compares false: skipped
+      mx[l] = v > mx[l] ? v : mx[l];
+    }
+  for (Index i = nb; i < n; ++i) {
+    const double v = x[i];
+    const Index l = i - nb;
+    const bool obs = v == v;
+    m[l] += obs ? 0.0 : 1.0;
+    s[l] += obs ? v : 0.0;
+    mn[l] = v < mn[l] ? v : mn[l];
+    mx[l] = v > mx[l] ? v : mx[l];
+  }
+  *sum = kernels::sum_lanes(s);
+  *n_miss = static_cast<std::int64_t>(kernels::sum_lanes(m));
+  double a = mn[0], z = mx[0];
+  for (Index l = 1; l < kLanes; ++l) {
+    a = mn[l] < a ? mn[l] : a;
+    z = mx[l] > z ? mx[l] : z;
+  }
+  *lo = a;
+  *hi = z;
+}
+
+// out[i] = x[i], or fill where x[i] is NaN.
+LMMSCAN_CLONES static void copy_filled(const double* x, kernels::Index n, double fill,
+                                       double* out) {
+#pragma omp simd
+  for (kernels::Index i = 0; i < n; ++i) out[i] = x[i] == x[i] ? x[i] : fill;
+}
+
+// The rows [r0, r1) of a row-major block: statistics of every SNP j in
+// [j0, j1), accumulated row after row (one fixed order per SNP).
+LMMSCAN_CLONES static void row_stats(const GenotypeBlock& X, kernels::Index j0,
+                                     kernels::Index j1, std::int64_t* n_miss, double* sum,
+                                     double* lo, double* hi) {
+  using kernels::Index;
+  for (Index j = j0; j < j1; ++j) {
+    n_miss[j] = 0;
+    sum[j] = 0.0;
+    lo[j] = std::numeric_limits<double>::infinity();
+    hi[j] = -std::numeric_limits<double>::infinity();
+  }
+  for (Index i = 0; i < X.n; ++i) {
+    const double* row = X.x + i * X.ld;
+#pragma omp simd
+    for (Index j = j0; j < j1; ++j) {
+      const double v = row[j];
+      const bool obs = v == v;
+      n_miss[j] += obs ? 0 : 1;
+      sum[j] += obs ? v : 0.0;
+      lo[j] = v < lo[j] ? v : lo[j];
+      hi[j] = v > hi[j] ? v : hi[j];
+    }
+  }
+}
+
+// Runs body(t, lo, hi) for [0, count) cut into `threads` contiguous parts.
+template <class Body>
+void split(kernels::Index count, int threads, Body&& body) {
+  using kernels::Index;
+  const int t_use = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, count / 64)));
+  if (t_use <= 1) {
+    body(0, Index{0}, count);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(t_use) - 1);
+  for (int t = 1; t < t_use; ++t)
+    pool.emplace_back([&, t] { body(t, count * t / t_use, count * (t + 1) / t_use); });
+  body(0, Index{0}, count / t_use);
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace detail
+
+// Pass 1: n_miss, af and verdict of every SNP (arrays of length b); returns
+// the number kept.  Pass 2, when out is given: the kept SNPs, missing values
+// set to 2 af, as an (n, kept) block in X's storage order (ld n or kept).
+inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptions& opt,
+                                    int threads, std::int64_t* n_miss, double* af,
+                                    SnpVerdict* verdict, double* out) {
+  using kernels::Index;
+  const Index n = X.n, b = X.b;
+  std::vector<double> sum(static_cast<size_t>(b)), lo(static_cast<size_t>(b)),
+      hi(static_cast<size_t>(b));
+  detail::split(b, threads, [&](int, Index j0, Index j1) {
+    if (X.column_major) {
+      for (Index j = j0; j < j1; ++j)
+        detail::column_stats(X.x + j * X.ld, n, &n_miss[j], &sum[j], &lo[j], &hi[j]);
+    } else {
+      detail::row_stats(X, j0, j1, n_miss, sum.data(), lo.data(), hi.data());
+    }
+    for (Index j = j0; j < j1; ++j)
+      verdict[j] = detail::judge(n_miss[j], sum[j], lo[j], hi[j], n, opt, &af[j]);
+  });
+  std::vector<Index> kept;
+  kept.reserve(static_cast<size_t>(b));
+  for (Index j = 0; j < b; ++j)
+    if (verdict[j] == SnpVerdict::kept) kept.push_back(j);
+  const Index k = static_cast<Index>(kept.size());
+  if (out == nullptr || k == 0) return k;
+  if (X.column_major) {
+    detail::split(k, threads, [&](int, Index p0, Index p1) {
+      for (Index p = p0; p < p1; ++p) {
+        const Index j = kept[p];
+        detail::copy_filled(X.x + j * X.ld, n, 2.0 * af[j], out + p * n);
+      }
+    });
+  } else {
+    std::vector<double> fill(static_cast<size_t>(k));
+    for (Index p = 0; p < k; ++p) fill[p] = 2.0 * af[kept[p]];
+    detail::split(n, threads, [&](int, Index r0, Index r1) {
+      for (Index i = r0; i < r1; ++i) {
+        const double* row = X.x + i * X.ld;
+        double* o = out + i * k;
+        for (Index p = 0; p < k; ++p) {
+          const double v = row[kept[p]];
+          o[p] = v == v ? v : fill[p];
+        }
+      }
+    });
+  }
+  return k;
+}
+
+}  // namespace lmmscan
