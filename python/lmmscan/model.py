@@ -237,16 +237,20 @@ class Spectral:
 
 @dataclass
 class Whitening:
-    """The lower Cholesky factor L of H = lambda K + I, for fixed-lambda scans.
+    """The inverse of the lower Cholesky factor L of H = lambda K + I, for
+    fixed-lambda scans.
 
     At one lambda the tests need x' H^-1 v only, and L^-1 x (a triangular
-    solve, n^2 flops per SNP) gives them at half the cost of U' x (2 n^2).
-    H is built from the eigendecomposition, so it is the same model as the
-    rotated scan's (eigenvalues below 1e-10 count as 0).
+    product, n^2 flops per SNP) gives them at half the cost of U' x (2 n^2).
+    L^-1 is formed once (dtrtri, n^3 / 3 flops) because OpenBLAS multiplies
+    by a triangular matrix (dtrmm) ~12% faster than it solves with one
+    (dtrsm); the two agree to ~1e-15.  H is built from the
+    eigendecomposition, so it is the same model as the rotated scan's
+    (eigenvalues below 1e-10 count as 0).
     """
 
     lambda_: float
-    L: np.ndarray  # (n, n) Fortran order, lower triangle
+    L_inv: np.ndarray  # (n, n) Fortran order, lower triangle
 
     @classmethod
     def from_spectral(cls, spectral: Spectral, lambda_: float, *, block: int = 256) -> Whitening:
@@ -267,14 +271,17 @@ class Whitening:
         L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
         if info != 0:  # pragma: no cover - lambda K + I is positive definite
             raise InputError(f"lambda K + I is not positive definite (dpotrf info {info})")
-        return cls(lambda_=float(lambda_), L=L)
+        L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        if info != 0:  # pragma: no cover - L has a positive diagonal
+            raise InputError(f"the factor of lambda K + I is singular (dtrtri info {info})")
+        return cls(lambda_=float(lambda_), L_inv=L_inv)
 
     def whiten(self, V: np.ndarray) -> np.ndarray:
         """L^-1 V for V (n,) or (n, k)."""
         from scipy.linalg import blas
 
         V = np.asarray(V, dtype=np.float64)
-        out = blas.dtrsm(1.0, self.L, V.reshape(V.shape[0], -1), lower=1)
+        out = blas.dtrmm(1.0, self.L_inv, V.reshape(V.shape[0], -1), lower=1)
         return out.reshape(V.shape)
 
     def rotate_rows(self, X: np.ndarray) -> np.ndarray:
@@ -288,7 +295,7 @@ class Whitening:
         b = X.shape[1]
         padded = np.zeros((X.shape[0], max(b, _MIN_GEMM_COLUMNS)), order="F")
         padded[:, :b] = X
-        out = blas.dtrsm(1.0, self.L, padded, lower=1, overwrite_b=1)
+        out = blas.dtrmm(1.0, self.L_inv, padded, lower=1, overwrite_b=1)
         return out.T[:b]
 
 

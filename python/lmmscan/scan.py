@@ -116,7 +116,7 @@ class BlockScanner:
     """Filters, imputes, rotates and tests blocks of SNPs against a null model.
 
     ``whiten=True`` (fixed lambda, one test; see :func:`whitening_lambda`)
-    replaces the rotation U'X by the triangular solve L^-1 X with
+    replaces the rotation U'X by the triangular product L^-1 X with
     L L' = lambda K + I: half the flops of the scan's dominant step, same
     results to rounding.  A whitened block belongs to this scanner's
     phenotype (its lambda); a rotated block can be shared by the scanners of
