@@ -168,7 +168,7 @@ def job_limit(a: argparse.Namespace) -> None:
     m = bed.sid_count
     tested = a.tested or m
     U = np.random.default_rng(0).standard_normal((n, n))
-    block = a.block_size or int(max(64, min(8192, (64 << 20) // (8 * n))))
+    block = a.block_size or int(max(64, min(8192, (32 << 20) // (8 * n))))
     t_read = t_rot = 0.0
     done = 0
     for start in range(0, m, block):

@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="SNPs read and tested per block (memory: individuals x B doubles). "
-        "Default: about 64 MB worth, at most 8192",
+        "Default: about 32 MB worth, at most 8192",
     )
     o.add_argument(
         "--resume",
