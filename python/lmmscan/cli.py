@@ -618,14 +618,32 @@ def _progress(args, total: int, desc: str):
 
 
 def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, seconds: dict,
-                 first: int = 0):
+                 first: int = 0, reader=None):
     """(start, stop, block) from SNP ``first`` on, the next block read on a
-    thread meanwhile; ``seconds["read"]`` gets the time spent waiting."""
-    from .scan import _read_ahead
+    thread meanwhile; ``seconds["read"]`` gets the time spent waiting.
+    ``reader``: a :class:`lmmscan.scan.ReadAhead` started earlier, used if it
+    reads these blocks (else closed)."""
+    from .scan import ReadAhead
 
-    for start, stop, X in _read_ahead(source, block_size, samples, seconds, first):
+    if reader is not None and not (reader.first == first and reader.block_size == block_size
+                                   and np.array_equal(reader.samples, samples)):
+        reader.close()
+        reader = None
+    reader = reader or ReadAhead(source, block_size, samples, first)
+    for start, stop, X in reader.blocks(seconds):
         yield start, stop, X
         bar.update(stop - start)
+
+
+def _early_reader(args, source, groups):
+    """The scan's reader, started before the kinship text is read and the null
+    models are fitted, so that the first block is read meanwhile (a fresh
+    block scan with --kinship; None otherwise)."""
+    if args.kinship is None or args.resume or args.loco or args.dask_scheduler:
+        return None
+    from .scan import ReadAhead
+
+    return ReadAhead(source, _block_size(args, source, groups), _union_samples(source, groups))
 
 
 # ----------------------------------------------------------------- kinship
@@ -711,12 +729,13 @@ def run_scan(args) -> int:
     clock = args.clock
     _check_out_dir(args.out)
     outputs = OutputSet()
-    resume = None
+    resume = reader = None
     try:
         with _blas_threads(args.threads, args.eigh_driver):
             with clock.phase("inputs"):
                 source = _open_genotypes(args)
                 phenos, groups = _load_samples(args, source)
+            reader = _early_reader(args, source, groups)
             K = None
             with clock.phase("kinship"):
                 if args.kinship is not None:
@@ -734,7 +753,7 @@ def run_scan(args) -> int:
             if _block_path(args, groups):
                 resume = _Resume(args, source, groups, phenos, ext)
                 try:
-                    _scan_blocks(args, source, groups, resume)
+                    _scan_blocks(args, source, groups, resume, reader)
                 finally:
                     resume.close()
             else:
@@ -761,6 +780,8 @@ def run_scan(args) -> int:
             resume.abandon(exc)
         raise
     finally:
+        if reader is not None:
+            reader.close()  # unused (not a block scan) or stopped by an error
         outputs.discard()
     if not args.quiet:
         _print_summary(args, source, phenos, resume)
@@ -1310,9 +1331,10 @@ def _block_size(args, source, groups) -> int:
     return args.block_size or default_block_size(_union_samples(source, groups).size)
 
 
-def _scan_blocks(args, source, groups, resume) -> None:
+def _scan_blocks(args, source, groups, resume, reader=None) -> None:
     """Every group and phenotype in one pass over the genotypes, block by block,
-    from ``resume.next_snp``; a checkpoint after each block."""
+    from ``resume.next_snp``; a checkpoint after each block.  ``reader``: see
+    :func:`_early_reader`."""
     samples = _union_samples(source, groups)
     position = np.full(source.n_samples, -1)
     position[samples] = np.arange(samples.size)
@@ -1325,7 +1347,7 @@ def _scan_blocks(args, source, groups, resume) -> None:
     with _progress(args, source.n_snps, "scan") as bar:
         bar.update(resume.next_snp)
         for start, stop, X in _iter_blocks(source, block, samples, bar, seconds,
-                                           first=resume.next_snp):
+                                           first=resume.next_snp, reader=reader):
             for g in groups:
                 Xg = X if len(groups) == 1 else X[g.rows]
                 lead = g.phenos[0]

@@ -16,7 +16,7 @@ from . import _core
 from ._errors import InputError
 from .filters import FilterCounts, Scratch, filter_impute
 from .genotypes import as_source, default_block_size
-from .model import NullModel, Spectral, Whitening, fit_null
+from .model import NullModel, Spectral, Whitening, analysed_samples, fit_null
 
 Test = Literal["wald", "lrt", "score", "all"]
 
@@ -360,6 +360,7 @@ def scan(
     p_score as the test has them; one row per analysed SNP, in file order.
     """
     source = as_source(genotypes)
+    reader = null_seconds = None
     if loco:
         return _scan_loco(source, y, kinship, covariates, groups, null_model, eigen, client,
                           test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode,
@@ -377,45 +378,66 @@ def scan(
                 f"y has {np.asarray(y).shape[0]} values but genotypes have "
                 f"{source.n_samples} samples"
             )
-        null_model = fit_null(y, covariates, kinship=kinship, groups=groups)
+        # the first block is read while the null model is fitted
+        reader = None if client is not None else _early_reader(source, y, covariates,
+                                                               block_size)
+        t0 = time.perf_counter()
+        try:
+            null_model = fit_null(y, covariates, kinship=kinship, groups=groups)
+        except BaseException:
+            if reader is not None:
+                reader.close()
+            raise
+        null_seconds = time.perf_counter() - t0
     elif null_model.analyzed.shape[0] != source.n_samples:
         raise InputError(
             f"null_model was fitted on {null_model.analyzed.shape[0]} samples but genotypes "
             f"have {source.n_samples}"
         )
-    report = report if report is not None else ScanReport()
-    scanner = BlockScanner(
-        null_model, test, maf=maf, miss=miss, r2=r2, threads=threads, lambda_mode=lambda_mode,
-        whiten=client is None and whitening_lambda(null_model, test, lambda_mode) is not None,
-    )
-    block_size = block_size or default_block_size(null_model.n_analyzed)
-    if block_size < 1:
-        raise InputError(f"block_size must be positive, got {block_size}")
-    samples = np.flatnonzero(null_model.analyzed)
-    parts: list[dict] = []
-    keeps: list[np.ndarray] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    try:
+        report = report if report is not None else ScanReport()
+        if null_seconds is not None:
+            report.seconds["null_fit"] = report.seconds.get("null_fit", 0.0) + null_seconds
+        scanner = BlockScanner(
+            null_model, test, maf=maf, miss=miss, r2=r2, threads=threads, lambda_mode=lambda_mode,
+            whiten=client is None and whitening_lambda(null_model, test, lambda_mode) is not None,
+        )
+        block_size = block_size or default_block_size(null_model.n_analyzed)
+        samples = np.flatnonzero(null_model.analyzed)
+        if reader is not None and not (reader.block_size == block_size
+                                       and np.array_equal(reader.samples, samples)):
+            reader.close()  # the fit analysed other samples than GEMMA's rule gave
+            reader = None
+        if block_size < 1:
+            raise InputError(f"block_size must be positive, got {block_size}")
+        parts: list[dict] = []
+        keeps: list[np.ndarray] = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=source.n_snps, unit="SNP", unit_scale=True, leave=False)
-    if client is not None:
-        from .distributed import scan_blocks
+            bar = tqdm(total=source.n_snps, unit="SNP", unit_scale=True, leave=False)
+        if client is not None:
+            from .distributed import scan_blocks
 
-        options = dict(test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode)
-        for keep, cols, _ in scan_blocks(client, source, null_model, block_size=block_size,
-                                         options=options, report=report):
-            keeps.append(keep)
-            parts.append(cols)
-    if client is None:
-        for start, stop, X in _read_ahead(source, block_size, samples, report.seconds):
-            keep, cols = scanner.scan(X, report)
-            keeps.append(keep)
-            parts.append(cols)
-            if bar is not None:
-                bar.update(stop - start)
-    if bar is not None:
-        bar.close()
+            options = dict(test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode)
+            for keep, cols, _ in scan_blocks(client, source, null_model, block_size=block_size,
+                                             options=options, report=report):
+                keeps.append(keep)
+                parts.append(cols)
+        if client is None:
+            reader = reader or ReadAhead(source, block_size, samples)
+            for start, stop, X in reader.blocks(report.seconds):
+                keep, cols = scanner.scan(X, report)
+                keeps.append(keep)
+                parts.append(cols)
+                if bar is not None:
+                    bar.update(stop - start)
+        if bar is not None:
+            bar.close()
+    finally:
+        if reader is not None:
+            reader.close()
     keep_all = np.concatenate(keeps) if keeps else np.zeros(0, dtype=bool)
     snps = source.snps.loc[keep_all].reset_index(drop=True)
     table = pd.DataFrame({name: snps[name] for name in ["chr", "rs", "ps"]})
@@ -433,35 +455,77 @@ def scan(
     return table
 
 
+class ReadAhead:
+    """Blocks of SNPs from SNP ``first`` on, each read on a thread while the
+    one before it is processed.
+
+    The first read starts here, so a caller can create the reader before
+    other work (the null fit) and find the first block ready.  Reading
+    (bed-reader, file parsing) overlaps the filtering, BLAS rotation and C++
+    tests of the current block; one read is in flight at a time, in file
+    order, so sequential sources stay sequential.
+    """
+
+    def __init__(self, source, block_size: int, samples: np.ndarray | None,
+                 first: int = 0) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.source, self.block_size, self.samples = source, block_size, samples
+        self.first = first
+        self._starts = list(range(first, source.n_snps, block_size))
+        self._pool = self._pending = None
+        if self._starts:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read")
+            self._pending = self._submit(0)
+
+    def _submit(self, i: int):
+        start = self._starts[i]
+        return self._pool.submit(self.source.read, start,
+                                 min(self.source.n_snps, start + self.block_size), self.samples)
+
+    def blocks(self, seconds: dict):
+        """Yield (start, stop, block); ``seconds["read"]`` gets the time spent
+        waiting for a block.  Once, then the reader is closed."""
+        try:
+            for i, start in enumerate(self._starts):
+                t0 = time.perf_counter()
+                X = self._pending.result()
+                seconds["read"] += time.perf_counter() - t0
+                self._pending = self._submit(i + 1) if i + 1 < len(self._starts) else None
+                yield start, min(self.source.n_snps, start + self.block_size), X
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading (waits for a read in flight; its result is dropped)."""
+        if self._pool is not None:
+            if self._pending is not None:
+                self._pending.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = self._pending = None
+
+
+def _early_reader(source, y, covariates, block_size: int | None) -> ReadAhead | None:
+    """A reader of the first blocks, started before the null fit (which the
+    first block's read then overlaps), on the samples GEMMA's rule analyses;
+    None when that rule rejects the inputs (the fit then says why)."""
+    try:
+        mask = analysed_samples(y, covariates)[0]
+    except (InputError, ValueError):
+        return None
+    if mask.shape[0] != source.n_samples:
+        return None
+    n = int(mask.sum())
+    size = block_size or default_block_size(n)
+    if n == 0 or size < 1:
+        return None
+    return ReadAhead(source, size, np.flatnonzero(mask))
+
+
 def _read_ahead(source, block_size: int, samples: np.ndarray | None, seconds: dict,
                 first: int = 0):
-    """Yield (start, stop, block) from SNP ``first`` on while the next block is
-    read on a thread.
-
-    Reading (bed-reader, file parsing) overlaps the filtering, BLAS rotation
-    and C++ tests of the current block; one read is in flight at a time, in
-    file order, so sequential sources stay sequential.  ``seconds["read"]``
-    counts only the time spent waiting for a block.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    starts = list(range(first, source.n_snps, block_size))
-    if not starts:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read") as pool:
-
-        def submit(start: int):
-            return pool.submit(source.read, start, min(source.n_snps, start + block_size),
-                               samples)
-
-        pending = submit(starts[0])
-        for i, start in enumerate(starts):
-            t0 = time.perf_counter()
-            X = pending.result()
-            seconds["read"] += time.perf_counter() - t0
-            if i + 1 < len(starts):
-                pending = submit(starts[i + 1])
-            yield start, min(source.n_snps, start + block_size), X
+    """:meth:`ReadAhead.blocks` of a reader started now."""
+    return ReadAhead(source, block_size, samples, first).blocks(seconds)
 
 
 def _is_low_rank(kinship: object) -> bool:
