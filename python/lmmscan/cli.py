@@ -25,10 +25,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after each BLAS call
+# before they sleep.  A scan alternates BLAS (the rotation) with its own
+# threads (the tests), which the spinning threads then slow: ~25 ms per block
+# at n = 4,852.  2^20 cycles (~0.4 ms) removes that and left the
+# eigendecomposition's pace unchanged.  OpenBLAS reads the variable when it is
+# loaded, so this holds for the command (numpy is not loaded yet), never for a
+# user's own session, and a value the user set is kept.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
-from ._errors import InputError, LmmscanError
-from .output import FORMATS
+import numpy as np  # noqa: E402
+
+from ._errors import InputError, LmmscanError  # noqa: E402
+from .output import FORMATS  # noqa: E402
 
 KINSHIP_METHODS = ("centered", "standardized")  # GEMMA -gk 1, -gk 2 (lmmscan.kinship)
 
