@@ -635,11 +635,7 @@ def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, secon
     reads these blocks (else closed)."""
     from .scan import ReadAhead
 
-    if reader is not None and not (reader.first == first and reader.block_size == block_size
-                                   and np.array_equal(reader.samples, samples)):
-        reader.close()
-        reader = None
-    reader = reader or ReadAhead(source, block_size, samples, first)
+    reader = ReadAhead.reuse(reader, source, block_size, samples, first)
     for start, stop, X in reader.blocks(seconds):
         yield start, stop, X
         bar.update(stop - start)
@@ -1239,8 +1235,9 @@ def _group_kinships(args, source, groups, K):
 
 
 def _fit_nulls(args, groups, kinships, K_given) -> None:
-    """Each phenotype's null model and scanner.  A kinship is decomposed once per
-    group of analysed individuals (timed as "eigen", the fit as "null_fit")."""
+    """Each phenotype's null model (the scanners: :func:`_make_scanners`).  A
+    kinship is decomposed once per group of analysed individuals (timed as
+    "eigen", the fit as "null_fit")."""
     from .model import decompose_kinship, fit_null
     from .scan import ScanReport
 

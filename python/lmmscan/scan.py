@@ -366,35 +366,29 @@ def scan(
                           test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode,
                           threads=threads, block_size=block_size, report=report,
                           progress=progress)
-    if null_model is None and (eigen is not None or _is_low_rank(kinship)):
-        null_model = _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids)
-    elif eigen is not None:
-        raise InputError("give either null_model or eigen, not both")
-    if null_model is None:
-        if y is None or (kinship is None and groups is None):
-            raise InputError("scan needs y and a kinship or groups (or a fitted null_model)")
-        if np.asarray(y).shape[0] != source.n_samples:
-            raise InputError(
-                f"y has {np.asarray(y).shape[0]} values but genotypes have "
-                f"{source.n_samples} samples"
-            )
-        # the first block is read while the null model is fitted
-        reader = None if client is not None else _early_reader(source, y, covariates,
-                                                               block_size)
-        t0 = time.perf_counter()
-        try:
-            null_model = fit_null(y, covariates, kinship=kinship, groups=groups)
-        except BaseException:
-            if reader is not None:
-                reader.close()
-            raise
-        null_seconds = time.perf_counter() - t0
-    elif null_model.analyzed.shape[0] != source.n_samples:
-        raise InputError(
-            f"null_model was fitted on {null_model.analyzed.shape[0]} samples but genotypes "
-            f"have {source.n_samples}"
-        )
     try:
+        if null_model is None and (eigen is not None or _is_low_rank(kinship)):
+            null_model = _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids)
+        elif eigen is not None:
+            raise InputError("give either null_model or eigen, not both")
+        if null_model is None:
+            if y is None or (kinship is None and groups is None):
+                raise InputError("scan needs y and a kinship or groups (or a fitted null_model)")
+            if np.asarray(y).shape[0] != source.n_samples:
+                raise InputError(
+                    f"y has {np.asarray(y).shape[0]} values but genotypes have "
+                    f"{source.n_samples} samples"
+                )
+            if client is None:  # the first block is read while the null model is fitted
+                reader = _early_reader(source, y, covariates, block_size)
+            t0 = time.perf_counter()
+            null_model = fit_null(y, covariates, kinship=kinship, groups=groups)
+            null_seconds = time.perf_counter() - t0
+        elif null_model.analyzed.shape[0] != source.n_samples:
+            raise InputError(
+                f"null_model was fitted on {null_model.analyzed.shape[0]} samples but genotypes "
+                f"have {source.n_samples}"
+            )
         report = report if report is not None else ScanReport()
         if null_seconds is not None:
             report.seconds["null_fit"] = report.seconds.get("null_fit", 0.0) + null_seconds
@@ -404,10 +398,6 @@ def scan(
         )
         block_size = block_size or default_block_size(null_model.n_analyzed)
         samples = np.flatnonzero(null_model.analyzed)
-        if reader is not None and not (reader.block_size == block_size
-                                       and np.array_equal(reader.samples, samples)):
-            reader.close()  # the fit analysed other samples than GEMMA's rule gave
-            reader = None
         if block_size < 1:
             raise InputError(f"block_size must be positive, got {block_size}")
         parts: list[dict] = []
@@ -426,7 +416,7 @@ def scan(
                 keeps.append(keep)
                 parts.append(cols)
         if client is None:
-            reader = reader or ReadAhead(source, block_size, samples)
+            reader = ReadAhead.reuse(reader, source, block_size, samples)
             for start, stop, X in reader.blocks(report.seconds):
                 keep, cols = scanner.scan(X, report)
                 keeps.append(keep)
@@ -478,6 +468,19 @@ class ReadAhead:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read")
             self._pending = self._submit(0)
 
+    @classmethod
+    def reuse(cls, reader: ReadAhead | None, source, block_size: int,
+              samples: np.ndarray | None, first: int = 0) -> ReadAhead:
+        """``reader`` if it reads these blocks, else a new reader (``reader``,
+        started on a guess that turned out wrong, is closed)."""
+        if reader is not None:
+            if (reader.source is source and reader.first == first
+                    and reader.block_size == block_size
+                    and np.array_equal(reader.samples, samples)):
+                return reader
+            reader.close()
+        return cls(source, block_size, samples, first)
+
     def _submit(self, i: int):
         start = self._starts[i]
         return self._pool.submit(self.source.read, start,
@@ -520,12 +523,6 @@ def _early_reader(source, y, covariates, block_size: int | None) -> ReadAhead | 
     if n == 0 or size < 1:
         return None
     return ReadAhead(source, size, np.flatnonzero(mask))
-
-
-def _read_ahead(source, block_size: int, samples: np.ndarray | None, seconds: dict,
-                first: int = 0):
-    """:meth:`ReadAhead.blocks` of a reader started now."""
-    return ReadAhead(source, block_size, samples, first).blocks(seconds)
 
 
 def _is_low_rank(kinship: object) -> bool:
