@@ -293,8 +293,11 @@ class Whitening:
         from scipy.linalg import blas
 
         b = X.shape[1]
-        padded = np.zeros((X.shape[0], max(b, _MIN_GEMM_COLUMNS)), order="F")
-        padded[:, :b] = X
+        if b >= _MIN_GEMM_COLUMNS:  # dtrmm works in place: on a copy, X stays as it is
+            padded = np.array(X, order="F")
+        else:
+            padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order="F")
+            padded[:, :b] = X
         out = blas.dtrmm(1.0, self.L_inv, padded, lower=1, overwrite_b=1)
         return out.T[:b]
 
