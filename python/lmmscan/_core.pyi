@@ -82,3 +82,10 @@ def parse_numbers(
     out: npt.NDArray[np.float64] | None = None,
     nan_words: bool = True,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
+def filter_impute(
+    X: npt.NDArray[np.float64],
+    maf: float,
+    miss: float,
+    out: npt.NDArray[np.float64] | None = None,
+    threads: int = 1,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int8]]: ...
