@@ -77,13 +77,16 @@ def main() -> None:
         source = lmmscan.read_plink(prefix)
         K = lmmscan.kinship(lmmscan.ArrayGenotypes(source.read(0, 2000)))
         null = lmmscan.fit_null(source.phenotype, kinship=K)
-        print(f"n = {args.n:,}, m = {args.m:,} SNPs, test = {args.test}, "
-              f"{args.block} SNPs per block/task; load average before: "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"n = {args.n:,}, m = {args.m:,} SNPs, test = {args.test}, "
+            f"{args.block} SNPs per block/task; load average before: "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
         def local(threads):
-            return lmmscan.scan(source, null_model=null, test=args.test, threads=threads,
-                                block_size=args.block)
+            return lmmscan.scan(
+                source, null_model=null, test=args.test, threads=threads, block_size=args.block
+            )
 
         with threadpool_limits(limits=1, user_api="blas"):
             one, reference = rate(lambda: local(1), args.m, args.repeat)
@@ -92,18 +95,29 @@ def main() -> None:
         print(f"local, all cores:           {many:9,.0f} SNPs/s")
         rates = {}
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 client.run(lambda: None)  # workers up
                 rates[workers], table = rate(
-                    lambda c=client: lmmscan.scan(source, null_model=null, test=args.test,
-                                                  client=c, block_size=args.block),
-                    args.m, args.repeat)
+                    lambda c=client: lmmscan.scan(
+                        source, null_model=null, test=args.test, client=c, block_size=args.block
+                    ),
+                    args.m,
+                    args.repeat,
+                )
             same = table.equals(reference)
-            print(f"dask, {workers} worker(s) x 1 thread: {rates[workers]:9,.0f} SNPs/s  "
-                  f"(rows identical to the 1-thread local scan: {same})")
-        print(f"speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x; load average after: "
-              f"{os.getloadavg()[0]:.1f}")
+            print(
+                f"dask, {workers} worker(s) x 1 thread: {rates[workers]:9,.0f} SNPs/s  "
+                f"(rows identical to the 1-thread local scan: {same})"
+            )
+        print(
+            f"speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x; load average after: "
+            f"{os.getloadavg()[0]:.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "mouse_hs1940"
 
 def unpack(out: Path) -> Path:
     for ext in ("bed", "bim", "fam"):
-        with gzip.open(DATA / f"mouse_hs1940.{ext}.gz", "rb") as fin, open(
-            out / f"mouse_hs1940.{ext}", "wb"
-        ) as fout:
+        with (
+            gzip.open(DATA / f"mouse_hs1940.{ext}.gz", "rb") as fin,
+            open(out / f"mouse_hs1940.{ext}", "wb") as fout,
+        ):
             shutil.copyfileobj(fin, fout)
     return out / "mouse_hs1940"
 
@@ -70,12 +71,19 @@ def run_fastlmm(prefix: Path, repeat: int) -> float:
             fh.write(f"{fid} {iid} {float(v):.17g}\n")
 
     def go():
-        return single_snp(Bed(str(prefix), count_A1=True), Pheno(str(pheno)), K0=None,
-                          leave_out_one_chrom=True, count_A1=True)
+        return single_snp(
+            Bed(str(prefix), count_A1=True),
+            Pheno(str(pheno)),
+            K0=None,
+            leave_out_one_chrom=True,
+            count_A1=True,
+        )
 
     seconds, table = timed(go, repeat, "fastlmm")
-    print(f"FaST-LMM single_snp LOCO:             {seconds:7.2f} s  (CPU {CPU['fastlmm']:.1f} s; "
-          f"{len(table)} SNPs)")
+    print(
+        f"FaST-LMM single_snp LOCO:             {seconds:7.2f} s  (CPU {CPU['fastlmm']:.1f} s; "
+        f"{len(table)} SNPs)"
+    )
     return seconds
 
 
@@ -90,13 +98,18 @@ def main() -> None:
         y = source.phenotype
         report = lmmscan.ScanReport()
         exact, table = timed(
-            lambda: lmmscan.scan(source, y, loco=True, test="all", report=report), args.repeat,
+            lambda: lmmscan.scan(source, y, loco=True, test="all", report=report),
+            args.repeat,
             "exact",
         )
-        print(f"lmmscan LOCO, GEMMA-exact (-lmm 4):   {exact:7.2f} s  (CPU {CPU['exact']:.1f} s; "
-              f"{len(table)} SNPs, {len(report.null_models)} chromosomes)")
-        print("   phases (s): " + ", ".join(f"{k} {v / args.repeat:.2f}"
-                                            for k, v in report.seconds.items()))
+        print(
+            f"lmmscan LOCO, GEMMA-exact (-lmm 4):   {exact:7.2f} s  (CPU {CPU['exact']:.1f} s; "
+            f"{len(table)} SNPs, {len(report.null_models)} chromosomes)"
+        )
+        print(
+            "   phases (s): "
+            + ", ".join(f"{k} {v / args.repeat:.2f}" for k, v in report.seconds.items())
+        )
         fixed, _ = timed(
             lambda: lmmscan.scan(source, y, loco=True, test="wald", lambda_mode="null"),
             args.repeat,
@@ -106,9 +119,11 @@ def main() -> None:
         print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         if not args.skip_fastlmm:
             fast = run_fastlmm(prefix, args.repeat)
-            print(f"ratio FaST-LMM / lmmscan, wall: {fast / exact:.1f}x (GEMMA-exact), "
-                  f"{fast / fixed:.1f}x (null lambda); CPU: "
-                  f"{CPU['fastlmm'] / CPU['exact']:.1f}x, {CPU['fastlmm'] / CPU['fixed']:.1f}x")
+            print(
+                f"ratio FaST-LMM / lmmscan, wall: {fast / exact:.1f}x (GEMMA-exact), "
+                f"{fast / fixed:.1f}x (null lambda); CPU: "
+                f"{CPU['fastlmm'] / CPU['exact']:.1f}x, {CPU['fastlmm'] / CPU['fixed']:.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -85,8 +85,7 @@ def analyse(directory: str, test: str) -> dict:
     del lr
     t0 = time.perf_counter()
     report = lmmscan.ScanReport()
-    table = lmmscan.scan(lmmscan.read_plink(d / "test"), null_model=null, test=test,
-                         report=report)
+    table = lmmscan.scan(lmmscan.read_plink(d / "test"), null_model=null, test=test, report=report)
     t["scan"] = time.perf_counter() - t0
     return {
         "seconds": t,
@@ -116,24 +115,32 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         simulate(out, args.n, args.k, args.m)
-        print(f"simulated n = {args.n:,}, kinship SNPs k = {args.k:,}, tested SNPs "
-              f"m = {args.m:,} in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"simulated n = {args.n:,}, kinship SNPs k = {args.k:,}, tested SNPs "
+            f"m = {args.m:,} in {time.perf_counter() - t0:.1f} s"
+        )
         t0 = time.perf_counter()
         res = subprocess.run(
             [sys.executable, __file__, "--child", str(out), "--test", args.test],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         wall = time.perf_counter() - t0
         r = json.loads(res.stdout.strip().splitlines()[-1])
         for phase, sec in r["seconds"].items():
             print(f"  {phase:38s} {sec:7.1f} s")
         print("  scan phases: " + ", ".join(f"{k} {v:.1f}" for k, v in r["scan_phases"].items()))
-        print(f"analysis process: {wall:.1f} s wall (with start-up), peak RSS "
-              f"{r['peak_rss_gb']:.2f} GB (an n x n float64 matrix: "
-              f"{args.n**2 * 8 / 2**30:.1f} GB)")
+        print(
+            f"analysis process: {wall:.1f} s wall (with start-up), peak RSS "
+            f"{r['peak_rss_gb']:.2f} GB (an n x n float64 matrix: "
+            f"{args.n**2 * 8 / 2**30:.1f} GB)"
+        )
         print(f"load average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"rank {r['rank']}, {r['snps']:,} SNPs tested (test={args.test}), "
-              f"pve {r['pve']:.3f}, min p {r['min_p']:.2e}")
+        print(
+            f"rank {r['rank']}, {r['snps']:,} SNPs tested (test={args.test}), "
+            f"pve {r['pve']:.3f}, min p {r['min_p']:.2e}"
+        )
 
 
 if __name__ == "__main__":

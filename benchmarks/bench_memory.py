@@ -47,8 +47,9 @@ def vmhwm() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def make_inputs(work: Path, n: int, kinship_snps: int, snps: int, miss_pheno: float,
-                seed: int) -> None:
+def make_inputs(
+    work: Path, n: int, kinship_snps: int, snps: int, miss_pheno: float, seed: int
+) -> None:
     if (work / "done").exists():
         return
     from bed_reader import to_bed
@@ -75,11 +76,15 @@ def make_inputs(work: Path, n: int, kinship_snps: int, snps: int, miss_pheno: fl
     p = rng.uniform(0.02, 0.5, snps)
     G = rng.binomial(2, p, size=(n, snps)).astype(np.float32)
     G[rng.uniform(size=G.shape) < 0.01] = np.nan
-    to_bed(work / "geno.bed", G, properties={
-        "chromosome": np.repeat(["1"], snps),
-        "sid": [f"s{i}" for i in range(snps)],
-        "bp_position": np.arange(1, snps + 1),
-    })
+    to_bed(
+        work / "geno.bed",
+        G,
+        properties={
+            "chromosome": np.repeat(["1"], snps),
+            "sid": [f"s{i}" for i in range(snps)],
+            "bp_position": np.arange(1, snps + 1),
+        },
+    )
     (work / "done").write_text("ok\n")
 
 
@@ -102,16 +107,25 @@ def child(work: Path, mode: str) -> None:
     report = lmmscan.ScanReport()
     t1 = time.perf_counter()
     fixed = dict(test="wald", lambda_mode="null") if mode == "fixed" else {}
-    table = lmmscan.scan(lmmscan.read_plink(work / "geno"), null_model=null, report=report,
-                         **fixed)
+    table = lmmscan.scan(lmmscan.read_plink(work / "geno"), null_model=null, report=report, **fixed)
     t_scan = time.perf_counter() - t1
     marks["scan"] = vmhwm()
-    print(json.dumps({
-        "marks": marks, "n_all": int(y.shape[0]), "n": null.n_analyzed,
-        "tested": len(table), "lambda": null.lambda_, "loglik": null.loglik,
-        "p_wald_sum": float(np.sum(np.log(table["p_wald"]))),
-        "fit_s": t_fit, "scan_s": t_scan, "total_s": time.perf_counter() - t0,
-    }))
+    print(
+        json.dumps(
+            {
+                "marks": marks,
+                "n_all": int(y.shape[0]),
+                "n": null.n_analyzed,
+                "tested": len(table),
+                "lambda": null.lambda_,
+                "loglik": null.loglik,
+                "p_wald_sum": float(np.sum(np.log(table["p_wald"]))),
+                "fit_s": t_fit,
+                "scan_s": t_scan,
+                "total_s": time.perf_counter() - t0,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -121,8 +135,12 @@ def main() -> None:
     ap.add_argument("--snps", type=int, default=3_000, help="SNPs scanned")
     ap.add_argument("--miss-pheno", type=float, default=0.03)
     ap.add_argument("--seed", type=int, default=20261123)
-    ap.add_argument("--work", type=Path, default=None,
-                    help="where the inputs are made (kept; default: a temporary directory)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="where the inputs are made (kept; default: a temporary directory)",
+    )
     ap.add_argument("--modes", default="copy,overwrite")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--child", choices=["copy", "overwrite", "fixed"], help=argparse.SUPPRESS)
@@ -139,10 +157,12 @@ def main() -> None:
     print(f"n = {a.n}, {a.snps} SNPs scanned, load average {os.getloadavg()[0]:.2f}")
     rows = []
     for r in range(a.rounds):
-        for mode in modes[r % len(modes):] + modes[: r % len(modes)]:
+        for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
             out = subprocess.run(
                 [sys.executable, __file__, "--work", str(a.work), "--child", mode],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             res = json.loads(out.stdout.strip().splitlines()[-1])
             res["mode"] = mode
@@ -150,18 +170,26 @@ def main() -> None:
             rows.append(res)
             n, n_all = res["n"], res["n_all"]
             unit, unit_all = 8.0 * n * n, 8.0 * n_all * n_all
-            print(f"\n{mode} (round {r + 1}; n analysed = {n}, all = {n_all}; "
-                  f"{res['tested']} SNPs tested; fit {res['fit_s']:.1f} s, "
-                  f"scan {res['scan_s']:.1f} s; load {res['load']:.2f})")
-            print(f"  {'VmHWM after':12s} {'MiB':>8s} {'x 8n^2':>8s} {'x 8N^2 (all)':>13s} "
-                  f"{'above imports x 8n^2':>21s}")
+            print(
+                f"\n{mode} (round {r + 1}; n analysed = {n}, all = {n_all}; "
+                f"{res['tested']} SNPs tested; fit {res['fit_s']:.1f} s, "
+                f"scan {res['scan_s']:.1f} s; load {res['load']:.2f})"
+            )
+            print(
+                f"  {'VmHWM after':12s} {'MiB':>8s} {'x 8n^2':>8s} {'x 8N^2 (all)':>13s} "
+                f"{'above imports x 8n^2':>21s}"
+            )
             base = res["marks"]["imports"]
             for step, b in res["marks"].items():
-                print(f"  {step:12s} {b / MiB:8.0f} {b / unit:8.3f} {b / unit_all:13.3f} "
-                      f"{(b - base) / unit:21.3f}")
+                print(
+                    f"  {step:12s} {b / MiB:8.0f} {b / unit:8.3f} {b / unit_all:13.3f} "
+                    f"{(b - base) / unit:21.3f}"
+                )
             target = 2.5 * unit
-            print(f"  target 2.5 x 8n^2 = {target / MiB:.0f} MiB; "
-                  f"lambda {res['lambda']:.10g}, loglik {res['loglik']:.10g}")
+            print(
+                f"  target 2.5 x 8n^2 = {target / MiB:.0f} MiB; "
+                f"lambda {res['lambda']:.10g}, loglik {res['loglik']:.10g}"
+            )
     if tmp is not None:
         tmp.cleanup()
 

@@ -1,6 +1,6 @@
 """Manhattan and QQ plots of 10 million rows (issue target: under a minute each).
 
-    python benchmarks/bench_plot.py [--rows 10000000] [--out DIR]
+python benchmarks/bench_plot.py [--rows 10000000] [--out DIR]
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n = args.rows
     per = n // 22 + 1
-    table = pd.DataFrame({
-        "chr": np.repeat(np.arange(1, 23), per)[:n].astype(str),
-        "ps": np.tile(np.arange(per) * 100, 22)[:n],
-        "rs": "snp",
-        "p_wald": rng.uniform(size=n),
-    })
+    table = pd.DataFrame(
+        {
+            "chr": np.repeat(np.arange(1, 23), per)[:n].astype(str),
+            "ps": np.tile(np.arange(per) * 100, 22)[:n],
+            "rs": "snp",
+            "p_wald": rng.uniform(size=n),
+        }
+    )
     table.loc[:: max(1, n // 20), "p_wald"] = 1e-12
     for name, fn in (("manhattan", plot.manhattan), ("qq", plot.qq)):
         t = time.perf_counter()

@@ -43,8 +43,12 @@ from jobs import load_covar, load_pheno  # noqa: E402
 
 
 def load_old_filters(repo: str, rev: str):
-    src = subprocess.run(["git", "-C", repo, "show", f"{rev}:python/lmmscan/filters.py"],
-                         check=True, capture_output=True, text=True).stdout
+    src = subprocess.run(
+        ["git", "-C", repo, "show", f"{rev}:python/lmmscan/filters.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     tmp = Path(tempfile.mkdtemp(prefix="lmmscan-old-")) / "old_filters.py"
     tmp.write_text(src)
     spec = importlib.util.spec_from_file_location("old_filters", tmp)
@@ -109,12 +113,13 @@ def main() -> None:
     scanner = BlockScanner(null, "all")
     W = null.W
     starts = list(range(0, m, block))
-    print(f"{a.bfile}: n = {n} analysed, {m} SNPs, block {block}, c = {W.shape[1]}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{a.bfile}: n = {n} analysed, {m} SNPs, block {block}, c = {W.shape[1]}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
     def old_read(s):
-        X = geno._open().read(index=np.s_[rows, s:min(m, s + block)], dtype="float64",
-                              order="F")
+        X = geno._open().read(index=np.s_[rows, s : min(m, s + block)], dtype="float64", order="F")
         return np.ascontiguousarray(X)
 
     def old_rotate(X):
@@ -162,11 +167,12 @@ def main() -> None:
     same_nm = all(np.array_equal(o[1], w[1]) for o, w in zip(ro, rn, strict=True))
     d_af = max(rel_diff(o[2], w[2]) for o, w in zip(ro, rn, strict=True))
     d_utx = max(rel_diff(o[3], w[3]) for o, w in zip(ro, rn, strict=True))
-    d_cols = max(rel_diff(o[4][k], w[4][k]) for o, w in zip(ro, rn, strict=True)
-                 for k in o[4])
+    d_cols = max(rel_diff(o[4][k], w[4][k]) for o, w in zip(ro, rn, strict=True) for k in o[4])
     tested = sum(int(o[0].sum()) for o in ro)
-    print(f"same SNP set: {same_keep}, same n_miss: {same_nm}, {tested} tested; largest "
-          f"relative difference af {d_af:.1e}, U'X {d_utx:.1e}, test columns {d_cols:.1e}")
+    print(
+        f"same SNP set: {same_keep}, same n_miss: {same_nm}, {tested} tested; largest "
+        f"relative difference af {d_af:.1e}, U'X {d_utx:.1e}, test columns {d_cols:.1e}"
+    )
     del ro, rn
 
     runs = {"old": [], "new": []}
@@ -176,8 +182,10 @@ def main() -> None:
             clock = Clock()
             (run_old if name == "old" else run_new)(clock)
             runs[name].append(clock)
-    print(f"\nper SNP read (µs), median of {a.repeats} alternated rounds, "
-          f"load average {os.getloadavg()[0]:.2f}:")
+    print(
+        f"\nper SNP read (µs), median of {a.repeats} alternated rounds, "
+        f"load average {os.getloadavg()[0]:.2f}:"
+    )
     print(f"  {'phase':14s} {'old wall':>9s} {'new wall':>9s} {'old CPU':>9s} {'new CPU':>9s}")
     tot = {"old": [0.0, 0.0], "new": [0.0, 0.0]}
     for phase in ["read", "filter+impute", "rotate", "tests"]:
@@ -190,19 +198,22 @@ def main() -> None:
             vals.append((w, c))
         (ow, oc), (nw, nc) = vals
         print(f"  {phase:14s} {ow:9.1f} {nw:9.1f} {oc:9.1f} {nc:9.1f}")
-    print(f"  {'sum':14s} {tot['old'][0]:9.1f} {tot['new'][0]:9.1f} "
-          f"{tot['old'][1]:9.1f} {tot['new'][1]:9.1f}")
+    print(
+        f"  {'sum':14s} {tot['old'][0]:9.1f} {tot['new'][0]:9.1f} "
+        f"{tot['old'][1]:9.1f} {tot['new'][1]:9.1f}"
+    )
 
     # the rotation alone, same imputed block in both memory orders
     X = geno.read(0, min(m, block), rows)
     Xk = np.array(scanner._prepare(X, None)[4])
     XkF, XkC = np.asfortranarray(Xk), np.ascontiguousarray(Xk)
-    t = {"X'U, X Fortran order (new)": [], "X'U, X C order (old)": [],
-         "U'X, X Fortran order": []}
+    t = {"X'U, X Fortran order (new)": [], "X'U, X C order (old)": [], "U'X, X Fortran order": []}
     for r in range(max(3, a.repeats)):
-        for name, fn in [("X'U, X Fortran order (new)", lambda: XkF.T @ U),
-                         ("X'U, X C order (old)", lambda: XkC.T @ U),
-                         ("U'X, X Fortran order", lambda: U.T @ XkF)][:: 1 if r % 2 else -1]:
+        for name, fn in [
+            ("X'U, X Fortran order (new)", lambda: XkF.T @ U),
+            ("X'U, X C order (old)", lambda: XkC.T @ U),
+            ("U'X, X Fortran order", lambda: U.T @ XkF),
+        ][:: 1 if r % 2 else -1]:
             w0 = time.perf_counter()
             fn()
             t[name].append(time.perf_counter() - w0)

@@ -31,8 +31,9 @@ def load_pheno(path: str | None, fam_pheno: np.ndarray) -> np.ndarray:
         return fam_pheno
     import pandas as pd
 
-    col = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0], na_values=["NA"],
-                      keep_default_na=False)[0]
+    col = pd.read_csv(
+        path, sep=r"\s+", header=None, usecols=[0], na_values=["NA"], keep_default_na=False
+    )[0]
     return col.to_numpy(dtype=np.float64)
 
 
@@ -49,8 +50,9 @@ def load_covar(path: str | None) -> np.ndarray | None:
         return None
     import pandas as pd
 
-    return pd.read_csv(path, sep=r"\s+", header=None, na_values=["NA"],
-                       keep_default_na=False).to_numpy(dtype=np.float64)
+    return pd.read_csv(
+        path, sep=r"\s+", header=None, na_values=["NA"], keep_default_na=False
+    ).to_numpy(dtype=np.float64)
 
 
 def read_kinship_text(path: str) -> np.ndarray:
@@ -98,8 +100,17 @@ def job_lmmscan(a: argparse.Namespace) -> None:
     rep = lmmscan.ScanReport()
     t1 = time.perf_counter()
     # the null fit (restriction, eigendecomposition) inside: rep.seconds["null_fit"]
-    table = lmmscan.scan(geno, y, kinship=K, covariates=cov, test=a.test, lambda_mode=a.mode,
-                         threads=a.threads, block_size=a.block_size, report=rep)
+    table = lmmscan.scan(
+        geno,
+        y,
+        kinship=K,
+        covariates=cov,
+        test=a.test,
+        lambda_mode=a.mode,
+        threads=a.threads,
+        block_size=a.block_size,
+        report=rep,
+    )
     t["scan"] = time.perf_counter() - t1
     t["api"] = time.perf_counter() - t0
     for k, v in rep.seconds.items():
@@ -108,8 +119,13 @@ def job_lmmscan(a: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         table.to_csv(a.out + ".assoc.txt", sep="\t", index=False, float_format="%.6e")
         t["write"] = time.perf_counter() - t1
-    emit({"seconds": {k: round(v, 4) for k, v in t.items()}, "snps_tested": len(table),
-          "filters": rep.filters.removed})
+    emit(
+        {
+            "seconds": {k: round(v, 4) for k, v in t.items()},
+            "snps_tested": len(table),
+            "filters": rep.filters.removed,
+        }
+    )
 
 
 # -- FaST-LMM --------------------------------------------------------------
@@ -138,11 +154,23 @@ def job_fastlmm(a: argparse.Namespace) -> None:
         K0 = KernelData(iid=bed.iid, val=read_kinship_text(a.kinship))
         t["read_kinship"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    frame = single_snp(bed, pheno, K0=K0, covar=covar, leave_out_one_chrom=a.loco,
-                       output_file_name=(a.out + ".tsv") if a.out else None, count_A1=True)
+    frame = single_snp(
+        bed,
+        pheno,
+        K0=K0,
+        covar=covar,
+        leave_out_one_chrom=a.loco,
+        output_file_name=(a.out + ".tsv") if a.out else None,
+        count_A1=True,
+    )
     t["single_snp"] = time.perf_counter() - t0
-    emit({"seconds": {k: round(v, 4) for k, v in t.items()}, "snps_tested": len(frame),
-          "h2": float(frame["Nullh2"].iloc[0])})
+    emit(
+        {
+            "seconds": {k: round(v, 4) for k, v in t.items()},
+            "snps_tested": len(frame),
+            "h2": float(frame["Nullh2"].iloc[0]),
+        }
+    )
 
 
 # -- the machine's limit ---------------------------------------------------
@@ -178,9 +206,18 @@ def job_limit(a: argparse.Namespace) -> None:
         t_rot += time.perf_counter() - t1
         t_read += t1 - t0
     flops = 2.0 * n * n * tested
-    emit({"seconds": {"read": round(t_read, 4), "rotate": round(t_rot, 4),
-                      "limit": round(t_read + t_rot, 4)},
-          "n": n, "snps_tested": tested, "gflops_rotate": round(flops / t_rot / 1e9, 1)})
+    emit(
+        {
+            "seconds": {
+                "read": round(t_read, 4),
+                "rotate": round(t_rot, 4),
+                "limit": round(t_read + t_rot, 4),
+            },
+            "n": n,
+            "snps_tested": tested,
+            "gflops_rotate": round(flops / t_rot / 1e9, 1),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,7 +53,7 @@ def alternate(variants: dict, repeats: int) -> dict:
     res = {k: ([], []) for k in variants}
     names = list(variants)
     for r in range(repeats):
-        for k in names[r % len(names):] + names[: r % len(names)]:
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             _, w, c = timed(variants[k])
             res[k][0].append(w)
             res[k][1].append(c)
@@ -100,19 +100,25 @@ def main() -> None:
     del K
     print(f"n = {n}, SNPs profiled = {m}, default block = {default_block_size(n)}")
     for i in threadpool_info():
-        print(f"  BLAS {i['filepath'].split('/')[-2]}: {i['internal_api']} {i['version']} "
-              f"{i['num_threads']} threads")
+        print(
+            f"  BLAS {i['filepath'].split('/')[-2]}: {i['internal_api']} {i['version']} "
+            f"{i['num_threads']} threads"
+        )
 
     # 5. eigendecomposition
     import scipy.linalg
 
     if not a.skip_eigen:
-        res = alternate({
-            "scipy eigh evr (lmmscan)": lambda: scipy.linalg.eigh(Kc, driver="evr",
-                                                                 check_finite=False),
-            "scipy eigh evd": lambda: scipy.linalg.eigh(Kc, driver="evd", check_finite=False),
-            "numpy.linalg.eigh (numpy's OpenBLAS)": lambda: np.linalg.eigh(Kc),
-        }, a.repeats)
+        res = alternate(
+            {
+                "scipy eigh evr (lmmscan)": lambda: scipy.linalg.eigh(
+                    Kc, driver="evr", check_finite=False
+                ),
+                "scipy eigh evd": lambda: scipy.linalg.eigh(Kc, driver="evd", check_finite=False),
+                "numpy.linalg.eigh (numpy's OpenBLAS)": lambda: np.linalg.eigh(Kc),
+            },
+            a.repeats,
+        )
         show("5. eigendecomposition", res, "scipy eigh evr (lmmscan)")
     spectral = Spectral.from_kinship(Kc)
     null = lmmscan.fit_null(y, cov, spectral=spectral)
@@ -130,8 +136,7 @@ def main() -> None:
             X, w, cp = timed(geno.read, start, stop, rows)
             t["read"] += w
             c["read"] += cp
-            (keep, nm, af, counts), w, cp = timed(
-                lmmscan.filters.gemma_filter, X, W=null.W)
+            (keep, nm, af, counts), w, cp = timed(lmmscan.filters.gemma_filter, X, W=null.W)
             idx = np.flatnonzero(keep)
             Xk, w2, cp2 = timed(lmmscan.filters.impute_mean, X[:, idx], af[idx])
             t["filter+impute"] += w + w2
@@ -145,8 +150,10 @@ def main() -> None:
         return t, c
 
     runs = [phases() for _ in range(a.repeats)]
-    print("\n1. phases of the exact scan (lmmscan's BlockScanner loop, block "
-          f"{block}), median of {a.repeats}:")
+    print(
+        "\n1. phases of the exact scan (lmmscan's BlockScanner loop, block "
+        f"{block}), median of {a.repeats}:"
+    )
     tot = 0.0
     for k in runs[0][0]:
         w = med([r[0][k] for r in runs])
@@ -162,21 +169,25 @@ def main() -> None:
         def f():
             with open_bed(a.bfile + ".bed", count_A1=True, num_threads=threads) as b:
                 for s in range(0, m, block):
-                    X = b.read(index=np.s_[rows, s:min(m, s + block)], dtype=dtype,
-                               order=order)
+                    X = b.read(index=np.s_[rows, s : min(m, s + block)], dtype=dtype, order=order)
                     if copy_c:
                         X = np.ascontiguousarray(X)
+
         return f
 
-    res = alternate({
-        "lmmscan read (bed-reader F f64 + C copy)": lambda: [
-            geno.read(s, min(m, s + block), rows) for s in range(0, m, block)],
-        "bed-reader F float64, no copy": read_all("F"),
-        "bed-reader C float64": read_all("C"),
-        "bed-reader F int8": read_all("F", "int8"),
-        "bed-reader F float64, 1 thread": read_all("F", threads=1),
-        "bed-reader F float64, 2 threads": read_all("F", threads=2),
-    }, a.repeats)
+    res = alternate(
+        {
+            "lmmscan read (bed-reader F f64 + C copy)": lambda: [
+                geno.read(s, min(m, s + block), rows) for s in range(0, m, block)
+            ],
+            "bed-reader F float64, no copy": read_all("F"),
+            "bed-reader C float64": read_all("C"),
+            "bed-reader F int8": read_all("F", "int8"),
+            "bed-reader F float64, 1 thread": read_all("F", threads=1),
+            "bed-reader F float64, 2 threads": read_all("F", threads=2),
+        },
+        a.repeats,
+    )
     show("2. reading the genotypes", res, "lmmscan read (bed-reader F f64 + C copy)")
     del bed
 
@@ -188,34 +199,49 @@ def main() -> None:
     def rot(bs, how="XtU"):
         def f():
             for s in range(0, m, bs):
-                X = Xfull[:, s:s + bs]
+                X = Xfull[:, s : s + bs]
                 if how == "XtU":
                     np.ascontiguousarray(X.T @ U)
                 else:
                     U.T @ np.asfortranarray(X)
+
         return f
 
     variants = {f"X'U block {bs}": rot(bs) for bs in (256, 1024, 4096, block)}
     variants["U'X (F order) block default"] = rot(block, "UtX")
     res = alternate(variants, a.repeats)
-    show("3. rotation", res, f"X'U block {block}",
-         extra=lambda k, w: f"{flops / w / 1e9:6.1f} GFLOP/s")
+    show(
+        "3. rotation",
+        res,
+        f"X'U block {block}",
+        extra=lambda k, w: f"{flops / w / 1e9:6.1f} GFLOP/s",
+    )
     with threadpool_limits(1, user_api="blas"):
         res1 = alternate({"X'U default block, BLAS 1 thread": rot(block)}, a.repeats)
-    show("3b. rotation with 1 BLAS thread", res1,
-         extra=lambda k, w: f"{flops / w / 1e9:6.1f} GFLOP/s")
+    show(
+        "3b. rotation with 1 BLAS thread",
+        res1,
+        extra=lambda k, w: f"{flops / w / 1e9:6.1f} GFLOP/s",
+    )
 
     # 4. tests
     UtX = spectral.rotate_rows(Xfull)
     sc = {t: BlockScanner(null, "all", threads=t) for t in (1, 2)}
     scn = BlockScanner(null, "all", threads=2, lambda_mode="null")
-    res = alternate({
-        "exact, 2 core threads": lambda: sc[2].test_rotated(UtX),
-        "exact, 1 core thread": lambda: sc[1].test_rotated(UtX),
-        "fixed λ, 2 core threads": lambda: scn.test_rotated(UtX),
-    }, a.repeats)
-    show("4. per-SNP tests", res, "exact, 2 core threads",
-         extra=lambda k, w: f"{1e6 * w / m:6.2f} µs/SNP")
+    res = alternate(
+        {
+            "exact, 2 core threads": lambda: sc[2].test_rotated(UtX),
+            "exact, 1 core thread": lambda: sc[1].test_rotated(UtX),
+            "fixed λ, 2 core threads": lambda: scn.test_rotated(UtX),
+        },
+        a.repeats,
+    )
+    show(
+        "4. per-SNP tests",
+        res,
+        "exact, 2 core threads",
+        extra=lambda k, w: f"{1e6 * w / m:6.2f} µs/SNP",
+    )
 
     # 6. the two OpenBLAS copies
     Xb = np.asfortranarray(Xfull[:, :block])
@@ -229,6 +255,7 @@ def main() -> None:
             t0 = time.perf_counter()
             Xb.T @ U
             f.last = time.perf_counter() - t0
+
         return f
 
     g0, g1 = gemm_after_eigh(False), gemm_after_eigh(True)
@@ -265,8 +292,7 @@ def main() -> None:
                 th.start()
             scanner.scan(X)
 
-    res = alternate({"sequential (lmmscan)": sequential, "read overlapped": overlapped},
-                    a.repeats)
+    res = alternate({"sequential (lmmscan)": sequential, "read overlapped": overlapped}, a.repeats)
     show("7. overlapping the read of the next block", res, "sequential (lmmscan)")
 
 

@@ -122,16 +122,19 @@ def measure_wait4(cmd: list[str], cwd: Path) -> Run:
     for line in out.splitlines():
         if line.startswith("RESULT "):
             inner = json.loads(line[7:])
-    return Run(wall=wall, cpu=ru.ru_utime + ru.ru_stime, rss_mb=ru.ru_maxrss / 1024.0,
-               inner=inner)
+    return Run(wall=wall, cpu=ru.ru_utime + ru.ru_stime, rss_mb=ru.ru_maxrss / 1024.0, inner=inner)
 
 
 def gemma_log_times(log: Path) -> dict:
     """Phase times (seconds) from a GEMMA .log.txt (which prints minutes of clock(),
     i.e. CPU time of the process, not wall time)."""
-    keys = {"total computation time": "total", "time on eigen-decomposition": "eigen",
-            "time on calculating UtX": "rotate", "time on optimization": "optimization",
-            "time elapsed on calculating relatedness matrix": "kinship"}
+    keys = {
+        "total computation time": "total",
+        "time on eigen-decomposition": "eigen",
+        "time on calculating UtX": "rotate",
+        "time on optimization": "optimization",
+        "time elapsed on calculating relatedness matrix": "kinship",
+    }
     out = {}
     if not log.exists():
         return out
@@ -157,19 +160,30 @@ def cli_available() -> bool:
 
 def build_commit(rev: str, work: Path) -> tuple[Path, str]:
     """lmmscan at git revision rev, built once into work/site_SHA; (site dir, sha)."""
-    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
-                         capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
     site = work / f"site_{sha}"
     if not (site / "COMMIT").exists():
         src = work / f"src_{sha}"
         shutil.rmtree(src, ignore_errors=True)
         src.mkdir(parents=True)
         print(f"  [prep] building lmmscan {sha} from git archive into {site}", flush=True)
-        archive = subprocess.run(["git", "archive", sha], cwd=REPO, check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", sha], cwd=REPO, check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-        pip = [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
-               "--target", str(site), str(src)]
+        pip = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-build-isolation",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(src),
+        ]
         r = subprocess.run(pip, capture_output=True, text=True)
         if r.returncode != 0:  # one retry: a build under heavy load has failed once here
             r = subprocess.run(pip, capture_output=True, text=True)
@@ -207,8 +221,12 @@ def prepare_mouse(work: Path) -> Study:
                 shutil.copyfileobj(fin, fo)
     K = d / "gk" / "mouse.cXX.txt"
     if not K.exists():
-        subprocess.run(["gemma", "-bfile", "mouse_hs1940", "-gk", "1", "-o", "mouse",
-                        "-outdir", "gk"], cwd=d, check=True, capture_output=True)
+        subprocess.run(
+            ["gemma", "-bfile", "mouse_hs1940", "-gk", "1", "-o", "mouse", "-outdir", "gk"],
+            cwd=d,
+            check=True,
+            capture_output=True,
+        )
     n_snps = sum(1 for _ in open(d / "mouse_hs1940.bim"))
     return Study("mouse_hs1940", d, str(d / "mouse_hs1940"), None, None, str(K), n_snps)
 
@@ -220,18 +238,52 @@ def prepare_sim(work: Path, n: int, snps: int) -> Study:
     # in a child process: wait4's ru_maxrss of every program started later
     # includes this process's high-water mark (Linux keeps it across fork and
     # exec), so simulating 5,000 x 100,000 here would floor every peak RSS
-    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                    "from simulate_study import ensure_study; "
-                    "ensure_study(sys.argv[2], n=int(sys.argv[3]), snps=int(sys.argv[4]))",
-                    str(HERE), str(prefix), str(n), str(snps)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from simulate_study import ensure_study; "
+            "ensure_study(sys.argv[2], n=int(sys.argv[3]), snps=int(sys.argv[4]))",
+            str(HERE),
+            str(prefix),
+            str(n),
+            str(snps),
+        ],
+        check=True,
+    )
     K = d / "gk" / "study.cXX.txt"
     if not K.exists() or K.stat().st_mtime < (d / "study.bed").stat().st_mtime:
         print(f"  [prep] gemma -gk 1 for {d.name} (once, cached)", flush=True)
-        subprocess.run(["gemma", "-bfile", "study", "-p", "study.pheno.txt", "-c",
-                        "study.covar.txt", "-gk", "1", "-o", "study", "-outdir", "gk"],
-                       cwd=d, check=True, capture_output=True)
-    return Study(f"simulated {n:,} x {snps:,}", d, str(prefix), str(d / "study.pheno.txt"),
-                 str(d / "study.covar.txt"), str(K), snps)
+        subprocess.run(
+            [
+                "gemma",
+                "-bfile",
+                "study",
+                "-p",
+                "study.pheno.txt",
+                "-c",
+                "study.covar.txt",
+                "-gk",
+                "1",
+                "-o",
+                "study",
+                "-outdir",
+                "gk",
+            ],
+            cwd=d,
+            check=True,
+            capture_output=True,
+        )
+    return Study(
+        f"simulated {n:,} x {snps:,}",
+        d,
+        str(prefix),
+        str(d / "study.pheno.txt"),
+        str(d / "study.covar.txt"),
+        str(K),
+        snps,
+    )
 
 
 def programs(study: Study, args: argparse.Namespace) -> list[Program]:
@@ -247,49 +299,149 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
         jpc += ["--pheno", study.pheno]
     if study.covar:
         jpc += ["--covar", study.covar]
-    gemma_lmm = ["gemma", "-bfile", b, *pc, "-k", study.kinship, "-lmm", "4", "-o", "g_lmm4",
-                 "-outdir", str(out)]
+    gemma_lmm = [
+        "gemma",
+        "-bfile",
+        b,
+        *pc,
+        "-k",
+        study.kinship,
+        "-lmm",
+        "4",
+        "-o",
+        "g_lmm4",
+        "-outdir",
+        str(out),
+    ]
     progs = [
-        Program("lmmscan exact (API)", [*JOBS, "lmmscan", "--bfile", b, "--kinship",
-                                        study.kinship, *jpc, "--out", str(out / "ls_exact")],
-                "lmmscan"),
+        Program(
+            "lmmscan exact (API)",
+            [
+                *JOBS,
+                "lmmscan",
+                "--bfile",
+                b,
+                "--kinship",
+                study.kinship,
+                *jpc,
+                "--out",
+                str(out / "ls_exact"),
+            ],
+            "lmmscan",
+        ),
         Program("gemma -lmm 4", gemma_lmm, "gemma", log=out / "g_lmm4.log.txt"),
-        Program("lmmscan fixed-λ (API)", [*JOBS, "lmmscan", "--bfile", b, "--kinship",
-                                          study.kinship, *jpc, "--mode", "null",
-                                          "--test", "wald", "--out", str(out / "ls_null")],
-                "lmmscan"),
-        Program("FaST-LMM (K given)", [*JOBS, "fastlmm", "--bfile", b, "--kinship",
-                                       study.kinship, *jpc, "--out", str(out / "fl_k")],
-                "fastlmm"),
+        Program(
+            "lmmscan fixed-λ (API)",
+            [
+                *JOBS,
+                "lmmscan",
+                "--bfile",
+                b,
+                "--kinship",
+                study.kinship,
+                *jpc,
+                "--mode",
+                "null",
+                "--test",
+                "wald",
+                "--out",
+                str(out / "ls_null"),
+            ],
+            "lmmscan",
+        ),
+        Program(
+            "FaST-LMM (K given)",
+            [
+                *JOBS,
+                "fastlmm",
+                "--bfile",
+                b,
+                "--kinship",
+                study.kinship,
+                *jpc,
+                "--out",
+                str(out / "fl_k"),
+            ],
+            "fastlmm",
+        ),
     ]
     cli = cli_available()
     if cli:
-        progs.append(Program("lmmscan exact (CLI)", [
-            *LMMSCAN_EXE, "scan", "--bfile", b, "--kinship", study.kinship, *pc_cli(study),
-            "--test", "all", "--quiet", "--out", str(out / "ls_cli")], "cli",
-            log=out / "ls_cli.null.json"))
+        progs.append(
+            Program(
+                "lmmscan exact (CLI)",
+                [
+                    *LMMSCAN_EXE,
+                    "scan",
+                    "--bfile",
+                    b,
+                    "--kinship",
+                    study.kinship,
+                    *pc_cli(study),
+                    "--test",
+                    "all",
+                    "--quiet",
+                    "--out",
+                    str(out / "ls_cli"),
+                ],
+                "cli",
+                log=out / "ls_cli.null.json",
+            )
+        )
     if not args.no_e2e:
         gk = ["gemma", "-bfile", b, *pc, "-gk", "1", "-o", "g_gk", "-outdir", str(out)]
         progs += [
             Program("gemma -gk 1", gk, "gemma", log=out / "g_gk.log.txt"),
-            Program("lmmscan e2e (kinship + exact)",
-                    [*LMMSCAN_EXE, "scan", "--bfile", b, *pc_cli(study), "--test", "all",
-                     "--quiet", "--out", str(out / "ls_e2e")], "cli",
-                    log=out / "ls_e2e.null.json")
-            if cli else
-            Program("lmmscan e2e (kinship + exact)", [*JOBS, "lmmscan", "--bfile", b,
-                                                      "--kinship", "compute", *jpc,
-                                                      "--out", str(out / "ls_e2e")],
-                    "lmmscan"),
-            Program("FaST-LMM own K", [*JOBS, "fastlmm", "--bfile", b, *jpc,
-                                       "--out", str(out / "fl_own")], "fastlmm"),
+            Program(
+                "lmmscan e2e (kinship + exact)",
+                [
+                    *LMMSCAN_EXE,
+                    "scan",
+                    "--bfile",
+                    b,
+                    *pc_cli(study),
+                    "--test",
+                    "all",
+                    "--quiet",
+                    "--out",
+                    str(out / "ls_e2e"),
+                ],
+                "cli",
+                log=out / "ls_e2e.null.json",
+            )
+            if cli
+            else Program(
+                "lmmscan e2e (kinship + exact)",
+                [
+                    *JOBS,
+                    "lmmscan",
+                    "--bfile",
+                    b,
+                    "--kinship",
+                    "compute",
+                    *jpc,
+                    "--out",
+                    str(out / "ls_e2e"),
+                ],
+                "lmmscan",
+            ),
+            Program(
+                "FaST-LMM own K",
+                [*JOBS, "fastlmm", "--bfile", b, *jpc, "--out", str(out / "fl_own")],
+                "fastlmm",
+            ),
         ]
     if args.loco:
-        progs.append(Program("FaST-LMM own K, LOCO", [*JOBS, "fastlmm", "--bfile", b, *jpc,
-                                                      "--loco", "--out", str(out / "fl_loco")],
-                             "fastlmm"))
-    progs.append(Program("machine limit (read + U'G)", [*JOBS, "limit", "--bfile", b, *jpc],
-                         "limit"))
+        progs.append(
+            Program(
+                "FaST-LMM own K, LOCO",
+                [*JOBS, "fastlmm", "--bfile", b, *jpc, "--loco", "--out", str(out / "fl_loco")],
+                "fastlmm",
+            )
+        )
+    progs.append(
+        Program("machine limit (read + U'G)", [*JOBS, "limit", "--bfile", b, *jpc], "limit")
+    )
     return progs
 
 
@@ -313,10 +465,12 @@ def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
     skip = [t.strip() for t in (args.skip or "").split(",") if t.strip()]
     progs = [p for p in progs if p is progs[0] or not any(t in p.name for t in skip)]
     tested = None
-    print(f"\n== {study.name}: {len(progs)} programs x {args.repeats} rounds, "
-          f"load average {load()}", flush=True)
+    print(
+        f"\n== {study.name}: {len(progs)} programs x {args.repeats} rounds, load average {load()}",
+        flush=True,
+    )
     for r in range(args.repeats):
-        order = progs[r % len(progs):] + progs[: r % len(progs)]
+        order = progs[r % len(progs) :] + progs[: r % len(progs)]
         # the limit needs the tested-SNP count: first round puts lmmscan first
         if tested is None:
             order = [progs[0]] + [p for p in order if p is not progs[0]]
@@ -329,16 +483,24 @@ def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
                 run.inner = {"seconds": gemma_log_times(p.log)}
             if p.kind == "cli" and p.log is not None and p.log.exists():
                 meta = json.loads(p.log.read_text())
-                run.inner = {"seconds": meta.get("seconds", {}),
-                             "snps_tested": meta.get("n_snps_analyzed")}
+                run.inner = {
+                    "seconds": meta.get("seconds", {}),
+                    "snps_tested": meta.get("n_snps_analyzed"),
+                }
             p.runs.append(run)
             if p.kind == "lmmscan" and tested is None:
                 tested = run.inner["snps_tested"]
-            print(f"  round {r + 1}: {p.name:32s} {run.wall:8.2f} s wall {run.cpu:8.2f} s CPU "
-                  f"{run.rss_mb:8.0f} MB  (load {load()})", flush=True)
+            print(
+                f"  round {r + 1}: {p.name:32s} {run.wall:8.2f} s wall {run.cpu:8.2f} s CPU "
+                f"{run.rss_mb:8.0f} MB  (load {load()})",
+                flush=True,
+            )
             if run.inner.get("seconds"):  # phases now, so a cut-short run keeps them
-                print("      phases: " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                   run.inner["seconds"].items()), flush=True)
+                print(
+                    "      phases: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in run.inner["seconds"].items()),
+                    flush=True,
+                )
     return progs
 
 
@@ -354,12 +516,17 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def report(study: Study, progs: list[Program]) -> str:
     by = {p.name: p for p in progs}
-    lines = [f"### {study.name}", "",
-             "| program | wall s (median) | CPU s | peak RSS MB | runs |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"### {study.name}",
+        "",
+        "| program | wall s (median) | CPU s | peak RSS MB | runs |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for p in progs:
-        lines.append(f"| {p.name} | {p.median('wall'):.2f} | {p.median('cpu'):.2f} | "
-                     f"{max(r.rss_mb for r in p.runs):.0f} | {len(p.runs)} |")
+        lines.append(
+            f"| {p.name} | {p.median('wall'):.2f} | {p.median('cpu'):.2f} | "
+            f"{max(r.rss_mb for r in p.runs):.0f} | {len(p.runs)} |"
+        )
     lines.append("")
 
     def w(name: str) -> float | None:
@@ -369,33 +536,51 @@ def report(study: Study, progs: list[Program]) -> str:
     rows = [
         (f"GEMMA -lmm 4 / {exact}", w("gemma -lmm 4"), w(exact)),
         ("FaST-LMM (K given) / " + exact, w("FaST-LMM (K given)"), w(exact)),
-        ("FaST-LMM (K given) / lmmscan fixed-λ", w("FaST-LMM (K given)"),
-         w("lmmscan fixed-λ (API)")),
+        (
+            "FaST-LMM (K given) / lmmscan fixed-λ",
+            w("FaST-LMM (K given)"),
+            w("lmmscan fixed-λ (API)"),
+        ),
         ("FaST-LMM own K / lmmscan fixed-λ", w("FaST-LMM own K"), w("lmmscan fixed-λ (API)")),
-        ("GEMMA e2e (-gk 1 + -lmm 4) / lmmscan e2e",
-         (w("gemma -gk 1") + w("gemma -lmm 4"))
-         if "gemma -gk 1" in by and "gemma -lmm 4" in by else None,
-         w("lmmscan e2e (kinship + exact)")),
+        (
+            "GEMMA e2e (-gk 1 + -lmm 4) / lmmscan e2e",
+            (w("gemma -gk 1") + w("gemma -lmm 4"))
+            if "gemma -gk 1" in by and "gemma -lmm 4" in by
+            else None,
+            w("lmmscan e2e (kinship + exact)"),
+        ),
         ("FaST-LMM LOCO / " + exact, w("FaST-LMM own K, LOCO"), w(exact)),
     ]
+
     def inner(name: str, key: str) -> float | None:  # programs left out by --skip: None
         return by[name].inner_median(key) if name in by else None
 
     g_opt = inner("gemma -lmm 4", "optimization")  # GEMMA's clock(): CPU s
     ls = by["lmmscan exact (API)"]
-    rows.insert(1, ("GEMMA -lmm 4 / lmmscan.scan in a running interpreter (API 'api' phase)",
-                    w("gemma -lmm 4"), ls.inner_median("api")))
+    rows.insert(
+        1,
+        (
+            "GEMMA -lmm 4 / lmmscan.scan in a running interpreter (API 'api' phase)",
+            w("gemma -lmm 4"),
+            ls.inner_median("api"),
+        ),
+    )
     ls_tests = ls.inner_median("scan.tests")
     rows.append(("λ search + tests: GEMMA 'optimization' / lmmscan scan.tests", g_opt, ls_tests))
     lim = inner("machine limit (read + U'G)", "limit")
     # the blocks' phase: lmmscan.scan less the null fit it runs first
     scan_exact = ls.inner_median("scan", minus="scan.null_fit")
-    scan_null = (by["lmmscan fixed-λ (API)"].inner_median("scan", minus="scan.null_fit")
-                 if "lmmscan fixed-λ (API)" in by else None)
+    scan_null = (
+        by["lmmscan fixed-λ (API)"].inner_median("scan", minus="scan.null_fit")
+        if "lmmscan fixed-λ (API)" in by
+        else None
+    )
     rows.append(("lmmscan exact scan phase / machine limit", scan_exact, lim))
     rows.append(("lmmscan fixed-λ scan phase / machine limit", scan_null, lim))
-    lines += ["| ratio of median wall times | value | numerator s | denominator s |",
-              "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "| ratio of median wall times | value | numerator s | denominator s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for label, a, b in rows:
         if a is None or b is None:
             continue
@@ -407,14 +592,21 @@ def report(study: Study, progs: list[Program]) -> str:
 
     cpu_rows = [
         (f"GEMMA -lmm 4 / {exact}", c("gemma -lmm 4"), c(exact)),
-        ("FaST-LMM (K given) / lmmscan fixed-λ", c("FaST-LMM (K given)"),
-         c("lmmscan fixed-λ (API)")),
-        ("GEMMA e2e / lmmscan e2e",
-         (c("gemma -gk 1") + c("gemma -lmm 4")) if "gemma -gk 1" in by else None,
-         c("lmmscan e2e (kinship + exact)")),
+        (
+            "FaST-LMM (K given) / lmmscan fixed-λ",
+            c("FaST-LMM (K given)"),
+            c("lmmscan fixed-λ (API)"),
+        ),
+        (
+            "GEMMA e2e / lmmscan e2e",
+            (c("gemma -gk 1") + c("gemma -lmm 4")) if "gemma -gk 1" in by else None,
+            c("lmmscan e2e (kinship + exact)"),
+        ),
     ]
-    lines += ["| ratio of median CPU times | value | numerator s | denominator s |",
-              "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "| ratio of median CPU times | value | numerator s | denominator s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for label, a, b in cpu_rows:
         if a is None or b is None:
             continue
@@ -426,13 +618,14 @@ def report(study: Study, progs: list[Program]) -> str:
     for p in progs:
         keys = sorted({k for r in p.runs for k in r.inner.get("seconds", {})})
         if keys:
-            lines.append(f"- {p.name}: " + ", ".join(
-                f"{k} {p.inner_median(k):.2f}" for k in keys))
+            lines.append(f"- {p.name}: " + ", ".join(f"{k} {p.inner_median(k):.2f}" for k in keys))
     if "machine limit (read + U'G)" in by:
         lim_run = by["machine limit (read + U'G)"].runs[-1].inner
-        lines.append(f"- machine limit: n = {lim_run.get('n')}, tested SNPs = "
-                     f"{lim_run.get('snps_tested')}, U'G at {lim_run.get('gflops_rotate')} "
-                     "GFLOP/s")
+        lines.append(
+            f"- machine limit: n = {lim_run.get('n')}, tested SNPs = "
+            f"{lim_run.get('snps_tested')}, U'G at {lim_run.get('gflops_rotate')} "
+            "GFLOP/s"
+        )
     return "\n".join(lines)
 
 
@@ -452,8 +645,9 @@ def versions() -> str:
     if LMMSCAN_COMMIT:
         commit = f"{LMMSCAN_COMMIT[0]} (clean build from git archive)"
     else:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         commit += " (installed package; work tree HEAD)"
     cpu = "?"
     for line in open("/proc/cpuinfo"):
@@ -465,41 +659,50 @@ def versions() -> str:
         import scipy.linalg  # noqa: F401
         from threadpoolctl import threadpool_info
 
-        blas = "; ".join(f"{i['filepath'].split('/')[-2]}: {i['internal_api']} {i['version']} "
-                         f"{i['threading_layer']} {i['num_threads']} threads ({i['architecture']})"
-                         for i in threadpool_info())
+        blas = "; ".join(
+            f"{i['filepath'].split('/')[-2]}: {i['internal_api']} {i['version']} "
+            f"{i['threading_layer']} {i['num_threads']} threads ({i['architecture']})"
+            for i in threadpool_info()
+        )
     except ImportError:
         blas = "threadpoolctl not installed"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return "\n".join([
-        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- machine: {os.cpu_count()} cores, {cpu}, {mem:.0f} GiB; {platform.platform()}",
-        f"- GEMMA: {gemma[0] if gemma else '?'}",
-        f"- FaST-LMM {ver('fastlmm')}, pysnptools {ver('pysnptools')}",
-        f"- lmmscan at commit {commit}; numpy {ver('numpy')}, "
-        f"scipy {ver('scipy')}, bed-reader {ver('bed-reader')}, Python {platform.python_version()}",
-        f"- BLAS: {blas}",
-        f"- lmmscan CLI: {'yes' if cli_available() else 'not available at this commit'}",
-    ])
+    return "\n".join(
+        [
+            f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            f"- machine: {os.cpu_count()} cores, {cpu}, {mem:.0f} GiB; {platform.platform()}",
+            f"- GEMMA: {gemma[0] if gemma else '?'}",
+            f"- FaST-LMM {ver('fastlmm')}, pysnptools {ver('pysnptools')}",
+            f"- lmmscan at commit {commit}; numpy {ver('numpy')}, "
+            f"scipy {ver('scipy')}, bed-reader {ver('bed-reader')}, Python {platform.python_version()}",
+            f"- BLAS: {blas}",
+            f"- lmmscan CLI: {'yes' if cli_available() else 'not available at this commit'}",
+        ]
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", choices=["mouse", "sim", "all"], default="all")
-    ap.add_argument("--quick", action="store_true",
-                    help="1 round; simulated study 2,000 x 20,000")
+    ap.add_argument("--quick", action="store_true", help="1 round; simulated study 2,000 x 20,000")
     ap.add_argument("--repeats", type=int, default=None, help="rounds (default 3, quick 1)")
     ap.add_argument("--sim-n", type=int, default=None)
     ap.add_argument("--sim-snps", type=int, default=None)
     ap.add_argument("--loco", action="store_true", help="also FaST-LMM with LOCO (slow)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end programs")
-    ap.add_argument("--skip", default=None,
-                    help="comma-separated substrings: leave out the programs whose name has "
-                         "one (e.g. 'gemma -lmm' for the 50-minute GEMMA run of the sim study)")
+    ap.add_argument(
+        "--skip",
+        default=None,
+        help="comma-separated substrings: leave out the programs whose name has "
+        "one (e.g. 'gemma -lmm' for the 50-minute GEMMA run of the sim study)",
+    )
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "lmmscan-bench"))
     ap.add_argument("--markdown", default=None, help="also write the tables to this file")
-    ap.add_argument("--commit", default=None,
-                    help="time lmmscan built from this git revision (clean git archive)")
+    ap.add_argument(
+        "--commit",
+        default=None,
+        help="time lmmscan built from this git revision (clean git archive)",
+    )
     args = ap.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     sim_n = args.sim_n or (2000 if args.quick else 5000)
@@ -511,9 +714,13 @@ def main() -> None:
         ENV["PYTHONPATH"] = os.pathsep.join([str(site), ENV.get("PYTHONPATH", "")]).rstrip(":")
         LMMSCAN_COMMIT.append(sha)
         # the console script's function: cli.run where it exists (main, then a fast exit)
-        LMMSCAN_EXE[:] = [sys.executable, "-c", "import sys; import lmmscan.cli as c; "
-                          "sys.argv[0] = 'lmmscan'; "
-                          "(getattr(c, 'run', None) or (lambda: sys.exit(c.main())))()"]
+        LMMSCAN_EXE[:] = [
+            sys.executable,
+            "-c",
+            "import sys; import lmmscan.cli as c; "
+            "sys.argv[0] = 'lmmscan'; "
+            "(getattr(c, 'run', None) or (lambda: sys.exit(c.main())))()",
+        ]
     print(versions(), flush=True)
     print(f"- load average at start: {load()}")
     sections = []
@@ -526,8 +733,7 @@ def main() -> None:
         progs = run_study(st, args)
         sections.append(report(st, progs))
         print("\n" + sections[-1], flush=True)
-    text = (versions() + f"\n- load average at end: {load()}\n\n" + "\n\n".join(sections)
-            + "\n")
+    text = versions() + f"\n- load average at end: {load()}\n\n" + "\n\n".join(sections) + "\n"
     if args.markdown:
         Path(args.markdown).write_text(text)
     print(f"\n- load average at end: {load()}")

@@ -68,8 +68,10 @@ def main() -> None:
             for ln, v in zip(lines, pheno, strict=True)
         )
     )
-    print(f"wrote {args.out}/sim.bed/.bim/.fam: {n} samples x {m} SNPs; "
-          f"causal {sorted(causal.tolist())}")
+    print(
+        f"wrote {args.out}/sim.bed/.bim/.fam: {n} samples x {m} SNPs; "
+        f"causal {sorted(causal.tolist())}"
+    )
 
 
 if __name__ == "__main__":

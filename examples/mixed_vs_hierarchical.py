@@ -124,8 +124,11 @@ def draw(data: pd.DataFrame, result: dict, out: Path) -> list[Path]:
     for gi in groups:
         sub = data[data.group == gi]
         _density(ax, (sub.y - alpha * sub.x).to_numpy(), f"group {gi}")
-    ax.set(xlabel=r"$y - x\hat\alpha$", ylabel="density",
-           title=rf"covariate-corrected y ($\hat\alpha$ = {alpha:.3f})")
+    ax.set(
+        xlabel=r"$y - x\hat\alpha$",
+        ylabel="density",
+        title=rf"covariate-corrected y ($\hat\alpha$ = {alpha:.3f})",
+    )
     ax.legend()
     paths.append(out / "group_densities_corrected.png")
     fig.savefig(paths[-1], dpi=100)
@@ -147,8 +150,12 @@ def draw(data: pd.DataFrame, result: dict, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("mixed_vs_hierarchical"),
-                        help="folder for the PNGs (default: ./mixed_vs_hierarchical)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("mixed_vs_hierarchical"),
+        help="folder for the PNGs (default: ./mixed_vs_hierarchical)",
+    )
     parser.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
     args = parser.parse_args(argv)
     data = simulate(args.seed)

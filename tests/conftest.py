@@ -50,7 +50,4 @@ def mouse_gk(mouse_plink):
     """lmmscan's -gk 1 and -gk 2 for mouse PLINK, phenotype column 1 (cached)."""
     import lmmscan
 
-    return {
-        method: lmmscan.kinship(mouse_plink, method)
-        for method in ("centered", "standardized")
-    }
+    return {method: lmmscan.kinship(mouse_plink, method) for method in ("centered", "standardized")}

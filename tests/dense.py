@@ -21,8 +21,10 @@ def gls(K: np.ndarray, lam: float, V: np.ndarray, y: np.ndarray):
 def ml_loglik(K, lam, V, y):
     n = len(y)
     H, _, P = gls(K, lam, V, y)
-    return 0.5 * n * (np.log(n) - LOG2PI - 1) - 0.5 * np.linalg.slogdet(H)[1] - 0.5 * n * np.log(
-        y @ P @ y
+    return (
+        0.5 * n * (np.log(n) - LOG2PI - 1)
+        - 0.5 * np.linalg.slogdet(H)[1]
+        - 0.5 * n * np.log(y @ P @ y)
     )
 
 

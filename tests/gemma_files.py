@@ -37,7 +37,9 @@ def read_log(path: Path) -> dict:
 
 
 def read_assoc(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"chr": str, "rs": str, "allele1": str, "allele0": str})
+    return pd.read_csv(
+        path, sep="\t", dtype={"chr": str, "rs": str, "allele1": str, "allele0": str}
+    )
 
 
 def read_kinship_sample(stem: Path) -> tuple[pd.DataFrame, np.ndarray]:

@@ -131,9 +131,24 @@ def test_null_model_pickles():
     cov = np.column_stack([np.ones(n), rng.standard_normal(n)])
     null = lmmscan.fit_null(y, cov, kinship=K)
     back = pickle.loads(pickle.dumps(null))
-    for field in ("n", "c", "trace_G", "lambda_remle", "logl_remle", "vg", "ve", "pve",
-                  "pve_se", "lambda_mle", "logl_mle", "vg_mle", "ve_mle", "yPy_remle",
-                  "yPy_mle", "evaluations"):
+    for field in (
+        "n",
+        "c",
+        "trace_G",
+        "lambda_remle",
+        "logl_remle",
+        "vg",
+        "ve",
+        "pve",
+        "pve_se",
+        "lambda_mle",
+        "logl_mle",
+        "vg_mle",
+        "ve_mle",
+        "yPy_remle",
+        "yPy_mle",
+        "evaluations",
+    ):
         assert getattr(back.fit, field) == getattr(null.fit, field), field
     for field in ("beta", "beta_se", "beta_mle", "beta_se_mle"):
         np.testing.assert_array_equal(getattr(back.fit, field), getattr(null.fit, field))

@@ -20,8 +20,18 @@ import lmmscan
 from lmmscan.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "lmmscan" / "data" / "demo"
-PHASES = ("startup", "inputs", "kinship", "eigen", "null_fit", "read", "filter", "rotate",
-          "tests", "write")
+PHASES = (
+    "startup",
+    "inputs",
+    "kinship",
+    "eigen",
+    "null_fit",
+    "read",
+    "filter",
+    "rotate",
+    "tests",
+    "write",
+)
 BASE = ["scan", "--bfile", str(DEMO), "--pheno", f"{DEMO}.pheno.txt"]
 
 
@@ -109,8 +119,9 @@ def test_lambda_null_on_a_dask_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     args = [*BASE, "--test", "wald", "--lambda", "null", "--block-size", "1000", "--quiet"]
     assert main([*args, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
-    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
         assert main([*args, "--dask-scheduler", cluster.scheduler_address,
                      "--out", str(tmp_path / "dask")]) == 0  # fmt: skip
     local = (tmp_path / "local.assoc.txt").read_text()

@@ -24,8 +24,9 @@ def local_one_thread(*args, **kwargs) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def client():
     # processes=True: the source and null model really cross a process boundary
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
         with distributed.Client(cluster) as c:
             yield c
 
@@ -34,10 +35,10 @@ def test_plink_scan_on_two_workers_equals_local(client, mouse_plink, mouse_gk):
     """Each task reads its own slice of the .bed file on the worker."""
     null = lmmscan.fit_null(mouse_plink.phenotype, kinship=mouse_gk["centered"])
     local_report, dask_report = lmmscan.ScanReport(), lmmscan.ScanReport()
-    local = local_one_thread(mouse_plink, null_model=null, block_size=1024,
-                             report=local_report)
-    remote = lmmscan.scan(mouse_plink, null_model=null, block_size=1024, client=client,
-                          report=dask_report)
+    local = local_one_thread(mouse_plink, null_model=null, block_size=1024, report=local_report)
+    remote = lmmscan.scan(
+        mouse_plink, null_model=null, block_size=1024, client=client, report=dask_report
+    )
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
     assert dask_report.filters == local_report.filters
     # with the machine's BLAS threads the local scan differs in the last bits only
@@ -55,8 +56,7 @@ def test_low_rank_and_covariates_on_workers(client):
     lr = lmmscan.low_rank_kinship(G[:, :80])
     null = lmmscan.lowrank.fit_null_lowrank(y, cov, lr)
     local = local_one_thread(G[:, 80:], null_model=null, test="wald", block_size=64)
-    remote = lmmscan.scan(G[:, 80:], null_model=null, test="wald", block_size=64,
-                          client=client)
+    remote = lmmscan.scan(G[:, 80:], null_model=null, test="wald", block_size=64, client=client)
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
 
 

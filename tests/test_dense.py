@@ -59,8 +59,10 @@ def test_null_fit_is_the_dense_optimum(seed):
     ):
         assert value == pytest.approx(f(Kc, lam, model.W, y), rel=1e-10)
         best = scipy.optimize.minimize_scalar(
-            lambda t: -f(Kc, np.exp(t), model.W, y), bounds=(np.log(1e-5), np.log(1e5)),
-            method="bounded", options={"xatol": 1e-10},
+            lambda t: -f(Kc, np.exp(t), model.W, y),
+            bounds=(np.log(1e-5), np.log(1e5)),
+            method="bounded",
+            options={"xatol": 1e-10},
         )
         assert value >= -best.fun - 1e-9
     # covariate effects: GLS at the REML lambda
@@ -68,7 +70,9 @@ def test_null_fit_is_the_dense_optimum(seed):
     A = model.W.T @ np.linalg.solve(H, model.W)
     beta = np.linalg.solve(A, model.W.T @ np.linalg.solve(H, y))
     np.testing.assert_allclose(model.beta, beta, rtol=1e-8)
-    np.testing.assert_allclose(model.beta_se, np.sqrt(model.ve * np.diag(np.linalg.inv(A))), rtol=1e-8)
+    np.testing.assert_allclose(
+        model.beta_se, np.sqrt(model.ve * np.diag(np.linalg.inv(A))), rtol=1e-8
+    )
 
 
 @pytest.mark.parametrize("seed", [6, 7])
@@ -91,8 +95,10 @@ def test_snp_tests_match_dense(seed):
         # the reported lambdas are the maxima
         for lam, f in ((row.l_remle, dense.reml_loglik), (row.l_mle, dense.ml_loglik)):
             best = scipy.optimize.minimize_scalar(
-                lambda t: -f(Kc, np.exp(t), V1, y), bounds=(np.log(1e-5), np.log(1e5)),
-                method="bounded", options={"xatol": 1e-9},
+                lambda t: -f(Kc, np.exp(t), V1, y),
+                bounds=(np.log(1e-5), np.log(1e5)),
+                method="bounded",
+                options={"xatol": 1e-9},
             )
             assert f(Kc, lam, V1, y) >= -best.fun - 1e-8
         F_s = dense.score(Kc, model.lambda_mle, V0, x, y)

@@ -67,8 +67,7 @@ def test_kinship_without_information_gives_least_squares(study, kind):
     K = np.eye(n) if kind == "identity" else np.zeros((n, n))
     table = lmmscan.scan(G, y, kinship=K)
     keep = [int(r[3:]) - 1 for r in table.rs]
-    np.testing.assert_allclose(table.p_wald, ols_wald_p(G[:, keep], y, np.ones((n, 1))),
-                               rtol=1e-6)
+    np.testing.assert_allclose(table.p_wald, ols_wald_p(G[:, keep], y, np.ones((n, 1))), rtol=1e-6)
     assert np.isfinite(table[["beta", "se", "logl_H1", "p_lrt", "p_score"]]).all().all()
 
 

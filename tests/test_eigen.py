@@ -38,8 +38,9 @@ def test_round_trip_is_exact(study, tmp_path):
 
 def test_reuse_equals_recomputing(study, tmp_path):
     G, y, K, ids = study
-    path = lmmscan.save_eigen(tmp_path / "e.npz",
-                              lmmscan.eigendecompose(K, ids, samples=~np.isnan(y)))
+    path = lmmscan.save_eigen(
+        tmp_path / "e.npz", lmmscan.eigendecompose(K, ids, samples=~np.isnan(y))
+    )
     direct = lmmscan.scan(G, y, kinship=K)
     reused = lmmscan.scan(G, y, eigen=path, sample_ids=ids)
     pd.testing.assert_frame_equal(direct, reused, check_exact=True)

@@ -25,18 +25,17 @@ def test_evd_and_evr_give_the_same_fit_and_scan():
             tables[driver] = lmmscan.scan(X, null_model=fits[driver])
     a, b = fits["evr"], fits["evd"]
     assert not np.array_equal(a.spectral.U, b.spectral.U)  # really two solvers
-    for name in ("lambda_", "lambda_mle", "vg", "ve", "pve", "pve_se", "loglik_reml",
-                 "loglik_ml"):
+    for name in ("lambda_", "lambda_mle", "vg", "ve", "pve", "pve_se", "loglik_reml", "loglik_ml"):
         assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-9), name
     np.testing.assert_allclose(b.beta, a.beta, rtol=1e-9)
     for col in tables["evr"].columns[7:]:
-        np.testing.assert_allclose(tables["evd"][col], tables["evr"][col], rtol=1e-8,
-                                   atol=1e-12, err_msg=col)
+        np.testing.assert_allclose(
+            tables["evd"][col], tables["evr"][col], rtol=1e-8, atol=1e-12, err_msg=col
+        )
 
 
 def test_unknown_driver_is_refused():
-    with pytest.raises(lmmscan.InputError, match="eigh driver must be one of"), \
-            eigh_driver("evx"):
+    with pytest.raises(lmmscan.InputError, match="eigh driver must be one of"), eigh_driver("evx"):
         pass
 
 
@@ -45,14 +44,26 @@ def test_cli_eigh_driver(tmp_path, capsys):
     tables = {}
     for driver in ("evr", "evd"):
         out = tmp_path / driver
-        argv = ["scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt", "--covar",
-                f"{prefix}.covar.txt", "--eigh-driver", driver, "--out", out, "--quiet"]
+        argv = [
+            "scan",
+            "--bfile",
+            prefix,
+            "--pheno",
+            f"{prefix}.pheno.txt",
+            "--covar",
+            f"{prefix}.covar.txt",
+            "--eigh-driver",
+            driver,
+            "--out",
+            out,
+            "--quiet",
+        ]
         assert cli.main([str(a) for a in argv]) == 0
         tables[driver] = pd.read_csv(f"{out}.assoc.txt", sep="\t")
     for col in ("beta", "se", "logl_H1", "l_remle", "p_wald"):  # printed as %.6e
-        np.testing.assert_allclose(tables["evd"][col], tables["evr"][col], rtol=2e-6,
-                                   err_msg=col)
+        np.testing.assert_allclose(tables["evd"][col], tables["evr"][col], rtol=2e-6, err_msg=col)
     with pytest.raises(SystemExit):
-        cli.main(["scan", "--bfile", str(prefix), "--eigh-driver", "evx", "--out",
-                  str(tmp_path / "x")])
+        cli.main(
+            ["scan", "--bfile", str(prefix), "--eigh-driver", "evx", "--out", str(tmp_path / "x")]
+        )
     assert "--eigh-driver" in capsys.readouterr().err

@@ -28,8 +28,9 @@ REF = DATA / "fastlmm"
 
 
 def _reference_module():
-    spec = importlib.util.spec_from_file_location("fastlmm_make_reference",
-                                                  REF / "make_reference.py")
+    spec = importlib.util.spec_from_file_location(
+        "fastlmm_make_reference", REF / "make_reference.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # imports numpy only at module level
     return mod
@@ -69,8 +70,9 @@ def test_fixed_lambda_matches_fastlmm(case, mouse_dir, mouse_plink, mouse_kinshi
     n_test = meta["n_test_snps"]
     G = mouse_plink.read(0, n_test, np.flatnonzero(keep))  # lmmscan's reader (A1 counted)
     source = lmmscan.ArrayGenotypes(G, snps=mouse_plink.snps.iloc[:n_test])
-    table = lmmscan.scan(source, null_model=null, test="wald", lambda_mode="null",
-                         maf=None, miss=1.0, r2=1.0)
+    table = lmmscan.scan(
+        source, null_model=null, test="wald", lambda_mode="null", maf=None, miss=1.0, r2=1.0
+    )
     assert (table["l_remle"] == null.lambda_reml).all()
 
     merged = ref.merge(table, left_on="sid", right_on="rs", how="left")

@@ -74,8 +74,9 @@ def test_same_as_reference(order, dosage, with_w):
     X_before = X.copy()
     W = None
     if with_w:
-        W = np.column_stack([(np.arange(n) >= n // 2).astype(float), rng.normal(size=n),
-                             np.ones(n)])
+        W = np.column_stack(
+            [(np.arange(n) >= n // 2).astype(float), rng.normal(size=n), np.ones(n)]
+        )
     scratch = Scratch()
     for maf in (0.01, None, 0.2):
         exp = reference(X, maf, 0.05, W, 0.9999)

@@ -16,8 +16,11 @@ from hypothesis.extra import numpy as hnp
 from lmmscan import _core
 
 EXAMPLES = int(os.environ.get("LMMSCAN_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 wild = st.floats(allow_nan=True, allow_infinity=True, width=64)
 tame = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
@@ -53,8 +56,7 @@ def test_core_never_crashes(problem):
         return
     assert fit.n >= c + 2
     try:
-        scanner = _core.Scanner(d, W, y, fit, l_min=l_min, l_max=l_max, n_region=n_region,
-                                **kwargs)
+        scanner = _core.Scanner(d, W, y, fit, l_min=l_min, l_max=l_max, n_region=n_region, **kwargs)
         comp = np.ones((X.shape[0], c + 2)) if with_complement else None
         out = scanner.scan(np.ascontiguousarray(X), comp, 2)
     except ValueError:
@@ -66,8 +68,12 @@ def test_core_never_crashes(problem):
 
 
 @FUZZ
-@given(n=st.integers(3, 40), c=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
-       scale=st.sampled_from([1e-150, 1e-8, 1.0, 1e8, 1e150]))
+@given(
+    n=st.integers(3, 40),
+    c=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([1e-150, 1e-8, 1.0, 1e8, 1e150]),
+)
 def test_finite_problems_give_finite_or_bounded_answers(n, c, seed, scale):
     """Well-posed random problems at extreme scales: results in range, never NaN p."""
     if n < c + 2:

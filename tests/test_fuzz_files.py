@@ -21,8 +21,12 @@ from lmmscan._errors import LmmscanError
 DATA = Path(lmmscan.__file__).parent / "data"
 MOUSE = Path(__file__).parent / "data" / "mouse_hs1940"
 EXAMPLES = int(os.environ.get("LMMSCAN_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def head(path: Path, lines: int) -> bytes:
@@ -42,14 +46,29 @@ def mutated(draw, original: bytes):
         if kind == "flip":
             data[pos] = draw(st.integers(0, 255))
         elif kind == "insert":
-            data[pos:pos] = draw(st.sampled_from(
-                [b"NA", b"\t", b" ", b"\n", b"-9", b"nan", b"1e999", b"x", b",", b"\x00", b"\xff"]))
+            data[pos:pos] = draw(
+                st.sampled_from(
+                    [
+                        b"NA",
+                        b"\t",
+                        b" ",
+                        b"\n",
+                        b"-9",
+                        b"nan",
+                        b"1e999",
+                        b"x",
+                        b",",
+                        b"\x00",
+                        b"\xff",
+                    ]
+                )
+            )
         elif kind == "delete":
-            del data[pos:pos + draw(st.integers(1, 20))]
+            del data[pos : pos + draw(st.integers(1, 20))]
         elif kind == "truncate":
             del data[pos:]
         elif kind == "token":
-            data[pos:pos + 1] = draw(st.sampled_from([b"abc", b"-", b"1.5.2", b"inf", b""]))
+            data[pos : pos + 1] = draw(st.sampled_from([b"abc", b"-", b"1.5.2", b"inf", b""]))
         else:  # duplicate or drop a whole line
             lines = bytes(data).split(b"\n")
             i = draw(st.integers(0, max(0, len(lines) - 1)))
@@ -77,8 +96,12 @@ KIN = textio.format_g10((_K + _K.T).ravel(), np.tile([b"\t"] * 11 + [b"\n"], 12)
 
 
 @FUZZ
-@given(fam=mutated(FAM), bim=mutated(BIM), which=st.sampled_from(["fam", "bim", "bed"]),
-       cut=st.integers(0, 2000))
+@given(
+    fam=mutated(FAM),
+    bim=mutated(BIM),
+    which=st.sampled_from(["fam", "bim", "bed"]),
+    cut=st.integers(0, 2000),
+)
 def test_plink_fileset(tmp_path_factory, fam, bim, which, cut):
     d = tmp_path_factory.mktemp("plink")
     shutil.copy(DATA / "demo.bed", d / "s.bed")

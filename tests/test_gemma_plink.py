@@ -13,9 +13,7 @@ from .conftest import GEMMA, round_sig10
 from .gemma_files import read_assoc, read_kinship_sample, read_log
 
 
-@pytest.mark.parametrize(
-    "method, stem", [("centered", "mouse_gk1"), ("standardized", "mouse_gk2")]
-)
+@pytest.mark.parametrize("method, stem", [("centered", "mouse_gk1"), ("standardized", "mouse_gk2")])
 def test_kinship_equals_gemma(mouse_gk, method, stem):
     entries, rowsums = read_kinship_sample(GEMMA / stem)
     K = mouse_gk[method]
@@ -51,7 +49,9 @@ def compare_null(model: lmmscan.NullModel, log: dict) -> None:
         assert ours == pytest.approx(log[key], rel=1e-5), key
     np.testing.assert_allclose(model.beta_se, log["beta_se"], rtol=1e-5)
     # beta is ~1e-17 here (a standardised phenotype): compare on the scale of se
-    np.testing.assert_allclose(model.beta, log["beta"], rtol=1e-5, atol=1e-5 * float(log["beta_se"].min()))
+    np.testing.assert_allclose(
+        model.beta, log["beta"], rtol=1e-5, atol=1e-5 * float(log["beta_se"].min())
+    )
 
 
 def compare_scan(ours: pd.DataFrame, ref: pd.DataFrame) -> None:

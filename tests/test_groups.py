@@ -29,15 +29,22 @@ def dense_kinship(groups: np.ndarray) -> np.ndarray:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n_groups=st.integers(2, 12),
-       method=st.sampled_from(["reml", "ml"]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_groups=st.integers(2, 12),
+    method=st.sampled_from(["reml", "ml"]),
+)
 def test_groups_equal_kinship_dd(seed, n_groups, method):
     y, X, groups = simulate(seed, n_groups)
     if len(y) < X.shape[1] + 4:
         return
     a = lmmscan.fit_null(y, X, groups=groups, method=method)
     b = lmmscan.fit_null(
-        y, X, kinship=dense_kinship(groups), center=False, method=method,
+        y,
+        X,
+        kinship=dense_kinship(groups),
+        center=False,
+        method=method,
         bounds=a.bounds,
     )
     lam_a, lam_b = a.lambda_, b.lambda_
@@ -88,8 +95,9 @@ def test_sample_random_effects_with_kinship():
     P = Vi - Vi @ W @ np.linalg.solve(W.T @ Vi @ W, W.T @ Vi)
     re = model.random_effects()
     np.testing.assert_allclose(re["mean"], vg * Kc @ P @ y, rtol=1e-7, atol=1e-10)
-    np.testing.assert_allclose(re["var"], np.diag(vg * Kc - vg**2 * Kc @ P @ Kc), rtol=1e-7,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        re["var"], np.diag(vg * Kc - vg**2 * Kc @ P @ Kc), rtol=1e-7, atol=1e-10
+    )
 
 
 def test_prior_on_fixed_effects_tends_to_flat_prior():
@@ -117,7 +125,10 @@ def test_group_scan_equals_dense_kinship_scan():
     G[rng.random(G.shape) < 0.01] = np.nan
     a = lmmscan.scan(G, y, covariates=X, groups=groups, threads=2)
     null_b = lmmscan.fit_null(
-        y, X, kinship=dense_kinship(groups), center=False,
+        y,
+        X,
+        kinship=dense_kinship(groups),
+        center=False,
         bounds=lmmscan.LambdaBounds(1e-5, 1e5, 10),
     )
     null_a = lmmscan.fit_null(y, X, groups=groups, bounds=lmmscan.LambdaBounds(1e-5, 1e5, 10))

@@ -26,22 +26,31 @@ def read_mouse_bimbam() -> tuple[lmmscan.ArrayGenotypes, np.ndarray]:
     that this test does not depend on the package's BIMBAM reader.
     """
     geno = pd.read_csv(
-        MOUSE / "mouse_hs1940.geno.txt.gz", sep=",", header=None, skipinitialspace=True,
-        na_values=["NA"], keep_default_na=False, dtype={0: str, 1: str, 2: str},
+        MOUSE / "mouse_hs1940.geno.txt.gz",
+        sep=",",
+        header=None,
+        skipinitialspace=True,
+        na_values=["NA"],
+        keep_default_na=False,
+        dtype={0: str, 1: str, 2: str},
     )
-    anno = pd.read_csv(MOUSE / "mouse_hs1940.anno.txt.gz", sep=r"\s+", header=None,
-                       dtype={0: str, 2: str}).set_index(0)
+    anno = pd.read_csv(
+        MOUSE / "mouse_hs1940.anno.txt.gz", sep=r"\s+", header=None, dtype={0: str, 2: str}
+    ).set_index(0)
     rs = geno[0].to_numpy()
-    snps = pd.DataFrame({
-        "chr": anno[2].reindex(rs).fillna("-9").to_numpy(),
-        "rs": rs,
-        "ps": anno[1].reindex(rs).fillna(-9).astype(np.int64).to_numpy(),
-        "allele1": geno[1].to_numpy(),
-        "allele0": geno[2].to_numpy(),
-    })
+    snps = pd.DataFrame(
+        {
+            "chr": anno[2].reindex(rs).fillna("-9").to_numpy(),
+            "rs": rs,
+            "ps": anno[1].reindex(rs).fillna(-9).astype(np.int64).to_numpy(),
+            "allele1": geno[1].to_numpy(),
+            "allele0": geno[2].to_numpy(),
+        }
+    )
     X = np.ascontiguousarray(geno.iloc[:, 3:].to_numpy(dtype=np.float64).T)
-    pheno = pd.read_csv(MOUSE / "mouse_hs1940.pheno.txt.gz", sep=r"\s+", header=None,
-                        na_values=["NA"])
+    pheno = pd.read_csv(
+        MOUSE / "mouse_hs1940.pheno.txt.gz", sep=r"\s+", header=None, na_values=["NA"]
+    )
     return lmmscan.ArrayGenotypes(X, snps), pheno[0].to_numpy(dtype=np.float64)
 
 
@@ -81,9 +90,14 @@ def compare_with_gemma(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
 def compare_nulls(null_models: dict, nulls: pd.DataFrame) -> None:
     for chrom, model in null_models.items():
         row = nulls.loc[chrom]
-        for ours, key in ((model.loglik_reml, "loglik_reml"), (model.loglik_ml, "loglik_ml"),
-                          (model.pve, "pve"), (model.pve_se, "pve_se"), (model.vg, "vg"),
-                          (model.ve, "ve")):
+        for ours, key in (
+            (model.loglik_reml, "loglik_reml"),
+            (model.loglik_ml, "loglik_ml"),
+            (model.pve, "pve"),
+            (model.pve_se, "pve_se"),
+            (model.vg, "vg"),
+            (model.ve, "ve"),
+        ):
             # GEMMA's log has 6 significant digits
             assert ours == pytest.approx(row[key], rel=1e-5), (chrom, key)
 
@@ -96,8 +110,9 @@ def test_loco_equals_gemma_on_three_chromosomes(mouse_bimbam, gemma_loco):
     nm: dict = {}
     ours = lmmscan.loco_scan(source, y, chromosomes=["1", "17", "19"], null_models=nm)
     assert sorted(nm) == ["1", "17", "19"]
-    compare_with_gemma(ours, ref[ref["chr"].astype(str).isin(["1", "17", "19"])]
-                       .reset_index(drop=True))
+    compare_with_gemma(
+        ours, ref[ref["chr"].astype(str).isin(["1", "17", "19"])].reset_index(drop=True)
+    )
     compare_nulls(nm, nulls)
 
 
@@ -128,8 +143,9 @@ def test_loco_kinship_equals_gemma(mouse_bimbam):
     names = chromosome_names(source)
     chroms = _chromosomes(names)
     report = lmmscan.ScanReport()
-    sums = _KinshipSums(source, mask, W, chroms, names, "centered", 0.01, 0.05, 0.9999,
-                        4096, True, report)
+    sums = _KinshipSums(
+        source, mask, W, chroms, names, "centered", 0.01, 0.05, 0.9999, 4096, True, report
+    )
     K = sums.loco_kinship(chroms[0])
     assert chroms[0].name == "1"
     idx = np.flatnonzero(mask)
@@ -138,8 +154,13 @@ def test_loco_kinship_equals_gemma(mouse_bimbam):
     np.testing.assert_allclose(K[0], ref["row0"].to_numpy()[idx], rtol=0, atol=1e-9)
 
 
-def simulate(seed: int, n: int = 120, per_chrom: tuple[int, ...] = (40, 30, 50),
-             shuffle: bool = False, missing: bool = True):
+def simulate(
+    seed: int,
+    n: int = 120,
+    per_chrom: tuple[int, ...] = (40, 30, 50),
+    shuffle: bool = False,
+    missing: bool = True,
+):
     rng = np.random.default_rng(seed)
     m = sum(per_chrom)
     af = rng.uniform(0.05, 0.5, m)
@@ -149,9 +170,15 @@ def simulate(seed: int, n: int = 120, per_chrom: tuple[int, ...] = (40, 30, 50),
     chrom = np.repeat([str(i + 1) for i in range(len(per_chrom))], per_chrom)
     order = rng.permutation(m) if shuffle else np.arange(m)
     G, chrom = G[:, order], chrom[order]
-    snps = pd.DataFrame({"chr": chrom, "rs": [f"rs{i}" for i in range(m)],
-                         "ps": np.arange(m, dtype=np.int64) * 100,
-                         "allele1": "A", "allele0": "G"})
+    snps = pd.DataFrame(
+        {
+            "chr": chrom,
+            "rs": [f"rs{i}" for i in range(m)],
+            "ps": np.arange(m, dtype=np.int64) * 100,
+            "allele1": "A",
+            "allele0": "G",
+        }
+    )
     Gi = np.where(np.isnan(G), np.nanmean(G, axis=0), G)
     y = (Gi - Gi.mean(axis=0)) @ rng.normal(scale=0.15, size=m) + rng.normal(size=n)
     cov = rng.normal(size=(n, 1))
@@ -198,15 +225,19 @@ def test_unplaced_snps_are_neither_in_kinships_nor_tested():
     snps.loc[[0, 5, 77], "chr"] = "-9"
     G = source.read(0, source.n_snps)
     report = lmmscan.ScanReport()
-    table = lmmscan.scan(lmmscan.ArrayGenotypes(G, snps), y, covariates=cov, loco=True,
-                         report=report)
+    table = lmmscan.scan(
+        lmmscan.ArrayGenotypes(G, snps), y, covariates=cov, loco=True, report=report
+    )
     assert not set(table["rs"]) & {"rs0", "rs5", "rs77"}
     assert report.filters.total == source.n_snps
     # dropping them from the input gives the same answer
     keep = np.setdiff1d(np.arange(source.n_snps), [0, 5, 77])
     alone = lmmscan.scan(
-        lmmscan.ArrayGenotypes(G[:, keep], snps.iloc[keep].reset_index(drop=True)), y,
-        covariates=cov, loco=True)
+        lmmscan.ArrayGenotypes(G[:, keep], snps.iloc[keep].reset_index(drop=True)),
+        y,
+        covariates=cov,
+        loco=True,
+    )
     pd.testing.assert_frame_equal(table, alone, check_exact=False, rtol=1e-12)
 
 

@@ -17,8 +17,24 @@ def test_loco_flag_writes_the_loco_scan(tmp_path):
     """The shipped demo study: 400 individuals, three chromosomes."""
     out = tmp_path / "demo"
     pheno = f"{DEMO}.pheno.txt"
-    assert main(["scan", "--bfile", str(DEMO), "--pheno", pheno, "--loco", "--test", "all",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                "--bfile",
+                str(DEMO),
+                "--pheno",
+                pheno,
+                "--loco",
+                "--test",
+                "all",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(f"{out}.assoc.txt", sep="\t", dtype={"chr": str})
     source = lmmscan.read_plink(DEMO)
     y = pd.read_csv(pheno, sep="\t", header=None)[0].to_numpy(dtype=float)
@@ -34,6 +50,22 @@ def test_loco_flag_writes_the_loco_scan(tmp_path):
 
 def test_loco_flag_refusals(tmp_path, capsys):
     pheno = f"{DEMO}.pheno.txt"
-    assert main(["scan", "--bfile", str(DEMO), "--pheno", pheno, "--loco", "--kinship",
-                 "K.txt", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "scan",
+                "--bfile",
+                str(DEMO),
+                "--pheno",
+                pheno,
+                "--loco",
+                "--kinship",
+                "K.txt",
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "at most one of" in capsys.readouterr().err

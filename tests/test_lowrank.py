@@ -8,8 +8,17 @@ import pytest
 import lmmscan
 from lmmscan.lowrank import LowRankSpectral, fit_null_lowrank
 
-NULL_FIELDS = ("lambda_reml", "lambda_mle", "vg", "ve", "pve", "pve_se", "loglik_reml",
-               "loglik_ml", "loglik")
+NULL_FIELDS = (
+    "lambda_reml",
+    "lambda_mle",
+    "vg",
+    "ve",
+    "pve",
+    "pve_se",
+    "loglik_reml",
+    "loglik_ml",
+    "loglik",
+)
 SCAN_COLUMNS = ("beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score")
 
 
@@ -53,8 +62,9 @@ def test_small_low_rank_equals_full_rank(method):
     assert_same(low, full, 1e-9)
     assert_same_scan(lmmscan.scan(Gt, null_model=low), lmmscan.scan(Gt, null_model=full), 1e-8)
     # the same through scan(kinship=LowRankKinship)
-    assert_same_scan(lmmscan.scan(Gt, y, kinship=lr, covariates=cov),
-                     lmmscan.scan(Gt, null_model=full), 1e-8)
+    assert_same_scan(
+        lmmscan.scan(Gt, y, kinship=lr, covariates=cov), lmmscan.scan(Gt, null_model=full), 1e-8
+    )
 
 
 def test_more_snps_than_samples_is_full_rank_minus_centring():
@@ -92,8 +102,9 @@ def test_factor_equals_kinship_matrix():
     Gk, _, _, _ = simulate(5, n=90, k=30, m=0)
     for method in ("centered", "standardized"):
         lr = lmmscan.low_rank_kinship(Gk, method, snps=np.arange(5, 30))
-        np.testing.assert_allclose(lr.dense(), lmmscan.kinship(Gk[:, 5:], method), rtol=1e-12,
-                                   atol=1e-14)
+        np.testing.assert_allclose(
+            lr.dense(), lmmscan.kinship(Gk[:, 5:], method), rtol=1e-12, atol=1e-14
+        )
 
 
 @pytest.mark.slow

@@ -16,10 +16,20 @@ import lmmscan
 from .conftest import DATA
 
 MIXED = DATA / "mixed"
-RESPONSE = {"dyestuff": "Yield", "dyestuff2": "Yield", "sleepstudy": "Reaction",
-            "walkthrough": "y", "sim45": "y"}
-COVARIATES = {"dyestuff": [], "dyestuff2": [], "sleepstudy": ["Days"],
-              "walkthrough": ["x"], "sim45": ["x1", "x2"]}
+RESPONSE = {
+    "dyestuff": "Yield",
+    "dyestuff2": "Yield",
+    "sleepstudy": "Reaction",
+    "walkthrough": "y",
+    "sim45": "y",
+}
+COVARIATES = {
+    "dyestuff": [],
+    "dyestuff2": [],
+    "sleepstudy": ["Days"],
+    "walkthrough": ["x"],
+    "sim45": ["x1", "x2"],
+}
 
 
 def fit(data: str, method: str) -> lmmscan.NullModel:
@@ -74,13 +84,15 @@ def test_matches_statsmodels(data, method):
     names = list(ref["fe_params"])
     np.testing.assert_allclose(
         ours_in_reference_order(model, model.beta, names),
-        [ref["fe_params"][k] for k in names], rtol=1e-6,
+        [ref["fe_params"][k] for k in names],
+        rtol=1e-6,
     )
     # statsmodels' own bse_fe comes from the joint Hessian (fixed effects and
     # cov_re); the fixed-effect block alone is the GLS covariance lme4 reports.
     np.testing.assert_allclose(
         ours_in_reference_order(model, model.beta_se, names),
-        [ref["bse_fe_feblock"][k] for k in names], rtol=1e-6,
+        [ref["bse_fe_feblock"][k] for k in names],
+        rtol=1e-6,
     )
     assert close(model.vg, ref["cov_re"])
     assert close(model.ve, ref["scale"])

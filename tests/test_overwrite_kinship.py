@@ -10,8 +10,18 @@ import pytest
 import lmmscan
 from lmmscan.model import decompose_kinship
 
-FIELDS = ["lambda_", "vg", "ve", "loglik", "pve", "pve_se", "loglik_reml", "loglik_ml",
-          "lambda_reml", "lambda_mle"]
+FIELDS = [
+    "lambda_",
+    "vg",
+    "ve",
+    "loglik",
+    "pve",
+    "pve_se",
+    "loglik_reml",
+    "loglik_ml",
+    "lambda_reml",
+    "lambda_mle",
+]
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,14 @@ from .conftest import GEMMA  # noqa: E402
 
 def fake_table(n=20_000, seed=0):
     rng = np.random.default_rng(seed)
-    table = pd.DataFrame({
-        "chr": np.repeat(["1", "2", "10", "X"], n // 4),
-        "rs": [f"rs{i}" for i in range(n)],
-        "ps": np.tile(np.arange(n // 4) * 1000, 4),
-        "p_wald": rng.uniform(size=n),
-    })
+    table = pd.DataFrame(
+        {
+            "chr": np.repeat(["1", "2", "10", "X"], n // 4),
+            "rs": [f"rs{i}" for i in range(n)],
+            "ps": np.tile(np.arange(n // 4) * 1000, 4),
+            "p_wald": rng.uniform(size=n),
+        }
+    )
     table.loc[[5, 6, 7000], "p_wald"] = [1e-12, 1e-320 * 0, 3e-9]  # one underflow to 0
     return table
 

@@ -40,6 +40,8 @@ def scan_args(prefix: Path, out: Path, *extra) -> list[str]:
         "--covar", f"{prefix}.covar.txt", "--block-size", 400, "--threads", 1, "--quiet",
         "--out", out, *extra,
     ]]  # fmt: skip
+
+
 # --threads 1 everywhere: BLAS on one thread, so the eigendecomposition (and the null
 # lambda) is the same bits in the pytest process and in the subprocesses
 
@@ -224,8 +226,9 @@ def test_damaged_or_foreign_checkpoint_is_refused(study, tmp_path, capsys, monke
     expect_refusal(resume, capsys, monkeypatch, "r.assoc.txt.partial", "missing")
 
 
-def test_resume_without_a_checkpoint_starts_from_the_first_snp(study, tmp_path, capsys,
-                                                               monkeypatch):
+def test_resume_without_a_checkpoint_starts_from_the_first_snp(
+    study, tmp_path, capsys, monkeypatch
+):
     ref, out = tmp_path / "ref", tmp_path / "r"
     assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
     argv = [a for a in scan_args(study, out) if a != "--quiet"]
@@ -250,8 +253,21 @@ def test_errors_and_early_interrupts_leave_nothing(study, tmp_path, capsys, monk
 
     out = tmp_path / "r"
     kin = tmp_path / "k.npy"
-    assert main(["kinship", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--out",
-                 str(kin), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "kinship",
+                "--bfile",
+                str(study),
+                "--pheno",
+                f"{study}.pheno.txt",
+                "--out",
+                str(kin),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     # every SNP filtered: the error comes after the scan, and nothing is kept
     expect_refusal(scan_args(study, out, "--kinship", kin, "--maf", "0.6"), capsys, monkeypatch,
                    "no SNP left")  # fmt: skip
@@ -268,8 +284,12 @@ def test_errors_and_early_interrupts_leave_nothing(study, tmp_path, capsys, monk
 
 @pytest.mark.parametrize("flag", ["--loco", "--dask-scheduler=tcp://127.0.0.1:1"])
 def test_resume_is_refused_where_it_is_not_supported(study, tmp_path, capsys, monkeypatch, flag):
-    expect_refusal([*scan_args(study, tmp_path / "r", flag), "--resume"], capsys, monkeypatch,
-                   "--resume works for the block scan only")
+    expect_refusal(
+        [*scan_args(study, tmp_path / "r", flag), "--resume"],
+        capsys,
+        monkeypatch,
+        "--resume works for the block scan only",
+    )
     assert outputs(tmp_path, "r") == set()
 
 

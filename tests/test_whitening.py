@@ -47,8 +47,7 @@ def test_whitened_scan_matches_dense(problem, test):
             assert cols["beta"][j] == pytest.approx(beta, rel=1e-8, abs=1e-10 * se)
             assert cols["se"][j] == pytest.approx(se, rel=1e-8)
             assert cols["p_wald"][j] == pytest.approx(scipy.special.fdtrc(1, df, F), rel=1e-8)
-            assert cols["logl_H1"][j] == pytest.approx(dense.reml_loglik(Kc, lam, V1, y),
-                                                       rel=1e-10)
+            assert cols["logl_H1"][j] == pytest.approx(dense.reml_loglik(Kc, lam, V1, y), rel=1e-10)
             assert cols["l_remle"][j] == lam
         elif test == "lrt":
             l1 = dense.ml_loglik(Kc, lam, V1, y)
@@ -65,25 +64,27 @@ def test_whitened_equals_rotated(problem, test):
     """The two bases give the same table to rounding; scan() picks whitening
     by itself for one fixed-lambda test."""
     model, X = problem
-    rotated = lmmscan.scan(X, null_model=model, test=test, lambda_mode="null",
-                           block_size=1000)
+    rotated = lmmscan.scan(X, null_model=model, test=test, lambda_mode="null", block_size=1000)
     scanner = BlockScanner(model, test, lambda_mode="null")
     assert scanner.whitening is None
     keep, cols = scanner.scan(X[np.flatnonzero(model.analyzed)])
     for name in cols:
         scale = np.abs(cols["se"]) if name == "beta" else np.abs(cols[name])
-        np.testing.assert_array_less(np.abs(rotated[name].to_numpy() - cols[name]),
-                                     1e-9 * scale + 1e-12, err_msg=name)
+        np.testing.assert_array_less(
+            np.abs(rotated[name].to_numpy() - cols[name]), 1e-9 * scale + 1e-12, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("test", ["wald", "lrt"])
 def test_whitened_scan_does_not_depend_on_blocks_or_threads(problem, test):
     model, X = problem
-    ref = lmmscan.scan(X, null_model=model, test=test, lambda_mode="null", threads=1,
-                       block_size=1000)
+    ref = lmmscan.scan(
+        X, null_model=model, test=test, lambda_mode="null", threads=1, block_size=1000
+    )
     for threads, block in ((2, 7), (2, 64), (1, 1), (2, 65)):
-        other = lmmscan.scan(X, null_model=model, test=test, lambda_mode="null",
-                             threads=threads, block_size=block)
+        other = lmmscan.scan(
+            X, null_model=model, test=test, lambda_mode="null", threads=threads, block_size=block
+        )
         for col in ref.columns[7:]:
             np.testing.assert_allclose(other[col], ref[col], rtol=1e-12, err_msg=col)
 
@@ -117,16 +118,35 @@ def test_core_refuses_mismatched_whitening(problem):
     with pytest.raises(ValueError, match="fixed_lambda"):
         _core.Scanner(d, W, y, model.fit, raw_W=W, raw_y=y, whitened_lambda=model.lambda_)
     with pytest.raises(ValueError, match="lambda they were whitened at"):
-        _core.Scanner(d, W, y, model.fit, fixed_lambda=True, raw_W=W, raw_y=y,
-                      whitened_lambda=model.lambda_ * 2)
+        _core.Scanner(
+            d,
+            W,
+            y,
+            model.fit,
+            fixed_lambda=True,
+            raw_W=W,
+            raw_y=y,
+            whitened_lambda=model.lambda_ * 2,
+        )
     with pytest.raises(ValueError, match="both raw_W and raw_y"):
         _core.Scanner(d, W, y, model.fit, fixed_lambda=True, raw_W=W)
     plain = _core.Scanner(d, W, y, model.fit, fixed_lambda=True)
     rows = np.zeros((3, n))
     with pytest.raises(ValueError, match="only with whitened data"):
         plain.scan(rows, None, 1, rows)
-    white = _core.Scanner(d, W, y, model.fit, wald=True, lrt=False, score=False,
-                          fixed_lambda=True, raw_W=W, raw_y=y, whitened_lambda=model.lambda_)
+    white = _core.Scanner(
+        d,
+        W,
+        y,
+        model.fit,
+        wald=True,
+        lrt=False,
+        score=False,
+        fixed_lambda=True,
+        raw_W=W,
+        raw_y=y,
+        whitened_lambda=model.lambda_,
+    )
     with pytest.raises(ValueError, match="needs X"):
         white.scan(rows)
     bad = rows.copy()
@@ -154,9 +174,22 @@ def test_cli_fixed_lambda_wald_whitens_and_matches_the_rotation(tmp_path, monkey
         return real(cls, spectral, lam, **kwargs)
 
     def run(out):
-        argv = ["scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt", "--covar",
-                f"{prefix}.covar.txt", "--lambda", "null", "--test", "wald", "--out", out,
-                "--quiet"]
+        argv = [
+            "scan",
+            "--bfile",
+            prefix,
+            "--pheno",
+            f"{prefix}.pheno.txt",
+            "--covar",
+            f"{prefix}.covar.txt",
+            "--lambda",
+            "null",
+            "--test",
+            "wald",
+            "--out",
+            out,
+            "--quiet",
+        ]
         assert cli.main([str(a) for a in argv]) == 0
         return pd.read_csv(f"{out}.assoc.txt", sep="\t")
 

@@ -98,8 +98,20 @@ _LAZY = {
 # they were when this package imported them eagerly; ``kinship`` and ``scan``
 # name the functions, as before
 _SUBMODULES = {
-    "bimbam", "cli", "demo", "distributed", "eigen", "filters", "genotypes", "loco",
-    "lowrank", "model", "output", "plink", "plot", "textio",
+    "bimbam",
+    "cli",
+    "demo",
+    "distributed",
+    "eigen",
+    "filters",
+    "genotypes",
+    "loco",
+    "lowrank",
+    "model",
+    "output",
+    "plink",
+    "plot",
+    "textio",
 }
 
 

@@ -358,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--plot",
         action="store_true",
-        help="also write PREFIX.manhattan.png and PREFIX.qq.png (needs matplotlib). "
-        "Default: off",
+        help="also write PREFIX.manhattan.png and PREFIX.qq.png (needs matplotlib). Default: off",
     )
     _add_run_args(s, eigh=True)
     s.add_argument(
@@ -464,8 +463,9 @@ class _Clock:
 
     def __init__(self, t_main: float, startup: float) -> None:
         self.t_main = t_main
-        self.seconds = dict.fromkeys(("startup", "inputs", "kinship", "eigen", "null_fit",
-                                      "write"), 0.0)
+        self.seconds = dict.fromkeys(
+            ("startup", "inputs", "kinship", "eigen", "null_fit", "write"), 0.0
+        )
         self.seconds["startup"] = startup
         self.scan: dict[str, float] = {}
 
@@ -627,8 +627,15 @@ def _progress(args, total: int, desc: str):
     )
 
 
-def _iter_blocks(source, block_size: int, samples: np.ndarray | None, bar, seconds: dict,
-                 first: int = 0, reader=None):
+def _iter_blocks(
+    source,
+    block_size: int,
+    samples: np.ndarray | None,
+    bar,
+    seconds: dict,
+    first: int = 0,
+    reader=None,
+):
     """(start, stop, block) from SNP ``first`` on, the next block read on a
     thread meanwhile; ``seconds["read"]`` gets the time spent waiting.
     ``reader``: a :class:`lmmscan.scan.ReadAhead` started earlier, used if it
@@ -764,8 +771,10 @@ def run_scan(args) -> int:
                     resume.close()
             else:
                 if args.resume:
-                    raise InputError("--resume works for the block scan only, not with a "
-                                     "low-rank --eigen: rerun without --resume")
+                    raise InputError(
+                        "--resume works for the block scan only, not with a "
+                        "low-rank --eigen: rerun without --resume"
+                    )
                 handles = _open_writers(args, phenos, outputs, ext)
                 try:
                     _scan_each(args, source, groups)
@@ -796,8 +805,11 @@ def run_scan(args) -> int:
 
 def _block_path(args, groups) -> bool:
     """True for the block scan (_scan_blocks), the one --resume continues."""
-    return not (args.loco or args.dask_scheduler or any(
-        ph.null.complement is not None for g in groups for ph in g.phenos))
+    return not (
+        args.loco
+        or args.dask_scheduler
+        or any(ph.null.complement is not None for g in groups for ph in g.phenos)
+    )
 
 
 # ----------------------------------------------------------------- scan --resume
@@ -818,13 +830,18 @@ class _Appender:
         try:
             self._fh = open(path, "r+b")
         except FileNotFoundError:
-            raise InputError("the checkpoint's partial file is missing; rerun without "
-                             "--resume to start over", path=str(path)) from None
+            raise InputError(
+                "the checkpoint's partial file is missing; rerun without --resume to start over",
+                path=str(path),
+            ) from None
         size = os.fstat(self._fh.fileno()).st_size
         if size < offset:
             self._fh.close()
-            raise InputError(f"{size} bytes, but the checkpoint says {offset}: the file was cut "
-                             "short; rerun without --resume to start over", path=str(path))
+            raise InputError(
+                f"{size} bytes, but the checkpoint says {offset}: the file was cut "
+                "short; rerun without --resume to start over",
+                path=str(path),
+            )
         self._start(offset)
         self._fh.truncate(offset)
         self._fh.seek(offset)
@@ -856,16 +873,22 @@ class _TableFile(_Appender):
         self._skip = self._fh.readline(1 << 20)
         if not self._skip.endswith(b"\n") or len(self._skip) > offset:
             self._fh.close()
-            raise InputError("the partial table has no complete header line; rerun without "
-                             "--resume to start over", path=str(self.path))
+            raise InputError(
+                "the partial table has no complete header line; rerun without "
+                "--resume to start over",
+                path=str(self.path),
+            )
 
     def write(self, text: str) -> None:  # type: ignore[override]
         data = text.encode("utf-8")
         if self._skip:
             n = min(len(self._skip), len(data))
             if data[:n] != self._skip[:n]:
-                raise InputError("the partial table's header is not this run's; rerun without "
-                                 "--resume to start over", path=str(self.path))
+                raise InputError(
+                    "the partial table's header is not this run's; rerun without "
+                    "--resume to start over",
+                    path=str(self.path),
+                )
             self._skip, data = self._skip[n:], data[n:]
         self._fh.write(data)
 
@@ -946,8 +969,7 @@ def _differences(old: object, new: dict) -> list[str]:
                 if key == "options":
                     out.append(f"{name} was {x}, now {y}")
                 elif x is None or y is None or x.get("path") != y.get("path"):
-                    out.append(f"the {name} file was {x and x.get('path')}, now "
-                               f"{y and y['path']}")
+                    out.append(f"the {name} file was {x and x.get('path')}, now {y and y['path']}")
                 else:
                     out.append(f"{y['path']} has changed since (size or modification time)")
         elif key == "null_lambda":
@@ -1010,30 +1032,42 @@ class _Resume:
     def _load(self) -> dict | None:
         if not self.path.exists():
             if not self.args.quiet:
-                print(f"lmmscan scan: --resume: no checkpoint {self.path}; scanning from the "
-                      "first SNP", file=sys.stderr)
+                print(
+                    f"lmmscan scan: --resume: no checkpoint {self.path}; scanning from the "
+                    "first SNP",
+                    file=sys.stderr,
+                )
             return None
         again = "rerun without --resume to start over"
         try:
             state = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"cannot read the checkpoint ({_one_line(exc)}); {again}",
-                             path=str(self.path)) from None
+            raise InputError(
+                f"cannot read the checkpoint ({_one_line(exc)}); {again}", path=str(self.path)
+            ) from None
         if not isinstance(state, dict) or state.get("kind") != _CHECKPOINT_KIND:
             raise InputError(f"not an lmmscan scan checkpoint; {again}", path=str(self.path))
         if state.get("version") != _CHECKPOINT_VERSION:
-            raise InputError(f"checkpoint version {state.get('version')}, this lmmscan reads "
-                             f"{_CHECKPOINT_VERSION}; {again}", path=str(self.path))
+            raise InputError(
+                f"checkpoint version {state.get('version')}, this lmmscan reads "
+                f"{_CHECKPOINT_VERSION}; {again}",
+                path=str(self.path),
+            )
         diffs = _differences(state.get("fingerprint"), self.fingerprint)
         if diffs:
-            raise InputError(f"the checkpoint is from another run: {'; '.join(diffs[:3])}; "
-                             f"{again}", path=str(self.path))
+            raise InputError(
+                f"the checkpoint is from another run: {'; '.join(diffs[:3])}; {again}",
+                path=str(self.path),
+            )
         if state["fingerprint"].get("null_lambda") != self.fingerprint["null_lambda"]:
-            print(f"lmmscan scan: warning: the refitted null model's lambda "
-                  f"{self.fingerprint['null_lambda']} differs from the checkpoint's "
-                  f"{state['fingerprint']['null_lambda']} in its last bits (another number of "
-                  "BLAS threads or another machine?): the rows after the checkpoint may differ "
-                  "from an uninterrupted run's in their last printed digit", file=sys.stderr)
+            print(
+                f"lmmscan scan: warning: the refitted null model's lambda "
+                f"{self.fingerprint['null_lambda']} differs from the checkpoint's "
+                f"{state['fingerprint']['null_lambda']} in its last bits (another number of "
+                "BLAS threads or another machine?): the rows after the checkpoint may differ "
+                "from an uninterrupted run's in their last printed digit",
+                file=sys.stderr,
+            )
         return state
 
     def _open(self, state: dict | None) -> None:
@@ -1049,8 +1083,10 @@ class _Resume:
 
     def _rows(self, state: dict) -> list[tuple]:
         try:
-            out = [(int(p["table_bytes"]), int(p["sidecar_bytes"]), int(p["n_rows"]), p["best"])
-                   for p in state["phenotypes"]]
+            out = [
+                (int(p["table_bytes"]), int(p["sidecar_bytes"]), int(p["n_rows"]), p["best"])
+                for p in state["phenotypes"]
+            ]
             if len(out) != len(self.phenos):
                 raise ValueError("wrong number of phenotypes")
             self.next_snp = int(state["next_snp"])
@@ -1061,8 +1097,10 @@ class _Resume:
             if any(r[1] != r[2] * _SIDECAR.itemsize for r in out):
                 raise ValueError("the row counts do not match")
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"damaged checkpoint ({_one_line(exc)}); rerun without --resume "
-                             "to start over", path=str(self.path)) from None
+            raise InputError(
+                f"damaged checkpoint ({_one_line(exc)}); rerun without --resume to start over",
+                path=str(self.path),
+            ) from None
         return out
 
     def _restore(self, state: dict, rows: list[tuple]) -> None:
@@ -1073,13 +1111,17 @@ class _Resume:
             for g, saved in zip(self.groups, state["groups"], strict=True):
                 f = saved["filters"]
                 g.report.filters = FilterCounts(
-                    total=int(f["total"]), kept=int(f["kept"]),
-                    removed={k: int(v) for k, v in f["removed"].items()})
+                    total=int(f["total"]),
+                    kept=int(f["kept"]),
+                    removed={k: int(v) for k, v in f["removed"].items()},
+                )
             for k, ph in enumerate(self.phenos):
                 n_rows, best = rows[k][2], rows[k][3]
                 ph.n_rows = n_rows
-                ph.best = [(float(lp), str(rs), str(c), int(ps), float(b), float(se))
-                           for lp, rs, c, ps, b, se in best]
+                ph.best = [
+                    (float(lp), str(rs), str(c), int(ps), float(b), float(se))
+                    for lp, rs, c, ps, b, se in best
+                ]
                 rec = np.fromfile(self.sidecars[k], dtype=_SIDECAR, count=n_rows)
                 if rec.size != n_rows:
                     raise ValueError(f"{self.sidecars[k]} has {rec.size} rows, not {n_rows}")
@@ -1088,8 +1130,10 @@ class _Resume:
                     where = self.source.snps.iloc[rec["snp"]][["chr", "rs", "ps"]]
                     ph.where = [where.reset_index(drop=True)]
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"damaged checkpoint ({_one_line(exc)}); rerun without --resume "
-                             "to start over", path=str(self.path)) from None
+            raise InputError(
+                f"damaged checkpoint ({_one_line(exc)}); rerun without --resume to start over",
+                path=str(self.path),
+            ) from None
 
     def _remove_stale(self) -> None:
         """A fresh scan: remove the checkpoint of PREFIX and the partial files it names."""
@@ -1097,8 +1141,11 @@ class _Resume:
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
             old = json.loads(self.path.read_text(encoding="utf-8"))
             for p in old["phenotypes"]:
-                stale += [Path(p[key]) for key in ("table", "sidecar")
-                          if str(p[key]).endswith((".partial", ".partial.lp"))]
+                stale += [
+                    Path(p[key])
+                    for key in ("table", "sidecar")
+                    if str(p[key]).endswith((".partial", ".partial.lp"))
+                ]
         for path in [*stale, self.path]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -1128,19 +1175,37 @@ class _Resume:
         """Flush the partial files, then record their lengths and the state, atomically."""
         phenos = []
         for k, ph in enumerate(self.phenos):
-            phenos.append({
-                "column": ph.col, "table": str(self.tables[k]),
-                "sidecar": str(self.sidecars[k]), "table_bytes": self._files[k].sync(),
-                "sidecar_bytes": self._sides[k].sync(), "n_rows": ph.n_rows,
-                "best": [list(t) for t in ph.best],
-            })
-        groups = [{"phenotypes": [ph.col for ph in g.phenos],
-                   "filters": {"total": g.report.filters.total, "kept": g.report.filters.kept,
-                               "removed": dict(g.report.filters.removed)}}
-                  for g in self.groups]
-        state = {"kind": _CHECKPOINT_KIND, "version": _CHECKPOINT_VERSION,
-                 "fingerprint": self.fingerprint, "n_snps": self.source.n_snps,
-                 "next_snp": self.next_snp, "groups": groups, "phenotypes": phenos}
+            phenos.append(
+                {
+                    "column": ph.col,
+                    "table": str(self.tables[k]),
+                    "sidecar": str(self.sidecars[k]),
+                    "table_bytes": self._files[k].sync(),
+                    "sidecar_bytes": self._sides[k].sync(),
+                    "n_rows": ph.n_rows,
+                    "best": [list(t) for t in ph.best],
+                }
+            )
+        groups = [
+            {
+                "phenotypes": [ph.col for ph in g.phenos],
+                "filters": {
+                    "total": g.report.filters.total,
+                    "kept": g.report.filters.kept,
+                    "removed": dict(g.report.filters.removed),
+                },
+            }
+            for g in self.groups
+        ]
+        state = {
+            "kind": _CHECKPOINT_KIND,
+            "version": _CHECKPOINT_VERSION,
+            "fingerprint": self.fingerprint,
+            "n_snps": self.source.n_snps,
+            "next_snp": self.next_snp,
+            "groups": groups,
+            "phenotypes": phenos,
+        }
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -1353,8 +1418,9 @@ def _scan_blocks(args, source, groups, resume, reader=None) -> None:
     clock = args.clock
     with _progress(args, source.n_snps, "scan") as bar:
         bar.update(resume.next_snp)
-        for start, stop, X in _iter_blocks(source, block, samples, bar, seconds,
-                                           first=resume.next_snp, reader=reader):
+        for start, stop, X in _iter_blocks(
+            source, block, samples, bar, seconds, first=resume.next_snp, reader=reader
+        ):
             for g in groups:
                 Xg = X if len(groups) == 1 else X[g.rows]
                 lead = g.phenos[0]
@@ -1364,12 +1430,16 @@ def _scan_blocks(args, source, groups, resume, reader=None) -> None:
                 index = start + np.flatnonzero(keep)
                 for ph in g.phenos:
                     cols = {"n_miss": n_miss, "af": af}
-                    tested, stats = ph.scanner.test_rotated_with_statistics(
-                        UtX, ph.report, Xk=Xk
-                    )
+                    tested, stats = ph.scanner.test_rotated_with_statistics(UtX, ph.report, Xk=Xk)
                     cols.update(tested)
-                    _write_rows(args, ph, block_snps, cols, stats,
-                                record=functools.partial(resume.record, ph, index))
+                    _write_rows(
+                        args,
+                        ph,
+                        block_snps,
+                        cols,
+                        stats,
+                        record=functools.partial(resume.record, ph, index),
+                    )
             with clock.phase("write"):
                 resume.block_done(stop)
     clock.scan["read"] = seconds["read"]
@@ -1396,8 +1466,16 @@ def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
     se = np.asarray(cols.get("se", np.full(lp.size, np.nan)))
     for i in top.tolist():
         row = block_snps.iloc[i]
-        ph.best.append((float(lp[i]), str(row["rs"]), str(row["chr"]), int(row["ps"]),
-                        float(beta[i]), float(se[i])))
+        ph.best.append(
+            (
+                float(lp[i]),
+                str(row["rs"]),
+                str(row["chr"]),
+                int(row["ps"]),
+                float(beta[i]),
+                float(se[i]),
+            )
+        )
     ph.best.sort(key=lambda t: -t[0])
     del ph.best[keep:]
 
@@ -1424,8 +1502,15 @@ def _results(ph) -> dict:
         "n_genome_wide_significant": int((finite > -np.log10(GENOME_WIDE)).sum()),
         "genome_wide_threshold": GENOME_WIDE,
         "top_hits": [
-            {"chr": chr_, "rs": rs, "ps": ps, "beta": beta, "se": se,
-             "p": float(10.0**-lp) if lp < 300 else 0.0, "log10p": lp}
+            {
+                "chr": chr_,
+                "rs": rs,
+                "ps": ps,
+                "beta": beta,
+                "se": se,
+                "p": float(10.0**-lp) if lp < 300 else 0.0,
+                "log10p": lp,
+            }
             for lp, rs, chr_, ps, beta, se in ph.best
         ],
     }
@@ -1456,16 +1541,20 @@ def _write_plots(args, phenos, outputs) -> None:
 
 
 def _check_scan_flags(args) -> None:
-    given = [f for f, v in (("--kinship", args.kinship), ("--eigen", args.eigen),
-                            ("--loco", args.loco)) if v]
+    given = [
+        f
+        for f, v in (("--kinship", args.kinship), ("--eigen", args.eigen), ("--loco", args.loco))
+        if v
+    ]
     if len(given) > 1:
         raise InputError(f"give at most one of --kinship, --eigen and --loco, not {given}")
     if args.loco and args.dask_scheduler:
         raise InputError("--loco does not run on --dask-scheduler yet")
     if args.resume and (args.loco or args.dask_scheduler):
         flag = "--loco" if args.loco else "--dask-scheduler"
-        raise InputError(f"--resume works for the block scan only, not with {flag}: rerun "
-                         "without --resume")
+        raise InputError(
+            f"--resume works for the block scan only, not with {flag}: rerun without --resume"
+        )
 
 
 def _group_spectra(args, source, groups):
@@ -1480,8 +1569,9 @@ def _group_spectra(args, source, groups):
         try:
             out.append(eig.spectral_for(ids[g.mask]))
         except InputError as exc:
-            raise InputError(f"{_pheno_name(args, g.phenos[0].col)}: {exc}",
-                             path=args.eigen) from None
+            raise InputError(
+                f"{_pheno_name(args, g.phenos[0].col)}: {exc}", path=args.eigen
+            ) from None
     return out
 
 
@@ -1493,10 +1583,20 @@ def _loco(args, ph) -> None:
     report = ScanReport()
     ph.loco_stats = {}
     ph.loco_table = loco_scan(
-        ph.source, ph.y, ph.cov, method=args.kinship_method, test=args.test,
-        lambda_mode=args.lambda_mode, maf=args.maf,
-        miss=args.miss, r2=args.r2, threads=args.threads, block_size=args.block_size,
-        report=report, null_models=report.null_models, statistics=ph.loco_stats,
+        ph.source,
+        ph.y,
+        ph.cov,
+        method=args.kinship_method,
+        test=args.test,
+        lambda_mode=args.lambda_mode,
+        maf=args.maf,
+        miss=args.miss,
+        r2=args.r2,
+        threads=args.threads,
+        block_size=args.block_size,
+        report=report,
+        null_models=report.null_models,
+        statistics=ph.loco_stats,
     )
     ph.loco_report = report  # _fit_nulls gives every phenotype a fresh report after this
     ph.null = next(iter(report.null_models.values()))
@@ -1516,8 +1616,9 @@ def _scan_each(args, source, groups) -> None:
         try:
             client = Client(args.dask_scheduler, timeout=10)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler {args.dask_scheduler}: "
-                             f"{_one_line(exc)}") from None
+            raise InputError(
+                f"cannot reach the Dask scheduler {args.dask_scheduler}: {_one_line(exc)}"
+            ) from None
     snps = source.snps
     try:
         for g in groups:
@@ -1530,8 +1631,9 @@ def _scan_each(args, source, groups) -> None:
                     continue
                 block = args.block_size or default_block_size(int(ph.null.n_analyzed))
                 for start, keep, cols, stats in _blocks(args, source, ph, block, client):
-                    _write_rows(args, ph, snps.iloc[start : start + keep.size].loc[keep], cols,
-                               stats)
+                    _write_rows(
+                        args, ph, snps.iloc[start : start + keep.size].loc[keep], cols, stats
+                    )
                 _require_kept(ph.report.filters)
         for ph in (ph for g in groups for ph in g.phenos):
             for key, value in ph.report.seconds.items():
@@ -1543,19 +1645,23 @@ def _scan_each(args, source, groups) -> None:
 
 def _require_kept(filters) -> None:
     if filters.kept == 0:
-        raise InputError(f"no SNP left after filtering ({_removed_text(filters)} of "
-                         f"{filters.total}); relax --maf/--miss")
+        raise InputError(
+            f"no SNP left after filtering ({_removed_text(filters)} of "
+            f"{filters.total}); relax --maf/--miss"
+        )
 
 
 def _blocks(args, source, ph, block: int, client):
     if client is not None:
         from .distributed import scan_blocks
 
-        options = dict(test=args.test, maf=args.maf, miss=args.miss, r2=args.r2,
-                       lambda_mode=args.lambda_mode)
+        options = dict(
+            test=args.test, maf=args.maf, miss=args.miss, r2=args.r2, lambda_mode=args.lambda_mode
+        )
         start = 0
-        for keep, cols, stats in scan_blocks(client, source, ph.null, block_size=block,
-                                             options=options, report=ph.report):
+        for keep, cols, stats in scan_blocks(
+            client, source, ph.null, block_size=block, options=options, report=ph.report
+        ):
             yield start, keep, cols, stats
             start += keep.size
         return
@@ -1578,8 +1684,18 @@ def _write_rows(args, ph, block_snps, cols, stats, record=None) -> None:
     ph.n_rows += len(block_snps)
 
 
-_PHASES = ("startup", "inputs", "kinship", "eigen", "null_fit", "read", "filter", "rotate",
-           "tests", "write")
+_PHASES = (
+    "startup",
+    "inputs",
+    "kinship",
+    "eigen",
+    "null_fit",
+    "read",
+    "filter",
+    "rotate",
+    "tests",
+    "write",
+)
 
 
 def _phase_seconds(clock, scan: dict) -> dict:
@@ -1600,8 +1716,12 @@ def _write_nulls(args, source, phenos, outputs) -> None:
         with args.clock.phase("write"):
             path = outputs.add(ph.stem + ".null.json")
         data = null_summary(
-            ph.null, ph.report, phenotype=_pheno_name(args, ph.col), n_snps_total=source.n_snps,
-            lambda_mode=args.lambda_mode, seconds=_phase_seconds(args.clock, ph.report.seconds),
+            ph.null,
+            ph.report,
+            phenotype=_pheno_name(args, ph.col),
+            n_snps_total=source.n_snps,
+            lambda_mode=args.lambda_mode,
+            seconds=_phase_seconds(args.clock, ph.report.seconds),
         )
         ph.results = data["results"] = _results(ph)
         with args.clock.phase("write"), open(path, "w", encoding="utf-8") as fh:
@@ -1647,8 +1767,7 @@ def _print_summary(args, source, phenos, resume) -> None:
     if args.lambda_mode == "null":
         print("every SNP tested at the null model's lambda (--lambda null)")
     if resume is not None and resume.resumed_from:
-        print(f"resumed at SNP {resume.resumed_from + 1} of {source.n_snps} "
-              f"from {resume.path}")
+        print(f"resumed at SNP {resume.resumed_from + 1} of {source.n_snps} from {resume.path}")
     seconds = _phase_seconds(args.clock, args.clock.scan)
     total = seconds.pop("total")
     if not seconds["startup"]:
@@ -1689,8 +1808,10 @@ def run_plot(args) -> int:
     fig = plot.results_figure(table, col, title=path.name)
     with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
-    print(f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
-          f"{int((table[col] < plot.GENOME_WIDE).sum())} SNPs with {col} < 5e-8")
+    print(
+        f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
+        f"{int((table[col] < plot.GENOME_WIDE).sum())} SNPs with {col} < 5e-8"
+    )
     return 0
 
 
@@ -1713,15 +1834,18 @@ def run_eigen(args) -> int:
         y = np.zeros(source.n_samples) if Y is None else Y[:, 0]
         mask = _analysed(args, y, cov, args.pheno_col)[0]
         K = read_kinship(args.kinship, source.n_samples)
-        eig = eigendecompose(K, sample_ids_of(source), samples=mask,
-                             meta={"kinship": str(args.kinship)})
+        eig = eigendecompose(
+            K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
+        )
         del K
         with atomic_path(args.out) as tmp:
             with open(tmp, "wb") as fh:
                 save_eigen(fh, eig)
     if not args.quiet:
-        print(f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
-              f"{source.n_samples} individuals ({int((eig.d == 0).sum())} eigenvalues zeroed)")
+        print(
+            f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
+            f"{source.n_samples} individuals ({int((eig.d == 0).sum())} eigenvalues zeroed)"
+        )
         print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0
 

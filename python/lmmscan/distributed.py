@@ -76,8 +76,9 @@ def _rebuild(shared: _Shared):
     null = shared.null
     b = null.bounds
     n_total = null.spectral.n_total if null.complement is not None else 0
-    fit = _core.fit_null(null.spectral.d, null.UtW, null.Uty, b.l_min, b.l_max, b.n_region,
-                         n_total, null.complement)
+    fit = _core.fit_null(
+        null.spectral.d, null.UtW, null.Uty, b.l_min, b.l_max, b.n_region, n_total, null.complement
+    )
     if not np.array_equal((fit.lambda_remle, fit.lambda_mle), shared.lambdas, equal_nan=True):
         raise RuntimeError(
             "the null model rebuilt on a worker differs from the client's: lambdas "
@@ -126,9 +127,7 @@ def scan_blocks(
     try:
         from distributed import Client
     except ImportError:  # pragma: no cover
-        raise InputError(
-            "client= needs dask.distributed: pip install 'lmmscan[dask]'"
-        ) from None
+        raise InputError("client= needs dask.distributed: pip install 'lmmscan[dask]'") from None
     if not isinstance(client, Client):
         raise InputError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
     fit = null_model.fit
@@ -143,8 +142,9 @@ def scan_blocks(
     shared_f = client.scatter(shared, broadcast=True, hash=False)
     source_f = client.scatter(source, broadcast=True, hash=False)
     futures = [
-        client.submit(_scan_slice, shared_f, source_f, start, min(source.n_snps, start + step),
-                      pure=False)
+        client.submit(
+            _scan_slice, shared_f, source_f, start, min(source.n_snps, start + step), pure=False
+        )
         for start in range(0, source.n_snps, step)
     ]
     try:

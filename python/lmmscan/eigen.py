@@ -136,8 +136,7 @@ class Eigendecomposition:
             if len(wanted) != want.shape[0]:
                 parts.append("the analysed sample IDs repeat")
             raise InputError(
-                "; ".join(parts)
-                + ". GEMMA-style kinships are centred over the analysed samples: "
+                "; ".join(parts) + ". GEMMA-style kinships are centred over the analysed samples: "
                 "decompose the kinship again for this phenotype's samples"
             )
         order = np.array([pos[s] for s in want.tolist()])
@@ -168,8 +167,7 @@ def eigendecompose(
     K = np.asarray(kinship, dtype=np.float64)
     n = K.shape[0] if K.ndim == 2 else 0
     K = check_kinship(K, n)
-    ids = _as_ids(np.arange(n).astype(str) if sample_ids is None else sample_ids, n,
-                  "sample_ids")
+    ids = _as_ids(np.arange(n).astype(str) if sample_ids is None else sample_ids, n, "sample_ids")
     if samples is not None:
         sel = np.asarray(samples)
         if sel.dtype == bool and sel.shape != (n,):
@@ -220,12 +218,16 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array
-            raise InputError("not an lmmscan eigendecomposition (.npz from "
-                             "`lmmscan eigen` or save_eigen)", path=str(path))
+            raise InputError(
+                "not an lmmscan eigendecomposition (.npz from `lmmscan eigen` or save_eigen)",
+                path=str(path),
+            )
         with z:
             if "format" not in z.files or str(z["format"]) != FORMAT:
-                raise InputError("not an lmmscan eigendecomposition (.npz from "
-                                 "`lmmscan eigen` or save_eigen)", path=str(path))
+                raise InputError(
+                    "not an lmmscan eigendecomposition (.npz from `lmmscan eigen` or save_eigen)",
+                    path=str(path),
+                )
             version = int(z["version"])
             if version > FORMAT_VERSION:
                 raise InputError(f"written by a newer lmmscan (format {version})", path=str(path))

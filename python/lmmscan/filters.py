@@ -44,8 +44,7 @@ def gemma_filter(
     R^2 on W (missing set to the mean) exceeds r2.
     Returns (keep, n_miss, af, counts).
     """
-    keep, n_miss, af, counts, _ = filter_impute(X, maf=maf, miss=miss, W=W, r2=r2,
-                                                impute=False)
+    keep, n_miss, af, counts, _ = filter_impute(X, maf=maf, miss=miss, W=W, r2=r2, impute=False)
     return keep, n_miss, af, counts
 
 

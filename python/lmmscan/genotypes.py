@@ -33,9 +33,7 @@ class GenotypeSource(Protocol):
     @property
     def snps(self) -> pd.DataFrame: ...
 
-    def read(
-        self, start: int, stop: int, samples: np.ndarray | None = None
-    ) -> np.ndarray: ...
+    def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray: ...
 
 
 class ArrayGenotypes:
@@ -64,9 +62,7 @@ class ArrayGenotypes:
                 }
             )
         elif len(snps) != g.shape[1]:
-            raise InputError(
-                f"snps has {len(snps)} rows but genotypes has {g.shape[1]} columns"
-            )
+            raise InputError(f"snps has {len(snps)} rows but genotypes has {g.shape[1]} columns")
         self._snps = snps.reset_index(drop=True)
 
     @property

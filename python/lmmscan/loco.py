@@ -83,9 +83,7 @@ def _chromosomes(names: np.ndarray) -> list[_Chromosome]:
             "the annotation file with chromosome names)"
         )
     if len(order) < 2:
-        raise InputError(
-            f"LOCO needs at least two chromosomes, but every SNP is on {order[0]!r}"
-        )
+        raise InputError(f"LOCO needs at least two chromosomes, but every SNP is on {order[0]!r}")
     return [_Chromosome(str(c), np.flatnonzero(names == c)) for c in order]
 
 
@@ -104,8 +102,9 @@ def _add_gram(S: np.ndarray, Z: np.ndarray) -> None:
     """S += Z Z' on the upper triangle (BLAS syrk, in place; S Fortran order)."""
     if Z.shape[1] == 0:
         return
-    scipy.linalg.blas.dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=S, trans=0, lower=0,
-                            overwrite_c=1)
+    scipy.linalg.blas.dsyrk(
+        1.0, np.asfortranarray(Z), beta=1.0, c=S, trans=0, lower=0, overwrite_c=1
+    )
 
 
 def _symmetric(S: np.ndarray) -> np.ndarray:
@@ -116,8 +115,21 @@ def _symmetric(S: np.ndarray) -> np.ndarray:
 class _KinshipSums:
     """The kinship pass: S and (optionally) every S_c in one read of the SNPs."""
 
-    def __init__(self, source, mask, W, chroms, names, method, maf, miss, r2, block_size,
-                 keep_each: bool, report) -> None:
+    def __init__(
+        self,
+        source,
+        mask,
+        W,
+        chroms,
+        names,
+        method,
+        maf,
+        miss,
+        r2,
+        block_size,
+        keep_each: bool,
+        report,
+    ) -> None:
         self.source, self.mask, self.W = source, mask, W
         self.method, self.maf, self.miss, self.r2 = method, maf, miss, r2
         self.block_size = block_size
@@ -176,9 +188,7 @@ class _KinshipSums:
     def loco_kinship(self, chrom: _Chromosome) -> np.ndarray:
         p = self.p - chrom.p
         if p <= 0:
-            raise InputError(
-                f"no kinship SNP is left when chromosome {chrom.name!r} is left out"
-            )
+            raise InputError(f"no kinship SNP is left when chromosome {chrom.name!r} is left out")
         K = _symmetric(self.S - self.chromosome_sum(chrom))
         K /= p
         if chrom.S is not None:
@@ -269,9 +279,7 @@ def loco_scan(
     source = as_source(genotypes)
     y_arr = np.asarray(y, dtype=np.float64)
     if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
-        raise InputError(
-            f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples"
-        )
+        raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
     mask, _, W, _, _ = analysed_samples(y_arr, covariates)
     report = report if report is not None else ScanReport()
     names = chromosome_names(source)
@@ -281,8 +289,9 @@ def loco_scan(
     if block_size < 1:
         raise InputError(f"block_size must be positive, got {block_size}")
     keep_each = len(chroms) * n * n * 8 <= memory_limit
-    sums = _KinshipSums(source, mask, W, chroms, names, method, maf, miss, r2, block_size,
-                        keep_each, report)
+    sums = _KinshipSums(
+        source, mask, W, chroms, names, method, maf, miss, r2, block_size, keep_each, report
+    )
     if chromosomes is not None:
         wanted = [str(c) for c in chromosomes]
         unknown = sorted(set(wanted) - {c.name for c in chroms})
@@ -299,8 +308,9 @@ def loco_scan(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=int(sum(c.index.size for c in chroms)), unit="SNP", unit_scale=True,
-                   leave=False)
+        bar = tqdm(
+            total=int(sum(c.index.size for c in chroms)), unit="SNP", unit_scale=True, leave=False
+        )
     workers = threads or default_threads()
     for chrom, spectral, waited in _spectra(sums, chroms, workers):
         report.seconds["eigen"] = report.seconds.get("eigen", 0.0) + waited
@@ -308,8 +318,9 @@ def loco_scan(
         del spectral
         if null_models is not None:
             null_models[chrom.name] = null
-        scanner = BlockScanner(null, test, maf=maf, miss=miss, r2=r2, threads=threads,
-                               lambda_mode=lambda_mode)
+        scanner = BlockScanner(
+            null, test, maf=maf, miss=miss, r2=r2, threads=threads, lambda_mode=lambda_mode
+        )
         for start, stop, pos in _ranges(chrom.index, block_size):
             t1 = time.perf_counter()
             X = source.read(start, stop, samples)[:, pos - start]
@@ -334,8 +345,9 @@ def loco_scan(
     return table
 
 
-def _table(source: GenotypeSource, rows: list[np.ndarray], parts: list[dict],
-           columns: list[str], test: str) -> pd.DataFrame:
+def _table(
+    source: GenotypeSource, rows: list[np.ndarray], parts: list[dict], columns: list[str], test: str
+) -> pd.DataFrame:
     """GEMMA's table of the tested SNPs (positions ``rows``), in file order."""
     from .scan import TEST_COLUMNS
 

@@ -167,8 +167,13 @@ class LowRankKinship:
     :func:`lmmscan.scan`, or use :func:`fit_null_lowrank`.
     """
 
-    def __init__(self, Z: np.ndarray, method: str, counts: FilterCounts | None = None,
-                 rank: int | None = None) -> None:
+    def __init__(
+        self,
+        Z: np.ndarray,
+        method: str,
+        counts: FilterCounts | None = None,
+        rank: int | None = None,
+    ) -> None:
         self.Z = Z
         self.method = method
         self.counts = counts or FilterCounts()
@@ -186,8 +191,9 @@ class LowRankKinship:
         """K as an (n, n) matrix (small problems and tests only)."""
         return (self.Z @ self.Z.T) / self.n_snps
 
-    def spectral(self, samples: np.ndarray | None = None, *, rank: int | None = None
-                 ) -> LowRankSpectral:
+    def spectral(
+        self, samples: np.ndarray | None = None, *, rank: int | None = None
+    ) -> LowRankSpectral:
         """The eigendecomposition of K restricted to ``samples`` (a boolean
         mask or indices; default all) and double-centred, as GEMMA uses it."""
         # one copy of the analysed rows, centred and scaled in place

@@ -188,8 +188,9 @@ class Spectral:
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         with _eigh_threads(A.shape[0]):
-            d, U = scipy.linalg.eigh(A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite,
-                                     check_finite=False)
+            d, U = scipy.linalg.eigh(
+                A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
+            )
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
         # bytes, and U.T @ X / X.T @ U run as fast either way
@@ -605,8 +606,11 @@ def _transpose_in_place(A: np.ndarray) -> None:
 
 
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    labels = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series)
-                       else groups.to_numpy(dtype=object))
+    labels = pd.Series(
+        np.asarray(groups, dtype=object)
+        if not isinstance(groups, pd.Series)
+        else groups.to_numpy(dtype=object)
+    )
     if labels.shape[0] != n:
         raise InputError(f"groups has {labels.shape[0]} labels but there are {n} samples")
     if labels.isna().any():
@@ -691,9 +695,7 @@ def fit_null(
         allow_zero = True
     elif spectral is None:
         K = check_kinship(kinship, y_arr.shape[0])
-        spectral = decompose_kinship(
-            K, mask, center=center, overwrite_kinship=overwrite_kinship
-        )
+        spectral = decompose_kinship(K, mask, center=center, overwrite_kinship=overwrite_kinship)
     elif spectral.n_total != int(mask.sum()):
         raise InputError(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
@@ -755,9 +757,9 @@ def _snap_to_zero(model: NullModel, which: str, n_total: int) -> None:
     lam = model.lambda_reml if which == "reml" else model.lambda_mle
     if lam != model.bounds.l_min:
         return
-    at0 = _core.null_loglik(
-        model.spectral.d, model.UtW, model.Uty, 0.0, n_total, model.complement
-    )[which]
+    at0 = _core.null_loglik(model.spectral.d, model.UtW, model.Uty, 0.0, n_total, model.complement)[
+        which
+    ]
     current = model.loglik_reml if which == "reml" else model.loglik_ml
     if at0 >= current:
         if which == "reml":

@@ -25,8 +25,9 @@ def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"{what} file is not text ({exc.reason} at byte {exc.start})",
-                         path=str(path)) from None
+        raise InputError(
+            f"{what} file is not text ({exc.reason} at byte {exc.start})", path=str(path)
+        ) from None
     if table.shape[1] < ncols:
         raise InputError(
             f"{what} file has {table.shape[1]} columns, expected at least {ncols}",

@@ -133,9 +133,7 @@ def manhattan(
     else:
         fig = ax.figure
     colours = np.array(["#1f4e79", "#7fa7cf"])
-    ax.scatter(
-        x[idx], y[idx], s=4, c=colours[rank[codes[idx]] % 2], rasterized=True, linewidths=0
-    )
+    ax.scatter(x[idx], y[idx], s=4, c=colours[rank[codes[idx]] % 2], rasterized=True, linewidths=0)
     ax.axhline(-np.log10(genome_wide), color="#c0392b", lw=1, label=f"genome-wide {genome_wide:g}")
     ax.axhline(
         -np.log10(suggestive), color="#e67e22", lw=1, ls="--", label=f"suggestive {suggestive:g}"
@@ -150,12 +148,16 @@ def manhattan(
             if len(labelled) == label_top:
                 break
             if all(
-                codes[i] != codes[j] or abs(x[i] - x[j]) > 0.02 * max(offset, 1.0)
-                for j in labelled
+                codes[i] != codes[j] or abs(x[i] - x[j]) > 0.02 * max(offset, 1.0) for j in labelled
             ):
                 labelled.append(i)
-                ax.annotate(str(table["rs"].iloc[i]), (x[i], y[i]), xytext=(4, 2),
-                            textcoords="offset points", fontsize=7)
+                ax.annotate(
+                    str(table["rs"].iloc[i]),
+                    (x[i], y[i]),
+                    xytext=(4, 2),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
     ax.set_xticks(ticks)
     ax.set_xticklabels(names, fontsize=8 if len(names) < 30 else 6)
     ax.set_xlim(-0.01 * max(offset, 1.0), max(offset, 1.0) * 1.01)
@@ -164,8 +166,14 @@ def manhattan(
     ax.set_ylabel(r"$-\log_{10}\,p$" + f" ({col})")
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
     if unplaced:
-        ax.text(0.0, 1.01, f"{unplaced:,} SNPs without a position not shown",
-                transform=ax.transAxes, fontsize=7, va="bottom")
+        ax.text(
+            0.0,
+            1.01,
+            f"{unplaced:,} SNPs without a position not shown",
+            transform=ax.transAxes,
+            fontsize=7,
+            va="bottom",
+        )
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -198,13 +206,13 @@ def qq(table: pd.DataFrame, p: str | None = None, *, ax=None, title: str | None 
         hi = -np.log10(beta_dist.ppf(0.025, band_ranks, n - band_ranks + 1))
         band_x = -np.log10((band_ranks - 0.5) / n)
         ax.fill_between(band_x, lo, hi, color="#d0d0d0", label="95% band")
-        ax.scatter(expected[idx], observed[idx], s=5, color="#1f4e79", rasterized=True,
-                   linewidths=0)
+        ax.scatter(
+            expected[idx], observed[idx], s=5, color="#1f4e79", rasterized=True, linewidths=0
+        )
         top = max(expected.max(), 1.0)
         ax.plot([0, top], [0, top], color="#c0392b", lw=1)
         lam = lambda_gc(pv)
-        ax.text(0.05, 0.92, rf"$\lambda_{{GC}}$ = {lam:.3f}", transform=ax.transAxes,
-                fontsize=11)
+        ax.text(0.05, 0.92, rf"$\lambda_{{GC}}$ = {lam:.3f}", transform=ax.transAxes, fontsize=11)
         ax.text(0.05, 0.85, f"{n:,} tests", transform=ax.transAxes, fontsize=9)
     ax.set_xlabel(r"expected $-\log_{10}\,p$")
     ax.set_ylabel(r"observed $-\log_{10}\,p$" + f" ({col})")

@@ -67,7 +67,10 @@ def statistics(raw: np.ndarray, test: str, logl_mle_null: float) -> dict[str, np
 
 
 def p_values(
-    raw: np.ndarray, test: str, df: int, logl_mle_null: float,
+    raw: np.ndarray,
+    test: str,
+    df: int,
+    logl_mle_null: float,
     stats: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """GEMMA's columns from the core's raw results (b, RESULT_COLUMNS); ``stats``:
@@ -176,9 +179,7 @@ class BlockScanner:
             **raw,
         )
         self.df = null.n_analyzed - null.n_covariates - 1
-        self._V = (
-            np.column_stack([null.W, null.y]) if null.complement is not None else None
-        )
+        self._V = np.column_stack([null.W, null.y]) if null.complement is not None else None
         # block buffers reused by _prepare, per thread, freed with the scanner
         self._local = threading.local()
 
@@ -207,7 +208,12 @@ class BlockScanner:
         scanner's scratch buffer for this thread until the next call."""
         t0 = time.perf_counter()
         keep, n_miss, af, counts, Xk = filter_impute(
-            X, maf=self.maf, miss=self.miss, W=self.null.W, r2=self.r2, scratch=self._scratch(),
+            X,
+            maf=self.maf,
+            miss=self.miss,
+            W=self.null.W,
+            r2=self.r2,
+            scratch=self._scratch(),
             threads=self.threads,
         )
         t1 = time.perf_counter()
@@ -362,10 +368,25 @@ def scan(
     source = as_source(genotypes)
     reader = null_seconds = None
     if loco:
-        return _scan_loco(source, y, kinship, covariates, groups, null_model, eigen, client,
-                          test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode,
-                          threads=threads, block_size=block_size, report=report,
-                          progress=progress)
+        return _scan_loco(
+            source,
+            y,
+            kinship,
+            covariates,
+            groups,
+            null_model,
+            eigen,
+            client,
+            test=test,
+            maf=maf,
+            miss=miss,
+            r2=r2,
+            lambda_mode=lambda_mode,
+            threads=threads,
+            block_size=block_size,
+            report=report,
+            progress=progress,
+        )
     try:
         if null_model is None and (eigen is not None or _is_low_rank(kinship)):
             null_model = _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids)
@@ -393,7 +414,13 @@ def scan(
         if null_seconds is not None:
             report.seconds["null_fit"] = report.seconds.get("null_fit", 0.0) + null_seconds
         scanner = BlockScanner(
-            null_model, test, maf=maf, miss=miss, r2=r2, threads=threads, lambda_mode=lambda_mode,
+            null_model,
+            test,
+            maf=maf,
+            miss=miss,
+            r2=r2,
+            threads=threads,
+            lambda_mode=lambda_mode,
             whiten=client is None and whitening_lambda(null_model, test, lambda_mode) is not None,
         )
         block_size = block_size or default_block_size(null_model.n_analyzed)
@@ -411,8 +438,9 @@ def scan(
             from .distributed import scan_blocks
 
             options = dict(test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode)
-            for keep, cols, _ in scan_blocks(client, source, null_model, block_size=block_size,
-                                             options=options, report=report):
+            for keep, cols, _ in scan_blocks(
+                client, source, null_model, block_size=block_size, options=options, report=report
+            ):
                 keeps.append(keep)
                 parts.append(cols)
         if client is None:
@@ -456,8 +484,7 @@ class ReadAhead:
     order, so sequential sources stay sequential.
     """
 
-    def __init__(self, source, block_size: int, samples: np.ndarray | None,
-                 first: int = 0) -> None:
+    def __init__(self, source, block_size: int, samples: np.ndarray | None, first: int = 0) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.source, self.block_size, self.samples = source, block_size, samples
@@ -469,22 +496,32 @@ class ReadAhead:
             self._pending = self._submit(0)
 
     @classmethod
-    def reuse(cls, reader: ReadAhead | None, source, block_size: int,
-              samples: np.ndarray | None, first: int = 0) -> ReadAhead:
+    def reuse(
+        cls,
+        reader: ReadAhead | None,
+        source,
+        block_size: int,
+        samples: np.ndarray | None,
+        first: int = 0,
+    ) -> ReadAhead:
         """``reader`` if it reads these blocks, else a new reader (``reader``,
         started on a guess that turned out wrong, is closed)."""
         if reader is not None:
-            if (reader.source is source and reader.first == first
-                    and reader.block_size == block_size
-                    and np.array_equal(reader.samples, samples)):
+            if (
+                reader.source is source
+                and reader.first == first
+                and reader.block_size == block_size
+                and np.array_equal(reader.samples, samples)
+            ):
                 return reader
             reader.close()
         return cls(source, block_size, samples, first)
 
     def _submit(self, i: int):
         start = self._starts[i]
-        return self._pool.submit(self.source.read, start,
-                                 min(self.source.n_snps, start + self.block_size), self.samples)
+        return self._pool.submit(
+            self.source.read, start, min(self.source.n_snps, start + self.block_size), self.samples
+        )
 
     def blocks(self, seconds: dict):
         """Yield (start, stop, block); ``seconds["read"]`` gets the time spent
@@ -565,22 +602,34 @@ def _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids) -> Nu
     return fit_null(y_arr, covariates, spectral=eigen.spectral_for(ids[mask]))
 
 
-def _scan_loco(source, y, kinship, covariates, groups, null_model, eigen, client, *, report,
-               **options) -> pd.DataFrame:
+def _scan_loco(
+    source, y, kinship, covariates, groups, null_model, eigen, client, *, report, **options
+) -> pd.DataFrame:
     from .loco import loco_scan
 
     if null_model is not None or groups is not None or eigen is not None:
-        raise InputError("loco=True builds its own kinships: give y (and covariates), "
-                         "not null_model, groups or eigen")
+        raise InputError(
+            "loco=True builds its own kinships: give y (and covariates), "
+            "not null_model, groups or eigen"
+        )
     if client is not None:
         raise InputError("loco=True does not run on a Dask client yet")
     if kinship is None:
         kinship = "centered"
     if not isinstance(kinship, str):
-        raise InputError("with loco=True, kinship names the method ('centered' or "
-                         "'standardized'); the kinships come from the genotypes")
+        raise InputError(
+            "with loco=True, kinship names the method ('centered' or "
+            "'standardized'); the kinships come from the genotypes"
+        )
     if y is None:
         raise InputError("scan needs y")
     report = report if report is not None else ScanReport()
-    return loco_scan(source, y, covariates, method=kinship, report=report,
-                     null_models=report.null_models, **options)
+    return loco_scan(
+        source,
+        y,
+        covariates,
+        method=kinship,
+        report=report,
+        null_models=report.null_models,
+        **options,
+    )

@@ -405,8 +405,9 @@ def token_at(text: bytes, bad: int) -> tuple[str, int, int]:
 def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int) -> None:
     """The InputError for the token at byte ``bad`` of ``chunk``, with its line and column."""
     token, line, column = token_at(bytes(chunk), bad)
-    raise InputError(f"{token!r} is not a number", path=str(path), line=line_no + line + 1,
-                     column=column)
+    raise InputError(
+        f"{token!r} is not a number", path=str(path), line=line_no + line + 1, column=column
+    )
 
 
 # ------------------------------------------------------------------ %.10g formatting

@@ -110,9 +110,10 @@ def fastlmm_kinship(G: np.ndarray) -> np.ndarray:
 
 def decompress_mouse(out: Path) -> Path:
     for ext in ("bed", "bim", "fam"):
-        with gzip.open(MOUSE / f"mouse_hs1940.{ext}.gz", "rb") as fi, open(
-            out / f"mouse_hs1940.{ext}", "wb"
-        ) as fo:
+        with (
+            gzip.open(MOUSE / f"mouse_hs1940.{ext}.gz", "rb") as fi,
+            open(out / f"mouse_hs1940.{ext}", "wb") as fo,
+        ):
             shutil.copyfileobj(fi, fo)
     return out / "mouse_hs1940"
 
@@ -147,18 +148,16 @@ def main(out_dir: Path) -> None:
             pheno = SnpData(iid=iid, sid=["y"], val=y[keep][:, None])
             covar = None
             if cov is not None:
-                covar = SnpData(iid=iid, sid=[f"c{i}" for i in range(cov.shape[1])],
-                                val=cov[keep])
+                covar = SnpData(iid=iid, sid=[f"c{i}" for i in range(cov.shape[1])], val=cov[keep])
             K0 = KernelData(iid=iid, val=K)
             test = bed[keep, :N_TEST]
-            frame = single_snp(test, pheno, K0=K0, covar=covar, leave_out_one_chrom=False,
-                               count_A1=True)
+            frame = single_snp(
+                test, pheno, K0=K0, covar=covar, leave_out_one_chrom=False, count_A1=True
+            )
             frame = frame.sort_values("sid_index")
             rows = ["sid\tPValue\tSnpWeight\tSnpWeightSE"]
             for r in frame.itertuples():
-                rows.append(
-                    f"{r.SNP}\t{r.PValue:.17g}\t{r.SnpWeight:.17g}\t{r.SnpWeightSE:.17g}"
-                )
+                rows.append(f"{r.SNP}\t{r.PValue:.17g}\t{r.SnpWeight:.17g}\t{r.SnpWeightSE:.17g}")
             out_dir.mkdir(parents=True, exist_ok=True)
             with gzip.GzipFile(out_dir / f"mouse_{case}.tsv.gz", "wb", mtime=0) as fh:
                 fh.write(("\n".join(rows) + "\n").encode())

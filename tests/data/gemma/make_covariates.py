@@ -29,6 +29,7 @@ Random numbers: numpy.random.default_rng(SEED), drawn in this fixed order:
   pheno col 1 normals (N), pheno col 3 noise normals (N),
   pheno col 3 NA rows (choice 97 of N).
 """
+
 import sys
 from pathlib import Path
 
@@ -72,9 +73,11 @@ def main():
     with open(outdir / "mouse_pheno_sim.txt", "w") as f:
         for a, b, c in zip(p1, pheno_tok, p3):
             f.write(f"{fmt(a)}\t{b}\t{fmt(c)}\n")
-    print(f"make_covariates: N={n}, covar NA={int(np.isnan(cov2).sum())}, "
-          f"pheno NA per column={[int(np.isnan(v).sum()) for v in (p1, pheno_fam, p3)]}",
-          file=sys.stderr)
+    print(
+        f"make_covariates: N={n}, covar NA={int(np.isnan(cov2).sum())}, "
+        f"pheno NA per column={[int(np.isnan(v).sum()) for v in (p1, pheno_fam, p3)]}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ and the disagreement of lme4 with the independent 1-D profile optimum.
 It also checks the REML log-likelihood convention on sleepstudy:
   GEMMA's REML log-likelihood = lme4's (-REMLcrit/2) + 1/2 log|X'X|.
 """
+
 import json
 
 import numpy as np
@@ -46,7 +47,7 @@ def values(d, key, kind, labels=None):
     if kind == "num":
         return [v]
     if kind == "vec":
-        return list(v.values())          # same order: intercept first
+        return list(v.values())  # same order: intercept first
     return [v[str(g)] for g in labels]
 
 
@@ -72,9 +73,12 @@ def gemma_reml_loglik(X, y, g, r):
     WHW = X.T @ Hi @ X
     P = Hi - Hi @ X @ np.linalg.solve(WHW, X.T @ Hi)
     df = n - c
-    return (0.5 * df * (np.log(df / (2 * np.pi)) - 1) - 0.5 * np.linalg.slogdet(H)[1]
-            - 0.5 * (np.linalg.slogdet(WHW)[1] - np.linalg.slogdet(X.T @ X)[1])
-            - 0.5 * df * np.log(y @ P @ y))
+    return (
+        0.5 * df * (np.log(df / (2 * np.pi)) - 1)
+        - 0.5 * np.linalg.slogdet(H)[1]
+        - 0.5 * (np.linalg.slogdet(WHW)[1] - np.linalg.slogdet(X.T @ X)[1])
+        - 0.5 * df * np.log(y @ P @ y)
+    )
 
 
 def main():
@@ -85,16 +89,16 @@ def main():
         for m in ("reml", "ml"):
             lm = json.load(open(f"lme4_{data}_{m}.json"))
             sm = json.load(open(f"statsmodels_{data}_{m}.json"))
-            ent = {"statsmodels_reference_run": sm["reference_run"],
-                   "reference": compare(lm, sm)}
+            ent = {"statsmodels_reference_run": sm["reference_run"], "reference": compare(lm, sm)}
             raw = sm["runs"]["lbfgs_default_start"]
             ent["lbfgs_default"] = compare(lm, raw) if "error" not in raw else raw["error"]
             p1 = sm["profile_1d"]
             ent["lme4_vs_1d_optimum"] = {
                 "ratio=theta^2": reldiff(lm["theta"] ** 2, p1["ratio"]),
                 "fixef": reldiff(list(lm["fixef"].values()), list(p1["fe_params"].values())),
-                "fixef_se": reldiff(list(lm["fixef_se"].values()),
-                                    list(p1["bse_fe_conditional"].values())),
+                "fixef_se": reldiff(
+                    list(lm["fixef_se"].values()), list(p1["bse_fe_conditional"].values())
+                ),
                 "sigma2_group": reldiff(lm["sigma2_group"], p1["cov_re"]),
                 "sigma2_resid": reldiff(lm["sigma2_resid"], p1["scale"]),
                 "loglik": reldiff(lm["loglik"], p1["llf"]),
@@ -108,20 +112,30 @@ def main():
             else:
                 for q, v in ent["reference"].items():
                     maxrel[q] = max(maxrel.get(q, 0.0), v)
-            lines.append(f"{data:12s} {m:4s} " + " ".join(
-                f"{q.split()[0] if 'bse_fe)' not in q else 'se(sm)'}={v:.1e}"
-                for q, v in ent["reference"].items()))
+            lines.append(
+                f"{data:12s} {m:4s} "
+                + " ".join(
+                    f"{q.split()[0] if 'bse_fe)' not in q else 'se(sm)'}={v:.1e}"
+                    for q, v in ent["reference"].items()
+                )
+            )
     res["max_rel_disagreement_statsmodels_vs_lme4"] = maxrel
-    res["max_rel_note"] = ("over all interior fits (all data sets and methods but Dyestuff2), "
-                           "statsmodels reference run vs lme4.  Dyestuff2 (lme4: group "
-                           "variance exactly 0) is under fits.dyestuff2_*: statsmodels cannot "
-                           "reach the boundary and stops at a small positive ratio, so there "
-                           "the differences for quantities that are 0 in lme4 are absolute")
+    res["max_rel_note"] = (
+        "over all interior fits (all data sets and methods but Dyestuff2), "
+        "statsmodels reference run vs lme4.  Dyestuff2 (lme4: group "
+        "variance exactly 0) is under fits.dyestuff2_*: statsmodels cannot "
+        "reach the boundary and stops at a small positive ratio, so there "
+        "the differences for quantities that are 0 in lme4 are absolute"
+    )
     # the same maximum restricted to the data sets the brief asks for
     res["max_rel_disagreement_walkthrough_sim45"] = {
-        q: max(res["fits"][f"{d}_{m}"]["reference"][q]
-               for d in ("walkthrough", "sim45") for m in ("reml", "ml"))
-        for q in maxrel}
+        q: max(
+            res["fits"][f"{d}_{m}"]["reference"][q]
+            for d in ("walkthrough", "sim45")
+            for m in ("reml", "ml")
+        )
+        for q in maxrel
+    }
 
     # ---- REML log-likelihood convention (sleepstudy)
     df = pd.read_csv("sleepstudy.csv", dtype={"group": str})
@@ -141,17 +155,21 @@ def main():
         "gemma_formula_reml_loglik": gem,
         "gemma_minus_lme4": gem - lm["loglik"],
         "gemma_minus_lme4_minus_half_logdet_XtX": gem - lm["loglik"] - half_logdet,
-        "conclusion": ("lme4's REML logLik (= -REMLcrit/2) and statsmodels' REML llf are the "
-                       "same function and omit the +1/2 log|X'X| term; GEMMA's REML "
-                       "log-likelihood = lme4's + 1/2 log|X'X| (a constant for fixed X, so "
-                       "the optimum is the same; GEMMA's value does not change when X is "
-                       "reparametrised, lme4's does)"),
+        "conclusion": (
+            "lme4's REML logLik (= -REMLcrit/2) and statsmodels' REML llf are the "
+            "same function and omit the +1/2 log|X'X| term; GEMMA's REML "
+            "log-likelihood = lme4's + 1/2 log|X'X| (a constant for fixed X, so "
+            "the optimum is the same; GEMMA's value does not change when X is "
+            "reparametrised, lme4's does)"
+        ),
     }
     res["reml_convention_sleepstudy"] = conv
     # statsmodels REML llf vs lme4 -REMLcrit/2 on every data set
     res["statsmodels_reml_llf_vs_lme4_minus_REMLcrit_half"] = {
         d: json.load(open(f"statsmodels_{d}_reml.json"))["llf"]
-        - (-json.load(open(f"lme4_{d}_reml.json"))["REMLcrit"] / 2) for d in DATA}
+        - (-json.load(open(f"lme4_{d}_reml.json"))["REMLcrit"] / 2)
+        for d in DATA
+    }
 
     with open("comparison.json", "w") as fh:
         json.dump(res, fh, indent=2)
@@ -162,13 +180,19 @@ def main():
     print("lbfgs default start vs lme4:")
     for k, e in res["fits"].items():
         v = e["lbfgs_default"]
-        print(f"  {k:18s}", v if isinstance(v, str) else
-              " ".join(f"{q.split()[0]}={x:.1e}" for q, x in v.items() if "bse_fe)" not in q))
+        print(
+            f"  {k:18s}",
+            v
+            if isinstance(v, str)
+            else " ".join(f"{q.split()[0]}={x:.1e}" for q, x in v.items() if "bse_fe)" not in q),
+        )
     print("lme4 vs 1-D optimum:")
     for k, e in res["fits"].items():
         print(f"  {k:18s}", " ".join(f"{q}={x:.1e}" for q, x in e["lme4_vs_1d_optimum"].items()))
     print("REML convention:", json.dumps(conv, indent=1))
-    print("sm REML llf - lme4 -REMLcrit/2:", res["statsmodels_reml_llf_vs_lme4_minus_REMLcrit_half"])
+    print(
+        "sm REML llf - lme4 -REMLcrit/2:", res["statsmodels_reml_llf_vs_lme4_minus_REMLcrit_half"]
+    )
 
 
 if __name__ == "__main__":

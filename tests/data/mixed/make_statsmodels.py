@@ -43,6 +43,7 @@ log-likelihood (class Profile: bounded Brent on log r, then Newton on the
 analytic derivative), stored under "profile_1d".  On the boundary (Dyestuff2,
 r* = 0) statsmodels cannot start at r = 0, and the bfgs run is the reference.
 """
+
 import json
 import sys
 
@@ -141,7 +142,7 @@ class Profile:
         A = self.XtX - (self.sX * c[:, None]).T @ self.sX
         bvec = self.Xty - (self.sX * c[:, None]).T @ self.sy
         beta = np.linalg.solve(A, bvec)
-        rss = self.yty - np.sum(c * self.sy ** 2) - bvec @ beta
+        rss = self.yty - np.sum(c * self.sy**2) - bvec @ beta
         return A, beta, rss
 
     def loglik(self, r, reml):
@@ -149,18 +150,21 @@ class Profile:
         logdetV = np.sum(np.log1p(r * self.nj))
         if reml:
             m = self.n - self.p
-            return (-0.5 * m * (1 + np.log(2 * np.pi * rss / m)) - 0.5 * logdetV
-                    - 0.5 * np.linalg.slogdet(A)[1])
+            return (
+                -0.5 * m * (1 + np.log(2 * np.pi * rss / m))
+                - 0.5 * logdetV
+                - 0.5 * np.linalg.slogdet(A)[1]
+            )
         return -0.5 * self.n * (1 + np.log(2 * np.pi * rss / self.n)) - 0.5 * logdetV
 
     def dloglik(self, r, reml):
         """Analytic derivative dl/dr."""
         A, beta, rss = self.parts(r)
-        d = 1.0 / (1.0 + r * self.nj)          # dc/dr = d^2
+        d = 1.0 / (1.0 + r * self.nj)  # dc/dr = d^2
         d2 = d * d
         # residual group sums s_j = 1'(y_j - X_j beta); dRSS/dr = -sum d_j^2 s_j^2
         s = self.sy - self.sX @ beta
-        drss = -np.sum(d2 * s ** 2)
+        drss = -np.sum(d2 * s**2)
         dlogdetV = np.sum(self.nj * d)
         m = self.n - self.p if reml else self.n
         out = -0.5 * m * drss / rss - 0.5 * dlogdetV
@@ -171,12 +175,13 @@ class Profile:
 
     def optimum(self, reml):
         f = lambda lr: -self.loglik(np.exp(lr), reml)
-        res = optimize.minimize_scalar(f, bounds=(-30, 10), method="bounded",
-                                       options={"xatol": 1e-12})
+        res = optimize.minimize_scalar(
+            f, bounds=(-30, 10), method="bounded", options={"xatol": 1e-12}
+        )
         r = float(np.exp(res.x))
         if self.dloglik(1e-300, reml) <= 0 and r < 1e-8:
             return 0.0, True
-        for _ in range(50):   # Newton on dl/dr with numeric second derivative
+        for _ in range(50):  # Newton on dl/dr with numeric second derivative
             g0 = self.dloglik(r, reml)
             h = 1e-4 * r
             H = (self.dloglik(r + h, reml) - self.dloglik(r - h, reml)) / (2 * h)
@@ -190,9 +195,14 @@ class Profile:
         A, beta, rss = self.parts(r)
         m = self.n - self.p if reml else self.n
         t2 = rss / m
-        return {"r": r, "fe": beta, "scale": t2, "cov_re": r * t2,
-                "bse_fe": np.sqrt(np.diag(np.linalg.inv(A)) * t2),
-                "llf": self.loglik(r, reml)}
+        return {
+            "r": r,
+            "fe": beta,
+            "scale": t2,
+            "cov_re": r * t2,
+            "bse_fe": np.sqrt(np.diag(np.linalg.inv(A)) * t2),
+            "llf": self.loglik(r, reml),
+        }
 
 
 # ----------------------------------------------------------------- fit
@@ -214,22 +224,24 @@ def summarize(model, res, names):
         # the same as lme4's vcov(); statsmodels' bse_fe above instead comes
         # from the inverse of the JOINT observed Hessian (fixed effects and
         # cov_re), which includes the fe/cov_re cross term.
-        "bse_fe_feblock": dict(zip(names, map(float, np.sqrt(np.diag(
-            np.linalg.inv(-hess[:k, :k])))))),
+        "bse_fe_feblock": dict(
+            zip(names, map(float, np.sqrt(np.diag(np.linalg.inv(-hess[:k, :k])))))
+        ),
         "cov_re": float(np.asarray(res.cov_re)[0, 0]),
         "scale": float(res.scale),
         "ratio": float(np.asarray(res.cov_re_unscaled)[0, 0]),
         "llf": float(res.llf),
-        "random_effects": {str(g): float(np.asarray(v)[0])
-                           for g, v in res.random_effects.items()},
-        "random_effects_cov": {str(g): float(np.asarray(v)[0, 0])
-                               for g, v in res.random_effects_cov.items()},
+        "random_effects": {str(g): float(np.asarray(v)[0]) for g, v in res.random_effects.items()},
+        "random_effects_cov": {
+            str(g): float(np.asarray(v)[0, 0]) for g, v in res.random_effects_cov.items()
+        },
         "converged": bool(res.converged),
     }
 
 
 def try_fit(model, **kw):
     import warnings
+
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         try:
@@ -250,14 +262,18 @@ def fit_one(name, csv, formula, resp, cols, reml):
     r_opt, boundary = prof.optimum(reml)
     ref = prof.summary(r_opt, reml)
     ref_block = {
-        "how": ("1-D maximisation of the profiled (RE)ML log-likelihood over "
-                "r = s2/t2: scipy bounded Brent on log r, then Newton on the "
-                "analytic derivative dl/dr (class Profile in this script)"),
-        "ratio": r_opt, "boundary": boundary,
+        "how": (
+            "1-D maximisation of the profiled (RE)ML log-likelihood over "
+            "r = s2/t2: scipy bounded Brent on log r, then Newton on the "
+            "analytic derivative dl/dr (class Profile in this script)"
+        ),
+        "ratio": r_opt,
+        "boundary": boundary,
         "dloglik_dratio_at_optimum": float(prof.dloglik(max(r_opt, 1e-300), reml)),
         "fe_params": dict(zip(names, map(float, ref["fe"]))),
         "bse_fe_conditional": dict(zip(names, map(float, ref["bse_fe"]))),
-        "cov_re": float(ref["cov_re"]), "scale": float(ref["scale"]),
+        "cov_re": float(ref["cov_re"]),
+        "scale": float(ref["scale"]),
         "llf": float(ref["llf"]),
     }
 
@@ -278,21 +294,35 @@ def fit_one(name, csv, formula, resp, cols, reml):
     blocks = {}
     runs = [
         ("lbfgs_default_start", dict(reml=reml, method=["lbfgs"], maxiter=10000)),
-        ("bfgs_gtol1e-12_default_start",
-         dict(reml=reml, method=["bfgs"], gtol=1e-12, maxiter=10000)),
+        (
+            "bfgs_gtol1e-12_default_start",
+            dict(reml=reml, method=["bfgs"], gtol=1e-12, maxiter=10000),
+        ),
     ]
     if r_opt > 0:
         # --- (2) the reference: lbfgs started at the verified optimum
-        runs.append(("lbfgs_from_1d_optimum",
-                     dict(reml=reml, method=["lbfgs"], maxiter=10000,
-                          start_params=np.array([np.sqrt(r_opt)]))))
+        runs.append(
+            (
+                "lbfgs_from_1d_optimum",
+                dict(
+                    reml=reml,
+                    method=["lbfgs"],
+                    maxiter=10000,
+                    start_params=np.array([np.sqrt(r_opt)]),
+                ),
+            )
+        )
     results = {}
     for key, kw in runs:
         res, err, warns = try_fit(model, **kw)
-        call = ", ".join(f"{k}={v!r}" if k != "start_params" else "start_params=[sqrt(ratio)]"
-                         for k, v in kw.items())
-        blk = {"call": f"smf.mixedlm({formula!r}, data, groups='group').fit({call})",
-               "warnings": warns}
+        call = ", ".join(
+            f"{k}={v!r}" if k != "start_params" else "start_params=[sqrt(ratio)]"
+            for k, v in kw.items()
+        )
+        blk = {
+            "call": f"smf.mixedlm({formula!r}, data, groups='group').fit({call})",
+            "warnings": warns,
+        }
         if res is None:
             blk["error"] = err
         else:
@@ -305,30 +335,44 @@ def fit_one(name, csv, formula, resp, cols, reml):
     # reference numbers: statsmodels at the verified optimum; on the boundary
     # (r = 0, Dyestuff2) statsmodels cannot start at r = 0 (cov_re must be
     # invertible) and lbfgs fails, so the tight bfgs run is reported there.
-    primary_key = ("lbfgs_from_1d_optimum" if r_opt > 0
-                   else "bfgs_gtol1e-12_default_start")
-    out = {"data": name, "csv": csv, "formula": formula, "groups": "group",
-           "method": "REML" if reml else "ML",
-           "n": int(model.nobs), "n_groups": int(model.n_groups), "p": len(names),
-           "reference_run": primary_key}
+    primary_key = "lbfgs_from_1d_optimum" if r_opt > 0 else "bfgs_gtol1e-12_default_start"
+    out = {
+        "data": name,
+        "csv": csv,
+        "formula": formula,
+        "groups": "group",
+        "method": "REML" if reml else "ML",
+        "n": int(model.nobs),
+        "n_groups": int(model.n_groups),
+        "p": len(names),
+        "reference_run": primary_key,
+    }
     if primary_key in results:
         out.update({k: v for k, v in results[primary_key].items()})
     else:
         out["error"] = blocks[primary_key].get("error")
-    out.update({
-        "llf_note": ("statsmodels REML llf; same convention as lme4's -REMLcrit/2 "
-                     "(no +1/2 log|X'X| term)") if reml else "ML log-likelihood",
-        "bse_fe_note": ("bse_fe: statsmodels' own, from the inverse of the joint observed "
-                        "Hessian over (fixed effects, cov_re); bse_fe_feblock: from the "
-                        "fixed-effect block alone = sqrt(diag(scale (X'V^-1X)^-1)), the "
-                        "quantity lme4's vcov() reports"),
-        "random_effects_note": "conditional modes (BLUPs) given the estimated fixed effects; "
-                               "random_effects_cov = conditional variances, same as lme4 postVar",
-        "profile_1d": ref_block,
-        "runs": blocks,
-        "versions": VERSIONS,
-        "generated_by": "python3 make_statsmodels.py fit",
-    })
+    out.update(
+        {
+            "llf_note": (
+                "statsmodels REML llf; same convention as lme4's -REMLcrit/2 "
+                "(no +1/2 log|X'X| term)"
+            )
+            if reml
+            else "ML log-likelihood",
+            "bse_fe_note": (
+                "bse_fe: statsmodels' own, from the inverse of the joint observed "
+                "Hessian over (fixed effects, cov_re); bse_fe_feblock: from the "
+                "fixed-effect block alone = sqrt(diag(scale (X'V^-1X)^-1)), the "
+                "quantity lme4's vcov() reports"
+            ),
+            "random_effects_note": "conditional modes (BLUPs) given the estimated fixed effects; "
+            "random_effects_cov = conditional variances, same as lme4 postVar",
+            "profile_1d": ref_block,
+            "runs": blocks,
+            "versions": VERSIONS,
+            "generated_by": "python3 make_statsmodels.py fit",
+        }
+    )
     path = f"statsmodels_{name}_{tag}.json"
     with open(path, "w") as fh:
         json.dump(out, fh, indent=2)
@@ -339,8 +383,10 @@ def fit_one(name, csv, formula, resp, cols, reml):
             msg.append(f"{key}: {blk['error']}")
         else:
             d = blk["rel_diff_vs_1d_optimum"]
-            msg.append(f"{key}: conv={blk['converged']} ratio {d['ratio']:.1e} "
-                       f"fe {d['fe_params']:.1e} llf {d['llf']:.1e}")
+            msg.append(
+                f"{key}: conv={blk['converged']} ratio {d['ratio']:.1e} "
+                f"fe {d['fe_params']:.1e} llf {d['llf']:.1e}"
+            )
     print(f"{path}  r_opt={r_opt:.15g}\n    " + "\n    ".join(msg))
 
 
@@ -352,6 +398,7 @@ def main(argv):
         print("wrote walkthrough.csv, sim45.csv")
     if cmd in ("fit", "all"):
         import os
+
         for name, csv, formula, resp, cols in DATASETS:
             if not os.path.exists(csv):
                 print(f"skip {name}: {csv} missing")
