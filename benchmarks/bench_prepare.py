@@ -94,8 +94,8 @@ def main() -> None:
 
     import lmmscan
     from lmmscan.genotypes import default_block_size
-    from lmmscan.model import _MIN_GEMM_COLUMNS
-    from lmmscan.scan import BlockScanner, ScanReport
+    from lmmscan.spectral import _MIN_GEMM_COLUMNS
+    from lmmscan.engine import BlockScanner, ScanReport
 
     old = load_old_filters(a.repo, a.old_rev)
     geno = lmmscan.read_plink(a.bfile)

@@ -85,8 +85,9 @@ def main() -> None:
 
     import lmmscan
     from lmmscan.genotypes import default_block_size
-    from lmmscan.model import Spectral, analysed_samples, double_centre
-    from lmmscan.scan import BlockScanner
+    from lmmscan.samples import analysed_samples
+from lmmscan.spectral import Spectral, double_centre
+    from lmmscan.engine import BlockScanner
 
     geno = lmmscan.read_plink(a.bfile)
     y = load_pheno(a.pheno, geno.phenotype)

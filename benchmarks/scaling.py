@@ -57,7 +57,8 @@ def point(a: argparse.Namespace) -> None:
     from jobs import load_covar, load_pheno
 
     import lmmscan
-    from lmmscan.model import Spectral, analysed_samples, double_centre
+    from lmmscan.samples import analysed_samples
+from lmmscan.spectral import Spectral, double_centre
 
     hwm = {"start": vm_hwm_mb()}
     geno = lmmscan.read_plink(a.bfile)

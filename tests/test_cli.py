@@ -247,7 +247,7 @@ def test_process_success_flushes_everything(study):
 
 
 def test_interrupted_run_leaves_nothing(study, capsys, monkeypatch):
-    from lmmscan.scan import BlockScanner
+    from lmmscan.engine import BlockScanner
 
     def interrupt(self, *a, **k):
         raise KeyboardInterrupt
@@ -341,19 +341,22 @@ def test_several_columns_equal_single_runs(study, capsys):
 
 def test_same_individuals_share_one_eigendecomposition(study, capsys, monkeypatch):
     """Columns with the same analysed individuals: one eigendecomposition, one rotation."""
-    import lmmscan.model
+    import lmmscan.spectral
+    from lmmscan.cli.scan import load_phenotypes
+    from lmmscan.engine import BlockScanner
     from lmmscan.plink import read_plink
-    from lmmscan.scan import BlockScanner
+    from lmmscan.samples import groups_by_samples
 
     y = pd.read_csv(f"{study}.pheno.txt", sep="\t", header=None)[0].fillna(0.0).to_numpy()
     pheno = study.parent / "three.txt"
     np.savetxt(pheno, np.column_stack([y, 2 * y + 1, y[::-1]]), fmt="%.10g")
     argv = ["scan", "--bfile", str(study), "--pheno", str(pheno), "--pheno-col", "1,2,3",
             "--out", str(study.parent / "three"), "--quiet"]  # fmt: skip
-    phenos, groups = cli._load_samples(cli.build_parser().parse_args(argv), read_plink(study))
+    phenos = load_phenotypes(cli.build_parser().parse_args(argv), read_plink(study))
+    groups = groups_by_samples([ph.analysed.mask for ph in phenos])
     assert len(phenos) == 3 and len(groups) == 1
     counts = {"eigh": 0, "prepare": 0}
-    real_eigh = lmmscan.model.Spectral.from_kinship.__func__
+    real_eigh = lmmscan.spectral.Spectral.from_kinship.__func__
     real_prepare = BlockScanner._prepare
 
     def eigh(cls, K, **kwargs):
@@ -364,7 +367,7 @@ def test_same_individuals_share_one_eigendecomposition(study, capsys, monkeypatc
         counts["prepare"] += 1
         return real_prepare(self, X, report)
 
-    monkeypatch.setattr(lmmscan.model.Spectral, "from_kinship", classmethod(eigh))
+    monkeypatch.setattr(lmmscan.spectral.Spectral, "from_kinship", classmethod(eigh))
     monkeypatch.setattr(BlockScanner, "_prepare", prepare)
     assert call(argv, capsys)[0] == 0
     assert counts["eigh"] == 1

@@ -26,7 +26,7 @@ def random_problem(seed: int, n: int = 120, c: int = 3, p: int = 60):
 
 
 def spectral(K):
-    sp = lmmscan.model.Spectral.from_kinship(K)
+    sp = lmmscan.spectral.Spectral.from_kinship(K)
     Kr = (sp.U * sp.d) @ sp.U.T  # the kinship the core sees (tiny eigenvalues zeroed)
     return sp, Kr
 

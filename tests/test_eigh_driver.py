@@ -10,7 +10,7 @@ import pytest
 import lmmscan
 from lmmscan import cli
 from lmmscan.demo import copy_study
-from lmmscan.model import eigh_driver
+from lmmscan.spectral import eigh_driver
 
 from .test_dense import random_problem
 

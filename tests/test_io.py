@@ -10,13 +10,8 @@ import pytest
 import scipy.special
 
 from lmmscan import InputError
-from lmmscan.output import (
-    _sci_from_log10,
-    format_p,
-    log_chi2_1_sf,
-    log_f1_sf,
-    neg_log10_p,
-)
+from lmmscan.output import _sci_from_log10, format_p
+from lmmscan.pvalues import log_chi2_1_sf, log_f1_sf, neg_log10_p
 from lmmscan.textio import (
     _format_g10_python,
     format_g10,

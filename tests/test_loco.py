@@ -10,7 +10,7 @@ import pytest
 
 import lmmscan
 from lmmscan.loco import _chromosomes, _KinshipSums, chromosome_names
-from lmmscan.model import analysed_samples
+from lmmscan.samples import analysed_samples
 
 from .conftest import DATA
 from .gemma_files import read_assoc

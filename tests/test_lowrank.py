@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import lmmscan
-from lmmscan.lowrank import LowRankSpectral, fit_null_lowrank
+from lmmscan.lowrank import fit_null_lowrank
+from lmmscan.spectral import LowRankSpectral
 
 NULL_FIELDS = (
     "lambda_reml",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lmmscan
-from lmmscan.model import decompose_kinship
+from lmmscan.spectral import decompose_kinship
 
 FIELDS = [
     "lambda_",
@@ -83,7 +83,7 @@ def test_bitwise_the_copying_path(problem, order, missing):
 
 
 def test_restriction_in_place_keeps_values(problem):
-    from lmmscan.model import _restrict_in_place
+    from lmmscan.spectral import _restrict_in_place
 
     _, K, y, _ = problem
     rng = np.random.default_rng(1)

@@ -9,7 +9,7 @@ import numpy as np
 
 import lmmscan
 from lmmscan.genotypes import ArrayGenotypes
-from lmmscan.scan import ReadAhead
+from lmmscan.genotypes import ReadAhead
 
 
 def _genotypes(n=50, p=230, seed=7):

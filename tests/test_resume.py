@@ -249,7 +249,7 @@ def test_a_new_run_replaces_a_stale_checkpoint(study, tmp_path, capsys, monkeypa
 
 
 def test_errors_and_early_interrupts_leave_nothing(study, tmp_path, capsys, monkeypatch):
-    from lmmscan.scan import BlockScanner
+    from lmmscan.engine import BlockScanner
 
     out = tmp_path / "r"
     kin = tmp_path / "k.npy"

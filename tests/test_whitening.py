@@ -9,7 +9,7 @@ import scipy.special
 
 import lmmscan
 from lmmscan import _core
-from lmmscan.scan import BlockScanner, whitening_lambda
+from lmmscan.engine import BlockScanner, whitening_lambda
 
 from . import dense
 from .test_dense import random_problem
@@ -167,7 +167,7 @@ def test_cli_fixed_lambda_wald_whitens_and_matches_the_rotation(tmp_path, monkey
 
     prefix = copy_study(tmp_path / "in")
     made = []
-    real = lmmscan.model.Whitening.from_spectral.__func__
+    real = lmmscan.spectral.Whitening.from_spectral.__func__
 
     def spy(cls, spectral, lam, **kwargs):
         made.append(lam)
@@ -193,11 +193,11 @@ def test_cli_fixed_lambda_wald_whitens_and_matches_the_rotation(tmp_path, monkey
         assert cli.main([str(a) for a in argv]) == 0
         return pd.read_csv(f"{out}.assoc.txt", sep="\t")
 
-    monkeypatch.setattr(lmmscan.model.Whitening, "from_spectral", classmethod(spy))
+    monkeypatch.setattr(lmmscan.spectral.Whitening, "from_spectral", classmethod(spy))
     whitened = run(tmp_path / "w")
     assert len(made) == 1
-    scan_module = importlib.import_module("lmmscan.scan")  # lmmscan.scan is the function
-    monkeypatch.setattr(scan_module, "whitening_lambda", lambda *args: None)
+    engine = importlib.import_module("lmmscan.engine")
+    monkeypatch.setattr(engine, "whitening_lambda", lambda *args: None)
     rotated = run(tmp_path / "r")
     assert len(made) == 1
     assert len(whitened) == len(rotated) > 2000

@@ -20,21 +20,21 @@ import sys as _sys
 import types as _types
 from typing import TYPE_CHECKING
 
-from ._errors import InputError, LmmscanError
+from ._errors import InputError, LmmscanError, NumericalError
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .bimbam import BimbamGenotypes, read_bimbam
     from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
+    from .engine import ScanReport
     from .genotypes import ArrayGenotypes, GenotypeSource
     from .kinship import kinship
-    from .loco import loco_scan
-    from .lowrank import LowRankKinship, LowRankSpectral, low_rank_kinship
+    from .lowrank import LowRankKinship, low_rank_kinship
     from .model import LambdaBounds, NullModel, fit_null
     from .plink import PlinkGenotypes, read_plink
-    from .scan import ScanReport, scan
+    from .scan import loco_scan, scan
+    from .spectral import LowRankSpectral
     from .textio import read_covar, read_kinship, read_pheno, write_kinship
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ArrayGenotypes",
@@ -47,6 +47,7 @@ __all__ = [
     "LowRankKinship",
     "LowRankSpectral",
     "NullModel",
+    "NumericalError",
     "PlinkGenotypes",
     "ScanReport",
     "eigendecompose",
@@ -76,16 +77,16 @@ _LAZY = {
     "ArrayGenotypes": "genotypes",
     "GenotypeSource": "genotypes",
     "kinship": "kinship",
-    "loco_scan": "loco",
+    "loco_scan": "scan",
     "LowRankKinship": "lowrank",
-    "LowRankSpectral": "lowrank",
+    "LowRankSpectral": "spectral",
     "low_rank_kinship": "lowrank",
     "LambdaBounds": "model",
     "NullModel": "model",
     "fit_null": "model",
     "PlinkGenotypes": "plink",
     "read_plink": "plink",
-    "ScanReport": "scan",
+    "ScanReport": "engine",
     "scan": "scan",
     "read_covar": "textio",
     "read_kinship": "textio",
@@ -98,21 +99,10 @@ _LAZY = {
 # they were when this package imported them eagerly; ``kinship`` and ``scan``
 # name the functions, as before
 _SUBMODULES = {
-    "bimbam",
-    "cli",
-    "demo",
-    "distributed",
-    "eigen",
-    "filters",
-    "genotypes",
-    "loco",
-    "lowrank",
-    "model",
-    "output",
-    "plink",
-    "plot",
-    "textio",
-}
+    "bimbam", "cli", "demo", "distributed", "engine", "eigen", "filters", "genotypes",
+    "loco", "lowrank", "model", "output", "plink", "plot", "pvalues", "samples",
+    "spectral", "textio",
+}  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -1,4 +1,13 @@
-"""Errors lmmscan raises for bad input (as opposed to bugs)."""
+"""The errors lmmscan raises on purpose, by cause.
+
+``InputError``: an argument or an input file is wrong (the user's to fix;
+the command line exits with status 2).  ``NumericalError``: valid input on
+which the arithmetic failed, e.g. lambda K + I that is not positive definite
+in floating point, or a value that overflows (the command line exits with
+status 3).  The C++ core's errors arrive as these two types too: its
+argument checks as ``InputError``, its numerical failures as
+``NumericalError`` (the binding translates them).
+"""
 
 from __future__ import annotations
 
@@ -33,3 +42,8 @@ class InputError(LmmscanError, ValueError):
         self.path = path
         self.line = line
         self.column = column
+
+
+class NumericalError(LmmscanError, ArithmeticError):
+    """The computation failed on input that is valid as such (not the user's
+    mistake in the file or the arguments); the message says what failed."""

@@ -22,6 +22,12 @@ Usage (the same call on any cluster)::
     null = lmmscan.fit_null(y, kinship=K)
     table = lmmscan.scan(lmmscan.read_plink("study"), null_model=null, client=client)
 
+This module is the cluster side of the scan engine
+(:meth:`lmmscan.engine.Engine.scan` with ``client``): it sends a task
+function and its shared state, and gathers the results; the task itself
+(:func:`lmmscan.engine._scan_slice`, the engine's block function) reads,
+filters, rotates and tests a slice for every phenotype of a group.
+
 Threads.  A task runs the C++ tests on one thread and limits BLAS to one
 thread (threadpoolctl), so that workers x threads per worker, the user's
 cluster setting, is the number of busy cores.  (Dask's nanny also starts
@@ -30,79 +36,31 @@ worker processes with OPENBLAS_NUM_THREADS=1 by default.)
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import threading
-import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
-from . import _core
 from ._errors import InputError
-from .model import NullModel
-
-_CACHE_SIZE = 2
-_cache: dict[str, Any] = {}
-_cache_lock = threading.Lock()
 
 
-@dataclass
-class _Shared:
-    """What every task needs: the null model without its C++ fit object
-    (pybind11 objects do not pickle), rebuilt on the worker from the same
-    rotated data, which gives the same lambdas bit for bit (checked)."""
-
-    token: str
-    null: NullModel  # with fit=None
-    lambdas: tuple[float, float]  # the core fit's (lambda_remle, lambda_mle)
-    options: dict
+def _client_class() -> type:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError(
+            "a Dask scan needs dask.distributed: pip install 'lmmscan[dask]'"
+        ) from None
+    return Client
 
 
-def _blas_one_thread():
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _rebuild(shared: _Shared):
-    from .scan import BlockScanner
-
-    with _cache_lock:
-        hit = _cache.get(shared.token)
-    if hit is not None:
-        return hit
-    null = shared.null
-    b = null.bounds
-    n_total = null.spectral.n_total if null.complement is not None else 0
-    fit = _core.fit_null(
-        null.spectral.d, null.UtW, null.Uty, b.l_min, b.l_max, b.n_region, n_total, null.complement
-    )
-    if not np.array_equal((fit.lambda_remle, fit.lambda_mle), shared.lambdas, equal_nan=True):
-        raise RuntimeError(
-            "the null model rebuilt on a worker differs from the client's: lambdas "
-            f"{(fit.lambda_remle, fit.lambda_mle)} vs {shared.lambdas}"
-        )
-    scanner = BlockScanner(dataclasses.replace(null, fit=fit), threads=1, **shared.options)
-    with _cache_lock:
-        while len(_cache) >= _CACHE_SIZE:
-            _cache.pop(next(iter(_cache)))
-        _cache[shared.token] = scanner
-    return scanner
-
-
-def _scan_slice(shared: _Shared, source: Any, start: int, stop: int) -> tuple:
-    """One task: read SNPs start..stop-1 of the analysed samples and test them."""
-    from .scan import ScanReport
-
-    report = ScanReport()
-    with _blas_one_thread():
-        scanner = _rebuild(shared)
-        samples = np.flatnonzero(shared.null.analyzed)
-        X = source.read(start, stop, samples)
-        keep, cols, stats = scanner.scan_with_statistics(X, report)
-    return keep, cols, stats, report
+def connect(address: str, timeout: float = 10) -> Any:
+    """A client of the Dask scheduler at ``address``; InputError when it cannot be reached."""
+    Client = _client_class()
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"cannot reach the Dask scheduler {address}: {text}") from None
 
 
 def task_size(n_snps: int, block_size: int, n_workers: int) -> int:
@@ -111,51 +69,28 @@ def task_size(n_snps: int, block_size: int, n_workers: int) -> int:
     return int(max(1, min(block_size, math.ceil(n_snps / max(1, 4 * n_workers)))))
 
 
-def scan_blocks(
-    client: Any,
-    source: Any,
-    null_model: NullModel,
-    *,
-    block_size: int,
-    options: dict,
-    report: Any = None,
-) -> list[tuple[np.ndarray, dict, dict]]:
-    """Test every SNP of ``source`` on the cluster of ``client``; (keep,
-    columns, statistics) per slice, in file order (see
-    :meth:`lmmscan.scan.BlockScanner.scan_with_statistics`).  ``options``:
-    BlockScanner's keyword arguments other than threads."""
-    try:
-        from distributed import Client
-    except ImportError:  # pragma: no cover
-        raise InputError("client= needs dask.distributed: pip install 'lmmscan[dask]'") from None
-    if not isinstance(client, Client):
+def map_slices(
+    client: Any, task: Callable[..., Any], shared: Any, source: Any, block_size: int
+) -> Iterator[tuple[int, Any]]:
+    """``task(shared, source, start, stop)`` over slices of ``source``'s SNPs
+    on the cluster; yields (start, result) in file order.
+
+    ``shared`` and ``source`` are sent to every worker once (a PLINK source
+    pickles as its file names, not its data); ``task`` must be importable on
+    the workers (a module-level function of lmmscan)."""
+    if not isinstance(client, _client_class()):
         raise InputError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
-    fit = null_model.fit
-    shared = _Shared(
-        token=uuid.uuid4().hex,
-        null=dataclasses.replace(null_model, fit=None),
-        lambdas=(fit.lambda_remle, fit.lambda_mle),
-        options=dict(options),
-    )
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     step = task_size(source.n_snps, block_size, n_workers)
+    starts = list(range(0, source.n_snps, step))
     shared_f = client.scatter(shared, broadcast=True, hash=False)
     source_f = client.scatter(source, broadcast=True, hash=False)
     futures = [
-        client.submit(
-            _scan_slice, shared_f, source_f, start, min(source.n_snps, start + step), pure=False
-        )
-        for start in range(0, source.n_snps, step)
+        client.submit(task, shared_f, source_f, start, min(source.n_snps, start + step), pure=False)
+        for start in starts
     ]
     try:
         results = client.gather(futures)
     finally:
         client.cancel([*futures, shared_f, source_f])
-    out = []
-    for keep, cols, stats, part in results:
-        if report is not None:
-            report.filters.add(part.filters)
-            for key, value in part.seconds.items():
-                report.seconds[key] = report.seconds.get(key, 0.0) + value
-        out.append((keep, cols, stats))
-    return out
+    yield from zip(starts, results, strict=True)

@@ -9,13 +9,17 @@ given an in-memory array.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SNP_COLUMNS = ["chr", "rs", "ps", "allele1", "allele0"]
 
@@ -51,6 +55,8 @@ class ArrayGenotypes:
             raise InputError("genotypes contain infinite values (use NaN for missing)")
         self._g = g
         if snps is None:
+            import pandas as pd
+
             m = g.shape[1]
             snps = pd.DataFrame(
                 {
@@ -100,6 +106,19 @@ def iter_blocks(
         yield start, stop, source.read(start, stop, samples)
 
 
+def snp_runs(index: np.ndarray, block_size: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, positions) blocks of at most ``block_size`` consecutive
+    SNP positions that cover the sorted positions ``index``; ``positions``
+    are those of ``index`` inside [start, stop)."""
+    i = 0
+    while i < index.size:
+        start = int(index[i])
+        stop = min(start + block_size, int(index[-1]) + 1)
+        j = int(np.searchsorted(index, stop, side="left"))
+        yield start, stop, index[i:j]
+        i = j
+
+
 def default_block_size(n_samples: int, budget_bytes: int = 32 << 20) -> int:
     """SNPs per block so that one float64 block stays near ``budget_bytes``.
 
@@ -110,3 +129,74 @@ def default_block_size(n_samples: int, budget_bytes: int = 32 << 20) -> int:
     block buffers at n = 10,000 halve.
     """
     return int(max(64, min(8192, budget_bytes // (8 * max(1, n_samples)))))
+
+
+class ReadAhead:
+    """Blocks of SNPs from SNP ``first`` on, each read on a thread while the
+    one before it is processed.
+
+    The first read starts here, so a caller can create the reader before
+    other work (the null fit) and find the first block ready.  Reading
+    (bed-reader, file parsing) overlaps the filtering, BLAS rotation and C++
+    tests of the current block; one read is in flight at a time, in file
+    order, so sequential sources stay sequential.
+    """
+
+    def __init__(self, source, block_size: int, samples: np.ndarray | None, first: int = 0) -> None:
+
+        self.source, self.block_size, self.samples = source, block_size, samples
+        self.first = first
+        self._starts = list(range(first, source.n_snps, block_size))
+        self._pool = self._pending = None
+        if self._starts:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read")
+            self._pending = self._submit(0)
+
+    @classmethod
+    def reuse(
+        cls,
+        reader: ReadAhead | None,
+        source,
+        block_size: int,
+        samples: np.ndarray | None,
+        first: int = 0,
+    ) -> ReadAhead:
+        """``reader`` if it reads these blocks, else a new reader (``reader``,
+        started on a guess that turned out wrong, is closed)."""
+        if reader is not None:
+            if (
+                reader.source is source
+                and reader.first == first
+                and reader.block_size == block_size
+                and np.array_equal(reader.samples, samples)
+            ):
+                return reader
+            reader.close()
+        return cls(source, block_size, samples, first)
+
+    def _submit(self, i: int):
+        start = self._starts[i]
+        return self._pool.submit(
+            self.source.read, start, min(self.source.n_snps, start + self.block_size), self.samples
+        )
+
+    def blocks(self, seconds: dict):
+        """Yield (start, stop, block); ``seconds["read"]`` gets the time spent
+        waiting for a block.  Once, then the reader is closed."""
+        try:
+            for i, start in enumerate(self._starts):
+                t0 = time.perf_counter()
+                X = self._pending.result()
+                seconds["read"] += time.perf_counter() - t0
+                self._pending = self._submit(i + 1) if i + 1 < len(self._starts) else None
+                yield start, min(self.source.n_snps, start + self.block_size), X
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading (waits for a read in flight; its result is dropped)."""
+        if self._pool is not None:
+            if self._pending is not None:
+                self._pending.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = self._pending = None

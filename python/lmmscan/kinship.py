@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 
 from ._errors import InputError
 from .filters import FilterCounts, gemma_filter
-from .genotypes import as_source, default_block_size
+from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
 
 KinshipMethod = Literal["centered", "standardized"]
+KINSHIP_METHODS: tuple[KinshipMethod, ...] = ("centered", "standardized")  # GEMMA -gk 1, -gk 2
+
+
+def check_method(method: object) -> KinshipMethod:
+    """``method`` if it names a kinship (:data:`KINSHIP_METHODS`), else InputError."""
+    if method not in KINSHIP_METHODS:
+        raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
+    return method  # type: ignore[return-value]
+
+
+def standardize(X: np.ndarray, method: str) -> np.ndarray:
+    """GEMMA's kinship columns: missing set to the mean, centred over all
+    samples; for ``"standardized"`` divided by the population s.d. (if non-zero)."""
+    missing = np.isnan(X)
+    n_obs = X.shape[0] - missing.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(missing, 0.0, X).sum(axis=0) / n_obs
+    Z = np.where(missing, mean, X) - mean
+    if method == "standardized":
+        var = np.einsum("ij,ij->j", Z, Z) / X.shape[0]
+        Z *= np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
+    return Z
 
 
 class KinshipAccumulator:
@@ -34,10 +57,8 @@ class KinshipAccumulator:
         miss: float = 0.05,
         r2: float = 0.9999,
     ) -> None:
-        if method not in ("centered", "standardized"):
-            raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
         self.n = n
-        self.method = method
+        self.method = check_method(method)
         self.mask = np.ones(n, dtype=bool) if mask is None else mask
         if not self.mask.any():
             raise InputError("no sample to compute the SNP filters on (filter_samples is empty)")
@@ -60,17 +81,7 @@ class KinshipAccumulator:
         self.counts.add(c)
         if not keep.any():
             return
-        Z = X[:, keep]
-        n = self.n
-        missing = np.isnan(Z)
-        n_obs = n - missing.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(missing, 0.0, Z).sum(axis=0) / n_obs
-        Z = np.where(missing, mean, Z) - mean
-        if self.method == "standardized":
-            var = np.einsum("ij,ij->j", Z, Z) / n
-            scale = np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
-            Z *= scale
+        Z = standardize(X[:, keep], self.method)
         # dsyrk fills one triangle: half the flops of Z @ Z.T
         self.K = _syrk_update(self.K, Z)
         self.used += Z.shape[1]
@@ -89,6 +100,24 @@ def _syrk_update(K: np.ndarray, Z: np.ndarray) -> np.ndarray:
 
     Kf = np.asfortranarray(K)
     return dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=Kf, overwrite_c=True, lower=0)
+
+
+def accumulate(
+    source: GenotypeSource,
+    accumulators: list[KinshipAccumulator],
+    *,
+    block_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Add every SNP of ``source`` to each accumulator, in one pass over the
+    genotypes (the next block read on a thread meanwhile); ``progress(n)``
+    after each block of n SNPs."""
+    reader = ReadAhead(source, block_size or default_block_size(source.n_samples), None)
+    for start, stop, X in reader.blocks({"read": 0.0}):
+        for acc in accumulators:
+            acc.add(X)
+        if progress is not None:
+            progress(stop - start)
 
 
 def kinship(
@@ -133,8 +162,7 @@ def kinship(
     Each SNP's mean and (population) variance are taken over all samples with
     missing calls set to the mean; p is the number of SNPs used.
     """
-    if method not in ("centered", "standardized"):
-        raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
+    check_method(method)
     source = as_source(genotypes)
     n = source.n_samples
     mask = sample_mask(source, filter_samples)
@@ -142,10 +170,7 @@ def kinship(
     if W is not None and W.ndim == 1:
         W = W[:, None]
     acc = KinshipAccumulator(n, method, mask=mask, W=W, maf=maf, miss=miss, r2=r2)
-    block_size = block_size or default_block_size(n)
-    for start in range(0, source.n_snps, block_size):
-        stop = min(source.n_snps, start + block_size)
-        acc.add(source.read(start, stop))
+    accumulate(source, [acc], block_size=block_size)
     K = acc.result()
     if return_counts:
         return K, acc.counts

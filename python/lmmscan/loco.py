@@ -15,8 +15,9 @@ SNP counts.  (GEMMA's K spans every sample, but it is restricted to the
 analysed ones and double-centred before use, so the rows of the other
 samples never matter.)  The SNPs are those that pass GEMMA's filters on the
 analysed samples, as in GEMMA.  Each K_-c is double-centred and decomposed
-once, its null model fitted, and chromosome c scanned; the output is one
-table in file order.
+once, its null model fitted, and chromosome c scanned (by
+:meth:`lmmscan.engine.Engine.scan_loco`, with the passes of this module);
+the output is one table in file order.
 
 Reading.  When the per-chromosome sums fit in ``memory_limit`` bytes
 (chromosomes x n^2 x 8) they are all kept from the kinship pass, and every
@@ -34,26 +35,21 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.linalg.blas
 
 from ._errors import InputError
-from .filters import gemma_filter
-from .genotypes import GenotypeSource, as_source, default_block_size
-from .lowrank import standardize
-from .model import (
-    LambdaBounds,
-    NullModel,
-    Spectral,
-    analysed_samples,
-    decompose_kinship,
-    fit_null,
-)
+from ._threads import blas_threads
+from .filters import FilterCounts, gemma_filter
+from .genotypes import GenotypeSource, default_block_size, snp_runs
+from .kinship import check_method, standardize
+from .spectral import Spectral, decompose_kinship
 
 UNKNOWN_CHROMOSOME = "-9"
 DEFAULT_MEMORY = 2 << 30
@@ -85,17 +81,6 @@ def _chromosomes(names: np.ndarray) -> list[_Chromosome]:
     if len(order) < 2:
         raise InputError(f"LOCO needs at least two chromosomes, but every SNP is on {order[0]!r}")
     return [_Chromosome(str(c), np.flatnonzero(names == c)) for c in order]
-
-
-def _ranges(index: np.ndarray, block_size: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start, stop, positions) blocks of consecutive SNPs covering ``index``."""
-    i = 0
-    while i < index.size:
-        start = int(index[i])
-        stop = min(start + block_size, int(index[-1]) + 1)
-        j = int(np.searchsorted(index, stop, side="left"))
-        yield start, stop, index[i:j]
-        i = j
 
 
 def _add_gram(S: np.ndarray, Z: np.ndarray) -> None:
@@ -144,7 +129,7 @@ class _KinshipSums:
         self.chroms = chroms
         self.report = report
         placed = np.flatnonzero(self.codes >= 0)
-        for start, stop, pos in _ranges(placed, block_size):
+        for start, stop, pos in snp_runs(placed, block_size):
             Z, kept = self._block(start, stop, pos)
             t0 = time.perf_counter()
             codes = self.codes[kept]
@@ -178,7 +163,7 @@ class _KinshipSums:
         if chrom.S is not None:
             return chrom.S
         S = np.zeros_like(self.S, order="F")
-        for start, stop, pos in _ranges(chrom.index, self.block_size):
+        for start, stop, pos in snp_runs(chrom.index, self.block_size):
             Z, _ = self._block(start, stop, pos)
             t0 = time.perf_counter()
             _add_gram(S, Z)
@@ -212,7 +197,7 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     another.  At most ``workers`` + 1 kinships are in memory at once.  The
     kinships themselves are formed in this thread (they may read genotypes).
     """
-    limit = _blas_limit(1) if workers > 1 else contextlib.nullcontext()
+    limit = blas_threads(1) if workers > 1 else contextlib.nullcontext()
     with limit, ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
@@ -233,136 +218,125 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
             yield chrom, spectral, waited
 
 
-def _blas_limit(n: int):
-    from threadpoolctl import threadpool_limits
+class KinshipPasses:
+    """The LOCO kinships of one set of analysed samples: the kinship pass over
+    the genotypes at creation, then each chromosome's K_-c decomposed on
+    demand (:meth:`spectra`).  ``report`` receives the seconds of the passes
+    ("read", "kinship") and of waiting for decompositions ("eigen")."""
 
-    return threadpool_limits(limits=n, user_api="blas")
-
-
-def loco_scan(
-    genotypes: object,
-    y: object,
-    covariates: object = None,
-    *,
-    method: str = "centered",
-    test: str = "all",
-    maf: float | None = 0.01,
-    miss: float = 0.05,
-    r2: float = 0.9999,
-    lambda_mode: str = "per-snp",
-    bounds: LambdaBounds | None = None,
-    threads: int | None = None,
-    block_size: int | None = None,
-    memory_limit: int = DEFAULT_MEMORY,
-    report=None,
-    progress: bool = False,
-    null_models: dict[str, NullModel] | None = None,
-    chromosomes: list[str] | None = None,
-    statistics: dict[str, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """Scan every SNP against a kinship of the other chromosomes (see module doc).
-
-    ``method`` is the kinship (``"centered"``: GEMMA -gk 1; ``"standardized"``:
-    -gk 2); the other arguments are those of :func:`lmmscan.scan`.
-    ``null_models``, if a dict, receives each chromosome's fitted null model.
-    ``statistics``, if a dict, receives the statistic behind each p column,
-    row for row (:func:`lmmscan.scan.statistics`; the LRT's uses its own
-    chromosome's null model).
-    ``chromosomes`` restricts the tests to those chromosomes (GEMMA's
-    ``-loco c`` for one); every kinship still uses all the others.
-    Returns one table, GEMMA's columns, the tested SNPs in file order.
-    """
-    from .scan import TEST_COLUMNS, BlockScanner, ScanReport, default_threads
-
-    if method not in ("centered", "standardized"):
-        raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
-    source = as_source(genotypes)
-    y_arr = np.asarray(y, dtype=np.float64)
-    if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
-        raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
-    mask, _, W, _, _ = analysed_samples(y_arr, covariates)
-    report = report if report is not None else ScanReport()
-    names = chromosome_names(source)
-    chroms = _chromosomes(names)
-    n = int(mask.sum())
-    block_size = block_size or default_block_size(source.n_samples)
-    if block_size < 1:
-        raise InputError(f"block_size must be positive, got {block_size}")
-    keep_each = len(chroms) * n * n * 8 <= memory_limit
-    sums = _KinshipSums(
-        source, mask, W, chroms, names, method, maf, miss, r2, block_size, keep_each, report
-    )
-    if chromosomes is not None:
-        wanted = [str(c) for c in chromosomes]
-        unknown = sorted(set(wanted) - {c.name for c in chroms})
-        if unknown:
-            raise InputError(f"no SNP on chromosome(s) {unknown}")
-        chroms = [c for c in chroms if c.name in set(wanted)]
-    if sums.p == 0:
-        raise InputError("no SNP passed the filters: the kinship cannot be computed")
-    samples = np.flatnonzero(mask)
-    rows: list[np.ndarray] = []
-    parts: list[dict] = []
-    stat_parts: list[dict] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=int(sum(c.index.size for c in chroms)), unit="SNP", unit_scale=True, leave=False
+    def __init__(
+        self,
+        source: GenotypeSource,
+        mask: np.ndarray,
+        W: np.ndarray,
+        method: str,
+        options: Any,
+        block_size: int | None,
+        report: Any,
+        *,
+        memory_limit: int | None = None,
+    ) -> None:
+        check_method(method)
+        names = chromosome_names(source)
+        self.chroms = _chromosomes(names)
+        n = int(mask.sum())
+        block_size = block_size or default_block_size(source.n_samples)
+        limit = DEFAULT_MEMORY if memory_limit is None else memory_limit
+        keep_each = len(self.chroms) * n * n * 8 <= limit
+        self.report = report
+        self.sums = _KinshipSums(
+            source,
+            mask,
+            W,
+            self.chroms,
+            names,
+            method,
+            options.maf,
+            options.miss,
+            options.r2,
+            block_size,
+            keep_each,
+            report,
         )
-    workers = threads or default_threads()
-    for chrom, spectral, waited in _spectra(sums, chroms, workers):
-        report.seconds["eigen"] = report.seconds.get("eigen", 0.0) + waited
-        null = fit_null(y_arr, covariates, spectral=spectral, bounds=bounds)
-        del spectral
-        if null_models is not None:
-            null_models[chrom.name] = null
-        scanner = BlockScanner(
-            null, test, maf=maf, miss=miss, r2=r2, threads=threads, lambda_mode=lambda_mode
-        )
-        for start, stop, pos in _ranges(chrom.index, block_size):
-            t1 = time.perf_counter()
-            X = source.read(start, stop, samples)[:, pos - start]
-            report.seconds["read"] += time.perf_counter() - t1
-            keep, cols, stats = scanner.scan_with_statistics(X, report)
-            rows.append(pos[keep])
-            parts.append(cols)
-            stat_parts.append(stats)
-            if bar is not None:
-                bar.update(pos.size)
-    if bar is not None:
-        bar.close()
-    # the test pass counted the filters of the placed SNPs (the same filters as
-    # the kinship pass); SNPs on no known chromosome are neither kept nor tested
-    if chromosomes is None:
-        report.filters.total += int((sums.codes < 0).sum())
-    table = _table(source, rows, parts, ["n_miss", "af", *TEST_COLUMNS[test]], test)
-    if statistics is not None and stat_parts:
-        order = np.argsort(np.concatenate(rows), kind="stable")
-        for name in stat_parts[0]:
-            statistics[name] = np.concatenate([p[name] for p in stat_parts])[order]
-    return table
+        self.unplaced = int((self.sums.codes < 0).sum())
+
+    def tested(self, chromosomes: Sequence[str] | None) -> list[_Chromosome]:
+        """The chromosomes to test (all, or those named), in file order."""
+        chroms = self.chroms
+        if chromosomes is not None:
+            wanted = [str(c) for c in chromosomes]
+            unknown = sorted(set(wanted) - {c.name for c in chroms})
+            if unknown:
+                raise InputError(f"no SNP on chromosome(s) {unknown}")
+            chroms = [c for c in chroms if c.name in set(wanted)]
+        if self.sums.p == 0:
+            raise InputError("no SNP passed the filters: the kinship cannot be computed")
+        return chroms
+
+    def spectra(
+        self, chroms: list[_Chromosome], workers: int
+    ) -> Iterator[tuple[_Chromosome, Spectral]]:
+        """(chromosome, the spectral basis of its K_-c) in order (see :func:`_spectra`)."""
+        for chrom, spectral, waited in _spectra(self.sums, chroms, workers):
+            seconds = self.report.seconds
+            seconds["eigen"] = seconds.get("eigen", 0.0) + waited
+            yield chrom, spectral
 
 
-def _table(
-    source: GenotypeSource, rows: list[np.ndarray], parts: list[dict], columns: list[str], test: str
-) -> pd.DataFrame:
-    """GEMMA's table of the tested SNPs (positions ``rows``), in file order."""
-    from .scan import TEST_COLUMNS
+class FileOrder:
+    """A sink between the engine and the caller's that keeps each phenotype's
+    rows in file order: chromosomes are tested one after the other, which is
+    file order when each is one run of SNPs in order of first appearance (a
+    sorted file); otherwise the phenotype's blocks are held and handed on
+    sorted by :meth:`flush`."""
 
-    pos = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    order = np.argsort(pos, kind="stable")
-    merged = {
-        name: (np.concatenate([p[name] for p in parts]) if parts else np.zeros(0))[order]
-        for name in columns
-    }
-    snps = source.snps.iloc[pos[order]].reset_index(drop=True)
-    table = pd.DataFrame({name: snps[name] for name in ["chr", "rs", "ps"]})
-    table["n_miss"] = merged["n_miss"].astype(np.int64)
-    table["allele1"] = snps["allele1"]
-    table["allele0"] = snps["allele0"]
-    table["af"] = merged["af"]
-    for name in TEST_COLUMNS[test]:
-        table[name] = merged[name]
-    return table
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.held: dict[int, list[Any]] = {}
+
+    def expect(self, members: list[int], chroms: list[_Chromosome]) -> None:
+        """``members`` will be tested on ``chroms``, in this order."""
+        index = np.concatenate([c.index for c in chroms]) if chroms else np.zeros(0)
+        if index.size > 1 and np.any(np.diff(index) <= 0):
+            for k in members:
+                self.held[k] = []
+
+    def tested(self, block: Any) -> None:
+        held = self.held.get(block.phenotype)
+        if held is None:
+            self.sink.tested(block)
+        else:
+            held.append(block)
+
+    def block_done(self, stop: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        """Hand on every held phenotype's rows as one block in file order."""
+        for blocks in self.held.values():
+            if not blocks:
+                continue
+            index = np.concatenate([b.index for b in blocks])
+            order = np.argsort(index, kind="stable")
+            first = blocks[0]
+            merged = replace(
+                first,
+                index=index[order],
+                columns={
+                    n: np.concatenate([b.columns[n] for b in blocks])[order] for n in first.columns
+                },
+                statistics={
+                    n: np.concatenate([b.statistics[n] for b in blocks])[order]
+                    for n in first.statistics
+                },
+                filters=_summed([b.filters for b in blocks]),
+            )
+            self.sink.tested(merged)
+        self.held = {}
+
+
+def _summed(counts: list[FilterCounts]) -> FilterCounts:
+    total = FilterCounts()
+    for c in counts:
+        total.add(c)
+    return total

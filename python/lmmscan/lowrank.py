@@ -26,135 +26,13 @@ GEMMA's model.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from ._errors import InputError
 from .filters import FilterCounts, gemma_filter
-from .genotypes import as_source, default_block_size
-from .kinship import KinshipMethod
-from .model import EIGEN_ZERO
-
-
-class LowRankSpectral:
-    """K = U diag(d) U' with U (n, k) orthonormal, k <= n; eigenvalue 0 elsewhere.
-
-    The spectral interface of :func:`lmmscan.fit_null` (``spectral=``) and of
-    the scan: ``rotate``/``rotate_rows`` project on the k directions,
-    ``complement_gram``/``complement_rows`` give the Gram matrices on the
-    n - k others.  Nothing of size n x n is ever formed.
-    """
-
-    def __init__(self, d: np.ndarray, U: np.ndarray) -> None:
-        d = np.ascontiguousarray(d, dtype=np.float64)
-        U = np.ascontiguousarray(U, dtype=np.float64)
-        if d.ndim != 1 or U.ndim != 2 or U.shape[1] != d.shape[0]:
-            raise InputError(f"need d (k,) and U (n, k), got {d.shape} and {U.shape}")
-        if U.shape[1] > U.shape[0]:
-            raise InputError(f"U has more columns ({U.shape[1]}) than samples ({U.shape[0]})")
-        if np.any(d < 0) or not np.isfinite(d).all():
-            raise InputError("eigenvalues must be finite and non-negative")
-        self.d = d
-        self.U = U
-        self._memo: tuple[object, np.ndarray] | None = None
-        self._UtV: tuple[object, np.ndarray] | None = None
-
-    @classmethod
-    def from_factor(
-        cls,
-        Z: np.ndarray,
-        *,
-        rank: int | None = None,
-        zero: float = EIGEN_ZERO,
-        overwrite: bool = False,
-    ) -> LowRankSpectral:
-        """The spectral decomposition of K = Z Z' for a factor Z (n, p), any p.
-
-        Eigenvalues below ``zero`` (GEMMA's 1e-10) are left to the complement;
-        ``rank`` keeps at most that many of the largest.  Z is not centred here;
-        ``overwrite`` lets LAPACK destroy it (saves a copy of n x p).
-        """
-        Z = np.asarray(Z, dtype=np.float64)
-        if Z.ndim != 2:
-            raise InputError(f"the kinship factor must be 2-D (samples x SNPs), got {Z.shape}")
-        if not np.isfinite(Z).all():
-            raise InputError("the kinship factor contains NaN or infinite values")
-        U, s, _ = scipy.linalg.svd(
-            Z, full_matrices=False, overwrite_a=overwrite, check_finite=False, lapack_driver="gesdd"
-        )
-        d = s * s
-        keep = d >= zero
-        if rank is not None:
-            if rank < 1:
-                raise InputError(f"rank must be at least 1, got {rank}")
-            keep &= np.arange(d.size) < rank  # s is sorted descending
-        return cls(d[keep], U[:, keep])
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_memo"] = None
-        state["_UtV"] = None
-        return state
-
-    @property
-    def n_total(self) -> int:
-        return int(self.U.shape[0])
-
-    @property
-    def rank(self) -> int:
-        return int(self.U.shape[1])
-
-    def rotate(self, X: np.ndarray) -> np.ndarray:
-        """U' X for X (n,) or (n, m): (k,) or (k, m) in Fortran order."""
-        return np.asfortranarray(self.U.T @ X)
-
-    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
-        """(U' X)' for X (n, b), C order.  Remembered for the complement_rows
-        call on the same block that follows in a scan (it needs U'X too, and
-        this product is the scan's largest cost)."""
-        out = np.ascontiguousarray(X.T @ self.U)
-        self._memo = (X, out)
-        return out
-
-    def complement_gram(self, V: np.ndarray) -> np.ndarray:
-        """V'(I - UU')V for V (n, m), from the projected residual (accurate
-        even where V lies mostly in the span of U)."""
-        R = V - self.U @ (self.U.T @ V)
-        return np.ascontiguousarray(R.T @ R)
-
-    def _rotated_rows(self, X: np.ndarray) -> np.ndarray:
-        memo = self._memo
-        if memo is not None and memo[0] is X:
-            return memo[1]
-        return np.ascontiguousarray(X.T @ self.U)
-
-    def _rotated_V(self, V: np.ndarray) -> np.ndarray:
-        memo = self._UtV
-        if memo is not None and memo[0] is V:
-            return memo[1]
-        UtV = self.U.T @ V
-        self._UtV = (V, UtV)
-        return UtV
-
-    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """(b, c + 2): for each column x of X, x'(I - UU')[V[:, :c], x, V[:, c]]."""
-        c = V.shape[1] - 1
-        UtX = self._rotated_rows(X)  # (b, k)
-        UtV = self._rotated_V(V)  # (k, c + 1)
-        XtV = X.T @ V
-        proj = UtX @ UtV
-        out = np.empty((X.shape[1], c + 2))
-        out[:, :c] = XtV[:, :c] - proj[:, :c]
-        out[:, c] = np.einsum("ij,ij->j", X, X) - np.einsum("ij,ij->i", UtX, UtX)
-        out[:, c + 1] = XtV[:, c] - proj[:, c]
-        return out
-
-    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """U diag(weights) U' r (weight 0 on the complement, where d = 0)."""
-        return self.U @ (weights * (self.U.T @ r))
-
-    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
-        """diag(U diag(weights) U')."""
-        return np.einsum("ik,k,ik->i", self.U, weights, self.U)
+from .genotypes import as_source, default_block_size, snp_runs
+from .kinship import KinshipMethod, check_method, sample_mask, standardize
+from .samples import analysed_samples
+from .spectral import LowRankSpectral
 
 
 class LowRankKinship:
@@ -226,8 +104,7 @@ def low_rank_kinship(
     else all).  Memory: samples x kinship SNPs doubles.  ``rank`` truncates
     the eigendecomposition (an approximation, see the module docstring).
     """
-    if method not in ("centered", "standardized"):
-        raise InputError(f"method must be 'centered' or 'standardized', got {method!r}")
+    check_method(method)
     source = as_source(genotypes)
     n = source.n_samples
     if snps is None:
@@ -247,7 +124,7 @@ def low_rank_kinship(
     counts = FilterCounts()
     Z = np.empty((n, idx.size))
     used = 0
-    for start, stop, wanted in _runs(idx, block_size):
+    for start, stop, wanted in snp_runs(idx, block_size):
         X = source.read(start, stop)[:, wanted - start]
         keep, _, _, c = gemma_filter(X[mask], maf=maf, miss=miss)
         counts.add(c)
@@ -261,45 +138,17 @@ def low_rank_kinship(
     return LowRankKinship(Z, method, counts, rank)
 
 
-def standardize(X: np.ndarray, method: str) -> np.ndarray:
-    """GEMMA's kinship columns: missing set to the mean, centred over all
-    samples; for ``"standardized"`` divided by the population s.d. (if non-zero)."""
-    missing = np.isnan(X)
-    n_obs = X.shape[0] - missing.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(missing, 0.0, X).sum(axis=0) / n_obs
-    Z = np.where(missing, mean, X) - mean
-    if method == "standardized":
-        var = np.einsum("ij,ij->j", Z, Z) / X.shape[0]
-        Z *= np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
-    return Z
-
-
 def _filter_mask(source: object, filter_samples: np.ndarray | None) -> np.ndarray:
-    from .kinship import sample_mask
-
     mask = sample_mask(source, filter_samples)
     if not mask.any():
         raise InputError("filter_samples is empty")
     return mask
 
 
-def _runs(idx: np.ndarray, block_size: int):
-    """(start, stop, wanted) blocks of at most block_size consecutive SNP
-    positions that cover the sorted indices idx; wanted are those inside."""
-    i = 0
-    while i < idx.size:
-        start = int(idx[i])
-        stop = min(start + block_size, int(idx[-1]) + 1)
-        j = int(np.searchsorted(idx, stop, side="left"))
-        yield start, stop, idx[i:j]
-        i = j
-
-
 def fit_null_lowrank(y: object, covariates: object | None, kinship: LowRankKinship, **kwargs):
     """:func:`lmmscan.fit_null` with a :class:`LowRankKinship`: the analysed
     samples' factor is decomposed (no n x n matrix) and passed as ``spectral``."""
-    from .model import analysed_samples, fit_null
+    from .model import fit_null
 
     mask = analysed_samples(np.asarray(y, dtype=np.float64), covariates)[0]
     if kinship.n_samples != mask.shape[0]:

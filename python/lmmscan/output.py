@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .pvalues import TINY_P, log_tails, neg_log10_p, test_statistics
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -43,7 +45,6 @@ EXTENSIONS = {
     "gwas-ssf": ".ssf.tsv",
 }
 LEADING = ["chr", "rs", "ps", "n_miss", "allele1", "allele0", "af"]
-TINY_P = 1e-300  # below this, p is printed from log10 p
 
 
 # ------------------------------------------------------------------ atomic files
@@ -94,82 +95,6 @@ class OutputSet:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         self._pending = []
-
-
-# ------------------------------------------------------------------ p-values
-
-
-def log_f1_sf(F: np.ndarray, df: float) -> np.ndarray:
-    """Natural log of the upper tail of F(1, df) at F, accurate far below 1e-300.
-
-    p = I_x(df/2, 1/2) with x = df / (df + F), written as
-    x^a (1-x)^b / (a B(a, b)) 2F1(a + b, 1; a + 1; x), whose series converges
-    fast for the small x where p underflows.
-    """
-    import scipy.special  # here: importing scipy costs ~0.2 s that writing files need not pay
-
-    F = np.asarray(F, dtype=np.float64)
-    a, b = 0.5 * df, 0.5
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = df / (df + F)
-        direct = np.log(scipy.special.fdtrc(1.0, df, F))
-        xs = np.where(x < 0.5, x, 0.25)  # the series is for the far tail only
-        series = (
-            a * np.log(xs)
-            + b * np.log1p(-xs)
-            - np.log(a)
-            - scipy.special.betaln(a, b)
-            + np.log(scipy.special.hyp2f1(a + b, 1.0, a + 1.0, xs))
-        )
-    return np.where(x < 0.5, series, direct)
-
-
-def log_chi2_1_sf(stat: np.ndarray) -> np.ndarray:
-    """Natural log of the upper tail of chi-square(1) at stat."""
-    import scipy.special
-
-    stat = np.asarray(stat, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.log(2.0) + scipy.special.log_ndtr(-np.sqrt(np.maximum(stat, 0.0)))
-
-
-def neg_log10_p(p: np.ndarray, log_p_tail: np.ndarray | None) -> np.ndarray:
-    """-log10 p: from p where it is a normal number, from ln p (the tail) below 1e-300."""
-    p = np.asarray(p, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        out = -np.log10(p)
-    if log_p_tail is not None:
-        tiny = (p < TINY_P) & np.isfinite(log_p_tail)
-        out[tiny] = -log_p_tail[tiny] / math.log(10.0)
-    return out
-
-
-def test_statistics(
-    cols: dict, test: str, df: int, n: int, loglik_mle_null: float
-) -> dict[str, np.ndarray]:
-    """The statistic behind each p column, recovered from the printed columns.
-
-    Wald: F = (beta / se)^2; LRT: 2 (logl_H1 - logl_null); score (``test ==
-    "score"`` only: with "all" beta/se are the Wald ones): with W = (beta/se)^2
-    at the null lambda, F_score = n W / (df + W).
-    """
-    out: dict[str, np.ndarray] = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if "p_wald" in cols:
-            out["p_wald"] = (cols["beta"] / cols["se"]) ** 2
-        if "p_lrt" in cols:
-            out["p_lrt"] = 2.0 * (cols["logl_H1"] - loglik_mle_null)
-        if test == "score":
-            w = (cols["beta"] / cols["se"]) ** 2
-            out["p_score"] = n * w / (df + w)
-    return out
-
-
-def log_tails(stats: dict[str, np.ndarray], df: int) -> dict[str, np.ndarray]:
-    out = {}
-    for name, stat in stats.items():
-        out[name] = log_chi2_1_sf(stat) if name == "p_lrt" else log_f1_sf(stat, df)
-    return out
 
 
 # ------------------------------------------------------------------ number text

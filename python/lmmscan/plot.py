@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.special
+
+from .pvalues import GENOME_WIDE, lambda_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-GENOME_WIDE = 5e-8
 SUGGESTIVE = 1e-5
 P_COLUMNS = ("p_wald", "p_lrt", "p_score", "p", "P", "PValue")
-_CHI2_MEDIAN = scipy.special.chdtri(1, 0.5)  # 0.454936...
 
 
 def p_column(table: pd.DataFrame, p: str | None = None) -> str:
@@ -35,19 +34,6 @@ def p_column(table: pd.DataFrame, p: str | None = None) -> str:
         if name in table.columns:
             return name
     raise KeyError(f"no p-value column (one of {', '.join(P_COLUMNS)}) in the table")
-
-
-def lambda_gc(pvalues: np.ndarray) -> float:
-    """Genomic inflation factor: median chi-square(1) statistic / 0.4549."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    p = p[np.isfinite(p) & (p >= 0) & (p <= 1)]
-    if p.size == 0:
-        return float("nan")
-    # the statistic falls as p rises, so the median statistic is that of the
-    # median p (an O(n) selection instead of n inverse-chi-square calls)
-    lo, hi = np.partition(p, [(p.size - 1) // 2, p.size // 2])[[(p.size - 1) // 2, p.size // 2]]
-    stat = 0.5 * (scipy.special.chdtri(1, lo) + scipy.special.chdtri(1, hi))
-    return float(stat / _CHI2_MEDIAN)
 
 
 def neg_log10(pvalues: np.ndarray) -> np.ndarray:

@@ -1,287 +1,202 @@
-"""Genome-wide scans: every SNP tested as an extra fixed effect, as GEMMA -lmm."""
+"""Genome-wide scans from Python: every SNP tested as an extra fixed effect,
+as GEMMA -lmm does.
+
+:func:`scan` and :func:`loco_scan` take arrays or genotype sources, fit the
+null models (:func:`fit_phenotypes`: one kinship, restriction and
+eigendecomposition per set of analysed individuals) and run the scan
+engine (:class:`lmmscan.engine.Engine`), whose tested blocks they gather
+into GEMMA's table.  The command line uses :func:`fit_phenotypes` and the
+engine the same way, writing the blocks to files instead.
+"""
 
 from __future__ import annotations
 
-import os
-import threading
+import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.special
 
-from . import _core
 from ._errors import InputError
-from .filters import FilterCounts, Scratch, filter_impute
-from .genotypes import as_source, default_block_size
-from .model import NullModel, Spectral, Whitening, analysed_samples, fit_null
-
-Test = Literal["wald", "lrt", "score", "all"]
-
-LEADING = ["chr", "rs", "ps", "n_miss", "allele1", "allele0", "af"]
-TEST_COLUMNS: dict[str, list[str]] = {
-    "wald": ["beta", "se", "logl_H1", "l_remle", "p_wald"],
-    "lrt": ["logl_H1", "l_mle", "p_lrt"],
-    "score": ["beta", "se", "p_score"],
-    "all": ["beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"],
-}
-_RES = {name: i for i, name in enumerate(_core.RESULT_COLUMNS)}
+from .engine import Collector, Engine, ScanOptions, ScanReport, Test
+from .genotypes import GenotypeSource, as_source
+from .kinship import KinshipAccumulator, accumulate, check_method
+from .model import LambdaBounds, NullModel, fit_null
+from .pvalues import TEST_COLUMNS
+from .samples import Analysed, analyse, groups_by_samples
+from .spectral import SpectralBasis, check_kinship, decompose_kinship
 
 
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+def _time(seconds: dict[str, float] | None, key: str, t0: float) -> None:
+    if seconds is not None:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
 
 
-@dataclass
-class ScanReport:
-    """What a scan did: SNP counts per filter and seconds per phase."""
+def _computed_kinships(
+    source: GenotypeSource,
+    groups: list[list[Analysed]],
+    method: str,
+    options: ScanOptions,
+    progress: Callable[[int], None] | None,
+) -> list[np.ndarray]:
+    """GEMMA's kinship for each group of phenotypes (its analysed samples
+    filter the SNPs), all in one pass over the genotypes."""
+    accs = []
+    for members in groups:
+        W = members[0].W
+        accs.append(
+            KinshipAccumulator(
+                source.n_samples,
+                check_method(method),  # type: ignore[arg-type]
+                mask=members[0].mask,
+                W=W if W.shape[1] > 1 else None,
+                maf=options.maf,
+                miss=options.miss,
+                r2=options.r2,
+            )
+        )
+    accumulate(source, accs, progress=progress)
+    return [acc.result() for acc in accs]
 
-    filters: FilterCounts = field(default_factory=FilterCounts)
-    seconds: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(["read", "filter", "rotate", "tests"], 0.0)
-    )
-    null_models: dict[str, NullModel] = field(default_factory=dict)  # per chromosome (LOCO)
 
+def fit_phenotypes(
+    source: GenotypeSource,
+    phenotypes: list[Analysed],
+    *,
+    kinship: Any = None,
+    groups: Any = None,
+    eigen: Any = None,
+    sample_ids: Any = None,
+    options: ScanOptions | None = None,
+    bounds: LambdaBounds | None = None,
+    owned: bool = False,
+    path: str | None = None,
+    seconds: dict[str, float] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[NullModel]:
+    """Each phenotype's null model; phenotypes with the same analysed samples
+    share one spectral basis (so the engine rotates each block once for them).
 
-def statistics(raw: np.ndarray, test: str, logl_mle_null: float) -> dict[str, np.ndarray]:
-    """The test statistics behind the p-values, keyed by p-value column.
-
-    p_wald and p_score: F(1, n - c - 1) statistics; p_lrt: the chi-square(1)
-    statistic 2 (logl_H1 - logl_H0).  Output code uses them to print
-    -log10 p in log space where p itself underflows.
+    The random effect, one of: ``kinship`` (an (n, n) array; a
+    :class:`lmmscan.LowRankKinship`; or ``"centered"`` / ``"standardized"``,
+    computed here from the genotypes with ``options``' filters, GEMMA
+    ``-gk``), ``groups`` (labels), or ``eigen`` (a saved
+    :class:`lmmscan.Eigendecomposition`, matched by ``sample_ids``).
+    ``owned``: the kinship array may be overwritten (its last user
+    decomposes in its buffer).  ``path``: the file an error in the kinship's
+    use names.  ``seconds`` receives "kinship", "eigen" and "null_fit".
+    ``progress``: SNPs read by the kinship pass.
     """
-    col = {name: raw[:, i] for name, i in _RES.items()}
-    out: dict[str, np.ndarray] = {}
-    if test in ("wald", "all"):
-        out["p_wald"] = col["f_wald"]
-    if test in ("lrt", "all"):
-        out["p_lrt"] = 2.0 * (col["logl_mle"] - logl_mle_null)
-    if test in ("score", "all"):
-        out["p_score"] = col["f_score"]
-    return out
+    from .eigen import Eigendecomposition, load_eigen, sample_ids_of
+    from .lowrank import LowRankKinship
 
-
-def p_values(
-    raw: np.ndarray,
-    test: str,
-    df: int,
-    logl_mle_null: float,
-    stats: dict[str, np.ndarray] | None = None,
-) -> dict[str, np.ndarray]:
-    """GEMMA's columns from the core's raw results (b, RESULT_COLUMNS); ``stats``:
-    :func:`statistics` of the same results, when the caller has them."""
-    col = {name: raw[:, i] for name, i in _RES.items()}
-    if stats is None:
-        stats = statistics(raw, test, logl_mle_null)
-    out: dict[str, np.ndarray] = {}
-    if test in ("wald", "all"):
-        out["beta"], out["se"] = col["beta"], col["se"]
-    elif test == "score":
-        out["beta"], out["se"] = col["beta_score"], col["se_score"]
-    if test == "wald":
-        out["logl_H1"] = col["logl_reml"]
-    elif test in ("lrt", "all"):
-        out["logl_H1"] = col["logl_mle"]
-    if test in ("wald", "all"):
-        out["l_remle"] = col["l_remle"]
-    if test in ("lrt", "all"):
-        out["l_mle"] = col["l_mle"]
-    for name in ("p_wald", "p_score"):
-        if name in stats:
-            out[name] = scipy.special.fdtrc(1.0, df, stats[name])
-    if "p_lrt" in stats:
-        stat = stats["p_lrt"]
-        out["p_lrt"] = np.where(stat < 0, 1.0, scipy.special.chdtrc(1.0, np.maximum(stat, 0.0)))
-    return {name: out[name] for name in TEST_COLUMNS[test]}
-
-
-def whitening_lambda(null: NullModel, test: str, lambda_mode: str) -> float | None:
-    """The one lambda a fixed-lambda scan of ``test`` needs, when a Cholesky
-    whitening can replace the eigenvector rotation (a dense kinship, all n
-    eigenvectors); None otherwise.  The Wald test is at the null REML lambda,
-    the likelihood ratio and score tests at the null ML lambda, so ``"all"``
-    needs two unless they coincide."""
-    if lambda_mode != "null" or null.complement is not None:
-        return None
-    if type(null.spectral) is not Spectral or null.spectral.U.shape[1] != null.n_analyzed:
-        return None
-    reml, ml = null.fit.lambda_remle, null.fit.lambda_mle
-    lam = {"wald": reml, "lrt": ml, "score": ml}.get(test, reml if reml == ml else None)
-    return lam if lam is not None and np.isfinite(lam) else None
-
-
-class BlockScanner:
-    """Filters, imputes, rotates and tests blocks of SNPs against a null model.
-
-    ``whiten=True`` (fixed lambda, one test; see :func:`whitening_lambda`)
-    replaces the rotation U'X by the triangular product L^-1 X with
-    L L' = lambda K + I: half the flops of the scan's dominant step, same
-    results to rounding.  A whitened block belongs to this scanner's
-    phenotype (its lambda); a rotated block can be shared by the scanners of
-    phenotypes with the same samples, covariates and kinship.
-    """
-
-    def __init__(
-        self,
-        null: NullModel,
-        test: Test = "all",
-        *,
-        maf: float | None = 0.01,
-        miss: float = 0.05,
-        r2: float = 0.9999,
-        threads: int | None = None,
-        lambda_mode: str = "per-snp",
-        whiten: bool = False,
-    ) -> None:
-        if test not in TEST_COLUMNS:
-            raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
-        if lambda_mode not in ("per-snp", "null"):
-            raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
-        self.null = null
-        self.test = test
-        self.maf, self.miss, self.r2 = maf, miss, r2
-        self.threads = threads or default_threads()
-        if self.threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
-        b = null.bounds
-        self.whitening: Whitening | None = None
-        UtW, Uty, raw = null.UtW, null.Uty, {}
-        if whiten:
-            lam = whitening_lambda(null, test, lambda_mode)
-            if lam is None:
+    given = [x is not None for x in (kinship, groups, eigen)]
+    if sum(given) != 1:
+        raise InputError("give one of kinship, groups or eigen")
+    members = [[phenotypes[k] for k in g] for g in groups_by_samples([p.mask for p in phenotypes])]
+    bases: list[SpectralBasis | None]
+    if groups is not None:
+        bases = [None] * len(members)
+    elif eigen is not None:
+        t0 = time.perf_counter()
+        eig = eigen if isinstance(eigen, Eigendecomposition) else load_eigen(eigen)
+        if sample_ids is None:
+            ids = sample_ids_of(source)
+        else:
+            ids = np.asarray(sample_ids).astype(str)
+            if ids.shape != (source.n_samples,):
                 raise InputError(
-                    "whiten=True needs lambda_mode='null', a dense kinship and one test "
-                    "lambda (test 'wald', 'lrt' or 'score')"
+                    f"sample_ids must have {source.n_samples} entries, got {ids.shape}"
                 )
-            self.whitening = Whitening.from_spectral(null.spectral, lam)
-            UtW = np.asfortranarray(self.whitening.whiten(null.W))
-            Uty = self.whitening.whiten(null.y)
-            raw = dict(raw_W=null.W, raw_y=null.y, whitened_lambda=lam)
-        self._core = _core.Scanner(
-            null.spectral.d,
-            UtW,
-            Uty,
-            null.fit,
-            wald=test in ("wald", "all"),
-            lrt=test in ("lrt", "all"),
-            score=test in ("score", "all"),
-            l_min=b.l_min,
-            l_max=b.l_max,
-            n_region=b.n_region,
-            n_total=null.spectral.n_total if null.complement is not None else 0,
-            complement=null.complement,
-            fixed_lambda=lambda_mode == "null",
-            **raw,
-        )
-        self.df = null.n_analyzed - null.n_covariates - 1
-        self._V = np.column_stack([null.W, null.y]) if null.complement is not None else None
-        # block buffers reused by _prepare, per thread, freed with the scanner
-        self._local = threading.local()
+        bases = []
+        for m in members:
+            with _naming(m[0], path):
+                bases.append(eig.spectral_for(ids[m[0].mask]))
+        _time(seconds, "kinship", t0)
+    elif isinstance(kinship, LowRankKinship):
+        if kinship.n_samples != source.n_samples:
+            raise InputError(
+                f"the low-rank kinship has {kinship.n_samples} samples but genotypes have "
+                f"{source.n_samples}"
+            )
+        bases = [kinship.spectral(m[0].mask) for m in members]
+    else:
+        if isinstance(kinship, str):
+            t0 = time.perf_counter()
+            kinships = _computed_kinships(
+                source, members, kinship, options or ScanOptions(), progress
+            )
+            _time(seconds, "kinship", t0)
+            owned = True
+        else:
+            kinships = [kinship if owned else check_kinship(kinship, source.n_samples)] * len(
+                members
+            )
+        bases = []
+        for i, (m, K) in enumerate(zip(members, kinships, strict=True)):
+            # the last group using a kinship we own restricts, centres and
+            # decomposes it in its own buffer
+            last = owned and all(other is not K for other in kinships[i + 1 :])
+            t0 = time.perf_counter()
+            with _naming(m[0], path):
+                bases.append(decompose_kinship(K, m[0].mask, overwrite_kinship=last))
+            _time(seconds, "eigen", t0)
+        del kinships
+    nulls: dict[int, NullModel] = {}
+    for m, basis in zip(members, bases, strict=True):
+        for ph in m:
+            t0 = time.perf_counter()
+            with _naming(ph, path):
+                nulls[id(ph)] = fit_null(
+                    ph.y, ph.covariates, groups=groups, spectral=basis, bounds=bounds
+                )
+            _time(seconds, "null_fit", t0)
+    return [nulls[id(ph)] for ph in phenotypes]
 
-    def _scratch(self) -> Scratch:
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = Scratch()
-        return scratch
 
-    def prepare(
-        self, X: np.ndarray, report: ScanReport | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Filter, impute and rotate a block X (analysed samples x SNPs, NaN missing).
+@contextlib.contextmanager
+def _naming(ph: Analysed, path: str | None) -> Iterator[None]:
+    """An InputError inside names the phenotype (and the file)."""
+    try:
+        yield
+    except InputError as exc:
+        if not ph.name and path is None:
+            raise
+        text = f"{ph.name}: {exc}" if ph.name else str(exc)
+        raise InputError(text, path=path) from None
 
-        Returns (keep, n_miss, af, UtX) with n_miss and af of the kept SNPs and
-        UtX (kept, n) their rotated genotypes.  Phenotypes sharing the analysed
-        samples, covariates and kinship can share one prepared block, unless
-        the scanner whitens (its block is then L^-1 X, and
-        :meth:`test_rotated` also needs the raw block: use :meth:`scan`).
-        """
-        keep, n_miss, af, UtX, _ = self._prepare(X, report)
-        return keep, n_miss, af, UtX
 
-    def _prepare(self, X: np.ndarray, report: ScanReport | None):
-        """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
-        scanner's scratch buffer for this thread until the next call."""
-        t0 = time.perf_counter()
-        keep, n_miss, af, counts, Xk = filter_impute(
-            X,
-            maf=self.maf,
-            miss=self.miss,
-            W=self.null.W,
-            r2=self.r2,
-            scratch=self._scratch(),
-            threads=self.threads,
-        )
-        t1 = time.perf_counter()
-        idx = np.flatnonzero(keep)
-        UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
-        if report is not None:
-            report.filters.add(counts)
-            report.seconds["filter"] += t1 - t0
-            report.seconds["rotate"] += time.perf_counter() - t1
-        return keep, n_miss[idx], af[idx], UtX, Xk
+def _table(source: GenotypeSource, index: np.ndarray, cols: dict, test: str) -> pd.DataFrame:
+    """GEMMA's table of the tested SNPs (source positions ``index``)."""
+    snps = source.snps.iloc[index].reset_index(drop=True)
+    table = pd.DataFrame({name: snps[name] for name in ["chr", "rs", "ps"]})
+    table["n_miss"] = cols["n_miss"].astype(np.int64)
+    table["allele1"] = snps["allele1"]
+    table["allele0"] = snps["allele0"]
+    table["af"] = cols["af"]
+    for name in TEST_COLUMNS[test]:
+        table[name] = cols[name]
+    return table
 
-    def test_rotated(
-        self,
-        UtX: np.ndarray,
-        report: ScanReport | None = None,
-        comp: np.ndarray | None = None,
-        Xk: np.ndarray | None = None,
-    ) -> dict:
-        """The test's columns (GEMMA names) for rotated SNPs UtX (b, k).
 
-        ``comp`` (b, c + 2): each SNP's complement entries, needed when the
-        model has a zero-eigenvalue complement (group models).  ``Xk``
-        (n, b): the imputed SNPs before rotation, needed when the scanner
-        whitens.
-        """
-        cols, _ = self.test_rotated_with_statistics(UtX, report, comp, Xk)
-        return cols
+def _bar(progress: bool, total: int) -> Any:
+    if not progress:
+        return None
+    from tqdm import tqdm
 
-    def test_rotated_with_statistics(
-        self,
-        UtX: np.ndarray,
-        report: ScanReport | None = None,
-        comp: np.ndarray | None = None,
-        Xk: np.ndarray | None = None,
-    ) -> tuple[dict, dict]:
-        """As :meth:`test_rotated`, plus the statistics behind each p-value
-        (see :func:`statistics`)."""
-        X = None
-        if self.whitening is not None:
-            if Xk is None:
-                raise InputError("a whitening scanner needs the unrotated SNPs (Xk=) of UtX")
-            X = np.ascontiguousarray(Xk.T)
-        t0 = time.perf_counter()
-        raw = self._core.scan(UtX, comp, self.threads, X)
-        if report is not None:
-            report.seconds["tests"] += time.perf_counter() - t0
-        stats = statistics(raw, self.test, self.null.loglik_ml)
-        return p_values(raw, self.test, self.df, self.null.loglik_ml, stats), stats
+    return tqdm(total=total, unit="SNP", unit_scale=True, leave=False)
 
-    def scan_with_statistics(
-        self, X: np.ndarray, report: ScanReport | None = None
-    ) -> tuple[np.ndarray, dict, dict]:
-        """As :meth:`scan`, plus the statistic behind each p-value (see
-        :func:`statistics`); handles a zero-eigenvalue complement."""
-        keep, n_miss, af, UtX, Xk = self._prepare(X, report)
-        comp = None
-        if self._V is not None:
-            comp = np.ascontiguousarray(self.null.spectral.complement_rows(Xk, self._V))
-        tested, stats = self.test_rotated_with_statistics(UtX, report, comp, Xk)
-        return keep, {"n_miss": n_miss, "af": af, **tested}, stats
 
-    def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
-        """Test the columns of X (analysed samples x SNPs, NaN missing).
-
-        Returns (keep mask, columns) with columns n_miss, af and the test's.
-        """
-        keep, cols, _ = self.scan_with_statistics(X, report)
-        return keep, cols
+def _fill(report: ScanReport | None, own: ScanReport, seconds: dict[str, float]) -> None:
+    """The caller's report: one phenotype's counts and timings."""
+    if report is None:
+        return
+    report.filters.add(own.filters)
+    report.add_seconds(own.seconds)
+    report.add_seconds(seconds)
+    report.null_models.update(own.null_models)
 
 
 def scan(
@@ -291,7 +206,7 @@ def scan(
     kinship: object = None,
     covariates: object = None,
     groups: object = None,
-    null_model: NullModel | None = None,
+    null_model: NullModel | Sequence[NullModel] | None = None,
     test: Test = "all",
     maf: float | None = 0.01,
     miss: float = 0.05,
@@ -305,7 +220,7 @@ def scan(
     eigen: object = None,
     sample_ids: object = None,
     client: object = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | list[pd.DataFrame]:
     """Test every SNP as an extra fixed effect in the linear mixed model.
 
     Parameters
@@ -315,15 +230,21 @@ def scan(
         :func:`lmmscan.read_plink`.  Values are allele counts (GEMMA: the
         .bim column-5 allele); they are not centred.
     y
-        Phenotype, one value per sample, NaN for missing.  Not needed when
+        Phenotype, one value per sample, NaN for missing; or several
+        phenotypes as the columns of a (samples, p) array, which returns one
+        table per column (phenotypes with the same analysed samples share one
+        eigendecomposition and one rotation of each block).  Not needed when
         ``null_model`` is given.
     kinship, covariates, groups
         As for :func:`lmmscan.fit_null` (a kinship, or group labels for a
         random group intercept); ignored when ``null_model`` is given.
         ``kinship`` may also be a :class:`lmmscan.LowRankKinship` (k SNPs,
-        k < n: no n x n matrix is formed, see :mod:`lmmscan.lowrank`).
+        k < n: no n x n matrix is formed, see :mod:`lmmscan.lowrank`), or
+        ``"centered"`` / ``"standardized"`` to compute GEMMA's kinship from
+        ``genotypes`` with the same filters (``-gk 1`` / ``-gk 2``).
     null_model
-        A fitted :class:`NullModel` to reuse (its samples and eigenvectors).
+        A fitted :class:`NullModel` to reuse (its samples and eigenvectors),
+        or a list of them (one table each).
     test
         ``"wald"`` (GEMMA -lmm 1), ``"lrt"`` (-lmm 2), ``"score"`` (-lmm 3)
         or ``"all"`` (-lmm 4).
@@ -340,7 +261,8 @@ def scan(
     block_size
         SNPs per block (memory: samples x block_size doubles).
     report
-        A :class:`ScanReport` to fill with filter counts and timings.
+        A :class:`ScanReport` to fill with filter counts and timings (of the
+        first phenotype).
     loco
         Leave one chromosome out (:mod:`lmmscan.loco`): each chromosome's SNPs
         are tested with a kinship of the other chromosomes, built from
@@ -361,275 +283,145 @@ def scan(
         of SNPs (:mod:`lmmscan.distributed`).  The rows are the same as
         without it.
 
-    Returns a DataFrame with GEMMA's columns for ``test``: chr rs ps n_miss
-    allele1 allele0 af, then beta se logl_H1 l_remle l_mle p_wald p_lrt
-    p_score as the test has them; one row per analysed SNP, in file order.
+    Returns a DataFrame (a list of them for several phenotypes) with GEMMA's
+    columns for ``test``: chr rs ps n_miss allele1 allele0 af, then beta se
+    logl_H1 l_remle l_mle p_wald p_lrt p_score as the test has them; one row
+    per analysed SNP, in file order.
     """
     source = as_source(genotypes)
-    reader = null_seconds = None
+    options = ScanOptions(test, maf, miss, r2, lambda_mode)
     if loco:
-        return _scan_loco(
+        if null_model is not None or groups is not None or eigen is not None:
+            raise InputError(
+                "loco=True builds its own kinships: give y (and covariates), "
+                "not null_model, groups or eigen"
+            )
+        if client is not None:
+            raise InputError("loco=True does not run on a Dask client yet")
+        if kinship is None:
+            kinship = "centered"
+        if not isinstance(kinship, str):
+            raise InputError(
+                "with loco=True, kinship names the method ('centered' or "
+                "'standardized'); the kinships come from the genotypes"
+            )
+        if y is None:
+            raise InputError("scan needs y")
+        return loco_scan(
+            source, y, covariates, method=kinship, test=test, maf=maf, miss=miss, r2=r2,
+            lambda_mode=lambda_mode, threads=threads, block_size=block_size, report=report,
+            progress=progress,
+        )  # fmt: skip
+    seconds: dict[str, float] = {}
+    single = True
+    bar = _bar(progress, source.n_snps)
+    with Engine(
+        source,
+        options,
+        threads=threads,
+        block_size=block_size,
+        client=client,
+        progress=None if bar is None else bar.update,
+    ) as engine:
+        try:
+            if null_model is not None:
+                if eigen is not None:
+                    raise InputError("give either null_model or eigen, not both")
+                single = isinstance(null_model, NullModel)
+                nulls = [null_model] if single else list(null_model)  # type: ignore[arg-type]
+            else:
+                if y is None or (kinship is None and groups is None and eigen is None):
+                    raise InputError(
+                        "scan needs y and a kinship or groups (or a fitted null_model)"
+                    )
+                Y = np.asarray(y, dtype=np.float64)
+                n_y = Y.shape[0] if Y.ndim else 0
+                if n_y != source.n_samples:
+                    raise InputError(
+                        f"y has {n_y} values but genotypes have {source.n_samples} samples"
+                    )
+                single = Y.ndim == 1
+                phenotypes = analyse(Y, covariates)
+                union = np.logical_or.reduce([p.mask for p in phenotypes])
+                engine.prefetch(np.flatnonzero(union))  # read while the null models are fitted
+                nulls = fit_phenotypes(
+                    source, phenotypes, kinship=kinship, groups=groups, eigen=eigen,
+                    sample_ids=sample_ids, options=options, seconds=seconds,
+                )  # fmt: skip
+            sink = Collector(len(nulls))
+            reports = engine.scan(nulls, sink)
+        finally:
+            if bar is not None:
+                bar.close()
+    _fill(report, reports[0], seconds)
+    tables = [_table(source, *sink.merged(k, options.columns)[:2], test) for k in range(len(nulls))]
+    return tables[0] if single else tables
+
+
+def loco_scan(
+    genotypes: object,
+    y: object,
+    covariates: object = None,
+    *,
+    method: str = "centered",
+    test: Test = "all",
+    maf: float | None = 0.01,
+    miss: float = 0.05,
+    r2: float = 0.9999,
+    lambda_mode: str = "per-snp",
+    bounds: LambdaBounds | None = None,
+    threads: int | None = None,
+    block_size: int | None = None,
+    memory_limit: int | None = None,
+    report: ScanReport | None = None,
+    progress: bool = False,
+    null_models: dict[str, NullModel] | None = None,
+    chromosomes: list[str] | None = None,
+    statistics: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Scan every SNP against a kinship of the other chromosomes (see
+    :mod:`lmmscan.loco`).
+
+    ``method`` is the kinship (``"centered"``: GEMMA -gk 1;
+    ``"standardized"``: -gk 2); the other arguments are those of
+    :func:`lmmscan.scan`.  ``null_models``, if a dict, receives each
+    chromosome's fitted null model.  ``statistics``, if a dict, receives the
+    statistic behind each p column, row for row
+    (:func:`lmmscan.pvalues.statistics`; the LRT's uses its own chromosome's
+    null model).  ``chromosomes`` restricts the tests to those chromosomes
+    (GEMMA's ``-loco c`` for one); every kinship still uses all the others.
+    ``memory_limit``: bytes the per-chromosome kinship sums may take
+    (default 2 GiB; beyond it they are recomputed per chromosome).
+    Returns one table, GEMMA's columns, the tested SNPs in file order.
+    """
+    check_method(method)
+    source = as_source(genotypes)
+    y_arr = np.asarray(y, dtype=np.float64)
+    if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
+        raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
+    options = ScanOptions(test, maf, miss, r2, lambda_mode)
+    cov = None if covariates is None else np.asarray(covariates, dtype=np.float64)
+    sink = Collector(1)
+    bar = _bar(progress, source.n_snps)
+    try:
+        with Engine(
             source,
-            y,
-            kinship,
-            covariates,
-            groups,
-            null_model,
-            eigen,
-            client,
-            test=test,
-            maf=maf,
-            miss=miss,
-            r2=r2,
-            lambda_mode=lambda_mode,
+            options,
             threads=threads,
             block_size=block_size,
-            report=report,
-            progress=progress,
-        )
-    try:
-        if null_model is None and (eigen is not None or _is_low_rank(kinship)):
-            null_model = _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids)
-        elif eigen is not None:
-            raise InputError("give either null_model or eigen, not both")
-        if null_model is None:
-            if y is None or (kinship is None and groups is None):
-                raise InputError("scan needs y and a kinship or groups (or a fitted null_model)")
-            if np.asarray(y).shape[0] != source.n_samples:
-                raise InputError(
-                    f"y has {np.asarray(y).shape[0]} values but genotypes have "
-                    f"{source.n_samples} samples"
-                )
-            if client is None:  # the first block is read while the null model is fitted
-                reader = _early_reader(source, y, covariates, block_size)
-            t0 = time.perf_counter()
-            null_model = fit_null(y, covariates, kinship=kinship, groups=groups)
-            null_seconds = time.perf_counter() - t0
-        elif null_model.analyzed.shape[0] != source.n_samples:
-            raise InputError(
-                f"null_model was fitted on {null_model.analyzed.shape[0]} samples but genotypes "
-                f"have {source.n_samples}"
-            )
-        report = report if report is not None else ScanReport()
-        if null_seconds is not None:
-            report.seconds["null_fit"] = report.seconds.get("null_fit", 0.0) + null_seconds
-        scanner = BlockScanner(
-            null_model,
-            test,
-            maf=maf,
-            miss=miss,
-            r2=r2,
-            threads=threads,
-            lambda_mode=lambda_mode,
-            whiten=client is None and whitening_lambda(null_model, test, lambda_mode) is not None,
-        )
-        block_size = block_size or default_block_size(null_model.n_analyzed)
-        samples = np.flatnonzero(null_model.analyzed)
-        if block_size < 1:
-            raise InputError(f"block_size must be positive, got {block_size}")
-        parts: list[dict] = []
-        keeps: list[np.ndarray] = []
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=source.n_snps, unit="SNP", unit_scale=True, leave=False)
-        if client is not None:
-            from .distributed import scan_blocks
-
-            options = dict(test=test, maf=maf, miss=miss, r2=r2, lambda_mode=lambda_mode)
-            for keep, cols, _ in scan_blocks(
-                client, source, null_model, block_size=block_size, options=options, report=report
-            ):
-                keeps.append(keep)
-                parts.append(cols)
-        if client is None:
-            reader = ReadAhead.reuse(reader, source, block_size, samples)
-            for start, stop, X in reader.blocks(report.seconds):
-                keep, cols = scanner.scan(X, report)
-                keeps.append(keep)
-                parts.append(cols)
-                if bar is not None:
-                    bar.update(stop - start)
+            progress=None if bar is None else bar.update,
+        ) as engine:
+            (own,) = engine.scan_loco(
+                [(y_arr, cov)], sink, method=method, bounds=bounds, chromosomes=chromosomes,
+                memory_limit=memory_limit,
+            )  # fmt: skip
+    finally:
         if bar is not None:
             bar.close()
-    finally:
-        if reader is not None:
-            reader.close()
-    keep_all = np.concatenate(keeps) if keeps else np.zeros(0, dtype=bool)
-    snps = source.snps.loc[keep_all].reset_index(drop=True)
-    table = pd.DataFrame({name: snps[name] for name in ["chr", "rs", "ps"]})
-    columns = ["n_miss", "af", *TEST_COLUMNS[test]]
-    merged = {
-        name: (np.concatenate([p[name] for p in parts]) if parts else np.zeros(0))
-        for name in columns
-    }
-    table["n_miss"] = merged["n_miss"].astype(np.int64)
-    table["allele1"] = snps["allele1"]
-    table["allele0"] = snps["allele0"]
-    table["af"] = merged["af"]
-    for name in TEST_COLUMNS[test]:
-        table[name] = merged[name]
-    return table
-
-
-class ReadAhead:
-    """Blocks of SNPs from SNP ``first`` on, each read on a thread while the
-    one before it is processed.
-
-    The first read starts here, so a caller can create the reader before
-    other work (the null fit) and find the first block ready.  Reading
-    (bed-reader, file parsing) overlaps the filtering, BLAS rotation and C++
-    tests of the current block; one read is in flight at a time, in file
-    order, so sequential sources stay sequential.
-    """
-
-    def __init__(self, source, block_size: int, samples: np.ndarray | None, first: int = 0) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.source, self.block_size, self.samples = source, block_size, samples
-        self.first = first
-        self._starts = list(range(first, source.n_snps, block_size))
-        self._pool = self._pending = None
-        if self._starts:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read")
-            self._pending = self._submit(0)
-
-    @classmethod
-    def reuse(
-        cls,
-        reader: ReadAhead | None,
-        source,
-        block_size: int,
-        samples: np.ndarray | None,
-        first: int = 0,
-    ) -> ReadAhead:
-        """``reader`` if it reads these blocks, else a new reader (``reader``,
-        started on a guess that turned out wrong, is closed)."""
-        if reader is not None:
-            if (
-                reader.source is source
-                and reader.first == first
-                and reader.block_size == block_size
-                and np.array_equal(reader.samples, samples)
-            ):
-                return reader
-            reader.close()
-        return cls(source, block_size, samples, first)
-
-    def _submit(self, i: int):
-        start = self._starts[i]
-        return self._pool.submit(
-            self.source.read, start, min(self.source.n_snps, start + self.block_size), self.samples
-        )
-
-    def blocks(self, seconds: dict):
-        """Yield (start, stop, block); ``seconds["read"]`` gets the time spent
-        waiting for a block.  Once, then the reader is closed."""
-        try:
-            for i, start in enumerate(self._starts):
-                t0 = time.perf_counter()
-                X = self._pending.result()
-                seconds["read"] += time.perf_counter() - t0
-                self._pending = self._submit(i + 1) if i + 1 < len(self._starts) else None
-                yield start, min(self.source.n_snps, start + self.block_size), X
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop reading (waits for a read in flight; its result is dropped)."""
-        if self._pool is not None:
-            if self._pending is not None:
-                self._pending.cancel()
-            self._pool.shutdown(wait=True)
-            self._pool = self._pending = None
-
-
-def _early_reader(source, y, covariates, block_size: int | None) -> ReadAhead | None:
-    """A reader of the first blocks, started before the null fit (which the
-    first block's read then overlaps), on the samples GEMMA's rule analyses;
-    None when that rule rejects the inputs (the fit then says why)."""
-    try:
-        mask = analysed_samples(y, covariates)[0]
-    except (InputError, ValueError):
-        return None
-    if mask.shape[0] != source.n_samples:
-        return None
-    n = int(mask.sum())
-    size = block_size or default_block_size(n)
-    if n == 0 or size < 1:
-        return None
-    return ReadAhead(source, size, np.flatnonzero(mask))
-
-
-def _is_low_rank(kinship: object) -> bool:
-    from .lowrank import LowRankKinship
-
-    return isinstance(kinship, LowRankKinship)
-
-
-def _fit_reused(source, y, covariates, kinship, groups, eigen, sample_ids) -> NullModel:
-    """The null model from a saved eigendecomposition or a low-rank kinship."""
-    from .eigen import Eigendecomposition, load_eigen, sample_ids_of
-    from .model import analysed_samples
-
-    if y is None:
-        raise InputError("scan needs y to fit the null model")
-    if groups is not None or (eigen is not None and kinship is not None):
-        raise InputError("give one of kinship, groups or eigen")
-    y_arr = np.asarray(y, dtype=np.float64)
-    if y_arr.shape[0:1] != (source.n_samples,):
-        raise InputError(
-            f"y has {y_arr.shape[0] if y_arr.ndim else 0} values but genotypes have "
-            f"{source.n_samples} samples"
-        )
-    mask = analysed_samples(y_arr, covariates)[0]
-    if eigen is None:
-        if kinship.n_samples != source.n_samples:
-            raise InputError(
-                f"the low-rank kinship has {kinship.n_samples} samples but genotypes have "
-                f"{source.n_samples}"
-            )
-        return fit_null(y_arr, covariates, spectral=kinship.spectral(mask))
-    if not isinstance(eigen, Eigendecomposition):
-        eigen = load_eigen(eigen)
-    if sample_ids is None:
-        ids = sample_ids_of(source)
-    else:
-        ids = np.asarray(sample_ids).astype(str)
-        if ids.shape != (source.n_samples,):
-            raise InputError(f"sample_ids must have {source.n_samples} entries, got {ids.shape}")
-    return fit_null(y_arr, covariates, spectral=eigen.spectral_for(ids[mask]))
-
-
-def _scan_loco(
-    source, y, kinship, covariates, groups, null_model, eigen, client, *, report, **options
-) -> pd.DataFrame:
-    from .loco import loco_scan
-
-    if null_model is not None or groups is not None or eigen is not None:
-        raise InputError(
-            "loco=True builds its own kinships: give y (and covariates), "
-            "not null_model, groups or eigen"
-        )
-    if client is not None:
-        raise InputError("loco=True does not run on a Dask client yet")
-    if kinship is None:
-        kinship = "centered"
-    if not isinstance(kinship, str):
-        raise InputError(
-            "with loco=True, kinship names the method ('centered' or "
-            "'standardized'); the kinships come from the genotypes"
-        )
-    if y is None:
-        raise InputError("scan needs y")
-    report = report if report is not None else ScanReport()
-    return loco_scan(
-        source,
-        y,
-        covariates,
-        method=kinship,
-        report=report,
-        null_models=report.null_models,
-        **options,
-    )
+    _fill(report, own, {})
+    if null_models is not None:
+        null_models.update(own.null_models)
+    index, cols, stats = sink.merged(0, options.columns)
+    if statistics is not None:
+        statistics.update(stats)
+    return _table(source, index, cols, test)

@@ -1,0 +1,33 @@
+"""Thread counts: the cores this process may use, and BLAS's thread limit.
+
+One owner for both, so that every step (the eigensolver, the rotation, the
+per-SNP tests, Dask tasks, text formatting) counts cores and caps BLAS the
+same way.  BLAS threads x other busy threads should not exceed the cores:
+an oversubscribed OpenBLAS was measured 15x slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where known)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """BLAS limited to ``n`` threads inside the block (None: BLAS's own count)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield

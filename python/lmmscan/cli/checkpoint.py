@@ -1,0 +1,469 @@
+"""``scan --resume``: the checkpoint of a block scan, so that an interrupted
+scan continues from its last completed block and ends with the bytes of an
+uninterrupted run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import InputError
+from .._version import __version__
+from ..filters import FilterCounts
+from ..genotypes import GenotypeSource
+from ..samples import groups_by_samples
+from .common import one_line
+
+_CHECKPOINT_KIND = "lmmscan scan checkpoint"
+_CHECKPOINT_VERSION = 1
+_SIDECAR = np.dtype([("snp", "<i8"), ("log10p", "<f4")])  # one record per table row
+
+
+class Appender:
+    """A file written at its end; ``offset`` (resuming) cuts it to that many bytes first."""
+
+    def __init__(self, path: Path, offset: int | None = None) -> None:
+        self.path = path
+        if offset is None:
+            self._fh = open(path, "wb")
+            return
+        try:
+            self._fh = open(path, "r+b")
+        except FileNotFoundError:
+            raise InputError(
+                "the checkpoint's partial file is missing; rerun without --resume to start over",
+                path=str(path),
+            ) from None
+        size = os.fstat(self._fh.fileno()).st_size
+        if size < offset:
+            self._fh.close()
+            raise InputError(
+                f"{size} bytes, but the checkpoint says {offset}: the file was cut "
+                "short; rerun without --resume to start over",
+                path=str(path),
+            )
+        self._start(offset)
+        self._fh.truncate(offset)
+        self._fh.seek(offset)
+
+    def _start(self, offset: int) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+
+    def sync(self) -> int:
+        """Flush to the disk; returns the file's length."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class TableFile(Appender):
+    """A partial table as TableWriter's file: text in, UTF-8 bytes out.  When
+    resuming, the header the writer writes first is checked against the one
+    already in the file and dropped."""
+
+    _skip = b""
+
+    def _start(self, offset: int) -> None:
+        self._skip = self._fh.readline(1 << 20)
+        if not self._skip.endswith(b"\n") or len(self._skip) > offset:
+            self._fh.close()
+            raise InputError(
+                "the partial table has no complete header line; rerun without "
+                "--resume to start over",
+                path=str(self.path),
+            )
+
+    def write(self, text: str) -> None:  # type: ignore[override]
+        data = text.encode("utf-8")
+        if self._skip:
+            n = min(len(self._skip), len(data))
+            if data[:n] != self._skip[:n]:
+                raise InputError(
+                    "the partial table's header is not this run's; rerun without "
+                    "--resume to start over",
+                    path=str(self.path),
+                )
+            self._skip, data = self._skip[n:], data[n:]
+        self._fh.write(data)
+
+
+def test_stop() -> tuple[int, str] | None:
+    """Private test hook, LMMSCAN_TEST_STOP_AFTER_BLOCKS: ``k`` raises
+    KeyboardInterrupt once the checkpoint holds k blocks; ``k:kill`` writes the
+    rows of block k + 1 and kills the process (SIGKILL) before its checkpoint."""
+    text = os.environ.get("LMMSCAN_TEST_STOP_AFTER_BLOCKS", "")
+    k, _, mode = text.partition(":")
+    if not k.strip().isdigit():
+        return None
+    return int(k), mode or "interrupt"
+
+
+def fingerprint(args, source, phenos, block: int) -> dict:
+    """What must be the same for --resume to continue a checkpoint."""
+    files = {}
+    if args.bfile is not None:
+        for ext in ("bed", "bim", "fam"):
+            files[ext] = f"{args.bfile}.{ext}"
+    else:
+        files["bimbam-geno"] = args.bimbam_geno
+        files["bimbam-anno"] = args.bimbam_anno
+    for name in ("pheno", "covar", "kinship", "eigen"):
+        files[name] = getattr(args, name)
+
+    def stamp(path):
+        if path is None:
+            return None
+        st = os.stat(path)
+        return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    computed = args.kinship is None and args.eigen is None
+    return {
+        "lmmscan": __version__,
+        "files": {name: stamp(path) for name, path in files.items()},
+        "options": {
+            "--pheno-col": list(args.pheno_col),
+            "--test": args.test,
+            "--lambda": args.lambda_mode,
+            "--maf": args.maf,
+            "--miss": args.miss,
+            "--r2": args.r2,
+            "--format": args.format,
+            "--kinship-method": args.kinship_method if computed else None,
+            "--block-size": block,
+            "--eigh-driver": args.eigh_driver if args.eigen is None else None,
+        },
+        "n_samples": source.n_samples,
+        "n_snps": source.n_snps,
+        "null_lambda": [float(ph.null.lambda_) for ph in phenos],
+    }
+
+
+def close_lambdas(a: object, b: list[float], rtol: float = 1e-8) -> bool:
+    """Null lambdas equal but for the last bits, as the eigendecomposition gives
+    them with another number of BLAS threads or another BLAS."""
+    try:
+        return len(a) == len(b) and bool(np.allclose(a, b, rtol=rtol, atol=0.0))
+    except (TypeError, ValueError):
+        return False
+
+
+def differences(old: object, new: dict) -> list[str]:
+    if not isinstance(old, dict):
+        return ["it has no fingerprint"]
+    out = []
+    for key in new:
+        a, b = old.get(key), new[key]
+        if key in ("files", "options") and isinstance(a, dict):
+            for name in b:
+                x, y = a.get(name), b[name]
+                if x == y:
+                    continue
+                if key == "options":
+                    out.append(f"{name} was {x}, now {y}")
+                elif x is None or y is None or x.get("path") != y.get("path"):
+                    out.append(f"the {name} file was {x and x.get('path')}, now {y and y['path']}")
+                else:
+                    out.append(f"{y['path']} has changed since (size or modification time)")
+        elif key == "null_lambda":
+            if not close_lambdas(a, b):
+                out.append(f"the null model's lambda was {a}, now {b}")
+        elif a != b:
+            out.append(f"{'the lmmscan version' if key == 'lmmscan' else key} was {a}, now {b}")
+    return out
+
+
+class Checkpoint:
+    """The checkpoint of a block scan, so that an interrupted scan can continue.
+
+    Files, while a scan runs: ``PREFIX.resume.json`` (rewritten atomically
+    after every completed block), and per phenotype the partial table
+    ``STEM.EXT.partial`` and ``STEM.EXT.partial.lp`` (each table row's SNP
+    index and main -log10 p as float32, kept for lambda_GC and the plots).
+    Both are flushed and fsync'ed before the checkpoint records their
+    lengths, with the next SNP, the running state (rows, filter counts, top
+    hits) and a fingerprint of the inputs and options (:func:`fingerprint`).
+
+    ``--resume`` refuses a checkpoint with another fingerprint, cuts the
+    partial files back to the recorded lengths (a killed run may have written
+    rows after its last checkpoint) and continues at the next SNP.  A run
+    without ``--resume`` removes any checkpoint of PREFIX first.  On success the
+    partial tables are renamed to their final names and the rest removed; on
+    an interruption (or an OSError / MemoryError) after at least one block
+    everything is kept; on any other error, or before the first block, removed.
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        source: GenotypeSource,
+        phenos: list[Any],
+        ext: str,
+        block: int,
+        make_writer: Callable[[Any, Any], Any],
+    ) -> None:
+        self.args, self.source, self.phenos = args, source, phenos
+        self.groups = [
+            [phenos[k] for k in members]
+            for members in groups_by_samples([ph.analysed.mask for ph in phenos])
+        ]
+        self.make_writer = make_writer
+        self.path = Path(f"{args.out}.resume.json")
+        self.block = block
+        self.fingerprint = fingerprint(args, source, phenos, self.block)
+        self.finals = [Path(ph.stem + ext) for ph in phenos]
+        self.tables = [Path(f"{f}.partial") for f in self.finals]
+        self.sidecars = [Path(f"{f}.partial.lp") for f in self.finals]
+        self.next_snp = 0
+        self.resumed_from = 0
+        self._files: list[Appender] = []
+        self._sides: list[Appender] = []
+        self._index = {id(ph): k for k, ph in enumerate(phenos)}
+        self._stop = test_stop()
+        state = self._load() if args.resume else None
+        if state is None:
+            self._remove_stale()
+        try:
+            self._open(state)
+            if state is None:
+                self.save()
+        except BaseException:
+            self.close()
+            if state is None:
+                self.remove()
+            raise
+
+    # -- starting
+
+    def _load(self) -> dict | None:
+        if not self.path.exists():
+            if not self.args.quiet:
+                print(
+                    f"lmmscan scan: --resume: no checkpoint {self.path}; scanning from the "
+                    "first SNP",
+                    file=sys.stderr,
+                )
+            return None
+        again = "rerun without --resume to start over"
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(
+                f"cannot read the checkpoint ({one_line(exc)}); {again}", path=str(self.path)
+            ) from None
+        if not isinstance(state, dict) or state.get("kind") != _CHECKPOINT_KIND:
+            raise InputError(f"not an lmmscan scan checkpoint; {again}", path=str(self.path))
+        if state.get("version") != _CHECKPOINT_VERSION:
+            raise InputError(
+                f"checkpoint version {state.get('version')}, this lmmscan reads "
+                f"{_CHECKPOINT_VERSION}; {again}",
+                path=str(self.path),
+            )
+        diffs = differences(state.get("fingerprint"), self.fingerprint)
+        if diffs:
+            raise InputError(
+                f"the checkpoint is from another run: {'; '.join(diffs[:3])}; {again}",
+                path=str(self.path),
+            )
+        if state["fingerprint"].get("null_lambda") != self.fingerprint["null_lambda"]:
+            print(
+                f"lmmscan scan: warning: the refitted null model's lambda "
+                f"{self.fingerprint['null_lambda']} differs from the checkpoint's "
+                f"{state['fingerprint']['null_lambda']} in its last bits (another number of "
+                "BLAS threads or another machine?): the rows after the checkpoint may differ "
+                "from an uninterrupted run's in their last printed digit",
+                file=sys.stderr,
+            )
+        return state
+
+    def _open(self, state: dict | None) -> None:
+        rows = None if state is None else self._rows(state)
+        for k, ph in enumerate(self.phenos):
+            table_bytes, side_bytes = (None, None) if rows is None else rows[k][:2]
+            self._files.append(TableFile(self.tables[k], table_bytes))
+            self._sides.append(Appender(self.sidecars[k], side_bytes))
+            with self.args.clock.phase("write"):
+                ph.writer = self.make_writer(ph, self._files[k])
+        if state is not None:
+            self._restore(state, rows)
+
+    def _rows(self, state: dict) -> list[tuple]:
+        try:
+            out = [
+                (int(p["table_bytes"]), int(p["sidecar_bytes"]), int(p["n_rows"]), p["best"])
+                for p in state["phenotypes"]
+            ]
+            if len(out) != len(self.phenos):
+                raise ValueError("wrong number of phenotypes")
+            self.next_snp = int(state["next_snp"])
+            if not 0 <= self.next_snp <= self.source.n_snps:
+                raise ValueError(f"next_snp {self.next_snp}")
+            if self.next_snp % self.block and self.next_snp != self.source.n_snps:
+                raise ValueError(f"next_snp {self.next_snp} is not at a block boundary")
+            if any(r[1] != r[2] * _SIDECAR.itemsize for r in out):
+                raise ValueError("the row counts do not match")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"damaged checkpoint ({one_line(exc)}); rerun without --resume to start over",
+                path=str(self.path),
+            ) from None
+        return out
+
+    def _restore(self, state: dict, rows: list[tuple]) -> None:
+        self.resumed_from = self.next_snp
+        try:
+            for g, saved in zip(self.groups, state["groups"], strict=True):
+                f = saved["filters"]
+                for ph in g:
+                    ph.filters = FilterCounts(
+                        total=int(f["total"]),
+                        kept=int(f["kept"]),
+                        removed={k: int(v) for k, v in f["removed"].items()},
+                    )
+            for k, ph in enumerate(self.phenos):
+                n_rows, best = rows[k][2], rows[k][3]
+                ph.n_rows = n_rows
+                ph.best = [
+                    (float(lp), str(rs), str(c), int(ps), float(b), float(se))
+                    for lp, rs, c, ps, b, se in best
+                ]
+                rec = np.fromfile(self.sidecars[k], dtype=_SIDECAR, count=n_rows)
+                if rec.size != n_rows:
+                    raise ValueError(f"{self.sidecars[k]} has {rec.size} rows, not {n_rows}")
+                ph.log10p = [rec["log10p"].copy()]
+                if getattr(self.args, "plot", False):
+                    where = self.source.snps.iloc[rec["snp"]][["chr", "rs", "ps"]]
+                    ph.where = [where.reset_index(drop=True)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"damaged checkpoint ({one_line(exc)}); rerun without --resume to start over",
+                path=str(self.path),
+            ) from None
+
+    def _remove_stale(self) -> None:
+        """A fresh scan: remove the checkpoint of PREFIX and the partial files it names."""
+        stale = [*self.tables, *self.sidecars]
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
+            old = json.loads(self.path.read_text(encoding="utf-8"))
+            for p in old["phenotypes"]:
+                stale += [
+                    Path(p[key])
+                    for key in ("table", "sidecar")
+                    if str(p[key]).endswith((".partial", ".partial.lp"))
+                ]
+        for path in [*stale, self.path]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- scanning
+
+    def record(self, ph, index: np.ndarray, log10p: dict) -> None:
+        """A block's rows of ``ph`` were written: keep their SNPs and main -log10 p."""
+        lp = np.asarray(log10p.get(ph.writer.main_p, []), dtype=np.float32)
+        rec = np.empty(lp.size, dtype=_SIDECAR)
+        rec["snp"] = index
+        rec["log10p"] = lp
+        self._sides[self._index[id(ph)]].write(rec.tobytes())
+
+    def block_done(self, stop: int) -> None:
+        blocks = -(-stop // self.block)
+        if self._stop == (blocks - 1, "kill"):  # test hook: rows written, no checkpoint
+            for f in (*self._files, *self._sides):
+                f.sync()
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.next_snp = stop
+        self.save()
+        if self._stop == (blocks, "interrupt"):
+            raise KeyboardInterrupt
+
+    def save(self) -> None:
+        """Flush the partial files, then record their lengths and the state, atomically."""
+        phenos = []
+        for k, ph in enumerate(self.phenos):
+            phenos.append(
+                {
+                    "column": ph.col,
+                    "table": str(self.tables[k]),
+                    "sidecar": str(self.sidecars[k]),
+                    "table_bytes": self._files[k].sync(),
+                    "sidecar_bytes": self._sides[k].sync(),
+                    "n_rows": ph.n_rows,
+                    "best": [list(t) for t in ph.best],
+                }
+            )
+        groups = [
+            {
+                "phenotypes": [ph.col for ph in g],
+                "filters": {
+                    "total": g[0].filters.total,
+                    "kept": g[0].filters.kept,
+                    "removed": dict(g[0].filters.removed),
+                },
+            }
+            for g in self.groups
+        ]
+        state = {
+            "kind": _CHECKPOINT_KIND,
+            "version": _CHECKPOINT_VERSION,
+            "fingerprint": self.fingerprint,
+            "n_snps": self.source.n_snps,
+            "next_snp": self.next_snp,
+            "groups": groups,
+            "phenotypes": phenos,
+        }
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(state, allow_nan=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # -- ending
+
+    def close(self) -> None:
+        for f in (*self._files, *self._sides):
+            f.close()
+
+    def commit_tables(self) -> None:
+        self.close()
+        for partial, final in zip(self.tables, self.finals, strict=True):
+            os.replace(partial, final)
+
+    def remove(self) -> None:
+        for path in (*self.tables, *self.sidecars, self.path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def abandon(self, exc: BaseException) -> None:
+        """The run failed: keep what --resume needs (interrupted after a block), else remove."""
+        self.close()
+        keep = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError)) and self.next_snp > 0
+        if not keep:
+            self.remove()
+            return
+        more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
+        hint = (
+            f"SNPs 1-{self.next_snp} of {self.source.n_snps} are kept in "
+            f"{self.tables[0]}{more} and {self.path}: rerun the same command with --resume "
+            "to continue"
+        )
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.lmmscan_hint = hint  # type: ignore[attr-defined]  # read by the entry point

@@ -1,0 +1,168 @@
+"""What the commands share when they run: opening the inputs their flags
+name, the clock of their phases, progress bars and thread limits."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import InputError
+from .._threads import blas_threads
+from ..genotypes import GenotypeSource
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms resolution), else None."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):  # pragma: no cover - not Linux
+        return None
+
+
+PHASES = (
+    "startup", "inputs", "kinship", "eigen", "null_fit", "read", "filter", "rotate", "tests",
+    "write",
+)  # fmt: skip
+
+
+class Clock:
+    """Wall seconds per phase of one command, for the summary and PREFIX.null.json.
+
+    ``startup`` is the time from the process's start to ``main`` (the
+    interpreter and the imports) when lmmscan runs as a command, 0 when
+    ``main`` is called from Python.  ``scan`` collects the scan's own phases
+    (read, filter, rotate, tests) over every phenotype.
+    """
+
+    def __init__(self, t_main: float, startup: float) -> None:
+        self.t_main = t_main
+        self.seconds = dict.fromkeys(
+            ("startup", "inputs", "kinship", "eigen", "null_fit", "write"), 0.0
+        )
+        self.seconds["startup"] = startup
+        self.scan: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def total(self) -> float:
+        return self.seconds["startup"] + time.perf_counter() - self.t_main
+
+    def phases(self, scan: dict[str, float]) -> dict[str, float]:
+        """The run's phases and a scan's (``scan``), in pipeline order, and the total."""
+        merged = dict(self.seconds)
+        for key, value in scan.items():
+            merged[key] = merged.get(key, 0.0) + value
+        out = {key: merged.pop(key, 0.0) for key in PHASES}
+        out.update(merged)  # anything else a scan path reports
+        out["total"] = self.total()
+        return out
+
+
+def check_out_dir(out: str) -> None:
+    parent = Path(out).parent
+    if not parent.is_dir():
+        raise InputError("output directory does not exist", path=str(parent))
+
+
+def open_genotypes(args: argparse.Namespace) -> GenotypeSource:
+    if args.bfile is not None:
+        from ..plink import read_plink
+
+        if args.bimbam_anno is not None:
+            raise InputError("--bimbam-anno goes with --bimbam-geno, not --bfile")
+        return read_plink(args.bfile)
+    from ..bimbam import read_bimbam
+
+    return read_bimbam(args.bimbam_geno, args.bimbam_anno)
+
+
+def phenotypes(
+    args: argparse.Namespace, source: GenotypeSource, columns: list[int], required: bool
+) -> np.ndarray | None:
+    """(samples, len(columns)) phenotypes, NaN missing; None when there is none to read."""
+    if args.pheno is not None:
+        from ..textio import read_pheno
+
+        return read_pheno(args.pheno, columns, source.n_samples)
+    fam = getattr(source, "fam_phenotypes", None)
+    if fam is not None:
+        return fam(columns)  # type: ignore[no-any-return]
+    if required:
+        raise InputError("--bimbam-geno needs --pheno (BIMBAM files carry no phenotype)")
+    return None
+
+
+def covariates(args: argparse.Namespace, source: GenotypeSource) -> np.ndarray | None:
+    if args.covar is None:
+        return None
+    from ..textio import read_covar
+
+    return read_covar(args.covar, source.n_samples)
+
+
+def pheno_name(args: argparse.Namespace, col: int) -> str:
+    if args.pheno is not None:
+        return f"{args.pheno} column {col}"
+    return f"{args.bfile}.fam phenotype {col} (column {5 + col})"
+
+
+def filter_samples(args: argparse.Namespace, source: GenotypeSource) -> Any:
+    """The one phenotype (--pheno-col) of ``kinship`` and ``eigen``, analysed:
+    its individuals filter the SNPs (all of them when there is no phenotype)."""
+    from ..samples import analyse
+
+    Y = phenotypes(args, source, [args.pheno_col], required=False)
+    cov = covariates(args, source)
+    y = np.zeros(source.n_samples) if Y is None else Y[:, 0]
+    return analyse(y, cov, [pheno_name(args, args.pheno_col)])[0]
+
+
+@contextlib.contextmanager
+def run_threads(n: int | None, driver: str | None = None) -> Iterator[None]:
+    """BLAS threads capped at n (None: BLAS's own), and the eigensolver."""
+    with contextlib.ExitStack() as stack:
+        if driver is not None:
+            from ..spectral import eigh_driver
+
+            stack.enter_context(eigh_driver(driver))
+        stack.enter_context(blas_threads(n))
+        yield
+
+
+def progress(args: argparse.Namespace, total: int, desc: str) -> Any:
+    """A progress bar on stderr when it is a terminal and the run is not --quiet."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="SNP",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=args.quiet or not sys.stderr.isatty(),
+        leave=False,
+        dynamic_ncols=True,
+    )

@@ -1,0 +1,62 @@
+"""``lmmscan eigen``: a kinship's eigendecomposition over the analysed
+individuals, saved with their IDs for ``scan --eigen`` (GEMMA -eigen, -d/-u)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .._errors import InputError
+from .common import check_out_dir, filter_samples, open_genotypes, run_threads
+from .options import add_genotype_args, add_run_args, add_sample_args, command
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    e = command(
+        sub,
+        "eigen",
+        help="eigendecomposition of a kinship, saved with its individuals for reuse",
+        description="Restrict a kinship to the analysed individuals (those with the phenotype "
+        "and covariates), double-centre it and decompose it, as GEMMA does before -lmm; save "
+        "U, the eigenvalues and the individuals' IDs to FILE.npz for 'lmmscan scan --eigen'.\n\n"
+        "example: lmmscan eigen --bfile data/study --kinship study.cXX.txt --out study.eig.npz",
+    )
+    add_genotype_args(e)
+    add_sample_args(e, multi=False)
+    e.add_argument(
+        "--kinship",
+        metavar="FILE",
+        required=True,
+        help="kinship over every individual of the genotype file: GEMMA text or .npy. Required",
+    )
+    e.add_argument("--out", metavar="FILE.npz", required=True, help="output file. Required")
+    add_run_args(e, eigh=True)
+    e.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eigen import eigendecompose, sample_ids_of, save_eigen
+    from ..output import atomic_path
+    from ..textio import read_kinship
+
+    t0 = time.perf_counter()
+    check_out_dir(args.out)
+    if not str(args.out).endswith(".npz"):
+        raise InputError("--out must end in .npz", path=str(args.out))
+    with run_threads(args.threads, args.eigh_driver):
+        source = open_genotypes(args)
+        mask = filter_samples(args, source).mask
+        K = read_kinship(args.kinship, source.n_samples)
+        eig = eigendecompose(
+            K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
+        )
+        del K
+        with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
+            save_eigen(fh, eig)
+    if not args.quiet:
+        print(
+            f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
+            f"{source.n_samples} individuals ({int((eig.d == 0).sum())} eigenvalues zeroed)"
+        )
+        print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0

@@ -1,0 +1,73 @@
+"""``lmmscan kinship``: GEMMA's relatedness matrix (-gk 1 / -gk 2) to a file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..kinship import KINSHIP_METHODS
+from .common import check_out_dir, filter_samples, open_genotypes, progress, run_threads
+from .options import add_filter_args, add_genotype_args, add_run_args, add_sample_args, command
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    k = command(
+        sub,
+        "kinship",
+        help="compute a kinship matrix (GEMMA -gk)",
+        description="GEMMA's relatedness matrix over every individual of the genotype file, "
+        "from the SNPs that pass GEMMA's filters on the analysed individuals.\n\n"
+        "example: lmmscan kinship --bfile data/study --out study.cXX.txt",
+    )
+    add_genotype_args(k)
+    add_sample_args(k, multi=False)
+    k.add_argument(
+        "--method",
+        choices=KINSHIP_METHODS,
+        default="centered",
+        help="centered: GEMMA -gk 1 (.cXX); standardized: GEMMA -gk 2 (.sXX). Default: centered",
+    )
+    add_filter_args(k)
+    add_run_args(k)
+    k.add_argument(
+        "--out",
+        metavar="FILE",
+        required=True,
+        help="output: FILE ending in .npy is written as numpy, anything else as GEMMA's "
+        "tab-separated %%.10g text (GEMMA -o/-outdir); .npy is exact and much faster to "
+        "write and read for thousands of individuals. Required",
+    )
+    k.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..kinship import KinshipAccumulator, accumulate
+    from ..textio import write_kinship
+
+    t0 = time.perf_counter()
+    check_out_dir(args.out)
+    with run_threads(args.threads):
+        source = open_genotypes(args)
+        ph = filter_samples(args, source)
+        acc = KinshipAccumulator(
+            source.n_samples,
+            args.method,
+            mask=ph.mask,
+            W=ph.W if ph.W.shape[1] > 1 else None,
+            maf=args.maf,
+            miss=args.miss,
+            r2=args.r2,
+        )
+        with progress(args, source.n_snps, "kinship") as bar:
+            accumulate(source, [acc], progress=bar.update)
+        write_kinship(args.out, acc.result())
+    if not args.quiet:
+        c = acc.counts
+        removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
+        print(
+            f"kinship ({args.method}): {source.n_samples} x {source.n_samples} from {c.kept} "
+            f"of {c.total} SNPs (removed: {removed}); filters on {int(ph.mask.sum())} "
+            f"individuals"
+        )
+        print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0

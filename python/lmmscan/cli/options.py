@@ -1,0 +1,175 @@
+"""The command line's shared options: the parser class, value types, and the
+option groups several commands take (genotypes, individuals, filters, run)."""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_INPUT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2, like every bad input)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return v
+
+
+def fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v == v) or v > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number <= 1")
+    return v
+
+
+def columns(text: str) -> list[int]:
+    try:
+        cols = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give column numbers separated by commas, e.g. 1,3,5"
+        ) from None
+    if not cols or min(cols) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: columns are numbered from 1")
+    if len(set(cols)) != len(cols):
+        raise argparse.ArgumentTypeError(f"{text!r}: a column is named twice")
+    return cols
+
+
+def add_genotype_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("genotypes (one of)")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--bfile",
+        metavar="PREFIX",
+        help="PLINK 1 binary fileset PREFIX.bed/.bim/.fam; the .bim column-5 allele is "
+        "counted (GEMMA -bfile). Required: --bfile or --bimbam-geno",
+    )
+    src.add_argument(
+        "--bimbam-geno",
+        metavar="FILE",
+        help="BIMBAM mean-genotype file, plain or gzipped: rs allele1 allele0 then one "
+        "dosage of allele1 per individual, separated by spaces, tabs or commas, NA missing "
+        "(GEMMA -g). Required: --bfile or --bimbam-geno",
+    )
+    g.add_argument(
+        "--bimbam-anno",
+        metavar="FILE",
+        help="BIMBAM annotation file (rs pos chr [cM]) giving chr and ps; without it, or "
+        "for SNPs it lacks, chr is -9 and ps -9 (GEMMA -a). Default: none",
+    )
+
+
+def add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
+    g = p.add_argument_group("individuals")
+    g.add_argument(
+        "--pheno",
+        metavar="FILE",
+        help="phenotype file: one row per individual in genotype-file order, columns "
+        "separated by spaces, tabs or commas, NA missing (-9 is a value) (GEMMA -p). "
+        "Default: the .fam phenotypes (NA and -9 missing); required with --bimbam-geno "
+        "for scan",
+    )
+    if multi:
+        g.add_argument(
+            "--pheno-col",
+            metavar="N[,N...]",
+            type=columns,
+            default=[1],
+            help="phenotype column(s), 1-based; with --bfile and no --pheno, column N is "
+            ".fam column 5+N (GEMMA -n). Several columns (1,3,5) give one output set per "
+            "column, PREFIX.<N>.assoc.txt; columns with the same analysed individuals share "
+            "one eigendecomposition and one rotation of the genotypes. Default: 1",
+        )
+    else:
+        g.add_argument(
+            "--pheno-col",
+            metavar="N",
+            type=positive_int,
+            default=1,
+            help="phenotype column whose non-missing individuals the SNP filters use "
+            "(GEMMA -n). Default: 1",
+        )
+    g.add_argument(
+        "--covar",
+        metavar="FILE",
+        help="covariate file: one row per individual, NA missing; individuals with any NA "
+        "are dropped, and a column of 1s is appended last unless a column is constant "
+        "(GEMMA -c). Default: intercept only",
+    )
+
+
+def add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SNP filters (on the analysed individuals, as GEMMA)")
+    g.add_argument(
+        "--maf",
+        metavar="X",
+        type=float,
+        default=0.01,
+        help="drop SNPs with allele frequency < X or > 1-X; a negative X disables it "
+        "(GEMMA -maf; -notsnp is --maf -1). Default: 0.01",
+    )
+    g.add_argument(
+        "--miss",
+        metavar="Y",
+        type=fraction,
+        default=0.05,
+        help="drop SNPs missing in more than a fraction Y of individuals (GEMMA -miss). "
+        "Default: 0.05",
+    )
+    g.add_argument(
+        "--r2",
+        metavar="R",
+        type=fraction,
+        default=0.9999,
+        help="with covariates, drop SNPs whose R^2 on them exceeds R (GEMMA -r2). Default: 0.9999",
+    )
+
+
+def add_run_args(p: argparse.ArgumentParser, eigh: bool = False) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument(
+        "--threads",
+        metavar="N",
+        type=positive_int,
+        default=None,
+        help="threads for the per-SNP tests and for BLAS. Default: the usable cores",
+    )
+    if eigh:
+        g.add_argument(
+            "--eigh-driver",
+            choices=["evr", "evd"],
+            default="evr",
+            help="LAPACK eigensolver of the kinship: evr (dsyevr, memory 2 x 8n^2 bytes) or "
+            "evd (dsyevd, 2 x 8n^2 more; as fast on full-rank kinships, up to 7x faster on "
+            "one from fewer SNPs than samples). Default: evr",
+        )
+    g.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no summary (errors are still printed). Default: a "
+        "progress bar on stderr when it is a terminal, and a summary on stdout",
+    )
+
+
+def command(sub: argparse._SubParsersAction, name: str, **kwargs: str) -> argparse.ArgumentParser:
+    """A sub-command's parser, formatted as every other's."""
+    return sub.add_parser(name, formatter_class=Formatter, **kwargs)

@@ -1,0 +1,587 @@
+"""``lmmscan scan``: null models and per-SNP tests (GEMMA -lmm) to tables.
+
+The command parses, opens the inputs, and hands the scan to the engine
+(:class:`lmmscan.engine.Engine`); it writes the rows the engine delivers,
+keeps the ``--resume`` checkpoint (:mod:`lmmscan.cli.checkpoint`) and
+prints the summary.  Bad input ends the run with one line on stderr and exit
+status 2; every output is written under a temporary name and renamed when
+the whole run has succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._errors import InputError
+from ..filters import FilterCounts
+from ..kinship import KINSHIP_METHODS
+from ..output import FORMATS
+from ..samples import Analysed
+from .common import (
+    check_out_dir,
+    covariates,
+    open_genotypes,
+    pheno_name,
+    phenotypes,
+    progress,
+    run_threads,
+)
+from .options import (
+    add_filter_args,
+    add_genotype_args,
+    add_run_args,
+    add_sample_args,
+    command,
+    positive_int,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    s = command(
+        sub,
+        "scan",
+        help="fit the null model and test every SNP (GEMMA -lmm)",
+        description="Fit the null linear mixed model and test each SNP, as GEMMA -lmm does.\n\n"
+        "Writes PREFIX.assoc.txt (GEMMA's columns and number formats, or --format) and "
+        "PREFIX.null.json (the null model, SNP counts per filter, seconds per phase).\n\n"
+        "example: lmmscan scan --bfile data/study --covar covar.txt --test all --out study",
+    )
+    add_genotype_args(s)
+    add_sample_args(s, multi=True)
+    g = s.add_argument_group("model")
+    g.add_argument(
+        "--kinship",
+        metavar="FILE",
+        help="kinship matrix over every individual of the genotype file: GEMMA text or "
+        ".npy (GEMMA -k). Default: computed from the same genotypes and filters, as "
+        "'lmmscan kinship' would",
+    )
+    g.add_argument(
+        "--kinship-method",
+        choices=KINSHIP_METHODS,
+        default="centered",
+        help="how to compute the kinship when --kinship is not given (GEMMA -gk 1 / -gk 2). "
+        "Default: centered",
+    )
+    g.add_argument(
+        "--loco",
+        action="store_true",
+        help="leave one chromosome out: each chromosome's SNPs are tested with a kinship of "
+        "the other chromosomes (--kinship-method), one eigendecomposition each; needs "
+        "chromosome names (.bim, or --bimbam-anno) (GEMMA -loco, every chromosome in one "
+        "run). PREFIX.null.json describes the first chromosome's null model. Default: off",
+    )
+    g.add_argument(
+        "--eigen",
+        metavar="FILE.npz",
+        help="reuse a saved eigendecomposition ('lmmscan eigen') instead of a kinship; "
+        "refused unless it was made for exactly the analysed individuals (GEMMA -d/-u). "
+        "Default: none",
+    )
+    g.add_argument(
+        "--test",
+        choices=["wald", "lrt", "score", "all"],
+        default="wald",
+        help="wald (GEMMA -lmm 1), lrt (-lmm 2), score (-lmm 3) or all three (-lmm 4). "
+        "Default: wald",
+    )
+    g.add_argument(
+        "--lambda",
+        dest="lambda_mode",
+        choices=["per-snp", "null"],
+        default="per-snp",
+        help="per-snp: lambda re-optimised for every SNP, REML for the Wald test and ML for "
+        "the LRT (GEMMA); null: every SNP tested at the null model's lambda (EMMAX, "
+        "FaST-LMM, GCTA style: faster, slightly conservative for SNPs of large effect). Every "
+        "scan path (--loco, --eigen, --dask-scheduler) honours it; PREFIX.null.json records "
+        "it as lambda_mode. Default: per-snp",
+    )
+    add_filter_args(s)
+    o = s.add_argument_group("output")
+    o.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="gemma",
+        help="table format: gemma (PREFIX.assoc.txt, GEMMA's exact columns), plink2 "
+        "(PREFIX.glm.linear), regenie (PREFIX.regenie) or gwas-ssf (PREFIX.ssf.tsv); all but "
+        "gemma carry N, p and -log10 p. Default: gemma",
+    )
+    o.add_argument(
+        "--out",
+        metavar="PREFIX",
+        required=True,
+        help="output prefix, e.g. results/study (GEMMA -o with -outdir). Required",
+    )
+    o.add_argument(
+        "--block-size",
+        metavar="B",
+        type=positive_int,
+        default=None,
+        help="SNPs read and tested per block (memory: individuals x B doubles). "
+        "Default: about 32 MB worth, at most 8192",
+    )
+    o.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted scan (Ctrl-C, SIGTERM, kill -9, a crash) from its last "
+        "completed block: while it runs, a scan keeps its table as PREFIX.assoc.txt.partial "
+        "and a checkpoint PREFIX.resume.json; --resume with the same inputs and options "
+        "finishes them, and the table is byte for byte that of an uninterrupted run. Refused "
+        "(exit 2) when the checkpoint is from other inputs or options; with no checkpoint the "
+        "scan starts from the first SNP (so a batch job can always pass --resume). Not with "
+        "--loco, --dask-scheduler or a low-rank --eigen. Default: off (a fresh scan, which "
+        "removes any checkpoint of PREFIX)",
+    )
+    o.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write PREFIX.manhattan.png and PREFIX.qq.png (needs matplotlib). Default: off",
+    )
+    add_run_args(s, eigh=True)
+    s.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="scan on a Dask cluster (e.g. tcp://10.0.0.1:8786): the null model is sent to "
+        "every worker once and each task reads its own SNPs from the genotype file, which "
+        "the workers must see at the same path (pip install 'lmmscan[dask]'). Default: local",
+    )
+    s.set_defaults(func=run)
+
+
+@dataclass
+class Pheno:
+    """One --pheno-col: its analysed individuals, model, output and running summary."""
+
+    col: int
+    analysed: Analysed
+    stem: str = ""
+    null: Any = None
+    report: Any = None
+    writer: Any = None
+    filters: FilterCounts = field(default_factory=FilterCounts)
+    best: list = field(default_factory=list)  # (log10p, rs, chr, ps, beta, se) of the top hits
+    n_rows: int = 0
+    log10p: list = field(default_factory=list)  # main -log10 p per block (lambda_GC, plots)
+    where: list = field(default_factory=list)  # chr, rs, ps per block (only with --plot)
+    results: dict | None = None  # _results(), once the scan is done
+
+
+def load_phenotypes(args: argparse.Namespace, source: Any) -> list[Pheno]:
+    """Every --pheno-col with GEMMA's analysed individuals (errors name the column)."""
+    from ..samples import analyse
+
+    _check_scan_flags(args)
+    Y = phenotypes(args, source, args.pheno_col, required=True)
+    cov = covariates(args, source)
+    names = [pheno_name(args, col) for col in args.pheno_col]
+    return [Pheno(col, a) for col, a in zip(args.pheno_col, analyse(Y, cov, names), strict=True)]
+
+
+class _Rows:
+    """The engine's sink: each phenotype's rows to its table (and checkpoint)."""
+
+    def __init__(
+        self, args: argparse.Namespace, source: Any, phenos: list[Pheno], checkpoint: Any = None
+    ) -> None:
+        self.args, self.snps, self.phenos = args, source.snps, phenos
+        self.checkpoint = checkpoint
+
+    def tested(self, block: Any) -> None:
+        ph = self.phenos[block.phenotype]
+        snps = self.snps.iloc[block.index]
+        with self.args.clock.phase("write"):
+            log10p = ph.writer.write(snps, block.columns, block.statistics)
+            if self.checkpoint is not None:
+                self.checkpoint.record(ph, block.index, log10p)
+        ph.filters.add(block.filters)
+        _track_best(ph, snps, log10p, block.columns)
+        _collect(self.args, ph, snps, log10p)
+        ph.n_rows += len(snps)
+
+    def block_done(self, stop: int) -> None:
+        if self.checkpoint is not None:
+            with self.args.clock.phase("write"):
+                self.checkpoint.block_done(stop)
+
+
+def _table_writer(args: argparse.Namespace, ph: Pheno, fh: Any) -> Any:
+    from ..output import TableWriter
+    from ..pvalues import TEST_COLUMNS
+
+    n, c = int(ph.analysed.mask.sum()), ph.analysed.W.shape[1]
+    return TableWriter(
+        fh,
+        args.format,
+        args.test,
+        n_analyzed=n,
+        df=n - c - 1,
+        # only to recover statistics the scan did not give (it gives them all)
+        loglik_mle_null=ph.null.loglik_ml if ph.null is not None else float("nan"),
+        test_columns=TEST_COLUMNS[args.test],
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine import Engine, ScanOptions
+    from ..output import EXTENSIONS, OutputSet
+
+    clock = args.clock
+    check_out_dir(args.out)
+    outputs = OutputSet()
+    checkpoint = None
+    client = None
+    try:
+        with run_threads(args.threads, args.eigh_driver):
+            with clock.phase("inputs"):
+                source = open_genotypes(args)
+                phenos = load_phenotypes(args, source)
+            options = ScanOptions(args.test, args.maf, args.miss, args.r2, args.lambda_mode)
+            if args.dask_scheduler:
+                from ..distributed import connect
+
+                client = connect(args.dask_scheduler)
+            with Engine(
+                source, options, threads=args.threads, block_size=args.block_size, client=client
+            ) as engine:
+                _fit(args, source, phenos, engine)
+                single = len(phenos) == 1
+                for ph in phenos:
+                    ph.stem = args.out if single else f"{args.out}.{ph.col}"
+                ext = EXTENSIONS[args.format]
+                if _block_path(args, phenos):
+                    union = np.logical_or.reduce([ph.analysed.mask for ph in phenos])
+                    checkpoint = _checkpoint(args, source, phenos, ext, engine, union)
+                    try:
+                        _scan(args, source, phenos, engine, checkpoint)
+                    finally:
+                        checkpoint.close()
+                else:
+                    if args.resume:
+                        raise InputError(
+                            "--resume works for the block scan only, not with a "
+                            "low-rank --eigen: rerun without --resume"
+                        )
+                    _scan_to_files(args, source, phenos, engine, outputs, ext)
+            _write_nulls(args, source, phenos, outputs)
+            if args.plot:
+                with clock.phase("write"):
+                    _write_plots(args, phenos, outputs)
+        if checkpoint is not None:
+            checkpoint.commit_tables()
+        outputs.commit()
+        if checkpoint is not None:
+            checkpoint.remove()
+    except BaseException as exc:
+        if checkpoint is not None:
+            checkpoint.abandon(exc)
+        raise
+    finally:
+        outputs.discard()
+        if client is not None:
+            client.close()
+    if not args.quiet:
+        _print_summary(args, source, phenos, checkpoint)
+    return 0
+
+
+def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any) -> None:
+    """Each phenotype's null model (LOCO fits its own, per chromosome, in the
+    scan).  With --kinship, the first block is read meanwhile."""
+    from ..scan import fit_phenotypes
+
+    if args.loco:
+        return
+    clock = args.clock
+    analysed = [ph.analysed for ph in phenos]
+    if args.kinship is not None and not args.resume and not args.dask_scheduler:
+        engine.prefetch(np.flatnonzero(np.logical_or.reduce([a.mask for a in analysed])))
+    K: Any = None
+    with clock.phase("kinship"):
+        if args.kinship is not None:
+            from ..textio import read_kinship
+
+            K = read_kinship(args.kinship, source.n_samples)
+    computed = args.kinship is None and args.eigen is None
+    seconds: dict[str, float] = {}
+    with progress(args, source.n_snps, "kinship") if computed else contextlib.nullcontext() as bar:
+        nulls = fit_phenotypes(
+            source,
+            analysed,
+            kinship=args.kinship_method if computed else K,
+            eigen=args.eigen,
+            options=engine.options,
+            owned=True,
+            path=args.kinship if args.kinship is not None else args.eigen,
+            seconds=seconds,
+            progress=None if bar is None else bar.update,
+        )
+    del K  # before the scanners: a whitening one adds an n x n factor
+    for key, value in seconds.items():
+        clock.seconds[key] = clock.seconds.get(key, 0.0) + value
+    for ph, null in zip(phenos, nulls, strict=True):
+        ph.null = null
+
+
+def _block_path(args: argparse.Namespace, phenos: list[Pheno]) -> bool:
+    """True for the local lockstep scan, the one --resume continues."""
+    return not (
+        args.loco or args.dask_scheduler or any(ph.null.complement is not None for ph in phenos)
+    )
+
+
+def _checkpoint(
+    args: argparse.Namespace,
+    source: Any,
+    phenos: list[Pheno],
+    ext: str,
+    engine: Any,
+    union: np.ndarray,
+) -> Any:
+    from .checkpoint import Checkpoint
+
+    block = engine.block_size_for(int(union.sum()))
+    return Checkpoint(args, source, phenos, ext, block, lambda ph, fh: _table_writer(args, ph, fh))
+
+
+def _scan(
+    args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any, checkpoint: Any
+) -> None:
+    """Every phenotype in one pass over the genotypes, block by block, from the
+    checkpoint's next SNP; a checkpoint after each block."""
+    with progress(args, source.n_snps, "scan") as bar:
+        bar.update(checkpoint.next_snp)
+        engine.progress = bar.update
+        reports = engine.scan(
+            [ph.null for ph in phenos], _Rows(args, source, phenos, checkpoint),
+            first=checkpoint.next_snp,
+        )  # fmt: skip
+    _finish(args, phenos, reports, engine, resumed=checkpoint.resumed_from > 0)
+
+
+def _scan_to_files(
+    args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any, outputs: Any, ext: str
+) -> None:
+    """LOCO, a Dask cluster or a low-rank complement: the rows straight to
+    the tables (no checkpoint)."""
+    handles = []
+    try:
+        for ph in phenos:
+            fh = open(outputs.add(ph.stem + ext), "w", encoding="utf-8", newline="\n")
+            handles.append(fh)
+            with args.clock.phase("write"):
+                ph.writer = _table_writer(args, ph, fh)
+        sink = _Rows(args, source, phenos)
+        with progress(args, source.n_snps, "scan") as bar:
+            engine.progress = bar.update
+            if args.loco:
+                data = [(ph.analysed.y, ph.analysed.covariates) for ph in phenos]
+                reports = engine.scan_loco(data, sink, method=args.kinship_method)
+                for ph, report in zip(phenos, reports, strict=True):
+                    ph.null = next(iter(report.null_models.values()))
+            else:
+                reports = engine.scan([ph.null for ph in phenos], sink)
+    finally:
+        for fh in handles:
+            fh.close()
+    _finish(args, phenos, reports, engine)
+
+
+def _finish(
+    args: argparse.Namespace,
+    phenos: list[Pheno],
+    reports: list[Any],
+    engine: Any,
+    resumed: bool = False,
+) -> None:
+    """Each phenotype's report; a resumed scan's filter counts are those of
+    every block, the ones before the checkpoint included.  The run's scan
+    seconds."""
+    for ph, report in zip(phenos, reports, strict=True):
+        if resumed:
+            report.filters = ph.filters
+        ph.filters = report.filters
+        ph.report = report
+        _require_kept(ph.filters)
+    args.clock.scan = dict(engine.seconds)
+
+
+def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
+    main = ph.writer.main_p
+    lp = np.asarray(log10p.get(main, []))
+    if lp.size == 0:
+        return
+    lp = np.where(np.isnan(lp), -np.inf, lp)
+    top = np.argsort(-lp)[:keep]
+    beta = np.asarray(cols.get("beta", np.full(lp.size, np.nan)))
+    se = np.asarray(cols.get("se", np.full(lp.size, np.nan)))
+    for i in top.tolist():
+        row = block_snps.iloc[i]
+        ph.best.append(
+            (
+                float(lp[i]),
+                str(row["rs"]),
+                str(row["chr"]),
+                int(row["ps"]),
+                float(beta[i]),
+                float(se[i]),
+            )
+        )
+    ph.best.sort(key=lambda t: -t[0])
+    del ph.best[keep:]
+
+
+def _collect(args, ph, block_snps, log10p) -> None:
+    """Keep what lambda_GC (and, with --plot, the figures) need of each block."""
+    lp = np.asarray(log10p.get(ph.writer.main_p, []), dtype=np.float32)
+    ph.log10p.append(lp)
+    if getattr(args, "plot", False):
+        ph.where.append(block_snps[["chr", "rs", "ps"]].reset_index(drop=True))
+
+
+def _results(ph) -> dict:
+    """lambda_GC, genome-wide significant count and the top 10 hits of a phenotype."""
+    from ..pvalues import GENOME_WIDE, lambda_gc
+
+    lp = np.concatenate(ph.log10p) if ph.log10p else np.zeros(0, dtype=np.float32)
+    finite = lp.astype(np.float64)
+    finite = finite[np.isfinite(finite)]
+    p = np.power(10.0, -finite)
+    return {
+        "test": ph.writer.main_p,
+        "lambda_gc": lambda_gc(p) if p.size else float("nan"),
+        "n_genome_wide_significant": int((finite > -np.log10(GENOME_WIDE)).sum()),
+        "genome_wide_threshold": GENOME_WIDE,
+        "top_hits": [
+            {
+                "chr": chr_,
+                "rs": rs,
+                "ps": ps,
+                "beta": beta,
+                "se": se,
+                "p": float(10.0**-lp) if lp < 300 else 0.0,
+                "log10p": lp,
+            }
+            for lp, rs, chr_, ps, beta, se in ph.best
+        ],
+    }
+
+
+def _write_plots(args, phenos, outputs) -> None:
+    """PREFIX.manhattan.png and PREFIX.qq.png (scan --plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plot
+
+    for ph in phenos:
+        if ph.where:
+            table = pd.concat(ph.where, ignore_index=True)
+        else:
+            table = pd.DataFrame({"chr": [], "rs": [], "ps": []})
+        lp = np.concatenate(ph.log10p).astype(np.float64) if ph.log10p else np.zeros(0)
+        table[ph.writer.main_p] = np.power(10.0, -lp)
+        for kind, draw in (("manhattan", plot.manhattan), ("qq", plot.qq)):
+            fig = draw(table, ph.writer.main_p, title=ph.analysed.name)
+            with open(outputs.add(f"{ph.stem}.{kind}.png"), "wb") as fh:
+                fig.savefig(fh, format="png", dpi=100)
+            plt.close(fig)
+
+
+def _check_scan_flags(args: argparse.Namespace) -> None:
+    given = [
+        f
+        for f, v in (("--kinship", args.kinship), ("--eigen", args.eigen), ("--loco", args.loco))
+        if v
+    ]
+    if len(given) > 1:
+        raise InputError(f"give at most one of --kinship, --eigen and --loco, not {given}")
+    if args.loco and args.dask_scheduler:
+        raise InputError("--loco does not run on --dask-scheduler yet")
+    if args.resume and (args.loco or args.dask_scheduler):
+        flag = "--loco" if args.loco else "--dask-scheduler"
+        raise InputError(
+            f"--resume works for the block scan only, not with {flag}: rerun without --resume"
+        )
+
+
+def _require_kept(filters) -> None:
+    if filters.kept == 0:
+        raise InputError(
+            f"no SNP left after filtering ({_removed_text(filters)} of "
+            f"{filters.total}); relax --maf/--miss"
+        )
+
+
+def _write_nulls(args, source, phenos, outputs) -> None:
+    from ..output import null_summary, write_json
+
+    for ph in phenos:
+        with args.clock.phase("write"):
+            path = outputs.add(ph.stem + ".null.json")
+        data = null_summary(
+            ph.null,
+            ph.report,
+            phenotype=ph.analysed.name,
+            n_snps_total=source.n_snps,
+            lambda_mode=args.lambda_mode,
+            seconds=args.clock.phases(ph.report.seconds),
+        )
+        ph.results = data["results"] = _results(ph)
+        with args.clock.phase("write"), open(path, "w", encoding="utf-8") as fh:
+            write_json(fh, data)
+
+
+def _removed_text(counts) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.removed.items())
+
+
+def _print_summary(args, source, phenos, resume) -> None:
+    from ..output import EXTENSIONS
+
+    for ph in phenos:
+        null, c = ph.null, ph.filters
+        print(f"phenotype: {ph.analysed.name}")
+        print(
+            f"  individuals analysed: {null.n_analyzed} of {source.n_samples}; covariates: "
+            f"{null.n_covariates}{' (intercept added)' if null.intercept_added else ''}"
+        )
+        print(f"  SNPs tested: {c.kept} of {c.total} (removed: {_removed_text(c)})")
+        print(
+            f"  pve = {null.pve:.4g} ± {null.pve_se:.2g}; lambda (REML) = {null.lambda_:.4g}; "
+            f"vg = {null.vg:.4g}, ve = {null.ve:.4g}"
+        )
+        res = ph.results
+        print(
+            f"  lambda_GC = {res['lambda_gc']:.3f}; genome-wide significant "
+            f"({ph.writer.main_p} < 5e-8): {res['n_genome_wide_significant']}"
+        )
+        if ph.best:
+            print(f"  top {len(ph.best)} by {ph.writer.main_p}:")
+            for lp, rs, chr_, ps, beta, se in ph.best:
+                p = 10.0 ** (-lp) if lp < 300 else None
+                ptext = f"{p:.3g}" if p is not None else f"1e-{lp:.1f}"
+                effect = f"  beta {beta: .4g} se {se:.3g}" if np.isfinite(beta) else ""
+                print(f"    {rs:<16} chr {chr_:<4} ps {ps:<11}{effect}  p = {ptext}")
+        print(f"  wrote {ph.stem}{EXTENSIONS[args.format]} and {ph.stem}.null.json")
+    if args.lambda_mode == "null":
+        print("every SNP tested at the null model's lambda (--lambda null)")
+    if resume is not None and resume.resumed_from:
+        print(f"resumed at SNP {resume.resumed_from + 1} of {source.n_snps} from {resume.path}")
+    seconds = args.clock.phases(args.clock.scan)
+    total = seconds.pop("total")
+    if not seconds["startup"]:
+        del seconds["startup"]  # main() called from Python
+    parts = ", ".join(f"{_PHASE_NAMES.get(k, k)} {v:.2f}" for k, v in seconds.items())
+    print(f"seconds: {parts}; total {total:.2f}")
+    print(f"done in {total:.1f} s")
+
+
+_PHASE_NAMES = {"null_fit": "null fit", "tests": "lambda search and tests"}

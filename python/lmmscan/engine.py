@@ -1,0 +1,713 @@
+"""The scan engine: every way of scanning (``lmmscan.scan``, LOCO, Dask, the
+command line) runs its blocks of SNPs through here.
+
+- :class:`BlockScanner`: filter, impute, rotate (or whiten) and test one
+  block against one null model, with the C++ core.
+- :class:`ReadAhead`: the next block read on a thread while this one is
+  processed.
+- :class:`Engine`: the orchestrator.  Phenotypes whose null models share
+  one spectral basis (the same analysed individuals and kinship) and the
+  same covariates form a group: each block is read once for all groups,
+  filtered and rotated (or whitened) once per group, and tested once per
+  phenotype.  Each phenotype's tested rows go to a :class:`BlockSink` as
+  :class:`TestedBlock` s, in file order; the caller writes tables, keeps a
+  DataFrame or checkpoints.  Three ways to run the same blocks: locally in
+  lockstep (:meth:`Engine.scan`), on a Dask cluster (``client``: the same
+  block function on the workers, each task reading its own slice), or
+  leaving one chromosome out (:meth:`Engine.scan_loco`: one kinship,
+  decomposition and null fit per chromosome, see :mod:`lmmscan.loco`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from . import _core
+from ._errors import InputError
+from ._threads import blas_threads, usable_cores
+from .filters import FilterCounts, Scratch, filter_impute
+from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
+from .model import LambdaBounds, NullModel, fit_null
+from .pvalues import TEST_COLUMNS, p_values, statistics
+from .samples import analysed_samples, groups_by_samples
+from .spectral import Spectral, Whitening
+
+Test = Literal["wald", "lrt", "score", "all"]
+LAMBDA_MODES = ("per-snp", "null")
+
+
+@dataclass
+class ScanReport:
+    """What a scan did: SNP counts per filter and seconds per phase."""
+
+    filters: FilterCounts = field(default_factory=FilterCounts)
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(["read", "filter", "rotate", "tests"], 0.0)
+    )
+    null_models: dict[str, NullModel] = field(default_factory=dict)  # per chromosome (LOCO)
+
+    def add_seconds(self, seconds: dict[str, float]) -> None:
+        for key, value in seconds.items():
+            self.seconds[key] = self.seconds.get(key, 0.0) + value
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What is tested and which SNPs: the test, GEMMA's filters, the lambda mode."""
+
+    test: Test = "all"
+    maf: float | None = 0.01
+    miss: float = 0.05
+    r2: float = 0.9999
+    lambda_mode: str = "per-snp"
+
+    def __post_init__(self) -> None:
+        if self.test not in TEST_COLUMNS:
+            raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {self.test!r}")
+        if self.lambda_mode not in LAMBDA_MODES:
+            raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {self.lambda_mode!r}")
+
+    @property
+    def columns(self) -> list[str]:
+        """The tested columns of a block: n_miss, af, then the test's."""
+        return ["n_miss", "af", *TEST_COLUMNS[self.test]]
+
+    def scanner(self, null: NullModel, threads: int | None, whiten: bool = False) -> BlockScanner:
+        return BlockScanner(
+            null,
+            self.test,
+            maf=self.maf,
+            miss=self.miss,
+            r2=self.r2,
+            threads=threads,
+            lambda_mode=self.lambda_mode,
+            whiten=whiten,
+        )
+
+
+def whitening_lambda(null: NullModel, test: str, lambda_mode: str) -> float | None:
+    """The one lambda a fixed-lambda scan of ``test`` needs, when a Cholesky
+    whitening can replace the eigenvector rotation (a dense kinship, all n
+    eigenvectors); None otherwise.  The Wald test is at the null REML lambda,
+    the likelihood ratio and score tests at the null ML lambda, so ``"all"``
+    needs two unless they coincide."""
+    if lambda_mode != "null" or null.complement is not None:
+        return None
+    if type(null.spectral) is not Spectral or null.spectral.U.shape[1] != null.n_analyzed:
+        return None
+    reml, ml = null.fit.lambda_remle, null.fit.lambda_mle
+    lam = {"wald": reml, "lrt": ml, "score": ml}.get(test, reml if reml == ml else None)
+    return lam if lam is not None and np.isfinite(lam) else None
+
+
+class BlockScanner:
+    """Filters, imputes, rotates and tests blocks of SNPs against a null model.
+
+    ``whiten=True`` (fixed lambda, one test; see :func:`whitening_lambda`)
+    replaces the rotation U'X by the triangular product L^-1 X with
+    L L' = lambda K + I: half the flops of the scan's dominant step, same
+    results to rounding.  A whitened block belongs to this scanner's
+    phenotype (its lambda); a rotated block can be shared by the scanners of
+    phenotypes with the same samples, covariates and kinship.
+    """
+
+    def __init__(
+        self,
+        null: NullModel,
+        test: Test = "all",
+        *,
+        maf: float | None = 0.01,
+        miss: float = 0.05,
+        r2: float = 0.9999,
+        threads: int | None = None,
+        lambda_mode: str = "per-snp",
+        whiten: bool = False,
+    ) -> None:
+        if test not in TEST_COLUMNS:
+            raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
+        if lambda_mode not in ("per-snp", "null"):
+            raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
+        self.null = null
+        self.test = test
+        self.maf, self.miss, self.r2 = maf, miss, r2
+        self.threads = threads or usable_cores()
+        if self.threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        b = null.bounds
+        self.whitening: Whitening | None = None
+        UtW, Uty, raw = null.UtW, null.Uty, {}
+        if whiten:
+            lam = whitening_lambda(null, test, lambda_mode)
+            if lam is None:
+                raise InputError(
+                    "whiten=True needs lambda_mode='null', a dense kinship and one test "
+                    "lambda (test 'wald', 'lrt' or 'score')"
+                )
+            self.whitening = Whitening.from_spectral(null.spectral, lam)
+            UtW = np.asfortranarray(self.whitening.whiten(null.W))
+            Uty = self.whitening.whiten(null.y)
+            raw = dict(raw_W=null.W, raw_y=null.y, whitened_lambda=lam)
+        self._core = _core.Scanner(
+            null.spectral.d,
+            UtW,
+            Uty,
+            null.fit,
+            wald=test in ("wald", "all"),
+            lrt=test in ("lrt", "all"),
+            score=test in ("score", "all"),
+            l_min=b.l_min,
+            l_max=b.l_max,
+            n_region=b.n_region,
+            n_total=null.spectral.n_total if null.complement is not None else 0,
+            complement=null.complement,
+            fixed_lambda=lambda_mode == "null",
+            **raw,
+        )
+        self.df = null.n_analyzed - null.n_covariates - 1
+        self._V = np.column_stack([null.W, null.y]) if null.complement is not None else None
+        # block buffers reused by _prepare, per thread, freed with the scanner
+        self._local = threading.local()
+
+    def _scratch(self) -> Scratch:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = Scratch()
+        return scratch
+
+    def prepare(
+        self, X: np.ndarray, report: ScanReport | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Filter, impute and rotate a block X (analysed samples x SNPs, NaN missing).
+
+        Returns (keep, n_miss, af, UtX) with n_miss and af of the kept SNPs and
+        UtX (kept, n) their rotated genotypes.  Phenotypes sharing the analysed
+        samples, covariates and kinship can share one prepared block, unless
+        the scanner whitens (its block is then L^-1 X, and
+        :meth:`test_rotated` also needs the raw block: use :meth:`scan`).
+        """
+        keep, n_miss, af, UtX, _ = self._prepare(X, report)
+        return keep, n_miss, af, UtX
+
+    def _prepare(self, X: np.ndarray, report: ScanReport | None):
+        """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
+        scanner's scratch buffer for this thread until the next call."""
+        t0 = time.perf_counter()
+        keep, n_miss, af, counts, Xk = filter_impute(
+            X,
+            maf=self.maf,
+            miss=self.miss,
+            W=self.null.W,
+            r2=self.r2,
+            scratch=self._scratch(),
+            threads=self.threads,
+        )
+        t1 = time.perf_counter()
+        idx = np.flatnonzero(keep)
+        UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
+        if report is not None:
+            report.filters.add(counts)
+            report.seconds["filter"] += t1 - t0
+            report.seconds["rotate"] += time.perf_counter() - t1
+        return keep, n_miss[idx], af[idx], UtX, Xk
+
+    def complement(self, Xk: np.ndarray) -> np.ndarray | None:
+        """Each SNP's complement entries (b, c + 2) for the imputed SNPs Xk
+        (n, b), when the model has a zero-eigenvalue complement; else None."""
+        if self._V is None:
+            return None
+        return np.ascontiguousarray(self.null.spectral.complement_rows(Xk, self._V))
+
+    def test_rotated(
+        self,
+        UtX: np.ndarray,
+        report: ScanReport | None = None,
+        comp: np.ndarray | None = None,
+        Xk: np.ndarray | None = None,
+    ) -> dict:
+        """The test's columns (GEMMA names) for rotated SNPs UtX (b, k).
+
+        ``comp`` (b, c + 2): each SNP's complement entries, needed when the
+        model has a zero-eigenvalue complement (group models).  ``Xk``
+        (n, b): the imputed SNPs before rotation, needed when the scanner
+        whitens.
+        """
+        cols, _ = self.test_rotated_with_statistics(UtX, report, comp, Xk)
+        return cols
+
+    def test_rotated_with_statistics(
+        self,
+        UtX: np.ndarray,
+        report: ScanReport | None = None,
+        comp: np.ndarray | None = None,
+        Xk: np.ndarray | None = None,
+    ) -> tuple[dict, dict]:
+        """As :meth:`test_rotated`, plus the statistics behind each p-value
+        (see :func:`statistics`)."""
+        X = None
+        if self.whitening is not None:
+            if Xk is None:
+                raise InputError("a whitening scanner needs the unrotated SNPs (Xk=) of UtX")
+            X = np.ascontiguousarray(Xk.T)
+        t0 = time.perf_counter()
+        raw = self._core.scan(UtX, comp, self.threads, X)
+        if report is not None:
+            report.seconds["tests"] += time.perf_counter() - t0
+        stats = statistics(raw, self.test, self.null.loglik_ml)
+        return p_values(raw, self.test, self.df, self.null.loglik_ml, stats), stats
+
+    def scan_with_statistics(
+        self, X: np.ndarray, report: ScanReport | None = None
+    ) -> tuple[np.ndarray, dict, dict]:
+        """As :meth:`scan`, plus the statistic behind each p-value (see
+        :func:`statistics`); handles a zero-eigenvalue complement."""
+        keep, n_miss, af, UtX, Xk = self._prepare(X, report)
+        tested, stats = self.test_rotated_with_statistics(UtX, report, self.complement(Xk), Xk)
+        return keep, {"n_miss": n_miss, "af": af, **tested}, stats
+
+    def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
+        """Test the columns of X (analysed samples x SNPs, NaN missing).
+
+        Returns (keep mask, columns) with columns n_miss, af and the test's.
+        """
+        keep, cols, _ = self.scan_with_statistics(X, report)
+        return keep, cols
+
+
+@dataclass
+class TestedBlock:
+    """One phenotype's tested SNPs of one block."""
+
+    phenotype: int  # the position of its null model (or phenotype) in the engine call
+    index: np.ndarray  # positions of the tested SNPs in the source, ascending
+    columns: dict[str, np.ndarray]  # n_miss, af and the test's columns
+    statistics: dict[str, np.ndarray]  # the statistic behind each p column
+    filters: FilterCounts  # what the filters did to this block's SNPs
+
+
+class BlockSink(Protocol):
+    """Where the engine delivers results."""
+
+    def tested(self, block: TestedBlock) -> None:
+        """A phenotype's rows of a block, in file order for that phenotype."""
+        ...
+
+    def block_done(self, stop: int) -> None:
+        """Every phenotype's rows of the SNPs before ``stop`` are delivered
+        (the local lockstep scan only: the point a checkpoint can be taken)."""
+        ...
+
+
+class Collector:
+    """A sink that keeps every phenotype's blocks (for DataFrames)."""
+
+    def __init__(self, n_phenotypes: int) -> None:
+        self.blocks: list[list[TestedBlock]] = [[] for _ in range(n_phenotypes)]
+
+    def tested(self, block: TestedBlock) -> None:
+        self.blocks[block.phenotype].append(block)
+
+    def block_done(self, stop: int) -> None:
+        pass
+
+    def merged(self, k: int, columns: list[str]) -> tuple[np.ndarray, dict, dict]:
+        """(index, columns, statistics) of phenotype k, every block in file order."""
+        blocks = sorted(self.blocks[k], key=lambda b: int(b.index[0]) if b.index.size else -1)
+        index = np.concatenate([b.index for b in blocks]) if blocks else np.zeros(0, np.int64)
+        cols = {
+            name: np.concatenate([b.columns[name] for b in blocks]) if blocks else np.zeros(0)
+            for name in columns
+        }
+        names = blocks[0].statistics if blocks else {}
+        stats = {name: np.concatenate([b.statistics[name] for b in blocks]) for name in names}
+        return index, cols, stats
+
+
+@dataclass
+class _Group:
+    """Phenotypes that share one read, one filter and one rotation of each block."""
+
+    members: list[int]  # positions in the engine call
+    mask: np.ndarray  # the analysed samples
+    scanners: list[BlockScanner] = field(default_factory=list)
+    reports: list[ScanReport] = field(default_factory=list)  # the members' own (tests)
+    report: ScanReport = field(default_factory=ScanReport)  # shared: filters, filter, rotate
+    rows: np.ndarray | None = None  # the group's rows in a block of the union of samples
+
+    def share(self, read_seconds: float) -> None:
+        """Give every member the group's filter counts and the seconds of the
+        work done once for all of them (all but the tests)."""
+        for report in self.reports:
+            report.filters = self.report.filters
+            for key, value in self.report.seconds.items():
+                if key != "tests":
+                    report.seconds[key] = value
+            report.seconds["read"] = read_seconds
+
+
+def _same_rotation(a: NullModel, b: NullModel) -> bool:
+    return a.spectral is b.spectral and np.array_equal(a.W, b.W)
+
+
+class Engine:
+    """The one orchestrator of scans (see the module docstring).
+
+    ``threads``: the per-SNP tests' threads (default: the usable cores).
+    ``block_size``: SNPs per block (default: about 32 MB of the samples
+    read).  ``client``: a ``dask.distributed.Client`` to scan on.
+    ``progress(n)``: called with the number of SNPs each finished block
+    covers.  Use as a context manager, or call :meth:`close`, so that a read
+    in flight is stopped.
+    """
+
+    def __init__(
+        self,
+        source: GenotypeSource,
+        options: ScanOptions,
+        *,
+        threads: int | None = None,
+        block_size: int | None = None,
+        client: Any = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        if block_size is not None and block_size < 1:
+            raise InputError(f"block_size must be positive, got {block_size}")
+        self.source = source
+        self.options = options
+        self.threads = threads
+        self.block_size = block_size
+        self.client = client
+        self.progress = progress
+        self.seconds: dict[str, float] = {}  # the phases of every scan of this engine, once each
+        self._reader: ReadAhead | None = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop a read in flight (its block is dropped)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def block_size_for(self, n_samples: int) -> int:
+        return self.block_size or default_block_size(n_samples)
+
+    def prefetch(self, samples: np.ndarray, first: int = 0) -> None:
+        """Start reading the first block of ``samples`` (indices) now, so that
+        it is read while the caller fits the null models.  A guess: a scan of
+        other samples or from another SNP reads its own blocks."""
+        if self.client is None and samples.size:
+            self.close()
+            self._reader = ReadAhead(self.source, self.block_size_for(samples.size), samples, first)
+
+    def _advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress(n)
+
+    # -- phenotype groups
+
+    def _groups(
+        self, nulls: Sequence[NullModel], reports: list[ScanReport], whiten: bool
+    ) -> list[_Group]:
+        groups: list[_Group] = []
+        for k, null in enumerate(nulls):
+            if null.analyzed.shape[0] != self.source.n_samples:
+                raise InputError(
+                    f"null_model was fitted on {null.analyzed.shape[0]} samples but genotypes "
+                    f"have {self.source.n_samples}"
+                )
+            same = (g for g in groups if _same_rotation(nulls[g.members[0]], null))
+            group = next(same, None)
+            if group is None:
+                group = _Group([], null.analyzed)
+                groups.append(group)
+            group.members.append(k)
+            group.reports.append(reports[k])
+        for g in groups:
+            alone = whiten and len(g.members) == 1 and self.client is None
+            for k in g.members:
+                lam = whitening_lambda(nulls[k], self.options.test, self.options.lambda_mode)
+                t0 = time.perf_counter()
+                g.scanners.append(
+                    self.options.scanner(nulls[k], self.threads, whiten=alone and lam is not None)
+                )
+                if g.scanners[-1].whitening is not None:  # the factorisation, timed as such
+                    g.report.add_seconds({"eigen": time.perf_counter() - t0})
+        return groups
+
+    def _test_block(self, g: _Group, X: np.ndarray, positions: np.ndarray, sink: BlockSink) -> None:
+        """Filter and rotate X (the group's samples x the SNPs at
+        ``positions``) once, then test it for each phenotype of the group."""
+        part = ScanReport()
+        keep, n_miss, af, UtX, Xk = g.scanners[0]._prepare(X, part)
+        g.report.filters.add(part.filters)
+        g.report.add_seconds({key: part.seconds[key] for key in ("filter", "rotate")})
+        index = positions[keep]
+        for k, scanner, report in zip(g.members, g.scanners, g.reports, strict=True):
+            tested, stats = scanner.test_rotated_with_statistics(
+                UtX, report, scanner.complement(Xk), Xk
+            )
+            cols = {"n_miss": n_miss, "af": af, **tested}
+            sink.tested(TestedBlock(k, index, cols, stats, part.filters))
+
+    # -- every SNP against fitted null models: locally in lockstep, or on Dask
+
+    def scan(
+        self,
+        nulls: Sequence[NullModel],
+        sink: BlockSink,
+        *,
+        first: int = 0,
+        whiten: bool = True,
+    ) -> list[ScanReport]:
+        """Test every SNP from ``first`` on against each null model; returns a
+        report per null model.  ``whiten``: a group of one phenotype scanned at
+        a fixed lambda may whiten instead of rotating (see
+        :func:`whitening_lambda`; never on Dask)."""
+        reports = [ScanReport() for _ in nulls]
+        groups = self._groups(nulls, reports, whiten)
+        if self.client is not None:
+            if first:
+                raise InputError("a Dask scan starts at the first SNP")
+            read = self._scan_dask(nulls, groups, sink)
+        else:
+            read = self._scan_local(groups, sink, first)
+        for g in groups:
+            g.share(read)
+        self._add_seconds(groups, {"read": read})
+        return reports
+
+    def _add_seconds(self, groups: list[_Group], extra: dict[str, float]) -> None:
+        """The run's phases, each counted once: a group's shared work once, its
+        phenotypes' tests and fits each."""
+        totals = ScanReport(seconds=dict(extra))
+        for g in groups:
+            totals.add_seconds(g.report.seconds)
+            for report in g.reports:
+                totals.add_seconds(
+                    {key: report.seconds.get(key, 0.0) for key in ("tests", "null_fit")}
+                )
+        for key, value in totals.seconds.items():
+            self.seconds[key] = self.seconds.get(key, 0.0) + value
+
+    def _scan_local(self, groups: list[_Group], sink: BlockSink, first: int) -> float:
+        """One read of the union of the groups' samples per block; returns the
+        seconds spent waiting for blocks."""
+        union = np.zeros(self.source.n_samples, dtype=bool)
+        for g in groups:
+            union |= g.mask
+        samples = np.flatnonzero(union)
+        if len(groups) > 1:
+            position = np.full(self.source.n_samples, -1)
+            position[samples] = np.arange(samples.size)
+            for g in groups:
+                g.rows = position[g.mask]
+        reader = ReadAhead.reuse(
+            self._reader, self.source, self.block_size_for(samples.size), samples, first
+        )
+        self._reader = None
+        seconds = {"read": 0.0}
+        try:
+            for start, stop, X in reader.blocks(seconds):
+                positions = np.arange(start, stop)
+                for g in groups:
+                    self._test_block(g, X if g.rows is None else X[g.rows], positions, sink)
+                sink.block_done(stop)
+                self._advance(stop - start)
+        finally:
+            reader.close()
+        return seconds["read"]
+
+    def _scan_dask(
+        self, nulls: Sequence[NullModel], groups: list[_Group], sink: BlockSink
+    ) -> float:
+        """Each group's SNPs in slices on the cluster: the null models go to
+        every worker once, each task reads its own slice (see
+        :mod:`lmmscan.distributed`)."""
+        from . import distributed
+
+        read = 0.0
+        for g in groups:
+            shared = _Shared(
+                token=uuid.uuid4().hex,
+                nulls=[replace(nulls[k], fit=None) for k in g.members],
+                lambdas=[(nulls[k].fit.lambda_remle, nulls[k].fit.lambda_mle) for k in g.members],
+                options=self.options,
+            )
+            block = self.block_size_for(int(g.mask.sum()))
+            for start, (keep, tested, part) in distributed.map_slices(
+                self.client, _scan_slice, shared, self.source, block
+            ):
+                index = start + np.flatnonzero(keep)
+                for k, (cols, stats), report, seconds in zip(
+                    g.members, tested, g.reports, part.tests, strict=True
+                ):
+                    report.add_seconds({"tests": seconds})
+                    sink.tested(TestedBlock(k, index, cols, stats, part.report.filters))
+                g.report.filters.add(part.report.filters)
+                g.report.add_seconds(
+                    {key: part.report.seconds[key] for key in ("filter", "rotate")}
+                )
+                read += part.report.seconds["read"]
+                self._advance(keep.size)
+        return read
+
+    # -- leave one chromosome out
+
+    def scan_loco(
+        self,
+        phenotypes: Sequence[tuple[np.ndarray, np.ndarray | None]],
+        sink: BlockSink,
+        *,
+        method: str = "centered",
+        bounds: LambdaBounds | None = None,
+        chromosomes: Sequence[str] | None = None,
+        memory_limit: int | None = None,
+    ) -> list[ScanReport]:
+        """Each chromosome's SNPs tested against a kinship of the others, for
+        each phenotype ``(y, covariates)`` (see :mod:`lmmscan.loco`).  The
+        phenotypes with the same analysed samples share the kinship pass, the
+        decompositions, and each block's read and rotation.  Every
+        chromosome's null model goes to the report's ``null_models``.
+        ``chromosomes`` restricts the tests (every kinship still uses all
+        the other chromosomes)."""
+        from . import loco
+
+        if self.client is not None:
+            raise InputError("LOCO does not run on a Dask client yet")
+        masks, Ws = [], []
+        for y, cov in phenotypes:
+            mask, _, W, _, _ = analysed_samples(y, cov)
+            masks.append(mask)
+            Ws.append(W)
+        reports = [ScanReport() for _ in phenotypes]
+        order = loco.FileOrder(sink)
+        for members in groups_by_samples(masks):
+            mask = masks[members[0]]
+            g = _Group(members, mask, reports=[reports[k] for k in members])
+            passes = loco.KinshipPasses(
+                self.source,
+                mask,
+                Ws[members[0]],
+                method,
+                self.options,
+                self.block_size,
+                g.report,
+                memory_limit=memory_limit,
+            )
+            wanted = passes.tested(chromosomes)
+            order.expect(members, wanted)
+            samples = np.flatnonzero(mask)
+            block = self.block_size_for(self.source.n_samples)
+            workers = self.threads or usable_cores()
+            for chrom, spectral in passes.spectra(wanted, workers):
+                g.scanners = []
+                for k, report in zip(members, g.reports, strict=True):
+                    y, cov = phenotypes[k]
+                    t0 = time.perf_counter()
+                    null = fit_null(y, cov, spectral=spectral, bounds=bounds)
+                    report.add_seconds({"null_fit": time.perf_counter() - t0})
+                    report.null_models[chrom.name] = null
+                    g.scanners.append(self.options.scanner(null, self.threads))
+                del spectral
+                for start, stop, pos in snp_runs(chrom.index, block):
+                    t0 = time.perf_counter()
+                    X = self.source.read(start, stop, samples)[:, pos - start]
+                    g.report.add_seconds({"read": time.perf_counter() - t0})
+                    self._test_block(g, X, pos, order)
+                    self._advance(pos.size)
+            if chromosomes is None:  # SNPs on no known chromosome: neither kept nor tested
+                g.report.filters.total += passes.unplaced
+            g.share(g.report.seconds["read"])
+            self._add_seconds([g], {})
+        order.flush()
+        return reports
+
+
+# -- Dask tasks (run on the workers; lmmscan.distributed sends them)
+
+_CACHE_SIZE = 2
+_cache: dict[str, list[BlockScanner]] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass
+class _Shared:
+    """What every task of a group needs: the null models without their C++
+    fit objects (pybind11 objects do not pickle), rebuilt on the worker from
+    the same rotated data, which gives the same lambdas bit for bit (checked)."""
+
+    token: str
+    nulls: list[NullModel]  # with fit=None
+    lambdas: list[tuple[float, float]]  # each core fit's (lambda_remle, lambda_mle)
+    options: ScanOptions
+
+
+@dataclass
+class _SlicePart:
+    report: ScanReport  # read, filter and rotate of the slice, its filter counts
+    tests: list[float]  # each phenotype's test seconds
+
+
+def _rebuild(shared: _Shared) -> list[BlockScanner]:
+    with _cache_lock:
+        hit = _cache.get(shared.token)
+    if hit is not None:
+        return hit
+    scanners = []
+    for null, lambdas in zip(shared.nulls, shared.lambdas, strict=True):
+        b = null.bounds
+        n_total = null.spectral.n_total if null.complement is not None else 0
+        fit = _core.fit_null(
+            null.spectral.d,
+            null.UtW,
+            null.Uty,
+            b.l_min,
+            b.l_max,
+            b.n_region,
+            n_total,
+            null.complement,
+        )
+        if not np.array_equal((fit.lambda_remle, fit.lambda_mle), lambdas, equal_nan=True):
+            raise RuntimeError(
+                "the null model rebuilt on a worker differs from the client's: lambdas "
+                f"{(fit.lambda_remle, fit.lambda_mle)} vs {lambdas}"
+            )
+        scanners.append(shared.options.scanner(replace(null, fit=fit), threads=1))
+    with _cache_lock:
+        while len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[shared.token] = scanners
+    return scanners
+
+
+def _scan_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) -> tuple:
+    """One task: read SNPs start..stop-1 of the group's samples and test them
+    for each of its phenotypes, on one thread (BLAS included), so that the
+    cluster's workers x threads is the number of busy cores."""
+    report = ScanReport()
+    tested, tests = [], []
+    with blas_threads(1):
+        scanners = _rebuild(shared)
+        t0 = time.perf_counter()
+        X = source.read(start, stop, np.flatnonzero(shared.nulls[0].analyzed))
+        report.seconds["read"] += time.perf_counter() - t0
+        keep, n_miss, af, UtX, Xk = scanners[0]._prepare(X, report)
+        for scanner in scanners:
+            own = ScanReport()
+            cols, stats = scanner.test_rotated_with_statistics(UtX, own, scanner.complement(Xk), Xk)
+            tested.append(({"n_miss": n_miss, "af": af, **cols}, stats))
+            tests.append(own.seconds["tests"])
+    return keep, tested, _SlicePart(report, tests)

@@ -1,0 +1,121 @@
+"""The samples step: which individuals a phenotype analyses (GEMMA's rule),
+its covariate matrix, and phenotypes grouped by their analysed individuals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._errors import InputError
+
+
+def analysed_samples(
+    y: np.ndarray, covariates: np.ndarray | None, n: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """GEMMA's sample handling (reference section 1.1).
+
+    Returns (mask, y_analysed, W, W_full_rows, intercept_added): samples with
+    a missing phenotype or any missing covariate are dropped; when no
+    covariate column is constant on the analysed samples a column of ones is
+    appended last; without covariates W is a column of ones.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1:
+        raise InputError(f"y must be 1-D (one value per sample), got shape {y.shape}")
+    if n is not None and y.shape[0] != n:
+        raise InputError(f"y has {y.shape[0]} values but there are {n} samples")
+    if np.isinf(y).any():
+        raise InputError("y contains infinite values (use NaN for missing)")
+    mask = ~np.isnan(y)
+    if covariates is not None:
+        cov = np.asarray(covariates, dtype=np.float64)
+        if cov.ndim == 1:
+            cov = cov[:, None]
+        if cov.ndim != 2 or cov.shape[0] != y.shape[0]:
+            raise InputError(
+                f"covariates must have shape ({y.shape[0]}, c), got {np.shape(covariates)}"
+            )
+        if np.isinf(cov).any():
+            raise InputError("covariates contain infinite values (use NaN for missing)")
+        mask &= ~np.isnan(cov).any(axis=1)
+    else:
+        cov = np.ones((y.shape[0], 0))
+    if not mask.any():
+        raise InputError("every sample has a missing phenotype or covariate: nothing to analyse")
+    W = cov[mask]
+    intercept_added = False
+    if W.shape[1] == 0 or not (W.max(axis=0) == W.min(axis=0)).any():
+        W = np.column_stack([W, np.ones(W.shape[0])])
+        intercept_added = True
+    n_an, c = W.shape
+    _check_full_rank(W, intercept_added)
+    if n_an < c + 2:
+        raise InputError(
+            f"{n_an} analysed samples but {c} covariate columns: need at least c + 2 = {c + 2}"
+        )
+    return mask, y[mask], W, cov, intercept_added
+
+
+def _check_full_rank(W: np.ndarray, intercept_added: bool) -> None:
+    """Refuse covariates that are linearly dependent (GEMMA would divide by ~0)."""
+    scale = np.linalg.norm(W, axis=0)
+    if np.any(scale == 0):
+        j = int(np.flatnonzero(scale == 0)[0])
+        raise InputError(f"covariate column {j + 1} is zero on every analysed sample")
+    Wn = W / scale
+    for j in range(1, W.shape[1] + 1):
+        s = np.linalg.svd(Wn[:, :j], compute_uv=False)
+        if s[-1] < 1e-10 * s[0]:
+            what = "the added intercept" if intercept_added and j == W.shape[1] else f"column {j}"
+            raise InputError(
+                f"covariates are collinear: {what} is a linear combination of the columns "
+                "before it (on the analysed samples)"
+            )
+
+
+def groups_by_samples(masks: list[np.ndarray]) -> list[list[int]]:
+    """Indices of ``masks`` grouped by equal analysed individuals, in order of
+    first appearance: the phenotypes of a group share one kinship
+    restriction, one eigendecomposition and one rotation of every block."""
+    groups: dict[bytes, list[int]] = {}
+    for i, mask in enumerate(masks):
+        groups.setdefault(np.packbits(mask).tobytes(), []).append(i)
+    return list(groups.values())
+
+
+@dataclass
+class Analysed:
+    """One phenotype with GEMMA's analysed individuals (see :func:`analysed_samples`)."""
+
+    name: str  # how messages name it
+    y: np.ndarray  # every sample's value, NaN missing
+    covariates: np.ndarray | None  # every sample's rows, as given
+    mask: np.ndarray  # the analysed samples
+    W: np.ndarray  # their covariate matrix, intercept appended if added
+
+
+def analyse(
+    Y: np.ndarray, covariates: np.ndarray | None, names: list[str] | None = None
+) -> list[Analysed]:
+    """Each column of Y (samples, p) with its analysed samples.  An error
+    names the phenotype (``names``; for several unnamed ones "phenotype 1",
+    "phenotype 2", ...)."""
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2:
+        raise InputError(f"y must be 1-D or 2-D (samples x phenotypes), got shape {Y.shape}")
+    prefix = names is not None or Y.shape[1] > 1
+    names = names or ([f"phenotype {k + 1}" for k in range(Y.shape[1])] if prefix else [""])
+    out = []
+    for k, name in enumerate(names):
+        y = Y[:, k]
+        try:
+            mask, _, W, _, _ = analysed_samples(y, covariates)
+        except InputError as exc:
+            if not prefix:
+                raise
+            raise InputError(f"{name}: {exc}") from None
+        out.append(Analysed(name, y, covariates, mask, W))
+    return out

@@ -1,0 +1,565 @@
+"""The spectral step: every basis the null fit and the scan rotate with.
+
+- :class:`Spectral`: K = U diag(d) U' from LAPACK, all n directions
+  (:func:`decompose_kinship` restricts, double-centres and decomposes a
+  kinship as GEMMA does).
+- :class:`GroupSpectral`: K = D D' for group labels, in closed form.
+- :class:`LowRankSpectral`: k < n directions, the other n - k with
+  eigenvalue 0 (FaST-LMM's low rank; :mod:`lmmscan.lowrank` builds it).
+- :class:`Whitening`: the inverse Cholesky factor of lambda K + I, the
+  cheaper rotation of a fixed-lambda scan.
+
+The first three satisfy :class:`SpectralBasis`, the protocol
+:func:`lmmscan.fit_null` and the scan engine are typed against; all four
+satisfy :class:`BlockRotation`, what the engine needs of a block's rotation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ._errors import InputError, NumericalError
+from ._threads import blas_threads
+
+EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
+_MIN_GEMM_COLUMNS = 64
+
+
+# Below this size the eigendecomposition runs on one BLAS thread, where a
+# second thread buys nothing.  Above it, BLAS's own thread count applies
+# (capped by --threads / threadpoolctl): on an idle 2-core machine two threads
+# took dsyevr from 1.12-1.30 to 0.67-0.71 s at n = 1,940 and from 3.7-4.2 to
+# 2.1 s at n = 3,000.  On a machine shared with other busy processes the same
+# two threads spin while they wait for each other and were 4-10x slower than
+# one (n = 1,410-3,000, load 2-4): there, pass --threads 1 (or set
+# OPENBLAS_NUM_THREADS=1).
+EIGH_SERIAL_BELOW = 1000
+
+# The LAPACK eigensolver.  "evr" (dsyevr, MRRR) needs O(n) workspace: the
+# decomposition holds K's buffer and U, 2 x 8n^2 bytes.  "evd" (dsyevd, divide
+# and conquer) needs 2n^2 doubles more, and is never slower: the same on
+# full-rank kinships (n = 7,000: 37.8 s against 39.5), and much faster when
+# K has fewer SNPs than samples, where a large cluster of zero eigenvalues
+# slows MRRR down (n = 7,000, 2,000 SNPs: 33.7 s against 233.4; at n = 9,709
+# dsyevr took 11 minutes).  The default keeps the memory bound; the CLI's
+# --eigh-driver and eigh_driver() change it.
+EIGH_DRIVERS = ("evr", "evd")
+_EIGH_DRIVER = ["evr"]
+
+
+@contextlib.contextmanager
+def eigh_driver(driver: str) -> Iterator[None]:
+    """Use LAPACK driver ``driver`` ("evr" or "evd") for every kinship
+    eigendecomposition inside the ``with`` block (see EIGH_DRIVERS)."""
+    if driver not in EIGH_DRIVERS:
+        raise InputError(f"eigh driver must be one of {EIGH_DRIVERS}, got {driver!r}")
+    previous = _EIGH_DRIVER[0]
+    _EIGH_DRIVER[0] = driver
+    try:
+        yield
+    finally:
+        _EIGH_DRIVER[0] = previous
+
+
+def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
+    """BLAS thread limit for an n x n eigendecomposition (see EIGH_SERIAL_BELOW)."""
+    return blas_threads(None if n >= EIGH_SERIAL_BELOW else 1)
+
+
+def check_kinship(K: object, n: int, name: str = "kinship") -> np.ndarray:
+    """A validated (n, n) float64 kinship: square, finite, symmetric."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise InputError(f"{name} must be a square matrix, got shape {K.shape}")
+    if K.shape[0] != n:
+        raise InputError(f"{name} is {K.shape[0]} x {K.shape[1]} but there are {n} samples")
+    # in row blocks, so checking a large K costs no n x n temporaries
+    step = max(1, (1 << 22) // max(1, n))
+    scale = 0.0
+    for i in range(0, n, step):
+        rows = K[i : i + step]
+        if not np.isfinite(rows).all():
+            raise InputError(f"{name} contains NaN or infinite values")
+        scale = max(scale, float(np.abs(rows).max()))
+    tol = 1e-8 * max(scale, 1e-300)
+    for i in range(0, n, step):
+        if np.abs(K[i : i + step] - K[:, i : i + step].T).max(initial=0.0) > tol:
+            raise InputError(f"{name} is not symmetric")
+    return K
+
+
+def double_centre(K: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """(I - J/n) K (I - J/n), as GEMMA applies to every kinship it reads.
+
+    With ``overwrite`` K itself is centred (no n x n temporary).
+    """
+    row = K.mean(axis=1)
+    total = row.mean()
+    out = K if overwrite else K.copy()
+    out -= row[:, None]
+    out -= row[None, :]
+    out += total
+    return out
+
+
+class BlockRotation(Protocol):
+    """What the scan engine needs to rotate a block of SNPs."""
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        """The rotated block, one SNP per row, (b, k) in C order, for X (n, b)."""
+        ...
+
+
+@runtime_checkable
+class SpectralBasis(Protocol):
+    """K = U diag(d) U' on k <= n directions, eigenvalue 0 on the other n - k.
+
+    Directions outside the k rotated ones (none for :class:`Spectral`) enter
+    the likelihood only through Gram matrices on the complement of U.
+    """
+
+    d: np.ndarray  # (k,) eigenvalues, >= 0
+
+    @property
+    def n_total(self) -> int:
+        """n: the analysed samples."""
+        ...
+
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        """U' X for X (n,) or (n, m), Fortran order."""
+        ...
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        """(U' X)' for X (n, b): one rotated column of X per row, C order."""
+        ...
+
+    def complement_gram(self, V: np.ndarray) -> np.ndarray | None:
+        """V'(I - UU')V for V (n, m); None when U spans every direction."""
+        ...
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray | None:
+        """(b, c + 2): x'(I - UU')[V[:, :c], x, V[:, c]] for each column x of
+        X; None when U spans every direction."""
+        ...
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r."""
+        ...
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        """diag(U diag(weights) U')."""
+        ...
+
+
+@dataclass
+class Spectral:
+    """K = U diag(d) U' with eigenvalues below 1e-10 set to 0 (all n directions)."""
+
+    d: np.ndarray
+    U: np.ndarray
+
+    @classmethod
+    def from_kinship(cls, K: np.ndarray, *, overwrite: bool = False) -> Spectral:
+        """Eigendecomposition (LAPACK dsyevr, or dsyevd inside
+        :func:`eigh_driver`, lower triangle) of a symmetric K; ``overwrite``
+        lets LAPACK work in K's memory instead of a copy."""
+        # LAPACK works in Fortran order; K is symmetric, so a C-ordered K is
+        # handed over as its (Fortran-ordered) transpose instead of copied
+        import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
+
+        A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
+        with _eigh_threads(A.shape[0]):
+            d, U = scipy.linalg.eigh(
+                A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
+            )
+        d = np.where(d < EIGEN_ZERO, 0.0, d)
+        # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
+        # bytes, and U.T @ X / X.T @ U run as fast either way
+        return cls(d=np.ascontiguousarray(d), U=U)
+
+    @property
+    def n_total(self) -> int:
+        return int(self.U.shape[0])
+
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        """U' X for X (n, k), returned (n, k) in Fortran order."""
+        return np.asfortranarray(self.U.T @ X)
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        """(U' X)' for X (n, b): one rotated column of X per row, C order.
+
+        Narrow blocks are padded to 64 columns: BLAS takes other kernels (with
+        another summation order) for very narrow products, and the results
+        must not depend on how the SNPs were split into blocks.
+        """
+        b = X.shape[1]
+        if b < _MIN_GEMM_COLUMNS:
+            # the padded block keeps X's memory order (the same BLAS path as a full block)
+            order = "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
+            padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order=order)
+            padded[:, :b] = X
+            X = padded
+        return np.ascontiguousarray((X.T @ self.U)[:b])
+
+    def complement_gram(self, V: np.ndarray) -> np.ndarray | None:
+        """V'(I - UU')V: nothing here, every direction is rotated."""
+        return None
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r."""
+        return self.U @ (weights * (self.U.T @ r))
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        """diag(U diag(weights) U')."""
+        return np.einsum("ik,k,ik->i", self.U, weights, self.U)
+
+
+class GroupSpectral:
+    """K = D D' for group labels, in closed form (no n x n matrix).
+
+    Group j (sorted labels) has the eigenvector 1_j / sqrt(n_j) with
+    eigenvalue n_j; the n - J within-group contrasts have eigenvalue 0 and
+    enter the likelihood through the complement Gram matrix (within-group
+    centred cross-products).  Costs O(n) per vector.
+    """
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray) -> None:
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.labels = labels
+        self.sizes = np.bincount(self.codes, minlength=len(labels)).astype(np.float64)
+        self.d = np.ascontiguousarray(self.sizes)
+        n = self.codes.shape[0]
+        import scipy.sparse
+
+        self._Dt = scipy.sparse.csr_matrix(
+            (np.ones(n), (self.codes, np.arange(n))), shape=(len(labels), n)
+        )
+
+    @property
+    def n_total(self) -> int:
+        return int(self.codes.shape[0])
+
+    def _sums(self, X: np.ndarray) -> np.ndarray:
+        X2 = X if X.ndim == 2 else X[:, None]
+        out = np.asarray(self._Dt @ X2)
+        return out if X.ndim == 2 else out[:, 0]
+
+    def _centre(self, X: np.ndarray) -> np.ndarray:
+        means = self._sums(X) / (self.sizes if X.ndim == 1 else self.sizes[:, None])
+        return X - means[self.codes]
+
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        scale = np.sqrt(self.sizes)
+        return np.asfortranarray(self._sums(X) / (scale if X.ndim == 1 else scale[:, None]))
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((self._sums(X) / np.sqrt(self.sizes)[:, None]).T)
+
+    def complement_gram(self, V: np.ndarray) -> np.ndarray:
+        Vc = self._centre(V)
+        return np.ascontiguousarray(Vc.T @ Vc)
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """(b, m): for each column x of X, x_c' [V_c[:, :c], x_c, V_c[:, c]]."""
+        Xc = self._centre(X)
+        Vc = self._centre(V)
+        c = V.shape[1] - 1
+        out = np.empty((X.shape[1], c + 2))
+        out[:, :c] = Xc.T @ Vc[:, :c]
+        out[:, c] = np.einsum("ij,ij->j", Xc, Xc)
+        out[:, c + 1] = Xc.T @ Vc[:, c]
+        return out
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r (zero weight on the complement)."""
+        return (weights * self._sums(r) / self.sizes)[self.codes]
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        return (weights / self.sizes)[self.codes]
+
+
+class LowRankSpectral:
+    """K = U diag(d) U' with U (n, k) orthonormal, k <= n; eigenvalue 0 elsewhere.
+
+    The spectral interface of :func:`lmmscan.fit_null` (``spectral=``) and of
+    the scan: ``rotate``/``rotate_rows`` project on the k directions,
+    ``complement_gram``/``complement_rows`` give the Gram matrices on the
+    n - k others.  Nothing of size n x n is ever formed.
+    """
+
+    def __init__(self, d: np.ndarray, U: np.ndarray) -> None:
+        d = np.ascontiguousarray(d, dtype=np.float64)
+        U = np.ascontiguousarray(U, dtype=np.float64)
+        if d.ndim != 1 or U.ndim != 2 or U.shape[1] != d.shape[0]:
+            raise InputError(f"need d (k,) and U (n, k), got {d.shape} and {U.shape}")
+        if U.shape[1] > U.shape[0]:
+            raise InputError(f"U has more columns ({U.shape[1]}) than samples ({U.shape[0]})")
+        if np.any(d < 0) or not np.isfinite(d).all():
+            raise InputError("eigenvalues must be finite and non-negative")
+        self.d = d
+        self.U = U
+        self._memo: tuple[object, np.ndarray] | None = None
+        self._UtV: tuple[object, np.ndarray] | None = None
+
+    @classmethod
+    def from_factor(
+        cls,
+        Z: np.ndarray,
+        *,
+        rank: int | None = None,
+        zero: float = EIGEN_ZERO,
+        overwrite: bool = False,
+    ) -> LowRankSpectral:
+        """The spectral decomposition of K = Z Z' for a factor Z (n, p), any p.
+
+        Eigenvalues below ``zero`` (GEMMA's 1e-10) are left to the complement;
+        ``rank`` keeps at most that many of the largest.  Z is not centred here;
+        ``overwrite`` lets LAPACK destroy it (saves a copy of n x p).
+        """
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2:
+            raise InputError(f"the kinship factor must be 2-D (samples x SNPs), got {Z.shape}")
+        if not np.isfinite(Z).all():
+            raise InputError("the kinship factor contains NaN or infinite values")
+        import scipy.linalg
+
+        U, s, _ = scipy.linalg.svd(
+            Z, full_matrices=False, overwrite_a=overwrite, check_finite=False, lapack_driver="gesdd"
+        )
+        d = s * s
+        keep = d >= zero
+        if rank is not None:
+            if rank < 1:
+                raise InputError(f"rank must be at least 1, got {rank}")
+            keep &= np.arange(d.size) < rank  # s is sorted descending
+        return cls(d[keep], U[:, keep])
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_memo"] = None
+        state["_UtV"] = None
+        return state
+
+    @property
+    def n_total(self) -> int:
+        return int(self.U.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return int(self.U.shape[1])
+
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        """U' X for X (n,) or (n, m): (k,) or (k, m) in Fortran order."""
+        return np.asfortranarray(self.U.T @ X)
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        """(U' X)' for X (n, b), C order.  Remembered for the complement_rows
+        call on the same block that follows in a scan (it needs U'X too, and
+        this product is the scan's largest cost)."""
+        out = np.ascontiguousarray(X.T @ self.U)
+        self._memo = (X, out)
+        return out
+
+    def complement_gram(self, V: np.ndarray) -> np.ndarray:
+        """V'(I - UU')V for V (n, m), from the projected residual (accurate
+        even where V lies mostly in the span of U)."""
+        R = V - self.U @ (self.U.T @ V)
+        return np.ascontiguousarray(R.T @ R)
+
+    def _rotated_rows(self, X: np.ndarray) -> np.ndarray:
+        memo = self._memo
+        if memo is not None and memo[0] is X:
+            return memo[1]
+        return np.ascontiguousarray(X.T @ self.U)
+
+    def _rotated_V(self, V: np.ndarray) -> np.ndarray:
+        memo = self._UtV
+        if memo is not None and memo[0] is V:
+            return memo[1]
+        UtV = self.U.T @ V
+        self._UtV = (V, UtV)
+        return UtV
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """(b, c + 2): for each column x of X, x'(I - UU')[V[:, :c], x, V[:, c]]."""
+        c = V.shape[1] - 1
+        UtX = self._rotated_rows(X)  # (b, k)
+        UtV = self._rotated_V(V)  # (k, c + 1)
+        XtV = X.T @ V
+        proj = UtX @ UtV
+        out = np.empty((X.shape[1], c + 2))
+        out[:, :c] = XtV[:, :c] - proj[:, :c]
+        out[:, c] = np.einsum("ij,ij->j", X, X) - np.einsum("ij,ij->i", UtX, UtX)
+        out[:, c + 1] = XtV[:, c] - proj[:, c]
+        return out
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r (weight 0 on the complement, where d = 0)."""
+        return self.U @ (weights * (self.U.T @ r))
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        """diag(U diag(weights) U')."""
+        return np.einsum("ik,k,ik->i", self.U, weights, self.U)
+
+
+@dataclass
+class Whitening:
+    """The inverse of the lower Cholesky factor L of H = lambda K + I, for
+    fixed-lambda scans.
+
+    At one lambda the tests need x' H^-1 v only, and L^-1 x (a triangular
+    product, n^2 flops per SNP) gives them at half the cost of U' x (2 n^2).
+    L^-1 is formed once (dtrtri, n^3 / 3 flops) because OpenBLAS multiplies
+    by a triangular matrix (dtrmm) ~12% faster than it solves with one
+    (dtrsm); the two agree to ~1e-15.  H is built from the
+    eigendecomposition, so it is the same model as the rotated scan's
+    (eigenvalues below 1e-10 count as 0).
+    """
+
+    lambda_: float
+    L_inv: np.ndarray  # (n, n) Fortran order, lower triangle
+
+    @classmethod
+    def from_spectral(cls, spectral: Spectral, lambda_: float, *, block: int = 256) -> Whitening:
+        """L L' = U diag(lambda d + 1) U', accumulated by symmetric rank-k
+        updates over blocks of eigenvectors (no second n x n temporary)."""
+        from scipy.linalg import blas, lapack
+
+        U, d = spectral.U, spectral.d
+        n = U.shape[0]
+        if U.shape[1] != n:
+            raise InputError("whitening needs all n eigenvectors (a dense kinship)")
+        scale = np.sqrt(lambda_ * d + 1.0)
+        H = np.zeros((n, n), order="F")
+        for start in range(0, n, block):
+            cols = slice(start, min(n, start + block))
+            B = np.asfortranarray(U[:, cols] * scale[cols])
+            H = blas.dsyrk(1.0, B, beta=1.0, c=H, lower=1, overwrite_c=1)
+        L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            raise NumericalError(
+                f"lambda K + I is not positive definite in floating point at lambda = "
+                f"{lambda_:.6g} (dpotrf: leading minor {info})"
+            )
+        L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        if info != 0:
+            raise NumericalError(f"the factor of lambda K + I is singular (dtrtri info {info})")
+        return cls(lambda_=float(lambda_), L_inv=L_inv)
+
+    def whiten(self, V: np.ndarray) -> np.ndarray:
+        """L^-1 V for V (n,) or (n, k)."""
+        from scipy.linalg import blas
+
+        V = np.asarray(V, dtype=np.float64)
+        out = blas.dtrmm(1.0, self.L_inv, V.reshape(V.shape[0], -1), lower=1)
+        return out.reshape(V.shape)
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        """(L^-1 X)' for X (n, b): one whitened column of X per row, C order.
+
+        Narrow blocks are padded to 64 columns, as in
+        :meth:`Spectral.rotate_rows`, so that no result depends on the block size.
+        """
+        from scipy.linalg import blas
+
+        b = X.shape[1]
+        if b >= _MIN_GEMM_COLUMNS:  # dtrmm works in place: on a copy, X stays as it is
+            padded = np.array(X, order="F")
+        else:
+            padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order="F")
+            padded[:, :b] = X
+        out = blas.dtrmm(1.0, self.L_inv, padded, lower=1, overwrite_b=1)
+        return out.T[:b]
+
+
+def decompose_kinship(
+    K: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    center: bool = True,
+    overwrite_kinship: bool = False,
+) -> Spectral:
+    """The spectral decomposition lmmscan fits with: K restricted to ``mask``,
+    double-centred (GEMMA) unless ``center=False``, tiny eigenvalues zeroed.
+
+    One private copy of the analysed block is centred and handed to LAPACK
+    to work in (no other n x n temporary).  Every path (fit_null, saved
+    eigendecompositions, LOCO) goes through here, so they agree bitwise.
+
+    ``overwrite_kinship=True`` (as scipy's ``overwrite_a``) lets the
+    restriction, the centring and LAPACK work in K's own buffer instead of
+    that copy: **K's contents are destroyed** (it holds no kinship
+    afterwards; drop it).  Then only K's buffer and the eigenvectors exist
+    (about 2 x 8n^2 bytes instead of 3); with dsyevd (:func:`eigh_driver`)
+    the eigenvectors are computed in K's buffer itself, so never write into K
+    afterwards.  K must be a writeable float64 array in C or Fortran order
+    for that; any other K is copied as without the option.  The result is
+    the same as without it.
+    """
+    if overwrite_kinship and _can_overwrite(K):
+        Ka = _restrict_in_place(K, mask)
+    elif mask is None or mask.all():
+        Ka = np.array(K, dtype=np.float64, order="C")
+    else:
+        Ka = np.ascontiguousarray(K[np.ix_(mask, mask)], dtype=np.float64)
+    if center:
+        double_centre(Ka, overwrite=True)
+    return Spectral.from_kinship(Ka, overwrite=True)
+
+
+def _can_overwrite(K: object) -> bool:
+    return (
+        isinstance(K, np.ndarray)
+        and K.dtype == np.float64
+        and K.ndim == 2
+        and K.flags.writeable
+        and (K.flags.c_contiguous or K.flags.f_contiguous)
+    )
+
+
+def _restrict_in_place(K: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """K[mask][:, mask] as a C-ordered view of the start of K's own buffer.
+
+    Row i of the result is written over K's buffer at i * m, at or before
+    where K's row rows[i] starts (rows[i] >= i, n >= m); rows are gathered a
+    chunk at a time before they are written, so nothing is overwritten before
+    it is read.  A Fortran-ordered K is compacted as its C-ordered transpose,
+    then transposed in place.  The values are exactly those of
+    ``np.ascontiguousarray(K[np.ix_(mask, mask)])``, so the rest of the
+    decomposition runs bit for bit as on that copy.
+    """
+    fortran = not K.flags.c_contiguous
+    src = K.T if fortran else K
+    if mask is None or mask.all():
+        out = src
+    else:
+        rows = np.flatnonzero(mask)
+        m = rows.shape[0]
+        flat = src.reshape(-1)  # a view: src is C-contiguous
+        step = max(1, (1 << 19) // max(1, m))  # at most 4 MB gathered at a time
+        for i in range(0, m, step):
+            chunk = src[np.ix_(rows[i : i + step], rows)]
+            flat[i * m : i * m + chunk.size] = chunk.reshape(-1)
+        out = flat[: m * m].reshape(m, m)
+    if fortran:
+        _transpose_in_place(out)
+    return out
+
+
+def _transpose_in_place(A: np.ndarray) -> None:
+    """A <- A' for a square A, a band of rows at a time (O(band x n) scratch)."""
+    m = A.shape[0]
+    step = max(1, (1 << 19) // max(1, m))
+    for i in range(0, m, step):
+        j = min(m, i + step)
+        upper = A[i:j, i:].copy()
+        A[i:j, i:] = A[i:, i:j].T
+        A[i:, i:j] = upper.T
