@@ -93,9 +93,9 @@ def main() -> None:
     a = ap.parse_args()
 
     import lmmscan
+    from lmmscan.engine import BlockScanner, ScanReport
     from lmmscan.genotypes import default_block_size
     from lmmscan.spectral import _MIN_GEMM_COLUMNS
-    from lmmscan.engine import BlockScanner, ScanReport
 
     old = load_old_filters(a.repo, a.old_rev)
     geno = lmmscan.read_plink(a.bfile)

@@ -84,10 +84,10 @@ def main() -> None:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import lmmscan
+    from lmmscan.engine import BlockScanner
     from lmmscan.genotypes import default_block_size
     from lmmscan.samples import analysed_samples
-from lmmscan.spectral import Spectral, double_centre
-    from lmmscan.engine import BlockScanner
+    from lmmscan.spectral import Spectral, double_centre
 
     geno = lmmscan.read_plink(a.bfile)
     y = load_pheno(a.pheno, geno.phenotype)

@@ -674,7 +674,8 @@ def versions() -> str:
             f"- GEMMA: {gemma[0] if gemma else '?'}",
             f"- FaST-LMM {ver('fastlmm')}, pysnptools {ver('pysnptools')}",
             f"- lmmscan at commit {commit}; numpy {ver('numpy')}, "
-            f"scipy {ver('scipy')}, bed-reader {ver('bed-reader')}, Python {platform.python_version()}",
+            f"scipy {ver('scipy')}, bed-reader {ver('bed-reader')}, "
+            f"Python {platform.python_version()}",
             f"- BLAS: {blas}",
             f"- lmmscan CLI: {'yes' if cli_available() else 'not available at this commit'}",
         ]

@@ -58,7 +58,7 @@ def point(a: argparse.Namespace) -> None:
 
     import lmmscan
     from lmmscan.samples import analysed_samples
-from lmmscan.spectral import Spectral, double_centre
+    from lmmscan.spectral import Spectral, double_centre
 
     hwm = {"start": vm_hwm_mb()}
     geno = lmmscan.read_plink(a.bfile)

@@ -59,7 +59,7 @@ def test_null_fit_is_the_dense_optimum(seed):
     ):
         assert value == pytest.approx(f(Kc, lam, model.W, y), rel=1e-10)
         best = scipy.optimize.minimize_scalar(
-            lambda t: -f(Kc, np.exp(t), model.W, y),
+            lambda t, f=f: -f(Kc, np.exp(t), model.W, y),
             bounds=(np.log(1e-5), np.log(1e5)),
             method="bounded",
             options={"xatol": 1e-10},
@@ -95,7 +95,7 @@ def test_snp_tests_match_dense(seed):
         # the reported lambdas are the maxima
         for lam, f in ((row.l_remle, dense.reml_loglik), (row.l_mle, dense.ml_loglik)):
             best = scipy.optimize.minimize_scalar(
-                lambda t: -f(Kc, np.exp(t), V1, y),
+                lambda t, f=f, V1=V1: -f(Kc, np.exp(t), V1, y),
                 bounds=(np.log(1e-5), np.log(1e5)),
                 method="bounded",
                 options={"xatol": 1e-9},

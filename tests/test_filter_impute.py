@@ -132,7 +132,7 @@ def test_threads_and_strides_change_nothing(order):
     one = filter_impute(X, threads=1)
     for threads in (2, 3):
         other = filter_impute(X, threads=threads)
-        for a, b in zip(one[:3] + one[4:], other[:3] + other[4:]):
+        for a, b in zip(one[:3] + one[4:], other[:3] + other[4:], strict=True):
             assert np.array_equal(a, b, equal_nan=True)
         assert other[3].removed == one[3].removed
     view = X[:, ::2]

@@ -107,7 +107,7 @@ def test_prior_on_fixed_effects_tends_to_flat_prior():
     for sd in (0.1, 1.0, 10.0, 1e3, 1e6):
         mean, cov = model.fixed_effects_posterior(prior_mean=0.0, prior_sd=sd)
         gaps.append(np.abs(mean - model.beta).max())
-    assert all(a > b for a, b in zip(gaps, gaps[1:]))  # monotone approach
+    assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False))  # monotone approach
     mean, cov = model.fixed_effects_posterior(prior_sd=1e6)
     np.testing.assert_allclose(mean, model.beta, rtol=1e-8)
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), model.beta_se, rtol=1e-8)

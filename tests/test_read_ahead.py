@@ -8,8 +8,7 @@ import threading
 import numpy as np
 
 import lmmscan
-from lmmscan.genotypes import ArrayGenotypes
-from lmmscan.genotypes import ReadAhead
+from lmmscan.genotypes import ArrayGenotypes, ReadAhead
 
 
 def _genotypes(n=50, p=230, seed=7):

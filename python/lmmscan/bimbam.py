@@ -143,6 +143,7 @@ class BimbamGenotypes:
                             )
                         s, e = int(starts[k]), int(ends[k])
                         m = _HEAD.match(chunk, s, e)
+                        assert m is not None  # the line has at least 3 tokens (checked)
                         rs.append(m.group(1).decode(errors="replace"))
                         a1.append(m.group(2).decode(errors="replace"))
                         a0.append(m.group(3).decode(errors="replace"))
@@ -194,12 +195,13 @@ class BimbamGenotypes:
     def _read_bytes(self, begin: int, end: int) -> bytes:
         # gzip streams seek forward by decompressing: reading blocks in order
         # (as scans do) never decompresses twice; going back reopens the file.
-        if self._fh is None or begin < self._pos:
+        fh = self._fh
+        if fh is None or begin < self._pos:
             self.close()
-            self._fh = self._open()
+            fh = self._fh = self._open()
         if begin != self._pos:
-            self._fh.seek(begin)
-        data = self._fh.read(end - begin)
+            fh.seek(begin)
+        data = fh.read(end - begin)
         self._pos = end
         return data
 

@@ -43,7 +43,7 @@ from typing import Any
 from ._errors import InputError
 
 
-def _client_class() -> type:
+def _client_class() -> Any:
     try:
         from distributed import Client
     except ImportError:

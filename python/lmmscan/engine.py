@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -142,10 +142,11 @@ class BlockScanner:
             raise InputError(f"threads must be at least 1, got {threads}")
         b = null.bounds
         self.whitening: Whitening | None = None
-        UtW, Uty, raw = null.UtW, null.Uty, {}
+        UtW, Uty = null.UtW, null.Uty
+        raw_W = raw_y = None
+        lam = whitening_lambda(null, test, lambda_mode) if whiten else None
         if whiten:
-            lam = whitening_lambda(null, test, lambda_mode)
-            if lam is None:
+            if lam is None or not isinstance(null.spectral, Spectral):
                 raise InputError(
                     "whiten=True needs lambda_mode='null', a dense kinship and one test "
                     "lambda (test 'wald', 'lrt' or 'score')"
@@ -153,7 +154,7 @@ class BlockScanner:
             self.whitening = Whitening.from_spectral(null.spectral, lam)
             UtW = np.asfortranarray(self.whitening.whiten(null.W))
             Uty = self.whitening.whiten(null.y)
-            raw = dict(raw_W=null.W, raw_y=null.y, whitened_lambda=lam)
+            raw_W, raw_y = null.W, null.y
         self._core = _core.Scanner(
             null.spectral.d,
             UtW,
@@ -168,7 +169,9 @@ class BlockScanner:
             n_total=null.spectral.n_total if null.complement is not None else 0,
             complement=null.complement,
             fixed_lambda=lambda_mode == "null",
-            **raw,
+            raw_W=raw_W,
+            raw_y=raw_y,
+            whitened_lambda=lam if lam is not None else float("nan"),
         )
         self.df = null.n_analyzed - null.n_covariates - 1
         self._V = np.column_stack([null.W, null.y]) if null.complement is not None else None
@@ -210,6 +213,7 @@ class BlockScanner:
         )
         t1 = time.perf_counter()
         idx = np.flatnonzero(keep)
+        assert Xk is not None  # filter_impute imputes by default
         UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
         if report is not None:
             report.filters.add(counts)
@@ -542,7 +546,8 @@ class Engine:
         for g in groups:
             shared = _Shared(
                 token=uuid.uuid4().hex,
-                nulls=[replace(nulls[k], fit=None) for k in g.members],
+                # pybind11 objects do not pickle: the workers refit (see _Shared)
+                nulls=[replace(nulls[k], fit=cast(Any, None)) for k in g.members],
                 lambdas=[(nulls[k].fit.lambda_remle, nulls[k].fit.lambda_mle) for k in g.members],
                 options=self.options,
             )

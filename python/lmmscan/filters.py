@@ -119,7 +119,7 @@ def filter_impute(
     keep = verdict == 0
     k = int(np.count_nonzero(keep))
     Xk = _shaped(out[: n * k], n, k, fortran) if out is not None else None
-    if check_r2 and k:
+    if check_r2 and k and Xk is not None and W is not None:
         v_x = np.einsum("ij,ij->j", Xk, Xk)
         WtX = (Xk.T @ W).T  # BLAS is 2-7x slower on the 4 x n by n x k form
         v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))

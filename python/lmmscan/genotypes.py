@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -142,21 +142,27 @@ class ReadAhead:
     order, so sequential sources stay sequential.
     """
 
-    def __init__(self, source, block_size: int, samples: np.ndarray | None, first: int = 0) -> None:
-
+    def __init__(
+        self,
+        source: GenotypeSource,
+        block_size: int,
+        samples: np.ndarray | None,
+        first: int = 0,
+    ) -> None:
         self.source, self.block_size, self.samples = source, block_size, samples
         self.first = first
         self._starts = list(range(first, source.n_snps, block_size))
-        self._pool = self._pending = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[np.ndarray] | None = None
         if self._starts:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmscan-read")
-            self._pending = self._submit(0)
+            self._pending = self._submit(self._pool, 0)
 
     @classmethod
     def reuse(
         cls,
         reader: ReadAhead | None,
-        source,
+        source: GenotypeSource,
         block_size: int,
         samples: np.ndarray | None,
         first: int = 0,
@@ -168,27 +174,37 @@ class ReadAhead:
                 reader.source is source
                 and reader.first == first
                 and reader.block_size == block_size
-                and np.array_equal(reader.samples, samples)
+                and (
+                    reader.samples is samples
+                    or (
+                        reader.samples is not None
+                        and samples is not None
+                        and np.array_equal(reader.samples, samples)
+                    )
+                )
             ):
                 return reader
             reader.close()
         return cls(source, block_size, samples, first)
 
-    def _submit(self, i: int):
+    def _submit(self, pool: ThreadPoolExecutor, i: int) -> Future[np.ndarray]:
         start = self._starts[i]
-        return self._pool.submit(
+        return pool.submit(
             self.source.read, start, min(self.source.n_snps, start + self.block_size), self.samples
         )
 
-    def blocks(self, seconds: dict):
+    def blocks(self, seconds: dict[str, float]) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield (start, stop, block); ``seconds["read"]`` gets the time spent
         waiting for a block.  Once, then the reader is closed."""
         try:
             for i, start in enumerate(self._starts):
+                if self._pool is None or self._pending is None:
+                    return  # closed
                 t0 = time.perf_counter()
                 X = self._pending.result()
                 seconds["read"] += time.perf_counter() - t0
-                self._pending = self._submit(i + 1) if i + 1 < len(self._starts) else None
+                more = i + 1 < len(self._starts)
+                self._pending = self._submit(self._pool, i + 1) if more else None
                 yield start, min(self.source.n_snps, start + self.block_size), X
         finally:
             self.close()

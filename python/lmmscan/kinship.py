@@ -177,7 +177,7 @@ def kinship(
     return K
 
 
-def sample_mask(source: object, filter_samples: np.ndarray | None) -> np.ndarray:
+def sample_mask(source: GenotypeSource, filter_samples: np.ndarray | None) -> np.ndarray:
     """A boolean mask over the samples of ``source`` from a mask, indices or None."""
     n = source.n_samples
     if filter_samples is None:

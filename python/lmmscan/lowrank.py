@@ -29,7 +29,7 @@ import numpy as np
 
 from ._errors import InputError
 from .filters import FilterCounts, gemma_filter
-from .genotypes import as_source, default_block_size, snp_runs
+from .genotypes import GenotypeSource, as_source, default_block_size, snp_runs
 from .kinship import KinshipMethod, check_method, sample_mask, standardize
 from .samples import analysed_samples
 from .spectral import LowRankSpectral
@@ -138,7 +138,7 @@ def low_rank_kinship(
     return LowRankKinship(Z, method, counts, rank)
 
 
-def _filter_mask(source: object, filter_samples: np.ndarray | None) -> np.ndarray:
+def _filter_mask(source: GenotypeSource, filter_samples: np.ndarray | None) -> np.ndarray:
     mask = sample_mask(source, filter_samples)
     if not mask.any():
         raise InputError("filter_samples is empty")

@@ -14,6 +14,7 @@ from ._errors import InputError
 from .samples import analysed_samples
 from .spectral import (
     GroupSpectral,
+    LowRankSpectral,
     Spectral,
     SpectralBasis,
     check_kinship,
@@ -145,6 +146,8 @@ class NullModel:
             extra = vg * lam * np.einsum("jc,cd,jd->j", Q, Ainv, Q)
             index = pd.Index(self.spectral.labels, name="group")
         else:
+            if not isinstance(self.spectral, Spectral | LowRankSpectral):
+                raise InputError("random_effects needs a kinship, group or low-rank model")
             U = self.spectral.U
             mean = self._effect_mean()
             cond = vg * self.spectral.kernel_diag(d * h)

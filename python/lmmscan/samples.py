@@ -11,7 +11,7 @@ from ._errors import InputError
 
 
 def analysed_samples(
-    y: np.ndarray, covariates: np.ndarray | None, n: int | None = None
+    y: object, covariates: object | None, n: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """GEMMA's sample handling (reference section 1.1).
 
@@ -33,9 +33,7 @@ def analysed_samples(
         if cov.ndim == 1:
             cov = cov[:, None]
         if cov.ndim != 2 or cov.shape[0] != y.shape[0]:
-            raise InputError(
-                f"covariates must have shape ({y.shape[0]}, c), got {np.shape(covariates)}"
-            )
+            raise InputError(f"covariates must have shape ({y.shape[0]}, c), got {cov.shape}")
         if np.isinf(cov).any():
             raise InputError("covariates contain infinite values (use NaN for missing)")
         mask &= ~np.isnan(cov).any(axis=1)
@@ -90,14 +88,12 @@ class Analysed:
 
     name: str  # how messages name it
     y: np.ndarray  # every sample's value, NaN missing
-    covariates: np.ndarray | None  # every sample's rows, as given
+    covariates: object | None  # every sample's rows, as given
     mask: np.ndarray  # the analysed samples
     W: np.ndarray  # their covariate matrix, intercept appended if added
 
 
-def analyse(
-    Y: np.ndarray, covariates: np.ndarray | None, names: list[str] | None = None
-) -> list[Analysed]:
+def analyse(Y: object, covariates: object | None, names: list[str] | None = None) -> list[Analysed]:
     """Each column of Y (samples, p) with its analysed samples.  An error
     names the phenotype (``names``; for several unnamed ones "phenotype 1",
     "phenotype 2", ...)."""

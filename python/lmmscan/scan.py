@@ -314,6 +314,7 @@ def scan(
         )  # fmt: skip
     seconds: dict[str, float] = {}
     single = True
+    nulls: list[NullModel]
     bar = _bar(progress, source.n_snps)
     with Engine(
         source,
@@ -328,7 +329,7 @@ def scan(
                 if eigen is not None:
                     raise InputError("give either null_model or eigen, not both")
                 single = isinstance(null_model, NullModel)
-                nulls = [null_model] if single else list(null_model)  # type: ignore[arg-type]
+                nulls = [null_model] if isinstance(null_model, NullModel) else list(null_model)
             else:
                 if y is None or (kinship is None and groups is None and eigen is None):
                     raise InputError(

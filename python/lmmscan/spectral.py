@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -200,7 +200,9 @@ class Spectral:
         b = X.shape[1]
         if b < _MIN_GEMM_COLUMNS:
             # the padded block keeps X's memory order (the same BLAS path as a full block)
-            order = "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
+            order: Literal["C", "F"] = (
+                "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
+            )
             padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order=order)
             padded[:, :b] = X
             X = padded
@@ -437,7 +439,13 @@ class Whitening:
         n = U.shape[0]
         if U.shape[1] != n:
             raise InputError("whitening needs all n eigenvectors (a dense kinship)")
-        scale = np.sqrt(lambda_ * d + 1.0)
+        h_inv = lambda_ * d + 1.0
+        if not np.all(h_inv > 0):
+            raise NumericalError(
+                f"lambda K + I is not positive definite at lambda = {lambda_:.6g} (smallest "
+                f"eigenvalue {float(np.min(h_inv)):.6g})"
+            )
+        scale = np.sqrt(h_inv)
         H = np.zeros((n, n), order="F")
         for start in range(0, n, block):
             cols = slice(start, min(n, start + block))

@@ -360,7 +360,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                     out[filled : filled + parsed.size] = parsed
                 filled += parsed.size
             line_no += counts.size
-    if ncol is None:
+    if ncol is None or out is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
 
@@ -398,7 +398,8 @@ def token_at(text: bytes, bad: int) -> tuple[str, int, int]:
     one), its line (0-based, within ``text``) and its column (1-based)."""
     start = text.rfind(b"\n", 0, bad) + 1
     column = len(text[start:bad].translate(_TO_NEWLINE).split()) + 1
-    token = _TOKEN.match(text, bad).group().decode(errors="replace")
+    match = _TOKEN.match(text, bad)
+    token = match.group().decode(errors="replace") if match else ""
     return token, text.count(b"\n", 0, bad), column
 
 

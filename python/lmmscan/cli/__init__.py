@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmmscan {args.command}: error: {one_line(exc)}{_hint(exc)}", file=sys.stderr)
         return EXIT_NUMERICAL if isinstance(exc, NumericalError) else EXIT_INPUT
     except (OSError, MemoryError) as exc:
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        msg = exc.strerror if getattr(exc, "strerror", None) else one_line(exc)
+        filename = getattr(exc, "filename", None)
+        where = f"{filename}: " if filename else ""
+        msg = getattr(exc, "strerror", None) or one_line(exc)
         print(f"lmmscan {args.command}: error: {where}{msg}{_hint(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt as exc:

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class Appender:
 
     def __init__(self, path: Path, offset: int | None = None) -> None:
         self.path = path
+        self._fh: BinaryIO
         if offset is None:
             self._fh = open(path, "wb")
             return
@@ -153,7 +154,7 @@ def fingerprint(args, source, phenos, block: int) -> dict:
     }
 
 
-def close_lambdas(a: object, b: list[float], rtol: float = 1e-8) -> bool:
+def close_lambdas(a: Any, b: list[float], rtol: float = 1e-8) -> bool:
     """Null lambdas equal but for the last bits, as the eigendecomposition gives
     them with another number of BLAS threads or another BLAS."""
     try:
@@ -298,7 +299,7 @@ class Checkpoint:
             self._sides.append(Appender(self.sidecars[k], side_bytes))
             with self.args.clock.phase("write"):
                 ph.writer = self.make_writer(ph, self._files[k])
-        if state is not None:
+        if state is not None and rows is not None:
             self._restore(state, rows)
 
     def _rows(self, state: dict) -> list[tuple]:

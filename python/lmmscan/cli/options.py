@@ -4,6 +4,7 @@ option groups several commands take (genotypes, individuals, filters, run)."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 EXIT_INPUT = 2
 
@@ -170,6 +171,6 @@ def add_run_args(p: argparse.ArgumentParser, eigh: bool = False) -> None:
     )
 
 
-def command(sub: argparse._SubParsersAction, name: str, **kwargs: str) -> argparse.ArgumentParser:
+def command(sub: argparse._SubParsersAction, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     """A sub-command's parser, formatted as every other's."""
     return sub.add_parser(name, formatter_class=Formatter, **kwargs)

@@ -177,6 +177,7 @@ def load_phenotypes(args: argparse.Namespace, source: Any) -> list[Pheno]:
 
     _check_scan_flags(args)
     Y = phenotypes(args, source, args.pheno_col, required=True)
+    assert Y is not None  # required: an InputError otherwise
     cov = covariates(args, source)
     names = [pheno_name(args, col) for col in args.pheno_col]
     return [Pheno(col, a) for col, a in zip(args.pheno_col, analyse(Y, cov, names), strict=True)]

@@ -41,7 +41,7 @@ SIM_SNP = "rs3707673"
 
 
 def fmt(v):
-    return "NA" if not np.isfinite(v) else "%.10g" % v
+    return "NA" if not np.isfinite(v) else f"{v:.10g}"
 
 
 def main():
@@ -68,10 +68,10 @@ def main():
     p3[rng.choice(n, size=round(0.05 * n), replace=False)] = np.nan
 
     with open(outdir / "mouse_covar.txt", "w") as f:
-        for a, b in zip(sex - 1.0, cov2):
+        for a, b in zip(sex - 1.0, cov2, strict=True):
             f.write(f"{fmt(a)}\t{fmt(b)}\n")
     with open(outdir / "mouse_pheno_sim.txt", "w") as f:
-        for a, b, c in zip(p1, pheno_tok, p3):
+        for a, b, c in zip(p1, pheno_tok, p3, strict=True):
             f.write(f"{fmt(a)}\t{b}\t{fmt(c)}\n")
     print(
         f"make_covariates: N={n}, covar NA={int(np.isnan(cov2).sum())}, "

@@ -174,7 +174,9 @@ class Profile:
         return out
 
     def optimum(self, reml):
-        f = lambda lr: -self.loglik(np.exp(lr), reml)
+        def f(lr):
+            return -self.loglik(np.exp(lr), reml)
+
         res = optimize.minimize_scalar(
             f, bounds=(-30, 10), method="bounded", options={"xatol": 1e-12}
         )
@@ -218,14 +220,14 @@ def summarize(model, res, names):
     hess, _ = model.hessian(res.params_object)
     k = model.k_fe
     return {
-        "fe_params": dict(zip(names, map(float, res.fe_params.to_numpy()))),
-        "bse_fe": dict(zip(names, map(float, res.bse_fe.to_numpy()))),
+        "fe_params": dict(zip(names, map(float, res.fe_params.to_numpy()), strict=True)),
+        "bse_fe": dict(zip(names, map(float, res.bse_fe.to_numpy()), strict=True)),
         # fixed-effect block of the Hessian only = scale * (X' V^-1 X)^-1,
         # the same as lme4's vcov(); statsmodels' bse_fe above instead comes
         # from the inverse of the JOINT observed Hessian (fixed effects and
         # cov_re), which includes the fe/cov_re cross term.
         "bse_fe_feblock": dict(
-            zip(names, map(float, np.sqrt(np.diag(np.linalg.inv(-hess[:k, :k])))))
+            zip(names, map(float, np.sqrt(np.diag(np.linalg.inv(-hess[:k, :k])))), strict=True)
         ),
         "cov_re": float(np.asarray(res.cov_re)[0, 0]),
         "scale": float(res.scale),
@@ -270,8 +272,8 @@ def fit_one(name, csv, formula, resp, cols, reml):
         "ratio": r_opt,
         "boundary": boundary,
         "dloglik_dratio_at_optimum": float(prof.dloglik(max(r_opt, 1e-300), reml)),
-        "fe_params": dict(zip(names, map(float, ref["fe"]))),
-        "bse_fe_conditional": dict(zip(names, map(float, ref["bse_fe"]))),
+        "fe_params": dict(zip(names, map(float, ref["fe"]), strict=True)),
+        "bse_fe_conditional": dict(zip(names, map(float, ref["bse_fe"]), strict=True)),
         "cov_re": float(ref["cov_re"]),
         "scale": float(ref["scale"]),
         "llf": float(ref["llf"]),
