@@ -14,12 +14,11 @@ namespace py = pybind11;
 
 namespace {
 
-
 py::tuple filter_impute(const py::array& X_in, double maf, double miss,
-                        std::optional<py::array_t<double, py::array::c_style>> out, int threads) {
+                        std::optional<py::array_t<double, py::array::c_style>> out,
+                        int threads) {
   if (X_in.ndim() != 2) throw py::value_error("X must be 2-dimensional (samples x SNPs)");
-  if (!py::isinstance<py::array_t<double>>(X_in))
-    throw py::value_error("X must be float64");
+  if (!py::isinstance<py::array_t<double>>(X_in)) throw py::value_error("X must be float64");
   const bool f_order = (X_in.flags() & py::array::f_style) != 0;
   const bool c_order = (X_in.flags() & py::array::c_style) != 0;
   if (!f_order && !c_order) throw py::value_error("X must be C- or Fortran-contiguous");

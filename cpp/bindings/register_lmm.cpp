@@ -169,10 +169,10 @@ void register_lmm(py::module_& m) {
       // Pickles as its fields (a NullModel can then go to Dask workers or disk).
       .def(py::pickle(
           [](const lmmscan::NullFit& f) {
-            return py::make_tuple(
-                1, f.n, f.c, f.trace_G, f.lambda_remle, f.logl_remle, f.vg, f.ve, f.pve,
-                f.pve_se, f.beta, f.beta_se, f.lambda_mle, f.logl_mle, f.vg_mle, f.ve_mle,
-                f.beta_mle, f.beta_se_mle, f.yPy_remle, f.yPy_mle, f.evaluations);
+            return py::make_tuple(1, f.n, f.c, f.trace_G, f.lambda_remle, f.logl_remle, f.vg,
+                                  f.ve, f.pve, f.pve_se, f.beta, f.beta_se, f.lambda_mle,
+                                  f.logl_mle, f.vg_mle, f.ve_mle, f.beta_mle, f.beta_se_mle,
+                                  f.yPy_remle, f.yPy_mle, f.evaluations);
           },
           [](const py::tuple& t) {
             if (t.size() != 21 || t[0].cast<int>() != 1)
@@ -182,10 +182,25 @@ void register_lmm(py::module_& m) {
             auto take = [&](auto& field) {
               field = t[i++].cast<std::remove_reference_t<decltype(field)>>();
             };
-            take(f.n); take(f.c); take(f.trace_G); take(f.lambda_remle); take(f.logl_remle);
-            take(f.vg); take(f.ve); take(f.pve); take(f.pve_se); take(f.beta); take(f.beta_se);
-            take(f.lambda_mle); take(f.logl_mle); take(f.vg_mle); take(f.ve_mle);
-            take(f.beta_mle); take(f.beta_se_mle); take(f.yPy_remle); take(f.yPy_mle);
+            take(f.n);
+            take(f.c);
+            take(f.trace_G);
+            take(f.lambda_remle);
+            take(f.logl_remle);
+            take(f.vg);
+            take(f.ve);
+            take(f.pve);
+            take(f.pve_se);
+            take(f.beta);
+            take(f.beta_se);
+            take(f.lambda_mle);
+            take(f.logl_mle);
+            take(f.vg_mle);
+            take(f.ve_mle);
+            take(f.beta_mle);
+            take(f.beta_se_mle);
+            take(f.yPy_remle);
+            take(f.yPy_mle);
             take(f.evaluations);
             return f;
           }));
@@ -241,10 +256,9 @@ void register_lmm(py::module_& m) {
            py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
            py::arg("null"), py::arg("wald") = true, py::arg("lrt") = true,
            py::arg("score") = true, py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5,
-           py::arg("n_region") = 10, py::arg("n_total") = 0,
-           py::arg("complement") = py::none(), py::arg("fixed_lambda") = false,
-           py::arg("raw_W") = py::none(), py::arg("raw_y") = py::none(),
-           py::arg("whitened_lambda") = std::nan(""),
+           py::arg("n_region") = 10, py::arg("n_total") = 0, py::arg("complement") = py::none(),
+           py::arg("fixed_lambda") = false, py::arg("raw_W") = py::none(),
+           py::arg("raw_y") = py::none(), py::arg("whitened_lambda") = std::nan(""),
            "With raw_W and raw_y (the unwhitened W and y), UtW and Uty are whitened: "
            "L^-1 W and L^-1 y with L L' = whitened_lambda K + I (fixed_lambda only).")
       .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("comp") = py::none(),

@@ -102,7 +102,7 @@ bool parse_token(const char* s, std::size_t n, bool nan_words, double& out) {
     return true;
   }
   if (equal(s, n, "NA") || (nan_words && (equal(s, n, "nan") || equal(s, n, "NaN") ||
-                                           equal(s, n, "-nan") || equal(s, n, "-NaN")))) {
+                                          equal(s, n, "-nan") || equal(s, n, "-NaN")))) {
     out = std::numeric_limits<double>::quiet_NaN();
     return true;
   }
@@ -141,7 +141,8 @@ bool read_digits(const char*& p, const char* end, std::uint64_t& m, int& digits)
     std::uint64_t v = (w - 0x3030303030303030) << (8 * (8 - n));
     v = v * 10 + (v >> 8);
     v = (((v & 0x000000FF000000FF) * 0x000F424000000064) +
-         (((v >> 16) & 0x000000FF000000FF) * 0x0000271000000001)) >> 32;
+         (((v >> 16) & 0x000000FF000000FF) * 0x0000271000000001)) >>
+        32;
     m = m * kPow10Int[n] + v;
     p += n;
     if (n < 8) return true;
@@ -366,14 +367,16 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
   {
     py::gil_scoped_release release;
     std::vector<std::size_t> offset(parts.size() + 1, 0);
-    for (std::size_t k = 0; k < parts.size(); ++k) offset[k + 1] = offset[k] + parts[k].n_values;
+    for (std::size_t k = 0; k < parts.size(); ++k)
+      offset[k + 1] = offset[k] + parts[k].n_values;
     for_parts(parts.size(),
               [&](std::size_t k) { parse_part(data, parts[k], nan_words, dst + offset[k]); });
   }
   for (const Part& p : parts) {
     if (p.bad >= 0)
       return py::make_tuple(py::array_t<double>(0), py::array_t<std::int64_t>(0), p.bad);
-    if (p.mismatch) throw std::logic_error("parse_numbers: not as many values as tokens counted");
+    if (p.mismatch)
+      throw std::logic_error("parse_numbers: not as many values as tokens counted");
   }
   std::size_t n_lines = 0;
   for (const Part& p : parts) n_lines += p.counts.size();

@@ -143,8 +143,7 @@ LMMSCAN_CLONES static bool all_finite(const double* x, Index n) {
 
 // Column sums of P (n, s) and products of column `x` with every column:
 // used for the lambda-free Gram entries.
-LMMSCAN_CLONES static void column_sums(const double* P, Index n, Index ld, int s,
-                                       double* out) {
+LMMSCAN_CLONES static void column_sums(const double* P, Index n, Index ld, int s, double* out) {
   for (int j = 0; j < s; ++j) {
     const double* p = P + j * ld;
     out[j] = detail::lane_sum(n, [p](Index i) { return p[i]; });

@@ -141,8 +141,8 @@ inline Derivatives ml_derivatives(double /*lambda*/, double n, const SpectralSum
                                   const Projection& p) {
   Derivatives d;
   d.dev1 = -0.5 * s.sum_g + 0.5 * n * p.T_yy / p.P_yy;
-  d.dev2 = 0.5 * s.sum_g2 -
-           0.5 * n * (2.0 * p.T2_yy * p.P_yy - p.T_yy * p.T_yy) / (p.P_yy * p.P_yy);
+  d.dev2 =
+      0.5 * s.sum_g2 - 0.5 * n * (2.0 * p.T2_yy * p.P_yy - p.T_yy * p.T_yy) / (p.P_yy * p.P_yy);
   return d;
 }
 
@@ -152,8 +152,8 @@ inline Derivatives reml_derivatives(double /*lambda*/, double df, const Spectral
   const double tr_PKPK = s.sum_g2 + p.trace_TT_T2;
   Derivatives d;
   d.dev1 = -0.5 * tr_PK + 0.5 * df * p.T_yy / p.P_yy;
-  d.dev2 = 0.5 * tr_PKPK -
-           0.5 * df * (2.0 * p.T2_yy * p.P_yy - p.T_yy * p.T_yy) / (p.P_yy * p.P_yy);
+  d.dev2 =
+      0.5 * tr_PKPK - 0.5 * df * (2.0 * p.T2_yy * p.P_yy - p.T_yy * p.T_yy) / (p.P_yy * p.P_yy);
   return d;
 }
 

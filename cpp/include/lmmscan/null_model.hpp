@@ -88,7 +88,8 @@ struct NullFit {
 // through the complement Gram matrix C = V' (I - U U') V of the data vectors.
 struct Complement {
   Eigen::Index n = 0;           // total samples (n >= k)
-  const double* gram = nullptr; // (m, m) row-major C of the null vectors (W, y); null if n == k
+  const double* gram =
+      nullptr; // (m, m) row-major C of the null vectors (W, y); null if n == k
 };
 
 // Evaluates the null model (vectors W, y) at any lambda.
@@ -98,8 +99,13 @@ class NullEvaluator {
   // means full rank, n = k).
   NullEvaluator(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c,
                 const Complement& comp = {})
-      : d_(d), n_(n), N_(comp.n > 0 ? comp.n : n), c_(c), m_(c + 1),
-        V_(static_cast<size_t>(n) * (c + 1)), C_(static_cast<size_t>(c + 1) * (c + 1), 0.0) {
+      : d_(d),
+        n_(n),
+        N_(comp.n > 0 ? comp.n : n),
+        c_(c),
+        m_(c + 1),
+        V_(static_cast<size_t>(n) * (c + 1)),
+        C_(static_cast<size_t>(c + 1) * (c + 1), 0.0) {
     if (N_ < n_) throw std::invalid_argument("complement: total samples below the rank");
     if (comp.gram != nullptr) std::copy(comp.gram, comp.gram + C_.size(), C_.begin());
     std::copy(UtW, UtW + n * c, V_.begin());
@@ -187,7 +193,8 @@ class NullEvaluator {
 // Requires n > c + 1 and c >= 1.
 inline NullFit fit_null(const double* d, const double* UtW, const double* Uty, Eigen::Index k,
                         int c, const LambdaOptions& opt, const Complement& comp = {}) {
-  if (c < 1) throw std::invalid_argument("at least one covariate column (the intercept) is needed");
+  if (c < 1)
+    throw std::invalid_argument("at least one covariate column (the intercept) is needed");
   NullEvaluator ev(d, UtW, Uty, k, c, comp);
   const Eigen::Index n = ev.total();
   if (n < c + 2) throw std::invalid_argument("fewer samples than covariates + 2");

@@ -82,8 +82,15 @@ class ScanContext {
   ScanContext(const double* d, const double* UtW, const double* Uty, Eigen::Index n, int c,
               const NullFit& null, const ScanOptions& opt, const Complement& comp = {},
               const Whitened& wh = {})
-      : d_(d), W_(UtW), y_(Uty), n_(n), N_(comp.n > 0 ? comp.n : n), c_(c), opt_(opt),
-        null_(null), wh_(wh) {
+      : d_(d),
+        W_(UtW),
+        y_(Uty),
+        n_(n),
+        N_(comp.n > 0 ? comp.n : n),
+        c_(c),
+        opt_(opt),
+        null_(null),
+        wh_(wh) {
     if (N_ < n_) throw std::invalid_argument("complement: total samples below the rank");
     if (wh.active()) {
       if (!opt.fixed_lambda || comp.n > 0 || wh.y == nullptr)
@@ -211,8 +218,7 @@ class SnpWorker {
   void run(const double* x, const double* xc, const double* xraw, double* out,
            Eigen::Index ld) {
     for (int k = 0; k < kResultColumns; ++k) out[k * ld] = NAN;
-    if (xc != nullptr)
-      std::copy(xc, xc + m_, xc_.begin());
+    if (xc != nullptr) std::copy(xc, xc + m_, xc_.begin());
     load(x, xraw);
     const ScanOptions& opt = ctx_.options();
     const double n = double(N_), df = double(N_ - c_ - 1);
