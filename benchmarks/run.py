@@ -6,6 +6,13 @@
     python benchmarks/run.py --study sim --repeats 1 --sim-n 5000 --sim-snps 100000
     python benchmarks/run.py --loco               # also FaST-LMM with leave-one-chromosome-out
     python benchmarks/run.py --commit HEAD        # lmmscan built from a clean `git archive`
+    python benchmarks/run.py --study mouse --vs b0beec6 --skip gemma,FaST-LMM --repeats 7
+                                                  # lmmscan against an older lmmscan
+
+``--vs REV`` also builds REV that way and runs each lmmscan program a second
+time with it, right after the first in every round, and prints the ratio of
+the two builds' wall times round by round: a change's speed against its
+base, side by side in one run.
 
 By default the installed lmmscan is timed.  ``--commit REV`` builds REV from
 ``git archive`` (no uncommitted files) into WORKDIR/site_SHA once
@@ -89,6 +96,8 @@ class Program:
     kind: str  # gemma | lmmscan | fastlmm | limit | cli
     runs: list[Run] = field(default_factory=list)
     log: Path | None = None  # GEMMA's log of the -lmm run
+    env: dict[str, str] | None = None  # another lmmscan build's (--vs); default ENV
+    twin_of: str | None = None  # the program this one repeats with the --vs build
 
     def median(self, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in self.runs)
@@ -103,12 +112,12 @@ class Program:
         return statistics.median(vals) if vals else None
 
 
-def measure_wait4(cmd: list[str], cwd: Path) -> Run:
+def measure_wait4(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
     """Run cmd with os.wait4 on its pid: exact rusage of that process tree."""
     out_f = tempfile.TemporaryFile()
     err_f = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=out_f, stderr=err_f, env=ENV)
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=out_f, stderr=err_f, env=env or ENV)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -442,7 +451,41 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
     progs.append(
         Program("machine limit (read + U'G)", [*JOBS, "limit", "--bfile", b, *jpc], "limit")
     )
-    return progs
+    return with_twins(progs)
+
+
+# the --vs build: (its commit, the environment that imports it)
+VS: list[tuple[str, dict[str, str]]] = []
+# the console script's function from whichever lmmscan PYTHONPATH gives: cli.run
+# where it exists (main, then a fast exit)
+CLI_FROM_PATH = [
+    sys.executable,
+    "-c",
+    "import sys; import lmmscan.cli as c; "
+    "sys.argv[0] = 'lmmscan'; "
+    "(getattr(c, 'run', None) or (lambda: sys.exit(c.main())))()",
+]
+
+
+def with_twins(progs: list[Program]) -> list[Program]:
+    """Each lmmscan program followed by its twin on the --vs build (if any):
+    the same command, its outputs under other names."""
+    if not VS:
+        return progs
+    sha, env = VS[0]
+    out: list[Program] = []
+    for p in progs:
+        out.append(p)
+        if p.kind not in ("lmmscan", "cli"):
+            continue
+        cmd = list(p.cmd)
+        if p.kind == "cli":
+            cmd = CLI_FROM_PATH + cmd[len(LMMSCAN_EXE) :]
+        i = cmd.index("--out") + 1
+        cmd[i] += "_vs"
+        log = None if p.log is None else p.log.with_name(Path(cmd[i]).name + ".null.json")
+        out.append(Program(f"{p.name} @ {sha}", cmd, p.kind, log=log, env=env, twin_of=p.name))
+    return out
 
 
 def pc_cli(study: Study) -> list[str]:
@@ -478,7 +521,7 @@ def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
             cmd = list(p.cmd)
             if p.kind == "limit":
                 cmd += ["--tested", str(tested)]
-            run = measure_wait4(cmd, study.dir)
+            run = measure_wait4(cmd, study.dir, p.env)
             if p.kind == "gemma" and p.log is not None:
                 run.inner = {"seconds": gemma_log_times(p.log)}
             if p.kind == "cli" and p.log is not None and p.log.exists():
@@ -514,6 +557,31 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.1f}×"
 
 
+def twins_table(progs: list[Program]) -> list[str]:
+    """This build against the --vs build, program by program: the ratio of
+    wall times within each round (the two ran one after the other)."""
+    twins = [p for p in progs if p.twin_of]
+    if not twins:
+        return []
+    by = {p.name: p for p in progs}
+    lines = [
+        f"This build against lmmscan {VS[0][0]} (--vs), each pair run one after the other in "
+        "every round:",
+        "",
+        "| program | this build, wall s (median) | --vs build | ratio this / --vs: median "
+        "(min-max over rounds) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for t in twins:
+        p = by[t.twin_of or ""]
+        per_round = sorted(a.wall / b.wall for a, b in zip(p.runs, t.runs, strict=True))
+        lines.append(
+            f"| {p.name} | {p.median('wall'):.3f} | {t.median('wall'):.3f} | "
+            f"{statistics.median(per_round):.3f} ({per_round[0]:.3f}-{per_round[-1]:.3f}) |"
+        )
+    return [*lines, ""]
+
+
 def report(study: Study, progs: list[Program]) -> str:
     by = {p.name: p for p in progs}
     lines = [
@@ -528,6 +596,7 @@ def report(study: Study, progs: list[Program]) -> str:
             f"{max(r.rss_mb for r in p.runs):.0f} | {len(p.runs)} |"
         )
     lines.append("")
+    lines += twins_table(progs)
 
     def w(name: str) -> float | None:
         return by[name].median("wall") if name in by else None
@@ -704,6 +773,13 @@ def main() -> None:
         default=None,
         help="time lmmscan built from this git revision (clean git archive)",
     )
+    ap.add_argument(
+        "--vs",
+        default=None,
+        metavar="REV",
+        help="also time lmmscan built from git revision REV, each program right after "
+        "its twin, and print the ratios",
+    )
     args = ap.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     sim_n = args.sim_n or (2000 if args.quick else 5000)
@@ -715,13 +791,12 @@ def main() -> None:
         ENV["PYTHONPATH"] = os.pathsep.join([str(site), ENV.get("PYTHONPATH", "")]).rstrip(":")
         LMMSCAN_COMMIT.append(sha)
         # the console script's function: cli.run where it exists (main, then a fast exit)
-        LMMSCAN_EXE[:] = [
-            sys.executable,
-            "-c",
-            "import sys; import lmmscan.cli as c; "
-            "sys.argv[0] = 'lmmscan'; "
-            "(getattr(c, 'run', None) or (lambda: sys.exit(c.main())))()",
-        ]
+        LMMSCAN_EXE[:] = CLI_FROM_PATH
+    if args.vs:
+        site, sha = build_commit(args.vs, work)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(":")
+        VS.append((sha, env))
     print(versions(), flush=True)
     print(f"- load average at start: {load()}")
     sections = []
