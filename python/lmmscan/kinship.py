@@ -10,6 +10,7 @@ import numpy as np
 from ._errors import InputError
 from .filters import FilterCounts, gemma_filter
 from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
+from .samples import Analysed
 
 KinshipMethod = Literal["centered", "standardized"]
 KINSHIP_METHODS: tuple[KinshipMethod, ...] = ("centered", "standardized")  # GEMMA -gk 1, -gk 2
@@ -100,6 +101,32 @@ def _syrk_update(K: np.ndarray, Z: np.ndarray) -> np.ndarray:
 
     Kf = np.asfortranarray(K)
     return dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=Kf, overwrite_c=True, lower=0)
+
+
+def accumulators(
+    n: int,
+    method: str,
+    phenotypes: list[Analysed],
+    *,
+    maf: float | None = 0.01,
+    miss: float = 0.05,
+    r2: float = 0.9999,
+) -> list[KinshipAccumulator]:
+    """One accumulator per phenotype: its analysed samples filter the SNPs and,
+    with covariates beyond the intercept, GEMMA's r2 filter uses them (as
+    ``gemma -gk -c``)."""
+    return [
+        KinshipAccumulator(
+            n,
+            check_method(method),
+            mask=ph.mask,
+            W=ph.W if ph.W.shape[1] > 1 else None,
+            maf=maf,
+            miss=miss,
+            r2=r2,
+        )
+        for ph in phenotypes
+    ]
 
 
 def accumulate(

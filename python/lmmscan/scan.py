@@ -22,7 +22,7 @@ import pandas as pd
 from ._errors import InputError
 from .engine import Collector, Engine, ScanOptions, ScanReport, Test
 from .genotypes import GenotypeSource, as_source
-from .kinship import KinshipAccumulator, accumulate, check_method
+from .kinship import accumulate, accumulators, check_method
 from .model import LambdaBounds, NullModel, fit_null
 from .pvalues import TEST_COLUMNS
 from .samples import Analysed, analyse, groups_by_samples
@@ -43,20 +43,14 @@ def _computed_kinships(
 ) -> list[np.ndarray]:
     """GEMMA's kinship for each group of phenotypes (its analysed samples
     filter the SNPs), all in one pass over the genotypes."""
-    accs = []
-    for members in groups:
-        W = members[0].W
-        accs.append(
-            KinshipAccumulator(
-                source.n_samples,
-                check_method(method),  # type: ignore[arg-type]
-                mask=members[0].mask,
-                W=W if W.shape[1] > 1 else None,
-                maf=options.maf,
-                miss=options.miss,
-                r2=options.r2,
-            )
-        )
+    accs = accumulators(
+        source.n_samples,
+        method,
+        [members[0] for members in groups],
+        maf=options.maf,
+        miss=options.miss,
+        r2=options.r2,
+    )
     accumulate(source, accs, progress=progress)
     return [acc.result() for acc in accs]
 
@@ -354,7 +348,8 @@ def scan(
         finally:
             if bar is not None:
                 bar.close()
-    _fill(report, reports[0], seconds)
+    # the null fit as a whole (kinship, decomposition and fit), as before the engine
+    _fill(report, reports[0], {"null_fit": sum(seconds.values())} if seconds else {})
     tables = [_table(source, *sink.merged(k, options.columns)[:2], test) for k in range(len(nulls))]
     return tables[0] if single else tables
 

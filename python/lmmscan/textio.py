@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import InputError
+from ._threads import usable_cores
 
 _SEPARATORS = b" ,\t\r"
 
@@ -268,7 +269,7 @@ _TOKEN = re.compile(rb"[^ ,\t\r\n]+")
 
 
 def _parse_threads(size: int) -> int:
-    return min(2, _usable_cores()) if size >= _THREADED_BYTES else 1
+    return min(2, usable_cores()) if size >= _THREADED_BYTES else 1
 
 
 def _text_chunks(path: Path):
@@ -545,13 +546,6 @@ if not hasattr(np, "strings") or sys.byteorder != "little":  # numpy < 2, or dig
     format_g10 = _format_g10_python  # noqa: F811
 
 
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def ordered_map(fn, items, threads: int | None):
     """``map(fn, items)`` on up to ``threads`` threads (None: the usable cores),
     results in order, at most two per thread computed ahead (bounded memory).
@@ -559,7 +553,7 @@ def ordered_map(fn, items, threads: int | None):
     For numpy work that releases the GIL, such as formatting the blocks of a
     kinship file.
     """
-    threads = _usable_cores() if threads is None else max(1, int(threads))
+    threads = usable_cores() if threads is None else max(1, int(threads))
     if threads == 1:
         yield from map(fn, items)
         return

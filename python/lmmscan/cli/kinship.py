@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..kinship import KinshipAccumulator, accumulate
+    from ..kinship import accumulate, accumulators
     from ..textio import write_kinship
 
     t0 = time.perf_counter()
@@ -49,14 +49,8 @@ def run(args: argparse.Namespace) -> int:
     with run_threads(args.threads):
         source = open_genotypes(args)
         ph = filter_samples(args, source)
-        acc = KinshipAccumulator(
-            source.n_samples,
-            args.method,
-            mask=ph.mask,
-            W=ph.W if ph.W.shape[1] > 1 else None,
-            maf=args.maf,
-            miss=args.miss,
-            r2=args.r2,
+        (acc,) = accumulators(
+            source.n_samples, args.method, [ph], maf=args.maf, miss=args.miss, r2=args.r2
         )
         with progress(args, source.n_snps, "kinship") as bar:
             accumulate(source, [acc], progress=bar.update)
