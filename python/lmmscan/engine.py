@@ -451,14 +451,20 @@ class Engine:
                     g.report.add_seconds({"eigen": time.perf_counter() - t0})
         return groups
 
-    def _test_block(self, g: _Group, X: np.ndarray, positions: np.ndarray, sink: BlockSink) -> None:
-        """Filter and rotate X (the group's samples x the SNPs at
-        ``positions``) once, then test it for each phenotype of the group."""
+    def _test_block(
+        self, g: _Group, X: np.ndarray, positions: np.ndarray | int, sink: BlockSink
+    ) -> None:
+        """Filter and rotate X (the group's samples x the SNPs at ``positions``,
+        or from SNP ``positions`` on) once, then test it for each phenotype of
+        the group."""
         part = ScanReport()
         keep, n_miss, af, UtX, Xk = g.scanners[0]._prepare(X, part)
         g.report.filters.add(part.filters)
         g.report.add_seconds({key: part.seconds[key] for key in ("filter", "rotate")})
-        index = positions[keep]
+        if isinstance(positions, int):
+            index = positions + np.flatnonzero(keep)
+        else:
+            index = positions[keep]
         for k, scanner, report in zip(g.members, g.scanners, g.reports, strict=True):
             tested, stats = scanner.test_rotated_with_statistics(
                 UtX, report, scanner.complement(Xk), Xk
@@ -525,9 +531,8 @@ class Engine:
         seconds = {"read": 0.0}
         try:
             for start, stop, X in reader.blocks(seconds):
-                positions = np.arange(start, stop)
                 for g in groups:
-                    self._test_block(g, X if g.rows is None else X[g.rows], positions, sink)
+                    self._test_block(g, X if g.rows is None else X[g.rows], start, sink)
                 sink.block_done(stop)
                 self._advance(stop - start)
         finally:
