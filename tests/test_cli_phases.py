@@ -60,8 +60,12 @@ def test_every_phase_is_timed(tmp_path, capsys, extra):
     sec = seconds_of(out)
     check_phases(sec)
     assert sec["startup"] == 0  # main() called from Python: no process start-up to count
-    for key in ("kinship", "tests", "write", "read"):
+    for key in ("kinship", "tests", "write"):
         assert sec[key] > 0, key
+    # "read" is the time spent waiting for a block: the read-ahead can hide every
+    # read of this small study (the first while the null model is fitted), and the
+    # 4-decimal rounding then prints 0 (seen at b0beec6 too, one run in three)
+    assert sec["read"] >= 0
     # LOCO decomposes on a thread while it reads: "eigen" is the time waited for it, maybe 0
     assert sec["eigen"] > 0 or "--loco" in extra
     line = next(ln for ln in text.splitlines() if ln.startswith("seconds: "))

@@ -55,6 +55,49 @@ def _computed_kinships(
     return [acc.result() for acc in accs]
 
 
+def _saved_bases(
+    source: GenotypeSource,
+    members: list[list[Analysed]],
+    eigen: Any,
+    sample_ids: Any,
+    path: str | None,
+    seconds: dict[str, float] | None,
+) -> Iterator[SpectralBasis]:
+    """Each group's share of a saved eigendecomposition (refused unless it
+    belongs to exactly the group's analysed samples)."""
+    from .eigen import Eigendecomposition, load_eigen, sample_ids_of
+
+    t0 = time.perf_counter()
+    eig = eigen if isinstance(eigen, Eigendecomposition) else load_eigen(eigen)
+    if sample_ids is None:
+        ids = sample_ids_of(source)
+    else:
+        ids = np.asarray(sample_ids).astype(str)
+        if ids.shape != (source.n_samples,):
+            raise InputError(f"sample_ids must have {source.n_samples} entries, got {ids.shape}")
+    for m in members:
+        with _naming(m[0], path):
+            yield eig.spectral_for(ids[m[0].mask])
+    _time(seconds, "kinship", t0)
+
+
+def _decompositions(
+    members: list[list[Analysed]],
+    kinships: list[np.ndarray],
+    owned: bool,
+    path: str | None,
+    seconds: dict[str, float] | None,
+) -> Iterator[SpectralBasis]:
+    """Each group's kinship restricted, centred and decomposed; the last group
+    using a kinship we own does it in the kinship's own buffer."""
+    for i, (m, K) in enumerate(zip(members, kinships, strict=True)):
+        last = owned and all(other is not K for other in kinships[i + 1 :])
+        t0 = time.perf_counter()
+        with _naming(m[0], path):
+            yield decompose_kinship(K, m[0].mask, overwrite_kinship=last)
+        _time(seconds, "eigen", t0)
+
+
 def fit_phenotypes(
     source: GenotypeSource,
     phenotypes: list[Analysed],
@@ -69,6 +112,7 @@ def fit_phenotypes(
     path: str | None = None,
     seconds: dict[str, float] | None = None,
     progress: Callable[[int], None] | None = None,
+    start_reading: Callable[[], None] | None = None,
 ) -> list[NullModel]:
     """Each phenotype's null model; phenotypes with the same analysed samples
     share one spectral basis (so the engine rotates each block once for them).
@@ -81,9 +125,11 @@ def fit_phenotypes(
     ``owned``: the kinship array may be overwritten (its last user
     decomposes in its buffer).  ``path``: the file an error in the kinship's
     use names.  ``seconds`` receives "kinship", "eigen" and "null_fit".
-    ``progress``: SNPs read by the kinship pass.
+    ``progress``: SNPs read by the kinship pass.  ``start_reading()`` is
+    called once the inputs are checked, before the decompositions and fits:
+    the scan's first block is best read while LAPACK works (the checks are
+    Python loops that a reading thread would slow).
     """
-    from .eigen import Eigendecomposition, load_eigen, sample_ids_of
     from .lowrank import LowRankKinship
 
     given = [x is not None for x in (kinship, groups, eigen)]
@@ -94,21 +140,7 @@ def fit_phenotypes(
     if groups is not None:
         bases = [None] * len(members)
     elif eigen is not None:
-        t0 = time.perf_counter()
-        eig = eigen if isinstance(eigen, Eigendecomposition) else load_eigen(eigen)
-        if sample_ids is None:
-            ids = sample_ids_of(source)
-        else:
-            ids = np.asarray(sample_ids).astype(str)
-            if ids.shape != (source.n_samples,):
-                raise InputError(
-                    f"sample_ids must have {source.n_samples} entries, got {ids.shape}"
-                )
-        bases = []
-        for m in members:
-            with _naming(m[0], path):
-                bases.append(eig.spectral_for(ids[m[0].mask]))
-        _time(seconds, "kinship", t0)
+        bases = list(_saved_bases(source, members, eigen, sample_ids, path, seconds))
     elif isinstance(kinship, LowRankKinship):
         if kinship.n_samples != source.n_samples:
             raise InputError(
@@ -125,19 +157,15 @@ def fit_phenotypes(
             _time(seconds, "kinship", t0)
             owned = True
         else:
-            kinships = [kinship if owned else check_kinship(kinship, source.n_samples)] * len(
-                members
-            )
-        bases = []
-        for i, (m, K) in enumerate(zip(members, kinships, strict=True)):
-            # the last group using a kinship we own restricts, centres and
-            # decomposes it in its own buffer
-            last = owned and all(other is not K for other in kinships[i + 1 :])
-            t0 = time.perf_counter()
-            with _naming(m[0], path):
-                bases.append(decompose_kinship(K, m[0].mask, overwrite_kinship=last))
-            _time(seconds, "eigen", t0)
+            K = kinship if owned else check_kinship(kinship, source.n_samples)
+            kinships = [K] * len(members)
+        if start_reading is not None:
+            start_reading()
+            start_reading = None
+        bases = list(_decompositions(members, kinships, owned, path, seconds))
         del kinships
+    if start_reading is not None:
+        start_reading()
     nulls: dict[int, NullModel] = {}
     for m, basis in zip(members, bases, strict=True):
         for ph in m:
@@ -338,10 +366,11 @@ def scan(
                 single = Y.ndim == 1
                 phenotypes = analyse(Y, covariates)
                 union = np.logical_or.reduce([p.mask for p in phenotypes])
-                engine.prefetch(np.flatnonzero(union))  # read while the null models are fitted
                 nulls = fit_phenotypes(
                     source, phenotypes, kinship=kinship, groups=groups, eigen=eigen,
                     sample_ids=sample_ids, options=options, seconds=seconds,
+                    # the first block is read while the null models are fitted
+                    start_reading=lambda: engine.prefetch(np.flatnonzero(union)),
                 )  # fmt: skip
             sink = Collector(len(nulls))
             reports = engine.scan(nulls, sink)
