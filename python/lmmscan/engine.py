@@ -29,6 +29,10 @@ from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
+# p-values need scipy.special: loaded with the engine, not by the first block's
+# tests while the read-ahead thread runs beside them (an import holds the GIL)
+import scipy.special  # noqa: F401
+
 from . import _core
 from ._errors import InputError
 from ._threads import blas_threads, usable_cores

@@ -366,11 +366,10 @@ def scan(
                 single = Y.ndim == 1
                 phenotypes = analyse(Y, covariates)
                 union = np.logical_or.reduce([p.mask for p in phenotypes])
+                engine.prefetch(np.flatnonzero(union))  # read while the null models are fitted
                 nulls = fit_phenotypes(
                     source, phenotypes, kinship=kinship, groups=groups, eigen=eigen,
                     sample_ids=sample_ids, options=options, seconds=seconds,
-                    # the first block is read while the null models are fitted
-                    start_reading=lambda: engine.prefetch(np.flatnonzero(union)),
                 )  # fmt: skip
             sink = Collector(len(nulls))
             reports = engine.scan(nulls, sink)
