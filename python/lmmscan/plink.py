@@ -208,7 +208,13 @@ class PlinkGenotypes:
             rows = np.asarray(samples)
             if rows.dtype == bool:
                 rows = np.flatnonzero(rows)
-        return self._open().read(index=np.s_[rows, start:stop], dtype="float64", order="F")
+        try:
+            return self._open().read(index=np.s_[rows, start:stop], dtype="float64", order="F")
+        except ValueError as exc:  # bed-reader: a file changed or cut short while it was read
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise InputError(
+                f"cannot read SNPs {start + 1}-{stop}: {text}", path=self.prefix + ".bed"
+            ) from None
 
 
 def read_plink(prefix: str | os.PathLike[str], *, num_threads: int | None = None) -> PlinkGenotypes:

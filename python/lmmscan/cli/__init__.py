@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: object) -> None:  # pragma: no cover - signal timing
+def _interrupt(signum: int, frame: object) -> None:  # pragma: no cover - signal timing
+    """SIGINT and SIGTERM: stop the run; the next signals are ignored while it
+    cleans up (a second Ctrl-C used to interrupt the cleanup itself and print
+    "Exception ignored in ... KeyboardInterrupt")."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -86,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.clock = Clock(t_main, startup)
     args.main = main  # the demo runs the other commands
-    previous = None
+    previous = {}
     with contextlib.suppress(ValueError):  # not in the main thread
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
     try:
         return int(args.func(args) or 0)
     except LmmscanError as exc:
@@ -105,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmmscan {args.command}: interrupted; {text}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run() -> None:

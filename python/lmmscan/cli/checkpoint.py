@@ -16,12 +16,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, LmmscanError
 from .._version import __version__
 from ..filters import FilterCounts
 from ..genotypes import GenotypeSource
 from ..samples import groups_by_samples
 from .common import one_line
+from .prefix import naming
 
 _CHECKPOINT_KIND = "lmmscan scan checkpoint"
 _CHECKPOINT_VERSION = 1
@@ -60,12 +61,14 @@ class Appender:
         pass
 
     def write(self, data: bytes) -> None:
-        self._fh.write(data)
+        with naming(self.path):
+            self._fh.write(data)
 
     def sync(self) -> int:
         """Flush to the disk; returns the file's length."""
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with naming(self.path):
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
         return self._fh.tell()
 
     def close(self) -> None:
@@ -100,7 +103,8 @@ class TableFile(Appender):
                     path=str(self.path),
                 )
             self._skip, data = self._skip[n:], data[n:]
-        self._fh.write(data)
+        with naming(self.path):
+            self._fh.write(data)
 
 
 def test_stop() -> tuple[int, str] | None:
@@ -428,7 +432,7 @@ class Checkpoint:
         }
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
+            with naming(self.path), open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(state, allow_nan=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -454,9 +458,15 @@ class Checkpoint:
                 path.unlink()
 
     def abandon(self, exc: BaseException) -> None:
-        """The run failed: keep what --resume needs (interrupted after a block), else remove."""
+        """The run failed: keep what --resume needs, else remove.
+
+        Kept when the scan stopped after a block and before its end: an
+        interruption, an OSError or MemoryError, or bad input met while
+        reading the genotypes (a .bed truncated while the scan read it).
+        """
         self.close()
-        keep = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError)) and self.next_snp > 0
+        stopped = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError, LmmscanError))
+        keep = stopped and 0 < self.next_snp < self.source.n_snps
         if not keep:
             self.remove()
             return

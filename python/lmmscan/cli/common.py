@@ -81,6 +81,14 @@ class Clock:
         return out
 
 
+def require_matplotlib(what: str) -> None:
+    """Optional parts are checked before any work: a missing one in one line."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError(f"{what} needs matplotlib: pip install 'lmmscan[plot]'") from None
+
+
 def check_out_dir(out: str) -> None:
     parent = Path(out).parent
     if not parent.is_dir():

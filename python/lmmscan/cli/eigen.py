@@ -9,6 +9,7 @@ import time
 from .._errors import InputError
 from .common import check_out_dir, filter_samples, open_genotypes, run_threads
 from .options import add_genotype_args, add_run_args, add_sample_args, command
+from .prefix import naming
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
         )
         del K
-        with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
+        with naming(args.out), atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
             save_eigen(fh, eig)
     if not args.quiet:
         print(

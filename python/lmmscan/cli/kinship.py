@@ -8,6 +8,7 @@ import time
 from ..kinship import KINSHIP_METHODS
 from .common import check_out_dir, filter_samples, open_genotypes, progress, run_threads
 from .options import add_filter_args, add_genotype_args, add_run_args, add_sample_args, command
+from .prefix import naming
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         )
         with progress(args, source.n_snps, "kinship") as bar:
             accumulate(source, [acc], progress=bar.update)
-        write_kinship(args.out, acc.result())
+        with naming(args.out):
+            write_kinship(args.out, acc.result())
     if not args.quiet:
         c = acc.counts
         removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())

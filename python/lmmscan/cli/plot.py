@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .._errors import InputError
-from .common import check_out_dir, one_line
+from .common import check_out_dir, one_line, require_matplotlib
 from .options import command
 
 
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_matplotlib("lmmscan plot")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,15 +22,17 @@ import numpy as np
 from .._errors import InputError
 from ..filters import FilterCounts
 from ..kinship import KINSHIP_METHODS
-from ..output import FORMATS
+from ..output import EXTENSIONS, FORMATS
 from ..samples import Analysed
 from .common import (
     check_out_dir,
     covariates,
+    one_line,
     open_genotypes,
     pheno_name,
     phenotypes,
     progress,
+    require_matplotlib,
     run_threads,
 )
 from .options import (
@@ -39,6 +43,7 @@ from .options import (
     command,
     positive_int,
 )
+from .prefix import naming
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -175,7 +180,6 @@ def load_phenotypes(args: argparse.Namespace, source: Any) -> list[Pheno]:
     """Every --pheno-col with GEMMA's analysed individuals (errors name the column)."""
     from ..samples import analyse
 
-    _check_scan_flags(args)
     Y = phenotypes(args, source, args.pheno_col, required=True)
     assert Y is not None  # required: an InputError otherwise
     cov = covariates(args, source)
@@ -195,7 +199,7 @@ class _Rows:
     def tested(self, block: Any) -> None:
         ph = self.phenos[block.phenotype]
         snps = self.snps.iloc[block.index]
-        with self.args.clock.phase("write"):
+        with self.args.clock.phase("write"), naming(ph.stem + EXTENSIONS[self.args.format]):
             log10p = ph.writer.write(snps, block.columns, block.statistics)
             if self.checkpoint is not None:
                 self.checkpoint.record(ph, block.index, log10p)
@@ -227,12 +231,50 @@ def _table_writer(args: argparse.Namespace, ph: Pheno, fh: Any) -> Any:
     )
 
 
+def _stems(args: argparse.Namespace) -> list[str]:
+    if len(args.pheno_col) == 1:
+        return [args.out]
+    return [f"{args.out}.{col}" for col in args.pheno_col]
+
+
+def _output_paths(args: argparse.Namespace) -> list[Path]:
+    """Every file a scan may write under its prefix, temporary ones included."""
+    from ..output import EXTENSIONS
+
+    ext = EXTENSIONS[args.format]
+    paths = [Path(f"{args.out}.resume.json")]
+    for stem in _stems(args):
+        table = Path(stem + ext)
+        paths += [table, Path(f"{table}.partial"), Path(f"{table}.partial.lp")]
+        paths += [Path(f"{stem}.null.json"), Path(f"{stem}.manhattan.png"), Path(f"{stem}.qq.png")]
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
+    from .prefix import PrefixLock, check_outputs, remove_stale_temporaries
+
+    check_out_dir(args.out)
+    _check_scan_flags(args)
+    if args.plot:
+        require_matplotlib("--plot")
+    paths = _output_paths(args)
+    check_outputs(paths)
+    with PrefixLock(args.out):
+        remove_stale_temporaries(paths)
+        source, phenos, checkpoint = _run(args)
+    if args.plot:
+        _plots(args, phenos)
+    if not args.quiet:
+        _print_summary(args, source, phenos, checkpoint)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
+    """The scan, its tables and null.json, in place when it returns."""
     from ..engine import Engine, ScanOptions
     from ..output import EXTENSIONS, OutputSet
 
     clock = args.clock
-    check_out_dir(args.out)
     outputs = OutputSet()
     checkpoint = None
     client = None
@@ -250,9 +292,8 @@ def run(args: argparse.Namespace) -> int:
                 source, options, threads=args.threads, block_size=args.block_size, client=client
             ) as engine:
                 _fit(args, source, phenos, engine)
-                single = len(phenos) == 1
-                for ph in phenos:
-                    ph.stem = args.out if single else f"{args.out}.{ph.col}"
+                for ph, stem in zip(phenos, _stems(args), strict=True):
+                    ph.stem = stem
                 ext = EXTENSIONS[args.format]
                 if _block_path(args, phenos):
                     union = np.logical_or.reduce([ph.analysed.mask for ph in phenos])
@@ -269,9 +310,6 @@ def run(args: argparse.Namespace) -> int:
                         )
                     _scan_to_files(args, source, phenos, engine, outputs, ext)
             _write_nulls(args, source, phenos, outputs)
-            if args.plot:
-                with clock.phase("write"):
-                    _write_plots(args, phenos, outputs)
         if checkpoint is not None:
             checkpoint.commit_tables()
         outputs.commit()
@@ -285,9 +323,26 @@ def run(args: argparse.Namespace) -> int:
         outputs.discard()
         if client is not None:
             client.close()
-    if not args.quiet:
-        _print_summary(args, source, phenos, checkpoint)
-    return 0
+    return source, phenos, checkpoint
+
+
+def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
+    """--plot, once the tables are in place: a failure here keeps them."""
+    from ..output import OutputSet
+
+    outputs = OutputSet()
+    try:
+        with args.clock.phase("write"):
+            _write_plots(args, phenos, outputs)
+        outputs.commit()
+    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+        print(
+            f"lmmscan scan: warning: the plots were not written ({one_line(exc)}); "
+            "the tables and null.json are complete",
+            file=sys.stderr,
+        )
+    finally:
+        outputs.discard()
 
 
 def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any) -> None:
@@ -536,7 +591,7 @@ def _write_nulls(args, source, phenos, outputs) -> None:
             seconds=args.clock.phases(ph.report.seconds),
         )
         ph.results = data["results"] = _results(ph)
-        with args.clock.phase("write"), open(path, "w", encoding="utf-8") as fh:
+        with naming(ph.stem + ".null.json"), open(path, "w", encoding="utf-8") as fh:
             write_json(fh, data)
 
 

@@ -1,0 +1,106 @@
+"""An output prefix has one writer: ``scan`` locks ``PREFIX.lock`` before any
+work, so that a second scan on the same prefix is refused at once instead of
+deleting, renaming or truncating the first one's files.
+
+The lock is ``fcntl.flock`` on the lock file: the kernel releases it when
+its process ends, however it ends, so the lock of a killed run is taken over
+by the next one (its stale temporary files are then removed: nobody else
+writes under the prefix).  The lock file holds the owner's PID for the
+message; it is removed by its owner at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from .._errors import InputError
+
+
+class PrefixLock:
+    """``PREFIX.lock``, held from :meth:`acquire` to :meth:`release`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.path = Path(f"{prefix}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise InputError naming the run that holds it."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+                raise InputError(
+                    f"another lmmscan scan{self._owner()} is writing this output prefix; "
+                    "wait for it to end, or choose another --out",
+                    path=str(self.path),
+                ) from None
+            # the owner before us may have removed the file between our open
+            # and our lock: then we hold a lock on a name nobody else sees
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _owner(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            return f" (process {int(self.path.read_text().strip())})"
+        return ""
+
+    def release(self) -> None:
+        """Remove the lock file (while still holding it), then unlock."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> PrefixLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_temporaries(paths: list[Path]) -> None:
+    """Remove the temporary files a killed run left for these outputs
+    (``.NAME.tmpPID``, see :mod:`lmmscan.output`); only the prefix's lock
+    holder may call this."""
+    for path in paths:
+        for stale in path.parent.glob(f".{path.name}.tmp*"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def check_outputs(paths: list[Path]) -> None:
+    """Refuse, before any work, an output name taken by a directory."""
+    for path in paths:
+        if path.is_dir():
+            raise InputError("the output name is taken by a directory", path=str(path))
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An OSError inside without a file name (a write on a full disk) names ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise

@@ -1,0 +1,216 @@
+"""No finished work lost: an output prefix has one writer, optional parts are
+checked before the work, a late failure keeps what is finished, and errors
+keep what --resume needs (issue 14, "Finished work lost")."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import lmmscan
+from lmmscan.cli import main
+from lmmscan.demo import copy_study
+
+PYTHONPATH = str(Path(lmmscan.__file__).resolve().parents[1])
+
+
+@pytest.fixture()
+def study(tmp_path) -> Path:
+    return copy_study(tmp_path / "in")
+
+
+def scan_args(prefix: Path, out: Path, *extra) -> list[str]:
+    return [str(a) for a in [
+        "scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt", "--test", "all",
+        "--block-size", 300, "--threads", 1, "--quiet", "--out", out, *extra,
+    ]]  # fmt: skip
+
+
+def files_in(d: Path) -> set[str]:
+    return {p.name for p in d.iterdir()}
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def start_scan(argv: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lmmscan", *argv], env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_lock(proc: subprocess.Popen, lock: Path) -> None:
+    """Until ``proc`` holds the prefix lock (its PID is in the lock file)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if lock.exists() and lock.read_text().strip() == str(proc.pid):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the scan ended before it was seen holding the lock: {proc.stderr}")
+        time.sleep(0.002)
+    pytest.fail("the scan never took the lock")
+
+
+def test_second_scan_on_a_locked_prefix_is_refused(study, tmp_path, capsys):
+    """Two scans with one --out: the second deleted the first's partial table and
+    the first then renamed the second's half-written one. Now the second is refused
+    at once and the first's table is byte for byte a lone run's."""
+    out = tmp_path / "r"
+    first = start_scan(scan_args(study, out))
+    try:
+        wait_for_lock(first, Path(f"{out}.lock"))
+        first.send_signal(signal.SIGSTOP)  # holds the lock while the second starts
+        before = files_in(tmp_path)
+        status = main(scan_args(study, out, "--format", "plink2"))
+        line = one_line(capsys.readouterr().err)
+        assert status == 2
+        assert f"{out}.lock" in line and f"process {first.pid}" in line
+        assert files_in(tmp_path) == before  # nothing of the first's touched
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert main(scan_args(study, tmp_path / "lone")) == 0
+    assert Path(f"{out}.assoc.txt").read_bytes() == (tmp_path / "lone.assoc.txt").read_bytes()
+    assert not Path(f"{out}.lock").exists()
+
+
+def test_stale_lock_of_a_killed_scan_is_taken_over(study, tmp_path):
+    out = tmp_path / "r"
+    Path(f"{out}.lock").write_text("999999\n")  # its process is gone: no one holds it
+    assert main(scan_args(study, out)) == 0
+    assert Path(f"{out}.assoc.txt").exists() and not Path(f"{out}.lock").exists()
+
+
+def test_checkpoint_temporary_of_a_killed_write_is_removed(study, tmp_path):
+    """kill -9 while the checkpoint was written left .r.resume.json.tmpPID for good."""
+    out = tmp_path / "r"
+    for name in (".r.resume.json.tmp4242", ".r.assoc.txt.tmp4242", ".r.null.json.tmp7"):
+        (tmp_path / name).write_text("half")
+    assert main(scan_args(study, out)) == 0
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_scan_plot_without_matplotlib_is_refused_before_the_scan(
+    study, tmp_path, capsys, monkeypatch
+):
+    """It ran the whole scan, then died with a traceback and deleted the tables."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    before = files_in(tmp_path)
+    assert main([*scan_args(study, tmp_path / "r"), "--plot"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--plot needs matplotlib" in line and "lmmscan[plot]" in line
+    assert files_in(tmp_path) == before
+
+
+def test_plot_command_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    table = tmp_path / "t.assoc.txt"
+    table.write_text("chr\trs\tps\tp_wald\n1\ta\t1\t0.5\n")
+    assert main(["plot", str(table), "--out", str(tmp_path / "f.png")]) == 2
+    assert "needs matplotlib" in one_line(capsys.readouterr().err)
+
+
+def test_failed_plot_keeps_the_finished_tables(study, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from lmmscan import plot
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(plot, "manhattan", broken)
+    out = tmp_path / "r"
+    assert main([*scan_args(study, out), "--plot"]) == 0
+    err = capsys.readouterr().err
+    assert "the plots were not written (no display)" in one_line(err)
+    assert Path(f"{out}.assoc.txt").exists() and Path(f"{out}.null.json").exists()
+    assert not list(tmp_path.glob("r*.png")) and not list(tmp_path.glob(".r*"))
+
+
+def test_output_name_taken_by_a_directory_is_refused_before_the_scan(study, tmp_path, capsys):
+    """The whole scan ran, then the error named the .partial and advised --resume,
+    which failed the same way."""
+    (tmp_path / "r.assoc.txt").mkdir()
+    before = files_in(tmp_path)
+    assert main(scan_args(study, tmp_path / "r")) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "r.assoc.txt" in line and "directory" in line and "--resume" not in line
+    assert files_in(tmp_path) == before
+
+
+def test_genotypes_cut_short_while_scanned_keep_the_checkpoint(
+    study, tmp_path, capsys, monkeypatch
+):
+    """A .bed truncated while a scan read it: a traceback, and the checkpoint and the
+    partial table deleted. Now one line naming the .bed, and what --resume needs kept."""
+    from lmmscan.plink import PlinkGenotypes
+
+    real = PlinkGenotypes.read
+    calls = {"n": 0}
+
+    def read(self, start, stop, samples=None):
+        calls["n"] += 1
+        if calls["n"] == 4:  # blocks 1-3 are done: the file is cut short now
+            bed = Path(self.prefix + ".bed")
+            bed.write_bytes(bed.read_bytes()[: bed.stat().st_size // 2])
+            self._bed = None  # as a fresh open of the cut file would be
+        return real(self, start, stop, samples)
+
+    monkeypatch.setattr(PlinkGenotypes, "read", read)
+    out = tmp_path / "r"
+    assert main(scan_args(study, out)) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{study}.bed" in line and "--resume" in line
+    assert Path(f"{out}.resume.json").exists() and Path(f"{out}.assoc.txt.partial").exists()
+    assert not Path(f"{out}.assoc.txt").exists()
+
+
+@pytest.mark.parametrize("command", ["scan", "kinship"])
+def test_disk_full_names_the_file(study, tmp_path, capsys, monkeypatch, command):
+    """"No space left on device" without the file's name."""
+    from lmmscan import output, textio
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if command == "scan":
+        monkeypatch.setattr(output.TableWriter, "write", full)
+        argv = scan_args(study, tmp_path / "r")
+        name = "r.assoc.txt"
+    else:
+        monkeypatch.setattr(textio, "write_kinship_text", full)
+        argv = ["kinship", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--quiet",
+                "--out", str(tmp_path / "K.txt")]  # fmt: skip
+        name = "K.txt"
+    assert main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert name in line and "No space left on device" in line
+
+
+def test_two_interrupts_in_a_row_give_one_line(tmp_path, mouse_dir):
+    """Two SIGINTs 2 ms apart printed "Exception ignored in open_bed.__del__ ...
+    KeyboardInterrupt" under the interrupted line."""
+    out = tmp_path / "r"
+    bfile = str(mouse_dir / "mouse_hs1940")
+    proc = start_scan(["scan", "--bfile", bfile, "--test", "all", "--block-size", "200",
+                       "--threads", "1", "--quiet", "--out", str(out)])  # fmt: skip
+    wait_for_lock(proc, Path(f"{out}.lock"))
+    time.sleep(0.3)  # into the kinship pass or the scan
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in one_line(err)
