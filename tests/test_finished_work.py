@@ -179,7 +179,7 @@ def test_genotypes_cut_short_while_scanned_keep_the_checkpoint(
 
 @pytest.mark.parametrize("command", ["scan", "kinship"])
 def test_disk_full_names_the_file(study, tmp_path, capsys, monkeypatch, command):
-    """"No space left on device" without the file's name."""
+    """ "No space left on device" without the file's name."""
     from lmmscan import output, textio
 
     def full(*args, **kwargs):
