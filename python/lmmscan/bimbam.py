@@ -28,6 +28,7 @@ _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
 _HEAD = re.compile(rb"[ ,\t\r]*([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)")
 _CHUNK = 16 << 20
+NEEDS_FILE = "BIMBAM genotypes are read twice (once to find the SNPs, then by blocks)"
 
 
 def _is_gzip(path: Path) -> bool:
@@ -81,11 +82,14 @@ class BimbamGenotypes:
     def __init__(
         self, path: str | os.PathLike[str], anno: str | os.PathLike[str] | None = None
     ) -> None:
+        from .textio import input_stat
+
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("BIMBAM genotype file not found", path=str(self.path))
         if self.path.is_dir():
             raise InputError("is a directory, not a BIMBAM genotype file", path=str(self.path))
+        input_stat(self.path, needs_file=NEEDS_FILE)
         self._gzip = _is_gzip(self.path)
         self._scan_lines()
         amap = read_bimbam_anno(anno) if anno is not None else {}
