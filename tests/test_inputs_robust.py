@@ -327,3 +327,26 @@ def test_fam_line_with_other_fields_than_line_1_is_refused(study, tmp_path, caps
         tmp_path,
         f"demo.fam, line 42: {have} fields where line 1 has 7",
     )
+
+
+def test_genotype_whose_square_overflows_is_refused_naming_it(tmp_path):
+    from lmmscan.genotypes import ArrayGenotypes
+
+    G = np.ones((5, 3))
+    G[3, 2] = 1e200
+    with pytest.raises(InputError, match=r"SNP 3, sample 4 is 1e\+200"):
+        ArrayGenotypes(G)
+    f = tmp_path / "g.txt"
+    f.write_text("rs1 A C 0 1 2\nrs2 A C 1 -1e300 2\n")
+    with pytest.raises(InputError, match=r"line 2, column 5: genotype b?'-1e300' is too large"):
+        read_bimbam(f).read(0, 2)
+
+
+def test_npz_or_binary_as_kinship_text_is_named_not_quoted(tmp_path):
+    """An .npz as --kinship quoted its binary bytes as the bad token."""
+    np.savez(tmp_path / "K.npz", K=np.eye(3))
+    with pytest.raises(InputError, match=r"K.npz: is a zip \(.npz\) file, not kinship text"):
+        read_kinship(tmp_path / "K.npz")
+    (tmp_path / "K.txt").write_bytes(b"1\t0\n0\t1\x00\n")
+    with pytest.raises(InputError, match="line 2, column 2: kinship file is not text: byte 0x00"):
+        read_kinship(tmp_path / "K.txt")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
+from .samples import HUGE
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
@@ -251,7 +252,8 @@ class BimbamGenotypes:
             )
         if values.size != (stop - start) * self._n:  # pragma: no cover - checked in pass 1
             raise InputError("genotype count changed while reading", path=str(self.path))
-        if np.isinf(values).any():
+        # inf, and values whose squares overflow in the filters and kinship
+        if (values > HUGE).any() or (values < -HUGE).any():
             self._raise_bad_token(start, stop)
         return values.reshape(stop - start, self._n)
 
@@ -262,13 +264,17 @@ class BimbamGenotypes:
                 if tok == b"NA":
                     continue
                 try:
-                    ok = np.isfinite(float(tok))
+                    value = float(tok)
                 except ValueError:
-                    ok = False
-                if not ok:
+                    value = float("nan")
+                if not abs(value) <= HUGE:
+                    why = (
+                        f"is too large (beyond ±{HUGE:.0e} its square overflows)"
+                        if np.isfinite(value)
+                        else "is not a number (use NA for missing)"
+                    )
                     raise InputError(
-                        f"genotype {tok.decode(errors='replace')!r} is not a number "
-                        "(use NA for missing)",
+                        f"genotype {tok.decode(errors='replace')!r} {why}",
                         path=str(self.path),
                         line=int(self._line_no[k]),
                         column=j + 4,

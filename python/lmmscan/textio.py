@@ -485,6 +485,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     filled = 0
     ncol = None
     line_no = 0  # lines before the current chunk
+    offset = 0  # bytes before the current chunk
     with contextlib.closing(_text_chunks(path)) as chunks:
         for chunk in chunks:
             if out is None:
@@ -494,7 +495,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
             dest = None if out is None else out[filled:]
             parsed, counts, bad = parse_numbers(chunk, _parse_threads(len(chunk)), dest)
             if bad >= 0:
-                _raise_bad_token(chunk, bad, path, line_no)
+                _raise_bad_token(chunk, bad, path, line_no, offset)
             nonblank = np.flatnonzero(counts)
             if nonblank.size:
                 if ncol is None:
@@ -518,6 +519,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                     out[filled : filled + parsed.size] = parsed
                 filled += parsed.size
             line_no += counts.size
+            offset += len(chunk)
     if ncol is None or out is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
@@ -561,11 +563,34 @@ def token_at(text: bytes, bad: int) -> tuple[str, int, int]:
     return token, text.count(b"\n", 0, bad), column
 
 
-def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int) -> None:
-    """The InputError for the token at byte ``bad`` of ``chunk``, with its line and column."""
-    token, line, column = token_at(bytes(chunk), bad)
+_BINARY = {b"PK\x03\x04": "a zip (.npz) file", b"\x93NUMPY": "a .npy file without the .npy suffix"}
+
+
+def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int, offset: int) -> None:
+    """The InputError for the token at byte ``bad`` of ``chunk`` (``offset``
+    bytes into the file), with its line and column; a binary file is named as
+    such instead of quoting its bytes."""
+    text = bytes(chunk)
+    for magic, kind in _BINARY.items():
+        if offset == 0 and text.startswith(magic):
+            raise InputError(
+                f"is {kind}, not kinship text: a kinship is GEMMA text or .npy "
+                "(an eigendecomposition goes to --eigen)",
+                path=shown(path),
+            )
+    token, line, column = token_at(text, bad)
+    match = _TOKEN.match(text, bad)
+    raw = match.group() if match else b""
+    odd = next((i for i, b in enumerate(raw) if b < 32 or b > 126), None)
+    if odd is not None:  # a byte of no text: name it, not a quoted mess
+        raise InputError(
+            f"kinship file is not text: byte 0x{raw[odd]:02x} at byte offset {offset + bad + odd}",
+            path=shown(path),
+            line=line_no + line + 1,
+            column=column,
+        )
     raise InputError(
-        f"{token!r} is not a number", path=str(path), line=line_no + line + 1, column=column
+        f"{token!r} is not a number", path=shown(path), line=line_no + line + 1, column=column
     )
 
 
