@@ -23,11 +23,13 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
+from .samples import HUGE
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
 _HEAD = re.compile(rb"[ ,\t\r]*([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)")
 _CHUNK = 16 << 20
+NEEDS_FILE = "BIMBAM genotypes are read twice (once to find the SNPs, then by blocks)"
 
 
 def _is_gzip(path: Path) -> bool:
@@ -81,11 +83,14 @@ class BimbamGenotypes:
     def __init__(
         self, path: str | os.PathLike[str], anno: str | os.PathLike[str] | None = None
     ) -> None:
+        from .textio import input_stat
+
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("BIMBAM genotype file not found", path=str(self.path))
         if self.path.is_dir():
             raise InputError("is a directory, not a BIMBAM genotype file", path=str(self.path))
+        input_stat(self.path, needs_file=NEEDS_FILE)
         self._gzip = _is_gzip(self.path)
         self._scan_lines()
         amap = read_bimbam_anno(anno) if anno is not None else {}
@@ -247,7 +252,8 @@ class BimbamGenotypes:
             )
         if values.size != (stop - start) * self._n:  # pragma: no cover - checked in pass 1
             raise InputError("genotype count changed while reading", path=str(self.path))
-        if np.isinf(values).any():
+        # inf, and values whose squares overflow in the filters and kinship
+        if (values > HUGE).any() or (values < -HUGE).any():
             self._raise_bad_token(start, stop)
         return values.reshape(stop - start, self._n)
 
@@ -258,13 +264,17 @@ class BimbamGenotypes:
                 if tok == b"NA":
                     continue
                 try:
-                    ok = np.isfinite(float(tok))
+                    value = float(tok)
                 except ValueError:
-                    ok = False
-                if not ok:
+                    value = float("nan")
+                if not abs(value) <= HUGE:
+                    why = (
+                        f"is too large (beyond ±{HUGE:.0e} its square overflows)"
+                        if np.isfinite(value)
+                        else "is not a number (use NA for missing)"
+                    )
                     raise InputError(
-                        f"genotype {tok.decode(errors='replace')!r} is not a number "
-                        "(use NA for missing)",
+                        f"genotype {tok.decode(errors='replace')!r} {why}",
                         path=str(self.path),
                         line=int(self._line_no[k]),
                         column=j + 4,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from ._errors import InputError
+from .samples import HUGE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,8 +52,15 @@ class ArrayGenotypes:
         g = np.asarray(genotypes, dtype=np.float64)
         if g.ndim != 2:
             raise InputError(f"genotypes must be a 2-D array (samples x SNPs), got shape {g.shape}")
-        if np.isinf(g).any():
-            raise InputError("genotypes contain infinite values (use NaN for missing)")
+        # inf, or a value whose square overflows (no n x m temporary but booleans)
+        if (g > HUGE).any() or (g < -HUGE).any():
+            if np.isinf(g).any():
+                raise InputError("genotypes contain infinite values (use NaN for missing)")
+            i, j = np.argwhere((g > HUGE) | (g < -HUGE))[0]
+            raise InputError(
+                f"genotype of SNP {j + 1}, sample {i + 1} is {g[i, j]:.6g}: beyond ±{HUGE:.0e} "
+                "its square overflows"
+            )
         self._g = g
         if snps is None:
             import pandas as pd

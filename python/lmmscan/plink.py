@@ -2,70 +2,89 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ._errors import InputError
+from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
+
+__all__ = ["BadToken", "PlinkGenotypes", "parse_phenotype", "read_plink"]
 
 _BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major
 
 
 def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(f"{what} file not found", path=str(path))
+
+    st = input_stat(path)
+    source = read_pipe(path) if stat.S_ISFIFO(st.st_mode) else path
     try:
         table = pd.read_csv(
-            path, sep=r"\s+", header=None, dtype=str, engine="c", keep_default_na=False
+            source, sep=r"\s+", header=None, dtype=str, engine="c", keep_default_na=False
         )
     except pd.errors.EmptyDataError:
-        raise InputError(f"{what} file is empty", path=str(path)) from None
+        raise InputError(f"{what} file is empty", path=shown(path)) from None
     except pd.errors.ParserError as exc:
-        raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
-    except UnicodeDecodeError as exc:
+        # "Expected 6 fields in line 3, saw 7": a line longer than the first
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found is None:
+            raise InputError(f"cannot parse {what} file: {exc}", path=shown(path)) from None
+        first, line, saw = found.groups()
         raise InputError(
-            f"{what} file is not text ({exc.reason} at byte {exc.start})", path=str(path)
+            f"{saw} fields where line 1 has {first} (every line needs the same fields)",
+            path=shown(path),
+            line=int(line),
         ) from None
+    except UnicodeDecodeError:
+        # pandas reports the offset inside its buffer: find the byte in the file
+        raw = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+        try:
+            raw.decode()
+        except UnicodeDecodeError as exc:
+            raise not_utf8(raw, exc.start, f"{what} file", path) from None
+        raise InputError(f"{what} file is not UTF-8 text", path=shown(path)) from None
     if table.shape[1] < ncols:
         raise InputError(
             f"{what} file has {table.shape[1]} columns, expected at least {ncols}",
-            path=str(path),
+            path=shown(path),
         )
-    short = table.iloc[:, :ncols].isna().any(axis=1).to_numpy()
+    # a shorter line than the first (pandas pads it with NaN): its fields would
+    # be read as missing, or shift the columns after them
+    # (with keep_default_na=False an absent field is "", never a real token)
+    absent = table.isna() | (table == "")
+    short = absent.any(axis=1).to_numpy()
     if short.any():
-        line = int(np.flatnonzero(short)[0]) + 1
-        raise InputError(f"fewer than {ncols} columns", path=str(path), line=line)
+        i = int(np.flatnonzero(short)[0])
+        have = int((~absent.iloc[i]).sum())
+        least = f"fewer than {ncols} columns: " if have < ncols else ""
+        raise InputError(
+            f"{least}{have} fields where line 1 has {table.shape[1]} "
+            "(every line needs the same fields)",
+            path=shown(path),
+            line=i + 1,
+        )
     return table
 
 
-class BadToken(ValueError):
-    """A token that is not a number; ``index`` is its 0-based position."""
-
-    def __init__(self, index: int, token: str) -> None:
-        super().__init__(f"{token!r} is not a number")
-        self.index = index
-        self.token = token
-
-
-def parse_phenotype(tokens: pd.Series | np.ndarray, *, minus9_missing: bool) -> np.ndarray:
-    """Phenotype or covariate tokens to float64 with NaN for missing, as GEMMA reads them.
-
-    ``NA`` is missing; so is -9 when ``minus9_missing`` (the .fam column).
-    Raises :class:`BadToken` on a non-numeric token.
-    """
-    s = pd.Series(np.asarray(tokens, dtype=object))
-    na = (s == "NA").to_numpy()
-    values = np.array(pd.to_numeric(s.mask(na), errors="coerce"), dtype=np.float64)
-    bad = np.flatnonzero(np.isnan(values) & ~na)
-    for i in bad:
-        tok = str(s.iloc[i])
-        if tok.lower() not in ("nan", "+nan", "-nan"):
-            raise BadToken(int(i), tok)
-    if minus9_missing:
-        values[values == -9] = np.nan
-    return values
+def _check_unique_ids(samples: pd.DataFrame, path: str) -> None:
+    """Refuse a .fam with an individual twice (as PLINK does): a line
+    duplicated in place of another would shift every later individual."""
+    dup = samples.duplicated(["fid", "iid"], keep=False).to_numpy()
+    if dup.any():
+        first = int(np.flatnonzero(dup)[0])
+        fid, iid = samples["fid"].iloc[first], samples["iid"].iloc[first]
+        lines = np.flatnonzero(((samples["fid"] == fid) & (samples["iid"] == iid)).to_numpy())
+        raise InputError(
+            f"individual {fid!r} {iid!r} is on lines {lines[0] + 1} and {lines[1] + 1} "
+            "(family and individual IDs must be unique)",
+            path=path,
+            line=int(lines[1]) + 1,
+        )
 
 
 class PlinkGenotypes:
@@ -97,6 +116,7 @@ class PlinkGenotypes:
                 column=6,
             ) from None
         self._samples = pd.DataFrame({"fid": fam[0], "iid": fam[1], "phenotype": pheno})
+        _check_unique_ids(self._samples, prefix + ".fam")
         pos = pd.to_numeric(bim[3], errors="coerce").to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) > 2.0**62)
@@ -117,9 +137,13 @@ class PlinkGenotypes:
         self._bed = None
 
     def _check_bed(self) -> None:
+        from .textio import check_utf8_path
+
         path = self.bed_path
         if not path.exists():
             raise InputError(".bed file not found", path=str(path))
+        check_utf8_path(path)  # bed-reader opens it by a str name
+        input_stat(path, needs_file="the .bed is read at any SNP's offset")
         with open(path, "rb") as fh:
             magic = fh.read(3)
         if magic != _BED_MAGIC:

@@ -27,6 +27,7 @@ def analysed_samples(
         raise InputError(f"y has {y.shape[0]} values but there are {n} samples")
     if np.isinf(y).any():
         raise InputError("y contains infinite values (use NaN for missing)")
+    _check_squares(y[:, None], "y")
     mask = ~np.isnan(y)
     if covariates is not None:
         cov = np.asarray(covariates, dtype=np.float64)
@@ -36,6 +37,7 @@ def analysed_samples(
             raise InputError(f"covariates must have shape ({y.shape[0]}, c), got {cov.shape}")
         if np.isinf(cov).any():
             raise InputError("covariates contain infinite values (use NaN for missing)")
+        _check_squares(cov, "covariate column")
         mask &= ~np.isnan(cov).any(axis=1)
     else:
         cov = np.ones((y.shape[0], 0))
@@ -47,29 +49,68 @@ def analysed_samples(
         W = np.column_stack([W, np.ones(W.shape[0])])
         intercept_added = True
     n_an, c = W.shape
-    _check_full_rank(W, intercept_added)
+    # before the rank check: its decomposition of n x c would be for nothing
     if n_an < c + 2:
         raise InputError(
             f"{n_an} analysed samples but {c} covariate columns: need at least c + 2 = {c + 2}"
         )
+    _check_full_rank(W, intercept_added)
     return mask, y[mask], W, cov, intercept_added
 
 
+# beyond this a value's square, summed over up to 1e7 samples, overflows
+HUGE = 1e150
+
+
+def _check_squares(values: np.ndarray, what: str) -> None:
+    """Refuse a value whose square overflows in the sums of squares (numpy
+    would warn, then give nan or a wrong reason); ``values`` (samples, k)."""
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(values) > HUGE
+    if huge.any():
+        i, j = np.argwhere(huge)[0]
+        name = "y" if what == "y" else f"{what} {j + 1}"
+        raise InputError(
+            f"{name} has a value of {values[i, j]:.6g} (sample {i + 1}): beyond "
+            f"±{HUGE:.0e} its square overflows; rescale it"
+        )
+
+
 def _check_full_rank(W: np.ndarray, intercept_added: bool) -> None:
-    """Refuse covariates that are linearly dependent (GEMMA would divide by ~0)."""
+    """Refuse covariates that are linearly dependent (GEMMA would divide by ~0).
+
+    Column j is named when it is the first whose prefix W[:, :j] (columns
+    scaled to unit norm) has a smallest singular value below 1e-10 of its
+    largest.  One QR of W gives every prefix's singular values (those of
+    R[:j, :j]); the prefix test is monotone in j, so a rank-deficient W is
+    bisected on small j x j matrices.
+    """
     scale = np.linalg.norm(W, axis=0)
     if np.any(scale == 0):
         j = int(np.flatnonzero(scale == 0)[0])
         raise InputError(f"covariate column {j + 1} is zero on every analysed sample")
-    Wn = W / scale
-    for j in range(1, W.shape[1] + 1):
-        s = np.linalg.svd(Wn[:, :j], compute_uv=False)
-        if s[-1] < 1e-10 * s[0]:
-            what = "the added intercept" if intercept_added and j == W.shape[1] else f"column {j}"
-            raise InputError(
-                f"covariates are collinear: {what} is a linear combination of the columns "
-                "before it (on the analysed samples)"
-            )
+    R: np.ndarray = np.linalg.qr(W / scale, mode="r")  # type: ignore[assignment]
+
+    def deficient(j: int) -> bool:
+        s = np.linalg.svd(R[:j, :j], compute_uv=False)
+        return bool(s[-1] < 1e-10 * s[0])
+
+    c = W.shape[1]
+    if not deficient(c):
+        return
+    lo, hi = 1, c  # the first deficient prefix is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if deficient(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    j = hi
+    what = "the added intercept" if intercept_added and j == c else f"column {j}"
+    raise InputError(
+        f"covariates are collinear: {what} is a linear combination of the columns "
+        "before it (on the analysed samples)"
+    )
 
 
 def groups_by_samples(masks: list[np.ndarray]) -> list[list[int]]:

@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import mmap
 import os
 import re
 import stat
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._errors import InputError
 from ._threads import usable_cores
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SEPARATORS = b" ,\t\r"
 
@@ -58,14 +63,126 @@ def line_chunks(fh, size: int):
         return
 
 
-def _open_binary(path: Path):
-    if not path.exists():
-        raise InputError("file not found", path=str(path))
-    if path.is_dir():
-        raise InputError("is a directory, not a file", path=str(path))
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as messages print it: bytes that are not UTF-8 as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def check_utf8_path(path: str | os.PathLike[str], flag: str | None = None) -> None:
+    """Refuse a path that is not UTF-8 where a reader needs a str path
+    (bed-reader), before any work rather than at the first read."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        given = f"{flag}: " if flag else ""
+        raise InputError(
+            f"{given}the path has a byte that is not UTF-8 (0x{exc.object[exc.start]:02x}); "
+            "rename the file or its directory",
+            path=shown(path),
+        ) from None
+
+
+def input_stat(
+    path: str | os.PathLike[str], *, needs_file: str | None = None, flag: str | None = None
+) -> os.stat_result:
+    """What ``path`` is, found without opening it (opening a FIFO blocks).
+
+    A device or a socket is refused (``/dev/zero`` never ends); a pipe or
+    FIFO is refused when ``needs_file`` says why the reader needs a regular
+    file (it seeks, maps or reads twice), else it may be read once.
+    """
+    given = f"{flag} " if flag else ""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("file not found", path=shown(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", path=shown(path)) from None
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        raise InputError("is a directory, not a file", path=shown(path))
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise InputError(f"{given}names {kind}, not a file", path=shown(path))
+    if stat.S_ISFIFO(mode) and needs_file is not None:
+        raise InputError(
+            f"{given}names a pipe or FIFO, but {needs_file}: give a regular file",
+            path=shown(path),
+        )
+    return st
+
+
+def _pipe_limit() -> int:
+    """The most a pipe is read into memory: half of this machine's memory."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 << 30
+
+
+def read_pipe(path: str | os.PathLike[str], limit: int | None = None) -> io.BytesIO:
+    """The whole of a pipe or FIFO, read once into memory (at most ``limit``
+    bytes: more is refused, never cut short).
+
+    It is opened without blocking, so a FIFO that no process writes reads as
+    empty instead of waiting for ever.
+    """
+    limit = _pipe_limit() if limit is None else limit
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    out = io.BytesIO()
+    try:
+        os.set_blocking(fd, True)
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            if out.tell() + len(data) > limit:
+                raise InputError(
+                    f"a pipe of more than {limit} bytes (half this machine's memory); "
+                    "give a regular file",
+                    path=shown(path),
+                )
+            out.write(data)
+    finally:
+        os.close(fd)
+    if out.tell() == 0:
+        raise InputError(
+            "nothing to read from this pipe (no process writes to it, or it wrote nothing)",
+            path=shown(path),
+        )
+    out.seek(0)
+    return out
+
+
+@contextlib.contextmanager
+def open_input(path: Path):
+    """A binary file object over ``path``, gunzipped if it is gzip: a regular
+    file opened once, a pipe read once (bounded, :func:`read_pipe`); a device
+    refused."""
+    st = input_stat(path)
+    raw = read_pipe(path) if stat.S_ISFIFO(st.st_mode) else open(path, "rb")
+    with raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if gz:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
+                yield fh
+        else:
+            yield raw
+
+
+def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -> InputError:
+    """The error for the byte at ``offset`` of ``raw`` (a whole file) that is
+    not UTF-8: its byte offset in the file, its line and its field."""
+    start = raw.rfind(b"\n", 0, offset) + 1
+    before = raw[start:offset].translate(_TO_NEWLINE).split()
+    inside = offset > start and raw[offset - 1 : offset] not in b" ,\t\r"
+    return InputError(
+        f"{what} is not UTF-8 text: byte 0x{raw[offset]:02x} at byte offset {offset}",
+        path=shown(path),
+        line=raw.count(b"\n", 0, offset) + 1,
+        column=len(before) + (0 if inside and before else 1),
+    )
 
 
 def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
@@ -75,12 +192,12 @@ def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     error, because rows are matched to individuals by position.
     """
     path = Path(path)
-    with _open_binary(path) as fh:
+    with open_input(path) as fh:
         raw = fh.read()
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
-        raise InputError(f"{what} file is not text ({exc.reason})", path=str(path)) from None
+        raise not_utf8(raw, exc.start, f"{what} file", path) from None
     lines = text.replace(",", " ").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -97,9 +214,37 @@ def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     return rows
 
 
-def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.ndarray:
-    from .plink import BadToken, parse_phenotype
+class BadToken(ValueError):
+    """A token that is not a number; ``index`` is its 0-based position."""
 
+    def __init__(self, index: int, token: str) -> None:
+        super().__init__(f"{token!r} is not a number")
+        self.index = index
+        self.token = token
+
+
+def parse_phenotype(tokens: pd.Series | np.ndarray, *, minus9_missing: bool) -> np.ndarray:
+    """Phenotype or covariate tokens to float64 with NaN for missing, as GEMMA reads them.
+
+    ``NA`` is missing; so is -9 when ``minus9_missing`` (the .fam column).
+    Raises :class:`BadToken` on a non-numeric token.
+    """
+    import pandas as pd
+
+    s = pd.Series(np.asarray(tokens, dtype=object))
+    na = (s == "NA").to_numpy()
+    values = np.array(pd.to_numeric(s.mask(na), errors="coerce"), dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(values) & ~na)
+    for i in bad:
+        tok = str(s.iloc[i])
+        if tok.lower() not in ("nan", "+nan", "-nan"):
+            raise BadToken(int(i), tok)
+    if minus9_missing:
+        values[values == -9] = np.nan
+    return values
+
+
+def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.ndarray:
     try:
         values = parse_phenotype(np.asarray(tokens, dtype=object), minus9_missing=False)
     except BadToken as exc:
@@ -115,6 +260,18 @@ def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.n
             f"{what} {tokens[bad[0]]!r} is infinite",
             path=str(path),
             line=int(bad[0]) + 1,
+            column=column,
+        )
+    from .samples import HUGE
+
+    with np.errstate(invalid="ignore"):
+        huge = np.flatnonzero(np.abs(values) > HUGE)
+    if huge.size:
+        raise InputError(
+            f"{what} {tokens[huge[0]]!r} is too large: beyond ±{HUGE:.0e} its square "
+            "overflows; rescale the column",
+            path=shown(path),
+            line=int(huge[0]) + 1,
             column=column,
         )
     return values
@@ -197,10 +354,10 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
     """
     path = Path(path)
     if path.suffix == ".npy":
-        if not path.exists():
-            raise InputError("file not found", path=str(path))
+        st = input_stat(path)
         try:
-            K = np.load(path, allow_pickle=False)
+            with read_pipe(path) if stat.S_ISFIFO(st.st_mode) else open(path, "rb") as fh:
+                K = np.load(fh, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(f"not a readable .npy file ({exc})", path=str(path)) from None
         if K.dtype.kind not in "fiu":
@@ -280,8 +437,8 @@ def _text_chunks(path: Path):
     and each chunk's pages are unmapped once parsed); a gzip file or a pipe
     is read with :func:`line_chunks`.
     """
-    with _open_binary(path) as fh:
-        if isinstance(fh, gzip.GzipFile) or not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+    with open_input(path) as fh:
+        if not isinstance(fh, io.BufferedReader):  # gzip, or a pipe read into memory
             yield from line_chunks(fh, _CHUNK_BYTES)
             return
         size = os.fstat(fh.fileno()).st_size
@@ -328,6 +485,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     filled = 0
     ncol = None
     line_no = 0  # lines before the current chunk
+    offset = 0  # bytes before the current chunk
     with contextlib.closing(_text_chunks(path)) as chunks:
         for chunk in chunks:
             if out is None:
@@ -337,7 +495,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
             dest = None if out is None else out[filled:]
             parsed, counts, bad = parse_numbers(chunk, _parse_threads(len(chunk)), dest)
             if bad >= 0:
-                _raise_bad_token(chunk, bad, path, line_no)
+                _raise_bad_token(chunk, bad, path, line_no, offset)
             nonblank = np.flatnonzero(counts)
             if nonblank.size:
                 if ncol is None:
@@ -361,6 +519,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                     out[filled : filled + parsed.size] = parsed
                 filled += parsed.size
             line_no += counts.size
+            offset += len(chunk)
     if ncol is None or out is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
@@ -404,11 +563,34 @@ def token_at(text: bytes, bad: int) -> tuple[str, int, int]:
     return token, text.count(b"\n", 0, bad), column
 
 
-def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int) -> None:
-    """The InputError for the token at byte ``bad`` of ``chunk``, with its line and column."""
-    token, line, column = token_at(bytes(chunk), bad)
+_BINARY = {b"PK\x03\x04": "a zip (.npz) file", b"\x93NUMPY": "a .npy file without the .npy suffix"}
+
+
+def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int, offset: int) -> None:
+    """The InputError for the token at byte ``bad`` of ``chunk`` (``offset``
+    bytes into the file), with its line and column; a binary file is named as
+    such instead of quoting its bytes."""
+    text = bytes(chunk)
+    for magic, kind in _BINARY.items():
+        if offset == 0 and text.startswith(magic):
+            raise InputError(
+                f"is {kind}, not kinship text: a kinship is GEMMA text or .npy "
+                "(an eigendecomposition goes to --eigen)",
+                path=shown(path),
+            )
+    token, line, column = token_at(text, bad)
+    match = _TOKEN.match(text, bad)
+    raw = match.group() if match else b""
+    odd = next((i for i, b in enumerate(raw) if b < 32 or b > 126), None)
+    if odd is not None:  # a byte of no text: name it, not a quoted mess
+        raise InputError(
+            f"kinship file is not text: byte 0x{raw[odd]:02x} at byte offset {offset + bad + odd}",
+            path=shown(path),
+            line=line_no + line + 1,
+            column=column,
+        )
     raise InputError(
-        f"{token!r} is not a number", path=str(path), line=line_no + line + 1, column=column
+        f"{token!r} is not a number", path=shown(path), line=line_no + line + 1, column=column
     )
 
 

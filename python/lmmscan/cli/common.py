@@ -95,7 +95,44 @@ def check_out_dir(out: str) -> None:
         raise InputError("output directory does not exist", path=str(parent))
 
 
+# the input flags, and why a pipe will not do for some (read once otherwise)
+_INPUT_FLAGS = (
+    ("bimbam_geno", "--bimbam-geno", "BIMBAM genotypes are read twice"),
+    ("bimbam_anno", "--bimbam-anno", None),
+    ("pheno", "--pheno", None),
+    ("covar", "--covar", None),
+    ("kinship", "--kinship", None),
+    ("eigen", "--eigen", "an eigendecomposition (.npz) is read at its members' offsets"),
+)
+
+
+def check_input_flags(args: argparse.Namespace) -> None:
+    """Refuse, before any work and without opening anything, an input flag
+    that names a device, a socket, or a pipe where the reader needs a regular
+    file; and a --bfile path that bed-reader cannot open (not UTF-8).  A
+    missing file is left to its reader's message."""
+    from ..textio import check_utf8_path, input_stat
+
+    named: list[tuple[str, str, str | None]] = []
+    bfile = getattr(args, "bfile", None)
+    if bfile is not None:
+        check_utf8_path(bfile, "--bfile")
+        prefix = str(bfile)
+        for ext in (".bed", ".bim", ".fam"):
+            prefix = prefix.removesuffix(ext)
+        named.append((prefix + ".bed", "--bfile", "the .bed is read at any SNP's offset"))
+        named += [(prefix + ".bim", "--bfile", None), (prefix + ".fam", "--bfile", None)]
+    for attr, flag, needs_file in _INPUT_FLAGS:
+        path = getattr(args, attr, None)
+        if isinstance(path, str | os.PathLike):
+            named.append((str(path), flag, needs_file))
+    for path, flag, needs_file in named:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            input_stat(path, needs_file=needs_file, flag=flag)
+
+
 def open_genotypes(args: argparse.Namespace) -> GenotypeSource:
+    check_input_flags(args)
     if args.bfile is not None:
         from ..plink import read_plink
 
