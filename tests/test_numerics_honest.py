@@ -157,6 +157,14 @@ def test_covariate_whose_squares_overflow_is_refused(study):
         lmmscan.fit_null(y, cov, kinship=K)
 
 
+def test_genotype_value_whose_square_overflows_is_refused(study):
+    G, K, y = study
+    G = G.copy()
+    G[5, 7] = 1e200
+    with pytest.raises(lmmscan.InputError, match="genotypes have a value of magnitude 1e"):
+        lmmscan.scan(G, y, kinship=K, maf=None)
+
+
 # ------------------------------------------------------------------ 4. untestable SNPs
 
 
