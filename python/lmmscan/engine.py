@@ -20,6 +20,7 @@ command line) runs its blocks of SNPs through here.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -38,8 +39,8 @@ from ._errors import InputError
 from ._threads import blas_threads, usable_cores
 from .filters import FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
-from .model import LambdaBounds, NullModel, fit_null
-from .pvalues import TEST_COLUMNS, p_values, statistics
+from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
+from .pvalues import COLLINEAR_1_MINUS_R2, TEST_COLUMNS, p_values, statistics, untestable
 from .samples import analysed_samples, groups_by_samples
 from .spectral import Spectral, Whitening
 
@@ -145,6 +146,8 @@ class BlockScanner:
         if self.threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         b = null.bounds
+        # y in the units of the null fit (see NullModel.y_scale)
+        self._y = null.y if null.y_scale == 1.0 else null.y * null.y_scale
         self.whitening: Whitening | None = None
         UtW, Uty = null.UtW, null.Uty
         raw_W = raw_y = None
@@ -157,8 +160,8 @@ class BlockScanner:
                 )
             self.whitening = Whitening.from_spectral(null.spectral, lam)
             UtW = np.asfortranarray(self.whitening.whiten(null.W))
-            Uty = self.whitening.whiten(null.y)
-            raw_W, raw_y = null.W, null.y
+            Uty = self.whitening.whiten(self._y)
+            raw_W, raw_y = null.W, self._y
         self._core = _core.Scanner(
             null.spectral.d,
             UtW,
@@ -178,7 +181,7 @@ class BlockScanner:
             whitened_lambda=lam if lam is not None else float("nan"),
         )
         self.df = null.n_analyzed - null.n_covariates - 1
-        self._V = np.column_stack([null.W, null.y]) if null.complement is not None else None
+        self._V = np.column_stack([null.W, self._y]) if null.complement is not None else None
         # block buffers reused by _prepare, per thread, freed with the scanner
         self._local = threading.local()
 
@@ -218,6 +221,7 @@ class BlockScanner:
         t1 = time.perf_counter()
         idx = np.flatnonzero(keep)
         assert Xk is not None  # filter_impute imputes by default
+        _check_genotype_scale(Xk)
         UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
         if report is not None:
             report.filters.add(counts)
@@ -267,8 +271,29 @@ class BlockScanner:
         raw = self._core.scan(UtX, comp, self.threads, X)
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
-        stats = statistics(raw, self.test, self.null.loglik_ml)
-        return p_values(raw, self.test, self.df, self.null.loglik_ml, stats), stats
+        null = self.null
+        s = null.y_scale
+        # the statistics in the fit's units (exact); then y's units
+        logl_ml = null.loglik_ml - log_scale_shift(s, null.n_analyzed)
+        stats = statistics(raw, self.test, logl_ml)
+        if s != 1.0:
+            raw = _unscale(raw, s, null.n_analyzed, self.df)
+        cols = p_values(raw, self.test, self.df, null.loglik_ml, stats)
+        return untestable(cols, stats, self.test, self._collinear(Xk)), stats
+
+    def _collinear(self, Xk: np.ndarray | None) -> np.ndarray | None:
+        """SNPs of Xk (n, b) in the span of the covariates to rounding (see
+        pvalues.COLLINEAR_1_MINUS_R2); None when the r2 filter has removed
+        them already (or Xk is not given)."""
+        if Xk is None or (self.r2 is not None and self.r2 < 1.0 - COLLINEAR_1_MINUS_R2):
+            return None
+        W = self.null.W
+        Q = np.linalg.qr(W)[0]
+        proj = Q.T @ Xk
+        xx = np.einsum("ij,ij->j", Xk, Xk)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resid = 1.0 - np.einsum("ij,ij->j", proj, proj) / xx
+        return ~(resid > COLLINEAR_1_MINUS_R2)
 
     def scan_with_statistics(
         self, X: np.ndarray, report: ScanReport | None = None
@@ -286,6 +311,32 @@ class BlockScanner:
         """
         keep, cols, _ = self.scan_with_statistics(X, report)
         return keep, cols
+
+
+def _check_genotype_scale(Xk: np.ndarray) -> None:
+    """Refuse genotype values whose squares, summed over the samples, overflow
+    (x'x, x'H^-1x: every test of the SNP would be NaN).  max and min, not
+    abs: no temporary of the block's size."""
+    if Xk.size == 0:
+        return
+    limit = math.sqrt(np.finfo(np.float64).max / max(1, Xk.shape[0]))
+    big = max(float(Xk.max()), -float(Xk.min()))
+    if big > limit:
+        raise InputError(
+            f"genotypes have a value of magnitude {big:.3g}: beyond {limit:.3g} "
+            "(sqrt(max double / n)) its square overflows (dosages are 0 to 2)"
+        )
+
+
+def _unscale(raw: np.ndarray, s: float, n: int, df: int) -> np.ndarray:
+    """The core's columns for y scaled by s, in y's own units."""
+    out = raw.copy()
+    col = {name: i for i, name in enumerate(_core.RESULT_COLUMNS)}
+    for name in ("beta", "se", "beta_score", "se_score"):
+        out[:, col[name]] /= s
+    out[:, col["logl_reml"]] += log_scale_shift(s, df)
+    out[:, col["logl_mle"]] += log_scale_shift(s, n)
+    return out
 
 
 @dataclass

@@ -4,6 +4,7 @@ estimates; the hierarchical posterior of the random effects)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,6 +76,36 @@ class NullModel:
     bounds: LambdaBounds
     fit: _core.NullFit = field(repr=False)
     complement: np.ndarray | None = field(default=None, repr=False)
+    # y enters the core multiplied by this power of two (1.0 for ordinary y:
+    # see _y_scale); Uty, complement and fit are in those units, every other
+    # field in y's own
+    y_scale: float = 1.0
+
+    @property
+    def warnings(self) -> list[str]:
+        """What makes this fit's numbers doubtful though they are GEMMA's: a
+        lambda that ended on its search bound, a kinship zeroed away."""
+        out = []
+        b = self.bounds
+        for name, lam in (("REML", self.lambda_reml), ("ML", self.lambda_mle)):
+            side = "lower" if lam <= b.l_min else "upper" if lam >= b.l_max else None
+            if side is not None:
+                out.append(
+                    f"lambda ({name}) = {lam:.6g} is on the {side} bound of its search "
+                    f"[{b.l_min:g}, {b.l_max:g}]: the optimum may lie beyond it (the "
+                    "kinship explains "
+                    + ("almost none" if side == "lower" else "almost all")
+                    + " of the variance, or its scale is far from GEMMA's); the tests use "
+                    "the bound, as GEMMA's do"
+                )
+        d = np.asarray(self.spectral.d)
+        if d.size and not np.any(d > 0):
+            out.append(
+                "every eigenvalue of the kinship is below 1e-10 and set to 0 (GEMMA): the "
+                "model is ordinary least squares; a kinship scaled down that far loses "
+                "its information"
+            )
+        return out
 
     @property
     def n_analyzed(self) -> int:
@@ -171,6 +202,8 @@ class NullModel:
         b = self.UtW.T @ (h * self.Uty)
         if self.complement is not None:
             b = b + self.complement[:-1, -1]
+        if self.y_scale != 1.0:
+            b = b / self.y_scale
         c = A.shape[0]
         sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (c,))
         mu0 = np.broadcast_to(np.asarray(prior_mean, dtype=np.float64), (c,))
@@ -261,6 +294,8 @@ def fit_null(
     if method not in ("reml", "ml"):
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
     y_arr = np.asarray(y, dtype=np.float64)
+    if covariates is not None:  # before the rank check, which would overflow
+        _check_covariate_scale(np.asarray(covariates, dtype=np.float64))
     mask, y_an, W, _, intercept_added = analysed_samples(y_arr, covariates)
     given = sum(x is not None for x in (kinship, groups, spectral))
     if given != 1:
@@ -281,25 +316,28 @@ def fit_null(
     bounds = bounds or LambdaBounds()
     if np.ptp(y_an) == 0:
         raise InputError("y is constant on the analysed samples: there is no variance to fit")
+    s = _y_scale(y_an)
+    ys = y_an if s == 1.0 else y_an * s
     UtW = spectral.rotate(W)
-    Uty = np.ascontiguousarray(spectral.rotate(y_an))
-    comp = spectral.complement_gram(np.column_stack([W, y_an]))
+    Uty = np.ascontiguousarray(spectral.rotate(ys))
+    comp = spectral.complement_gram(np.column_stack([W, ys]))
     n_total = spectral.n_total if comp is not None else 0
     fit = _core.fit_null(
         spectral.d, UtW, Uty, bounds.l_min, bounds.l_max, bounds.n_region, n_total, comp
     )
+    n, c = int(y_an.shape[0]), int(W.shape[1])
     model = NullModel(
         method=method,
         lambda_=fit.lambda_remle,
-        vg=fit.vg,
-        ve=fit.ve,
-        beta=np.asarray(fit.beta),
-        beta_se=np.asarray(fit.beta_se),
+        vg=fit.vg / s / s,
+        ve=fit.ve / s / s,
+        beta=np.asarray(fit.beta) / s,
+        beta_se=np.asarray(fit.beta_se) / s,
         loglik=np.nan,
         pve=fit.pve,
         pve_se=fit.pve_se,
-        loglik_reml=fit.logl_remle,
-        loglik_ml=fit.logl_mle,
+        loglik_reml=fit.logl_remle + log_scale_shift(s, n - c),
+        loglik_ml=fit.logl_mle + log_scale_shift(s, n),
         lambda_reml=fit.lambda_remle,
         lambda_mle=fit.lambda_mle,
         analyzed=mask,
@@ -312,14 +350,16 @@ def fit_null(
         bounds=bounds,
         fit=fit,
         complement=comp,
+        y_scale=s,
     )
     half_logdet_WtW = 0.5 * np.linalg.slogdet(W.T @ W)[1]
     if allow_zero:
         for which in ("reml", "ml"):
             _snap_to_zero(model, which, n_total)
     if method == "ml":
-        model.lambda_, model.vg, model.ve = model.lambda_mle, fit.vg_mle, fit.ve_mle
-        model.beta, model.beta_se = np.asarray(fit.beta_mle), np.asarray(fit.beta_se_mle)
+        model.lambda_, model.vg, model.ve = model.lambda_mle, fit.vg_mle / s / s, fit.ve_mle / s / s
+        model.beta = np.asarray(fit.beta_mle) / s
+        model.beta_se = np.asarray(fit.beta_se_mle) / s
         if model.lambda_mle == 0.0:
             _set_components(model, 0.0, model.n_analyzed)
         model.loglik = model.loglik_ml
@@ -330,6 +370,43 @@ def fit_null(
     return model
 
 
+# y is rescaled (by a power of two, exact in binary floating point) only
+# outside [2^-256, 2^256] (about 1e-77 .. 1e77): there its squares, summed
+# over the samples and weighted, would overflow or underflow.  Inside, y goes
+# in as given, so tables stay GEMMA's bit for bit.
+_Y_SAFE_EXPONENT = 256
+
+
+def _y_scale(y: np.ndarray) -> float:
+    """The power of two that brings max |y| into [0.5, 1), or 1.0 when y is
+    safely inside double range already."""
+    top = float(np.max(np.abs(y)))
+    exponent = math.frexp(top)[1]
+    if -_Y_SAFE_EXPONENT <= exponent <= _Y_SAFE_EXPONENT:
+        return 1.0
+    return math.ldexp(1.0, -exponent)
+
+
+def log_scale_shift(s: float, df: int) -> float:
+    """What a log-likelihood of y scaled by s lacks from y's own: y'Py scales
+    by s^2, and df/2 log(y'Py) enters with a minus sign."""
+    return 0.0 if s == 1.0 else df * math.log(s)
+
+
+def _check_covariate_scale(W: np.ndarray) -> None:
+    """Refuse covariates whose squares, summed over the samples, overflow."""
+    W = W.reshape(W.shape[0], -1)
+    n = max(1, W.shape[0])
+    limit = math.sqrt(np.finfo(np.float64).max / n)
+    big = np.nanmax(np.abs(np.where(np.isfinite(W), W, 0.0)), axis=0, initial=0.0)
+    if np.any(big > limit):
+        k = int(np.argmax(big > limit))
+        raise InputError(
+            f"covariates column {k + 1} has a value of magnitude {float(big[k]):.3g}: beyond "
+            f"{limit:.3g} (sqrt(max double / n)) its squares overflow; rescale it"
+        )
+
+
 def _snap_to_zero(model: NullModel, which: str, n_total: int) -> None:
     """A variance ratio at the lower bound becomes exactly 0 if that is as likely."""
     lam = model.lambda_reml if which == "reml" else model.lambda_mle
@@ -338,6 +415,8 @@ def _snap_to_zero(model: NullModel, which: str, n_total: int) -> None:
     at0 = _core.null_loglik(model.spectral.d, model.UtW, model.Uty, 0.0, n_total, model.complement)[
         which
     ]
+    n, c = model.n_analyzed, model.n_covariates
+    at0 += log_scale_shift(model.y_scale, n - c if which == "reml" else n)
     current = model.loglik_reml if which == "reml" else model.loglik_ml
     if at0 >= current:
         if which == "reml":
@@ -355,7 +434,8 @@ def _set_components(model: NullModel, lam: float, denom: int) -> None:
     if model.complement is not None:
         b = b + model.complement[:-1, -1]
         yy = yy + model.complement[-1, -1]
-    model.beta = Ainv @ b
-    model.ve = float(yy - b @ model.beta) / denom
+    s = model.y_scale
+    model.beta = Ainv @ b / s
+    model.ve = float(yy - b @ (Ainv @ b)) / denom / s / s
     model.vg = lam * model.ve
     model.beta_se = np.sqrt(model.ve * np.diag(Ainv))

@@ -127,9 +127,14 @@ def format_p(p: np.ndarray, log10p: np.ndarray, style: str, na: str | None = Non
     spec = ".6e" if style == "e" else ".6g"
     digits = 6
     text = _fmt(p, spec, na)
-    tiny = np.flatnonzero((np.asarray(p) < TINY_P) & np.isfinite(log10p))
-    for i in tiny.tolist():
+    p = np.asarray(p)
+    spelled = (p < TINY_P) & np.isfinite(log10p)
+    for i in np.flatnonzero(spelled).tolist():
         text[i] = _sci_from_log10(float(log10p[i]), digits, style)
+    # a p of 0 without a finite -log10 p (an infinite statistic) has no value:
+    # the scan marks those NaN; this keeps any other caller from printing 0
+    for i in np.flatnonzero((p == 0) & ~spelled).tolist():
+        text[i] = na if na is not None else "nan"
     return text
 
 
@@ -390,6 +395,7 @@ def null_summary(
         "beta": [float(v) for v in np.asarray(null.beta)],
         "beta_se": [float(v) for v in np.asarray(null.beta_se)],
         "filters": {k: int(v) for k, v in report.filters.removed.items()},
+        "warnings": list(getattr(null, "warnings", [])),
         "seconds": {k: round(float(v), 4) for k, v in seconds.items()},
     }
 

@@ -124,7 +124,7 @@ def neg_log10_p(p: np.ndarray, log_p_tail: np.ndarray | None) -> np.ndarray:
     """-log10 p: from p where it is a normal number, from ln p (the tail) below 1e-300."""
     p = np.asarray(p, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        out = -np.log10(p)
+        out = -np.log10(p) + 0.0  # + 0.0: p = 1 gives 0, never -0
     if log_p_tail is not None:
         tiny = (p < TINY_P) & np.isfinite(log_p_tail)
         out[tiny] = -log_p_tail[tiny] / math.log(10.0)
@@ -172,3 +172,71 @@ def lambda_gc(pvalues: np.ndarray) -> float:
     lo, hi = np.partition(p, [(p.size - 1) // 2, p.size // 2])[[(p.size - 1) // 2, p.size // 2]]
     stat = 0.5 * (scipy.special.chdtri(1, lo) + scipy.special.chdtri(1, hi))
     return float(stat / scipy.special.chdtri(1, 0.5))
+
+
+# Why a SNP's test has no p-value (its columns are NaN), as untestable_reasons
+# counts them.
+UNTESTABLE = {
+    "collinear": "the SNP lies in the span of the covariates (1 - R^2 below 1e-11: "
+    "fewer than ~5 of its digits survive removing them); every test is NaN",
+    "exact_fit": "with the SNP the covariates fit the phenotype exactly to rounding (the "
+    "residual variance is 0 or negative): se and p_wald are NaN; the LRT still ranks it",
+    "no_statistic": "the test statistic is not finite (NaN or infinite): that p is NaN",
+}
+# 1 - R^2 of a SNP on the covariates below which its residual is rounding:
+# the relative error of x'Px is ~ eps / (1 - R^2), here ~2e-5
+COLLINEAR_1_MINUS_R2 = 1e-11
+
+
+def untestable(
+    cols: dict, stats: dict[str, np.ndarray], test: str, collinear: np.ndarray | None = None
+) -> dict:
+    """GEMMA's columns with every test that cannot be computed set to NaN, so
+    that no p-value of 0 (or of a statistic that is NaN or infinite) is
+    reported: the rows of ``collinear`` SNPs entirely, the Wald test where se
+    is not a positive number, any p whose statistic is not finite.  Ordinary
+    rows are untouched.  :func:`untestable_reasons` counts them."""
+    out = dict(cols)
+    bad_any = np.zeros(next(iter(stats.values())).shape if stats else 0, dtype=bool)
+    if collinear is not None and collinear.any():
+        for name in TEST_COLUMNS[test]:
+            if not name.startswith("l_"):
+                out[name] = np.where(collinear, np.nan, out[name])
+        bad_any = collinear
+    if "p_wald" in out:
+        se = out["se"]
+        with np.errstate(invalid="ignore"):
+            bad = ~(se > 0) | ~np.isfinite(se) | ~np.isfinite(stats["p_wald"]) | bad_any
+        if bad.any():
+            out["se"] = np.where(bad, np.nan, se)
+            out["p_wald"] = np.where(bad, np.nan, out["p_wald"])
+    for name in ("p_lrt", "p_score"):
+        if name in out:
+            bad = ~np.isfinite(stats[name]) | bad_any
+            if bad.any():
+                out[name] = np.where(bad, np.nan, out[name])
+    return out
+
+
+def untestable_reasons(cols) -> dict[str, int]:
+    """How many rows of a scan's columns (a dict of arrays or a table) have a
+    NaN p-value, by reason (the keys of UNTESTABLE); reasons with no row are
+    left out."""
+    p_names = [name for name in ("p_wald", "p_lrt", "p_score") if name in cols]
+    if not p_names:
+        return {}
+    nan = {name: np.isnan(np.asarray(cols[name], dtype=np.float64)) for name in p_names}
+    every = np.logical_and.reduce([nan[name] for name in p_names])
+    if "beta" in cols:
+        collinear = every & np.isnan(np.asarray(cols["beta"], dtype=np.float64))
+    else:
+        collinear = every & np.isnan(np.asarray(cols["logl_H1"], dtype=np.float64))
+    counts = {"collinear": int(collinear.sum())}
+    if "p_wald" in nan:
+        counts["exact_fit"] = int((nan["p_wald"] & ~collinear).sum())
+    other = np.zeros_like(collinear)
+    for name in p_names:
+        if name != "p_wald":
+            other |= nan[name] & ~collinear
+    counts["no_statistic"] = int(other.sum())
+    return {k: v for k, v in counts.items() if v}

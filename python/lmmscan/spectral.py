@@ -17,6 +17,7 @@ satisfy :class:`BlockRotation`, what the engine needs of a block's rotation.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -27,6 +28,13 @@ from ._errors import InputError, NumericalError
 from ._threads import blas_threads
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
+# How negative an eigenvalue of a positive semi-definite kinship can come out,
+# relative to n x the largest |eigenvalue|.  Two roundings perturb K by E:
+# GEMMA's text kinship (%.10g, |E_ij| <= 5e-10 |K_ij|, and |K_ij| <= max|d|),
+# so ||E||_2 <= ||E||_F <= n 5e-10 max|d|; and LAPACK's backward error, about
+# n eps max|d| (eps = 2.2e-16), far smaller.  Centring is a projection, so it
+# adds nothing.  Twice the text bound; GEMMA's 1e-10 is the floor.
+PSD_RELATIVE_TOLERANCE = 1e-9
 _MIN_GEMM_COLUMNS = 64
 
 
@@ -109,6 +117,36 @@ def double_centre(K: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     return out
 
 
+def _check_semi_definite(d: np.ndarray) -> None:
+    """Refuse eigenvalues more negative than rounding explains (see
+    PSD_RELATIVE_TOLERANCE): GEMMA would zero them, and fit a different model."""
+    if d.size == 0:
+        return
+    lowest = float(d.min())
+    tol = max(EIGEN_ZERO, d.size * PSD_RELATIVE_TOLERANCE * float(np.abs(d).max()))
+    if lowest < -tol:
+        raise InputError(
+            "kinship is not positive semi-definite: its most negative eigenvalue (after "
+            f"GEMMA's double-centring) is {lowest:.6g}, beyond what rounding explains "
+            f"(-{tol:.3g} = -n x {PSD_RELATIVE_TOLERANCE:g} x the largest |eigenvalue|); "
+            "GEMMA would set it to 0 and fit another model"
+        )
+
+
+def check_kinship_scale(K: np.ndarray, name: str = "kinship") -> None:
+    """Refuse a kinship whose entries' squares (summed over a row) overflow:
+    the eigensolver and lambda x eigenvalue in the likelihood would give inf
+    or NaN.  max and min, not abs: no n x n temporary."""
+    n = max(1, K.shape[0])
+    limit = math.sqrt(np.finfo(np.float64).max / n)
+    big = max(float(np.max(K, initial=0.0)), -float(np.min(K, initial=0.0)))
+    if big > limit:
+        raise InputError(
+            f"{name} has an entry of magnitude {big:.3g}: beyond {limit:.3g} (sqrt(max double "
+            "/ n)) its squares overflow; divide it by a constant (its scale only moves lambda)"
+        )
+
+
 class BlockRotation(Protocol):
     """What the scan engine needs to rotate a block of SNPs."""
 
@@ -179,6 +217,7 @@ class Spectral:
             d, U = scipy.linalg.eigh(
                 A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
             )
+        _check_semi_definite(d)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
         # bytes, and U.T @ X / X.T @ U run as fast either way
@@ -520,6 +559,7 @@ def decompose_kinship(
         Ka = np.array(K, dtype=np.float64, order="C")
     else:
         Ka = np.ascontiguousarray(K[np.ix_(mask, mask)], dtype=np.float64)
+    check_kinship_scale(Ka)
     if center:
         double_centre(Ka, overwrite=True)
     return Spectral.from_kinship(Ka, overwrite=True)

@@ -467,12 +467,20 @@ def _finish(
 
 
 def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
+    """The top ``keep`` SNPs by the main p, ties in file order whatever the
+    blocks (ph.best stays sorted; blocks arrive in file order and both sorts
+    are stable), and each untestable SNP counted by reason."""
+    from ..pvalues import untestable_reasons
+
+    counts = ph.__dict__.setdefault("untestable", {})
+    for reason, count in untestable_reasons(cols).items():
+        counts[reason] = counts.get(reason, 0) + count
     main = ph.writer.main_p
-    lp = np.asarray(log10p.get(main, []))
+    lp = np.asarray(log10p.get(main, []), dtype=np.float64)
     if lp.size == 0:
         return
-    lp = np.where(np.isnan(lp), -np.inf, lp)
-    top = np.argsort(-lp)[:keep]
+    finite = np.flatnonzero(np.isfinite(lp))  # a NaN p is no hit (nor "p = inf")
+    top = finite[np.argsort(-lp[finite], kind="stable")[:keep]]
     beta = np.asarray(cols.get("beta", np.full(lp.size, np.nan)))
     se = np.asarray(cols.get("se", np.full(lp.size, np.nan)))
     for i in top.tolist():
@@ -507,8 +515,13 @@ def _results(ph) -> dict:
     finite = lp.astype(np.float64)
     finite = finite[np.isfinite(finite)]
     p = np.power(10.0, -finite)
+    n_nan = int(np.isnan(lp).sum())
     return {
         "test": ph.writer.main_p,
+        # rows without a main p (NaN); "untestable": every test's by reason
+        # (pvalues.UNTESTABLE), counted over the rows this run wrote
+        "n_without_p": n_nan,
+        "untestable": dict(getattr(ph, "untestable", {})),
         "lambda_gc": lambda_gc(p) if p.size else float("nan"),
         "n_genome_wide_significant": int((finite > -np.log10(GENOME_WIDE)).sum()),
         "genome_wide_threshold": GENOME_WIDE,
@@ -519,7 +532,8 @@ def _results(ph) -> dict:
                 "ps": ps,
                 "beta": beta,
                 "se": se,
-                "p": float(10.0**-lp) if lp < 300 else 0.0,
+                # below ~1e-323 p is no double: None (JSON null), log10p holds it
+                "p": float(10.0**-lp) if 10.0**-lp > 0 else None,
                 "log10p": lp,
             }
             for lp, rs, chr_, ps, beta, se in ph.best
@@ -614,7 +628,12 @@ def _print_summary(args, source, phenos, resume) -> None:
             f"  pve = {null.pve:.4g} ± {null.pve_se:.2g}; lambda (REML) = {null.lambda_:.4g}; "
             f"vg = {null.vg:.4g}, ve = {null.ve:.4g}"
         )
+        for warning in null.warnings:
+            print(f"  warning: {warning}")
         res = ph.results
+        untestable = ", ".join(f"{k} {v}" for k, v in res["untestable"].items())
+        if untestable:
+            print(f"  SNPs with a NaN p-value, by reason: {untestable} (see docs/edge-cases.md)")
         print(
             f"  lambda_GC = {res['lambda_gc']:.3f}; genome-wide significant "
             f"({ph.writer.main_p} < 5e-8): {res['n_genome_wide_significant']}"
