@@ -161,7 +161,7 @@ def test_genotype_value_whose_square_overflows_is_refused(study):
     G, K, y = study
     G = G.copy()
     G[5, 7] = 1e200
-    with pytest.raises(lmmscan.InputError, match="genotypes have a value of magnitude 1e"):
+    with pytest.raises(lmmscan.InputError, match="1e.200.*square overflows"):
         lmmscan.scan(G, y, kinship=K, maf=None)
 
 

@@ -27,7 +27,6 @@ def analysed_samples(
         raise InputError(f"y has {y.shape[0]} values but there are {n} samples")
     if np.isinf(y).any():
         raise InputError("y contains infinite values (use NaN for missing)")
-    _check_squares(y[:, None], "y")
     mask = ~np.isnan(y)
     if covariates is not None:
         cov = np.asarray(covariates, dtype=np.float64)
@@ -64,14 +63,15 @@ HUGE = 1e150
 
 def _check_squares(values: np.ndarray, what: str) -> None:
     """Refuse a value whose square overflows in the sums of squares (numpy
-    would warn, then give nan or a wrong reason); ``values`` (samples, k)."""
+    would warn, then give nan or a wrong reason); ``values`` (samples, k).
+    Covariates only: y is rescaled by the fit instead (its units change no
+    test, see :func:`lmmscan.model.fit_null`)."""
     with np.errstate(invalid="ignore"):
         huge = np.abs(values) > HUGE
     if huge.any():
         i, j = np.argwhere(huge)[0]
-        name = "y" if what == "y" else f"{what} {j + 1}"
         raise InputError(
-            f"{name} has a value of {values[i, j]:.6g} (sample {i + 1}): beyond "
+            f"{what} {j + 1} has a value of {values[i, j]:.6g} (sample {i + 1}): beyond "
             f"±{HUGE:.0e} its square overflows; rescale it"
         )
 
