@@ -17,7 +17,9 @@ A saved decomposition may be low-rank (U is n x k, k < n: see
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -44,7 +46,11 @@ def sample_ids_of(source: object, n: int | None = None) -> np.ndarray:
             ids = (samples["fid"].astype(str) + ":" + samples["iid"].astype(str)).to_numpy()
             if len(set(ids)) == len(ids):
                 return ids.astype(str)
-        raise InputError("sample IDs are not unique: pass sample_ids= explicitly")
+        twice = next(i for i, c in Counter(iid.tolist()).items() if c > 1)
+        raise InputError(
+            f"sample IDs are not unique (IID {twice!r} appears twice, also with its FID): "
+            "make the .fam's IDs unique (from Python: give sample_ids=)"
+        )
     count = n if n is not None else int(source.n_samples)  # type: ignore[attr-defined]
     return np.arange(count).astype(str)
 
@@ -183,7 +189,12 @@ def eigendecompose(
 
 def save_eigen(path: str | os.PathLike[str] | BinaryIO, eig: Eigendecomposition) -> Path | None:
     """Save ``eig`` to ``path`` (``.npz``; the suffix is added if missing) or
-    to an open binary file."""
+    to an open binary file.  ``save_eigen(eig, path)`` works too: the order is
+    unambiguous (``save_eigen(eig, "K.npz")`` raised a TypeError)."""
+    if isinstance(path, Eigendecomposition) and not isinstance(eig, Eigendecomposition):
+        path, eig = eig, path
+    if not isinstance(eig, Eigendecomposition):
+        raise InputError(f"save_eigen needs an Eigendecomposition, got {type(eig).__name__}")
     if hasattr(path, "write"):
         _write_npz(path, eig)  # type: ignore[arg-type]
         return None
@@ -215,6 +226,13 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
     path = Path(path)
     if not path.exists():
         raise InputError("eigendecomposition file not found", path=str(path))
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # every .npz is a zip
+            raise InputError(
+                "not an lmmscan eigendecomposition (.npz from `lmmscan eigen` or save_eigen): "
+                "cannot read it as an .npz file",
+                path=str(path),
+            )
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array

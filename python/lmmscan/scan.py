@@ -170,7 +170,7 @@ def fit_phenotypes(
     for m, basis in zip(members, bases, strict=True):
         for ph in m:
             t0 = time.perf_counter()
-            with _naming(ph, path):
+            with _naming(ph, None):  # the fit: about the phenotype, not the kinship file
                 nulls[id(ph)] = fit_null(
                     ph.y, ph.covariates, groups=groups, spectral=basis, bounds=bounds
                 )

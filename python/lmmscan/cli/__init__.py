@@ -48,12 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lmmscan",
         formatter_class=Formatter,
         description="Linear mixed model association scans that reproduce GEMMA 0.98.5.\n\n"
-        "  lmmscan kinship   relatedness matrix (GEMMA -gk 1 / -gk 2)\n"
-        "  lmmscan scan      null model and per-SNP tests (GEMMA -lmm 1/2/3/4)\n"
-        "  lmmscan eigen     eigendecomposition of a kinship, saved for reuse (GEMMA -eigen)\n"
-        "  lmmscan plot      Manhattan and QQ plots of an association table\n"
-        "  lmmscan demo      the whole job on a small simulated study shipped with lmmscan\n\n"
-        "Run 'lmmscan COMMAND --help' for each command's flags and defaults.",
+        "Run 'lmmscan COMMAND --help' for every flag of a command, with its default.",
         epilog="Bad input gives a one-line error naming the file and exit status 2; a "
         "numerical failure on valid input, exit status 3.",
     )

@@ -19,6 +19,11 @@ from .._threads import blas_threads
 from ..genotypes import GenotypeSource
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 SNP", "2 SNPs": summaries count things."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line."""
     return " ".join(str(exc).split()) or type(exc).__name__

@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = command(
         sub,
         "demo",
-        help="run kinship, null model and scan on a small simulated study",
+        help="the whole job on a small simulated study shipped with lmmscan",
         description="The whole job end to end on a small simulated study shipped inside "
         "lmmscan (PLINK files, two phenotypes with missing values, covariates, three "
         "chromosomes): prints each command, then the summary.",

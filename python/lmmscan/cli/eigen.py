@@ -7,7 +7,7 @@ import argparse
 import time
 
 from .._errors import InputError
-from .common import check_out_dir, filter_samples, open_genotypes, run_threads
+from .common import check_out_dir, filter_samples, open_genotypes, plural, run_threads
 from .options import add_genotype_args, add_run_args, add_sample_args, command
 from .prefix import naming
 
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e = command(
         sub,
         "eigen",
-        help="eigendecomposition of a kinship, saved with its individuals for reuse",
+        help="eigendecomposition of a kinship, saved for reuse (GEMMA -eigen)",
         description="Restrict a kinship to the analysed individuals (those with the phenotype "
         "and covariates), double-centre it and decompose it, as GEMMA does before -lmm; save "
         "U, the eigenvalues and the individuals' IDs to FILE.npz for 'lmmscan scan --eigen'.\n\n"
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
-            f"{source.n_samples} individuals ({int((eig.d == 0).sum())} eigenvalues zeroed)"
+            f"{plural(source.n_samples, 'individual')} "
+            f"({plural(int((eig.d == 0).sum()), 'eigenvalue')} zeroed)"
         )
         print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0

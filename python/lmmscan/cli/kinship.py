@@ -6,7 +6,14 @@ import argparse
 import time
 
 from ..kinship import KINSHIP_METHODS
-from .common import check_out_dir, filter_samples, open_genotypes, progress, run_threads
+from .common import (
+    check_out_dir,
+    filter_samples,
+    open_genotypes,
+    plural,
+    progress,
+    run_threads,
+)
 from .options import add_filter_args, add_genotype_args, add_run_args, add_sample_args, command
 from .prefix import naming
 
@@ -15,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k = command(
         sub,
         "kinship",
-        help="compute a kinship matrix (GEMMA -gk)",
+        help="relatedness matrix (GEMMA -gk 1 / -gk 2)",
         description="GEMMA's relatedness matrix over every individual of the genotype file, "
         "from the SNPs that pass GEMMA's filters on the analysed individuals.\n\n"
         "example: lmmscan kinship --bfile data/study --out study.cXX.txt",
@@ -62,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
         print(
             f"kinship ({args.method}): {source.n_samples} x {source.n_samples} from {c.kept} "
-            f"of {c.total} SNPs (removed: {removed}); filters on {int(ph.mask.sum())} "
-            f"individuals"
+            f"of {plural(c.total, 'SNP')} (removed: {removed}); filters on "
+            f"{plural(int(ph.mask.sum()), 'individual')}"
         )
         print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0

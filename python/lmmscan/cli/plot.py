@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .._errors import InputError
-from .common import check_out_dir, one_line, require_matplotlib
+from .common import check_out_dir, one_line, plural, require_matplotlib
 from .options import command
 
 
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "plot",
         help="Manhattan and QQ plots of an association table",
         description="Draw a Manhattan plot (chromosomes alternated, genome-wide 5e-8 and "
-        "suggestive 1e-5 lines, top hits labelled) and a QQ plot (95%% band, lambda_GC) of "
+        "suggestive 1e-5 lines, top hits labelled) and a QQ plot (95% band, lambda_GC) of "
         "a table written by 'lmmscan scan' or GEMMA (.assoc.txt), side by side in one PNG.\n\n"
         "example: lmmscan plot study.assoc.txt --out study.png",
     )
@@ -57,11 +57,21 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise InputError(str(exc.args[0]), path=str(path)) from None
     table[col] = pd.to_numeric(table[col], errors="coerce")
+    values = table[col].to_numpy(dtype=float)
+    outside = (values < 0) | (values > 1)  # nan (NA) is a missing p, not a bad one
+    if outside.any():
+        row = int(outside.argmax())
+        raise InputError(
+            f"column {col!r} holds {values[row]:g}, which is no p-value (not in [0, 1]); "
+            "name a p-value column with --p-column",
+            path=str(path),
+            line=row + 2,  # after the header
+        )
     fig = plot.results_figure(table, col, title=path.name)
     with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
     print(
         f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
-        f"{int((table[col] < plot.GENOME_WIDE).sum())} SNPs with {col} < 5e-8"
+        f"{plural(int((table[col] < plot.GENOME_WIDE).sum()), 'SNP')} with {col} < 5e-8"
     )
     return 0
