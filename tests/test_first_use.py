@@ -126,3 +126,11 @@ def test_demo_says_which_causal_snp_the_filters_removed(tmp_path, capsys, monkey
     assert main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Not tested: snp2600, removed by the SNP filters" in out
+
+
+def test_kinship_of_a_fam_without_phenotypes_says_so(study):
+    """On the demo's files the README's kinship said "no sample to compute the SNP
+    filters on (filter_samples is empty)"."""
+    geno = lmmscan.read_plink(study)
+    with pytest.raises(lmmscan.InputError, match="the .fam carries no phenotype"):
+        lmmscan.kinship(geno)

@@ -209,7 +209,16 @@ def sample_mask(source: GenotypeSource, filter_samples: np.ndarray | None) -> np
     n = source.n_samples
     if filter_samples is None:
         pheno = getattr(source, "phenotype", None)
-        return ~np.isnan(pheno) if pheno is not None else np.ones(n, dtype=bool)
+        if pheno is None:
+            return np.ones(n, dtype=bool)
+        mask = ~np.isnan(pheno)
+        if not mask.any():
+            raise InputError(
+                "the .fam carries no phenotype (every value is missing), and the SNP filters "
+                "are computed on the individuals with one: give filter_samples= (the command "
+                "line: --pheno)"
+            )
+        return mask
     mask = np.asarray(filter_samples)
     if mask.dtype != bool:
         m = np.zeros(n, dtype=bool)
