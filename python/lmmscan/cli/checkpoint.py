@@ -342,6 +342,8 @@ class Checkpoint:
             for k, ph in enumerate(self.phenos):
                 n_rows, best = rows[k][2], rows[k][3]
                 ph.n_rows = n_rows
+                saved_counts = state["phenotypes"][k].get("untestable", {})
+                ph.untestable = {str(r): int(c) for r, c in saved_counts.items()}
                 ph.best = [
                     (float(lp), str(rs), str(c), int(ps), float(b), float(se))
                     for lp, rs, c, ps, b, se in best
@@ -408,6 +410,7 @@ class Checkpoint:
                     "sidecar_bytes": self._sides[k].sync(),
                     "n_rows": ph.n_rows,
                     "best": [list(t) for t in ph.best],
+                    "untestable": dict(ph.untestable),
                 }
             )
         groups = [

@@ -171,6 +171,7 @@ class Pheno:
     filters: FilterCounts = field(default_factory=FilterCounts)
     best: list = field(default_factory=list)  # (log10p, rs, chr, ps, beta, se) of the top hits
     n_rows: int = 0
+    untestable: dict[str, int] = field(default_factory=dict)  # SNPs without a test, by reason
     log10p: list = field(default_factory=list)  # main -log10 p per block (lambda_GC, plots)
     where: list = field(default_factory=list)  # chr, rs, ps per block (only with --plot)
     results: dict | None = None  # _results(), once the scan is done
@@ -472,9 +473,8 @@ def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
     are stable), and each untestable SNP counted by reason."""
     from ..pvalues import untestable_reasons
 
-    counts = ph.__dict__.setdefault("untestable", {})
     for reason, count in untestable_reasons(cols).items():
-        counts[reason] = counts.get(reason, 0) + count
+        ph.untestable[reason] = ph.untestable.get(reason, 0) + count
     main = ph.writer.main_p
     lp = np.asarray(log10p.get(main, []), dtype=np.float64)
     if lp.size == 0:
@@ -521,7 +521,7 @@ def _results(ph) -> dict:
         # rows without a main p (NaN); "untestable": every test's by reason
         # (pvalues.UNTESTABLE), counted over the rows this run wrote
         "n_without_p": n_nan,
-        "untestable": dict(getattr(ph, "untestable", {})),
+        "untestable": dict(ph.untestable),
         "lambda_gc": lambda_gc(p) if p.size else float("nan"),
         "n_genome_wide_significant": int((finite > -np.log10(GENOME_WIDE)).sum()),
         "genome_wide_threshold": GENOME_WIDE,
