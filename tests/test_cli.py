@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import lmmscan
 from lmmscan import cli
 from lmmscan.cli import main
 from lmmscan.demo import copy_study
@@ -306,6 +307,7 @@ def test_summary_and_quiet(study, capsys):
                 "beta_se", "filters", "seconds"):  # fmt: skip
         assert key in null
     assert null["n_snps_analyzed"] == 2940 and null["filters"]["maf"] == 60
+    assert null["lmmscan"] == lmmscan.__version__  # which lmmscan wrote it
     assert len(null["beta"]) == 3  # sex, age, appended intercept
 
 

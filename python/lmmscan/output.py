@@ -376,7 +376,10 @@ def null_summary(
     the run, from start-up to writing, and the total.
     """
     seconds = report.seconds if seconds is None else seconds
+    from ._version import __version__
+
     return {
+        "lmmscan": __version__,
         "phenotype": phenotype,
         "n_analyzed": int(null.n_analyzed),
         "n_covariates": int(null.n_covariates),
