@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -24,6 +23,8 @@
 
 #if defined(__GLIBC__)
 #include <locale.h>
+#elif defined(__APPLE__)
+#include <xlocale.h>
 #endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -57,17 +58,56 @@ bool equal(const char* s, std::size_t n, const char* word) {
   return std::strlen(word) == n && std::memcmp(s, word, n) == 0;
 }
 
-// A finite or infinite value out of double's range ("1e999", "1e-400"):
-// from_chars reports it without a value; strtod rounds it (to +-inf, 0 or a
-// denormal), in the "C" locale.
-double out_of_range(const char* s, std::size_t n) {
-  const std::string tok(s, n);
-#if defined(__GLIBC__)
+// The decimal number at s (n bytes, already matched by is_decimal), correctly
+// rounded by the C library's strtod in the "C" locale: an overflow gives
+// +-inf, an underflow 0 or a denormal.  Not std::from_chars: its double
+// overload needs libstdc++ 3.4.29 (GCC 11; absent from RHEL 8's libstdc++,
+// so a wheel using it cannot be manylinux_2_28) and libc++ 20 (absent from
+// the macOS SDKs and the clang of zig's glibc-2.28 toolchain).  Both are
+// correctly rounded, so the doubles are the same bit for bit.
+double decimal_value(const char* s, std::size_t n) {
+  // strtod needs a terminating NUL; tokens are short, so a stack copy
+  char small[64];
+  std::string large;
+  const char* tok = small;
+  if (n < sizeof small) {
+    std::memcpy(small, s, n);
+    small[n] = '\0';
+  } else {
+    large.assign(s, n);
+    tok = large.c_str();
+  }
+#if defined(__GLIBC__) || defined(__APPLE__)
   static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", locale_t{});
-  return strtod_l(tok.c_str(), nullptr, c_locale);
+  return strtod_l(tok, nullptr, c_locale);
 #else
-  return std::strtod(tok.c_str(), nullptr);
+  return std::strtod(tok, nullptr);
 #endif
+}
+
+// [+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?, the whole of
+// [s, end): the decimal syntax both from_chars and strtod read alike (strtod
+// alone also reads hex, inf, nan and leading spaces, which never get here).
+bool is_decimal(const char* p, const char* end) {
+  if (p < end && (*p == '+' || *p == '-')) ++p;
+  const char* const digits_start = p;
+  while (p < end && is_digit(*p)) ++p;
+  bool mantissa = p > digits_start;
+  if (p < end && *p == '.') {
+    ++p;
+    const char* const frac_start = p;
+    while (p < end && is_digit(*p)) ++p;
+    mantissa = mantissa || p > frac_start;
+  }
+  if (!mantissa) return false;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    if (p < end && (*p == '+' || *p == '-')) ++p;
+    const char* const exp_start = p;
+    while (p < end && is_digit(*p)) ++p;
+    if (p == exp_start) return false;
+  }
+  return p == end;
 }
 
 // The tokens that are numbers (the ones pandas' C parser read with the NaN
@@ -86,15 +126,9 @@ bool parse_token(const char* s, std::size_t n, bool nan_words, double& out) {
     ++p;
   }
   if (p < end && (is_digit(*p) || *p == '.')) {
-    // from_chars takes no '+' and reads a '-' itself
-    const char* first = negative ? s : p;
-    auto r = std::from_chars(first, end, out, std::chars_format::general);
-    if (r.ptr != end) return false;
-    if (r.ec == std::errc::result_out_of_range) {
-      out = out_of_range(first, static_cast<std::size_t>(end - first));
-      return true;
-    }
-    return r.ec == std::errc{};
+    if (!is_decimal(s, end)) return false;
+    out = decimal_value(s, n);
+    return true;
   }
   const std::size_t rest = static_cast<std::size_t>(end - p);
   if (equal_nocase(p, rest, "inf") || equal_nocase(p, rest, "infinity")) {
