@@ -1,19 +1,24 @@
 // Hot loops over the n samples. Everything else in the core is O(m^3) work on
 // tiny matrices; these loops are where a scan spends its time.
 //
-// The wheel is built with portable x86-64 flags; on GCC/x86-64 each loop is
-// also compiled for x86-64-v3 (AVX2 + FMA) and the best clone is picked at
-// load time (target_clones), so no -march=native is needed.
+// The wheel is built with portable x86-64 flags; on x86-64 (GCC or Clang)
+// each loop is also compiled for x86-64-v3 (AVX2 + FMA: kernels_isa.inc
+// included twice, the second time under a target pragma) and the first call
+// picks one by asking the CPU (cpuid), so no -march=native is needed.  Not
+// target_clones: its ifunc resolver asks the compiler runtime, which is a
+// stub in zig's toolchain (the manylinux wheel: every CPU took the baseline
+// loops, 2x slower) and absent on musl (no ifunc).
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+#if (defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))) && \
     !defined(LMMSCAN_NO_CLONES)
-#define LMMSCAN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define LMMSCAN_DISPATCH_X86_64_V3 1
+#include <cpuid.h>
 #else
-#define LMMSCAN_CLONES
+#define LMMSCAN_DISPATCH_X86_64_V3 0
 #endif
 
 namespace lmmscan::kernels {
@@ -34,41 +39,6 @@ __attribute__((always_inline)) inline double sum_lanes(const double* a) {
   for (Index w = L / 4; w >= 1; w /= 2)
     for (Index l = 0; l < w; ++l) s[l] += s[l + w];
   return s[0];
-}
-
-// The weights of one lambda, as three rows of w (3, n): with
-// h_i = 1 / (lambda d_i + 1) and g_i = d_i h_i,
-//   w[0] = h,  w[1] = h g,  w[2] = h g^2;
-// and the spectral sums sum_i g_i (tr H^-1 K) and sum_i g_i^2.
-LMMSCAN_CLONES static void power_weights(const double* d, double lambda, Index n, double* w,
-                                         double* sum_g, double* sum_g2) {
-  double* h = w;
-  double* hg = w + n;
-  double* hgg = w + 2 * n;
-  const Index nb = n - n % kLanes;
-  double a1[kLanes] = {}, a2[kLanes] = {};
-  for (Index i = 0; i < nb; i += kLanes)
-#pragma omp simd
-    for (Index l = 0; l < kLanes; ++l) {
-      const double hi = 1.0 / (lambda * d[i + l] + 1.0);
-      const double gi = d[i + l] * hi;
-      h[i + l] = hi;
-      hg[i + l] = hi * gi;
-      hgg[i + l] = hi * gi * gi;
-      a1[l] += gi;
-      a2[l] += gi * gi;
-    }
-  for (Index i = nb; i < n; ++i) {
-    const double hi = 1.0 / (lambda * d[i] + 1.0);
-    const double gi = d[i] * hi;
-    h[i] = hi;
-    hg[i] = hi * gi;
-    hgg[i] = hi * gi * gi;
-    a1[i - nb] += gi;
-    a2[i - nb] += gi * gi;
-  }
-  *sum_g = sum_lanes(a1);
-  *sum_g2 = sum_lanes(a2);
 }
 
 namespace detail {
@@ -107,21 +77,6 @@ __attribute__((always_inline)) inline void powered_columns(const double* w, Inde
 }
 }  // namespace detail
 
-// Weighted column sums.  w: (3, n) from power_weights, P: (n, s) column-major
-// with leading dimension ld.  For column j, with k = 1..kmax (kmax in 1..3):
-//   out[(k - 1) s + j] = sum_i w[k - 1]_i P_ij
-// i.e. sum_i h_i P_ij, sum_i h_i g_i P_ij, sum_i h_i g_i^2 P_ij.  Each
-// column's sum is taken in the same order whatever the grouping of columns.
-LMMSCAN_CLONES static void powered_sums(const double* w, Index n, const double* P, Index ld,
-                                        int s, int kmax, double* out) {
-  if (kmax == 1)
-    detail::powered_columns<1, 4>(w, n, P, ld, s, out);
-  else if (kmax == 2)
-    detail::powered_columns<2, 3>(w, n, P, ld, s, out);
-  else
-    detail::powered_columns<3, 2>(w, n, P, ld, s, out);
-}
-
 namespace detail {
 // sum_i term(i) over i < n in kLanes partial sums (the order described above).
 template <class Term>
@@ -136,59 +91,89 @@ __attribute__((always_inline)) inline double lane_sum(Index n, Term term) {
 }
 }  // namespace detail
 
-// True when every x_i is finite (x_i * 0 is NaN exactly for inf and NaN).
-LMMSCAN_CLONES static bool all_finite(const double* x, Index n) {
-  return detail::lane_sum(n, [x](Index i) { return x[i] * 0.0; }) == 0.0;
+#if LMMSCAN_DISPATCH_X86_64_V3
+// x86-64-v3 as the psABI defines it: AVX, AVX2, BMI1, BMI2, F16C, FMA, LZCNT,
+// MOVBE, and an OS that saves the YMM registers (OSXSAVE, XCR0 bits 1-2).
+inline bool detect_x86_64_v3() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const unsigned need1 = (1u << 12) | (1u << 22) | (1u << 27) | (1u << 28) | (1u << 29);
+  if ((c & need1) != need1) return false;  // FMA, MOVBE, OSXSAVE, AVX, F16C
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 6u) != 6u) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const unsigned need7 = (1u << 3) | (1u << 5) | (1u << 8);  // BMI1, AVX2, BMI2
+  if ((b & need7) != need7) return false;
+  if (!__get_cpuid(0x80000001u, &a, &b, &c, &d)) return false;
+  return (c & (1u << 5)) != 0;  // LZCNT
 }
 
-// Column sums of P (n, s) and products of column `x` with every column:
-// used for the lambda-free Gram entries.
-LMMSCAN_CLONES static void column_sums(const double* P, Index n, Index ld, int s, double* out) {
-  for (int j = 0; j < s; ++j) {
-    const double* p = P + j * ld;
-    out[j] = detail::lane_sum(n, [p](Index i) { return p[i]; });
-  }
+// Asked once per process (a thread-safe static); a well-predicted branch per call.
+inline bool has_x86_64_v3() {
+  static const bool yes = detect_x86_64_v3();
+  return yes;
 }
+#endif
 
-// Element-wise products out[:, j] = x * V[:, j] for the m columns of V (n, m),
-// V column-major with leading dimension ldv, out with leading dimension n.
-LMMSCAN_CLONES static void products_with(const double* x, const double* V, Index n, Index ldv,
-                                         int m, double* out) {
-  for (int j = 0; j < m; ++j) {
-    const double* v = V + j * ldv;
-    double* o = out + j * n;
-#pragma omp simd
-    for (Index i = 0; i < n; ++i) o[i] = x[i] * v[i];
-  }
+}  // namespace lmmscan::kernels
+
+namespace lmmscan::kernels::isa_base {
+#include "kernels_isa.inc"
+}  // namespace lmmscan::kernels::isa_base
+
+#if LMMSCAN_DISPATCH_X86_64_V3
+// Every function between BEGIN and END is compiled for x86-64-v3.  Clang
+// (22, zig's) ignores target("arch=x86-64-v3") without a word: it gets the
+// level's features by name.
+#if defined(__clang__)
+#define LMMSCAN_X86_64_V3_BEGIN \
+  _Pragma(                      \
+      "clang attribute push(__attribute__((target(\"avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,\
+xsave\"))), apply_to = function)")
+#define LMMSCAN_X86_64_V3_END _Pragma("clang attribute pop")
+#else
+#define LMMSCAN_X86_64_V3_BEGIN \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"arch=x86-64-v3\")")
+#define LMMSCAN_X86_64_V3_END _Pragma("GCC pop_options")
+#endif
+
+LMMSCAN_X86_64_V3_BEGIN
+namespace lmmscan::kernels::isa_x86_64_v3 {
+#include "kernels_isa.inc"
+}  // namespace lmmscan::kernels::isa_x86_64_v3
+LMMSCAN_X86_64_V3_END
+// f(args) of the CPU's instruction set (ns: the namespace holding isa_*)
+#define LMMSCAN_ISA_CALL(ns, f, ...)                                       \
+  (::lmmscan::kernels::has_x86_64_v3() ? ns::isa_x86_64_v3::f(__VA_ARGS__) \
+                                       : ns::isa_base::f(__VA_ARGS__))
+#else
+#define LMMSCAN_ISA_CALL(ns, f, ...) ns::isa_base::f(__VA_ARGS__)
+#endif
+
+namespace lmmscan::kernels {
+
+// The kernels as the core calls them (the comments in kernels_isa.inc).
+inline void power_weights(const double* d, double lambda, Index n, double* w, double* sum_g,
+                          double* sum_g2) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, power_weights, d, lambda, n, w, sum_g, sum_g2);
 }
-
-// sum_i log(1 + lambda d_i) with d_i >= 0.  Multiplies 16 factors per lane
-// before taking a logarithm (1 log per 16 terms instead of 1 per term);
-// falls back to term-wise logs for a chunk whose product leaves the range.
-LMMSCAN_CLONES static double log1p_scaled_sum(const double* d, double lambda, Index n) {
-  constexpr Index kLanes = 4, kDepth = 16, kChunk = kLanes * kDepth;
-  double total = 0.0;
-  Index start = 0;
-  for (; start + kChunk <= n; start += kChunk) {
-    double prod[kLanes] = {1.0, 1.0, 1.0, 1.0};
-    for (Index r = 0; r < kDepth; ++r) {
-      const double* dd = d + start + r * kLanes;
-      for (Index l = 0; l < kLanes; ++l) prod[l] *= lambda * dd[l] + 1.0;
-    }
-    double chunk = 0.0;
-    bool finite = true;
-    for (Index l = 0; l < kLanes; ++l) {
-      finite = finite && std::isfinite(prod[l]) && prod[l] > 0.0;
-      chunk += std::log(prod[l]);
-    }
-    if (!finite) {
-      chunk = 0.0;
-      for (Index i = start; i < start + kChunk; ++i) chunk += std::log1p(lambda * d[i]);
-    }
-    total += chunk;
-  }
-  for (Index i = start; i < n; ++i) total += std::log1p(lambda * d[i]);
-  return total;
+inline void powered_sums(const double* w, Index n, const double* P, Index ld, int s, int kmax,
+                         double* out) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, powered_sums, w, n, P, ld, s, kmax, out);
+}
+inline bool all_finite(const double* x, Index n) {
+  return LMMSCAN_ISA_CALL(::lmmscan::kernels, all_finite, x, n);
+}
+inline void column_sums(const double* P, Index n, Index ld, int s, double* out) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, column_sums, P, n, ld, s, out);
+}
+inline void products_with(const double* x, const double* V, Index n, Index ldv, int m,
+                          double* out) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, products_with, x, V, n, ldv, m, out);
+}
+inline double log1p_scaled_sum(const double* d, double lambda, Index n) {
+  return LMMSCAN_ISA_CALL(::lmmscan::kernels, log1p_scaled_sum, d, lambda, n);
 }
 
 }  // namespace lmmscan::kernels

@@ -49,78 +49,35 @@ inline SnpVerdict judge(std::int64_t n_miss, double sum, double lo, double hi, k
   return SnpVerdict::kept;
 }
 
-// Missing count, sum, min and max of the observed values of one contiguous
-// SNP, in kernels::kLanes partial sums (a fixed order).
-LMMSCAN_CLONES static void column_stats(const double* x, kernels::Index n, std::int64_t* n_miss,
-                                        double* sum, double* lo, double* hi) {
-  using kernels::Index;
-  using kernels::kLanes;
-  double s[kLanes] = {}, m[kLanes] = {};
-  double mn[kLanes], mx[kLanes];
-  std::fill(mn, mn + kLanes, std::numeric_limits<double>::infinity());
-  std::fill(mx, mx + kLanes, -std::numeric_limits<double>::infinity());
-  const Index nb = n - n % kLanes;
-  for (Index i = 0; i < nb; i += kLanes)
-#pragma omp simd
-    for (Index l = 0; l < kLanes; ++l) {
-      const double v = x[i + l];
-      const bool obs = v == v;
-      m[l] += obs ? 0.0 : 1.0;
-      s[l] += obs ? v : 0.0;
-      mn[l] = v < mn[l] ? v : mn[l];  // NaN compares false: skipped
-      mx[l] = v > mx[l] ? v : mx[l];
-    }
-  for (Index i = nb; i < n; ++i) {
-    const double v = x[i];
-    const Index l = i - nb;
-    const bool obs = v == v;
-    m[l] += obs ? 0.0 : 1.0;
-    s[l] += obs ? v : 0.0;
-    mn[l] = v < mn[l] ? v : mn[l];
-    mx[l] = v > mx[l] ? v : mx[l];
-  }
-  *sum = kernels::sum_lanes(s);
-  *n_miss = static_cast<std::int64_t>(kernels::sum_lanes(m));
-  double a = mn[0], z = mx[0];
-  for (Index l = 1; l < kLanes; ++l) {
-    a = mn[l] < a ? mn[l] : a;
-    z = mx[l] > z ? mx[l] : z;
-  }
-  *lo = a;
-  *hi = z;
-}
+}  // namespace detail
+}  // namespace lmmscan
 
-// out[i] = x[i], or fill where x[i] is NaN.
-LMMSCAN_CLONES static void copy_filled(const double* x, kernels::Index n, double fill,
-                                       double* out) {
-#pragma omp simd
-  for (kernels::Index i = 0; i < n; ++i) out[i] = x[i] == x[i] ? x[i] : fill;
-}
+namespace lmmscan::detail::isa_base {
+#include "snp_filter_isa.inc"
+}  // namespace lmmscan::detail::isa_base
 
-// The rows [r0, r1) of a row-major block: statistics of every SNP j in
-// [j0, j1), accumulated row after row (one fixed order per SNP).
-LMMSCAN_CLONES static void row_stats(const GenotypeBlock& X, kernels::Index j0,
-                                     kernels::Index j1, std::int64_t* n_miss, double* sum,
-                                     double* lo, double* hi) {
-  using kernels::Index;
-  for (Index j = j0; j < j1; ++j) {
-    n_miss[j] = 0;
-    sum[j] = 0.0;
-    lo[j] = std::numeric_limits<double>::infinity();
-    hi[j] = -std::numeric_limits<double>::infinity();
-  }
-  for (Index i = 0; i < X.n; ++i) {
-    const double* row = X.x + i * X.ld;
-#pragma omp simd
-    for (Index j = j0; j < j1; ++j) {
-      const double v = row[j];
-      const bool obs = v == v;
-      n_miss[j] += obs ? 0 : 1;
-      sum[j] += obs ? v : 0.0;
-      lo[j] = v < lo[j] ? v : lo[j];
-      hi[j] = v > hi[j] ? v : hi[j];
-    }
-  }
+#if LMMSCAN_DISPATCH_X86_64_V3
+LMMSCAN_X86_64_V3_BEGIN
+namespace lmmscan::detail::isa_x86_64_v3 {
+#include "snp_filter_isa.inc"
+}  // namespace lmmscan::detail::isa_x86_64_v3
+LMMSCAN_X86_64_V3_END
+#endif
+
+namespace lmmscan {
+namespace detail {
+
+// The loops as filter_block calls them (comments in snp_filter_isa.inc).
+inline void column_stats(const double* x, kernels::Index n, std::int64_t* n_miss, double* sum,
+                         double* lo, double* hi) {
+  LMMSCAN_ISA_CALL(::lmmscan::detail, column_stats, x, n, n_miss, sum, lo, hi);
+}
+inline void copy_filled(const double* x, kernels::Index n, double fill, double* out) {
+  LMMSCAN_ISA_CALL(::lmmscan::detail, copy_filled, x, n, fill, out);
+}
+inline void row_stats(const GenotypeBlock& X, kernels::Index j0, kernels::Index j1,
+                      std::int64_t* n_miss, double* sum, double* lo, double* hi) {
+  LMMSCAN_ISA_CALL(::lmmscan::detail, row_stats, X, j0, j1, n_miss, sum, lo, hi);
 }
 
 // Runs body(t, lo, hi) for [0, count) cut into `threads` contiguous parts.
