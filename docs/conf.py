@@ -15,9 +15,9 @@ examples/mixed_vs_hierarchical.py at build time into docs/_generated/.
 from __future__ import annotations
 
 import contextlib
-import re
 import io
 import os
+import re
 import runpy
 from pathlib import Path
 
