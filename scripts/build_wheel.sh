@@ -10,8 +10,8 @@
 # the extension asks for no glibc symbol newer than 2.28, and zig links its
 # libc++ statically, so it asks for no libstdc++ at all.  The host's GCC
 # would tie the wheel to the host's glibc and libstdc++ (manylinux_2_34 on
-# Debian 12).  The hot loops keep their AVX2/FMA clones (target_clones works
-# in clang >= 14) and the flags stay portable (x86-64 baseline).
+# Debian 12).  The hot loops keep their AVX2/FMA versions (chosen by cpuid at
+# run time, kernels.hpp) and the flags stay portable (x86-64 baseline).
 #
 # Then `auditwheel repair` tags it manylinux_2_28 (it fails if the extension
 # needs more) and `auditwheel show` prints the verdict.  Python: the one
