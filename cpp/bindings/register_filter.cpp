@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
+#include <lmmscan/hwe.hpp>
 #include <lmmscan/snp_filter.hpp>
 
 namespace py = pybind11;
@@ -51,6 +53,29 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
   return py::make_tuple(n_miss, af, verdict);
 }
 
+py::array_t<double> hwe_exact(const py::array_t<std::int64_t, py::array::c_style>& hom1,
+                              const py::array_t<std::int64_t, py::array::c_style>& het,
+                              const py::array_t<std::int64_t, py::array::c_style>& hom2) {
+  if (hom1.ndim() != 1 || het.ndim() != 1 || hom2.ndim() != 1 || het.size() != hom1.size() ||
+      hom2.size() != hom1.size())
+    throw py::value_error("hom1, het and hom2 must be 1-D arrays of one length");
+  const auto m = hom1.size();
+  py::array_t<double> p(m);
+  const auto* a = hom1.data();
+  const auto* h = het.data();
+  const auto* b = hom2.data();
+  for (py::ssize_t j = 0; j < m; ++j)
+    if (a[j] < 0 || h[j] < 0 || b[j] < 0) throw py::value_error("genotype counts must be >= 0");
+  auto* out = p.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::vector<double> scratch;
+    for (py::ssize_t j = 0; j < m; ++j)
+      out[j] = lmmscan::hwe_exact_p(a[j], h[j], b[j], scratch);
+  }
+  return p;
+}
+
 }  // namespace
 
 void register_filter(py::module_& m) {
@@ -62,4 +87,8 @@ void register_filter(py::module_& m) {
         "the maf filter off.  With out (a flat float64 buffer of n * b values), the kept\n"
         "SNPs with missing values set to 2 af are written to its start as an (n, kept)\n"
         "block in X's order.");
+  m.def("hwe_exact", &hwe_exact, py::arg("hom1"), py::arg("het"), py::arg("hom2"),
+        "The exact Hardy-Weinberg p-value (Wigginton et al. 2005) of each SNP's genotype\n"
+        "counts (int64 arrays: one homozygote, heterozygotes, the other homozygote), as\n"
+        "GEMMA's -hwe; 1 for a SNP without genotypes.");
 }

@@ -89,3 +89,8 @@ def filter_impute(
     out: npt.NDArray[np.float64] | None = None,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int8]]: ...
+def hwe_exact(
+    hom1: npt.NDArray[np.int64],
+    het: npt.NDArray[np.int64],
+    hom2: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]: ...

@@ -72,6 +72,7 @@ class ScanOptions:
     miss: float = 0.05
     r2: float = 0.9999
     lambda_mode: str = "per-snp"
+    hwe: float = 0.0
 
     def __post_init__(self) -> None:
         if self.test not in TEST_COLUMNS:
@@ -91,6 +92,7 @@ class ScanOptions:
             maf=self.maf,
             miss=self.miss,
             r2=self.r2,
+            hwe=self.hwe,
             threads=threads,
             lambda_mode=self.lambda_mode,
             whiten=whiten,
@@ -131,6 +133,7 @@ class BlockScanner:
         maf: float | None = 0.01,
         miss: float = 0.05,
         r2: float = 0.9999,
+        hwe: float = 0.0,
         threads: int | None = None,
         lambda_mode: str = "per-snp",
         whiten: bool = False,
@@ -141,7 +144,7 @@ class BlockScanner:
             raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
         self.null = null
         self.test = test
-        self.maf, self.miss, self.r2 = maf, miss, r2
+        self.maf, self.miss, self.r2, self.hwe = maf, miss, r2, hwe
         self.threads = threads or usable_cores()
         if self.threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
@@ -215,6 +218,7 @@ class BlockScanner:
             miss=self.miss,
             W=self.null.W,
             r2=self.r2,
+            hwe=self.hwe,
             scratch=self._scratch(),
             threads=self.threads,
         )
@@ -640,6 +644,7 @@ class Engine:
         bounds: LambdaBounds | None = None,
         chromosomes: Sequence[str] | None = None,
         memory_limit: int | None = None,
+        kinship_source: GenotypeSource | None = None,
     ) -> list[ScanReport]:
         """Each chromosome's SNPs tested against a kinship of the others, for
         each phenotype ``(y, covariates)`` (see :mod:`lmmscan.loco`).  The
@@ -647,11 +652,15 @@ class Engine:
         decompositions, and each block's read and rotation.  Every
         chromosome's null model goes to the report's ``null_models``.
         ``chromosomes`` restricts the tests (every kinship still uses all
-        the other chromosomes)."""
+        the other chromosomes).  ``kinship_source``: the SNPs the kinships
+        come from (GEMMA's -ksnps; default the scanned source), matched to
+        the scanned SNPs by chromosome name."""
         from . import loco
 
         if self.client is not None:
             raise InputError("LOCO does not run on a Dask client yet")
+        if kinship_source is self.source:
+            kinship_source = None
         masks, Ws = [], []
         for y, cov in phenotypes:
             mask, _, W, _, _ = analysed_samples(y, cov)
@@ -663,7 +672,7 @@ class Engine:
             mask = masks[members[0]]
             g = _Group(members, mask, reports=[reports[k] for k in members])
             passes = loco.KinshipPasses(
-                self.source,
+                kinship_source or self.source,
                 mask,
                 Ws[members[0]],
                 method,
@@ -673,7 +682,9 @@ class Engine:
                 memory_limit=memory_limit,
             )
             wanted = passes.tested(chromosomes)
-            order.expect(members, wanted)
+            tested = loco.tested_positions(self.source, wanted, passes.chroms, kinship_source)
+            wanted = [c for c in wanted if tested[c.name].index.size]
+            order.expect(members, [tested[c.name] for c in wanted])
             samples = np.flatnonzero(mask)
             block = self.block_size_for(self.source.n_samples)
             workers = self.threads or usable_cores()
@@ -687,14 +698,16 @@ class Engine:
                     report.null_models[chrom.name] = null
                     g.scanners.append(self.options.scanner(null, self.threads))
                 del spectral
-                for start, stop, pos in snp_runs(chrom.index, block):
+                for start, stop, pos in snp_runs(tested[chrom.name].index, block):
                     t0 = time.perf_counter()
                     X = self.source.read(start, stop, samples)[:, pos - start]
                     g.report.add_seconds({"read": time.perf_counter() - t0})
                     self._test_block(g, X, pos, order)
                     self._advance(pos.size)
             if chromosomes is None:  # SNPs on no known chromosome: neither kept nor tested
-                g.report.filters.total += passes.unplaced
+                g.report.filters.total += (
+                    passes.unplaced if kinship_source is None else loco.unplaced(self.source)
+                )
             g.share(g.report.seconds["read"])
             self._add_seconds([g], {})
         order.flush()

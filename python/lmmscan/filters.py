@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FILTER_NAMES = ("miss", "maf", "monomorphic", "r2")
+# every filter in GEMMA's order; "hwe" is counted only when the filter is on
+# (GEMMA's -hwe is off by default), so that its key appears only then
+FILTER_ORDER = ("miss", "maf", "monomorphic", "hwe", "r2")
 
 
 @dataclass
@@ -23,8 +26,10 @@ class FilterCounts:
     def add(self, other: FilterCounts) -> None:
         self.total += other.total
         self.kept += other.kept
+        merged = dict(self.removed)
         for k, v in other.removed.items():
-            self.removed[k] += v
+            merged[k] = merged.get(k, 0) + v
+        self.removed = {k: merged[k] for k in FILTER_ORDER if k in merged}
 
 
 def gemma_filter(
@@ -34,6 +39,7 @@ def gemma_filter(
     miss: float = 0.05,
     W: np.ndarray | None = None,
     r2: float = 0.9999,
+    hwe: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FilterCounts]:
     """Which SNPs (columns of X) GEMMA analyses.
 
@@ -41,10 +47,14 @@ def gemma_filter(
     value disables it (GEMMA's -notsnp).  miss: exclude n_miss / n > miss.
     Monomorphic SNPs (all non-missing values equal) are always excluded.
     r2: with more than one covariate column W, exclude SNPs whose uncentred
-    R^2 on W (missing set to the mean) exceeds r2.
+    R^2 on W (missing set to the mean) exceeds r2.  hwe: exclude SNPs
+    whose exact Hardy-Weinberg p-value is below hwe (0: off; also off
+    without the maf filter, as GEMMA's -hwe; see :func:`hwe_pvalues`).
     Returns (keep, n_miss, af, counts).
     """
-    keep, n_miss, af, counts, _ = filter_impute(X, maf=maf, miss=miss, W=W, r2=r2, impute=False)
+    keep, n_miss, af, counts, _ = filter_impute(
+        X, maf=maf, miss=miss, W=W, r2=r2, hwe=hwe, impute=False
+    )
     return keep, n_miss, af, counts
 
 
@@ -83,6 +93,7 @@ def filter_impute(
     miss: float = 0.05,
     W: np.ndarray | None = None,
     r2: float = 0.9999,
+    hwe: float = 0.0,
     impute: bool = True,
     scratch: Scratch | None = None,
     threads: int = 1,
@@ -119,6 +130,17 @@ def filter_impute(
     keep = verdict == 0
     k = int(np.count_nonzero(keep))
     Xk = _shaped(out[: n * k], n, k, fortran) if out is not None else None
+    if hwe_on(hwe, maf):
+        counts.removed = {name: counts.removed.get(name, 0) for name in FILTER_ORDER}
+        if k:
+            kept = np.flatnonzero(keep)
+            bad_k = hwe_pvalues(X)[kept] < hwe
+            if bad_k.any():
+                counts.removed["hwe"] = int(bad_k.sum())
+                keep[kept[bad_k]] = False
+                if Xk is not None:
+                    Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
+                k = int(np.count_nonzero(keep))
     if check_r2 and k and Xk is not None and W is not None:
         v_x = np.einsum("ij,ij->j", Xk, Xk)
         WtX = (Xk.T @ W).T  # BLAS is 2-7x slower on the 4 x n by n x k form
@@ -131,6 +153,24 @@ def filter_impute(
                 Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
     counts.kept = int(keep.sum())
     return keep, n_miss, af, counts, Xk if impute else None
+
+
+def hwe_on(hwe: float | None, maf: float | None) -> bool:
+    """GEMMA applies -hwe only when it is not 0 and the maf filter is on."""
+    return bool(hwe) and not (maf is None or maf < 0)
+
+
+def hwe_pvalues(X: np.ndarray) -> np.ndarray:
+    """The exact Hardy-Weinberg p-value of each column of X (samples x SNPs,
+    NaN missing; Wigginton, Cutler and Abecasis 2005), over the non-missing
+    values binned as GEMMA bins BIMBAM dosages: 0 <= x <= 0.5, 0.5 < x < 1.5
+    and 1.5 <= x <= 2 (hard calls 0, 1, 2 fall in their own class)."""
+    from . import _core
+
+    hom1 = np.count_nonzero((X >= 0.0) & (X <= 0.5), axis=0).astype(np.int64)
+    het = np.count_nonzero((X > 0.5) & (X < 1.5), axis=0).astype(np.int64)
+    hom2 = np.count_nonzero((X >= 1.5) & (X <= 2.0), axis=0).astype(np.int64)
+    return np.asarray(_core.hwe_exact(hom1, het, hom2))
 
 
 def impute_mean(X: np.ndarray, af: np.ndarray) -> np.ndarray:

@@ -98,6 +98,72 @@ class ArrayGenotypes:
         return np.array(block, dtype=np.float64, order="C")
 
 
+class SubsetGenotypes:
+    """The SNPs of ``source`` at the positions ``index`` (ascending, unique),
+    as a source of their own: GEMMA's -snps / -ksnps.  Everything but the
+    SNPs (the samples, their IDs and phenotypes) is the source's."""
+
+    # the largest gap between selected SNPs read in one call to the source:
+    # reading a few unselected SNPs costs less than another call
+    GAP = 64
+
+    def __init__(self, source: GenotypeSource, index: np.ndarray) -> None:
+        index = np.asarray(index, dtype=np.int64)
+        if index.ndim != 1 or (index.size and (index[0] < 0 or index[-1] >= source.n_snps)):
+            raise InputError("SNP positions out of range")
+        if index.size > 1 and np.any(np.diff(index) <= 0):
+            raise InputError("SNP positions must be ascending and unique")
+        self.source = source
+        self.index = index
+        self._snps = source.snps.iloc[index].reset_index(drop=True)
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") or name in ("source", "index", "_snps"):
+            raise AttributeError(name)  # unpickling: before __dict__ is set
+        return getattr(self.source, name)
+
+    @property
+    def n_samples(self) -> int:
+        return self.source.n_samples
+
+    @property
+    def n_snps(self) -> int:
+        return int(self.index.size)
+
+    @property
+    def snps(self) -> pd.DataFrame:
+        return self._snps
+
+    def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        pos = self.index[start:stop]
+        if pos.size == 0:
+            n = self.n_samples if samples is None else np.arange(self.n_samples)[samples].size
+            return np.zeros((n, 0))
+        # runs of selected SNPs no more than GAP apart, one read each
+        cuts = np.flatnonzero(np.diff(pos) > self.GAP) + 1
+        parts = []
+        for run in np.split(pos, cuts):
+            first = int(run[0])
+            block = self.source.read(first, int(run[-1]) + 1, samples)
+            parts.append(block if block.shape[1] == run.size else block[:, run - first])
+        out = parts[0] if len(parts) == 1 else np.hstack(parts)
+        return np.ascontiguousarray(out, dtype=np.float64)
+
+
+def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[SubsetGenotypes, int]:
+    """``source`` restricted to the SNPs whose rs is in ``ids`` (every SNP with
+    a listed ID, in file order), and how many listed IDs name no SNP."""
+    wanted = set(ids)
+    rs = source.snps["rs"].astype(str)
+    index = np.flatnonzero(rs.isin(wanted).to_numpy())
+    missing = len(wanted) - int(rs.iloc[index].nunique())
+    if index.size == 0:
+        raise InputError(
+            f"{flag}: none of the {len(wanted)} listed variant IDs is in the genotypes"
+        )
+    return SubsetGenotypes(source, index), missing
+
+
 def as_source(genotypes: object) -> GenotypeSource:
     """A genotype source from a source or a (samples x SNPs) array."""
     if isinstance(genotypes, GenotypeSource) and not isinstance(genotypes, np.ndarray):

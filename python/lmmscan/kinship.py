@@ -57,6 +57,7 @@ class KinshipAccumulator:
         maf: float | None = 0.01,
         miss: float = 0.05,
         r2: float = 0.9999,
+        hwe: float = 0.0,
     ) -> None:
         self.n = n
         self.method = check_method(method)
@@ -69,7 +70,7 @@ class KinshipAccumulator:
                 "filtered on"
             )
         self.W = W
-        self.maf, self.miss, self.r2 = maf, miss, r2
+        self.maf, self.miss, self.r2, self.hwe = maf, miss, r2, hwe
         self.K = np.zeros((n, n))
         self.counts = FilterCounts()
         self.used = 0
@@ -77,7 +78,7 @@ class KinshipAccumulator:
     def add(self, X: np.ndarray) -> None:
         """Add a block X (all n samples x SNPs, NaN missing)."""
         keep, _, _, c = gemma_filter(
-            X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2
+            X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
         )
         self.counts.add(c)
         if not keep.any():
@@ -111,6 +112,7 @@ def accumulators(
     maf: float | None = 0.01,
     miss: float = 0.05,
     r2: float = 0.9999,
+    hwe: float = 0.0,
 ) -> list[KinshipAccumulator]:
     """One accumulator per phenotype: its analysed samples filter the SNPs and,
     with covariates beyond the intercept, GEMMA's r2 filter uses them (as
@@ -124,6 +126,7 @@ def accumulators(
             maf=maf,
             miss=miss,
             r2=r2,
+            hwe=hwe,
         )
         for ph in phenotypes
     ]
@@ -156,6 +159,7 @@ def kinship(
     filter_samples: np.ndarray | None = None,
     covariates: np.ndarray | None = None,
     r2: float = 0.9999,
+    hwe: float = 0.0,
     block_size: int | None = None,
     return_counts: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, FilterCounts]:
@@ -183,6 +187,9 @@ def kinship(
         included, as :func:`lmmscan.model.analysed_samples` returns it): with
         more than one column GEMMA's r2 filter also applies, as ``gemma -gk
         -c`` does.
+    hwe
+        GEMMA's ``-hwe``: drop SNPs whose exact Hardy-Weinberg p-value is
+        below it (0: off; see :func:`lmmscan.filters.gemma_filter`).
     return_counts
         Also return the :class:`~lmmscan.filters.FilterCounts`.
 
@@ -196,7 +203,7 @@ def kinship(
     W = None if covariates is None else np.asarray(covariates, dtype=np.float64)
     if W is not None and W.ndim == 1:
         W = W[:, None]
-    acc = KinshipAccumulator(n, method, mask=mask, W=W, maf=maf, miss=miss, r2=r2)
+    acc = KinshipAccumulator(n, method, mask=mask, W=W, maf=maf, miss=miss, r2=r2, hwe=hwe)
     accumulate(source, [acc], block_size=block_size)
     K = acc.result()
     if return_counts:

@@ -114,9 +114,11 @@ class _KinshipSums:
         block_size,
         keep_each: bool,
         report,
+        hwe: float = 0.0,
     ) -> None:
         self.source, self.mask, self.W = source, mask, W
         self.method, self.maf, self.miss, self.r2 = method, maf, miss, r2
+        self.hwe = hwe
         self.block_size = block_size
         n = int(mask.sum())
         self.S = np.zeros((n, n), order="F")
@@ -153,7 +155,9 @@ class _KinshipSums:
         t0 = time.perf_counter()
         X = self.source.read(start, stop)[:, pos - start]
         t1 = time.perf_counter()
-        keep = gemma_filter(X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2)[0]
+        keep = gemma_filter(
+            X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
+        )[0]
         Z = standardize(X[:, keep], self.method)[self.mask]
         self.report.seconds["read"] += t1 - t0
         self._time(t1)
@@ -218,6 +222,35 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
             yield chrom, spectral, waited
 
 
+def tested_positions(
+    source: GenotypeSource,
+    wanted: list[_Chromosome],
+    kinship_chroms: list[_Chromosome],
+    kinship_source: GenotypeSource | None,
+) -> dict[str, _Chromosome]:
+    """The scanned SNPs of each wanted chromosome, by name.  When the kinship
+    comes from the scanned source they are the kinship pass's own; from
+    another source (GEMMA's -ksnps), the scanned source's SNPs with that
+    chromosome name, and a scanned SNP on a chromosome the kinship SNPs do
+    not cover is refused (its K_-c would be the whole kinship)."""
+    if kinship_source is None:
+        return {c.name: c for c in wanted}
+    names = chromosome_names(source)
+    covered = {c.name for c in kinship_chroms} | {UNKNOWN_CHROMOSOME}
+    stray = pd.unique(names[~np.isin(names, list(covered))])
+    if len(stray):
+        raise InputError(
+            f"the variants to test include chromosome(s) {sorted(map(str, stray))} on which no "
+            "kinship variant lies (--ksnps): list variants of every tested chromosome"
+        )
+    return {c.name: _Chromosome(c.name, np.flatnonzero(names == c.name)) for c in wanted}
+
+
+def unplaced(source: GenotypeSource) -> int:
+    """SNPs of ``source`` on no known chromosome."""
+    return int(np.count_nonzero(chromosome_names(source) == UNKNOWN_CHROMOSOME))
+
+
 class KinshipPasses:
     """The LOCO kinships of one set of analysed samples: the kinship pass over
     the genotypes at creation, then each chromosome's K_-c decomposed on
@@ -257,6 +290,7 @@ class KinshipPasses:
             block_size,
             keep_each,
             report,
+            options.hwe,
         )
         self.unplaced = int((self.sums.codes < 0).sum())
 

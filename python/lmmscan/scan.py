@@ -50,6 +50,7 @@ def _computed_kinships(
         maf=options.maf,
         miss=options.miss,
         r2=options.r2,
+        hwe=options.hwe,
     )
     accumulate(source, accs, progress=progress)
     return [acc.result() for acc in accs]
@@ -113,6 +114,7 @@ def fit_phenotypes(
     seconds: dict[str, float] | None = None,
     progress: Callable[[int], None] | None = None,
     start_reading: Callable[[], None] | None = None,
+    kinship_source: GenotypeSource | None = None,
 ) -> list[NullModel]:
     """Each phenotype's null model; phenotypes with the same analysed samples
     share one spectral basis (so the engine rotates each block once for them).
@@ -128,7 +130,8 @@ def fit_phenotypes(
     ``progress``: SNPs read by the kinship pass.  ``start_reading()`` is
     called once the inputs are checked, before the decompositions and fits:
     the scan's first block is best read while LAPACK works (the checks are
-    Python loops that a reading thread would slow).
+    Python loops that a reading thread would slow).  ``kinship_source``: the
+    SNPs a computed kinship comes from (GEMMA's -ksnps; default ``source``).
     """
     from .lowrank import LowRankKinship
 
@@ -152,7 +155,7 @@ def fit_phenotypes(
         if isinstance(kinship, str):
             t0 = time.perf_counter()
             kinships = _computed_kinships(
-                source, members, kinship, options or ScanOptions(), progress
+                kinship_source or source, members, kinship, options or ScanOptions(), progress
             )
             _time(seconds, "kinship", t0)
             owned = True
@@ -233,7 +236,9 @@ def scan(
     maf: float | None = 0.01,
     miss: float = 0.05,
     r2: float = 0.9999,
+    hwe: float = 0.0,
     lambda_mode: str = "per-snp",
+    bounds: LambdaBounds | None = None,
     threads: int | None = None,
     block_size: int | None = None,
     report: ScanReport | None = None,
@@ -270,8 +275,12 @@ def scan(
     test
         ``"wald"`` (GEMMA -lmm 1), ``"lrt"`` (-lmm 2), ``"score"`` (-lmm 3)
         or ``"all"`` (-lmm 4).
-    maf, miss, r2
-        GEMMA's SNP filters on the analysed samples.
+    maf, miss, r2, hwe
+        GEMMA's SNP filters on the analysed samples (``-maf``, ``-miss``,
+        ``-r2``, ``-hwe``; see :func:`lmmscan.filters.gemma_filter`).
+    bounds
+        The lambda search range and grid of the null and per-SNP fits
+        (GEMMA's ``-lmin``, ``-lmax``, ``-region``; default 1e-5, 1e5, 10).
     lambda_mode
         ``"per-snp"`` (GEMMA: lambda re-optimised for every SNP, REML for the
         Wald test and ML for the likelihood ratio) or ``"null"`` (EMMAX /
@@ -311,7 +320,7 @@ def scan(
     per analysed SNP, in file order.
     """
     source = as_source(genotypes)
-    options = ScanOptions(test, maf, miss, r2, lambda_mode)
+    options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe)
     if loco:
         if null_model is not None or groups is not None or eigen is not None:
             raise InputError(
@@ -331,8 +340,8 @@ def scan(
             raise InputError("scan needs y")
         return loco_scan(
             source, y, covariates, method=kinship, test=test, maf=maf, miss=miss, r2=r2,
-            lambda_mode=lambda_mode, threads=threads, block_size=block_size, report=report,
-            progress=progress,
+            hwe=hwe, bounds=bounds, lambda_mode=lambda_mode, threads=threads,
+            block_size=block_size, report=report, progress=progress,
         )  # fmt: skip
     seconds: dict[str, float] = {}
     single = True
@@ -369,7 +378,7 @@ def scan(
                 engine.prefetch(np.flatnonzero(union))  # read while the null models are fitted
                 nulls = fit_phenotypes(
                     source, phenotypes, kinship=kinship, groups=groups, eigen=eigen,
-                    sample_ids=sample_ids, options=options, seconds=seconds,
+                    sample_ids=sample_ids, options=options, bounds=bounds, seconds=seconds,
                 )  # fmt: skip
             sink = Collector(len(nulls))
             reports = engine.scan(nulls, sink)
@@ -392,6 +401,7 @@ def loco_scan(
     maf: float | None = 0.01,
     miss: float = 0.05,
     r2: float = 0.9999,
+    hwe: float = 0.0,
     lambda_mode: str = "per-snp",
     bounds: LambdaBounds | None = None,
     threads: int | None = None,
@@ -423,7 +433,7 @@ def loco_scan(
     y_arr = np.asarray(y, dtype=np.float64)
     if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
         raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
-    options = ScanOptions(test, maf, miss, r2, lambda_mode)
+    options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe)
     cov = None if covariates is None else np.asarray(covariates, dtype=np.float64)
     sink = Collector(1)
     bar = _bar(progress, source.n_snps)

@@ -799,3 +799,20 @@ def write_kinship(
         else:
             with open(tmp, "wb") as fh:
                 write_kinship_text(fh, np.asarray(K, dtype=np.float64), threads=threads)
+
+
+def read_snp_list(path: str | os.PathLike[str], flag: str) -> list[str]:
+    """The variant IDs of a GEMMA -snps / -ksnps file: the first field of each
+    non-blank line (GEMMA reads the first token of a line; more fields are
+    allowed and ignored)."""
+    path = Path(path)
+    with open_input(path) as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise not_utf8(raw, exc.start, f"{flag} file", path) from None
+    ids = [fields[0] for fields in (line.split() for line in text.splitlines()) if fields]
+    if not ids:
+        raise InputError(f"{flag}: the file lists no variant ID", path=str(path))
+    return ids

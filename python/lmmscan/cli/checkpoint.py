@@ -129,6 +129,9 @@ def fingerprint(args, source, phenos, block: int) -> dict:
         files["bimbam-anno"] = args.bimbam_anno
     for name in ("pheno", "covar", "kinship", "eigen"):
         files[name] = getattr(args, name)
+    for name in ("snps", "ksnps"):  # recorded when given: older checkpoints stay valid
+        if getattr(args, name, None) is not None:
+            files[name] = getattr(args, name)
 
     def stamp(path):
         if path is None:
@@ -151,6 +154,17 @@ def fingerprint(args, source, phenos, block: int) -> dict:
             "--kinship-method": args.kinship_method if computed else None,
             "--block-size": block,
             "--eigh-driver": args.eigh_driver if args.eigen is None else None,
+            # GEMMA's -hwe, -lmin, -lmax, -region: recorded when not the default
+            **{
+                flag: value
+                for flag, value, default in (
+                    ("--hwe", getattr(args, "hwe", 0.0), 0.0),
+                    ("--lmin", getattr(args, "lmin", 1e-5), 1e-5),
+                    ("--lmax", getattr(args, "lmax", 1e5), 1e5),
+                    ("--region", getattr(args, "region", 10), 10),
+                )
+                if value != default
+            },
         },
         "n_samples": source.n_samples,
         "n_snps": source.n_snps,

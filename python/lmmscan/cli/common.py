@@ -103,6 +103,8 @@ def check_out_dir(out: str) -> None:
 # the input flags, and why a pipe will not do for some (read once otherwise)
 _INPUT_FLAGS = (
     ("bimbam_geno", "--bimbam-geno", "BIMBAM genotypes are read twice"),
+    ("snps", "--snps", None),
+    ("ksnps", "--ksnps", None),
     ("bimbam_anno", "--bimbam-anno", None),
     ("pheno", "--pheno", None),
     ("covar", "--covar", None),
@@ -147,6 +149,58 @@ def open_genotypes(args: argparse.Namespace) -> GenotypeSource:
     from ..bimbam import read_bimbam
 
     return read_bimbam(args.bimbam_geno, args.bimbam_anno)
+
+
+def listed_variants(
+    args: argparse.Namespace, source: GenotypeSource, flags: tuple[str, ...]
+) -> GenotypeSource:
+    """``source`` restricted to the variants the files of ``flags`` ("snps",
+    "ksnps") list, all of them (GEMMA's -snps / -ksnps); what each list
+    matched goes to ``args.variant_lists`` for the summary and null.json."""
+    from ..genotypes import select_snps
+    from ..textio import read_snp_list
+
+    lists = getattr(args, "variant_lists", None)
+    if lists is None:
+        lists = args.variant_lists = {}
+    for name in flags:
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        ids = read_snp_list(path, f"--{name}")
+        n_before = source.n_snps
+        source, missing = select_snps(source, ids, f"--{name} {path}")
+        lists[name] = {
+            "file": str(path),
+            "ids": len(set(ids)),
+            "ids_not_found": missing,
+            "variants": source.n_snps,
+            "of": n_before,
+        }
+    return source
+
+
+def check_hwe(args: argparse.Namespace, source: GenotypeSource) -> None:
+    """--hwe counts genotype classes: refused for a source of dosages only
+    (GEMMA bins BIMBAM dosages, and so does lmmscan for BIMBAM files)."""
+    if getattr(args, "hwe", 0.0) and getattr(source, "dosages_only", False):
+        raise InputError(
+            "--hwe needs hard-call genotypes, but these genotypes are dosages: leave --hwe "
+            "out, or filter on Hardy-Weinberg equilibrium with the hard calls (plink2 --hwe)"
+        )
+
+
+def describe_variant_lists(args: argparse.Namespace) -> list[str]:
+    """One summary line per --snps / --ksnps file."""
+    out = []
+    for name, d in (getattr(args, "variant_lists", None) or {}).items():
+        absent = d["ids_not_found"]
+        not_found = f"; {absent} listed IDs not in the genotypes" if absent else ""
+        out.append(
+            f"--{name} {d['file']}: {plural(d['variants'], 'variant')} of {d['of']} "
+            f"({plural(d['ids'], 'ID')} listed{not_found})"
+        )
+    return out
 
 
 def phenotypes(

@@ -7,8 +7,11 @@ import time
 
 from ..kinship import KINSHIP_METHODS
 from .common import (
+    check_hwe,
     check_out_dir,
+    describe_variant_lists,
     filter_samples,
+    listed_variants,
     open_genotypes,
     plural,
     progress,
@@ -35,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="centered",
         help="centered: GEMMA -gk 1 (.cXX); standardized: GEMMA -gk 2 (.sXX). Default: centered",
     )
-    add_filter_args(k)
+    add_filter_args(k, kinship_only=True)
     add_run_args(k)
     k.add_argument(
         "--out",
@@ -56,15 +59,25 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     with run_threads(args.threads):
         source = open_genotypes(args)
+        check_hwe(args, source)
         ph = filter_samples(args, source)
+        listed = listed_variants(args, source, ("snps", "ksnps"))
         (acc,) = accumulators(
-            source.n_samples, args.method, [ph], maf=args.maf, miss=args.miss, r2=args.r2
+            source.n_samples,
+            args.method,
+            [ph],
+            maf=args.maf,
+            miss=args.miss,
+            r2=args.r2,
+            hwe=args.hwe,
         )
-        with progress(args, source.n_snps, "kinship") as bar:
-            accumulate(source, [acc], progress=bar.update)
+        with progress(args, listed.n_snps, "kinship") as bar:
+            accumulate(listed, [acc], progress=bar.update)
         with naming(args.out):
             write_kinship(args.out, acc.result())
     if not args.quiet:
+        for line in describe_variant_lists(args):
+            print(line)
         c = acc.counts
         removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
         print(

@@ -118,8 +118,48 @@ def add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
     )
 
 
-def add_filter_args(p: argparse.ArgumentParser) -> None:
+def probability(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0.0 <= v <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number from 0 to 1")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0.0 < v < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return v
+
+
+def add_filter_args(p: argparse.ArgumentParser, kinship_only: bool = False) -> None:
     g = p.add_argument_group("SNP filters (on the analysed individuals, as GEMMA)")
+    g.add_argument(
+        "--snps",
+        metavar="FILE",
+        help="use only the variants whose ID (rs) is listed in FILE, one per line (the first "
+        "field of each line; IDs not in the genotype file are counted and ignored) "
+        + (
+            "(GEMMA -snps). Default: every variant"
+            if kinship_only
+            else "(GEMMA -snps): the variants tested; a kinship computed here comes from "
+            "--ksnps or every variant. Default: every variant"
+        ),
+    )
+    g.add_argument(
+        "--ksnps",
+        metavar="FILE",
+        help="build the kinship from only the variants listed in FILE, as --snps"
+        + (" (with --snps, those in both)" if kinship_only else "; with --loco as well")
+        + " (GEMMA's help lists -ksnps, but 0.98.5 refuses it: the kinship is GEMMA's -snps "
+        "FILE -gk). Default: every variant",
+    )
     g.add_argument(
         "--maf",
         metavar="X",
@@ -142,6 +182,15 @@ def add_filter_args(p: argparse.ArgumentParser) -> None:
         type=fraction,
         default=0.9999,
         help="with covariates, drop SNPs whose R^2 on them exceeds R (GEMMA -r2). Default: 0.9999",
+    )
+    g.add_argument(
+        "--hwe",
+        metavar="P",
+        type=probability,
+        default=0.0,
+        help="drop SNPs whose exact Hardy-Weinberg p-value (Wigginton et al. 2005) is below P, "
+        "on the genotype classes (dosages binned as GEMMA bins BIMBAM's: <= 0.5, < 1.5, "
+        "above); 0 turns it off, and so does --maf -1 (GEMMA -hwe). Default: 0",
     )
 
 

@@ -25,8 +25,11 @@ from ..kinship import KINSHIP_METHODS
 from ..output import EXTENSIONS, FORMATS
 from ..samples import Analysed
 from .common import (
+    check_hwe,
     check_out_dir,
     covariates,
+    describe_variant_lists,
+    listed_variants,
     one_line,
     open_genotypes,
     pheno_name,
@@ -41,6 +44,7 @@ from .options import (
     add_run_args,
     add_sample_args,
     command,
+    positive_float,
     positive_int,
 )
 from .prefix import naming
@@ -105,6 +109,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "FaST-LMM, GCTA style: faster, slightly conservative for SNPs of large effect). Every "
         "scan path (--loco, --eigen, --dask-scheduler) honours it; PREFIX.null.json records "
         "it as lambda_mode. Default: per-snp",
+    )
+    g.add_argument(
+        "--lmin",
+        metavar="L",
+        type=positive_float,
+        default=1e-5,
+        help="lower end of the lambda (vg/ve) search, null model and per SNP (GEMMA -lmin). "
+        "Default: 1e-5",
+    )
+    g.add_argument(
+        "--lmax",
+        metavar="L",
+        type=positive_float,
+        default=1e5,
+        help="upper end of the lambda search (GEMMA -lmax). Default: 1e5",
+    )
+    g.add_argument(
+        "--region",
+        metavar="N",
+        type=positive_int,
+        default=10,
+        help="intervals of the lambda search's log-spaced grid (GEMMA -region). Default: 10",
     )
     add_filter_args(s)
     o = s.add_argument_group("output")
@@ -283,8 +309,14 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
         with run_threads(args.threads, args.eigh_driver):
             with clock.phase("inputs"):
                 source = open_genotypes(args)
+                check_hwe(args, source)
                 phenos = load_phenotypes(args, source)
-            options = ScanOptions(args.test, args.maf, args.miss, args.r2, args.lambda_mode)
+                # GEMMA's -ksnps: the kinship's variants; -snps: the tested ones
+                args.kinship_source = listed_variants(args, source, ("ksnps",))
+                source = listed_variants(args, source, ("snps",))
+            options = ScanOptions(
+                args.test, args.maf, args.miss, args.r2, args.lambda_mode, args.hwe
+            )
             if args.dask_scheduler:
                 from ..distributed import connect
 
@@ -365,7 +397,11 @@ def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any
             K = read_kinship(args.kinship, source.n_samples)
     computed = args.kinship is None and args.eigen is None
     seconds: dict[str, float] = {}
-    with progress(args, source.n_snps, "kinship") if computed else contextlib.nullcontext() as bar:
+    with (
+        progress(args, args.kinship_source.n_snps, "kinship")
+        if computed
+        else contextlib.nullcontext()
+    ) as bar:
         nulls = fit_phenotypes(
             source,
             analysed,
@@ -376,6 +412,8 @@ def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any
             path=args.kinship if args.kinship is not None else args.eigen,
             seconds=seconds,
             progress=None if bar is None else bar.update,
+            bounds=lambda_bounds(args),
+            kinship_source=args.kinship_source,
         )
     del K  # before the scanners: a whitening one adds an n x n factor
     for key, value in seconds.items():
@@ -437,7 +475,13 @@ def _scan_to_files(
             engine.progress = bar.update
             if args.loco:
                 data = [(ph.analysed.y, ph.analysed.covariates) for ph in phenos]
-                reports = engine.scan_loco(data, sink, method=args.kinship_method)
+                reports = engine.scan_loco(
+                    data,
+                    sink,
+                    method=args.kinship_method,
+                    bounds=lambda_bounds(args),
+                    kinship_source=args.kinship_source,
+                )
                 for ph, report in zip(phenos, reports, strict=True):
                     ph.null = next(iter(report.null_models.values()))
             else:
@@ -580,6 +624,21 @@ def _check_scan_flags(args: argparse.Namespace) -> None:
         raise InputError(
             f"--resume works for the block scan only, not with {flag}: rerun without --resume"
         )
+    if not args.lmin < args.lmax:
+        raise InputError(f"--lmin ({args.lmin:g}) must be below --lmax ({args.lmax:g})")
+    if args.ksnps is not None and (args.kinship is not None or args.eigen is not None):
+        flag = "--kinship" if args.kinship is not None else "--eigen"
+        raise InputError(
+            f"--ksnps chooses the variants of a kinship computed here; with {flag} there is "
+            "none: leave --ksnps out"
+        )
+
+
+def lambda_bounds(args: argparse.Namespace) -> Any:
+    """GEMMA's -lmin, -lmax and -region."""
+    from ..model import LambdaBounds
+
+    return LambdaBounds(args.lmin, args.lmax, args.region)
 
 
 def _require_kept(filters) -> None:
@@ -604,6 +663,8 @@ def _write_nulls(args, source, phenos, outputs) -> None:
             lambda_mode=args.lambda_mode,
             seconds=args.clock.phases(ph.report.seconds),
         )
+        if getattr(args, "variant_lists", None):
+            data["variant_lists"] = args.variant_lists
         ph.results = data["results"] = _results(ph)
         with naming(ph.stem + ".null.json"), open(path, "w", encoding="utf-8") as fh:
             write_json(fh, data)
@@ -616,6 +677,8 @@ def _removed_text(counts) -> str:
 def _print_summary(args, source, phenos, resume) -> None:
     from ..output import EXTENSIONS
 
+    for line in describe_variant_lists(args):
+        print(line)
     for ph in phenos:
         null, c = ph.null, ph.filters
         print(f"phenotype: {ph.analysed.name}")
