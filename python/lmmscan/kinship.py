@@ -98,10 +98,9 @@ class KinshipAccumulator:
 
 def _syrk_update(K: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """K (upper triangle) += Z Z' via BLAS dsyrk."""
-    from scipy.linalg.blas import dsyrk
+    from .spectral import syrk_update
 
-    Kf = np.asfortranarray(K)
-    return dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=Kf, overwrite_c=True, lower=0)
+    return syrk_update(np.asfortranarray(K), Z, lower=False)
 
 
 def accumulators(

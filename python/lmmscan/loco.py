@@ -42,14 +42,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg.blas
 
 from ._errors import InputError
 from ._threads import blas_threads
 from .filters import FilterCounts, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
-from .spectral import Spectral, decompose_kinship
+from .spectral import Spectral, decompose_kinship, syrk_update
 
 UNKNOWN_CHROMOSOME = "-9"
 DEFAULT_MEMORY = 2 << 30
@@ -87,9 +86,7 @@ def _add_gram(S: np.ndarray, Z: np.ndarray) -> None:
     """S += Z Z' on the upper triangle (BLAS syrk, in place; S Fortran order)."""
     if Z.shape[1] == 0:
         return
-    scipy.linalg.blas.dsyrk(
-        1.0, np.asfortranarray(Z), beta=1.0, c=S, trans=0, lower=0, overwrite_c=1
-    )
+    syrk_update(S, Z, lower=False)  # in place: S is Fortran-ordered float64
 
 
 def _symmetric(S: np.ndarray) -> np.ndarray:

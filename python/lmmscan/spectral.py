@@ -79,6 +79,37 @@ def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
     return blas_threads(None if n >= EIGH_SERIAL_BELOW else 1)
 
 
+def use_ilp64(n: int) -> bool:
+    """True when n x n LAPACK work goes through the 64-bit-integer routines
+    (:mod:`lmmscan._lapack64`; from ``ILP64_FROM`` on)."""
+    from . import _lapack64
+
+    return n >= _lapack64.ILP64_FROM
+
+
+def _eigh_ilp64(A: np.ndarray, driver: str, overwrite: bool) -> tuple[np.ndarray, np.ndarray]:
+    """scipy.linalg.eigh(A, driver) with 64-bit integers (A's lower triangle)."""
+    from . import _lapack64
+
+    if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
+        A = np.array(A, order="F", dtype=np.float64)
+    return _lapack64.syevd(A) if driver == "evd" else _lapack64.syevr(A)
+
+
+def syrk_update(C: np.ndarray, Z: np.ndarray, *, lower: bool) -> np.ndarray:
+    """C + Z Z' on one triangle of the Fortran-ordered C (n, n), in place when
+    BLAS allows (64-bit integers from ``ILP64_FROM`` on)."""
+    if use_ilp64(C.shape[0]):
+        from . import _lapack64
+
+        return _lapack64.syrk(C, np.asfortranarray(Z, dtype=np.float64), lower=lower)
+    from scipy.linalg.blas import dsyrk
+
+    return dsyrk(  # type: ignore[no-any-return]
+        1.0, np.asfortranarray(Z), beta=1.0, c=C, trans=0, lower=int(lower), overwrite_c=1
+    )
+
+
 def check_kinship(K: object, n: int, name: str = "kinship") -> np.ndarray:
     """A validated (n, n) float64 kinship: square, finite, symmetric."""
     K = np.asarray(K, dtype=np.float64)
@@ -214,9 +245,12 @@ class Spectral:
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         with _eigh_threads(A.shape[0]):
-            d, U = scipy.linalg.eigh(
-                A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
-            )
+            if use_ilp64(A.shape[0]):
+                d, U = _eigh_ilp64(A, _EIGH_DRIVER[0], overwrite)
+            else:
+                d, U = scipy.linalg.eigh(
+                    A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
+                )
         _check_semi_definite(d)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
@@ -474,7 +508,7 @@ class Whitening:
     def from_spectral(cls, spectral: Spectral, lambda_: float, *, block: int = 256) -> Whitening:
         """L L' = U diag(lambda d + 1) U', accumulated by symmetric rank-k
         updates over blocks of eigenvectors (no second n x n temporary)."""
-        from scipy.linalg import blas, lapack
+        from scipy.linalg import lapack
 
         U, d = spectral.U, spectral.d
         n = U.shape[0]
@@ -490,15 +524,22 @@ class Whitening:
         H = np.zeros((n, n), order="F")
         for start in range(0, n, block):
             cols = slice(start, min(n, start + block))
-            B = np.asfortranarray(U[:, cols] * scale[cols])
-            H = blas.dsyrk(1.0, B, beta=1.0, c=H, lower=1, overwrite_c=1)
-        L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
+            H = syrk_update(H, U[:, cols] * scale[cols], lower=True)
+        if use_ilp64(n):
+            from . import _lapack64
+
+            L, info = H, _lapack64.potrf_lower(H)
+        else:
+            L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise NumericalError(
                 f"lambda K + I is not positive definite in floating point at lambda = "
                 f"{lambda_:.6g} (dpotrf: leading minor {info})"
             )
-        L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        if use_ilp64(n):
+            L_inv, info = L, _lapack64.trtri_lower(L)
+        else:
+            L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
         if info != 0:
             raise NumericalError(f"the factor of lambda K + I is singular (dtrtri info {info})")
         return cls(lambda_=float(lambda_), L_inv=L_inv)
@@ -508,6 +549,11 @@ class Whitening:
         from scipy.linalg import blas
 
         V = np.asarray(V, dtype=np.float64)
+        if use_ilp64(self.L_inv.shape[0]):
+            from . import _lapack64
+
+            B = np.array(V.reshape(V.shape[0], -1), order="F")
+            return _lapack64.trmm_lower(self.L_inv, B).reshape(V.shape)
         out = blas.dtrmm(1.0, self.L_inv, V.reshape(V.shape[0], -1), lower=1)
         return out.reshape(V.shape)
 
@@ -525,6 +571,10 @@ class Whitening:
         else:
             padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order="F")
             padded[:, :b] = X
+        if use_ilp64(self.L_inv.shape[0]):
+            from . import _lapack64
+
+            return _lapack64.trmm_lower(self.L_inv, padded).T[:b]
         out = blas.dtrmm(1.0, self.L_inv, padded, lower=1, overwrite_b=1)
         return out.T[:b]
 

@@ -1,0 +1,216 @@
+"""BLAS and LAPACK with 64-bit integers (ILP64), for n x n work past 32-bit indices.
+
+scipy's LAPACK takes 32-bit integers: ``dsyevd``'s workspace (1 + 6n + 2n^2)
+overflows them past n ~ 32,700, and the reference LAPACK routines index an
+n x n matrix with them past n = 46,340.  numpy >= 2 ships an ILP64 OpenBLAS
+with the full LAPACK (``scipy_dsyevd_64_`` ...; PyPI's ``scipy-openblas64``
+is the same library), loaded as soon as numpy is.  This module calls its
+routines through ctypes, on Fortran-ordered float64 arrays, in place.
+
+:data:`ILP64_FROM` is the order from which :mod:`lmmscan.spectral` and the
+kinship sums use these routines instead of scipy's (the same OpenBLAS
+kernels, another build: results agree to rounding, not bit for bit, so the
+usual sizes keep scipy's).  Tests lower it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from typing import Any
+
+import numpy as np
+
+from ._errors import InputError, NumericalError
+
+# n x n work from this order on goes through the ILP64 routines: below
+# dsyevd's 32-bit workspace limit (n ~ 32,700) with a margin
+ILP64_FROM = 30_000
+
+_i64 = ctypes.c_int64
+_f64 = ctypes.c_double
+_PTR = ctypes.c_void_p
+# gfortran passes each CHARACTER argument's length after the others
+_LEN = ctypes.c_size_t
+
+
+class Ilp64Missing(InputError):
+    """No ILP64 LAPACK in this Python (numpy < 2 without scipy-openblas64)."""
+
+
+def _candidates() -> list[str]:
+    """Shared libraries that may hold an ILP64 OpenBLAS: the ones loaded (numpy's)."""
+    paths = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            path = info.get("filepath") or ""
+            if info.get("internal_api") == "openblas" and "64" in os.path.basename(path):
+                paths.append(path)
+    except Exception:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+    try:  # PyPI's scipy-openblas64, when installed
+        import scipy_openblas64  # type: ignore[import-not-found]
+
+        paths.append(scipy_openblas64.get_library_path())  # pragma: no cover
+    except Exception:
+        pass
+    return paths
+
+
+class _Lib:
+    def __init__(self, lib: ctypes.CDLL, path: str, pattern: str) -> None:
+        self.lib, self.path, self.pattern = lib, path, pattern
+
+    def fn(self, name: str) -> Any:
+        return getattr(self.lib, self.pattern.format(name))
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> _Lib | None:
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:  # pragma: no cover
+            continue
+        for pattern in ("scipy_{}_64_", "{}_64_", "{}64_"):
+            if hasattr(lib, pattern.format("dsyevd")):
+                return _Lib(lib, path, pattern)
+    return None
+
+
+def available() -> bool:
+    return _library() is not None
+
+
+def library_path() -> str | None:
+    lib = _library()
+    return None if lib is None else lib.path
+
+
+def _lib() -> _Lib:
+    lib = _library()
+    if lib is None:
+        raise Ilp64Missing(
+            "an n x n problem this large needs a LAPACK with 64-bit integers: install "
+            "numpy >= 2 (pip install -U numpy) or scipy-openblas64"
+        )
+    return lib
+
+
+def _ptr(a: np.ndarray) -> int:
+    return int(a.ctypes.data)
+
+
+def _fortran(a: np.ndarray, name: str) -> None:
+    if a.dtype != np.float64 or not a.flags.f_contiguous or not a.flags.writeable:
+        raise InputError(f"{name} must be a writeable Fortran-ordered float64 array")
+
+
+def _ref(x: Any) -> Any:
+    return ctypes.byref(x)
+
+
+def syevd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of the symmetric A (lower
+    triangle), by ``dsyevd``; the eigenvectors overwrite A, which is returned."""
+    _fortran(A, "A")
+    n = A.shape[0]
+    f = _lib().fn("dsyevd")
+    w = np.empty(n)
+    info, lwork, liwork = _i64(0), _i64(-1), _i64(-1)
+    work_q, iwork_q = np.empty(1), np.empty(1, dtype=np.int64)
+    args = (_ref(_i64(n)), _PTR(_ptr(A)), _ref(_i64(max(1, n))), _PTR(_ptr(w)))
+    f(b"V", b"L", *args, _PTR(_ptr(work_q)), _ref(lwork), _PTR(_ptr(iwork_q)),
+      _ref(liwork), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
+    work = np.empty(int(work_q[0]))
+    iwork = np.empty(int(iwork_q[0]), dtype=np.int64)
+    f(b"V", b"L", *args, _PTR(_ptr(work)), _ref(_i64(work.size)), _PTR(_ptr(iwork)),
+      _ref(_i64(iwork.size)), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
+    _check(info, "dsyevd")
+    return w, A
+
+
+def syevr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of the symmetric A (lower
+    triangle) by ``dsyevr`` (all of them, abstol 0 as scipy passes); A is
+    destroyed, the eigenvectors are a new (n, n) Fortran array."""
+    _fortran(A, "A")
+    n = A.shape[0]
+    f = _lib().fn("dsyevr")
+    w = np.empty(n)
+    Z = np.empty((n, n), order="F")
+    isuppz = np.empty(2 * max(1, n), dtype=np.int64)
+    m, info = _i64(0), _i64(0)
+    zero, izero = _f64(0.0), _i64(0)
+    head = (_ref(_i64(n)), _PTR(_ptr(A)), _ref(_i64(max(1, n))), _ref(zero), _ref(zero),
+            _ref(izero), _ref(izero), _ref(zero), _ref(m), _PTR(_ptr(w)), _PTR(_ptr(Z)),
+            _ref(_i64(max(1, n))), _PTR(_ptr(isuppz)))  # fmt: skip
+    work_q, iwork_q = np.empty(1), np.empty(1, dtype=np.int64)
+    f(b"V", b"A", b"L", *head, _PTR(_ptr(work_q)), _ref(_i64(-1)), _PTR(_ptr(iwork_q)),
+      _ref(_i64(-1)), _ref(info), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
+    work = np.empty(int(work_q[0]))
+    iwork = np.empty(int(iwork_q[0]), dtype=np.int64)
+    f(b"V", b"A", b"L", *head, _PTR(_ptr(work)), _ref(_i64(work.size)), _PTR(_ptr(iwork)),
+      _ref(_i64(iwork.size)), _ref(info), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
+    _check(info, "dsyevr")
+    return w, Z
+
+
+def potrf_lower(A: np.ndarray) -> int:
+    """Cholesky factor L (lower triangle of A, in place; the upper triangle is
+    zeroed as scipy's ``clean=1`` does).  Returns LAPACK's info."""
+    _fortran(A, "A")
+    n = A.shape[0]
+    info = _i64(0)
+    _lib().fn("dpotrf")(b"L", _ref(_i64(n)), _PTR(_ptr(A)), _ref(_i64(max(1, n))),
+                        _ref(info), _LEN(1))  # fmt: skip
+    if info.value == 0:
+        A[np.triu_indices(n, 1)] = 0.0
+    return int(info.value)
+
+
+def trtri_lower(A: np.ndarray) -> int:
+    """Inverse of the lower triangular A, in place.  Returns LAPACK's info."""
+    _fortran(A, "A")
+    n = A.shape[0]
+    info = _i64(0)
+    _lib().fn("dtrtri")(b"L", b"N", _ref(_i64(n)), _PTR(_ptr(A)), _ref(_i64(max(1, n))),
+                        _ref(info), _LEN(1), _LEN(1))  # fmt: skip
+    return int(info.value)
+
+
+def trmm_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """B <- L B for the lower triangular L (n, n) and B (n, k), in place."""
+    _fortran(B, "B")
+    if L.dtype != np.float64 or not L.flags.f_contiguous:
+        raise InputError("L must be a Fortran-ordered float64 array")
+    n, k = B.shape
+    _lib().fn("dtrmm")(b"L", b"L", b"N", b"N", _ref(_i64(n)), _ref(_i64(k)), _ref(_f64(1.0)),
+                       _PTR(_ptr(L)), _ref(_i64(max(1, L.shape[0]))), _PTR(_ptr(B)),
+                       _ref(_i64(max(1, n))), _LEN(1), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
+    return B
+
+
+def syrk(C: np.ndarray, A: np.ndarray, *, lower: bool) -> np.ndarray:
+    """C <- C + A A' on one triangle of C (n, n), A (n, k): both Fortran order."""
+    _fortran(C, "C")
+    if A.dtype != np.float64 or not A.flags.f_contiguous:
+        raise InputError("A must be a Fortran-ordered float64 array")
+    n, k = A.shape
+    if k == 0:
+        return C
+    one = _f64(1.0)
+    _lib().fn("dsyrk")(b"L" if lower else b"U", b"N", _ref(_i64(n)), _ref(_i64(k)), _ref(one),
+                       _PTR(_ptr(A)), _ref(_i64(max(1, n))), _ref(one), _PTR(_ptr(C)),
+                       _ref(_i64(max(1, n))), _LEN(1), _LEN(1))  # fmt: skip
+    return C
+
+
+def _check(info: Any, name: str) -> None:
+    if info.value < 0:
+        raise InputError(f"{name}: argument {-info.value} is invalid")
+    if info.value > 0:
+        raise NumericalError(f"{name} did not converge (info {info.value})")

@@ -1,0 +1,117 @@
+"""n x n LAPACK and BLAS with 64-bit integers (lmmscan._lapack64), forced at
+small n by lowering ILP64_FROM: the same numbers as scipy's 32-bit routines.
+
+The two are builds of OpenBLAS (numpy's ILP64 one and scipy's), possibly of
+other versions and kernels: the eigenvectors may then differ by rounding
+(~1e-14), which the tolerances below allow for with a wide margin.  On the
+development machine (numpy 2.4.6's OpenBLAS 0.3.31 against scipy 1.17.1's
+0.3.30, both SkylakeX kernels) the tables were identical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan import _lapack64
+from lmmscan.spectral import eigh_driver
+
+DEMO = Path(__file__).resolve().parents[1] / "python" / "lmmscan" / "data" / "demo"
+NUMERIC = ("beta", "se", "logl_H1", "l_remle", "l_mle")
+
+pytestmark = pytest.mark.skipif(not _lapack64.available(), reason="no ILP64 LAPACK")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    geno = lmmscan.read_plink(DEMO)
+    y = lmmscan.read_pheno(f"{DEMO}.pheno.txt", [1], geno.n_samples)[:, 0]
+    return geno, y
+
+
+def both(fn, monkeypatch):
+    """fn() with scipy's routines, then with the ILP64 ones."""
+    usual = fn()
+    monkeypatch.setattr(_lapack64, "ILP64_FROM", 1)
+    forced = fn()
+    monkeypatch.undo()
+    return usual, forced
+
+
+def close_tables(a, b):
+    assert list(a["rs"]) == list(b["rs"])
+    for col in [c for c in NUMERIC if c in a]:
+        np.testing.assert_allclose(b[col], a[col], rtol=1e-10, atol=1e-12, err_msg=col)
+    for col in [c for c in a.columns if c.startswith("p_")]:
+        d = np.abs(np.log10(a[col]) - np.log10(b[col]))
+        assert d.max() <= 1e-10, col
+
+
+def test_kinship_sums(demo, monkeypatch):
+    geno, y = demo
+    K0, K1 = both(lambda: lmmscan.kinship(geno, filter_samples=~np.isnan(y)), monkeypatch)
+    np.testing.assert_allclose(K1, K0, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("driver", ["evr", "evd"])
+def test_exact_scan(demo, monkeypatch, driver):
+    geno, y = demo
+    K = lmmscan.kinship(geno, filter_samples=~np.isnan(y))
+
+    def run():
+        with eigh_driver(driver):
+            return lmmscan.scan(geno, y, kinship=K, test="all")
+
+    close_tables(*both(run, monkeypatch))
+
+
+def test_whitened_scan(demo, monkeypatch):
+    """Fixed lambda, one test: the Cholesky factor, its inverse and dtrmm."""
+    geno, y = demo
+    K = lmmscan.kinship(geno, filter_samples=~np.isnan(y))
+    run = lambda: lmmscan.scan(geno, y, kinship=K, test="wald", lambda_mode="null")  # noqa: E731
+    close_tables(*both(run, monkeypatch))
+
+
+def test_loco_scan(demo, monkeypatch):
+    geno, y = demo
+    close_tables(*both(lambda: lmmscan.scan(geno, y, loco=True, test="wald"), monkeypatch))
+
+
+def test_missing_ilp64_is_one_line(demo, monkeypatch):
+    geno, y = demo
+    K = lmmscan.kinship(geno, filter_samples=~np.isnan(y))
+    monkeypatch.setattr(_lapack64, "ILP64_FROM", 1)
+    monkeypatch.setattr(_lapack64, "_library", lambda: None)
+    with pytest.raises(lmmscan.InputError, match="64-bit integers: install numpy >= 2"):
+        lmmscan.fit_null(y, kinship=K)
+
+
+def test_routines_against_scipy():
+    import scipy.linalg
+
+    rng = np.random.default_rng(3)
+    n = 300
+    Z = rng.normal(size=(n, 500))
+    K = Z @ Z.T / 500
+    for driver, fn in (("evd", _lapack64.syevd), ("evr", _lapack64.syevr)):
+        d0, U0 = scipy.linalg.eigh(K, driver=driver)
+        d1, U1 = fn(np.asfortranarray(K))
+        np.testing.assert_allclose(d1, d0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.abs(np.sum(U0 * U1, axis=0)), 1.0, atol=1e-10)
+    H = np.asfortranarray(K + np.eye(n))
+    L0 = scipy.linalg.cholesky(K + np.eye(n), lower=True)
+    assert _lapack64.potrf_lower(H) == 0
+    np.testing.assert_allclose(H, L0, rtol=0, atol=1e-12)
+    assert _lapack64.trtri_lower(H) == 0
+    np.testing.assert_allclose(H @ L0, np.eye(n), rtol=0, atol=1e-12)
+    B = np.asfortranarray(rng.normal(size=(n, 5)))
+    expected = H @ B
+    np.testing.assert_allclose(_lapack64.trmm_lower(H, B), expected, rtol=0, atol=1e-12)
+    C = np.zeros((n, n), order="F")
+    _lapack64.syrk(C, np.asfortranarray(Z), lower=True)
+    np.testing.assert_allclose(np.tril(C), np.tril(Z @ Z.T), rtol=1e-13, atol=1e-10)
+    with pytest.raises(lmmscan.InputError, match="Fortran-ordered"):
+        _lapack64.syevd(np.ones((10, 10)))  # C order
