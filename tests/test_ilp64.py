@@ -115,3 +115,11 @@ def test_routines_against_scipy():
     np.testing.assert_allclose(np.tril(C), np.tril(Z @ Z.T), rtol=1e-13, atol=1e-10)
     with pytest.raises(lmmscan.InputError, match="Fortran-ordered"):
         _lapack64.syevd(np.ones((10, 10)))  # C order
+
+
+def test_workspace_past_32_bits():
+    """At n = 50,000 dsyevd asks for 1 + 6n + 2n^2 = 5,000,300,001 doubles, more
+    than a 32-bit LWORK holds: the ILP64 query returns it whole."""
+    lwork, liwork = _lapack64.syevd_workspace(50_000)
+    assert lwork == 1 + 6 * 50_000 + 2 * 50_000**2 > 2**31
+    assert liwork == 3 + 5 * 50_000

@@ -133,6 +133,21 @@ def syevd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w, A
 
 
+def syevd_workspace(n: int) -> tuple[int, int]:
+    """(LWORK, LIWORK) that ``dsyevd`` asks for at order n (a workspace query:
+    no matrix is touched).  Past n ~ 32,700, LWORK = 1 + 6n + 2n^2 exceeds
+    what a 32-bit integer holds."""
+    f = _lib().fn("dsyevd")
+    dummy, w = np.zeros(1), np.zeros(1)
+    work_q, iwork_q = np.zeros(1), np.zeros(1, dtype=np.int64)
+    info = _i64(0)
+    f(b"V", b"L", _ref(_i64(n)), _PTR(_ptr(dummy)), _ref(_i64(max(1, n))), _PTR(_ptr(w)),
+      _PTR(_ptr(work_q)), _ref(_i64(-1)), _PTR(_ptr(iwork_q)), _ref(_i64(-1)), _ref(info),
+      _LEN(1), _LEN(1))  # fmt: skip
+    _check(info, "dsyevd")
+    return int(work_q[0]), int(iwork_q[0])
+
+
 def syevr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending) and eigenvectors of the symmetric A (lower
     triangle) by ``dsyevr`` (all of them, abstol 0 as scipy passes); A is
