@@ -74,9 +74,13 @@ def _hint(exc: BaseException) -> str:
     return f"; {hint}" if hint else ""
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     """Run the command line; returns the exit status (0; 2 bad input; 3 a
-    numerical failure; 130 interrupted)."""
+    numerical failure; 130 interrupted).  ``restore_signals=False`` (the
+    command itself) leaves SIGINT and SIGTERM ignored on the way out instead
+    of restoring Python's handlers: a second Ctrl-C that lands after the
+    run has ended would otherwise raise KeyboardInterrupt in the restoring
+    code and print a traceback under the one-line message."""
     t_main = time.perf_counter()
     startup = 0.0
     if argv is None:  # run as a command: from the process's start
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if restore_signals else signal.SIG_IGN)
 
 
 def run() -> None:
@@ -119,7 +123,7 @@ def run() -> None:
     scan, so the process ends with os._exit once stdout, stderr and logging
     are flushed.  Python callers of main() are not affected.
     """
-    status = main()
+    status = main(restore_signals=False)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
