@@ -71,9 +71,10 @@ class KinshipAccumulator:
             )
         self.W = W
         self.maf, self.miss, self.r2, self.hwe = maf, miss, r2, hwe
-        self.K = np.zeros((n, n))
+        self.K = np.zeros((n, n), order="F")  # dsyrk's order: updated in place
         self.counts = FilterCounts()
         self.used = 0
+        self._result: np.ndarray | None = None
 
     def add(self, X: np.ndarray) -> None:
         """Add a block X (all n samples x SNPs, NaN missing)."""
@@ -91,9 +92,24 @@ class KinshipAccumulator:
     def result(self) -> np.ndarray:
         if self.used == 0:
             raise InputError("no SNP passed the filters: the kinship cannot be computed")
-        K = np.triu(self.K)
-        K = K + np.triu(K, 1).T
-        return K / self.used
+        if self._result is None:
+            # the sum becomes the result in its own memory (no n x n temporary)
+            K, self.K = self.K, np.zeros((0, 0))
+            symmetrize_upper(K)
+            K /= self.used
+            self._result = K.T  # symmetric: the C-ordered view, as callers had it
+        return self._result
+
+
+def symmetrize_upper(K: np.ndarray, block: int = 512) -> None:
+    """Copy the upper triangle of the square K onto its lower one, in place,
+    a block of columns at a time (no n x n temporary)."""
+    n = K.shape[0]
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        D = K[start:stop, start:stop]
+        D[...] = np.triu(D) + np.triu(D, 1).T
+        K[stop:, start:stop] = K[start:stop, stop:].T
 
 
 def _syrk_update(K: np.ndarray, Z: np.ndarray) -> np.ndarray:
