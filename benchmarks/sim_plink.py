@@ -43,7 +43,9 @@ def main() -> None:
         "allele_1": np.full(m, "A"),
         "allele_2": np.full(m, "G"),
     }
-    block = 20_000
+    # 20,000 SNPs a slice, as always (the same data for the same seed), or
+    # fewer when the samples are many: a slice's draws are 8 n bytes per SNP
+    block = 20_000 if n <= 10_000 else max(100, 200_000_000 // (8 * n))
     genetic = np.zeros(n)
     with create_bed(
         args.out / "sim.bed", iid_count=n, sid_count=m, properties=props, major="SNP",

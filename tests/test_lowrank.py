@@ -130,3 +130,51 @@ def test_bad_input():
     lr = lmmscan.low_rank_kinship(Gk)
     with pytest.raises(lmmscan.InputError, match="low-rank kinship has"):
         lmmscan.scan(Gt[:40], y[:40], kinship=lr)
+
+
+@pytest.mark.parametrize("method", ["centered", "standardized"])
+def test_in_place_decomposition_equals_gesdd(method, monkeypatch):
+    """LowRankKinship.spectral decomposes its centred copy in place (QR, then
+    the k x k SVD: one samples x SNPs matrix); the same fit and scan as
+    gesdd's SVD of a separate copy, to 1e-10."""
+    Gk, Gt, y, cov = simulate(7, n=400, k=90, m=60)
+    lr = lmmscan.low_rank_kinship(Gk, method)
+    lean = fit_null_lowrank(y, cov, lr)
+    mask = ~np.isnan(y) & ~np.isnan(cov).any(axis=1)
+    Zc = lr.Z[mask] - lr.Z[mask].mean(axis=0)
+    Zc /= np.sqrt(lr.n_snps)
+    reference = LowRankSpectral.from_factor(np.ascontiguousarray(Zc))  # gesdd on a copy
+    np.testing.assert_allclose(lean.spectral.d, reference.d, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.abs(np.sum(lean.spectral.U * reference.U, axis=0)), 1.0, rtol=0, atol=1e-10
+    )
+    full = lmmscan.fit_null(y, cov, spectral=reference)
+    assert_same(lean, full, 1e-10)
+    assert_same_scan(lmmscan.scan(Gt, null_model=lean), lmmscan.scan(Gt, null_model=full), 1e-10)
+
+
+def test_in_place_svd_keeps_one_factor():
+    """U lives in the factor's own memory."""
+    from lmmscan.spectral import _thin_svd_in_place
+
+    rng = np.random.default_rng(2)
+    Z = np.asfortranarray(rng.normal(size=(500, 40)))
+    U0, s0, _ = np.linalg.svd(Z, full_matrices=False)
+    U, s = _thin_svd_in_place(Z)
+    assert np.shares_memory(U, Z)
+    np.testing.assert_allclose(s, s0, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(np.sum(U * U0, axis=0)), 1.0, atol=1e-12)
+
+
+def test_consumed_factor_gives_the_same_model():
+    """consume=True: the analysed rows compacted and decomposed in the
+    kinship's own memory; the same null model as with a copy."""
+    Gk, Gt, y, cov = simulate(8, n=300, k=70, m=20)
+    copy = fit_null_lowrank(y, cov, lmmscan.low_rank_kinship(Gk, "centered"))
+    lr = lmmscan.low_rank_kinship(Gk, "centered")
+    Z = lr.Z
+    eaten = fit_null_lowrank(y, cov, lr, consume=True)
+    assert np.shares_memory(eaten.spectral.U, Z) and lr.Z is None
+    assert_same(eaten, copy, 1e-12)
+    with pytest.raises(lmmscan.InputError, match="consumed"):
+        lr.spectral()

@@ -52,30 +52,50 @@ class LowRankKinship:
         counts: FilterCounts | None = None,
         rank: int | None = None,
     ) -> None:
-        self.Z = Z
+        self.Z: np.ndarray | None = Z
+        self._shape = (int(Z.shape[0]), int(Z.shape[1]))
         self.method = method
         self.counts = counts or FilterCounts()
         self.rank = rank
 
     @property
     def n_samples(self) -> int:
-        return int(self.Z.shape[0])
+        return self._shape[0]
 
     @property
     def n_snps(self) -> int:
-        return int(self.Z.shape[1])
+        return self._shape[1]
 
     def dense(self) -> np.ndarray:
         """K as an (n, n) matrix (small problems and tests only)."""
+        if self.Z is None:
+            raise InputError("this low-rank kinship was consumed by spectral(consume=True)")
         return (self.Z @ self.Z.T) / self.n_snps
 
     def spectral(
-        self, samples: np.ndarray | None = None, *, rank: int | None = None
+        self,
+        samples: np.ndarray | None = None,
+        *,
+        rank: int | None = None,
+        consume: bool = False,
     ) -> LowRankSpectral:
         """The eigendecomposition of K restricted to ``samples`` (a boolean
-        mask or indices; default all) and double-centred, as GEMMA uses it."""
-        # one copy of the analysed rows, centred and scaled in place
-        Zc = np.array(self.Z if samples is None else self.Z[np.asarray(samples)], order="C")
+        mask or indices; default all) and double-centred, as GEMMA uses it.
+
+        The analysed rows are centred and decomposed in one samples x SNPs
+        matrix (a copy, in Fortran order, which becomes the eigenvectors).
+        ``consume=True`` uses this kinship's own factor instead (no copy:
+        the one n x k matrix of a biobank-size study); the kinship cannot be
+        used again."""
+        if self.Z is None:
+            raise InputError("this low-rank kinship was consumed by spectral(consume=True)")
+        if consume:
+            Zc = _compact_rows(self.Z, samples)
+            self.Z = None
+        else:
+            # one copy of the analysed rows, centred and scaled in place; in
+            # Fortran order, so that the decomposition works in its memory
+            Zc = np.array(self.Z if samples is None else self.Z[np.asarray(samples)], order="F")
         if Zc.shape[0] < 2:
             raise InputError("need at least two samples for a kinship")
         Zc -= Zc.mean(axis=0)
@@ -83,6 +103,23 @@ class LowRankKinship:
         return LowRankSpectral.from_factor(
             Zc, rank=rank if rank is not None else self.rank, overwrite=True
         )
+
+
+def _compact_rows(Z: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
+    """Z's rows ``samples`` as a Fortran-ordered (m, p) array in Z's own
+    memory (Z, Fortran order, is destroyed): column by column, each column's
+    selected rows moved to the front of the buffer, through an m-long copy."""
+    n, p = Z.shape
+    if not Z.flags.f_contiguous:
+        raise InputError("consume=True needs the factor in Fortran order")
+    rows = np.arange(n) if samples is None else np.arange(n)[np.asarray(samples)]
+    m = rows.size
+    if m == n:
+        return Z
+    flat = Z.reshape(-1, order="F")
+    for j in range(p):  # destination [jm, jm + m) never passes the columns not yet read
+        flat[j * m : (j + 1) * m] = flat[j * n + rows]
+    return flat[: m * p].reshape((m, p), order="F")
 
 
 def low_rank_kinship(
@@ -122,7 +159,7 @@ def low_rank_kinship(
     mask = _filter_mask(source, filter_samples)
     block_size = block_size or default_block_size(n)
     counts = FilterCounts()
-    Z = np.empty((n, idx.size))
+    Z = np.empty((n, idx.size), order="F")  # filled by columns
     used = 0
     for start, stop, wanted in snp_runs(idx, block_size):
         X = source.read(start, stop)[:, wanted - start]
@@ -134,7 +171,7 @@ def low_rank_kinship(
     if used == 0:
         raise InputError("no kinship SNP passed the filters")
     if used < idx.size:
-        Z = np.ascontiguousarray(Z[:, :used])
+        Z = Z[:, :used]  # the first columns of a Fortran array: still contiguous
     return LowRankKinship(Z, method, counts, rank)
 
 
@@ -145,9 +182,18 @@ def _filter_mask(source: GenotypeSource, filter_samples: np.ndarray | None) -> n
     return mask
 
 
-def fit_null_lowrank(y: object, covariates: object | None, kinship: LowRankKinship, **kwargs):
+def fit_null_lowrank(
+    y: object,
+    covariates: object | None,
+    kinship: LowRankKinship,
+    *,
+    consume: bool = False,
+    **kwargs,
+):
     """:func:`lmmscan.fit_null` with a :class:`LowRankKinship`: the analysed
-    samples' factor is decomposed (no n x n matrix) and passed as ``spectral``."""
+    samples' factor is decomposed (no n x n matrix) and passed as ``spectral``.
+    ``consume=True``: in the kinship's own memory (see
+    :meth:`LowRankKinship.spectral`)."""
     from .model import fit_null
 
     mask = analysed_samples(np.asarray(y, dtype=np.float64), covariates)[0]
@@ -155,4 +201,4 @@ def fit_null_lowrank(y: object, covariates: object | None, kinship: LowRankKinsh
         raise InputError(
             f"the low-rank kinship has {kinship.n_samples} samples but y has {mask.shape[0]}"
         )
-    return fit_null(y, covariates, spectral=kinship.spectral(mask), **kwargs)
+    return fit_null(y, covariates, spectral=kinship.spectral(mask, consume=consume), **kwargs)

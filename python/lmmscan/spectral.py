@@ -363,6 +363,36 @@ class GroupSpectral:
         return (weights / self.sizes)[self.codes]
 
 
+def _thin_svd_in_place(Z: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Left singular vectors and singular values of a tall Z (n, k), n > k,
+    Fortran order, in Z's own memory: Householder QR in place (``dgeqrf``),
+    the SVD of the k x k factor R, Q formed in place (``dorgqr``), then
+    U = Q U_R by blocks of rows written back.  One n x k matrix, as against
+    gesdd's copy and workspace (about three); as backward stable.  Returns
+    (U, s) with U a view of Z's memory."""
+    import scipy.linalg
+    from scipy.linalg import lapack
+
+    n, k = Z.shape
+    # no workspace query through the routines themselves: f2py would copy Z
+    # for it (no overwrite_a); 64 columns a block is LAPACK's usual choice
+    work, info = lapack.dgeqrf_lwork(n, k)
+    lwork = max(int(work), 64 * k) if info == 0 else 64 * k
+    qr, tau, _, info = lapack.dgeqrf(Z, lwork=lwork, overwrite_a=1)
+    if info != 0:
+        raise NumericalError(f"the QR factorisation of the kinship factor failed (info {info})")
+    R = np.triu(qr[:k, :k])
+    Ur, s, _ = scipy.linalg.svd(R, check_finite=False, lapack_driver="gesdd")
+    del R
+    Q, _, info = lapack.dorgqr(qr, tau, lwork=lwork, overwrite_a=1)
+    if info != 0:
+        raise NumericalError(f"forming Q of the kinship factor failed (info {info})")
+    for start in range(0, n, rows):
+        block = slice(start, min(n, start + rows))
+        Q[block] = Q[block] @ Ur
+    return Q, s
+
+
 class LowRankSpectral:
     """K = U diag(d) U' with U (n, k) orthonormal, k <= n; eigenvalue 0 elsewhere.
 
@@ -374,7 +404,9 @@ class LowRankSpectral:
 
     def __init__(self, d: np.ndarray, U: np.ndarray) -> None:
         d = np.ascontiguousarray(d, dtype=np.float64)
-        U = np.ascontiguousarray(U, dtype=np.float64)
+        U = np.asarray(U, dtype=np.float64)
+        if not (U.flags.c_contiguous or U.flags.f_contiguous):
+            U = np.ascontiguousarray(U)  # either order: an n x k copy is costly here
         if d.ndim != 1 or U.ndim != 2 or U.shape[1] != d.shape[0]:
             raise InputError(f"need d (k,) and U (n, k), got {d.shape} and {U.shape}")
         if U.shape[1] > U.shape[0]:
@@ -404,20 +436,31 @@ class LowRankSpectral:
         Z = np.asarray(Z, dtype=np.float64)
         if Z.ndim != 2:
             raise InputError(f"the kinship factor must be 2-D (samples x SNPs), got {Z.shape}")
-        if not np.isfinite(Z).all():
+        if not np.isfinite(Z.sum(axis=0)).all():  # a NaN or inf reaches its column's sum
             raise InputError("the kinship factor contains NaN or infinite values")
         import scipy.linalg
 
-        U, s, _ = scipy.linalg.svd(
-            Z, full_matrices=False, overwrite_a=overwrite, check_finite=False, lapack_driver="gesdd"
-        )
+        if overwrite and Z.flags.f_contiguous and Z.flags.writeable and Z.shape[0] > Z.shape[1]:
+            U, s = _thin_svd_in_place(Z)
+        else:
+            U, s, _ = scipy.linalg.svd(
+                Z,
+                full_matrices=False,
+                overwrite_a=overwrite,
+                check_finite=False,
+                lapack_driver="gesdd",
+            )
         d = s * s
         keep = d >= zero
         if rank is not None:
             if rank < 1:
                 raise InputError(f"rank must be at least 1, got {rank}")
             keep &= np.arange(d.size) < rank  # s is sorted descending
-        return cls(d[keep], U[:, keep])
+        # s is sorted descending, so the kept ones are a prefix: a view of U
+        r = int(np.count_nonzero(keep))
+        if not keep[:r].all():  # pragma: no cover - LAPACK sorts singular values
+            return cls(d[keep], U[:, keep])
+        return cls(d[:r], U[:, :r])
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -452,7 +495,7 @@ class LowRankSpectral:
         return np.ascontiguousarray(R.T @ R)
 
     def _rotated_rows(self, X: np.ndarray) -> np.ndarray:
-        memo = self._memo
+        memo, self._memo = self._memo, None  # do not hold the block past its use
         if memo is not None and memo[0] is X:
             return memo[1]
         return np.ascontiguousarray(X.T @ self.U)
