@@ -282,9 +282,11 @@ def _show(line: bytes, col: int, before: int = 30, after: int = 50) -> str:
 
 
 def _drop_seconds(obj):
-    """``obj`` without keys named ``seconds`` at any depth: wall-clock timings."""
+    """``obj`` without keys named ``seconds`` (wall-clock timings) or ``memory``
+    (the peak resident memory measured) at any depth."""
     if isinstance(obj, dict):
-        return {k: _drop_seconds(v) for k, v in obj.items() if k != "seconds"}
+        # "memory": the process's measured peak (and the estimate, new in issue 17)
+        return {k: _drop_seconds(v) for k, v in obj.items() if k not in ("seconds", "memory")}
     if isinstance(obj, list):
         return [_drop_seconds(v) for v in obj]
     return obj

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .genotypes import ArrayGenotypes, GenotypeSource
     from .kinship import kinship
     from .lowrank import LowRankKinship, low_rank_kinship
+    from .memory import NotEnoughMemory
     from .model import LambdaBounds, NullModel, fit_null
     from .plink import PlinkGenotypes, read_plink
     from .scan import loco_scan, scan
@@ -46,6 +47,7 @@ __all__ = [
     "LmmscanError",
     "LowRankKinship",
     "LowRankSpectral",
+    "NotEnoughMemory",
     "NullModel",
     "NumericalError",
     "PlinkGenotypes",
@@ -81,6 +83,7 @@ _LAZY = {
     "LowRankKinship": "lowrank",
     "LowRankSpectral": "spectral",
     "low_rank_kinship": "lowrank",
+    "NotEnoughMemory": "memory",
     "LambdaBounds": "model",
     "NullModel": "model",
     "fit_null": "model",

@@ -48,10 +48,11 @@ from ._threads import blas_threads
 from .filters import FilterCounts, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
+from .memory import LOCO_SUMS
 from .spectral import Spectral, decompose_kinship, syrk_update
 
 UNKNOWN_CHROMOSOME = "-9"
-DEFAULT_MEMORY = 2 << 30
+DEFAULT_MEMORY = LOCO_SUMS
 
 
 @dataclass

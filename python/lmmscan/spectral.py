@@ -79,6 +79,20 @@ def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
     return blas_threads(None if n >= EIGH_SERIAL_BELOW else 1)
 
 
+def _check_decomposition_memory(n: int, overwrite: bool) -> None:
+    """Before LAPACK allocates: its eigenvectors and workspace (and the copy of
+    K it works on unless ``overwrite``) against the memory available, so that
+    a decomposition that cannot fit raises lmmscan.NotEnoughMemory instead of
+    being killed by the kernel.  Small problems are not checked."""
+    if n < 2000:
+        return
+    from .memory import Plan, check, decomposition
+
+    plan = Plan(f"the eigendecomposition of a {n} x {n} kinship")
+    decomposition(plan, 0 if overwrite else n, n, _EIGH_DRIVER[0])
+    check(plan, None, ["a low-rank kinship (lmmscan.low_rank_kinship)", "a larger machine"])
+
+
 def use_ilp64(n: int) -> bool:
     """True when n x n LAPACK work goes through the 64-bit-integer routines
     (:mod:`lmmscan._lapack64`; from ``ILP64_FROM`` on)."""
@@ -244,6 +258,7 @@ class Spectral:
         import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
+        _check_decomposition_memory(A.shape[0], overwrite)
         with _eigh_threads(A.shape[0]):
             if use_ilp64(A.shape[0]):
                 d, U = _eigh_ilp64(A, _EIGH_DRIVER[0], overwrite)

@@ -180,6 +180,40 @@ def listed_variants(
     return source
 
 
+def memory_check(args: argparse.Namespace, plan: Any, hints: list[str]) -> None:
+    """The plan against --memory-limit or the memory available (exit 2 when
+    it does not fit); kept on ``args`` for the summary and null.json."""
+    from ..memory import check, parse_size
+
+    limit = None if args.memory_limit is None else parse_size(args.memory_limit)
+    args.memory_plan = plan
+    args.memory_room = check(plan, limit, hints)
+
+
+def memory_report(args: argparse.Namespace) -> dict | None:
+    """The estimate beside the measured peak (for null.json)."""
+    from ..memory import peak_rss
+
+    plan = getattr(args, "memory_plan", None)
+    if plan is None:
+        return None
+    out = plan.as_dict()
+    out["peak_rss_bytes"] = peak_rss()
+    room = getattr(args, "memory_room", None)
+    if room is not None:
+        out["available_bytes"], out["available_from"] = room
+    return out
+
+
+def memory_line(args: argparse.Namespace) -> str | None:
+    from ..memory import fmt, peak_rss
+
+    plan = getattr(args, "memory_plan", None)
+    if plan is None:
+        return None
+    return f"memory: estimated {fmt(plan.peak)}, peak {fmt(peak_rss())}"
+
+
 def check_hwe(args: argparse.Namespace, source: GenotypeSource) -> None:
     """--hwe counts genotype classes: refused for a source of dosages only
     (GEMMA bins BIMBAM dosages, and so does lmmscan for BIMBAM files)."""

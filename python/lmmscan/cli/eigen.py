@@ -7,7 +7,15 @@ import argparse
 import time
 
 from .._errors import InputError
-from .common import check_out_dir, filter_samples, open_genotypes, plural, run_threads
+from .common import (
+    check_out_dir,
+    filter_samples,
+    memory_check,
+    memory_line,
+    open_genotypes,
+    plural,
+    run_threads,
+)
 from .options import add_genotype_args, add_run_args, add_sample_args, command
 from .prefix import naming
 
@@ -37,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..eigen import eigendecompose, sample_ids_of, save_eigen
+    from ..memory import eigen_plan, hints_dense
     from ..output import atomic_path
     from ..textio import read_kinship
 
@@ -47,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     with run_threads(args.threads, args.eigh_driver):
         source = open_genotypes(args)
         mask = filter_samples(args, source).mask
+        memory_check(
+            args,
+            eigen_plan(source.n_samples, int(mask.sum()), args.eigh_driver),
+            hints_dense(int(mask.sum()), args.eigh_driver, whitened=False),
+        )
         K = read_kinship(args.kinship, source.n_samples)
         eig = eigendecompose(
             K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
@@ -61,4 +75,7 @@ def run(args: argparse.Namespace) -> int:
             f"({plural(int((eig.d == 0).sum()), 'eigenvalue')} zeroed)"
         )
         print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+        memory = memory_line(args)
+        if memory:
+            print(memory)
     return 0

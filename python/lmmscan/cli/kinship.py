@@ -12,6 +12,8 @@ from .common import (
     describe_variant_lists,
     filter_samples,
     listed_variants,
+    memory_check,
+    memory_line,
     open_genotypes,
     plural,
     progress,
@@ -52,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..genotypes import default_block_size
     from ..kinship import accumulate, accumulators
+    from ..memory import kinship_plan
     from ..textio import write_kinship
 
     t0 = time.perf_counter()
@@ -62,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         check_hwe(args, source)
         ph = filter_samples(args, source)
         listed = listed_variants(args, source, ("snps", "ksnps"))
+        memory_check(
+            args,
+            kinship_plan(source.n_samples, source.n_snps, default_block_size(source.n_samples)),
+            ["a low-rank kinship (lmmscan.low_rank_kinship) or a machine with more memory"],
+        )
         (acc,) = accumulators(
             source.n_samples,
             args.method,
@@ -86,4 +95,7 @@ def run(args: argparse.Namespace) -> int:
             f"{plural(int(ph.mask.sum()), 'individual')}"
         )
         print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+        memory = memory_line(args)
+        if memory:
+            print(memory)
     return 0

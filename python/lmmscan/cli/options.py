@@ -203,6 +203,14 @@ def add_run_args(p: argparse.ArgumentParser, eigh: bool = False) -> None:
         default=None,
         help="threads for the per-SNP tests and for BLAS. Default: the usable cores",
     )
+    g.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        default=None,
+        help="the memory the run may use (16G, 512M, ...): the command estimates its peak "
+        "from the sizes before any large allocation and stops (exit 2) when it does not fit. "
+        "Default: the cgroup's limit, else the kernel's MemAvailable",
+    )
     if eigh:
         g.add_argument(
             "--eigh-driver",

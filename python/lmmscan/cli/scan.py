@@ -30,6 +30,9 @@ from .common import (
     covariates,
     describe_variant_lists,
     listed_variants,
+    memory_check,
+    memory_line,
+    memory_report,
     one_line,
     open_genotypes,
     pheno_name,
@@ -314,6 +317,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
                 # GEMMA's -ksnps: the kinship's variants; -snps: the tested ones
                 args.kinship_source = listed_variants(args, source, ("ksnps",))
                 source = listed_variants(args, source, ("snps",))
+                _memory_plan(args, source, phenos)
             options = ScanOptions(
                 args.test, args.maf, args.miss, args.r2, args.lambda_mode, args.hwe
             )
@@ -357,6 +361,38 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
         if client is not None:
             client.close()
     return source, phenos, checkpoint
+
+
+def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> None:
+    """The scan's peak memory from the sizes, checked before the kinship is
+    read or computed (see :mod:`lmmscan.memory`)."""
+    from .._threads import usable_cores
+    from ..genotypes import default_block_size
+    from ..memory import eigen_file_shape, hints_dense, scan_plan
+    from ..samples import groups_by_samples
+
+    groups = groups_by_samples([ph.analysed.mask for ph in phenos])
+    analysed = [int(phenos[g[0]].analysed.mask.sum()) for g in groups]
+    kinship = (
+        "loco" if args.loco else "eigen" if args.eigen else "given" if args.kinship else "computed"
+    )
+    whitened = 0
+    if args.lambda_mode == "null" and args.test != "all" and kinship in ("given", "computed"):
+        whitened = sum(1 for g in groups if len(g) == 1)
+    n = max(analysed)
+    plan = scan_plan(
+        n_file=source.n_samples,
+        analysed=analysed,
+        n_variants=source.n_snps,
+        block=args.block_size or default_block_size(n),
+        kinship=kinship,
+        driver=args.eigh_driver,
+        whitened=whitened,
+        eigen_shape=eigen_file_shape(args.eigen) if args.eigen else None,
+        chromosomes=int(source.snps["chr"].nunique()) if args.loco else 0,
+        workers=args.threads or usable_cores(),
+    )
+    memory_check(args, plan, hints_dense(n, args.eigh_driver, bool(whitened)))
 
 
 def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
@@ -665,6 +701,9 @@ def _write_nulls(args, source, phenos, outputs) -> None:
         )
         if getattr(args, "variant_lists", None):
             data["variant_lists"] = args.variant_lists
+        memory = memory_report(args)
+        if memory is not None:
+            data["memory"] = memory
         ph.results = data["results"] = _results(ph)
         with naming(ph.stem + ".null.json"), open(path, "w", encoding="utf-8") as fh:
             write_json(fh, data)
@@ -720,4 +759,7 @@ def _print_summary(args, source, phenos, resume) -> None:
     # the names of PREFIX.null.json's "seconds", so the two can be read side by side
     parts = ", ".join(f"{k} {v:.2f}" for k, v in seconds.items())
     print(f"seconds: {parts}; total {total:.2f}")
+    memory = memory_line(args)
+    if memory:
+        print(memory)
     print(f"done in {total:.1f} s")

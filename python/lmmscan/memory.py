@@ -1,0 +1,337 @@
+"""The memory plan: a command's peak memory estimated from the sizes and
+options before any large allocation, against what the process may use.
+
+Every large array of a run is samples-sized: the kinship (8 N^2 bytes for N
+individuals in the genotype file), the eigenvectors (8 n^2 for n analysed
+ones; 8 n k for a low-rank basis of k directions), the eigensolver's
+workspace (``dsyevr``: O(n); ``dsyevd``: 8 (2 n^2 + 6 n + 1)), the whitening
+factor (8 n^2), and the blocks of genotypes in flight (samples x block
+float64 each).  A run goes through phases (the kinship, its decomposition,
+the scan); the peak is the largest sum of what is alive in one phase, plus
+the interpreter and its libraries (:data:`BASE`) and the variant table.
+
+:func:`available` is the memory the process may still take: a cgroup's
+limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) less the group's
+use, or else the kernel's MemAvailable, plus what the process holds already.
+:func:`check` raises :class:`NotEnoughMemory` (an ``InputError``: exit 2 on
+the command line) when the estimate does not fit, with the options that
+would.  ``--memory-limit`` replaces the measured figure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ._errors import InputError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+# interpreter, numpy, scipy, pandas, bed-reader and lmmscan (measured: 91 MiB
+# for the imports, ~120 MiB once a small scan has run: BLAS and thread pools)
+BASE = 120 * MiB
+# the variant table (.bim in pandas: rs, alleles, chr as Python strings)
+PER_VARIANT = 160
+# samples x block float64 arrays alive while a block is scanned (traced with
+# tracemalloc): the block being read ahead, the one scanned and its imputed
+# copy; a dense basis adds its rotated (or whitened) block, n x block, a
+# low-rank one only k x block.
+BLOCKS_IN_FLIGHT = 3
+
+
+# LOCO keeps each chromosome's kinship sum while they fit in this (lmmscan.loco)
+LOCO_SUMS = 2 << 30
+
+
+class NotEnoughMemory(InputError):
+    """The estimated peak memory exceeds what the process may use."""
+
+
+def parse_size(text: str, flag: str = "--memory-limit") -> int:
+    """Bytes from "16G", "512M", "1.5T", "2000000000" (K, M, G, T: powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", str(text))
+    if not m:
+        raise InputError(f"{flag}: {text!r} is not a size (e.g. 16G, 512M)")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    value = int(float(m.group(1)) * scale)
+    if value <= 0:
+        raise InputError(f"{flag}: {text!r} must be positive")
+    return value
+
+
+def fmt(nbytes: float) -> str:
+    return f"{nbytes / GiB:.2f} GB" if nbytes >= GiB / 4 else f"{nbytes / MiB:.0f} MB"
+
+
+@dataclass
+class Plan:
+    """A run's phases, each the arrays alive in it (name -> bytes)."""
+
+    what: str
+    phases: dict[str, dict[str, int]] = field(default_factory=dict)
+    fixed: dict[str, int] = field(default_factory=dict)  # alive throughout
+
+    def add(self, phase: str, item: str, nbytes: float) -> None:
+        self.phases.setdefault(phase, {})[item] = int(nbytes)
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases, key=lambda p: sum(self.phases[p].values()))
+
+    @property
+    def peak(self) -> int:
+        top = max((sum(v.values()) for v in self.phases.values()), default=0)
+        return BASE + sum(self.fixed.values()) + top
+
+    def describe(self) -> str:
+        phase = self.peak_phase
+        items = ", ".join(f"{k} {fmt(v)}" for k, v in self.phases[phase].items() if v)
+        return f"{fmt(self.peak)} at its peak ({phase}: {items})"
+
+    def as_dict(self) -> dict:
+        return {
+            "estimate_bytes": self.peak,
+            "peak_phase": self.peak_phase,
+            "phases": {p: dict(v) for p, v in self.phases.items()},
+        }
+
+
+def _cgroup_room() -> tuple[int, str] | None:
+    """(limit - usage, source) of this process's cgroup, when it has a limit."""
+    candidates = [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "cgroup memory.max"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+            "cgroup memory.limit_in_bytes",
+        ),
+    ]
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as fh:
+            for line in fh:  # cgroup v2: "0::/path"
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and parts[0] == "0" and parts[2] not in ("", "/"):
+                    base = "/sys/fs/cgroup" + parts[2]
+                    candidates.insert(
+                        0, (f"{base}/memory.max", f"{base}/memory.current", "cgroup memory.max")
+                    )
+    except OSError:
+        pass
+    for limit_path, usage_path, name in candidates:
+        try:
+            with open(limit_path, encoding="ascii") as fh:
+                raw = fh.read().strip()
+            if raw == "max" or not raw.isdigit() or int(raw) >= 1 << 60:
+                continue
+            with open(usage_path, encoding="ascii") as fh:
+                usage = int(fh.read().strip())
+            return max(0, int(raw) - usage), name
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _meminfo(key: str) -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def current_rss() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory so far (VmHWM), in bytes."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def available() -> tuple[int, str] | None:
+    """(bytes this process may use in all, where the figure comes from), or
+    None where neither a cgroup nor /proc/meminfo tells."""
+    held = current_rss()
+    room = _cgroup_room()
+    free = _meminfo("MemAvailable")
+    if room is not None and (free is None or room[0] <= free):
+        return room[0] + held, room[1]
+    if free is not None:
+        return free + held, "MemAvailable"
+    return None
+
+
+def check(plan: Plan, limit: int | None, hints: list[str]) -> tuple[int, str] | None:
+    """Raise :class:`NotEnoughMemory` when ``plan`` does not fit in ``limit``
+    bytes (None: :func:`available`).  Returns (the figure, its source)."""
+    room = (limit, "--memory-limit") if limit is not None else available()
+    if room is None:
+        return None
+    if plan.peak > room[0]:
+        advice = "; ".join(hints) if hints else "run it on a machine with more memory"
+        raise NotEnoughMemory(
+            f"{plan.what} needs about {plan.describe()}, but {fmt(room[0])} is available "
+            f"({room[1]}): {advice}; or set --memory-limit if the figure is wrong"
+        )
+    return room
+
+
+def block_bytes(n_samples: int, block: int, count: int = BLOCKS_IN_FLIGHT) -> int:
+    return count * 8 * n_samples * block
+
+
+def decomposition(plan: Plan, N: int, n: int, driver: str, *, groups: int = 1) -> None:
+    """The kinship (N x N, decomposed in its own buffer) and the eigensolver:
+    ``dsyevr`` writes the eigenvectors to a new n x n array, ``dsyevd`` into
+    the kinship's buffer, with its 2 n^2 workspace beside it."""
+    plan.add("decomposition", "kinship", 8 * N * N)
+    if groups > 1:
+        plan.add("decomposition", "other groups' eigenvectors", 8 * n * n * (groups - 1))
+    if driver == "evd":
+        plan.add("decomposition", "dsyevd workspace", 8 * (2 * n * n + 6 * n + 1) + 8 * (5 * n + 3))
+    else:
+        plan.add("decomposition", "eigenvectors", 8 * n * n)
+        plan.add("decomposition", "dsyevr workspace", 8 * 26 * n + 8 * 10 * n)
+
+
+def scan_phase(
+    plan: Plan, N: int, n: int, driver: str, block: int, *, whitened: bool, groups: int
+) -> None:
+    # dsyevd's eigenvectors stay in the kinship's N x N buffer
+    per_group = 8 * (N * N if driver == "evd" else n * n)
+    plan.add("scan", "eigenvectors", per_group * groups)
+    if whitened:
+        plan.add("scan", "whitening factor", 8 * n * n)
+    plan.add("scan", "genotype blocks", block_bytes(N, block))
+    plan.add("scan", "rotated block", block_bytes(n, block, 1))
+
+
+def eigen_file_shape(path: str) -> tuple[int, int] | None:
+    """(n, k) of the eigenvectors in an ``lmmscan eigen`` .npz, read from the
+    member's header (nothing loaded); None if the file is not readable so."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("U.npy") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape = read_header(fh)[0]
+            return int(shape[0]), int(shape[1])
+    except Exception:  # the reader names the problem later, with the file
+        return None
+
+
+def scan_plan(
+    *,
+    n_file: int,
+    analysed: list[int],
+    n_variants: int,
+    block: int,
+    kinship: str,
+    driver: str,
+    whitened: int = 0,
+    eigen_shape: tuple[int, int] | None = None,
+    chromosomes: int = 0,
+    workers: int = 1,
+) -> Plan:
+    """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
+    each group of phenotypes (one decomposition each); ``kinship``: "given",
+    "computed", "eigen" (a saved decomposition, ``eigen_shape`` (n, k)) or
+    "loco"; ``whitened``: how many groups scan whitened (fixed lambda, one
+    test, one phenotype)."""
+    N, groups = n_file, len(analysed)
+    n = max(analysed)
+    block = max(1, min(block, n_variants))
+    plan = Plan("the scan")
+    plan.fixed["variant table"] = PER_VARIANT * n_variants
+    blocks = block_bytes(N, block)
+    if kinship == "eigen":
+        rows, k = eigen_shape or (n, n)
+        plan.add("scan", "eigenvectors", 8 * rows * k)
+        plan.add("scan", "genotype blocks", blocks)
+        plan.add("scan", "rotated block", block_bytes(k, block, 1))
+        return plan
+    if kinship == "loco":
+        # the kinship pass: the sum over every chromosome, and each one's own
+        # sum while they fit in 2 GiB (lmmscan.loco); then up to workers + 1
+        # leave-one-out kinships and workers decompositions at once, beside
+        # the eigenvectors of the chromosome scanned
+        sq = 8 * n * n
+        kept = chromosomes * sq if chromosomes * sq <= LOCO_SUMS else 0
+        plan.add("kinship", "kinship sum", sq)
+        plan.add("kinship", "per-chromosome sums", kept)
+        plan.add("kinship", "genotype blocks", blocks)
+        plan.add("decomposition", "kinship sums", sq + kept)
+        plan.add("decomposition", "leave-one-out kinships", (workers + 1) * sq)
+        plan.add("decomposition", "eigenvectors", (workers + 1) * sq)
+        plan.add("decomposition", "genotype blocks", blocks)
+        return plan
+    K = 8 * N * N
+    plan.add("kinship", "kinship", K * (groups if kinship == "computed" else 1))
+    if kinship == "computed":
+        plan.add("kinship", "genotype blocks", blocks)
+    decomposition(plan, N, n, driver, groups=groups)
+    if kinship == "given":  # the first block is read while the kinship is decomposed
+        plan.add("decomposition", "first genotype block", block_bytes(n, block, 1))
+    if kinship == "computed" and groups > 1:
+        plan.add("decomposition", "other groups' kinships", K * (groups - 1))
+    scan_phase(plan, N, n, driver, block, whitened=False, groups=groups)
+    if whitened:
+        # (dtrmm works in place on a Fortran-ordered copy of the block: that
+        # copy is the rotated block already counted)
+        plan.add("scan", "whitening factor", 8 * n * n * whitened)
+    return plan
+
+
+def kinship_plan(n_file: int, n_variants: int, block: int) -> Plan:
+    block = max(1, min(block, n_variants))
+    plan = Plan("the kinship")
+    plan.fixed["variant table"] = PER_VARIANT * n_variants
+    plan.add("kinship", "kinship", 8 * n_file * n_file)
+    plan.add("kinship", "genotype blocks", block_bytes(n_file, block))
+    return plan
+
+
+def eigen_plan(n_file: int, n: int, driver: str) -> Plan:
+    plan = Plan("the eigendecomposition")
+    decomposition(plan, n_file, n, driver)
+    return plan
+
+
+def hints_dense(n: int, driver: str, whitened: bool) -> list[str]:
+    out = []
+    if driver == "evd":
+        out.append("--eigh-driver evr needs 2 x 8n^2 bytes less")
+    if whitened:
+        out.append("--test all (rotated, not whitened) needs 8n^2 bytes less")
+    out.append(
+        "a low-rank kinship (lmmscan.low_rank_kinship, k < n SNPs: 8nk bytes) or a machine "
+        "with more memory"
+    )
+    return out

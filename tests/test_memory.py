@@ -1,0 +1,99 @@
+"""The memory plan (lmmscan.memory): estimates from the sizes, checked before
+any large allocation; refusals in one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan import memory
+from lmmscan.cli import main
+
+DEMO = Path(__file__).resolve().parents[1] / "python" / "lmmscan" / "data" / "demo"
+
+
+def run(argv, capsys):
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("16G", 16 << 30), ("512M", 512 << 20), ("1.5T", int(1.5 * (1 << 40))), ("2000", 2000),
+     ("8GiB", 8 << 30), ("64k", 64 << 10)],
+)  # fmt: skip
+def test_parse_size(text, value):
+    assert memory.parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1G", "0", "1X"])
+def test_parse_size_refuses(text):
+    with pytest.raises(lmmscan.InputError, match="--memory-limit"):
+        memory.parse_size(text)
+
+
+def test_available_is_positive():
+    room = memory.available()
+    assert room is not None and room[0] > 0 and room[1]
+
+
+def test_dense_plan_terms():
+    """The terms of the exact path at n = 10,000 (dsyevr and dsyevd)."""
+    n = 10_000
+    evr = memory.scan_plan(n_file=n, analysed=[n], n_variants=0, block=100, kinship="given",
+                           driver="evr")  # fmt: skip
+    assert evr.phases["decomposition"]["kinship"] == 8 * n * n
+    assert evr.phases["decomposition"]["eigenvectors"] == 8 * n * n
+    evd = memory.scan_plan(n_file=n, analysed=[n], n_variants=0, block=100, kinship="given",
+                           driver="evd")  # fmt: skip
+    assert evd.peak - evr.peak == pytest.approx(8 * n * n, rel=0.01)  # 2 n^2 workspace, no U
+    white = memory.scan_plan(n_file=n, analysed=[n], n_variants=0, block=100, kinship="given",
+                             driver="evr", whitened=1)  # fmt: skip
+    assert white.phases["scan"]["whitening factor"] == 8 * n * n
+
+
+@pytest.mark.parametrize("command", ["scan", "kinship", "eigen"])
+def test_limit_below_the_estimate_refuses(tmp_path, capsys, command):
+    out = tmp_path / ("o.npz" if command == "eigen" else "o")
+    args = [command, "--bfile", DEMO, "--pheno", f"{DEMO}.pheno.txt", "--memory-limit", "20M"]
+    if command == "eigen":
+        K = tmp_path / "K.npy"
+        assert run(["kinship", "--bfile", DEMO, "--pheno", f"{DEMO}.pheno.txt", "--out", K,
+                    "--quiet"], capsys)[0] == 0  # fmt: skip
+        args += ["--kinship", K]
+    status, _, err = run([*args, "--out", out], capsys)
+    assert status == 2
+    line = err.strip()
+    assert len(line.splitlines()) == 1 and "--memory-limit" in line and "needs about" in line
+    assert not list(tmp_path.glob("o*"))
+
+
+def test_scan_reports_estimate_and_peak(tmp_path, capsys):
+    out = tmp_path / "r"
+    status, text, _ = run(
+        ["scan", "--bfile", DEMO, "--pheno", f"{DEMO}.pheno.txt", "--memory-limit", "8G",
+         "--out", out], capsys,
+    )  # fmt: skip
+    assert status == 0 and "memory: estimated" in text
+    got = json.loads(Path(f"{out}.null.json").read_text())["memory"]
+    assert got["estimate_bytes"] > 0 and got["peak_rss_bytes"] > 0
+    assert got["available_from"] == "--memory-limit" and got["available_bytes"] == 8 << 30
+
+
+def test_api_decomposition_refuses_what_cannot_fit(monkeypatch):
+    """A decomposition larger than the memory available raises NotEnoughMemory
+    before LAPACK allocates."""
+    monkeypatch.setattr(memory, "available", lambda: (50 << 20, "MemAvailable"))
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(2500, 50))
+    K = Z @ Z.T / 50
+    with pytest.raises(lmmscan.NotEnoughMemory, match="eigendecomposition of a 2500 x 2500"):
+        lmmscan.fit_null(rng.normal(size=2500), kinship=K)
