@@ -185,6 +185,16 @@ def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -
     )
 
 
+def _read_text(path: Path, what: str) -> str:
+    """A small text file, whole, as UTF-8 (a byte that is not names its line)."""
+    with open_input(path) as fh:
+        raw = fh.read()
+    try:
+        return str(raw.decode())
+    except UnicodeDecodeError as exc:
+        raise not_utf8(raw, exc.start, what, path) from None
+
+
 def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     """Tokens of each line of a small text table (phenotypes, covariates).
 
@@ -192,13 +202,7 @@ def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     error, because rows are matched to individuals by position.
     """
     path = Path(path)
-    with open_input(path) as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError as exc:
-        raise not_utf8(raw, exc.start, f"{what} file", path) from None
-    lines = text.replace(",", " ").splitlines()
+    lines = _read_text(path, f"{what} file").replace(",", " ").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     rows = [line.split() for line in lines]
@@ -806,12 +810,7 @@ def read_snp_list(path: str | os.PathLike[str], flag: str) -> list[str]:
     non-blank line (GEMMA reads the first token of a line; more fields are
     allowed and ignored)."""
     path = Path(path)
-    with open_input(path) as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError as exc:
-        raise not_utf8(raw, exc.start, f"{flag} file", path) from None
+    text = _read_text(path, f"{flag} file")
     ids = [fields[0] for fields in (line.split() for line in text.splitlines()) if fields]
     if not ids:
         raise InputError(f"{flag}: the file lists no variant ID", path=str(path))
