@@ -132,9 +132,10 @@ def _cgroup_room() -> tuple[int, str] | None:
     return None
 
 
-def _meminfo(key: str) -> int | None:
+def _kib_field(path: str, key: str) -> int | None:
+    """The "key: N kB" line of a /proc file (meminfo, self/status) in bytes."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
+        with open(path, encoding="ascii") as fh:
             for line in fh:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
@@ -144,25 +145,14 @@ def _meminfo(key: str) -> int | None:
 
 
 def current_rss() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _kib_field("/proc/self/status", "VmRSS") or 0
 
 
 def peak_rss() -> int:
     """This process's peak resident memory so far (VmHWM), in bytes."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    peak = _kib_field("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
@@ -173,7 +163,7 @@ def available() -> tuple[int, str] | None:
     None where neither a cgroup nor /proc/meminfo tells."""
     held = current_rss()
     room = _cgroup_room()
-    free = _meminfo("MemAvailable")
+    free = _kib_field("/proc/meminfo", "MemAvailable")
     if room is not None and (free is None or room[0] <= free):
         return room[0] + held, room[1]
     if free is not None:
