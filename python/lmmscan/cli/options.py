@@ -31,11 +31,15 @@ def positive_int(text: str) -> int:
     return v
 
 
-def fraction(text: str) -> float:
+def _number(text: str) -> float:
     try:
-        v = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def fraction(text: str) -> float:
+    v = _number(text)
     if not (v == v) or v > 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number <= 1")
     return v
@@ -119,20 +123,14 @@ def add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
 
 
 def probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _number(text)
     if not (0.0 <= v <= 1.0):
         raise argparse.ArgumentTypeError(f"{text!r} must be a number from 0 to 1")
     return v
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _number(text)
     if not (0.0 < v < float("inf")):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
     return v
