@@ -124,6 +124,46 @@ def syrk_update(C: np.ndarray, Z: np.ndarray, *, lower: bool) -> np.ndarray:
     )
 
 
+# The whitening's LAPACK/BLAS calls on n x n data, each in place on a
+# Fortran-ordered float64 array: scipy's 32-bit routines, or the ILP64 ones
+# from ILP64_FROM on (see syrk_update).
+
+
+def _potrf_lower(H: np.ndarray) -> tuple[np.ndarray, int]:
+    """(L, info): the lower Cholesky factor of H, upper triangle zeroed."""
+    if use_ilp64(H.shape[0]):
+        from . import _lapack64
+
+        return H, _lapack64.potrf_lower(H)
+    from scipy.linalg import lapack
+
+    L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
+    return L, int(info)
+
+
+def _trtri_lower(L: np.ndarray) -> tuple[np.ndarray, int]:
+    """(L^-1, info) of a lower triangular L."""
+    if use_ilp64(L.shape[0]):
+        from . import _lapack64
+
+        return L, _lapack64.trtri_lower(L)
+    from scipy.linalg import lapack
+
+    L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+    return L_inv, int(info)
+
+
+def _trmm_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """L B for a lower triangular L, in B's memory (B Fortran-ordered)."""
+    if use_ilp64(L.shape[0]):
+        from . import _lapack64
+
+        return _lapack64.trmm_lower(L, B)
+    from scipy.linalg import blas
+
+    return blas.dtrmm(1.0, L, B, lower=1, overwrite_b=1)  # type: ignore[no-any-return]
+
+
 def check_kinship(K: object, n: int, name: str = "kinship") -> np.ndarray:
     """A validated (n, n) float64 kinship: square, finite, symmetric."""
     K = np.asarray(K, dtype=np.float64)
@@ -566,8 +606,6 @@ class Whitening:
     def from_spectral(cls, spectral: Spectral, lambda_: float, *, block: int = 256) -> Whitening:
         """L L' = U diag(lambda d + 1) U', accumulated by symmetric rank-k
         updates over blocks of eigenvectors (no second n x n temporary)."""
-        from scipy.linalg import lapack
-
         U, d = spectral.U, spectral.d
         n = U.shape[0]
         if U.shape[1] != n:
@@ -583,37 +621,22 @@ class Whitening:
         for start in range(0, n, block):
             cols = slice(start, min(n, start + block))
             H = syrk_update(H, U[:, cols] * scale[cols], lower=True)
-        if use_ilp64(n):
-            from . import _lapack64
-
-            L, info = H, _lapack64.potrf_lower(H)
-        else:
-            L, info = lapack.dpotrf(H, lower=1, clean=1, overwrite_a=1)
+        L, info = _potrf_lower(H)
         if info != 0:
             raise NumericalError(
                 f"lambda K + I is not positive definite in floating point at lambda = "
                 f"{lambda_:.6g} (dpotrf: leading minor {info})"
             )
-        if use_ilp64(n):
-            L_inv, info = L, _lapack64.trtri_lower(L)
-        else:
-            L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        L_inv, info = _trtri_lower(L)
         if info != 0:
             raise NumericalError(f"the factor of lambda K + I is singular (dtrtri info {info})")
         return cls(lambda_=float(lambda_), L_inv=L_inv)
 
     def whiten(self, V: np.ndarray) -> np.ndarray:
         """L^-1 V for V (n,) or (n, k)."""
-        from scipy.linalg import blas
-
         V = np.asarray(V, dtype=np.float64)
-        if use_ilp64(self.L_inv.shape[0]):
-            from . import _lapack64
-
-            B = np.array(V.reshape(V.shape[0], -1), order="F")
-            return _lapack64.trmm_lower(self.L_inv, B).reshape(V.shape)
-        out = blas.dtrmm(1.0, self.L_inv, V.reshape(V.shape[0], -1), lower=1)
-        return out.reshape(V.shape)
+        B = np.array(V.reshape(V.shape[0], -1), order="F")  # dtrmm works in place
+        return _trmm_lower(self.L_inv, B).reshape(V.shape)
 
     def rotate_rows(self, X: np.ndarray) -> np.ndarray:
         """(L^-1 X)' for X (n, b): one whitened column of X per row, C order.
@@ -621,20 +644,13 @@ class Whitening:
         Narrow blocks are padded to 64 columns, as in
         :meth:`Spectral.rotate_rows`, so that no result depends on the block size.
         """
-        from scipy.linalg import blas
-
         b = X.shape[1]
         if b >= _MIN_GEMM_COLUMNS:  # dtrmm works in place: on a copy, X stays as it is
             padded = np.array(X, order="F")
         else:
             padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order="F")
             padded[:, :b] = X
-        if use_ilp64(self.L_inv.shape[0]):
-            from . import _lapack64
-
-            return _lapack64.trmm_lower(self.L_inv, padded).T[:b]
-        out = blas.dtrmm(1.0, self.L_inv, padded, lower=1, overwrite_b=1)
-        return out.T[:b]
+        return _trmm_lower(self.L_inv, padded).T[:b]
 
 
 def decompose_kinship(
