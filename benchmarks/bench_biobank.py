@@ -38,11 +38,10 @@ import numpy as np
 import lmmscan
 from lmmscan.genotypes import SubsetGenotypes
 from lmmscan.lowrank import fit_null_lowrank
+from lmmscan.memory import peak_rss
 
 def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024 / 1024
+    return peak_rss() / 2**30
 
 prefix, k, m, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 steps = []
