@@ -290,3 +290,112 @@ class ReadAhead:
                 self._pending.cancel()
             self._pool.shutdown(wait=True)
             self._pool = self._pending = None
+
+
+def require_extra(module: str, package: str, extra: str, flag: str) -> None:
+    """An optional reader's package, checked before any work: a missing one
+    in one line naming the extra that installs it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(
+            f"{flag} needs the {package} package: pip install 'lmmscan[{extra}]' "
+            "(or 'lmmscan[all]' for every genotype format)"
+        )
+
+
+def sample_rows(samples: np.ndarray | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``read``'s ``samples`` (None, a boolean mask or indices) as ascending
+    unique indices for a reader that subsets samples itself, and the order
+    that puts the reader's rows back in the order asked (None: already)."""
+    if samples is None:
+        return None, None
+    rows = np.asarray(samples)
+    if rows.dtype == bool:
+        if rows.shape != (n,):
+            raise InputError(f"a sample mask must have {n} entries, got {rows.shape}")
+        return np.flatnonzero(rows), None
+    rows = rows.astype(np.int64, copy=False)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise InputError("sample indices out of range")
+    if rows.size < 2 or bool(np.all(np.diff(rows) > 0)):
+        return rows, None
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return unique, inverse
+
+
+class VariantFile:
+    """What the .pgen, BGEN and VCF sources share: the file's variants, of
+    which the testable ones (biallelic, diploid) are the source's SNPs, and
+    the counts of the others by reason (``skipped``).
+
+    A subclass sets ``path`` (the genotype file, for messages), calls
+    ``_set_variants`` and implements ``_decode(file_index, rows)``: the
+    dosages of the file's variants ``file_index`` for the sample indices
+    ``rows`` (ascending; None: all) as a (variants x samples) C-order float64
+    array, NaN missing.  Reads are serialised by a lock: a reader object is
+    not shared between threads.
+    """
+
+    path: str
+    dosages_only = True  # --hwe refused (see cli.common.check_hwe)
+
+    def _set_variants(
+        self, samples: pd.DataFrame, table: pd.DataFrame, untestable: dict[str, np.ndarray]
+    ) -> None:
+        import threading
+
+        self._samples = samples.reset_index(drop=True)
+        bad = np.zeros(len(table), dtype=bool)
+        self.skipped: dict[str, int] = {}
+        for reason, mask in untestable.items():
+            mask = mask & ~bad
+            if mask.any():
+                self.skipped[reason] = int(mask.sum())
+            bad |= mask
+        self._file_index = np.flatnonzero(~bad).astype(np.int64)
+        self._snps = table.loc[~bad, SNP_COLUMNS].reset_index(drop=True)
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        for key in getattr(self, "_handles", ()):
+            state[key] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        import threading
+
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._samples)
+
+    @property
+    def n_snps(self) -> int:
+        return int(self._file_index.size)
+
+    @property
+    def snps(self) -> pd.DataFrame:
+        return self._snps
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return self._samples
+
+    def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        """Dosages of SNPs start..stop-1 (samples x SNPs, NaN missing), in
+        Fortran order (one SNP contiguous)."""
+        rows, order = sample_rows(samples, self.n_samples)
+        with self._lock:
+            out = self._decode(self._file_index[start:stop], rows)
+        block = out.T
+        if order is not None:
+            block = np.asfortranarray(block[order])
+        return block

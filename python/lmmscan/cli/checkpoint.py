@@ -124,6 +124,18 @@ def fingerprint(args, source, phenos, block: int) -> dict:
     if args.bfile is not None:
         for ext in ("bed", "bim", "fam"):
             files[ext] = f"{args.bfile}.{ext}"
+    elif getattr(args, "pfile", None) is not None:
+        source_file = source
+        while hasattr(source_file, "source"):  # a --snps view
+            source_file = source_file.source
+        files["pgen"] = source_file.path
+        files["pvar"] = source_file.pvar_path
+        files["psam"] = source_file.psam_path
+    elif getattr(args, "bgen", None) is not None:
+        files["bgen"] = args.bgen
+        files["sample"] = args.sample
+    elif getattr(args, "vcf", None) is not None:
+        files["vcf"] = args.vcf
     else:
         files["bimbam-geno"] = args.bimbam_geno
         files["bimbam-anno"] = args.bimbam_anno
@@ -159,6 +171,8 @@ def fingerprint(args, source, phenos, block: int) -> dict:
                 flag: value
                 for flag, value, default in (
                     ("--hwe", getattr(args, "hwe", 0.0), 0.0),
+                    ("--info", getattr(args, "info", None), None),
+                    ("--vcf-field", getattr(args, "vcf_field", None), None),
                     ("--lmin", getattr(args, "lmin", 1e-5), 1e-5),
                     ("--lmax", getattr(args, "lmax", 1e5), 1e5),
                     ("--region", getattr(args, "region", 10), 10),

@@ -103,6 +103,9 @@ def check_out_dir(out: str) -> None:
 # the input flags, and why a pipe will not do for some (read once otherwise)
 _INPUT_FLAGS = (
     ("bimbam_geno", "--bimbam-geno", "BIMBAM genotypes are read twice"),
+    ("bgen", "--bgen", "a BGEN file is read at any variant's offset"),
+    ("sample", "--sample", None),
+    ("vcf", "--vcf", "a VCF is read twice (once to find the variants, then by blocks)"),
     ("snps", "--snps", None),
     ("ksnps", "--ksnps", None),
     ("bimbam_anno", "--bimbam-anno", None),
@@ -129,6 +132,13 @@ def check_input_flags(args: argparse.Namespace) -> None:
             prefix = prefix.removesuffix(ext)
         named.append((prefix + ".bed", "--bfile", "the .bed is read at any SNP's offset"))
         named += [(prefix + ".bim", "--bfile", None), (prefix + ".fam", "--bfile", None)]
+    pfile = getattr(args, "pfile", None)
+    if pfile is not None:
+        prefix = str(pfile)
+        for ext in (".pgen", ".pvar", ".psam"):
+            prefix = prefix.removesuffix(ext)
+        named.append((prefix + ".pgen", "--pfile", "the .pgen is read at any variant's offset"))
+        named += [(prefix + ".pvar", "--pfile", None), (prefix + ".psam", "--pfile", None)]
     for attr, flag, needs_file in _INPUT_FLAGS:
         path = getattr(args, attr, None)
         if isinstance(path, str | os.PathLike):
@@ -138,17 +148,119 @@ def check_input_flags(args: argparse.Namespace) -> None:
             input_stat(path, needs_file=needs_file, flag=flag)
 
 
+GENOTYPE_FLAGS = ("bfile", "pfile", "bgen", "vcf", "bimbam_geno")
+
+
+def genotype_flag(args: argparse.Namespace) -> str:
+    """The genotype flag given ("--pfile"), for messages."""
+    for name in GENOTYPE_FLAGS:
+        if getattr(args, name, None) is not None:
+            return "--" + name.replace("_", "-")
+    raise AssertionError("argparse requires one genotype flag")
+
+
 def open_genotypes(args: argparse.Namespace) -> GenotypeSource:
+    """The source the genotype flag names; an optional reader that is not
+    installed is named (with its extra) before anything is read."""
+    from ..genotypes import require_extra
+
+    flag = genotype_flag(args)
+    for name, extra_flag in (("sample", "--bgen"), ("vcf_field", "--vcf")):
+        if getattr(args, name, None) is not None and flag != extra_flag:
+            raise InputError(f"--{name.replace('_', '-')} goes with {extra_flag}, not {flag}")
+    if args.bimbam_anno is not None and flag != "--bimbam-geno":
+        raise InputError(f"--bimbam-anno goes with --bimbam-geno, not {flag}")
+    if getattr(args, "info", None) is not None and flag not in ("--bgen", "--vcf"):
+        raise InputError(
+            f"--info needs genotype probabilities (--bgen, or --vcf with --vcf-field GP), "
+            f"not {flag}"
+        )
+    for module, package, extra, needs in (
+        ("pgenlib", "pgenlib", "pgen", "--pfile"),
+        ("bgen", "bgen", "bgen", "--bgen"),
+        ("cyvcf2", "cyvcf2", "vcf", "--vcf"),
+    ):
+        if flag == needs:
+            require_extra(module, package, extra, flag)
     check_input_flags(args)
-    if args.bfile is not None:
+    if flag == "--bfile":
         from ..plink import read_plink
 
-        if args.bimbam_anno is not None:
-            raise InputError("--bimbam-anno goes with --bimbam-geno, not --bfile")
         return read_plink(args.bfile)
+    if flag == "--pfile":
+        from ..pgen import read_pgen
+
+        return read_pgen(args.pfile)
+    if flag == "--bgen":
+        from ..bgenfile import read_bgen
+
+        return read_bgen(args.bgen, args.sample)
+    if flag == "--vcf":
+        from ..vcf import read_vcf
+
+        source = read_vcf(args.vcf, args.vcf_field)
+        if getattr(args, "info", None) is not None and source.field != "GP":
+            raise InputError(
+                f"--info needs genotype probabilities: --vcf-field GP, not {source.field}"
+            )
+        return source
     from ..bimbam import read_bimbam
 
     return read_bimbam(args.bimbam_geno, args.bimbam_anno)
+
+
+def info_filter(
+    args: argparse.Namespace, source: GenotypeSource, mask: np.ndarray
+) -> GenotypeSource:
+    """--info: the variants whose IMPUTE info over the individuals ``mask``
+    is at least the threshold (one pass over the file, before the scan);
+    what it kept goes to ``args.info_filter`` for the summary and null.json."""
+    from ..genotypes import SubsetGenotypes, default_block_size
+
+    threshold = getattr(args, "info", None)
+    if threshold is None:
+        return source
+    block = default_block_size(int(mask.sum()))
+    keep = np.empty(source.n_snps, dtype=bool)
+    for start in range(0, source.n_snps, block):
+        stop = min(source.n_snps, start + block)
+        keep[start:stop] = source.info(start, stop, mask) >= threshold  # type: ignore[attr-defined]
+    args.info_filter = {
+        "threshold": threshold,
+        "individuals": int(mask.sum()),
+        "variants": int(keep.sum()),
+        "of": source.n_snps,
+    }
+    if not keep.any():
+        raise InputError(f"--info {threshold}: no variant has an INFO score that high")
+    return SubsetGenotypes(source, np.flatnonzero(keep))
+
+
+def skipped_variants(source: GenotypeSource) -> dict[str, int]:
+    """The variants a genotype file holds that lmmscan cannot test, by reason:
+    those found on opening it and those found while reading it."""
+    while hasattr(source, "source"):  # a --snps / --info view
+        source = source.source  # type: ignore[attr-defined]
+    out = dict(getattr(source, "skipped", {}))
+    for key, k in getattr(source, "skipped_at_read", {}).items():
+        out[key] = out.get(key, 0) + k
+    return out
+
+
+def describe_skipped(args: argparse.Namespace, source: GenotypeSource) -> list[str]:
+    """Summary lines: untestable variants and the --info filter."""
+    out = []
+    skipped = skipped_variants(source)
+    if skipped:
+        reasons = ", ".join(f"{k} {v}" for k, v in skipped.items())
+        out.append(f"variants skipped as untestable: {reasons}")
+    info = getattr(args, "info_filter", None)
+    if info:
+        out.append(
+            f"--info {info['threshold']}: {plural(info['variants'], 'variant')} of {info['of']} "
+            f"(INFO over {plural(info['individuals'], 'individual')})"
+        )
+    return out
 
 
 def listed_variants(
@@ -246,10 +358,11 @@ def phenotypes(
 
         return read_pheno(args.pheno, columns, source.n_samples)
     fam = getattr(source, "fam_phenotypes", None)
-    if fam is not None:
+    if fam is not None and (required or getattr(source, "n_pheno_columns", 1) > 0):
         return fam(columns)  # type: ignore[no-any-return]
     if required:
-        raise InputError("--bimbam-geno needs --pheno (BIMBAM files carry no phenotype)")
+        flag = genotype_flag(args)
+        raise InputError(f"{flag} needs --pheno ({flag} files carry no phenotype)")
     return None
 
 
@@ -264,6 +377,10 @@ def covariates(args: argparse.Namespace, source: GenotypeSource) -> np.ndarray |
 def pheno_name(args: argparse.Namespace, col: int) -> str:
     if args.pheno is not None:
         return f"{args.pheno} column {col}"
+    if getattr(args, "pfile", None) is not None:
+        return f"{args.pfile}.psam phenotype {col}"
+    if getattr(args, "bgen", None) is not None:
+        return f"{args.sample} phenotype {col}"
     return f"{args.bfile}.fam phenotype {col} (column {5 + col})"
 
 

@@ -9,8 +9,10 @@ from ..kinship import KINSHIP_METHODS
 from .common import (
     check_hwe,
     check_out_dir,
+    describe_skipped,
     describe_variant_lists,
     filter_samples,
+    info_filter,
     listed_variants,
     memory_check,
     memory_line,
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         check_hwe(args, source)
         ph = filter_samples(args, source)
         listed = listed_variants(args, source, ("snps", "ksnps"))
+        listed = info_filter(args, listed, ph.mask)
         memory_check(
             args,
             kinship_plan(source.n_samples, source.n_snps, default_block_size(source.n_samples)),
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         with naming(args.out):
             write_kinship(args.out, acc.result())
     if not args.quiet:
-        for line in describe_variant_lists(args):
+        for line in describe_variant_lists(args) + describe_skipped(args, source):
             print(line)
         c = acc.counts
         removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())

@@ -62,18 +62,51 @@ def columns(text: str) -> list[int]:
 def add_genotype_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("genotypes (one of)")
     src = g.add_mutually_exclusive_group(required=True)
+    one_of = "Required: one of --bfile, --pfile, --bgen, --vcf, --bimbam-geno"
     src.add_argument(
         "--bfile",
         metavar="PREFIX",
         help="PLINK 1 binary fileset PREFIX.bed/.bim/.fam; the .bim column-5 allele is "
-        "counted (GEMMA -bfile). Required: --bfile or --bimbam-geno",
+        f"counted (GEMMA -bfile). {one_of}",
+    )
+    src.add_argument(
+        "--pfile",
+        metavar="PREFIX",
+        help="PLINK 2 fileset PREFIX.pgen/.pvar (or .pvar.zst)/.psam, hard calls or "
+        "dosages; ALT is counted; multi-allelic variants are skipped (plink2 --pfile; "
+        f"extra pgen). {one_of}",
+    )
+    src.add_argument(
+        "--bgen",
+        metavar="FILE",
+        help="BGEN v1.1-1.3 file (layouts 1 and 2, zlib or zstd); the second allele is counted, "
+        f"as plink2 and REGENIE count it (plink2 --bgen; extra bgen). {one_of}",
+    )
+    src.add_argument(
+        "--vcf",
+        metavar="FILE",
+        help="VCF or BCF file, plain or bgzipped; ALT is counted; see --vcf-field "
+        f"(plink2 --vcf; extra vcf). {one_of}",
     )
     src.add_argument(
         "--bimbam-geno",
         metavar="FILE",
         help="BIMBAM mean-genotype file, plain or gzipped: rs allele1 allele0 then one "
         "dosage of allele1 per individual, separated by spaces, tabs or commas, NA missing "
-        "(GEMMA -g). Required: --bfile or --bimbam-geno",
+        f"(GEMMA -g). {one_of}",
+    )
+    g.add_argument(
+        "--sample",
+        metavar="FILE",
+        help="the Oxford .sample file of --bgen (ID_1 ID_2 missing ...); optional when the "
+        "BGEN file embeds sample IDs (plink2 --sample). Default: the embedded IDs",
+    )
+    g.add_argument(
+        "--vcf-field",
+        choices=("DS", "GP", "GT"),
+        help="what --vcf reads: DS (ALT dosage; a sample without DS gets its GT), GP "
+        "(P(het) + 2 P(hom ALT)) or GT (hard calls). Default: DS when the header declares "
+        "it, else GT",
     )
     g.add_argument(
         "--bimbam-anno",
@@ -188,7 +221,17 @@ def add_filter_args(p: argparse.ArgumentParser, kinship_only: bool = False) -> N
         default=0.0,
         help="drop SNPs whose exact Hardy-Weinberg p-value (Wigginton et al. 2005) is below P, "
         "on the genotype classes (dosages binned as GEMMA bins BIMBAM's: <= 0.5, < 1.5, "
-        "above); 0 turns it off, and so does --maf -1 (GEMMA -hwe). Default: 0",
+        "above); 0 turns it off, and so does --maf -1 (GEMMA -hwe). Refused for dosages "
+        "(--bgen, --vcf with DS or GP). Default: 0",
+    )
+    g.add_argument(
+        "--info",
+        metavar="X",
+        type=fraction,
+        default=None,
+        help="keep variants whose imputation INFO (IMPUTE's measure from the genotype "
+        "probabilities, over the analysed individuals, as GCTA --info) is at least X; "
+        "--bgen, or --vcf with --vcf-field GP. One extra pass over the file. Default: off",
     )
 
 

@@ -28,7 +28,9 @@ from .common import (
     check_hwe,
     check_out_dir,
     covariates,
+    describe_skipped,
     describe_variant_lists,
+    info_filter,
     listed_variants,
     memory_check,
     memory_line,
@@ -40,6 +42,7 @@ from .common import (
     progress,
     require_matplotlib,
     run_threads,
+    skipped_variants,
 )
 from .options import (
     add_filter_args,
@@ -314,6 +317,9 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
                 source = open_genotypes(args)
                 check_hwe(args, source)
                 phenos = load_phenotypes(args, source)
+                source = info_filter(
+                    args, source, np.logical_or.reduce([ph.analysed.mask for ph in phenos])
+                )
                 # GEMMA's -ksnps: the kinship's variants; -snps: the tested ones
                 args.kinship_source = listed_variants(args, source, ("ksnps",))
                 source = listed_variants(args, source, ("snps",))
@@ -701,6 +707,11 @@ def _write_nulls(args, source, phenos, outputs) -> None:
         )
         if getattr(args, "variant_lists", None):
             data["variant_lists"] = args.variant_lists
+        skipped = skipped_variants(source)
+        if skipped:
+            data["skipped_variants"] = skipped
+        if getattr(args, "info_filter", None):
+            data["info_filter"] = args.info_filter
         memory = memory_report(args)
         if memory is not None:
             data["memory"] = memory
@@ -716,7 +727,7 @@ def _removed_text(counts) -> str:
 def _print_summary(args, source, phenos, resume) -> None:
     from ..output import EXTENSIONS
 
-    for line in describe_variant_lists(args):
+    for line in describe_variant_lists(args) + describe_skipped(args, source):
         print(line)
     for ph in phenos:
         null, c = ph.null, ph.filters

@@ -1,0 +1,257 @@
+"""BGEN files (v1.1, v1.2, v1.3: layouts 1 and 2, 1-32 bit, zlib or zstd)
+as a lazy genotype source, read by the ``bgen`` package (extra ``bgen``).
+
+The counted allele (``allele1``) is the second allele of each variant, as
+plink2 and REGENIE count it; a dosage is its expected count from the
+genotype probabilities (phased or not), in [0, 2].  Variants with more than
+two alleles are skipped and counted; a variant where an analysed sample is
+not diploid is read as missing and counted (``skipped_at_read``).
+Samples come from ``--sample`` (Oxford format) or the IDs the file embeds.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+from .genotypes import VariantFile, require_extra
+from .textio import BadToken, input_stat, parse_phenotype
+
+
+def read_sample_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An Oxford .sample file: (fid, iid) from ID_1/ID_2, and its phenotype
+    columns (type P or C) as text."""
+    try:
+        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the .sample file: {' '.join(str(exc).split())}",
+                         path=str(path)) from None  # fmt: skip
+    if table.shape[1] < 3 or len(table) < 1 or list(table.columns[:2]) != ["ID_1", "ID_2"]:
+        raise InputError(
+            "not an Oxford .sample file: line 1 must start with ID_1 ID_2 missing", path=str(path)
+        )
+    types = table.iloc[0]
+    if types.iloc[0] != "0" or types.iloc[1] != "0":
+        raise InputError("line 2 of a .sample file must start with 0 0", path=str(path), line=2)
+    body = table.iloc[1:].reset_index(drop=True)
+    samples = pd.DataFrame({"fid": body["ID_1"].to_numpy(), "iid": body["ID_2"].to_numpy()})
+    pheno_cols = [c for c in table.columns[3:] if types[c] in ("P", "C")]
+    pheno = body[pheno_cols].copy()
+    pheno.attrs["first_line"] = 3
+    return samples, pheno
+
+
+def impute_info(e: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """IMPUTE's info measure per variant (columns), as GCTA's --info and
+    qctool compute it: 1 - sum(f - e^2) / (2 N theta (1 - theta)) over the
+    N non-missing samples, with e the dosage, f = E[g^2] and theta the allele
+    frequency; 1 where theta is 0 or 1.  ``e`` and ``f`` are (samples x
+    variants), NaN missing."""
+    ok = ~np.isnan(e)
+    n = ok.sum(axis=0)
+    e0 = np.where(ok, e, 0.0)
+    theta = e0.sum(axis=0) / np.maximum(2 * n, 1)
+    var = np.where(ok, f - e0 * e0, 0.0).sum(axis=0)
+    denom = 2 * n * theta * (1 - theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        info = np.where(denom > 0, 1 - var / np.where(denom > 0, denom, 1.0), 1.0)
+    return info
+
+
+class BgenGenotypes(VariantFile):
+    """A BGEN file as a genotype source (see :mod:`lmmscan.genotypes`)."""
+
+    _handles = ("_reader",)
+    has_probabilities = True
+
+    def __init__(
+        self, path: str | os.PathLike[str], sample: str | os.PathLike[str] | None = None
+    ) -> None:
+        require_extra("bgen", "bgen", "bgen", "--bgen")
+        self.path = str(path)
+        p = Path(path)
+        if not p.exists():
+            raise InputError("BGEN file not found", path=self.path)
+        input_stat(p, needs_file="a BGEN file is read at any variant's offset")
+        self.sample_path = None if sample is None else str(sample)
+        if sample is not None and not Path(sample).exists():
+            raise InputError(".sample file not found", path=str(sample))
+        import bgen
+
+        try:
+            reader = bgen.BgenReader(self.path, delay_parsing=True)
+            header = reader.header
+            n = header.nsamples
+            embedded = list(reader.samples) if header.has_sample_ids else None
+            alleles, chroms, positions, rsids = [], [], [], []
+            for v in reader:
+                alleles.append(v.alleles)
+                chroms.append(v.chrom)
+                positions.append(v.pos)
+                rsids.append(v.rsid or v.varid)
+        except (ValueError, RuntimeError, OSError, IndexError) as exc:
+            raise InputError(f"not a readable BGEN file ({_one_line(exc)})", path=self.path) \
+                from None  # fmt: skip
+        if len(alleles) != header.nvariants:
+            raise InputError(
+                f"the header lists {header.nvariants} variants but the file holds "
+                f"{len(alleles)} (truncated?)",
+                path=self.path,
+            )
+        self._pheno = pd.DataFrame(index=range(n))
+        if sample is not None:
+            samples, self._pheno = read_sample_file(Path(sample))
+            if len(samples) != n:
+                raise InputError(
+                    f"lists {len(samples)} samples, but {self.path} has {n}", path=str(sample)
+                )
+            if embedded is not None:
+                joined = (samples["fid"] + "_" + samples["iid"]).to_numpy()
+                iid = samples["iid"].to_numpy()
+                emb = np.asarray(embedded, dtype=object)
+                bad = (emb != iid) & (emb != joined)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise InputError(
+                        f"sample {i + 1} is {iid[i]!r} here but {emb[i]!r} in {self.path}",
+                        path=str(sample),
+                        line=i + 3,
+                    )
+        elif embedded is not None:
+            samples = pd.DataFrame({"fid": embedded, "iid": embedded})
+        else:
+            raise InputError(
+                "the BGEN file embeds no sample IDs: give the .sample file with --sample",
+                path=self.path,
+            )
+        n_alleles = np.fromiter((len(a) for a in alleles), dtype=np.int64, count=len(alleles))
+        two = n_alleles == 2
+        table = pd.DataFrame(
+            {
+                "chr": chroms,
+                "rs": rsids,
+                "ps": np.asarray(positions, dtype=np.int64),
+                "allele1": [a[1] if len(a) == 2 else "" for a in alleles],
+                "allele0": [a[0] if len(a) == 2 else "" for a in alleles],
+            }
+        )
+        self._set_variants(samples, table, {"multi-allelic": ~two})
+        self._reader = None
+        self.skipped_at_read: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._count_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_count_lock"] = None
+        return state
+
+    def _open(self):
+        if self._reader is None:
+            import bgen
+
+            self._reader = bgen.BgenReader(self.path, delay_parsing=True)
+        return self._reader
+
+    def _moments(
+        self, file_index: np.ndarray, rows: np.ndarray | None, second: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        reader = self._open()
+        width = self.n_samples if rows is None else rows.size
+        e = np.empty((file_index.size, width))
+        f = np.empty((file_index.size, width)) if second else None
+        not_diploid = 0
+        for j, i in enumerate(file_index.tolist()):
+            try:
+                v = reader[i]
+                ploidy = v.ploidy if rows is None else v.ploidy[rows]
+            except (ValueError, RuntimeError, OSError, IndexError) as exc:
+                raise InputError(
+                    f"cannot read variant {i + 1}: {_one_line(exc)}", path=self.path
+                ) from None
+            if (ploidy != 2).any():
+                not_diploid += 1
+                e[j] = np.nan
+                if f is not None:
+                    f[j] = np.nan
+                continue
+            if f is None and not v.is_phased:  # the package's own sum, 2x faster
+                d = v.alt_dosage
+                e[j] = d if rows is None else d[rows]
+                continue
+            p = v.probabilities if rows is None else v.probabilities[rows]
+            if v.is_phased:  # per haplotype: P(allele 1), P(allele 2), twice
+                h1, h2 = p[:, 1].astype(np.float64), p[:, 3].astype(np.float64)
+                e[j] = h1 + h2
+                if f is not None:
+                    f[j] = h1 + h2 + 2 * h1 * h2
+            else:  # P(11), P(12), P(22)
+                p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
+                e[j] = p1 + 2 * p2
+                if f is not None:
+                    f[j] = p1 + 4 * p2
+        if not_diploid:
+            with self._count_lock:
+                key = "ploidy other than 2"
+                self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + not_diploid
+        return e, f
+
+    def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        return self._moments(file_index, rows, second=False)[0]
+
+    def info(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        """IMPUTE's info of SNPs start..stop-1 over ``samples`` (see :func:`impute_info`)."""
+        from .genotypes import sample_rows
+
+        rows, _ = sample_rows(samples, self.n_samples)
+        with self._lock:
+            e, f = self._moments(self._file_index[start:stop], rows, second=True)
+        assert f is not None
+        return impute_info(e.T, f.T)
+
+    @property
+    def n_pheno_columns(self) -> int:
+        return int(self._pheno.shape[1])
+
+    def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
+        """The .sample file's phenotype columns (type P or C), NaN for NA or -9."""
+        pheno = self._pheno
+        where = self.sample_path or self.path
+        out = np.empty((self.n_samples, len(columns)))
+        for i, col in enumerate(columns):
+            if not 1 <= col <= pheno.shape[1]:
+                raise InputError(
+                    f"phenotype column {col} is out of range: {pheno.shape[1]} phenotype "
+                    "column(s) (type P or C in the .sample file); give --pheno",
+                    path=where,
+                )
+            try:
+                out[:, i] = parse_phenotype(pheno.iloc[:, col - 1], minus9_missing=True)
+            except BadToken as exc:
+                raise InputError(
+                    f"phenotype {exc.token!r} is not a number",
+                    path=where,
+                    line=pheno.attrs["first_line"] + exc.index,
+                ) from None
+        return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_bgen(
+    path: str | os.PathLike[str], sample: str | os.PathLike[str] | None = None
+) -> BgenGenotypes:
+    """Open a BGEN file lazily; ``sample`` is its Oxford .sample file
+    (optional when the file embeds sample IDs).  The second allele is counted;
+    multi-allelic variants are skipped and counted in ``skipped``."""
+    return BgenGenotypes(path, sample)

@@ -1,0 +1,316 @@
+"""PLINK 2 filesets (.pgen/.pvar/.psam) as a lazy genotype source, read by
+pgenlib, plink2's own reader (extra ``pgen``).
+
+The counted allele (``allele1``) is ALT, as in plink2's ``--glm`` and
+REGENIE; a dosage is ALT's expected count in [0, 2], a hard call 0/1/2.
+Multi-allelic variants are skipped and counted (``skipped``).  pgenlib
+subsets the samples in C, with the GIL released, so the read-ahead thread
+decodes while the scan rotates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+from .genotypes import VariantFile, require_extra
+from .textio import BadToken, input_stat, parse_phenotype
+
+# .psam columns that are not phenotypes
+_PSAM_IDS = ("FID", "IID", "SID", "PAT", "MAT", "SEX")
+
+
+def _header_lines(path: Path, opener) -> tuple[int, str | None]:
+    """How many ``##`` lines open a text file, and the line after them."""
+    n = 0
+    with opener(path) as fh:
+        for raw in fh:
+            line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            if not line.startswith("##"):
+                return n, line.rstrip("\r\n")
+            n += 1
+    return n, None
+
+
+def _opener(path: Path):
+    if path.suffix == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise InputError(
+                "reading a .zst file needs the zstandard package: pip install zstandard",
+                path=str(path),
+            ) from None
+
+        def open_zst(p):
+            import io
+
+            return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(p, "rb")))
+
+        return open_zst
+    return lambda p: open(p, "rb")
+
+
+def _read_text_table(path: Path, skip: int, header: bool, what: str) -> pd.DataFrame:
+    compression = "zstd" if path.suffix == ".zst" else None
+    try:
+        return pd.read_csv(
+            path,
+            sep="\t" if header else r"\s+",
+            skiprows=skip,
+            header=0 if header else None,
+            dtype=str,
+            keep_default_na=False,
+            compression=compression,
+            engine="c",
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{what} file has no variants or samples", path=str(path)) from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found is None:
+            raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
+        first, line, saw = found.groups()
+        raise InputError(
+            f"{saw} fields where the header has {first}", path=str(path), line=int(line)
+        ) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{what} file is not UTF-8 text", path=str(path)) from None
+
+
+def read_pvar(path: Path) -> pd.DataFrame:
+    """A .pvar (or .bim-like headerless .pvar) as chr, rs, ps, ref, alt."""
+    skip, first = _header_lines(path, _opener(path))
+    if first is None:
+        raise InputError(".pvar file has no variants", path=str(path))
+    if first.startswith("#CHROM"):
+        table = _read_text_table(path, skip, True, ".pvar")
+        table.columns = [c.lstrip("#") for c in table.columns]
+        need = ["CHROM", "POS", "ID", "REF", "ALT"]
+        absent = [c for c in need if c not in table.columns]
+        if absent:
+            raise InputError(
+                f"the header line has no {', '.join(absent)} column", path=str(path), line=skip + 1
+            )
+        chr_, pos, rs, ref, alt = (table[c] for c in need)
+        first_data = skip + 2
+    else:  # no header: CHROM ID [CM] POS ALT REF, as a .bim
+        table = _read_text_table(path, skip, False, ".pvar")
+        if table.shape[1] not in (5, 6):
+            raise InputError(
+                f"a .pvar without a #CHROM header needs 5 or 6 columns, found {table.shape[1]}",
+                path=str(path),
+                line=skip + 1,
+            )
+        cols = [0, 1, 3, 4, 5] if table.shape[1] == 6 else [0, 1, 2, 3, 4]
+        chr_, rs, pos, alt, ref = (table[c] for c in cols)
+        first_data = skip + 1
+    empty = (table == "").any(axis=1).to_numpy()
+    if empty.any():
+        raise InputError(
+            "a line has fewer fields than the header",
+            path=str(path),
+            line=first_data + int(np.flatnonzero(empty)[0]),
+        )
+    ps = pd.to_numeric(pos, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(ps) | (ps != np.round(ps))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"position {pos.iloc[i]!r} is not an integer", path=str(path), line=first_data + i
+        )
+    return pd.DataFrame(
+        {"chr": chr_.to_numpy(), "rs": rs.to_numpy(), "ps": ps.astype(np.int64),
+         "ref": ref.to_numpy(), "alt": alt.to_numpy()}
+    )  # fmt: skip
+
+
+def read_psam(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A .psam (or .fam) as (fid, iid) and its phenotype columns (text)."""
+    skip, first = _header_lines(path, _opener(path))
+    if first is None:
+        raise InputError(".psam file has no samples", path=str(path))
+    if first.startswith("#FID") or first.startswith("#IID"):
+        table = _read_text_table(path, skip, True, ".psam")
+        table.columns = [c.lstrip("#") for c in table.columns]
+        iid = table["IID"]
+        fid = table["FID"] if "FID" in table.columns else iid
+        pheno = table[[c for c in table.columns if c not in _PSAM_IDS]]
+        first_data = skip + 2
+    else:  # a .fam: FID IID PAT MAT SEX PHENO
+        table = _read_text_table(path, skip, False, ".psam")
+        if table.shape[1] < 5:
+            raise InputError(
+                "a .psam without a header is a .fam, which needs 6 columns; found "
+                f"{table.shape[1]}",
+                path=str(path),
+                line=skip + 1,
+            )
+        fid, iid = table[0], table[1]
+        pheno = table[list(table.columns[5:])]
+        pheno.columns = [f"PHENO{i + 1}" for i in range(pheno.shape[1])]
+        first_data = skip + 1
+    samples = pd.DataFrame({"fid": fid.to_numpy(), "iid": iid.to_numpy()})
+    dup = samples.duplicated(keep=False).to_numpy()
+    if dup.any():
+        lines = np.flatnonzero(dup)[:2] + first_data
+        raise InputError(
+            f"sample {samples['fid'].iloc[lines[0] - first_data]!r} "
+            f"{samples['iid'].iloc[lines[0] - first_data]!r} is on lines {lines[0]} and "
+            f"{lines[1]} (sample IDs must be unique)",
+            path=str(path),
+            line=int(lines[1]),
+        )
+    pheno = pheno.copy()
+    pheno.attrs["first_line"] = first_data
+    return samples, pheno
+
+
+class PgenGenotypes(VariantFile):
+    """A PLINK 2 .pgen/.pvar/.psam fileset as a genotype source (see
+    :mod:`lmmscan.genotypes`); ``samples`` has fid and iid."""
+
+    dosages_only = False  # hard calls, or dosages binned as GEMMA bins BIMBAM's
+
+    _handles = ("_reader",)
+
+    def __init__(self, prefix: str | os.PathLike[str]) -> None:
+        require_extra("pgenlib", "pgenlib", "pgen", "--pfile")
+        prefix = str(prefix)
+        for ext in (".pgen", ".pvar", ".psam", ".pvar.zst"):
+            prefix = prefix.removesuffix(ext)
+        self.prefix = prefix
+        self.path = prefix + ".pgen"
+        pvar = Path(prefix + ".pvar")
+        if not pvar.exists() and Path(prefix + ".pvar.zst").exists():
+            pvar = Path(prefix + ".pvar.zst")
+        for p in (Path(self.path), pvar, Path(prefix + ".psam")):
+            if not p.exists():
+                raise InputError(f"{p.name} not found (--pfile needs .pgen, .pvar, .psam)",
+                                 path=str(p))  # fmt: skip
+            input_stat(p, needs_file="the .pgen is read at any variant's offset"
+                       if p.suffix == ".pgen" else None)  # fmt: skip
+        self.pvar_path, self.psam_path = str(pvar), prefix + ".psam"
+        table = read_pvar(pvar)
+        samples, self._pheno = read_psam(Path(self.psam_path))
+        n_alleles = table["alt"].str.count(",").to_numpy() + 2
+        multi = n_alleles > 2
+        self._allele_idx_offsets = (
+            np.concatenate([[0], np.cumsum(n_alleles)]).astype(np.uintp) if multi.any() else None
+        )
+        table = table.rename(columns={"alt": "allele1", "ref": "allele0"})
+        self._set_variants(samples, table, {"multi-allelic": multi})
+        self._reader = None
+        self._subset: np.ndarray | None = None
+        self._check_pgen(len(table))
+
+    def _open(self, rows: np.ndarray | None):
+        import pgenlib
+
+        if self._reader is not None and (
+            (rows is None and self._subset is None)
+            or (
+                rows is not None and self._subset is not None and np.array_equal(rows, self._subset)
+            )
+        ):
+            return self._reader
+        subset = None if rows is None else np.ascontiguousarray(rows, dtype=np.uint32)
+        try:
+            if self._reader is None:
+                self._reader = pgenlib.PgenReader(
+                    os.fsencode(self.path),
+                    raw_sample_ct=self.n_samples,
+                    variant_ct=self._n_file,
+                    sample_subset=subset,
+                    allele_idx_offsets=self._allele_idx_offsets,
+                )
+            else:
+                self._reader.change_sample_subset(subset)
+        except RuntimeError as exc:
+            raise InputError(_pgen_message(exc), path=self.path) from None
+        self._subset = None if rows is None else rows.copy()
+        return self._reader
+
+    def _check_pgen(self, n_variants: int) -> None:
+        """The .pgen's header against the .pvar's and .psam's counts, now."""
+        import pgenlib
+
+        self._n_file = n_variants
+        try:
+            r = pgenlib.PgenReader(os.fsencode(self.path))
+            try:
+                n, m = r.get_raw_sample_ct(), r.get_variant_ct()
+            finally:
+                r.close()
+        except RuntimeError as exc:
+            raise InputError(_pgen_message(exc), path=self.path) from None
+        if n != self.n_samples:
+            raise InputError(
+                f"has {n} samples, but {self.psam_path} lists {self.n_samples}", path=self.path
+            )
+        if m != n_variants:
+            raise InputError(
+                f"has {m} variants, but {self.pvar_path} lists {n_variants}", path=self.path
+            )
+
+    def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        reader = self._open(rows)
+        width = self.n_samples if rows is None else rows.size
+        out = np.empty((file_index.size, width), dtype=np.float64)
+        if file_index.size == 0:
+            return out
+        first, last = int(file_index[0]), int(file_index[-1]) + 1
+        try:
+            if last - first == file_index.size:
+                reader.read_dosages_range(first, last, out)
+            else:
+                reader.read_dosages_list(np.ascontiguousarray(file_index, dtype=np.uint32), out)
+        except RuntimeError as exc:
+            raise InputError(
+                f"cannot read variants {first + 1}-{last}: {_pgen_message(exc)}", path=self.path
+            ) from None
+        out[out == -9.0] = np.nan
+        return out
+
+    @property
+    def n_pheno_columns(self) -> int:
+        return int(self._pheno.shape[1])
+
+    def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
+        """.psam phenotype columns (1 = the first after the ID and SEX columns)
+        as (samples, len(columns)), NaN for NA or -9."""
+        pheno = self._pheno
+        out = np.empty((self.n_samples, len(columns)))
+        for i, col in enumerate(columns):
+            if not 1 <= col <= pheno.shape[1]:
+                raise InputError(
+                    f"phenotype column {col} is out of range: the .psam has {pheno.shape[1]} "
+                    "phenotype column(s)",
+                    path=self.psam_path,
+                )
+            try:
+                out[:, i] = parse_phenotype(pheno.iloc[:, col - 1], minus9_missing=True)
+            except BadToken as exc:
+                raise InputError(
+                    f"phenotype {exc.token!r} is not a number",
+                    path=self.psam_path,
+                    line=pheno.attrs["first_line"] + exc.index,
+                ) from None
+        return out
+
+
+def _pgen_message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.rstrip(".")
+
+
+def read_pgen(prefix: str | os.PathLike[str]) -> PgenGenotypes:
+    """Open a PLINK 2 .pgen/.pvar/.psam fileset lazily (``prefix`` without
+    extension; a .pvar.zst is read when there is no .pvar).  ALT is counted;
+    multi-allelic variants are skipped and counted in ``skipped``."""
+    return PgenGenotypes(prefix)

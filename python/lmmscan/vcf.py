@@ -1,0 +1,239 @@
+"""VCF and BCF files (plain or bgzipped) as a genotype source, read by
+cyvcf2, htslib's Python binding (extra ``vcf``).
+
+The counted allele (``allele1``) is ALT.  ``field`` picks what a sample's
+value is: ``DS`` (ALT dosage; where a sample has no DS, its GT, as plink2
+reads such files), ``GP`` (P(0/1) + 2 P(1/1)) or ``GT`` (the ALT count of a
+hard call).  One pass over the fixed columns, with no sample parsed, finds
+the variants; blocks are then decoded in file order by htslib for the
+analysed samples only.  Multi-allelic records, and records without the
+field, are skipped and counted; a record where an analysed sample's GT is
+not diploid (with ``GT``) reads as missing and is counted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+from .genotypes import VariantFile, require_extra
+from .textio import input_stat
+
+FIELDS = ("DS", "GP", "GT")
+
+
+class VcfGenotypes(VariantFile):
+    """A VCF/BCF file as a genotype source (see :mod:`lmmscan.genotypes`)."""
+
+    _handles = ("_reader",)
+
+    def __init__(self, path: str | os.PathLike[str], field: str | None = None) -> None:
+        require_extra("cyvcf2", "cyvcf2", "vcf", "--vcf")
+        self.path = str(path)
+        p = Path(path)
+        if not p.exists():
+            raise InputError("VCF file not found", path=self.path)
+        input_stat(p, needs_file="a VCF is read twice (once to find the variants, then by blocks)")
+        import cyvcf2
+
+        try:
+            vcf = cyvcf2.VCF(self.path, samples=[])
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InputError(f"not a readable VCF/BCF file ({_one_line(exc)})", path=self.path) \
+                from None  # fmt: skip
+        try:
+            names = self._sample_names()
+            if field is None:
+                field = "DS" if vcf.contains("DS") else "GT"
+            if field not in FIELDS:
+                raise InputError(f"--vcf-field must be one of {', '.join(FIELDS)}, not {field!r}")
+            if not vcf.contains(field):
+                declared = [f for f in FIELDS if vcf.contains(f)]
+                raise InputError(
+                    f"the header declares no FORMAT {field} field (it declares "
+                    f"{', '.join(declared) or 'none of DS, GP, GT'}): choose --vcf-field",
+                    path=self.path,
+                )
+            self.field = field
+            self.dosages_only = field != "GT"
+            chroms, positions, ids, refs, alts, n_alt = [], [], [], [], [], []
+            for rec in vcf:
+                chroms.append(rec.CHROM)
+                positions.append(rec.POS)
+                ids.append(rec.ID or ".")
+                refs.append(rec.REF)
+                alt = rec.ALT
+                n_alt.append(len(alt))
+                alts.append(alt[0] if len(alt) == 1 else ",".join(alt) or ".")
+        except (OSError, ValueError, RuntimeError, StopIteration) as exc:
+            if isinstance(exc, InputError):
+                raise
+            where = f" after record {len(chroms)}" if chroms else ""
+            raise InputError(f"cannot read the VCF{where}: {_one_line(exc)}", path=self.path) \
+                from None  # fmt: skip
+        finally:
+            vcf.close()
+        if not chroms:
+            raise InputError("the VCF holds no records", path=self.path)
+        table = pd.DataFrame(
+            {"chr": chroms, "rs": ids, "ps": np.asarray(positions, dtype=np.int64),
+             "allele1": alts, "allele0": refs}
+        )  # fmt: skip
+        n_alt_a = np.asarray(n_alt)
+        samples = pd.DataFrame({"fid": names, "iid": names})
+        self._set_variants(samples, table, {"multi-allelic": n_alt_a > 1})
+        self._reader = None
+        self._rows: np.ndarray | None = None
+        self._next = 0  # file index of the record the open reader yields next
+        self.skipped_at_read: dict[str, int] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._next = 0
+
+    def _sample_names(self) -> list[str]:
+        import cyvcf2
+
+        vcf = cyvcf2.VCF(self.path)
+        try:
+            names = list(vcf.samples)
+        finally:
+            vcf.close()
+        if not names:
+            raise InputError("the VCF has no sample columns", path=self.path)
+        if len(set(names)) != len(names):
+            raise InputError("a sample ID appears twice in the #CHROM line", path=self.path)
+        return names
+
+    def _seek(self, target: int, rows: np.ndarray | None):
+        """The reader positioned at file record ``target`` for ``rows``."""
+        import cyvcf2
+
+        same_rows = (rows is None and self._rows is None) or (
+            rows is not None and self._rows is not None and np.array_equal(rows, self._rows)
+        )
+        if self._reader is None or not same_rows or target < self._next:
+            if self._reader is not None:
+                self._reader.close()
+            names = self._samples["iid"].tolist()
+            subset = names if rows is None else [names[i] for i in rows.tolist()]
+            self._reader = cyvcf2.VCF(self.path, samples=subset, gts012=False)
+            self._rows = None if rows is None else rows.copy()
+            self._next = 0
+        while self._next < target:
+            next(self._reader)
+            self._next += 1
+        return self._reader
+
+    def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        width = self.n_samples if rows is None else rows.size
+        out = np.empty((file_index.size, width))
+        if file_index.size == 0:
+            return out
+        # htslib marks a missing value with a signalling NaN: casting it warns
+        with np.errstate(invalid="ignore"):
+            return self._decode_records(file_index, rows, out)
+
+    def _decode_records(
+        self, file_index: np.ndarray, rows: np.ndarray | None, out: np.ndarray
+    ) -> np.ndarray:
+        field = self.field
+        not_diploid = no_field = 0
+        try:
+            reader = self._seek(int(file_index[0]), rows)
+            for j, i in enumerate(file_index.tolist()):
+                while self._next < i:
+                    next(reader)
+                    self._next += 1
+                rec = next(reader)
+                self._next += 1
+                if field not in rec.FORMAT and (field != "DS" or "GT" not in rec.FORMAT):
+                    no_field += 1
+                    out[j] = np.nan
+                elif field == "GT":
+                    gt = rec.genotype.array()
+                    if gt.shape[1] != 3 or (gt[:, 1] == -2).any():
+                        not_diploid += 1
+                        out[j] = np.nan
+                        continue
+                    out[j] = _GT_DOSAGE[rec.gt_types]
+                elif field == "GP":
+                    gp = rec.format("GP")
+                    out[j] = gp[:, 1] + 2.0 * gp[:, 2]
+                else:
+                    ds = rec.format("DS")
+                    if ds is None:
+                        out[j] = _GT_DOSAGE[rec.gt_types]
+                        continue
+                    out[j] = ds[:, 0]
+                    missing = np.isnan(out[j])
+                    if missing.any():
+                        out[j, missing] = _GT_DOSAGE[rec.gt_types[missing]]
+        except StopIteration:
+            raise InputError(
+                f"the file ended before record {int(file_index[-1]) + 1}: it changed since it "
+                "was opened",
+                path=self.path,
+            ) from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            self._reader = None
+            raise InputError(
+                f"cannot read records {int(file_index[0]) + 1}-{int(file_index[-1]) + 1}: "
+                f"{_one_line(exc)}",
+                path=self.path,
+            ) from None
+        counts = {"ploidy other than 2": not_diploid, f"no {field} field": no_field}
+        with _COUNT_LOCK:
+            for key, k in counts.items():
+                if k:
+                    self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + k
+        return out
+
+    def info(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
+        """IMPUTE's info of SNPs start..stop-1 over ``samples``, from GP."""
+        from .bgenfile import impute_info
+        from .genotypes import sample_rows
+
+        if self.field != "GP":
+            raise InputError("--info needs genotype probabilities: --vcf-field GP")
+        rows, _ = sample_rows(samples, self.n_samples)
+        file_index = self._file_index[start:stop]
+        width = self.n_samples if rows is None else rows.size
+        e = np.empty((file_index.size, width))
+        f = np.empty((file_index.size, width))
+        with self._lock, np.errstate(invalid="ignore"):
+            reader = self._seek(int(file_index[0]), rows) if file_index.size else None
+            for j, i in enumerate(file_index.tolist()):
+                while self._next < i:
+                    next(reader)
+                    self._next += 1
+                gp = next(reader).format("GP")
+                self._next += 1
+                e[j] = gp[:, 1] + 2.0 * gp[:, 2]
+                f[j] = gp[:, 1] + 4.0 * gp[:, 2]
+        return impute_info(e.T, f.T)
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.field == "GP"
+
+
+# gt_types (gts012=False): 0 hom ref, 1 het, 2 unknown, 3 hom alt
+_GT_DOSAGE = np.array([0.0, 1.0, np.nan, 2.0])
+_COUNT_LOCK = threading.Lock()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_vcf(path: str | os.PathLike[str], field: str | None = None) -> VcfGenotypes:
+    """Open a VCF or BCF file (plain or bgzipped) lazily.  ``field``: "DS",
+    "GP" or "GT" (default: DS when the header declares it, else GT).  ALT is
+    counted; multi-allelic records are skipped and counted in ``skipped``."""
+    return VcfGenotypes(path, field)
