@@ -24,6 +24,7 @@ from ._errors import InputError, LmmscanError, NumericalError
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from .bgenfile import BgenGenotypes, read_bgen
     from .bimbam import BimbamGenotypes, read_bimbam
     from .eigen import Eigendecomposition, eigendecompose, load_eigen, save_eigen
     from .engine import ScanReport
@@ -32,13 +33,16 @@ if TYPE_CHECKING:
     from .lowrank import LowRankKinship, low_rank_kinship
     from .memory import NotEnoughMemory
     from .model import LambdaBounds, NullModel, fit_null
+    from .pgen import PgenGenotypes, read_pgen
     from .plink import PlinkGenotypes, read_plink
     from .scan import loco_scan, scan
     from .spectral import LowRankSpectral
     from .textio import read_covar, read_kinship, read_pheno, write_kinship
+    from .vcf import VcfGenotypes, read_vcf
 
 __all__ = [
     "ArrayGenotypes",
+    "BgenGenotypes",
     "BimbamGenotypes",
     "Eigendecomposition",
     "GenotypeSource",
@@ -50,19 +54,24 @@ __all__ = [
     "NotEnoughMemory",
     "NullModel",
     "NumericalError",
+    "PgenGenotypes",
     "PlinkGenotypes",
     "ScanReport",
+    "VcfGenotypes",
     "eigendecompose",
     "fit_null",
     "kinship",
     "load_eigen",
     "loco_scan",
+    "read_bgen",
     "read_bimbam",
     "read_covar",
     "read_kinship",
     "read_pheno",
     "low_rank_kinship",
+    "read_pgen",
     "read_plink",
+    "read_vcf",
     "save_eigen",
     "scan",
     "write_kinship",
@@ -70,6 +79,12 @@ __all__ = [
 
 # public name -> the submodule that defines it
 _LAZY = {
+    "BgenGenotypes": "bgenfile",
+    "read_bgen": "bgenfile",
+    "PgenGenotypes": "pgen",
+    "read_pgen": "pgen",
+    "VcfGenotypes": "vcf",
+    "read_vcf": "vcf",
     "BimbamGenotypes": "bimbam",
     "read_bimbam": "bimbam",
     "Eigendecomposition": "eigen",
@@ -102,9 +117,9 @@ _LAZY = {
 # they were when this package imported them eagerly; ``kinship`` and ``scan``
 # name the functions, as before
 _SUBMODULES = {
-    "bimbam", "cli", "demo", "distributed", "engine", "eigen", "filters", "genotypes",
-    "loco", "lowrank", "model", "output", "plink", "plot", "pvalues", "samples",
-    "spectral", "textio",
+    "bgenfile", "bimbam", "cli", "demo", "distributed", "engine", "eigen", "filters", "genotypes",
+    "loco", "lowrank", "model", "output", "pgen", "plink", "plot", "pvalues", "samples",
+    "spectral", "textio", "vcf",
 }  # fmt: skip
 
 

@@ -1,0 +1,167 @@
+"""PLINK 2 .pgen, BGEN and VCF/BCF: the hard calls of mouse_hs1940 converted by
+plink2 (tests/data/converted/make_converted.sh) give the .bed path's numbers,
+and the readers' API, sample subsets, skipped variants and refusals."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmscan
+from lmmscan.cli import main
+
+from .conftest import DATA
+
+CONV = DATA / "converted"
+
+
+def run(argv, capsys=None):
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    if capsys is None:
+        return status, "", ""
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def conv(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("converted")
+    for src in CONV.iterdir():
+        if src.name.endswith(".pgen.gz"):
+            with gzip.open(src, "rb") as fin, open(out / src.name[:-3], "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        elif not src.name.endswith(".sh"):
+            shutil.copy(src, out / src.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mouse_ref(mouse_dir, tmp_path_factory):
+    """The .bed path on the first 2,000 SNPs: kinship of all SNPs, --test all."""
+    d = tmp_path_factory.mktemp("bedref")
+    # plink2 drops the 326 SNPs of the first 2,000 with position -9 (PLINK 1's
+    # "excluded" mark; GEMMA keeps them): the .bed path tests the others
+    pvar = pd.read_csv(CONV / "mouse2k.pvar", sep="\t", dtype=str)
+    (d / "first2k.txt").write_text("\n".join(pvar["ID"]) + "\n")
+    K = d / "K.npy"
+    assert run(["kinship", "--bfile", mouse_dir / "mouse_hs1940", "--out", K, "--quiet"])[0] == 0
+    common = ["--kinship", K, "--pheno", mouse_dir / "mouse_hs1940.pheno.txt", "--test", "all"]
+    status, _, _ = run(
+        ["scan", "--bfile", mouse_dir / "mouse_hs1940", "--snps", d / "first2k.txt", *common,
+         "--out", d / "bed", "--quiet"]
+    )  # fmt: skip
+    assert status == 0
+    return d, common
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--pfile", "mouse2k"],
+        ["--vcf", "mouse2k.vcf.gz"],
+        ["--bgen", "mouse2k.bgen", "--sample", "mouse2k.sample"],
+        ["--bgen", "mouse2k.bgen"],
+    ],
+    ids=["pgen", "vcf", "bgen-sample", "bgen-embedded"],
+)
+def test_converted_hard_calls_give_the_bed_table(conv, mouse_ref, flags, tmp_path):
+    """plink2's conversions of the .bed carry the same calls, counted allele
+    (ALT = .bim column 5; BGEN written REF first) and order: the same
+    operations run on the same numbers, so the tables are byte-identical."""
+    d, common = mouse_ref
+    flags = [flags[0], conv / flags[1], *[conv / f if f.startswith("mouse") else f
+                                          for f in flags[2:]]]  # fmt: skip
+    status, _, err = run(["scan", *flags, *common, "--out", tmp_path / "x", "--quiet"])
+    assert status == 0, err
+    assert (tmp_path / "x.assoc.txt").read_bytes() == (d / "bed.assoc.txt").read_bytes()
+    ours = json.loads((tmp_path / "x.null.json").read_text())
+    ref = json.loads((d / "bed.null.json").read_text())
+    for key in ("seconds", "memory", "phenotype"):
+        del ours[key], ref[key]
+    del ref["variant_lists"]  # the .bed run's --snps
+    assert ours == ref
+
+
+def same_snps(src, mouse_plink):
+    """The .bed's SNPs that a converted file holds, as a source."""
+    from lmmscan.genotypes import SubsetGenotypes
+
+    pos = pd.Index(mouse_plink.snps["rs"]).get_indexer(src.snps["rs"])
+    assert (pos >= 0).all() and (np.diff(pos) > 0).all()
+    return SubsetGenotypes(mouse_plink, pos)
+
+
+@pytest.mark.parametrize(
+    "opener",
+    [
+        lambda c: lmmscan.read_pgen(c / "mouse2k"),
+        lambda c: lmmscan.read_vcf(c / "mouse2k.vcf.gz"),
+        lambda c: lmmscan.read_vcf(c / "mouse300.bcf"),
+        lambda c: lmmscan.read_bgen(c / "mouse2k.bgen"),
+        lambda c: lmmscan.read_bgen(c / "mouse300_v11.bgen", c / "mouse300.sample"),
+        lambda c: lmmscan.read_bgen(c / "mouse300_v13.bgen"),
+    ],
+    ids=["pgen", "vcf.gz", "bcf", "bgen-1.2-8bit", "bgen-1.1", "bgen-1.3-zstd-16bit"],
+)
+def test_readers_match_the_bed_reader(conv, mouse_plink, opener):
+    """Every layout and compression decodes the hard calls exactly, for all
+    samples, a mask, and unordered indices; blocks out of file order too."""
+    src = opener(conv)
+    m = src.n_snps
+    assert src.n_samples == mouse_plink.n_samples
+    assert m in (1674, 250)  # of 2,000 and 300: plink2 drops position -9
+    bed = same_snps(src, mouse_plink)
+    for col in ("chr", "rs", "ps", "allele1", "allele0"):
+        assert (src.snps[col].to_numpy() == bed.snps[col].to_numpy()).all(), col
+    np.testing.assert_array_equal(src.read(0, m), bed.read(0, m))
+    rng = np.random.default_rng(5)
+    mask = rng.random(src.n_samples) < 0.4
+    np.testing.assert_array_equal(src.read(120, 240, mask), bed.read(120, 240, mask))
+    idx = rng.permutation(src.n_samples)[:50]
+    np.testing.assert_array_equal(src.read(10, 20, idx), bed.read(10, 20, idx))
+    np.testing.assert_array_equal(src.read(3, 7), bed.read(3, 7))  # backwards
+    assert src.skipped == {}
+    assert src.read(0, 5).flags.f_contiguous
+
+
+def test_readers_pickle(conv, mouse_plink):
+    """Dask ships sources to workers: a pickled source reads the same."""
+    import pickle
+
+    for src in (
+        lmmscan.read_pgen(conv / "mouse2k"),
+        lmmscan.read_vcf(conv / "mouse300.bcf"),
+        lmmscan.read_bgen(conv / "mouse2k.bgen"),
+    ):
+        src.read(0, 3)  # with its file open
+        copy = pickle.loads(pickle.dumps(src))
+        np.testing.assert_array_equal(copy.read(5, 9), same_snps(src, mouse_plink).read(5, 9))
+
+
+def test_kinship_from_each_format(conv, mouse_dir, tmp_path):
+    """`lmmscan kinship` takes every format: the same kinship, bit for bit."""
+    ref = tmp_path / "bed.npy"
+    snps = tmp_path / "first300.txt"
+    ids = lmmscan.read_bgen(conv / "mouse300_v13.bgen").snps["rs"]
+    snps.write_text("\n".join(ids) + "\n")
+    assert run(["kinship", "--bfile", mouse_dir / "mouse_hs1940", "--snps", snps,
+                "--out", ref, "--quiet"])[0] == 0  # fmt: skip
+    K = np.load(ref)
+    for flags in (
+        ["--vcf", conv / "mouse300.bcf"],
+        ["--bgen", conv / "mouse300_v13.bgen"],
+        ["--pfile", conv / "mouse2k", "--snps", snps],
+    ):
+        out = tmp_path / "k.npy"
+        status, _, err = run(["kinship", *flags, "--out", out, "--quiet"])
+        assert status == 0, err
+        np.testing.assert_array_equal(np.load(out), K)
