@@ -353,6 +353,9 @@ class VariantFile:
             if mask.any():
                 self.skipped[reason] = int(mask.sum())
             bad |= mask
+        if bad.all():
+            reasons = ", ".join(f"{k} {v}" for k, v in self.skipped.items())
+            raise InputError(f"no variant lmmscan can test ({reasons})", path=self.path)
         self._file_index = np.flatnonzero(~bad).astype(np.int64)
         self._snps = table.loc[~bad, SNP_COLUMNS].reset_index(drop=True)
         self._lock = threading.Lock()

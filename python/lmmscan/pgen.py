@@ -242,7 +242,13 @@ class PgenGenotypes(VariantFile):
 
         self._n_file = n_variants
         try:
-            r = pgenlib.PgenReader(os.fsencode(self.path))
+            try:
+                r = pgenlib.PgenReader(os.fsencode(self.path))
+            except RuntimeError as exc:
+                if "PLINK 1 .bed" not in _pgen_message(exc):
+                    raise
+                # a .bed named .pgen (pgenlib reads both): it has no sample count
+                r = pgenlib.PgenReader(os.fsencode(self.path), raw_sample_ct=self.n_samples)
             try:
                 n, m = r.get_raw_sample_ct(), r.get_variant_ct()
             finally:
@@ -272,7 +278,9 @@ class PgenGenotypes(VariantFile):
                 reader.read_dosages_list(np.ascontiguousarray(file_index, dtype=np.uint32), out)
         except RuntimeError as exc:
             raise InputError(
-                f"cannot read variants {first + 1}-{last}: {_pgen_message(exc)}", path=self.path
+                f"cannot read variants {first + 1}-{last} ({_pgen_message(exc)}): the file is "
+                "truncated or corrupt",
+                path=self.path,
             ) from None
         out[out == -9.0] = np.nan
         return out
@@ -305,7 +313,10 @@ class PgenGenotypes(VariantFile):
 
 
 def _pgen_message(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    arg = exc.args[0] if exc.args else ""
+    if isinstance(arg, bytes):  # pgenlib's messages are bytes
+        arg = arg.decode("utf-8", "replace")
+    text = " ".join(str(arg).split()) or type(exc).__name__
     return text.rstrip(".")
 
 

@@ -41,9 +41,10 @@ class VcfGenotypes(VariantFile):
         input_stat(p, needs_file="a VCF is read twice (once to find the variants, then by blocks)")
         import cyvcf2
 
+        _quiet_htslib()
         try:
             vcf = cyvcf2.VCF(self.path, samples=[])
-        except (OSError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # cyvcf2's own errors are plain Exceptions
             raise InputError(f"not a readable VCF/BCF file ({_one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
         try:
@@ -70,12 +71,14 @@ class VcfGenotypes(VariantFile):
                 alt = rec.ALT
                 n_alt.append(len(alt))
                 alts.append(alt[0] if len(alt) == 1 else ",".join(alt) or ".")
-        except (OSError, ValueError, RuntimeError, StopIteration) as exc:
-            if isinstance(exc, InputError):
-                raise
+        except InputError:
+            raise
+        except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
             where = f" after record {len(chroms)}" if chroms else ""
-            raise InputError(f"cannot read the VCF{where}: {_one_line(exc)}", path=self.path) \
-                from None  # fmt: skip
+            raise InputError(
+                f"cannot read the VCF{where} ({_one_line(exc)}): the file is truncated or corrupt",
+                path=self.path,
+            ) from None
         finally:
             vcf.close()
         if not chroms:
@@ -180,7 +183,9 @@ class VcfGenotypes(VariantFile):
                 "was opened",
                 path=self.path,
             ) from None
-        except (OSError, ValueError, RuntimeError) as exc:
+        except InputError:
+            raise
+        except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
             self._reader = None
             raise InputError(
                 f"cannot read records {int(file_index[0]) + 1}-{int(file_index[-1]) + 1}: "
@@ -221,6 +226,19 @@ class VcfGenotypes(VariantFile):
     @property
     def has_probabilities(self) -> bool:
         return self.field == "GP"
+
+
+def _quiet_htslib() -> None:
+    """htslib prints its own errors on stderr; lmmscan reports them in one
+    line, so htslib's logging is turned off (cyvcf2 links htslib in)."""
+    import ctypes
+
+    import cyvcf2.cyvcf2 as binding
+
+    try:
+        ctypes.CDLL(binding.__file__).hts_set_log_level(0)  # HTS_LOG_OFF
+    except (OSError, AttributeError):  # pragma: no cover - another cyvcf2 build
+        pass
 
 
 # gt_types (gts012=False): 0 hom ref, 1 het, 2 unknown, 3 hom alt

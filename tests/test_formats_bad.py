@@ -1,0 +1,213 @@
+"""Bad .pgen, BGEN and VCF files: one line naming the file, exit status 2,
+nothing written (docs/edge-cases.md, "Genotype formats")."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan.cli import main
+
+from .conftest import DATA
+
+CONV = DATA / "converted"
+
+
+def run(argv, capsys):
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def refused(capsys, tmp_path, flags, *needles):
+    """kinship and scan both refuse with one line naming ``needles``, and
+    write nothing."""
+    pheno = tmp_path / "pheno.txt"
+    with gzip.open(DATA / "mouse_hs1940" / "mouse_hs1940.pheno.txt.gz", "rt") as fh:
+        pheno.write_text(fh.read())
+    before = sorted(tmp_path.iterdir())
+    for argv in (
+        ["kinship", *flags, "--out", tmp_path / "k.npy"],
+        ["scan", *flags, "--pheno", pheno, "--out", tmp_path / "s"],
+    ):
+        status, out, err = run(argv, capsys)
+        assert status == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert "Traceback" not in err
+        for needle in needles:
+            assert needle in lines[0], (needle, lines[0])
+        assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.fixture
+def files(tmp_path) -> Path:
+    for src in CONV.iterdir():
+        if src.name.endswith(".pgen.gz"):
+            with gzip.open(src, "rb") as fin, open(tmp_path / src.name[:-3], "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        elif not src.name.endswith(".sh"):
+            shutil.copy(src, tmp_path / src.name)
+    return tmp_path
+
+
+def _copy_fileset(d: Path, name: str) -> None:
+    for ext in ("pgen", "pvar", "psam"):
+        shutil.copy(d / f"mouse2k.{ext}", d / f"{name}.{ext}")
+
+
+def test_truncated_pgen(files, capsys):
+    _copy_fileset(files, "t")
+    data = (files / "t.pgen").read_bytes()
+    (files / "t.pgen").write_bytes(data[: len(data) // 2])
+    refused(capsys, files, ["--pfile", files / "t"], "t.pgen", "truncated or corrupt")
+
+
+def test_psam_with_fewer_samples_than_the_pgen(files, capsys):
+    _copy_fileset(files, "s")
+    lines = (files / "s.psam").read_text().splitlines(keepends=True)
+    (files / "s.psam").write_text("".join(lines[:100]))
+    refused(capsys, files, ["--pfile", files / "s"], "s.pgen", "1940 samples", "s.psam lists 99")
+
+
+def test_pvar_with_fewer_variants_than_the_pgen(files, capsys):
+    _copy_fileset(files, "v")
+    lines = (files / "v.pvar").read_text().splitlines(keepends=True)
+    (files / "v.pvar").write_text("".join(lines[:100]))
+    refused(capsys, files, ["--pfile", files / "v"], "v.pgen", "1674 variants")
+
+
+def test_truncated_bgen(files, capsys):
+    data = (files / "mouse2k.bgen").read_bytes()
+    (files / "t.bgen").write_bytes(data[: len(data) // 2])
+    refused(capsys, files, ["--bgen", files / "t.bgen"], "t.bgen", "truncated")
+
+
+def test_sample_file_of_another_size(files, capsys):
+    lines = (files / "mouse2k.sample").read_text().splitlines(keepends=True)
+    (files / "s.sample").write_text("".join(lines[:100]))
+    refused(
+        capsys,
+        files,
+        ["--bgen", files / "mouse2k.bgen", "--sample", files / "s.sample"],
+        "s.sample",
+        "98 samples",
+    )
+
+
+def test_sample_file_with_other_ids(files, capsys):
+    lines = (files / "mouse2k.sample").read_text().splitlines(keepends=True)
+    fields = lines[4].split()
+    fields[1] = "someone_else"
+    lines[4] = " ".join(fields) + "\n"
+    (files / "i.sample").write_text("".join(lines))
+    refused(
+        capsys,
+        files,
+        ["--bgen", files / "mouse2k.bgen", "--sample", files / "i.sample"],
+        "i.sample, line 5",
+        "someone_else",
+    )
+
+
+@pytest.mark.parametrize("field", ["DS", "GP"])
+def test_vcf_without_the_requested_field(files, capsys, field):
+    refused(
+        capsys,
+        files,
+        ["--vcf", files / "mouse2k.vcf.gz", "--vcf-field", field],
+        "mouse2k.vcf.gz",
+        f"no FORMAT {field} field",
+    )
+
+
+def test_corrupt_bgzip_block(files, capsys):
+    data = bytearray((files / "mouse2k.vcf.gz").read_bytes())
+    data[200_000:200_050] = b"x" * 50  # inside a compressed block: its CRC fails
+    (files / "c.vcf.gz").write_bytes(bytes(data))
+    refused(capsys, files, ["--vcf", files / "c.vcf.gz"], "c.vcf.gz", "truncated or corrupt")
+
+
+def test_truncated_bgzip_file(files, capsys):
+    data = (files / "mouse2k.vcf.gz").read_bytes()
+    (files / "t.vcf.gz").write_bytes(data[:300_000])
+    refused(capsys, files, ["--vcf", files / "t.vcf.gz"], "t.vcf.gz", "truncated or corrupt")
+
+
+VCF_HEADER = (
+    "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+    '##FORMAT=<ID=DS,Number=A,Type=Float,Description="ALT dosage">\n'
+    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\tc\td\n"
+)
+
+
+def test_multi_allelic_only_vcf(tmp_path, capsys):
+    body = "".join(
+        f"1\t{100 * i}\tm{i}\tA\tC,T\t.\t.\t.\tGT\t0/1\t1/2\t0/0\t2/2\n" for i in range(1, 4)
+    )
+    (tmp_path / "m.vcf").write_text(VCF_HEADER + body)
+    refused(capsys, tmp_path, ["--vcf", tmp_path / "m.vcf"], "m.vcf", "multi-allelic 3")
+
+
+def test_multi_allelic_and_haploid_records_are_counted_not_tested(tmp_path, capsys):
+    """Biallelic records are read; a multi-allelic record is skipped on
+    opening, a haploid one (GT) while reading: both are counted, in the
+    summary and in null.json."""
+    rows = [
+        "1\t100\ts1\tA\tC\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1",
+        "1\t200\tmulti\tA\tC,T\t.\t.\t.\tGT\t0/1\t1/2\t0/0\t2/2",
+        "1\t300\ts2\tA\tG\t.\t.\t.\tGT\t0/0\t0/1\t./.\t1/1",
+        "1\t400\thap\tA\tG\t.\t.\t.\tGT\t0\t1\t0\t1",
+    ]
+    (tmp_path / "x.vcf").write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    src = lmmscan.read_vcf(tmp_path / "x.vcf", "GT")
+    assert src.skipped == {"multi-allelic": 1}
+    assert list(src.snps["rs"]) == ["s1", "s2", "hap"]
+    G = src.read(0, 3)
+    np.testing.assert_array_equal(G[:, 0], [1, 2, 0, 1])
+    np.testing.assert_array_equal(G[:, 1], [0, 1, np.nan, 2])
+    assert np.isnan(G[:, 2]).all()
+    assert src.skipped_at_read == {"ploidy other than 2": 1}
+
+
+def test_missing_reader_is_named_before_any_work(files, capsys, monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def no_readers(name, *args):
+        if name in ("pgenlib", "bgen", "cyvcf2"):
+            return None
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_readers)
+    for flags, extra in (
+        (["--pfile", files / "mouse2k"], "lmmscan[pgen]"),
+        (["--bgen", files / "mouse2k.bgen"], "lmmscan[bgen]"),
+        (["--vcf", files / "mouse2k.vcf.gz"], "lmmscan[vcf]"),
+    ):
+        refused(capsys, files, flags, flags[0], extra)
+
+
+def test_flags_of_another_format_are_refused(files, capsys):
+    refused(
+        capsys,
+        files,
+        ["--pfile", files / "mouse2k", "--sample", files / "mouse2k.sample"],
+        "--sample goes with --bgen",
+    )
+    refused(capsys, files, ["--bgen", files / "mouse2k.bgen", "--vcf-field", "GT"], "--vcf")
+    refused(capsys, files, ["--pfile", files / "mouse2k", "--info", "0.5"], "--info")
+
+
+def test_hwe_on_dosages_is_refused(files, capsys):
+    refused(capsys, files, ["--bgen", files / "mouse2k.bgen", "--hwe", "0.001"], "--hwe")
