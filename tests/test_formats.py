@@ -165,3 +165,84 @@ def test_kinship_from_each_format(conv, mouse_dir, tmp_path):
         status, _, err = run(["kinship", *flags, "--out", out, "--quiet"])
         assert status == 0, err
         np.testing.assert_array_equal(np.load(out), K)
+
+
+@pytest.fixture(scope="module")
+def lists(mouse_dir, tmp_path_factory):
+    """The .bed restricted to the converted files' SNPs, for the tested and the
+    kinship variants alike, and the phenotype."""
+    d = tmp_path_factory.mktemp("lists")
+    pvar = pd.read_csv(CONV / "mouse2k.pvar", sep="\t", dtype=str)
+    (d / "ids.txt").write_text("\n".join(pvar["ID"]) + "\n")
+    bed = ["--bfile", mouse_dir / "mouse_hs1940", "--snps", d / "ids.txt", "--ksnps", d / "ids.txt"]
+    return bed, ["--pheno", mouse_dir / "mouse_hs1940.pheno.txt"]
+
+
+def test_loco_from_a_pgen_and_a_vcf(conv, lists, tmp_path):
+    """--loco reads the file twice over (kinship passes, then the scan): the
+    .bed's LOCO table, from the same variants."""
+    bed, pheno = lists
+    common = [*pheno, "--loco", "--test", "wald", "--quiet"]
+    assert run(["scan", *bed, *common, "--out", tmp_path / "bed"])[0] == 0
+    ref = (tmp_path / "bed.assoc.txt").read_bytes()
+    for name, flags in (("pgen", ["--pfile", conv / "mouse2k"]),
+                        ("vcf", ["--vcf", conv / "mouse2k.vcf.gz"])):  # fmt: skip
+        status, _, err = run(["scan", *flags, *common, "--out", tmp_path / name])
+        assert status == 0, err
+        assert (tmp_path / f"{name}.assoc.txt").read_bytes() == ref, name
+
+
+@pytest.mark.parametrize("fmt", ["vcf", "bgen"])
+def test_resume_from_a_vcf_and_a_bgen(conv, lists, tmp_path, monkeypatch, fmt):
+    """An interrupted scan of a sequentially read file resumes mid-file and
+    gives one run's table."""
+    _, pheno = lists
+    flags = (["--vcf", conv / "mouse2k.vcf.gz"] if fmt == "vcf"
+             else ["--bgen", conv / "mouse2k.bgen"])  # fmt: skip
+    K = tmp_path / "K.npy"
+    assert run(["kinship", *flags, "--out", K, "--quiet"])[0] == 0
+    common = [*flags, *pheno, "--kinship", K, "--block-size", "256", "--quiet"]
+    assert run(["scan", *common, "--out", tmp_path / "one"])[0] == 0
+    monkeypatch.setenv("LMMSCAN_TEST_STOP_AFTER_BLOCKS", "3")
+    assert run(["scan", *common, "--out", tmp_path / "two"])[0] == 130
+    assert (tmp_path / "two.resume.json").exists()
+    monkeypatch.delenv("LMMSCAN_TEST_STOP_AFTER_BLOCKS")
+    assert run(["scan", *common, "--resume", "--out", tmp_path / "two"])[0] == 0
+    one = (tmp_path / "one.assoc.txt").read_bytes()
+    assert (tmp_path / "two.assoc.txt").read_bytes() == one
+
+
+def test_eigen_command_and_a_saved_eigendecomposition(conv, lists, tmp_path):
+    """`lmmscan eigen` takes a BGEN's samples; the scan from the .npz is the
+    scan from the kinship."""
+    _, pheno = lists
+    flags = ["--bgen", conv / "mouse2k.bgen", *pheno]
+    K = tmp_path / "K.npy"
+    assert run(["kinship", *flags, "--out", K, "--quiet"])[0] == 0
+    status, _, err = run(["eigen", *flags, "--kinship", K, "--out", tmp_path / "e.npz", "--quiet"])
+    assert status == 0, err
+    assert run(["scan", *flags, "--kinship", K, "--out", tmp_path / "k", "--quiet"])[0] == 0
+    status, _, err = run(["scan", *flags, "--eigen", tmp_path / "e.npz", "--out", tmp_path / "e",
+                          "--quiet"])  # fmt: skip
+    assert status == 0, err
+    a = pd.read_csv(tmp_path / "k.assoc.txt", sep="\t")
+    b = pd.read_csv(tmp_path / "e.assoc.txt", sep="\t")
+    np.testing.assert_allclose(b["p_wald"], a["p_wald"], rtol=1e-8)
+
+
+def test_dask_scheduler_with_a_pgen(conv, lists, tmp_path):
+    """The readers pickle to Dask workers: the cluster's table is the local one."""
+    distributed = pytest.importorskip("distributed")
+    _, pheno = lists
+    common = ["scan", "--pfile", conv / "mouse2k", *pheno, "--test", "all",
+              "--block-size", "500", "--quiet"]  # fmt: skip
+    assert run([*common, "--threads", "1", "--out", tmp_path / "local"])[0] == 0
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        status, _, err = run(
+            [*common, "--dask-scheduler", cluster.scheduler_address, "--out", tmp_path / "dask"]
+        )
+    assert status == 0, err
+    local = (tmp_path / "local.assoc.txt").read_text()
+    assert (tmp_path / "dask.assoc.txt").read_text() == local

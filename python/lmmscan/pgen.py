@@ -242,13 +242,16 @@ class PgenGenotypes(VariantFile):
 
         self._n_file = n_variants
         try:
+            offsets = self._allele_idx_offsets
             try:
-                r = pgenlib.PgenReader(os.fsencode(self.path))
+                r = pgenlib.PgenReader(os.fsencode(self.path), allele_idx_offsets=offsets)
             except RuntimeError as exc:
                 if "PLINK 1 .bed" not in _pgen_message(exc):
                     raise
                 # a .bed named .pgen (pgenlib reads both): it has no sample count
-                r = pgenlib.PgenReader(os.fsencode(self.path), raw_sample_ct=self.n_samples)
+                r = pgenlib.PgenReader(
+                    os.fsencode(self.path), raw_sample_ct=self.n_samples, allele_idx_offsets=offsets
+                )
             try:
                 n, m = r.get_raw_sample_ct(), r.get_variant_ct()
             finally:

@@ -155,7 +155,9 @@ class VcfGenotypes(VariantFile):
                     self._next += 1
                 rec = next(reader)
                 self._next += 1
-                if field not in rec.FORMAT and (field != "DS" or "GT" not in rec.FORMAT):
+                fmt = rec.FORMAT
+                has_gt = "GT" in fmt
+                if field not in fmt and not (field == "DS" and has_gt):
                     no_field += 1
                     out[j] = np.nan
                 elif field == "GT":
@@ -168,15 +170,14 @@ class VcfGenotypes(VariantFile):
                 elif field == "GP":
                     gp = rec.format("GP")
                     out[j] = gp[:, 1] + 2.0 * gp[:, 2]
+                elif "DS" not in fmt:  # a record with GT only
+                    out[j] = _GT_DOSAGE[rec.gt_types]
                 else:
-                    ds = rec.format("DS")
-                    if ds is None:
-                        out[j] = _GT_DOSAGE[rec.gt_types]
-                        continue
-                    out[j] = ds[:, 0]
-                    missing = np.isnan(out[j])
-                    if missing.any():
-                        out[j, missing] = _GT_DOSAGE[rec.gt_types[missing]]
+                    out[j] = rec.format("DS")[:, 0]
+                    if has_gt:  # a sample without DS: its GT, as plink2 imports it
+                        missing = np.isnan(out[j])
+                        if missing.any():
+                            out[j, missing] = _GT_DOSAGE[rec.gt_types[missing]]
         except StopIteration:
             raise InputError(
                 f"the file ended before record {int(file_index[-1]) + 1}: it changed since it "
