@@ -1,15 +1,16 @@
 """Genotype formats: read throughput per reader, and a scan from each format
 against the .bed scan (issue 15).
 
-    pip install '.[all]'                 # the readers; Debian's plink2 on PATH
+    pip install '.[all]'        # the readers; Debian's plink2 and bcftools on PATH
     python benchmarks/bench_formats.py [--workdir DIR] [--n 5000] [--snps 100000]
-        [--read-snps 20000] [--rounds 1] [--skip-scan]
+        [--read-snps 20000] [--rounds 1] [--skip-scan] [--formats bed,bcf-ds]
 
 1. Simulates the study of ``simulate_study.py`` (5,000 x 100,000, 4
    subpopulations, 3 covariates) as a .bed, unless DIR holds it already.
 2. plink2 converts the .bed: ``--make-pgen``; BGEN v1.2, 8 and 16 bits, REF
    first (so the second allele, which lmmscan counts, is the .bed's counted
-   one); bgzipped VCF with DS for every call (``vcf-dosage=DS-force``).
+   one); bgzipped VCF with DS for every call (``vcf-dosage=DS-force``), and
+   that VCF as BCF (bcftools view -Ob).
    Every file holds the same hard calls, so every scan gives the same table
    (checked).
 3. Read throughput: each reader decodes the first ``--read-snps`` variants
@@ -49,6 +50,7 @@ FORMATS = {  # name -> (lmmscan flags, plink2 import flags), {p} = the study pre
     "bgen8": (["--bgen", "{p}8.bgen", "--sample", "{p}8.sample"],
               ["--bgen", "{p}8.bgen", "ref-first"]),
     "vcf-ds": (["--vcf", "{p}.vcf.gz"], ["--vcf", "{p}.vcf.gz", "dosage=DS"]),
+    "bcf-ds": (["--vcf", "{p}.bcf"], ["--bcf", "{p}.bcf", "dosage=DS"]),
 }  # fmt: skip
 
 
@@ -72,6 +74,9 @@ def convert(prefix: Path) -> dict[str, float]:
     for name, (path, args) in jobs.items():
         if not Path(path).exists():
             out[name] = sh(["plink2", "--bfile", p, "--silent", *args])
+    if not Path(p + ".bcf").exists():  # the same records as BCF (bcftools; plink2 writes none)
+        out["bcf-ds"] = sh(["bcftools", "view", "--no-version", "-Ob", "--threads", "2",
+                            "-o", p + ".bcf", p + ".vcf.gz"])  # fmt: skip
     return out
 
 
@@ -85,6 +90,7 @@ def open_source(name: str, prefix: Path):
         "bgen16": lambda: lmmscan.read_bgen(p + "16.bgen", p + "16.sample"),
         "bgen8": lambda: lmmscan.read_bgen(p + "8.bgen", p + "8.sample"),
         "vcf-ds": lambda: lmmscan.read_vcf(p + ".vcf.gz", "DS"),
+        "bcf-ds": lambda: lmmscan.read_vcf(p + ".bcf", "DS"),
     }[name]()
 
 
@@ -156,7 +162,9 @@ def plink2_import(prefix: Path, m: int) -> dict[str, float]:
     return out
 
 
-def scans(prefix: Path, rounds: int, threads: int | None) -> dict[str, list[dict]]:
+def scans(
+    prefix: Path, rounds: int, threads: int | None, names: list[str]
+) -> dict[str, list[dict]]:
     p = str(prefix)
     K = Path(p + ".K.npy")
     if not K.exists():
@@ -166,8 +174,7 @@ def scans(prefix: Path, rounds: int, threads: int | None) -> dict[str, list[dict
               "--test", "all", "--quiet"]  # fmt: skip
     if threads:
         common += ["--threads", str(threads)]
-    runs: dict[str, list[dict]] = {name: [] for name in FORMATS}
-    names = list(FORMATS)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
@@ -195,6 +202,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-scan", action="store_true")
+    ap.add_argument("--skip-read", action="store_true", help="only the scans")
+    ap.add_argument("--formats", default=",".join(FORMATS), help="the scans' formats (bed first)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
     if shutil.which("plink2") is None:
@@ -209,11 +218,15 @@ def main() -> None:
     m = min(args.read_snps, args.snps)
     print(f"read throughput, {int(mask.sum())} analysed of {args.n} samples, float64:")
     results: dict = {"n": args.n, "snps": args.snps, "analysed": int(mask.sum())}
-    results["read"] = read_throughput(prefix, m, mask)
-    results["plink2_import"] = plink2_import(prefix, args.snps)
+    names = args.formats.split(",")
+    if names[0] != "bed" or not set(names) <= set(FORMATS):
+        sys.exit(f"bench_formats: --formats is bed then any of {', '.join(FORMATS)}")
+    if not args.skip_read:
+        results["read"] = read_throughput(prefix, m, mask)
+        results["plink2_import"] = plink2_import(prefix, args.snps)
     if not args.skip_scan:
         print("scans (kinship given, --test all):")
-        runs = scans(prefix, args.rounds, args.threads)
+        runs = scans(prefix, args.rounds, args.threads, names)
         results["scans"] = runs
         bed = statistics.median(r["wall_s"] for r in runs["bed"])
         for name, rs in runs.items():
