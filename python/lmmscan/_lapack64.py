@@ -61,8 +61,10 @@ def _candidates() -> list[str]:
 
 
 class _Lib:
-    def __init__(self, lib: ctypes.CDLL, path: str, pattern: str) -> None:
+    def __init__(self, lib: ctypes.CDLL, path: str, pattern: str, bits: int = 64) -> None:
         self.lib, self.path, self.pattern = lib, path, pattern
+        self.int = ctypes.c_int64 if bits == 64 else ctypes.c_int32
+        self.np_int = np.int64 if bits == 64 else np.int32
 
     def fn(self, name: str) -> Any:
         return getattr(self.lib, self.pattern.format(name))
@@ -79,6 +81,45 @@ def _library() -> _Lib | None:
             if hasattr(lib, pattern.format("dsyevd")):
                 return _Lib(lib, path, pattern)
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def scipy_library() -> _Lib | None:
+    """scipy's own OpenBLAS (32-bit integers, ``scipy_dsyevr_`` ...): the
+    library behind ``scipy.linalg``, called here through ctypes, which
+    releases the GIL during the call (scipy's wrappers hold it), with the
+    same routine and arguments, so the same numbers as ``scipy.linalg.eigh``."""
+    import scipy.linalg  # noqa: F401 - loads the library
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        infos = threadpool_info()
+    except Exception:  # pragma: no cover - threadpoolctl is a dependency
+        return None
+    for info in infos:
+        path = info.get("filepath") or ""
+        if info.get("internal_api") != "openblas" or "scipy_openblas" not in path:
+            continue
+        if "64" in os.path.basename(path).replace("x86_64", ""):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:  # pragma: no cover
+            continue
+        if hasattr(lib, "scipy_dsyevr_"):
+            return _Lib(lib, path, "scipy_{}_", bits=32)
+    return None
+
+
+def set_local_threads(n: int) -> None:
+    """BLAS threads of the calling thread only, in scipy's OpenBLAS (0.3.27+:
+    ``openblas_set_num_threads_local``); nothing where that is missing."""
+    lib = scipy_library()
+    fn = getattr(lib.lib, "openblas_set_num_threads_local", None) if lib else None
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int]
+        fn(int(n))
 
 
 def available() -> bool:
@@ -113,22 +154,26 @@ def _ref(x: Any) -> Any:
     return ctypes.byref(x)
 
 
-def syevd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def syevd(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending) and eigenvectors of the symmetric A (lower
-    triangle), by ``dsyevd``; the eigenvectors overwrite A, which is returned."""
+    triangle), by ``dsyevd``; the eigenvectors overwrite A, which is returned.
+    ``lib``: another LAPACK (:func:`scipy_library`); default the ILP64 one."""
     _fortran(A, "A")
+    lib = lib or _lib()
+    I = lib.int  # noqa: E741 - LAPACK's INTEGER
     n = A.shape[0]
-    f = _lib().fn("dsyevd")
+    f = lib.fn("dsyevd")
     w = np.empty(n)
-    info, lwork, liwork = _i64(0), _i64(-1), _i64(-1)
-    work_q, iwork_q = np.empty(1), np.empty(1, dtype=np.int64)
-    args = (_ref(_i64(n)), _PTR(_ptr(A)), _ref(_i64(max(1, n))), _PTR(_ptr(w)))
+    info, lwork, liwork = I(0), I(-1), I(-1)
+    work_q, iwork_q = np.empty(1), np.empty(1, dtype=lib.np_int)
+    args = (_ref(I(n)), _PTR(_ptr(A)), _ref(I(max(1, n))), _PTR(_ptr(w)))
     f(b"V", b"L", *args, _PTR(_ptr(work_q)), _ref(lwork), _PTR(_ptr(iwork_q)),
       _ref(liwork), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
+    _check(info, "dsyevd")
     work = np.empty(int(work_q[0]))
-    iwork = np.empty(int(iwork_q[0]), dtype=np.int64)
-    f(b"V", b"L", *args, _PTR(_ptr(work)), _ref(_i64(work.size)), _PTR(_ptr(iwork)),
-      _ref(_i64(iwork.size)), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
+    iwork = np.empty(int(iwork_q[0]), dtype=lib.np_int)
+    f(b"V", b"L", *args, _PTR(_ptr(work)), _ref(I(work.size)), _PTR(_ptr(iwork)),
+      _ref(I(iwork.size)), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
     _check(info, "dsyevd")
     return w, A
 
@@ -148,28 +193,32 @@ def syevd_workspace(n: int) -> tuple[int, int]:
     return int(work_q[0]), int(iwork_q[0])
 
 
-def syevr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def syevr(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending) and eigenvectors of the symmetric A (lower
     triangle) by ``dsyevr`` (all of them, abstol 0 as scipy passes); A is
-    destroyed, the eigenvectors are a new (n, n) Fortran array."""
+    destroyed, the eigenvectors are a new (n, n) Fortran array.  ``lib``:
+    another LAPACK (:func:`scipy_library`); default the ILP64 one."""
     _fortran(A, "A")
+    lib = lib or _lib()
+    I = lib.int  # noqa: E741 - LAPACK's INTEGER
     n = A.shape[0]
-    f = _lib().fn("dsyevr")
+    f = lib.fn("dsyevr")
     w = np.empty(n)
     Z = np.empty((n, n), order="F")
-    isuppz = np.empty(2 * max(1, n), dtype=np.int64)
-    m, info = _i64(0), _i64(0)
-    zero, izero = _f64(0.0), _i64(0)
-    head = (_ref(_i64(n)), _PTR(_ptr(A)), _ref(_i64(max(1, n))), _ref(zero), _ref(zero),
+    isuppz = np.empty(2 * max(1, n), dtype=lib.np_int)
+    m, info = I(0), I(0)
+    zero, izero = _f64(0.0), I(0)
+    head = (_ref(I(n)), _PTR(_ptr(A)), _ref(I(max(1, n))), _ref(zero), _ref(zero),
             _ref(izero), _ref(izero), _ref(zero), _ref(m), _PTR(_ptr(w)), _PTR(_ptr(Z)),
-            _ref(_i64(max(1, n))), _PTR(_ptr(isuppz)))  # fmt: skip
-    work_q, iwork_q = np.empty(1), np.empty(1, dtype=np.int64)
-    f(b"V", b"A", b"L", *head, _PTR(_ptr(work_q)), _ref(_i64(-1)), _PTR(_ptr(iwork_q)),
-      _ref(_i64(-1)), _ref(info), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
+            _ref(I(max(1, n))), _PTR(_ptr(isuppz)))  # fmt: skip
+    work_q, iwork_q = np.empty(1), np.empty(1, dtype=lib.np_int)
+    f(b"V", b"A", b"L", *head, _PTR(_ptr(work_q)), _ref(I(-1)), _PTR(_ptr(iwork_q)),
+      _ref(I(-1)), _ref(info), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
+    _check(info, "dsyevr")
     work = np.empty(int(work_q[0]))
-    iwork = np.empty(int(iwork_q[0]), dtype=np.int64)
-    f(b"V", b"A", b"L", *head, _PTR(_ptr(work)), _ref(_i64(work.size)), _PTR(_ptr(iwork)),
-      _ref(_i64(iwork.size)), _ref(info), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
+    iwork = np.empty(int(iwork_q[0]), dtype=lib.np_int)
+    f(b"V", b"A", b"L", *head, _PTR(_ptr(work)), _ref(I(work.size)), _PTR(_ptr(iwork)),
+      _ref(I(iwork.size)), _ref(info), _LEN(1), _LEN(1), _LEN(1))  # fmt: skip
     _check(info, "dsyevr")
     return w, Z
 

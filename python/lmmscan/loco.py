@@ -32,7 +32,6 @@ from the annotation) are neither in any kinship nor tested, as in GEMMA.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -44,12 +43,11 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from ._threads import blas_threads
 from .filters import FilterCounts, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
 from .memory import LOCO_SUMS
-from .spectral import Spectral, decompose_kinship, syrk_update
+from .spectral import Spectral, decompose_kinship, serial_decompositions, syrk_update
 
 UNKNOWN_CHROMOSOME = "-9"
 DEFAULT_MEMORY = LOCO_SUMS
@@ -185,22 +183,25 @@ class _KinshipSums:
 
 def _decompose(K: np.ndarray) -> Spectral:
     # K is this chromosome's fresh LOCO kinship, held by nothing else
-    return decompose_kinship(K, overwrite_kinship=True)
+    with serial_decompositions():
+        return decompose_kinship(K, overwrite_kinship=True)
 
 
 def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     """(chromosome, spectral, seconds waited) in order, decomposed ``workers``
-    at a time on single-threaded BLAS.
+    at a time, each on one BLAS thread, while the caller scans.
 
     LAPACK's symmetric eigensolvers scale poorly over threads (the
     tridiagonal reduction is memory-bound) and collapse when the cores are
     shared, so independent decompositions side by side, one BLAS thread
     each, use the cores better than one multi-threaded decomposition after
-    another.  At most ``workers`` + 1 kinships are in memory at once.  The
+    another.  They run with the GIL released and their one-thread setting
+    is their own (:func:`lmmscan.spectral.serial_decompositions`), so the
+    caller's scan of the chromosome before keeps its BLAS threads and runs
+    meanwhile.  At most ``workers`` + 1 kinships are in memory at once.  The
     kinships themselves are formed in this thread (they may read genotypes).
     """
-    limit = blas_threads(1) if workers > 1 else contextlib.nullcontext()
-    with limit, ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
 

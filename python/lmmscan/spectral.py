@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -77,6 +78,52 @@ def eigh_driver(driver: str) -> Iterator[None]:
 def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
     """BLAS thread limit for an n x n eigendecomposition (see EIGH_SERIAL_BELOW)."""
     return blas_threads(None if n >= EIGH_SERIAL_BELOW else 1)
+
+
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def serial_decompositions() -> Iterator[None]:
+    """In this thread: eigendecompositions on one BLAS thread, called through
+    ctypes so that the GIL is released while LAPACK runs (scipy's wrappers
+    hold it, so decompositions on several Python threads ran one at a time).
+    Other threads keep their BLAS threads (OpenBLAS's per-thread setting;
+    threadpoolctl's limit is process-wide).  The routine and its arguments
+    are scipy's, on scipy's own library: the same numbers as
+    ``scipy.linalg.eigh`` on one thread."""
+    from . import _lapack64
+
+    lib = _lapack64.scipy_library()
+    if lib is None or not hasattr(lib.lib, "openblas_set_num_threads_local"):
+        with blas_threads(1):  # pragma: no cover - another scipy build
+            yield
+        return
+    previous = getattr(_LOCAL, "serial", False)
+    _LOCAL.serial = True
+    _lapack64.set_local_threads(1)
+    try:
+        yield
+    finally:
+        _lapack64.set_local_threads(0)  # 0: the process-wide setting again
+        _LOCAL.serial = previous
+
+
+def _eigh_serial(A: np.ndarray, overwrite: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(d, U) by scipy's LAPACK through ctypes inside :func:`serial_decompositions`,
+    else None."""
+    if not getattr(_LOCAL, "serial", False):
+        return None
+    from . import _lapack64
+
+    lib = _lapack64.scipy_library()
+    if lib is None:  # pragma: no cover
+        return None
+    if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
+        A = np.array(A, dtype=np.float64, order="F")
+    if _EIGH_DRIVER[0] == "evd":
+        return _lapack64.syevd(A, lib)
+    return _lapack64.syevr(A, lib)
 
 
 def _check_decomposition_memory(n: int, overwrite: bool) -> None:
@@ -299,13 +346,17 @@ class Spectral:
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         _check_decomposition_memory(A.shape[0], overwrite)
-        with _eigh_threads(A.shape[0]):
-            if use_ilp64(A.shape[0]):
-                d, U = _eigh_ilp64(A, _EIGH_DRIVER[0], overwrite)
-            else:
-                d, U = scipy.linalg.eigh(
-                    A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
-                )
+        serial = None if use_ilp64(A.shape[0]) else _eigh_serial(A, overwrite)
+        if serial is not None:
+            d, U = serial
+        else:
+            with _eigh_threads(A.shape[0]):
+                if use_ilp64(A.shape[0]):
+                    d, U = _eigh_ilp64(A, _EIGH_DRIVER[0], overwrite)
+                else:
+                    d, U = scipy.linalg.eigh(
+                        A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
+                    )
         _check_semi_definite(d)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
