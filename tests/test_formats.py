@@ -246,3 +246,40 @@ def test_dask_scheduler_with_a_pgen(conv, lists, tmp_path):
     assert status == 0, err
     local = (tmp_path / "local.assoc.txt").read_text()
     assert (tmp_path / "dask.assoc.txt").read_text() == local
+
+
+def test_low_rank_eigen_several_phenotypes_and_lambda_null(conv, mouse_dir, tmp_path):
+    """A low-rank eigendecomposition built from a .pgen (API) scanned from a VCF
+    (command line), with two phenotype columns and --lambda null: the .bed's
+    numbers for each column."""
+    from lmmscan.eigen import sample_ids_of
+
+    pgen = lmmscan.read_pgen(conv / "mouse2k")
+    lr = lmmscan.low_rank_kinship(pgen, snps=np.arange(0, pgen.n_snps, 3))
+    pheno = mouse_dir / "mouse_hs1940.pheno.txt"
+    Y = np.genfromtxt(pheno, missing_values="NA")
+    mask = ~np.isnan(Y[:, 0]) & ~np.isnan(Y[:, 1])
+    Y2 = np.where(mask[:, None], Y[:, :2], np.nan)
+    (tmp_path / "p.txt").write_text(
+        "".join(" ".join("NA" if np.isnan(v) else repr(float(v)) for v in row) + "\n" for row in Y2)
+    )
+    # the sample IDs differ: plink2 writes FID_IID as the VCF's sample ID
+    vcf = lmmscan.read_vcf(conv / "mouse2k.vcf.gz")
+    for name, src in (("p", pgen), ("v", vcf)):
+        spectral = lr.spectral(mask)
+        eig = lmmscan.Eigendecomposition.from_spectral(spectral, sample_ids_of(src)[mask])
+        eig.save(tmp_path / f"lr_{name}.npz")
+    common = ["--pheno", tmp_path / "p.txt", "--pheno-col", "1,2", "--test", "wald",
+              "--lambda", "null", "--quiet"]  # fmt: skip
+    for name, flags in (("v", ["--vcf", conv / "mouse2k.vcf.gz"]),
+                        ("p", ["--pfile", conv / "mouse2k"])):  # fmt: skip
+        argv = ["scan", *flags, *common, "--eigen", tmp_path / f"lr_{name}.npz"]
+        status, _, err = run([*argv, "--out", tmp_path / name])
+        assert status == 0, err
+    for col in (1, 2):
+        v = (tmp_path / f"v.{col}.assoc.txt").read_bytes()
+        assert v == (tmp_path / f"p.{col}.assoc.txt").read_bytes()
+        got = pd.read_csv(tmp_path / f"v.{col}.assoc.txt", sep="\t")
+        ref = lmmscan.scan(pgen, Y2[:, col - 1], kinship=lr, test="wald", lambda_mode="null")
+        assert (got["rs"].to_numpy() == ref["rs"].to_numpy()).all()
+        np.testing.assert_allclose(got["p_wald"], ref["p_wald"], rtol=1e-6)
