@@ -25,7 +25,7 @@ def local_one_thread(*args, **kwargs) -> pd.DataFrame:
 def client():
     # processes=True: the source and null model really cross a process boundary
     with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
         with distributed.Client(cluster) as c:
             yield c

@@ -31,7 +31,7 @@ def test_scheduler_flag_equals_local(tmp_path):
     # --threads 1: BLAS on one thread, as on the workers, so the rows agree bit for bit
     assert main([*args, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
     with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
         assert (
             main(

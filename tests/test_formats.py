@@ -238,7 +238,7 @@ def test_dask_scheduler_with_a_pgen(conv, lists, tmp_path):
               "--block-size", "500", "--quiet"]  # fmt: skip
     assert run([*common, "--threads", "1", "--out", tmp_path / "local"])[0] == 0
     with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
         status, _, err = run(
             [*common, "--dask-scheduler", cluster.scheduler_address, "--out", tmp_path / "dask"]
