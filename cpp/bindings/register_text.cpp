@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "lmmscan/text_format.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -420,9 +422,73 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
   return py::make_tuple(values, counts, std::int64_t{-1});
 }
 
+// The binding of lmmscan::text::format_rows: columns as (kind, data) pairs.
+py::bytes format_rows(const py::list& columns, std::size_t n, double tiny) {
+  std::vector<lmmscan::text::Column> cols;
+  std::vector<py::object> keep;  // the buffers, alive while the GIL is released
+  for (const py::handle item : columns) {
+    auto pair = item.cast<py::tuple>();
+    if (pair.size() != 2) throw std::invalid_argument("a column is a (kind, data) pair");
+    auto kind = pair[0].cast<std::string>();
+    lmmscan::text::Column col;
+    if (kind.size() != 1) throw std::invalid_argument("a column kind is one letter");
+    col.kind = kind[0];
+    auto need = [n](py::ssize_t size) {
+      if (static_cast<std::size_t>(size) != n)
+        throw std::invalid_argument("a column's length is not the number of rows");
+    };
+    if (col.kind == 's') {
+      auto b = pair[1].cast<py::bytes>();
+      char* data = nullptr;
+      py::ssize_t size = 0;
+      if (PyBytes_AsStringAndSize(b.ptr(), &data, &size) != 0) throw py::error_already_set();
+      col.text = data;
+      col.text_size = static_cast<std::size_t>(size);
+      keep.push_back(b);
+    } else if (col.kind == 'i') {
+      auto a = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(pair[1]);
+      if (!a) throw std::invalid_argument("an 'i' column needs integers");
+      need(a.size());
+      col.ints = a.data();
+      keep.push_back(a);
+    } else if (col.kind == 'p') {
+      auto pl = pair[1].cast<py::tuple>();
+      auto p = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(pl[0]);
+      auto l = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(pl[1]);
+      if (!p || !l) throw std::invalid_argument("a 'p' column needs (p, log10p) arrays");
+      need(p.size());
+      need(l.size());
+      col.values = p.data();
+      col.log10p = l.data();
+      keep.push_back(p);
+      keep.push_back(l);
+    } else {
+      auto a = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(pair[1]);
+      if (!a) throw std::invalid_argument("a number column needs floats");
+      need(a.size());
+      col.values = a.data();
+      keep.push_back(a);
+    }
+    cols.push_back(col);
+  }
+  std::string text;
+  {
+    py::gil_scoped_release release;
+    text = lmmscan::text::format_rows(n, cols, tiny);
+  }
+  return py::bytes(text);
+}
+
 }  // namespace
 
 void register_text(py::module_& m) {
+  m.def("format_rows", &format_rows, py::arg("columns"), py::arg("n"), py::arg("tiny"),
+        R"doc(n rows of a table as bytes: fields tab-separated, rows newline-ended.
+
+``columns``: (kind, data) pairs, in order: 's' bytes of newline-ended
+tokens; 'i' int64; 'f' float64 as %.3f; 'e' float64 as %.6e; 'p' a
+(p, log10p) pair, %.6e, spelled from -log10 p below ``tiny``.  Printed by
+printf in the "C" locale: Python's format() digits.  The GIL is released.)doc");
   m.def("parse_numbers", &parse_numbers, py::arg("buf"), py::arg("threads") = 1,
         py::arg("out").noconvert() = py::none(), py::arg("nan_words") = true,
         R"doc(The numbers of a chunk of text lines: (values, tokens per line, bad).

@@ -112,16 +112,6 @@ def scipy_library() -> _Lib | None:
     return None
 
 
-def set_local_threads(n: int) -> None:
-    """BLAS threads of the calling thread only, in scipy's OpenBLAS (0.3.27+:
-    ``openblas_set_num_threads_local``); nothing where that is missing."""
-    lib = scipy_library()
-    fn = getattr(lib.lib, "openblas_set_num_threads_local", None) if lib else None
-    if fn is not None:
-        fn.argtypes = [ctypes.c_int]
-        fn(int(n))
-
-
 def available() -> bool:
     return _library() is not None
 

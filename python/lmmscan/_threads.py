@@ -31,3 +31,17 @@ def blas_threads(n: int | None) -> Iterator[None]:
 
     with threadpool_limits(limits=n, user_api="blas"):
         yield
+
+
+@contextlib.contextmanager
+def library_threads(path: str | None, n: int) -> Iterator[None]:
+    """The BLAS library loaded from ``path`` (and only it) limited to ``n``
+    threads inside the block; nothing when ``path`` is None."""
+    if path is None:
+        yield
+        return
+    from threadpoolctl import ThreadpoolController
+
+    selected = ThreadpoolController().select(filepath=path)
+    with selected.limit(limits=n):
+        yield

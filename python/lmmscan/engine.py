@@ -693,7 +693,10 @@ class Engine:
                 for k, report in zip(members, g.reports, strict=True):
                     y, cov = phenotypes[k]
                     t0 = time.perf_counter()
-                    null = fit_null(y, cov, spectral=spectral, bounds=bounds)
+                    # one BLAS thread: the next decompositions run meanwhile, and
+                    # OpenBLAS's threaded products then vary in their last bits
+                    with blas_threads(1):
+                        null = fit_null(y, cov, spectral=spectral, bounds=bounds)
                     report.add_seconds({"null_fit": time.perf_counter() - t0})
                     report.null_models[chrom.name] = null
                     g.scanners.append(self.options.scanner(null, self.threads))

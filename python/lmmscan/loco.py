@@ -47,7 +47,13 @@ from .filters import FilterCounts, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
 from .memory import LOCO_SUMS
-from .spectral import Spectral, decompose_kinship, serial_decompositions, syrk_update
+from .spectral import (
+    Spectral,
+    decompose_kinship,
+    serial_decompositions,
+    serial_library,
+    syrk_update,
+)
 
 UNKNOWN_CHROMOSOME = "-9"
 DEFAULT_MEMORY = LOCO_SUMS
@@ -195,13 +201,14 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     tridiagonal reduction is memory-bound) and collapse when the cores are
     shared, so independent decompositions side by side, one BLAS thread
     each, use the cores better than one multi-threaded decomposition after
-    another.  They run with the GIL released and their one-thread setting
-    is their own (:func:`lmmscan.spectral.serial_decompositions`), so the
-    caller's scan of the chromosome before keeps its BLAS threads and runs
-    meanwhile.  At most ``workers`` + 1 kinships are in memory at once.  The
-    kinships themselves are formed in this thread (they may read genotypes).
+    another.  They run with the GIL released, on scipy's OpenBLAS limited
+    to one thread (:func:`lmmscan.spectral.serial_decompositions`,
+    :func:`lmmscan.spectral.serial_library`), while the caller scans the
+    chromosome before on numpy's OpenBLAS with its threads.  At most
+    ``workers`` + 1 kinships are in memory at once.  The kinships themselves
+    are formed in this thread (they may read genotypes).
     """
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with serial_library(), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
 

@@ -245,10 +245,43 @@ class TableWriter:
         log10p = {
             p: neg_log10_p(cols[p], tails.get(p)) for p in self.test_columns if p.startswith("p_")
         }
-        writer = getattr(self, "_rows_" + self.fmt.replace("-", "_"))
-        lines = writer(snps, cols, log10p, stats)
-        self.fh.write("".join(line + "\n" for line in lines))
+        text = self._text_gemma(snps, cols, log10p) if self.fmt == "gemma" else None
+        if text is None:
+            writer = getattr(self, "_rows_" + self.fmt.replace("-", "_"))
+            lines = writer(snps, cols, log10p, stats)
+            text = "".join(line + "\n" for line in lines)
+        self.fh.write(text)
         return log10p
+
+    def _text_gemma(self, snps, cols, log10p) -> str | None:
+        """GEMMA's rows formatted by the core (``_core.format_rows``: the bytes
+        of :meth:`_rows_gemma`, without a Python object per number); None for
+        what only the Python formatting handles (a token with a tab or newline
+        in it, positions or counts that are not integers)."""
+        from . import _core
+
+        n = len(snps)
+        ps = np.asarray(snps["ps"])
+        n_miss = np.asarray(cols["n_miss"])
+        if ps.dtype.kind not in "iu" or n_miss.dtype.kind not in "iu":
+            return None
+        columns: list[tuple[str, object]] = []
+        for name in ("chr", "rs", None, None, "allele1", "allele0"):
+            if name is None:
+                columns.append(("i", ps if len(columns) == 2 else n_miss))
+                continue
+            tokens = "\n".join(snps[name].astype(str).tolist())
+            if tokens.count("\n") != n - 1 or "\t" in tokens:
+                return None
+            columns.append(("s", (tokens + "\n").encode("utf-8", "surrogateescape")))
+        columns.append(("f", np.asarray(cols["af"], dtype=np.float64)))
+        for name in self.test_columns:
+            values = np.asarray(cols[name], dtype=np.float64)
+            if name.startswith("p_"):
+                columns.append(("p", (values, np.asarray(log10p[name], dtype=np.float64))))
+            else:
+                columns.append(("e", values))
+        return _core.format_rows(columns, n, TINY_P).decode("utf-8", "surrogateescape")
 
     def _rows_gemma(self, snps, cols, log10p, stats):
         fields = [

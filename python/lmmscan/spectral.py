@@ -85,28 +85,38 @@ _LOCAL = threading.local()
 
 @contextlib.contextmanager
 def serial_decompositions() -> Iterator[None]:
-    """In this thread: eigendecompositions on one BLAS thread, called through
-    ctypes so that the GIL is released while LAPACK runs (scipy's wrappers
-    hold it, so decompositions on several Python threads ran one at a time).
-    Other threads keep their BLAS threads (OpenBLAS's per-thread setting;
-    threadpoolctl's limit is process-wide).  The routine and its arguments
-    are scipy's, on scipy's own library: the same numbers as
-    ``scipy.linalg.eigh`` on one thread."""
+    """In this thread: eigendecompositions called through ctypes, so that the
+    GIL is released while LAPACK runs (scipy's wrappers hold it, so
+    decompositions on several Python threads ran one at a time).  The routine
+    and its arguments are scipy's, on scipy's own library: the same numbers
+    as ``scipy.linalg.eigh`` (on one thread inside :func:`serial_library`)."""
     from . import _lapack64
 
     lib = _lapack64.scipy_library()
-    if lib is None or not hasattr(lib.lib, "openblas_set_num_threads_local"):
-        with blas_threads(1):  # pragma: no cover - another scipy build
+    if lib is None:  # pragma: no cover - another scipy build
+        with blas_threads(1):
             yield
         return
     previous = getattr(_LOCAL, "serial", False)
     _LOCAL.serial = True
-    _lapack64.set_local_threads(1)
     try:
         yield
     finally:
-        _lapack64.set_local_threads(0)  # 0: the process-wide setting again
         _LOCAL.serial = previous
+
+
+def serial_library() -> contextlib.AbstractContextManager:
+    """scipy's OpenBLAS (the decompositions' library; numpy's, which rotates
+    and fits, keeps its threads) limited to one thread, process-wide: the
+    decompositions of :func:`serial_decompositions` on several Python threads
+    then each run on one thread, and give the same bits every run (a
+    threaded BLAS call that finds the library's threads busy takes fewer,
+    and rounds otherwise)."""
+    from . import _lapack64
+    from ._threads import library_threads
+
+    lib = _lapack64.scipy_library()
+    return library_threads(None if lib is None else lib.path, 1)
 
 
 def _eigh_serial(A: np.ndarray, overwrite: bool) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,0 +1,163 @@
+// GEMMA's association table as text, a block of rows at a time, without a
+// Python object per number: the numbers are printed by the C library's
+// printf in the "C" locale, which rounds the exact binary value to the
+// nearest decimal (ties to even) as Python's format() does, so the bytes are
+// those of the Python formatting this replaces (lmmscan/output.py).
+//
+// A column is one of:
+//   's'  text tokens, one after the other, each ended by '\n' (chr, rs, alleles)
+//   'i'  int64 printed in decimal (ps, n_miss)
+//   'f'  double as "%.3f" (af)
+//   'e'  double as "%.6e" (beta, se, logl_H1, l_remle, l_mle; "nan", "inf", "-inf"
+//        for non-finite values, as Python prints them)
+//   'p'  a p-value as "%.6e", except below `tiny` with a finite -log10 p (the
+//        second array): then spelled from -log10 p, never 0; and a p of 0
+//        without one: "nan"
+// No pybind11, no files: the binding hands in pointers and gets a string back.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__APPLE__)
+#include <xlocale.h>
+#else
+#include <locale.h>
+#endif
+
+namespace lmmscan::text {
+
+struct Column {
+  char kind = 's';
+  const char* text = nullptr;  // 's': the tokens, '\n'-ended
+  std::size_t text_size = 0;
+  const std::int64_t* ints = nullptr;   // 'i'
+  const double* values = nullptr;       // 'f', 'e', 'p'
+  const double* log10p = nullptr;       // 'p'
+};
+
+namespace detail {
+
+// printf in the "C" locale whatever the process's LC_NUMERIC is
+inline int print(char* buf, std::size_t size, const char* fmt, double v) {
+#if defined(__APPLE__)
+  static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", nullptr);
+  return snprintf_l(buf, size, c_locale, fmt, v);
+#else
+  static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", locale_t{});
+  locale_t old = uselocale(c_locale);
+  int n = std::snprintf(buf, size, fmt, v);
+  uselocale(old);
+  return n;
+#endif
+}
+
+inline bool append_special(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "nan";  // Python never prints a sign on NaN
+    return true;
+  }
+  if (std::isinf(v)) {
+    out += v > 0 ? "inf" : "-inf";
+    return true;
+  }
+  return false;
+}
+
+inline void append_fmt(std::string& out, const char* fmt, double v) {
+  if (append_special(out, v)) return;
+  char buf[64];
+  int n = print(buf, sizeof buf, fmt, v);
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) {
+    // %.3f of a huge value: the exact digits, however many
+    std::vector<char> big(static_cast<std::size_t>(n > 0 ? n : 400) + 1);
+    n = print(big.data(), big.size(), fmt, v);
+    out.append(big.data(), static_cast<std::size_t>(n));
+    return;
+  }
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
+inline void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  int n = std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
+// p = 10^(-log10p) as "%.6e", from its logarithm (p below the smallest double)
+inline void append_from_log10(std::string& out, double log10p) {
+  double q = -log10p;
+  double e = std::floor(q);
+  double mant = std::pow(10.0, q - e);
+  char buf[64];
+  int n = print(buf, sizeof buf, "%.6f", mant);
+  std::string m(buf, static_cast<std::size_t>(n));
+  long long exp = static_cast<long long>(e);
+  if (m.size() >= 2 && m[0] == '1' && m[1] == '0') {  // rounded up to 10.000000
+    m = "1.000000";
+    exp += 1;
+  }
+  out += m;
+  n = std::snprintf(buf, sizeof buf, "e%+03lld", exp);
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
+inline void append_p(std::string& out, double p, double log10p, double tiny) {
+  bool spelled = p < tiny && std::isfinite(log10p);
+  if (spelled) {
+    append_from_log10(out, log10p);
+  } else if (p == 0.0) {
+    out += "nan";
+  } else {
+    append_fmt(out, "%.6e", p);
+  }
+}
+
+}  // namespace detail
+
+// The rows (each '\n'-ended, fields '\t'-separated) of n table rows.
+inline std::string format_rows(std::size_t n, const std::vector<Column>& cols, double tiny) {
+  std::vector<std::size_t> cursor(cols.size(), 0);
+  std::string out;
+  out.reserve(n * (16 * cols.size()));
+  for (std::size_t r = 0; r < n; ++r) {
+    for (std::size_t c = 0; c < cols.size(); ++c) {
+      if (c) out += '\t';
+      const Column& col = cols[c];
+      switch (col.kind) {
+        case 's': {
+          std::size_t start = cursor[c];
+          std::size_t end = start;
+          while (end < col.text_size && col.text[end] != '\n') ++end;
+          if (end >= col.text_size) throw std::invalid_argument("a text column has too few tokens");
+          out.append(col.text + start, end - start);
+          cursor[c] = end + 1;
+          break;
+        }
+        case 'i':
+          detail::append_int(out, col.ints[r]);
+          break;
+        case 'f':
+          detail::append_fmt(out, "%.3f", col.values[r]);
+          break;
+        case 'e':
+          detail::append_fmt(out, "%.6e", col.values[r]);
+          break;
+        case 'p':
+          detail::append_p(out, col.values[r], col.log10p[r], tiny);
+          break;
+        default:
+          throw std::invalid_argument("unknown column kind");
+      }
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace lmmscan::text

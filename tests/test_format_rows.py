@@ -1,0 +1,74 @@
+"""GEMMA's table formatted by the core (``_core.format_rows``) is the bytes of
+the Python formatting it replaces (``TableWriter._rows_gemma``), on every
+kind of value: rounding ties, tiny and zero p-values, NaN, infinities."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmmscan.output import TableWriter
+from lmmscan.pvalues import TEST_COLUMNS
+
+COLS = TEST_COLUMNS["all"]
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+anything = st.floats(allow_nan=True, allow_infinity=True, width=64)
+# values on printing ties and near them: k / 2^m at 3 and 6 decimals
+ties = st.builds(lambda k, m, s: s * k / 2.0**m, st.integers(0, 2**20), st.integers(0, 20),
+                 st.sampled_from([1.0, -1.0]))  # fmt: skip
+pvals = st.one_of(st.floats(0, 1), st.just(0.0), st.floats(1e-320, 1e-290), st.just(float("nan")))
+
+
+def writer() -> TableWriter:
+    return TableWriter(io.StringIO(), "gemma", "all", n_analyzed=100, df=1,
+                       loglik_mle_null=-10.0, test_columns=COLS)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_core_rows_equal_python_rows(data):
+    n = data.draw(st.integers(1, 12))
+    nums = st.one_of(finite, anything, ties)
+    snps = pd.DataFrame(
+        {
+            "chr": data.draw(
+                st.lists(st.sampled_from(["1", "X", "-9", "chr22"]), min_size=n, max_size=n)
+            ),  # fmt: skip
+            "rs": [f"rs{i}é" for i in range(n)],
+            "ps": np.array(data.draw(st.lists(st.integers(-9, 2**62), min_size=n, max_size=n))),
+            "allele1": ["A"] * n,
+            "allele0": ["-9"] * n,
+        }
+    )
+    cols = {"n_miss": np.array(data.draw(st.lists(st.integers(0, 10**6), min_size=n,
+                                                  max_size=n)))}  # fmt: skip
+    cols["af"] = np.array(data.draw(st.lists(st.one_of(ties, st.floats(0, 1)), min_size=n,
+                                             max_size=n)))  # fmt: skip
+    log10p = {}
+    for name in COLS:
+        if name.startswith("p_"):
+            p = np.array(data.draw(st.lists(pvals, min_size=n, max_size=n)))
+            tiny = p < 1e-300
+            lp = np.where(tiny, data.draw(st.floats(300, 1e6)), -np.log10(np.where(p > 0, p, 1)))
+            lp[p == 0] = data.draw(st.sampled_from([np.inf, 400.5]))
+            cols[name], log10p[name] = p, lp
+        else:
+            cols[name] = np.array(data.draw(st.lists(nums, min_size=n, max_size=n)))
+    w = writer()
+    core = w._text_gemma(snps, cols, log10p)
+    python = "".join(line + "\n" for line in w._rows_gemma(snps, cols, log10p, {}))
+    assert core == python
+
+
+def test_tokens_with_a_tab_or_newline_fall_back_to_python():
+    w = writer()
+    snps = pd.DataFrame({"chr": ["1"], "rs": ["a\tb"], "ps": np.array([5]), "allele1": ["A"],
+                         "allele0": ["C"]})  # fmt: skip
+    cols = {name: np.array([0.5]) for name in COLS}
+    cols["n_miss"], cols["af"] = np.array([0]), np.array([0.25])
+    assert w._text_gemma(snps, cols, {p: np.array([0.3]) for p in COLS if p[0] == "p"}) is None
