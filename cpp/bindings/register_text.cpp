@@ -446,7 +446,8 @@ py::bytes format_rows(const py::list& columns, std::size_t n, double tiny) {
       col.text_size = static_cast<std::size_t>(size);
       keep.push_back(b);
     } else if (col.kind == 'i') {
-      auto a = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(pair[1]);
+      auto a =
+          py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(pair[1]);
       if (!a) throw std::invalid_argument("an 'i' column needs integers");
       need(a.size());
       col.ints = a.data();

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ class VcfGenotypes(VariantFile):
         n_alt_a = np.asarray(n_alt)
         samples = pd.DataFrame({"fid": names, "iid": names})
         self._set_variants(samples, table, {"multi-allelic": n_alt_a > 1})
-        self._reader = None
+        self._reader: Any = None
         self._rows: np.ndarray | None = None
         self._next = 0  # file index of the record the open reader yields next
         self.skipped_at_read: dict[str, int] = {}
@@ -128,10 +129,11 @@ class VcfGenotypes(VariantFile):
             self._reader = cyvcf2.VCF(self.path, samples=subset, gts012=False)
             self._rows = None if rows is None else rows.copy()
             self._next = 0
+        reader: Any = self._reader
         while self._next < target:
-            next(self._reader)
+            next(reader)
             self._next += 1
-        return self._reader
+        return reader
 
     def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         width = self.n_samples if rows is None else rows.size
@@ -210,16 +212,28 @@ class VcfGenotypes(VariantFile):
         width = self.n_samples if rows is None else rows.size
         e = np.empty((file_index.size, width))
         f = np.empty((file_index.size, width))
+        if file_index.size == 0:
+            return np.zeros(0)
         with self._lock, np.errstate(invalid="ignore"):
-            reader = self._seek(int(file_index[0]), rows) if file_index.size else None
-            for j, i in enumerate(file_index.tolist()):
-                while self._next < i:
-                    next(reader)
+            try:
+                reader = self._seek(int(file_index[0]), rows)
+                for j, i in enumerate(file_index.tolist()):
+                    while self._next < i:
+                        next(reader)
+                        self._next += 1
+                    gp = next(reader).format("GP")
                     self._next += 1
-                gp = next(reader).format("GP")
-                self._next += 1
-                e[j] = gp[:, 1] + 2.0 * gp[:, 2]
-                f[j] = gp[:, 1] + 4.0 * gp[:, 2]
+                    e[j] = gp[:, 1] + 2.0 * gp[:, 2]
+                    f[j] = gp[:, 1] + 4.0 * gp[:, 2]
+            except InputError:
+                raise
+            except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
+                self._reader = None
+                raise InputError(
+                    f"cannot read records {int(file_index[0]) + 1}-{int(file_index[-1]) + 1}: "
+                    f"{_one_line(exc)}",
+                    path=self.path,
+                ) from None
         return impute_info(e.T, f.T)
 
     @property

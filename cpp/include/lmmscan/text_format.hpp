@@ -134,7 +134,8 @@ inline std::string format_rows(std::size_t n, const std::vector<Column>& cols, d
           std::size_t start = cursor[c];
           std::size_t end = start;
           while (end < col.text_size && col.text[end] != '\n') ++end;
-          if (end >= col.text_size) throw std::invalid_argument("a text column has too few tokens");
+          if (end >= col.text_size)
+            throw std::invalid_argument("a text column has too few tokens");
           out.append(col.text + start, end - start);
           cursor[c] = end + 1;
           break;
