@@ -249,18 +249,23 @@ def scan_plan(
     eigen_shape: tuple[int, int] | None = None,
     chromosomes: int = 0,
     workers: int = 1,
+    single: bool = False,
 ) -> Plan:
     """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
     each group of phenotypes (one decomposition each); ``kinship``: "given",
     "computed", "eigen" (a saved decomposition, ``eigen_shape`` (n, k)) or
     "loco"; ``whitened``: how many groups scan whitened (fixed lambda, one
-    test, one phenotype)."""
+    test, one phenotype); ``single``: --precision single (a float32 copy of
+    the eigenvectors, and of each block, beside the double ones)."""
     N, groups = n_file, len(analysed)
     n = max(analysed)
     block = max(1, min(block, n_variants))
     plan = Plan("the scan")
     plan.fixed["variant table"] = PER_VARIANT * n_variants
     blocks = block_bytes(N, block)
+    if single:
+        rows, k = eigen_shape if kinship == "eigen" and eigen_shape else (n, n)
+        plan.add("scan", "float32 eigenvectors and block", 4 * rows * k + 4 * n * block)
     if kinship == "eigen":
         rows, k = eigen_shape or (n, n)
         plan.add("scan", "eigenvectors", 8 * rows * k)

@@ -247,6 +247,7 @@ def scan(
     eigen: object = None,
     sample_ids: object = None,
     client: object = None,
+    precision: str = "double",
 ) -> pd.DataFrame | list[pd.DataFrame]:
     """Test every SNP as an extra fixed effect in the linear mixed model.
 
@@ -313,6 +314,13 @@ def scan(
         to every worker once, and each task reads and tests its own slice
         of SNPs (:mod:`lmmscan.distributed`).  The rows are the same as
         without it.
+    precision
+        ``"double"`` (GEMMA's numbers) or ``"single"``: the genotype blocks
+        and the eigenvectors in float32 for the rotation U'X (SGEMM, about
+        twice DGEMM's speed), the statistics and the lambda search in
+        double; p-values then differ from double's in their last digits
+        (benchmarks/RESULTS.md gives the accuracy on the reference studies).
+        A whitened scan (``lambda_mode="null"`` with one test) stays double.
 
     Returns a DataFrame (a list of them for several phenotypes) with GEMMA's
     columns for ``test``: chr rs ps n_miss allele1 allele0 af, then beta se
@@ -320,7 +328,7 @@ def scan(
     per analysed SNP, in file order.
     """
     source = as_source(genotypes)
-    options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe)
+    options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
     if loco:
         if null_model is not None or groups is not None or eigen is not None:
             raise InputError(
@@ -341,7 +349,7 @@ def scan(
         return loco_scan(
             source, y, covariates, method=kinship, test=test, maf=maf, miss=miss, r2=r2,
             hwe=hwe, bounds=bounds, lambda_mode=lambda_mode, threads=threads,
-            block_size=block_size, report=report, progress=progress,
+            block_size=block_size, report=report, progress=progress, precision=precision,
         )  # fmt: skip
     seconds: dict[str, float] = {}
     single = True
@@ -412,6 +420,7 @@ def loco_scan(
     null_models: dict[str, NullModel] | None = None,
     chromosomes: list[str] | None = None,
     statistics: dict[str, np.ndarray] | None = None,
+    precision: str = "double",
 ) -> pd.DataFrame:
     """Scan every SNP against a kinship of the other chromosomes (see
     :mod:`lmmscan.loco`).
@@ -433,7 +442,7 @@ def loco_scan(
     y_arr = np.asarray(y, dtype=np.float64)
     if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
         raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
-    options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe)
+    options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
     cov = None if covariates is None else np.asarray(covariates, dtype=np.float64)
     sink = Collector(1)
     bar = _bar(progress, source.n_snps)

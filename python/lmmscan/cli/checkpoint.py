@@ -172,6 +172,7 @@ def fingerprint(args, source, phenos, block: int) -> dict:
                 for flag, value, default in (
                     ("--hwe", getattr(args, "hwe", 0.0), 0.0),
                     ("--info", getattr(args, "info", None), None),
+                    ("--precision", getattr(args, "precision", "double"), "double"),
                     ("--vcf-field", getattr(args, "vcf_field", None), None),
                     ("--lmin", getattr(args, "lmin", 1e-5), 1e-5),
                     ("--lmax", getattr(args, "lmax", 1e5), 1e5),

@@ -117,6 +117,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "it as lambda_mode. Default: per-snp",
     )
     g.add_argument(
+        "--precision",
+        choices=["double", "single"],
+        default="double",
+        help="single: the rotation of the genotypes by the kinship's eigenvectors in float32 "
+        "(about twice as fast), the statistics and lambda search in double; p-values "
+        "then differ from double's in their last digits (docs/performance.md gives the "
+        "accuracy). The whitened path (--lambda null with one test) stays double. "
+        "Default: double (GEMMA's numbers)",
+    )
+    g.add_argument(
         "--lmin",
         metavar="L",
         type=positive_float,
@@ -325,8 +335,9 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
                 source = listed_variants(args, source, ("snps",))
                 _memory_plan(args, source, phenos)
             options = ScanOptions(
-                args.test, args.maf, args.miss, args.r2, args.lambda_mode, args.hwe
-            )
+                args.test, args.maf, args.miss, args.r2, args.lambda_mode, args.hwe,
+                args.precision,
+            )  # fmt: skip
             if args.dask_scheduler:
                 from ..distributed import connect
 
@@ -397,6 +408,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         eigen_shape=eigen_file_shape(args.eigen) if args.eigen else None,
         chromosomes=int(source.snps["chr"].nunique()) if args.loco else 0,
         workers=args.threads or usable_cores(),
+        single=getattr(args, "precision", "double") == "single",
     )
     memory_check(args, plan, hints_dense(n, args.eigh_driver, bool(whitened)))
 
@@ -707,6 +719,8 @@ def _write_nulls(args, source, phenos, outputs) -> None:
         )
         if getattr(args, "variant_lists", None):
             data["variant_lists"] = args.variant_lists
+        if getattr(args, "precision", "double") != "double":
+            data["precision"] = args.precision
         skipped = skipped_variants(source)
         if skipped:
             data["skipped_variants"] = skipped

@@ -1,0 +1,63 @@
+"""--precision single: the rotation in float32, everything else in double."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan.cli import main
+
+# SGEMM rounds U and the block to float32 (relative 2^-24 = 6e-8) and sums n
+# products in float32: a rotated value is off by about sqrt(n) x 6e-8 of its
+# terms' size (~2e-6 at n = 1,410), worst case n x 6e-8 (8e-5).  Measured on
+# mouse_hs1940: |dlog10 p| 5e-6, |dbeta|/se 3e-6 (benchmarks/RESULTS.md);
+# the bound is the worst case, with room for other CPUs' SGEMM kernels.
+BOUND = 1e-3
+
+
+@pytest.fixture(scope="module")
+def mouse_K(mouse_plink, mouse_gk):
+    return mouse_gk["centered"]
+
+
+def test_single_is_close_to_double(mouse_plink, mouse_K):
+    y = mouse_plink.phenotype
+    kw = dict(kinship=mouse_K, test="all")
+    a = lmmscan.scan(mouse_plink, y, **kw)
+    b = lmmscan.scan(mouse_plink, y, precision="single", **kw)
+    assert (a["rs"].to_numpy() == b["rs"].to_numpy()).all()
+    for p in ("p_wald", "p_lrt", "p_score"):
+        d = np.abs(np.log10(a[p]) - np.log10(b[p]))
+        assert 0 < d.max() <= BOUND, p  # single is not double, and close to it
+    assert np.max(np.abs(a["beta"] - b["beta"]) / a["se"]) <= BOUND
+    # the per-SNP lambda searches see the float32 rotation too
+    assert (a["l_mle"].to_numpy() != b["l_mle"].to_numpy()).any()
+
+
+def test_whitened_scan_stays_double(mouse_plink, mouse_K):
+    y = mouse_plink.phenotype
+    kw = dict(kinship=mouse_K, test="wald", lambda_mode="null")
+    a = lmmscan.scan(mouse_plink, y, **kw)
+    b = lmmscan.scan(mouse_plink, y, precision="single", **kw)
+    assert a.equals(b)
+
+
+def test_bad_precision_is_refused(mouse_plink, mouse_K):
+    with pytest.raises(lmmscan.InputError, match="precision"):
+        lmmscan.scan(mouse_plink, mouse_plink.phenotype, kinship=mouse_K, precision="half")
+
+
+def test_cli_records_the_precision(mouse_dir, tmp_path, mouse_K):
+    K = tmp_path / "K.npy"
+    np.save(K, mouse_K)
+    argv = ["scan", "--bfile", str(mouse_dir / "mouse_hs1940"), "--kinship", str(K),
+            "--block-size", "3000", "--quiet"]  # fmt: skip
+    assert main([*argv, "--precision", "single", "--out", str(tmp_path / "s")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "d")]) == 0
+    s = json.loads((tmp_path / "s.null.json").read_text())
+    d = json.loads((tmp_path / "d.null.json").read_text())
+    assert s["precision"] == "single" and "precision" not in d
+    assert s["lambda_remle"] == d["lambda_remle"]  # the null fit is double either way
