@@ -1,10 +1,10 @@
-"""GEMMA, FaST-LMM and lmmscan side by side on the same inputs, runs alternated.
+"""GEMMA, JAMMA, FaST-LMM and lmmscan side by side on the same inputs, runs alternated.
 
     python benchmarks/run.py                      # mouse_hs1940 + simulated 5,000 x 100,000
     python benchmarks/run.py --study mouse        # GEMMA's example only (~2 min)
     python benchmarks/run.py --quick              # 1 round, simulated study 2,000 x 20,000
     python benchmarks/run.py --study sim --repeats 1 --sim-n 5000 --sim-snps 100000
-    python benchmarks/run.py --loco               # also FaST-LMM with leave-one-chromosome-out
+    python benchmarks/run.py --loco               # also LOCO: FaST-LMM, JAMMA and lmmscan
     python benchmarks/run.py --commit HEAD        # lmmscan built from a clean `git archive`
     python benchmarks/run.py --study mouse --vs b0beec6 --skip gemma,FaST-LMM --repeats 7
                                                   # lmmscan against an older lmmscan
@@ -51,6 +51,11 @@ Programs (each on the same PLINK fileset, phenotype and covariates):
 - ``FaST-LMM``: ``single_snp`` with the same .cXX.txt (K0), no LOCO;
   ``FaST-LMM own K``: its default kinship from the test SNPs, no LOCO;
   ``FaST-LMM LOCO`` (--loco): its default leave-one-chromosome-out.
+- ``JAMMA``: JAMMA (PyPI ``jamma``, a GEMMA reimplementation) installed by
+  this script into WORKDIR/venv-jamma (``--jamma-version``, default the one
+  measured in RESULTS.md), ``-lmm 4`` with the same kinship given as text
+  (GEMMA's .cXX.txt) and as ``.npy``; with ``--loco`` its ``-lmm 1 -loco``
+  (own kinships) beside ``lmmscan scan --loco --test wald``.
 - ``machine limit``: reading every SNP block as lmmscan does (bed-reader,
   float64, analysed samples) plus numpy's U'G for the tested SNPs, with a
   dense n x n U: the floor for any exact scan that rotates genotypes.
@@ -93,7 +98,7 @@ class Run:
 class Program:
     name: str
     cmd: list[str]
-    kind: str  # gemma | lmmscan | fastlmm | limit | cli
+    kind: str  # gemma | lmmscan | fastlmm | jamma | limit | cli
     runs: list[Run] = field(default_factory=list)
     log: Path | None = None  # GEMMA's log of the -lmm run
     env: dict[str, str] | None = None  # another lmmscan build's (--vs); default ENV
@@ -159,10 +164,8 @@ def gemma_log_times(log: Path) -> dict:
 
 def cli_available() -> bool:
     if not LMMSCAN_EXE:
-        exe = shutil.which("lmmscan")
-        if exe is None:
-            return False
-        LMMSCAN_EXE.append(exe)
+        # this interpreter's lmmscan (a `lmmscan` found on PATH may be another install)
+        LMMSCAN_EXE.extend(CLI_FROM_PATH)
     r = subprocess.run([*LMMSCAN_EXE, "scan", "--help"], capture_output=True, env=ENV)
     return r.returncode == 0
 
@@ -440,6 +443,34 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
                 "fastlmm",
             ),
         ]
+    jamma = jamma_exe(study.dir.parent, args.jamma_version) if not _skipped("JAMMA", args) else None
+    if jamma is not None:
+        npy = study.dir / "K.npy"
+        if not npy.exists():
+            import numpy as np
+
+            np.save(npy, np.loadtxt(study.kinship))
+        for label, K in (("text", study.kinship), (".npy", str(npy))):
+            progs.append(
+                Program(
+                    f"JAMMA -lmm 4 (K {label})",
+                    [
+                        jamma,
+                        "-bfile",
+                        b,
+                        *pc,
+                        "-k",
+                        K,
+                        "-lmm",
+                        "4",
+                        "-o",
+                        "j_lmm4",
+                        "-outdir",
+                        str(out),
+                    ],  # fmt: skip
+                    "jamma",
+                )
+            )
     if args.loco:
         progs.append(
             Program(
@@ -448,10 +479,74 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
                 "fastlmm",
             )
         )
+        if cli:
+            progs.append(
+                Program(
+                    "lmmscan LOCO (CLI, wald)",
+                    [
+                        *LMMSCAN_EXE,
+                        "scan",
+                        "--bfile",
+                        b,
+                        *pc_cli(study),
+                        "--loco",
+                        "--test",
+                        "wald",
+                        "--quiet",
+                        "--out",
+                        str(out / "ls_loco"),
+                    ],  # fmt: skip
+                    "cli",
+                    log=out / "ls_loco.null.json",
+                )
+            )
+        if jamma is not None:
+            progs.append(
+                Program(
+                    "JAMMA -lmm 1 -loco",
+                    [
+                        jamma,
+                        "-bfile",
+                        b,
+                        *pc,
+                        "-lmm",
+                        "1",
+                        "-loco",
+                        "-o",
+                        "j_loco",
+                        "-outdir",
+                        str(out),
+                    ],  # fmt: skip
+                    "jamma",
+                )
+            )
     progs.append(
         Program("machine limit (read + U'G)", [*JOBS, "limit", "--bfile", b, *jpc], "limit")
     )
     return with_twins(progs)
+
+
+JAMMA_VERSION = "8.2.4"  # the version of RESULTS.md's figures
+
+
+def _skipped(name: str, args: argparse.Namespace) -> bool:
+    return any(t.strip() and t.strip() in name for t in (args.skip or "").split(","))
+
+
+def jamma_exe(work: Path, version: str) -> str | None:
+    """JAMMA in its own venv under ``work`` (installed from PyPI once); None,
+    with a note, when it cannot be installed."""
+    venv = work / f"venv-jamma-{version}"
+    exe = venv / "bin" / "jamma"
+    if not exe.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                            f"jamma=={version}"], check=True)  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"- JAMMA {version} left out: it did not install ({exc})", flush=True)
+            return None
+    return str(exe)
 
 
 # the --vs build: (its commit, the environment that imports it)
@@ -619,6 +714,9 @@ def report(study: Study, progs: list[Program]) -> str:
             w("lmmscan e2e (kinship + exact)"),
         ),
         ("FaST-LMM LOCO / " + exact, w("FaST-LMM own K, LOCO"), w(exact)),
+        ("JAMMA -lmm 4 (K text) / " + exact, w("JAMMA -lmm 4 (K text)"), w(exact)),
+        ("JAMMA -lmm 4 (K .npy) / " + exact, w("JAMMA -lmm 4 (K .npy)"), w(exact)),
+        ("JAMMA -loco / lmmscan LOCO", w("JAMMA -lmm 1 -loco"), w("lmmscan LOCO (CLI, wald)")),
     ]
 
     def inner(name: str, key: str) -> float | None:  # programs left out by --skip: None
@@ -766,6 +864,7 @@ def main() -> None:
         help="comma-separated substrings: leave out the programs whose name has "
         "one (e.g. 'gemma -lmm' for the 50-minute GEMMA run of the sim study)",
     )
+    ap.add_argument("--jamma-version", default=JAMMA_VERSION, help="JAMMA from PyPI")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "lmmscan-bench"))
     ap.add_argument("--markdown", default=None, help="also write the tables to this file")
     ap.add_argument(
