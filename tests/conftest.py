@@ -51,3 +51,15 @@ def mouse_gk(mouse_plink):
     import lmmscan
 
     return {method: lmmscan.kinship(mouse_plink, method) for method in ("centered", "standardized")}
+
+
+def copy_converted(out: Path) -> Path:
+    """tests/data/converted (mouse_hs1940 in every genotype format) into
+    ``out``, the .pgen decompressed."""
+    for src in (DATA / "converted").iterdir():
+        if src.name.endswith(".pgen.gz"):
+            with gzip.open(src, "rb") as fin, open(out / src.name[:-3], "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        elif not src.name.endswith(".sh"):
+            shutil.copy(src, out / src.name)
+    return out

@@ -4,9 +4,7 @@ and the readers' API, sample subsets, skipped variants and refusals."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import pytest
 import lmmscan
 from lmmscan.cli import main
 
-from .conftest import DATA
+from .conftest import DATA, copy_converted
 
 CONV = DATA / "converted"
 
@@ -34,14 +32,7 @@ def run(argv, capsys=None):
 
 @pytest.fixture(scope="module")
 def conv(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("converted")
-    for src in CONV.iterdir():
-        if src.name.endswith(".pgen.gz"):
-            with gzip.open(src, "rb") as fin, open(out / src.name[:-3], "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        elif not src.name.endswith(".sh"):
-            shutil.copy(src, out / src.name)
-    return out
+    return copy_converted(tmp_path_factory.mktemp("converted"))
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ import pytest
 import lmmscan
 from lmmscan.cli import main
 
-from .conftest import DATA
-
-CONV = DATA / "converted"
+from .conftest import DATA, copy_converted
 
 
 def run(argv, capsys):
@@ -50,13 +48,7 @@ def refused(capsys, tmp_path, flags, *needles):
 
 @pytest.fixture
 def files(tmp_path) -> Path:
-    for src in CONV.iterdir():
-        if src.name.endswith(".pgen.gz"):
-            with gzip.open(src, "rb") as fin, open(tmp_path / src.name[:-3], "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        elif not src.name.endswith(".sh"):
-            shutil.copy(src, tmp_path / src.name)
-    return tmp_path
+    return copy_converted(tmp_path)
 
 
 def _copy_fileset(d: Path, name: str) -> None:

@@ -20,7 +20,6 @@ import pandas as pd
 
 from ._errors import InputError
 from .genotypes import VariantFile, require_extra
-from .textio import BadToken, input_stat, parse_phenotype
 
 
 def read_sample_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -73,11 +72,7 @@ class BgenGenotypes(VariantFile):
         self, path: str | os.PathLike[str], sample: str | os.PathLike[str] | None = None
     ) -> None:
         require_extra("bgen", "bgen", "bgen", "--bgen")
-        self.path = str(path)
-        p = Path(path)
-        if not p.exists():
-            raise InputError("BGEN file not found", path=self.path)
-        input_stat(p, needs_file="a BGEN file is read at any variant's offset")
+        self._set_path(path, "BGEN file", "a BGEN file is read at any variant's offset")
         self.sample_path = None if sample is None else str(sample)
         if sample is not None and not Path(sample).exists():
             raise InputError(".sample file not found", path=str(sample))
@@ -223,25 +218,12 @@ class BgenGenotypes(VariantFile):
 
     def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
         """The .sample file's phenotype columns (type P or C), NaN for NA or -9."""
-        pheno = self._pheno
-        where = self.sample_path or self.path
-        out = np.empty((self.n_samples, len(columns)))
-        for i, col in enumerate(columns):
-            if not 1 <= col <= pheno.shape[1]:
-                raise InputError(
-                    f"phenotype column {col} is out of range: {pheno.shape[1]} phenotype "
-                    "column(s) (type P or C in the .sample file); give --pheno",
-                    path=where,
-                )
-            try:
-                out[:, i] = parse_phenotype(pheno.iloc[:, col - 1], minus9_missing=True)
-            except BadToken as exc:
-                raise InputError(
-                    f"phenotype {exc.token!r} is not a number",
-                    path=where,
-                    line=pheno.attrs["first_line"] + exc.index,
-                ) from None
-        return out
+        return self._phenotype_columns(
+            self._pheno,
+            columns,
+            self.sample_path or self.path,
+            "phenotype column(s) (type P or C in the .sample file); give --pheno",
+        )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -340,6 +340,43 @@ class VariantFile:
     path: str
     dosages_only = True  # --hwe refused (see cli.common.check_hwe)
 
+    def _set_path(self, path: object, what: str, needs_file: str) -> None:
+        """The genotype file: it must exist and be a regular file (read at offsets)."""
+        from pathlib import Path
+
+        from .textio import input_stat
+
+        self.path = str(path)
+        if not Path(self.path).exists():
+            raise InputError(f"{what} not found", path=self.path)
+        input_stat(Path(self.path), needs_file=needs_file)
+
+    def _phenotype_columns(
+        self, pheno: pd.DataFrame, columns: list[int], where: str, which: str
+    ) -> np.ndarray:
+        """Phenotype columns (1-based) of a sample file's text table ``pheno``
+        (``attrs["first_line"]``: the file line of its first row) as
+        (samples, len(columns)), NaN for NA or -9; ``which`` says what the
+        columns are in a message."""
+        from .textio import BadToken, parse_phenotype
+
+        out = np.empty((self.n_samples, len(columns)))
+        for i, col in enumerate(columns):
+            if not 1 <= col <= pheno.shape[1]:
+                raise InputError(
+                    f"phenotype column {col} is out of range: {pheno.shape[1]} {which}",
+                    path=where,
+                )
+            try:
+                out[:, i] = parse_phenotype(pheno.iloc[:, col - 1], minus9_missing=True)
+            except BadToken as exc:
+                raise InputError(
+                    f"phenotype {exc.token!r} is not a number",
+                    path=where,
+                    line=pheno.attrs["first_line"] + exc.index,
+                ) from None
+        return out
+
     def _set_variants(
         self, samples: pd.DataFrame, table: pd.DataFrame, untestable: dict[str, np.ndarray]
     ) -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ._errors import InputError
 from .genotypes import VariantFile, require_extra
-from .textio import BadToken, input_stat, parse_phenotype
+from .textio import input_stat
 
 # .psam columns that are not phenotypes
 _PSAM_IDS = ("FID", "IID", "SID", "PAT", "MAT", "SEX")
@@ -295,24 +295,9 @@ class PgenGenotypes(VariantFile):
     def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
         """.psam phenotype columns (1 = the first after the ID and SEX columns)
         as (samples, len(columns)), NaN for NA or -9."""
-        pheno = self._pheno
-        out = np.empty((self.n_samples, len(columns)))
-        for i, col in enumerate(columns):
-            if not 1 <= col <= pheno.shape[1]:
-                raise InputError(
-                    f"phenotype column {col} is out of range: the .psam has {pheno.shape[1]} "
-                    "phenotype column(s)",
-                    path=self.psam_path,
-                )
-            try:
-                out[:, i] = parse_phenotype(pheno.iloc[:, col - 1], minus9_missing=True)
-            except BadToken as exc:
-                raise InputError(
-                    f"phenotype {exc.token!r} is not a number",
-                    path=self.psam_path,
-                    line=pheno.attrs["first_line"] + exc.index,
-                ) from None
-        return out
+        return self._phenotype_columns(
+            self._pheno, columns, self.psam_path, "phenotype column(s) in the .psam"
+        )
 
 
 def _pgen_message(exc: BaseException) -> str:

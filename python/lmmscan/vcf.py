@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,6 @@ import pandas as pd
 
 from ._errors import InputError
 from .genotypes import VariantFile, require_extra
-from .textio import input_stat
 
 FIELDS = ("DS", "GP", "GT")
 
@@ -35,11 +34,9 @@ class VcfGenotypes(VariantFile):
 
     def __init__(self, path: str | os.PathLike[str], field: str | None = None) -> None:
         require_extra("cyvcf2", "cyvcf2", "vcf", "--vcf")
-        self.path = str(path)
-        p = Path(path)
-        if not p.exists():
-            raise InputError("VCF file not found", path=self.path)
-        input_stat(p, needs_file="a VCF is read twice (once to find the variants, then by blocks)")
+        self._set_path(
+            path, "VCF file", "a VCF is read twice (once to find the variants, then by blocks)"
+        )
         import cyvcf2
 
         _quiet_htslib()
@@ -144,48 +141,24 @@ class VcfGenotypes(VariantFile):
         with np.errstate(invalid="ignore"):
             return self._decode_records(file_index, rows, out)
 
-    def _decode_records(
-        self, file_index: np.ndarray, rows: np.ndarray | None, out: np.ndarray
-    ) -> np.ndarray:
-        field = self.field
-        not_diploid = no_field = 0
+    def _records(self, file_index: np.ndarray, rows: np.ndarray | None) -> Iterator[Any]:
+        """The file's records ``file_index`` (ascending), in order, for the
+        samples ``rows``; a record htslib cannot read is one line naming them."""
         try:
             reader = self._seek(int(file_index[0]), rows)
-            for j, i in enumerate(file_index.tolist()):
+            for i in file_index.tolist():
                 while self._next < i:
                     next(reader)
                     self._next += 1
                 rec = next(reader)
                 self._next += 1
-                fmt = rec.FORMAT
-                has_gt = "GT" in fmt
-                if field not in fmt and not (field == "DS" and has_gt):
-                    no_field += 1
-                    out[j] = np.nan
-                elif field == "GT" or "DS" not in fmt:  # hard calls
-                    if not _gt_dosage(rec, out[j]):
-                        not_diploid += 1
-                        out[j] = np.nan
-                elif field == "GP":
-                    gp = rec.format("GP")
-                    out[j] = gp[:, 1] + 2.0 * gp[:, 2]
-                else:
-                    out[j] = rec.format("DS")[:, 0]
-                    if has_gt:  # a sample without DS: its GT, as plink2 imports it
-                        missing = np.isnan(out[j])
-                        if missing.any():
-                            which = np.flatnonzero(missing)
-                            gt = np.empty(which.size)
-                            if _gt_dosage(rec, gt, which):
-                                out[j, which] = gt
+                yield rec
         except StopIteration:
             raise InputError(
                 f"the file ended before record {int(file_index[-1]) + 1}: it changed since it "
                 "was opened",
                 path=self.path,
             ) from None
-        except InputError:
-            raise
         except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
             self._reader = None
             raise InputError(
@@ -193,6 +166,34 @@ class VcfGenotypes(VariantFile):
                 f"{_one_line(exc)}",
                 path=self.path,
             ) from None
+
+    def _decode_records(
+        self, file_index: np.ndarray, rows: np.ndarray | None, out: np.ndarray
+    ) -> np.ndarray:
+        field = self.field
+        not_diploid = no_field = 0
+        for j, rec in enumerate(self._records(file_index, rows)):
+            fmt = rec.FORMAT
+            has_gt = "GT" in fmt
+            if field not in fmt and not (field == "DS" and has_gt):
+                no_field += 1
+                out[j] = np.nan
+            elif field == "GT" or "DS" not in fmt:  # hard calls
+                if not _gt_dosage(rec, out[j]):
+                    not_diploid += 1
+                    out[j] = np.nan
+            elif field == "GP":
+                gp = rec.format("GP")
+                out[j] = gp[:, 1] + 2.0 * gp[:, 2]
+            else:
+                out[j] = rec.format("DS")[:, 0]
+                if has_gt:  # a sample without DS: its GT, as plink2 imports it
+                    missing = np.isnan(out[j])
+                    if missing.any():
+                        which = np.flatnonzero(missing)
+                        gt = np.empty(which.size)
+                        if _gt_dosage(rec, gt, which):
+                            out[j, which] = gt
         counts = {"ploidy other than 2": not_diploid, f"no {field} field": no_field}
         with _COUNT_LOCK:
             for key, k in counts.items():
@@ -209,31 +210,16 @@ class VcfGenotypes(VariantFile):
             raise InputError("--info needs genotype probabilities: --vcf-field GP")
         rows, _ = sample_rows(samples, self.n_samples)
         file_index = self._file_index[start:stop]
+        if file_index.size == 0:
+            return np.zeros(0)
         width = self.n_samples if rows is None else rows.size
         e = np.empty((file_index.size, width))
         f = np.empty((file_index.size, width))
-        if file_index.size == 0:
-            return np.zeros(0)
         with self._lock, np.errstate(invalid="ignore"):
-            try:
-                reader = self._seek(int(file_index[0]), rows)
-                for j, i in enumerate(file_index.tolist()):
-                    while self._next < i:
-                        next(reader)
-                        self._next += 1
-                    gp = next(reader).format("GP")
-                    self._next += 1
-                    e[j] = gp[:, 1] + 2.0 * gp[:, 2]
-                    f[j] = gp[:, 1] + 4.0 * gp[:, 2]
-            except InputError:
-                raise
-            except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
-                self._reader = None
-                raise InputError(
-                    f"cannot read records {int(file_index[0]) + 1}-{int(file_index[-1]) + 1}: "
-                    f"{_one_line(exc)}",
-                    path=self.path,
-                ) from None
+            for j, rec in enumerate(self._records(file_index, rows)):
+                gp = rec.format("GP")
+                e[j] = gp[:, 1] + 2.0 * gp[:, 2]
+                f[j] = gp[:, 1] + 4.0 * gp[:, 2]
         return impute_info(e.T, f.T)
 
     @property
