@@ -42,7 +42,7 @@ from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
 from .pvalues import COLLINEAR_1_MINUS_R2, TEST_COLUMNS, p_values, statistics, untestable
 from .samples import analysed_samples, groups_by_samples
-from .spectral import Spectral, Whitening
+from .spectral import Spectral, Whitening, rows_product
 
 Test = Literal["wald", "lrt", "score", "all"]
 LAMBDA_MODES = ("per-snp", "null")
@@ -262,12 +262,7 @@ class BlockScanner:
         if self._U32 is None:
             self._U32 = np.asarray(U, dtype=np.float32, order="F" if U.flags.f_contiguous else "C")
         X32 = np.asarray(Xk, dtype=np.float32)
-        b = X32.shape[1]
-        if b < 64:  # the same padding as the double rotation (block-size independence)
-            padded = np.zeros((X32.shape[0], 64), dtype=np.float32, order="F")
-            padded[:, :b] = X32
-            X32 = padded
-        return np.ascontiguousarray((X32.T @ self._U32)[:b], dtype=np.float64)
+        return np.asarray(rows_product(X32, self._U32), dtype=np.float64)
 
     def complement(self, Xk: np.ndarray) -> np.ndarray | None:
         """Each SNP's complement entries (b, c + 2) for the imputed SNPs Xk

@@ -50,7 +50,6 @@ from .memory import LOCO_SUMS
 from .spectral import (
     Spectral,
     decompose_kinship,
-    serial_decompositions,
     serial_library,
     syrk_update,
 )
@@ -189,8 +188,7 @@ class _KinshipSums:
 
 def _decompose(K: np.ndarray) -> Spectral:
     # K is this chromosome's fresh LOCO kinship, held by nothing else
-    with serial_decompositions():
-        return decompose_kinship(K, overwrite_kinship=True)
+    return decompose_kinship(K, overwrite_kinship=True, release_gil=True)
 
 
 def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
@@ -202,8 +200,7 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     shared, so independent decompositions side by side, one BLAS thread
     each, use the cores better than one multi-threaded decomposition after
     another.  They run with the GIL released, on scipy's OpenBLAS limited
-    to one thread (:func:`lmmscan.spectral.serial_decompositions`,
-    :func:`lmmscan.spectral.serial_library`), while the caller scans the
+    to one thread (:func:`lmmscan.spectral.serial_library`), while the caller scans the
     chromosome before on numpy's OpenBLAS with its threads.  At most
     ``workers`` + 1 kinships are in memory at once.  The kinships themselves
     are formed in this thread (they may read genotypes).

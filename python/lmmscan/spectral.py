@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -80,38 +79,12 @@ def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
     return blas_threads(None if n >= EIGH_SERIAL_BELOW else 1)
 
 
-_LOCAL = threading.local()
-
-
-@contextlib.contextmanager
-def serial_decompositions() -> Iterator[None]:
-    """In this thread: eigendecompositions called through ctypes, so that the
-    GIL is released while LAPACK runs (scipy's wrappers hold it, so
-    decompositions on several Python threads ran one at a time).  The routine
-    and its arguments are scipy's, on scipy's own library: the same numbers
-    as ``scipy.linalg.eigh`` (on one thread inside :func:`serial_library`)."""
-    from . import _lapack64
-
-    lib = _lapack64.scipy_library()
-    if lib is None:  # pragma: no cover - another scipy build
-        with blas_threads(1):
-            yield
-        return
-    previous = getattr(_LOCAL, "serial", False)
-    _LOCAL.serial = True
-    try:
-        yield
-    finally:
-        _LOCAL.serial = previous
-
-
 def serial_library() -> contextlib.AbstractContextManager:
     """scipy's OpenBLAS (the decompositions' library; numpy's, which rotates
-    and fits, keeps its threads) limited to one thread, process-wide: the
-    decompositions of :func:`serial_decompositions` on several Python threads
-    then each run on one thread, and give the same bits every run (a
-    threaded BLAS call that finds the library's threads busy takes fewer,
-    and rounds otherwise)."""
+    and fits, keeps its threads) limited to one thread, process-wide: GIL-free
+    decompositions (``release_gil=True``) on several Python threads then each
+    run on one thread, and give the same bits every run (a threaded BLAS call
+    that finds the library's threads busy takes fewer, and rounds otherwise)."""
     from . import _lapack64
     from ._threads import library_threads
 
@@ -119,15 +92,16 @@ def serial_library() -> contextlib.AbstractContextManager:
     return library_threads(None if lib is None else lib.path, 1)
 
 
-def _eigh_serial(A: np.ndarray, overwrite: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """(d, U) by scipy's LAPACK through ctypes inside :func:`serial_decompositions`,
-    else None."""
-    if not getattr(_LOCAL, "serial", False):
-        return None
+def _eigh_gil_free(A: np.ndarray, overwrite: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(d, U) by scipy's own LAPACK called through ctypes, which releases the
+    GIL while LAPACK runs (scipy's wrappers hold it, so decompositions on
+    several Python threads ran one at a time).  The routine and its
+    arguments are scipy's: the same numbers as ``scipy.linalg.eigh``.  None
+    when scipy's library cannot be found."""
     from . import _lapack64
 
     lib = _lapack64.scipy_library()
-    if lib is None:  # pragma: no cover
+    if lib is None:  # pragma: no cover - another scipy build
         return None
     if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
         A = np.array(A, dtype=np.float64, order="F")
@@ -297,6 +271,23 @@ class BlockRotation(Protocol):
         ...
 
 
+def rows_product(X: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """(X' U), C order, in X's and U's dtype, for X (n, b) and U (n, k).
+
+    Narrow blocks are padded to 64 columns: BLAS takes other kernels (with
+    another summation order) for very narrow products, and the results must
+    not depend on how the SNPs were split into blocks.
+    """
+    b = X.shape[1]
+    if b < _MIN_GEMM_COLUMNS:
+        # the padded block keeps X's memory order (the same BLAS path as a full block)
+        order: Literal["C", "F"] = "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
+        padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), dtype=X.dtype, order=order)
+        padded[:, :b] = X
+        X = padded
+    return np.ascontiguousarray((X.T @ U)[:b])
+
+
 @runtime_checkable
 class SpectralBasis(Protocol):
     """K = U diag(d) U' on k <= n directions, eigenvalue 0 on the other n - k.
@@ -346,19 +337,23 @@ class Spectral:
     U: np.ndarray
 
     @classmethod
-    def from_kinship(cls, K: np.ndarray, *, overwrite: bool = False) -> Spectral:
+    def from_kinship(
+        cls, K: np.ndarray, *, overwrite: bool = False, release_gil: bool = False
+    ) -> Spectral:
         """Eigendecomposition (LAPACK dsyevr, or dsyevd inside
         :func:`eigh_driver`, lower triangle) of a symmetric K; ``overwrite``
-        lets LAPACK work in K's memory instead of a copy."""
+        lets LAPACK work in K's memory instead of a copy.  ``release_gil``:
+        through ctypes, so that other Python threads run meanwhile, with the
+        BLAS threads the caller set (:func:`serial_library`)."""
         # LAPACK works in Fortran order; K is symmetric, so a C-ordered K is
         # handed over as its (Fortran-ordered) transpose instead of copied
         import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         _check_decomposition_memory(A.shape[0], overwrite)
-        serial = None if use_ilp64(A.shape[0]) else _eigh_serial(A, overwrite)
-        if serial is not None:
-            d, U = serial
+        free = _eigh_gil_free(A, overwrite) if release_gil and not use_ilp64(A.shape[0]) else None
+        if free is not None:
+            d, U = free
         else:
             with _eigh_threads(A.shape[0]):
                 if use_ilp64(A.shape[0]):
@@ -388,16 +383,7 @@ class Spectral:
         another summation order) for very narrow products, and the results
         must not depend on how the SNPs were split into blocks.
         """
-        b = X.shape[1]
-        if b < _MIN_GEMM_COLUMNS:
-            # the padded block keeps X's memory order (the same BLAS path as a full block)
-            order: Literal["C", "F"] = (
-                "C" if X.flags.c_contiguous and not X.flags.f_contiguous else "F"
-            )
-            padded = np.zeros((X.shape[0], _MIN_GEMM_COLUMNS), order=order)
-            padded[:, :b] = X
-            X = padded
-        return np.ascontiguousarray((X.T @ self.U)[:b])
+        return rows_product(X, self.U)
 
     def complement_gram(self, V: np.ndarray) -> np.ndarray | None:
         """V'(I - UU')V: nothing here, every direction is rotated."""
@@ -720,6 +706,7 @@ def decompose_kinship(
     *,
     center: bool = True,
     overwrite_kinship: bool = False,
+    release_gil: bool = False,
 ) -> Spectral:
     """The spectral decomposition lmmscan fits with: K restricted to ``mask``,
     double-centred (GEMMA) unless ``center=False``, tiny eigenvalues zeroed.
@@ -736,7 +723,7 @@ def decompose_kinship(
     the eigenvectors are computed in K's buffer itself, so never write into K
     afterwards.  K must be a writeable float64 array in C or Fortran order
     for that; any other K is copied as without the option.  The result is
-    the same as without it.
+    the same as without it.  ``release_gil``: see :meth:`Spectral.from_kinship`.
     """
     if overwrite_kinship and _can_overwrite(K):
         Ka = _restrict_in_place(K, mask)
@@ -747,7 +734,7 @@ def decompose_kinship(
     check_kinship_scale(Ka)
     if center:
         double_centre(Ka, overwrite=True)
-    return Spectral.from_kinship(Ka, overwrite=True)
+    return Spectral.from_kinship(Ka, overwrite=True, release_gil=release_gil)
 
 
 def _can_overwrite(K: object) -> bool:
