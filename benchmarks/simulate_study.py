@@ -23,6 +23,13 @@ so a (seed, n, snps, ...) tuple always gives the same bytes):
   with F = ``fst``.  Genotypes are Binomial(2, p_pop) (Hardy-Weinberg within
   a subpopulation), drawn in SNP chunks from uniforms so memory stays at one
   int8 matrix.
+- ``--rare F``: a fraction F of the SNPs get an ancestral frequency
+  U(0.002, 0.03) instead, so that GEMMA's MAF filter has work to do, as in
+  a real array or sequencing study (default 0).
+- ``--sib-pairs F``: a fraction F of the samples come as full-sib pairs
+  (both children of two parents of their subpopulation, drawn per SNP with
+  free recombination, kinship 0.25), so the kinship holds close relatives
+  as well as structure (default 0).
 - 1% of genotype calls missing completely at random (``--miss-geno``).
 - SNPs spread evenly over ``chromosomes`` chromosomes, positions 1 kb apart.
 - Covariates: sex (0/1), age (normal), and a covariate that differs by
@@ -60,6 +67,8 @@ def simulate(
     causal: int = 200,
     h2: float = 0.4,
     seed: int = 20261123,
+    rare: float = 0.0,
+    sib_pairs: float = 0.0,
     quiet: bool = False,
 ) -> dict:
     """Write ``out_prefix``.{bed,bim,fam,pheno.txt,covar.txt,json}; return a summary."""
@@ -70,6 +79,13 @@ def simulate(
 
     pop = rng.integers(0, populations, n)
     p_anc = rng.uniform(0.05, 0.95, snps)
+    if rare > 0:  # only then: the default study keeps its draws
+        is_rare = rng.random(snps) < rare
+        p_anc[is_rare] = rng.uniform(0.002, 0.03, int(is_rare.sum()))
+    # samples 0, 1 / 2, 3 / ... of the first 2 * pairs are siblings
+    pairs = int(n * sib_pairs) // 2
+    if pairs:
+        pop[1 : 2 * pairs : 2] = pop[0 : 2 * pairs : 2]
     a = p_anc * (1 - fst) / fst
     b = (1 - p_anc) * (1 - fst) / fst
     p_pop = rng.beta(a[None, :], b[None, :], size=(populations, snps))  # (P, m)
@@ -81,6 +97,8 @@ def simulate(
         u = rng.random((n, stop - start))
         # Binomial(2, p) by inversion: P(0) = (1-p)^2, P(<=1) = 1 - p^2.
         g = (u > (1 - p) ** 2).astype(np.int8) + (u > 1 - p * p).astype(np.int8)
+        if pairs:
+            g[: 2 * pairs] = _siblings(rng, p[: 2 * pairs : 2])
         miss = rng.random((n, stop - start)) < miss_geno
         g[miss] = -127
         G[:, start:stop] = g
@@ -140,6 +158,8 @@ def simulate(
         "causal": int(len(causal_idx)),
         "h2": h2,
         "seed": seed,
+        **({"rare": rare} if rare else {}),
+        **({"sib_pairs": sib_pairs} if sib_pairs else {}),
         "n_pheno_missing": int(np.isnan(y).sum()),
         "causal_rs": [f"rs{j + 1}" for j in causal_idx[:20]],
         "seconds": round(time.perf_counter() - t0, 2),
@@ -148,6 +168,20 @@ def simulate(
     if not quiet:
         print(f"wrote {bed} ({n} x {snps}) in {summary['seconds']} s")
     return summary
+
+
+def _siblings(rng: np.random.Generator, p: np.ndarray) -> np.ndarray:
+    """Genotypes (2 * pairs, snps) of full-sib pairs: each pair's two parents
+    drawn with frequencies ``p`` (pairs, snps), each child given one random
+    allele of each parent."""
+    parents = (rng.random((4,) + p.shape) < p).astype(np.int8)  # 4 haplotypes a pair
+    parents = parents[0:2] + parents[2:4]  # (mother, father) genotypes
+    kids = np.empty((2 * p.shape[0], p.shape[1]), dtype=np.int8)
+    for child in range(2):
+        # a heterozygous parent passes either allele; homozygous ones theirs
+        got = (rng.random((2,) + p.shape) < parents / 2).astype(np.int8)
+        kids[child::2] = got[0] + got[1]
+    return kids
 
 
 def study_files(prefix: str | Path) -> dict[str, Path]:
@@ -163,7 +197,8 @@ def ensure_study(prefix: str | Path, **params) -> Path:
     files = study_files(prefix)
     if all(f.exists() for f in files.values()):
         meta = json.loads(files["json"].read_text())
-        if all(meta.get(k) == v for k, v in params.items()):
+        optional = {"rare": 0.0, "sib_pairs": 0.0}  # not written when 0
+        if all(meta.get(k, optional.get(k)) == v for k, v in params.items()):
             return Path(prefix)
     simulate(prefix, **params)
     return Path(prefix)
@@ -182,6 +217,8 @@ def main() -> None:
     ap.add_argument("--causal", type=int, default=200)
     ap.add_argument("--h2", type=float, default=0.4)
     ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--rare", type=float, default=0.0, help="fraction of rare SNPs")
+    ap.add_argument("--sib-pairs", type=float, default=0.0, help="fraction of samples in sib pairs")
     args = ap.parse_args()
     simulate(
         args.out_prefix,
@@ -195,6 +232,8 @@ def main() -> None:
         causal=args.causal,
         h2=args.h2,
         seed=args.seed,
+        rare=args.rare,
+        sib_pairs=args.sib_pairs,
     )
 
 
