@@ -6,6 +6,7 @@ import io
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,23 @@ import pandas as pd
 from ._errors import InputError
 from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
 
-__all__ = ["BadToken", "PlinkGenotypes", "parse_phenotype", "read_plink"]
+__all__ = ["BED_READERS", "BadToken", "PlinkGenotypes", "parse_phenotype", "read_plink"]
 
 _BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major
+
+# "auto": pgenlib when it is installed (the pgen extra), else bed-reader.  The
+# two give the same arrays; pgenlib decodes a .bed 15-20x faster (one thread
+# against bed-reader's several: 0.09 s against 1.4 s for 400,000 SNPs x 484
+# samples), which a scan whose cores are busy rotating and testing feels.
+BED_READERS = ("auto", "pgenlib", "bed-reader")
+
+
+def _resolve(reader: str) -> str:
+    import importlib.util
+
+    if reader != "auto":
+        return reader
+    return "pgenlib" if importlib.util.find_spec("pgenlib") is not None else "bed-reader"
 
 
 def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
@@ -71,6 +86,13 @@ def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
     return table
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # gone
+
+
 def _check_unique_ids(samples: pd.DataFrame, path: str) -> None:
     """Refuse a .fam with an individual twice (as PLINK does): a line
     duplicated in place of another would shift every later individual."""
@@ -88,7 +110,8 @@ def _check_unique_ids(samples: pd.DataFrame, path: str) -> None:
 
 
 class PlinkGenotypes:
-    """A PLINK .bed/.bim/.fam fileset, read block by block with bed-reader.
+    """A PLINK .bed/.bim/.fam fileset, read block by block with pgenlib or
+    bed-reader (``reader``: see :data:`BED_READERS`).
 
     Genotypes count the .bim column-5 allele (``allele1``, as GEMMA), as
     float64 with NaN for missing.  ``samples`` has fid, iid and the .fam
@@ -96,7 +119,19 @@ class PlinkGenotypes:
     allele1, allele0.
     """
 
-    def __init__(self, prefix: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str | os.PathLike[str],
+        *,
+        num_threads: int | None = None,
+        reader: str = "auto",
+    ) -> None:
+        if reader not in BED_READERS:
+            raise InputError(f"reader must be one of {', '.join(BED_READERS)}, got {reader!r}")
+        if reader == "pgenlib":
+            from .genotypes import require_extra
+
+            require_extra("pgenlib", "pgenlib", "pgen", "reader='pgenlib'")
         prefix = str(prefix)
         for ext in (".bed", ".bim", ".fam"):
             if prefix.endswith(ext):
@@ -135,6 +170,11 @@ class PlinkGenotypes:
         self._check_bed()
         self._num_threads = num_threads
         self._bed = None
+        self._choice = reader
+        self.reader = _resolve(reader)
+        self._pgen = None  # pgenlib's reader and the sample subset it reads
+        self._pgen_rows: np.ndarray | None = None
+        self._lock = threading.Lock()  # one pgenlib reader: one read at a time
 
     def _check_bed(self) -> None:
         from .textio import check_utf8_path
@@ -150,6 +190,7 @@ class PlinkGenotypes:
             raise InputError("not a SNP-major PLINK .bed file (wrong magic bytes)", path=str(path))
         expected = 3 + self.n_snps * ((self.n_samples + 3) // 4)
         size = path.stat().st_size
+        self._bed_size = expected
         if size != expected:
             raise InputError(
                 f"size {size} bytes does not match {self.n_samples} samples (.fam) x "
@@ -171,10 +212,69 @@ class PlinkGenotypes:
             )
         return self._bed
 
+    def _open_pgen(self, rows: np.ndarray | None):
+        """pgenlib's reader of the .bed for the ascending sample indices ``rows``."""
+        import pgenlib
+
+        same = (rows is None and self._pgen_rows is None) or (
+            rows is not None
+            and self._pgen_rows is not None
+            and np.array_equal(rows, self._pgen_rows)
+        )
+        if self._pgen is not None and same:
+            return self._pgen
+        subset = None if rows is None else np.ascontiguousarray(rows, dtype=np.uint32)
+        if self._pgen is None:
+            self._pgen = pgenlib.PgenReader(
+                os.fsencode(self.bed_path),
+                raw_sample_ct=self.n_samples,
+                variant_ct=self.n_snps,
+                sample_subset=subset,
+            )
+        else:
+            self._pgen.change_sample_subset(subset)
+        self._pgen_rows = None if rows is None else rows.copy()
+        return self._pgen
+
+    def _read_pgen(self, start: int, stop: int, samples: np.ndarray | None) -> np.ndarray:
+        from .genotypes import sample_rows
+
+        rows, order = sample_rows(samples, self.n_samples)
+        width = self.n_samples if rows is None else rows.size
+        out = np.empty((stop - start, width), dtype=np.float64)
+        if stop > start:
+            with self._lock:
+                try:
+                    self._open_pgen(rows).read_dosages_range(start, stop, out)
+                except RuntimeError as exc:
+                    text = " ".join(str(exc).split()) or type(exc).__name__
+                    raise InputError(
+                        f"cannot read SNPs {start + 1}-{stop}: {text}", path=self.prefix + ".bed"
+                    ) from None
+            # pgenlib reads a .bed cut short after it was opened without a
+            # word (bed-reader checks the length at every read): check it here
+            size = _size(self.bed_path)
+            if size != self._bed_size:
+                raise InputError(
+                    f"cannot read SNPs {start + 1}-{stop}: the file changed while it was read "
+                    f"({size} bytes, {self._bed_size} when opened)",
+                    path=self.prefix + ".bed",
+                )
+        out[out == -9.0] = np.nan
+        X = out.T  # samples x SNPs in Fortran order, as bed-reader's
+        return X if order is None else np.asfortranarray(X[order])
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_bed"] = None
+        state["_pgen"] = state["_pgen_rows"] = None
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self.reader = _resolve(self._choice)  # "auto": what this process (a worker) has
 
     @property
     def n_samples(self) -> int:
@@ -225,7 +325,9 @@ class PlinkGenotypes:
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
         """Genotypes of SNPs start..stop-1 (samples x SNPs, NaN missing), in
-        Fortran order (one SNP contiguous), as bed-reader decodes them."""
+        Fortran order (one SNP contiguous)."""
+        if self.reader == "pgenlib":
+            return self._read_pgen(start, stop, samples)
         if samples is None:
             rows: slice | np.ndarray = slice(None)
         else:
@@ -241,11 +343,15 @@ class PlinkGenotypes:
             ) from None
 
 
-def read_plink(prefix: str | os.PathLike[str], *, num_threads: int | None = None) -> PlinkGenotypes:
+def read_plink(
+    prefix: str | os.PathLike[str], *, num_threads: int | None = None, reader: str = "auto"
+) -> PlinkGenotypes:
     """Open a PLINK .bed/.bim/.fam fileset lazily.
 
     ``prefix`` is the path without extension (``data/mouse`` for
     ``data/mouse.bed``).  Nothing but the .bim/.fam tables is read until
-    blocks are requested.
+    blocks are requested.  ``reader``: ``"pgenlib"`` (the ``pgen`` extra),
+    ``"bed-reader"`` or ``"auto"`` (pgenlib when installed); both give the
+    same genotypes.  ``num_threads``: bed-reader's decoding threads.
     """
-    return PlinkGenotypes(prefix, num_threads=num_threads)
+    return PlinkGenotypes(prefix, num_threads=num_threads, reader=reader)
