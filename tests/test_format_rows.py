@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,3 +73,30 @@ def test_tokens_with_a_tab_or_newline_fall_back_to_python():
     cols = {name: np.array([0.5]) for name in COLS}
     cols["n_miss"], cols["af"] = np.array([0]), np.array([0.25])
     assert w._text_gemma(snps, cols, {p: np.array([0.3]) for p in COLS if p[0] == "p"}) is None
+
+
+def test_threads_give_the_same_bytes():
+    """Rows cut into ranges formatted on several threads: the bytes of one thread,
+    with tokens of different lengths so every cut falls mid-column."""
+    from lmmscan import _core
+
+    rng = np.random.default_rng(3)
+    n = 5_011
+    tokens = [f"rs{i * 7919 % 100003}{'x' * (i % 5)}" for i in range(n)]
+    text = ("\n".join(tokens) + "\n").encode()
+    p = rng.random(n) ** 40
+    columns = [
+        ("s", text),
+        ("i", rng.integers(-9, 10**9, n)),
+        ("f", rng.random(n)),
+        ("e", rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n)),
+        ("p", (p, -np.log10(p))),
+        ("s", text),
+    ]
+    one = _core.format_rows(columns, n, 1e-300, 1)
+    assert one.count(b"\n") == n
+    for threads in (2, 3, 8):
+        assert _core.format_rows(columns, n, 1e-300, threads) == one
+    short = [("s", b"a\nb\n")]
+    with pytest.raises(ValueError, match="too few tokens"):
+        _core.format_rows(short, 9000, 1e-300, 2)

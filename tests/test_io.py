@@ -187,3 +187,25 @@ def test_p_text_never_zero():
     assert _sci_from_log10(299.99999999999, 6, "e") == "1.000000e-300"
     got = neg_log10_p(p, np.log(10.0) * -log10p)
     np.testing.assert_allclose(got[2:4], [412.3, 309.30103])
+
+
+def test_tails_only_where_p_is_tiny_give_the_same_log10p():
+    from lmmscan.pvalues import log_tails, neg_log10_ps
+
+    rng = np.random.default_rng(5)
+    df = 400
+    F = np.concatenate([rng.random(500) * 20, [1e3, 2e3, 5e3, 1e5, np.inf, np.nan, 0.0]])
+    chi = np.concatenate([rng.random(500) * 20, [1e3, 3e3, 1e4, 1e6, np.inf, np.nan, -1.0]])
+    stats = {"p_wald": F, "p_lrt": chi, "p_score": F[::-1].copy()}
+    cols = {
+        "p_wald": scipy.special.fdtrc(1.0, df, F),
+        "p_lrt": scipy.special.chdtrc(1.0, np.maximum(chi, 0.0)),
+        "p_score": scipy.special.fdtrc(1.0, df, stats["p_score"]),
+    }
+    assert (cols["p_wald"] < 1e-300).sum() >= 2  # the tail is used
+    tails = log_tails(stats, df)
+    got = neg_log10_ps(cols, stats, df, list(cols))
+    for name in cols:
+        np.testing.assert_array_equal(got[name], neg_log10_p(cols[name], tails[name]))
+    np.testing.assert_array_equal(neg_log10_ps(cols, {}, df, ["p_wald"])["p_wald"],
+                                  neg_log10_p(cols["p_wald"], None))  # fmt: skip

@@ -423,7 +423,7 @@ py::tuple parse_numbers(const py::buffer& buf, int threads, std::optional<OutArr
 }
 
 // The binding of lmmscan::text::format_rows: columns as (kind, data) pairs.
-py::bytes format_rows(const py::list& columns, std::size_t n, double tiny) {
+py::bytes format_rows(const py::list& columns, std::size_t n, double tiny, int threads) {
   std::vector<lmmscan::text::Column> cols;
   std::vector<py::object> keep;  // the buffers, alive while the GIL is released
   for (const py::handle item : columns) {
@@ -475,7 +475,7 @@ py::bytes format_rows(const py::list& columns, std::size_t n, double tiny) {
   std::string text;
   {
     py::gil_scoped_release release;
-    text = lmmscan::text::format_rows(n, cols, tiny);
+    text = lmmscan::text::format_rows(n, cols, tiny, threads);
   }
   return py::bytes(text);
 }
@@ -484,12 +484,15 @@ py::bytes format_rows(const py::list& columns, std::size_t n, double tiny) {
 
 void register_text(py::module_& m) {
   m.def("format_rows", &format_rows, py::arg("columns"), py::arg("n"), py::arg("tiny"),
+        py::arg("threads") = 1,
         R"doc(n rows of a table as bytes: fields tab-separated, rows newline-ended.
 
 ``columns``: (kind, data) pairs, in order: 's' bytes of newline-ended
 tokens; 'i' int64; 'f' float64 as %.3f; 'e' float64 as %.6e; 'p' a
 (p, log10p) pair, %.6e, spelled from -log10 p below ``tiny``.  Printed by
-printf in the "C" locale: Python's format() digits.  The GIL is released.)doc");
+printf in the "C" locale: Python's format() digits.  The GIL is released;
+``threads`` > 1 formats that many ranges of rows in parallel (the same
+bytes).)doc");
   m.def("parse_numbers", &parse_numbers, py::arg("buf"), py::arg("threads") = 1,
         py::arg("out").noconvert() = py::none(), py::arg("nan_words") = true,
         R"doc(The numbers of a chunk of text lines: (values, tokens per line, bad).

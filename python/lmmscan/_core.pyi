@@ -82,7 +82,9 @@ def parse_numbers(
     out: npt.NDArray[np.float64] | None = None,
     nan_words: bool = True,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
-def format_rows(columns: list[tuple[str, object]], n: int, tiny: float) -> bytes: ...
+def format_rows(
+    columns: list[tuple[str, object]], n: int, tiny: float, threads: int = 1
+) -> bytes: ...
 def filter_impute(
     X: npt.NDArray[np.float64],
     maf: float,

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .pvalues import TINY_P, log_tails, neg_log10_p, test_statistics
+from ._threads import usable_cores
+from .pvalues import TINY_P, neg_log10_ps, test_statistics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,10 +242,8 @@ class TableWriter:
             # recovered from the printed columns only where the scan gave none
             recovered = test_statistics(cols, self.test, self.df, self.n, self.loglik_mle_null)
             stats = {**recovered, **stats}
-        tails = log_tails(stats, self.df)
-        log10p = {
-            p: neg_log10_p(cols[p], tails.get(p)) for p in self.test_columns if p.startswith("p_")
-        }
+        names = [p for p in self.test_columns if p.startswith("p_")]
+        log10p = neg_log10_ps(cols, stats, self.df, names)
         text = self._text_gemma(snps, cols, log10p) if self.fmt == "gemma" else None
         if text is None:
             writer = getattr(self, "_rows_" + self.fmt.replace("-", "_"))
@@ -281,7 +280,8 @@ class TableWriter:
                 columns.append(("p", (values, np.asarray(log10p[name], dtype=np.float64))))
             else:
                 columns.append(("e", values))
-        return _core.format_rows(columns, n, TINY_P).decode("utf-8", "surrogateescape")
+        threads = usable_cores()  # same bytes on any number (the rows cut into ranges)
+        return _core.format_rows(columns, n, TINY_P, threads).decode("utf-8", "surrogateescape")
 
     def _rows_gemma(self, snps, cols, log10p, stats):
         fields = [

@@ -159,6 +159,26 @@ def log_tails(stats: dict[str, np.ndarray], df: int) -> dict[str, np.ndarray]:
     return out
 
 
+def neg_log10_ps(
+    cols: dict, stats: dict[str, np.ndarray], df: int, names: list[str]
+) -> dict[str, np.ndarray]:
+    """:func:`neg_log10_p` of each p column ``names`` of ``cols``, the tail of
+    its statistic in ``stats`` (if any) computed only where p is below
+    TINY_P, the only place it is used: the same values as
+    ``neg_log10_p(cols[name], log_tails(stats, df)[name])``."""
+    out = {}
+    for name in names:
+        p = np.asarray(cols[name], dtype=np.float64)
+        stat = stats.get(name)
+        tiny = np.flatnonzero(p < TINY_P) if stat is not None else np.zeros(0, dtype=np.intp)
+        tail = None
+        if tiny.size:
+            tail = np.full(p.shape, np.nan)
+            tail[tiny] = log_tails({name: np.asarray(stat)[tiny]}, df)[name]
+        out[name] = neg_log10_p(p, tail)
+    return out
+
+
 def lambda_gc(pvalues: np.ndarray) -> float:
     """Genomic inflation factor: median chi-square(1) statistic / 0.4549."""
     import scipy.special

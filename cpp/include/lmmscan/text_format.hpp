@@ -16,12 +16,16 @@
 // No pybind11, no files: the binding hands in pointers and gets a string back.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if defined(__APPLE__)
@@ -158,6 +162,64 @@ inline std::string format_rows(std::size_t n, const std::vector<Column>& cols, d
     }
     out += '\n';
   }
+  return out;
+}
+
+// The same bytes, formatted on `threads` threads: the rows are cut into
+// ranges, each text column's tokens at each cut found by counting newlines,
+// each range printed into its own string, and the strings joined in order.
+inline std::string format_rows(std::size_t n, const std::vector<Column>& cols, double tiny,
+                               int threads) {
+  constexpr std::size_t kMinRows = 512;  // ~1 ms of printing: a thread costs ~0.05 ms
+  const std::size_t parts =
+      std::max<std::size_t>(1, std::min<std::size_t>(threads > 0 ? threads : 1, n / kMinRows));
+  if (parts == 1) return format_rows(n, cols, tiny);
+  // the columns of each range, their pointers advanced to its first row
+  std::vector<std::vector<Column>> part_cols(parts, cols);
+  std::vector<std::size_t> first(parts + 1);
+  for (std::size_t p = 0; p <= parts; ++p) first[p] = n * p / parts;
+  for (std::size_t c = 0; c < cols.size(); ++c) {
+    const Column& col = cols[c];
+    if (col.kind != 's') {
+      for (std::size_t p = 0; p < parts; ++p) {
+        Column& pc = part_cols[p][c];
+        if (pc.ints) pc.ints += first[p];
+        if (pc.values) pc.values += first[p];
+        if (pc.log10p) pc.log10p += first[p];
+      }
+      continue;
+    }
+    std::size_t offset = 0, row = 0;
+    for (std::size_t p = 1; p < parts; ++p) {
+      while (row < first[p]) {  // skip to the token of row first[p]
+        const void* nl = std::memchr(col.text + offset, '\n', col.text_size - offset);
+        if (nl == nullptr) throw std::invalid_argument("a text column has too few tokens");
+        offset = static_cast<std::size_t>(static_cast<const char*>(nl) - col.text) + 1;
+        ++row;
+      }
+      part_cols[p][c].text = col.text + offset;
+      part_cols[p][c].text_size = col.text_size - offset;
+    }
+  }
+  std::vector<std::string> pieces(parts);
+  std::vector<std::exception_ptr> errors(parts);
+  std::vector<std::thread> pool;
+  for (std::size_t p = 0; p < parts; ++p)
+    pool.emplace_back([&, p]() {
+      try {
+        pieces[p] = format_rows(first[p + 1] - first[p], part_cols[p], tiny);
+      } catch (...) {
+        errors[p] = std::current_exception();
+      }
+    });
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  std::size_t total = 0;
+  for (const auto& piece : pieces) total += piece.size();
+  std::string out;
+  out.reserve(total);
+  for (const auto& piece : pieces) out += piece;
   return out;
 }
 
