@@ -209,3 +209,17 @@ def test_tails_only_where_p_is_tiny_give_the_same_log10p():
         np.testing.assert_array_equal(got[name], neg_log10_p(cols[name], tails[name]))
     np.testing.assert_array_equal(neg_log10_ps(cols, {}, df, ["p_wald"])["p_wald"],
                                   neg_log10_p(cols["p_wald"], None))  # fmt: skip
+
+
+def test_p_values_on_threads_are_the_same():
+    from lmmscan import _core
+    from lmmscan.pvalues import p_values
+
+    rng = np.random.default_rng(9)
+    b = 20_003
+    raw = rng.normal(size=(b, len(_core.RESULT_COLUMNS))) ** 2 * 5
+    one = p_values(raw, "all", 400, -3.0, threads=1)
+    for threads in (2, 3):
+        many = p_values(raw, "all", 400, -3.0, threads=threads)
+        for name in one:
+            np.testing.assert_array_equal(many[name], one[name])

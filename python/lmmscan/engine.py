@@ -313,7 +313,7 @@ class BlockScanner:
         stats = statistics(raw, self.test, logl_ml)
         if s != 1.0:
             raw = _unscale(raw, s, null.n_analyzed, self.df)
-        cols = p_values(raw, self.test, self.df, null.loglik_ml, stats)
+        cols = p_values(raw, self.test, self.df, null.loglik_ml, stats, self.threads)
         return untestable(cols, stats, self.test, self._collinear(Xk)), stats
 
     def _collinear(self, Xk: np.ndarray | None) -> np.ndarray | None:
