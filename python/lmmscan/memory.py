@@ -28,9 +28,12 @@ from ._errors import InputError
 MiB = 1 << 20
 GiB = 1 << 30
 
-# interpreter, numpy, scipy, pandas, bed-reader and lmmscan (measured: 91 MiB
-# for the imports, ~120 MiB once a small scan has run: BLAS and thread pools)
-BASE = 120 * MiB
+# interpreter, numpy, scipy, pandas, the .bed reader and lmmscan once a scan
+# has run (BLAS and thread pools): the peak RSS of the low-rank, exact and
+# whitened scans at n = 2,000-10,000 less their arrays as counted here
+# (benchmarks/bench_memory_plan.py) is 84-128 MiB, growing with n; bed-reader
+# instead of pgenlib adds 6-8 MiB
+BASE = 100 * MiB
 # the variant table (.bim in pandas: rs, alleles, chr as Python strings)
 PER_VARIANT = 160
 # samples x block float64 arrays alive while a block is scanned (traced with
