@@ -12,7 +12,6 @@ Samples come from ``--sample`` (Oxford format) or the IDs the file embeds.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +65,6 @@ class BgenGenotypes(VariantFile):
     """A BGEN file as a genotype source (see :mod:`lmmscan.genotypes`)."""
 
     _handles = ("_reader",)
-    has_probabilities = True
 
     def __init__(
         self, path: str | os.PathLike[str], sample: str | os.PathLike[str] | None = None
@@ -138,16 +136,6 @@ class BgenGenotypes(VariantFile):
         self._set_variants(samples, table, {"multi-allelic": ~two})
         self._reader = None
         self.skipped_at_read: dict[str, int] = {}
-        self._count_lock = threading.Lock()
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._count_lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["_count_lock"] = None
-        return state
 
     def _open(self):
         if self._reader is None:
@@ -193,10 +181,9 @@ class BgenGenotypes(VariantFile):
                 e[j] = p1 + 2 * p2
                 if f is not None:
                     f[j] = p1 + 4 * p2
-        if not_diploid:
-            with self._count_lock:
-                key = "ploidy other than 2"
-                self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + not_diploid
+        if not_diploid:  # under the lock of read() or info(), as the decoding
+            key = "ploidy other than 2"
+            self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + not_diploid
         return e, f
 
     def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:

@@ -292,6 +292,14 @@ class ReadAhead:
             self._pool = self._pending = None
 
 
+def root_source(source: object) -> object:
+    """The genotype file under any views (``--snps``, ``--info``: a
+    :class:`SubsetGenotypes` keeps the source it selects from)."""
+    while hasattr(source, "source"):
+        source = source.source
+    return source
+
+
 def require_extra(module: str, package: str, extra: str, flag: str) -> None:
     """An optional reader's package, checked before any work: a missing one
     in one line naming the extra that installs it."""

@@ -264,16 +264,21 @@ class TableWriter:
         n_miss = np.asarray(cols["n_miss"])
         if ps.dtype.kind not in "iu" or n_miss.dtype.kind not in "iu":
             return None
-        columns: list[tuple[str, object]] = []
-        for name in ("chr", "rs", None, None, "allele1", "allele0"):
-            if name is None:
-                columns.append(("i", ps if len(columns) == 2 else n_miss))
-                continue
+        text = {}
+        for name in ("chr", "rs", "allele1", "allele0"):
             tokens = "\n".join(snps[name].astype(str).tolist())
             if tokens.count("\n") != n - 1 or "\t" in tokens:
                 return None
-            columns.append(("s", (tokens + "\n").encode("utf-8", "surrogateescape")))
-        columns.append(("f", np.asarray(cols["af"], dtype=np.float64)))
+            text[name] = ("s", (tokens + "\n").encode("utf-8", "surrogateescape"))
+        columns: list[tuple[str, object]] = [
+            text["chr"],
+            text["rs"],
+            ("i", ps),
+            ("i", n_miss),
+            text["allele1"],
+            text["allele0"],
+            ("f", np.asarray(cols["af"], dtype=np.float64)),
+        ]
         for name in self.test_columns:
             values = np.asarray(cols[name], dtype=np.float64)
             if name.startswith("p_"):

@@ -14,7 +14,6 @@ not diploid (with ``GT``) reads as missing and is counted.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,10 +194,9 @@ class VcfGenotypes(VariantFile):
                         if _gt_dosage(rec, gt, which):
                             out[j, which] = gt
         counts = {"ploidy other than 2": not_diploid, f"no {field} field": no_field}
-        with _COUNT_LOCK:
-            for key, k in counts.items():
-                if k:
-                    self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + k
+        for key, k in counts.items():  # under read()'s lock, as the decoding
+            if k:
+                self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + k
         return out
 
     def info(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
@@ -221,10 +219,6 @@ class VcfGenotypes(VariantFile):
                 e[j] = gp[:, 1] + 2.0 * gp[:, 2]
                 f[j] = gp[:, 1] + 4.0 * gp[:, 2]
         return impute_info(e.T, f.T)
-
-    @property
-    def has_probabilities(self) -> bool:
-        return self.field == "GP"
 
 
 def _quiet_htslib() -> None:
@@ -260,9 +254,6 @@ def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
     out += b > 0
     out[(a < 0) | (b < 0)] = np.nan
     return True
-
-
-_COUNT_LOCK = threading.Lock()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -125,9 +125,9 @@ def fingerprint(args, source, phenos, block: int) -> dict:
         for ext in ("bed", "bim", "fam"):
             files[ext] = f"{args.bfile}.{ext}"
     elif getattr(args, "pfile", None) is not None:
-        source_file = source
-        while hasattr(source_file, "source"):  # a --snps view
-            source_file = source_file.source
+        from ..genotypes import root_source
+
+        source_file: Any = root_source(source)  # under a --snps view
         files["pgen"] = source_file.path
         files["pvar"] = source_file.pvar_path
         files["psam"] = source_file.psam_path

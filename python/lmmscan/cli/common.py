@@ -239,10 +239,11 @@ def info_filter(
 def skipped_variants(source: GenotypeSource) -> dict[str, int]:
     """The variants a genotype file holds that lmmscan cannot test, by reason:
     those found on opening it and those found while reading it."""
-    while hasattr(source, "source"):  # a --snps / --info view
-        source = source.source  # type: ignore[attr-defined]
-    out = dict(getattr(source, "skipped", {}))
-    for key, k in getattr(source, "skipped_at_read", {}).items():
+    from ..genotypes import root_source
+
+    root = root_source(source)  # under a --snps / --info view
+    out = dict(getattr(root, "skipped", {}))
+    for key, k in getattr(root, "skipped_at_read", {}).items():
         out[key] = out.get(key, 0) + k
     return out
 
