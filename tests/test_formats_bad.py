@@ -63,6 +63,22 @@ def test_truncated_pgen(files, capsys):
     refused(capsys, files, ["--pfile", files / "t"], "t.pgen", "truncated or corrupt")
 
 
+def test_pgen_cut_short_while_read(files):
+    """pgenlib reads a .pgen cut short after opening it without a word (stale data):
+    the size is checked after each read."""
+    import lmmscan
+    from lmmscan import InputError
+
+    _copy_fileset(files, "c")
+    geno = lmmscan.read_pgen(files / "c")
+    geno.read(0, 10)
+    data = (files / "c.pgen").read_bytes()
+    (files / "c.pgen").write_bytes(data[:-100])  # the first variants are still there
+    with pytest.raises(InputError, match="the file changed while it was read") as err:
+        geno.read(0, 10)
+    assert "c.pgen" in str(err.value)
+
+
 def test_psam_with_fewer_samples_than_the_pgen(files, capsys):
     _copy_fileset(files, "s")
     lines = (files / "s.psam").read_text().splitlines(keepends=True)

@@ -37,6 +37,66 @@ def _header_lines(path: Path, opener) -> tuple[int, str | None]:
     return n, None
 
 
+class SubsetReader:
+    """pgenlib's reader of one .pgen (or PLINK 1 .bed), opened on first use and
+    moved to the sample subset each read asks for.  Pickles as its file name
+    (the reader is reopened where it is unpickled)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        n_samples: int,
+        n_variants: int,
+        allele_idx_offsets: np.ndarray | None = None,
+    ) -> None:
+        self.path = os.fsencode(path)
+        self.n_samples, self.n_variants = n_samples, n_variants
+        self.allele_idx_offsets = allele_idx_offsets
+        self._reader = None
+        self._rows: np.ndarray | None = None
+        self._size = -1  # the file's size when the reader was opened
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_reader": None, "_rows": None}
+
+    def changed(self) -> str | None:
+        """Why the file is no longer the one opened (its size changed), else
+        None.  pgenlib reads a file cut short after opening it without a
+        word, returning what it had read before: check after each read."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            size = -1
+        if size == self._size:
+            return None
+        return f"the file changed while it was read ({size} bytes, {self._size} when opened)"
+
+    def get(self, rows: np.ndarray | None):
+        """The reader with the ascending sample indices ``rows`` (None: all)
+        as its subset; pgenlib's RuntimeError as it comes."""
+        import pgenlib
+
+        same = (rows is None and self._rows is None) or (
+            rows is not None and self._rows is not None and np.array_equal(rows, self._rows)
+        )
+        if self._reader is not None and same:
+            return self._reader
+        subset = None if rows is None else np.ascontiguousarray(rows, dtype=np.uint32)
+        if self._reader is None:
+            self._size = os.stat(self.path).st_size
+            self._reader = pgenlib.PgenReader(
+                self.path,
+                raw_sample_ct=self.n_samples,
+                variant_ct=self.n_variants,
+                sample_subset=subset,
+                allele_idx_offsets=self.allele_idx_offsets,
+            )
+        else:
+            self._reader.change_sample_subset(subset)
+        self._rows = None if rows is None else rows.copy()
+        return self._reader
+
+
 def _opener(path: Path):
     if path.suffix == ".zst":
         try:
@@ -177,8 +237,6 @@ class PgenGenotypes(VariantFile):
 
     dosages_only = False  # hard calls, or dosages binned as GEMMA bins BIMBAM's
 
-    _handles = ("_reader",)
-
     def __init__(self, prefix: str | os.PathLike[str]) -> None:
         require_extra("pgenlib", "pgenlib", "pgen", "--pfile")
         prefix = str(prefix)
@@ -205,36 +263,16 @@ class PgenGenotypes(VariantFile):
         )
         table = table.rename(columns={"alt": "allele1", "ref": "allele0"})
         self._set_variants(samples, table, {"multi-allelic": multi})
-        self._reader = None
-        self._subset: np.ndarray | None = None
         self._check_pgen(len(table))
+        self._reader = SubsetReader(
+            self.path, self.n_samples, self._n_file, self._allele_idx_offsets
+        )
 
     def _open(self, rows: np.ndarray | None):
-        import pgenlib
-
-        if self._reader is not None and (
-            (rows is None and self._subset is None)
-            or (
-                rows is not None and self._subset is not None and np.array_equal(rows, self._subset)
-            )
-        ):
-            return self._reader
-        subset = None if rows is None else np.ascontiguousarray(rows, dtype=np.uint32)
         try:
-            if self._reader is None:
-                self._reader = pgenlib.PgenReader(
-                    os.fsencode(self.path),
-                    raw_sample_ct=self.n_samples,
-                    variant_ct=self._n_file,
-                    sample_subset=subset,
-                    allele_idx_offsets=self._allele_idx_offsets,
-                )
-            else:
-                self._reader.change_sample_subset(subset)
+            return self._reader.get(rows)
         except RuntimeError as exc:
             raise InputError(_pgen_message(exc), path=self.path) from None
-        self._subset = None if rows is None else rows.copy()
-        return self._reader
 
     def _check_pgen(self, n_variants: int) -> None:
         """The .pgen's header against the .pvar's and .psam's counts, now."""
@@ -285,6 +323,9 @@ class PgenGenotypes(VariantFile):
                 "truncated or corrupt",
                 path=self.path,
             ) from None
+        why = self._reader.changed()
+        if why is not None:
+            raise InputError(f"cannot read variants {first + 1}-{last}: {why}", path=self.path)
         out[out == -9.0] = np.nan
         return out
 

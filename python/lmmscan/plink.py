@@ -8,12 +8,16 @@ import re
 import stat
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ._errors import InputError
 from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
+
+if TYPE_CHECKING:
+    from .pgen import SubsetReader
 
 __all__ = ["BED_READERS", "BadToken", "PlinkGenotypes", "parse_phenotype", "read_plink"]
 
@@ -84,13 +88,6 @@ def _read_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
             line=i + 1,
         )
     return table
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1  # gone
 
 
 def _check_unique_ids(samples: pd.DataFrame, path: str) -> None:
@@ -172,8 +169,7 @@ class PlinkGenotypes:
         self._bed = None
         self._choice = reader
         self.reader = _resolve(reader)
-        self._pgen = None  # pgenlib's reader and the sample subset it reads
-        self._pgen_rows: np.ndarray | None = None
+        self._pgen: SubsetReader | None = None  # pgenlib's reader, made on first use
         self._lock = threading.Lock()  # one pgenlib reader: one read at a time
 
     def _check_bed(self) -> None:
@@ -190,7 +186,6 @@ class PlinkGenotypes:
             raise InputError("not a SNP-major PLINK .bed file (wrong magic bytes)", path=str(path))
         expected = 3 + self.n_snps * ((self.n_samples + 3) // 4)
         size = path.stat().st_size
-        self._bed_size = expected
         if size != expected:
             raise InputError(
                 f"size {size} bytes does not match {self.n_samples} samples (.fam) x "
@@ -212,30 +207,6 @@ class PlinkGenotypes:
             )
         return self._bed
 
-    def _open_pgen(self, rows: np.ndarray | None):
-        """pgenlib's reader of the .bed for the ascending sample indices ``rows``."""
-        import pgenlib
-
-        same = (rows is None and self._pgen_rows is None) or (
-            rows is not None
-            and self._pgen_rows is not None
-            and np.array_equal(rows, self._pgen_rows)
-        )
-        if self._pgen is not None and same:
-            return self._pgen
-        subset = None if rows is None else np.ascontiguousarray(rows, dtype=np.uint32)
-        if self._pgen is None:
-            self._pgen = pgenlib.PgenReader(
-                os.fsencode(self.bed_path),
-                raw_sample_ct=self.n_samples,
-                variant_ct=self.n_snps,
-                sample_subset=subset,
-            )
-        else:
-            self._pgen.change_sample_subset(subset)
-        self._pgen_rows = None if rows is None else rows.copy()
-        return self._pgen
-
     def _read_pgen(self, start: int, stop: int, samples: np.ndarray | None) -> np.ndarray:
         from .genotypes import sample_rows
 
@@ -245,20 +216,20 @@ class PlinkGenotypes:
         if stop > start:
             with self._lock:
                 try:
-                    self._open_pgen(rows).read_dosages_range(start, stop, out)
+                    if self._pgen is None:
+                        from .pgen import SubsetReader
+
+                        self._pgen = SubsetReader(self.bed_path, self.n_samples, self.n_snps)
+                    self._pgen.get(rows).read_dosages_range(start, stop, out)
                 except RuntimeError as exc:
                     text = " ".join(str(exc).split()) or type(exc).__name__
                     raise InputError(
                         f"cannot read SNPs {start + 1}-{stop}: {text}", path=self.prefix + ".bed"
                     ) from None
-            # pgenlib reads a .bed cut short after it was opened without a
-            # word (bed-reader checks the length at every read): check it here
-            size = _size(self.bed_path)
-            if size != self._bed_size:
+                why = self._pgen.changed()  # (bed-reader checks at every read)
+            if why is not None:
                 raise InputError(
-                    f"cannot read SNPs {start + 1}-{stop}: the file changed while it was read "
-                    f"({size} bytes, {self._bed_size} when opened)",
-                    path=self.prefix + ".bed",
+                    f"cannot read SNPs {start + 1}-{stop}: {why}", path=self.prefix + ".bed"
                 )
         out[out == -9.0] = np.nan
         X = out.T  # samples x SNPs in Fortran order, as bed-reader's
@@ -267,7 +238,7 @@ class PlinkGenotypes:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_bed"] = None
-        state["_pgen"] = state["_pgen_rows"] = None
+        state["_pgen"] = None
         del state["_lock"]
         return state
 
