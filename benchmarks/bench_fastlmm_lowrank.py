@@ -64,7 +64,9 @@ bed = Bed(prefix + ".bed", count_A1=True)
 fam = np.loadtxt(prefix + ".fam", dtype=str)
 y = fam[:, 5].astype(float)
 pheno = SnpData(iid=bed.iid, sid=["y"], val=y[:, None])
-frame = single_snp(bed[:, k:k + m], pheno, K0=bed[:, :k], count_A1=True)
+# no LOCO: single_snp's default leaves the test SNP's chromosome out of K0
+frame = single_snp(bed[:, k:k + m], pheno, K0=bed[:, :k], count_A1=True,
+                   leave_out_one_chrom=False)
 np.save(out, np.c_[frame["ChrPos"].to_numpy(float), frame["PValue"].to_numpy()])
 """
 
