@@ -82,3 +82,65 @@ def test_client_must_be_a_client():
     null = lmmscan.fit_null(y, kinship=lmmscan.kinship(G))
     with pytest.raises(lmmscan.InputError, match="dask.distributed.Client"):
         lmmscan.scan(G, null_model=null, client="tcp://localhost:8786")
+
+
+def test_low_rank_basis_on_the_cluster_equals_local(client, mouse_plink):
+    """low_rank_kinship(client=): the factor is read in chunks of samples by
+    the workers and decomposed by Dask's TSQR; the scan multiplies each chunk
+    of U where it is.  The local path decomposes the whole factor with one
+    Householder QR and multiplies whole blocks: the same quantities summed
+    in another order, so the rows agree to rounding.  Bound: 1e-8 relative,
+    the issue's; measured ~1e-13 for beta and se, ~1e-10 for p_lrt (a
+    difference of log-likelihoods, whose rounding the chi-square tail
+    amplifies)."""
+    from lmmscan.genotypes import SubsetGenotypes
+    from lmmscan.lowrank import DaskLowRankKinship, fit_null_lowrank
+
+    y = mouse_plink.phenotype
+    kin_snps = np.arange(0, 1000)
+    tested = SubsetGenotypes(mouse_plink, np.arange(1000, 2500))
+    rng = np.random.default_rng(3)
+    cov = np.column_stack([np.ones(y.size), rng.normal(size=y.size)])
+    for method in ("centered", "standardized"):
+        local_k = lmmscan.low_rank_kinship(mouse_plink, method, snps=kin_snps)
+        dask_k = lmmscan.low_rank_kinship(
+            mouse_plink, method, snps=kin_snps, client=client, chunk_rows=400
+        )
+        assert isinstance(dask_k, DaskLowRankKinship)
+        assert dask_k.n_snps == local_k.n_snps and dask_k.counts == local_k.counts
+        null_local = fit_null_lowrank(y, cov, local_k)
+        null_dask = fit_null_lowrank(y, cov, dask_k)
+        assert len(null_dask.spectral.row_chunks) == 4  # 1,410 analysed samples by 400
+        np.testing.assert_allclose(null_dask.spectral.d, null_local.spectral.d, rtol=1e-10)
+        assert null_dask.lambda_ == pytest.approx(null_local.lambda_, rel=1e-10)
+        local = local_one_thread(tested, null_model=null_local, block_size=256)
+        remote = lmmscan.scan(tested, null_model=null_dask, block_size=256, client=client)
+        pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=1e-8, atol=0)
+    # two phenotypes share each chunk's products.  The first tested SNP is
+    # also a covariate and r2=1 keeps it: the collinearity check, from the
+    # products on the cluster, must find it as the local one does
+    x = tested.read(0, 1)[:, 0]
+    x[np.isnan(x)] = np.nanmean(x[~np.isnan(y)])  # the scan's mean imputation
+    cov = np.column_stack([np.ones(y.size), x])
+    Y = np.column_stack([y, y + rng.normal(size=y.size)])
+    nulls_dask = [fit_null_lowrank(Y[:, j], cov, dask_k) for j in range(2)]
+    nulls_local = [fit_null_lowrank(Y[:, j], cov, local_k) for j in range(2)]
+    remote = lmmscan.scan(tested, null_model=nulls_dask, r2=1.0, client=client, block_size=256)
+    local = local_one_thread(tested, null_model=nulls_local, r2=1.0, block_size=256)
+    for a, b in zip(local, remote, strict=True):
+        # the collinear SNP's statistics are NaN in both; its lambdas are
+        # those of a numerically zero SNP (arbitrary, and not compared)
+        stats = ["beta", "se", "p_wald", "p_lrt", "p_score"]
+        assert a[stats].iloc[0].isna().all() and b[stats].iloc[0].isna().all()
+        assert b["p_wald"].iloc[1:].notna().all()
+        pd.testing.assert_frame_equal(a.iloc[1:], b.iloc[1:], check_exact=False, rtol=1e-8, atol=0)
+
+
+def test_cluster_basis_needs_its_client(client):
+    rng = np.random.default_rng(4)
+    G = rng.binomial(2, 0.3, size=(80, 40)).astype(np.float64)
+    y = rng.normal(size=80)
+    kin = lmmscan.low_rank_kinship(G[:, :20], client=client)
+    null = lmmscan.lowrank.fit_null_lowrank(y, None, kin)
+    with pytest.raises(lmmscan.InputError, match="pass its client="):
+        lmmscan.scan(G[:, 20:], null_model=null)

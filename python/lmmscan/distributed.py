@@ -37,8 +37,11 @@ worker processes with OPENBLAS_NUM_THREADS=1 by default.)
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ._errors import InputError
 
@@ -69,6 +72,13 @@ def task_size(n_snps: int, block_size: int, n_workers: int) -> int:
     return int(max(1, min(block_size, math.ceil(n_snps / max(1, 4 * n_workers)))))
 
 
+def _check_client(client: Any) -> int:
+    """The number of workers of ``client``; InputError when it is not a Client."""
+    if not isinstance(client, _client_class()):
+        raise InputError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
 def map_slices(
     client: Any, task: Callable[..., Any], shared: Any, source: Any, block_size: int
 ) -> Iterator[tuple[int, Any]]:
@@ -78,9 +88,7 @@ def map_slices(
     ``shared`` and ``source`` are sent to every worker once (a PLINK source
     pickles as its file names, not its data); ``task`` must be importable on
     the workers (a module-level function of lmmscan)."""
-    if not isinstance(client, _client_class()):
-        raise InputError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_workers = _check_client(client)
     step = task_size(source.n_snps, block_size, n_workers)
     starts = list(range(0, source.n_snps, step))
     shared_f = client.scatter(shared, broadcast=True, hash=False)
@@ -94,3 +102,88 @@ def map_slices(
     finally:
         client.cancel([*futures, shared_f, source_f])
     yield from zip(starts, results, strict=True)
+
+
+class ShardedTasks(NamedTuple):
+    """The three task functions of a scan whose basis U is on the cluster
+    (module-level functions of lmmscan, see :func:`map_sharded_slices`)."""
+
+    filter: Callable[..., Any]  # (shared, source, start, stop) -> filtered
+    products: Callable[..., Any]  # (source, start, stop, rows, filtered, U_c, V_c) -> part
+    test: Callable[..., Any]  # (shared, filtered, *parts) -> result
+
+
+def map_sharded_slices(
+    client: Any,
+    tasks: ShardedTasks,
+    shared: Any,
+    source: Any,
+    U: Any,
+    rows: np.ndarray,
+    V: np.ndarray,
+    step: int,
+) -> Iterator[tuple[int, Any]]:
+    """Slices of ``step`` SNPs of ``source`` tested against a basis U (a
+    persisted dask array over the samples ``rows``, chunked by samples)
+    that no worker holds whole; yields (start, result) in file order.
+
+    Per slice: one ``filter`` task reads the slice's analysed samples;
+    then, for each chunk of U, a ``products`` task on the worker that holds
+    that chunk reads the same SNPs of the chunk's samples and multiplies
+    them by U's and V's rows there; then one ``test`` task sums the chunks'
+    products and tests.  Only the k-wide products cross the network, never
+    U.  At most 4 slices per worker are in flight, so that the products
+    waiting to be tested stay bounded."""
+    from distributed import futures_of
+
+    n_workers = _check_client(client)
+    chunks = U.chunks[0]
+    bounds = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+    if bounds[-1] != rows.size or V.shape[0] != rows.size:
+        raise InputError(f"the basis has {bounds[-1]} samples but the scan has {rows.size}")
+    by_key = {f.key: f for f in futures_of(U)}
+    U_parts = [by_key[(U.name, i, 0)] for i in range(len(chunks))]
+    shared_f = client.scatter(shared, broadcast=True, hash=False)
+    source_f = client.scatter(source, broadcast=True, hash=False)
+    # each chunk's rows of V go where that chunk of U is
+    V_parts = [
+        client.scatter(
+            np.ascontiguousarray(V[a:b]), workers=list(client.who_has(u)[u.key]), hash=False
+        )
+        for u, a, b in zip(U_parts, bounds[:-1], bounds[1:], strict=True)
+    ]
+    pending: deque[tuple[int, list[Any]]] = deque()
+    starts = iter(range(0, source.n_snps, step))
+    try:
+        while True:
+            while len(pending) < 4 * n_workers:
+                start = next(starts, None)
+                if start is None:
+                    break
+                stop = min(source.n_snps, start + step)
+                filtered = client.submit(tasks.filter, shared_f, source_f, start, stop, pure=False)
+                parts = [
+                    client.submit(
+                        tasks.products,
+                        source_f,
+                        start,
+                        stop,
+                        rows[a:b],
+                        filtered,
+                        u,
+                        v,
+                        pure=False,
+                    )
+                    for u, v, a, b in zip(U_parts, V_parts, bounds[:-1], bounds[1:], strict=True)
+                ]
+                result = client.submit(tasks.test, shared_f, filtered, *parts, pure=False)
+                pending.append((start, [result, filtered, *parts]))
+            if not pending:
+                break
+            start, futures = pending.popleft()
+            value = futures[0].result()
+            client.cancel(futures)
+            yield start, value
+    finally:
+        client.cancel([f for _, futures in pending for f in futures] + [shared_f, source_f])
+        client.cancel(V_parts)

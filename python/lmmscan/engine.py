@@ -42,7 +42,13 @@ from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
 from .pvalues import COLLINEAR_1_MINUS_R2, TEST_COLUMNS, p_values, statistics, untestable
 from .samples import analysed_samples, groups_by_samples
-from .spectral import Spectral, Whitening, rows_product
+from .spectral import (
+    DaskLowRankSpectral,
+    Spectral,
+    Whitening,
+    complement_from_products,
+    rows_product,
+)
 
 Test = Literal["wald", "lrt", "score", "all"]
 LAMBDA_MODES = ("per-snp", "null")
@@ -226,6 +232,23 @@ class BlockScanner:
     def _prepare(self, X: np.ndarray, report: ScanReport | None):
         """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
         scanner's scratch buffer for this thread until the next call."""
+        keep, n_miss, af, Xk = self.filter(X, report)
+        t1 = time.perf_counter()
+        if self.precision == "single" and self.whitening is None:
+            UtX = self._rotate_single(Xk)
+        else:
+            UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
+        if report is not None:
+            report.seconds["rotate"] += time.perf_counter() - t1
+        return keep, n_miss, af, UtX, Xk
+
+    def filter(
+        self, X: np.ndarray, report: ScanReport | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """GEMMA's filters and mean imputation of a block X (analysed samples x
+        SNPs, NaN missing): (keep, n_miss, af, Xk) with n_miss and af of the
+        kept SNPs and Xk (n, kept) imputed (missing set to 2 af), in this
+        scanner's scratch buffer for this thread until the next call."""
         t0 = time.perf_counter()
         keep, n_miss, af, counts, Xk = filter_impute(
             X,
@@ -237,19 +260,13 @@ class BlockScanner:
             scratch=self._scratch(),
             threads=self.threads,
         )
-        t1 = time.perf_counter()
         idx = np.flatnonzero(keep)
         assert Xk is not None  # filter_impute imputes by default
         _check_genotype_scale(Xk)
-        if self.precision == "single" and self.whitening is None:
-            UtX = self._rotate_single(Xk)
-        else:
-            UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
         if report is not None:
             report.filters.add(counts)
-            report.seconds["filter"] += t1 - t0
-            report.seconds["rotate"] += time.perf_counter() - t1
-        return keep, n_miss[idx], af[idx], UtX, Xk
+            report.seconds["filter"] += time.perf_counter() - t0
+        return keep, n_miss[idx], af[idx], Xk
 
     def _rotate_single(self, Xk: np.ndarray) -> np.ndarray:
         """(U' X)' with U and the block in float32 (SGEMM, about twice DGEMM's
@@ -294,9 +311,12 @@ class BlockScanner:
         report: ScanReport | None = None,
         comp: np.ndarray | None = None,
         Xk: np.ndarray | None = None,
+        collinear: np.ndarray | None = None,
     ) -> tuple[dict, dict]:
         """As :meth:`test_rotated`, plus the statistics behind each p-value
-        (see :func:`statistics`)."""
+        (see :func:`statistics`).  ``collinear``: which SNPs lie in the span of
+        the covariates, when Xk is not given (see
+        :meth:`collinear_from_products`)."""
         X = None
         if self.whitening is not None:
             if Xk is None:
@@ -314,18 +334,38 @@ class BlockScanner:
         if s != 1.0:
             raw = _unscale(raw, s, null.n_analyzed, self.df)
         cols = p_values(raw, self.test, self.df, null.loglik_ml, stats, self.threads)
-        return untestable(cols, stats, self.test, self._collinear(Xk)), stats
+        if Xk is not None:
+            collinear = self._collinear(Xk)
+        return untestable(cols, stats, self.test, collinear), stats
+
+    def _r2_filtered(self) -> bool:
+        """Whether the r2 filter has removed the collinear SNPs already."""
+        return self.r2 is not None and self.r2 < 1.0 - COLLINEAR_1_MINUS_R2
 
     def _collinear(self, Xk: np.ndarray | None) -> np.ndarray | None:
         """SNPs of Xk (n, b) in the span of the covariates to rounding (see
         pvalues.COLLINEAR_1_MINUS_R2); None when the r2 filter has removed
         them already (or Xk is not given)."""
-        if Xk is None or (self.r2 is not None and self.r2 < 1.0 - COLLINEAR_1_MINUS_R2):
+        if Xk is None or self._r2_filtered():
             return None
         W = self.null.W
         Q = np.linalg.qr(W)[0]
         proj = Q.T @ Xk
         xx = np.einsum("ij,ij->j", Xk, Xk)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resid = 1.0 - np.einsum("ij,ij->j", proj, proj) / xx
+        return ~(resid > COLLINEAR_1_MINUS_R2)
+
+    def collinear_from_products(self, XtW: np.ndarray, xx: np.ndarray) -> np.ndarray | None:
+        """:meth:`_collinear` from the SNPs' products with the covariates
+        (XtW (b, c)) and with themselves (xx (b,)), for a block no process
+        holds whole: Q'x = R^-T W'x for W = QR."""
+        if self._r2_filtered():
+            return None
+        import scipy.linalg
+
+        R = np.linalg.qr(self.null.W, mode="r")
+        proj = scipy.linalg.solve_triangular(R, XtW.T, trans="T", lower=False)
         with np.errstate(invalid="ignore", divide="ignore"):
             resid = 1.0 - np.einsum("ij,ij->j", proj, proj) / xx
         return ~(resid > COLLINEAR_1_MINUS_R2)
@@ -576,6 +616,10 @@ class Engine:
         report per null model.  ``whiten``: a group of one phenotype scanned at
         a fixed lambda may whiten instead of rotating (see
         :func:`whitening_lambda`; never on Dask)."""
+        if self.client is None and any(isinstance(n.spectral, DaskLowRankSpectral) for n in nulls):
+            raise InputError(
+                "a low-rank kinship on a Dask cluster scans on that cluster: pass its client="
+            )
         reports = [ScanReport() for _ in nulls]
         groups = self._groups(nulls, reports, whiten)
         if self.client is not None:
@@ -646,10 +690,29 @@ class Engine:
                 lambdas=[(nulls[k].fit.lambda_remle, nulls[k].fit.lambda_mle) for k in g.members],
                 options=self.options,
             )
-            block = self.block_size_for(int(g.mask.sum()))
-            for start, (keep, tested, part) in distributed.map_slices(
-                self.client, _scan_slice, shared, self.source, block
-            ):
+            spectral = nulls[g.members[0]].spectral
+            if isinstance(spectral, DaskLowRankSpectral):
+                # U is on the cluster in chunks of samples: each slice is
+                # filtered once, multiplied chunk by chunk where U's rows are,
+                # then tested (see lmmscan.distributed.map_sharded_slices)
+                rows = np.flatnonzero(g.mask)
+                V = np.column_stack([g.scanners[0].null.W] + [s._y for s in g.scanners])
+                slices = distributed.map_sharded_slices(
+                    self.client,
+                    distributed.ShardedTasks(_filter_slice, _slice_products, _test_sharded),
+                    shared,
+                    self.source,
+                    spectral.U,
+                    rows,
+                    V,
+                    self.block_size_for(max(spectral.row_chunks)),
+                )
+            else:
+                block = self.block_size_for(int(g.mask.sum()))
+                slices = distributed.map_slices(
+                    self.client, _scan_slice, shared, self.source, block
+                )
+            for start, (keep, tested, part) in slices:
                 index = start + np.flatnonzero(keep)
                 for k, (cols, stats), report, seconds in zip(
                     g.members, tested, g.reports, part.tests, strict=True
@@ -820,6 +883,76 @@ def _scan_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) 
         for scanner in scanners:
             own = ScanReport()
             cols, stats = scanner.test_rotated_with_statistics(UtX, own, scanner.complement(Xk), Xk)
+            tested.append(({"n_miss": n_miss, "af": af, **cols}, stats))
+            tests.append(own.seconds["tests"])
+    return keep, tested, _SlicePart(report, tests)
+
+
+def _filter_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) -> tuple:
+    """A task of a scan with U on the cluster (DaskLowRankSpectral): read SNPs
+    start..stop-1 of the analysed samples and filter them; returns (keep,
+    n_miss, af, report) of the kept SNPs.  The imputed values are 2 af."""
+    report = ScanReport()
+    with blas_threads(1):
+        scanners = _rebuild(shared)
+        t0 = time.perf_counter()
+        X = source.read(start, stop, np.flatnonzero(shared.nulls[0].analyzed))
+        report.seconds["read"] += time.perf_counter() - t0
+        keep, n_miss, af, _ = scanners[0].filter(X, report)
+    return keep, n_miss, af, report
+
+
+def _slice_products(
+    source: GenotypeSource,
+    start: int,
+    stop: int,
+    rows: np.ndarray,
+    filtered: tuple,
+    U: np.ndarray,
+    V: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+    """A task on the worker that holds U's rows ``rows`` (samples): the kept
+    SNPs of start..stop-1 on those samples, imputed as the filter imputed
+    them, and their products with U, with V = [W, y...] and with
+    themselves, the parts of the block's rotation that these samples add;
+    and the seconds spent reading and multiplying."""
+    keep, _, af, _ = filtered
+    t0 = time.perf_counter()
+    X = source.read(start, stop, rows)[:, keep]
+    t1 = time.perf_counter()
+    with blas_threads(1):
+        X = np.where(np.isnan(X), 2.0 * af, X)
+        UtX, XtV, xx = X.T @ U, X.T @ V, np.einsum("ij,ij->j", X, X)
+    return UtX, XtV, xx, (t1 - t0, time.perf_counter() - t1)
+
+
+def _test_sharded(shared: _Shared, filtered: tuple, *parts: tuple) -> tuple:
+    """A task: a slice's products summed over U's chunks (in chunk order),
+    then tested for each phenotype of the group, as :func:`_scan_slice`."""
+    keep, n_miss, af, report = filtered
+    t0 = time.perf_counter()
+    UtX, XtV, xx = (part.copy() for part in parts[0][:3])
+    for part in parts[1:]:  # in chunk order: the same sums on every run
+        UtX += part[0]
+        XtV += part[1]
+        xx += part[2]
+    report.seconds["rotate"] += time.perf_counter() - t0 + sum(part[3][1] for part in parts)
+    report.seconds["read"] += sum(part[3][0] for part in parts)
+    tested, tests = [], []
+    with blas_threads(1):
+        scanners = _rebuild(shared)
+        c = shared.nulls[0].W.shape[1]
+        for k, (scanner, null) in enumerate(zip(scanners, shared.nulls, strict=True)):
+            columns = [*range(c), c + k]
+            UtV = np.column_stack([null.UtW, null.Uty])
+            comp = complement_from_products(UtX, UtV, XtV[:, columns], xx)
+            own = ScanReport()
+            cols, stats = scanner.test_rotated_with_statistics(
+                np.ascontiguousarray(UtX),
+                own,
+                comp,
+                collinear=scanner.collinear_from_products(XtV[:, :c], xx),
+            )
             tested.append(({"n_miss": n_miss, "af": af, **cols}, stats))
             tests.append(own.seconds["tests"])
     return keep, tested, _SlicePart(report, tests)

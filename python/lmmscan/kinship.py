@@ -26,14 +26,34 @@ def check_method(method: object) -> KinshipMethod:
 def standardize(X: np.ndarray, method: str) -> np.ndarray:
     """GEMMA's kinship columns: missing set to the mean, centred over all
     samples; for ``"standardized"`` divided by the population s.d. (if non-zero)."""
+    return standardize_params(X, method)[0]
+
+
+def standardize_params(
+    X: np.ndarray, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`standardize`'s columns with the means and (``"standardized"``)
+    scale factors it used: :func:`standardize_rows` gives any rows of X the
+    same values, bit for bit, from those two alone."""
     missing = np.isnan(X)
     n_obs = X.shape[0] - missing.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(missing, 0.0, X).sum(axis=0) / n_obs
-    Z = np.where(missing, mean, X) - mean
+    Z = standardize_rows(X, mean, None)
+    factor = None
     if method == "standardized":
         var = np.einsum("ij,ij->j", Z, Z) / X.shape[0]
-        Z *= np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
+        factor = np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
+        Z *= factor
+    return Z, mean, factor
+
+
+def standardize_rows(X: np.ndarray, mean: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
+    """Rows of X as :func:`standardize_params` standardised all of them."""
+    Z = np.where(np.isnan(X), mean, X)
+    Z -= mean
+    if factor is not None:
+        Z *= factor
     return Z
 
 

@@ -133,7 +133,7 @@ def fit_phenotypes(
     Python loops that a reading thread would slow).  ``kinship_source``: the
     SNPs a computed kinship comes from (GEMMA's -ksnps; default ``source``).
     """
-    from .lowrank import LowRankKinship
+    from .lowrank import DaskLowRankKinship, LowRankKinship
 
     given = [x is not None for x in (kinship, groups, eigen)]
     if sum(given) != 1:
@@ -144,7 +144,7 @@ def fit_phenotypes(
         bases = [None] * len(members)
     elif eigen is not None:
         bases = list(_saved_bases(source, members, eigen, sample_ids, path, seconds))
-    elif isinstance(kinship, LowRankKinship):
+    elif isinstance(kinship, (LowRankKinship, DaskLowRankKinship)):
         if kinship.n_samples != source.n_samples:
             raise InputError(
                 f"the low-rank kinship has {kinship.n_samples} samples but genotypes have "
@@ -268,6 +268,8 @@ def scan(
         random group intercept); ignored when ``null_model`` is given.
         ``kinship`` may also be a :class:`lmmscan.LowRankKinship` (k SNPs,
         k < n: no n x n matrix is formed, see :mod:`lmmscan.lowrank`), or
+        a :class:`lmmscan.lowrank.DaskLowRankKinship` (its factor and
+        eigenvectors stay on the cluster of ``client``, which must be given), or
         ``"centered"`` / ``"standardized"`` to compute GEMMA's kinship from
         ``genotypes`` with the same filters (``-gk 1`` / ``-gk 2``).
     null_model
@@ -313,7 +315,10 @@ def scan(
         A ``dask.distributed.Client``: the null model is fitted here, sent
         to every worker once, and each task reads and tests its own slice
         of SNPs (:mod:`lmmscan.distributed`).  The rows are the same as
-        without it.
+        without it.  With a kinship from ``low_rank_kinship(...,
+        client=client)`` the eigenvectors stay on the cluster, chunked by
+        samples, and each chunk's products are computed where it is; the
+        rows equal the local low-rank scan's to rounding.
     precision
         ``"double"`` (GEMMA's numbers) or ``"single"``: the genotype blocks
         and the eigenvectors in float32 for the rotation U'X (SGEMM, about

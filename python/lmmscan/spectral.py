@@ -6,6 +6,8 @@
 - :class:`GroupSpectral`: K = D D' for group labels, in closed form.
 - :class:`LowRankSpectral`: k < n directions, the other n - k with
   eigenvalue 0 (FaST-LMM's low rank; :mod:`lmmscan.lowrank` builds it).
+- :class:`DaskLowRankSpectral`: the same with U kept on a Dask cluster,
+  chunked by samples.
 - :class:`Whitening`: the inverse Cholesky factor of lambda K + I, the
   cheaper rotation of a fixed-lambda scan.
 
@@ -20,7 +22,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -495,6 +497,21 @@ def _thin_svd_in_place(Z: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.
     return Q, s
 
 
+def complement_from_products(
+    UtX: np.ndarray, UtV: np.ndarray, XtV: np.ndarray, xx: np.ndarray
+) -> np.ndarray:
+    """(b, c + 2): for each SNP x, x'(I - UU')[V[:, :c], x, V[:, c]] from
+    its products with the basis (UtX (b, k) and UtV (k, c + 1)), with V
+    (XtV (b, c + 1)) and with itself (xx (b,))."""
+    c = UtV.shape[1] - 1
+    proj = UtX @ UtV
+    out = np.empty((UtX.shape[0], c + 2))
+    out[:, :c] = XtV[:, :c] - proj[:, :c]
+    out[:, c] = xx - np.einsum("ij,ij->i", UtX, UtX)
+    out[:, c + 1] = XtV[:, c] - proj[:, c]
+    return out
+
+
 class LowRankSpectral:
     """K = U diag(d) U' with U (n, k) orthonormal, k <= n; eigenvalue 0 elsewhere.
 
@@ -612,16 +629,9 @@ class LowRankSpectral:
 
     def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
         """(b, c + 2): for each column x of X, x'(I - UU')[V[:, :c], x, V[:, c]]."""
-        c = V.shape[1] - 1
         UtX = self._rotated_rows(X)  # (b, k)
         UtV = self._rotated_V(V)  # (k, c + 1)
-        XtV = X.T @ V
-        proj = UtX @ UtV
-        out = np.empty((X.shape[1], c + 2))
-        out[:, :c] = XtV[:, :c] - proj[:, :c]
-        out[:, c] = np.einsum("ij,ij->j", X, X) - np.einsum("ij,ij->i", UtX, UtX)
-        out[:, c + 1] = XtV[:, c] - proj[:, c]
-        return out
+        return complement_from_products(UtX, UtV, X.T @ V, np.einsum("ij,ij->j", X, X))
 
     def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """U diag(weights) U' r (weight 0 on the complement, where d = 0)."""
@@ -630,6 +640,94 @@ class LowRankSpectral:
     def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
         """diag(U diag(weights) U')."""
         return np.einsum("ik,k,ik->i", self.U, weights, self.U)
+
+
+class DaskLowRankSpectral:
+    """A :class:`LowRankSpectral` whose U (n, k) stays on a Dask cluster,
+    chunked by samples (:meth:`lmmscan.lowrank.DaskLowRankKinship.spectral`
+    builds it with Dask's tall-and-skinny SVD): no machine holds all of it.
+
+    The null fit's products with U (``rotate``, ``complement_gram``,
+    ``smooth``, ``kernel_diag``) run on the cluster and return small
+    arrays.  A scan with it runs on the same cluster (``client=``): each
+    task multiplies a block's rows by the rows of U its worker holds
+    (:mod:`lmmscan.distributed`).  Pickled (to the scan's workers), it
+    keeps d and the sample count only.
+    """
+
+    def __init__(self, d: np.ndarray, U: Any, client: Any) -> None:
+        self.d = np.ascontiguousarray(d, dtype=np.float64)
+        self.U = U  # a persisted dask array (n, k), one column chunk
+        self.client = client
+        shape = U.shape
+        self._n, self._k = int(shape[0]), int(shape[1])
+        if self.d.shape != (self._k,):
+            raise InputError(f"need d ({self._k},) for U {shape}, got {self.d.shape}")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["U"] = None
+        state["client"] = None
+        return state
+
+    @property
+    def n_total(self) -> int:
+        return self._n
+
+    @property
+    def rank(self) -> int:
+        return self._k
+
+    @property
+    def row_chunks(self) -> tuple[int, ...]:
+        """The number of samples in each of U's chunks, in order."""
+        return tuple(int(c) for c in self._dask().chunks[0])
+
+    def _dask(self) -> Any:
+        if self.U is None:
+            raise InputError("this low-rank basis lives on its Dask cluster, not on this worker")
+        return self.U
+
+    def _compute(self, expr: Any) -> np.ndarray:
+        return np.asarray(self.client.compute(expr).result())
+
+    def _chunked(self, X: np.ndarray) -> Any:
+        import dask.array as da
+
+        U = self._dask()
+        chunks = (U.chunks[0],) + tuple((m,) for m in X.shape[1:])
+        return da.from_array(np.asarray(X, dtype=np.float64), chunks=chunks)
+
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        """U' X for X (n,) or (n, m): (k,) or (k, m) in Fortran order."""
+        U = self._dask()
+        return np.asfortranarray(self._compute(U.T @ self._chunked(X)))
+
+    def rotate_rows(self, X: np.ndarray) -> np.ndarray:
+        raise InputError(
+            "a low-rank kinship on a Dask cluster scans on that cluster: pass client= to the scan"
+        )
+
+    def complement_gram(self, V: np.ndarray) -> np.ndarray:
+        """V'(I - UU')V from the projected residual, as LowRankSpectral."""
+        U = self._dask()
+        Vd = self._chunked(V)
+        UtV = self._compute(U.T @ Vd)
+        R = Vd - U @ UtV
+        return np.ascontiguousarray(self._compute(R.T @ R))
+
+    def complement_rows(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        return self.rotate_rows(X)
+
+    def smooth(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """U diag(weights) U' r."""
+        U = self._dask()
+        return self._compute(U @ (weights * self.rotate(r)))
+
+    def kernel_diag(self, weights: np.ndarray) -> np.ndarray:
+        """diag(U diag(weights) U')."""
+        U = self._dask()
+        return self._compute((U * U) @ weights)
 
 
 @dataclass
