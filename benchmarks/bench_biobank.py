@@ -161,10 +161,15 @@ def compare(local: Path, remote: Path) -> str:
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.nanmax(np.abs(a - b) / np.abs(a), axis=0)
         dlog = np.nanmax(np.abs(np.log10(a[:, 2]) - np.log10(b[:, 2])))
+        # A beta near zero (|beta| << se) is a cancellation whose relative error means
+        # nothing; its error on the scale of its standard error does.
+        beta_se = np.nanmax(np.abs(a[:, 0] - b[:, 0]) / a[:, 1])
+        over = int(np.sum(np.abs(a[:, 0] - b[:, 0]) > 1e-8 * np.abs(a[:, 0])))
     same_nan = bool((np.isnan(a) == np.isnan(b)).all())
     return (
         f"largest relative difference, Dask against local: beta {rel[0]:.1e}, se {rel[1]:.1e}, "
-        f"p_wald {rel[2]:.1e} (|delta log10 p| {dlog:.1e}); the same NaNs: {same_nan}"
+        f"p_wald {rel[2]:.1e} (|delta log10 p| {dlog:.1e}); |delta beta| / se at most "
+        f"{beta_se:.1e}; betas beyond 1e-8 relative: {over}; the same NaNs: {same_nan}"
     )
 
 
