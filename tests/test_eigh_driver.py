@@ -1,4 +1,4 @@
-"""The LAPACK eigensolver (dsyevr or dsyevd, model.eigh_driver / --eigh-driver)
+"""The LAPACK eigensolver (dsyevr or dsyevd, spectral.eigh_driver / --eigh-driver)
 changes the eigenvectors' bases, not the fit or the tests."""
 
 from __future__ import annotations
@@ -67,3 +67,53 @@ def test_cli_eigh_driver(tmp_path, capsys):
             ["scan", "--bfile", str(prefix), "--eigh-driver", "evx", "--out", str(tmp_path / "x")]
         )
     assert "--eigh-driver" in capsys.readouterr().err
+
+
+def test_auto_takes_dsyevd_where_it_fits(monkeypatch):
+    from lmmscan import memory, spectral
+
+    n = 3000
+    evd = memory.Plan("")
+    memory.decomposition(evd, n, n, "evd")
+    evr = memory.Plan("")
+    memory.decomposition(evr, n, n, "evr")
+    assert evd.peak > evr.peak
+    for room, expected in ((evd.peak, "evd"), (evd.peak - 1, "evr"), (None, "evd")):
+        monkeypatch.setattr(
+            memory, "available", lambda room=room: None if room is None else (room, "test")
+        )
+        assert spectral.resolve_eigh_driver(n, overwrite=False) == expected
+    assert spectral.resolve_eigh_driver(n, False, "evd") == "evd"  # a forced driver stays
+
+
+def test_auto_equals_the_driver_it_chose():
+    K, W, y, X = random_problem(5, n=80, p=40)
+    fits = {}
+    for driver in ("auto", "evd"):
+        with eigh_driver(driver):
+            fits[driver] = lmmscan.fit_null(y, W[:, :-1], kinship=K)
+    # 80 x 80 fits in any machine's memory: auto is dsyevd, the same bits
+    np.testing.assert_array_equal(fits["auto"].spectral.U, fits["evd"].spectral.U)
+
+
+def test_cli_auto_falls_back_to_dsyevr_under_a_memory_limit(tmp_path):
+    import json
+
+    prefix = copy_study(tmp_path / "in")
+    # small blocks: the decomposition is the plan's peak
+    common = ["scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt", "--quiet"]
+    common += ["--block-size", "4"]
+    plans = {}
+    for name, extra in (("free", []), ("tight", None)):
+        if extra is None:
+            # a limit between the two drivers' estimates: dsyevd's does not fit
+            free = plans["free"]["phases"]["decomposition"]
+            n = int(round((free["kinship"] / 8) ** 0.5))
+            extra = ["--memory-limit", str(plans["free"]["estimate_bytes"] - 8 * n * n // 2)]
+        out = tmp_path / name
+        assert cli.main([str(a) for a in [*common, *extra, "--out", out]]) == 0
+        plans[name] = json.loads((tmp_path / f"{name}.null.json").read_text())["memory"]
+    assert plans["free"]["peak_phase"] == "decomposition"
+    assert "dsyevd workspace" in plans["free"]["phases"]["decomposition"]
+    assert "dsyevr workspace" in plans["tight"]["phases"]["decomposition"]
+    assert plans["tight"]["estimate_bytes"] < plans["free"]["estimate_bytes"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lmmscan
-from lmmscan.spectral import decompose_kinship
+from lmmscan.spectral import decompose_kinship, eigh_driver
 
 FIELDS = [
     "lambda_",
@@ -73,13 +73,20 @@ def test_bitwise_the_copying_path(problem, order, missing):
     _, K, y, _ = problem
     K = K + np.triu(np.full(K.shape, 1e-12), 1)  # symmetric only to the check's tolerance
     mask = ~np.isnan(y) if missing else None
-    ref = decompose_kinship(K, mask)
-    K_own = np.array(K, order=order)
-    got = decompose_kinship(K_own, mask, overwrite_kinship=True)
-    assert np.array_equal(got.d, ref.d)
-    assert np.array_equal(got.U, ref.U)
-    # the eigenvectors are not a view of the kinship's buffer
-    assert not np.shares_memory(got.U, K_own)
+    for driver in ("evr", "evd"):
+        with eigh_driver(driver):
+            ref = decompose_kinship(K, mask)
+            K_own = np.array(K, order=order)
+            got = decompose_kinship(K_own, mask, overwrite_kinship=True)
+        assert np.array_equal(got.d, ref.d)
+        assert np.array_equal(got.U, ref.U)
+        if driver == "evr":  # the eigenvectors are not a view of the kinship's buffer
+            assert not np.shares_memory(got.U, K_own)
+            assert K_own.flags.writeable
+        else:  # dsyevd's are, and the buffer is read-only: writing into it raises
+            assert np.shares_memory(got.U, K_own)
+            with pytest.raises(ValueError, match="read-only"):
+                K_own[0, 0] = 0.0
 
 
 def test_restriction_in_place_keeps_values(problem):

@@ -325,7 +325,7 @@ def eigen_plan(n_file: int, n: int, driver: str) -> Plan:
 def hints_dense(n: int, driver: str, whitened: bool) -> list[str]:
     out = []
     if driver == "evd":
-        out.append("--eigh-driver evr needs 2 x 8n^2 bytes less")
+        out.append("--eigh-driver evr (or auto) needs 8n^2 bytes less")
     if whitened:
         out.append("--test all (rotated, not whitened) needs 8n^2 bytes less")
     out.append(

@@ -52,19 +52,22 @@ EIGH_SERIAL_BELOW = 1000
 
 # The LAPACK eigensolver.  "evr" (dsyevr, MRRR) needs O(n) workspace: the
 # decomposition holds K's buffer and U, 2 x 8n^2 bytes.  "evd" (dsyevd, divide
-# and conquer) needs 2n^2 doubles more, and is never slower: the same on
-# full-rank kinships (n = 7,000: 37.8 s against 39.5), and much faster when
-# K has fewer SNPs than samples, where a large cluster of zero eigenvalues
-# slows MRRR down (n = 7,000, 2,000 SNPs: 33.7 s against 233.4; at n = 9,709
-# dsyevr took 11 minutes).  The default keeps the memory bound; the CLI's
-# --eigh-driver and eigh_driver() change it.
-EIGH_DRIVERS = ("evr", "evd")
-_EIGH_DRIVER = ["evr"]
+# and conquer) writes U into K's buffer and needs 2n^2 doubles of workspace
+# beside it (8n^2 bytes more in all), and is never slower: 1.3x faster at
+# n = 1,410 (mouse_hs1940: 0.34 against 0.26 s), the same on full-rank
+# kinships at n = 7,000 (37.8 s against 39.5), and much faster when K has
+# fewer SNPs than samples, where a large cluster of zero eigenvalues slows
+# MRRR down (n = 7,000, 2,000 SNPs: 33.7 s against 233.4; at n = 9,709
+# dsyevr took 11 minutes).  "auto" (the default) takes dsyevd wherever its
+# memory fits (the memory plan, lmmscan.memory) and dsyevr elsewhere; the
+# CLI's --eigh-driver and eigh_driver() choose one.
+EIGH_DRIVERS = ("auto", "evr", "evd")
+_EIGH_DRIVER = ["auto"]
 
 
 @contextlib.contextmanager
 def eigh_driver(driver: str) -> Iterator[None]:
-    """Use LAPACK driver ``driver`` ("evr" or "evd") for every kinship
+    """Use LAPACK driver ``driver`` ("auto", "evr" or "evd") for every kinship
     eigendecomposition inside the ``with`` block (see EIGH_DRIVERS)."""
     if driver not in EIGH_DRIVERS:
         raise InputError(f"eigh driver must be one of {EIGH_DRIVERS}, got {driver!r}")
@@ -74,6 +77,30 @@ def eigh_driver(driver: str) -> Iterator[None]:
         yield
     finally:
         _EIGH_DRIVER[0] = previous
+
+
+def set_eigh_driver(driver: str) -> None:
+    """Inside an :func:`eigh_driver` block (which restores the previous one on
+    exit): use ``driver`` from here on, e.g. once a memory plan chose it."""
+    if driver not in EIGH_DRIVERS:
+        raise InputError(f"eigh driver must be one of {EIGH_DRIVERS}, got {driver!r}")
+    _EIGH_DRIVER[0] = driver
+
+
+def resolve_eigh_driver(n: int, overwrite: bool, driver: str | None = None) -> str:
+    """The driver ("evr" or "evd") an n x n decomposition runs with: ``driver``
+    (default: the one in effect), "auto" resolved to dsyevd when its kinship
+    copy (unless ``overwrite``) and workspace fit in the memory available
+    (:func:`lmmscan.memory.available`), else to dsyevr."""
+    driver = _EIGH_DRIVER[0] if driver is None else driver
+    if driver != "auto":
+        return driver
+    from .memory import Plan, available, decomposition
+
+    plan = Plan("")
+    decomposition(plan, 0 if overwrite else n, n, "evd")
+    room = available()
+    return "evd" if room is None or plan.peak <= room[0] else "evr"
 
 
 def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
@@ -94,7 +121,9 @@ def serial_library() -> contextlib.AbstractContextManager:
     return library_threads(None if lib is None else lib.path, 1)
 
 
-def _eigh_gil_free(A: np.ndarray, overwrite: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def _eigh_gil_free(
+    A: np.ndarray, overwrite: bool, driver: str
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(d, U) by scipy's own LAPACK called through ctypes, which releases the
     GIL while LAPACK runs (scipy's wrappers hold it, so decompositions on
     several Python threads ran one at a time).  The routine and its
@@ -107,12 +136,12 @@ def _eigh_gil_free(A: np.ndarray, overwrite: bool) -> tuple[np.ndarray, np.ndarr
         return None
     if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
         A = np.array(A, dtype=np.float64, order="F")
-    if _EIGH_DRIVER[0] == "evd":
+    if driver == "evd":
         return _lapack64.syevd(A, lib)
     return _lapack64.syevr(A, lib)
 
 
-def _check_decomposition_memory(n: int, overwrite: bool) -> None:
+def _check_decomposition_memory(n: int, overwrite: bool, driver: str) -> None:
     """Before LAPACK allocates: its eigenvectors and workspace (and the copy of
     K it works on unless ``overwrite``) against the memory available, so that
     a decomposition that cannot fit raises lmmscan.NotEnoughMemory instead of
@@ -122,7 +151,7 @@ def _check_decomposition_memory(n: int, overwrite: bool) -> None:
     from .memory import Plan, check, decomposition
 
     plan = Plan(f"the eigendecomposition of a {n} x {n} kinship")
-    decomposition(plan, 0 if overwrite else n, n, _EIGH_DRIVER[0])
+    decomposition(plan, 0 if overwrite else n, n, driver)
     check(plan, None, ["a low-rank kinship (lmmscan.low_rank_kinship)", "a larger machine"])
 
 
@@ -342,8 +371,8 @@ class Spectral:
     def from_kinship(
         cls, K: np.ndarray, *, overwrite: bool = False, release_gil: bool = False
     ) -> Spectral:
-        """Eigendecomposition (LAPACK dsyevr, or dsyevd inside
-        :func:`eigh_driver`, lower triangle) of a symmetric K; ``overwrite``
+        """Eigendecomposition (LAPACK dsyevd where its memory fits, else
+        dsyevr; see :func:`eigh_driver`; lower triangle) of a symmetric K; ``overwrite``
         lets LAPACK work in K's memory instead of a copy.  ``release_gil``:
         through ctypes, so that other Python threads run meanwhile, with the
         BLAS threads the caller set (:func:`serial_library`)."""
@@ -352,17 +381,19 @@ class Spectral:
         import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
-        _check_decomposition_memory(A.shape[0], overwrite)
-        free = _eigh_gil_free(A, overwrite) if release_gil and not use_ilp64(A.shape[0]) else None
+        n = A.shape[0]
+        driver = resolve_eigh_driver(n, overwrite)
+        _check_decomposition_memory(n, overwrite, driver)
+        free = _eigh_gil_free(A, overwrite, driver) if release_gil and not use_ilp64(n) else None
         if free is not None:
             d, U = free
         else:
-            with _eigh_threads(A.shape[0]):
-                if use_ilp64(A.shape[0]):
-                    d, U = _eigh_ilp64(A, _EIGH_DRIVER[0], overwrite)
+            with _eigh_threads(n):
+                if use_ilp64(n):
+                    d, U = _eigh_ilp64(A, driver, overwrite)
                 else:
                     d, U = scipy.linalg.eigh(
-                        A, driver=_EIGH_DRIVER[0], overwrite_a=overwrite, check_finite=False
+                        A, driver=driver, overwrite_a=overwrite, check_finite=False
                     )
         _check_semi_definite(d)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
@@ -817,13 +848,16 @@ def decompose_kinship(
     restriction, the centring and LAPACK work in K's own buffer instead of
     that copy: **K's contents are destroyed** (it holds no kinship
     afterwards; drop it).  Then only K's buffer and the eigenvectors exist
-    (about 2 x 8n^2 bytes instead of 3); with dsyevd (:func:`eigh_driver`)
-    the eigenvectors are computed in K's buffer itself, so never write into K
-    afterwards.  K must be a writeable float64 array in C or Fortran order
-    for that; any other K is copied as without the option.  The result is
-    the same as without it.  ``release_gil``: see :meth:`Spectral.from_kinship`.
+    (about 2 x 8n^2 bytes instead of 3); with dsyevd (:func:`eigh_driver`,
+    the default where it fits) the eigenvectors are computed in K's buffer
+    itself, and K is then made read-only, so that a later write into it
+    raises instead of changing the fitted model.  K must be a writeable
+    float64 array in C or Fortran order for that; any other K is copied as
+    without the option.  The result is the same as without it.
+    ``release_gil``: see :meth:`Spectral.from_kinship`.
     """
-    if overwrite_kinship and _can_overwrite(K):
+    in_place = overwrite_kinship and _can_overwrite(K)
+    if in_place:
         Ka = _restrict_in_place(K, mask)
     elif mask is None or mask.all():
         Ka = np.array(K, dtype=np.float64, order="C")
@@ -832,7 +866,10 @@ def decompose_kinship(
     check_kinship_scale(Ka)
     if center:
         double_centre(Ka, overwrite=True)
-    return Spectral.from_kinship(Ka, overwrite=True, release_gil=release_gil)
+    spectral = Spectral.from_kinship(Ka, overwrite=True, release_gil=release_gil)
+    if in_place and np.shares_memory(spectral.U, K):
+        K.flags.writeable = False
+    return spectral
 
 
 def _can_overwrite(K: object) -> bool:

@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +301,28 @@ def memory_check(args: argparse.Namespace, plan: Any, hints: list[str]) -> None:
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
     args.memory_plan = plan
     args.memory_room = check(plan, limit, hints)
+
+
+def memory_check_driver(
+    args: argparse.Namespace,
+    plan: Callable[[str], Any],
+    hints: Callable[[str], list[str]],
+) -> None:
+    """:func:`memory_check` of ``plan(driver)``, with ``--eigh-driver auto``
+    resolved first: dsyevd when its plan fits, else dsyevr (whose plan is then
+    checked).  The driver is put in effect (inside :func:`run_threads`) and
+    kept on ``args.eigh_driver_used``."""
+    from ..memory import available, parse_size
+    from ..spectral import set_eigh_driver
+
+    driver = args.eigh_driver
+    if driver == "auto":
+        limit = None if args.memory_limit is None else parse_size(args.memory_limit)
+        room = (limit, "") if limit is not None else available()
+        driver = "evd" if room is None or plan("evd").peak <= room[0] else "evr"
+    set_eigh_driver(driver)
+    args.eigh_driver_used = driver
+    memory_check(args, plan(driver), hints(driver))
 
 
 def memory_report(args: argparse.Namespace) -> dict | None:

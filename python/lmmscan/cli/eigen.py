@@ -10,7 +10,7 @@ from .._errors import InputError
 from .common import (
     check_out_dir,
     filter_samples,
-    memory_check,
+    memory_check_driver,
     memory_line,
     open_genotypes,
     plural,
@@ -56,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
     with run_threads(args.threads, args.eigh_driver):
         source = open_genotypes(args)
         mask = filter_samples(args, source).mask
-        memory_check(
+        n = int(mask.sum())
+        memory_check_driver(
             args,
-            eigen_plan(source.n_samples, int(mask.sum()), args.eigh_driver),
-            hints_dense(int(mask.sum()), args.eigh_driver, whitened=False),
+            lambda driver: eigen_plan(source.n_samples, n, driver),
+            lambda driver: hints_dense(n, driver, whitened=False),
         )
         K = read_kinship(args.kinship, source.n_samples)
         eig = eigendecompose(

@@ -255,11 +255,11 @@ def add_run_args(p: argparse.ArgumentParser, eigh: bool = False) -> None:
     if eigh:
         g.add_argument(
             "--eigh-driver",
-            choices=["evr", "evd"],
-            default="evr",
-            help="LAPACK eigensolver of the kinship: evr (dsyevr, memory 2 x 8n^2 bytes) or "
-            "evd (dsyevd, 2 x 8n^2 more; as fast on full-rank kinships, up to 7x faster on "
-            "one from fewer SNPs than samples). Default: evr",
+            choices=["auto", "evr", "evd"],
+            default="auto",
+            help="LAPACK eigensolver of the kinship: evd (dsyevd, never slower: 1.3x faster at "
+            "n = 1,410, up to 7x on a kinship from fewer SNPs than samples), evr (dsyevr, "
+            "8n^2 bytes less), or auto: evd where the memory plan fits, else evr. Default: auto",
         )
     g.add_argument(
         "--quiet",

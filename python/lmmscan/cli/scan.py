@@ -32,7 +32,7 @@ from .common import (
     describe_variant_lists,
     info_filter,
     listed_variants,
-    memory_check,
+    memory_check_driver,
     memory_line,
     memory_report,
     one_line,
@@ -397,20 +397,26 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     if args.lambda_mode == "null" and args.test != "all" and kinship in ("given", "computed"):
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
-    plan = scan_plan(
-        n_file=source.n_samples,
-        analysed=analysed,
-        n_variants=source.n_snps,
-        block=args.block_size or default_block_size(n),
-        kinship=kinship,
-        driver=args.eigh_driver,
-        whitened=whitened,
-        eigen_shape=eigen_file_shape(args.eigen) if args.eigen else None,
-        chromosomes=int(source.snps["chr"].nunique()) if args.loco else 0,
-        workers=args.threads or usable_cores(),
-        single=getattr(args, "precision", "double") == "single",
-    )
-    memory_check(args, plan, hints_dense(n, args.eigh_driver, bool(whitened)))
+    eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
+    chromosomes = int(source.snps["chr"].nunique()) if args.loco else 0
+    workers = args.threads or usable_cores()
+
+    def plan(driver: str) -> Any:
+        return scan_plan(
+            n_file=source.n_samples,
+            analysed=analysed,
+            n_variants=source.n_snps,
+            block=args.block_size or default_block_size(n),
+            kinship=kinship,
+            driver=driver,
+            whitened=whitened,
+            eigen_shape=eigen_shape,
+            chromosomes=chromosomes,
+            workers=workers,
+            single=getattr(args, "precision", "double") == "single",
+        )
+
+    memory_check_driver(args, plan, lambda driver: hints_dense(n, driver, bool(whitened)))
 
 
 def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
