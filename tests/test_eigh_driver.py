@@ -117,3 +117,14 @@ def test_cli_auto_falls_back_to_dsyevr_under_a_memory_limit(tmp_path):
     assert "dsyevd workspace" in plans["free"]["phases"]["decomposition"]
     assert "dsyevr workspace" in plans["tight"]["phases"]["decomposition"]
     assert plans["tight"]["estimate_bytes"] < plans["free"]["estimate_bytes"]
+
+
+def test_auto_counts_the_decompositions_side_by_side(monkeypatch):
+    from lmmscan import memory, spectral
+
+    n = 3000
+    one = memory.Plan("")
+    memory.decomposition(one, 0, n, "evd")
+    monkeypatch.setattr(memory, "available", lambda: (one.peak, "test"))
+    assert spectral.resolve_eigh_driver(n, overwrite=True) == "evd"
+    assert spectral.resolve_eigh_driver(n, overwrite=True, concurrent=2) == "evr"

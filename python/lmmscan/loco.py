@@ -50,6 +50,8 @@ from .memory import LOCO_SUMS
 from .spectral import (
     Spectral,
     decompose_kinship,
+    eigh_driver,
+    resolve_eigh_driver,
     serial_library,
     syrk_update,
 )
@@ -205,7 +207,11 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     ``workers`` + 1 kinships are in memory at once.  The kinships themselves
     are formed in this thread (they may read genotypes).
     """
-    with serial_library(), ThreadPoolExecutor(max_workers=workers) as pool:
+    # "auto" chosen once for the decompositions that run side by side (each
+    # decomposes its own kinship, which it overwrites)
+    n = sums.S.shape[0]
+    driver = resolve_eigh_driver(n, overwrite=True, concurrent=workers)
+    with serial_library(), eigh_driver(driver), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
 

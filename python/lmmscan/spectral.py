@@ -87,20 +87,24 @@ def set_eigh_driver(driver: str) -> None:
     _EIGH_DRIVER[0] = driver
 
 
-def resolve_eigh_driver(n: int, overwrite: bool, driver: str | None = None) -> str:
+def resolve_eigh_driver(
+    n: int, overwrite: bool, driver: str | None = None, *, concurrent: int = 1
+) -> str:
     """The driver ("evr" or "evd") an n x n decomposition runs with: ``driver``
     (default: the one in effect), "auto" resolved to dsyevd when its kinship
-    copy (unless ``overwrite``) and workspace fit in the memory available
-    (:func:`lmmscan.memory.available`), else to dsyevr."""
+    copy (unless ``overwrite``) and workspace, ``concurrent`` times over, fit
+    in the memory available (:func:`lmmscan.memory.available`), else to
+    dsyevr."""
     driver = _EIGH_DRIVER[0] if driver is None else driver
     if driver != "auto":
         return driver
-    from .memory import Plan, available, decomposition
+    from .memory import BASE, Plan, available, decomposition
 
     plan = Plan("")
     decomposition(plan, 0 if overwrite else n, n, "evd")
+    need = BASE + concurrent * (plan.peak - BASE)
     room = available()
-    return "evd" if room is None or plan.peak <= room[0] else "evr"
+    return "evd" if room is None or need <= room[0] else "evr"
 
 
 def _eigh_threads(n: int) -> contextlib.AbstractContextManager:
