@@ -1,0 +1,104 @@
+"""The .bim's fast path (positions parsed as integers by read_csv) reads what
+the general path reads and refuses what it refuses, with the same message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmmscan import plink
+from lmmscan._errors import InputError
+
+GOOD = "1\trs1\t0\t100\tA\tG\n1 rs2 0.5 200 C T\n2\trs3\t0\t-9\tA\tC\n"
+
+
+def general(name: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The general reader alone, as every .bim was read before the fast path."""
+    return plink._read_bim_general(name)
+
+
+def outcome(fn, name):
+    try:
+        table, ps = fn(name)
+    except InputError as exc:
+        return "error", str(exc)
+    # the columns the source keeps (chromosome, ID, alleles) and the positions
+    return "ok", (table[[0, 1, 4, 5]].astype(str).to_numpy().tolist(), ps.tolist())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD,
+        GOOD + "3 rs4 0 5000000000 G T extra\n",  # a longer line than the first
+        GOOD.replace("\n", " x\n"),  # seven columns everywhere
+        GOOD + "3 rs4 0 300 G\n",  # a short line
+        GOOD + "3 rs4 0\n",  # shorter, the position missing
+        GOOD.replace("200", "2e2"),  # not a plain integer, accepted by both
+        GOOD.replace("200", "200.0"),
+        GOOD.replace("200", "+200"),
+        GOOD.replace("200", "200.5"),  # refused by both
+        GOOD.replace("200", "chr"),
+        GOOD.replace("200", str(2**62 + 1)),
+        GOOD.replace("200", str(-(2**63))),
+        GOOD.replace("200", str(2**64)),
+        "",
+        "1 rs1 0 100 A\n",  # five columns
+        "  1 rs1 0 100 A G\n1 rs2 0 200 C T  \n",  # leading and trailing blanks
+    ],
+)
+def test_fast_path_equals_the_general_reader(tmp_path, text):
+    name = str(tmp_path / "s.bim")
+    (tmp_path / "s.bim").write_text(text)
+    assert outcome(plink._read_bim, name) == outcome(general, name)
+
+
+def test_positions_are_exact_integers(tmp_path):
+    name = str(tmp_path / "s.bim")
+    big = 2**53 + 1  # not a double: the fast path keeps it exact
+    (tmp_path / "s.bim").write_text(f"1 rs1 0 {big} A G\n")
+    _, ps = plink._read_bim(name)
+    assert ps.dtype == np.int64 and ps.tolist() == [big]
+
+
+def test_non_utf8_goes_to_the_general_reader(tmp_path):
+    path = tmp_path / "s.bim"
+    path.write_bytes(b"1 rs1 0 100 A G\n1 rs\xff 0 200 C T\n")
+    with pytest.raises(InputError, match="line 2, column 2.*not UTF-8"):
+        plink._read_bim(str(path))
+
+
+def test_a_good_bim_takes_one_pass(tmp_path, monkeypatch):
+    name = str(tmp_path / "s.bim")
+    (tmp_path / "s.bim").write_text(GOOD)
+
+    def second_pass(*args, **kwargs):
+        raise AssertionError("read twice")
+
+    monkeypatch.setattr(plink, "_read_table", second_pass)
+    table, ps = plink._read_bim(name)
+    assert ps.tolist() == [100, 200, -9] and table[1].tolist() == ["rs1", "rs2", "rs3"]
+
+
+@pytest.mark.parametrize("text", [GOOD, GOOD.replace("200", "200.0"), GOOD + "3 rs4 0 300 G\n"])
+def test_a_bim_from_a_pipe_is_read_once(tmp_path, text):
+    import os
+    import threading
+
+    plain = tmp_path / "plain.bim"
+    plain.write_text(text)
+    fifo = tmp_path / "pipe.bim"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(text,))
+    writer.start()
+    try:
+        got = outcome(plink._read_bim, str(fifo))
+    finally:
+        writer.join()
+    want = outcome(plink._read_bim, str(plain))
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        assert got == want
+    else:  # the same message about another file name
+        assert got[1] == want[1].replace("plain.bim", "pipe.bim")
