@@ -1,4 +1,4 @@
-"""Reading a .bim of many variants: the one-pass reader against the general one.
+"""Reading a .bim or .pvar of many variants: the one-pass readers against the general ones.
 
     python benchmarks/bench_bim.py [--variants 10000000] [--rounds 3] [--workdir DIR]
 
@@ -14,8 +14,8 @@ process (order swapped every round; medians):
   before, and how a .bim the one-pass reader refuses still is);
 - ``read_plink``: the whole fileset opened (.fam, .bim, .bed checks).
 
-It checks that both readers give the same chromosomes, IDs, alleles and
-positions.
+It checks that both readers of each format give the same chromosomes, IDs,
+alleles and positions.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def write_fileset(prefix: Path, m: int) -> None:
             fh.writelines(
                 f"{chrom[i]}\trs{i + 1}\t0\t{(i + 1) * 100}\tA\tG\n" for i in range(start, stop)
             )
+    with open(f"{prefix}.bim") as src, open(f"{prefix}.pvar", "w") as fh:
+        fh.write("#CHROM\tPOS\tID\tREF\tALT\n")
+        for line in src:
+            c, rs, _, pos, a1, a2 = line.split()
+            fh.write(f"{c}\t{pos}\t{rs}\t{a2}\t{a1}\n")
     with open(f"{prefix}.fam", "w") as fh:
         fh.writelines(f"f{i} i{i} 0 0 1 {i * 0.5}\n" for i in range(4))
     with open(f"{prefix}.bed", "wb") as fh:
@@ -50,12 +55,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
-    from lmmscan import plink
+    from lmmscan import pgen, plink
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lmmscan-bim-"))
     work.mkdir(parents=True, exist_ok=True)
     prefix = work / f"v{args.variants}"
-    if not Path(f"{prefix}.bim").exists():
+    if not Path(f"{prefix}.pvar").exists():
         t0 = time.perf_counter()
         write_fileset(prefix, args.variants)
         print(f"wrote {prefix}.bim in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -64,6 +69,8 @@ def main() -> None:
         "one pass": lambda: plink._read_bim(name),
         "general": lambda: plink._read_bim_general(name),
         "read_plink": lambda: plink.read_plink(prefix),
+        ".pvar one pass": lambda: pgen.read_pvar(Path(f"{prefix}.pvar")),
+        ".pvar text": lambda: pgen.read_pvar(Path(f"{prefix}.pvar"), fast=False),
     }
     times: dict[str, list[float]] = {k: [] for k in ways}
     results = {}
@@ -73,12 +80,15 @@ def main() -> None:
             t0 = time.perf_counter()
             got = ways[key]()
             times[key].append(time.perf_counter() - t0)
-            if key != "read_plink":
+            if key in ("one pass", "general"):
                 table, ps = got
                 results[key] = (table[[0, 1, 4, 5]].astype(str), ps)
+            elif key != "read_plink":
+                results[key] = got
             del got
     (a, pa), (b, pb) = results["one pass"], results["general"]
     same = bool(a.equals(b) and np.array_equal(pa, pb))
+    same = same and bool(results[".pvar one pass"].equals(results[".pvar text"]))
     print(f"\n{args.variants:,} variants, {args.rounds} rounds alternated; same table: {same}\n")
     print("| reader | seconds (median) | µs per variant |")
     print("| --- | ---: | ---: |")

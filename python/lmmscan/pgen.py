@@ -10,9 +10,11 @@ decodes while the scan rotates.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -116,7 +118,9 @@ def _opener(path: Path):
     return lambda p: open(p, "rb")
 
 
-def _read_text_table(path: Path, skip: int, header: bool, what: str) -> pd.DataFrame:
+def _read_text_table(
+    path: Path, skip: int, header: bool, what: str, dtype: Any = str
+) -> pd.DataFrame:
     compression = "zstd" if path.suffix == ".zst" else None
     try:
         return pd.read_csv(
@@ -124,7 +128,7 @@ def _read_text_table(path: Path, skip: int, header: bool, what: str) -> pd.DataF
             sep="\t" if header else r"\s+",
             skiprows=skip,
             header=0 if header else None,
-            dtype=str,
+            dtype=dtype,
             keep_default_na=False,
             compression=compression,
             engine="c",
@@ -143,13 +147,41 @@ def _read_text_table(path: Path, skip: int, header: bool, what: str) -> pd.DataF
         raise InputError(f"{what} file is not UTF-8 text", path=str(path)) from None
 
 
-def read_pvar(path: Path) -> pd.DataFrame:
-    """A .pvar (or .bim-like headerless .pvar) as chr, rs, ps, ref, alt."""
+def _pvar_table(path: Path, skip: int, header: bool, first: str, fast: bool) -> pd.DataFrame:
+    """The .pvar's table: on the fast path its POS column parsed as integers
+    by read_csv (half the read's time at 10,000,000 variants, and no
+    conversion afterwards), every other column as text; the whole table as
+    text when that parse fails (a position such as "1e3", a short line, bad
+    bytes), so that the checks after it name the line at fault as before."""
+    if fast:
+        fields = len(first.split())
+        pos = "POS" if header else {6: 3, 5: 2}.get(fields)
+        if pos is not None:
+            # by name after a header (any other column text); by index without
+            # one (a defaultdict's default does not reach unnamed columns)
+            dtype: Any = (
+                collections.defaultdict(lambda: str, {pos: np.int64})
+                if header
+                else {i: np.int64 if i == pos else str for i in range(fields)}
+            )
+            try:
+                table = _read_text_table(path, skip, header, ".pvar", dtype)
+            except (ValueError, OverflowError):  # InputError is a ValueError too
+                table = None
+            if table is not None and pos in table.columns and table[pos].dtype == np.int64:
+                return table
+    return _read_text_table(path, skip, header, ".pvar")
+
+
+def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
+    """A .pvar (or .bim-like headerless .pvar) as chr, rs, ps, ref, alt.
+    ``fast=False`` reads every column as text first (see :func:`_pvar_table`;
+    the same result)."""
     skip, first = _header_lines(path, _opener(path))
     if first is None:
         raise InputError(".pvar file has no variants", path=str(path))
     if first.startswith("#CHROM"):
-        table = _read_text_table(path, skip, True, ".pvar")
+        table = _pvar_table(path, skip, True, first, fast)
         table.columns = [c.lstrip("#") for c in table.columns]
         need = ["CHROM", "POS", "ID", "REF", "ALT"]
         absent = [c for c in need if c not in table.columns]
@@ -160,7 +192,7 @@ def read_pvar(path: Path) -> pd.DataFrame:
         chr_, pos, rs, ref, alt = (table[c] for c in need)
         first_data = skip + 2
     else:  # no header: CHROM ID [CM] POS ALT REF, as a .bim
-        table = _read_text_table(path, skip, False, ".pvar")
+        table = _pvar_table(path, skip, False, first, fast)
         if table.shape[1] not in (5, 6):
             raise InputError(
                 f"a .pvar without a #CHROM header needs 5 or 6 columns, found {table.shape[1]}",
@@ -177,7 +209,10 @@ def read_pvar(path: Path) -> pd.DataFrame:
             path=str(path),
             line=first_data + int(np.flatnonzero(empty)[0]),
         )
-    ps = pd.to_numeric(pos, errors="coerce").to_numpy(dtype=np.float64)
+    if pos.dtype == np.int64:  # parsed as integers on the fast path
+        ps = pos.to_numpy()
+    else:
+        ps = pd.to_numeric(pos, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(ps) | (ps != np.round(ps))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
