@@ -46,6 +46,7 @@ def outcome(fn, name):
         "",
         "1 rs1 0 100 A\n",  # five columns
         "  1 rs1 0 100 A G\n1 rs2 0 200 C T  \n",  # leading and trailing blanks
+        GOOD.replace("\n", "\r\n"),  # Windows line ends
     ],
 )
 def test_fast_path_equals_the_general_reader(tmp_path, text):

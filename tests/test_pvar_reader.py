@@ -38,6 +38,8 @@ CASES = [
     FIVE,
     FIVE.replace(" 200 ", " x "),
     "1 rs1 100 G\n",  # four columns
+    (HEADER + ROWS).replace("\n", "\r\n"),  # Windows line ends
+    BIMLIKE.replace("\n", "\r\n"),
 ]
 
 
