@@ -53,8 +53,9 @@ EIGH_SERIAL_BELOW = 1000
 # The LAPACK eigensolver.  "evr" (dsyevr, MRRR) needs O(n) workspace: the
 # decomposition holds K's buffer and U, 2 x 8n^2 bytes.  "evd" (dsyevd, divide
 # and conquer) writes U into K's buffer and needs 2n^2 doubles of workspace
-# beside it (8n^2 bytes more in all), and is never slower: 1.3x faster at
-# n = 1,410 (mouse_hs1940: 0.34 against 0.26 s), the same on full-rank
+# beside it (8n^2 bytes more in all), and is never slower: 6-8% faster at
+# n = 1,410 (0.336 against 0.356 s on one thread, 0.250 against 0.270 on
+# two; medians of 5, benchmarks/RESULTS.md), the same on full-rank
 # kinships at n = 7,000 (37.8 s against 39.5), and much faster when K has
 # fewer SNPs than samples, where a large cluster of zero eigenvalues slows
 # MRRR down (n = 7,000, 2,000 SNPs: 33.7 s against 233.4; at n = 9,709
