@@ -310,8 +310,8 @@ def memory_check_driver(
 ) -> None:
     """:func:`memory_check` of ``plan(driver)``, with ``--eigh-driver auto``
     resolved first: dsyevd when its plan fits, else dsyevr (whose plan is then
-    checked).  The driver is put in effect (inside :func:`run_threads`) and
-    kept on ``args.eigh_driver_used``."""
+    checked).  The driver is put in effect (inside :func:`run_threads`); the
+    plan kept for null.json names its workspace."""
     from ..memory import available, parse_size
     from ..spectral import set_eigh_driver
 
@@ -321,7 +321,6 @@ def memory_check_driver(
         room = (limit, "") if limit is not None else available()
         driver = "evd" if room is None or plan("evd").peak <= room[0] else "evr"
     set_eigh_driver(driver)
-    args.eigh_driver_used = driver
     memory_check(args, plan(driver), hints(driver))
 
 
