@@ -174,10 +174,23 @@ def available() -> tuple[int, str] | None:
     return None
 
 
+def room_for(limit: int | None) -> tuple[int, str] | None:
+    """(bytes, source): ``limit`` when given (--memory-limit), else
+    :func:`available`."""
+    return (limit, "--memory-limit") if limit is not None else available()
+
+
+def fits(nbytes: int, limit: int | None = None) -> bool:
+    """Whether ``nbytes`` fit in :func:`room_for` ``limit`` (True where
+    nothing tells how much memory there is)."""
+    room = room_for(limit)
+    return room is None or nbytes <= room[0]
+
+
 def check(plan: Plan, limit: int | None, hints: list[str]) -> tuple[int, str] | None:
     """Raise :class:`NotEnoughMemory` when ``plan`` does not fit in ``limit``
     bytes (None: :func:`available`).  Returns (the figure, its source)."""
-    room = (limit, "--memory-limit") if limit is not None else available()
+    room = room_for(limit)
     if room is None:
         return None
     if plan.peak > room[0]:

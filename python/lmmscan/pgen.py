@@ -209,18 +209,20 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
             path=str(path),
             line=first_data + int(np.flatnonzero(empty)[0]),
         )
-    if pos.dtype == np.int64:  # parsed as integers on the fast path
+    if pos.dtype == np.int64:  # parsed as integers on the fast path: nothing to check
         ps = pos.to_numpy()
     else:
         ps = pd.to_numeric(pos, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(ps) | (ps != np.round(ps))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"position {pos.iloc[i]!r} is not an integer", path=str(path), line=first_data + i
-        )
+        bad = ~np.isfinite(ps) | (ps != np.round(ps))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"position {pos.iloc[i]!r} is not an integer",
+                path=str(path),
+                line=first_data + i,
+            )
     return pd.DataFrame(
-        {"chr": chr_.to_numpy(), "rs": rs.to_numpy(), "ps": ps.astype(np.int64),
+        {"chr": chr_.to_numpy(), "rs": rs.to_numpy(), "ps": ps.astype(np.int64, copy=False),
          "ref": ref.to_numpy(), "alt": alt.to_numpy()}
     )  # fmt: skip
 

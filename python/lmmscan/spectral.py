@@ -70,10 +70,8 @@ _EIGH_DRIVER = ["auto"]
 def eigh_driver(driver: str) -> Iterator[None]:
     """Use LAPACK driver ``driver`` ("auto", "evr" or "evd") for every kinship
     eigendecomposition inside the ``with`` block (see EIGH_DRIVERS)."""
-    if driver not in EIGH_DRIVERS:
-        raise InputError(f"eigh driver must be one of {EIGH_DRIVERS}, got {driver!r}")
     previous = _EIGH_DRIVER[0]
-    _EIGH_DRIVER[0] = driver
+    set_eigh_driver(driver)
     try:
         yield
     finally:
@@ -99,13 +97,11 @@ def resolve_eigh_driver(
     driver = _EIGH_DRIVER[0] if driver is None else driver
     if driver != "auto":
         return driver
-    from .memory import BASE, Plan, available, decomposition
+    from .memory import BASE, Plan, decomposition, fits
 
     plan = Plan("")
     decomposition(plan, 0 if overwrite else n, n, "evd")
-    need = BASE + concurrent * (plan.peak - BASE)
-    room = available()
-    return "evd" if room is None or need <= room[0] else "evr"
+    return "evd" if fits(BASE + concurrent * (plan.peak - BASE)) else "evr"
 
 
 def _eigh_threads(n: int) -> contextlib.AbstractContextManager:

@@ -312,14 +312,13 @@ def memory_check_driver(
     resolved first: dsyevd when its plan fits, else dsyevr (whose plan is then
     checked).  The driver is put in effect (inside :func:`run_threads`); the
     plan kept for null.json names its workspace."""
-    from ..memory import available, parse_size
+    from ..memory import fits, parse_size
     from ..spectral import set_eigh_driver
 
     driver = args.eigh_driver
     if driver == "auto":
         limit = None if args.memory_limit is None else parse_size(args.memory_limit)
-        room = (limit, "") if limit is not None else available()
-        driver = "evd" if room is None or plan("evd").peak <= room[0] else "evr"
+        driver = "evd" if fits(plan("evd").peak, limit) else "evr"
     set_eigh_driver(driver)
     memory_check(args, plan(driver), hints(driver))
 
