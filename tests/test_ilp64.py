@@ -117,6 +117,34 @@ def test_routines_against_scipy():
         _lapack64.syevd(np.ones((10, 10)))  # C order
 
 
+def test_kept_workspace_gives_the_same_decomposition():
+    """A thread that keeps dsyevd's workspace (LOCO's workers) reuses it, and
+    gets the same bits as with a new one each time."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    mats = []
+    for n in (60, 40, 60):  # a smaller one in between: a slice of the kept buffer
+        Z = rng.normal(size=(n, n + 5))
+        mats.append(Z @ Z.T)
+    fresh = [_lapack64.syevd(np.array(K, order="F")) for K in mats]
+    kept, buffers = [], []
+
+    def work() -> None:
+        _lapack64.keep_workspaces()
+        for K in mats:
+            kept.append(_lapack64.syevd(np.array(K, order="F")))
+            buffers.append(_lapack64._kept.buffers["dsyevd work"])
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert buffers[0] is buffers[1] is buffers[2]  # allocated once
+    for (w0, U0), (w1, U1) in zip(fresh, kept, strict=True):
+        assert w0.tobytes() == w1.tobytes() and U0.tobytes() == U1.tobytes()
+    assert getattr(_lapack64._kept, "buffers", None) is None  # not this thread's
+
+
 def test_workspace_past_32_bits():
     """At n = 50,000 dsyevd asks for 1 + 6n + 2n^2 = 5,000,300,001 doubles, more
     than a 32-bit LWORK holds: the ILP64 query returns it whole."""

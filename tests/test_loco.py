@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import lmmscan
-from lmmscan.loco import _chromosomes, _KinshipSums, chromosome_names
+from lmmscan.loco import _chromosomes, _difference, _KinshipSums, chromosome_names
 from lmmscan.samples import analysed_samples
 
 from .conftest import DATA
@@ -208,6 +208,22 @@ def test_loco_equals_dense_kinships(method, shuffle):
     assert (ours["rs"].to_numpy() == dense["rs"].to_numpy()).all()
     for col in ("beta", "se", "logl_H1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"):
         np.testing.assert_allclose(ours[col], dense[col], rtol=1e-7, err_msg=col)
+
+
+@pytest.mark.parametrize("n", [1, 2, 255, 256, 257, 600])
+def test_difference_is_the_symmetric_difference(n):
+    """The LOCO kinship's S - S_c, built in place in row blocks, holds the same
+    bits as the symmetric matrix built from np.triu, in the same (C) order."""
+    rng = np.random.default_rng(n)
+    S, S_c = np.zeros((n, n), order="F"), np.zeros((n, n), order="F")
+    upper = np.triu_indices(n)
+    S[upper] = rng.normal(size=upper[0].size)
+    S_c[upper] = rng.normal(size=upper[0].size)
+    D = np.triu(S - S_c)
+    expected = D + np.triu(D, 1).T
+    got = _difference(S, S_c)
+    assert got.flags.c_contiguous
+    assert got.tobytes() == expected.tobytes()
 
 
 def test_memory_limited_path_matches():

@@ -782,7 +782,7 @@ class Engine:
             samples = np.flatnonzero(mask)
             block = self.block_size_for(self.source.n_samples)
             workers = self.threads or usable_cores()
-            for chrom, spectral in passes.spectra(wanted, workers):
+            for chrom, spectral, busy in passes.spectra(wanted, workers):
                 g.scanners = []
                 for k, report in zip(members, g.reports, strict=True):
                     y, cov = phenotypes[k]
@@ -795,12 +795,18 @@ class Engine:
                     report.null_models[chrom.name] = null
                     g.scanners.append(self.options.scanner(null, self.threads))
                 del spectral
-                for start, stop, pos in snp_runs(tested[chrom.name].index, block):
-                    t0 = time.perf_counter()
-                    X = self.source.read(start, stop, samples)[:, pos - start]
-                    g.report.add_seconds({"read": time.perf_counter() - t0})
-                    self._test_block(g, X, pos, order)
-                    self._advance(pos.size)
+                # while later chromosomes are decomposed beside it, the rotation
+                # takes one BLAS thread: OpenBLAS's threads spin while they wait
+                # for each other, which with the cores shared cost ~5% of a
+                # LOCO run (OpenBLAS splits a product's rows and columns over
+                # its threads, never a sum: the same bits on any count)
+                with blas_threads(1 if busy else None):
+                    for start, stop, pos in snp_runs(tested[chrom.name].index, block):
+                        t0 = time.perf_counter()
+                        X = self.source.read(start, stop, samples)[:, pos - start]
+                        g.report.add_seconds({"read": time.perf_counter() - t0})
+                        self._test_block(g, X, pos, order)
+                        self._advance(pos.size)
             if chromosomes is None:  # SNPs on no known chromosome: neither kept nor tested
                 g.report.filters.total += (
                     passes.unplaced if kinship_source is None else loco.unplaced(self.source)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import _lapack64
 from ._errors import InputError
 from .filters import FilterCounts, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
@@ -95,9 +96,26 @@ def _add_gram(S: np.ndarray, Z: np.ndarray) -> None:
     syrk_update(S, Z, lower=False)  # in place: S is Fortran-ordered float64
 
 
-def _symmetric(S: np.ndarray) -> np.ndarray:
-    upper = np.triu(S)
-    return upper + np.triu(upper, 1).T
+def _difference(S: np.ndarray, S_c: np.ndarray) -> np.ndarray:
+    """The symmetric S - S_c (C order) from the upper triangles of S and S_c
+    (Fortran order, lower triangles zero, as syrk leaves them).
+
+    The difference is taken once, as the transposes' (C-ordered views), which
+    puts each upper entry of S - S_c in the lower triangle; the upper
+    triangle is then copied from it in row blocks.  No n x n temporary, and
+    the entries are those of the symmetric matrix built with ``np.triu``
+    (copies of the same differences).
+    """
+    K = np.subtract(S.T, S_c.T)
+    n = K.shape[0]
+    step = 256
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        diag = K[r0:r1, r0:r1]
+        upper = np.triu_indices(r1 - r0, 1)
+        diag[upper] = diag.T[upper]
+        K[r0:r1, r1:] = K[r1:, r0:r1].T
+    return K
 
 
 class _KinshipSums:
@@ -181,7 +199,7 @@ class _KinshipSums:
         p = self.p - chrom.p
         if p <= 0:
             raise InputError(f"no kinship SNP is left when chromosome {chrom.name!r} is left out")
-        K = _symmetric(self.S - self.chromosome_sum(chrom))
+        K = _difference(self.S, self.chromosome_sum(chrom))
         K /= p
         if chrom.S is not None:
             chrom.S = None  # free it: it is needed once
@@ -189,13 +207,16 @@ class _KinshipSums:
 
 
 def _decompose(K: np.ndarray) -> Spectral:
+    # a worker decomposes one kinship after another: it keeps dsyevd's workspace
+    _lapack64.keep_workspaces()
     # K is this chromosome's fresh LOCO kinship, held by nothing else
     return decompose_kinship(K, overwrite_kinship=True, release_gil=True)
 
 
 def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
-    """(chromosome, spectral, seconds waited) in order, decomposed ``workers``
-    at a time, each on one BLAS thread, while the caller scans.
+    """(chromosome, spectral, seconds waited, busy) in order, decomposed
+    ``workers`` at a time, each on one BLAS thread, while the caller scans;
+    ``busy``: decompositions run while the caller scans this chromosome.
 
     LAPACK's symmetric eigensolvers scale poorly over threads (the
     tridiagonal reduction is memory-bound) and collapse when the cores are
@@ -228,7 +249,7 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
             spectral = future.result()
             waited = time.perf_counter() - t0
             submit()
-            yield chrom, spectral, waited
+            yield chrom, spectral, waited, bool(pending)
 
 
 def tested_positions(
@@ -318,12 +339,13 @@ class KinshipPasses:
 
     def spectra(
         self, chroms: list[_Chromosome], workers: int
-    ) -> Iterator[tuple[_Chromosome, Spectral]]:
-        """(chromosome, the spectral basis of its K_-c) in order (see :func:`_spectra`)."""
-        for chrom, spectral, waited in _spectra(self.sums, chroms, workers):
+    ) -> Iterator[tuple[_Chromosome, Spectral, bool]]:
+        """(chromosome, the spectral basis of its K_-c, whether decompositions
+        run meanwhile) in order (see :func:`_spectra`)."""
+        for chrom, spectral, waited, busy in _spectra(self.sums, chroms, workers):
             seconds = self.report.seconds
             seconds["eigen"] = seconds.get("eigen", 0.0) + waited
-            yield chrom, spectral
+            yield chrom, spectral, busy
 
 
 class FileOrder:
