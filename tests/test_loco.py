@@ -257,6 +257,20 @@ def test_unplaced_snps_are_neither_in_kinships_nor_tested():
     pd.testing.assert_frame_equal(table, alone, check_exact=False, rtol=1e-12)
 
 
+def test_chromosome_with_no_kinship_snp():
+    """A chromosome none of whose SNPs pass the filters has a zero sum: its
+    kinship is that of all the other SNPs, as when the sums are rebuilt from
+    each chromosome's SNPs (the memory-limited path), and it is not tested."""
+    source, y, cov = simulate(11, per_chrom=(40, 10, 50))
+    G = source.read(0, source.n_snps)
+    G[:, source.snps["chr"].to_numpy() == "2"] = 1.0  # monomorphic: filtered out
+    snps = source.snps
+    a = lmmscan.loco_scan(lmmscan.ArrayGenotypes(G, snps), y, cov, block_size=16)
+    b = lmmscan.loco_scan(lmmscan.ArrayGenotypes(G, snps), y, cov, block_size=16, memory_limit=0)
+    assert "2" not in set(a["chr"].astype(str))
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+
+
 def test_loco_refuses_what_it_cannot_do():
     source, y, cov = simulate(9)
     G = source.read(0, source.n_snps)
