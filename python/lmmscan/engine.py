@@ -798,8 +798,8 @@ class Engine:
                 # while later chromosomes are decomposed beside it, the rotation
                 # takes one BLAS thread: OpenBLAS's threads spin while they wait
                 # for each other, which with the cores shared cost ~5% of a
-                # LOCO run (OpenBLAS splits a product's rows and columns over
-                # its threads, never a sum: the same bits on any count)
+                # LOCO run (OpenBLAS divides a product's rows and columns among
+                # its threads, not its sums: mouse_hs1940's table is the same)
                 with blas_threads(1 if busy else None):
                     for start, stop, pos in snp_runs(tested[chrom.name].index, block):
                         t0 = time.perf_counter()
