@@ -271,6 +271,50 @@ def test_chromosome_with_no_kinship_snp():
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
 
 
+def test_reported_null_models_release_their_eigenvectors():
+    """A LOCO scan's report keeps each chromosome's null model without its
+    n x n eigenvectors (all of them would stay in memory to the end, beyond
+    what the memory plan counts); loco_scan(null_models=...) keeps them whole."""
+    import gc
+
+    from lmmscan.spectral import ReleasedSpectral, Spectral
+
+    source, y, cov = simulate(12)
+    n = len(y)
+    gc.collect()
+    before = {id(o) for o in gc.get_objects() if isinstance(o, Spectral)}
+    report = lmmscan.ScanReport()
+    table = lmmscan.scan(source, y, covariates=cov, loco=True, report=report)
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Spectral) and id(o) not in before]
+    assert [o for o in alive if o.U.shape == (n, n)] == []
+    whole: dict = {}
+    again = lmmscan.loco_scan(
+        source, y, cov, null_models=whole, report=(r2 := lmmscan.ScanReport())
+    )
+    pd.testing.assert_frame_equal(table, again)
+    assert sorted(report.null_models) == sorted(whole) == ["1", "2", "3"]
+    for chrom, kept in whole.items():
+        light = report.null_models[chrom]
+        assert isinstance(light.spectral, ReleasedSpectral)
+        assert isinstance(r2.null_models[chrom].spectral, ReleasedSpectral)
+        assert isinstance(kept.spectral, Spectral)
+        assert light.spectral.d.tobytes() == kept.spectral.d.tobytes()
+        assert light.lambda_ == kept.lambda_ and light.warnings == kept.warnings
+        assert light.eigenvalues.tobytes() == kept.eigenvalues.tobytes()
+        for a, b in zip(
+            light.fixed_effects_posterior(), kept.fixed_effects_posterior(), strict=True
+        ):
+            assert a.tobytes() == b.tobytes()  # the eigenvalues are all it needs
+        kept.random_effects()  # whole: works
+        with pytest.raises(lmmscan.InputError, match="eigenvalues but not its eigenvectors"):
+            light.random_effects()
+        with pytest.raises(lmmscan.InputError, match="loco_scan"):
+            light.fitted()
+        with pytest.raises(AttributeError, match="null_models"):
+            _ = light.eigenvectors
+
+
 def test_loco_refuses_what_it_cannot_do():
     source, y, cov = simulate(9)
     G = source.read(0, source.n_snps)

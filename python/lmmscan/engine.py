@@ -62,7 +62,8 @@ class ScanReport:
     seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(["read", "filter", "rotate", "tests"], 0.0)
     )
-    null_models: dict[str, NullModel] = field(default_factory=dict)  # per chromosome (LOCO)
+    # per chromosome (LOCO), without their eigenvectors unless asked for
+    null_models: dict[str, NullModel] = field(default_factory=dict)
 
     def add_seconds(self, seconds: dict[str, float]) -> None:
         for key, value in seconds.items():
@@ -739,12 +740,18 @@ class Engine:
         chromosomes: Sequence[str] | None = None,
         memory_limit: int | None = None,
         kinship_source: GenotypeSource | None = None,
+        keep_eigenvectors: bool = False,
     ) -> list[ScanReport]:
         """Each chromosome's SNPs tested against a kinship of the others, for
         each phenotype ``(y, covariates)`` (see :mod:`lmmscan.loco`).  The
         phenotypes with the same analysed samples share the kinship pass, the
         decompositions, and each block's read and rotation.  Every
-        chromosome's null model goes to the report's ``null_models``.
+        chromosome's null model goes to the report's ``null_models``, with
+        its eigenvalues but not its n x n eigenvectors
+        (:meth:`NullModel.without_eigenvectors`: one such matrix per
+        chromosome would stay in memory to the end, where the memory plan
+        counts those of the chromosomes in flight) unless
+        ``keep_eigenvectors``.
         ``chromosomes`` restricts the tests (every kinship still uses all
         the other chromosomes).  ``kinship_source``: the SNPs the kinships
         come from (GEMMA's -ksnps; default the scanned source), matched to
@@ -792,7 +799,8 @@ class Engine:
                     with blas_threads(1):
                         null = fit_null(y, cov, spectral=spectral, bounds=bounds)
                     report.add_seconds({"null_fit": time.perf_counter() - t0})
-                    report.null_models[chrom.name] = null
+                    kept = null if keep_eigenvectors else null.without_eigenvectors()
+                    report.null_models[chrom.name] = kept
                     g.scanners.append(self.options.scanner(null, self.threads))
                 del spectral
                 # while later chromosomes are decomposed beside it, the rotation

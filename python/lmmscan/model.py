@@ -5,7 +5,7 @@ estimates; the hierarchical posterior of the random effects)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ from .samples import analysed_samples
 from .spectral import (
     GroupSpectral,
     LowRankSpectral,
+    ReleasedSpectral,
     Spectral,
     SpectralBasis,
     check_kinship,
@@ -121,6 +122,8 @@ class NullModel:
 
     @property
     def eigenvectors(self) -> np.ndarray:
+        if isinstance(self.spectral, ReleasedSpectral):
+            raise AttributeError(ReleasedSpectral.WHY)
         if not isinstance(self.spectral, Spectral):
             raise AttributeError("a group model has no dense eigenvector matrix")
         return self.spectral.U
@@ -149,7 +152,21 @@ class NullModel:
         """y minus :meth:`fitted` at that level."""
         return self.y - self.fitted(level)
 
+    def _needs_eigenvectors(self) -> None:
+        if isinstance(self.spectral, ReleasedSpectral):
+            raise InputError(ReleasedSpectral.WHY)
+
+    def without_eigenvectors(self) -> NullModel:
+        """This model with its spectral basis reduced to the eigenvalues
+        (:class:`lmmscan.spectral.ReleasedSpectral`): the fit's numbers, not
+        the n x n eigenvectors behind its random effects."""
+        if isinstance(self.spectral, ReleasedSpectral):
+            return self
+        released = ReleasedSpectral(np.asarray(self.spectral.d), int(self.spectral.n_total))
+        return replace(self, spectral=released)
+
     def _effect_mean(self) -> np.ndarray:
+        self._needs_eigenvectors()
         lam, d = self.lambda_, self.spectral.d
         r = self.y - self.W @ self.beta
         return self.spectral.smooth(r, lam * d / (lam * d + 1.0))
@@ -164,6 +181,7 @@ class NullModel:
         out under their flat prior) and ``var_given_beta`` (conditional on
         the fixed effects at their estimate: lme4's ``condVar``).
         """
+        self._needs_eigenvectors()
         lam, vg = self.lambda_, self.vg
         d = self.spectral.d
         h, _, Ainv = self._gls()

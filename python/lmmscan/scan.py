@@ -302,7 +302,9 @@ def scan(
         are tested with a kinship of the other chromosomes, built from
         ``genotypes`` (``kinship`` may name the method, ``"centered"`` by
         default, or ``"standardized"``).  The per-chromosome null models go to
-        ``report.null_models``.
+        ``report.null_models``, with their kinship's eigenvalues but not its
+        eigenvectors (:meth:`lmmscan.NullModel.without_eigenvectors`; to keep
+        them, :func:`lmmscan.loco_scan` with ``null_models``).
     eigen
         A saved eigendecomposition to reuse instead of ``kinship``
         (:class:`lmmscan.Eigendecomposition` or the path of its ``.npz``).
@@ -433,7 +435,10 @@ def loco_scan(
     ``method`` is the kinship (``"centered"``: GEMMA -gk 1;
     ``"standardized"``: -gk 2); the other arguments are those of
     :func:`lmmscan.scan`.  ``null_models``, if a dict, receives each
-    chromosome's fitted null model.  ``statistics``, if a dict, receives the
+    chromosome's fitted null model, whole: each holds its chromosome's n x n
+    eigenvectors (8n^2 bytes) until the dict is dropped.  The models in
+    ``report.null_models`` keep the eigenvalues only
+    (:meth:`lmmscan.NullModel.without_eigenvectors`).  ``statistics``, if a dict, receives the
     statistic behind each p column, row for row
     (:func:`lmmscan.pvalues.statistics`; the LRT's uses its own chromosome's
     null model).  ``chromosomes`` restricts the tests to those chromosomes
@@ -461,14 +466,15 @@ def loco_scan(
         ) as engine:
             (own,) = engine.scan_loco(
                 [(y_arr, cov)], sink, method=method, bounds=bounds, chromosomes=chromosomes,
-                memory_limit=memory_limit,
+                memory_limit=memory_limit, keep_eigenvectors=null_models is not None,
             )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
-    _fill(report, own, {})
     if null_models is not None:
         null_models.update(own.null_models)
+        own.null_models = {k: m.without_eigenvectors() for k, m in own.null_models.items()}
+    _fill(report, own, {})
     index, cols, stats = sink.merged(0, options.columns)
     if statistics is not None:
         statistics.update(stats)

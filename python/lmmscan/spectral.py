@@ -362,6 +362,38 @@ class SpectralBasis(Protocol):
 
 
 @dataclass
+class ReleasedSpectral:
+    """What a null model keeps of its spectral basis once the eigenvectors are
+    released: the eigenvalues ``d`` and the number of samples.
+
+    A LOCO scan reports each chromosome's null model this way (all their
+    n x n eigenvector matrices would otherwise stay in memory to the end, one
+    per chromosome).  What needs the eigenvectors raises: the model's
+    random effects and fitted values :class:`lmmscan.InputError`, the basis's
+    own U and products AttributeError, both saying why.
+    """
+
+    d: np.ndarray
+    n: int
+
+    WHY = (
+        "this null model keeps its kinship's eigenvalues but not its eigenvectors: LOCO "
+        "reports each chromosome's model this way (lmmscan.loco_scan(..., null_models={}) "
+        "keeps them whole)"
+    )
+
+    @property
+    def n_total(self) -> int:
+        return self.n
+
+    def __getattr__(self, name: str) -> Any:
+        # reached only for what this class lacks: U and the products
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"{name}: {self.WHY}")
+
+
+@dataclass
 class Spectral:
     """K = U diag(d) U' with eigenvalues below 1e-10 set to 0 (all n directions)."""
 
