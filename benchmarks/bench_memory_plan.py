@@ -2,7 +2,7 @@
 """The memory plan's estimate against the measured peak, at several sizes.
 
     python benchmarks/bench_memory_plan.py [--ns 2000,5000,10000] [--snps 10000]
-        [--work DIR] [--markdown FILE]
+        [--paths exact,whitened,lowrank,loco] [--work DIR] [--markdown FILE]
 
 For each n: simulates a PLINK fileset (``sim_plink.py``, n samples x --snps
 SNPs, its .fam phenotype), computes its kinship (``lmmscan kinship``, .npy)
@@ -12,7 +12,8 @@ own process for three paths:
 
 - exact: ``--kinship K.npy --test all`` (dense eigendecomposition, rotation);
 - whitened: ``--kinship K.npy --test wald --lambda null`` (Cholesky factor);
-- low rank: ``--eigen lowrank.npz --test all``.
+- low rank: ``--eigen lowrank.npz --test all``;
+- LOCO (``--paths ...,loco``; 22 chromosomes): ``--loco --test wald``.
 
 Each run's estimate comes from its ``null.json`` (``memory.estimate_bytes``),
 its peak RSS from ``os.wait4`` (ru_maxrss).  Prints estimate / measured.
@@ -59,6 +60,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns", default="2000,5000,10000")
     ap.add_argument("--snps", type=int, default=10_000)
+    ap.add_argument(
+        "--paths", default="exact,whitened,lowrank", help="of exact,whitened,lowrank,loco"
+    )
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args()
@@ -77,19 +81,23 @@ def main() -> None:
                  "--snps", str(args.snps)],
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
+        wanted = {p.strip() for p in args.paths.split(",")}
         K = d / "K.npy"
-        if not K.exists():
+        if not K.exists() and wanted & {"exact", "whitened"}:
             subprocess.run([*lmm, "kinship", "--bfile", str(prefix), "--out", str(K), "--quiet"],
                            check=True)  # fmt: skip
         low = d / "lowrank.npz"
-        if not low.exists():
+        if not low.exists() and "lowrank" in wanted:
             subprocess.run([sys.executable, "-c", LOWRANK, str(prefix), str(low)], check=True)
         paths = {
-            "exact": ["--kinship", str(K), "--test", "all"],
-            "whitened": ["--kinship", str(K), "--test", "wald", "--lambda", "null"],
-            "low rank (k = 500)": ["--eigen", str(low), "--test", "all"],
+            "exact": ("exact", ["--kinship", str(K), "--test", "all"]),
+            "whitened": ("whitened", ["--kinship", str(K), "--test", "wald", "--lambda", "null"]),
+            "lowrank": ("low rank (k = 500)", ["--eigen", str(low), "--test", "all"]),
+            "loco": ("LOCO (22 chromosomes)", ["--loco", "--test", "wald"]),
         }
-        for name, extra in paths.items():
+        for key, (name, extra) in paths.items():
+            if key not in wanted:
+                continue
             out = d / name.split()[0]
             wall, peak = run([*lmm, "scan", "--bfile", str(prefix), *extra, "--out", str(out),
                               "--quiet"])  # fmt: skip

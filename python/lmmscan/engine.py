@@ -815,6 +815,9 @@ class Engine:
                         g.report.add_seconds({"read": time.perf_counter() - t0})
                         self._test_block(g, X, pos, order)
                         self._advance(pos.size)
+                # this chromosome's eigenvectors go before the next kinship is
+                # formed (the memory plan counts workers + 1 of them at once)
+                g.scanners = []
             if chromosomes is None:  # SNPs on no known chromosome: neither kept nor tested
                 g.report.filters.total += (
                     passes.unplaced if kinship_source is None else loco.unplaced(self.source)

@@ -206,6 +206,14 @@ def block_bytes(n_samples: int, block: int, count: int = BLOCKS_IN_FLIGHT) -> in
     return count * 8 * n_samples * block
 
 
+def eigh_workspace(n: int, driver: str) -> int:
+    """Bytes of LAPACK workspace an n x n decomposition takes: ``dsyevd``'s
+    1 + 6n + 2n^2 doubles and 3 + 5n integers, or ``dsyevr``'s 26n and 10n."""
+    if driver == "evd":
+        return 8 * (2 * n * n + 6 * n + 1) + 8 * (5 * n + 3)
+    return 8 * 26 * n + 8 * 10 * n
+
+
 def decomposition(plan: Plan, N: int, n: int, driver: str, *, groups: int = 1) -> None:
     """The kinship (N x N, decomposed in its own buffer) and the eigensolver:
     ``dsyevr`` writes the eigenvectors to a new n x n array, ``dsyevd`` into
@@ -214,10 +222,10 @@ def decomposition(plan: Plan, N: int, n: int, driver: str, *, groups: int = 1) -
     if groups > 1:
         plan.add("decomposition", "other groups' eigenvectors", 8 * n * n * (groups - 1))
     if driver == "evd":
-        plan.add("decomposition", "dsyevd workspace", 8 * (2 * n * n + 6 * n + 1) + 8 * (5 * n + 3))
+        plan.add("decomposition", "dsyevd workspace", eigh_workspace(n, "evd"))
     else:
         plan.add("decomposition", "eigenvectors", 8 * n * n)
-        plan.add("decomposition", "dsyevr workspace", 8 * 26 * n + 8 * 10 * n)
+        plan.add("decomposition", "dsyevr workspace", eigh_workspace(n, "evr"))
 
 
 def scan_phase(
@@ -290,17 +298,26 @@ def scan_plan(
         return plan
     if kinship == "loco":
         # the kinship pass: the sum over every chromosome, and each one's own
-        # sum while they fit in 2 GiB (lmmscan.loco); then up to workers + 1
-        # leave-one-out kinships and workers decompositions at once, beside
-        # the eigenvectors of the chromosome scanned
+        # sum while they fit in 2 GiB (lmmscan.loco); then workers
+        # decompositions at once, each with its workspace (kept by its thread),
+        # beside the chromosome scanned, or, in its place, the next kinship
+        # being formed (from a rebuilt sum when the sums were not kept)
         sq = 8 * n * n
         kept = chromosomes * sq if chromosomes * sq <= LOCO_SUMS else 0
         plan.add("kinship", "kinship sum", sq)
         plan.add("kinship", "per-chromosome sums", kept)
         plan.add("kinship", "genotype blocks", blocks)
-        plan.add("decomposition", "kinship sums", sq + kept)
-        plan.add("decomposition", "leave-one-out kinships", (workers + 1) * sq)
-        plan.add("decomposition", "eigenvectors", (workers + 1) * sq)
+        plan.add("decomposition", "kinship sums", sq + (kept if kept else sq))
+        if not kept:
+            # a rebuilt sum's blocks, read beside the decompositions: the
+            # selected, the kept and the centred columns, and their analysed rows
+            plan.add("decomposition", "centring copies of a block", block_bytes(N, block, 3))
+        if driver == "evd":  # the eigenvectors overwrite their kinship
+            plan.add("decomposition", "leave-one-out kinships and eigenvectors", (workers + 1) * sq)
+        else:
+            plan.add("decomposition", "leave-one-out kinships", (workers + 1) * sq)
+            plan.add("decomposition", "eigenvectors", (workers + 1) * sq)
+        plan.add("decomposition", "eigensolver workspaces", workers * eigh_workspace(n, driver))
         plan.add("decomposition", "genotype blocks", blocks)
         return plan
     K = 8 * N * N
