@@ -790,7 +790,6 @@ class Engine:
             block = self.block_size_for(self.source.n_samples)
             workers = self.threads or usable_cores()
             for chrom, spectral, busy in passes.spectra(wanted, workers):
-                g.scanners = []
                 for k, report in zip(members, g.reports, strict=True):
                     y, cov = phenotypes[k]
                     t0 = time.perf_counter()
@@ -815,8 +814,9 @@ class Engine:
                         g.report.add_seconds({"read": time.perf_counter() - t0})
                         self._test_block(g, X, pos, order)
                         self._advance(pos.size)
-                # this chromosome's eigenvectors go before the next kinship is
-                # formed (the memory plan counts workers + 1 of them at once)
+                # this chromosome's scanners, and with them its eigenvectors, go
+                # before the next kinship is formed (the memory plan counts
+                # workers + 1 of them at once)
                 g.scanners = []
             if chromosomes is None:  # SNPs on no known chromosome: neither kept nor tested
                 g.report.filters.total += (

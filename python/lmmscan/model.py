@@ -122,11 +122,9 @@ class NullModel:
 
     @property
     def eigenvectors(self) -> np.ndarray:
-        if isinstance(self.spectral, ReleasedSpectral):
-            raise AttributeError(ReleasedSpectral.WHY)
-        if not isinstance(self.spectral, Spectral):
+        if not isinstance(self.spectral, Spectral | ReleasedSpectral):
             raise AttributeError("a group model has no dense eigenvector matrix")
-        return self.spectral.U
+        return self.spectral.U  # a ReleasedSpectral raises, saying why
 
     # -- the hierarchical view -------------------------------------------------
 

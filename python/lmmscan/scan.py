@@ -438,8 +438,8 @@ def loco_scan(
     chromosome's fitted null model, whole: each holds its chromosome's n x n
     eigenvectors (8n^2 bytes) until the dict is dropped.  The models in
     ``report.null_models`` keep the eigenvalues only
-    (:meth:`lmmscan.NullModel.without_eigenvectors`).  ``statistics``, if a dict, receives the
-    statistic behind each p column, row for row
+    (:meth:`lmmscan.NullModel.without_eigenvectors`).  ``statistics``, if a
+    dict, receives the statistic behind each p column, row for row
     (:func:`lmmscan.pvalues.statistics`; the LRT's uses its own chromosome's
     null model).  ``chromosomes`` restricts the tests to those chromosomes
     (GEMMA's ``-loco c`` for one); every kinship still uses all the others.
