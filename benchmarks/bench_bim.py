@@ -7,15 +7,19 @@ plink writes them; ~280 MB at 10,000,000) with a 4-sample .fam and a .bed of
 the matching size, unless DIR holds them, and then, alternating in one
 process (order swapped every round; medians):
 
-- ``one pass``: ``lmmscan.plink._read_bim``, the reader ``read_plink`` uses
-  (positions parsed as integers by read_csv);
+- ``split``: ``lmmscan.plink._read_bim``, the reader ``read_plink`` uses:
+  plain text split by the core into arrays (``lmmscan.variants``), no
+  Python object per field;
+- ``one pass``: ``_read_bim_fast``, read_csv with the positions parsed as
+  integers (what ``_read_bim`` was; it still reads a .bim that is not plain);
 - ``general``: ``_read_bim_general``, every field as text, then the
-  positions converted and every line checked (how every .bim was read
-  before, and how a .bim the one-pass reader refuses still is);
+  positions converted and every line checked (how a .bim the one-pass
+  reader refuses is read);
 - ``read_plink``: the whole fileset opened (.fam, .bim, .bed checks).
 
-It checks that both readers of each format give the same chromosomes, IDs,
-alleles and positions.
+It checks that the readers of each format give the same chromosomes, IDs,
+alleles and positions, and prints what each .bim reader's result holds in
+memory and the peak RSS of a process that only reads the .bim that way.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def main() -> None:
         print(f"wrote {prefix}.bim in {time.perf_counter() - t0:.1f} s", flush=True)
     name = f"{prefix}.bim"
     ways = {
-        "one pass": lambda: plink._read_bim(name),
+        "split": lambda: plink._read_bim(name),
+        "one pass": lambda: plink._read_bim_fast(Path(name)),
         "general": lambda: plink._read_bim_general(name),
         "read_plink": lambda: plink.read_plink(prefix),
         ".pvar one pass": lambda: pgen.read_pvar(Path(f"{prefix}.pvar")),
@@ -74,6 +79,7 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {k: [] for k in ways}
     results = {}
+    held: dict[str, int] = {}
     for r in range(args.rounds):
         order = list(ways) if r % 2 == 0 else list(reversed(ways))
         for key in order:
@@ -83,18 +89,55 @@ def main() -> None:
             if key in ("one pass", "general"):
                 table, ps = got
                 results[key] = (table[[0, 1, 4, 5]].astype(str), ps)
+                held[key] = int(table.memory_usage(deep=True).sum() + ps.nbytes)
+            elif key == "split":
+                frame = got.frame(["chr", "rs", "allele1", "allele0"])
+                frame.columns = [0, 1, 4, 5]
+                results[key] = (frame, got.ps)
+                held[key] = got.nbytes
+                del frame
             elif key != "read_plink":
                 results[key] = got
             del got
-    (a, pa), (b, pb) = results["one pass"], results["general"]
-    same = bool(a.equals(b) and np.array_equal(pa, pb))
+    (a, pa), (b, pb), (c, pc) = results["split"], results["one pass"], results["general"]
+    same = bool(a.equals(b) and b.equals(c) and np.array_equal(pa, pb) and np.array_equal(pb, pc))
     same = same and bool(results[".pvar one pass"].equals(results[".pvar text"]))
+    del results, a, b, c
     print(f"\n{args.variants:,} variants, {args.rounds} rounds alternated; same table: {same}\n")
     print("| reader | seconds (median) | µs per variant |")
     print("| --- | ---: | ---: |")
     for key, ts in times.items():
         med = statistics.median(ts)
         print(f"| {key} | {med:.2f} | {med / args.variants * 1e6:.2f} |")
+    print("\n| .bim reader | result holds, MB | process peak RSS, MB (imports: base) |")
+    print("| --- | ---: | ---: |")
+    base = peak_rss("None")
+    for key, call in PEAK_CALLS.items():
+        print(f"| {key} | {held[key] / 1e6:,.0f} | {peak_rss(call.format(name=name)):,.0f} "
+              f"({base:,.0f}) |")  # fmt: skip
+
+
+PEAK_CALLS = {
+    "split": "plink._read_bim({name!r})",
+    "one pass": "plink._read_bim_fast(Path({name!r}))",
+    "general": "plink._read_bim_general({name!r})",
+}
+
+
+def peak_rss(call: str) -> float:
+    """Peak RSS (MB) of a fresh process that imports lmmscan.plink and runs ``call`` (Linux)."""
+    import subprocess
+    import sys
+
+    # VmHWM, not ru_maxrss: the latter keeps this (parent) process's peak across exec
+    code = (
+        "from pathlib import Path; import pandas; from lmmscan import plink; "
+        f"x = {call}; "
+        "print([int(l.split()[1]) / 1024 for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM')][0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The .bim's fast path (positions parsed as integers by read_csv) reads what
-the general path reads and refuses what it refuses, with the same message."""
+"""The .bim's fast paths (split by the core into arrays; else positions parsed
+as integers by read_csv) read what the general path reads and refuse what it
+refuses, with the same message."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ import pytest
 
 from lmmscan import plink
 from lmmscan._errors import InputError
+from lmmscan.variants import VariantTable
 
 GOOD = "1\trs1\t0\t100\tA\tG\n1 rs2 0.5 200 C T\n2\trs3\t0\t-9\tA\tC\n"
 
 
 def outcome(fn, name):
     try:
-        table, ps = fn(name)
+        got = fn(name)
     except InputError as exc:
         return "error", str(exc)
     # the columns the source keeps (chromosome, ID, alleles) and the positions
+    if isinstance(got, VariantTable):
+        rows = [[got[c][i] for c in ("chr", "rs", "allele1", "allele0")] for i in range(len(got))]
+        return "ok", (rows, got.ps.tolist())
+    table, ps = got
     return "ok", (table[[0, 1, 4, 5]].astype(str).to_numpy().tolist(), ps.tolist())
 
 
@@ -41,6 +47,16 @@ def outcome(fn, name):
         "1 rs1 0 100 A\n",  # five columns
         "  1 rs1 0 100 A G\n1 rs2 0 200 C T  \n",  # leading and trailing blanks
         GOOD.replace("\n", "\r\n"),  # Windows line ends
+        GOOD + "\n3 rs4 0 300 G T\n",  # a blank line
+        GOOD + "3 rs4 0 300 G T",  # no newline at the end
+        GOOD.replace("rs2", '"rs 2"'),  # a quoted field
+        GOOD.replace("rs2", "rs\u00e92"),  # not ASCII
+        GOOD.replace("200", "0200"),
+        GOOD.replace("200", "-0"),
+        GOOD.replace("200", "+"),
+        GOOD.replace("200", str(2**62)),
+        GOOD.replace("200", str(-(2**62))),
+        GOOD.replace("\t", "  \t "),  # runs of blanks
     ],
 )
 def test_fast_path_equals_the_general_reader(tmp_path, text):
@@ -54,7 +70,7 @@ def test_positions_are_exact_integers(tmp_path):
     name = str(tmp_path / "s.bim")
     big = 2**53 + 1  # not a double: the fast path keeps it exact
     (tmp_path / "s.bim").write_text(f"1 rs1 0 {big} A G\n")
-    _, ps = plink._read_bim(name)
+    ps = plink._read_bim(name).ps
     assert ps.dtype == np.int64 and ps.tolist() == [big]
 
 
@@ -73,8 +89,28 @@ def test_a_good_bim_takes_one_pass(tmp_path, monkeypatch):
         raise AssertionError("read twice")
 
     monkeypatch.setattr(plink, "_read_table", second_pass)
-    table, ps = plink._read_bim(name)
+    table, ps = plink._read_bim_fast(plink.Path(name))
     assert ps.tolist() == [100, 200, -9] and table[1].tolist() == ["rs1", "rs2", "rs3"]
+
+
+def test_a_plain_bim_is_split_by_the_core(tmp_path, monkeypatch):
+    """No read_csv (no Python object per field) for plain text; a .bim that is
+    not plain still reads through pandas."""
+    import pandas as pd
+
+    name = str(tmp_path / "s.bim")
+    (tmp_path / "s.bim").write_text(GOOD)
+
+    def read_csv(*args, **kwargs):
+        raise AssertionError("read_csv called")
+
+    monkeypatch.setattr(pd, "read_csv", read_csv)
+    table = plink._read_bim(name)
+    assert table.ps.tolist() == [100, 200, -9] and table["rs"].tolist() == ["rs1", "rs2", "rs3"]
+    assert table["chr"].text() == b"1\n1\n2\n"
+    (tmp_path / "s.bim").write_text(GOOD.replace("200", "2e2"))
+    with pytest.raises(AssertionError, match="read_csv called"):
+        plink._read_bim(name)
 
 
 @pytest.mark.parametrize("text", [GOOD, GOOD.replace("200", "200.0"), GOOD + "3 rs4 0 300 G\n"])

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from lmmscan.output import TableWriter
 from lmmscan.pvalues import TEST_COLUMNS
+from lmmscan.variants import VariantTable
 
 COLS = TEST_COLUMNS["all"]
 
@@ -35,7 +36,7 @@ def writer() -> TableWriter:
 def test_core_rows_equal_python_rows(data):
     n = data.draw(st.integers(1, 12))
     nums = st.one_of(finite, anything, ties)
-    snps = pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "chr": data.draw(
                 st.lists(st.sampled_from(["1", "X", "-9", "chr22"]), min_size=n, max_size=n)
@@ -60,6 +61,7 @@ def test_core_rows_equal_python_rows(data):
             cols[name], log10p[name] = p, lp
         else:
             cols[name] = np.array(data.draw(st.lists(nums, min_size=n, max_size=n)))
+    snps = VariantTable.from_frame(frame)
     w = writer()
     core = w._text_gemma(snps, cols, log10p)
     python = "".join(line + "\n" for line in w._rows_gemma(snps, cols, log10p, {}))
@@ -68,8 +70,9 @@ def test_core_rows_equal_python_rows(data):
 
 def test_tokens_with_a_tab_or_newline_fall_back_to_python():
     w = writer()
-    snps = pd.DataFrame({"chr": ["1"], "rs": ["a\tb"], "ps": np.array([5]), "allele1": ["A"],
-                         "allele0": ["C"]})  # fmt: skip
+    frame = pd.DataFrame({"chr": ["1"], "rs": ["a\tb"], "ps": np.array([5]), "allele1": ["A"],
+                          "allele0": ["C"]})  # fmt: skip
+    snps = VariantTable.from_frame(frame)
     cols = {name: np.array([0.5]) for name in COLS}
     cols["n_miss"], cols["af"] = np.array([0]), np.array([0.25])
     assert w._text_gemma(snps, cols, {p: np.array([0.3]) for p in COLS if p[0] == "p"}) is None

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include "lmmscan/text_format.hpp"
+#include "lmmscan/text_split.hpp"
 
 #include <algorithm>
 #include <array>
@@ -480,6 +481,48 @@ py::bytes format_rows(const py::list& columns, std::size_t n, double tiny, int t
   return py::bytes(text);
 }
 
+// A vector or string moved to the heap, owned by the numpy array that views it.
+template <typename T, typename Container>
+py::array_t<T> owned_array(Container&& values) {
+  auto* heap = new Container(std::move(values));
+  py::capsule owner(heap, [](void* p) { delete static_cast<Container*>(p); });
+  return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)},
+                        reinterpret_cast<const T*>(heap->data()), owner);
+}
+
+// The binding of lmmscan::text::split_fields: None, or (n_lines, n_fields,
+// columns) with a (uint8 text, int64 offsets) pair per 's' field, an int64
+// array per 'i' field and None per '-' field.
+py::object split_fields(const py::bytes& buf, const std::string& kinds,
+                        std::int64_t int_limit) {
+  for (char k : kinds)
+    if (k != 's' && k != 'i' && k != '-')
+      throw std::invalid_argument("split_fields: a kind is one of 's', 'i', '-'");
+  if (int_limit < 0) throw std::invalid_argument("split_fields: int_limit must be >= 0");
+  char* data = nullptr;
+  py::ssize_t size = 0;
+  if (PyBytes_AsStringAndSize(buf.ptr(), &data, &size) != 0) throw py::error_already_set();
+  lmmscan::text::SplitColumns cols;
+  bool plain = false;
+  {
+    py::gil_scoped_release release;
+    plain = lmmscan::text::split_fields(data, static_cast<std::size_t>(size), kinds, int_limit,
+                                        cols);
+  }
+  if (!plain) return py::none();
+  py::list columns;
+  for (std::size_t k = 0; k < kinds.size(); ++k) {
+    if (kinds[k] == 's')
+      columns.append(py::make_tuple(owned_array<std::uint8_t>(std::move(cols.text[k])),
+                                    owned_array<std::int64_t>(std::move(cols.offsets[k]))));
+    else if (kinds[k] == 'i')
+      columns.append(owned_array<std::int64_t>(std::move(cols.ints[k])));
+    else
+      columns.append(py::none());
+  }
+  return py::make_tuple(cols.n_lines, cols.n_fields, columns);
+}
+
 }  // namespace
 
 void register_text(py::module_& m) {
@@ -506,4 +549,15 @@ empty).  The GIL is released; ``threads`` > 1 parses that many pieces, cut
 after newlines, in parallel.  ``out`` (a writable contiguous float64
 vector, never converted): the values are written at its start when they fit
 (``values`` is then a view of it), else into a new array.)doc");
+  m.def("split_fields", &split_fields, py::arg("buf"), py::arg("kinds"), py::arg("int_limit"),
+        R"doc(Plain text lines split into columns: None, or (n_lines, n_fields, columns).
+
+``kinds``: one letter per leading field, 's' text, 'i' integer, '-' skipped
+(later fields are skipped too).  A text column is (uint8 bytes of its
+tokens, each ended by newline; int64 offsets, n_lines + 1, from 0); an
+integer column int64 values.  None unless the text is plain: ASCII, fields
+separated by runs of spaces or tabs, LF line ends, every line with the first
+line's number of fields (at least len(kinds)), no blank line, no whitespace
+at a line's start or end, no '"', integers [+-]digits within +-int_limit.
+The GIL is released while splitting.)doc");
 }

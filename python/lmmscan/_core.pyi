@@ -1,5 +1,7 @@
 """Type stubs for the private C++ extension lmmscan._core."""
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -85,6 +87,7 @@ def parse_numbers(
 def format_rows(
     columns: list[tuple[str, object]], n: int, tiny: float, threads: int = 1
 ) -> bytes: ...
+def split_fields(buf: bytes, kinds: str, int_limit: int) -> tuple[int, int, list[Any]] | None: ...
 def filter_impute(
     X: npt.NDArray[np.float64],
     maf: float,

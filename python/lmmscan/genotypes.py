@@ -22,6 +22,8 @@ from .samples import HUGE
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .variants import VariantTable
+
 SNP_COLUMNS = ["chr", "rs", "ps", "allele1", "allele0"]
 
 
@@ -115,10 +117,11 @@ class SubsetGenotypes:
             raise InputError("SNP positions must be ascending and unique")
         self.source = source
         self.index = index
-        self._snps = source.snps.iloc[index].reset_index(drop=True)
+        self._snps: pd.DataFrame | None = None  # the DataFrame view, made when asked for
+        self._variants: VariantTable | None = None
 
     def __getattr__(self, name: str) -> object:
-        if name.startswith("__") or name in ("source", "index", "_snps"):
+        if name.startswith("__") or name in ("source", "index", "_snps", "_variants"):
             raise AttributeError(name)  # unpickling: before __dict__ is set
         return getattr(self.source, name)
 
@@ -132,7 +135,23 @@ class SubsetGenotypes:
 
     @property
     def snps(self) -> pd.DataFrame:
+        if self._snps is None:
+            self._snps = self.source.snps.iloc[self.index].reset_index(drop=True)
         return self._snps
+
+    @property
+    def variants(self) -> VariantTable:
+        """The selected SNPs' rows of the source's variant table (never the
+        source's own, which ``__getattr__`` would hand out)."""
+        if self._variants is None:
+            from .variants import VariantTable, keeps_variants
+
+            self._variants = (
+                self.source.variants.take(self.index)  # type: ignore[attr-defined]
+                if keeps_variants(self.source)
+                else VariantTable.from_frame(self.snps)
+            )
+        return self._variants
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
         pos = self.index[start:stop]

@@ -71,6 +71,10 @@ class _Chromosome:
 
 def chromosome_names(source: GenotypeSource) -> np.ndarray:
     """The chromosome of every SNP as a string ("-9" when unknown)."""
+    from .variants import keeps_variants
+
+    if keeps_variants(source):  # text tokens, never missing: no DataFrame built
+        return np.array(source.variants["chr"].tolist(), dtype=object)  # type: ignore[attr-defined]
     chrom = source.snps["chr"]
     out = chrom.astype(str).to_numpy().astype(object)
     out[chrom.isna().to_numpy()] = UNKNOWN_CHROMOSOME

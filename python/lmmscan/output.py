@@ -34,6 +34,7 @@ import numpy as np
 
 from ._threads import usable_cores
 from .pvalues import TINY_P, neg_log10_ps, test_statistics
+from .variants import VariantTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -226,9 +227,13 @@ class TableWriter:
         )
 
     def write(
-        self, snps: pd.DataFrame, cols: dict, extra_stats: dict[str, np.ndarray] | None = None
+        self,
+        snps: VariantTable | pd.DataFrame,
+        cols: dict,
+        extra_stats: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Write rows for ``snps`` (chr rs ps allele1 allele0) and the scan's ``cols``.
+        """Write rows for ``snps`` (chr rs ps allele1 allele0: a variant table,
+        or a DataFrame with those columns) and the scan's ``cols``.
 
         ``extra_stats``: the statistic behind each p column, as
         :meth:`lmmscan.scan.BlockScanner.test_rotated_with_statistics` returns
@@ -237,6 +242,8 @@ class TableWriter:
         """
         if len(snps) == 0:
             return {p: np.zeros(0) for p in self.test_columns if p.startswith("p_")}
+        if not isinstance(snps, VariantTable):
+            snps = VariantTable.from_frame(snps)
         stats = dict(extra_stats or {})
         if any(p not in stats for p in self.test_columns if p.startswith("p_")):
             # recovered from the printed columns only where the scan gave none
@@ -260,16 +267,15 @@ class TableWriter:
         from . import _core
 
         n = len(snps)
-        ps = np.asarray(snps["ps"])
+        ps = snps.ps
         n_miss = np.asarray(cols["n_miss"])
         if ps.dtype.kind not in "iu" or n_miss.dtype.kind not in "iu":
             return None
         text = {}
         for name in ("chr", "rs", "allele1", "allele0"):
-            tokens = "\n".join(snps[name].astype(str).tolist())
-            if tokens.count("\n") != n - 1 or "\t" in tokens:
+            if not snps[name].printable():
                 return None
-            text[name] = ("s", (tokens + "\n").encode("utf-8", "surrogateescape"))
+            text[name] = ("s", snps[name].text())
         columns: list[tuple[str, object]] = [
             text["chr"],
             text["rs"],
@@ -290,12 +296,12 @@ class TableWriter:
 
     def _rows_gemma(self, snps, cols, log10p, stats):
         fields = [
-            snps["chr"].astype(str).tolist(),
-            snps["rs"].astype(str).tolist(),
-            [str(v) for v in snps["ps"].tolist()],
+            snps["chr"].tolist(),
+            snps["rs"].tolist(),
+            [str(v) for v in snps.ps.tolist()],
             [str(v) for v in np.asarray(cols["n_miss"]).tolist()],
-            snps["allele1"].astype(str).tolist(),
-            snps["allele0"].astype(str).tolist(),
+            snps["allele1"].tolist(),
+            snps["allele0"].tolist(),
             _fmt(cols["af"], ".3f"),
         ]
         for name in self.test_columns:
@@ -322,12 +328,12 @@ class TableWriter:
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = _fmt(np.asarray(cols["beta"]) / np.asarray(cols["se"]), ".6g", ".")
-        a1 = snps["allele1"].astype(str).tolist()
+        a1 = snps["allele1"].tolist()
         fields = [
-            [_plink_chr(c) for c in snps["chr"].astype(str).tolist()],
-            [str(v) for v in snps["ps"].tolist()],
-            snps["rs"].astype(str).tolist(),
-            snps["allele0"].astype(str).tolist(),
+            [_plink_chr(c) for c in snps["chr"].tolist()],
+            [str(v) for v in snps.ps.tolist()],
+            snps["rs"].tolist(),
+            snps["allele0"].tolist(),
             a1,
             a1,
             _fmt(cols["af"], ".6g", "."),
@@ -345,11 +351,11 @@ class TableWriter:
         beta, se, p, lp = self._main(cols, log10p, stats, "NA")
         chisq = _fmt(stats.get(self.main_p, np.full(len(p), np.nan)), ".6g", "NA")
         fields = [
-            snps["chr"].astype(str).tolist(),
-            [str(v) for v in snps["ps"].tolist()],
-            snps["rs"].astype(str).tolist(),
-            snps["allele0"].astype(str).tolist(),
-            snps["allele1"].astype(str).tolist(),
+            snps["chr"].tolist(),
+            [str(v) for v in snps.ps.tolist()],
+            snps["rs"].tolist(),
+            snps["allele0"].tolist(),
+            snps["allele1"].tolist(),
             _fmt(cols["af"], ".6g", "NA"),
             self._obs(cols),
             ["ADD"] * len(p),
@@ -364,18 +370,18 @@ class TableWriter:
 
     def _rows_gwas_ssf(self, snps, cols, log10p, stats):
         beta, se, p, lp = self._main(cols, log10p, stats, "#NA")
-        ps = [str(v) if v > 0 else "#NA" for v in snps["ps"].tolist()]
+        ps = [str(v) if v > 0 else "#NA" for v in snps.ps.tolist()]
         fields = [
-            [_ssf_chr(c) for c in snps["chr"].astype(str).tolist()],
+            [_ssf_chr(c) for c in snps["chr"].tolist()],
             ps,
-            snps["allele1"].astype(str).tolist(),
-            snps["allele0"].astype(str).tolist(),
+            snps["allele1"].tolist(),
+            snps["allele0"].tolist(),
             beta,
             se,
             _fmt(cols["af"], ".6g", "#NA"),
             p,
             lp,
-            snps["rs"].astype(str).tolist(),
+            snps["rs"].tolist(),
             self._obs(cols),
         ]
         return ["\t".join(row) for row in zip(*fields, strict=True)]

@@ -236,12 +236,16 @@ class _Rows:
     def __init__(
         self, args: argparse.Namespace, source: Any, phenos: list[Pheno], checkpoint: Any = None
     ) -> None:
-        self.args, self.snps, self.phenos = args, source.snps, phenos
+        from ..variants import variant_table
+
+        # the variants as arrays: each block's rows are taken without a Python
+        # object per row (lmmscan.variants)
+        self.args, self.variants, self.phenos = args, variant_table(source), phenos
         self.checkpoint = checkpoint
 
     def tested(self, block: Any) -> None:
         ph = self.phenos[block.phenotype]
-        snps = self.snps.iloc[block.index]
+        snps = self.variants.take(block.index)
         with self.args.clock.phase("write"), naming(ph.stem + EXTENSIONS[self.args.format]):
             log10p = ph.writer.write(snps, block.columns, block.statistics)
             if self.checkpoint is not None:
@@ -385,6 +389,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     read or computed (see :mod:`lmmscan.memory`)."""
     from .._threads import usable_cores
     from ..genotypes import default_block_size
+    from ..loco import chromosome_names
     from ..memory import eigen_file_shape, hints_dense, scan_plan
     from ..samples import groups_by_samples
 
@@ -398,7 +403,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
     eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
-    chromosomes = int(source.snps["chr"].nunique()) if args.loco else 0
+    chromosomes = len(set(chromosome_names(source).tolist())) if args.loco else 0
     workers = args.threads or usable_cores()
 
     def plan(driver: str) -> Any:
@@ -588,7 +593,7 @@ def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
     beta = np.asarray(cols.get("beta", np.full(lp.size, np.nan)))
     se = np.asarray(cols.get("se", np.full(lp.size, np.nan)))
     for i in top.tolist():
-        row = block_snps.iloc[i]
+        row = block_snps.row(i)
         ph.best.append(
             (
                 float(lp[i]),
@@ -608,7 +613,7 @@ def _collect(args, ph, block_snps, log10p) -> None:
     lp = np.asarray(log10p.get(ph.writer.main_p, []), dtype=np.float32)
     ph.log10p.append(lp)
     if getattr(args, "plot", False):
-        ph.where.append(block_snps[["chr", "rs", "ps"]].reset_index(drop=True))
+        ph.where.append(block_snps.frame(["chr", "rs", "ps"]))
 
 
 def _results(ph) -> dict:

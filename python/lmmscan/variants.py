@@ -1,0 +1,164 @@
+"""Variant tables without a Python object per row.
+
+A genotype file's variants (chr, rs, ps, allele1, allele0) as a few arrays:
+each text column is one buffer of its tokens, each ended by a newline, with
+the offset where each token starts (:class:`TextColumn`); ps is int64.  A
+PLINK .bim of 10,000,000 lines is split into them by the core
+(``_core.split_fields``) in one pass; the tables the scan writes take their
+rows' tokens straight from the buffers (``_core.format_rows`` prints a
+column from exactly this form).
+
+``source.snps`` (a pandas DataFrame) stays the public view; a reader that
+keeps a :class:`VariantTable` builds that DataFrame only when it is asked
+for.  :func:`variant_table` gives any source's table: its own when it keeps
+one, else one made from its DataFrame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TEXT_COLUMNS = ("chr", "rs", "allele1", "allele0")
+COLUMNS = ("chr", "rs", "ps", "allele1", "allele0")
+
+
+class TextColumn:
+    """n tokens in one buffer: token i is ``data[offsets[i] : offsets[i + 1] - 1]``,
+    followed by a newline (so a range of rows is one slice of the buffer)."""
+
+    __slots__ = ("data", "offsets")
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data = np.asarray(data, dtype=np.uint8)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+
+    @classmethod
+    def from_strings(cls, values: Sequence[Any]) -> TextColumn:
+        """From Python values (their ``str``), UTF-8 with surrogateescape, as
+        the tables print them."""
+        tokens = [str(v).encode("utf-8", "surrogateescape") for v in values]
+        lengths = np.fromiter((len(t) + 1 for t in tokens), dtype=np.int64, count=len(tokens))
+        offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        data = np.frombuffer(b"".join(t + b"\n" for t in tokens), dtype=np.uint8)
+        return cls(data, offsets)
+
+    def __len__(self) -> int:
+        return int(self.offsets.size - 1)
+
+    def __getitem__(self, i: int) -> str:
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1]) - 1
+        return self.data[start:stop].tobytes().decode("utf-8", "surrogateescape")
+
+    def text(self) -> bytes:
+        """The tokens, each followed by a newline (``format_rows``' 's' column)."""
+        return self.data[self.offsets[0] : self.offsets[-1]].tobytes()
+
+    def printable(self) -> bool:
+        """True when no token holds a newline or a tab: then :meth:`text` is
+        one line per token and prints as one field."""
+        raw = self.data[self.offsets[0] : self.offsets[-1]]
+        return int(np.count_nonzero(raw == 10)) == len(self) and not bool((raw == 9).any())
+
+    def tolist(self) -> list[str]:
+        """The tokens as Python strings (one object per row: for the DataFrame
+        view and the formats printed row by row)."""
+        if len(self) == 0:
+            return []
+        text = self.text().decode("utf-8", "surrogateescape")
+        if self.printable():
+            return text[:-1].split("\n")
+        return [self[i] for i in range(len(self))]
+
+    def take(self, index: np.ndarray | slice) -> TextColumn:
+        """Rows ``index`` (positions or a slice), as a new column; a
+        contiguous range shares this column's buffer."""
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                stop = max(start, stop)
+                return TextColumn(self.data, self.offsets[start : stop + 1])
+            index = np.arange(start, stop, step)
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and index[-1] - index[0] == index.size - 1 and (np.diff(index) == 1).all():
+            return self.take(slice(int(index[0]), int(index[-1]) + 1))
+        starts = self.offsets[index]
+        lengths = self.offsets[index + 1] - starts
+        offsets = np.zeros(index.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # byte j of the new buffer comes from starts[row] + (j - offsets[row])
+        shift = np.repeat(starts - offsets[:-1], lengths)
+        data = self.data[shift + np.arange(offsets[-1], dtype=np.int64)]
+        return TextColumn(data, offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes + self.offsets.nbytes)
+
+
+class VariantTable:
+    """chr, rs, ps, allele1 and allele0 of n variants (see the module)."""
+
+    __slots__ = ("columns", "ps")
+
+    def __init__(self, columns: dict[str, TextColumn], ps: np.ndarray) -> None:
+        self.columns = columns
+        self.ps = np.asarray(ps)
+        n = self.ps.shape[0]
+        if any(len(columns[name]) != n for name in TEXT_COLUMNS):
+            raise ValueError("a variant table's columns must have one row per variant")
+
+    @classmethod
+    def from_frame(cls, snps: pd.DataFrame) -> VariantTable:
+        """From a DataFrame with chr, rs, ps, allele1 and allele0."""
+        columns = {name: TextColumn.from_strings(snps[name].tolist()) for name in TEXT_COLUMNS}
+        return cls(columns, snps["ps"].to_numpy())
+
+    def __len__(self) -> int:
+        return int(self.ps.shape[0])
+
+    def __getitem__(self, name: str) -> TextColumn:
+        return self.columns[name]
+
+    def take(self, index: np.ndarray | slice) -> VariantTable:
+        return VariantTable(
+            {name: col.take(index) for name, col in self.columns.items()}, self.ps[index]
+        )
+
+    def row(self, i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {name: self.columns[name][i] for name in TEXT_COLUMNS}
+        out["ps"] = self.ps[i].item()
+        return out
+
+    def frame(self, names: Sequence[str] = COLUMNS) -> pd.DataFrame:
+        """The DataFrame view (one Python string per text field), columns ``names``."""
+        import pandas as pd
+
+        data = {
+            name: self.ps if name == "ps" else pd.Series(self.columns[name].tolist(), dtype=str)
+            for name in names
+        }
+        return pd.DataFrame(data)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(col.nbytes for col in self.columns.values()) + self.ps.nbytes)
+
+
+def keeps_variants(source: Any) -> bool:
+    """True when ``source``'s class keeps a variant table (defines the
+    ``variants`` property): a wrapper that forwards other attributes to the
+    source it wraps does not count."""
+    return isinstance(getattr(type(source), "variants", None), property)
+
+
+def variant_table(source: Any) -> VariantTable:
+    """``source``'s variants as a table: the one it keeps, else one made
+    from ``source.snps``."""
+    return source.variants if keeps_variants(source) else VariantTable.from_frame(source.snps)
