@@ -40,7 +40,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from . import _lapack64
 from ._errors import InputError
@@ -81,8 +80,13 @@ def chromosome_names(source: GenotypeSource) -> np.ndarray:
     return out
 
 
+def _unique(names: np.ndarray) -> list[str]:
+    """The distinct names in order of first appearance."""
+    return list(dict.fromkeys(names.tolist()))
+
+
 def _chromosomes(names: np.ndarray) -> list[_Chromosome]:
-    order = pd.unique(names[names != UNKNOWN_CHROMOSOME])
+    order = _unique(names[names != UNKNOWN_CHROMOSOME])
     if len(order) == 0:
         raise InputError(
             "LOCO needs the chromosome of each SNP, but none is known (for BIMBAM, give "
@@ -271,7 +275,7 @@ def tested_positions(
         return {c.name: c for c in wanted}
     names = chromosome_names(source)
     covered = {c.name for c in kinship_chroms} | {UNKNOWN_CHROMOSOME}
-    stray = pd.unique(names[~np.isin(names, list(covered))])
+    stray = _unique(names[~np.isin(names, list(covered))])
     if len(stray):
         raise InputError(
             f"the variants to test include chromosome(s) {sorted(map(str, stray))} on which no "

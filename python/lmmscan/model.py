@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import _core
 from ._errors import InputError
@@ -22,6 +22,9 @@ from .spectral import (
     check_kinship,
     decompose_kinship,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,8 @@ class NullModel:
         self._needs_eigenvectors()
         lam, vg = self.lambda_, self.vg
         d = self.spectral.d
+        import pandas as pd  # here, not at import: the command line never needs it
+
         h, _, Ainv = self._gls()
         r = self.y - self.W @ self.beta
         if isinstance(self.spectral, GroupSpectral):
@@ -233,6 +238,8 @@ class NullModel:
 
 
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
     labels = pd.Series(
         np.asarray(groups, dtype=object)
         if not isinstance(groups, pd.Series)

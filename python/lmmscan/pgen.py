@@ -14,14 +14,16 @@ import collections
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError
 from .genotypes import VariantFile, require_extra
 from .textio import input_stat
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # .psam columns that are not phenotypes
 _PSAM_IDS = ("FID", "IID", "SID", "PAT", "MAT", "SEX")
@@ -121,6 +123,8 @@ def _opener(path: Path):
 def _read_text_table(
     path: Path, skip: int, header: bool, what: str, dtype: Any = str
 ) -> pd.DataFrame:
+    import pandas as pd  # here: reading the .bed through pgenlib loads this module
+
     compression = "zstd" if path.suffix == ".zst" else None
     try:
         return pd.read_csv(
@@ -177,6 +181,8 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
     """A .pvar (or .bim-like headerless .pvar) as chr, rs, ps, ref, alt.
     ``fast=False`` reads every column as text first (see :func:`_pvar_table`;
     the same result)."""
+    import pandas as pd
+
     skip, first = _header_lines(path, _opener(path))
     if first is None:
         raise InputError(".pvar file has no variants", path=str(path))
@@ -229,6 +235,8 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
 
 def read_psam(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A .psam (or .fam) as (fid, iid) and its phenotype columns (text)."""
+    import pandas as pd
+
     skip, first = _header_lines(path, _opener(path))
     if first is None:
         raise InputError(".psam file has no samples", path=str(path))

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError
 from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
 from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .pgen import SubsetReader
 
 __all__ = ["BED_READERS", "BadToken", "PlinkGenotypes", "parse_phenotype", "read_plink"]
@@ -50,6 +51,8 @@ def _read_table(
 ) -> pd.DataFrame:
     """Every field as text; a line with more or fewer fields than the first,
     or fewer than ``ncols``, is refused with its line number."""
+    import pandas as pd  # here: a plain .bim and .fam never need it
+
     if source is None:
         source = _source(path)
     elif isinstance(source, io.BytesIO):
@@ -124,15 +127,11 @@ def _read_bim(name: str) -> VariantTable:
     if plain is not None:
         return plain
     fast = _read_bim_fast(source)
+    import pandas as pd
+
     bim, ps = fast if fast is not None else _read_bim_general(name, source)
-    return VariantTable(
-        {
-            "chr": TextColumn.from_strings(bim[0].tolist()),
-            "rs": TextColumn.from_strings(bim[1].tolist()),
-            "allele1": TextColumn.from_strings(bim[4].tolist()),
-            "allele0": TextColumn.from_strings(bim[5].tolist()),
-        },
-        ps,
+    return VariantTable.from_frame(
+        pd.DataFrame({"chr": bim[0], "rs": bim[1], "ps": ps, "allele1": bim[4], "allele0": bim[5]})
     )
 
 
@@ -161,6 +160,8 @@ def _read_bim_plain(source: Path | io.BytesIO) -> VariantTable | None:
 def _read_bim_fast(source: Path | io.BytesIO) -> tuple[pd.DataFrame, np.ndarray] | None:
     """The .bim in one read_csv pass, positions as int64; None unless every
     line has the first line's fields and a plain integer position."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(
             source, sep=r"\s+", header=None, dtype=_BIM_DTYPES, engine="c", keep_default_na=False
@@ -183,6 +184,8 @@ def _read_bim_general(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Every field as text (:func:`_read_table`), then the positions: any
     number that is an integer ("1e3", "12.0"), else refused by line."""
+    import pandas as pd
+
     bim = _read_table(Path(name), 6, ".bim", source)
     pos = pd.to_numeric(bim[3], errors="coerce").to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -195,20 +198,42 @@ def _read_bim_general(
     return bim, pos.astype(np.int64)
 
 
-def _check_unique_ids(samples: pd.DataFrame, path: str) -> None:
+def _check_unique_ids(fid: list[str], iid: list[str], path: str) -> None:
     """Refuse a .fam with an individual twice (as PLINK does): a line
-    duplicated in place of another would shift every later individual."""
-    dup = samples.duplicated(["fid", "iid"], keep=False).to_numpy()
-    if dup.any():
-        first = int(np.flatnonzero(dup)[0])
-        fid, iid = samples["fid"].iloc[first], samples["iid"].iloc[first]
-        lines = np.flatnonzero(((samples["fid"] == fid) & (samples["iid"] == iid)).to_numpy())
+    duplicated in place of another would shift every later individual.
+    Names the individual seen twice whose first line comes first."""
+    seen: dict[tuple[str, str], int] = {}
+    repeats: dict[tuple[str, str], int] = {}  # the first repeat of each key
+    for i, key in enumerate(zip(fid, iid, strict=True)):
+        if key not in seen:
+            seen[key] = i
+        elif key not in repeats:
+            repeats[key] = i
+    if repeats:
+        key = min(repeats, key=seen.__getitem__)
         raise InputError(
-            f"individual {fid!r} {iid!r} is on lines {lines[0] + 1} and {lines[1] + 1} "
-            "(family and individual IDs must be unique)",
+            f"individual {key[0]!r} {key[1]!r} is on lines {seen[key] + 1} and "
+            f"{repeats[key] + 1} (family and individual IDs must be unique)",
             path=path,
-            line=int(lines[1]) + 1,
+            line=repeats[key] + 1,
         )
+
+
+def _read_fam(path: Path) -> list[list[str]]:
+    """The .fam's fields, one list of text per column (at least 6 columns):
+    split by the core when the text is plain (no pandas import), else read
+    by :func:`_read_table`, which names the line at fault."""
+    from ._core import split_fields
+
+    source = _source(path)
+    raw = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
+    split = split_fields(raw, "s" * 6, 0)
+    if split is not None and split[1] > 6:
+        split = split_fields(raw, "s" * split[1], 0)
+    if split is not None:
+        return [TextColumn(*col).tolist() for col in split[2]]
+    table = _read_table(path, 6, ".fam", source)
+    return [table[c].tolist() for c in table.columns]
 
 
 class PlinkGenotypes:
@@ -240,7 +265,7 @@ class PlinkGenotypes:
                 prefix = prefix[: -len(ext)]
         self.prefix = prefix
         self.bed_path = Path(prefix + ".bed")
-        fam = _read_table(Path(prefix + ".fam"), 6, ".fam")
+        fam = _read_fam(Path(prefix + ".fam"))
         self._variants = _read_bim(prefix + ".bim")
         self._fam_raw = fam
         try:
@@ -252,8 +277,9 @@ class PlinkGenotypes:
                 line=exc.index + 1,
                 column=6,
             ) from None
-        self._samples = pd.DataFrame({"fid": fam[0], "iid": fam[1], "phenotype": pheno})
-        _check_unique_ids(self._samples, prefix + ".fam")
+        self._fid, self._iid, self._phenotype = fam[0], fam[1], pheno
+        self._samples: pd.DataFrame | None = None  # the DataFrame view, made when asked for
+        _check_unique_ids(fam[0], fam[1], prefix + ".fam")
         self._snps: pd.DataFrame | None = None  # the DataFrame view, made when asked for
         self._check_bed()
         self._num_threads = num_threads
@@ -340,7 +366,7 @@ class PlinkGenotypes:
 
     @property
     def n_samples(self) -> int:
-        return len(self._samples)
+        return len(self._fid)
 
     @property
     def n_snps(self) -> int:
@@ -359,12 +385,22 @@ class PlinkGenotypes:
 
     @property
     def samples(self) -> pd.DataFrame:
+        if self._samples is None:
+            import pandas as pd
+
+            self._samples = pd.DataFrame(
+                {
+                    "fid": pd.Series(self._fid, dtype=str),
+                    "iid": pd.Series(self._iid, dtype=str),
+                    "phenotype": self._phenotype,
+                }
+            )
         return self._samples
 
     @property
     def phenotype(self) -> np.ndarray:
         """The .fam column-6 phenotype (NaN for NA or -9)."""
-        return self._samples["phenotype"].to_numpy()
+        return self._phenotype
 
     def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
         """.fam phenotype columns as (samples, len(columns)), NaN for NA or -9.
@@ -372,7 +408,7 @@ class PlinkGenotypes:
         Column 1 is .fam column 6, column k is .fam column 5 + k (GEMMA's ``-n k``).
         """
         fam = self._fam_raw
-        n_pheno = fam.shape[1] - 5
+        n_pheno = len(fam) - 5
         out = np.empty((self.n_samples, len(columns)))
         for i, col in enumerate(columns):
             if not 1 <= col <= n_pheno:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError
 from .engine import Collector, Engine, ScanOptions, ScanReport, Test
@@ -27,6 +26,9 @@ from .model import LambdaBounds, NullModel, fit_null
 from .pvalues import TEST_COLUMNS
 from .samples import Analysed, analyse, groups_by_samples
 from .spectral import SpectralBasis, check_kinship, decompose_kinship
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _time(seconds: dict[str, float] | None, key: str, t0: float) -> None:
@@ -195,6 +197,8 @@ def _naming(ph: Analysed, path: str | None) -> Iterator[None]:
 
 def _table(source: GenotypeSource, index: np.ndarray, cols: dict, test: str) -> pd.DataFrame:
     """GEMMA's table of the tested SNPs (source positions ``index``)."""
+    import pandas as pd
+
     snps = source.snps.iloc[index].reset_index(drop=True)
     table = pd.DataFrame({name: snps[name] for name in ["chr", "rs", "ps"]})
     table["n_miss"] = cols["n_miss"].astype(np.int64)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import math
 import mmap
 import os
 import re
@@ -227,12 +228,28 @@ class BadToken(ValueError):
         self.token = token
 
 
-def parse_phenotype(tokens: pd.Series | np.ndarray, *, minus9_missing: bool) -> np.ndarray:
+# a plain decimal number: pandas' to_numeric and float() give the same double
+# for these (with a leading "+", to_numeric rounds some last digits otherwise,
+# so such tokens keep going through pandas)
+_PLAIN_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+
+def parse_phenotype(
+    tokens: pd.Series | np.ndarray | list[str], *, minus9_missing: bool
+) -> np.ndarray:
     """Phenotype or covariate tokens to float64 with NaN for missing, as GEMMA reads them.
 
     ``NA`` is missing; so is -9 when ``minus9_missing`` (the .fam column).
     Raises :class:`BadToken` on a non-numeric token.
     """
+    listed = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+    if all(t == "NA" or (type(t) is str and _PLAIN_NUMBER.match(t)) for t in listed):
+        # NA and plain decimals: float() rounds them correctly, as to_numeric
+        # does (without the import of pandas the command line would pay)
+        values = np.array([math.nan if t == "NA" else float(t) for t in listed], dtype=np.float64)
+        if minus9_missing:
+            values[values == -9] = np.nan
+        return values
     import pandas as pd
 
     s = pd.Series(np.asarray(tokens, dtype=object))

@@ -389,7 +389,6 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     read or computed (see :mod:`lmmscan.memory`)."""
     from .._threads import usable_cores
     from ..genotypes import default_block_size
-    from ..loco import chromosome_names
     from ..memory import eigen_file_shape, hints_dense, scan_plan
     from ..samples import groups_by_samples
 
@@ -403,7 +402,11 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
     eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
-    chromosomes = len(set(chromosome_names(source).tolist())) if args.loco else 0
+    chromosomes = 0
+    if args.loco:
+        from ..loco import chromosome_names
+
+        chromosomes = len(set(chromosome_names(source).tolist()))
     workers = args.threads or usable_cores()
 
     def plan(driver: str) -> Any:

@@ -1,0 +1,114 @@
+"""The command line's PLINK path without pandas: the same values and
+messages as the pandas readers they stand in for.
+
+A plain .fam is split by the core and plain phenotype tokens are parsed by
+float().
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmmscan import plink
+from lmmscan._errors import InputError
+from lmmscan.textio import BadToken, parse_phenotype
+
+
+def _pandas_phenotype(tokens: list[str], minus9_missing: bool) -> np.ndarray:
+    """parse_phenotype as it was: pandas' to_numeric for every token."""
+    s = pd.Series(np.asarray(tokens, dtype=object))
+    na = (s == "NA").to_numpy()
+    values = np.array(pd.to_numeric(s.mask(na), errors="coerce"), dtype=np.float64)
+    for i in np.flatnonzero(np.isnan(values) & ~na):
+        if str(s.iloc[i]).lower() not in ("nan", "+nan", "-nan"):
+            raise BadToken(int(i), str(s.iloc[i]))
+    if minus9_missing:
+        values[values == -9] = np.nan
+    return values
+
+
+def _tokens(seed: int, n: int, plus: bool) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 22)))
+        k = rng.randint(0, len(digits))
+        tok = digits[:k] + "." + digits[k:] if rng.random() < 0.7 else digits
+        if rng.random() < 0.3:
+            tok += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randint(0, 330))
+        if rng.random() < 0.3:
+            tok = rng.choice("+-" if plus else "-") + tok
+        out.append(tok)
+    return out + ["NA", "-9", "-9.0", "-0", "1e400", "-1e400", "1e-400", ".5", "5.", "0012"]
+
+
+@pytest.mark.parametrize("plus", [False, True])
+def test_phenotype_tokens_parse_as_pandas_parses_them(plus):
+    """float() on plain decimals, pandas for the rest ("+" signs among them:
+    to_numeric rounds some of those differently): the same doubles, bit for bit."""
+    tokens = _tokens(5 if plus else 4, 20_000, plus)
+    for minus9 in (True, False):
+        got = parse_phenotype(tokens, minus9_missing=minus9)
+        want = _pandas_phenotype(tokens, minus9)
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize(
+    "token", ["abc", "1,5", "1_0", "0x10", " 1", "--1", "1e", "", "nan", "-NaN", "inf", "+5"]
+)
+def test_other_tokens_are_read_or_refused_as_before(token):
+    def outcome(fn):
+        try:
+            return "ok", fn(["1", token, "2"], minus9_missing=True).view(np.int64).tolist()
+        except BadToken as exc:
+            return "bad", exc.index, exc.token
+
+    assert outcome(parse_phenotype) == outcome(_pandas_phenotype)
+
+
+FAM = "f1 i1 0 0 1 1.5\nf1 i2 0 0 2 -9\nf2 i3 p m 1 NA\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        FAM,
+        FAM.replace("\n", " 7 x\n"),  # more columns, every line alike
+        FAM.replace(" ", "\t"),
+        FAM + "f3 i4 0 0 1\n",  # a short line
+        FAM + "f3 i4 0 0 1 2 3\n",  # a long line
+        FAM.replace("\n", "\r\n"),
+        FAM.replace("i2", "i\u00e92"),
+        FAM.replace("i2", '"i 2"'),
+        FAM + "\nf3 i4 0 0 1 2\n",  # a blank line
+        "f1 i1 0 0 1\n",  # five columns
+        "",
+    ],
+)
+def test_fam_fields_are_pandas_fields(tmp_path, text):
+    path = tmp_path / "s.fam"
+    path.write_bytes(text.encode())
+
+    def outcome(fn):
+        try:
+            return "ok", fn()
+        except InputError as exc:
+            return "error", str(exc)
+
+    def with_pandas():
+        table = plink._read_table(path, 6, ".fam")
+        return [table[c].tolist() for c in table.columns]
+
+    assert outcome(lambda: plink._read_fam(path)) == outcome(with_pandas)
+
+
+def test_duplicated_individuals_are_named_as_before():
+    fid = ["a", "b", "c", "b", "c", "a"]
+    iid = ["1", "2", "3", "2", "3", "9"]
+    with pytest.raises(InputError, match=r"x.fam, line 4: individual 'b' '2' is on lines 2 and 4"):
+        plink._check_unique_ids(fid, iid, "x.fam")
+    plink._check_unique_ids(["a", "a"], ["1", "2"], "x.fam")
