@@ -1,13 +1,17 @@
-"""The command line's PLINK path without pandas: the same values and
-messages as the pandas readers they stand in for.
+"""The command line's PLINK path without pandas and scipy.linalg: the same
+values and messages as the pandas readers and scipy's eigh they stand in for.
 
-A plain .fam is split by the core and plain phenotype tokens are parsed by
-float().
+A plain .fam is split by the core, plain phenotype tokens are parsed by
+float(), the kinship is decomposed by scipy's own LAPACK through ctypes, and
+scipy.special is imported on a thread beside the decomposition.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -112,3 +116,71 @@ def test_duplicated_individuals_are_named_as_before():
     with pytest.raises(InputError, match=r"x.fam, line 4: individual 'b' '2' is on lines 2 and 4"):
         plink._check_unique_ids(fid, iid, "x.fam")
     plink._check_unique_ids(["a", "a"], ["1", "2"], "x.fam")
+
+
+def test_decomposition_is_scipys_eigh_bit_for_bit():
+    """The ctypes call of scipy's own LAPACK against scipy.linalg.eigh, one
+    BLAS thread each (the same routine, arguments and library)."""
+    import scipy.linalg
+
+    from lmmscan._threads import blas_threads
+    from lmmscan.spectral import EIGEN_ZERO, Spectral, eigh_driver
+
+    rng = np.random.default_rng(7)
+    Z = rng.normal(size=(300, 500))
+    K = Z @ Z.T / 500
+    for driver in ("evd", "evr"):
+        with blas_threads(1), eigh_driver(driver):
+            got = Spectral.from_kinship(K.copy())
+            d, U = scipy.linalg.eigh(K.copy(), driver=driver, check_finite=False)
+        assert np.array_equal(got.U, U)
+        assert np.array_equal(got.d, np.where(d < EIGEN_ZERO, 0.0, d))
+
+
+def test_the_plink_command_imports_neither_pandas_nor_scipy_linalg(tmp_path):
+    """Guards the start-up: pandas (~0.13 s) and scipy.linalg are not loaded
+    by a PLINK scan with a kinship given, and scipy.special only on the
+    engine's thread."""
+    from lmmscan import _lapack64
+
+    if not _lapack64._scipy_wheel_openblas():
+        pytest.skip("scipy is not PyPI's wheel: its OpenBLAS is found by importing it")
+    from lmmscan.cli import main
+    from lmmscan.demo import copy_study
+
+    prefix = copy_study(tmp_path / "demo")
+    kin = tmp_path / "k.cXX.txt"
+    pheno, covar = ["--pheno", f"{prefix}.pheno.txt"], ["--covar", f"{prefix}.covar.txt"]
+    argv = ["kinship", "--bfile", str(prefix), *pheno, *covar, "--out", str(kin), "--quiet"]
+    assert main(argv) == 0
+    extra = [*pheno, "--pheno-col", "1,2", *covar]
+    code = (
+        "import sys, json; from lmmscan.cli import main; "
+        f"s = main(['scan', '--bfile', {str(prefix)!r}, '--kinship', {str(kin)!r}, *{extra!r}, "
+        f"'--test', 'all', '--out', {str(tmp_path / 'o')!r}, '--quiet']); "
+        "print(json.dumps([s, 'pandas' in sys.modules, 'scipy.linalg' in sys.modules, "
+        "'scipy.special' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status, pandas, linalg, special = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status == 0 and not pandas and not linalg and special
+
+
+def test_threads_cap_scipys_library_loaded_without_scipy():
+    """--threads N caps scipy's OpenBLAS too, though nothing imported scipy yet."""
+    from lmmscan import _lapack64
+
+    if not _lapack64._scipy_wheel_openblas():
+        pytest.skip("scipy is not PyPI's wheel: its OpenBLAS is found by importing it")
+    code = (
+        "import json; from threadpoolctl import threadpool_info; "
+        "from lmmscan.cli.common import run_threads\n"
+        "with run_threads(1):\n"
+        "    info = [(i['filepath'], i['num_threads']) for i in threadpool_info() "
+        "if i['internal_api'] == 'openblas']\n"
+        "print(json.dumps(info))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    scipys = [t for path, t in info if "scipy_openblas-" in path or "scipy_openblas." in path]
+    assert scipys and all(t == 1 for _, t in info)

@@ -9,7 +9,10 @@ an oversubscribed OpenBLAS was measured 15x slower.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import sys
+import threading
 from collections.abc import Iterator
 
 
@@ -45,3 +48,30 @@ def library_threads(path: str | None, n: int) -> Iterator[None]:
     selected = ThreadpoolController().select(filepath=path)
     with selected.limit(limits=n):
         yield
+
+
+@contextlib.contextmanager
+def importing_beside(name: str) -> Iterator[None]:
+    """Import module ``name`` on another thread while the block runs, and wait
+    for it at the block's end.
+
+    For a block that releases the GIL (LAPACK through ctypes): the import,
+    which holds the GIL, then costs no wall time up to the block's length.
+    The block must not import anything itself (two threads importing the
+    same package can deadlock).  An import error is left for the module's
+    next import to raise.
+    """
+    if name in sys.modules:
+        yield
+        return
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name=f"lmmscan-import-{name}")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()

@@ -30,10 +30,6 @@ from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
-# p-values need scipy.special: loaded with the engine, not by the first block's
-# tests while the read-ahead thread runs beside them (an import holds the GIL)
-import scipy.special  # noqa: F401
-
 from . import _core
 from ._errors import InputError
 from ._threads import blas_threads, usable_cores
@@ -621,6 +617,11 @@ class Engine:
             raise InputError(
                 "a low-rank kinship on a Dask cluster scans on that cluster: pass its client="
             )
+        # the p-values' scipy.special, loaded here if the decomposition did not
+        # load it beside LAPACK: not by the first block's tests while the
+        # read-ahead thread runs beside them (an import holds the GIL)
+        import scipy.special  # noqa: F401
+
         reports = [ScanReport() for _ in nulls]
         groups = self._groups(nulls, reports, whiten)
         if self.client is not None:
@@ -756,6 +757,8 @@ class Engine:
         the other chromosomes).  ``kinship_source``: the SNPs the kinships
         come from (GEMMA's -ksnps; default the scanned source), matched to
         the scanned SNPs by chromosome name."""
+        import scipy.special  # noqa: F401 - as in scan()
+
         from . import loco
 
         if self.client is not None:

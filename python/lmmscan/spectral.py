@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ._errors import InputError, NumericalError
-from ._threads import blas_threads
+from ._threads import blas_threads, importing_beside
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 # How negative an eigenvalue of a positive semi-definite kinship can come out,
@@ -406,21 +406,37 @@ class Spectral:
     ) -> Spectral:
         """Eigendecomposition (LAPACK dsyevd where its memory fits, else
         dsyevr; see :func:`eigh_driver`; lower triangle) of a symmetric K; ``overwrite``
-        lets LAPACK work in K's memory instead of a copy.  ``release_gil``:
-        through ctypes, so that other Python threads run meanwhile, with the
-        BLAS threads the caller set (:func:`serial_library`)."""
+        lets LAPACK work in K's memory instead of a copy.  scipy's LAPACK is
+        called through ctypes, with the GIL released (scipy.linalg.eigh where
+        its library is not found).  ``release_gil``: the caller runs
+        decompositions on several threads and set the BLAS threads itself
+        (:func:`serial_library`); otherwise they are set here and
+        scipy.special is imported beside the call."""
         # LAPACK works in Fortran order; K is symmetric, so a C-ordered K is
         # handed over as its (Fortran-ordered) transpose instead of copied
-        import scipy.linalg  # here, not at import: ~0.2 s that only this step needs
-
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         n = A.shape[0]
         driver = resolve_eigh_driver(n, overwrite)
         _check_decomposition_memory(n, overwrite, driver)
-        free = _eigh_gil_free(A, overwrite, driver) if release_gil and not use_ilp64(n) else None
+        free = None
+        if not use_ilp64(n):
+            from . import _lapack64
+
+            _lapack64.scipy_library()  # loaded before its threads are set
+            # scipy's LAPACK through ctypes: the GIL is released and scipy is
+            # not imported.  On the caller's thread, the scan's p-values'
+            # scipy.special (~0.15 s of imports) is imported beside it.
+            # ``release_gil``: the caller set the threads and runs others
+            if release_gil:
+                free = _eigh_gil_free(A, overwrite, driver)
+            else:
+                with _eigh_threads(n), importing_beside("scipy.special"):
+                    free = _eigh_gil_free(A, overwrite, driver)
         if free is not None:
             d, U = free
         else:
+            import scipy.linalg  # only where scipy's library was not found
+
             with _eigh_threads(n):
                 if use_ilp64(n):
                     d, U = _eigh_ilp64(A, driver, overwrite)

@@ -424,6 +424,10 @@ def run_threads(n: int | None, driver: str | None = None) -> Iterator[None]:
             from ..spectral import eigh_driver
 
             stack.enter_context(eigh_driver(driver))
+        if n is not None:
+            from .._lapack64 import scipy_library
+
+            scipy_library()  # scipy's OpenBLAS (the decompositions') loaded, so capped too
         stack.enter_context(blas_threads(n))
         yield
 
