@@ -15,7 +15,9 @@ process (order swapped every round; medians):
 - ``general``: ``_read_bim_general``, every field as text, then the
   positions converted and every line checked (how a .bim the one-pass
   reader refuses is read);
-- ``read_plink``: the whole fileset opened (.fam, .bim, .bed checks).
+- ``read_plink``: the whole fileset opened (.fam, .bim, .bed checks);
+- the .pvar the same way: ``.pvar split`` (``pgen._read_pvar_plain``, what
+  ``read_pgen`` uses), ``.pvar one pass`` and ``.pvar text`` (``read_pvar``).
 
 It checks that the readers of each format give the same chromosomes, IDs,
 alleles and positions, and prints what each .bim reader's result holds in
@@ -74,6 +76,7 @@ def main() -> None:
         "one pass": lambda: plink._read_bim_fast(Path(name)),
         "general": lambda: plink._read_bim_general(name),
         "read_plink": lambda: plink.read_plink(prefix),
+        ".pvar split": lambda: pgen._read_pvar_plain(Path(f"{prefix}.pvar")),
         ".pvar one pass": lambda: pgen.read_pvar(Path(f"{prefix}.pvar")),
         ".pvar text": lambda: pgen.read_pvar(Path(f"{prefix}.pvar"), fast=False),
     }
@@ -96,12 +99,24 @@ def main() -> None:
                 results[key] = (frame, got.ps)
                 held[key] = got.nbytes
                 del frame
+            elif key == ".pvar split":
+                frame = got.frame()
+                results[key] = frame.rename(columns={"allele1": "alt", "allele0": "ref"})[
+                    ["chr", "rs", "ps", "ref", "alt"]
+                ]
+                held[key] = got.nbytes
+                del frame
             elif key != "read_plink":
                 results[key] = got
             del got
     (a, pa), (b, pb), (c, pc) = results["split"], results["one pass"], results["general"]
     same = bool(a.equals(b) and b.equals(c) and np.array_equal(pa, pb) and np.array_equal(pb, pc))
     same = same and bool(results[".pvar one pass"].equals(results[".pvar text"]))
+    split = results[".pvar split"]
+    same = same and all(
+        split[c].astype(str).tolist() == results[".pvar one pass"][c].astype(str).tolist()
+        for c in split.columns
+    )
     del results, a, b, c
     print(f"\n{args.variants:,} variants, {args.rounds} rounds alternated; same table: {same}\n")
     print("| reader | seconds (median) | µs per variant |")
@@ -115,12 +130,25 @@ def main() -> None:
     for key, call in PEAK_CALLS.items():
         print(f"| {key} | {held[key] / 1e6:,.0f} | {peak_rss(call.format(name=name)):,.0f} "
               f"({base:,.0f}) |")  # fmt: skip
+    pvar = f"{prefix}.pvar"
+    print(
+        f"| .pvar split | {held['.pvar split'] / 1e6:,.0f} | "
+        f"{peak_rss(PVAR_PEAK_CALLS['.pvar split'].format(name=pvar)):,.0f} ({base:,.0f}) |"
+    )
+    print(
+        f"| .pvar one pass | | "
+        f"{peak_rss(PVAR_PEAK_CALLS['.pvar one pass'].format(name=pvar)):,.0f} ({base:,.0f}) |"
+    )
 
 
 PEAK_CALLS = {
     "split": "plink._read_bim({name!r})",
     "one pass": "plink._read_bim_fast(Path({name!r}))",
     "general": "plink._read_bim_general({name!r})",
+}
+PVAR_PEAK_CALLS = {
+    ".pvar split": "pgen._read_pvar_plain(Path({name!r}))",
+    ".pvar one pass": "pgen.read_pvar(Path({name!r}))",
 }
 
 
@@ -131,7 +159,7 @@ def peak_rss(call: str) -> float:
 
     # VmHWM, not ru_maxrss: the latter keeps this (parent) process's peak across exec
     code = (
-        "from pathlib import Path; import pandas; from lmmscan import plink; "
+        "from pathlib import Path; import pandas; from lmmscan import pgen, plink; "
         f"x = {call}; "
         "print([int(l.split()[1]) / 1024 for l in open('/proc/self/status') "
         "if l.startswith('VmHWM')][0])"

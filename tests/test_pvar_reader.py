@@ -65,3 +65,43 @@ def test_fast_path_is_taken(tmp_path, monkeypatch):
         calls.clear()
         assert pgen.read_pvar(path)["ps"].tolist()[:2] == [100, 200]
         assert calls == [False]  # one read, with POS typed
+
+
+PLAIN_CASES = [
+    *CASES,
+    HEADER + ROWS.replace("rs2", "rs 2"),  # a space inside a field
+    HEADER + ROWS.replace("rs2", "rs\u00e92"),  # not ASCII
+    HEADER + ROWS.replace("\t200\t", "\t+200\t"),
+    HEADER + ROWS.replace("\t200\t", f"\t{2**63}\t"),
+    HEADER + ROWS.replace("\tG\t", "\tG,T\t"),  # multi-allelic
+    HEADER.replace("INFO", "ID") + ROWS,  # a column named twice
+    "#CHROM\tPOS\tID\tREF\tALT\n1\t5\tx\tA\tC",  # no ## line, no last newline
+    HEADER.replace("#CHROM\tPOS", "#CHROM\tFOO\tPOS") + ROWS.replace("\n", "\tq\n"),
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_CASES)
+def test_plain_split_equals_read_csv(tmp_path, text):
+    """The core's split of a plain .pvar against read_pvar's DataFrame; None
+    (read_pvar reads it then) for anything that is not plain."""
+    path = tmp_path / "s.pvar"
+    path.write_bytes(text.encode())
+    table = pgen._read_pvar_plain(path)
+    if table is None:
+        return
+    frame = pgen.read_pvar(path)
+    got = table.frame()
+    assert got["chr"].tolist() == frame["chr"].tolist()
+    assert got["rs"].tolist() == frame["rs"].tolist()
+    assert got["ps"].tolist() == frame["ps"].tolist()
+    assert got["allele1"].tolist() == frame["alt"].tolist()
+    assert got["allele0"].tolist() == frame["ref"].tolist()
+
+
+def test_plain_is_taken_for_plink2s_own_pvar(tmp_path):
+    path = tmp_path / "s.pvar"
+    path.write_text(HEADER + ROWS)
+    assert pgen._read_pvar_plain(path) is not None
+    for text in (BIMLIKE, HEADER + ROWS.replace("\n", "\r\n"), HEADER + ROWS + "\n"):
+        path.write_text(text)
+        assert pgen._read_pvar_plain(path) is None

@@ -405,9 +405,16 @@ class VariantFile:
         return out
 
     def _set_variants(
-        self, samples: pd.DataFrame, table: pd.DataFrame, untestable: dict[str, np.ndarray]
+        self,
+        samples: pd.DataFrame,
+        table: pd.DataFrame | VariantTable,
+        untestable: dict[str, np.ndarray],
     ) -> None:
+        """The file's variants ``table`` (a DataFrame with SNP_COLUMNS, or a
+        variant table) and the masks of those that cannot be tested, by reason."""
         import threading
+
+        from .variants import VariantTable
 
         self._samples = samples.reset_index(drop=True)
         bad = np.zeros(len(table), dtype=bool)
@@ -421,7 +428,12 @@ class VariantFile:
             reasons = ", ".join(f"{k} {v}" for k, v in self.skipped.items())
             raise InputError(f"no variant lmmscan can test ({reasons})", path=self.path)
         self._file_index = np.flatnonzero(~bad).astype(np.int64)
-        self._snps = table.loc[~bad, SNP_COLUMNS].reset_index(drop=True)
+        self._snps: pd.DataFrame | None = None
+        self._variants: VariantTable | None = None
+        if isinstance(table, VariantTable):
+            self._variants = table.take(self._file_index)  # the DataFrame when asked for
+        else:
+            self._snps = table.loc[~bad, SNP_COLUMNS].reset_index(drop=True)
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -447,7 +459,19 @@ class VariantFile:
 
     @property
     def snps(self) -> pd.DataFrame:
+        if self._snps is None:
+            assert self._variants is not None
+            self._snps = self._variants.frame()
         return self._snps
+
+    @property
+    def variants(self) -> VariantTable:
+        """The testable variants as arrays (:mod:`lmmscan.variants`)."""
+        if self._variants is None:
+            from .variants import VariantTable
+
+            self._variants = VariantTable.from_frame(self.snps)
+        return self._variants
 
     @property
     def samples(self) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import numpy as np
 from ._errors import InputError
 from .genotypes import VariantFile, require_extra
 from .textio import input_stat
+from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,6 +178,57 @@ def _pvar_table(path: Path, skip: int, header: bool, first: str, fast: bool) -> 
     return _read_text_table(path, skip, header, ".pvar")
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _read_pvar_plain(path: Path) -> VariantTable | None:
+    """A .pvar with a ``#CHROM`` header whose variant lines are plain text
+    (tab-separated, no space, every line with the header's fields; see
+    ``_core.split_fields``), split by the core into a variant table
+    (allele1 ALT, allele0 REF) without a Python object per row.  None for
+    anything else (compressed, no header, a missing column, a line that is
+    not plain): :func:`read_pvar` reads those and names what is wrong."""
+    if path.suffix == ".zst":
+        return None
+    raw = path.read_bytes()
+    start = 0
+    while raw.startswith(b"##", start):  # the ## lines
+        start = raw.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    end = raw.find(b"\n", start)
+    if end < 0 or not raw.startswith(b"#CHROM", start):
+        return None
+    names = raw[start:end].rstrip(b"\r").decode("ascii", "replace").lstrip("#").split("\t")
+    need = ["CHROM", "POS", "ID", "REF", "ALT"]
+    if any(names.count(c) != 1 for c in need) or len(set(names)) != len(names):
+        return None
+    at = {c: names.index(c) for c in need}
+    kinds = ["-"] * (max(at.values()) + 1)
+    for c, i in at.items():
+        kinds[i] = "i" if c == "POS" else "s"
+    body = raw[end + 1 :]
+    del raw
+    if b" " in body:  # read_csv splits at tabs only: spaces would part fields here
+        return None
+    from ._core import split_fields
+
+    split = split_fields(body, "".join(kinds), _INT64_MAX)
+    del body
+    if split is None or split[1] != len(names):
+        return None
+    cols = split[2]
+    return VariantTable(
+        {
+            "chr": TextColumn(*cols[at["CHROM"]]),
+            "rs": TextColumn(*cols[at["ID"]]),
+            "allele1": TextColumn(*cols[at["ALT"]]),
+            "allele0": TextColumn(*cols[at["REF"]]),
+        },
+        cols[at["POS"]],
+    )
+
+
 def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
     """A .pvar (or .bim-like headerless .pvar) as chr, rs, ps, ref, alt.
     ``fast=False`` reads every column as text first (see :func:`_pvar_table`;
@@ -299,14 +351,21 @@ class PgenGenotypes(VariantFile):
             input_stat(p, needs_file="the .pgen is read at any variant's offset"
                        if p.suffix == ".pgen" else None)  # fmt: skip
         self.pvar_path, self.psam_path = str(pvar), prefix + ".psam"
-        table = read_pvar(pvar)
+        table = _read_pvar_plain(pvar)
+        if table is None:
+            frame = read_pvar(pvar)
+            table = VariantTable.from_frame(
+                frame.rename(columns={"alt": "allele1", "ref": "allele0"})
+            )
         samples, self._pheno = read_psam(Path(self.psam_path))
-        n_alleles = table["alt"].str.count(",").to_numpy() + 2
+        alt = table["allele1"]
+        commas = (alt.data[alt.offsets[0] : alt.offsets[-1]] == ord(",")).astype(np.int64)
+        starts = alt.offsets[:-1] - alt.offsets[0]
+        n_alleles = (np.add.reduceat(commas, starts) if len(alt) else np.zeros(0, np.int64)) + 2
         multi = n_alleles > 2
         self._allele_idx_offsets = (
             np.concatenate([[0], np.cumsum(n_alleles)]).astype(np.uintp) if multi.any() else None
         )
-        table = table.rename(columns={"alt": "allele1", "ref": "allele0"})
         self._set_variants(samples, table, {"multi-allelic": multi})
         self._check_pgen(len(table))
         self._reader = SubsetReader(
