@@ -93,15 +93,12 @@ def scipy_library() -> _Lib | None:
 
     Found first among the files of the scipy wheel (``scipy.libs``), loaded
     without importing scipy (~0.15 s that the command line then spends
-    beside the decomposition, see :mod:`lmmscan.engine`); else (another scipy
-    build) through importing ``scipy.linalg`` and the libraries it loads."""
-    for path in _scipy_wheel_openblas():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:  # pragma: no cover
-            continue
-        if hasattr(lib, "scipy_dsyevr_"):
-            return _Lib(lib, path, "scipy_{}_", bits=32)
+    beside the decomposition, see :meth:`lmmscan.spectral.Spectral.from_kinship`);
+    else (another scipy build) through importing ``scipy.linalg`` and the
+    libraries it loads."""
+    lib = _first_scipy_lib(_scipy_wheel_openblas())
+    if lib is not None:
+        return lib
     import scipy.linalg  # noqa: F401 - loads the library
 
     try:
@@ -110,12 +107,19 @@ def scipy_library() -> _Lib | None:
         infos = threadpool_info()
     except Exception:  # pragma: no cover - threadpoolctl is a dependency
         return None
-    for info in infos:
-        path = info.get("filepath") or ""
-        if info.get("internal_api") != "openblas" or "scipy_openblas" not in path:
-            continue
-        if "64" in os.path.basename(path).replace("x86_64", ""):
-            continue
+    paths = [
+        info.get("filepath") or ""
+        for info in infos
+        if info.get("internal_api") == "openblas"
+        and "scipy_openblas" in (info.get("filepath") or "")
+        and "64" not in os.path.basename(info.get("filepath") or "").replace("x86_64", "")
+    ]
+    return _first_scipy_lib(paths)
+
+
+def _first_scipy_lib(paths: list[str]) -> _Lib | None:
+    """The first of ``paths`` that loads and has scipy's 32-bit LAPACK names."""
+    for path in paths:
         try:
             lib = ctypes.CDLL(path)
         except OSError:  # pragma: no cover
