@@ -82,15 +82,18 @@ def test_non_utf8_goes_to_the_general_reader(tmp_path):
 
 
 def test_a_good_bim_takes_one_pass(tmp_path, monkeypatch):
+    """Not plain (Windows line ends) but well formed: one read_csv pass, not
+    the general reader's second one."""
     name = str(tmp_path / "s.bim")
-    (tmp_path / "s.bim").write_text(GOOD)
+    (tmp_path / "s.bim").write_bytes(GOOD.replace("\n", "\r\n").encode())
 
     def second_pass(*args, **kwargs):
         raise AssertionError("read twice")
 
     monkeypatch.setattr(plink, "_read_table", second_pass)
-    table, ps = plink._read_bim_fast(plink.Path(name))
-    assert ps.tolist() == [100, 200, -9] and table[1].tolist() == ["rs1", "rs2", "rs3"]
+    assert plink._read_bim_plain(plink.Path(name)) is None
+    table = plink._read_bim(name)
+    assert table.ps.tolist() == [100, 200, -9] and table["rs"].tolist() == ["rs1", "rs2", "rs3"]
 
 
 def test_a_plain_bim_is_split_by_the_core(tmp_path, monkeypatch):

@@ -184,3 +184,23 @@ def test_threads_cap_scipys_library_loaded_without_scipy():
     info = json.loads(out.stdout.strip().splitlines()[-1])
     scipys = [t for path, t in info if "scipy_openblas-" in path or "scipy_openblas." in path]
     assert scipys and all(t == 1 for _, t in info)
+
+
+def test_serial_library_caps_scipys_openblas():
+    """LOCO's one-thread decompositions select scipy's library by its path,
+    which must be the resolved one threadpoolctl records (a venv reached
+    through a symlink once left the cap on no library)."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from lmmscan import _lapack64
+    from lmmscan.spectral import serial_library
+
+    lib = _lapack64.scipy_library()
+    if lib is None:
+        pytest.skip("scipy's OpenBLAS not found")
+    assert lib.path == os.path.realpath(lib.path)
+    with serial_library():
+        threads = [i["num_threads"] for i in threadpool_info() if i["filepath"] == lib.path]
+    assert threads == [1]

@@ -77,6 +77,8 @@ PLAIN_CASES = [
     HEADER.replace("INFO", "ID") + ROWS,  # a column named twice
     "#CHROM\tPOS\tID\tREF\tALT\n1\t5\tx\tA\tC",  # no ## line, no last newline
     HEADER.replace("#CHROM\tPOS", "#CHROM\tFOO\tPOS") + ROWS.replace("\n", "\tq\n"),
+    HEADER.replace("\tINFO", "") + "1\t100\t\trs1\tA\n1\t200\trs2\tG\tT\n",  # an empty field
+    HEADER.replace("INFO", "INF\u00d8") + ROWS,  # a header that is not ASCII
 ]
 
 
@@ -102,6 +104,11 @@ def test_plain_is_taken_for_plink2s_own_pvar(tmp_path):
     path = tmp_path / "s.pvar"
     path.write_text(HEADER + ROWS)
     assert pgen._read_pvar_plain(path) is not None
-    for text in (BIMLIKE, HEADER + ROWS.replace("\n", "\r\n"), HEADER + ROWS + "\n"):
+    for text in (
+        BIMLIKE,
+        HEADER + ROWS.replace("\n", "\r\n"),
+        HEADER + ROWS + "\n",
+        HEADER + ROWS.replace("\tAF=0.1", "\t"),  # an empty INFO: two tabs
+    ):
         path.write_text(text)
         assert pgen._read_pvar_plain(path) is None

@@ -107,3 +107,19 @@ def test_split_fields_refuses_what_is_not_plain():
         assert _core.split_fields(text, "si", 10) is None, text
     with pytest.raises(InputError, match="kind"):
         _core.split_fields(b"a 1\n", "sx", 10)
+
+
+def test_take_refuses_what_is_not_a_row_position():
+    col = TextColumn.from_strings(["a", "b", "c"])
+    with pytest.raises(IndexError):
+        col.take(np.array([-2, -1]))
+    with pytest.raises(IndexError):
+        col.take(np.array([3]))
+    with pytest.raises(TypeError):
+        col.take(np.array([True, False, True]))
+    from lmmscan import _core
+
+    assert _core.split_fields(b"9\n", "i", 3) is None
+    assert _core.split_fields(b"3\n-3\n", "i", 3)[2][0].tolist() == [3, -3]
+    assert _core.split_fields(b"19\n", "i", 19)[2][0].tolist() == [19]
+    assert _core.split_fields(b"20\n", "i", 19) is None

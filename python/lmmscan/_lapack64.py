@@ -143,7 +143,8 @@ def _scipy_wheel_openblas() -> list[str]:
         return []
     libs = os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "scipy.libs")
     found = glob.glob(os.path.join(libs, "libscipy_openblas-*.so*"))
-    return sorted(p for p in found if "openblas64" not in os.path.basename(p))
+    # resolved, as threadpoolctl records a library's path (serial_library selects by it)
+    return sorted(os.path.realpath(p) for p in found if "openblas64" not in os.path.basename(p))
 
 
 def available() -> bool:

@@ -56,10 +56,12 @@ def importing_beside(name: str) -> Iterator[None]:
     for it at the block's end.
 
     For a block that releases the GIL (LAPACK through ctypes): the import,
-    which holds the GIL, then costs no wall time up to the block's length.
-    The block must not import anything itself (two threads importing the
-    same package can deadlock).  An import error is left for the module's
-    next import to raise.
+    which holds the GIL, then runs beside it instead of after it.  The block
+    should not import ``name``'s package itself: Python detects two threads
+    importing modules that wait for each other and fails one of the imports
+    (a read-ahead thread importing its reader's modules meanwhile is fine:
+    they share no module with scipy's).  An import error is left for the
+    module's next import to raise.
     """
     if name in sys.modules:
         yield

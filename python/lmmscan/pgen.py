@@ -183,7 +183,7 @@ _INT64_MAX = 2**63 - 1
 
 def _read_pvar_plain(path: Path) -> VariantTable | None:
     """A .pvar with a ``#CHROM`` header whose variant lines are plain text
-    (tab-separated, no space, every line with the header's fields; see
+    (one tab between fields, no space, every line with the header's fields; see
     ``_core.split_fields``), split by the core into a variant table
     (allele1 ALT, allele0 REF) without a Python object per row.  None for
     anything else (compressed, no header, a missing column, a line that is
@@ -199,7 +199,10 @@ def _read_pvar_plain(path: Path) -> VariantTable | None:
     end = raw.find(b"\n", start)
     if end < 0 or not raw.startswith(b"#CHROM", start):
         return None
-    names = raw[start:end].rstrip(b"\r").decode("ascii", "replace").lstrip("#").split("\t")
+    header = raw[start:end]
+    if not header.isascii():
+        return None
+    names = header.decode("ascii").lstrip("#").split("\t")
     need = ["CHROM", "POS", "ID", "REF", "ALT"]
     if any(names.count(c) != 1 for c in need) or len(set(names)) != len(names):
         return None
@@ -209,7 +212,9 @@ def _read_pvar_plain(path: Path) -> VariantTable | None:
         kinds[i] = "i" if c == "POS" else "s"
     body = raw[end + 1 :]
     del raw
-    if b" " in body:  # read_csv splits at tabs only: spaces would part fields here
+    # read_csv splits at each tab: spaces would part fields here, and two tabs
+    # in a row hold an empty field there that a run of blanks here would hide
+    if b" " in body or b"\t\t" in body:
         return None
     from ._core import split_fields
 

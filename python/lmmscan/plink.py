@@ -277,6 +277,7 @@ class PlinkGenotypes:
                 line=exc.index + 1,
                 column=6,
             ) from None
+        pheno.flags.writeable = False  # as pandas' view of its column was
         self._fid, self._iid, self._phenotype = fam[0], fam[1], pheno
         self._samples: pd.DataFrame | None = None  # the DataFrame view, made when asked for
         _check_unique_ids(fam[0], fam[1], prefix + ".fam")

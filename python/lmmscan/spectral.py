@@ -424,9 +424,10 @@ class Spectral:
 
             _lapack64.scipy_library()  # loaded before its threads are set
             # scipy's LAPACK through ctypes: the GIL is released and scipy is
-            # not imported.  On the caller's thread, the scan's p-values'
-            # scipy.special (~0.15 s of imports) is imported beside it.
-            # ``release_gil``: the caller set the threads and runs others
+            # not imported.  Unless ``release_gil`` (the caller set the threads
+            # and runs other decompositions beside), the scan's p-values'
+            # scipy.special (~0.15 s of imports) is imported on another thread
+            # meanwhile.
             if release_gil:
                 free = _eigh_gil_free(A, overwrite, driver)
             else:

@@ -85,7 +85,12 @@ class TextColumn:
                 stop = max(start, stop)
                 return TextColumn(self.data, self.offsets[start : stop + 1])
             index = np.arange(start, stop, step)
-        index = np.asarray(index, dtype=np.int64)
+        index = np.asarray(index)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"rows are taken by integer positions, not {index.dtype}")
+        index = index.astype(np.int64, copy=False)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError("a row position is outside the column")
         if index.size and index[-1] - index[0] == index.size - 1 and (np.diff(index) == 1).all():
             return self.take(slice(int(index[0]), int(index[-1]) + 1))
         starts = self.offsets[index]

@@ -85,7 +85,8 @@ inline bool split_fields(const char* data, std::size_t size, const std::string& 
             const char c = data[i];
             if (c < '0' || c > '9') return false;
             const std::int64_t digit = c - '0';
-            if (value > (int_limit - digit) / 10) return false;  // past the limit
+            if (value > int_limit / 10 || (value == int_limit / 10 && digit > int_limit % 10))
+              return false;  // past the limit
             value = value * 10 + digit;
           }
           out.ints[field].push_back(negative ? -value : value);
