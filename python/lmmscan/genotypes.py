@@ -172,10 +172,17 @@ class SubsetGenotypes:
 def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[SubsetGenotypes, int]:
     """``source`` restricted to the SNPs whose rs is in ``ids`` (every SNP with
     a listed ID, in file order), and how many listed IDs name no SNP."""
+    from .variants import keeps_variants
+
     wanted = set(ids)
-    rs = source.snps["rs"].astype(str)
-    index = np.flatnonzero(rs.isin(wanted).to_numpy())
-    missing = len(wanted) - int(rs.iloc[index].nunique())
+    # a variant table's IDs, without building the source's whole DataFrame
+    rs: list[str] = (
+        source.variants["rs"].tolist()  # type: ignore[attr-defined]
+        if keeps_variants(source)
+        else source.snps["rs"].astype(str).tolist()
+    )
+    index = np.flatnonzero(np.fromiter((r in wanted for r in rs), dtype=bool, count=len(rs)))
+    missing = len(wanted) - len({rs[i] for i in index.tolist()})
     if index.size == 0:
         raise InputError(
             f"{flag}: none of the {len(wanted)} listed variant IDs is in the genotypes"
