@@ -57,6 +57,8 @@ def test_text_with_a_newline_or_tab_is_not_printable():
     assert not TextColumn.from_strings(["a\tb"]).printable()
     assert TextColumn.from_strings(["a", "b"]).printable()
     assert TextColumn.from_strings([]).tolist() == []
+    assert TextColumn.from_strings(["A", "A,C", ",,"]).count(b",").tolist() == [0, 1, 2]
+    assert TextColumn.from_strings([]).count(b",").size == 0
 
 
 def test_a_bim_table_is_the_dataframe_it_replaces(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 from ._errors import InputError
 from .genotypes import VariantFile, require_extra
 from .textio import input_stat
-from .variants import TextColumn, VariantTable
+from .variants import VariantTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -222,16 +222,8 @@ def _read_pvar_plain(path: Path) -> VariantTable | None:
     del body
     if split is None or split[1] != len(names):
         return None
-    cols = split[2]
-    return VariantTable(
-        {
-            "chr": TextColumn(*cols[at["CHROM"]]),
-            "rs": TextColumn(*cols[at["ID"]]),
-            "allele1": TextColumn(*cols[at["ALT"]]),
-            "allele0": TextColumn(*cols[at["REF"]]),
-        },
-        cols[at["POS"]],
-    )
+    cols = {c: split[2][i] for c, i in at.items()}
+    return VariantTable.from_split(cols["CHROM"], cols["ID"], cols["POS"], cols["ALT"], cols["REF"])
 
 
 def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
@@ -363,10 +355,7 @@ class PgenGenotypes(VariantFile):
                 frame.rename(columns={"alt": "allele1", "ref": "allele0"})
             )
         samples, self._pheno = read_psam(Path(self.psam_path))
-        alt = table["allele1"]
-        commas = (alt.data[alt.offsets[0] : alt.offsets[-1]] == ord(",")).astype(np.int64)
-        starts = alt.offsets[:-1] - alt.offsets[0]
-        n_alleles = (np.add.reduceat(commas, starts) if len(alt) else np.zeros(0, np.int64)) + 2
+        n_alleles = table["allele1"].count(b",") + 2
         multi = n_alleles > 2
         self._allele_idx_offsets = (
             np.concatenate([[0], np.cumsum(n_alleles)]).astype(np.uintp) if multi.any() else None

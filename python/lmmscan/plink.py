@@ -46,6 +46,11 @@ def _source(path: Path) -> Path | io.BytesIO:
     return read_pipe(path) if stat.S_ISFIFO(st.st_mode) else path
 
 
+def _bytes(source: Path | io.BytesIO) -> bytes:
+    """All of ``source``'s bytes (a file's, or a pipe's already read)."""
+    return source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
+
+
 def _read_table(
     path: Path, ncols: int, what: str, source: Path | io.BytesIO | None = None
 ) -> pd.DataFrame:
@@ -76,7 +81,7 @@ def _read_table(
         ) from None
     except UnicodeDecodeError:
         # pandas reports the offset inside its buffer: find the byte in the file
-        raw = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+        raw = _bytes(source)
         try:
             raw.decode()
         except UnicodeDecodeError as exc:
@@ -140,21 +145,11 @@ def _read_bim_plain(source: Path | io.BytesIO) -> VariantTable | None:
     (see there), and then read_csv gives the same tokens."""
     from ._core import split_fields
 
-    raw = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
-    split = split_fields(raw, "ss-iss", _POS_LIMIT)
-    del raw
+    split = split_fields(_bytes(source), "ss-iss", _POS_LIMIT)
     if split is None:
         return None
-    _, _, (chrom, rs, _, ps, a1, a0) = split
-    return VariantTable(
-        {
-            "chr": TextColumn(*chrom),
-            "rs": TextColumn(*rs),
-            "allele1": TextColumn(*a1),
-            "allele0": TextColumn(*a0),
-        },
-        ps,
-    )
+    chrom, rs, _, ps, allele1, allele0 = split[2]
+    return VariantTable.from_split(chrom, rs, ps, allele1, allele0)
 
 
 def _read_bim_fast(source: Path | io.BytesIO) -> tuple[pd.DataFrame, np.ndarray] | None:
@@ -226,11 +221,14 @@ def _read_fam(path: Path) -> list[list[str]]:
     from ._core import split_fields
 
     source = _source(path)
-    raw = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
-    split = split_fields(raw, "s" * 6, 0)
-    if split is not None and split[1] > 6:
-        split = split_fields(raw, "s" * split[1], 0)
-    if split is not None:
+    raw = _bytes(source)
+    # every field as text: as many as the first line has (a line with other
+    # fields, or fewer than 6, is not plain)
+    end = raw.find(b"\n")
+    first = raw if end < 0 else raw[:end]
+    fields = max(6, len(first.split()))
+    split = split_fields(raw, "s" * fields, 0)
+    if split is not None and split[1] == fields:
         return [TextColumn(*col).tolist() for col in split[2]]
     table = _read_table(path, 6, ".fam", source)
     return [table[c].tolist() for c in table.columns]

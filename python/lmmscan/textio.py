@@ -247,21 +247,25 @@ def parse_phenotype(
         # NA and plain decimals: float() rounds them correctly, as to_numeric
         # does (without the import of pandas the command line would pay)
         values = np.array([math.nan if t == "NA" else float(t) for t in listed], dtype=np.float64)
-        if minus9_missing:
-            values[values == -9] = np.nan
-        return values
+    else:
+        values = _parse_with_pandas(tokens)
+    if minus9_missing:
+        values[values == -9] = np.nan
+    return values
+
+
+def _parse_with_pandas(tokens: pd.Series | np.ndarray | list[str]) -> np.ndarray:
+    """Any tokens by pandas' to_numeric: NA and nan spellings missing, else
+    :class:`BadToken` for the first that is not a number."""
     import pandas as pd
 
     s = pd.Series(np.asarray(tokens, dtype=object))
     na = (s == "NA").to_numpy()
     values = np.array(pd.to_numeric(s.mask(na), errors="coerce"), dtype=np.float64)
-    bad = np.flatnonzero(np.isnan(values) & ~na)
-    for i in bad:
+    for i in np.flatnonzero(np.isnan(values) & ~na):
         tok = str(s.iloc[i])
         if tok.lower() not in ("nan", "+nan", "-nan"):
             raise BadToken(int(i), tok)
-    if minus9_missing:
-        values[values == -9] = np.nan
     return values
 
 

@@ -102,6 +102,13 @@ class TextColumn:
         data = self.data[shift + np.arange(offsets[-1], dtype=np.int64)]
         return TextColumn(data, offsets)
 
+    def count(self, byte: bytes) -> np.ndarray:
+        """How many times ``byte`` occurs in each token (int64 per row)."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=np.int64)
+        hits = (self.data[self.offsets[0] : self.offsets[-1]] == ord(byte)).astype(np.int64)
+        return np.add.reduceat(hits, self.offsets[:-1] - self.offsets[0])
+
     @property
     def nbytes(self) -> int:
         return int(self.data.nbytes + self.offsets.nbytes)
@@ -118,6 +125,19 @@ class VariantTable:
         n = self.ps.shape[0]
         if any(len(columns[name]) != n for name in TEXT_COLUMNS):
             raise ValueError("a variant table's columns must have one row per variant")
+
+    @classmethod
+    def from_split(
+        cls,
+        chrom: tuple[np.ndarray, np.ndarray],
+        rs: tuple[np.ndarray, np.ndarray],
+        ps: np.ndarray,
+        allele1: tuple[np.ndarray, np.ndarray],
+        allele0: tuple[np.ndarray, np.ndarray],
+    ) -> VariantTable:
+        """From ``_core.split_fields``' columns: (bytes, offsets) per text column."""
+        texts = {"chr": chrom, "rs": rs, "allele1": allele1, "allele0": allele0}
+        return cls({name: TextColumn(*col) for name, col in texts.items()}, ps)
 
     @classmethod
     def from_frame(cls, snps: pd.DataFrame) -> VariantTable:
