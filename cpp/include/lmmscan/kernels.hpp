@@ -12,6 +12,8 @@
 
 #include <cmath>
 #include <cstddef>
+#include <new>
+#include <vector>
 
 #if (defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))) && \
     !defined(LMMSCAN_NO_CLONES)
@@ -32,6 +34,35 @@ using Index = std::ptrdiff_t;
 // so the rounding, is the same for every clone, thread count and block size.
 constexpr Index kLanes = 16;
 
+// Per-sample vectors (the weights, a SNP's products, the covariate pairs) are
+// kept as rows of padded(n) doubles in 64-byte aligned buffers, so that every
+// row starts on a cache line: at n = 481 (rows 3,848 bytes apart) half of
+// the sums' 32-byte loads straddled two lines and the sums ran at half the
+// speed.  The padding is never read.
+constexpr Index kRowAlign = 8;
+inline Index padded(Index n) { return (n + kRowAlign - 1) / kRowAlign * kRowAlign; }
+
+template <class T>
+struct CacheAligned {
+  using value_type = T;
+  CacheAligned() = default;
+  template <class U>
+  CacheAligned(const CacheAligned<U>&) {}  // NOLINT: rebinding, as allocators do
+  T* allocate(std::size_t count) {
+    return static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const CacheAligned<U>&) const {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const CacheAligned<U>&) const {
+    return false;
+  }
+};
+using AlignedVector = std::vector<double, CacheAligned<double>>;
+
 template <Index L = kLanes>
 __attribute__((always_inline)) inline double sum_lanes(const double* a) {
   double s[L / 2];
@@ -42,38 +73,70 @@ __attribute__((always_inline)) inline double sum_lanes(const double* a) {
 }
 
 namespace detail {
+// One step of powered_group: lane l of a[k][c] += wk[k][i + l] * pc[c][i + l].
+template <int K, int NC>
+__attribute__((always_inline)) inline void powered_step(const double* const* wk,
+                                                        const double* const* pc, Index i,
+                                                        double (&a)[K][NC][8]) {
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < NC; ++c) {
+#pragma omp simd
+      for (Index l = 0; l < 8; ++l) a[k][c][l] += wk[k][i + l] * pc[c][i + l];
+    }
+}
+
 // Columns j0 .. j0 + NC - 1 of powered_sums in one pass over the samples, so
 // that each weight is loaded once for NC columns.  K weights x NC columns x
 // 2 vectors of partial sums stay in registers (at most 12 of AVX2's 16).
+// The last n mod 8 samples go to lanes 0.. in one more step over zero-padded
+// copies (a + 0 * 0 is a: a lane's sum starts at +0 and is never -0), so the
+// partial sums are only ever indexed by constants and stay in registers.
 template <int K, int NC>
-__attribute__((always_inline)) inline void powered_group(const double* w, Index n,
+__attribute__((always_inline)) inline void powered_group(const double* w, Index ldw, Index n,
                                                          const double* P, Index ld, int s,
                                                          int j0, double* out) {
   constexpr Index L = 8;
   double a[K][NC][L] = {};
+  const double* wk[K];
+  const double* pc[NC];
+  for (int k = 0; k < K; ++k) wk[k] = w + k * ldw;
+  for (int c = 0; c < NC; ++c) pc[c] = P + (j0 + c) * ld;
   const Index nb = n - n % L;
-  for (Index i = 0; i < nb; i += L)
-    for (int k = 0; k < K; ++k)
-      for (int c = 0; c < NC; ++c) {
-        const double* wk = w + k * n + i;
-        const double* p = P + (j0 + c) * ld + i;
-#pragma omp simd
-        for (Index l = 0; l < L; ++l) a[k][c][l] += wk[l] * p[l];
-      }
-  for (Index i = nb; i < n; ++i)
-    for (int k = 0; k < K; ++k)
-      for (int c = 0; c < NC; ++c) a[k][c][i - nb] += w[k * n + i] * P[(j0 + c) * ld + i];
+  for (Index i = 0; i < nb; i += L) powered_step<K, NC>(wk, pc, i, a);
+  if (nb < n) {
+    const Index rest = n - nb;
+    double wt[K][L], pt[NC][L];
+    const double* wtp[K];
+    const double* ptp[NC];
+    for (int k = 0; k < K; ++k) {
+      for (Index l = 0; l < L; ++l) wt[k][l] = l < rest ? wk[k][nb + l] : 0.0;
+      wtp[k] = wt[k];
+    }
+    for (int c = 0; c < NC; ++c) {
+      for (Index l = 0; l < L; ++l) pt[c][l] = l < rest ? pc[c][nb + l] : 0.0;
+      ptp[c] = pt[c];
+    }
+    powered_step<K, NC>(wtp, ptp, 0, a);
+  }
   for (int k = 0; k < K; ++k)
     for (int c = 0; c < NC; ++c) out[k * s + j0 + c] = sum_lanes<L>(a[k][c]);
 }
 
+// Every column in groups of NC, the rest in one narrower group.
 template <int K, int NC>
-__attribute__((always_inline)) inline void powered_columns(const double* w, Index n,
+__attribute__((always_inline)) inline void powered_columns(const double* w, Index ldw, Index n,
                                                            const double* P, Index ld, int s,
                                                            double* out) {
   int j = 0;
-  for (; j + NC <= s; j += NC) powered_group<K, NC>(w, n, P, ld, s, j, out);
-  for (; j < s; ++j) powered_group<K, 1>(w, n, P, ld, s, j, out);
+  for (; j + NC <= s; j += NC) powered_group<K, NC>(w, ldw, n, P, ld, s, j, out);
+  const int rest = s - j;
+  if constexpr (NC > 3) {
+    if (rest == 3) return powered_group<K, 3>(w, ldw, n, P, ld, s, j, out);
+  }
+  if constexpr (NC > 2) {
+    if (rest == 2) return powered_group<K, 2>(w, ldw, n, P, ld, s, j, out);
+  }
+  if (rest == 1) powered_group<K, 1>(w, ldw, n, P, ld, s, j, out);
 }
 }  // namespace detail
 
@@ -154,13 +217,13 @@ LMMSCAN_X86_64_V3_END
 namespace lmmscan::kernels {
 
 // The kernels as the core calls them (the comments in kernels_isa.inc).
-inline void power_weights(const double* d, double lambda, Index n, double* w, double* sum_g,
-                          double* sum_g2) {
-  LMMSCAN_ISA_CALL(::lmmscan::kernels, power_weights, d, lambda, n, w, sum_g, sum_g2);
+inline void power_weights(const double* d, double lambda, Index n, double* w, Index ldw,
+                          double* sum_g, double* sum_g2) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, power_weights, d, lambda, n, w, ldw, sum_g, sum_g2);
 }
-inline void powered_sums(const double* w, Index n, const double* P, Index ld, int s, int kmax,
-                         double* out) {
-  LMMSCAN_ISA_CALL(::lmmscan::kernels, powered_sums, w, n, P, ld, s, kmax, out);
+inline void powered_sums(const double* w, Index ldw, Index n, const double* P, Index ld, int s,
+                         int kmax, double* out) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, powered_sums, w, ldw, n, P, ld, s, kmax, out);
 }
 inline bool all_finite(const double* x, Index n) {
   return LMMSCAN_ISA_CALL(::lmmscan::kernels, all_finite, x, n);
@@ -169,8 +232,8 @@ inline void column_sums(const double* P, Index n, Index ld, int s, double* out) 
   LMMSCAN_ISA_CALL(::lmmscan::kernels, column_sums, P, n, ld, s, out);
 }
 inline void products_with(const double* x, const double* V, Index n, Index ldv, int m,
-                          double* out) {
-  LMMSCAN_ISA_CALL(::lmmscan::kernels, products_with, x, V, n, ldv, m, out);
+                          double* out, Index ldo) {
+  LMMSCAN_ISA_CALL(::lmmscan::kernels, products_with, x, V, n, ldv, m, out, ldo);
 }
 inline double log1p_scaled_sum(const double* d, double lambda, Index n) {
   return LMMSCAN_ISA_CALL(::lmmscan::kernels, log1p_scaled_sum, d, lambda, n);

@@ -21,17 +21,17 @@ using RowMajorMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eig
 // weighted Gram matrices built from them.  V: (n, m) column-major.
 class PairGram {
  public:
-  PairGram(const double* V, Eigen::Index n, int m) : n_(n), m_(m) {
+  PairGram(const double* V, Eigen::Index n, int m) : n_(n), ld_(kernels::padded(n)), m_(m) {
     for (int a = 0; a < m; ++a)
       for (int b = a; b < m; ++b) {
         pair_a_.push_back(a);
         pair_b_.push_back(b);
       }
-    products_.resize(static_cast<size_t>(n) * pairs());
+    products_.resize(static_cast<size_t>(ld_) * pairs());
     for (int p = 0; p < pairs(); ++p) {
       const double* va = V + pair_a_[p] * n;
       const double* vb = V + pair_b_[p] * n;
-      double* out = products_.data() + static_cast<size_t>(p) * n;
+      double* out = products_.data() + static_cast<size_t>(p) * ld_;
       for (Eigen::Index i = 0; i < n; ++i) out[i] = va[i] * vb[i];
     }
   }
@@ -42,13 +42,13 @@ class PairGram {
   Eigen::Index n() const { return n_; }
   const double* products() const { return products_.data(); }
 
-  // sums: (kmax, pairs()) of sum_i h_i g_i^(k-1) products_p(i); w (3, n)
-  // from kernels::power_weights.
-  void weighted_sums(const double* w, int kmax, double* sums) const {
-    kernels::powered_sums(w, n_, products_.data(), n_, pairs(), kmax, sums);
+  // sums: (kmax, pairs()) of sum_i h_i g_i^(k-1) products_p(i); w: the rows
+  // of kernels::power_weights, ldw apart.
+  void weighted_sums(const double* w, Eigen::Index ldw, int kmax, double* sums) const {
+    kernels::powered_sums(w, ldw, n_, products_.data(), ld_, pairs(), kmax, sums);
   }
   void plain_sums(double* sums) const {
-    kernels::column_sums(products_.data(), n_, n_, pairs(), sums);
+    kernels::column_sums(products_.data(), n_, ld_, pairs(), sums);
   }
   // Scatter (kmax, pairs()) sums into kmax upper-triangular (m, m) matrices,
   // vector a of this set landing at index map[a] of a larger set of size M.
@@ -59,10 +59,10 @@ class PairGram {
   }
 
  private:
-  Eigen::Index n_;
+  Eigen::Index n_, ld_;
   int m_;
   std::vector<int> pair_a_, pair_b_;
-  std::vector<double> products_;
+  kernels::AlignedVector products_;  // (pairs, ld_): one pair's products per row
 };
 
 struct NullFit {
@@ -111,7 +111,7 @@ class NullEvaluator {
     std::copy(UtW, UtW + n * c, V_.begin());
     std::copy(Uty, Uty + n, V_.begin() + n * c);
     gram_ = std::make_unique<PairGram>(V_.data(), n, m_);
-    w_.resize(3 * static_cast<size_t>(n));
+    w_.resize(3 * static_cast<size_t>(kernels::padded(n)));
     sums_.resize(3 * gram_->pairs());
     S_.assign(3 * m_ * m_, 0.0);
     identity_.resize(m_);
@@ -133,8 +133,8 @@ class NullEvaluator {
 
   // Full evaluation at lambda; results kept as the "last" point.
   const Projection& evaluate(double lambda, int kmax) {
-    kernels::power_weights(d_, lambda, n_, w_.data(), &spec_.sum_g, &spec_.sum_g2);
-    gram_->weighted_sums(w_.data(), kmax, sums_.data());
+    kernels::power_weights(d_, lambda, n_, w_.data(), ldw(), &spec_.sum_g, &spec_.sum_g2);
+    gram_->weighted_sums(w_.data(), ldw(), kmax, sums_.data());
     gram_->scatter(sums_.data(), kmax, identity_.data(), m_, S_.data());
     add_complement(S_.data());
     project(S_.data(), m_, kmax, -1, proj_);
@@ -146,8 +146,8 @@ class NullEvaluator {
   // recomputes the (c, c) block W'H^-1 W and W'H^-1 y at lambda.
   void gls(double lambda, Eigen::MatrixXd& WHW, Eigen::VectorXd& WHy) {
     double sum_g, sum_g2;
-    kernels::power_weights(d_, lambda, n_, w_.data(), &sum_g, &sum_g2);
-    gram_->weighted_sums(w_.data(), 1, sums_.data());
+    kernels::power_weights(d_, lambda, n_, w_.data(), ldw(), &sum_g, &sum_g2);
+    gram_->weighted_sums(w_.data(), ldw(), 1, sums_.data());
     WHW.resize(c_, c_);
     WHy.resize(c_);
     for (int p = 0; p < gram_->pairs(); ++p) {
@@ -179,8 +179,11 @@ class NullEvaluator {
   Eigen::Index n_, N_;
   int c_, m_;
   std::vector<double> V_, C_;
+  Eigen::Index ldw() const { return kernels::padded(n_); }
+
   std::unique_ptr<PairGram> gram_;
-  std::vector<double> w_, sums_, S_;
+  kernels::AlignedVector w_;  // (3, ldw()): the weights at the last lambda
+  std::vector<double> sums_, S_;
   std::vector<int> identity_;
   double logdet_gram_ = 0.0;
   Projection proj_;

@@ -87,6 +87,7 @@ class ScanContext {
         y_(Uty),
         n_(n),
         N_(comp.n > 0 ? comp.n : n),
+        ld_(kernels::padded(n)),
         c_(c),
         opt_(opt),
         null_(null),
@@ -116,7 +117,7 @@ class ScanContext {
     points_.push_back(null.lambda_mle);
     const int np = static_cast<int>(points_.size());
     const int pairs = wy_->pairs();
-    w_.resize(static_cast<size_t>(3) * n * np);
+    w_.resize(static_cast<size_t>(3) * ld_ * np);
     wy_sums_.resize(static_cast<size_t>(3) * pairs * np);
     spec_.resize(np);
     wy_comp_.assign(pairs, 0.0);
@@ -125,15 +126,16 @@ class ScanContext {
         wy_comp_[p] = comp.gram[wy_->pair_a(p) * (c + 1) + wy_->pair_b(p)];
     for (int q = 0; q < np; ++q) {
       const double lam = std::isfinite(points_[q]) ? points_[q] : 1.0;
-      double* w = w_.data() + static_cast<size_t>(3) * q * n;
+      double* w = w_.data() + static_cast<size_t>(3) * q * ld_;
       if (wh.active()) {  // h = 1 and g = 0 in the whitened basis
         std::fill(w, w + n, 1.0);
-        std::fill(w + n, w + 3 * n, 0.0);
+        std::fill(w + ld_, w + ld_ + n, 0.0);
+        std::fill(w + 2 * ld_, w + 2 * ld_ + n, 0.0);
       } else {
-        kernels::power_weights(d, lam, n, w, &spec_[q].sum_g, &spec_[q].sum_g2);
+        kernels::power_weights(d, lam, n, w, ld_, &spec_[q].sum_g, &spec_[q].sum_g2);
       }
       double* sums = wy_sums_.data() + static_cast<size_t>(3) * pairs * q;
-      wy_->weighted_sums(w, 3, sums);
+      wy_->weighted_sums(w, ld_, 3, sums);
       add_wy_complement(sums);
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
@@ -155,6 +157,7 @@ class ScanContext {
 
   Eigen::Index n() const { return n_; }      // rotated length k
   Eigen::Index total() const { return N_; }  // samples
+  Eigen::Index ld() const { return ld_; }    // per-sample rows' stride (kernels::padded)
   bool has_complement() const { return N_ > n_; }
   int c() const { return c_; }
   int m() const { return c_ + 2; }
@@ -165,8 +168,8 @@ class ScanContext {
   int point_reml() const { return n_grid(); }
   int point_ml() const { return n_grid() + 1; }
   double point_lambda(int q) const { return points_[q]; }
-  // (3, n) weights h, h g, h g^2 at point q (kernels::power_weights).
-  const double* point_w(int q) const { return w_.data() + static_cast<size_t>(3) * q * n_; }
+  // The weights h, h g, h g^2 at point q (kernels::power_weights), rows ld() apart.
+  const double* point_w(int q) const { return w_.data() + static_cast<size_t>(3) * q * ld_; }
   const double* point_wy_sums(int q) const {
     return wy_sums_.data() + static_cast<size_t>(3) * wy_->pairs() * q;
   }
@@ -181,14 +184,15 @@ class ScanContext {
 
  private:
   const double *d_, *W_, *y_;
-  Eigen::Index n_, N_;
+  Eigen::Index n_, N_, ld_;
   int c_;
   ScanOptions opt_;
   NullFit null_;
   Whitened wh_;
   std::unique_ptr<PairGram> wy_;
   std::vector<int> to_alt_;
-  std::vector<double> grid_, points_, w_, wy_sums_, wy_plain_, wy_comp_;
+  kernels::AlignedVector w_;  // (points, 3, ld_)
+  std::vector<double> grid_, points_, wy_sums_, wy_plain_, wy_comp_;
   std::vector<SpectralSums> spec_;
 };
 
@@ -199,11 +203,12 @@ class SnpWorker {
       : ctx_(ctx),
         n_(ctx.n()),
         N_(ctx.total()),
+        ld_(ctx.ld()),
         c_(ctx.c()),
         m_(ctx.m()),
-        xp_(static_cast<size_t>(ctx.n()) * ctx.m()),
-        xraw_(ctx.whitened().active() ? static_cast<size_t>(ctx.n()) * ctx.m() : 0),
-        w_(3 * static_cast<size_t>(ctx.n())),
+        xp_(static_cast<size_t>(ctx.ld()) * ctx.m()),
+        xraw_(ctx.whitened().active() ? static_cast<size_t>(ctx.ld()) * ctx.m() : 0),
+        w_(3 * static_cast<size_t>(ctx.ld())),
         xs_(3 * ctx.m()),
         xc_(ctx.m(), 0.0),
         wys_(3 * ctx.wy().pairs()),
@@ -272,11 +277,11 @@ class SnpWorker {
     out[kFWald * ld] = (p.P_yy_split - p.P_yy) * tau;
   }
 
-  // Products of x with W, x and y into out (n, m).
+  // Products of x with W, x and y into out (n, m), columns ld_ apart.
   void products(const double* x, const double* W, const double* y, double* out) const {
-    kernels::products_with(x, W, n_, n_, c_, out);
-    kernels::products_with(x, x, n_, n_, 1, out + static_cast<size_t>(c_) * n_);
-    kernels::products_with(x, y, n_, n_, 1, out + static_cast<size_t>(c_ + 1) * n_);
+    kernels::products_with(x, W, n_, n_, c_, out, ld_);
+    kernels::products_with(x, x, n_, n_, 1, out + static_cast<size_t>(c_) * ld_, ld_);
+    kernels::products_with(x, y, n_, n_, 1, out + static_cast<size_t>(c_ + 1) * ld_, ld_);
   }
 
   void load(const double* x, const double* xraw) {
@@ -288,7 +293,7 @@ class SnpWorker {
       products(xraw, ctx_.whitened().W, ctx_.whitened().y, xraw_.data());
       plain = xraw_.data();
     }
-    kernels::column_sums(plain, n_, n_, m_, xs_.data());
+    kernels::column_sums(plain, n_, ld_, m_, xs_.data());
     std::fill(S_.begin(), S_.begin() + m_ * m_, 0.0);
     ctx_.wy().scatter(ctx_.wy_plain(), 1, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), 1);
@@ -311,7 +316,7 @@ class SnpWorker {
 
   // Projection at one of the context's fixed lambdas.
   const Projection& evaluate_point(int q, int kmax) {
-    kernels::powered_sums(ctx_.point_w(q), n_, xp_.data(), n_, m_, kmax, xs_.data());
+    kernels::powered_sums(ctx_.point_w(q), ld_, n_, xp_.data(), ld_, m_, kmax, xs_.data());
     ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_);
@@ -326,10 +331,10 @@ class SnpWorker {
     if (lambda == cached_lambda_ && kmax <= cached_kmax_) return proj_;
     for (int q : {ctx_.point_reml(), ctx_.point_ml()})
       if (lambda == ctx_.point_lambda(q)) return evaluate_point(q, kmax);
-    kernels::power_weights(ctx_.d(), lambda, n_, w_.data(), &spec_.sum_g, &spec_.sum_g2);
+    kernels::power_weights(ctx_.d(), lambda, n_, w_.data(), ld_, &spec_.sum_g, &spec_.sum_g2);
     spec_.log1p = NAN;  // computed on demand
-    kernels::powered_sums(w_.data(), n_, xp_.data(), n_, m_, kmax, xs_.data());
-    ctx_.wy().weighted_sums(w_.data(), kmax, wys_.data());
+    kernels::powered_sums(w_.data(), ld_, n_, xp_.data(), ld_, m_, kmax, xs_.data());
+    ctx_.wy().weighted_sums(w_.data(), ld_, kmax, wys_.data());
     ctx_.add_wy_complement(wys_.data());
     ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
@@ -382,9 +387,10 @@ class SnpWorker {
   }
 
   const ScanContext& ctx_;
-  Eigen::Index n_, N_;
+  Eigen::Index n_, N_, ld_;
   int c_, m_;
-  std::vector<double> xp_, xraw_, w_, xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
+  kernels::AlignedVector xp_, xraw_, w_;  // (m, ld_), (m, ld_), (3, ld_)
+  std::vector<double> xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
   Projection proj_;
