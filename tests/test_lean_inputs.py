@@ -166,6 +166,62 @@ def test_the_plink_command_imports_neither_pandas_nor_scipy_linalg(tmp_path):
     assert status == 0 and not pandas and not linalg and special
 
 
+def test_kinship_sums_are_scipys_dsyrk_bit_for_bit():
+    """The kinship sums' syrk through ctypes against scipy.linalg.blas.dsyrk
+    (the same routine, arguments and library), at one BLAS thread and at the
+    default: upper and lower triangles, accumulated over two blocks."""
+    from scipy.linalg.blas import dsyrk
+
+    from lmmscan import _lapack64
+    from lmmscan._threads import blas_threads
+    from lmmscan.spectral import syrk_update
+
+    if _lapack64.scipy_library() is None:
+        pytest.skip("scipy's OpenBLAS not found")
+    rng = np.random.default_rng(11)
+    Z1, Z2 = rng.normal(size=(257, 300)), rng.normal(size=(257, 41))
+    for threads in (1, None):
+        for lower in (False, True):
+            with blas_threads(threads):
+                got = np.zeros((257, 257), order="F")
+                want = np.zeros((257, 257), order="F")
+                for Z in (Z1, Z2):
+                    got = syrk_update(got, Z, lower=lower)
+                    want = dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=want, trans=0,
+                                 lower=int(lower), overwrite_c=1)  # fmt: skip
+            assert np.array_equal(got, want)
+
+
+def test_loco_and_kinship_commands_do_not_import_scipy_linalg(tmp_path):
+    """The kinship sums call scipy's dsyrk without scipy.linalg, so neither
+    the kinship command nor a LOCO scan loads it (LOCO imports scipy.special
+    beside its kinship pass)."""
+    from lmmscan import _lapack64
+
+    if not _lapack64._scipy_wheel_openblas():
+        pytest.skip("scipy is not PyPI's wheel: its OpenBLAS is found by importing it")
+    from lmmscan.demo import copy_study
+
+    prefix = copy_study(tmp_path / "demo")
+    pheno = ["--pheno", f"{prefix}.pheno.txt"]
+    runs = {
+        "kinship": ["kinship", "--bfile", str(prefix), *pheno, "--out", str(tmp_path / "k.txt")],
+        "loco": ["scan", "--bfile", str(prefix), *pheno, "--loco", "--out", str(tmp_path / "l")],
+    }
+    for name, argv in runs.items():
+        code = (
+            "import sys, json; from lmmscan.cli import main; "
+            f"s = main({[*argv, '--quiet']!r}); "
+            "print(json.dumps([s, 'scipy.linalg' in sys.modules, 'scipy.special' in sys.modules]))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        status, linalg, special = json.loads(out.stdout.strip().splitlines()[-1])
+        assert status == 0 and not linalg, name
+        assert special == (name == "loco"), name
+
+
 def test_threads_cap_scipys_library_loaded_without_scipy():
     """--threads N caps scipy's OpenBLAS too, though nothing imported scipy yet."""
     from lmmscan import _lapack64

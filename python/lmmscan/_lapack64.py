@@ -311,18 +311,21 @@ def trmm_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     return B
 
 
-def syrk(C: np.ndarray, A: np.ndarray, *, lower: bool) -> np.ndarray:
-    """C <- C + A A' on one triangle of C (n, n), A (n, k): both Fortran order."""
+def syrk(C: np.ndarray, A: np.ndarray, *, lower: bool, lib: _Lib | None = None) -> np.ndarray:
+    """C <- C + A A' on one triangle of C (n, n), A (n, k): both Fortran order.
+    ``lib``: another BLAS (:func:`scipy_library`); default the ILP64 one."""
     _fortran(C, "C")
     if A.dtype != np.float64 or not A.flags.f_contiguous:
         raise InputError("A must be a Fortran-ordered float64 array")
     n, k = A.shape
     if k == 0:
         return C
+    lib = lib or _lib()
+    I = lib.int  # noqa: E741 - BLAS's INTEGER
     one = _f64(1.0)
-    _lib().fn("dsyrk")(b"L" if lower else b"U", b"N", _ref(_i64(n)), _ref(_i64(k)), _ref(one),
-                       _PTR(_ptr(A)), _ref(_i64(max(1, n))), _ref(one), _PTR(_ptr(C)),
-                       _ref(_i64(max(1, n))), _LEN(1), _LEN(1))  # fmt: skip
+    lib.fn("dsyrk")(b"L" if lower else b"U", b"N", _ref(I(n)), _ref(I(k)), _ref(one),
+                    _PTR(_ptr(A)), _ref(I(max(1, n))), _ref(one), _PTR(_ptr(C)),
+                    _ref(I(max(1, n))), _LEN(1), _LEN(1))  # fmt: skip
     return C
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InputError
-from ._threads import blas_threads, usable_cores
+from ._threads import blas_threads, importing_beside, usable_cores
 from .filters import FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
@@ -757,9 +757,7 @@ class Engine:
         the other chromosomes).  ``kinship_source``: the SNPs the kinships
         come from (GEMMA's -ksnps; default the scanned source), matched to
         the scanned SNPs by chromosome name."""
-        import scipy.special  # noqa: F401 - as in scan()
-
-        from . import loco
+        from . import _lapack64, loco
 
         if self.client is not None:
             raise InputError("LOCO does not run on a Dask client yet")
@@ -775,16 +773,22 @@ class Engine:
         for members in groups_by_samples(masks):
             mask = masks[members[0]]
             g = _Group(members, mask, reports=[reports[k] for k in members])
-            passes = loco.KinshipPasses(
-                kinship_source or self.source,
-                mask,
-                Ws[members[0]],
-                method,
-                self.options,
-                self.block_size,
-                g.report,
-                memory_limit=memory_limit,
-            )
+            # the p-values' scipy.special (as in scan()) is imported beside the
+            # first kinship pass, whose syrk releases the GIL: not after it, on
+            # one core.  The syrk's library is found first, in case finding it
+            # means importing scipy.linalg (another scipy build).
+            _lapack64.scipy_library()
+            with importing_beside("scipy.special"):
+                passes = loco.KinshipPasses(
+                    kinship_source or self.source,
+                    mask,
+                    Ws[members[0]],
+                    method,
+                    self.options,
+                    self.block_size,
+                    g.report,
+                    memory_limit=memory_limit,
+                )
             wanted = passes.tested(chromosomes)
             tested = loco.tested_positions(self.source, wanted, passes.chroms, kinship_source)
             wanted = [c for c in wanted if tested[c.name].index.size]

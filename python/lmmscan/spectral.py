@@ -175,11 +175,20 @@ def _eigh_ilp64(A: np.ndarray, driver: str, overwrite: bool) -> tuple[np.ndarray
 
 def syrk_update(C: np.ndarray, Z: np.ndarray, *, lower: bool) -> np.ndarray:
     """C + Z Z' on one triangle of the Fortran-ordered C (n, n), in place when
-    BLAS allows (64-bit integers from ``ILP64_FROM`` on)."""
-    if use_ilp64(C.shape[0]):
-        from . import _lapack64
+    BLAS allows (64-bit integers from ``ILP64_FROM`` on).
 
+    Below that order, scipy's ``dsyrk``: called through ctypes in scipy's
+    own OpenBLAS when it is found without importing scipy (the same routine,
+    arguments and library as ``scipy.linalg.blas.dsyrk``, so the same
+    numbers; the GIL is released and the kinship pass needs no
+    ``scipy.linalg``), else through ``scipy.linalg.blas``."""
+    from . import _lapack64
+
+    if use_ilp64(C.shape[0]):
         return _lapack64.syrk(C, np.asfortranarray(Z, dtype=np.float64), lower=lower)
+    lib = _lapack64.scipy_library()
+    if lib is not None and C.dtype == np.float64 and C.flags.f_contiguous and C.flags.writeable:
+        return _lapack64.syrk(C, np.asfortranarray(Z, dtype=np.float64), lower=lower, lib=lib)
     from scipy.linalg.blas import dsyrk
 
     return dsyrk(  # type: ignore[no-any-return]
