@@ -44,12 +44,17 @@ struct Projection {
 //      (T needs k >= 2, T2 needs k = 3).
 //   split: index of the SNP vector (its level-`split` entries with the last
 //      vector are recorded), or -1.
-inline void project(double* S, int m, int kmax, int split, Projection& out) {
+//   logdet: whether to sum log|V'H^-1 V| (a logarithm per pivot, only the
+//      REML value needs it); if not, logdet_P is NaN and pivot_logdet(S, m)
+//      gives it later.
+inline void project(double* S, int m, int kmax, int split, Projection& out,
+                    bool logdet = true) {
   double* P = S;
   double* Q = S + m * m;      // T = P K P
   double* R = S + 2 * m * m;  // T2 = P K P K P
   const int nc = m - 1;
   out.logdet_P = out.trace_TP = out.trace_TT_T2 = 0.0;
+  if (!logdet) out.logdet_P = NAN;
   for (int w = 0; w < nc; ++w) {
     if (w == split) {
       out.P_xx = P[w * m + w];
@@ -57,7 +62,7 @@ inline void project(double* S, int m, int kmax, int split, Projection& out) {
       out.P_yy_split = P[nc * m + nc];
     }
     const double pw = P[w * m + w];
-    out.logdet_P += std::log(pw);
+    if (logdet) out.logdet_P += std::log(pw);
     if (kmax >= 2) {
       const double qw = Q[w * m + w];
       out.trace_TP += qw / pw;
@@ -91,6 +96,15 @@ inline void project(double* S, int m, int kmax, int split, Projection& out) {
   out.T2_yy = kmax >= 3 ? R[nc * m + nc] : 0.0;
   // GEMMA 0.98.5 guards only an exact zero.
   if (out.P_yy == 0.0) out.P_yy = 1e-8;
+}
+
+// logdet_P of the projection that project() left in S: level w never
+// changes its own pivot P[w][w], so the pivots stay on S_1's diagonal; summed
+// in project()'s order, so the same value.
+inline double pivot_logdet(const double* S, int m) {
+  double logdet = 0.0;
+  for (int w = 0; w < m - 1; ++w) logdet += std::log(S[w * m + w]);
+  return logdet;
 }
 
 // Sum of log pivots of the unweighted Gram matrix (h = 1): log|V'V|.

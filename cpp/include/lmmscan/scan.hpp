@@ -319,7 +319,7 @@ class SnpWorker {
     kernels::powered_sums(ctx_.point_w(q), ld_, n_, xp_.data(), ld_, m_, kmax, xs_.data());
     ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
-    project(S_.data(), m_, kmax, c_, proj_);
+    project(S_.data(), m_, kmax, c_, proj_, false);
     spec_ = ctx_.point_spec(q);
     cached_lambda_ = ctx_.point_lambda(q);
     cached_kmax_ = kmax;
@@ -338,7 +338,7 @@ class SnpWorker {
     ctx_.add_wy_complement(wys_.data());
     ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
-    project(S_.data(), m_, kmax, c_, proj_);
+    project(S_.data(), m_, kmax, c_, proj_, false);
     cached_lambda_ = lambda;
     cached_kmax_ = kmax;
     return proj_;
@@ -350,9 +350,14 @@ class SnpWorker {
     return spec_.log1p;
   }
 
+  // The log-likelihood of p, the projection last computed (its pivots are
+  // still in S_: projections here skip log|V'H^-1 V| until a REML value
+  // needs it).
   double value(bool reml, const Projection& p, double log1p) const {
-    return reml ? reml_loglik(double(N_ - c_ - 1), log1p, logdet_gram_, p)
-                : ml_loglik(double(N_), log1p, p);
+    if (!reml) return ml_loglik(double(N_), log1p, p);
+    Projection q = p;
+    q.logdet_P = pivot_logdet(S_.data(), m_);
+    return reml_loglik(double(N_ - c_ - 1), log1p, logdet_gram_, q);
   }
   Derivatives derivatives(bool reml, double lambda, const Projection& p) const {
     return reml ? reml_derivatives(lambda, double(N_ - c_ - 1), spec_, p)
