@@ -630,7 +630,14 @@ def _q(cmd: list[str]) -> str:
 def run_study(study: Study, args: argparse.Namespace) -> list[Program]:
     progs = programs(study, args)
     skip = [t.strip() for t in (args.skip or "").split(",") if t.strip()]
-    progs = [p for p in progs if p is progs[0] or not any(t in p.name for t in skip)]
+    first = progs[0]
+    progs = [p for p in progs if not any(t in p.name for t in skip)]
+    if first not in progs and any(p.kind == "limit" for p in progs):
+        # the machine limit is given the tested-SNP count this program reports
+        print(f"  [skip] kept {first.name!r}: the machine limit needs its tested-SNP count")
+        progs.insert(0, first)
+    if not progs:
+        raise SystemExit(f"--skip {args.skip!r} leaves no program to run")
     tested = None
     print(
         f"\n== {study.name}: {len(progs)} programs x {args.repeats} rounds, load average {load()}",
