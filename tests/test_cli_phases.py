@@ -168,3 +168,19 @@ def test_lambda_null_with_a_low_rank_eigen(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "s"), "--resume"]) == 2
     assert "--resume works for the block scan only" in capsys.readouterr().err
     assert not any(p.name.startswith("s.") for p in tmp_path.iterdir())
+
+
+def test_the_command_keeps_freed_blocks_unless_malloc_is_configured(monkeypatch):
+    """keep_freed_blocks (called by the command, not by main()) sets glibc's
+    thresholds, and leaves them alone when the user set any MALLOC_ variable
+    or the C library is another."""
+    import os
+
+    from lmmscan.cli import keep_freed_blocks
+
+    for name in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(name)
+    glibc = bool(getattr(os, "confstr", lambda _: "")("CS_GNU_LIBC_VERSION"))
+    assert keep_freed_blocks() is glibc
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert keep_freed_blocks() is False

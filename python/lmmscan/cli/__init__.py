@@ -114,15 +114,54 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
             signal.signal(sig, handler if restore_signals else signal.SIG_IGN)
 
 
+# glibc's malloc: blocks up to this size come from the heap, and up to this
+# much freed memory at the heap's top is kept (see keep_freed_blocks)
+MALLOC_KEEP = 64 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+
+
+def keep_freed_blocks() -> bool:
+    """Let glibc reuse a scan's freed blocks instead of returning them to the
+    kernel; True when set.
+
+    A scan frees and allocates blocks of tens of MB (the genotypes read, the
+    rotated block, LAPACK's workspace).  glibc serves each from a fresh
+    mapping until its adaptive threshold has seen one that size freed, and
+    returns freed memory beyond twice that threshold, so the same block is
+    faulted in again and again; on this project's VMs a first touch costs
+    ~1.6 ms per MB, more when the kernel compacts memory for a huge page.
+    Blocks up to 64 MiB now come from the heap and up to 64 MiB of free heap
+    is kept: over 10 alternated mouse_hs1940 runs the system time fell from
+    0.14-0.49 to 0.09-0.19 s and the wall time by 6% (paired), and the peak
+    memory of the memory-plan runs at n = 2,000 and 5,000 stayed within 2%
+    (benchmarks/RESULTS.md).  Not done when any MALLOC_ variable is set (the
+    user's settings hold) or the C library is not glibc.
+    """
+    if any(name.startswith("MALLOC_") for name in os.environ):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, ValueError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_KEEP) and mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP))
+
+
 def run() -> None:
     """The ``lmmscan`` command (and ``python -m lmmscan``): :func:`main`, then a fast exit.
 
-    When main() returns, every output file is closed and in place.  The
-    interpreter's teardown after that (finalising pandas' and scipy's modules,
-    stopping two OpenBLAS thread pools) took 0.15-0.2 s of a 1.9 s mouse_hs1940
-    scan, so the process ends with os._exit once stdout, stderr and logging
-    are flushed.  Python callers of main() are not affected.
+    Freed blocks are kept for reuse (:func:`keep_freed_blocks`).  When main()
+    returns, every output file is closed and in place.  The interpreter's
+    teardown after that (finalising pandas' and scipy's modules, stopping two
+    OpenBLAS thread pools) took 0.15-0.2 s of a 1.9 s mouse_hs1940 scan, so
+    the process ends with os._exit once stdout, stderr and logging are
+    flushed.  Python callers of main() are not affected.
     """
+    keep_freed_blocks()
     status = main(restore_signals=False)
     try:
         sys.stdout.flush()
@@ -134,4 +173,12 @@ def run() -> None:
     os._exit(status)
 
 
-__all__ = ["EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_NUMERICAL", "build_parser", "main", "run"]
+__all__ = [
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_NUMERICAL",
+    "build_parser",
+    "keep_freed_blocks",
+    "main",
+    "run",
+]
