@@ -135,8 +135,9 @@ def keep_freed_blocks() -> bool:
     0.14-0.49 to 0.09-0.19 s and the wall time by 6% (paired); the peak
     memory of the memory-plan runs at n = 2,000 and 5,000 stayed within 2%,
     and is at most 64 MiB more where a scan frees that much (a mouse_hs1940
-    LOCO scan: 534 MB against 488; benchmarks/RESULTS.md).  Not done when any MALLOC_ variable is set (the
-    user's settings hold) or the C library is not glibc.
+    LOCO scan: 534 MB against 488; benchmarks/RESULTS.md).  Not done when any
+    MALLOC_ variable is set (the user's settings hold) or the C library is
+    not glibc.
     """
     if any(name.startswith("MALLOC_") for name in os.environ):
         return False
