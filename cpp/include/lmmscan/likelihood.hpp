@@ -38,6 +38,16 @@ struct Projection {
   double P_xx = 0.0, P_xy = 0.0, P_yy_split = 0.0;
 };
 
+// logdet_P = sum_w log P_w[w][w] of the projection project() left in S:
+// level w never changes its own pivot P[w][w], so the pivots stay on S_1's
+// diagonal and the sum can be taken after the projection (project() takes it
+// there too), at any time until S is overwritten.
+inline double pivot_logdet(const double* S, int m) {
+  double logdet = 0.0;
+  for (int w = 0; w < m - 1; ++w) logdet += std::log(S[w * m + w]);
+  return logdet;
+}
+
 // In-place GEMMA projection recursion.
 //   S: (3, m, m) upper triangles (row-major a*m+b, a <= b) of S_1, S_2, S_3;
 //      overwritten.  kmax in 1..3 says which of S_1..S_kmax are meaningful
@@ -53,8 +63,7 @@ inline void project(double* S, int m, int kmax, int split, Projection& out,
   double* Q = S + m * m;      // T = P K P
   double* R = S + 2 * m * m;  // T2 = P K P K P
   const int nc = m - 1;
-  out.logdet_P = out.trace_TP = out.trace_TT_T2 = 0.0;
-  if (!logdet) out.logdet_P = NAN;
+  out.trace_TP = out.trace_TT_T2 = 0.0;
   for (int w = 0; w < nc; ++w) {
     if (w == split) {
       out.P_xx = P[w * m + w];
@@ -62,7 +71,6 @@ inline void project(double* S, int m, int kmax, int split, Projection& out,
       out.P_yy_split = P[nc * m + nc];
     }
     const double pw = P[w * m + w];
-    if (logdet) out.logdet_P += std::log(pw);
     if (kmax >= 2) {
       const double qw = Q[w * m + w];
       out.trace_TP += qw / pw;
@@ -96,15 +104,7 @@ inline void project(double* S, int m, int kmax, int split, Projection& out,
   out.T2_yy = kmax >= 3 ? R[nc * m + nc] : 0.0;
   // GEMMA 0.98.5 guards only an exact zero.
   if (out.P_yy == 0.0) out.P_yy = 1e-8;
-}
-
-// logdet_P of the projection that project() left in S: level w never
-// changes its own pivot P[w][w], so the pivots stay on S_1's diagonal; summed
-// in project()'s order, so the same value.
-inline double pivot_logdet(const double* S, int m) {
-  double logdet = 0.0;
-  for (int w = 0; w < m - 1; ++w) logdet += std::log(S[w * m + w]);
-  return logdet;
+  out.logdet_P = logdet ? pivot_logdet(S, m) : NAN;
 }
 
 // Sum of log pivots of the unweighted Gram matrix (h = 1): log|V'V|.
