@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include <lmmscan/null_model.hpp>
@@ -267,6 +268,25 @@ void register_lmm(py::module_& m) {
            "complement, comp (b, c + 2) holds each SNP's x'(I - UU')v for v = W..., x, y; "
            "whitened, X (b, n; C order) holds the raw SNPs. "
            "Returns (b, len(RESULT_COLUMNS)).");
+
+  // The kernels' instruction-set level (lmmscan/kernels.hpp): the one in use,
+  // and a ceiling on it, for the tests that compare the levels' bits.
+  static const char* const kIsaNames[] = {"x86-64", "x86-64-v3", "x86-64-v4"};
+  m.def(
+      "_isa", []() { return std::string(kIsaNames[lmmscan::kernels::isa()]); },
+      "The instruction-set level the kernels use now.");
+  m.def(
+      "_limit_isa",
+      [](const std::string& name) {
+        for (int level = 0; level < 3; ++level)
+          if (name == kIsaNames[level]) {
+            lmmscan::kernels::isa_limit().store(level);
+            return;
+          }
+        throw std::invalid_argument("unknown instruction-set level '" + name + "'");
+      },
+      py::arg("level"),
+      "Use at most this level (x86-64, x86-64-v3 or x86-64-v4) from now on in this process.");
 
   m.attr("RESULT_COLUMNS") =
       py::make_tuple("beta", "se", "logl_reml", "logl_mle", "l_remle", "l_mle", "f_wald",

@@ -7,9 +7,12 @@
 // picks one by asking the CPU (cpuid), so no -march=native is needed.  Not
 // target_clones: its ifunc resolver asks the compiler runtime, which is a
 // stub in zig's toolchain (the manylinux wheel: every CPU took the baseline
-// loops, 2x slower) and absent on musl (no ifunc).
+// loops, 2x slower) and absent on musl (no ifunc).  The weighted sums, where
+// a scan spends most of its time, also have an x86-64-v4 (AVX-512) version
+// with the same bits as the v3 one (namespace isa_x86_64_v4 below).
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <new>
@@ -19,6 +22,7 @@
     !defined(LMMSCAN_NO_CLONES)
 #define LMMSCAN_DISPATCH_X86_64_V3 1
 #include <cpuid.h>
+#include <immintrin.h>
 #else
 #define LMMSCAN_DISPATCH_X86_64_V3 0
 #endif
@@ -172,11 +176,49 @@ inline bool detect_x86_64_v3() {
   return (c & (1u << 5)) != 0;  // LZCNT
 }
 
-// Asked once per process (a thread-safe static); a well-predicted branch per call.
-inline bool has_x86_64_v3() {
-  static const bool yes = detect_x86_64_v3();
-  return yes;
+// x86-64-v4: v3 and AVX512F, AVX512BW, AVX512CD, AVX512DQ, AVX512VL, with
+// the OS saving the opmask and ZMM registers (XCR0 bits 5-7).
+inline bool detect_x86_64_v4() {
+  if (!detect_x86_64_v3()) return false;
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const unsigned need7 = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
+  if ((b & need7) != need7) return false;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  return (xcr0_lo & 0xe6u) == 0xe6u;
 }
+#endif
+
+// The instruction-set levels the kernels come in.
+enum Isa : int { kIsaBase = 0, kIsaV3 = 1, kIsaV4 = 2 };
+
+// The highest level this CPU runs, asked once per process (a thread-safe static).
+inline int detected_isa() {
+#if LMMSCAN_DISPATCH_X86_64_V3
+  static const int level = detect_x86_64_v4() ? kIsaV4 : detect_x86_64_v3() ? kIsaV3 : kIsaBase;
+  return level;
+#else
+  return kIsaBase;
+#endif
+}
+
+// A ceiling on the level the kernels use (default none): with kIsaBase, a
+// machine computes the bits a CPU without AVX2 computes.
+inline std::atomic<int>& isa_limit() {
+  static std::atomic<int> limit{kIsaV4};
+  return limit;
+}
+
+// The level the kernels use now; a well-predicted branch per call.
+inline int isa() {
+  const int limit = isa_limit().load(std::memory_order_relaxed);
+  const int level = detected_isa();
+  return level < limit ? level : limit;
+}
+
+#if LMMSCAN_DISPATCH_X86_64_V3
+inline bool has_x86_64_v3() { return isa() >= kIsaV3; }
 #endif
 
 }  // namespace lmmscan::kernels
@@ -206,6 +248,128 @@ namespace lmmscan::kernels::isa_x86_64_v3 {
 #include "kernels_isa.inc"
 }  // namespace lmmscan::kernels::isa_x86_64_v3
 LMMSCAN_X86_64_V3_END
+
+#if defined(__clang__)
+#define LMMSCAN_X86_64_V4_BEGIN \
+  _Pragma(                      \
+      "clang attribute push(__attribute__((target(\"avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,\
+xsave,avx512f,avx512bw,avx512cd,avx512dq,avx512vl\"))), apply_to = function)")
+#define LMMSCAN_X86_64_V4_END _Pragma("clang attribute pop")
+#else
+#define LMMSCAN_X86_64_V4_BEGIN \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"arch=x86-64-v4\")")
+#define LMMSCAN_X86_64_V4_END _Pragma("GCC pop_options")
+#endif
+
+// powered_sums for x86-64-v4.  A sum's 8 lanes (kernels_isa.inc) are one
+// 512-bit register instead of two 256-bit ones: each lane takes the same
+// fused multiply-adds in the same order, so the bits are those of the v3
+// version (checked on random shapes by the tests).  With 32 registers a group
+// holds up to 18 sums, so each weight is loaded once for 6-8 columns, and a
+// 512-bit FMA does twice the work of a 256-bit one on CPUs with two 512-bit
+// FMA units.  The last n mod 8 samples are loaded under a mask, as zeros
+// beyond n (the v3 version's zero-padded step).
+LMMSCAN_X86_64_V4_BEGIN
+namespace lmmscan::kernels::isa_x86_64_v4 {
+// Columns of one or two sets, each with its own output: column t of the
+// combined list is column t of set 1 (P1, ld1, s1 -> out1, (kmax, s1)) for
+// t < s1, else column t - s1 of set 2.
+struct ColumnSets {
+  const double* P1;
+  Index ld1;
+  int s1;
+  double* out1;
+  const double* P2;
+  Index ld2;
+  int s2;
+  double* out2;
+  int total() const { return s1 + s2; }
+  const double* column(int t) const { return t < s1 ? P1 + t * ld1 : P2 + (t - s1) * ld2; }
+  double* out(int t, int k) const {
+    return t < s1 ? out1 + k * s1 + t : out2 + k * s2 + t - s1;
+  }
+};
+
+template <int K, int NC>
+__attribute__((always_inline)) inline void powered_group(const double* w, Index ldw, Index n,
+                                                         const ColumnSets& sets, int t0) {
+  __m512d a[K][NC];
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < NC; ++c) a[k][c] = _mm512_setzero_pd();
+  const double* wk[K];
+  const double* pc[NC];
+  for (int k = 0; k < K; ++k) wk[k] = w + k * ldw;
+  for (int c = 0; c < NC; ++c) pc[c] = sets.column(t0 + c);
+  const Index nb = n - n % 8;
+  for (Index i = 0; i < nb; i += 8) {
+    __m512d wv[K];
+    for (int k = 0; k < K; ++k) wv[k] = _mm512_loadu_pd(wk[k] + i);
+    for (int c = 0; c < NC; ++c) {
+      __m512d p = _mm512_loadu_pd(pc[c] + i);
+      // in a register: otherwise the compiler folds the load into each of
+      // the K multiply-adds, and the loads, not the FMAs, set the pace
+      __asm__("" : "+v"(p));
+      for (int k = 0; k < K; ++k) a[k][c] = _mm512_fmadd_pd(wv[k], p, a[k][c]);
+    }
+  }
+  if (nb < n) {
+    const __mmask8 mask = static_cast<__mmask8>((1u << (n - nb)) - 1u);
+    __m512d wv[K];
+    for (int k = 0; k < K; ++k) wv[k] = _mm512_maskz_loadu_pd(mask, wk[k] + nb);
+    for (int c = 0; c < NC; ++c) {
+      const __m512d p = _mm512_maskz_loadu_pd(mask, pc[c] + nb);
+      for (int k = 0; k < K; ++k) a[k][c] = _mm512_fmadd_pd(wv[k], p, a[k][c]);
+    }
+  }
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < NC; ++c) {
+      alignas(64) double lanes[8];
+      _mm512_store_pd(lanes, a[k][c]);
+      *sets.out(t0 + c, k) = sum_lanes<8>(lanes);
+    }
+}
+
+// Every column in groups of NC (<= 8), the rest in one narrower group.
+template <int K, int NC>
+inline void powered_columns(const double* w, Index ldw, Index n, const ColumnSets& sets) {
+  const int s = sets.total();
+  int t = 0;
+  for (; t + NC <= s; t += NC) powered_group<K, NC>(w, ldw, n, sets, t);
+  switch (s - t) {
+    case 1:
+      return powered_group<K, 1>(w, ldw, n, sets, t);
+    case 2:
+      return powered_group<K, 2>(w, ldw, n, sets, t);
+    case 3:
+      return powered_group<K, 3>(w, ldw, n, sets, t);
+    case 4:
+      return powered_group<K, 4>(w, ldw, n, sets, t);
+    case 5:
+      return powered_group<K, 5>(w, ldw, n, sets, t);
+    case 6:
+      if constexpr (NC > 6) return powered_group<K, 6>(w, ldw, n, sets, t);
+      return;
+    case 7:
+      if constexpr (NC > 7) return powered_group<K, 7>(w, ldw, n, sets, t);
+      return;
+    default:
+      return;
+  }
+}
+
+// 18 sums at kmax = 3 (a mouse_hs1940 SNP's 3 products and the 3 covariate
+// pairs in one group), 16 at kmax 1 and 2.
+inline void powered_sums(const double* w, Index ldw, Index n, const ColumnSets& sets,
+                         int kmax) {
+  if (kmax == 1)
+    powered_columns<1, 8>(w, ldw, n, sets);
+  else if (kmax == 2)
+    powered_columns<2, 8>(w, ldw, n, sets);
+  else
+    powered_columns<3, 6>(w, ldw, n, sets);
+}
+}  // namespace lmmscan::kernels::isa_x86_64_v4
+LMMSCAN_X86_64_V4_END
 // f(args) of the CPU's instruction set (ns: the namespace holding isa_*)
 #define LMMSCAN_ISA_CALL(ns, f, ...)                                       \
   (::lmmscan::kernels::has_x86_64_v3() ? ns::isa_x86_64_v3::f(__VA_ARGS__) \
@@ -223,7 +387,25 @@ inline void power_weights(const double* d, double lambda, Index n, double* w, In
 }
 inline void powered_sums(const double* w, Index ldw, Index n, const double* P, Index ld, int s,
                          int kmax, double* out) {
+#if LMMSCAN_DISPATCH_X86_64_V3
+  if (isa() >= kIsaV4)
+    return isa_x86_64_v4::powered_sums(w, ldw, n, {P, ld, s, out, nullptr, 0, 0, nullptr},
+                                       kmax);
+#endif
   LMMSCAN_ISA_CALL(::lmmscan::kernels, powered_sums, w, ldw, n, P, ld, s, kmax, out);
+}
+// powered_sums of two sets of columns at the same weights: (P1, ld1, s1) into
+// out1 (kmax, s1) and (P2, ld2, s2) into out2 (kmax, s2).  The same values as
+// two calls; with AVX-512 one pass, so each weight is loaded once for both.
+inline void powered_sums(const double* w, Index ldw, Index n, const double* P1, Index ld1,
+                         int s1, double* out1, const double* P2, Index ld2, int s2,
+                         double* out2, int kmax) {
+#if LMMSCAN_DISPATCH_X86_64_V3
+  if (isa() >= kIsaV4)
+    return isa_x86_64_v4::powered_sums(w, ldw, n, {P1, ld1, s1, out1, P2, ld2, s2, out2}, kmax);
+#endif
+  powered_sums(w, ldw, n, P1, ld1, s1, kmax, out1);
+  powered_sums(w, ldw, n, P2, ld2, s2, kmax, out2);
 }
 inline bool all_finite(const double* x, Index n) {
   return LMMSCAN_ISA_CALL(::lmmscan::kernels, all_finite, x, n);

@@ -41,6 +41,7 @@ class PairGram {
   int pair_b(int p) const { return pair_b_[p]; }
   Eigen::Index n() const { return n_; }
   const double* products() const { return products_.data(); }
+  Eigen::Index ld() const { return ld_; }  // the products' rows' stride (kernels::padded)
 
   // sums: (kmax, pairs()) of sum_i h_i g_i^(k-1) products_p(i); w: the rows
   // of kernels::power_weights, ldw apart.

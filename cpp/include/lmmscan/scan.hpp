@@ -333,8 +333,11 @@ class SnpWorker {
       if (lambda == ctx_.point_lambda(q)) return evaluate_point(q, kmax);
     kernels::power_weights(ctx_.d(), lambda, n_, w_.data(), ld_, &spec_.sum_g, &spec_.sum_g2);
     spec_.log1p = NAN;  // computed on demand
-    kernels::powered_sums(w_.data(), ld_, n_, xp_.data(), ld_, m_, kmax, xs_.data());
-    ctx_.wy().weighted_sums(w_.data(), ld_, kmax, wys_.data());
+    // the SNP's products and the covariate pairs in one pass where the
+    // instruction set allows (the same sums as two calls)
+    const PairGram& wy = ctx_.wy();
+    kernels::powered_sums(w_.data(), ld_, n_, xp_.data(), ld_, m_, xs_.data(), wy.products(),
+                          wy.ld(), wy.pairs(), wys_.data(), kmax);
     ctx_.add_wy_complement(wys_.data());
     ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
