@@ -103,3 +103,38 @@ def test_threads_give_the_same_bytes():
     short = [("s", b"a\nb\n")]
     with pytest.raises(ValueError, match="too few tokens"):
         _core.format_rows(short, 9000, 1e-300, 2)
+
+
+def sample_doubles(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Doubles of every exponent (random bit patterns), printing ties and
+    values a few ulps from the 3- and 7-significant-digit boundaries."""
+    bits = rng.integers(0, 2**63, size, dtype=np.uint64) | (
+        rng.integers(0, 2, size, dtype=np.uint64) << np.uint64(63)
+    )
+    every = bits.view(np.float64)
+    every = every[np.isfinite(every)]
+    ties = rng.integers(0, 2**20, size) / 2.0 ** rng.integers(0, 24, size)
+    digits = rng.integers(10**6, 10**7, size) + 0.5
+    scale = 10.0 ** rng.integers(-320, 300, size).astype(np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        near = digits * scale
+        near = np.nextafter(near, near * rng.choice([-np.inf, np.inf], size))
+    edge = np.array([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                     -1.7976931348623157e308, 0.0005, 0.0015, 0.9995, 9.9999995e-5])  # fmt: skip
+    out = np.concatenate([every, ties, -ties, near, edge])
+    return out[np.isfinite(out)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scientific_and_fixed_digits_are_pythons_on_every_kind_of_double(threads):
+    """The core prints '%.6e' and '%.3f' (std::to_chars where the platform has
+    it, printf on macOS) with the digits of Python's format(): 200,000 doubles
+    of every exponent, ties and near-ties."""
+    from lmmscan import _core
+
+    rng = np.random.default_rng(20261206)
+    values = sample_doubles(rng, 40_000)
+    n = values.size
+    text = _core.format_rows([("e", values), ("f", values)], n, 1e-300, threads).decode()
+    expected = "".join(f"{format(v, '.6e')}\t{format(v, '.3f')}\n" for v in values.tolist())
+    assert text == expected
