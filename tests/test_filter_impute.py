@@ -148,3 +148,36 @@ def test_no_samples_and_no_snps():
     assert sum(counts.removed.values()) == 4
     keep, _, _, counts, Xk = filter_impute(np.zeros((5, 0)))
     assert keep.shape == (0,) and Xk.shape == (5, 0) and counts.total == 0
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_kept_products_for_the_r2_filter(order):
+    """With W, the imputation pass also gives each kept SNP's x'x, W'x and
+    max |x| (what the r2 filter and the scale check need): numpy's values to
+    rounding, and the same bits on any number of threads."""
+    from lmmscan import _core
+
+    rng = np.random.default_rng(7)
+    n, b = 301, 517
+    X = np.array(block(rng, n, b, dosage=True), order=order)
+    X[:, 9] *= -3.0  # a negative value: max |x| is not max x
+    W = np.asfortranarray(np.column_stack([np.ones(n), rng.normal(size=(n, 2))]))
+    one = None
+    for threads in (1, 2, 3):
+        out = np.empty(n * b)
+        n_miss, af, verdict, (xx, WtX, amax) = _core.filter_impute(X, 0.01, 0.05, out, threads, W)
+        keep = verdict == 0
+        k = int(keep.sum())
+        Xk = out[: n * k].reshape(k, n).T if order == "F" else out[: n * k].reshape(n, k)
+        assert xx.shape == (k,) and WtX.shape == (3, k) and amax.shape == (k,)
+        np.testing.assert_allclose(xx, np.einsum("ij,ij->j", Xk, Xk), rtol=1e-13)
+        np.testing.assert_allclose(WtX, W.T @ Xk, rtol=1e-12, atol=1e-12 * np.abs(Xk).sum())
+        assert np.array_equal(amax, np.abs(Xk).max(axis=0))
+        if one is None:
+            one = (xx, WtX, amax)
+        for a, c in zip(one, (xx, WtX, amax), strict=True):
+            assert a.tobytes() == c.tobytes()
+    with pytest.raises(ValueError, match="W needs out"):
+        _core.filter_impute(X, 0.01, 0.05, None, 1, W)
+    with pytest.raises(ValueError, match="W must be"):
+        _core.filter_impute(X, 0.01, 0.05, np.empty(n * b), 1, W[:-1])

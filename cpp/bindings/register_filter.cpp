@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -17,8 +18,8 @@ namespace py = pybind11;
 namespace {
 
 py::tuple filter_impute(const py::array& X_in, double maf, double miss,
-                        std::optional<py::array_t<double, py::array::c_style>> out,
-                        int threads) {
+                        std::optional<py::array_t<double, py::array::c_style>> out, int threads,
+                        std::optional<py::array_t<double, py::array::f_style>> W) {
   if (X_in.ndim() != 2) throw py::value_error("X must be 2-dimensional (samples x SNPs)");
   if (!py::isinstance<py::array_t<double>>(X_in)) throw py::value_error("X must be float64");
   const bool f_order = (X_in.flags() & py::array::f_style) != 0;
@@ -37,6 +38,9 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
     dst = out->mutable_data();
   }
   if (threads < 1) throw py::value_error("threads must be at least 1");
+  if (W && !out) throw py::value_error("W needs out (the products are of the imputed SNPs)");
+  if (W && (W->ndim() != 2 || W->shape(0) != X.n))
+    throw py::value_error("W must be (samples, c), with X's samples");
   lmmscan::SnpFilterOptions opt;
   opt.maf = maf;
   opt.miss = miss;
@@ -46,11 +50,28 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
   auto* nm = n_miss.mutable_data();
   auto* a = af.mutable_data();
   auto* v = reinterpret_cast<lmmscan::SnpVerdict*>(verdict.mutable_data());
+  lmmscan::KeptProducts products;
+  py::array_t<double> xx, wx, amax;
+  const int c = W ? static_cast<int>(W->shape(1)) : 0;
+  if (W) {
+    // sized for every SNP; the first k entries (k kept) are written, and the
+    // first c * k of wx as (c, k)
+    xx = py::array_t<double>(X.b);
+    wx = py::array_t<double>(static_cast<py::ssize_t>(c) * X.b);
+    amax = py::array_t<double>(X.b);
+    products = {W->data(), c, xx.mutable_data(), wx.mutable_data(), amax.mutable_data()};
+  }
+  lmmscan::kernels::Index k = 0;
   {
     py::gil_scoped_release release;
-    lmmscan::filter_impute(X, opt, threads, nm, a, v, dst);
+    k = lmmscan::filter_impute(X, opt, threads, nm, a, v, dst, products);
   }
-  return py::make_tuple(n_miss, af, verdict);
+  if (!W) return py::make_tuple(n_miss, af, verdict);
+  // the kept SNPs' products: x'x (k,), W'x (c, k) and max |x_i| (k,)
+  py::array_t<double> wx_k({static_cast<py::ssize_t>(c), static_cast<py::ssize_t>(k)});
+  std::copy(wx.data(), wx.data() + c * k, wx_k.mutable_data());
+  return py::make_tuple(n_miss, af, verdict,
+                        py::make_tuple(xx[py::slice(0, k, 1)], wx_k, amax[py::slice(0, k, 1)]));
 }
 
 py::array_t<double> hwe_exact(const py::array_t<std::int64_t, py::array::c_style>& hom1,
@@ -80,13 +101,15 @@ py::array_t<double> hwe_exact(const py::array_t<std::int64_t, py::array::c_style
 
 void register_filter(py::module_& m) {
   m.def("filter_impute", &filter_impute, py::arg("X"), py::arg("maf"), py::arg("miss"),
-        py::arg("out") = py::none(), py::arg("threads") = 1,
+        py::arg("out") = py::none(), py::arg("threads") = 1, py::arg("W") = py::none(),
         "GEMMA's miss, maf and monomorphic filters of a float64 block X (samples x SNPs,\n"
         "NaN missing, C or Fortran order): returns (n_miss, af, verdict) per SNP, verdict\n"
         "0 kept, 1 miss, 2 maf, 3 monomorphic (the first filter failed); maf < 0 turns\n"
         "the maf filter off.  With out (a flat float64 buffer of n * b values), the kept\n"
         "SNPs with missing values set to 2 af are written to its start as an (n, kept)\n"
-        "block in X's order.");
+        "block in X's order.  With W (samples x c, Fortran order) as well, a fourth item\n"
+        "(xx, WtX, amax) holds each kept SNP's x'x, W'x (c, kept) and max |x_i| of the\n"
+        "imputed values.");
   m.def("hwe_exact", &hwe_exact, py::arg("hom1"), py::arg("het"), py::arg("hom2"),
         "The exact Hardy-Weinberg p-value (Wigginton et al. 2005) of each SNP's genotype\n"
         "counts (int64 arrays: one homozygote, heterozygotes, the other homozygote), as\n"

@@ -20,7 +20,6 @@ command line) runs its blocks of SNPs through here.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -258,8 +257,7 @@ class BlockScanner:
             threads=self.threads,
         )
         idx = np.flatnonzero(keep)
-        assert Xk is not None  # filter_impute imputes by default
-        _check_genotype_scale(Xk)
+        assert Xk is not None  # filter_impute imputes (and checks the values' scale) by default
         if report is not None:
             report.filters.add(counts)
             report.seconds["filter"] += time.perf_counter() - t0
@@ -383,21 +381,6 @@ class BlockScanner:
         """
         keep, cols, _ = self.scan_with_statistics(X, report)
         return keep, cols
-
-
-def _check_genotype_scale(Xk: np.ndarray) -> None:
-    """Refuse genotype values whose squares, summed over the samples, overflow
-    (x'x, x'H^-1x: every test of the SNP would be NaN).  max and min, not
-    abs: no temporary of the block's size."""
-    if Xk.size == 0:
-        return
-    limit = math.sqrt(np.finfo(np.float64).max / max(1, Xk.shape[0]))
-    big = max(float(Xk.max()), -float(Xk.min()))
-    if big > limit:
-        raise InputError(
-            f"genotypes have a value of magnitude {big:.3g}: beyond {limit:.3g} "
-            "(sqrt(max double / n)) its square overflows (dosages are 0 to 2)"
-        )
 
 
 def _unscale(raw: np.ndarray, s: float, n: int, df: int) -> np.ndarray:

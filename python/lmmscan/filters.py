@@ -5,9 +5,12 @@ All statistics are over the samples given (GEMMA: the analysed ones).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._errors import InputError
 
 FILTER_NAMES = ("miss", "maf", "monomorphic", "r2")
 # every filter in GEMMA's order; "hwe" is counted only when the filter is on
@@ -121,8 +124,20 @@ def filter_impute(
     scratch = scratch or Scratch()
     check_r2 = W is not None and W.shape[1] > 1
     out = scratch.get("imputed", n * b, np.float64) if impute or check_r2 else None
-    n_miss, af, verdict = _core.filter_impute(
-        X, -1.0 if maf is None or maf < 0 else float(maf), float(miss), out, threads
+    # with the r2 filter, the kept SNPs' x'x, W'x and max |x| come from the
+    # imputation pass (no more passes over the block)
+    found = _core.filter_impute(
+        X,
+        -1.0 if maf is None or maf < 0 else float(maf),
+        float(miss),
+        out,
+        threads,
+        np.asfortranarray(W, dtype=np.float64) if check_r2 and W is not None else None,
+    )
+    n_miss, af, verdict = found[:3]
+    # (x'x, W'x, max |x|) of each kept SNP, with W
+    products: tuple[np.ndarray, np.ndarray, np.ndarray] | None = (
+        found[3] if len(found) > 3 else None
     )
     counts = FilterCounts(total=b)
     for code, name in enumerate(_VERDICTS, start=1):
@@ -140,19 +155,42 @@ def filter_impute(
                 keep[kept[bad_k]] = False
                 if Xk is not None:
                     Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
+                if products is not None:
+                    products = (products[0][~bad_k], products[1][:, ~bad_k], products[2][~bad_k])
                 k = int(np.count_nonzero(keep))
-    if check_r2 and k and Xk is not None and W is not None:
-        v_x = np.einsum("ij,ij->j", Xk, Xk)
-        WtX = (Xk.T @ W).T  # BLAS is 2-7x slower on the 4 x n by n x k form
+    largest = None
+    if check_r2 and k and products is not None and W is not None:
+        v_x, WtX, amax = products
         v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))
-        bad_k = v_w / v_x > r2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bad_k = v_w / v_x > r2
         if bad_k.any():
             counts.removed["r2"] = int(bad_k.sum())
             keep[np.flatnonzero(keep)[bad_k]] = False
-            if impute:
+            amax = amax[~bad_k]
+            if impute and Xk is not None:
                 Xk = np.array(Xk[:, ~bad_k], order="F" if fortran else "C")
+        largest = float(amax.max(initial=0.0))
     counts.kept = int(keep.sum())
+    if impute and Xk is not None:
+        check_genotype_scale(Xk, largest)
     return keep, n_miss, af, counts, Xk if impute else None
+
+
+def check_genotype_scale(Xk: np.ndarray, largest: float | None = None) -> None:
+    """Refuse genotype values whose squares, summed over the samples, overflow
+    (x'x, x'H^-1x: every test of the SNP would be NaN).  ``largest``: the
+    block's max |x| when known (:func:`filter_impute` has it with the r2
+    filter); else max and min, not abs: no temporary of the block's size."""
+    if Xk.size == 0:
+        return
+    limit = math.sqrt(np.finfo(np.float64).max / max(1, Xk.shape[0]))
+    big = largest if largest is not None else max(float(Xk.max()), -float(Xk.min()))
+    if big > limit:
+        raise InputError(
+            f"genotypes have a value of magnitude {big:.3g}: beyond {limit:.3g} "
+            "(sqrt(max double / n)) its square overflows (dosages are 0 to 2)"
+        )
 
 
 def hwe_on(hwe: float | None, maf: float | None) -> bool:

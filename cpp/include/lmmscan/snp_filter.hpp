@@ -5,14 +5,16 @@
 // column-major (one SNP contiguous, as bed-reader returns it) or row-major.
 // Pass 1 gives every SNP its missing count, allele frequency and verdict;
 // pass 2 copies the kept SNPs, missing values set to 2 af, into an (n, k)
-// block of the same storage order.  The covariate r2 filter needs a BLAS
-// product and stays with the caller.
+// block of the same storage order, and, when asked, what the covariate r2
+// filter and the caller's scale check need of each kept SNP (KeptProducts),
+// while its values are in the cache.
 //
 // Every SNP's statistics are summed in one fixed order whatever the thread
 // count (threads take whole SNPs), so results never depend on it.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <thread>
@@ -35,6 +37,18 @@ struct GenotypeBlock {
   kernels::Index n = 0, b = 0;
   kernels::Index ld = 0;  // leading dimension (n for column-major, b for row-major)
   bool column_major = true;
+};
+
+// Optional outputs of filter_impute's imputation pass, for the k kept SNPs:
+// x'x (xx, k), W'x (wx, (c, k) row-major) for the c columns of W (n, c;
+// column-major, n rows) and max |x_i| (amax, k) of the imputed values.
+struct KeptProducts {
+  const double* W = nullptr;
+  int c = 0;
+  double* xx = nullptr;
+  double* wx = nullptr;
+  double* amax = nullptr;
+  bool active() const { return xx != nullptr; }
 };
 
 namespace detail {
@@ -79,6 +93,16 @@ inline void row_stats(const GenotypeBlock& X, kernels::Index j0, kernels::Index 
                       std::int64_t* n_miss, double* sum, double* lo, double* hi) {
   LMMSCAN_ISA_CALL(::lmmscan::detail, row_stats, X, j0, j1, n_miss, sum, lo, hi);
 }
+inline void kept_products(const double* o, kernels::Index n, const double* W, int c, double* xx,
+                          double* wx, kernels::Index stride, double* amax) {
+  LMMSCAN_ISA_CALL(::lmmscan::detail, kept_products, o, n, W, c, xx, wx, stride, amax);
+}
+inline void kept_products_rows(const double* out, kernels::Index n, kernels::Index k,
+                               kernels::Index p0, kernels::Index p1, const double* W, int c,
+                               double* xx, double* wx, double* amax) {
+  LMMSCAN_ISA_CALL(::lmmscan::detail, kept_products_rows, out, n, k, p0, p1, W, c, xx, wx,
+                   amax);
+}
 
 // Runs body(t, lo, hi) for [0, count) cut into `threads` contiguous parts.
 template <class Body>
@@ -101,10 +125,12 @@ void split(kernels::Index count, int threads, Body&& body) {
 
 // Pass 1: n_miss, af and verdict of every SNP (arrays of length b); returns
 // the number kept.  Pass 2, when out is given: the kept SNPs, missing values
-// set to 2 af, as an (n, kept) block in X's storage order (ld n or kept).
+// set to 2 af, as an (n, kept) block in X's storage order (ld n or kept), and
+// the kept SNPs' products when `products` is active (sized for b SNPs).
 inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptions& opt,
                                     int threads, std::int64_t* n_miss, double* af,
-                                    SnpVerdict* verdict, double* out) {
+                                    SnpVerdict* verdict, double* out,
+                                    const KeptProducts& products = {}) {
   using kernels::Index;
   const Index n = X.n, b = X.b;
   std::vector<double> sum(static_cast<size_t>(b)), lo(static_cast<size_t>(b)),
@@ -130,6 +156,9 @@ inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptio
       for (Index p = p0; p < p1; ++p) {
         const Index j = kept[p];
         detail::copy_filled(X.x + j * X.ld, n, 2.0 * af[j], out + p * n);
+        if (products.active())
+          detail::kept_products(out + p * n, n, products.W, products.c, &products.xx[p],
+                                products.wx + p, k, &products.amax[p]);
       }
     });
   } else {
@@ -145,6 +174,12 @@ inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptio
         }
       }
     });
+    // by SNPs, not rows: each SNP's sums in one order whatever the threads
+    if (products.active())
+      detail::split(k, threads, [&](int, Index p0, Index p1) {
+        detail::kept_products_rows(out, n, k, p0, p1, products.W, products.c, products.xx,
+                                   products.wx, products.amax);
+      });
   }
   return k;
 }
