@@ -1,10 +1,11 @@
 // GEMMA's association table as text, a block of rows at a time, without a
 // Python object per number: the numbers are printed by std::to_chars with a
-// precision (printf in the "C" locale on Apple, whose libc++ offers it only
-// from macOS 13.3), which like printf rounds the exact binary value to the
+// precision where the build found it links (LMMSCAN_HAVE_FLOAT_TO_CHARS, set
+// by CMakeLists.txt; not on Apple, whose libc++ has it from macOS 13.3 only),
+// else by printf in the "C" locale.  Both round the exact binary value to the
 // nearest decimal (ties to even) as Python's format() does, so the bytes are
 // those of the Python formatting this replaces (lmmscan/output.py).  to_chars
-// takes ~6x less time than snprintf under uselocale.
+// takes ~4x less time than snprintf under uselocale.
 //
 // A column is one of:
 //   's'  text tokens, one after the other, each ended by '\n' (chr, rs, alleles)
@@ -79,7 +80,7 @@ inline bool append_special(std::string& out, double v) {
 // v as "%.6e" (scientific) or "%.3f" (fixed), finite or not.
 inline void append_fmt(std::string& out, bool scientific, double v) {
   if (append_special(out, v)) return;
-#if defined(__APPLE__)
+#if !defined(LMMSCAN_HAVE_FLOAT_TO_CHARS) || defined(__APPLE__)
   const char* fmt = scientific ? "%.6e" : "%.3f";
   char buf[64];
   int n = print(buf, sizeof buf, fmt, v);
