@@ -108,9 +108,11 @@ def filter_impute(
     unless X is Fortran-ordered; None without ``impute``).  The miss, maf
     and monomorphic filters and the imputation are two passes over X in
     C++ (``_core.filter_impute``, on ``threads`` threads; the results do not
-    depend on them); the r2 check uses the imputed block that is returned.
+    depend on them); the r2 check uses each kept SNP's x'x and W'x, which
+    the imputation pass sums while the SNP is in the cache.
     With ``scratch``, Xk is a view of a buffer that the next call with the
-    same scratch overwrites.  X is not modified.
+    same scratch overwrites.  X is not modified.  With ``impute``, a value
+    whose square would overflow raises InputError (:func:`check_genotype_scale`).
     """
     from . import _core
 
