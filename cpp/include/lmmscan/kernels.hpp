@@ -228,38 +228,33 @@ namespace lmmscan::kernels::isa_base {
 }  // namespace lmmscan::kernels::isa_base
 
 #if LMMSCAN_DISPATCH_X86_64_V3
-// Every function between BEGIN and END is compiled for x86-64-v3.  Clang
-// (22, zig's) ignores target("arch=x86-64-v3") without a word: it gets the
-// level's features by name.
+// Every function between a level's BEGIN and END is compiled for it: GCC by
+// the level's name; Clang (22, zig's) ignores target("arch=x86-64-v3")
+// without a word, so it gets the level's features by name.
+#define LMMSCAN_PRAGMA(text) _Pragma(#text)
 #if defined(__clang__)
-#define LMMSCAN_X86_64_V3_BEGIN \
-  _Pragma(                      \
-      "clang attribute push(__attribute__((target(\"avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,\
-xsave\"))), apply_to = function)")
-#define LMMSCAN_X86_64_V3_END _Pragma("clang attribute pop")
+#define LMMSCAN_TARGET_BEGIN(arch, features) \
+  LMMSCAN_PRAGMA(clang attribute push(__attribute__((target(features))), apply_to = function))
+#define LMMSCAN_TARGET_END _Pragma("clang attribute pop")
 #else
-#define LMMSCAN_X86_64_V3_BEGIN \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"arch=x86-64-v3\")")
-#define LMMSCAN_X86_64_V3_END _Pragma("GCC pop_options")
+#define LMMSCAN_TARGET_BEGIN(arch, features) \
+  _Pragma("GCC push_options") LMMSCAN_PRAGMA(GCC target(arch))
+#define LMMSCAN_TARGET_END _Pragma("GCC pop_options")
 #endif
+#define LMMSCAN_X86_64_V3_BEGIN \
+  LMMSCAN_TARGET_BEGIN("arch=x86-64-v3", "avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,xsave")
+#define LMMSCAN_X86_64_V3_END LMMSCAN_TARGET_END
+#define LMMSCAN_X86_64_V4_BEGIN                                                \
+  LMMSCAN_TARGET_BEGIN("arch=x86-64-v4",                                       \
+                       "avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,xsave,avx512f," \
+                       "avx512bw,avx512cd,avx512dq,avx512vl")
+#define LMMSCAN_X86_64_V4_END LMMSCAN_TARGET_END
 
 LMMSCAN_X86_64_V3_BEGIN
 namespace lmmscan::kernels::isa_x86_64_v3 {
 #include "kernels_isa.inc"
 }  // namespace lmmscan::kernels::isa_x86_64_v3
 LMMSCAN_X86_64_V3_END
-
-#if defined(__clang__)
-#define LMMSCAN_X86_64_V4_BEGIN \
-  _Pragma(                      \
-      "clang attribute push(__attribute__((target(\"avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,\
-xsave,avx512f,avx512bw,avx512cd,avx512dq,avx512vl\"))), apply_to = function)")
-#define LMMSCAN_X86_64_V4_END _Pragma("clang attribute pop")
-#else
-#define LMMSCAN_X86_64_V4_BEGIN \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"arch=x86-64-v4\")")
-#define LMMSCAN_X86_64_V4_END _Pragma("GCC pop_options")
-#endif
 
 // powered_sums for x86-64-v4.  A sum's 8 lanes (kernels_isa.inc) are one
 // 512-bit register instead of two 256-bit ones: each lane takes the same
