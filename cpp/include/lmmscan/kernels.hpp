@@ -126,21 +126,17 @@ __attribute__((always_inline)) inline void powered_group(const double* w, Index 
     for (int c = 0; c < NC; ++c) out[k * s + j0 + c] = sum_lanes<L>(a[k][c]);
 }
 
-// Every column in groups of NC, the rest in one narrower group.
+// Columns j0.. in groups of NC; the rest (fewer than NC) in one narrower
+// group, found by the same loop one width down.
 template <int K, int NC>
 __attribute__((always_inline)) inline void powered_columns(const double* w, Index ldw, Index n,
                                                            const double* P, Index ld, int s,
-                                                           double* out) {
-  int j = 0;
+                                                           double* out, int j0 = 0) {
+  int j = j0;
   for (; j + NC <= s; j += NC) powered_group<K, NC>(w, ldw, n, P, ld, s, j, out);
-  const int rest = s - j;
-  if constexpr (NC > 3) {
-    if (rest == 3) return powered_group<K, 3>(w, ldw, n, P, ld, s, j, out);
+  if constexpr (NC > 1) {
+    if (j < s) powered_columns<K, NC - 1>(w, ldw, n, P, ld, s, out, j);
   }
-  if constexpr (NC > 2) {
-    if (rest == 2) return powered_group<K, 2>(w, ldw, n, P, ld, s, j, out);
-  }
-  if (rest == 1) powered_group<K, 1>(w, ldw, n, P, ld, s, j, out);
 }
 }  // namespace detail
 
@@ -324,31 +320,16 @@ __attribute__((always_inline)) inline void powered_group(const double* w, Index 
     }
 }
 
-// Every column in groups of NC (<= 8), the rest in one narrower group.
+// Columns t0.. in groups of NC; the rest (fewer than NC) in one narrower
+// group, found by the same loop one width down.
 template <int K, int NC>
-inline void powered_columns(const double* w, Index ldw, Index n, const ColumnSets& sets) {
+inline void powered_columns(const double* w, Index ldw, Index n, const ColumnSets& sets,
+                            int t0 = 0) {
   const int s = sets.total();
-  int t = 0;
+  int t = t0;
   for (; t + NC <= s; t += NC) powered_group<K, NC>(w, ldw, n, sets, t);
-  switch (s - t) {
-    case 1:
-      return powered_group<K, 1>(w, ldw, n, sets, t);
-    case 2:
-      return powered_group<K, 2>(w, ldw, n, sets, t);
-    case 3:
-      return powered_group<K, 3>(w, ldw, n, sets, t);
-    case 4:
-      return powered_group<K, 4>(w, ldw, n, sets, t);
-    case 5:
-      return powered_group<K, 5>(w, ldw, n, sets, t);
-    case 6:
-      if constexpr (NC > 6) return powered_group<K, 6>(w, ldw, n, sets, t);
-      return;
-    case 7:
-      if constexpr (NC > 7) return powered_group<K, 7>(w, ldw, n, sets, t);
-      return;
-    default:
-      return;
+  if constexpr (NC > 1) {
+    if (t < s) powered_columns<K, NC - 1>(w, ldw, n, sets, t);
   }
 }
 

@@ -339,7 +339,7 @@ class SnpWorker {
     kernels::powered_sums(w_.data(), ld_, n_, xp_.data(), ld_, m_, xs_.data(), wy.products(),
                           wy.ld(), wy.pairs(), wys_.data(), kmax);
     ctx_.add_wy_complement(wys_.data());
-    ctx_.wy().scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
+    wy.scatter(wys_.data(), kmax, ctx_.to_alt(), m_, S_.data());
     scatter_x(xs_.data(), kmax);
     project(S_.data(), m_, kmax, c_, proj_, false);
     cached_lambda_ = lambda;
