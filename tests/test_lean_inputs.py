@@ -17,9 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmmscan import plink
+from lmmscan import pgen, plink
 from lmmscan._errors import InputError
+from lmmscan.genotypes import check_unique_ids
 from lmmscan.textio import BadToken, parse_phenotype
+
+from .conftest import copy_converted
 
 
 def _pandas_phenotype(tokens: list[str], minus9_missing: bool) -> np.ndarray:
@@ -114,8 +117,79 @@ def test_duplicated_individuals_are_named_as_before():
     fid = ["a", "b", "c", "b", "c", "a"]
     iid = ["1", "2", "3", "2", "3", "9"]
     with pytest.raises(InputError, match=r"x.fam, line 4: individual 'b' '2' is on lines 2 and 4"):
-        plink._check_unique_ids(fid, iid, "x.fam")
-    plink._check_unique_ids(["a", "a"], ["1", "2"], "x.fam")
+        check_unique_ids(fid, iid, "x.fam")
+    check_unique_ids(["a", "a"], ["1", "2"], "x.fam")
+    # a .psam's first sample is on line 2 (after its header)
+    with pytest.raises(InputError, match=r"s.psam, line 5: .* is on lines 3 and 5 \(sample IDs"):
+        check_unique_ids(fid, iid, "s.psam", first_line=2, ids="sample IDs")
+
+
+PSAM = "#FID\tIID\tSEX\tPHENO1\tPHENO2\nf1\ti1\t1\t1.5\tNA\nf1\ti2\t2\t-9\t3\nf2\ti3\tNA\tx\t4\n"
+
+
+def _psam_with_pandas(path):
+    """read_psam as it was: pandas' read_csv of every .psam."""
+    text = pgen._read_psam_table(path)
+    return [list(text.fid), list(text.iid), [list(c) for c in text.pheno], text.first_line]
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        (PSAM, True),
+        ("##comment\n##another\n" + PSAM, True),
+        (PSAM.replace("#FID\tIID", "#IID\tFID"), True),  # the columns in another order
+        (  # no FID: the IID stands for it
+            "\n".join(line.split("\t", 1)[1] for line in PSAM.splitlines()).replace("IID", "#IID")
+            + "\n",
+            True,
+        ),
+        (
+            PSAM.replace("SEX", "SID\tPAT\tMAT\tSEX")
+            .replace("\t1\t", "\ts\t0\t0\t1\t")
+            .replace("\t2\t", "\ts\t0\t0\t2\t")
+            .replace("\tNA\tx", "\ts\tp\tm\tNA\tx"),
+            True,
+        ),
+        (PSAM[:-1], True),  # no newline at the end
+        (PSAM + "f1\ti2\t1\t2\t3\n", True),  # a sample twice
+        (PSAM.replace("\n", "\r\n"), False),
+        (PSAM.replace("i2", "i 2"), False),  # a space: inside one field to read_csv
+        (PSAM.replace("\t-9", "\t\t-9"), False),  # an empty field
+        (PSAM.replace("i2", '"i2"'), False),
+        (PSAM.replace("i2", "i\u00e92"), False),
+        (PSAM + "f3\ti4\t1\n", False),  # a short line
+        (PSAM + "f3\ti4\t1\t2\t3\t4\n", False),  # a long line
+        (PSAM.split("\n", 1)[0] + "\n", False),  # a header only
+        ("#FID\tID\tSEX\nf1\ti1\t1\n", False),  # no IID column
+        (PSAM.replace("PHENO2", "PHENO1"), False),  # a column name twice
+        ("f1 i1 0 0 1 1.5\nf1 i2 0 0 2 -9\n", False),  # no header: a .fam
+    ],
+)
+def test_psam_fields_are_pandas_fields(tmp_path, text, plain):
+    """A plain .psam split by the core gives read_csv's tokens, and every
+    other .psam still goes to read_csv: the same samples, phenotype tokens
+    and messages either way."""
+    path = tmp_path / "s.psam"
+    path.write_bytes(text.encode())
+
+    def outcome(fn):
+        try:
+            return "ok", fn()
+        except InputError as exc:
+            return "error", str(exc)
+
+    def with_core():
+        text = pgen.read_psam(path)
+        return [list(text.fid), list(text.iid), [list(c) for c in text.pheno], text.first_line]
+
+    def with_pandas():
+        got = _psam_with_pandas(path)
+        check_unique_ids(got[0], got[1], str(path), first_line=got[3], ids="sample IDs")
+        return got
+
+    assert outcome(with_core) == outcome(with_pandas)
+    assert (pgen._read_psam_plain(path) is not None) == plain
 
 
 def test_decomposition_is_scipys_eigh_bit_for_bit():
@@ -164,6 +238,22 @@ def test_the_plink_command_imports_neither_pandas_nor_scipy_linalg(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     status, pandas, linalg, special = json.loads(out.stdout.strip().splitlines()[-1])
     assert status == 0 and not pandas and not linalg and special
+
+
+def test_the_pfile_command_imports_no_pandas(tmp_path):
+    """The same guard for a PLINK 2 fileset (plain .pvar and .psam), its
+    kinship computed: pandas (~0.15-0.27 s of imports) is not loaded."""
+    pytest.importorskip("pgenlib")
+    conv = copy_converted(tmp_path)
+    code = (
+        "import sys, json; from lmmscan.cli import main; "
+        f"s = main(['scan', '--pfile', {str(conv / 'mouse2k')!r}, '--test', 'wald', "
+        f"'--out', {str(tmp_path / 'o')!r}, '--quiet']); "
+        "print(json.dumps([s, 'pandas' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status, pandas = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status == 0 and not pandas
 
 
 def test_kinship_sums_are_scipys_dsyrk_bit_for_bit():

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from .genotypes import VariantFile, require_extra
+from .genotypes import SampleText, VariantFile, require_extra
 
 
-def read_sample_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """An Oxford .sample file: (fid, iid) from ID_1/ID_2, and its phenotype
+def read_sample_file(path: Path) -> SampleText:
+    """An Oxford .sample file: fid and iid from ID_1/ID_2, and its phenotype
     columns (type P or C) as text."""
     try:
         table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c")
@@ -36,12 +36,9 @@ def read_sample_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     types = table.iloc[0]
     if types.iloc[0] != "0" or types.iloc[1] != "0":
         raise InputError("line 2 of a .sample file must start with 0 0", path=str(path), line=2)
-    body = table.iloc[1:].reset_index(drop=True)
-    samples = pd.DataFrame({"fid": body["ID_1"].to_numpy(), "iid": body["ID_2"].to_numpy()})
-    pheno_cols = [c for c in table.columns[3:] if types[c] in ("P", "C")]
-    pheno = body[pheno_cols].copy()
-    pheno.attrs["first_line"] = 3
-    return samples, pheno
+    body = table.iloc[1:]
+    pheno = [body[c].tolist() for c in table.columns[3:] if types[c] in ("P", "C")]
+    return SampleText(body["ID_1"].tolist(), body["ID_2"].tolist(), pheno, 3)
 
 
 def impute_info(e: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -96,16 +93,15 @@ class BgenGenotypes(VariantFile):
                 f"{len(alleles)} (truncated?)",
                 path=self.path,
             )
-        self._pheno = pd.DataFrame(index=range(n))
         if sample is not None:
-            samples, self._pheno = read_sample_file(Path(sample))
-            if len(samples) != n:
+            samples = read_sample_file(Path(sample))
+            if len(samples.iid) != n:
                 raise InputError(
-                    f"lists {len(samples)} samples, but {self.path} has {n}", path=str(sample)
+                    f"lists {len(samples.iid)} samples, but {self.path} has {n}", path=str(sample)
                 )
             if embedded is not None:
-                joined = (samples["fid"] + "_" + samples["iid"]).to_numpy()
-                iid = samples["iid"].to_numpy()
+                iid = np.asarray(samples.iid, dtype=object)
+                joined = np.asarray(samples.fid, dtype=object) + "_" + iid
                 emb = np.asarray(embedded, dtype=object)
                 bad = (emb != iid) & (emb != joined)
                 if bad.any():
@@ -116,7 +112,7 @@ class BgenGenotypes(VariantFile):
                         line=i + 3,
                     )
         elif embedded is not None:
-            samples = pd.DataFrame({"fid": embedded, "iid": embedded})
+            samples = SampleText(embedded, embedded)
         else:
             raise InputError(
                 "the BGEN file embeds no sample IDs: give the .sample file with --sample",
@@ -199,14 +195,9 @@ class BgenGenotypes(VariantFile):
         assert f is not None
         return impute_info(e.T, f.T)
 
-    @property
-    def n_pheno_columns(self) -> int:
-        return int(self._pheno.shape[1])
-
     def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
         """The .sample file's phenotype columns (type P or C), NaN for NA or -9."""
         return self._phenotype_columns(
-            self._pheno,
             columns,
             self.sample_path or self.path,
             "phenotype column(s) (type P or C in the .sample file); give --pheno",

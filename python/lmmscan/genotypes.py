@@ -10,8 +10,9 @@ given an in-memory array.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -358,6 +359,54 @@ def sample_rows(samples: np.ndarray | None, n: int) -> tuple[np.ndarray | None, 
     return unique, inverse
 
 
+@dataclass
+class SampleText:
+    """The samples of a sample file (.psam, .sample) or a genotype file's own
+    list, as text: family and individual IDs, and the phenotype columns
+    (each a list of tokens), whose first sample is on file line
+    ``first_line``.  No pandas: the DataFrame is made when asked for."""
+
+    fid: Sequence[str]
+    iid: Sequence[str]
+    pheno: Sequence[Sequence[str]] = field(default_factory=list)
+    first_line: int = 1
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame({"fid": pd.Series(self.fid, dtype=str),
+                             "iid": pd.Series(self.iid, dtype=str)})  # fmt: skip
+
+
+def check_unique_ids(
+    fid: Sequence[str],
+    iid: Sequence[str],
+    path: str,
+    *,
+    first_line: int = 1,
+    ids: str = "family and individual IDs",
+) -> None:
+    """Refuse a sample file with an individual twice (as PLINK does): a line
+    duplicated in place of another would shift every later individual.
+    Names the individual seen twice whose first line comes first; sample i
+    is on line ``first_line`` + i."""
+    seen: dict[tuple[str, str], int] = {}
+    repeats: dict[tuple[str, str], int] = {}  # the first repeat of each key
+    for i, key in enumerate(zip(fid, iid, strict=True)):
+        if key not in seen:
+            seen[key] = i
+        elif key not in repeats:
+            repeats[key] = i
+    if repeats:
+        key = min(repeats, key=seen.__getitem__)
+        raise InputError(
+            f"individual {key[0]!r} {key[1]!r} is on lines {seen[key] + first_line} and "
+            f"{repeats[key] + first_line} ({ids} must be unique)",
+            path=path,
+            line=repeats[key] + first_line,
+        )
+
+
 class VariantFile:
     """What the .pgen, BGEN and VCF sources share: the file's variants, of
     which the testable ones (biallelic, diploid) are the source's SNPs, and
@@ -385,45 +434,49 @@ class VariantFile:
             raise InputError(f"{what} not found", path=self.path)
         input_stat(Path(self.path), needs_file=needs_file)
 
-    def _phenotype_columns(
-        self, pheno: pd.DataFrame, columns: list[int], where: str, which: str
-    ) -> np.ndarray:
-        """Phenotype columns (1-based) of a sample file's text table ``pheno``
-        (``attrs["first_line"]``: the file line of its first row) as
-        (samples, len(columns)), NaN for NA or -9; ``which`` says what the
-        columns are in a message."""
+    def _phenotype_columns(self, columns: list[int], where: str, which: str) -> np.ndarray:
+        """Phenotype columns (1-based) of the sample file as (samples,
+        len(columns)), NaN for NA or -9; ``which`` says what the columns are
+        in a message."""
         from .textio import BadToken, parse_phenotype
 
+        text = self._sample_text
         out = np.empty((self.n_samples, len(columns)))
         for i, col in enumerate(columns):
-            if not 1 <= col <= pheno.shape[1]:
+            if not 1 <= col <= len(text.pheno):
                 raise InputError(
-                    f"phenotype column {col} is out of range: {pheno.shape[1]} {which}",
+                    f"phenotype column {col} is out of range: {len(text.pheno)} {which}",
                     path=where,
                 )
             try:
-                out[:, i] = parse_phenotype(pheno.iloc[:, col - 1], minus9_missing=True)
+                out[:, i] = parse_phenotype(text.pheno[col - 1], minus9_missing=True)
             except BadToken as exc:
                 raise InputError(
                     f"phenotype {exc.token!r} is not a number",
                     path=where,
-                    line=pheno.attrs["first_line"] + exc.index,
+                    line=text.first_line + exc.index,
                 ) from None
         return out
 
+    @property
+    def n_pheno_columns(self) -> int:
+        return len(self._sample_text.pheno)
+
     def _set_variants(
         self,
-        samples: pd.DataFrame,
+        samples: SampleText,
         table: pd.DataFrame | VariantTable,
         untestable: dict[str, np.ndarray],
     ) -> None:
-        """The file's variants ``table`` (a DataFrame with SNP_COLUMNS, or a
-        variant table) and the masks of those that cannot be tested, by reason."""
+        """The samples, the file's variants ``table`` (a DataFrame with
+        SNP_COLUMNS, or a variant table) and the masks of those that cannot be
+        tested, by reason."""
         import threading
 
         from .variants import VariantTable
 
-        self._samples = samples.reset_index(drop=True)
+        self._sample_text = samples
+        self._samples: pd.DataFrame | None = None  # the DataFrame view, made when asked for
         bad = np.zeros(len(table), dtype=bool)
         self.skipped: dict[str, int] = {}
         for reason, mask in untestable.items():
@@ -458,7 +511,7 @@ class VariantFile:
 
     @property
     def n_samples(self) -> int:
-        return len(self._samples)
+        return len(self._sample_text.iid)
 
     @property
     def n_snps(self) -> int:
@@ -482,6 +535,9 @@ class VariantFile:
 
     @property
     def samples(self) -> pd.DataFrame:
+        """fid and iid of every sample."""
+        if self._samples is None:
+            self._samples = self._sample_text.frame()
         return self._samples
 
     def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import InputError
-from .genotypes import VariantFile, require_extra
+from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
 from .textio import input_stat
-from .variants import VariantTable
+from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -282,47 +282,80 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def read_psam(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A .psam (or .fam) as (fid, iid) and its phenotype columns (text)."""
-    import pandas as pd
+def _read_psam_plain(path: Path) -> SampleText | None:
+    """A .psam with a ``#FID`` or ``#IID`` header whose sample lines are plain
+    text (one tab between fields, no space, every line with the header's
+    fields), split by the core without pandas.  None for anything else
+    (compressed, a header-less .fam, a line that is not plain):
+    :func:`read_psam` reads those and names what is wrong."""
+    raw = path.read_bytes()
+    start = 0
+    while raw.startswith(b"##", start):  # the ## lines
+        start = raw.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    end = raw.find(b"\n", start)
+    if end < 0 or not raw.startswith((b"#FID", b"#IID"), start):
+        return None
+    header = raw[start:end]
+    if not header.isascii():
+        return None
+    names = header.decode("ascii").lstrip("#").split("\t")
+    if len(set(names)) != len(names) or "IID" not in names:
+        return None
+    first_line = raw.count(b"\n", 0, end) + 2  # the file line of the first sample
+    body = raw[end + 1 :]
+    del raw
+    # read_csv splits at each tab: spaces would part fields here, and two tabs
+    # in a row hold an empty field there that a run of blanks here would hide
+    if not body or b" " in body or b"\t\t" in body:
+        return None
+    from ._core import split_fields
 
+    split = split_fields(body, "s" * len(names), 0)
+    del body
+    if split is None or split[1] != len(names):
+        return None
+    cols = {name: TextColumn(*col).tolist() for name, col in zip(names, split[2], strict=True)}
+    iid = cols["IID"]
+    pheno = [cols[c] for c in names if c not in _PSAM_IDS]
+    return SampleText(cols.get("FID", iid), iid, pheno, first_line)
+
+
+def read_psam(path: Path) -> SampleText:
+    """A .psam (or .fam): the sample IDs and the phenotype columns, as text."""
+    text = _read_psam_plain(path) if path.suffix != ".zst" else None
+    if text is None:
+        text = _read_psam_table(path)
+    check_unique_ids(text.fid, text.iid, str(path), first_line=text.first_line, ids="sample IDs")
+    return text
+
+
+def _read_psam_table(path: Path) -> SampleText:
+    """:func:`read_psam` by pandas' read_csv: any .psam it takes, and the
+    line at fault of one it refuses."""
     skip, first = _header_lines(path, _opener(path))
     if first is None:
         raise InputError(".psam file has no samples", path=str(path))
     if first.startswith("#FID") or first.startswith("#IID"):
         table = _read_text_table(path, skip, True, ".psam")
         table.columns = [c.lstrip("#") for c in table.columns]
-        iid = table["IID"]
-        fid = table["FID"] if "FID" in table.columns else iid
-        pheno = table[[c for c in table.columns if c not in _PSAM_IDS]]
-        first_data = skip + 2
-    else:  # a .fam: FID IID PAT MAT SEX PHENO
-        table = _read_text_table(path, skip, False, ".psam")
-        if table.shape[1] < 5:
-            raise InputError(
-                "a .psam without a header is a .fam, which needs 6 columns; found "
-                f"{table.shape[1]}",
-                path=str(path),
-                line=skip + 1,
-            )
-        fid, iid = table[0], table[1]
-        pheno = table[list(table.columns[5:])]
-        pheno.columns = [f"PHENO{i + 1}" for i in range(pheno.shape[1])]
-        first_data = skip + 1
-    samples = pd.DataFrame({"fid": fid.to_numpy(), "iid": iid.to_numpy()})
-    dup = samples.duplicated(keep=False).to_numpy()
-    if dup.any():
-        lines = np.flatnonzero(dup)[:2] + first_data
+        if "IID" not in table.columns:
+            raise InputError("the .psam header has no IID column", path=str(path), line=skip + 1)
+        iid = table["IID"].tolist()
+        fid = table["FID"].tolist() if "FID" in table.columns else iid
+        pheno = [table[c].tolist() for c in table.columns if c not in _PSAM_IDS]
+        return SampleText(fid, iid, pheno, skip + 2)
+    # a .fam: FID IID PAT MAT SEX PHENO
+    table = _read_text_table(path, skip, False, ".psam")
+    if table.shape[1] < 5:
         raise InputError(
-            f"sample {samples['fid'].iloc[lines[0] - first_data]!r} "
-            f"{samples['iid'].iloc[lines[0] - first_data]!r} is on lines {lines[0]} and "
-            f"{lines[1]} (sample IDs must be unique)",
+            f"a .psam without a header is a .fam, which needs 6 columns; found {table.shape[1]}",
             path=str(path),
-            line=int(lines[1]),
+            line=skip + 1,
         )
-    pheno = pheno.copy()
-    pheno.attrs["first_line"] = first_data
-    return samples, pheno
+    pheno = [table[c].tolist() for c in table.columns[5:]]
+    return SampleText(table[0].tolist(), table[1].tolist(), pheno, skip + 1)
 
 
 class PgenGenotypes(VariantFile):
@@ -354,7 +387,7 @@ class PgenGenotypes(VariantFile):
             table = VariantTable.from_frame(
                 frame.rename(columns={"alt": "allele1", "ref": "allele0"})
             )
-        samples, self._pheno = read_psam(Path(self.psam_path))
+        samples = read_psam(Path(self.psam_path))
         n_alleles = table["allele1"].count(b",") + 2
         multi = n_alleles > 2
         self._allele_idx_offsets = (
@@ -427,16 +460,10 @@ class PgenGenotypes(VariantFile):
         out[out == -9.0] = np.nan
         return out
 
-    @property
-    def n_pheno_columns(self) -> int:
-        return int(self._pheno.shape[1])
-
     def fam_phenotypes(self, columns: list[int]) -> np.ndarray:
         """.psam phenotype columns (1 = the first after the ID and SEX columns)
         as (samples, len(columns)), NaN for NA or -9."""
-        return self._phenotype_columns(
-            self._pheno, columns, self.psam_path, "phenotype column(s) in the .psam"
-        )
+        return self._phenotype_columns(columns, self.psam_path, "phenotype column(s) in the .psam")
 
 
 def _pgen_message(exc: BaseException) -> str:

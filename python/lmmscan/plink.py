@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._errors import InputError
+from .genotypes import check_unique_ids, require_extra, sample_rows
 from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
 from .variants import TextColumn, VariantTable
 
@@ -193,27 +194,6 @@ def _read_bim_general(
     return bim, pos.astype(np.int64)
 
 
-def _check_unique_ids(fid: list[str], iid: list[str], path: str) -> None:
-    """Refuse a .fam with an individual twice (as PLINK does): a line
-    duplicated in place of another would shift every later individual.
-    Names the individual seen twice whose first line comes first."""
-    seen: dict[tuple[str, str], int] = {}
-    repeats: dict[tuple[str, str], int] = {}  # the first repeat of each key
-    for i, key in enumerate(zip(fid, iid, strict=True)):
-        if key not in seen:
-            seen[key] = i
-        elif key not in repeats:
-            repeats[key] = i
-    if repeats:
-        key = min(repeats, key=seen.__getitem__)
-        raise InputError(
-            f"individual {key[0]!r} {key[1]!r} is on lines {seen[key] + 1} and "
-            f"{repeats[key] + 1} (family and individual IDs must be unique)",
-            path=path,
-            line=repeats[key] + 1,
-        )
-
-
 def _read_fam(path: Path) -> list[list[str]]:
     """The .fam's fields, one list of text per column (at least 6 columns):
     split by the core when the text is plain (no pandas import), else read
@@ -254,8 +234,6 @@ class PlinkGenotypes:
         if reader not in BED_READERS:
             raise InputError(f"reader must be one of {', '.join(BED_READERS)}, got {reader!r}")
         if reader == "pgenlib":
-            from .genotypes import require_extra
-
             require_extra("pgenlib", "pgenlib", "pgen", "reader='pgenlib'")
         prefix = str(prefix)
         for ext in (".bed", ".bim", ".fam"):
@@ -278,7 +256,7 @@ class PlinkGenotypes:
         pheno.flags.writeable = False  # as pandas' view of its column was
         self._fid, self._iid, self._phenotype = fam[0], fam[1], pheno
         self._samples: pd.DataFrame | None = None  # the DataFrame view, made when asked for
-        _check_unique_ids(fam[0], fam[1], prefix + ".fam")
+        check_unique_ids(fam[0], fam[1], prefix + ".fam")
         self._snps: pd.DataFrame | None = None  # the DataFrame view, made when asked for
         self._check_bed()
         self._num_threads = num_threads
@@ -324,8 +302,6 @@ class PlinkGenotypes:
         return self._bed
 
     def _read_pgen(self, start: int, stop: int, samples: np.ndarray | None) -> np.ndarray:
-        from .genotypes import sample_rows
-
         rows, order = sample_rows(samples, self.n_samples)
         width = self.n_samples if rows is None else rows.size
         out = np.empty((stop - start, width), dtype=np.float64)

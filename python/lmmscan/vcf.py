@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from .genotypes import VariantFile, require_extra
+from .genotypes import SampleText, VariantFile, require_extra
 
 FIELDS = ("DS", "GP", "GT")
 
@@ -85,7 +85,7 @@ class VcfGenotypes(VariantFile):
              "allele1": alts, "allele0": refs}
         )  # fmt: skip
         n_alt_a = np.asarray(n_alt)
-        samples = pd.DataFrame({"fid": names, "iid": names})
+        samples = SampleText(names, names)
         self._set_variants(samples, table, {"multi-allelic": n_alt_a > 1})
         self._reader: Any = None
         self._rows: np.ndarray | None = None
@@ -120,7 +120,7 @@ class VcfGenotypes(VariantFile):
         if self._reader is None or not same_rows or target < self._next:
             if self._reader is not None:
                 self._reader.close()
-            names = self._samples["iid"].tolist()
+            names = list(self._sample_text.iid)
             subset = names if rows is None else [names[i] for i in rows.tolist()]
             self._reader = cyvcf2.VCF(self.path, samples=subset, gts012=False)
             self._rows = None if rows is None else rows.copy()
