@@ -789,20 +789,20 @@ def report(study: Study, progs: list[Program]) -> str:
         return by[name].inner_median(key) if name in by else None
 
     g_opt = inner("gemma -lmm 4", "optimization")  # GEMMA's clock(): CPU s
-    ls = by["lmmscan exact (API)"]
+    api = "lmmscan exact (API)"
     rows.insert(
         1,
         (
             "GEMMA -lmm 4 / lmmscan.scan in a running interpreter (API 'api' phase)",
             w("gemma -lmm 4"),
-            ls.inner_median("api"),
+            inner(api, "api"),
         ),
     )
-    ls_tests = ls.inner_median("scan.tests")
+    ls_tests = inner(api, "scan.tests")
     rows.append(("λ search + tests: GEMMA 'optimization' / lmmscan scan.tests", g_opt, ls_tests))
     lim = inner("machine limit (read + U'G)", "limit")
     # the blocks' phase: lmmscan.scan less the null fit it runs first
-    scan_exact = ls.inner_median("scan", minus="scan.null_fit")
+    scan_exact = by[api].inner_median("scan", minus="scan.null_fit") if api in by else None
     scan_null = (
         by["lmmscan fixed-λ (API)"].inner_median("scan", minus="scan.null_fit")
         if "lmmscan fixed-λ (API)" in by
