@@ -77,6 +77,14 @@ def test_other_tokens_are_read_or_refused_as_before(token):
     assert outcome(parse_phenotype) == outcome(_pandas_phenotype)
 
 
+def _outcome(fn):
+    """What a reader gives: its value, or the message of its InputError."""
+    try:
+        return "ok", fn()
+    except InputError as exc:
+        return "error", str(exc)
+
+
 FAM = "f1 i1 0 0 1 1.5\nf1 i2 0 0 2 -9\nf2 i3 p m 1 NA\n"
 
 
@@ -100,17 +108,11 @@ def test_fam_fields_are_pandas_fields(tmp_path, text):
     path = tmp_path / "s.fam"
     path.write_bytes(text.encode())
 
-    def outcome(fn):
-        try:
-            return "ok", fn()
-        except InputError as exc:
-            return "error", str(exc)
-
     def with_pandas():
         table = plink._read_table(path, 6, ".fam")
         return [table[c].tolist() for c in table.columns]
 
-    assert outcome(lambda: plink._read_fam(path)) == outcome(with_pandas)
+    assert _outcome(lambda: plink._read_fam(path)) == _outcome(with_pandas)
 
 
 def test_duplicated_individuals_are_named_as_before():
@@ -173,12 +175,6 @@ def test_psam_fields_are_pandas_fields(tmp_path, text, plain):
     path = tmp_path / "s.psam"
     path.write_bytes(text.encode())
 
-    def outcome(fn):
-        try:
-            return "ok", fn()
-        except InputError as exc:
-            return "error", str(exc)
-
     def with_core():
         text = pgen.read_psam(path)
         return [list(text.fid), list(text.iid), [list(c) for c in text.pheno], text.first_line]
@@ -188,7 +184,7 @@ def test_psam_fields_are_pandas_fields(tmp_path, text, plain):
         check_unique_ids(got[0], got[1], str(path), first_line=got[3], ids="sample IDs")
         return got
 
-    assert outcome(with_core) == outcome(with_pandas)
+    assert _outcome(with_core) == _outcome(with_pandas)
     assert (pgen._read_psam_plain(path) is not None) == plain
 
 

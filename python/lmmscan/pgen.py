@@ -181,6 +181,37 @@ def _pvar_table(path: Path, skip: int, header: bool, first: str, fast: bool) -> 
 _INT64_MAX = 2**63 - 1
 
 
+def _plain_table(path: Path, headers: tuple[bytes, ...]) -> tuple[list[str], int, bytes] | None:
+    """(column names, file line of the first row, the rows' bytes) of a
+    plink2 text table: ``##`` lines, then a header starting with one of
+    ``headers`` (ASCII, tab-separated, no name twice), then rows with one tab
+    between fields and no space.  None for anything else, which read_csv
+    reads: it splits at each tab, so a space would part a field here, and two
+    tabs in a row hold an empty field there that a run of blanks here would
+    hide."""
+    raw = path.read_bytes()
+    start = 0
+    while raw.startswith(b"##", start):  # the ## lines
+        start = raw.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    end = raw.find(b"\n", start)
+    if end < 0 or not raw.startswith(headers, start):
+        return None
+    header = raw[start:end]
+    if not header.isascii():
+        return None
+    names = header.decode("ascii").lstrip("#").split("\t")
+    if len(set(names)) != len(names):
+        return None
+    first_line = raw.count(b"\n", 0, end) + 2
+    body = raw[end + 1 :]
+    del raw
+    if not body or b" " in body or b"\t\t" in body:
+        return None
+    return names, first_line, body
+
+
 def _read_pvar_plain(path: Path) -> VariantTable | None:
     """A .pvar with a ``#CHROM`` header whose variant lines are plain text
     (one tab between fields, no space, every line with the header's fields; see
@@ -190,32 +221,17 @@ def _read_pvar_plain(path: Path) -> VariantTable | None:
     not plain): :func:`read_pvar` reads those and names what is wrong."""
     if path.suffix == ".zst":
         return None
-    raw = path.read_bytes()
-    start = 0
-    while raw.startswith(b"##", start):  # the ## lines
-        start = raw.find(b"\n", start) + 1
-        if start == 0:
-            return None
-    end = raw.find(b"\n", start)
-    if end < 0 or not raw.startswith(b"#CHROM", start):
+    found = _plain_table(path, (b"#CHROM",))
+    if found is None:
         return None
-    header = raw[start:end]
-    if not header.isascii():
-        return None
-    names = header.decode("ascii").lstrip("#").split("\t")
+    names, _, body = found
     need = ["CHROM", "POS", "ID", "REF", "ALT"]
-    if any(names.count(c) != 1 for c in need) or len(set(names)) != len(names):
+    if any(names.count(c) != 1 for c in need):
         return None
     at = {c: names.index(c) for c in need}
     kinds = ["-"] * (max(at.values()) + 1)
     for c, i in at.items():
         kinds[i] = "i" if c == "POS" else "s"
-    body = raw[end + 1 :]
-    del raw
-    # read_csv splits at each tab: spaces would part fields here, and two tabs
-    # in a row hold an empty field there that a run of blanks here would hide
-    if b" " in body or b"\t\t" in body:
-        return None
     from ._core import split_fields
 
     split = split_fields(body, "".join(kinds), _INT64_MAX)
@@ -288,27 +304,11 @@ def _read_psam_plain(path: Path) -> SampleText | None:
     fields), split by the core without pandas.  None for anything else
     (compressed, a header-less .fam, a line that is not plain):
     :func:`read_psam` reads those and names what is wrong."""
-    raw = path.read_bytes()
-    start = 0
-    while raw.startswith(b"##", start):  # the ## lines
-        start = raw.find(b"\n", start) + 1
-        if start == 0:
-            return None
-    end = raw.find(b"\n", start)
-    if end < 0 or not raw.startswith((b"#FID", b"#IID"), start):
+    found = _plain_table(path, (b"#FID", b"#IID"))
+    if found is None:
         return None
-    header = raw[start:end]
-    if not header.isascii():
-        return None
-    names = header.decode("ascii").lstrip("#").split("\t")
-    if len(set(names)) != len(names) or "IID" not in names:
-        return None
-    first_line = raw.count(b"\n", 0, end) + 2  # the file line of the first sample
-    body = raw[end + 1 :]
-    del raw
-    # read_csv splits at each tab: spaces would part fields here, and two tabs
-    # in a row hold an empty field there that a run of blanks here would hide
-    if not body or b" " in body or b"\t\t" in body:
+    names, first_line, body = found
+    if "IID" not in names:
         return None
     from ._core import split_fields
 
