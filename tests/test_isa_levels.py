@@ -80,3 +80,33 @@ def test_avx512_sums_are_the_avx2_ones_bit_for_bit(restore_isa, fixed):
         for a, b in zip(v3, v4, strict=True):
             # the same bits: NaN where NaN, -0.0 apart from 0.0
             assert a.tobytes() == b.tobytes(), (n, c)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 481, 1000])
+def test_block_filter_is_the_same_at_every_level(n, restore_isa):
+    """The block filter's counts, sums, extremes and imputed values take the
+    same additions in the same lanes at every level (no multiply), so the
+    baseline and AVX2 agree bit for bit, in both memory orders.  The r2
+    filter's products (x'x, W'x) are fused multiply-adds from AVX2 on and
+    differ from the baseline's in the last bits; they only decide R2 >
+    0.9999, and are compared between the FMA levels."""
+    top = detected()
+    levels = LEVELS[: LEVELS.index(top) + 1]
+    if len(levels) == 1:
+        pytest.skip("this CPU has only the baseline level: nothing to compare")
+    rng = np.random.default_rng(n)
+    values = [0.0, 1.0, 2.0, np.nan, 0.37, 1.9]
+    X = rng.choice(values, size=(n, 40), p=[0.3, 0.3, 0.25, 0.05, 0.05, 0.05])
+    W = np.asfortranarray(np.column_stack([np.ones(n), rng.normal(size=n)]))
+    for order in ("F", "C"):
+        Xo = np.asarray(X, order=order)
+        filtered, products = {}, {}
+        for level in levels:
+            _core._limit_isa(level)
+            out = np.zeros(n * 40)
+            found = _core.filter_impute(Xo, 0.01, 0.5, out, 1, W)
+            filtered[level] = [a.tobytes() for a in (*found[:3], out)]
+            products[level] = [a.tobytes() for a in found[3]]
+        assert all(filtered[level] == filtered["x86-64"] for level in levels), order
+        fma = [level for level in levels if level != "x86-64"]
+        assert all(products[level] == products[fma[0]] for level in fma), order
