@@ -161,7 +161,7 @@ def filter_impute(
                     products = (products[0][~bad_k], products[1][:, ~bad_k], products[2][~bad_k])
                 k = int(np.count_nonzero(keep))
     largest = None
-    if check_r2 and k and products is not None and W is not None:
+    if k and products is not None and W is not None:  # products: only with the r2 filter
         v_x, WtX, amax = products
         v_w = np.einsum("ij,ij->j", WtX, np.linalg.solve(W.T @ W, WtX))
         with np.errstate(invalid="ignore", divide="ignore"):

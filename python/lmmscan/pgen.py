@@ -316,7 +316,12 @@ def _read_psam_plain(path: Path) -> SampleText | None:
     del body
     if split is None or split[1] != len(names):
         return None
-    cols = {name: TextColumn(*col).tolist() for name, col in zip(names, split[2], strict=True)}
+    # as Python strings only the columns kept: the IDs and the phenotypes
+    cols = {
+        name: TextColumn(*col).tolist()
+        for name, col in zip(names, split[2], strict=True)
+        if name in ("FID", "IID") or name not in _PSAM_IDS
+    }
     iid = cols["IID"]
     pheno = [cols[c] for c in names if c not in _PSAM_IDS]
     return SampleText(cols.get("FID", iid), iid, pheno, first_line)

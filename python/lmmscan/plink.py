@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._errors import InputError
-from .genotypes import check_unique_ids, require_extra, sample_rows
+from .genotypes import SampleText, check_unique_ids, require_extra, sample_rows
 from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
 from .variants import TextColumn, VariantTable
 
@@ -361,15 +361,8 @@ class PlinkGenotypes:
     @property
     def samples(self) -> pd.DataFrame:
         if self._samples is None:
-            import pandas as pd
-
-            self._samples = pd.DataFrame(
-                {
-                    "fid": pd.Series(self._fid, dtype=str),
-                    "iid": pd.Series(self._iid, dtype=str),
-                    "phenotype": self._phenotype,
-                }
-            )
+            frame = SampleText(self._fid, self._iid).frame()
+            self._samples = frame.assign(phenotype=self._phenotype)
         return self._samples
 
     @property
