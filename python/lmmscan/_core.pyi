@@ -96,6 +96,13 @@ def filter_impute(
     threads: int = 1,
     W: npt.NDArray[np.float64] | None = None,
 ) -> tuple[Any, ...]: ...
+def kinship_columns(
+    X: npt.NDArray[np.float64],
+    cols: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64] | None,
+    out: npt.NDArray[np.float64],
+    threads: int = 1,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def _isa() -> str: ...
 def _limit_isa(level: str) -> None: ...
 def hwe_exact(

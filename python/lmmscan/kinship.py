@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ._errors import InputError
-from .filters import FilterCounts, gemma_filter
+from .filters import FilterCounts, Scratch, gemma_filter
 from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
 from .samples import Analysed
 
@@ -23,29 +23,88 @@ def check_method(method: object) -> KinshipMethod:
     return method  # type: ignore[return-value]
 
 
-def standardize(X: np.ndarray, method: str) -> np.ndarray:
+def standardize(
+    X: np.ndarray,
+    method: str,
+    *,
+    cols: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """GEMMA's kinship columns: missing set to the mean, centred over all
-    samples; for ``"standardized"`` divided by the population s.d. (if non-zero)."""
-    return standardize_params(X, method)[0]
+    samples; for ``"standardized"`` divided by the population s.d. (if non-zero).
+    ``cols``, ``rows``, ``out``: see :func:`standardize_params`."""
+    return standardize_params(X, method, cols=cols, rows=rows, out=out)[0]
 
 
 def standardize_params(
-    X: np.ndarray, method: str
+    X: np.ndarray,
+    method: str,
+    *,
+    cols: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`standardize`'s columns with the means and (``"standardized"``)
     scale factors it used: :func:`standardize_rows` gives any rows of X the
-    same values, bit for bit, from those two alone."""
-    missing = np.isnan(X)
-    n_obs = X.shape[0] - missing.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(missing, 0.0, X).sum(axis=0) / n_obs
-    Z = standardize_rows(X, mean, None)
+    same values, bit for bit, from those two alone.
+
+    ``cols`` (indices or a boolean mask): the columns of X to standardise
+    (default all), as ``X[:, cols]`` would give them; ``rows``: only those
+    rows of the result, the means and s.d. still over every row of X.
+    ``out``: a flat float64 buffer of at least rows x cols values that the
+    columns (Fortran order) are written to (a new array without it, or when
+    ``rows`` are taken from standardised columns).
+
+    The centring is one pass in C++ (``_core.kinship_columns``) that sums each
+    column as numpy's ``X[:, cols].sum(axis=0)`` does, so the columns are
+    the numpy expressions' (mean of the observed values, ``np.where(missing,
+    mean, X) - mean``) bit for bit, on any thread count.
+    """
+    from . import _core
+    from ._threads import usable_cores
+
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be samples x SNPs, got shape {X.shape}")
+    n, b = X.shape
+    idx = _indices(cols, b)
+    if not X.flags.f_contiguous:
+        # numpy's X[:, idx] is Fortran-ordered: the columns the kernel reads
+        X = np.asfortranarray(X if idx is None else X[:, idx])
+        idx = None
+    if idx is None:
+        idx = np.arange(X.shape[1], dtype=np.int64)
+    picked = _indices(rows, n)
+    scaled = method == "standardized"
+    kernel_rows = None if scaled else picked  # the s.d. is over every row
+    m = n if kernel_rows is None else kernel_rows.size
+    k = idx.size
+    buf = out if out is not None and out.size >= m * k and (picked is None or not scaled) else None
+    if buf is None:
+        buf = np.empty(max(1, m * k))
+    mean, _ = _core.kinship_columns(X, idx, kernel_rows, buf, usable_cores())
+    Z = buf[: m * k].reshape((m, k), order="F")
     factor = None
-    if method == "standardized":
-        var = np.einsum("ij,ij->j", Z, Z) / X.shape[0]
+    if scaled:
+        var = np.einsum("ij,ij->j", Z, Z) / n
         factor = np.where(var != 0.0, 1.0 / np.sqrt(np.where(var != 0, var, 1.0)), 1.0)
         Z *= factor
+        if picked is not None:
+            Z = Z[picked]
     return Z, mean, factor
+
+
+def _indices(sel: np.ndarray | None, size: int) -> np.ndarray | None:
+    """``sel`` (a boolean mask of ``size`` or indices) as int64 indices."""
+    if sel is None:
+        return None
+    sel = np.asarray(sel)
+    if sel.dtype == bool:
+        if sel.shape != (size,):
+            raise ValueError(f"a boolean selection must have length {size}, got {sel.shape}")
+        return np.flatnonzero(sel)
+    return np.ascontiguousarray(sel, dtype=np.int64)
 
 
 def standardize_rows(X: np.ndarray, mean: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
@@ -93,6 +152,7 @@ class KinshipAccumulator:
         self.maf, self.miss, self.r2, self.hwe = maf, miss, r2, hwe
         self.K = np.zeros((n, n), order="F")  # dsyrk's order: updated in place
         self.counts = FilterCounts()
+        self._scratch = Scratch()  # the block's kinship columns, reused
         self.used = 0
         self._result: np.ndarray | None = None
 
@@ -104,7 +164,8 @@ class KinshipAccumulator:
         self.counts.add(c)
         if not keep.any():
             return
-        Z = standardize(X[:, keep], self.method)
+        buf = self._scratch.get("Z", X.shape[0] * int(np.count_nonzero(keep)), np.float64)
+        Z = standardize(X, self.method, cols=keep, out=buf)
         # dsyrk fills one triangle: half the flops of Z @ Z.T
         self.K = _syrk_update(self.K, Z)
         self.used += Z.shape[1]

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import _lapack64
 from ._errors import InputError
-from .filters import FilterCounts, gemma_filter
+from .filters import FilterCounts, Scratch, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
 from .memory import LOCO_SUMS
@@ -149,6 +149,8 @@ class _KinshipSums:
         self.method, self.maf, self.miss, self.r2 = method, maf, miss, r2
         self.hwe = hwe
         self.block_size = block_size
+        self.rows = np.flatnonzero(mask)
+        self.scratch = Scratch()  # a block's kinship columns, reused
         n = int(mask.sum())
         self.S = np.zeros((n, n), order="F")
         self.p = 0
@@ -166,9 +168,12 @@ class _KinshipSums:
             codes = self.codes[kept]
             for i in np.unique(codes):
                 chrom = chroms[i]
-                sel = codes == i
-                chrom.p += int(sel.sum())
-                _add_gram(chrom.S if keep_each else self.S, Z[:, sel])
+                at = np.flatnonzero(codes == i)
+                chrom.p += at.size
+                # a sorted file's chromosome is a run of columns: a view, not a copy
+                run = at[-1] - at[0] + 1 == at.size
+                part = Z[:, at[0] : at[-1] + 1] if run else Z[:, at]
+                _add_gram(chrom.S if keep_each else self.S, part)
             self._time(t0)
         if keep_each:
             for c in chroms:
@@ -182,12 +187,16 @@ class _KinshipSums:
     def _block(self, start: int, stop: int, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Kinship columns (analysed rows) of the SNPs at ``pos`` that pass the filters."""
         t0 = time.perf_counter()
-        X = self.source.read(start, stop)[:, pos - start]
+        X = self.source.read(start, stop)
+        if pos.size != stop - start or not X.flags.f_contiguous:
+            X = X[:, pos - start]  # (Fortran-ordered, as a whole block from the .bed)
         t1 = time.perf_counter()
         keep = gemma_filter(
             X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
         )[0]
-        Z = standardize(X[:, keep], self.method)[self.mask]
+        k = int(np.count_nonzero(keep))
+        buf = self.scratch.get("Z", self.rows.size * k, np.float64)
+        Z = standardize(X, self.method, cols=keep, rows=self.rows, out=buf)
         self.report.seconds["read"] += t1 - t0
         self._time(t1)
         return Z, pos[keep]

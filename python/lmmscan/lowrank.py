@@ -183,14 +183,16 @@ def low_rank_kinship(
             client, source, idx, method, mask, maf, miss, rank, block_size, chunk_rows
         )
     counts = FilterCounts()
-    Z = np.empty((source.n_samples, idx.size), order="F")  # filled by columns
+    n = source.n_samples
+    Z = np.empty((n, idx.size), order="F")  # filled by columns
+    flat = Z.reshape(-1, order="F")  # a view (Z is Fortran-ordered)
     used = 0
     for start, stop, wanted in snp_runs(idx, block_size):
         X = source.read(start, stop)[:, wanted - start]
         keep, _, _, c = gemma_filter(X[mask], maf=maf, miss=miss)
         counts.add(c)
         k = int(keep.sum())
-        Z[:, used : used + k] = standardize(X[:, keep], method)
+        standardize(X, method, cols=keep, out=flat[n * used : n * (used + k)])  # Z's next columns
         used += k
     if used == 0:
         raise InputError("no kinship SNP passed the filters")
@@ -372,7 +374,7 @@ def _kinship_columns(shared: tuple, source: GenotypeSource, start: int, stop: in
     mask, maf, miss, method = shared
     X = source.read(start, stop)
     keep, _, _, counts = gemma_filter(X[mask], maf=maf, miss=miss)
-    _, mean, factor = standardize_params(X[:, keep], method)
+    _, mean, factor = standardize_params(X, method, cols=keep)
     return keep, mean, factor, counts
 
 
