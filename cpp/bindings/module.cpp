@@ -11,6 +11,7 @@ namespace py = pybind11;
 void register_lmm(py::module_& m);
 void register_text(py::module_& m);
 void register_filter(py::module_& m);
+void register_kinship(py::module_& m);
 
 namespace {
 
@@ -40,4 +41,5 @@ PYBIND11_MODULE(_core, m) {
   register_lmm(m);
   register_text(m);
   register_filter(m);
+  register_kinship(m);
 }

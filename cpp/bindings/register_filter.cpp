@@ -1,7 +1,6 @@
-// Bindings of the genotype block filter (cpp/include/lmmscan/snp_filter.hpp)
-// and of the kinship columns (kinship_columns.hpp): array checks and the GIL;
-// filters.py keeps the r2 filter, the counts and the buffers, kinship.py the
-// -gk 2 scaling.
+// Binding of the genotype block filter (cpp/include/lmmscan/snp_filter.hpp):
+// array checks and the GIL; filters.py keeps the r2 filter, the counts and
+// the buffers.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -12,7 +11,6 @@
 #include <vector>
 
 #include <lmmscan/hwe.hpp>
-#include <lmmscan/kinship_columns.hpp>
 #include <lmmscan/snp_filter.hpp>
 
 namespace py = pybind11;
@@ -76,39 +74,6 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
                         py::make_tuple(xx[py::slice(0, k, 1)], wx_k, amax[py::slice(0, k, 1)]));
 }
 
-py::tuple kinship_columns(const py::array_t<double, py::array::f_style>& X,
-                          const py::array_t<std::int64_t, py::array::c_style>& cols,
-                          std::optional<py::array_t<std::int64_t, py::array::c_style>> rows,
-                          py::array_t<double, py::array::c_style> out, int threads) {
-  if (X.ndim() != 2) throw py::value_error("X must be 2-dimensional (samples x SNPs)");
-  if (cols.ndim() != 1 || (rows && rows->ndim() != 1))
-    throw py::value_error("cols and rows must be 1-D");
-  if (threads < 1) throw py::value_error("threads must be at least 1");
-  lmmscan::GenotypeBlock block;
-  block.x = X.data();
-  block.n = X.shape(0);
-  block.b = X.shape(1);
-  block.ld = block.n;
-  const py::ssize_t k = cols.size();
-  const auto* c = cols.data();
-  for (py::ssize_t p = 0; p < k; ++p)
-    if (c[p] < 0 || c[p] >= block.b) throw py::value_error("cols out of range");
-  const py::ssize_t n_rows = rows ? rows->size() : block.n;
-  const std::int64_t* r = rows ? rows->data() : nullptr;
-  for (py::ssize_t i = 0; r != nullptr && i < n_rows; ++i)
-    if (r[i] < 0 || r[i] >= block.n) throw py::value_error("rows out of range");
-  if (out.ndim() != 1 || out.size() < n_rows * k)
-    throw py::value_error("out must be a flat float64 buffer of at least rows * cols values");
-  py::array_t<double> mean(k);
-  double* m = mean.mutable_data();
-  double* z = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    lmmscan::kinship_columns(block, c, k, r, n_rows, threads, m, z);
-  }
-  return py::make_tuple(mean, out);
-}
-
 py::array_t<double> hwe_exact(const py::array_t<std::int64_t, py::array::c_style>& hom1,
                               const py::array_t<std::int64_t, py::array::c_style>& het,
                               const py::array_t<std::int64_t, py::array::c_style>& hom2) {
@@ -145,14 +110,6 @@ void register_filter(py::module_& m) {
         "block in X's order.  With W (samples x c, Fortran order) as well, a fourth item\n"
         "(xx, WtX, amax) holds each kept SNP's x'x, W'x (c, kept) and max |x_i| of the\n"
         "imputed values.");
-  m.def("kinship_columns", &kinship_columns, py::arg("X"), py::arg("cols"), py::arg("rows"),
-        py::arg("out"), py::arg("threads") = 1,
-        "GEMMA's kinship columns of a Fortran-ordered float64 block X (samples x SNPs,\n"
-        "NaN missing): for the columns cols (int64), each one's mean of its observed values\n"
-        "over all samples, and the column with missing values set to the mean, minus the\n"
-        "mean, at the rows rows (int64; None: every row), written to the start of out (a\n"
-        "flat float64 buffer) as a (rows, cols) Fortran-ordered block.  numpy's pairwise\n"
-        "sums: the same bits as numpy's column means.  Returns (mean, out).");
   m.def("hwe_exact", &hwe_exact, py::arg("hom1"), py::arg("het"), py::arg("hom2"),
         "The exact Hardy-Weinberg p-value (Wigginton et al. 2005) of each SNP's genotype\n"
         "counts (int64 arrays: one homozygote, heterozygotes, the other homozygote), as\n"

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _lapack64
+from . import _core, _lapack64
 from ._errors import InputError
 from .filters import FilterCounts, Scratch, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
@@ -104,26 +104,12 @@ def _add_gram(S: np.ndarray, Z: np.ndarray) -> None:
     syrk_update(S, Z, lower=False)  # in place: S is Fortran-ordered float64
 
 
-def _difference(S: np.ndarray, S_c: np.ndarray) -> np.ndarray:
-    """The symmetric S - S_c (C order) from the upper triangles of S and S_c
-    (Fortran order, lower triangles zero, as syrk leaves them).
-
-    The difference is taken once, as the transposes' (C-ordered views), which
-    puts each upper entry of S - S_c in the lower triangle; the upper
-    triangle is then copied from it in row blocks.  No n x n temporary, and
-    the entries are those of the symmetric matrix built with ``np.triu``
-    (copies of the same differences).
-    """
-    K = np.subtract(S.T, S_c.T)
-    n = K.shape[0]
-    step = 256
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        diag = K[r0:r1, r0:r1]
-        upper = np.triu_indices(r1 - r0, 1)
-        diag[upper] = diag.T[upper]
-        K[r0:r1, r1:] = K[r1:, r0:r1].T
-    return K
+def _difference(S: np.ndarray, S_c: np.ndarray, p: int) -> np.ndarray:
+    """The symmetric (S - S_c) / p (C order) from the upper triangles of S and
+    S_c (Fortran order, as syrk leaves them; the lower triangles are not
+    read), in one pass in C++ (``_core.loco_difference``): each entry one
+    subtraction and one division, the bits of numpy's."""
+    return _core.loco_difference(S, S_c, float(p))
 
 
 class _KinshipSums:
@@ -216,8 +202,7 @@ class _KinshipSums:
         p = self.p - chrom.p
         if p <= 0:
             raise InputError(f"no kinship SNP is left when chromosome {chrom.name!r} is left out")
-        K = _difference(self.S, self.chromosome_sum(chrom))
-        K /= p
+        K = _difference(self.S, self.chromosome_sum(chrom), p)
         if chrom.S is not None:
             chrom.S = None  # free it: it is needed once
         return K

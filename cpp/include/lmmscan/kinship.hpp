@@ -1,6 +1,8 @@
-// GEMMA's kinship columns of a genotype block (reference section 2): each
-// chosen SNP centred by its mean over every sample, a missing value set to
-// the mean (so to 0 once centred).
+// Kinship arithmetic (reference section 2).
+//
+// kinship_columns: GEMMA's kinship columns of a genotype block, each chosen
+// SNP centred by its mean over every sample, a missing value set to the mean
+// (so to 0 once centred).
 //
 // The mean is numpy's: the column with missing values as 0, summed the way
 // numpy's add.reduce sums a contiguous column (pairwise: runs of at most 128
@@ -10,6 +12,7 @@
 // depend on the thread count (threads take whole columns).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels.hpp"
@@ -77,6 +80,34 @@ inline void kinship_columns(const GenotypeBlock& X, const std::int64_t* cols, ke
       }
     }
   });
+}
+
+// LOCO's kinship of all chromosomes but one: K = (S - S_c) / p, row-major
+// n x n and symmetric, from the upper triangles (i <= j, at i + j n) of the
+// column-major sums S and S_c; their lower triangles are not read.  Tiles
+// above the diagonal are read down their columns and written to both
+// triangles.  Each entry is one subtraction and one division, as numpy's
+// (S - S_c) / p.
+inline void loco_difference(const double* S, const double* S_c, kernels::Index n, double p,
+                            double* K) {
+  using kernels::Index;
+  constexpr Index tile = 64;
+  for (Index j0 = 0; j0 < n; j0 += tile) {
+    const Index j1 = std::min(n, j0 + tile);
+    for (Index i0 = 0; i0 <= j0; i0 += tile) {
+      for (Index j = j0; j < j1; ++j) {
+        const Index i1 = std::min(i0 + tile, j + 1);
+        const double* s = S + j * n;
+        const double* c = S_c + j * n;
+        double* row_j = K + j * n;
+        for (Index i = i0; i < i1; ++i) {
+          const double d = (s[i] - c[i]) / p;
+          row_j[i] = d;
+          K[i * n + j] = d;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace lmmscan
