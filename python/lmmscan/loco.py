@@ -175,7 +175,9 @@ class _KinshipSums:
         t0 = time.perf_counter()
         X = self.source.read(start, stop)
         if pos.size != stop - start or not X.flags.f_contiguous:
-            X = X[:, pos - start]  # (Fortran-ordered, as a whole block from the .bed)
+            # numpy's column selection is Fortran-ordered: the filter sees the
+            # layout of a whole .bed block either way
+            X = X[:, pos - start]
         t1 = time.perf_counter()
         keep = gemma_filter(
             X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
