@@ -309,8 +309,8 @@ def scan_plan(
         plan.add("kinship", "genotype blocks", blocks)
         plan.add("decomposition", "kinship sums", sq + (kept if kept else sq))
         if not kept:
-            # a rebuilt sum's blocks, read beside the decompositions: the
-            # selected, the kept and the centred columns, and their analysed rows
+            # a rebuilt sum's blocks, read beside the decompositions: a column
+            # selection, the filter's analysed rows and the centred columns
             plan.add("decomposition", "centring copies of a block", block_bytes(N, block, 3))
         if driver == "evd":  # the eigenvectors overwrite their kinship
             plan.add("decomposition", "leave-one-out kinships and eigenvectors", (workers + 1) * sq)
