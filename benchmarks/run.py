@@ -708,7 +708,9 @@ def load() -> str:
 def ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b == 0:
         return "–"
-    return f"{a / b:.1f}×"
+    r = a / b
+    # two decimals below 10x: a target such as 3x or 1.5x is read off the table
+    return f"{r:.1f}×" if r >= 10 else f"{r:.2f}×"
 
 
 def twins_table(progs: list[Program]) -> list[str]:
