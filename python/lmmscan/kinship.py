@@ -44,6 +44,7 @@ def standardize_params(
     cols: np.ndarray | None = None,
     rows: np.ndarray | None = None,
     out: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`standardize`'s columns with the means and (``"standardized"``)
     scale factors it used: :func:`standardize_rows` gives any rows of X the
@@ -56,10 +57,11 @@ def standardize_params(
     columns (Fortran order) are written to (a new array without it, or when
     ``rows`` are taken from standardised columns).
 
-    The centring is one pass in C++ (``_core.kinship_columns``) that sums each
-    column as numpy's ``X[:, cols].sum(axis=0)`` does, so the columns are
-    the numpy expressions' (mean of the observed values, ``np.where(missing,
-    mean, X) - mean``) bit for bit, on any thread count.
+    The centring is one pass in C++ (``_core.kinship_columns``, on
+    ``threads`` threads, default the usable cores) that sums each column as
+    numpy's ``X[:, cols].sum(axis=0)`` does, so the columns are the numpy
+    expressions' (mean of the observed values, ``np.where(missing, mean, X) -
+    mean``) bit for bit, on any thread count.
     """
     from . import _core
     from ._threads import usable_cores
@@ -83,7 +85,7 @@ def standardize_params(
     buf = out if out is not None and out.size >= m * k and (picked is None or not scaled) else None
     if buf is None:
         buf = np.empty(max(1, m * k))
-    mean, _ = _core.kinship_columns(X, idx, kernel_rows, buf, usable_cores())
+    mean, _ = _core.kinship_columns(X, idx, kernel_rows, buf, threads or usable_cores())
     Z = buf[: m * k].reshape((m, k), order="F")
     factor = None
     if scaled:

@@ -374,7 +374,8 @@ def _kinship_columns(shared: tuple, source: GenotypeSource, start: int, stop: in
     mask, maf, miss, method = shared
     X = source.read(start, stop)
     keep, _, _, counts = gemma_filter(X[mask], maf=maf, miss=miss)
-    _, mean, factor = standardize_params(X, method, cols=keep)
+    # one thread, as the other Dask tasks: a worker runs several at once
+    _, mean, factor = standardize_params(X, method, cols=keep, threads=1)
     return keep, mean, factor, counts
 
 
