@@ -443,9 +443,9 @@ class VariantFile:
         text = self._sample_text
         out = np.empty((self.n_samples, len(columns)))
         for i, col in enumerate(columns):
-            if not 1 <= col <= len(text.pheno):
+            if not 1 <= col <= self.n_pheno_columns:
                 raise InputError(
-                    f"phenotype column {col} is out of range: {len(text.pheno)} {which}",
+                    f"phenotype column {col} is out of range: {self.n_pheno_columns} {which}",
                     path=where,
                 )
             try:

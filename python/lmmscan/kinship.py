@@ -53,9 +53,9 @@ def standardize_params(
     ``cols`` (indices or a boolean mask): the columns of X to standardise
     (default all), as ``X[:, cols]`` would give them; ``rows``: only those
     rows of the result, the means and s.d. still over every row of X.
-    ``out``: a flat float64 buffer of at least rows x cols values that the
-    columns (Fortran order) are written to (a new array without it, or when
-    ``rows`` are taken from standardised columns).
+    ``out``: a flat float64 buffer the columns (Fortran order) are written to
+    when it holds them (else a new array); standardised columns are centred
+    on every row there first, and ``rows`` of them are then a copy.
 
     The centring is one pass in C++ (``_core.kinship_columns``, on
     ``threads`` threads, default the usable cores) that sums each column as
@@ -82,9 +82,7 @@ def standardize_params(
     kernel_rows = None if scaled else picked  # the s.d. is over every row
     m = n if kernel_rows is None else kernel_rows.size
     k = idx.size
-    buf = out if out is not None and out.size >= m * k and (picked is None or not scaled) else None
-    if buf is None:
-        buf = np.empty(max(1, m * k))
+    buf = out if out is not None and out.size >= m * k else np.empty(max(1, m * k))
     mean, _ = _core.kinship_columns(X, idx, kernel_rows, buf, threads or usable_cores())
     Z = buf[: m * k].reshape((m, k), order="F")
     factor = None

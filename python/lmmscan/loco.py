@@ -137,7 +137,7 @@ class _KinshipSums:
         self.block_size = block_size
         self.rows = np.flatnonzero(mask)
         self.scratch = Scratch()  # a block's kinship columns, reused
-        n = int(mask.sum())
+        n = self.rows.size
         self.S = np.zeros((n, n), order="F")
         self.p = 0
         code = {c.name: i for i, c in enumerate(chroms)}
