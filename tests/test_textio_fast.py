@@ -115,6 +115,25 @@ def _bits(values) -> np.ndarray:
 
 
 EDGE_TOKENS = [
+    # digit runs around the 8-byte and 16-byte steps and the 19-digit limit
+    "12345678",
+    "123456789",
+    "123456789012345",
+    "1234567890123456",
+    "12345678901234567",
+    "0.123456789012345",
+    "0.1234567890123456",
+    "1234.123456789012345",
+    "1234.1234567890123456",
+    ".1234567890123456789",
+    "9007199254740992",
+    "9007199.254740993",
+    "0.0000000000000001",
+    "99999999999999999999e-22",
+    "18446744.073709551621",  # 2^64 + 5: 20 digits, which would wrap to 5
+    "1e00022",
+    "1e000022",
+    "1e-00022",
     "0",
     "-0",
     "+0",
@@ -240,11 +259,14 @@ def test_parse_numbers_inf_and_nan_spellings(token, value):
         ".e5",
     ],
 )
-def test_parse_numbers_rejects_other_tokens(token):
+@pytest.mark.parametrize("after", [b"", b"5\t" * 40])
+def test_parse_numbers_rejects_other_tokens(token, after):
+    """Short buffers take the scalar path, tokens with 48 bytes or more after
+    them the 16-byte one: each rejects the token."""
     from lmmscan._core import parse_numbers
 
     prefix = b"1 2\n3,"
-    values, counts, bad = parse_numbers(prefix + token.encode() + b"\t4\n")
+    values, counts, bad = parse_numbers(prefix + token.encode() + b"\t4\n" + after)
     assert bad == len(prefix)
     assert values.size == 0 and counts.size == 0
 
@@ -338,13 +360,15 @@ def _reference_parse(text: bytes, nan_words: bool):
 def test_parse_numbers_against_a_reference(pieces, threads, nan_words):
     from lmmscan._core import parse_numbers
 
-    text = "".join(pieces).encode()
-    values, counts, bad = parse_numbers(text, threads, nan_words=nan_words)
-    ref_values, ref_counts, ref_bad = _reference_parse(text, nan_words)
-    assert bad == ref_bad
-    if bad < 0:
-        assert counts.tolist() == ref_counts
-        np.testing.assert_array_equal(values.view(np.uint64), _bits(ref_values))
+    # alone (short: the scalar path near the end) and followed by 64 bytes
+    # (every token on the 16-byte path)
+    for text in ("".join(pieces).encode(), "".join(pieces).encode() + b"\n" + b"0 " * 32):
+        values, counts, bad = parse_numbers(text, threads, nan_words=nan_words)
+        ref_values, ref_counts, ref_bad = _reference_parse(text, nan_words)
+        assert bad == ref_bad
+        if bad < 0:
+            assert counts.tolist() == ref_counts
+            np.testing.assert_array_equal(values.view(np.uint64), _bits(ref_values))
 
 
 def test_parse_numbers_into_out():

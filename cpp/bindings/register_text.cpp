@@ -155,8 +155,15 @@ constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                              1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                              1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-constexpr std::uint64_t kPow10Int[] = {1,      10,      100,      1000,     10000,
-                                       100000, 1000000, 10000000, 100000000};
+constexpr auto kPow10Int = [] {
+  std::array<std::uint64_t, 17> t{};
+  std::uint64_t v = 1;
+  for (std::uint64_t& x : t) {
+    x = v;
+    v *= 10;
+  }
+  return t;
+}();
 
 // Appends the digits at p to m (the number of digits read goes into
 // `digits`); false when that would pass 19 digits (m might overflow).  On a
@@ -193,7 +200,21 @@ bool read_digits(const char*& p, const char* end, std::uint64_t& m, int& digits)
   return true;
 }
 
-bool fast_number(const char*& pos, const char* end, double& out) {
+// m * 10^exp10 (negated when negative) into out when Clinger's fast path
+// gives it correctly rounded; false otherwise.
+__attribute__((always_inline)) inline bool clinger(std::uint64_t m, int exp10, bool negative,
+                                                   double& out) {
+  double v = 0.0;
+  if (m != 0) {
+    if (m > (std::uint64_t{1} << 53) || exp10 < -22 || exp10 > 22) return false;
+    v = static_cast<double>(m);
+    v = exp10 < 0 ? v / kPow10[-exp10] : v * kPow10[exp10];
+  }
+  out = negative ? -v : v;
+  return true;
+}
+
+bool fast_number_scalar(const char*& pos, const char* end, double& out) {
   const char* p = pos;
   bool negative = false;
   if (p < end && (*p == '-' || *p == '+')) {
@@ -228,17 +249,94 @@ bool fast_number(const char*& pos, const char* end, double& out) {
     exp10 += eneg ? -static_cast<int>(e) : static_cast<int>(e);
   }
   if (p < end && kClass[static_cast<unsigned char>(*p)] == 0) return false;
-  double v;
-  if (m == 0) {
-    v = 0.0;
-  } else {
-    if (m > (std::uint64_t{1} << 53) || exp10 < -22 || exp10 > 22) return false;
-    v = static_cast<double>(m);
-    v = exp10 < 0 ? v / kPow10[-exp10] : v * kPow10[exp10];
-  }
-  out = negative ? -v : v;
+  if (!clinger(m, exp10, negative, out)) return false;
   pos = p;
   return true;
+}
+
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LMMSCAN_WIDE_NUMBER 1
+// The length (0-16) of the run of digits in the 16 bytes at p.
+__attribute__((always_inline)) inline int digit_run(const char* p) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  // signed compares: bytes >= 0x80 are negative, so below '0'
+  const __m128i other = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8('0')),
+                                     _mm_cmpgt_epi8(x, _mm_set1_epi8('9')));
+  return __builtin_ctz(static_cast<unsigned>(_mm_movemask_epi8(other)) | 0x10000u);
+}
+
+// The value of the first n (0-8) bytes at p, all digits; the bytes after
+// them (which are read) do not matter.  No branch on n.
+__attribute__((always_inline)) inline std::uint64_t digits_value(const char* p, int n) {
+  std::uint64_t w;
+  std::memcpy(&w, p, 8);
+  // the n digits as the last n bytes of 8 (a borrow only moves towards later
+  // bytes, which the shift drops); n = 0 gives 0
+  const std::uint64_t d = w - 0x3030303030303030;
+  std::uint64_t v = n > 0 ? d << ((8 * (8 - n)) & 63) : 0;
+  v = v * 10 + (v >> 8);
+  return (((v & 0x000000FF000000FF) * 0x000F424000000064) +
+          (((v >> 16) & 0x000000FF000000FF) * 0x0000271000000001)) >>
+         32;
+}
+
+// The value of the first n (0-16) digits at p.
+__attribute__((always_inline)) inline std::uint64_t run_value(const char* p, int n) {
+  const int low = n > 8 ? n - 8 : 0;
+  return digits_value(p, n - low) * kPow10Int[low] + digits_value(p + 8, low);
+}
+
+// fast_number_scalar's fast path with the integer and fraction digits found
+// 16 bytes at a time and converted with no branch on their count (the
+// lengths of GEMMA's %.10g values vary from one value to the next).  Needs
+// 48 readable bytes at pos; false (pos unchanged) where the scalar fast path
+// might not take the token, which then goes to it.
+__attribute__((always_inline)) inline bool fast_number_wide(const char*& pos, const char* end,
+                                                            double& out) {
+  const char* p = pos;
+  const bool negative = *p == '-';
+  p += negative || *p == '+';
+  const int int_digits = digit_run(p);
+  if (int_digits == 16) return false;
+  std::uint64_t m = run_value(p, int_digits);
+  p += int_digits;
+  int frac_digits = 0;
+  if (*p == '.') {
+    ++p;
+    frac_digits = digit_run(p);
+    if (frac_digits == 16 || int_digits + frac_digits > 19) return false;
+    m = m * kPow10Int[frac_digits] + run_value(p, frac_digits);
+    p += frac_digits;
+  }
+  if (int_digits + frac_digits == 0) return false;
+  int exp10 = -frac_digits;
+  if (*p == 'e' || *p == 'E') {
+    ++p;
+    bool eneg = false;
+    if (*p == '-' || *p == '+') {
+      eneg = *p == '-';
+      ++p;
+    }
+    const int e_digits = digit_run(p);
+    if (e_digits == 0 || e_digits > 5) return false;
+    const auto e = static_cast<int>(digits_value(p, e_digits));
+    p += e_digits;
+    exp10 += eneg ? -e : e;
+  }
+  if (p < end && kClass[static_cast<unsigned char>(*p)] == 0) return false;
+  if (!clinger(m, exp10, negative, out)) return false;
+  pos = p;
+  return true;
+}
+#endif
+
+// The number at pos when Clinger's fast path takes it (see
+// fast_number_scalar): false (pos unchanged) otherwise.
+bool fast_number(const char*& pos, const char* end, double& out) {
+#if defined(LMMSCAN_WIDE_NUMBER)
+  if (end - pos >= 48 && fast_number_wide(pos, end, out)) return true;
+#endif
+  return fast_number_scalar(pos, end, out);
 }
 
 bool is_separator(unsigned char c) {
