@@ -331,3 +331,69 @@ def test_loco_refuses_what_it_cannot_do():
         lmmscan.scan(source, y, loco=True, null_model=null)
     with pytest.raises(lmmscan.InputError, match="no SNP on chromosome"):
         lmmscan.loco_scan(source, y, chromosomes=["7"])
+
+
+def test_cli_memory_limit_chooses_kept_or_rebuilt_sums(tmp_path, capsys, monkeypatch):
+    """``scan --loco``: each chromosome's kinship sum is kept when the plan
+    with them fits in --memory-limit (or the memory available), else rebuilt
+    per chromosome, which is planned and run, not refused; the tables agree."""
+    import json
+    from pathlib import Path
+
+    from bed_reader import open_bed, to_bed
+
+    from lmmscan import loco, memory
+    from lmmscan.cli import main
+
+    demo = Path(lmmscan.__file__).parent / "data" / "demo"
+    with open_bed(f"{demo}.bed") as bed:
+        X = bed.read(dtype="float32")
+        props = {"fid": bed.fid, "iid": bed.iid, "sid": bed.sid,
+                 "bp_position": bed.bp_position, "allele_1": bed.allele_1,
+                 "allele_2": bed.allele_2}  # fmt: skip
+    # 22 chromosomes: their sums (22 x 8 n^2) dwarf a rebuilt sum's copies
+    props["chromosome"] = (np.arange(X.shape[1]) * 22 // X.shape[1] + 1).astype(str)
+    prefix = tmp_path / "g"
+    to_bed(f"{prefix}.bed", X, properties=props)
+
+    plans, kept = [], []
+    real_plan, real_init = memory.scan_plan, loco._KinshipSums.__init__
+
+    def spy_plan(**kw):
+        plans.append(kw)
+        return real_plan(**kw)
+
+    def spy_init(self, *args, **kw):
+        kept.append(args[10])  # keep_each
+        real_init(self, *args, **kw)
+
+    monkeypatch.setattr(memory, "scan_plan", spy_plan)
+    monkeypatch.setattr(loco._KinshipSums, "__init__", spy_init)
+
+    def run(name, *limit):
+        out = tmp_path / name
+        argv = ["scan", "--bfile", prefix, "--pheno", f"{demo}.pheno.txt", "--loco",
+                "--eigh-driver", "evr", "--block-size", "64", "--quiet", "--out", out,
+                *limit]  # fmt: skip
+        status = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert status == 0, err
+        plan = json.loads(Path(f"{out}.null.json").read_text())["memory"]
+        table = pd.read_csv(f"{out}.assoc.txt", sep="\t")
+        return plan["phases"]["kinship"]["per-chromosome sums"], table
+
+    sums, table = run("default")
+    assert sums > 0 and kept == [True]
+    kw = {k: v for k, v in plans[-1].items() if k != "loco_sums"}
+    with_sums = real_plan(**kw, loco_sums=sums).peak
+    rebuilt = real_plan(**kw, loco_sums=0).peak
+    assert rebuilt < with_sums
+
+    # room for the plan that rebuilds them, not for the one that keeps them
+    sums_small, table_small = run("small", "--memory-limit", (rebuilt + with_sums) // 2)
+    assert sums_small == 0 and kept[-1] is False
+    pd.testing.assert_frame_equal(table_small, table, check_exact=False, rtol=1e-9)
+    # room for them: kept
+    sums_big, table_big = run("big", "--memory-limit", with_sums + (1 << 20))
+    assert sums_big == sums and kept[-1] is True
+    pd.testing.assert_frame_equal(table_big, table, check_exact=True)

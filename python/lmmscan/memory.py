@@ -274,13 +274,16 @@ def scan_plan(
     chromosomes: int = 0,
     workers: int = 1,
     single: bool = False,
+    loco_sums: int = LOCO_SUMS,
 ) -> Plan:
     """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
     each group of phenotypes (one decomposition each); ``kinship``: "given",
     "computed", "eigen" (a saved decomposition, ``eigen_shape`` (n, k)) or
     "loco"; ``whitened``: how many groups scan whitened (fixed lambda, one
     test, one phenotype); ``single``: --precision single (a float32 copy of
-    the eigenvectors, and of each block, beside the double ones)."""
+    the eigenvectors, and of each block, beside the double ones);
+    ``loco_sums``: the bytes LOCO's per-chromosome kinship sums may take
+    (``memory_limit`` of :func:`lmmscan.loco_scan`)."""
     N, groups = n_file, len(analysed)
     n = max(analysed)
     block = max(1, min(block, n_variants))
@@ -298,12 +301,12 @@ def scan_plan(
         return plan
     if kinship == "loco":
         # the kinship pass: the sum over every chromosome, and each one's own
-        # sum while they fit in 2 GiB (lmmscan.loco); then workers
+        # sum while they fit in loco_sums (lmmscan.loco); then workers
         # decompositions at once, each with its workspace (kept by its thread),
         # beside the chromosome scanned, or, in its place, the next kinship
         # being formed (from a rebuilt sum when the sums were not kept)
         sq = 8 * n * n
-        kept = chromosomes * sq if chromosomes * sq <= LOCO_SUMS else 0
+        kept = chromosomes * sq if chromosomes * sq <= loco_sums else 0
         plan.add("kinship", "kinship sum", sq)
         plan.add("kinship", "per-chromosome sums", kept)
         plan.add("kinship", "genotype blocks", blocks)

@@ -307,11 +307,11 @@ def memory_check_driver(
     args: argparse.Namespace,
     plan: Callable[[str], Any],
     hints: Callable[[str], list[str]],
-) -> None:
+) -> str:
     """:func:`memory_check` of ``plan(driver)``, with ``--eigh-driver auto``
     resolved first: dsyevd when its plan fits, else dsyevr (whose plan is then
-    checked).  The driver is put in effect (inside :func:`run_threads`); the
-    plan kept for null.json names its workspace."""
+    checked).  The driver is put in effect (inside :func:`run_threads`) and
+    returned; the plan kept for null.json names its workspace."""
     from ..memory import fits, parse_size
     from ..spectral import set_eigh_driver
 
@@ -321,6 +321,7 @@ def memory_check_driver(
         driver = "evd" if fits(plan("evd").peak, limit) else "evr"
     set_eigh_driver(driver)
     memory_check(args, plan(driver), hints(driver))
+    return str(driver)
 
 
 def memory_report(args: argparse.Namespace) -> dict | None:

@@ -389,7 +389,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     read or computed (see :mod:`lmmscan.memory`)."""
     from .._threads import usable_cores
     from ..genotypes import default_block_size
-    from ..memory import eigen_file_shape, hints_dense, scan_plan
+    from ..memory import LOCO_SUMS, eigen_file_shape, fits, hints_dense, parse_size, scan_plan
     from ..samples import groups_by_samples
 
     groups = groups_by_samples([ph.analysed.mask for ph in phenos])
@@ -406,10 +406,17 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     if args.loco:
         from ..loco import chromosome_names
 
-        chromosomes = len(set(chromosome_names(source).tolist()))
+        chromosomes = len(set(chromosome_names(args.kinship_source).tolist()))
     workers = args.threads or usable_cores()
+    limit = None if args.memory_limit is None else parse_size(args.memory_limit)
+    # LOCO keeps each chromosome's kinship sum while they fit in --memory-limit
+    # (without it, in LOCO_SUMS, as the API's loco_scan), and the whole plan
+    # with them fits in --memory-limit or the memory available; else each
+    # chromosome's sum is rebuilt from its SNPs (a third read of them)
+    sums = chromosomes * 8 * n * n
+    budget = LOCO_SUMS if limit is None else limit
 
-    def plan(driver: str) -> Any:
+    def plan(driver: str, loco_sums: int = budget) -> Any:
         return scan_plan(
             n_file=source.n_samples,
             analysed=analysed,
@@ -422,9 +429,28 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             chromosomes=chromosomes,
             workers=workers,
             single=getattr(args, "precision", "double") == "single",
+            loco_sums=loco_sums,
         )
 
-    memory_check_driver(args, plan, lambda driver: hints_dense(n, driver, bool(whitened)))
+    def keeps_sums(driver: str) -> bool:
+        return sums <= budget and fits(plan(driver).peak, limit)
+
+    def plan_loco(driver: str) -> Any:
+        return plan(driver, budget if keeps_sums(driver) else 0)
+
+    def hints(driver: str) -> list[str]:
+        return hints_dense(n, driver, bool(whitened))
+
+    if not args.loco:
+        memory_check_driver(args, plan, hints)
+        return
+    driver = memory_check_driver(args, plan_loco, hints)
+    # the engine's budget for the sums, as the plan chose (it keeps them when
+    # its own chromosomes x n^2 x 8 fit in it; None: LOCO_SUMS)
+    if not keeps_sums(driver):
+        args.loco_sums = 0
+    elif limit is not None:
+        args.loco_sums = sums
 
 
 def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
@@ -549,6 +575,7 @@ def _scan_to_files(
                     method=args.kinship_method,
                     bounds=lambda_bounds(args),
                     kinship_source=args.kinship_source,
+                    memory_limit=getattr(args, "loco_sums", None),
                 )
                 for ph, report in zip(phenos, reports, strict=True):
                     ph.null = next(iter(report.null_models.values()))
