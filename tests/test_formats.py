@@ -103,9 +103,16 @@ def same_snps(src, mouse_plink):
     ],
     ids=["pgen", "vcf.gz", "bcf", "bgen-1.2-8bit", "bgen-1.1", "bgen-1.3-zstd-16bit"],
 )
-def test_readers_match_the_bed_reader(conv, mouse_plink, opener):
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_readers_match_the_bed_reader(conv, mouse_plink, opener, chunk, monkeypatch):
     """Every layout and compression decodes the hard calls exactly, for all
-    samples, a mask, and unordered indices; blocks out of file order too."""
+    samples, a mask, and unordered indices; blocks out of file order too.
+    The variant table is the same however many rows go into each of its
+    chunks (VCF and BGEN fill it row by row)."""
+    if chunk is not None:
+        from lmmscan.variants import VariantRows
+
+        monkeypatch.setattr(VariantRows, "CHUNK", chunk)
     src = opener(conv)
     m = src.n_snps
     assert src.n_samples == mouse_plink.n_samples

@@ -10,7 +10,13 @@ import pytest
 import lmmscan
 from lmmscan import plink
 from lmmscan.genotypes import SubsetGenotypes
-from lmmscan.variants import TextColumn, VariantTable, keeps_variants, variant_table
+from lmmscan.variants import (
+    TextColumn,
+    VariantRows,
+    VariantTable,
+    keeps_variants,
+    variant_table,
+)
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -125,3 +131,35 @@ def test_take_refuses_what_is_not_a_row_position():
     assert _core.split_fields(b"3\n-3\n", "i", 3)[2][0].tolist() == [3, -3]
     assert _core.split_fields(b"19\n", "i", 19)[2][0].tolist() == [19]
     assert _core.split_fields(b"20\n", "i", 19) is None
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [3], [0, 4, 0, 2], [5, 1, 7]])
+def test_concatenated_columns_are_one_column_of_all_rows(sizes):
+    values = [f"v{i}{'é' * (i % 3)}" for i in range(sum(sizes))]
+    parts, at = [], 0
+    for k in sizes:
+        # each part a view into a larger column, as take() gives
+        whole = TextColumn.from_strings(["x", *values[at : at + k], "y"])
+        parts.append(whole.take(slice(1, k + 1)))
+        at += k
+    got = TextColumn.concatenate(parts)
+    assert got.tolist() == values
+    assert got.text() == TextColumn.from_strings(values).text()
+    assert got.offsets.tolist() == TextColumn.from_strings(values).offsets.tolist()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_variant_rows_give_the_table_of_their_rows(chunk, monkeypatch):
+    monkeypatch.setattr(VariantRows, "CHUNK", chunk)
+    df = frame(10, seed=3)
+    rows = VariantRows()
+    for r in df.itertuples():
+        rows.chr.append(r.chr)
+        rows.rs.append(r.rs)
+        rows.ps.append(r.ps)
+        rows.allele1.append(r.allele1)
+        rows.allele0.append(r.allele0)
+        rows.flush_if_full()
+        assert len(rows.chr) < chunk  # no more strings held than a chunk's
+    assert len(rows) == len(df)
+    pd.testing.assert_frame_equal(rows.table().frame(), df, check_dtype=False)

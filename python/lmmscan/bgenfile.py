@@ -12,6 +12,7 @@ Samples come from ``--sample`` (Oxford format) or the IDs the file embeds.
 from __future__ import annotations
 
 import os
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ._errors import InputError
 from .genotypes import SampleText, VariantFile, require_extra
+from .variants import VariantRows
 
 
 def read_sample_file(path: Path) -> SampleText:
@@ -78,19 +80,25 @@ class BgenGenotypes(VariantFile):
             header = reader.header
             n = header.nsamples
             embedded = list(reader.samples) if header.has_sample_ids else None
-            alleles, chroms, positions, rsids = [], [], [], []
+            rows = VariantRows()
+            n_alleles = array("q")
             for v in reader:
-                alleles.append(v.alleles)
-                chroms.append(v.chrom)
-                positions.append(v.pos)
-                rsids.append(v.rsid or v.varid)
+                alleles = v.alleles
+                two = len(alleles) == 2
+                n_alleles.append(len(alleles))
+                rows.chr.append(v.chrom)
+                rows.rs.append(v.rsid or v.varid)
+                rows.ps.append(v.pos)
+                rows.allele1.append(alleles[1] if two else "")
+                rows.allele0.append(alleles[0] if two else "")
+                rows.flush_if_full()
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
             raise InputError(f"not a readable BGEN file ({_one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
-        if len(alleles) != header.nvariants:
+        if len(rows) != header.nvariants:
             raise InputError(
                 f"the header lists {header.nvariants} variants but the file holds "
-                f"{len(alleles)} (truncated?)",
+                f"{len(rows)} (truncated?)",
                 path=self.path,
             )
         if sample is not None:
@@ -118,18 +126,8 @@ class BgenGenotypes(VariantFile):
                 "the BGEN file embeds no sample IDs: give the .sample file with --sample",
                 path=self.path,
             )
-        n_alleles = np.fromiter((len(a) for a in alleles), dtype=np.int64, count=len(alleles))
-        two = n_alleles == 2
-        table = pd.DataFrame(
-            {
-                "chr": chroms,
-                "rs": rsids,
-                "ps": np.asarray(positions, dtype=np.int64),
-                "allele1": [a[1] if len(a) == 2 else "" for a in alleles],
-                "allele0": [a[0] if len(a) == 2 else "" for a in alleles],
-            }
-        )
-        self._set_variants(samples, table, {"multi-allelic": ~two})
+        two = np.frombuffer(n_alleles, dtype=np.int64) == 2
+        self._set_variants(samples, rows.table(), {"multi-allelic": ~two})
         self._reader = None
         self.skipped_at_read: dict[str, int] = {}
 

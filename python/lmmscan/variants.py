@@ -4,9 +4,11 @@ A genotype file's variants (chr, rs, ps, allele1, allele0) as a few arrays:
 each text column is one buffer of its tokens, each ended by a newline, with
 the offset where each token starts (:class:`TextColumn`); ps is int64.  A
 PLINK .bim of 10,000,000 lines is split into them by the core
-(``_core.split_fields``) in one pass; the tables the scan writes take their
-rows' tokens straight from the buffers (``_core.format_rows`` prints a
-column from exactly this form).
+(``_core.split_fields``) in one pass; BGEN and VCF readers, whose packages
+hand out each variant's fields as Python values, fill one chunk of rows at
+a time (:class:`VariantRows`), so no row's objects outlive their chunk.  The
+tables the scan writes take their rows' tokens straight from the buffers
+(``_core.format_rows`` prints a column from exactly this form).
 
 ``source.snps`` (a pandas DataFrame) stays the public view; a reader that
 keeps a :class:`VariantTable` builds that DataFrame only when it is asked
@@ -47,6 +49,20 @@ class TextColumn:
         offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         data = np.frombuffer(b"".join(t + b"\n" for t in tokens), dtype=np.uint8)
+        return cls(data, offsets)
+
+    @classmethod
+    def concatenate(cls, columns: Sequence[TextColumn]) -> TextColumn:
+        """The rows of ``columns``, one after the other, in one buffer."""
+        if not columns:
+            return cls.from_strings([])
+        data = np.concatenate([c.data[c.offsets[0] : c.offsets[-1]] for c in columns])
+        offsets = np.zeros(sum(len(c) for c in columns) + 1, dtype=np.int64)
+        row = base = 0
+        for c in columns:
+            offsets[row + 1 : row + len(c) + 1] = c.offsets[1:] - c.offsets[0] + base
+            row += len(c)
+            base = int(offsets[row])
         return cls(data, offsets)
 
     def __len__(self) -> int:
@@ -174,6 +190,44 @@ class VariantTable:
     @property
     def nbytes(self) -> int:
         return int(sum(col.nbytes for col in self.columns.values()) + self.ps.nbytes)
+
+
+class VariantRows:
+    """A variant table filled row by row from a reader that hands out Python
+    values (BGEN, VCF): append to the lists ``chr``, ``rs``, ``allele1`` and
+    ``allele0`` and the int64 array ``ps``, then call :meth:`flush_if_full`;
+    every ``CHUNK`` rows the strings go into the table's buffers, so none is
+    held past its chunk."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self) -> None:
+        from array import array
+
+        self.chr: list[str] = []
+        self.rs: list[str] = []
+        self.allele1: list[str] = []
+        self.allele0: list[str] = []
+        self.ps = array("q")
+        self._parts: dict[str, list[TextColumn]] = {name: [] for name in TEXT_COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.ps)
+
+    def flush_if_full(self) -> None:
+        if len(self.chr) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        for name in TEXT_COLUMNS:
+            values = getattr(self, name)
+            self._parts[name].append(TextColumn.from_strings(values))
+            values.clear()
+
+    def table(self) -> VariantTable:
+        self._flush()
+        columns = {name: TextColumn.concatenate(self._parts[name]) for name in TEXT_COLUMNS}
+        return VariantTable(columns, np.frombuffer(self.ps, dtype=np.int64).copy())
 
 
 def keeps_variants(source: Any) -> bool:

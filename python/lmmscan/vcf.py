@@ -14,14 +14,15 @@ not diploid (with ``GT``) reads as missing and is counted.
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError
 from .genotypes import SampleText, VariantFile, require_extra
+from .variants import VariantRows
 
 FIELDS = ("DS", "GP", "GT")
 
@@ -59,34 +60,32 @@ class VcfGenotypes(VariantFile):
                 )
             self.field = field
             self.dosages_only = field != "GT"
-            chroms, positions, ids, refs, alts, n_alt = [], [], [], [], [], []
+            rows = VariantRows()
+            n_alt = array("q")
             for rec in vcf:
-                chroms.append(rec.CHROM)
-                positions.append(rec.POS)
-                ids.append(rec.ID or ".")
-                refs.append(rec.REF)
+                rows.chr.append(rec.CHROM)
+                rows.ps.append(rec.POS)
+                rows.rs.append(rec.ID or ".")
+                rows.allele0.append(rec.REF)
                 alt = rec.ALT
                 n_alt.append(len(alt))
-                alts.append(alt[0] if len(alt) == 1 else ",".join(alt) or ".")
+                rows.allele1.append(alt[0] if len(alt) == 1 else ",".join(alt) or ".")
+                rows.flush_if_full()
         except InputError:
             raise
         except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
-            where = f" after record {len(chroms)}" if chroms else ""
+            where = f" after record {len(rows)}" if len(rows) else ""
             raise InputError(
                 f"cannot read the VCF{where} ({_one_line(exc)}): the file is truncated or corrupt",
                 path=self.path,
             ) from None
         finally:
             vcf.close()
-        if not chroms:
+        if not len(rows):
             raise InputError("the VCF holds no records", path=self.path)
-        table = pd.DataFrame(
-            {"chr": chroms, "rs": ids, "ps": np.asarray(positions, dtype=np.int64),
-             "allele1": alts, "allele0": refs}
-        )  # fmt: skip
-        n_alt_a = np.asarray(n_alt)
         samples = SampleText(names, names)
-        self._set_variants(samples, table, {"multi-allelic": n_alt_a > 1})
+        multi = np.frombuffer(n_alt, dtype=np.int64) > 1
+        self._set_variants(samples, rows.table(), {"multi-allelic": multi})
         self._reader: Any = None
         self._rows: np.ndarray | None = None
         self._next = 0  # file index of the record the open reader yields next
