@@ -153,12 +153,10 @@ def test_variant_rows_give_the_table_of_their_rows(chunk, monkeypatch):
     monkeypatch.setattr(VariantRows, "CHUNK", chunk)
     df = frame(10, seed=3)
     rows = VariantRows()
+    add = rows.appenders()
     for r in df.itertuples():
-        rows.chr.append(r.chr)
-        rows.rs.append(r.rs)
-        rows.ps.append(r.ps)
-        rows.allele1.append(r.allele1)
-        rows.allele0.append(r.allele0)
+        for append, value in zip(add, (r.chr, r.rs, r.ps, r.allele1, r.allele0), strict=True):
+            append(value)
         rows.flush_if_full()
         assert len(rows.chr) < chunk  # no more strings held than a chunk's
     assert len(rows) == len(df)

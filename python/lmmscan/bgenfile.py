@@ -81,16 +81,18 @@ class BgenGenotypes(VariantFile):
             n = header.nsamples
             embedded = list(reader.samples) if header.has_sample_ids else None
             rows = VariantRows()
+            add_chr, add_rs, add_ps, add_allele1, add_allele0 = rows.appenders()
             n_alleles = array("q")
+            add_count = n_alleles.append
             for v in reader:
                 alleles = v.alleles
-                two = len(alleles) == 2
-                n_alleles.append(len(alleles))
-                rows.chr.append(v.chrom)
-                rows.rs.append(v.rsid or v.varid)
-                rows.ps.append(v.pos)
-                rows.allele1.append(alleles[1] if two else "")
-                rows.allele0.append(alleles[0] if two else "")
+                count = len(alleles)
+                add_count(count)
+                add_chr(v.chrom)
+                add_rs(v.rsid or v.varid)
+                add_ps(v.pos)
+                add_allele1(alleles[1] if count == 2 else "")
+                add_allele0(alleles[0] if count == 2 else "")
                 rows.flush_if_full()
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
             raise InputError(f"not a readable BGEN file ({_one_line(exc)})", path=self.path) \

@@ -194,10 +194,10 @@ class VariantTable:
 
 class VariantRows:
     """A variant table filled row by row from a reader that hands out Python
-    values (BGEN, VCF): append to the lists ``chr``, ``rs``, ``allele1`` and
-    ``allele0`` and the int64 array ``ps``, then call :meth:`flush_if_full`;
-    every ``CHUNK`` rows the strings go into the table's buffers, so none is
-    held past its chunk."""
+    values (BGEN, VCF): append each row's fields with :meth:`appenders` (chr,
+    rs, ps, allele1, allele0), then call :meth:`flush_if_full`; every
+    ``CHUNK`` rows the strings go into the table's buffers, so none is held
+    past its chunk."""
 
     CHUNK = 1 << 16
 
@@ -213,6 +213,12 @@ class VariantRows:
 
     def __len__(self) -> int:
         return len(self.ps)
+
+    def appenders(self) -> tuple[Any, Any, Any, Any, Any]:
+        """The append methods of chr, rs, ps, allele1 and allele0 (bound once:
+        a reader's loop calls them for every row)."""
+        return (self.chr.append, self.rs.append, self.ps.append, self.allele1.append,
+                self.allele0.append)  # fmt: skip
 
     def flush_if_full(self) -> None:
         if len(self.chr) >= self.CHUNK:

@@ -61,15 +61,17 @@ class VcfGenotypes(VariantFile):
             self.field = field
             self.dosages_only = field != "GT"
             rows = VariantRows()
+            add_chr, add_rs, add_ps, add_allele1, add_allele0 = rows.appenders()
             n_alt = array("q")
+            add_count = n_alt.append
             for rec in vcf:
-                rows.chr.append(rec.CHROM)
-                rows.ps.append(rec.POS)
-                rows.rs.append(rec.ID or ".")
-                rows.allele0.append(rec.REF)
+                add_chr(rec.CHROM)
+                add_ps(rec.POS)
+                add_rs(rec.ID or ".")
+                add_allele0(rec.REF)
                 alt = rec.ALT
-                n_alt.append(len(alt))
-                rows.allele1.append(alt[0] if len(alt) == 1 else ",".join(alt) or ".")
+                add_count(len(alt))
+                add_allele1(alt[0] if len(alt) == 1 else ",".join(alt) or ".")
                 rows.flush_if_full()
         except InputError:
             raise
