@@ -53,7 +53,11 @@ Programs (each on the same PLINK fileset, phenotype and covariates):
   flops of U'G) instead of rotated.
 - ``FaST-LMM``: ``single_snp`` with the same .cXX.txt (K0), no LOCO;
   ``FaST-LMM own K``: its default kinship from the test SNPs, no LOCO;
-  ``FaST-LMM LOCO`` (--loco): its default leave-one-chromosome-out.
+  ``FaST-LMM LOCO`` (--loco): its default leave-one-chromosome-out.  Run
+  by ``jobs.py`` in the interpreter that imports FaST-LMM: this one when it
+  does, else WORKDIR/venv-fastlmm, which this script makes from PyPI
+  (``fastlmm`` at the version of RESULTS.md's figures, and ``six``, which
+  pysnptools imports without declaring it).
 - ``JAMMA``: JAMMA (PyPI ``jamma``, a GEMMA reimplementation) installed by
   this script into WORKDIR/venv-jamma (``--jamma-version``, default the one
   measured in RESULTS.md), ``-lmm 4`` with the same kinship given as text
@@ -76,6 +80,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,6 +320,8 @@ def prepare_sim(work: Path, n: int, snps: int, **extra: object) -> Study:
 def programs(study: Study, args: argparse.Namespace) -> list[Program]:
     b, out = study.bfile, study.dir / "out"
     out.mkdir(exist_ok=True)
+    fastlmm = None if _skipped("FaST-LMM", args) else fastlmm_python(study.dir.parent)
+    fl_jobs = [fastlmm or sys.executable, str(HERE / "jobs.py")]
     pc = []
     if study.pheno:
         pc += ["-p", study.pheno]
@@ -378,7 +385,7 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
         Program(
             "FaST-LMM (K given)",
             [
-                *JOBS,
+                *fl_jobs,
                 "fastlmm",
                 "--bfile",
                 b,
@@ -453,7 +460,7 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
             ),
             Program(
                 "FaST-LMM own K",
-                [*JOBS, "fastlmm", "--bfile", b, *jpc, "--out", str(out / "fl_own")],
+                [*fl_jobs, "fastlmm", "--bfile", b, *jpc, "--out", str(out / "fl_own")],
                 "fastlmm",
             ),
         ]
@@ -489,7 +496,7 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
         progs.append(
             Program(
                 "FaST-LMM own K, LOCO",
-                [*JOBS, "fastlmm", "--bfile", b, *jpc, "--loco", "--out", str(out / "fl_loco")],
+                [*fl_jobs, "fastlmm", "--bfile", b, *jpc, "--loco", "--out", str(out / "fl_loco")],
                 "fastlmm",
             )
         )
@@ -558,6 +565,8 @@ def programs(study: Study, args: argparse.Namespace) -> list[Program]:
     progs.append(
         Program("machine limit (read + U'G)", [*JOBS, "limit", "--bfile", b, *jpc], "limit")
     )
+    if fastlmm is None:
+        progs = [p for p in progs if p.kind != "fastlmm"]
     return with_twins(progs)
 
 
@@ -566,6 +575,49 @@ JAMMA_VERSION = "8.2.4"  # the version of RESULTS.md's figures
 
 def _skipped(name: str, args: argparse.Namespace) -> bool:
     return any(t.strip() and t.strip() in name for t in (args.skip or "").split(","))
+
+
+FASTLMM_VERSION = "0.6.13"  # the version of RESULTS.md's figures
+FASTLMM_PYTHON: list[str] = []  # the interpreter the FaST-LMM jobs ran in, once chosen
+
+
+def fastlmm_versions(ver: Callable[[str], str]) -> str:
+    """FaST-LMM's and pysnptools' versions where the FaST-LMM jobs ran."""
+    python = FASTLMM_PYTHON[0] if FASTLMM_PYTHON else sys.executable
+    if python == sys.executable:
+        return f"FaST-LMM {ver('fastlmm')}, pysnptools {ver('pysnptools')}"
+    code = "import importlib.metadata as m; print(m.version('fastlmm'), m.version('pysnptools'))"
+    r = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    fl, pst = (r.stdout.split() + ["?", "?"])[:2]
+    return f"FaST-LMM {fl}, pysnptools {pst} (in {Path(python).parent.parent.name})"
+
+
+def fastlmm_python(work: Path) -> str | None:
+    """An interpreter that imports FaST-LMM: this one when it does, else a
+    venv under ``work`` (installed from PyPI once); None, with a note, when
+    it cannot be installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("fastlmm") is not None:
+        FASTLMM_PYTHON[:] = [sys.executable]
+        return sys.executable
+    venv = work / f"venv-fastlmm-{FASTLMM_VERSION}"
+    python = venv / "bin" / "python"
+    done = venv / "installed"
+    if not done.exists():
+        try:
+            # the venv's pip must not see this process's PYTHONPATH (a build's site)
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                            f"fastlmm=={FASTLMM_VERSION}", "six", "pandas"],
+                           check=True, env=env)  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"- FaST-LMM {FASTLMM_VERSION} left out: it did not install ({exc})", flush=True)
+            return None
+        done.touch()
+    FASTLMM_PYTHON[:] = [str(python)]
+    return str(python)
 
 
 def jamma_exe(work: Path, version: str) -> str | None:
@@ -928,7 +980,7 @@ def versions() -> str:
             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
             f"- machine: {os.cpu_count()} cores, {cpu}, {mem:.0f} GiB; {platform.platform()}",
             f"- GEMMA: {gemma[0] if gemma else '?'}",
-            f"- FaST-LMM {ver('fastlmm')}, pysnptools {ver('pysnptools')}",
+            f"- {fastlmm_versions(ver)}",
             f"- lmmscan at commit {commit}; numpy {ver('numpy')}, "
             f"scipy {ver('scipy')}, bed-reader {ver('bed-reader')}, "
             f"Python {platform.python_version()}",
@@ -985,6 +1037,8 @@ def main() -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(":")
         VS.append((sha, env))
+    if not _skipped("FaST-LMM", args):
+        fastlmm_python(work)  # installed first, so that the header names its version
     print(versions(), flush=True)
     print(f"- load average at start: {load()}")
     sections = []
