@@ -598,7 +598,8 @@ def fastlmm_python(work: Path) -> str | None:
     it cannot be installed."""
     import importlib.util
 
-    if importlib.util.find_spec("fastlmm") is not None:
+    # (pysnptools imports six without declaring it: both must be there)
+    if all(importlib.util.find_spec(m) is not None for m in ("fastlmm", "six")):
         FASTLMM_PYTHON[:] = [sys.executable]
         return sys.executable
     venv = work / f"venv-fastlmm-{FASTLMM_VERSION}"
