@@ -432,11 +432,12 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             loco_sums=loco_sums,
         )
 
-    def keeps_sums(driver: str) -> bool:
-        return sums <= budget and fits(plan(driver).peak, limit)
+    def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
+        return sums <= budget and fits(kept.peak, limit)
 
     def plan_loco(driver: str) -> Any:
-        return plan(driver, budget if keeps_sums(driver) else 0)
+        kept = plan(driver)
+        return kept if keeps_sums(kept) else plan(driver, 0)
 
     def hints(driver: str) -> list[str]:
         return hints_dense(n, driver, bool(whitened))
@@ -447,7 +448,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     driver = memory_check_driver(args, plan_loco, hints)
     # the engine's budget for the sums, as the plan chose (it keeps them when
     # its own chromosomes x n^2 x 8 fit in it; None: LOCO_SUMS)
-    if not keeps_sums(driver):
+    if not keeps_sums(plan(driver)):
         args.loco_sums = 0
     elif limit is not None:
         args.loco_sums = sums
