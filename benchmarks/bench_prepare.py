@@ -148,7 +148,8 @@ def main() -> None:
             X = clock("read", geno.read, s, min(m, s + block), rows)
             report = ScanReport()
             w0, c0 = time.perf_counter(), time.process_time()
-            keep, nm, af, UtX, _ = scanner._prepare(X, report)
+            p = scanner._prepare(X, report, distinct=False)
+            keep, nm, af, UtX = p.keep, p.n_miss, p.af, p.UtX
             w, c = time.perf_counter() - w0, time.process_time() - c0
             # split the CPU time of _prepare as its own wall-time split
             f = report.seconds["filter"] / max(w, 1e-12)
@@ -205,7 +206,7 @@ def main() -> None:
 
     # the rotation alone, same imputed block in both memory orders
     X = geno.read(0, min(m, block), rows)
-    Xk = np.array(scanner._prepare(X, None)[4])
+    Xk = np.array(scanner._prepare(X, None, distinct=False).Xk)
     XkF, XkC = np.asfortranarray(Xk), np.ascontiguousarray(Xk)
     t = {"X'U, X Fortran order (new)": [], "X'U, X C order (old)": [], "U'X, X Fortran order": []}
     for r in range(max(3, a.repeats)):

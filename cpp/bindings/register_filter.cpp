@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include <lmmscan/duplicates.hpp>
 #include <lmmscan/hwe.hpp>
 #include <lmmscan/snp_filter.hpp>
 
@@ -97,6 +98,30 @@ py::array_t<double> hwe_exact(const py::array_t<std::int64_t, py::array::c_style
   return p;
 }
 
+// Identical columns of an imputed block, moved out in place when there are at
+// least min_duplicates of them (see duplicates.hpp).
+py::object distinct_columns(py::array X, std::int64_t min_duplicates, int threads) {
+  if (X.ndim() != 2 || !py::isinstance<py::array_t<double>>(X))
+    throw py::value_error("X must be a 2-dimensional float64 array (samples x SNPs)");
+  if ((X.flags() & py::array::f_style) == 0 || !X.writeable())
+    throw py::value_error(
+        "X must be Fortran-contiguous and writeable (it is compacted in place)");
+  if (threads < 1) throw py::value_error("threads must be at least 1");
+  const auto n = X.shape(0), k = X.shape(1);
+  py::array_t<std::int64_t> first(k);
+  auto* f = first.mutable_data();
+  auto* x = static_cast<double*>(X.mutable_data());
+  lmmscan::kernels::Index distinct = 0;
+  {
+    py::gil_scoped_release release;
+    distinct = lmmscan::identical_columns(x, n, k, n, threads, f);
+    if (k - distinct >= min_duplicates && distinct < k)
+      lmmscan::keep_distinct_columns(x, n, k, n, f);
+  }
+  if (k - distinct < min_duplicates || distinct == k) return py::none();
+  return py::make_tuple(static_cast<py::ssize_t>(distinct), first);
+}
+
 }  // namespace
 
 void register_filter(py::module_& m) {
@@ -110,6 +135,13 @@ void register_filter(py::module_& m) {
         "block in X's order.  With W (samples x c, Fortran order) as well, a fourth item\n"
         "(xx, WtX, amax) holds each kept SNP's x'x, W'x (c, kept) and max |x_i| of the\n"
         "imputed values.");
+  m.def("distinct_columns", &distinct_columns, py::arg("X"), py::arg("min_duplicates"),
+        py::arg("threads") = 1,
+        "The SNPs of an imputed block X (samples x SNPs, float64, Fortran order) whose\n"
+        "values are bit for bit those of an earlier SNP.  With fewer than min_duplicates\n"
+        "of them: None, X untouched.  Otherwise the distinct SNPs are moved, in order, to\n"
+        "the front of X, in place, and (d, inverse) returned: X[:, :d] holds them and\n"
+        "SNP j's values are column inverse[j] of it.");
   m.def("hwe_exact", &hwe_exact, py::arg("hom1"), py::arg("het"), py::arg("hom2"),
         "The exact Hardy-Weinberg p-value (Wigginton et al. 2005) of each SNP's genotype\n"
         "counts (int64 arrays: one homozygote, heterozygotes, the other homozygote), as\n"

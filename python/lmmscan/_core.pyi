@@ -96,6 +96,9 @@ def filter_impute(
     threads: int = 1,
     W: npt.NDArray[np.float64] | None = None,
 ) -> tuple[Any, ...]: ...
+def distinct_columns(
+    X: npt.NDArray[np.float64], min_duplicates: int, threads: int = 1
+) -> tuple[int, npt.NDArray[np.int64]] | None: ...
 def kinship_columns(
     X: npt.NDArray[np.float64],
     cols: npt.NDArray[np.int64],

@@ -127,6 +127,56 @@ def whitening_lambda(null: NullModel, test: str, lambda_mode: str) -> float | No
     return lam if lam is not None and np.isfinite(lam) else None
 
 
+# A block's SNPs are rotated and tested once per distinct vector of imputed
+# values when at least 1/64 of them repeat an earlier SNP's (below that,
+# moving the distinct ones together costs about what it saves)
+_DUPLICATE_SHARE = 64
+
+
+def distinct_snps(Xk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Xd, inverse): the imputed block Xk (n, k) with every SNP whose values
+    are bit for bit those of an earlier SNP left out, and kept SNP j's
+    column of Xd (None, and Xk itself, when too few SNPs repeat).  Xk is
+    rewritten in place (Xd is a view of it); a C-ordered Xk is not looked
+    at (only a Fortran one has each SNP's values together).
+
+    A SNP's rotated values and statistics depend on its own values alone
+    (:func:`lmmscan.spectral.rows_product`), so the repeats get the same
+    bits as if they were computed."""
+    k = Xk.shape[1]
+    if k < 2 or not Xk.flags.f_contiguous or not Xk.flags.writeable:
+        return Xk, None
+    found = _core.distinct_columns(Xk, max(1, k // _DUPLICATE_SHARE), threads)
+    if found is None:
+        return Xk, None
+    d, inverse = found
+    return Xk[:, :d], inverse
+
+
+@dataclass
+class Prepared:
+    """A filtered, imputed and rotated block (:meth:`BlockScanner._prepare`).
+
+    ``keep``: which of the block's SNPs passed the filters; ``n_miss`` and
+    ``af``: of each kept SNP; ``UtX`` (rows) and ``Xk`` (columns): the rotated
+    and imputed values, one per distinct kept SNP; ``inverse``: kept SNP j's
+    row of UtX (None: one row per kept SNP, in order)."""
+
+    keep: np.ndarray
+    n_miss: np.ndarray
+    af: np.ndarray
+    UtX: np.ndarray
+    Xk: np.ndarray
+    inverse: np.ndarray | None = None
+
+    def expand(self, cols: dict, stats: dict) -> tuple[dict, dict]:
+        """Columns and statistics of UtX's rows as rows of the kept SNPs."""
+        if self.inverse is None:
+            return cols, stats
+        inv = self.inverse
+        return {k: v[inv] for k, v in cols.items()}, {k: v[inv] for k, v in stats.items()}
+
+
 class BlockScanner:
     """Filters, imputes, rotates and tests blocks of SNPs against a null model.
 
@@ -222,13 +272,22 @@ class BlockScanner:
         the scanner whitens (its block is then L^-1 X, and
         :meth:`test_rotated` also needs the raw block: use :meth:`scan`).
         """
-        keep, n_miss, af, UtX, _ = self._prepare(X, report)
-        return keep, n_miss, af, UtX
+        p = self._prepare(X, report, distinct=False)
+        return p.keep, p.n_miss, p.af, p.UtX
 
-    def _prepare(self, X: np.ndarray, report: ScanReport | None):
-        """(keep, n_miss, af, UtX, Xk); Xk (the imputed kept SNPs) lives in this
-        scanner's scratch buffer for this thread until the next call."""
+    def _prepare(self, X: np.ndarray, report: ScanReport | None, distinct: bool = True) -> Prepared:
+        """The block filtered, imputed and rotated; its Xk (the imputed kept
+        SNPs) lives in this scanner's scratch buffer for this thread until the
+        next call.  ``distinct``: SNPs whose imputed values are those of an
+        earlier SNP of the block are rotated (and then tested) once
+        (:class:`Prepared`)."""
         keep, n_miss, af, Xk = self.filter(X, report)
+        inverse = None
+        if distinct:
+            t0 = time.perf_counter()
+            Xk, inverse = distinct_snps(Xk, self.threads)
+            if report is not None:
+                report.seconds["filter"] += time.perf_counter() - t0
         t1 = time.perf_counter()
         if self.precision == "single" and self.whitening is None:
             UtX = self._rotate_single(Xk)
@@ -236,7 +295,7 @@ class BlockScanner:
             UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
         if report is not None:
             report.seconds["rotate"] += time.perf_counter() - t1
-        return keep, n_miss, af, UtX, Xk
+        return Prepared(keep, n_miss, af, UtX, Xk, inverse)
 
     def filter(
         self, X: np.ndarray, report: ScanReport | None = None
@@ -370,9 +429,11 @@ class BlockScanner:
     ) -> tuple[np.ndarray, dict, dict]:
         """As :meth:`scan`, plus the statistic behind each p-value (see
         :func:`statistics`); handles a zero-eigenvalue complement."""
-        keep, n_miss, af, UtX, Xk = self._prepare(X, report)
-        tested, stats = self.test_rotated_with_statistics(UtX, report, self.complement(Xk), Xk)
-        return keep, {"n_miss": n_miss, "af": af, **tested}, stats
+        p = self._prepare(X, report)
+        tested, stats = p.expand(
+            *self.test_rotated_with_statistics(p.UtX, report, self.complement(p.Xk), p.Xk)
+        )
+        return p.keep, {"n_miss": p.n_miss, "af": p.af, **tested}, stats
 
     def scan(self, X: np.ndarray, report: ScanReport | None = None) -> tuple[np.ndarray, dict]:
         """Test the columns of X (analysed samples x SNPs, NaN missing).
@@ -568,18 +629,18 @@ class Engine:
         or from SNP ``positions`` on) once, then test it for each phenotype of
         the group."""
         part = ScanReport()
-        keep, n_miss, af, UtX, Xk = g.scanners[0]._prepare(X, part)
+        p = g.scanners[0]._prepare(X, part)
         g.report.filters.add(part.filters)
         g.report.add_seconds({key: part.seconds[key] for key in ("filter", "rotate")})
         if isinstance(positions, int):
-            index = positions + np.flatnonzero(keep)
+            index = positions + np.flatnonzero(p.keep)
         else:
-            index = positions[keep]
+            index = positions[p.keep]
         for k, scanner, report in zip(g.members, g.scanners, g.reports, strict=True):
-            tested, stats = scanner.test_rotated_with_statistics(
-                UtX, report, scanner.complement(Xk), Xk
+            tested, stats = p.expand(
+                *scanner.test_rotated_with_statistics(p.UtX, report, scanner.complement(p.Xk), p.Xk)
             )
-            cols = {"n_miss": n_miss, "af": af, **tested}
+            cols = {"n_miss": p.n_miss, "af": p.af, **tested}
             sink.tested(TestedBlock(k, index, cols, stats, part.filters))
 
     # -- every SNP against fitted null models: locally in lockstep, or on Dask
@@ -886,13 +947,15 @@ def _scan_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) 
         t0 = time.perf_counter()
         X = source.read(start, stop, np.flatnonzero(shared.nulls[0].analyzed))
         report.seconds["read"] += time.perf_counter() - t0
-        keep, n_miss, af, UtX, Xk = scanners[0]._prepare(X, report)
+        p = scanners[0]._prepare(X, report)
         for scanner in scanners:
             own = ScanReport()
-            cols, stats = scanner.test_rotated_with_statistics(UtX, own, scanner.complement(Xk), Xk)
-            tested.append(({"n_miss": n_miss, "af": af, **cols}, stats))
+            cols, stats = p.expand(
+                *scanner.test_rotated_with_statistics(p.UtX, own, scanner.complement(p.Xk), p.Xk)
+            )
+            tested.append(({"n_miss": p.n_miss, "af": p.af, **cols}, stats))
             tests.append(own.seconds["tests"])
-    return keep, tested, _SlicePart(report, tests)
+    return p.keep, tested, _SlicePart(report, tests)
 
 
 def _filter_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) -> tuple:
