@@ -24,7 +24,10 @@ namespace {
 lmmscan::LambdaOptions lambda_options(double l_min, double l_max, int n_region) {
   if (!(l_min > 0.0) || !(l_max > l_min))
     throw py::value_error("lambda bounds must satisfy 0 < l_min < l_max");
-  if (n_region < 1) throw py::value_error("n_region must be at least 1");
+  // each interval is one more evaluation per SNP and one more row of n
+  // weights per thread (the command line's --region stops at the same bound)
+  if (n_region < 1 || n_region > 10000)
+    throw py::value_error("n_region must be between 1 and 10000");
   lmmscan::LambdaOptions opt;
   opt.l_min = l_min;
   opt.l_max = l_max;

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +223,9 @@ def _write_npz(fh: BinaryIO, eig: Eigendecomposition) -> None:
     )
 
 
+_NOT_EIGEN = "not an lmmscan eigendecomposition (.npz from `lmmscan eigen` or save_eigen)"
+
+
 def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
     """Read a file written by :func:`save_eigen`; InputError if it is not one."""
     path = Path(path)
@@ -234,24 +239,30 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
                 path=str(path),
             )
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array
-            raise InputError(
-                "not an lmmscan eigendecomposition (.npz from `lmmscan eigen` or save_eigen)",
-                path=str(path),
-            )
-        with z:
-            if "format" not in z.files or str(z["format"]) != FORMAT:
-                raise InputError(
-                    "not an lmmscan eigendecomposition (.npz from `lmmscan eigen` or save_eigen)",
-                    path=str(path),
-                )
-            version = int(z["version"])
-            if version > FORMAT_VERSION:
-                raise InputError(f"written by a newer lmmscan (format {version})", path=str(path))
-            meta = dict(zip(z["meta_keys"].tolist(), z["meta_values"].tolist(), strict=True))
-            return Eigendecomposition(z["d"], z["U"], z["sample_ids"], meta)
-    except (OSError, ValueError, KeyError) as exc:
+        # opened here, so that a file numpy fails to read is closed too
+        with open(path, "rb") as fh:
+            z = np.load(fh, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array
+                raise InputError(_NOT_EIGEN, path=str(path))
+            with z:
+                if "format" not in z.files or str(z["format"]) != FORMAT:
+                    raise InputError(_NOT_EIGEN, path=str(path))
+                version = int(z["version"])
+                if version > FORMAT_VERSION:
+                    raise InputError(
+                        f"written by a newer lmmscan (format {version})", path=str(path)
+                    )
+                meta = dict(zip(z["meta_keys"].tolist(), z["meta_values"].tolist(), strict=True))
+                eig = Eigendecomposition(z["d"], z["U"], z["sample_ids"], meta)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # a truncated or corrupt file: a bad zip directory or a member's CRC
         if isinstance(exc, InputError):
             raise
         raise InputError(f"cannot read the eigendecomposition: {exc}", path=str(path)) from None
+    if not np.isfinite(eig.d).all():
+        raise InputError("its eigenvalues (d) are not all finite", path=str(path))
+    k = eig.U.shape[1]
+    for j in range(0, k, 1024):  # a small temporary, not one of U's size
+        if not np.isfinite(eig.U[:, j : j + 1024]).all():
+            raise InputError("its eigenvectors (U) are not all finite", path=str(path))
+    return eig

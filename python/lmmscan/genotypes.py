@@ -330,6 +330,7 @@ def root_source(source: object) -> object:
 def require_extra(module: str, package: str, extra: str, flag: str) -> None:
     """An optional reader's package, checked before any work: a missing one
     in one line naming the extra that installs it."""
+    import importlib
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
@@ -337,6 +338,14 @@ def require_extra(module: str, package: str, extra: str, flag: str) -> None:
             f"{flag} needs the {package} package: pip install 'lmmscan[{extra}]' "
             "(or 'lmmscan[all]' for every genotype format)"
         )
+    try:  # installed is not enough: a broken install (a missing shared library) fails here
+        importlib.import_module(module)
+    except (ImportError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{flag} needs the {package} package, which is installed but does not import "
+            f"({first}): reinstall it with pip install --force-reinstall 'lmmscan[{extra}]'"
+        ) from None
 
 
 def sample_rows(samples: np.ndarray | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

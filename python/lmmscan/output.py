@@ -23,6 +23,7 @@ logarithm, computed from the test statistic ("3.1e-412", never 0), and
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -56,6 +57,22 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def _remove_dead_temporaries(path: Path) -> None:
+    """Remove the temporary files of ``path`` that killed runs left: those
+    whose process is gone (one still running keeps its own)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        pid = stale.name[len(path.name) + 5 :]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        except OSError:  # another user's process: alive
+            pass
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed to it when the block succeeds.
@@ -71,6 +88,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         outputs.discard()
 
 
+def output_file(path: str | os.PathLike[str]) -> Path:
+    """The file an output named ``path`` is renamed to: a symlink's target
+    (written through, as a shell redirection writes), never a directory, a
+    device, a FIFO or a socket (a rename would replace the node itself)."""
+    from ._errors import InputError
+
+    final = Path(path)
+    if final.is_symlink():
+        final = Path(os.path.realpath(final))
+    if final.is_dir():
+        raise InputError("output path is a directory", path=str(path))
+    if final.exists() and not final.is_file():
+        raise InputError(
+            "output path is a device, FIFO or socket, not a file: give a file name",
+            path=str(path),
+        )
+    return final
+
+
 class OutputSet:
     """Several output files that appear together or not at all."""
 
@@ -78,11 +114,8 @@ class OutputSet:
         self._pending: list[tuple[Path, Path]] = []
 
     def add(self, path: str | os.PathLike[str]) -> Path:
-        final = Path(path)
-        if final.is_dir():
-            from ._errors import InputError
-
-            raise InputError("output path is a directory", path=str(final))
+        final = output_file(path)
+        _remove_dead_temporaries(final)
         tmp = _temp_name(final)
         self._pending.append((final, tmp))
         return tmp

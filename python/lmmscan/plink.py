@@ -38,7 +38,13 @@ def _resolve(reader: str) -> str:
 
     if reader != "auto":
         return reader
-    return "pgenlib" if importlib.util.find_spec("pgenlib") is not None else "bed-reader"
+    if importlib.util.find_spec("pgenlib") is None:
+        return "bed-reader"
+    try:  # an install that does not import (a missing shared library): bed-reader
+        import pgenlib  # noqa: F401
+    except (ImportError, OSError):
+        return "bed-reader"
+    return "pgenlib"
 
 
 def _source(path: Path) -> Path | io.BytesIO:

@@ -321,22 +321,26 @@ def read_pheno(
             "individuals (one row per individual, in genotype-file order)",
             path=str(path),
         )
-    widths = np.array([len(r) for r in rows])
+    # Every row as wide as the first, as for covariates: a row with a field
+    # too few (an empty CSV field, a decimal comma) would otherwise give its
+    # individual another column's value, silently
+    width = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise InputError(
+                f"{len(row)} columns where line 1 has {width} (every line needs the same "
+                "columns; write NA for a missing value)",
+                path=str(path),
+                line=i + 1,
+            )
     for col in columns:
         if col < 1:
             raise InputError(f"--pheno-col {col}: columns are numbered from 1", path=str(path))
-        if col > widths.max():
+        if col > width:
             raise InputError(
-                f"--pheno-col {col} is out of range: the file has {widths.max()} column"
-                f"{'s' if widths.max() > 1 else ''}",
+                f"--pheno-col {col} is out of range: the file has {width} column"
+                f"{'s' if width > 1 else ''}",
                 path=str(path),
-            )
-        short = np.flatnonzero(widths < col)
-        if short.size:
-            raise InputError(
-                f"line has {widths[short[0]]} columns but --pheno-col asks for column {col}",
-                path=str(path),
-                line=int(short[0]) + 1,
             )
     out = np.empty((len(rows), len(columns)))
     for k, col in enumerate(columns):

@@ -178,7 +178,7 @@ class VcfGenotypes(VariantFile):
             if field not in fmt and not (field == "DS" and has_gt):
                 no_field += 1
                 out[j] = np.nan
-            elif field == "GT" or "DS" not in fmt:  # hard calls
+            elif field == "GT" or (field == "DS" and "DS" not in fmt):  # hard calls
                 if not _gt_dosage(rec, out[j]):
                     not_diploid += 1
                     out[j] = np.nan

@@ -90,11 +90,18 @@ def require_matplotlib(what: str) -> None:
     """Optional parts are checked before any work: a missing one in one line."""
     try:
         import matplotlib  # noqa: F401
-    except ImportError:
-        raise InputError(f"{what} needs matplotlib: pip install 'lmmscan[plot]'") from None
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "matplotlib":
+            raise InputError(f"{what} needs matplotlib: pip install 'lmmscan[plot]'") from None
+        raise InputError(
+            f"{what} needs matplotlib, which is installed but does not import ({one_line(exc)})"
+        ) from None
 
 
 def check_out_dir(out: str) -> None:
+    if os.path.basename(out) in ("", ".", ".."):
+        # the outputs would be hidden files (".assoc.txt") or the directory itself
+        raise InputError(f"--out {out!r}: give a file name (or prefix), not a directory")
     parent = Path(out).parent
     if not parent.is_dir():
         raise InputError("output directory does not exist", path=str(parent))

@@ -31,6 +31,22 @@ def positive_int(text: str) -> int:
     return v
 
 
+# each interval of the lambda grid is one more likelihood evaluation per SNP
+# and one more row of n weights held per thread
+MAX_REGION = 10_000
+
+
+def region_count(text: str) -> int:
+    """GEMMA's -region: a positive integer, at most MAX_REGION."""
+    v = positive_int(text)
+    if v > MAX_REGION:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than {MAX_REGION:,} intervals (GEMMA's default is 10; each "
+            "is one more likelihood evaluation per SNP)"
+        )
+    return v
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -40,8 +56,19 @@ def _number(text: str) -> float:
 
 def fraction(text: str) -> float:
     v = _number(text)
-    if not (v == v) or v > 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number <= 1")
+    if not (0.0 <= v <= 1.0):  # a negative one would drop every SNP; NaN none
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number from 0 to 1")
+    return v
+
+
+def maf_value(text: str) -> float:
+    """GEMMA's -maf: any number but NaN, which would turn the filter off
+    silently (a negative one turns it off, as GEMMA's -notsnp)."""
+    v = _number(text)
+    if v != v:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number (a negative one turns the filter off)"
+        )
     return v
 
 
@@ -194,7 +221,7 @@ def add_filter_args(p: argparse.ArgumentParser, kinship_only: bool = False) -> N
     g.add_argument(
         "--maf",
         metavar="X",
-        type=float,
+        type=maf_value,
         default=0.01,
         help="drop SNPs with allele frequency < X or > 1-X; a negative X disables it "
         "(GEMMA -maf; -notsnp is --maf -1). Default: 0.01",

@@ -52,9 +52,13 @@ class PrefixLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk: no lock file left, the file named
+            self.release()
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def _owner(self) -> str:
         with contextlib.suppress(OSError, ValueError):
@@ -89,10 +93,17 @@ def remove_stale_temporaries(paths: list[Path]) -> None:
 
 
 def check_outputs(paths: list[Path]) -> None:
-    """Refuse, before any work, an output name taken by a directory."""
+    """Refuse, before any work, an output name taken by a directory, a
+    device, a FIFO or a socket (renaming the finished file over it would
+    replace it)."""
     for path in paths:
         if path.is_dir():
             raise InputError("the output name is taken by a directory", path=str(path))
+        if path.exists() and not path.is_file():
+            raise InputError(
+                "the output name is taken by a device, FIFO or socket, not a file",
+                path=str(path),
+            )
 
 
 @contextlib.contextmanager

@@ -52,6 +52,7 @@ from .options import (
     command,
     positive_float,
     positive_int,
+    region_count,
 )
 from .prefix import naming
 
@@ -144,7 +145,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--region",
         metavar="N",
-        type=positive_int,
+        type=region_count,
         default=10,
         help="intervals of the lambda search's log-spaced grid (GEMMA -region). Default: 10",
     )
@@ -463,7 +464,7 @@ def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
         with args.clock.phase("write"):
             _write_plots(args, phenos, outputs)
         outputs.commit()
-    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+    except (OSError, ValueError, RuntimeError, MemoryError, ImportError) as exc:
         print(
             f"lmmscan scan: warning: the plots were not written ({one_line(exc)}); "
             "the tables and null.json are complete",

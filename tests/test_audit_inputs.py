@@ -1,0 +1,190 @@
+"""Bad input found by an audit of the command line (2026-12-06): each gets one
+line and exit status 2, or the answer the input asks for; never a silent
+wrong answer, a traceback or a replaced file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmmscan import InputError
+from lmmscan.cli import main
+from lmmscan.demo import copy_study
+from lmmscan.genotypes import require_extra
+from lmmscan.textio import read_pheno
+
+from .test_inputs_robust import refused, scan
+
+
+@pytest.fixture()
+def study(tmp_path) -> Path:
+    return copy_study(tmp_path / "in")
+
+
+def test_a_phenotype_row_with_a_field_too_few_is_refused_not_shifted(tmp_path):
+    p = tmp_path / "y.csv"
+    # an empty CSV field collapses: line 3 would give its second column's value
+    p.write_text("1.5,2.5\n0.5,1.0\n,-1.65625\n2.0,NA\n")
+    with pytest.raises(InputError, match=r"y\.csv, line 3: 1 columns where line 1 has 2"):
+        read_pheno(p, [1])
+    p.write_text("1.5\t2.5\n0.5\t1.0\n1,5\t-1.6\n2.0\tNA\n")  # a decimal comma
+    with pytest.raises(InputError, match=r"line 3: 3 columns where line 1 has 2"):
+        read_pheno(p, [2])
+    p.write_text("1.5\t2.5\n0.5\t1.0\n")
+    np.testing.assert_array_equal(read_pheno(p, [2]), [[2.5], [1.0]])
+
+
+@pytest.mark.parametrize("out", ["", "sub/", "sub/.", ".."])
+def test_an_output_name_that_is_a_directory_is_refused(study, tmp_path, capsys, monkeypatch, out):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work)  # "" and "sub/" would write hidden files (".assoc.txt") here
+    refused(capsys, scan(study, out), work, "--out", "give a file name")
+    assert os.listdir(work / "sub") == []
+
+
+def test_a_fifo_named_as_output_is_refused_and_left_alone(study, tmp_path, capsys):
+    fifo = tmp_path / "K.txt"
+    os.mkfifo(fifo)
+    argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--out", fifo]
+    refused(capsys, argv, tmp_path, "K.txt", "device, FIFO or socket")
+    assert fifo.is_fifo()
+    os.mkfifo(tmp_path / "r.assoc.txt")
+    refused(capsys, scan(study, tmp_path / "r"), tmp_path, "r.assoc.txt", "FIFO")
+    assert (tmp_path / "r.assoc.txt").is_fifo()
+
+
+def test_an_output_symlink_is_written_through(study, tmp_path, capsys):
+    target = tmp_path / "store" / "K.txt"
+    target.parent.mkdir()
+    link = tmp_path / "K.txt"
+    link.symlink_to(target)
+    argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--quiet"]
+    assert main([str(a) for a in [*argv, "--out", link]]) == 0
+    assert link.is_symlink() and target.is_file()
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "plain.txt"]]) == 0
+    assert target.read_bytes() == (tmp_path / "plain.txt").read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["K.txt"]  # no temporary left
+
+
+def test_region_is_bounded_before_any_work(study, tmp_path, capsys):
+    try:
+        status = main([str(a) for a in scan(study, tmp_path / "r", "--region", "1000000000")])
+    except SystemExit as stop:  # argparse's usage error
+        status = stop.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "--region" in err and "10,000" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("r*"))
+    import lmmscan
+
+    y = np.random.default_rng(0).normal(size=20)
+    with pytest.raises(InputError, match="n_region must be between 1 and 10000"):
+        lmmscan.fit_null(y, kinship=np.eye(20), bounds=lmmscan.LambdaBounds(n_region=10_001))
+
+
+def test_a_truncated_or_corrupt_eigendecomposition_names_the_file(study, tmp_path, capsys):
+    e = tmp_path / "e.npz"
+    K = tmp_path / "K.txt"
+    kin = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--out", K, "--quiet"]
+    eig = ["eigen", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--kinship", K,
+           "--out", e, "--quiet"]  # fmt: skip
+    assert main([str(a) for a in kin]) == 0 and main([str(a) for a in eig]) == 0
+    data = e.read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 3])
+    refused(capsys, scan(study, tmp_path / "r", "--eigen", tmp_path / "t.npz"), tmp_path, "t.npz")
+    bad = bytearray(data)
+    middle = len(bad) // 2
+    bad[middle : middle + 100] = bytes(100)
+    (tmp_path / "c.npz").write_bytes(bytes(bad))
+    refused(capsys, scan(study, tmp_path / "r", "--eigen", tmp_path / "c.npz"), tmp_path, "c.npz")
+
+
+def test_an_installed_package_that_does_not_import_is_named_in_one_line(tmp_path, monkeypatch):
+    pkg = tmp_path / "brokenreader_xyz"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        'raise ImportError("libhts.so.3: cannot open shared object file")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InputError, match="installed but does not import .*libhts.so.3"):
+        require_extra("brokenreader_xyz", "brokenreader", "vcf", "--vcf")
+    sys.modules.pop("brokenreader_xyz", None)
+
+
+VCF_HEADER = (
+    "##fileformat=VCFv4.2\n"
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+    '##FORMAT=<ID=GP,Number=G,Type=Float,Description="Genotype probabilities">\n'
+    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\ts2\ts3\n"
+)
+
+
+@pytest.mark.parametrize("with_gt", [True, False])
+def test_vcf_gp_dosages_are_read_from_gp_with_or_without_gt(tmp_path, with_gt):
+    pytest.importorskip("cyvcf2")
+    from lmmscan.vcf import read_vcf
+
+    gp = [(0.1, 0.7, 0.2), (0.0, 0.2, 0.8), (0.6, 0.3, 0.1)]
+    gt = ["0/0", "0/0", "0/0"]  # the hard calls disagree with GP on purpose
+    fmt = "GT:GP" if with_gt else "GP"
+    cells = [
+        (f"{g}:" if with_gt else "") + ",".join(f"{v:g}" for v in p)
+        for g, p in zip(gt, gp, strict=True)
+    ]
+    path = tmp_path / "g.vcf"
+    path.write_text(VCF_HEADER + f"1\t100\tv1\tA\tG\t.\t.\t.\t{fmt}\t" + "\t".join(cells) + "\n")
+    X = read_vcf(path, field="GP").read(0, 1)
+    np.testing.assert_allclose(X[:, 0], [p[1] + 2 * p[2] for p in gp], rtol=1e-6)
+
+
+@pytest.mark.parametrize("flag, value", [("--maf", "nan"), ("--miss", "-1"), ("--miss", "nan")])
+def test_filter_flags_that_would_silently_change_the_filter_are_refused(
+    study, tmp_path, capsys, flag, value
+):
+    try:
+        status = main([str(a) for a in scan(study, tmp_path / "r", flag, value)])
+    except SystemExit as stop:  # argparse's usage error
+        status = stop.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+
+
+def test_a_full_disk_when_taking_the_lock_names_it_and_leaves_no_lock(study, tmp_path, capsys):
+    import errno
+
+    from lmmscan.cli import prefix
+
+    real = os.write
+
+    def full(fd, data):
+        if data.strip().isdigit():  # the lock's process number
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prefix.os, "write", full)
+        status = main([str(a) for a in scan(study, tmp_path / "r", "--quiet")])
+    err = capsys.readouterr().err
+    assert status == 2 and "r.lock: No space left on device" in err, err
+    assert not list(tmp_path.glob("r*"))
+
+
+def test_a_killed_run_s_temporary_file_is_removed_by_the_next(study, tmp_path):
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = int(done.stdout)  # a process that has ended
+    stale = tmp_path / f".K.txt.tmp{dead}"
+    stale.write_text("half a kinship")
+    alive = tmp_path / f".K.txt.tmp{os.getppid()}"  # a running process's: kept
+    alive.write_text("being written")
+    argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--quiet"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "K.txt"]]) == 0
+    assert not stale.exists() and alive.exists() and (tmp_path / "K.txt").is_file()
