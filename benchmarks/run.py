@@ -157,7 +157,7 @@ def gemma_log_times(log: Path) -> dict:
         "time on optimization": "optimization",
         "time elapsed on calculating relatedness matrix": "kinship",
     }
-    out = {}
+    out: dict[str, float] = {}
     if not log.exists():
         return out
     for line in log.read_text().splitlines():
@@ -791,6 +791,11 @@ def twins_table(progs: list[Program]) -> list[str]:
     return [*lines, ""]
 
 
+def added(a: float | None, b: float | None) -> float | None:
+    """a + b, or None when either program did not run (--skip)."""
+    return a + b if a is not None and b is not None else None
+
+
 def loco_chromosomes(bim: Path) -> int:
     """The chromosomes a LOCO scan decomposes a kinship for: the .bim's
     chromosome names but GEMMA's "-9" (unknown)."""
@@ -829,9 +834,7 @@ def report(study: Study, progs: list[Program]) -> str:
         ("FaST-LMM own K / lmmscan fixed-λ", w("FaST-LMM own K"), w("lmmscan fixed-λ (API)")),
         (
             "GEMMA e2e (-gk 1 + -lmm 4) / lmmscan e2e",
-            (w("gemma -gk 1") + w("gemma -lmm 4"))
-            if "gemma -gk 1" in by and "gemma -lmm 4" in by
-            else None,
+            added(w("gemma -gk 1"), w("gemma -lmm 4")),
             w("lmmscan e2e (kinship + exact)"),
         ),
         ("FaST-LMM LOCO / " + exact, w("FaST-LMM own K, LOCO"), w(exact)),
@@ -908,7 +911,7 @@ def report(study: Study, progs: list[Program]) -> str:
         ),
         (
             "GEMMA e2e / lmmscan e2e",
-            (c("gemma -gk 1") + c("gemma -lmm 4")) if "gemma -gk 1" in by else None,
+            added(c("gemma -gk 1"), c("gemma -lmm 4")),  # None when either was skipped
             c("lmmscan e2e (kinship + exact)"),
         ),
     ]
