@@ -46,9 +46,21 @@ def test_plot_command(tmp_path, capsys):
     assert "lambda_GC" in capsys.readouterr().out
 
 
+HEAD = "chr\trs\tps\tp_wald\n"
+
+
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "not found"), ("a\tb\n1\t2\n", "no column 'chr'"), ("chr\tps\n1\t2\n", "p-value")],
+    [
+        (None, "not found"),
+        ("a\tb\n1\t2\n", "no column 'chr'"),
+        ("chr\tps\n1\t2\n", "p-value"),
+        # bad rows were dropped, or plotted from the wrong columns, with exit 0
+        (HEAD + "1\trs1\t10\t0.5\n1\trs2\t20\tabc\n", "line 3: column 'p_wald' holds 'abc'"),
+        (HEAD + "1\trs1\t10\t0.5\n1\trs2\t20\n", "line 3: 3 fields where the header has 4"),
+        (HEAD + "1\trs1\t10\t0.5\n1\trs2", "line 3: 2 fields where the header has 4"),
+        (HEAD, "no rows"),
+    ],
 )
 def test_plot_bad_input(tmp_path, capsys, content, message):
     table = tmp_path / "t.assoc.txt"
@@ -59,3 +71,13 @@ def test_plot_bad_input(tmp_path, capsys, content, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not Path(out).exists()
+
+
+def test_plot_format_follows_the_output_name(tmp_path, capsys):
+    table = tmp_path / "t.assoc.txt"
+    table.write_text(HEAD + "".join(f"1\trs{i}\t{i}\t{(i + 1) / 50}\n" for i in range(40)))
+    assert main(["plot", str(table), "--out", str(tmp_path / "f.svg")]) == 0
+    assert (tmp_path / "f.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert main(["plot", str(table), "--out", str(tmp_path / "f.txt")]) == 2
+    err = capsys.readouterr().err
+    assert ".png, .pdf or .svg" in err and not (tmp_path / "f.txt").exists()

@@ -173,6 +173,8 @@ def test_genotypes_cut_short_while_scanned_keep_the_checkpoint(
     assert main(scan_args(study, out)) == 2
     line = one_line(capsys.readouterr().err)
     assert f"{study}.bed" in line and "--resume" in line
+    # --resume takes only the files the scan began with: a corrected one is a new run
+    assert "once the input files are as they were" in line and "new run" in line
     assert Path(f"{out}.resume.json").exists() and Path(f"{out}.assoc.txt.partial").exists()
     assert not Path(f"{out}.assoc.txt").exists()
 

@@ -503,10 +503,19 @@ class Checkpoint:
             self.remove()
             return
         more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
+        # --resume takes only the input files the scan began with: after bad
+        # input, only once they are back as they were (a file being copied, a
+        # disk that came back); a corrected file is another run
+        when = (
+            " once the input files are as they were when this scan began (a corrected "
+            "file needs a new run, without --resume)"
+            if isinstance(exc, LmmscanError)
+            else ""
+        )
         hint = (
             f"SNPs 1-{self.next_snp} of {self.source.n_snps} are kept in "
             f"{self.tables[0]}{more} and {self.path}: rerun the same command with --resume "
-            "to continue"
+            f"to continue{when}"
         )
         with contextlib.suppress(AttributeError, TypeError):
             exc.lmmscan_hint = hint  # type: ignore[attr-defined]  # read by the entry point

@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "example: lmmscan plot study.assoc.txt --out study.png",
     )
     pl.add_argument("table", metavar="TABLE", help="GEMMA-format association table (.assoc.txt)")
-    pl.add_argument("--out", metavar="FIG", required=True, help="output image (.png). Required")
+    pl.add_argument(
+        "--out", metavar="FIG", required=True, help="output image (.png, .pdf or .svg). Required"
+    )
     pl.add_argument(
         "--p-column",
         metavar="NAME",
@@ -29,6 +31,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="p-value column to plot. Default: the first of p_wald, p_lrt, p_score",
     )
     pl.set_defaults(func=run)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def _check_fields(path: Path) -> None:
+    """Every line of a tab-separated table with the header's number of fields
+    (pandas would fill a short row, a table cut off mid-line, with NaN)."""
+    import numpy as np
+
+    from ..textio import open_input
+
+    with open_input(path) as fh:  # gunzipped if gzip (GEMMA's tables often are)
+        data = np.frombuffer(fh.read(), dtype=np.uint8)
+    if data.size == 0:
+        return
+    ends = np.flatnonzero(data == ord("\n"))
+    if ends.size == 0 or ends[-1] != data.size - 1:
+        ends = np.append(ends, data.size)  # a last line without its newline
+    tabs = np.concatenate([[0], np.cumsum(data == ord("\t"))])
+    per_line = np.diff(tabs[np.concatenate([[0], ends + 1]).clip(max=data.size)])
+    blank = np.diff(np.concatenate([[-1], ends])) == 1  # empty lines: pandas skips them
+    bad = np.flatnonzero((per_line != per_line[0]) & ~blank)
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            f"{per_line[i] + 1} fields where the header has {per_line[0] + 1} "
+            "(a row cut short, or a table being written)",
+            path=str(path),
+            line=i + 1,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,10 +78,18 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise InputError("association table not found", path=str(path))
     check_out_dir(args.out)
+    kind = Path(args.out).suffix.lower().lstrip(".")
+    if kind not in FIGURE_FORMATS:
+        raise InputError(
+            f"--out {args.out!r}: name a .png, .pdf or .svg file (the format follows the name)"
+        )
     try:
+        _check_fields(path)
         table = pd.read_csv(path, sep="\t", dtype={"chr": str, "rs": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the table: {one_line(exc)}", path=str(path)) from None
+    if len(table) == 0:
+        raise InputError("the table has a header but no rows: nothing to plot", path=str(path))
     missing = [c for c in ("chr", "ps") if c not in table.columns]
     if missing:
         raise InputError(f"the table has no column {missing[0]!r}", path=str(path))
@@ -56,7 +97,17 @@ def run(args: argparse.Namespace) -> int:
         col = plot.p_column(table, args.p_column)
     except KeyError as exc:
         raise InputError(str(exc.args[0]), path=str(path)) from None
-    table[col] = pd.to_numeric(table[col], errors="coerce")
+    raw = table[col]
+    table[col] = pd.to_numeric(raw, errors="coerce")
+    # NA and nan are missing p-values (read as NaN); any other text is an error
+    text = table[col].isna() & raw.notna()
+    if text.any():
+        row = int(text.to_numpy().argmax())
+        raise InputError(
+            f"column {col!r} holds {raw.iloc[row]!r}, which is not a number (NA for missing)",
+            path=str(path),
+            line=row + 2,  # after the header
+        )
     values = table[col].to_numpy(dtype=float)
     outside = (values < 0) | (values > 1)  # nan (NA) is a missing p, not a bad one
     if outside.any():
@@ -69,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         )
     fig = plot.results_figure(table, col, title=path.name)
     with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
+        fig.savefig(fh, format=kind, dpi=100)
     print(
         f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
         f"{plural(int((table[col] < plot.GENOME_WIDE).sum()), 'SNP')} with {col} < 5e-8"
