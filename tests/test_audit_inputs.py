@@ -188,3 +188,23 @@ def test_a_killed_run_s_temporary_file_is_removed_by_the_next(study, tmp_path):
     argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--quiet"]
     assert main([str(a) for a in [*argv, "--out", tmp_path / "K.txt"]]) == 0
     assert not stale.exists() and alive.exists() and (tmp_path / "K.txt").is_file()
+
+
+@pytest.mark.parametrize("bad", ["3.5", "-1", "inf"])
+def test_vcf_dosages_outside_0_to_2_are_refused_naming_the_record(tmp_path, bad):
+    pytest.importorskip("cyvcf2")
+    from lmmscan.vcf import read_vcf
+
+    header = VCF_HEADER.replace("GP,Number=G", "DS,Number=1").replace("probabilities", "dosage")
+    rows = [
+        "1\t100\tv1\tA\tG\t.\t.\t.\tDS\t0.5\t1\t2.0005",
+        f"1\t200\tv2\tA\tG\t.\t.\t.\tDS\t0\t{bad}\t1",
+    ]
+    path = tmp_path / "d.vcf"
+    path.write_text(header + "\n".join(rows) + "\n")
+    g = read_vcf(path, field="DS")
+    np.testing.assert_allclose(g.read(0, 1)[:, 0], [0.5, 1, 2.0005], rtol=1e-6)  # rounding: kept
+    with pytest.raises(
+        InputError, match=rf"d\.vcf: record 2 \(1:200 v2\): .* sample 's2' is {bad}"
+    ):
+        g.read(0, 2)

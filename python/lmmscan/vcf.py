@@ -185,8 +185,10 @@ class VcfGenotypes(VariantFile):
             elif field == "GP":
                 gp = rec.format("GP")
                 out[j] = gp[:, 1] + 2.0 * gp[:, 2]
+                self._check_dosages(out[j], rec, int(file_index[j]), rows)
             else:
                 out[j] = rec.format("DS")[:, 0]
+                self._check_dosages(out[j], rec, int(file_index[j]), rows)
                 if has_gt:  # a sample without DS: its GT, as plink2 imports it
                     missing = np.isnan(out[j])
                     if missing.any():
@@ -199,6 +201,21 @@ class VcfGenotypes(VariantFile):
             if k:
                 self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + k
         return out
+
+    def _check_dosages(self, x: np.ndarray, rec: Any, index: int, rows: np.ndarray | None) -> None:
+        """A dosage (DS, or from GP) outside 0-2, or infinite, is bad input: the
+        filters would drop the variant as if its frequency were out of range,
+        or test a value no genotype has.  NaN is a missing value."""
+        bad = np.flatnonzero(~((x >= -DOSAGE_SLACK) & (x <= 2.0 + DOSAGE_SLACK)) & ~np.isnan(x))
+        if bad.size == 0:
+            return
+        i = int(bad[0])
+        sample = self._sample_text.iid[i if rows is None else int(rows[i])]
+        raise InputError(
+            f"record {index + 1} ({rec.CHROM}:{rec.POS} {rec.ID or '.'}): the {self.field} "
+            f"dosage of sample {sample!r} is {x[i]:g}; dosages run from 0 to 2",
+            path=self.path,
+        )
 
     def info(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
         """IMPUTE's info of SNPs start..stop-1 over ``samples``, from GP."""
@@ -220,6 +237,10 @@ class VcfGenotypes(VariantFile):
                 e[j] = gp[:, 1] + 2.0 * gp[:, 2]
                 f[j] = gp[:, 1] + 4.0 * gp[:, 2]
         return impute_info(e.T, f.T)
+
+
+# rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error
+DOSAGE_SLACK = 1e-3
 
 
 def _quiet_htslib() -> None:
