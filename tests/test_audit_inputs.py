@@ -208,3 +208,12 @@ def test_vcf_dosages_outside_0_to_2_are_refused_naming_the_record(tmp_path, bad)
         InputError, match=rf"d\.vcf: record 2 \(1:200 v2\): .* sample 's2' is {bad}"
     ):
         g.read(0, 2)
+
+
+def test_collinear_covariates_name_the_covariate_file(study, tmp_path, capsys):
+    rows = [line.split() for line in Path(f"{study}.covar.txt").read_text().splitlines()]
+    bad = tmp_path / "c.txt"  # column 2 = 1 - column 1: collinear with the intercept
+    lines = [f"{a}\t{'NA' if a == 'NA' else 1 - float(a):g}\t{b}" for a, b in rows]
+    bad.write_text("\n".join(lines) + "\n")
+    line = refused(capsys, scan(study, tmp_path / "r", "--covar", bad), tmp_path, "c.txt:")
+    assert "collinear" in line and "pheno.txt column 1" in line  # whose analysed samples

@@ -10,6 +10,11 @@ import numpy as np
 from ._errors import InputError
 
 
+class CovariateError(InputError):
+    """Bad covariates (their file is at fault, on the analysed samples of a
+    phenotype): :func:`analyse` names the covariate file when it is given."""
+
+
 def analysed_samples(
     y: object, covariates: object | None, n: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -33,9 +38,9 @@ def analysed_samples(
         if cov.ndim == 1:
             cov = cov[:, None]
         if cov.ndim != 2 or cov.shape[0] != y.shape[0]:
-            raise InputError(f"covariates must have shape ({y.shape[0]}, c), got {cov.shape}")
+            raise CovariateError(f"covariates must have shape ({y.shape[0]}, c), got {cov.shape}")
         if np.isinf(cov).any():
-            raise InputError("covariates contain infinite values (use NaN for missing)")
+            raise CovariateError("covariates contain infinite values (use NaN for missing)")
         _check_squares(cov, "covariate column")
         mask &= ~np.isnan(cov).any(axis=1)
     else:
@@ -70,7 +75,7 @@ def _check_squares(values: np.ndarray, what: str) -> None:
         huge = np.abs(values) > HUGE
     if huge.any():
         i, j = np.argwhere(huge)[0]
-        raise InputError(
+        raise CovariateError(
             f"{what} {j + 1} has a value of {values[i, j]:.6g} (sample {i + 1}): beyond "
             f"±{HUGE:.0e} its square overflows; rescale it"
         )
@@ -88,7 +93,7 @@ def _check_full_rank(W: np.ndarray, intercept_added: bool) -> None:
     scale = np.linalg.norm(W, axis=0)
     if np.any(scale == 0):
         j = int(np.flatnonzero(scale == 0)[0])
-        raise InputError(f"covariate column {j + 1} is zero on every analysed sample")
+        raise CovariateError(f"covariate column {j + 1} is zero on every analysed sample")
     R: np.ndarray = np.linalg.qr(W / scale, mode="r")  # type: ignore[assignment]
 
     def deficient(j: int) -> bool:
@@ -107,7 +112,7 @@ def _check_full_rank(W: np.ndarray, intercept_added: bool) -> None:
             lo = mid + 1
     j = hi
     what = "the added intercept" if intercept_added and j == c else f"column {j}"
-    raise InputError(
+    raise CovariateError(
         f"covariates are collinear: {what} is a linear combination of the columns "
         "before it (on the analysed samples)"
     )
@@ -134,10 +139,16 @@ class Analysed:
     W: np.ndarray  # their covariate matrix, intercept appended if added
 
 
-def analyse(Y: object, covariates: object | None, names: list[str] | None = None) -> list[Analysed]:
+def analyse(
+    Y: object,
+    covariates: object | None,
+    names: list[str] | None = None,
+    covariate_name: str | None = None,
+) -> list[Analysed]:
     """Each column of Y (samples, p) with its analysed samples.  An error
     names the phenotype (``names``; for several unnamed ones "phenotype 1",
-    "phenotype 2", ...)."""
+    "phenotype 2", ...), or, for one in the covariates, ``covariate_name``
+    (their file) when given."""
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 1:
         Y = Y[:, None]
@@ -150,6 +161,13 @@ def analyse(Y: object, covariates: object | None, names: list[str] | None = None
         y = Y[:, k]
         try:
             mask, _, W, _, _ = analysed_samples(y, covariates)
+        except CovariateError as exc:
+            if covariate_name is None:
+                if not prefix:
+                    raise
+                raise InputError(f"{name}: {exc}") from None
+            on = f" (on the samples analysed for {name})" if prefix else ""
+            raise InputError(f"{exc}{on}", path=covariate_name) from None
         except InputError as exc:
             if not prefix:
                 raise

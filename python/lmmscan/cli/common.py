@@ -421,7 +421,8 @@ def filter_samples(args: argparse.Namespace, source: GenotypeSource) -> Any:
     Y = phenotypes(args, source, [args.pheno_col], required=False)
     cov = covariates(args, source)
     y = np.zeros(source.n_samples) if Y is None else Y[:, 0]
-    return analyse(y, cov, [pheno_name(args, args.pheno_col)])[0]
+    names = [pheno_name(args, args.pheno_col)]
+    return analyse(y, cov, names, covariate_name=getattr(args, "covar", None))[0]
 
 
 @contextlib.contextmanager

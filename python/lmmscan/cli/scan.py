@@ -228,7 +228,8 @@ def load_phenotypes(args: argparse.Namespace, source: Any) -> list[Pheno]:
     assert Y is not None  # required: an InputError otherwise
     cov = covariates(args, source)
     names = [pheno_name(args, col) for col in args.pheno_col]
-    return [Pheno(col, a) for col, a in zip(args.pheno_col, analyse(Y, cov, names), strict=True)]
+    analysed = analyse(Y, cov, names, covariate_name=getattr(args, "covar", None))
+    return [Pheno(col, a) for col, a in zip(args.pheno_col, analysed, strict=True)]
 
 
 class _Rows:
