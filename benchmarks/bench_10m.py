@@ -107,10 +107,10 @@ def main() -> None:
         bed_gb = Path(f"{prefix}.bed").stat().st_size / 1e9
 
         every = work / "kinship_snps.txt"
-        with open(f"{prefix}.bim") as fh, open(every, "w") as out:
+        with open(f"{prefix}.bim") as fh, open(every, "w") as ids:
             for i, line in enumerate(fh):
                 if i % 100 == 0:
-                    out.write(line.split()[1] + "\n")
+                    ids.write(line.split()[1] + "\n")
         K = work / "K.npy"
         t0 = time.perf_counter()
         subprocess.run(

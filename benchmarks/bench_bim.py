@@ -31,6 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def main() -> None:
         ".pvar text": lambda: pgen.read_pvar(Path(f"{prefix}.pvar"), fast=False),
     }
     times: dict[str, list[float]] = {k: [] for k in ways}
-    results = {}
+    results: dict[str, Any] = {}  # (table, positions) pairs and tables
     held: dict[str, int] = {}
     for r in range(args.rounds):
         order = list(ways) if r % 2 == 0 else list(reversed(ways))

@@ -110,7 +110,7 @@ def main() -> None:
             "| program | wall, s | peak RSS, MB |",
             "| --- | ---: | ---: |",
         ]
-        p = {}
+        p: dict[str, np.ndarray] = {}
         for name, cmd in runs.items():
             out = work / f"{len(p)}.npy"
             wall, rss = timed([*cmd, str(prefix), str(k), str(m), str(out)])

@@ -28,6 +28,7 @@ against the .bed scan (issue 15).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -35,7 +36,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +109,9 @@ def read_throughput(prefix: Path, m: int, mask: np.ndarray) -> dict[str, dict]:
 
     block = default_block_size(int(mask.sum()))
     out: dict[str, dict] = {}
-    readers = [(name, lambda name=name: open_source(name, prefix)) for name in FORMATS]
+    readers: list[tuple[str, Callable[[], Any]]] = [
+        (name, functools.partial(open_source, name, prefix)) for name in FORMATS
+    ]
     # pgenlib reading the .bed itself (it reads PLINK 1 too), beside bed-reader
     readers.insert(1, ("bed (pgenlib)", lambda: _pgen_on_bed(prefix, PgenGenotypes)))
     ref = None
@@ -125,7 +130,10 @@ def read_throughput(prefix: Path, m: int, mask: np.ndarray) -> dict[str, dict]:
         dt = time.perf_counter() - t0
         if ref is None:
             ref = (total, first)
-        same = np.array_equal(first, ref[1], equal_nan=True)
+        if first is None or ref[1] is None:  # m = 0: no block read, by any reader
+            same = first is None and ref[1] is None
+        else:
+            same = np.array_equal(first, ref[1], equal_nan=True)
         out[name] = {"open_s": t_open, "read_s": dt, "variants_per_s": m / dt, "same": same}
         print(
             f"  {name:14s} open {t_open:6.2f} s, read {m} variants in {dt:7.2f} s: "
@@ -147,7 +155,7 @@ def _pgen_on_bed(prefix: Path, cls):
     return cls(q)
 
 
-def plink2_import(prefix: Path, m: int) -> dict[str, float]:
+def plink2_import(prefix: Path, m: int) -> dict[str, dict[str, float]]:
     """plink2 reading each file into a scratch .pgen: one pass (import + write)."""
     out = {}
     scratch = prefix.parent / "plink2_scratch"

@@ -22,7 +22,9 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -42,19 +44,22 @@ def unpack(out: Path) -> Path:
 
 
 CPU: dict[str, float] = {}
+T = TypeVar("T")
 
 
-def timed(fn, repeat: int, name: str = "") -> tuple[float, object]:
+def timed(fn: Callable[[], T], repeat: int, name: str = "") -> tuple[float, T]:
     """Median wall seconds; the median CPU seconds of the process (all its
     threads) go to CPU[name]: on a shared machine that is the fairer figure."""
-    times, cpu, result = [], [], None
+    times: list[float] = []
+    cpu: list[float] = []
+    result: T | None = None
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-    CPU[name] = statistics.median(cpu)
-    return statistics.median(times), result
+    CPU[name] = statistics.median(cpu)  # StatisticsError if repeat < 1: result is fn()'s
+    return statistics.median(times), cast(T, result)
 
 
 def run_fastlmm(prefix: Path, repeat: int) -> float:

@@ -20,8 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lmmscan.engine import Test
 
 # .bed 2-bit codes for the count of the .bim column-5 allele (PLINK's A1):
 # 2 -> 00, 1 -> 10 (het), 0 -> 11
@@ -63,7 +67,7 @@ def simulate(out: Path, n: int, k: int, m: int, seed: int = 2026, chunk: int = 5
     (out / "test.fam").write_bytes((out / "kinship.fam").read_bytes())
 
 
-def analyse(directory: str, test: str) -> dict:
+def analyse(directory: str, test: Test) -> dict:
     """Runs in a fresh process: the low-rank fit and scan, timed."""
     import resource
 
@@ -87,6 +91,9 @@ def analyse(directory: str, test: str) -> dict:
     report = lmmscan.ScanReport()
     table = lmmscan.scan(lmmscan.read_plink(d / "test"), null_model=null, test=test, report=report)
     t["scan"] = time.perf_counter() - t0
+    import pandas as pd  # loaded by the scan
+
+    assert isinstance(table, pd.DataFrame)  # one phenotype: one table
     return {
         "seconds": t,
         "scan_phases": report.seconds,

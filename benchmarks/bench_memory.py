@@ -32,10 +32,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from lmmscan.engine import Test
+
 MiB = 1 << 20
+
+
+class ScanOptions(TypedDict, total=False):
+    """The options of mode ``fixed`` (the other modes: scan's defaults)."""
+
+    test: Test
+    lambda_mode: str
 
 
 def vmhwm() -> int:
@@ -106,10 +117,13 @@ def child(work: Path, mode: str) -> None:
     del K
     report = lmmscan.ScanReport()
     t1 = time.perf_counter()
-    fixed = dict(test="wald", lambda_mode="null") if mode == "fixed" else {}
+    fixed: ScanOptions = {"test": "wald", "lambda_mode": "null"} if mode == "fixed" else {}
     table = lmmscan.scan(lmmscan.read_plink(work / "geno"), null_model=null, report=report, **fixed)
     t_scan = time.perf_counter() - t1
     marks["scan"] = vmhwm()
+    import pandas as pd  # loaded by the scan
+
+    assert isinstance(table, pd.DataFrame)  # one phenotype: one table
     print(
         json.dumps(
             {

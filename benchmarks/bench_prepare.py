@@ -52,6 +52,7 @@ def load_old_filters(repo: str, rev: str):
     tmp = Path(tempfile.mkdtemp(prefix="lmmscan-old-")) / "old_filters.py"
     tmp.write_text(src)
     spec = importlib.util.spec_from_file_location("old_filters", tmp)
+    assert spec is not None and spec.loader is not None  # a .py file: the source loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules["old_filters"] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
@@ -109,7 +110,7 @@ def main() -> None:
     rows = np.flatnonzero(null.analyzed)
     n, m = len(rows), min(a.snps, geno.n_snps)
     block = default_block_size(n)
-    U = null.spectral.U
+    U = null.eigenvectors  # null.spectral.U (a kinship's Spectral)
     scanner = BlockScanner(null, "all")
     W = null.W
     starts = list(range(0, m, block))
@@ -161,7 +162,9 @@ def main() -> None:
                 keep_out.append((keep, nm, af, UtX, cols))
 
     # identical results?
-    ro, rn = [], []
+    # (keep, n_miss, af, U'X, test columns) of each block
+    ro: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]] = []
+    rn: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]] = []
     run_old(Clock(), ro)
     run_new(Clock(), rn)
     same_keep = all(np.array_equal(o[0], w[0]) for o, w in zip(ro, rn, strict=True))
@@ -176,7 +179,7 @@ def main() -> None:
     )
     del ro, rn
 
-    runs = {"old": [], "new": []}
+    runs: dict[str, list[Clock]] = {"old": [], "new": []}
     for r in range(a.repeats):
         order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
         for name in order:
@@ -208,7 +211,11 @@ def main() -> None:
     X = geno.read(0, min(m, block), rows)
     Xk = np.array(scanner._prepare(X, None, distinct=False).Xk)
     XkF, XkC = np.asfortranarray(Xk), np.ascontiguousarray(Xk)
-    t = {"X'U, X Fortran order (new)": [], "X'U, X C order (old)": [], "U'X, X Fortran order": []}
+    t: dict[str, list[float]] = {
+        "X'U, X Fortran order (new)": [],
+        "X'U, X C order (old)": [],
+        "U'X, X Fortran order": [],
+    }
     for r in range(max(3, a.repeats)):
         for name, fn in [
             ("X'U, X Fortran order (new)", lambda: XkF.T @ U),

@@ -116,6 +116,9 @@ def job_lmmscan(a: argparse.Namespace) -> None:
     for k, v in rep.seconds.items():
         t["scan." + k] = v
     if a.out:
+        import pandas as pd  # loaded by the scan
+
+        assert isinstance(table, pd.DataFrame)  # one phenotype: one table
         t1 = time.perf_counter()
         table.to_csv(a.out + ".assoc.txt", sep="\t", index=False, float_format="%.6e")
         t["write"] = time.perf_counter() - t1

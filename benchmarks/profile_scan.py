@@ -50,7 +50,7 @@ def med(xs):
 
 def alternate(variants: dict, repeats: int) -> dict:
     """{name: fn()} run alternately; {name: (median wall, median cpu)}."""
-    res = {k: ([], []) for k in variants}
+    res: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in variants}
     names = list(variants)
     for r in range(repeats):
         for k in names[r % len(names) :] + names[: r % len(names)]:
@@ -260,7 +260,10 @@ def main() -> None:
         return f
 
     g0, g1 = gemm_after_eigh(False), gemm_after_eigh(True)
-    tt = {"GEMM right after scipy eigh": [], "GEMM 0.5 s after scipy eigh": []}
+    tt: dict[str, list[float]] = {
+        "GEMM right after scipy eigh": [],
+        "GEMM 0.5 s after scipy eigh": [],
+    }
     for _ in range(max(3, a.repeats)):
         g0()
         tt["GEMM right after scipy eigh"].append(g0.last)

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +178,7 @@ def run_point(prefix: str, K: str, args: argparse.Namespace, env: dict) -> dict:
     return res
 
 
-def fit_exponent(x: list[float], y: list[float]) -> float:
+def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float:
     x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     return float(np.polyfit(x, y, 1)[0])
 
@@ -312,7 +313,7 @@ def main() -> None:
             "print('KERNELS ' + json.dumps(scaling.kernels("
             "[int(v) for v in sys.argv[2].split(',')])))"
         )
-        out = subprocess.run(
+        stdout = subprocess.run(
             [sys.executable, "-c", code, str(HERE), args.kernel_ns],
             env=env,
             capture_output=True,
@@ -320,7 +321,7 @@ def main() -> None:
             check=True,
         ).stdout
         kern = next(
-            json.loads(line[8:]) for line in out.splitlines() if line.startswith("KERNELS ")
+            json.loads(line[8:]) for line in stdout.splitlines() if line.startswith("KERNELS ")
         )
         print(kern, flush=True)
     n_points = []
