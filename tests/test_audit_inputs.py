@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,11 +184,17 @@ def test_a_killed_run_s_temporary_file_is_removed_by_the_next(study, tmp_path):
     dead = int(done.stdout)  # a process that has ended
     stale = tmp_path / f".K.txt.tmp{dead}"
     stale.write_text("half a kinship")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    recent = tmp_path / f".K.txt.tmp{dead + 1_000_000}"  # no such process, but written
+    recent.write_text("being written on another machine")  # to a minute ago: kept
     alive = tmp_path / f".K.txt.tmp{os.getppid()}"  # a running process's: kept
     alive.write_text("being written")
+    os.utime(alive, (old, old))
     argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--quiet"]
     assert main([str(a) for a in [*argv, "--out", tmp_path / "K.txt"]]) == 0
-    assert not stale.exists() and alive.exists() and (tmp_path / "K.txt").is_file()
+    assert not stale.exists() and alive.exists() and recent.exists()
+    assert (tmp_path / "K.txt").is_file()
 
 
 @pytest.mark.parametrize("bad", ["3.5", "-1", "inf"])
@@ -217,3 +224,19 @@ def test_collinear_covariates_name_the_covariate_file(study, tmp_path, capsys):
     bad.write_text("\n".join(lines) + "\n")
     line = refused(capsys, scan(study, tmp_path / "r", "--covar", bad), tmp_path, "c.txt:")
     assert "collinear" in line and "pheno.txt column 1" in line  # whose analysed samples
+
+
+def test_a_haploid_gp_record_is_skipped_as_other_ploidy_not_a_traceback(tmp_path):
+    pytest.importorskip("cyvcf2")
+    from lmmscan.vcf import read_vcf
+
+    rows = [
+        "1\t100\tv1\tA\tG\t.\t.\t.\tGT:GP\t0/1:0.1,0.8,0.1\t0/0:0.9,0.1,0\t1/1:0,0.2,0.8",
+        "X\t200\tv2\tA\tG\t.\t.\t.\tGT:GP\t0:0.9,0.1\t1:0.2,0.8\t0:1,0",
+    ]
+    path = tmp_path / "h.vcf"
+    path.write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    g = read_vcf(path, field="GP")
+    X = g.read(0, 2)
+    np.testing.assert_allclose(X[:, 0], [1.0, 0.1, 1.8], rtol=1e-6)
+    assert np.isnan(X[:, 1]).all() and g.skipped_at_read == {"ploidy other than 2": 1}

@@ -125,6 +125,9 @@ def test_a_bim_from_a_pipe_is_read_once(tmp_path, text):
     plain.write_text(text)
     fifo = tmp_path / "pipe.bim"
     os.mkfifo(fifo)
+    # a reader from the start: the writer's open never waits for one, and its
+    # writes never break (EPIPE) when the reader under test came and went first
+    holder = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     writer = threading.Thread(target=fifo.write_text, args=(text,))
     writer.start()
     try:
@@ -147,6 +150,7 @@ def test_a_bim_from_a_pipe_is_read_once(tmp_path, text):
                 pass
             os.close(fd)
             writer.join()
+        os.close(holder)
     want = outcome(plink._read_bim, str(plain))
     assert got[0] == want[0]
     if got[0] == "ok":

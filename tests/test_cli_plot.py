@@ -81,3 +81,18 @@ def test_plot_format_follows_the_output_name(tmp_path, capsys):
     assert main(["plot", str(table), "--out", str(tmp_path / "f.txt")]) == 2
     err = capsys.readouterr().err
     assert ".png, .pdf or .svg" in err and not (tmp_path / "f.txt").exists()
+
+
+def test_plot_reads_a_pipe_once_and_names_lines_past_blank_ones(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    table = tmp_path / "t.assoc.txt"
+    table.write_text(HEAD + "".join(f"1\trs{i}\t{i}\t{(i + 1) / 50}\n" for i in range(40)))
+    cmd = f"{sys.executable} -m lmmscan plot <(cat {table}) --out {tmp_path / 'p.png'}"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    table.write_text(HEAD + "1\trs1\t10\t0.5\n\n\n1\trs2\t20\tabc\n")
+    assert main(["plot", str(table), "--out", str(tmp_path / "q.png")]) == 2
+    assert "line 5: column 'p_wald' holds 'abc'" in capsys.readouterr().err

@@ -73,18 +73,31 @@ def write_slowly(path: Path, data: bytes, pieces: int = 5) -> threading.Thread:
     return thread
 
 
-def read_from(read, fifo: Path, writer: threading.Thread):
+def read_from(read, fifo: Path, writer: threading.Thread, holder: int):
     """read(fifo), read again while it finds no writer and ``writer`` is still
     to open the FIFO: a FIFO that no process has opened for writing reads as
-    empty (by design), and a busy machine can run the reader first."""
-    for _ in range(200):
-        try:
-            return read(fifo)
-        except InputError as exc:
-            if "nothing to read from this pipe" not in str(exc) or not writer.is_alive():
-                raise
-            time.sleep(0.05)
-    raise AssertionError(f"the writer of {fifo} never opened it")
+    empty (by design), and a busy machine can run the reader first.
+    ``holder``: a read end the test opened before the writer started (so the
+    writer never waits for a reader, nor breaks when one came and went),
+    closed here."""
+    try:
+        for _ in range(200):
+            try:
+                return read(fifo)
+            except InputError as exc:
+                if "nothing to read from this pipe" not in str(exc) or not writer.is_alive():
+                    raise
+                time.sleep(0.05)
+        raise AssertionError(f"the writer of {fifo} never opened it")
+    finally:
+        os.close(holder)
+
+
+def fifo_with_writer(fifo: Path, data: bytes) -> tuple[threading.Thread, int]:
+    """A new FIFO, a read end held open on it, and a thread writing ``data``."""
+    os.mkfifo(fifo)
+    holder = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    return write_slowly(fifo, data), holder
 
 
 # ------------------------------------------------------------ FIFOs and devices
@@ -155,9 +168,8 @@ def test_pipe_is_read_whole_not_short_after_the_gzip_check(study, tmp_path):
     (tmp_path / "y.txt").write_text(pheno)
     for k, (data, read, regular) in enumerate(cases):
         fifo = tmp_path / f"fifo{k}{regular.suffix}"
-        os.mkfifo(fifo)
-        writer = write_slowly(fifo, data)
-        np.testing.assert_array_equal(read_from(read, fifo, writer), read(regular))
+        writer, holder = fifo_with_writer(fifo, data)
+        np.testing.assert_array_equal(read_from(read, fifo, writer, holder), read(regular))
         writer.join()
 
 
@@ -193,10 +205,9 @@ def test_bimbam_geno_from_a_pipe_is_refused_naming_the_flag(study, tmp_path, cap
 def test_pipe_longer_than_memory_allows_is_refused_not_cut(tmp_path, monkeypatch):
     monkeypatch.setattr(textio, "_pipe_limit", lambda: 1000)
     fifo = tmp_path / "p"
-    os.mkfifo(fifo)
-    writer = write_slowly(fifo, b"1\n" * 2000)
+    writer, holder = fifo_with_writer(fifo, b"1\n" * 2000)
     with pytest.raises(InputError, match="a pipe of more than 1000 bytes"):
-        read_from(lambda p: read_pheno(p, [1]), fifo, writer)
+        read_from(lambda p: read_pheno(p, [1]), fifo, writer, holder)
     writer.join(timeout=5)
 
 

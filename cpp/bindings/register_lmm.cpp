@@ -24,8 +24,9 @@ namespace {
 lmmscan::LambdaOptions lambda_options(double l_min, double l_max, int n_region) {
   if (!(l_min > 0.0) || !(l_max > l_min))
     throw py::value_error("lambda bounds must satisfy 0 < l_min < l_max");
-  // each interval is one more evaluation per SNP and one more row of n
-  // weights per thread (the command line's --region stops at the same bound)
+  // each interval is one more evaluation per SNP and three more rows of n
+  // weights per scanner (the command line's --region stops at the same
+  // bound, and its memory plan counts those rows)
   if (n_region < 1 || n_region > 10000)
     throw py::value_error("n_region must be between 1 and 10000");
   lmmscan::LambdaOptions opt;

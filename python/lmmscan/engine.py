@@ -138,11 +138,13 @@ def distinct_snps(Xk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray 
     are bit for bit those of an earlier SNP left out, and kept SNP j's
     column of Xd (None, and Xk itself, when too few SNPs repeat).  Xk is
     rewritten in place (Xd is a view of it); a C-ordered Xk is not looked
-    at (only a Fortran one has each SNP's values together).
+    at (only a Fortran one has each SNP's values together: in-memory arrays,
+    BIMBAM, --snps subsets and the blocks of a scan with several groups of
+    samples are C-ordered).
 
-    A SNP's rotated values and statistics depend on its own values alone
-    (:func:`lmmscan.spectral.rows_product`), so the repeats get the same
-    bits as if they were computed."""
+    With the dense basis, a SNP's rotated values and statistics depend on
+    its own values alone (:func:`lmmscan.spectral.rows_product`), so the
+    repeats get the same bits as if they were computed."""
     k = Xk.shape[1]
     if k < 2 or not Xk.flags.f_contiguous or not Xk.flags.writeable:
         return Xk, None
@@ -283,7 +285,10 @@ class BlockScanner:
         (:class:`Prepared`)."""
         keep, n_miss, af, Xk = self.filter(X, report)
         inverse = None
-        if distinct:
+        # only where each SNP's rotation is a function of its values alone: the
+        # dense basis and the whitening pad narrow blocks (rows_product); the
+        # low-rank and group bases' narrow products take other BLAS kernels
+        if distinct and isinstance(self.null.spectral, Spectral):
             t0 = time.perf_counter()
             Xk, inverse = distinct_snps(Xk, self.threads)
             if report is not None:

@@ -275,6 +275,8 @@ def scan_plan(
     workers: int = 1,
     single: bool = False,
     loco_sums: int = LOCO_SUMS,
+    phenotypes: int = 1,
+    n_region: int = 10,
 ) -> Plan:
     """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
     each group of phenotypes (one decomposition each); ``kinship``: "given",
@@ -283,12 +285,15 @@ def scan_plan(
     test, one phenotype); ``single``: --precision single (a float32 copy of
     the eigenvectors, and of each block, beside the double ones);
     ``loco_sums``: the bytes LOCO's per-chromosome kinship sums may take
-    (``memory_limit`` of :func:`lmmscan.loco_scan`)."""
+    (``memory_limit`` of :func:`lmmscan.loco_scan`); ``phenotypes``: each
+    has a scanner, which holds three weights per sample at each of the
+    lambda grid's ``n_region`` + 1 points and the two null lambdas."""
     N, groups = n_file, len(analysed)
     n = max(analysed)
     block = max(1, min(block, n_variants))
     plan = Plan("the scan")
     plan.fixed["variant table"] = PER_VARIANT * n_variants
+    plan.fixed["lambda grid weights"] = 24 * (n + 8) * (n_region + 3) * phenotypes
     blocks = block_bytes(N, block)
     if single:
         rows, k = eigen_shape if kinship == "eigen" and eigen_shape else (n, n)

@@ -57,19 +57,30 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+# a temporary file untouched this long, whose process is not running here, is
+# a killed run's (a run on another machine or container writes continuously)
+_STALE_SECONDS = 600
+
+
 def _remove_dead_temporaries(path: Path) -> None:
     """Remove the temporary files of ``path`` that killed runs left: those
-    whose process is gone (one still running keeps its own)."""
+    whose process is gone and which have not been written to for 10 minutes
+    (a process number is this machine's: a shared directory may hold a live
+    run's from another)."""
+    import time
+
     for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
         pid = stale.name[len(path.name) + 5 :]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
+            if time.time() - stale.stat().st_mtime < _STALE_SECONDS:
+                continue
             os.kill(int(pid), 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
                 stale.unlink()
-        except OSError:  # another user's process: alive
+        except OSError:  # gone already, or another user's process: alive
             pass
 
 

@@ -184,6 +184,10 @@ class VcfGenotypes(VariantFile):
                     out[j] = np.nan
             elif field == "GP":
                 gp = rec.format("GP")
+                if gp.ndim != 2 or gp.shape[1] != 3:  # haploid (chrY, MT, a male's X)
+                    not_diploid += 1
+                    out[j] = np.nan
+                    continue
                 out[j] = gp[:, 1] + 2.0 * gp[:, 2]
                 self._check_dosages(out[j], rec, int(file_index[j]), rows)
             else:
@@ -234,6 +238,9 @@ class VcfGenotypes(VariantFile):
         with self._lock, np.errstate(invalid="ignore"):
             for j, rec in enumerate(self._records(file_index, rows)):
                 gp = rec.format("GP")
+                if gp.ndim != 2 or gp.shape[1] != 3:  # haploid: no info (the scan skips it)
+                    e[j] = f[j] = np.nan
+                    continue
                 e[j] = gp[:, 1] + 2.0 * gp[:, 2]
                 f[j] = gp[:, 1] + 4.0 * gp[:, 2]
         return impute_info(e.T, f.T)

@@ -98,6 +98,15 @@ def require_matplotlib(what: str) -> None:
         ) from None
 
 
+def check_out_file(out: str) -> None:
+    """:func:`check_out_dir`, and an output file name taken by a directory, a
+    device, a FIFO or a socket refused before any work (not after it)."""
+    from ..output import output_file
+
+    check_out_dir(out)
+    output_file(out)
+
+
 def check_out_dir(out: str) -> None:
     if os.path.basename(out) in ("", ".", ".."):
         # the outputs would be hidden files (".assoc.txt") or the directory itself

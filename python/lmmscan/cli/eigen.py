@@ -8,7 +8,7 @@ import time
 
 from .._errors import InputError
 from .common import (
-    check_out_dir,
+    check_out_file,
     filter_samples,
     memory_check_driver,
     memory_line,
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..textio import read_kinship
 
     t0 = time.perf_counter()
-    check_out_dir(args.out)
+    check_out_file(args.out)
     if not str(args.out).endswith(".npz"):
         raise InputError("--out must end in .npz", path=str(args.out))
     with run_threads(args.threads, args.eigh_driver):

@@ -8,7 +8,7 @@ import time
 from ..kinship import KINSHIP_METHODS
 from .common import (
     check_hwe,
-    check_out_dir,
+    check_out_file,
     describe_skipped,
     describe_variant_lists,
     filter_samples,
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..textio import write_kinship
 
     t0 = time.perf_counter()
-    check_out_dir(args.out)
+    check_out_file(args.out)
     with run_threads(args.threads):
         source = open_genotypes(args)
         check_hwe(args, source)

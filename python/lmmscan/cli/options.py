@@ -32,7 +32,8 @@ def positive_int(text: str) -> int:
 
 
 # each interval of the lambda grid is one more likelihood evaluation per SNP
-# and one more row of n weights held per thread
+# and three more rows of n weights held per phenotype (the memory plan
+# counts them)
 MAX_REGION = 10_000
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from .._errors import InputError
-from .common import check_out_dir, one_line, plural, require_matplotlib
+from .common import check_out_file, one_line, plural, require_matplotlib
 from .options import command
 
 
@@ -36,32 +40,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
-def _check_fields(path: Path) -> None:
-    """Every line of a tab-separated table with the header's number of fields
-    (pandas would fill a short row, a table cut off mid-line, with NaN)."""
+_PIECE = 1 << 23  # bytes of the table whose tabs are counted at once
+
+
+def _line_fields(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(fields, line) of each non-blank line of tab-separated ``data``: its
+    number of fields and its 1-based line number (pandas skips blank lines).
+    In pieces of 8 MB, so that the temporaries stay small."""
+    import numpy as np
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == ord("\n"))
+    if ends.size == 0 or ends[-1] != buf.size - 1:
+        ends = np.append(ends, buf.size)  # a last line without its newline
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    tabs = np.empty(ends.size, dtype=np.int64)
+    step = _PIECE
+    first = 0
+    while first < ends.size:  # lines whose text lies within one piece of the buffer
+        stop = int(np.searchsorted(ends, starts[first] + step, side="right"))
+        stop = max(stop, first + 1)
+        lo, hi = int(starts[first]), int(ends[stop - 1])
+        count = np.concatenate([[0], np.cumsum(buf[lo:hi] == ord("\t"), dtype=np.int32)])
+        tabs[first:stop] = count[ends[first:stop] - lo] - count[starts[first:stop] - lo]
+        first = stop
+    filled = ends > starts
+    return tabs[filled] + 1, np.flatnonzero(filled) + 1
+
+
+def _read_table(path: Path, pd):
+    """The table, read once (a pipe too); every row with the header's number
+    of fields (pandas fills a short row, a table cut off mid-line, with NaN),
+    and the line number of each row."""
+    import io
+
     import numpy as np
 
     from ..textio import open_input
 
     with open_input(path) as fh:  # gunzipped if gzip (GEMMA's tables often are)
-        data = np.frombuffer(fh.read(), dtype=np.uint8)
-    if data.size == 0:
-        return
-    ends = np.flatnonzero(data == ord("\n"))
-    if ends.size == 0 or ends[-1] != data.size - 1:
-        ends = np.append(ends, data.size)  # a last line without its newline
-    tabs = np.concatenate([[0], np.cumsum(data == ord("\t"))])
-    per_line = np.diff(tabs[np.concatenate([[0], ends + 1]).clip(max=data.size)])
-    blank = np.diff(np.concatenate([[-1], ends])) == 1  # empty lines: pandas skips them
-    bad = np.flatnonzero((per_line != per_line[0]) & ~blank)
+        data = fh.read()
+    fields, lines = _line_fields(data) if data else (np.zeros(0, int), np.zeros(0, int))
+    bad = np.flatnonzero(fields != fields[0]) if fields.size else fields
     if bad.size:
         i = int(bad[0])
         raise InputError(
-            f"{per_line[i] + 1} fields where the header has {per_line[0] + 1} "
+            f"{fields[i]} fields where the header has {fields[0]} "
             "(a row cut short, or a table being written)",
             path=str(path),
-            line=i + 1,
+            line=int(lines[i]),
         )
+    table = pd.read_csv(io.BytesIO(data), sep="\t", dtype={"chr": str, "rs": str})
+    return table, lines[1:]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,15 +107,14 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.table)
     if not path.exists():
         raise InputError("association table not found", path=str(path))
-    check_out_dir(args.out)
+    check_out_file(args.out)
     kind = Path(args.out).suffix.lower().lstrip(".")
     if kind not in FIGURE_FORMATS:
         raise InputError(
             f"--out {args.out!r}: name a .png, .pdf or .svg file (the format follows the name)"
         )
     try:
-        _check_fields(path)
-        table = pd.read_csv(path, sep="\t", dtype={"chr": str, "rs": str})
+        table, lines = _read_table(path, pd)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the table: {one_line(exc)}", path=str(path)) from None
     if len(table) == 0:
@@ -106,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"column {col!r} holds {raw.iloc[row]!r}, which is not a number (NA for missing)",
             path=str(path),
-            line=row + 2,  # after the header
+            line=int(lines[row]),
         )
     values = table[col].to_numpy(dtype=float)
     outside = (values < 0) | (values > 1)  # nan (NA) is a missing p, not a bad one
@@ -116,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             f"column {col!r} holds {values[row]:g}, which is no p-value (not in [0, 1]); "
             "name a p-value column with --p-column",
             path=str(path),
-            line=row + 2,  # after the header
+            line=int(lines[row]),
         )
     fig = plot.results_figure(table, col, title=path.name)
     with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:

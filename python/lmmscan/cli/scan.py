@@ -432,6 +432,8 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             workers=workers,
             single=getattr(args, "precision", "double") == "single",
             loco_sums=loco_sums,
+            phenotypes=len(args.pheno_col),
+            n_region=args.region,
         )
 
     def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
