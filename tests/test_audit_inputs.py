@@ -240,3 +240,38 @@ def test_a_haploid_gp_record_is_skipped_as_other_ploidy_not_a_traceback(tmp_path
     X = g.read(0, 2)
     np.testing.assert_allclose(X[:, 0], [1.0, 0.1, 1.8], rtol=1e-6)
     assert np.isnan(X[:, 1]).all() and g.skipped_at_read == {"ploidy other than 2": 1}
+
+
+def test_a_vcf_record_htslib_cannot_read_is_named_with_its_line(tmp_path):
+    pytest.importorskip("cyvcf2")
+    from lmmscan.vcf import read_vcf
+
+    header = VCF_HEADER.replace("GP,Number=G", "DS,Number=1").replace("probabilities", "dosage")
+    rows = [f"1\t{100 * k}\tv{k}\tA\tG\t.\t.\t.\tDS\t0.5\t1\t2" for k in range(1, 5)]
+    rows[2] = "1\t300\tv3\tA\tG\t.\t.\t.\tDS\t0.5\t1"  # a sample short
+    path = tmp_path / "r.vcf"
+    path.write_text(header + "\n".join(rows) + "\n")
+    g = read_vcf(path, field="DS")
+    line = header.count("\n") + 3
+    with pytest.raises(InputError, match=rf"r\.vcf: cannot read record 3 \(line {line}\)"):
+        g.read(0, 4)
+
+
+def test_an_unreadable_genotype_file_says_so(tmp_path, monkeypatch):
+    pytest.importorskip("cyvcf2")
+    import builtins
+
+    from lmmscan import genotypes
+    from lmmscan.vcf import read_vcf
+
+    path = tmp_path / "u.vcf"
+    path.write_text(VCF_HEADER)
+
+    def denied(name, *args, **kwargs):  # as chmod 000 does for anyone but root
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return builtins.open(name, *args, **kwargs)
+
+    monkeypatch.setattr(genotypes, "open", denied, raising=False)
+    with pytest.raises(InputError, match=r"u\.vcf: cannot read \(Permission denied\)"):
+        read_vcf(path)

@@ -442,6 +442,11 @@ class VariantFile:
         if not Path(self.path).exists():
             raise InputError(f"{what} not found", path=self.path)
         input_stat(Path(self.path), needs_file=needs_file)
+        try:  # the readers' own messages for this say "error reading" or "Error opening"
+            with open(self.path, "rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"cannot read ({exc.strerror or exc})", path=self.path) from None
 
     def _phenotype_columns(self, columns: list[int], where: str, which: str) -> np.ndarray:
         """Phenotype columns (1-based) of the sample file as (samples,

@@ -161,11 +161,31 @@ class VcfGenotypes(VariantFile):
             ) from None
         except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
             self._reader = None
+            bad = self._next  # the record being read: counted only once it was
             raise InputError(
-                f"cannot read records {int(file_index[0]) + 1}-{int(file_index[-1]) + 1}: "
-                f"{_one_line(exc)}",
+                f"cannot read record {bad + 1}{self._line_of(bad)}: {_one_line(exc)}",
                 path=self.path,
             ) from None
+
+    def _line_of(self, record: int) -> str:
+        """ ", line N" of a record (0-based) in the file's text (its header lines
+        and the records before it), or "" for a BCF or a header not read."""
+        import gzip
+
+        try:
+            with open(self.path, "rb") as raw:
+                gz = raw.read(2) == b"\x1f\x8b"
+            with (gzip.open if gz else open)(self.path, "rb") as fh:
+                header = 0
+                for text in fh:
+                    if not text.startswith(b"#"):
+                        break
+                    header += 1
+        except (OSError, EOFError):  # an error path: the message goes without the line
+            return ""
+        if header == 0:  # a BCF is binary: no lines
+            return ""
+        return f" (line {header + record + 1})"
 
     def _decode_records(
         self, file_index: np.ndarray, rows: np.ndarray | None, out: np.ndarray
