@@ -127,3 +127,31 @@ def test_a_scan_with_repeated_snps_tests_each_once_with_the_same_results(tmp_pat
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     assert repeats > 30  # within blocks and across them
+
+
+def test_a_scan_whose_first_blocks_repeat_nothing_stops_looking(tmp_path, monkeypatch):
+    from bed_reader import to_bed
+
+    rng = np.random.default_rng(7)
+    n, p = 60, 400
+    G = rng.binomial(2, rng.uniform(0.2, 0.5, p), size=(n, p)).astype(np.float32)
+    G[:, 300:350] = G[:, 250:300]  # repeats only after the first blocks: not looked for
+    to_bed(str(tmp_path / "g.bed"), G)
+    geno = lmmscan.read_plink(str(tmp_path / "g"))
+    model = lmmscan.fit_null(rng.normal(size=n), kinship=lmmscan.kinship(geno))
+    calls = []
+    real = engine.distinct_snps
+
+    def spy(Xk, threads):
+        calls.append(Xk.shape[1])
+        return real(Xk, threads)
+
+    monkeypatch.setattr(engine, "distinct_snps", spy)
+    lmmscan.scan(geno, null_model=model, test="wald", block_size=50, threads=1)
+    assert len(calls) == engine._SEARCH_FIRST_BLOCKS  # of 8 blocks
+    calls.clear()
+    G[:, 10:20] = G[:, 0:10]  # a first block with repeats: every block is looked at
+    to_bed(str(tmp_path / "h.bed"), G)
+    geno = lmmscan.read_plink(str(tmp_path / "h"))
+    lmmscan.scan(geno, null_model=model, test="wald", block_size=50, threads=1)
+    assert len(calls) == 8

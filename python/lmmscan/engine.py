@@ -131,6 +131,8 @@ def whitening_lambda(null: NullModel, test: str, lambda_mode: str) -> float | No
 # values when at least 1/64 of them repeat an earlier SNP's (below that,
 # moving the distinct ones together costs about what it saves)
 _DUPLICATE_SHARE = 64
+# a scanner stops looking when this many blocks had too few repeats to move
+_SEARCH_FIRST_BLOCKS = 4
 
 
 def distinct_snps(Xk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -256,6 +258,8 @@ class BlockScanner:
         self._V = np.column_stack([null.W, self._y]) if null.complement is not None else None
         # block buffers reused by _prepare, per thread, freed with the scanner
         self._local = threading.local()
+        # blocks searched for repeated SNPs, and those that had enough to move
+        self._searched = [0, 0]
 
     def _scratch(self) -> Scratch:
         scratch = getattr(self._local, "scratch", None)
@@ -288,9 +292,14 @@ class BlockScanner:
         # only where each SNP's rotation is a function of its values alone: the
         # dense basis and the whitening pad narrow blocks (rows_product); the
         # low-rank and group bases' narrow products take other BLAS kernels
-        if distinct and isinstance(self.null.spectral, Spectral):
+        searched, compacted = self._searched
+        # a study whose first blocks have no repeats (dosages, a simulation) has
+        # none to find: the search's ~0.3 us per SNP is not spent on the rest
+        worth = compacted > 0 or searched < _SEARCH_FIRST_BLOCKS
+        if distinct and worth and isinstance(self.null.spectral, Spectral):
             t0 = time.perf_counter()
             Xk, inverse = distinct_snps(Xk, self.threads)
+            self._searched = [searched + 1, compacted + (inverse is not None)]
             if report is not None:
                 report.seconds["filter"] += time.perf_counter() - t0
         t1 = time.perf_counter()
