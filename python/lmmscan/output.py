@@ -103,19 +103,23 @@ def output_file(path: str | os.PathLike[str]) -> Path:
     """The file an output named ``path`` is renamed to: a symlink's target
     (written through, as a shell redirection writes), never a directory, a
     device, a FIFO or a socket (a rename would replace the node itself)."""
-    from ._errors import InputError
-
     final = Path(path)
     if final.is_symlink():
         final = Path(os.path.realpath(final))
-    if final.is_dir():
-        raise InputError("output path is a directory", path=str(path))
-    if final.exists() and not final.is_file():
-        raise InputError(
-            "output path is a device, FIFO or socket, not a file: give a file name",
-            path=str(path),
-        )
+    check_output_name(final, shown=str(path))
     return final
+
+
+def check_output_name(path: Path, shown: str | None = None) -> None:
+    """Refuse an output name taken by a directory, a device, a FIFO or a
+    socket (renaming the finished file over it would replace it)."""
+    from ._errors import InputError
+
+    shown = str(path) if shown is None else shown
+    if path.is_dir():
+        raise InputError("the output name is taken by a directory", path=shown)
+    if path.exists() and not path.is_file():
+        raise InputError("the output name is taken by a device, FIFO or socket", path=shown)
 
 
 class OutputSet:

@@ -94,16 +94,11 @@ def remove_stale_temporaries(paths: list[Path]) -> None:
 
 def check_outputs(paths: list[Path]) -> None:
     """Refuse, before any work, an output name taken by a directory, a
-    device, a FIFO or a socket (renaming the finished file over it would
-    replace it)."""
+    device, a FIFO or a socket (:func:`lmmscan.output.check_output_name`)."""
+    from ..output import check_output_name
+
     for path in paths:
-        if path.is_dir():
-            raise InputError("the output name is taken by a directory", path=str(path))
-        if path.exists() and not path.is_file():
-            raise InputError(
-                "the output name is taken by a device, FIFO or socket, not a file",
-                path=str(path),
-            )
+        check_output_name(path)
 
 
 @contextlib.contextmanager
