@@ -275,3 +275,27 @@ def test_an_unreadable_genotype_file_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(genotypes, "open", denied, raising=False)
     with pytest.raises(InputError, match=r"u\.vcf: cannot read \(Permission denied\)"):
         read_vcf(path)
+
+
+def test_a_sample_file_line_a_field_short_is_refused(tmp_path):
+    from lmmscan.bgenfile import read_sample_file
+
+    p = tmp_path / "s.sample"
+    p.write_text("ID_1 ID_2 missing\n0 0 0\na a 0\nb b\nc c 0\n")
+    with pytest.raises(InputError, match=r"s\.sample, line 4: 2 fields where line 1 has 3"):
+        read_sample_file(p)
+    p.write_text("ID_1 ID_2 missing\n0 0 0\na a 0\nb b 0\n")
+    assert read_sample_file(p).iid == ["a", "b"]
+
+
+def test_kinship_method_with_a_given_kinship_is_refused(study, tmp_path, capsys):
+    argv = scan(
+        study, tmp_path / "r", "--kinship", f"{study}.bed", "--kinship-method", "standardized"
+    )
+    refused(capsys, argv, tmp_path, "--kinship-method", "--kinship")
+
+
+def test_no_snp_left_for_the_kinship_names_the_flags(study, tmp_path, capsys):
+    argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--maf", "0.6",
+            "--out", tmp_path / "K.txt"]  # fmt: skip
+    refused(capsys, argv, tmp_path, "no SNP passed", "--maf, --miss")

@@ -35,6 +35,16 @@ def read_sample_file(path: Path) -> SampleText:
         raise InputError(
             "not an Oxford .sample file: line 1 must start with ID_1 ID_2 missing", path=str(path)
         )
+    # pandas fills a short line's end with "" (fields split on blanks are never empty)
+    filled = (table != "") & table.notna()
+    short = ~filled.to_numpy().all(axis=1)
+    if short.any():
+        r = int(short.argmax())
+        raise InputError(
+            f"{int(filled.iloc[r].sum())} fields where line 1 has {table.shape[1]}",
+            path=str(path),
+            line=r + 2,
+        )
     types = table.iloc[0]
     if types.iloc[0] != "0" or types.iloc[1] != "0":
         raise InputError("line 2 of a .sample file must start with 0 0", path=str(path), line=2)

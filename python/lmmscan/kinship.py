@@ -172,7 +172,10 @@ class KinshipAccumulator:
 
     def result(self) -> np.ndarray:
         if self.used == 0:
-            raise InputError("no SNP passed the filters: the kinship cannot be computed")
+            raise InputError(
+                "no SNP passed the filters (maf, miss): the kinship cannot be computed; relax "
+                "them (--maf, --miss)"
+            )
         if self._result is None:
             # the sum becomes the result in its own memory (no n x n temporary)
             K, self.K = self.K, np.zeros((0, 0))

@@ -338,7 +338,10 @@ class KinshipPasses:
                 raise InputError(f"no SNP on chromosome(s) {unknown}")
             chroms = [c for c in chroms if c.name in set(wanted)]
         if self.sums.p == 0:
-            raise InputError("no SNP passed the filters: the kinship cannot be computed")
+            raise InputError(
+                "no SNP passed the filters (maf, miss): the kinship cannot be computed; relax "
+                "them (--maf, --miss)"
+            )
         return chroms
 
     def spectra(

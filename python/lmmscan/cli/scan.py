@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--kinship-method",
         choices=KINSHIP_METHODS,
-        default="centered",
+        default=None,  # "centered" (set by _check_scan_flags): given, it needs no --kinship
         help="how to compute the kinship when --kinship is not given (GEMMA -gk 1 / -gk 2). "
         "Default: centered",
     )
@@ -726,6 +726,14 @@ def _check_scan_flags(args: argparse.Namespace) -> None:
         )
     if not args.lmin < args.lmax:
         raise InputError(f"--lmin ({args.lmin:g}) must be below --lmax ({args.lmax:g})")
+    if args.kinship_method is not None and (args.kinship is not None or args.eigen is not None):
+        flag = "--kinship" if args.kinship is not None else "--eigen"
+        raise InputError(
+            f"--kinship-method chooses how a kinship computed here is made; with {flag} "
+            "there is none: leave --kinship-method out"
+        )
+    if args.kinship_method is None:
+        args.kinship_method = "centered"
     if args.ksnps is not None and (args.kinship is not None or args.eigen is not None):
         flag = "--kinship" if args.kinship is not None else "--eigen"
         raise InputError(
