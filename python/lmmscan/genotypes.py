@@ -327,25 +327,35 @@ def root_source(source: object) -> object:
     return source
 
 
-def require_extra(module: str, package: str, extra: str, flag: str) -> None:
-    """An optional reader's package, checked before any work: a missing one
-    in one line naming the extra that installs it."""
+def import_failure(module: str) -> str | None:
+    """None when ``module`` imports; "" when it is not installed; else the
+    first line of why an installed one does not (a missing shared library)."""
     import importlib
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
+        return ""
+    try:
+        importlib.import_module(module)
+    except (ImportError, OSError) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def require_extra(module: str, package: str, extra: str, flag: str) -> None:
+    """An optional reader's package, checked before any work: a missing one
+    in one line naming the extra that installs it."""
+    why = import_failure(module)
+    if why == "":
         raise InputError(
             f"{flag} needs the {package} package: pip install 'lmmscan[{extra}]' "
             "(or 'lmmscan[all]' for every genotype format)"
         )
-    try:  # installed is not enough: a broken install (a missing shared library) fails here
-        importlib.import_module(module)
-    except (ImportError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if why is not None:
         raise InputError(
             f"{flag} needs the {package} package, which is installed but does not import "
-            f"({first}): reinstall it with pip install --force-reinstall 'lmmscan[{extra}]'"
-        ) from None
+            f"({why}): reinstall it with pip install --force-reinstall 'lmmscan[{extra}]'"
+        )
 
 
 def sample_rows(samples: np.ndarray | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

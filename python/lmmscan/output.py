@@ -62,6 +62,13 @@ def _temp_name(path: Path) -> Path:
 _STALE_SECONDS = 600
 
 
+def temporaries(path: Path) -> Iterator[tuple[Path, str]]:
+    """The temporary files of ``path`` (``.NAME.tmpPID``, :func:`_temp_name`)
+    with the text after ``tmp``, the writer's process number."""
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        yield temp, temp.name[len(path.name) + 5 :]
+
+
 def _remove_dead_temporaries(path: Path) -> None:
     """Remove the temporary files of ``path`` that killed runs left: those
     whose process is gone and which have not been written to for 10 minutes
@@ -69,8 +76,7 @@ def _remove_dead_temporaries(path: Path) -> None:
     run's from another)."""
     import time
 
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
-        pid = stale.name[len(path.name) + 5 :]
+    for stale, pid in temporaries(path):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._errors import InputError
-from .genotypes import SampleText, check_unique_ids, require_extra, sample_rows
+from .genotypes import SampleText, check_unique_ids, import_failure, require_extra, sample_rows
 from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
 from .variants import TextColumn, VariantTable
 
@@ -34,17 +34,10 @@ BED_READERS = ("auto", "pgenlib", "bed-reader")
 
 
 def _resolve(reader: str) -> str:
-    import importlib.util
-
     if reader != "auto":
         return reader
-    if importlib.util.find_spec("pgenlib") is None:
-        return "bed-reader"
-    try:  # an install that does not import (a missing shared library): bed-reader
-        import pgenlib  # noqa: F401
-    except (ImportError, OSError):
-        return "bed-reader"
-    return "pgenlib"
+    # not installed, or installed but not importable (a missing shared library)
+    return "bed-reader" if import_failure("pgenlib") is not None else "pgenlib"
 
 
 def _source(path: Path) -> Path | io.BytesIO:

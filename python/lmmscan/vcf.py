@@ -203,8 +203,8 @@ class VcfGenotypes(VariantFile):
                     not_diploid += 1
                     out[j] = np.nan
             elif field == "GP":
-                gp = rec.format("GP")
-                if gp.ndim != 2 or gp.shape[1] != 3:  # haploid (chrY, MT, a male's X)
+                gp = _diploid_gp(rec)
+                if gp is None:
                     not_diploid += 1
                     out[j] = np.nan
                     continue
@@ -257,13 +257,20 @@ class VcfGenotypes(VariantFile):
         f = np.empty((file_index.size, width))
         with self._lock, np.errstate(invalid="ignore"):
             for j, rec in enumerate(self._records(file_index, rows)):
-                gp = rec.format("GP")
-                if gp.ndim != 2 or gp.shape[1] != 3:  # haploid: no info (the scan skips it)
+                gp = _diploid_gp(rec)
+                if gp is None:  # no info (the scan skips it)
                     e[j] = f[j] = np.nan
                     continue
                 e[j] = gp[:, 1] + 2.0 * gp[:, 2]
                 f[j] = gp[:, 1] + 4.0 * gp[:, 2]
         return impute_info(e.T, f.T)
+
+
+def _diploid_gp(rec: Any) -> np.ndarray | None:
+    """A record's GP (samples, 3), or None for a haploid record (chrY, MT, a
+    male's X: two probabilities per sample)."""
+    gp = rec.format("GP")
+    return gp if gp.ndim == 2 and gp.shape[1] == 3 else None
 
 
 # rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error

@@ -86,8 +86,10 @@ def remove_stale_temporaries(paths: list[Path]) -> None:
     """Remove the temporary files a killed run left for these outputs
     (``.NAME.tmpPID``, see :mod:`lmmscan.output`); only the prefix's lock
     holder may call this."""
+    from ..output import temporaries
+
     for path in paths:
-        for stale in path.parent.glob(f".{path.name}.tmp*"):
+        for stale, _ in temporaries(path):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 

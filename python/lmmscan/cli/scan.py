@@ -726,20 +726,17 @@ def _check_scan_flags(args: argparse.Namespace) -> None:
         )
     if not args.lmin < args.lmax:
         raise InputError(f"--lmin ({args.lmin:g}) must be below --lmax ({args.lmax:g})")
-    if args.kinship_method is not None and (args.kinship is not None or args.eigen is not None):
-        flag = "--kinship" if args.kinship is not None else "--eigen"
-        raise InputError(
-            f"--kinship-method chooses how a kinship computed here is made; with {flag} "
-            "there is none: leave --kinship-method out"
-        )
+    basis = (
+        "--kinship" if args.kinship is not None else "--eigen" if args.eigen is not None else None
+    )
+    for flag, value, what in (
+        ("--kinship-method", args.kinship_method, "how a kinship computed here is made"),
+        ("--ksnps", args.ksnps, "the variants of a kinship computed here"),
+    ):
+        if value is not None and basis is not None:
+            raise InputError(f"{flag} chooses {what}; with {basis} there is none: leave {flag} out")
     if args.kinship_method is None:
         args.kinship_method = "centered"
-    if args.ksnps is not None and (args.kinship is not None or args.eigen is not None):
-        flag = "--kinship" if args.kinship is not None else "--eigen"
-        raise InputError(
-            f"--ksnps chooses the variants of a kinship computed here; with {flag} there is "
-            "none: leave --ksnps out"
-        )
 
 
 def lambda_bounds(args: argparse.Namespace) -> Any:
