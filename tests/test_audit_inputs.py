@@ -70,6 +70,10 @@ def test_an_output_symlink_is_written_through(study, tmp_path, capsys):
     assert main([str(a) for a in [*argv, "--out", tmp_path / "plain.txt"]]) == 0
     assert target.read_bytes() == (tmp_path / "plain.txt").read_bytes()
     assert sorted(p.name for p in target.parent.iterdir()) == ["K.txt"]  # no temporary left
+    dangling = tmp_path / "D.txt"
+    dangling.symlink_to(tmp_path / "gone" / "K.txt")
+    line = refused(capsys, [*argv, "--out", dangling], tmp_path, "D.txt", "does not exist")
+    assert ".K.txt.tmp" not in line  # the name given, not the hidden temporary
 
 
 def test_region_is_bounded_before_any_work(study, tmp_path, capsys):
@@ -255,6 +259,29 @@ def test_a_vcf_record_htslib_cannot_read_is_named_with_its_line(tmp_path):
     line = header.count("\n") + 3
     with pytest.raises(InputError, match=rf"r\.vcf: cannot read record 3 \(line {line}\)"):
         g.read(0, 4)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_vcf_header_htslib_refuses_is_named_with_its_fault(tmp_path, gz):
+    """htslib says only "cannot parse VCF header"; a sample named twice and a
+    missing #CHROM line are named with their line."""
+    pytest.importorskip("cyvcf2")
+    import gzip
+
+    from lmmscan.vcf import read_vcf
+
+    row = "1\t100\tv1\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\n"
+    cases = {
+        "dup": (VCF_HEADER.replace("s3", "s1") + row, r"line 4: sample name 's1' appears twice"
+                r" \(columns 10 and 12\)"),
+        "nochrom": (VCF_HEADER.replace("#CHROM\tPOS", "CHROM\tPOS"),
+                    r"line 4: the header has no #CHROM line"),
+    }  # fmt: skip
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name}.vcf{'.gz' if gz else ''}"
+        path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+        with pytest.raises(InputError, match=rf"{name}\.vcf(\.gz)?, {message}"):
+            read_vcf(path)
 
 
 def test_an_unreadable_genotype_file_says_so(tmp_path, monkeypatch):

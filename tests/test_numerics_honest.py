@@ -79,6 +79,15 @@ def test_negative_kinship_file_is_refused_with_its_name(demo, tmp_path, capsys):
     assert status == 2
     assert len(err.strip().splitlines()) == 1
     assert "neg.txt" in err and "not positive semi-definite" in err
+    status, _, err = call(
+        ["eigen", "--bfile", demo, "--pheno", f"{demo}.pheno.txt", "--kinship", bad,
+         "--out", tmp_path / "e.npz", "--quiet"],
+        capsys,
+    )  # fmt: skip
+    assert status == 2
+    assert err.startswith(f"lmmscan eigen: error: {bad}: kinship is not positive semi-definite")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e.npz").exists()
 
 
 # ------------------------------------------------------------------ 2. lambda on a bound

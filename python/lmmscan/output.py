@@ -112,6 +112,13 @@ def output_file(path: str | os.PathLike[str]) -> Path:
     final = Path(path)
     if final.is_symlink():
         final = Path(os.path.realpath(final))
+        if not final.parent.is_dir():
+            from ._errors import InputError
+
+            raise InputError(
+                f"the output name is a symlink to {final}, whose directory does not exist",
+                path=str(path),
+            )
     check_output_name(final, shown=str(path))
     return final
 

@@ -27,6 +27,40 @@ from .variants import VariantRows
 FIELDS = ("DS", "GP", "GT")
 
 
+def _header_fault(path: str) -> tuple[int, str] | None:
+    """(line, what is wrong) in a text VCF's header that htslib refuses with
+    only "cannot parse VCF header": a sample name given twice, or no #CHROM
+    line; None when neither (or a BCF, or unreadable: the caller's message
+    stands)."""
+    import gzip
+
+    try:
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            line = 0
+            for text in fh:
+                line += 1
+                if text.startswith(b"#CHROM"):
+                    names = text.rstrip(b"\r\n").split(b"\t")[9:]
+                    first: dict[bytes, int] = {}
+                    for i, name in enumerate(names):
+                        if name in first:
+                            shown = name.decode("utf-8", "replace")
+                            return line, (
+                                f"sample name {shown!r} appears twice (columns "
+                                f"{first[name] + 10} and {i + 10}); VCF sample names must "
+                                "be unique"
+                            )
+                        first[name] = i
+                    return None
+                if not text.startswith(b"#"):
+                    return line, "the header has no #CHROM line before the first record"
+    except (OSError, EOFError, ValueError):  # gzip.BadGzipFile is an OSError
+        return None
+    return None
+
+
 class VcfGenotypes(VariantFile):
     """A VCF/BCF file as a genotype source (see :mod:`lmmscan.genotypes`)."""
 
@@ -43,6 +77,9 @@ class VcfGenotypes(VariantFile):
         try:
             vcf = cyvcf2.VCF(self.path, samples=[])
         except Exception as exc:  # cyvcf2's own errors are plain Exceptions
+            fault = _header_fault(self.path)
+            if fault is not None:
+                raise InputError(fault[1], path=self.path, line=fault[0]) from None
             raise InputError(f"not a readable VCF/BCF file ({_one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
         try:

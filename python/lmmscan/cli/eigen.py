@@ -63,9 +63,14 @@ def run(args: argparse.Namespace) -> int:
             lambda driver: hints_dense(n, driver, whitened=False),
         )
         K = read_kinship(args.kinship, source.n_samples)
-        eig = eigendecompose(
-            K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
-        )
+        try:
+            eig = eigendecompose(
+                K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
+            )
+        except InputError as exc:  # the kinship's values (not positive semi-definite)
+            if exc.path is not None:
+                raise
+            raise InputError(str(exc), path=str(args.kinship)) from None
         del K
         with naming(args.out), atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
             save_eigen(fh, eig)
