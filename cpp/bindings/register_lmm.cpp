@@ -80,7 +80,7 @@ class Scanner {
           bool lrt, bool score, double l_min, double l_max, int n_region, Eigen::Index n_total,
           std::optional<RowMajorMatrix> complement, bool fixed_lambda,
           std::optional<Eigen::MatrixXd> raw_W, std::optional<Eigen::VectorXd> raw_y,
-          double whitened_lambda)
+          double whitened_lambda, bool reuse_covariate_levels)
       : d_(d), W_(UtW), y_(Uty) {
     check_shapes(d, UtW, Uty);
     comp_ = complement_arg(d, UtW, n_total, complement);
@@ -103,6 +103,7 @@ class Scanner {
     opt.lrt = lrt;
     opt.score = score;
     opt.fixed_lambda = fixed_lambda;
+    opt.reuse_covariate_levels = reuse_covariate_levels;
     ctx_ = std::make_unique<lmmscan::ScanContext>(d_.data(), W_.data(), y_.data(), d_.size(),
                                                   static_cast<int>(W_.cols()), null, opt,
                                                   comp_.view(), wh);
@@ -257,15 +258,19 @@ void register_lmm(py::module_& m) {
   py::class_<Scanner>(m, "Scanner", "Per-SNP tests against a fitted null model")
       .def(py::init<ConstVec, ConstMat, ConstVec, const lmmscan::NullFit&, bool, bool, bool,
                     double, double, int, Eigen::Index, std::optional<RowMajorMatrix>, bool,
-                    std::optional<Eigen::MatrixXd>, std::optional<Eigen::VectorXd>, double>(),
+                    std::optional<Eigen::MatrixXd>, std::optional<Eigen::VectorXd>, double,
+                    bool>(),
            py::arg("d").noconvert(), py::arg("UtW").noconvert(), py::arg("Uty").noconvert(),
            py::arg("null"), py::arg("wald") = true, py::arg("lrt") = true,
            py::arg("score") = true, py::arg("l_min") = 1e-5, py::arg("l_max") = 1e5,
            py::arg("n_region") = 10, py::arg("n_total") = 0, py::arg("complement") = py::none(),
            py::arg("fixed_lambda") = false, py::arg("raw_W") = py::none(),
            py::arg("raw_y") = py::none(), py::arg("whitened_lambda") = std::nan(""),
+           py::arg("_reuse_covariate_levels") = true,
            "With raw_W and raw_y (the unwhitened W and y), UtW and Uty are whitened: "
-           "L^-1 W and L^-1 y with L L' = whitened_lambda K + I (fixed_lambda only).")
+           "L^-1 W and L^-1 y with L L' = whitened_lambda K + I (fixed_lambda only). "
+           "_reuse_covariate_levels=False projects the covariates per SNP at the fixed "
+           "lambdas (the same bits; for the tests).")
       .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("comp") = py::none(),
            py::arg("threads") = 1, py::arg("X") = py::none(),
            "Test the SNPs of UtX (b, k; C order, one rotated SNP per row); with a "

@@ -69,6 +69,7 @@ class Scanner:
         raw_W: npt.NDArray[np.float64] | None = None,
         raw_y: npt.NDArray[np.float64] | None = None,
         whitened_lambda: float = ...,
+        _reuse_covariate_levels: bool = True,
     ) -> None: ...
     def scan(
         self,

@@ -48,6 +48,32 @@ inline double pivot_logdet(const double* S, int m) {
   return logdet;
 }
 
+namespace detail {
+// Level w's terms of the traces (pivots pw, qw, rw of P, T, T2).
+inline void add_level_traces(double pw, double qw, double rw, int kmax, Projection& out) {
+  if (kmax >= 2) {
+    out.trace_TP += qw / pw;
+    if (kmax >= 3) out.trace_TT_T2 += qw * qw / (pw * pw) - 2.0 * rw / pw;
+  }
+}
+
+// Level w's update of entry (a, b), a <= b: pa, qa, ra are row w's entries
+// (w, a) of P, T, T2, and pb, qb, rb its entries (w, b).
+__attribute__((always_inline)) inline void update_entry(double pa, double pb, double qa,
+                                                        double qb, double ra, double rb,
+                                                        double pw, double qw, double rw,
+                                                        int kmax, double& P, double& Q,
+                                                        double& R) {
+  P -= pa * pb / pw;
+  if (kmax >= 2) {
+    Q += pa * pb * qw / (pw * pw) - (pa * qb + pb * qa) / pw;
+    if (kmax >= 3)
+      R += -pa * pb * qw * qw / (pw * pw * pw) - (pa * rb + pb * ra + qa * qb) / pw +
+           (pa * qb * qw + pb * qa * qw + pa * pb * rw) / (pw * pw);
+  }
+}
+}  // namespace detail
+
 // In-place GEMMA projection recursion.
 //   S: (3, m, m) upper triangles (row-major a*m+b, a <= b) of S_1, S_2, S_3;
 //      overwritten.  kmax in 1..3 says which of S_1..S_kmax are meaningful
@@ -57,6 +83,8 @@ inline double pivot_logdet(const double* S, int m) {
 //   logdet: whether to sum log|V'H^-1 V| (a logarithm per pivot, only the
 //      REML value needs it); if not, logdet_P is NaN and pivot_logdet(S, m)
 //      gives it later.
+// Level w reads only row w, which no later level changes: after the
+// recursion, row w of S holds the entries level w used.
 inline void project(double* S, int m, int kmax, int split, Projection& out,
                     bool logdet = true) {
   double* P = S;
@@ -71,31 +99,19 @@ inline void project(double* S, int m, int kmax, int split, Projection& out,
       out.P_yy_split = P[nc * m + nc];
     }
     const double pw = P[w * m + w];
-    if (kmax >= 2) {
-      const double qw = Q[w * m + w];
-      out.trace_TP += qw / pw;
-      if (kmax >= 3) out.trace_TT_T2 += qw * qw / (pw * pw) - 2.0 * R[w * m + w] / pw;
-    }
-    if (pw == 0.0) continue;  // GEMMA: an all-zero vector leaves the rest as it is
     const double qw = kmax >= 2 ? Q[w * m + w] : 0.0;
     const double rw = kmax >= 3 ? R[w * m + w] : 0.0;
+    detail::add_level_traces(pw, qw, rw, kmax, out);
+    if (pw == 0.0) continue;  // GEMMA: an all-zero vector leaves the rest as it is
     for (int a = w + 1; a < m; ++a) {
       const double pa = P[w * m + a];
       const double qa = kmax >= 2 ? Q[w * m + a] : 0.0;
       const double ra = kmax >= 3 ? R[w * m + a] : 0.0;
       for (int b = a; b < m; ++b) {
-        const double pb = P[w * m + b];
         const int ab = a * m + b;
-        P[ab] -= pa * pb / pw;
-        if (kmax >= 2) {
-          const double qb = Q[w * m + b];
-          Q[ab] += pa * pb * qw / (pw * pw) - (pa * qb + pb * qa) / pw;
-          if (kmax >= 3) {
-            const double rb = R[w * m + b];
-            R[ab] += -pa * pb * qw * qw / (pw * pw * pw) - (pa * rb + pb * ra + qa * qb) / pw +
-                     (pa * qb * qw + pb * qa * qw + pa * pb * rw) / (pw * pw);
-          }
-        }
+        detail::update_entry(pa, P[w * m + b], qa, kmax >= 2 ? Q[w * m + b] : 0.0, ra,
+                             kmax >= 3 ? R[w * m + b] : 0.0, pw, qw, rw, kmax, P[ab], Q[ab],
+                             R[ab]);
       }
     }
   }
@@ -105,6 +121,99 @@ inline void project(double* S, int m, int kmax, int split, Projection& out,
   // GEMMA 0.98.5 guards only an exact zero.
   if (out.P_yy == 0.0) out.P_yy = 1e-8;
   out.logdet_P = logdet ? pivot_logdet(S, m) : NAN;
+}
+
+// project() of the vectors (W_0 .. W_{c-1}, x, y) in two parts, for many SNPs
+// at one lambda.  The entries among the covariates and y never involve the
+// SNP x, so their recursion is run once (CovariateLevels, shared by every
+// SNP); per SNP, project_snp() runs only the entries with x: O(c) per level
+// instead of O(c^2).  Every entry is computed by the same operations in the
+// same order as project(), so the Projection is bit for bit project()'s.
+struct CovariateLevels {
+  int c = 0;
+  std::vector<double> S;  // (3, m, m), m = c + 2: project()'s S with the x entries zero
+  double trace_TP = 0.0, trace_TT_T2 = 0.0;  // the covariate levels' terms, in order
+};
+
+// S: (3, m, m) upper triangles of the covariate and phenotype sums (vector
+// c, the SNP, may hold anything: it is zeroed); all three powers.
+inline CovariateLevels covariate_levels(const double* S, int c) {
+  const int m = c + 2;
+  CovariateLevels cov;
+  cov.c = c;
+  cov.S.assign(S, S + 3 * m * m);
+  for (int k = 0; k < 3; ++k)
+    for (int a = 0; a < m; ++a) {
+      double* row = cov.S.data() + k * m * m + a * m;
+      if (a <= c) row[c] = 0.0;
+      if (a == c) row[c + 1] = 0.0;
+    }
+  Projection all;
+  project(cov.S.data(), m, 3, c, all, false);  // x's pivot is zero: level c changes nothing
+  const double* P = cov.S.data();
+  Projection t;
+  for (int w = 0; w < c; ++w)
+    detail::add_level_traces(P[w * m + w], P[m * m + w * m + w], P[2 * m * m + w * m + w], 3,
+                             t);
+  cov.trace_TP = t.trace_TP;
+  cov.trace_TT_T2 = t.trace_TT_T2;
+  return cov;
+}
+
+// The SNP's part of project() at the covariates' lambda.  xe: (3, m) the
+// entries (b, x) of S_1, S_2, S_3 for b = 0..m-1 (b < c: the pair (W_b, x);
+// b = c: (x, x); b = c + 1: (x, y)), of which the first kmax rows are
+// meaningful; overwritten.  S1: an (m, m) matrix whose diagonal receives the
+// pivots of S_1 (what pivot_logdet() reads); nothing else of it is written.
+inline void project_snp(const CovariateLevels& cov, double* xe, int kmax, Projection& out,
+                        double* S1) {
+  const int c = cov.c, m = c + 2;
+  const double* P = cov.S.data();
+  const double* Q = P + m * m;
+  const double* R = P + 2 * m * m;
+  double* xP = xe;
+  double* xQ = xe + m;
+  double* xR = xe + 2 * m;
+  for (int w = 0; w < c; ++w) {
+    const double pw = P[w * m + w];
+    S1[w * m + w] = pw;
+    if (pw == 0.0) continue;
+    const double qw = kmax >= 2 ? Q[w * m + w] : 0.0;
+    const double rw = kmax >= 3 ? R[w * m + w] : 0.0;
+    const double px = xP[w], qx = kmax >= 2 ? xQ[w] : 0.0, rx = kmax >= 3 ? xR[w] : 0.0;
+    for (int a = w + 1; a < c; ++a)  // (W_a, x)
+      detail::update_entry(P[w * m + a], px, kmax >= 2 ? Q[w * m + a] : 0.0, qx,
+                           kmax >= 3 ? R[w * m + a] : 0.0, rx, pw, qw, rw, kmax, xP[a], xQ[a],
+                           xR[a]);
+    detail::update_entry(px, px, qx, qx, rx, rx, pw, qw, rw, kmax, xP[c], xQ[c],
+                         xR[c]);  // (x, x)
+    detail::update_entry(px, P[w * m + c + 1], qx, kmax >= 2 ? Q[w * m + c + 1] : 0.0, rx,
+                         kmax >= 3 ? R[w * m + c + 1] : 0.0, pw, qw, rw, kmax, xP[c + 1],
+                         xQ[c + 1], xR[c + 1]);  // (x, y)
+  }
+  // level c: the SNP
+  const int yy = (c + 1) * m + c + 1;
+  out.P_xx = xP[c];
+  out.P_xy = xP[c + 1];
+  out.P_yy_split = P[yy];
+  out.trace_TP = kmax >= 2 ? cov.trace_TP : 0.0;
+  out.trace_TT_T2 = kmax >= 3 ? cov.trace_TT_T2 : 0.0;
+  const double pw = xP[c];
+  const double qw = kmax >= 2 ? xQ[c] : 0.0;
+  const double rw = kmax >= 3 ? xR[c] : 0.0;
+  S1[c * m + c] = pw;
+  detail::add_level_traces(pw, qw, rw, kmax, out);
+  double Pyy = P[yy], Qyy = Q[yy], Ryy = R[yy];
+  if (pw != 0.0) {
+    const double py = xP[c + 1], qy = kmax >= 2 ? xQ[c + 1] : 0.0,
+                 ry = kmax >= 3 ? xR[c + 1] : 0.0;
+    detail::update_entry(py, py, qy, qy, ry, ry, pw, qw, rw, kmax, Pyy, Qyy, Ryy);
+  }
+  out.P_yy = Pyy;
+  out.T_yy = kmax >= 2 ? Qyy : 0.0;
+  out.T2_yy = kmax >= 3 ? Ryy : 0.0;
+  if (out.P_yy == 0.0) out.P_yy = 1e-8;  // as project()
+  out.logdet_P = NAN;
 }
 
 // Sum of log pivots of the unweighted Gram matrix (h = 1): log|V'V|.

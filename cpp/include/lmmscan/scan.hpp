@@ -4,7 +4,9 @@
 // Cost per SNP.  Everything that does not depend on the SNP is computed once
 // per scan (ScanContext): the pairwise products of the covariates and the
 // phenotype, and at a fixed set of lambdas (GEMMA's grid, the null REML and ML
-// lambdas) the weights h and the covariate/phenotype Gram sums.  Per SNP the
+// lambdas) the weights h, the covariate/phenotype Gram sums and their
+// projection (CovariateLevels: per SNP, at those lambdas, only the entries
+// with the SNP are projected, O(c) per level instead of O(c^2)).  Per SNP the
 // only O(n) work is then:
 //   - the c + 2 products of x with W, x and y (once);
 //   - at each fixed lambda, the sums of those products weighted by h, h^2
@@ -40,6 +42,10 @@ struct ScanOptions {
   // EMMAX / FaST-LMM style: no per-SNP lambda search; the Wald test at the
   // null REML lambda and the likelihood ratio at the null ML lambda.
   bool fixed_lambda = false;
+  // At the fixed lambdas, project the covariates once for all SNPs
+  // (CovariateLevels): the same bits as projecting them per SNP, which
+  // false does (kept so the tests can check that).
+  bool reuse_covariate_levels = true;
 };
 
 // Fixed-lambda scans of whitened data.  At one lambda, v~ = L^-1 v with
@@ -137,6 +143,9 @@ class ScanContext {
       double* sums = wy_sums_.data() + static_cast<size_t>(3) * pairs * q;
       wy_->weighted_sums(w, ld_, 3, sums);
       add_wy_complement(sums);
+      std::vector<double> S(static_cast<size_t>(3) * (c + 2) * (c + 2), 0.0);
+      wy_->scatter(sums, 3, to_alt_.data(), c + 2, S.data());
+      levels_.push_back(covariate_levels(S.data(), c));
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
     wy_plain_.resize(pairs);
@@ -174,6 +183,8 @@ class ScanContext {
     return wy_sums_.data() + static_cast<size_t>(3) * wy_->pairs() * q;
   }
   const SpectralSums& point_spec(int q) const { return spec_[q]; }
+  // The covariates' projection at point q, shared by every SNP.
+  const CovariateLevels& point_levels(int q) const { return levels_[q]; }
   const PairGram& wy() const { return *wy_; }
   const int* to_alt() const { return to_alt_.data(); }
   const double* wy_plain() const { return wy_plain_.data(); }
@@ -194,6 +205,7 @@ class ScanContext {
   kernels::AlignedVector w_;  // (points, 3, ld_)
   std::vector<double> grid_, points_, wy_sums_, wy_plain_, wy_comp_;
   std::vector<SpectralSums> spec_;
+  std::vector<CovariateLevels> levels_;
 };
 
 // One thread's state: evaluates the alternative model of one SNP at a time.
@@ -210,6 +222,7 @@ class SnpWorker {
         xraw_(ctx.whitened().active() ? static_cast<size_t>(ctx.ld()) * ctx.m() : 0),
         w_(3 * static_cast<size_t>(ctx.ld())),
         xs_(3 * ctx.m()),
+        xe_(3 * ctx.m(), 0.0),
         xc_(ctx.m(), 0.0),
         wys_(3 * ctx.wy().pairs()),
         S_(3 * ctx.m() * ctx.m(), 0.0),
@@ -317,9 +330,17 @@ class SnpWorker {
   // Projection at one of the context's fixed lambdas.
   const Projection& evaluate_point(int q, int kmax) {
     kernels::powered_sums(ctx_.point_w(q), ld_, n_, xp_.data(), ld_, m_, kmax, xs_.data());
-    ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
-    scatter_x(xs_.data(), kmax);
-    project(S_.data(), m_, kmax, c_, proj_, false);
+    if (ctx_.options().reuse_covariate_levels) {
+      // the SNP's entries as scatter_x() writes them, then only their recursion
+      for (int k = 0; k < kmax; ++k)
+        for (int b = 0; b < m_; ++b)
+          xe_[k * m_ + b] = xs_[k * m_ + b] + (k == 0 ? xc_[b] : 0.0);
+      project_snp(ctx_.point_levels(q), xe_.data(), kmax, proj_, S_.data());
+    } else {
+      ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
+      scatter_x(xs_.data(), kmax);
+      project(S_.data(), m_, kmax, c_, proj_, false);
+    }
     spec_ = ctx_.point_spec(q);
     cached_lambda_ = ctx_.point_lambda(q);
     cached_kmax_ = kmax;
@@ -398,7 +419,7 @@ class SnpWorker {
   Eigen::Index n_, N_, ld_;
   int c_, m_;
   kernels::AlignedVector xp_, xraw_, w_;  // (m, ld_), (m, ld_), (3, ld_)
-  std::vector<double> xs_, xc_, wys_, S_, dev_reml_, dev_ml_;
+  std::vector<double> xs_, xe_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
   Projection proj_;
