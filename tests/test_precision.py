@@ -61,3 +61,24 @@ def test_cli_records_the_precision(mouse_dir, tmp_path, mouse_K):
     d = json.loads((tmp_path / "d.null.json").read_text())
     assert s["precision"] == "single" and "precision" not in d
     assert s["lambda_remle"] == d["lambda_remle"]  # the null fit is double either way
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_conversion_equals_astype(threads):
+    from lmmscan.spectral import convert
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(700, 1500)) * 1e3
+    for src, dtype in [
+        (np.asfortranarray(X), np.float32),
+        (np.ascontiguousarray(X), np.float32),
+        (X[:, ::2], np.float32),  # neither order: converted in one piece
+        (np.asfortranarray(X).astype(np.float32), np.float64),
+        (X[:5, :7].copy(order="F"), np.float32),  # below the split size
+    ]:
+        out = convert(src, dtype, threads)
+        expected = src.astype(dtype)
+        assert out.dtype == dtype and out.shape == src.shape
+        assert out.tobytes(order="A") == expected.tobytes(order="A")
+        if src.flags.f_contiguous and not src.flags.c_contiguous:
+            assert out.flags.f_contiguous

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 
 def usable_cores() -> int:
@@ -22,6 +23,24 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+_pool: Any = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def helpers(n: int) -> Any:
+    """A thread pool of at least n workers, kept for the process: a fresh
+    pool per call cost more than the work some callers split (the p-value
+    tails of a block of ~7,000 SNPs)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < n:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="lmmscan-helper"), n
+        return _pool
 
 
 @contextlib.contextmanager

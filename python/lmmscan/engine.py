@@ -42,6 +42,7 @@ from .spectral import (
     Spectral,
     Whitening,
     complement_from_products,
+    convert,
     rows_product,
 )
 
@@ -346,8 +347,9 @@ class BlockScanner:
             return spectral.rotate_rows(Xk)
         if self._U32 is None:
             self._U32 = np.asarray(U, dtype=np.float32, order="F" if U.flags.f_contiguous else "C")
-        X32 = np.asarray(Xk, dtype=np.float32)
-        return np.asarray(rows_product(X32, self._U32), dtype=np.float64)
+        # the two conversions, ~1/3 of the time on one thread, run on all
+        X32 = convert(Xk, np.float32, self.threads)
+        return convert(rows_product(X32, self._U32), np.float64, self.threads)
 
     def complement(self, Xk: np.ndarray) -> np.ndarray | None:
         """Each SNP's complement entries (b, c + 2) for the imputed SNPs Xk

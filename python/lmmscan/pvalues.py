@@ -16,12 +16,11 @@ needs it.
 from __future__ import annotations
 
 import math
-import threading
-from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._threads import helpers
 
 TEST_COLUMNS: dict[str, list[str]] = {
     "wald": ["beta", "se", "logl_H1", "l_remle", "p_wald"],
@@ -55,22 +54,6 @@ def statistics(raw: np.ndarray, test: str, logl_mle_null: float) -> dict[str, np
 # values per part below which a tail is not split over threads: a part of
 # 1,024 takes 0.2 ms (fdtrc) to 1 ms (chdtrc), a hand-off ~0.05 ms
 _SPLIT_VALUES = 1024
-_pool: Any = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-def _helpers(n: int) -> Any:
-    """A thread pool of at least n workers, kept for the process: a fresh
-    pool per call cost more than the tails of a block (~7,000 values) it
-    split."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < n:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="lmmscan-tails"), n
-        return _pool
 
 
 def _elementwise(f, x: np.ndarray, threads: int, *lead: float) -> np.ndarray:
@@ -84,7 +67,7 @@ def _elementwise(f, x: np.ndarray, threads: int, *lead: float) -> np.ndarray:
     out = np.empty_like(x)
     cuts = np.linspace(0, x.size, parts + 1).astype(int)
     slices = [slice(cuts[k], cuts[k + 1]) for k in range(parts)]
-    rest = [_helpers(parts - 1).submit(f, *lead, x[s], out=out[s]) for s in slices[1:]]
+    rest = [helpers(parts - 1).submit(f, *lead, x[s], out=out[s]) for s in slices[1:]]
     f(*lead, x[slices[0]], out=out[slices[0]])
     for future in rest:
         future.result()

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ._errors import InputError, NumericalError
-from ._threads import blas_threads, importing_beside
+from ._threads import blas_threads, helpers, importing_beside
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 # How negative an eigenvalue of a positive semi-definite kinship can come out,
@@ -327,6 +327,34 @@ def rows_product(X: np.ndarray, U: np.ndarray) -> np.ndarray:
         padded[:, :b] = X
         X = padded
     return np.ascontiguousarray((X.T @ U)[:b])
+
+
+# elements per part below which a conversion is not split over threads
+_SPLIT_CAST = 1 << 18
+
+
+def convert(X: np.ndarray, dtype: Any, threads: int = 1) -> np.ndarray:
+    """X converted to ``dtype`` in X's memory order, in ``threads`` parts
+    (whole columns of an F-ordered X, whole rows of a C-ordered one) converted
+    at once: numpy's casts release the GIL.  The values of ``X.astype(dtype)``."""
+    fortran = X.flags.f_contiguous and not X.flags.c_contiguous
+    out = np.empty(X.shape, dtype=dtype, order="F" if fortran else "C")
+    axis = 1 if fortran else 0
+    parts = min(threads, X.size // _SPLIT_CAST) if X.ndim == 2 else 1
+    if parts < 2 or not (X.flags.f_contiguous or X.flags.c_contiguous):
+        np.copyto(out, X, casting="unsafe")
+        return out
+    cuts = np.linspace(0, X.shape[axis], parts + 1).astype(int)
+    spans = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    pieces = [(slice(None), span) if axis else (span,) for span in spans]
+    rest = [
+        helpers(parts - 1).submit(np.copyto, out[piece], X[piece], casting="unsafe")
+        for piece in pieces[1:]
+    ]
+    np.copyto(out[pieces[0]], X[pieces[0]], casting="unsafe")
+    for future in rest:
+        future.result()
+    return out
 
 
 @runtime_checkable
