@@ -99,6 +99,46 @@ def test_truncated_bgen(files, capsys):
     refused(capsys, files, ["--bgen", files / "t.bgen"], "t.bgen", "truncated")
 
 
+def _bgenix_index(bgen_path: Path, drop_first: bool = False) -> Path:
+    """A bgenix index (.bgi: SQLite, bgenix's Variant table) of the file, or of
+    a version of it without its first variant."""
+    import sqlite3
+
+    bgen = pytest.importorskip("bgen")
+    reader = bgen.BgenReader(str(bgen_path), delay_parsing=True)
+    rows = [
+        (v.chrom, v.pos, v.rsid, len(v.alleles), v.alleles[0], v.alleles[-1], v.fileoffset,
+         v.next_variant_offset - v.fileoffset)
+        for v in reader
+    ]  # fmt: skip
+    reader.close()
+    index = Path(f"{bgen_path}.bgi")
+    con = sqlite3.connect(index)
+    con.execute(
+        "CREATE TABLE Variant (chromosome TEXT, position INT, rsid TEXT, number_of_alleles "
+        "INT, allele1 TEXT, allele2 TEXT, file_start_position INT, size_in_bytes INT)"
+    )
+    con.executemany("INSERT INTO Variant VALUES (?,?,?,?,?,?,?,?)", rows[int(drop_first) :])
+    con.commit()
+    con.close()
+    return index
+
+
+def test_a_bgenix_index_of_another_file_version_is_refused(files, capsys):
+    """The bgen package reads variant i at the index's i-th offset: an index
+    missing one variant gave each variant its neighbour's genotypes."""
+    path = files / "mouse2k.bgen"
+    plain = lmmscan.read_bgen(path).read(0, 20)
+    index = _bgenix_index(path)  # a true index: the same genotypes
+    np.testing.assert_array_equal(lmmscan.read_bgen(path).read(0, 20), plain)
+    index.unlink()
+    _bgenix_index(path, drop_first=True)
+    refused(capsys, files, ["--bgen", path], "mouse2k.bgen.bgi", "another version of the file")
+    index.unlink()
+    index.write_text("not an index\n")
+    refused(capsys, files, ["--bgen", path], "mouse2k.bgen.bgi", "not a readable bgenix index")
+
+
 def test_sample_file_of_another_size(files, capsys):
     lines = (files / "mouse2k.sample").read_text().splitlines(keepends=True)
     (files / "s.sample").write_text("".join(lines[:100]))

@@ -70,6 +70,43 @@ def impute_info(e: np.ndarray, f: np.ndarray) -> np.ndarray:
     return info
 
 
+def _check_index(path: str, offsets: np.ndarray) -> None:
+    """Refuse a bgenix index (PATH.bgi) that does not list this file's
+    variants: the bgen package reads variant i at the index's i-th offset
+    whenever an index is there, so an index made for another version of the
+    file gave other variants' genotypes, or failed mid-scan."""
+    index = Path(path + ".bgi")
+    if not index.exists():
+        return
+    import sqlite3
+
+    remake = f"remove it, or remake it with: bgenix -g {path} -index"
+    try:
+        con = sqlite3.connect(index.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            query = "SELECT file_start_position FROM Variant ORDER BY file_start_position"
+            listed = np.fromiter((row[0] for row in con.execute(query)), dtype=np.uint64)
+        finally:
+            con.close()
+    except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
+        raise InputError(f"not a readable bgenix index ({exc}): {remake}", path=str(index)) \
+            from None  # fmt: skip
+    if listed.shape != offsets.shape:
+        raise InputError(
+            f"lists {len(listed)} variants but {path} holds {len(offsets)}: it was made for "
+            f"another version of the file; {remake}",
+            path=str(index),
+        )
+    differ = np.flatnonzero(listed != offsets)
+    if differ.size:
+        raise InputError(
+            f"gives variant {int(differ[0]) + 1} of {path} at byte {int(listed[differ[0]])}, "
+            f"but it starts at byte {int(offsets[differ[0]])}: the index was made for another "
+            f"version of the file; {remake}",
+            path=str(index),
+        )
+
+
 class BgenGenotypes(VariantFile):
     """A BGEN file as a genotype source (see :mod:`lmmscan.genotypes`)."""
 
@@ -94,6 +131,8 @@ class BgenGenotypes(VariantFile):
             add_chr, add_rs, add_ps, add_allele1, add_allele0 = rows.appenders()
             n_alleles = array("q")
             add_count = n_alleles.append
+            offsets = array("Q")
+            add_offset = offsets.append
             for v in reader:
                 alleles = v.alleles
                 count = len(alleles)
@@ -103,6 +142,7 @@ class BgenGenotypes(VariantFile):
                 add_ps(v.pos)
                 add_allele1(alleles[1] if count == 2 else "")
                 add_allele0(alleles[0] if count == 2 else "")
+                add_offset(v.fileoffset)
                 rows.flush_if_full()
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
             raise InputError(f"not a readable BGEN file ({_one_line(exc)})", path=self.path) \
@@ -113,6 +153,7 @@ class BgenGenotypes(VariantFile):
                 f"{len(rows)} (truncated?)",
                 path=self.path,
             )
+        _check_index(self.path, np.frombuffer(offsets, dtype=np.uint64))
         if sample is not None:
             samples = read_sample_file(Path(sample))
             if len(samples.iid) != n:
