@@ -282,6 +282,16 @@ def test_a_vcf_header_htslib_refuses_is_named_with_its_fault(tmp_path, gz):
         path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
         with pytest.raises(InputError, match=rf"{name}\.vcf(\.gz)?, {message}"):
             read_vcf(path)
+    # neither fault: htslib's own words, and no traceback from the search
+    good = gzip.compress((VCF_HEADER + row).encode() * 50)
+    bad = tmp_path / "corrupt.vcf.gz"  # a corrupt deflate stream (zlib.error)
+    bad.write_bytes(good[:20] + bytes(b ^ 0x55 for b in good[20:200]) + good[200:])
+    with pytest.raises(InputError, match=r"corrupt\.vcf\.gz: not a readable VCF/BCF file"):
+        read_vcf(bad)
+    other = tmp_path / "other.vcf"
+    other.write_text("this is not a VCF\n")
+    with pytest.raises(InputError, match=r"other\.vcf: not a readable VCF/BCF file"):
+        read_vcf(other)
 
 
 def test_an_unreadable_genotype_file_says_so(tmp_path, monkeypatch):

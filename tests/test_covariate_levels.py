@@ -40,7 +40,7 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
     assert a.tobytes() == b.tobytes(), np.argwhere(~((a == b) | (np.isnan(a) & np.isnan(b))))[:5]
 
 
-@pytest.mark.parametrize("c", [1, 2, 4, 9])
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 9])
 @pytest.mark.parametrize(
     "tests",
     [

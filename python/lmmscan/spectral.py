@@ -334,14 +334,16 @@ _SPLIT_CAST = 1 << 18
 
 
 def convert(X: np.ndarray, dtype: Any, threads: int = 1) -> np.ndarray:
-    """X converted to ``dtype`` in X's memory order, in ``threads`` parts
+    """X converted to ``dtype`` in X's memory order (as ``astype``), in ``threads`` parts
     (whole columns of an F-ordered X, whole rows of a C-ordered one) converted
     at once: numpy's casts release the GIL.  The values of ``X.astype(dtype)``."""
+    if not (X.flags.f_contiguous or X.flags.c_contiguous):
+        return X.astype(dtype)
     fortran = X.flags.f_contiguous and not X.flags.c_contiguous
     out = np.empty(X.shape, dtype=dtype, order="F" if fortran else "C")
     axis = 1 if fortran else 0
     parts = min(threads, X.size // _SPLIT_CAST) if X.ndim == 2 else 1
-    if parts < 2 or not (X.flags.f_contiguous or X.flags.c_contiguous):
+    if parts < 2:
         np.copyto(out, X, casting="unsafe")
         return out
     cuts = np.linspace(0, X.shape[axis], parts + 1).astype(int)

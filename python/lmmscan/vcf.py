@@ -29,10 +29,11 @@ FIELDS = ("DS", "GP", "GT")
 
 def _header_fault(path: str) -> tuple[int, str] | None:
     """(line, what is wrong) in a text VCF's header that htslib refuses with
-    only "cannot parse VCF header": a sample name given twice, or no #CHROM
-    line; None when neither (or a BCF, or unreadable: the caller's message
-    stands)."""
+    only "cannot parse VCF header": a sample name given twice, or header lines
+    without their #CHROM line; None when neither (or a BCF, or unreadable:
+    the caller's message stands).  Runs on an error path only."""
     import gzip
+    import zlib
 
     try:
         with open(path, "rb") as raw:
@@ -41,6 +42,8 @@ def _header_fault(path: str) -> tuple[int, str] | None:
             line = 0
             for text in fh:
                 line += 1
+                if line == 1 and text.startswith(b"BCF"):  # binary: no lines to name
+                    return None
                 if text.startswith(b"#CHROM"):
                     names = text.rstrip(b"\r\n").split(b"\t")[9:]
                     first: dict[bytes, int] = {}
@@ -55,8 +58,10 @@ def _header_fault(path: str) -> tuple[int, str] | None:
                         first[name] = i
                     return None
                 if not text.startswith(b"#"):
+                    if line == 1:  # not a VCF at all: htslib's words stand
+                        return None
                     return line, "the header has no #CHROM line before the first record"
-    except (OSError, EOFError, ValueError):  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, ValueError, zlib.error):  # gzip.BadGzipFile is an OSError
         return None
     return None
 
@@ -208,6 +213,7 @@ class VcfGenotypes(VariantFile):
         """ ", line N" of a record (0-based) in the file's text (its header lines
         and the records before it), or "" for a BCF or a header not read."""
         import gzip
+        import zlib
 
         try:
             with open(self.path, "rb") as raw:
@@ -218,7 +224,7 @@ class VcfGenotypes(VariantFile):
                     if not text.startswith(b"#"):
                         break
                     header += 1
-        except (OSError, EOFError):  # an error path: the message goes without the line
+        except (OSError, EOFError, zlib.error):  # an error path: the message goes without it
             return ""
         if header == 0:  # a BCF is binary: no lines
             return ""

@@ -48,6 +48,18 @@ inline double pivot_logdet(const double* S, int m) {
   return logdet;
 }
 
+// The projection recursion below runs in two ways (project(), and
+// covariate_levels() + project_snp()) that must give the same bits.  GCC
+// contracts a * b + c into a fused multiply-add across statements where the
+// target has one (aarch64; x86-64 from v3), and where project_snp() passes
+// one value as both operands it may first fold a * b + a * b into 2 (a * b):
+// the two ways would then round differently.  So no contraction here, with
+// GCC; Clang contracts only within one expression, the same in both.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace detail {
 // Level w's terms of the traces (pivots pw, qw, rw of P, T, T2).
 inline void add_level_traces(double pw, double qw, double rw, int kmax, Projection& out) {
@@ -59,11 +71,9 @@ inline void add_level_traces(double pw, double qw, double rw, int kmax, Projecti
 
 // Level w's update of entry (a, b), a <= b: pa, qa, ra are row w's entries
 // (w, a) of P, T, T2, and pb, qb, rb its entries (w, b).
-__attribute__((always_inline)) inline void update_entry(double pa, double pb, double qa,
-                                                        double qb, double ra, double rb,
-                                                        double pw, double qw, double rw,
-                                                        int kmax, double& P, double& Q,
-                                                        double& R) {
+inline void update_entry(double pa, double pb, double qa, double qb, double ra, double rb,
+                         double pw, double qw, double rw, int kmax, double& P, double& Q,
+                         double& R) {
   P -= pa * pb / pw;
   if (kmax >= 2) {
     Q += pa * pb * qw / (pw * pw) - (pa * qb + pb * qa) / pw;
@@ -215,6 +225,10 @@ inline void project_snp(const CovariateLevels& cov, double* xe, int kmax, Projec
   if (out.P_yy == 0.0) out.P_yy = 1e-8;  // as project()
   out.logdet_P = NAN;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 // Sum of log pivots of the unweighted Gram matrix (h = 1): log|V'V|.
 // G: (m, m) upper triangle, overwritten.

@@ -63,10 +63,9 @@ def run(args: argparse.Namespace) -> int:
             lambda driver: hints_dense(n, driver, whitened=False),
         )
         K = read_kinship(args.kinship, source.n_samples)
+        ids = sample_ids_of(source)
         try:
-            eig = eigendecompose(
-                K, sample_ids_of(source), samples=mask, meta={"kinship": str(args.kinship)}
-            )
+            eig = eigendecompose(K, ids, samples=mask, meta={"kinship": str(args.kinship)})
         except InputError as exc:  # the kinship's values (not positive semi-definite)
             if exc.path is not None:
                 raise
