@@ -84,10 +84,24 @@ def _check_index(path: str, offsets: np.ndarray) -> None:
     try:
         con = sqlite3.connect(index.resolve().as_uri() + "?mode=ro", uri=True)
         try:
-            query = "SELECT file_start_position FROM Variant ORDER BY file_start_position"
-            listed = np.fromiter((row[0] for row in con.execute(query)), dtype=np.uint64)
+            # one text of the offsets in file order, parsed by the core: a Python
+            # object per row took 0.9 s for 1,000,000 variants, this 0.3 s
+            query = (
+                "SELECT group_concat(file_start_position, ' ') FROM "
+                "(SELECT file_start_position FROM Variant ORDER BY file_start_position)"
+            )
+            text = con.execute(query).fetchone()[0] or ""
         finally:
             con.close()
+        if not isinstance(text, str):
+            raise ValueError("its offsets are not byte positions")
+        from . import _core
+
+        values, _, bad = _core.parse_numbers(text.encode(), 1, nan_words=False)
+        whole = np.isfinite(values) & (values >= 0) & (values == np.floor(values))
+        if bad >= 0 or not whole.all():
+            raise ValueError("its offsets are not byte positions")
+        listed = values.astype(np.uint64) if values.size else np.zeros(0, np.uint64)
     except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
         raise InputError(f"not a readable bgenix index ({exc}): {remake}", path=str(index)) \
             from None  # fmt: skip
