@@ -71,22 +71,13 @@ def test_negative_kinship_file_is_refused_with_its_name(demo, tmp_path, capsys):
     K = demo_kinship(demo, tmp_path, capsys)
     bad = tmp_path / "neg.txt"
     np.savetxt(bad, -K, fmt="%.10g", delimiter="\t")
-    status, _, err = call(
-        ["scan", "--bfile", demo, "--pheno", f"{demo}.pheno.txt", "--kinship", bad,
-         "--out", tmp_path / "r", "--quiet"],
-        capsys,
-    )  # fmt: skip
-    assert status == 2
-    assert len(err.strip().splitlines()) == 1
-    assert "neg.txt" in err and "not positive semi-definite" in err
-    status, _, err = call(
-        ["eigen", "--bfile", demo, "--pheno", f"{demo}.pheno.txt", "--kinship", bad,
-         "--out", tmp_path / "e.npz", "--quiet"],
-        capsys,
-    )  # fmt: skip
-    assert status == 2
-    assert err.startswith(f"lmmscan eigen: error: {bad}: kinship is not positive semi-definite")
-    assert len(err.strip().splitlines()) == 1
+    inputs = ["--bfile", demo, "--pheno", f"{demo}.pheno.txt", "--kinship", bad, "--quiet"]
+    for command, out in (("scan", tmp_path / "r"), ("eigen", tmp_path / "e.npz")):
+        status, _, err = call([command, *inputs, "--out", out], capsys)
+        assert status == 2
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith(f"lmmscan {command}: error: {bad}: ")
+        assert "kinship is not positive semi-definite" in err
     assert not (tmp_path / "e.npz").exists()
 
 
