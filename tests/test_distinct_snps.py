@@ -155,3 +155,20 @@ def test_a_scan_whose_first_blocks_repeat_nothing_stops_looking(tmp_path, monkey
     geno = lmmscan.read_plink(str(tmp_path / "h"))
     lmmscan.scan(geno, null_model=model, test="wald", block_size=50, threads=1)
     assert len(calls) == 8
+
+
+def test_a_snp_subset_keeps_the_files_column_order_so_repeats_are_searched(tmp_path):
+    """GEMMA's -snps (SubsetGenotypes) reads runs of the file's columns: the
+    block stays column-major, as the repeat search needs."""
+    from bed_reader import to_bed
+
+    from lmmscan.genotypes import SubsetGenotypes
+
+    rng = np.random.default_rng(3)
+    G = rng.binomial(2, 0.3, size=(40, 300)).astype(np.float32)
+    to_bed(str(tmp_path / "s.bed"), G)
+    geno = lmmscan.read_plink(str(tmp_path / "s"))
+    picked = np.r_[0:20, 100:180:3, 250:300]  # runs, a gapped run and a far one
+    block = SubsetGenotypes(geno, picked).read(0, picked.size)
+    assert block.flags.f_contiguous and not block.flags.c_contiguous
+    np.testing.assert_array_equal(block, G[:, picked])

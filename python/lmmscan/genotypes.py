@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -162,12 +162,17 @@ class SubsetGenotypes:
         # runs of selected SNPs no more than GAP apart, one read each
         cuts = np.flatnonzero(np.diff(pos) > self.GAP) + 1
         parts = []
+        fortran = True
         for run in np.split(pos, cuts):
             first = int(run[0])
             block = self.source.read(first, int(run[-1]) + 1, samples)
+            fortran = fortran and block.flags.f_contiguous and not block.flags.c_contiguous
             parts.append(block if block.shape[1] == run.size else block[:, run - first])
         out = parts[0] if len(parts) == 1 else np.hstack(parts)
-        return np.ascontiguousarray(out, dtype=np.float64)
+        # in the source's memory order: a file's column-major blocks stay
+        # column-major, the order the engine's repeat search takes
+        order: Literal["C", "F"] = "F" if fortran else "C"
+        return np.asarray(out, dtype=np.float64, order=order)
 
 
 def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[SubsetGenotypes, int]:
