@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -41,6 +41,15 @@ def helpers(n: int) -> Any:
 
             _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="lmmscan-helper"), n
         return _pool
+
+
+def run_parts(parts: list[Callable[[], object]]) -> None:
+    """Run ``parts`` at once: the first on this thread, the others on the
+    helper threads (:func:`helpers`); return when all are done."""
+    rest = [helpers(len(parts) - 1).submit(part) for part in parts[1:]]
+    parts[0]()
+    for future in rest:
+        future.result()
 
 
 @contextlib.contextmanager

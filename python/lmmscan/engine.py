@@ -142,8 +142,8 @@ def distinct_snps(Xk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray 
     column of Xd (None, and Xk itself, when too few SNPs repeat).  Xk is
     rewritten in place (Xd is a view of it); a C-ordered Xk is not looked
     at (only a Fortran one has each SNP's values together: in-memory arrays,
-    BIMBAM, --snps subsets and the blocks of a scan with several groups of
-    samples are C-ordered).
+    BIMBAM and the blocks of a scan with several groups of samples are
+    C-ordered).
 
     With the dense basis, a SNP's rotated values and statistics depend on
     its own values alone (:func:`lmmscan.spectral.rows_product`), so the

@@ -16,6 +16,13 @@ KinshipMethod = Literal["centered", "standardized"]
 KINSHIP_METHODS: tuple[KinshipMethod, ...] = ("centered", "standardized")  # GEMMA -gk 1, -gk 2
 
 
+# the refusal when the filters leave no SNP to compute a kinship from
+NO_KINSHIP_SNP = (
+    "no SNP passed the filters (maf, miss): the kinship cannot be computed; relax them "
+    "(--maf, --miss)"
+)
+
+
 def check_method(method: object) -> KinshipMethod:
     """``method`` if it names a kinship (:data:`KINSHIP_METHODS`), else InputError."""
     if method not in KINSHIP_METHODS:
@@ -172,10 +179,7 @@ class KinshipAccumulator:
 
     def result(self) -> np.ndarray:
         if self.used == 0:
-            raise InputError(
-                "no SNP passed the filters (maf, miss): the kinship cannot be computed; relax "
-                "them (--maf, --miss)"
-            )
+            raise InputError(NO_KINSHIP_SNP)
         if self._result is None:
             # the sum becomes the result in its own memory (no n x n temporary)
             K, self.K = self.K, np.zeros((0, 0))

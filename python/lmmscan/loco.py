@@ -45,7 +45,7 @@ from . import _core, _lapack64
 from ._errors import InputError
 from .filters import FilterCounts, Scratch, gemma_filter
 from .genotypes import GenotypeSource, default_block_size, snp_runs
-from .kinship import check_method, standardize
+from .kinship import NO_KINSHIP_SNP, check_method, standardize
 from .memory import LOCO_SUMS
 from .spectral import (
     Spectral,
@@ -338,10 +338,7 @@ class KinshipPasses:
                 raise InputError(f"no SNP on chromosome(s) {unknown}")
             chroms = [c for c in chroms if c.name in set(wanted)]
         if self.sums.p == 0:
-            raise InputError(
-                "no SNP passed the filters (maf, miss): the kinship cannot be computed; relax "
-                "them (--maf, --miss)"
-            )
+            raise InputError(NO_KINSHIP_SNP)
         return chroms
 
     def spectra(

@@ -16,11 +16,12 @@ needs it.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
 from . import _core
-from ._threads import helpers
+from ._threads import run_parts
 
 TEST_COLUMNS: dict[str, list[str]] = {
     "wald": ["beta", "se", "logl_H1", "l_remle", "p_wald"],
@@ -67,10 +68,7 @@ def _elementwise(f, x: np.ndarray, threads: int, *lead: float) -> np.ndarray:
     out = np.empty_like(x)
     cuts = np.linspace(0, x.size, parts + 1).astype(int)
     slices = [slice(cuts[k], cuts[k + 1]) for k in range(parts)]
-    rest = [helpers(parts - 1).submit(f, *lead, x[s], out=out[s]) for s in slices[1:]]
-    f(*lead, x[slices[0]], out=out[slices[0]])
-    for future in rest:
-        future.result()
+    run_parts([partial(f, *lead, x[s], out=out[s]) for s in slices])
     return out
 
 

@@ -22,12 +22,13 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from ._errors import InputError, NumericalError
-from ._threads import blas_threads, helpers, importing_beside
+from ._threads import blas_threads, importing_beside, run_parts
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 # How negative an eigenvalue of a positive semi-definite kinship can come out,
@@ -349,13 +350,7 @@ def convert(X: np.ndarray, dtype: Any, threads: int = 1) -> np.ndarray:
     cuts = np.linspace(0, X.shape[axis], parts + 1).astype(int)
     spans = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     pieces = [(slice(None), span) if axis else (span,) for span in spans]
-    rest = [
-        helpers(parts - 1).submit(np.copyto, out[piece], X[piece], casting="unsafe")
-        for piece in pieces[1:]
-    ]
-    np.copyto(out[pieces[0]], X[pieces[0]], casting="unsafe")
-    for future in rest:
-        future.result()
+    run_parts([partial(np.copyto, out[piece], X[piece], casting="unsafe") for piece in pieces])
     return out
 
 

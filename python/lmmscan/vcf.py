@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,13 +33,12 @@ def _header_fault(path: str) -> tuple[int, str] | None:
     only "cannot parse VCF header": a sample name given twice, or header lines
     without their #CHROM line; None when neither (or a BCF, or unreadable:
     the caller's message stands).  Runs on an error path only."""
-    import gzip
     import zlib
 
+    from .textio import open_input
+
     try:
-        with open(path, "rb") as raw:
-            gz = raw.read(2) == b"\x1f\x8b"
-        with (gzip.open if gz else open)(path, "rb") as fh:
+        with open_input(Path(path)) as fh:
             line = 0
             for text in fh:
                 line += 1
@@ -61,7 +61,7 @@ def _header_fault(path: str) -> tuple[int, str] | None:
                     if line == 1:  # not a VCF at all: htslib's words stand
                         return None
                     return line, "the header has no #CHROM line before the first record"
-    except (OSError, EOFError, ValueError, zlib.error):  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, ValueError, zlib.error):  # InputError is a ValueError
         return None
     return None
 
@@ -212,19 +212,18 @@ class VcfGenotypes(VariantFile):
     def _line_of(self, record: int) -> str:
         """ ", line N" of a record (0-based) in the file's text (its header lines
         and the records before it), or "" for a BCF or a header not read."""
-        import gzip
         import zlib
 
+        from .textio import open_input
+
         try:
-            with open(self.path, "rb") as raw:
-                gz = raw.read(2) == b"\x1f\x8b"
-            with (gzip.open if gz else open)(self.path, "rb") as fh:
+            with open_input(Path(self.path)) as fh:
                 header = 0
                 for text in fh:
                     if not text.startswith(b"#"):
                         break
                     header += 1
-        except (OSError, EOFError, zlib.error):  # an error path: the message goes without it
+        except (OSError, EOFError, ValueError, zlib.error):  # an error path: no line then
             return ""
         if header == 0:  # a BCF is binary: no lines
             return ""

@@ -314,15 +314,20 @@ class SnpWorker {
     cached_lambda_ = NAN;
   }
 
-  // x-column sums (kmax, m) into S: column x (index c) of each matrix; the
+  // Entry (x, b) of S_{k+1} from the x-column sums xs (kmax, m): the
   // complement adds to S_1 only (h = 1, g = 0 there).
+  double x_entry(const double* xs, int k, int b) const {
+    return xs[k * m_ + b] + (k == 0 ? xc_[b] : 0.0);
+  }
+
+  // x-column sums (kmax, m) into S: column x (index c) of each matrix.
   void scatter_x(const double* xs, int kmax) {
     for (int k = 0; k < kmax; ++k) {
       double* S = S_.data() + k * m_ * m_;
       for (int b = 0; b < m_; ++b) {
         // pair (x, b): x sits at index c
         const int a = std::min(c_, b), bb = std::max(c_, b);
-        S[a * m_ + bb] = xs[k * m_ + b] + (k == 0 ? xc_[b] : 0.0);
+        S[a * m_ + bb] = x_entry(xs, k, b);
       }
     }
   }
@@ -333,8 +338,7 @@ class SnpWorker {
     if (ctx_.options().reuse_covariate_levels) {
       // the SNP's entries as scatter_x() writes them, then only their recursion
       for (int k = 0; k < kmax; ++k)
-        for (int b = 0; b < m_; ++b)
-          xe_[k * m_ + b] = xs_[k * m_ + b] + (k == 0 ? xc_[b] : 0.0);
+        for (int b = 0; b < m_; ++b) xe_[k * m_ + b] = x_entry(xs_.data(), k, b);
       project_snp(ctx_.point_levels(q), xe_.data(), kmax, proj_, S_.data());
     } else {
       ctx_.wy().scatter(ctx_.point_wy_sums(q), kmax, ctx_.to_alt(), m_, S_.data());
