@@ -1,8 +1,9 @@
 // project() against covariate_levels() + project_snp() on random problems:
 // prints the number of values whose bits differ.  Built by
-// tests/test_covariate_levels.py with the compiler's multiply-add fusion on
-// (-ffp-contract=fast and FMA instructions), where a compiler may round the
-// two ways differently unless likelihood.hpp prevents it.
+// tests/test_covariate_levels.py as the package is (C++17, the compiler's
+// default contraction) with FMA instructions: GCC then fuses multiply-adds
+// across statements and may round the two ways differently unless
+// likelihood.hpp prevents it.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
