@@ -276,6 +276,76 @@ def syevr(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarra
     return w, Z
 
 
+def sytrd(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(d, e, tau): ``dsytrd``'s reduction of the symmetric A (lower triangle)
+    to the tridiagonal T = Q' A Q, T's diagonal d and subdiagonal e; Q's
+    Householder vectors overwrite A below its subdiagonal, their scalars
+    in ``tau``.  The call ``dsyevd`` makes first (an optimal workspace:
+    the blocked reduction), so the same T.  ``lib``: as :func:`syevd`."""
+    _fortran(A, "A")
+    lib = lib or _lib()
+    I = lib.int  # noqa: E741 - LAPACK's INTEGER
+    n = A.shape[0]
+    f = lib.fn("dsytrd")
+    d, e, tau = np.empty(n), np.empty(max(1, n - 1)), np.empty(max(1, n - 1))
+    info, work_q = I(0), np.empty(1)
+    args = (b"L", _ref(I(n)), _PTR(_ptr(A)), _ref(I(max(1, n))), _PTR(_ptr(d)),
+            _PTR(_ptr(e)), _PTR(_ptr(tau)))  # fmt: skip
+    f(*args, _PTR(_ptr(work_q)), _ref(I(-1)), _ref(info), _LEN(1))
+    _check(info, "dsytrd")
+    work = _workspace("dsytrd work", max(1, int(work_q[0])), np.float64)
+    f(*args, _PTR(_ptr(work)), _ref(I(work.size)), _ref(info), _LEN(1))
+    _check(info, "dsytrd")
+    return d, e, tau
+
+
+def stedc(d: np.ndarray, e: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues, V): the tridiagonal T (diagonal d, subdiagonal e) =
+    V diag(eigenvalues) V' by ``dstedc`` (divide and conquer, ``COMPZ='I'``,
+    as ``dsyevd`` calls it); the eigenvalues overwrite d (ascending), V is a
+    new (n, n) Fortran array.  ``lib``: as :func:`syevd`."""
+    lib = lib or _lib()
+    I = lib.int  # noqa: E741 - LAPACK's INTEGER
+    n = d.size
+    f = lib.fn("dstedc")
+    V = np.empty((n, n), order="F")
+    info, work_q, iwork_q = I(0), np.empty(1), np.empty(1, dtype=lib.np_int)
+    args = (b"I", _ref(I(n)), _PTR(_ptr(d)), _PTR(_ptr(e)), _PTR(_ptr(V)), _ref(I(max(1, n))))
+    f(*args, _PTR(_ptr(work_q)), _ref(I(-1)), _PTR(_ptr(iwork_q)), _ref(I(-1)), _ref(info),
+      _LEN(1))  # fmt: skip
+    _check(info, "dstedc")
+    work = _workspace("dstedc work", max(1, int(work_q[0])), np.float64)
+    iwork = _workspace("dstedc iwork", max(1, int(iwork_q[0])), lib.np_int)
+    f(*args, _PTR(_ptr(work)), _ref(I(work.size)), _PTR(_ptr(iwork)), _ref(I(iwork.size)),
+      _ref(info), _LEN(1))  # fmt: skip
+    _check(info, "dstedc")
+    return d, V
+
+
+def ormtr(
+    A: np.ndarray, tau: np.ndarray, C: np.ndarray, *, transpose: bool, lib: _Lib | None = None
+) -> np.ndarray:
+    """C <- Q' C (``transpose``) or Q C, in place, for the Q whose Householder
+    vectors :func:`sytrd` left in A (lower) and ``tau``; C (n, m) Fortran
+    order.  ``lib``: as :func:`syevd`."""
+    _fortran(C, "C")
+    lib = lib or _lib()
+    I = lib.int  # noqa: E741 - LAPACK's INTEGER
+    n, m = C.shape
+    if m == 0 or n == 0:
+        return C
+    f = lib.fn("dormtr")
+    info, work_q = I(0), np.empty(1)
+    args = (b"L", b"L", b"T" if transpose else b"N", _ref(I(n)), _ref(I(m)), _PTR(_ptr(A)),
+            _ref(I(max(1, n))), _PTR(_ptr(tau)), _PTR(_ptr(C)), _ref(I(max(1, n))))  # fmt: skip
+    f(*args, _PTR(_ptr(work_q)), _ref(I(-1)), _ref(info), _LEN(1), _LEN(1), _LEN(1))
+    _check(info, "dormtr")
+    work = np.empty(max(1, int(work_q[0])))
+    f(*args, _PTR(_ptr(work)), _ref(I(work.size)), _ref(info), _LEN(1), _LEN(1), _LEN(1))
+    _check(info, "dormtr")
+    return C
+
+
 def potrf_lower(A: np.ndarray) -> int:
     """Cholesky factor L (lower triangle of A, in place; the upper triangle is
     zeroed as scipy's ``clean=1`` does).  Returns LAPACK's info."""

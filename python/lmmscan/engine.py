@@ -297,7 +297,8 @@ class BlockScanner:
         # a study whose first blocks have no repeats (dosages, a simulation) has
         # none to find: the search's ~0.3 us per SNP is not spent on the rest
         worth = compacted > 0 or searched < _SEARCH_FIRST_BLOCKS
-        if distinct and worth and isinstance(self.null.spectral, Spectral):
+        # (a TridiagonalSpectral's rotation of a column depends on its block)
+        if distinct and worth and type(self.null.spectral) is Spectral:
             t0 = time.perf_counter()
             Xk, inverse = distinct_snps(Xk, self.threads)
             self._searched = [searched + 1, compacted + (inverse is not None)]
@@ -856,7 +857,14 @@ class Engine:
             samples = np.flatnonzero(mask)
             block = self.block_size_for(self.source.n_samples)
             workers = self.threads or usable_cores()
-            for chrom, spectral, busy in passes.spectra(wanted, workers):
+            # each chromosome's SNPs, rotated through the factors of its
+            # decomposition where they are few; not in single precision, whose
+            # float32 product needs the eigenvectors themselves, nor at the
+            # null lambda, whose whitening is built from them
+            columns = None
+            if self.options.precision == "double" and self.options.lambda_mode == "per-snp":
+                columns = {c.name: int(tested[c.name].index.size) for c in wanted}
+            for chrom, spectral, busy in passes.spectra(wanted, workers, columns):
                 for k, report in zip(members, g.reports, strict=True):
                     y, cov = phenotypes[k]
                     t0 = time.perf_counter()

@@ -54,6 +54,7 @@ from .spectral import (
     resolve_eigh_driver,
     serial_library,
     syrk_update,
+    tridiagonal_pays,
 )
 
 UNKNOWN_CHROMOSOME = "-9"
@@ -210,14 +211,31 @@ class _KinshipSums:
         return K
 
 
-def _decompose(K: np.ndarray) -> Spectral:
-    # a worker decomposes one kinship after another: it keeps dsyevd's workspace
+def _decompose(K: np.ndarray, tridiagonal: bool) -> Spectral:
+    # a worker decomposes one kinship after another: it keeps LAPACK's workspaces
     _lapack64.keep_workspaces()
     # K is this chromosome's fresh LOCO kinship, held by nothing else
-    return decompose_kinship(K, overwrite_kinship=True, release_gil=True)
+    return decompose_kinship(K, overwrite_kinship=True, release_gil=True, tridiagonal=tridiagonal)
 
 
-def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
+def _tridiagonal_fits(n: int, workers: int) -> bool:
+    """Room for the factored bases (:class:`lmmscan.spectral.TridiagonalSpectral`):
+    each of the ``workers`` + 1 in memory holds V beside its reflectors, one
+    n x n more than dsyevd's eigenvectors, while each worker's workspace is
+    n^2 doubles smaller; n^2 more in all."""
+    from .memory import BASE, Plan, decomposition, fits
+
+    plan = Plan("")
+    decomposition(plan, 0, n, "evd")
+    return fits(BASE + workers * (plan.peak - BASE) + 8 * n * n)
+
+
+def _spectra(
+    sums: _KinshipSums,
+    chroms: list[_Chromosome],
+    workers: int,
+    columns: dict[str, int] | None = None,
+):
     """(chromosome, spectral, seconds waited, busy) in order, decomposed
     ``workers`` at a time, each on one BLAS thread, while the caller scans;
     ``busy``: decompositions run while the caller scans this chromosome.
@@ -231,11 +249,19 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
     chromosome before on numpy's OpenBLAS with its threads.  At most
     ``workers`` + 1 kinships are in memory at once.  The kinships themselves
     are formed in this thread (they may read genotypes).
+
+    ``columns``: how many columns (SNPs) each chromosome's basis will rotate;
+    where that is few (:func:`lmmscan.spectral.tridiagonal_pays`), dsyevd's
+    last step, forming the eigenvectors, is left out and the SNPs are
+    rotated through its factors instead
+    (:class:`lmmscan.spectral.TridiagonalSpectral`).
     """
     # "auto" chosen once for the decompositions that run side by side (each
     # decomposes its own kinship, which it overwrites)
     n = sums.S.shape[0]
     driver = resolve_eigh_driver(n, overwrite=True, concurrent=workers)
+    # the factors are dsyevd's first two steps: where dsyevd is the driver
+    factored = bool(columns) and driver == "evd" and _tridiagonal_fits(n, workers)
     with serial_library(), eigh_driver(driver), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
@@ -243,7 +269,8 @@ def _spectra(sums: _KinshipSums, chroms: list[_Chromosome], workers: int):
         def submit() -> None:
             chrom = next(todo, None)
             if chrom is not None:
-                pending.append((chrom, pool.submit(_decompose, sums.loco_kinship(chrom))))
+                few = factored and tridiagonal_pays(n, (columns or {}).get(chrom.name, n))
+                pending.append((chrom, pool.submit(_decompose, sums.loco_kinship(chrom), few)))
 
         for _ in range(workers):
             submit()
@@ -342,11 +369,11 @@ class KinshipPasses:
         return chroms
 
     def spectra(
-        self, chroms: list[_Chromosome], workers: int
+        self, chroms: list[_Chromosome], workers: int, columns: dict[str, int] | None = None
     ) -> Iterator[tuple[_Chromosome, Spectral, bool]]:
         """(chromosome, the spectral basis of its K_-c, whether decompositions
-        run meanwhile) in order (see :func:`_spectra`)."""
-        for chrom, spectral, waited, busy in _spectra(self.sums, chroms, workers):
+        run meanwhile) in order (see :func:`_spectra`, and there ``columns``)."""
+        for chrom, spectral, waited, busy in _spectra(self.sums, chroms, workers, columns):
             seconds = self.report.seconds
             seconds["eigen"] = seconds.get("eigen", 0.0) + waited
             yield chrom, spectral, busy

@@ -277,6 +277,7 @@ def scan_plan(
     loco_sums: int = LOCO_SUMS,
     phenotypes: int = 1,
     n_region: int = 10,
+    tridiagonal: bool = False,
 ) -> Plan:
     """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
     each group of phenotypes (one decomposition each); ``kinship``: "given",
@@ -287,7 +288,10 @@ def scan_plan(
     ``loco_sums``: the bytes LOCO's per-chromosome kinship sums may take
     (``memory_limit`` of :func:`lmmscan.loco_scan`); ``phenotypes``: each
     has a scanner, which holds three weights per sample at each of the
-    lambda grid's ``n_region`` + 1 points and the two null lambdas."""
+    lambda grid's ``n_region`` + 1 points and the two null lambdas;
+    ``tridiagonal``: LOCO may keep a chromosome's decomposition as its two
+    factors (:class:`lmmscan.spectral.TridiagonalSpectral`, a chromosome
+    with fewer SNPs than n / 2)."""
     N, groups = n_file, len(analysed)
     n = max(analysed)
     block = max(1, min(block, n_variants))
@@ -326,6 +330,11 @@ def scan_plan(
             plan.add("decomposition", "leave-one-out kinships", (workers + 1) * sq)
             plan.add("decomposition", "eigenvectors", (workers + 1) * sq)
         plan.add("decomposition", "eigensolver workspaces", workers * eigh_workspace(n, driver))
+        if tridiagonal and driver == "evd":
+            # each basis in memory holds its tridiagonal's eigenvectors beside
+            # the reflectors (in its kinship's buffer), while a worker's
+            # dstedc workspace is n^2 doubles smaller than dsyevd's: n^2 more
+            plan.add("decomposition", "tridiagonal eigenvectors beside the reflectors", sq)
         plan.add("decomposition", "genotype blocks", blocks)
         return plan
     K = 8 * N * N

@@ -404,11 +404,20 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
     eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
-    chromosomes = 0
+    chromosomes, tridiagonal = 0, False
     if args.loco:
         from ..loco import chromosome_names
+        from ..spectral import tridiagonal_pays
 
-        chromosomes = len(set(chromosome_names(args.kinship_source).tolist()))
+        names, counts = np.unique(chromosome_names(args.kinship_source), return_counts=True)
+        chromosomes = len(names)
+        # a chromosome with few SNPs may keep its decomposition's two factors
+        # (lmmscan.engine's scan_loco: double precision, per-SNP lambdas)
+        tridiagonal = (
+            getattr(args, "precision", "double") == "double"
+            and args.lambda_mode == "per-snp"
+            and any(tridiagonal_pays(n, int(c)) for c in counts)
+        )
     workers = args.threads or usable_cores()
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
     # LOCO keeps each chromosome's kinship sum while they fit in --memory-limit
@@ -434,6 +443,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             loco_sums=loco_sums,
             phenotypes=len(args.pheno_col),
             n_region=args.region,
+            tridiagonal=tridiagonal,
         )
 
     def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
