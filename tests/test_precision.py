@@ -9,6 +9,7 @@ import pytest
 
 import lmmscan
 from lmmscan.cli import main
+from lmmscan.engine import ScanOptions
 
 # SGEMM rounds U and the block to float32 (relative 2^-24 = 6e-8) and sums n
 # products in float32: a rotated value is off by about sqrt(n) x 6e-8 of its
@@ -82,3 +83,24 @@ def test_threaded_conversion_equals_astype(threads):
         assert out.tobytes(order="A") == expected.tobytes(order="A")
         if src.flags.f_contiguous and not src.flags.c_contiguous:
             assert out.flags.f_contiguous
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_rows_are_tested_as_their_float64_widening(mouse_plink, mouse_K, threads):
+    """The core tests a float32 rotation as the float64 array astype makes of
+    it (widening is exact): the same bits, and a single-precision scan's
+    table is the one the float64 copy gave before the core took float32."""
+    y = mouse_plink.phenotype
+    null = lmmscan.fit_null(y, kinship=mouse_K)
+    scanner = ScanOptions(test="all").scanner(null, threads)
+    rows = np.flatnonzero(null.analyzed)
+    X = mouse_plink.read(0, 300)[rows]
+    keep, _, _, Xk = scanner.filter(X)
+    U32 = np.asarray(null.spectral.U, dtype=np.float32)
+    R32 = np.ascontiguousarray(Xk.astype(np.float32).T @ U32)
+    assert R32.dtype == np.float32 and keep.sum() > 200
+    wide = scanner._core.scan(R32, None, threads)
+    assert wide.tobytes() == scanner._core.scan(R32.astype(np.float64), None, threads).tobytes()
+    R32[5, 3] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        scanner._core.scan(R32, None, threads)

@@ -18,6 +18,9 @@ using lmmscan::RowMajorMatrix;
 using ConstVec = Eigen::Ref<const Eigen::VectorXd>;
 using ConstMat = Eigen::Ref<const Eigen::MatrixXd>;        // (n, c) Fortran order
 using ConstRowMat = Eigen::Ref<const RowMajorMatrix>;     // (b, n) C order
+template <typename Scalar>
+using ConstRows = Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic,
+                                                 Eigen::RowMajor>>;  // (b, n) C order
 
 namespace {
 
@@ -109,7 +112,9 @@ class Scanner {
                                                   comp_.view(), wh);
   }
 
-  Eigen::MatrixXd scan(ConstRowMat UtX, std::optional<ConstRowMat> comp, int threads,
+  // UtX float64, or float32 from a single-precision rotation (see scan_block)
+  template <typename Scalar>
+  Eigen::MatrixXd scan(ConstRows<Scalar> UtX, std::optional<ConstRowMat> comp, int threads,
                        std::optional<ConstRowMat> X) const {
     if (UtX.cols() != ctx_->n())
       throw py::value_error("UtX must have one column per rotated direction");
@@ -271,12 +276,15 @@ void register_lmm(py::module_& m) {
            "L^-1 W and L^-1 y with L L' = whitened_lambda K + I (fixed_lambda only). "
            "_reuse_covariate_levels=False projects the covariates per SNP at the fixed "
            "lambdas (the same bits; for the tests).")
-      .def("scan", &Scanner::scan, py::arg("UtX").noconvert(), py::arg("comp") = py::none(),
-           py::arg("threads") = 1, py::arg("X") = py::none(),
-           "Test the SNPs of UtX (b, k; C order, one rotated SNP per row); with a "
+      .def("scan", &Scanner::scan<double>, py::arg("UtX").noconvert(),
+           py::arg("comp") = py::none(), py::arg("threads") = 1, py::arg("X") = py::none(),
+           "Test the SNPs of UtX (b, k; C order, one rotated SNP per row; float64, or "
+           "float32 from a single-precision rotation, widened exactly per SNP); with a "
            "complement, comp (b, c + 2) holds each SNP's x'(I - UU')v for v = W..., x, y; "
            "whitened, X (b, n; C order) holds the raw SNPs. "
-           "Returns (b, len(RESULT_COLUMNS)).");
+           "Returns (b, len(RESULT_COLUMNS)).")
+      .def("scan", &Scanner::scan<float>, py::arg("UtX").noconvert(),
+           py::arg("comp") = py::none(), py::arg("threads") = 1, py::arg("X") = py::none());
 
   // The kernels' instruction-set level (lmmscan/kernels.hpp): the one in use,
   // and a ceiling on it, for the tests that compare the levels' bits.

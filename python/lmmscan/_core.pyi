@@ -73,7 +73,7 @@ class Scanner:
     ) -> None: ...
     def scan(
         self,
-        UtX: npt.NDArray[np.float64],
+        UtX: npt.NDArray[np.float64] | npt.NDArray[np.float32],
         comp: npt.NDArray[np.float64] | None = None,
         threads: int = 1,
         X: npt.NDArray[np.float64] | None = None,

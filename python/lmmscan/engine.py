@@ -280,7 +280,8 @@ class BlockScanner:
         :meth:`test_rotated` also needs the raw block: use :meth:`scan`).
         """
         p = self._prepare(X, report, distinct=False)
-        return p.keep, p.n_miss, p.af, p.UtX
+        # (float32 in single precision: the tests widen it; callers get float64)
+        return p.keep, p.n_miss, p.af, np.asarray(p.UtX, dtype=np.float64)
 
     def _prepare(self, X: np.ndarray, report: ScanReport | None, distinct: bool = True) -> Prepared:
         """The block filtered, imputed and rotated; its Xk (the imputed kept
@@ -340,17 +341,18 @@ class BlockScanner:
 
     def _rotate_single(self, Xk: np.ndarray) -> np.ndarray:
         """(U' X)' with U and the block in float32 (SGEMM, about twice DGEMM's
-        speed; U's float32 copy is made once), returned in float64: the
-        statistics and the lambda search stay in double."""
+        speed; U's float32 copy is made once), returned in float32: the core's
+        tests widen each SNP to double (exactly, as astype would) and keep the
+        statistics and the lambda search in double."""
         spectral = self.null.spectral
         U = getattr(spectral, "U", None)
         if U is None:  # a group model has no eigenvectors to rotate with
             return spectral.rotate_rows(Xk)
         if self._U32 is None:
             self._U32 = np.asarray(U, dtype=np.float32, order="F" if U.flags.f_contiguous else "C")
-        # the two conversions, ~1/3 of the time on one thread, run on all
+        # the conversion, ~1/6 of the time on one thread, runs on all
         X32 = convert(Xk, np.float32, self.threads)
-        return convert(rows_product(X32, self._U32), np.float64, self.threads)
+        return rows_product(X32, self._U32)
 
     def complement(self, Xk: np.ndarray) -> np.ndarray | None:
         """Each SNP's complement entries (b, c + 2) for the imputed SNPs Xk

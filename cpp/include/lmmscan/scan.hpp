@@ -25,6 +25,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.hpp"
@@ -434,16 +435,20 @@ class SnpWorker {
 
 // Scan the b SNPs of UtX (k, b), column-major with leading dimension ldx,
 // writing row j of `out` (b, kResultColumns), column-major with leading
-// dimension ldo.  With a complement, comp (m, b) column-major (leading
-// dimension m) holds each SNP's x'(I - UU')v for v = W_0..W_{c-1}, x, y;
-// otherwise comp is null.  A whitened context (Whitened) also needs the raw
-// SNPs X (k, b), column-major with leading dimension ldr; otherwise X is
-// null.  Runs on `threads` threads (>= 1); the result does not depend on the
-// thread count.  Throws std::invalid_argument if a SNP has a non-finite
-// entry (checked per SNP, in the threads).
-inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index ldx,
+// dimension ldo.  UtX is double, or float (a single-precision rotation): each
+// float SNP is widened to double (exactly) before it is tested, so the
+// statistics are those of the widened values.  With a complement, comp (m, b) column-major
+// (leading dimension m) holds each SNP's x'(I - UU')v for v = W_0..W_{c-1}, x, y; otherwise
+// comp is null.  A whitened context (Whitened) also needs the raw SNPs X (k, b), column-major
+// with leading dimension ldr; otherwise X is null.  Runs on `threads` threads (>= 1); the
+// result does not depend on the thread count.  Throws std::invalid_argument if a SNP has a
+// non-finite entry (checked per SNP, in the threads).
+template <typename Scalar>
+inline void scan_block(const ScanContext& ctx, const Scalar* UtX, Eigen::Index ldx,
                        Eigen::Index b, const double* comp, double* out, Eigen::Index ldo,
                        int threads, const double* X = nullptr, Eigen::Index ldr = 0) {
+  static_assert(std::is_same_v<Scalar, double> || std::is_same_v<Scalar, float>,
+                "UtX is double or float");
   if (ctx.has_complement() && comp == nullptr)
     throw std::invalid_argument("this scan needs the complement entries of each SNP");
   if (ctx.whitened().active() != (X != nullptr))
@@ -455,13 +460,20 @@ inline void scan_block(const ScanContext& ctx, const double* UtX, Eigen::Index l
   auto work = [&]() {
     try {
       SnpWorker worker(ctx);
+      std::vector<double> widened(std::is_same_v<Scalar, float> ? ctx.n() : 0);
       constexpr Eigen::Index kChunk = 16;
       for (;;) {
         const Eigen::Index start = next.fetch_add(kChunk);
         if (start >= b) break;
         const Eigen::Index stop = std::min(b, start + kChunk);
         for (Eigen::Index j = start; j < stop; ++j) {
-          const double* x = UtX + j * ldx;
+          const double* x;
+          if constexpr (std::is_same_v<Scalar, double>) {
+            x = UtX + j * ldx;
+          } else {
+            std::copy(UtX + j * ldx, UtX + j * ldx + ctx.n(), widened.begin());
+            x = widened.data();
+          }
           const double* xraw = X ? X + j * ldr : nullptr;
           if (!kernels::all_finite(x, ctx.n()) || (xraw && !kernels::all_finite(xraw, ctx.n())))
             throw std::invalid_argument("UtX must be finite");
