@@ -134,7 +134,7 @@ def test_kept_workspace_gives_the_same_decomposition():
         _lapack64.keep_workspaces()
         for K in mats:
             kept.append(_lapack64.syevd(np.array(K, order="F")))
-            buffers.append(_lapack64._kept.buffers["dsyevd work"])
+            buffers.append(_lapack64._kept.buffers["eigen work"])
 
     thread = threading.Thread(target=work)
     thread.start()

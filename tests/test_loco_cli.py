@@ -69,3 +69,25 @@ def test_loco_flag_refusals(tmp_path, capsys):
         == 2
     )
     assert "at most one of" in capsys.readouterr().err
+
+
+def test_memory_plan_counts_the_factors_of_chromosomes_with_few_snps(tmp_path):
+    """The demo's chromosomes (1,000 SNPs each at n = 400) keep dsyevd; with
+    --snps listing 150 of each, they are rotated through its factors, and the
+    plan in null.json counts their V beside the reflectors."""
+    import json
+
+    bim = pd.read_csv(f"{DEMO}.bim", sep="\t", header=None)
+    listed = tmp_path / "snps.txt"
+    listed.write_text("\n".join(bim.groupby(0)[1].head(150)) + "\n")
+    items = {}
+    for name, extra in (("all", []), ("few", ["--snps", str(listed)])):
+        out = tmp_path / name
+        argv = ["scan", "--bfile", str(DEMO), "--pheno", f"{DEMO}.pheno.txt", "--loco",
+                "--test", "wald", "--out", str(out), "--quiet", *extra]  # fmt: skip
+        assert main(argv) == 0
+        plan = json.loads(Path(f"{out}.null.json").read_text())["memory"]
+        items[name] = plan["phases"]["decomposition"]
+    factors = "tridiagonal eigenvectors beside the reflectors"
+    assert factors not in items["all"]
+    assert factors in items["few"]

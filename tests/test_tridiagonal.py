@@ -40,12 +40,48 @@ def _both(K: np.ndarray) -> tuple[Spectral, Spectral]:
     return whole, factors
 
 
-@pytest.mark.parametrize(("n", "m"), [(150, 400), (150, 60), (7, 3)])
+@pytest.mark.parametrize(("n", "m"), [(150, 400), (150, 60), (64, 200)])
 def test_eigenvalues_are_dsyevds_bit_for_bit(n, m):
     """Full rank and rank-deficient (zero eigenvalues, deflation in dstedc)."""
     whole, factors = _both(_kinship(n, m))
     assert factors.d.tobytes() == whole.d.tobytes()
     assert factors.n_total == n
+
+
+@pytest.mark.parametrize("n", [1, 2, 63])
+def test_below_64_samples_the_eigenvectors_are_formed(n):
+    """(dormtr would apply so few reflections unblocked, writing into them)"""
+    K = _kinship(n, 5) + np.eye(n)
+    got = TridiagonalSpectral.from_kinship(K.copy())
+    assert type(got) is Spectral
+    with eigh_driver("evd"):
+        assert got.d.tobytes() == Spectral.from_kinship(K.copy()).d.tobytes()
+
+
+def test_the_64_bit_integer_lapack_gives_the_same_factors(monkeypatch):
+    if not _lapack64.available():
+        pytest.skip("no ILP64 LAPACK")
+    K = _kinship(150, 400)
+    X = np.random.default_rng(3).normal(size=(150, 70))
+    ours = TridiagonalSpectral.from_kinship(K.copy())
+    monkeypatch.setattr(_lapack64, "ILP64_FROM", 1)  # numpy's OpenBLAS, 64-bit integers
+    wide = TridiagonalSpectral.from_kinship(K.copy())
+    assert type(wide) is TridiagonalSpectral and wide._lib is not ours._lib
+    # another build of the same kernels: the same numbers to rounding
+    np.testing.assert_allclose(wide.d, ours.d, rtol=0, atol=1e-12 * ours.d.max())
+    np.testing.assert_allclose(
+        np.abs(wide.rotate_rows(X)), np.abs(ours.rotate_rows(X)), rtol=0, atol=1e-10
+    )
+
+
+def test_pickled_factors_rotate_the_same(tmp_path):
+    import pickle
+
+    _, factors = _both(_kinship(150, 400))
+    back = pickle.loads(pickle.dumps(factors))
+    X = np.random.default_rng(5).normal(size=(150, 70))
+    assert back.rotate_rows(X).tobytes() == factors.rotate_rows(X).tobytes()
+    assert back.d.tobytes() == factors.d.tobytes()
 
 
 @pytest.mark.parametrize("columns", [0, 1, 5, 64, 200])
@@ -105,13 +141,31 @@ def test_loco_keeps_the_factors_of_chromosomes_with_few_snps(monkeypatch):
     formed, kinds = _kinds()
     assert set(kinds.values()) == {Spectral}
     assert (table["rs"] == formed["rs"]).all()
-    pd.testing.assert_frame_equal(table, formed, check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(table, formed, check_exact=False, rtol=1e-9, atol=0)
 
 
-@pytest.mark.parametrize(("precision", "lambda_mode"), [("single", "per-snp"), ("double", "null")])
-def test_single_precision_and_the_null_lambda_form_the_eigenvectors(precision, lambda_mode):
-    _, kinds = _kinds(precision, lambda_mode)
+def test_the_null_lambda_uses_the_factors_too():
+    _, kinds = _kinds(lambda_mode="null")
+    assert kinds["1"] is TridiagonalSpectral
+
+
+def test_single_precision_forms_the_eigenvectors():
+    """(its float32 product needs U itself)"""
+    _, kinds = _kinds("single")
     assert set(kinds.values()) == {Spectral}
+
+
+def test_random_effects_from_the_factors(monkeypatch):
+    source, y, cov = simulate(4, per_chrom=(40, 70, 50))
+    ours: dict = {}
+    lmmscan.loco_scan(source, y, cov, null_models=ours, chromosomes=["1"])
+    monkeypatch.setattr(loco, "tridiagonal_pays", lambda n, columns: False)
+    formed: dict = {}
+    lmmscan.loco_scan(source, y, cov, null_models=formed, chromosomes=["1"])
+    assert type(ours["1"].spectral) is TridiagonalSpectral
+    assert type(formed["1"].spectral) is Spectral
+    a, b = ours["1"].random_effects(), formed["1"].random_effects()
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-12)
 
 
 def test_memory_plan_counts_the_tridiagonal_eigenvectors():
@@ -122,7 +176,32 @@ def test_memory_plan_counts_the_tridiagonal_eigenvectors():
     )  # fmt: skip
     plain = memory.scan_plan(driver="evd", **common)
     factors = memory.scan_plan(driver="evd", tridiagonal=True, **common)
-    assert factors.peak - plain.peak == 8 * n * n
+    # V beside the reflectors in each of the workers + 1 bases in memory
+    assert factors.peak - plain.peak == 3 * 8 * n * n
     # dsyevr's plan has no factors to keep
     evr = memory.scan_plan(driver="evr", **common)
     assert memory.scan_plan(driver="evr", tridiagonal=True, **common).peak == evr.peak
+
+
+def test_a_worker_keeps_one_workspace_for_both_decompositions():
+    """A LOCO worker decomposes large chromosomes with dsyevd and small ones
+    as factors: dstedc reuses dsyevd's kept workspace (the memory plan counts
+    one per worker)."""
+    import threading
+
+    K = _kinship(150, 400)
+    seen: list = []
+
+    def work() -> None:
+        _lapack64.keep_workspaces()
+        with eigh_driver("evd"):
+            Spectral.from_kinship(K.copy(), release_gil=True)
+        first = _lapack64._kept.buffers["eigen work"]
+        TridiagonalSpectral.from_kinship(K.copy(), release_gil=True)
+        seen.extend([first, _lapack64._kept.buffers["eigen work"], set(_lapack64._kept.buffers)])
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen[0] is seen[1]
+    assert seen[2] == {"eigen work", "eigen iwork", "dsytrd work"}

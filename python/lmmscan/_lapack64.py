@@ -184,9 +184,10 @@ _kept = threading.local()
 
 
 def keep_workspaces() -> None:
-    """From now on this thread keeps its ``dsyevd`` workspace for its next call.
+    """From now on this thread keeps its eigensolver workspace for its next call.
 
-    The workspace is 2n^2 doubles: fresh memory each time, whose first
+    ``dsyevd``'s workspace is 2n^2 doubles (``dstedc``'s n^2 reuses it;
+    ``dsytrd``'s n x NB is kept beside): fresh memory each time, whose first
     touch costs page faults (0.02-0.08 s at n = 1,410 here, 7-25% of the
     decomposition).  A thread that decomposes one kinship after another
     (LOCO's workers) calls this once; the arrays go when the thread ends.
@@ -223,8 +224,8 @@ def syevd(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarra
     f(b"V", b"L", *args, _PTR(_ptr(work_q)), _ref(lwork), _PTR(_ptr(iwork_q)),
       _ref(liwork), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
     _check(info, "dsyevd")
-    work = _workspace("dsyevd work", int(work_q[0]), np.float64)
-    iwork = _workspace("dsyevd iwork", int(iwork_q[0]), lib.np_int)
+    work = _workspace("eigen work", int(work_q[0]), np.float64)
+    iwork = _workspace("eigen iwork", int(iwork_q[0]), lib.np_int)
     f(b"V", b"L", *args, _PTR(_ptr(work)), _ref(I(work.size)), _PTR(_ptr(iwork)),
       _ref(I(iwork.size)), _ref(info), _LEN(1), _LEN(1))  # fmt: skip
     _check(info, "dsyevd")
@@ -276,6 +277,10 @@ def syevr(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarra
     return w, Z
 
 
+# LAPACK's dormqr/dormql: the block reflector T of NBMAX = 64 columns, LDT = 65
+_ORM_TSIZE = 65 * 64
+
+
 def sytrd(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(d, e, tau): ``dsytrd``'s reduction of the symmetric A (lower triangle)
     to the tridiagonal T = Q' A Q, T's diagonal d and subdiagonal e; Q's
@@ -293,7 +298,7 @@ def sytrd(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarra
             _PTR(_ptr(e)), _PTR(_ptr(tau)))  # fmt: skip
     f(*args, _PTR(_ptr(work_q)), _ref(I(-1)), _ref(info), _LEN(1))
     _check(info, "dsytrd")
-    work = _workspace("dsytrd work", max(1, int(work_q[0])), np.float64)
+    work = _workspace("dsytrd work", max(1, int(work_q[0])), np.float64)  # n x NB
     f(*args, _PTR(_ptr(work)), _ref(I(work.size)), _ref(info), _LEN(1))
     _check(info, "dsytrd")
     return d, e, tau
@@ -307,6 +312,8 @@ def stedc(d: np.ndarray, e: np.ndarray, lib: _Lib | None = None) -> tuple[np.nda
     lib = lib or _lib()
     I = lib.int  # noqa: E741 - LAPACK's INTEGER
     n = d.size
+    if d.dtype != np.float64 or e.dtype != np.float64 or e.size < n - 1:
+        raise InputError("stedc needs d (n,) and e (n - 1,) in float64")
     f = lib.fn("dstedc")
     V = np.empty((n, n), order="F")
     info, work_q, iwork_q = I(0), np.empty(1), np.empty(1, dtype=lib.np_int)
@@ -314,8 +321,10 @@ def stedc(d: np.ndarray, e: np.ndarray, lib: _Lib | None = None) -> tuple[np.nda
     f(*args, _PTR(_ptr(work_q)), _ref(I(-1)), _PTR(_ptr(iwork_q)), _ref(I(-1)), _ref(info),
       _LEN(1))  # fmt: skip
     _check(info, "dstedc")
-    work = _workspace("dstedc work", max(1, int(work_q[0])), np.float64)
-    iwork = _workspace("dstedc iwork", max(1, int(iwork_q[0])), lib.np_int)
+    # dsyevd's buffers (stedc's are smaller): a worker that decomposes both
+    # ways keeps one of each
+    work = _workspace("eigen work", max(1, int(work_q[0])), np.float64)
+    iwork = _workspace("eigen iwork", max(1, int(iwork_q[0])), lib.np_int)
     f(*args, _PTR(_ptr(work)), _ref(I(work.size)), _PTR(_ptr(iwork)), _ref(I(iwork.size)),
       _ref(info), _LEN(1))  # fmt: skip
     _check(info, "dstedc")
@@ -329,9 +338,13 @@ def ormtr(
     vectors :func:`sytrd` left in A (lower) and ``tau``; C (n, m) Fortran
     order.  ``lib``: as :func:`syevd`."""
     _fortran(C, "C")
+    n, m = C.shape
+    if not (A.flags.f_contiguous and A.dtype == np.float64 and A.shape == (n, n)):
+        raise InputError(f"ormtr needs the (n, n) reflectors of C's {n} rows, got {A.shape}")
+    if tau.dtype != np.float64 or tau.size < n - 1:
+        raise InputError("ormtr needs n - 1 scalars tau")
     lib = lib or _lib()
     I = lib.int  # noqa: E741 - LAPACK's INTEGER
-    n, m = C.shape
     if m == 0 or n == 0:
         return C
     f = lib.fn("dormtr")
@@ -340,7 +353,11 @@ def ormtr(
             _ref(I(max(1, n))), _PTR(_ptr(tau)), _PTR(_ptr(C)), _ref(I(max(1, n))))  # fmt: skip
     f(*args, _PTR(_ptr(work_q)), _ref(I(-1)), _ref(info), _LEN(1), _LEN(1), _LEN(1))
     _check(info, "dormtr")
-    work = np.empty(max(1, int(work_q[0])))
+    # dormtr's query answers m x NB, but the dormqr it calls takes its blocked
+    # path (dlarft + dlarfb) only with room for the block reflector T too
+    # (LAPACK's TSIZE, 65 x 64); with less it shrinks NB, and below ~138
+    # columns falls back to dorm2r, which writes into the reflectors
+    work = np.empty(max(1, int(work_q[0])) + _ORM_TSIZE)
     f(*args, _PTR(_ptr(work)), _ref(I(work.size)), _ref(info), _LEN(1), _LEN(1), _LEN(1))
     _check(info, "dormtr")
     return C

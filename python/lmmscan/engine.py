@@ -145,9 +145,11 @@ def distinct_snps(Xk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray 
     BIMBAM and the blocks of a scan with several groups of samples are
     C-ordered).
 
-    With the dense basis, a SNP's rotated values and statistics depend on
-    its own values alone (:func:`lmmscan.spectral.rows_product`), so the
-    repeats get the same bits as if they were computed."""
+    With the dense basis (U formed: not a LOCO chromosome's
+    :class:`lmmscan.spectral.TridiagonalSpectral`), a SNP's rotated values
+    and statistics depend on its own values alone
+    (:func:`lmmscan.spectral.rows_product`), so the repeats get the same bits
+    as if they were computed."""
     k = Xk.shape[1]
     if k < 2 or not Xk.flags.f_contiguous or not Xk.flags.writeable:
         return Xk, None
@@ -805,6 +807,7 @@ class Engine:
         memory_limit: int | None = None,
         kinship_source: GenotypeSource | None = None,
         keep_eigenvectors: bool = False,
+        factors: bool | None = None,
     ) -> list[ScanReport]:
         """Each chromosome's SNPs tested against a kinship of the others, for
         each phenotype ``(y, covariates)`` (see :mod:`lmmscan.loco`).  The
@@ -819,7 +822,11 @@ class Engine:
         ``chromosomes`` restricts the tests (every kinship still uses all
         the other chromosomes).  ``kinship_source``: the SNPs the kinships
         come from (GEMMA's -ksnps; default the scanned source), matched to
-        the scanned SNPs by chromosome name."""
+        the scanned SNPs by chromosome name.  ``factors``: whether a
+        chromosome with few SNPs may keep its decomposition as two factors
+        (:class:`lmmscan.spectral.TridiagonalSpectral`): True where the
+        caller's memory plan counted them, False never, None where the memory
+        available has room (asked when the decompositions start)."""
         from . import _lapack64, loco
 
         if self.client is not None:
@@ -861,12 +868,13 @@ class Engine:
             workers = self.threads or usable_cores()
             # each chromosome's SNPs, rotated through the factors of its
             # decomposition where they are few; not in single precision, whose
-            # float32 product needs the eigenvectors themselves, nor at the
-            # null lambda, whose whitening is built from them
+            # float32 product needs the eigenvectors themselves
             columns = None
-            if self.options.precision == "double" and self.options.lambda_mode == "per-snp":
+            if self.options.precision == "double" and factors is not False:
                 columns = {c.name: int(tested[c.name].index.size) for c in wanted}
-            for chrom, spectral, busy in passes.spectra(wanted, workers, columns):
+            for chrom, spectral, busy in passes.spectra(
+                wanted, workers, columns, planned=factors is True
+            ):
                 for k, report in zip(members, g.reports, strict=True):
                     y, cov = phenotypes[k]
                     t0 = time.perf_counter()

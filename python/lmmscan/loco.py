@@ -219,15 +219,14 @@ def _decompose(K: np.ndarray, tridiagonal: bool) -> Spectral:
 
 
 def _tridiagonal_fits(n: int, workers: int) -> bool:
-    """Room for the factored bases (:class:`lmmscan.spectral.TridiagonalSpectral`):
-    each of the ``workers`` + 1 in memory holds V beside its reflectors, one
-    n x n more than dsyevd's eigenvectors, while each worker's workspace is
-    n^2 doubles smaller; n^2 more in all."""
-    from .memory import BASE, Plan, decomposition, fits
+    """Room for the factored bases (:class:`lmmscan.spectral.TridiagonalSpectral`)
+    in the memory available: this process as it is, the ``workers`` + 1
+    bases in memory, each V beside its reflectors (2 x 8n^2), and each
+    worker's workspace (dsyevd's, 2n^2 doubles, which dstedc reuses)."""
+    from .memory import current_rss, eigh_workspace, fits
 
-    plan = Plan("")
-    decomposition(plan, 0, n, "evd")
-    return fits(BASE + workers * (plan.peak - BASE) + 8 * n * n)
+    sq = 8 * n * n
+    return fits(current_rss() + (workers + 1) * 2 * sq + workers * eigh_workspace(n, "evd"))
 
 
 def _spectra(
@@ -235,6 +234,7 @@ def _spectra(
     chroms: list[_Chromosome],
     workers: int,
     columns: dict[str, int] | None = None,
+    planned: bool = False,
 ):
     """(chromosome, spectral, seconds waited, busy) in order, decomposed
     ``workers`` at a time, each on one BLAS thread, while the caller scans;
@@ -254,14 +254,16 @@ def _spectra(
     where that is few (:func:`lmmscan.spectral.tridiagonal_pays`), dsyevd's
     last step, forming the eigenvectors, is left out and the SNPs are
     rotated through its factors instead
-    (:class:`lmmscan.spectral.TridiagonalSpectral`).
+    (:class:`lmmscan.spectral.TridiagonalSpectral`), when dsyevd is the
+    driver and the memory allows (``planned``: the caller's memory plan
+    counted them; else the memory available is asked).
     """
     # "auto" chosen once for the decompositions that run side by side (each
     # decomposes its own kinship, which it overwrites)
     n = sums.S.shape[0]
     driver = resolve_eigh_driver(n, overwrite=True, concurrent=workers)
     # the factors are dsyevd's first two steps: where dsyevd is the driver
-    factored = bool(columns) and driver == "evd" and _tridiagonal_fits(n, workers)
+    factored = bool(columns) and driver == "evd" and (planned or _tridiagonal_fits(n, workers))
     with serial_library(), eigh_driver(driver), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
@@ -369,11 +371,16 @@ class KinshipPasses:
         return chroms
 
     def spectra(
-        self, chroms: list[_Chromosome], workers: int, columns: dict[str, int] | None = None
+        self,
+        chroms: list[_Chromosome],
+        workers: int,
+        columns: dict[str, int] | None = None,
+        planned: bool = False,
     ) -> Iterator[tuple[_Chromosome, Spectral, bool]]:
         """(chromosome, the spectral basis of its K_-c, whether decompositions
-        run meanwhile) in order (see :func:`_spectra`, and there ``columns``)."""
-        for chrom, spectral, waited, busy in _spectra(self.sums, chroms, workers, columns):
+        run meanwhile) in order (see :func:`_spectra`, and there ``columns``
+        and ``planned``)."""
+        for chrom, spectral, waited, busy in _spectra(self.sums, chroms, workers, columns, planned):
             seconds = self.report.seconds
             seconds["eigen"] = seconds.get("eigen", 0.0) + waited
             yield chrom, spectral, busy

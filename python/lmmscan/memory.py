@@ -331,10 +331,11 @@ def scan_plan(
             plan.add("decomposition", "eigenvectors", (workers + 1) * sq)
         plan.add("decomposition", "eigensolver workspaces", workers * eigh_workspace(n, driver))
         if tridiagonal and driver == "evd":
-            # each basis in memory holds its tridiagonal's eigenvectors beside
-            # the reflectors (in its kinship's buffer), while a worker's
-            # dstedc workspace is n^2 doubles smaller than dsyevd's: n^2 more
-            plan.add("decomposition", "tridiagonal eigenvectors beside the reflectors", sq)
+            # each basis in memory may hold its tridiagonal's eigenvectors V
+            # beside the reflectors (in its kinship's buffer); a worker's
+            # dstedc reuses its dsyevd workspace
+            beside = "tridiagonal eigenvectors beside the reflectors"
+            plan.add("decomposition", beside, (workers + 1) * sq)
         plan.add("decomposition", "genotype blocks", blocks)
         return plan
     K = 8 * N * N

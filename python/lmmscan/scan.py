@@ -440,7 +440,9 @@ def loco_scan(
     ``"standardized"``: -gk 2); the other arguments are those of
     :func:`lmmscan.scan`.  ``null_models``, if a dict, receives each
     chromosome's fitted null model, whole: each holds its chromosome's n x n
-    eigenvectors (8n^2 bytes) until the dict is dropped.  The models in
+    eigenvectors (8n^2 bytes), or for a chromosome with fewer SNPs than n / 2
+    their two factors (16n^2 bytes, 24n^2 once U is asked for; see
+    :class:`lmmscan.spectral.TridiagonalSpectral`), until the dict is dropped.  The models in
     ``report.null_models`` keep the eigenvalues only
     (:meth:`lmmscan.NullModel.without_eigenvectors`).  ``statistics``, if a
     dict, receives the statistic behind each p column, row for row

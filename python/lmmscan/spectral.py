@@ -2,7 +2,8 @@
 
 - :class:`Spectral`: K = U diag(d) U' from LAPACK, all n directions
   (:func:`decompose_kinship` restricts, double-centres and decomposes a
-  kinship as GEMMA does).
+  kinship as GEMMA does); :class:`TridiagonalSpectral`, the same with U
+  kept as two factors, for a basis that rotates few columns (LOCO).
 - :class:`GroupSpectral`: K = D D' for group labels, in closed form.
 - :class:`LowRankSpectral`: k < n directions, the other n - k with
   eigenvalue 0 (FaST-LMM's low rank; :mod:`lmmscan.lowrank` builds it).
@@ -318,7 +319,8 @@ def rows_product(X: np.ndarray, U: np.ndarray) -> np.ndarray:
 
     Narrow blocks are padded to 64 columns: BLAS takes other kernels (with
     another summation order) for very narrow products, and the results must
-    not depend on how the SNPs were split into blocks.
+    not depend on how the SNPs were split into blocks (for X itself: a
+    :class:`TridiagonalSpectral` hands over Q'X, which does).
     """
     b = X.shape[1]
     if b < _MIN_GEMM_COLUMNS:
@@ -545,9 +547,12 @@ class TridiagonalSpectral(Spectral):
     that is less work than forming U.  The eigenvalues are ``dsyevd``'s bit
     for bit (the same calls on the same T); the rotations agree with U's to
     rounding, not bit for bit, and a column's last bits depend on the block
-    it is rotated in (``dormtr`` works in panels of the block), so the scan
-    does not look for repeated SNPs in such blocks.  U itself is formed on
-    first use (:attr:`U`: random effects, predictions)."""
+    it is rotated in (``dormtr``'s block reflectors are applied by BLAS
+    products whose kernels vary with the block's width), so the scan does
+    not look for repeated SNPs in such blocks, and a LOCO table's last digits
+    can depend on the block size.  U itself is formed on first use
+    (:attr:`U`: random effects, predictions).  Pickled, it finds its LAPACK
+    again where it is loaded."""
 
     def __init__(
         self, d: np.ndarray, reflectors: np.ndarray, tau: np.ndarray, V: np.ndarray, lib: Any
@@ -572,7 +577,9 @@ class TridiagonalSpectral(Spectral):
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         n = A.shape[0]
         lib = _lapack64._lib() if use_ilp64(n) else _lapack64.scipy_library()
-        if lib is None:  # pragma: no cover - another scipy build
+        # below 64 samples the factors save nothing, and dormtr would apply
+        # them unblocked (dorm2r), which writes into the reflectors as it goes
+        if lib is None or n < _MIN_GEMM_COLUMNS:
             return Spectral.from_kinship(K, overwrite=overwrite, release_gil=release_gil)
         if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
             A = np.array(A, dtype=np.float64, order="F")
@@ -585,6 +592,17 @@ class TridiagonalSpectral(Spectral):
 
     def __repr__(self) -> str:
         return f"TridiagonalSpectral(n={self.n_total})"
+
+    def __getstate__(self) -> dict:
+        # the ctypes library does not pickle: found again on loading
+        return {k: v for k, v in self.__dict__.items() if k != "_lib"}
+
+    def __setstate__(self, state: dict) -> None:
+        from . import _lapack64
+
+        self.__dict__.update(state)
+        n = self.n_total
+        self._lib = _lapack64._lib() if use_ilp64(n) else _lapack64.scipy_library()
 
     @property
     def U(self) -> np.ndarray:
@@ -1030,7 +1048,9 @@ def decompose_kinship(
 
     One private copy of the analysed block is centred and handed to LAPACK
     to work in (no other n x n temporary).  Every path (fit_null, saved
-    eigendecompositions, LOCO) goes through here, so they agree bitwise.
+    eigendecompositions, LOCO) goes through here, so their eigenvalues agree
+    bitwise (and their eigenvectors, except a ``tridiagonal`` basis's, whose
+    rotations agree to rounding).
 
     ``overwrite_kinship=True`` (as scipy's ``overwrite_a``) lets the
     restriction, the centring and LAPACK work in K's own buffer instead of

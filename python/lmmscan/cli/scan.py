@@ -404,19 +404,19 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
     eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
-    chromosomes, tridiagonal = 0, False
+    chromosomes, wanted = 0, False
     if args.loco:
-        from ..loco import chromosome_names
+        from ..loco import UNKNOWN_CHROMOSOME, chromosome_names
         from ..spectral import tridiagonal_pays
 
-        names, counts = np.unique(chromosome_names(args.kinship_source), return_counts=True)
-        chromosomes = len(names)
-        # a chromosome with few SNPs may keep its decomposition's two factors
-        # (lmmscan.engine's scan_loco: double precision, per-SNP lambdas)
-        tridiagonal = (
-            getattr(args, "precision", "double") == "double"
-            and args.lambda_mode == "per-snp"
-            and any(tridiagonal_pays(n, int(c)) for c in counts)
+        chromosomes = len(set(chromosome_names(args.kinship_source).tolist()))
+        # a chromosome with few tested SNPs may keep its decomposition's two
+        # factors (lmmscan.engine's scan_loco; not in single precision)
+        names, counts = np.unique(chromosome_names(source), return_counts=True)
+        wanted = getattr(args, "precision", "double") == "double" and any(
+            tridiagonal_pays(n, int(c))
+            for name, c in zip(names, counts, strict=True)
+            if name != UNKNOWN_CHROMOSOME
         )
     workers = args.threads or usable_cores()
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
@@ -427,7 +427,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     sums = chromosomes * 8 * n * n
     budget = LOCO_SUMS if limit is None else limit
 
-    def plan(driver: str, loco_sums: int = budget) -> Any:
+    def plan(driver: str, loco_sums: int = budget, factors: bool = wanted) -> Any:
         return scan_plan(
             n_file=source.n_samples,
             analysed=analysed,
@@ -443,15 +443,23 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             loco_sums=loco_sums,
             phenotypes=len(args.pheno_col),
             n_region=args.region,
-            tridiagonal=tridiagonal,
+            tridiagonal=factors,
         )
 
     def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
         return sums <= budget and fits(kept.peak, limit)
 
     def plan_loco(driver: str) -> Any:
-        kept = plan(driver)
-        return kept if keeps_sums(kept) else plan(driver, 0)
+        # the factors where their plan fits, else the eigenvectors formed
+        # (rather than dsyevr for want of the factors' room); the engine is
+        # told which (args.loco_factors)
+        for factors in (True, False) if wanted else (False,):
+            kept = plan(driver, factors=factors)
+            chosen = kept if keeps_sums(kept) else plan(driver, 0, factors)
+            if not factors or fits(chosen.peak, limit):
+                args.loco_factors = factors
+                return chosen
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def hints(driver: str) -> list[str]:
         return hints_dense(n, driver, bool(whitened))
@@ -462,7 +470,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     driver = memory_check_driver(args, plan_loco, hints)
     # the engine's budget for the sums, as the plan chose (it keeps them when
     # its own chromosomes x n^2 x 8 fit in it; None: LOCO_SUMS)
-    if not keeps_sums(plan(driver)):
+    if not keeps_sums(plan(driver, factors=args.loco_factors)):
         args.loco_sums = 0
     elif limit is not None:
         args.loco_sums = sums
@@ -591,6 +599,7 @@ def _scan_to_files(
                     bounds=lambda_bounds(args),
                     kinship_source=args.kinship_source,
                     memory_limit=getattr(args, "loco_sums", None),
+                    factors=getattr(args, "loco_factors", None),
                 )
                 for ph, report in zip(phenos, reports, strict=True):
                     ph.null = next(iter(report.null_models.values()))
