@@ -576,7 +576,7 @@ class TridiagonalSpectral(Spectral):
 
         A = K.T if K.flags.c_contiguous and not K.flags.f_contiguous else K
         n = A.shape[0]
-        lib = _lapack64._lib() if use_ilp64(n) else _lapack64.scipy_library()
+        lib = cls._library(n)
         # below 64 samples the factors save nothing, and dormtr would apply
         # them unblocked (dorm2r), which writes into the reflectors as it goes
         if lib is None or n < _MIN_GEMM_COLUMNS:
@@ -598,11 +598,16 @@ class TridiagonalSpectral(Spectral):
         return {k: v for k, v in self.__dict__.items() if k != "_lib"}
 
     def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lib = self._library(self.n_total)
+
+    @staticmethod
+    def _library(n: int) -> Any:
+        """The LAPACK the factors of an n x n kinship are computed and applied
+        with: the ILP64 one from ILP64_FROM on, else scipy's (None: not found)."""
         from . import _lapack64
 
-        self.__dict__.update(state)
-        n = self.n_total
-        self._lib = _lapack64._lib() if use_ilp64(n) else _lapack64.scipy_library()
+        return _lapack64._lib() if use_ilp64(n) else _lapack64.scipy_library()
 
     @property
     def U(self) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -409,14 +410,15 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         from ..loco import UNKNOWN_CHROMOSOME, chromosome_names
         from ..spectral import tridiagonal_pays
 
-        chromosomes = len(set(chromosome_names(args.kinship_source).tolist()))
+        kinship_names = chromosome_names(args.kinship_source).tolist()
+        chromosomes = len(set(kinship_names))
         # a chromosome with few tested SNPs may keep its decomposition's two
-        # factors (lmmscan.engine's scan_loco; not in single precision)
-        names, counts = np.unique(chromosome_names(source), return_counts=True)
+        # factors (lmmscan.engine's scan_loco; not in single precision); the
+        # names once, counted in one pass (no sort of millions of strings)
+        same = source is args.kinship_source
+        counts = Counter(kinship_names if same else chromosome_names(source).tolist())
         wanted = getattr(args, "precision", "double") == "double" and any(
-            tridiagonal_pays(n, int(c))
-            for name, c in zip(names, counts, strict=True)
-            if name != UNKNOWN_CHROMOSOME
+            tridiagonal_pays(n, c) for name, c in counts.items() if name != UNKNOWN_CHROMOSOME
         )
     workers = args.threads or usable_cores()
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
