@@ -26,9 +26,12 @@ def planted(n: int, k: int, copies: int, seed: int = 0) -> tuple[np.ndarray, np.
     return X, np.array([where[X[:, j].tobytes()] for j in range(k)])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_distinct_columns_moves_each_first_occurrence_to_the_front_in_order(threads):
+def test_distinct_columns_moves_each_first_occurrence_to_the_front_in_order(threads, dtype):
+    # 37 samples: a float32 column's bytes end in half a 64-bit word
     X, first = planted(37, 300, 60)
+    X = np.asfortranarray(X.astype(dtype))
     original = X.copy(order="F")
     found = _core.distinct_columns(X, 1, threads)
     assert found is not None
@@ -70,8 +73,17 @@ def test_distinct_columns_refuses_what_it_cannot_compact_in_place():
     X.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         _core.distinct_columns(X, 1, 1)
-    with pytest.raises(ValueError, match="2-dimensional float64"):
-        _core.distinct_columns(np.asfortranarray(X.astype(np.float32)), 1, 1)
+    with pytest.raises(ValueError, match="2-dimensional float64 or float32"):
+        _core.distinct_columns(np.asfortranarray(X.astype(np.float16)), 1, 1)
+
+
+def test_float32_columns_that_differ_only_in_their_last_odd_value_stay_apart():
+    # the hash's tail (the last 4 bytes of an odd-length float32 column) and
+    # the comparison both see the last value
+    X = np.asfortranarray(np.ones((5, 70), dtype=np.float32))
+    X[4, 1::2] = 2.0
+    d, inverse = _core.distinct_columns(X, 1, 1)
+    assert d == 2 and list(inverse[:4]) == [0, 1, 0, 1]
 
 
 def test_a_scan_with_repeated_snps_tests_each_once_with_the_same_results(tmp_path, monkeypatch):

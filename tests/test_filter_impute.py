@@ -181,3 +181,35 @@ def test_kept_products_for_the_r2_filter(order):
         _core.filter_impute(X, 0.01, 0.05, None, 1, W)
     with pytest.raises(ValueError, match="W must be"):
         _core.filter_impute(X, 0.01, 0.05, np.empty(n * b), 1, W[:-1])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("with_w", [False, True])
+def test_float32_output_is_the_float64_block_rounded(order, threads, with_w):
+    """dtype=float32 (--precision single): the imputation pass writes each kept
+    value rounded to float32, as astype would, and every verdict (the r2 and
+    HWE filters' included) is the float64 run's: they see the double values."""
+    rng = np.random.default_rng(11)
+    n, b = 301, 260  # odd n: the float32 columns do not end on 8 bytes
+    X = np.array(block(rng, n, b, dosage=True), order=order)
+    X[:, 6] = X[:, 7] = np.where(np.arange(n) % 3 == 0, 2.0, 0.0) + 1e-3  # r2: see W
+    W = None
+    if with_w:
+        W = np.column_stack([np.ones(n), (np.arange(n) % 3 == 0).astype(float)])
+    for hwe in (0.0, 1e-3):
+        wide = filter_impute(X, W=W, hwe=hwe, threads=threads, scratch=Scratch())
+        narrow = filter_impute(
+            X, W=W, hwe=hwe, threads=threads, scratch=Scratch(), dtype=np.float32
+        )
+        for a, c in zip(wide[:3], narrow[:3], strict=True):
+            assert np.array_equal(a, c, equal_nan=True)
+        assert narrow[3].removed == wide[3].removed
+        if with_w:
+            assert wide[3].removed["r2"] >= 2
+        Xk = narrow[4]
+        assert Xk.dtype == np.float32 and Xk.shape == wide[4].shape
+        assert Xk.flags.f_contiguous == (order == "F")
+        assert Xk.tobytes(order="A") == wide[4].astype(np.float32).tobytes(order="A")
+    with pytest.raises(ValueError, match="float64 or float32"):
+        filter_impute(X, dtype=np.float16)

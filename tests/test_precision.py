@@ -104,3 +104,25 @@ def test_float32_rows_are_tested_as_their_float64_widening(mouse_plink, mouse_K,
     R32[5, 3] = np.inf
     with pytest.raises(ValueError, match="finite"):
         scanner._core.scan(R32, None, threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_float32_filter_gives_the_table_of_a_converted_block(mouse_plink, mouse_K, threads):
+    """With a dense basis the filter writes the kept SNPs in float32 (no
+    float64 block, no conversion): the same rounded values as converting the
+    float64 block, so the same table, repeats found among float32 columns."""
+    y = mouse_plink.phenotype
+    null = lmmscan.fit_null(y, kinship=mouse_K)
+    fused = ScanOptions(test="all", precision="single").scanner(null, threads)
+    converted = ScanOptions(test="all", precision="single").scanner(null, threads)
+    assert fused._filter_dtype == np.float32
+    converted._filter_dtype = np.float64  # the block converted after the filter
+    rows = np.flatnonzero(null.analyzed)
+    for start in (0, 4000):
+        # Fortran order, as the command line's blocks (the search needs it)
+        X = np.asfortranarray(mouse_plink.read(start, start + 3000)[rows])
+        (keep_a, a), (keep_b, b) = fused.scan(X), converted.scan(X)
+        assert np.array_equal(keep_a, keep_b) and a.keys() == b.keys()
+        for key in a:
+            assert np.asarray(a[key]).tobytes() == np.asarray(b[key]).tobytes(), key
+    assert fused._searched[1] > 0  # mouse_hs1940's repeats were found in float32

@@ -19,7 +19,7 @@ namespace py = pybind11;
 namespace {
 
 py::tuple filter_impute(const py::array& X_in, double maf, double miss,
-                        std::optional<py::array_t<double, py::array::c_style>> out, int threads,
+                        std::optional<py::array> out, int threads,
                         std::optional<py::array_t<double, py::array::f_style>> W) {
   if (X_in.ndim() != 2) throw py::value_error("X must be 2-dimensional (samples x SNPs)");
   if (!py::isinstance<py::array_t<double>>(X_in)) throw py::value_error("X must be float64");
@@ -33,10 +33,18 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
   X.column_major = f_order && !c_order;
   X.ld = X.column_major ? X.n : X.b;
   double* dst = nullptr;
+  float* dst32 = nullptr;
   if (out) {
-    if (out->ndim() != 1 || out->size() < X.n * X.b)
-      throw py::value_error("out must be a flat float64 buffer of at least n * b values");
-    dst = out->mutable_data();
+    const bool f64 = py::isinstance<py::array_t<double>>(*out);
+    if ((!f64 && !py::isinstance<py::array_t<float>>(*out)) || out->ndim() != 1 ||
+        out->size() < X.n * X.b || (out->flags() & py::array::c_style) == 0 ||
+        !out->writeable())
+      throw py::value_error(
+          "out must be a flat, writeable float64 or float32 buffer of at least n * b values");
+    if (f64)
+      dst = static_cast<double*>(out->mutable_data());
+    else
+      dst32 = static_cast<float*>(out->mutable_data());
   }
   if (threads < 1) throw py::value_error("threads must be at least 1");
   if (W && !out) throw py::value_error("W needs out (the products are of the imputed SNPs)");
@@ -65,7 +73,7 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
   lmmscan::kernels::Index k = 0;
   {
     py::gil_scoped_release release;
-    k = lmmscan::filter_impute(X, opt, threads, nm, a, v, dst, products);
+    k = lmmscan::filter_impute(X, opt, threads, nm, a, v, dst, products, dst32);
   }
   if (!W) return py::make_tuple(n_miss, af, verdict);
   // the kept SNPs' products: x'x (k,), W'x (c, k) and max |x_i| (k,)
@@ -100,24 +108,32 @@ py::array_t<double> hwe_exact(const py::array_t<std::int64_t, py::array::c_style
 
 // Identical columns of an imputed block, moved out in place when there are at
 // least min_duplicates of them (see duplicates.hpp).
+template <class T>
+lmmscan::kernels::Index distinct_in_place(py::array& X, std::int64_t min_duplicates,
+                                          int threads, std::int64_t* first) {
+  const auto n = X.shape(0), k = X.shape(1);
+  auto* x = static_cast<T*>(X.mutable_data());
+  py::gil_scoped_release release;
+  const auto distinct = lmmscan::identical_columns(x, n, k, n, threads, first);
+  if (k - distinct >= min_duplicates && distinct < k)
+    lmmscan::keep_distinct_columns(x, n, k, n, first);
+  return distinct;
+}
+
 py::object distinct_columns(py::array X, std::int64_t min_duplicates, int threads) {
-  if (X.ndim() != 2 || !py::isinstance<py::array_t<double>>(X))
-    throw py::value_error("X must be a 2-dimensional float64 array (samples x SNPs)");
+  const bool f64 = py::isinstance<py::array_t<double>>(X);
+  if (X.ndim() != 2 || !(f64 || py::isinstance<py::array_t<float>>(X)))
+    throw py::value_error(
+        "X must be a 2-dimensional float64 or float32 array (samples x SNPs)");
   if ((X.flags() & py::array::f_style) == 0 || !X.writeable())
     throw py::value_error(
         "X must be Fortran-contiguous and writeable (it is compacted in place)");
   if (threads < 1) throw py::value_error("threads must be at least 1");
-  const auto n = X.shape(0), k = X.shape(1);
+  const auto k = X.shape(1);
   py::array_t<std::int64_t> first(k);
   auto* f = first.mutable_data();
-  auto* x = static_cast<double*>(X.mutable_data());
-  lmmscan::kernels::Index distinct = 0;
-  {
-    py::gil_scoped_release release;
-    distinct = lmmscan::identical_columns(x, n, k, n, threads, f);
-    if (k - distinct >= min_duplicates && distinct < k)
-      lmmscan::keep_distinct_columns(x, n, k, n, f);
-  }
+  const auto distinct = f64 ? distinct_in_place<double>(X, min_duplicates, threads, f)
+                            : distinct_in_place<float>(X, min_duplicates, threads, f);
   if (k - distinct < min_duplicates || distinct == k) return py::none();
   return py::make_tuple(static_cast<py::ssize_t>(distinct), first);
 }
@@ -130,14 +146,16 @@ void register_filter(py::module_& m) {
         "GEMMA's miss, maf and monomorphic filters of a float64 block X (samples x SNPs,\n"
         "NaN missing, C or Fortran order): returns (n_miss, af, verdict) per SNP, verdict\n"
         "0 kept, 1 miss, 2 maf, 3 monomorphic (the first filter failed); maf < 0 turns\n"
-        "the maf filter off.  With out (a flat float64 buffer of n * b values), the kept\n"
-        "SNPs with missing values set to 2 af are written to its start as an (n, kept)\n"
-        "block in X's order.  With W (samples x c, Fortran order) as well, a fourth item\n"
+        "the maf filter off.  With out (a flat float64 or float32 buffer of n * b values),\n"
+        "the kept SNPs with missing values set to 2 af are written to its start as an\n"
+        "(n, kept) block in X's order (float32: each value rounded).  With W (samples x c, "
+        "Fortran order) as well, a fourth item\n"
         "(xx, WtX, amax) holds each kept SNP's x'x, W'x (c, kept) and max |x_i| of the\n"
         "imputed values.");
   m.def("distinct_columns", &distinct_columns, py::arg("X"), py::arg("min_duplicates"),
         py::arg("threads") = 1,
-        "The SNPs of an imputed block X (samples x SNPs, float64, Fortran order) whose\n"
+        "The SNPs of an imputed block X (samples x SNPs, float64 or float32, Fortran\n"
+        "order) whose\n"
         "values are bit for bit those of an earlier SNP.  With fewer than min_duplicates\n"
         "of them: None, X untouched.  Otherwise the distinct SNPs are moved, in order, to\n"
         "the front of X, in place, and (d, inverse) returned: X[:, :d] holds them and\n"

@@ -259,6 +259,16 @@ class BlockScanner:
         )
         self.df = null.n_analyzed - null.n_covariates - 1
         self._V = np.column_stack([null.W, self._y]) if null.complement is not None else None
+        # single precision with a dense basis: the filter writes the kept SNPs
+        # in float32 (nothing else reads them: no whitening, no complement)
+        self._filter_dtype = (
+            np.float32
+            if precision == "single"
+            and self.whitening is None
+            and self._V is None
+            and isinstance(null.spectral, Spectral)
+            else np.float64
+        )
         # block buffers reused by _prepare, per thread, freed with the scanner
         self._local = threading.local()
         # blocks searched for repeated SNPs, and those that had enough to move
@@ -287,10 +297,10 @@ class BlockScanner:
 
     def _prepare(self, X: np.ndarray, report: ScanReport | None, distinct: bool = True) -> Prepared:
         """The block filtered, imputed and rotated; its Xk (the imputed kept
-        SNPs) lives in this scanner's scratch buffer for this thread until the
-        next call.  ``distinct``: SNPs whose imputed values are those of an
-        earlier SNP of the block are rotated (and then tested) once
-        (:class:`Prepared`)."""
+        SNPs; float32 in single precision with a dense basis) lives in this
+        scanner's scratch buffer for this thread until the next call.
+        ``distinct``: SNPs whose imputed values are those of an earlier SNP of
+        the block are rotated (and then tested) once (:class:`Prepared`)."""
         keep, n_miss, af, Xk = self.filter(X, report)
         inverse = None
         # only where each SNP's rotation is a function of its values alone: the
@@ -321,8 +331,9 @@ class BlockScanner:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """GEMMA's filters and mean imputation of a block X (analysed samples x
         SNPs, NaN missing): (keep, n_miss, af, Xk) with n_miss and af of the
-        kept SNPs and Xk (n, kept) imputed (missing set to 2 af), in this
-        scanner's scratch buffer for this thread until the next call."""
+        kept SNPs and Xk (n, kept) imputed (missing set to 2 af; float32 in
+        single precision with a dense basis), in this scanner's scratch buffer
+        for this thread until the next call."""
         t0 = time.perf_counter()
         keep, n_miss, af, counts, Xk = filter_impute(
             X,
@@ -333,6 +344,7 @@ class BlockScanner:
             hwe=self.hwe,
             scratch=self._scratch(),
             threads=self.threads,
+            dtype=self._filter_dtype,
         )
         idx = np.flatnonzero(keep)
         assert Xk is not None  # filter_impute imputes (and checks the values' scale) by default
@@ -352,8 +364,9 @@ class BlockScanner:
             return spectral.rotate_rows(Xk)
         if self._U32 is None:
             self._U32 = np.asarray(U, dtype=np.float32, order="F" if U.flags.f_contiguous else "C")
-        # the conversion, ~1/6 of the time on one thread, runs on all
-        X32 = convert(Xk, np.float32, self.threads)
+        # the filter wrote Xk in float32 for a dense basis; a conversion, ~1/6
+        # of the time on one thread, runs on all
+        X32 = Xk if Xk.dtype == np.float32 else convert(Xk, np.float32, self.threads)
         return rows_product(X32, self._U32)
 
     def complement(self, Xk: np.ndarray) -> np.ndarray | None:

@@ -100,6 +100,7 @@ def filter_impute(
     impute: bool = True,
     scratch: Scratch | None = None,
     threads: int = 1,
+    dtype: type = np.float64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FilterCounts, np.ndarray | None]:
     """:func:`gemma_filter` and the mean imputation of the kept SNPs together.
 
@@ -113,6 +114,10 @@ def filter_impute(
     With ``scratch``, Xk is a view of a buffer that the next call with the
     same scratch overwrites.  X is not modified.  With ``impute``, a value
     whose square would overflow raises InputError (:func:`check_genotype_scale`).
+    ``dtype=np.float32``: Xk in float32, each value rounded from the double
+    one as ``astype`` would (the filters and the r2 check see the double
+    values), written by the imputation pass itself (a Fortran-ordered X
+    then has no float64 copy).
     """
     from . import _core
 
@@ -125,7 +130,14 @@ def filter_impute(
     fortran = X.flags.f_contiguous and not X.flags.c_contiguous
     scratch = scratch or Scratch()
     check_r2 = W is not None and W.shape[1] > 1
-    out = scratch.get("imputed", n * b, np.float64) if impute or check_r2 else None
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+    single = dtype == np.float32 and impute
+    out = None
+    if single:
+        out = scratch.get("imputed float32", n * b, np.float32)
+    elif impute or check_r2:
+        out = scratch.get("imputed", n * b, np.float64)
     # with the r2 filter, the kept SNPs' x'x, W'x and max |x| come from the
     # imputation pass (no more passes over the block)
     found = _core.filter_impute(

@@ -23,24 +23,33 @@ namespace lmmscan {
 
 namespace detail {
 
-// A hash of n doubles' bit patterns: four independent multiply-xor lanes (one
-// word per cycle, not one multiply's latency per word), mixed at the end.
-inline std::uint64_t column_hash(const double* x, kernels::Index n) {
+// A hash of a column's bytes (n values of T), read as 64-bit words: four
+// independent multiply-xor lanes (one word per cycle, not one multiply's
+// latency per word), mixed at the end.
+template <class T>
+std::uint64_t column_hash(const T* x, kernels::Index n) {
   constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
   std::uint64_t h[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull, 0xA4093822299F31D0ull,
                         0x082EFA98EC4E6C89ull};
-  kernels::Index i = 0;
-  for (; i + 4 <= n; i += 4) {
-    for (int l = 0; l < 4; ++l) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(x);
+  const size_t size = static_cast<size_t>(n) * sizeof(T), words = size / 8;
+  size_t i = 0;
+  for (; i + 4 <= words; i += 4) {
+    for (size_t l = 0; l < 4; ++l) {
       std::uint64_t w;
-      std::memcpy(&w, x + i + l, sizeof w);
+      std::memcpy(&w, bytes + 8 * (i + l), sizeof w);
       h[l] = (h[l] ^ w) * kMul;
     }
   }
-  for (; i < n; ++i) {
+  for (; i < words; ++i) {
     std::uint64_t w;
-    std::memcpy(&w, x + i, sizeof w);
+    std::memcpy(&w, bytes + 8 * i, sizeof w);
     h[0] = (h[0] ^ w) * kMul;
+  }
+  if (size > 8 * words) {  // a float32 column of odd length: its last 4 bytes
+    std::uint64_t w = 0;
+    std::memcpy(&w, bytes + 8 * words, size - 8 * words);
+    h[1] = (h[1] ^ w) * kMul;
   }
   std::uint64_t out = static_cast<std::uint64_t>(n);
   for (int l = 0; l < 4; ++l) {
@@ -52,12 +61,13 @@ inline std::uint64_t column_hash(const double* x, kernels::Index n) {
 
 }  // namespace detail
 
-// For the k columns of X (n, k), column-major with leading dimension ld:
+// For the k columns of X (n, k; float64 or float32), column-major with leading dimension ld:
 // first[j] = the smallest j' <= j whose column has the same bytes as column j
 // (j itself for the first of its kind).  Returns the number of distinct
 // columns.  Threads hash; the matching is one pass in column order.
-inline kernels::Index identical_columns(const double* X, kernels::Index n, kernels::Index k,
-                                        kernels::Index ld, int threads, std::int64_t* first) {
+template <class T>
+kernels::Index identical_columns(const T* X, kernels::Index n, kernels::Index k,
+                                 kernels::Index ld, int threads, std::int64_t* first) {
   using kernels::Index;
   std::vector<std::uint64_t> hash(static_cast<size_t>(k));
   detail::split(k, threads, [&](int, Index j0, Index j1) {
@@ -70,10 +80,10 @@ inline kernels::Index identical_columns(const double* X, kernels::Index n, kerne
   while (slots < 2 * static_cast<size_t>(k)) slots *= 2;
   const size_t mask = slots - 1;
   std::vector<Index> table(slots, -1);
-  const size_t bytes = static_cast<size_t>(n) * sizeof(double);
+  const size_t bytes = static_cast<size_t>(n) * sizeof(T);
   Index distinct = 0;
   for (Index j = 0; j < k; ++j) {
-    const double* x = X + j * ld;
+    const T* x = X + j * ld;
     const std::uint64_t h = hash[j];
     size_t s = static_cast<size_t>(h) & mask;
     Index match = -1;
@@ -99,15 +109,16 @@ inline kernels::Index identical_columns(const double* X, kernels::Index n, kerne
 // to its front, in order, and rewrites first[j] as the new position of
 // column j's representative.  Columns only move towards the front, so this
 // is done in place.
-inline void keep_distinct_columns(double* X, kernels::Index n, kernels::Index k,
-                                  kernels::Index ld, std::int64_t* first) {
+template <class T>
+void keep_distinct_columns(T* X, kernels::Index n, kernels::Index k, kernels::Index ld,
+                           std::int64_t* first) {
   using kernels::Index;
   std::vector<Index> slot(static_cast<size_t>(k), -1);
   Index next = 0;
   for (Index j = 0; j < k; ++j) {
     if (first[j] == j) {
       if (next != j)
-        std::memmove(X + next * ld, X + j * ld, static_cast<size_t>(n) * sizeof(double));
+        std::memmove(X + next * ld, X + j * ld, static_cast<size_t>(n) * sizeof(T));
       slot[j] = next++;
     }
     first[j] = slot[first[j]];

@@ -93,6 +93,9 @@ inline void row_stats(const GenotypeBlock& X, kernels::Index j0, kernels::Index 
                       std::int64_t* n_miss, double* sum, double* lo, double* hi) {
   LMMSCAN_ISA_CALL(::lmmscan::detail, row_stats, X, j0, j1, n_miss, sum, lo, hi);
 }
+inline void narrow(const double* x, kernels::Index n, float* out) {
+  LMMSCAN_ISA_CALL(::lmmscan::detail, narrow, x, n, out);
+}
 inline void kept_products(const double* o, kernels::Index n, const double* W, int c, double* xx,
                           double* wx, kernels::Index stride, double* amax) {
   LMMSCAN_ISA_CALL(::lmmscan::detail, kept_products, o, n, W, c, xx, wx, stride, amax);
@@ -124,13 +127,19 @@ void split(kernels::Index count, int threads, Body&& body) {
 }  // namespace detail
 
 // Pass 1: n_miss, af and verdict of every SNP (arrays of length b); returns
-// the number kept.  Pass 2, when out is given: the kept SNPs, missing values
-// set to 2 af, as an (n, kept) block in X's storage order (ld n or kept), and
-// the kept SNPs' products when `products` is active (sized for b SNPs).
+// the number kept.  Pass 2, when out or out32 is given: the kept SNPs, missing
+// values set to 2 af, as an (n, kept) block in X's storage order (ld n or
+// kept), and the kept SNPs' products when `products` is active (sized for b
+// SNPs).  With out32 the block is written there in float32 (each value
+// rounded from the double one; the products are of the double values, as
+// without it).  A column-major X then needs no double block (out may be
+// null: each SNP is imputed in a per-thread column); a row-major one is
+// imputed into out (or a block of its own when out is null) and converted
+// from there.
 inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptions& opt,
                                     int threads, std::int64_t* n_miss, double* af,
                                     SnpVerdict* verdict, double* out,
-                                    const KeptProducts& products = {}) {
+                                    const KeptProducts& products = {}, float* out32 = nullptr) {
   using kernels::Index;
   const Index n = X.n, b = X.b;
   std::vector<double> sum(static_cast<size_t>(b)), lo(static_cast<size_t>(b)),
@@ -150,18 +159,27 @@ inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptio
   for (Index j = 0; j < b; ++j)
     if (verdict[j] == SnpVerdict::kept) kept.push_back(j);
   const Index k = static_cast<Index>(kept.size());
-  if (out == nullptr || k == 0) return k;
+  if ((out == nullptr && out32 == nullptr) || k == 0) return k;
   if (X.column_major) {
     detail::split(k, threads, [&](int, Index p0, Index p1) {
+      // in float32, each SNP is imputed in this column (in the cache) first
+      std::vector<double> column(out32 != nullptr ? static_cast<size_t>(n) : 0);
       for (Index p = p0; p < p1; ++p) {
         const Index j = kept[p];
-        detail::copy_filled(X.x + j * X.ld, n, 2.0 * af[j], out + p * n);
+        double* o = out32 != nullptr ? column.data() : out + p * n;
+        detail::copy_filled(X.x + j * X.ld, n, 2.0 * af[j], o);
         if (products.active())
-          detail::kept_products(out + p * n, n, products.W, products.c, &products.xx[p],
-                                products.wx + p, k, &products.amax[p]);
+          detail::kept_products(o, n, products.W, products.c, &products.xx[p], products.wx + p,
+                                k, &products.amax[p]);
+        if (out32 != nullptr) detail::narrow(o, n, out32 + p * n);
       }
     });
   } else {
+    std::vector<double> own;  // the double block, when only out32 was given
+    if (out == nullptr) {
+      own.resize(static_cast<size_t>(n) * static_cast<size_t>(k));
+      out = own.data();
+    }
     std::vector<double> fill(static_cast<size_t>(k));
     for (Index p = 0; p < k; ++p) fill[p] = 2.0 * af[kept[p]];
     detail::split(n, threads, [&](int, Index r0, Index r1) {
@@ -179,6 +197,10 @@ inline kernels::Index filter_impute(const GenotypeBlock& X, const SnpFilterOptio
       detail::split(k, threads, [&](int, Index p0, Index p1) {
         detail::kept_products_rows(out, n, k, p0, p1, products.W, products.c, products.xx,
                                    products.wx, products.amax);
+      });
+    if (out32 != nullptr)
+      detail::split(n, threads, [&](int, Index r0, Index r1) {
+        detail::narrow(out + r0 * k, (r1 - r0) * k, out32 + r0 * k);
       });
   }
   return k;
