@@ -76,6 +76,29 @@ def test_an_output_symlink_is_written_through(study, tmp_path, capsys):
     assert ".K.txt.tmp" not in line  # the name given, not the hidden temporary
 
 
+def test_scan_tables_are_written_through_an_output_symlink(study, tmp_path, capsys):
+    """A scan's tables (renamed from their .partial files when the scan ends)
+    go where a symlinked output name points, as a shell redirection would:
+    the link is kept, never replaced by a file beside a stale target."""
+    store = tmp_path / "store"
+    store.mkdir()
+    for suffix in (".assoc.txt", ".null.json"):
+        (store / f"r{suffix}").write_text("stale\n")
+        (tmp_path / f"r{suffix}").symlink_to(store / f"r{suffix}")
+    assert main([str(a) for a in scan(study, tmp_path / "r", "--quiet")]) == 0
+    assert main([str(a) for a in scan(study, tmp_path / "plain", "--quiet")]) == 0
+    for suffix in (".assoc.txt", ".null.json"):
+        assert (tmp_path / f"r{suffix}").is_symlink(), suffix
+    table = (store / "r.assoc.txt").read_bytes()
+    assert table == (tmp_path / "plain.assoc.txt").read_bytes()
+    assert "stale" not in (store / "r.null.json").read_text()
+    assert sorted(p.name for p in store.iterdir()) == ["r.assoc.txt", "r.null.json"]
+    assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob("*resume*"))
+    dangling = tmp_path / "d.assoc.txt"
+    dangling.symlink_to(tmp_path / "gone" / "d.assoc.txt")
+    refused(capsys, scan(study, tmp_path / "d"), tmp_path, "d.assoc.txt", "does not exist")
+
+
 def test_region_is_bounded_before_any_work(study, tmp_path, capsys):
     try:
         status = main([str(a) for a in scan(study, tmp_path / "r", "--region", "1000000000")])

@@ -20,6 +20,7 @@ from .._errors import InputError, LmmscanError
 from .._version import __version__
 from ..filters import FilterCounts
 from ..genotypes import GenotypeSource
+from ..output import output_file
 from ..samples import groups_by_samples
 from .common import one_line
 from .prefix import naming
@@ -259,7 +260,8 @@ class Checkpoint:
         self.path = Path(f"{args.out}.resume.json")
         self.block = block
         self.fingerprint = fingerprint(args, source, phenos, self.block)
-        self.finals = [Path(ph.stem + ext) for ph in phenos]
+        # a symlinked name is written through (its target replaced, not the link)
+        self.finals = [output_file(ph.stem + ext) for ph in phenos]
         self.tables = [Path(f"{f}.partial") for f in self.finals]
         self.sidecars = [Path(f"{f}.partial.lp") for f in self.finals]
         self.next_snp = 0

@@ -96,11 +96,12 @@ def remove_stale_temporaries(paths: list[Path]) -> None:
 
 def check_outputs(paths: list[Path]) -> None:
     """Refuse, before any work, an output name taken by a directory, a
-    device, a FIFO or a socket (:func:`lmmscan.output.check_output_name`)."""
-    from ..output import check_output_name
+    device, a FIFO or a socket, or a symlink into a missing directory
+    (:func:`lmmscan.output.output_file`)."""
+    from ..output import output_file
 
     for path in paths:
-        check_output_name(path)
+        output_file(path)
 
 
 @contextlib.contextmanager
