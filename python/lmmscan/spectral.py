@@ -521,11 +521,18 @@ class Spectral:
 
 
 # A basis rotates its columns through Q and V (TridiagonalSpectral) instead of
-# forming U = Q V when it rotates fewer columns than n / TRIDIAGONAL_SHARE:
-# forming U costs 2n^3 flops (dormtr on n columns), rotating through Q costs
-# 2n^2 per column more than through U, at about half dormtr's pace on the
-# narrower blocks (n = 1,410: a decomposition and the rotation of 567 SNPs,
-# one thread, 0.57 s against 0.69 s with U formed)
+# forming U = Q V when it rotates fewer columns than n / TRIDIAGONAL_SHARE.
+# Forming U costs 2n^3 flops (dormtr on n columns); rotating through Q costs
+# 2n^2 per column more than through U.  By flops alone (dormtr keeps its pace
+# on a few hundred columns since it has its block reflector's workspace) the
+# factors pay below n columns: one thread at n = 1,410, a decomposition and
+# the rotation of m columns took 0.75-0.80 (m = 500-700), 0.85 (1,000-1,200)
+# and 0.975 (1,400) of the time with U formed.  End to end it did not show:
+# LOCO on mouse_hs1940 with the factors below n took the wall and CPU time
+# of n / 2 (paired 1.009 and 1.013 over 9 and 5 rounds, the same table,
+# 2026-12-06), so n / 2 stays.  Likely why: a formed U keeps the repeat-SNP
+# search, which the factors cannot (their rotations depend on the block), and
+# 24% of mouse_hs1940's SNPs repeat an earlier one
 TRIDIAGONAL_SHARE = 2
 
 
