@@ -97,6 +97,9 @@ def test_scan_tables_are_written_through_an_output_symlink(study, tmp_path, caps
     dangling = tmp_path / "d.assoc.txt"
     dangling.symlink_to(tmp_path / "gone" / "d.assoc.txt")
     refused(capsys, scan(study, tmp_path / "d"), tmp_path, "d.assoc.txt", "does not exist")
+    # the table's partial file goes beside the link's target: checked there, before any work
+    (store / "r.assoc.txt.partial").mkdir()
+    refused(capsys, scan(study, tmp_path / "r"), tmp_path, "r.assoc.txt.partial", "directory")
 
 
 def test_region_is_bounded_before_any_work(study, tmp_path, capsys):

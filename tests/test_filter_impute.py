@@ -213,3 +213,27 @@ def test_float32_output_is_the_float64_block_rounded(order, threads, with_w):
         assert Xk.tobytes(order="A") == wide[4].astype(np.float32).tobytes(order="A")
     with pytest.raises(ValueError, match="float64 or float32"):
         filter_impute(X, dtype=np.float16)
+
+
+def test_a_float32_block_refuses_values_beyond_single_precision():
+    from lmmscan import InputError
+
+    X = np.asfortranarray(np.tile([0.0, 1.0, 2.0, 1.0], (8, 3)).T.astype(float))
+    X[1, 2] = 1e39  # finite in double, inf in float32
+    for W in (None, np.column_stack([np.ones(12), np.arange(12.0)])):
+        filter_impute(X, W=W, maf=None)  # double holds it
+        with pytest.raises(InputError, match="beyond single precision's range"):
+            filter_impute(X, W=W, maf=None, dtype=np.float32)
+
+
+def test_the_binding_takes_a_work_block_only_for_a_c_ordered_float32_output():
+    from lmmscan import _core
+
+    X = np.ones((4, 3)) + np.eye(4, 3)
+    out32, work = np.zeros(12, dtype=np.float32), np.zeros(12)
+    _core.filter_impute(X, 0.0, 1.0, out32, 1, None, work)  # C order: rounded from work
+    assert out32.tobytes() == work.astype(np.float32).tobytes()
+    with pytest.raises(ValueError, match="C-ordered X only"):
+        _core.filter_impute(np.asfortranarray(X), 0.0, 1.0, out32, 1, None, work)
+    with pytest.raises(ValueError, match="C-ordered X only"):
+        _core.filter_impute(X, 0.0, 1.0, np.zeros(12), 1, None, work)

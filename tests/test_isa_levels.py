@@ -105,7 +105,11 @@ def test_block_filter_is_the_same_at_every_level(n, restore_isa):
             _core._limit_isa(level)
             out = np.zeros(n * 40)
             found = _core.filter_impute(Xo, 0.01, 0.5, out, 1, W)
-            filtered[level] = [a.tobytes() for a in (*found[:3], out)]
+            # and in float32 (--precision single): the same values, rounded
+            out32 = np.zeros(n * 40, dtype=np.float32)
+            _core.filter_impute(Xo, 0.01, 0.5, out32, 1, W)
+            assert out32.tobytes() == out.astype(np.float32).tobytes(), (level, order)
+            filtered[level] = [a.tobytes() for a in (*found[:3], out, out32)]
             products[level] = [a.tobytes() for a in found[3]]
         assert all(filtered[level] == filtered["x86-64"] for level in levels), order
         fma = [level for level in levels if level != "x86-64"]

@@ -126,3 +126,34 @@ def test_a_float32_filter_gives_the_table_of_a_converted_block(mouse_plink, mous
         for key in a:
             assert np.asarray(a[key]).tobytes() == np.asarray(b[key]).tobytes(), key
     assert fused._searched[1] > 0  # mouse_hs1940's repeats were found in float32
+
+
+def test_without_the_r2_filter_the_collinearity_check_reads_double():
+    """With the r2 filter off (r2 = 1), a SNP in the covariates' span is found
+    by 1 - R2 < 1e-11 on the imputed SNPs, which a float32 x'x cannot
+    resolve (an imputed 2 af is not a float32): the filter then writes them
+    in double, and such a SNP is untestable (NaN) in single precision as in
+    double (with float32 SNPs, 11 of 16 got a p-value)."""
+    rng = np.random.default_rng(1)
+    n = 300
+    Z = rng.binomial(2, 0.3, size=(n, 500)).astype(float)
+    Z -= Z.mean(axis=0)
+    K = Z @ Z.T / 500
+    X = np.asfortranarray(rng.binomial(2, rng.uniform(0.1, 0.5, 20), size=(n, 20)).astype(float))
+    y = rng.normal(size=n) + 0.3 * X[:, 3]
+    X[rng.random(X.shape) < 0.02] = np.nan
+    tested = 0
+    for j in range(20):
+        x = X[:, j]
+        cov = np.where(np.isnan(x), np.nanmean(x), x)[:, None]  # SNP j imputed, a covariate
+        null = lmmscan.fit_null(y, kinship=K, covariates=cov)
+        for precision in ("double", "single"):
+            scanner = ScanOptions(test="wald", precision=precision, r2=1.0).scanner(null, 2)
+            keep, cols = scanner.scan(X)
+            if keep[j]:  # (or its R2 rounded above 1: filtered)
+                assert np.isnan(cols["p_wald"][int(np.count_nonzero(keep[:j]))]), (j, precision)
+                tested += 1
+            assert scanner._filter_dtype == np.float64
+    assert tested == 32
+    on = ScanOptions(test="wald", precision="single").scanner(null, 2)
+    assert on._filter_dtype == np.float32  # with the r2 filter (the default)

@@ -20,7 +20,8 @@ namespace {
 
 py::tuple filter_impute(const py::array& X_in, double maf, double miss,
                         std::optional<py::array> out, int threads,
-                        std::optional<py::array_t<double, py::array::f_style>> W) {
+                        std::optional<py::array_t<double, py::array::f_style>> W,
+                        std::optional<py::array_t<double, py::array::c_style>> work) {
   if (X_in.ndim() != 2) throw py::value_error("X must be 2-dimensional (samples x SNPs)");
   if (!py::isinstance<py::array_t<double>>(X_in)) throw py::value_error("X must be float64");
   const bool f_order = (X_in.flags() & py::array::f_style) != 0;
@@ -45,6 +46,14 @@ py::tuple filter_impute(const py::array& X_in, double maf, double miss,
       dst = static_cast<double*>(out->mutable_data());
     else
       dst32 = static_cast<float*>(out->mutable_data());
+  }
+  if (work) {
+    // a row-major block's double imputation, before it is rounded into out
+    if (dst32 == nullptr || X.column_major)
+      throw py::value_error("work goes with a float32 out and a C-ordered X only");
+    if (work->ndim() != 1 || work->size() < X.n * X.b)
+      throw py::value_error("work must be a flat float64 buffer of at least n * b values");
+    dst = work->mutable_data();
   }
   if (threads < 1) throw py::value_error("threads must be at least 1");
   if (W && !out) throw py::value_error("W needs out (the products are of the imputed SNPs)");
@@ -143,20 +152,22 @@ py::object distinct_columns(py::array X, std::int64_t min_duplicates, int thread
 void register_filter(py::module_& m) {
   m.def("filter_impute", &filter_impute, py::arg("X"), py::arg("maf"), py::arg("miss"),
         py::arg("out") = py::none(), py::arg("threads") = 1, py::arg("W") = py::none(),
+        py::arg("work") = py::none(),
         "GEMMA's miss, maf and monomorphic filters of a float64 block X (samples x SNPs,\n"
         "NaN missing, C or Fortran order): returns (n_miss, af, verdict) per SNP, verdict\n"
         "0 kept, 1 miss, 2 maf, 3 monomorphic (the first filter failed); maf < 0 turns\n"
         "the maf filter off.  With out (a flat float64 or float32 buffer of n * b values),\n"
         "the kept SNPs with missing values set to 2 af are written to its start as an\n"
-        "(n, kept) block in X's order (float32: each value rounded).  With W (samples x c, "
-        "Fortran order) as well, a fourth item\n"
-        "(xx, WtX, amax) holds each kept SNP's x'x, W'x (c, kept) and max |x_i| of the\n"
-        "imputed values.");
+        "(n, kept) block in X's order (float32: each value rounded from the double one).\n"
+        "With W (samples x c, Fortran order) as well, a fourth item (xx, WtX, amax) holds\n"
+        "each kept SNP's x'x, W'x (c, kept) and max |x_i| of the imputed double values.\n"
+        "work (a flat float64 buffer of n * b values; a float32 out and a C-ordered X only):\n"
+        "where the double block is imputed before it is rounded (else a block of its own).");
   m.def("distinct_columns", &distinct_columns, py::arg("X"), py::arg("min_duplicates"),
         py::arg("threads") = 1,
         "The SNPs of an imputed block X (samples x SNPs, float64 or float32, Fortran\n"
-        "order) whose\n"
-        "values are bit for bit those of an earlier SNP.  With fewer than min_duplicates\n"
+        "order) whose values are bit for bit those of an earlier SNP.  With fewer than "
+        "min_duplicates\n"
         "of them: None, X untouched.  Otherwise the distinct SNPs are moved, in order, to\n"
         "the front of X, in place, and (d, inverse) returned: X[:, :d] holds them and\n"
         "SNP j's values are column inverse[j] of it.");

@@ -93,12 +93,13 @@ def filter_impute(
     X: npt.NDArray[np.float64],
     maf: float,
     miss: float,
-    out: npt.NDArray[np.float64] | None = None,
+    out: npt.NDArray[np.float64] | npt.NDArray[np.float32] | None = None,
     threads: int = 1,
     W: npt.NDArray[np.float64] | None = None,
+    work: npt.NDArray[np.float64] | None = None,
 ) -> tuple[Any, ...]: ...
 def distinct_columns(
-    X: npt.NDArray[np.float64], min_duplicates: int, threads: int = 1
+    X: npt.NDArray[np.float64] | npt.NDArray[np.float32], min_duplicates: int, threads: int = 1
 ) -> tuple[int, npt.NDArray[np.int64]] | None: ...
 def kinship_columns(
     X: npt.NDArray[np.float64],

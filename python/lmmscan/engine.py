@@ -260,13 +260,16 @@ class BlockScanner:
         self.df = null.n_analyzed - null.n_covariates - 1
         self._V = np.column_stack([null.W, self._y]) if null.complement is not None else None
         # single precision with a dense basis: the filter writes the kept SNPs
-        # in float32 (nothing else reads them: no whitening, no complement)
+        # in float32.  Nothing else reads them: no whitening, no complement,
+        # and the r2 filter on (without it, the collinearity check reads them
+        # in double: a float32 x'x would hide 1 - R2 < 1e-11)
         self._filter_dtype = (
             np.float32
             if precision == "single"
             and self.whitening is None
             and self._V is None
             and isinstance(null.spectral, Spectral)
+            and self._r2_filtered()
             else np.float64
         )
         # block buffers reused by _prepare, per thread, freed with the scanner

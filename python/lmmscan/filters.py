@@ -133,9 +133,11 @@ def filter_impute(
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     single = dtype == np.float32 and impute
-    out = None
+    out = work = None
     if single:
         out = scratch.get("imputed float32", n * b, np.float32)
+        if not fortran:  # a row-major block is imputed in double, then rounded
+            work = scratch.get("imputed", n * b, np.float64)
     elif impute or check_r2:
         out = scratch.get("imputed", n * b, np.float64)
     # with the r2 filter, the kept SNPs' x'x, W'x and max |x| come from the
@@ -147,6 +149,7 @@ def filter_impute(
         out,
         threads,
         np.asfortranarray(W, dtype=np.float64) if check_r2 and W is not None else None,
+        work,
     )
     n_miss, af, verdict = found[:3]
     # (x'x, W'x, max |x|) of each kept SNP, with W
@@ -195,11 +198,19 @@ def check_genotype_scale(Xk: np.ndarray, largest: float | None = None) -> None:
     """Refuse genotype values whose squares, summed over the samples, overflow
     (x'x, x'H^-1x: every test of the SNP would be NaN).  ``largest``: the
     block's max |x| when known (:func:`filter_impute` has it with the r2
-    filter); else max and min, not abs: no temporary of the block's size."""
+    filter); else max and min, not abs: no temporary of the block's size.
+    A float32 block (single precision) must also hold its values: one
+    beyond float32's range became inf."""
     if Xk.size == 0:
         return
     limit = math.sqrt(np.finfo(np.float64).max / max(1, Xk.shape[0]))
     big = largest if largest is not None else max(float(Xk.max()), -float(Xk.min()))
+    single = float(np.finfo(np.float32).max)
+    if Xk.dtype == np.float32 and big > single:  # inf: rounded to float32 from beyond it
+        raise InputError(
+            f"genotypes have a value of magnitude {big:.3g}: beyond single precision's "
+            f"range ({single:.3g}; dosages are 0 to 2); scan them in double precision"
+        )
     if big > limit:
         raise InputError(
             f"genotypes have a value of magnitude {big:.3g}: beyond {limit:.3g} "

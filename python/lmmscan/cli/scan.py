@@ -288,14 +288,16 @@ def _stems(args: argparse.Namespace) -> list[str]:
 
 
 def _output_paths(args: argparse.Namespace) -> list[Path]:
-    """Every file a scan may write under its prefix, temporary ones included."""
-    from ..output import EXTENSIONS
+    """Every file a scan may write under its prefix, temporary ones included
+    (a table's partial files beside its symlink's target: where they go)."""
+    from ..output import EXTENSIONS, output_file
 
     ext = EXTENSIONS[args.format]
     paths = [Path(f"{args.out}.resume.json")]
     for stem in _stems(args):
         table = Path(stem + ext)
-        paths += [table, Path(f"{table}.partial"), Path(f"{table}.partial.lp")]
+        final = output_file(table)
+        paths += [table, Path(f"{final}.partial"), Path(f"{final}.partial.lp")]
         paths += [Path(f"{stem}.null.json"), Path(f"{stem}.manhattan.png"), Path(f"{stem}.qq.png")]
     return paths
 
