@@ -105,6 +105,29 @@ def test_interrupt_then_resume_equals_one_run(study, tmp_path, capsys, monkeypat
     assert outputs(tmp_path, "r") == expected  # the checkpoint and partial files are gone
 
 
+def test_a_symlinked_table_resumes_beside_its_target(study, tmp_path, capsys, monkeypatch):
+    """The partial table goes beside the link's target and is renamed over it;
+    a link retargeted between the runs is refused, naming both places."""
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    store, other = tmp_path / "store", tmp_path / "other"
+    store.mkdir()
+    other.mkdir()
+    link = Path(f"{out}.assoc.txt")
+    link.symlink_to(store / "r.assoc.txt")
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="3")[0] == 130
+    assert (store / "r.assoc.txt.partial").is_file()
+    link.unlink()
+    link.symlink_to(other / "r.assoc.txt")
+    expect_refusal([*scan_args(study, out), "--resume"], capsys, monkeypatch,
+                   "r.resume.json", str(store / "r.assoc.txt.partial"), "symlink")  # fmt: skip
+    link.unlink()
+    link.symlink_to(store / "r.assoc.txt")
+    assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
+    assert link.is_symlink() and sorted(q.name for q in store.iterdir()) == ["r.assoc.txt"]
+    assert_same_run(ref, out)
+
+
 def test_other_formats_and_plot_resume(study, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
     extra = ("--format", "plink2", "--plot")

@@ -352,11 +352,22 @@ class Checkpoint:
                 raise ValueError(f"next_snp {self.next_snp} is not at a block boundary")
             if any(r[1] != r[2] * _SIDECAR.itemsize for r in out):
                 raise ValueError("the row counts do not match")
+            recorded = [
+                Path(p.get("table", self.tables[k])) for k, p in enumerate(state["phenotypes"])
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(
                 f"damaged checkpoint ({one_line(exc)}); rerun without --resume to start over",
                 path=str(self.path),
             ) from None
+        for was, now in zip(recorded, self.tables, strict=True):
+            # a symlinked table's partial file sits beside the link's target
+            if was != now:
+                raise InputError(
+                    f"the checkpoint's partial table is {was}, this run's would be {now} (an "
+                    "output symlink that changed?); rerun without --resume to start over",
+                    path=str(self.path),
+                )
         return out
 
     def _restore(self, state: dict, rows: list[tuple]) -> None:
