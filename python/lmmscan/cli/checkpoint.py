@@ -361,8 +361,10 @@ class Checkpoint:
                 path=str(self.path),
             ) from None
         for was, now in zip(recorded, self.tables, strict=True):
-            # a symlinked table's partial file sits beside the link's target
-            if was != now:
+            # a symlinked table's partial file sits beside the link's target:
+            # one found only where the checkpoint says, not where this run
+            # would write it (the paths may be relative to another directory)
+            if was != now and not now.exists() and was.exists():
                 raise InputError(
                     f"the checkpoint's partial table is {was}, this run's would be {now} (an "
                     "output symlink that changed?); rerun without --resume to start over",
