@@ -38,7 +38,8 @@ Programs (each on the same PLINK fileset, phenotype and covariates):
   sum of the two medians: GEMMA runs them as two commands anyway).
 - ``lmmscan exact (API)``: the Python API with the same .cXX.txt, as a user
   calls it (lmmscan.read_plink, read_kinship, fit_null, scan; per-SNP lambda,
-  all three tests), then pandas to_csv of the table.  Its wall time includes
+  all three tests), then lmmscan.write_table of the table (pandas to_csv for
+  a build before it).  Its wall time includes
   the interpreter's start-up and imports; its ``api`` phase is the same work
   timed inside the interpreter (inputs, null fit, scan: what a second scan in
   a running Python session costs), the time issue 2's ratio is about.  ``lmmscan exact

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .lowrank import LowRankKinship, low_rank_kinship
     from .memory import NotEnoughMemory
     from .model import LambdaBounds, NullModel, fit_null
+    from .output import write_table
     from .pgen import PgenGenotypes, read_pgen
     from .plink import PlinkGenotypes, read_plink
     from .scan import loco_scan, scan
@@ -75,6 +76,7 @@ __all__ = [
     "save_eigen",
     "scan",
     "write_kinship",
+    "write_table",
 ]
 
 # public name -> the submodule that defines it
@@ -110,6 +112,7 @@ _LAZY = {
     "read_kinship": "textio",
     "read_pheno": "textio",
     "write_kinship": "textio",
+    "write_table": "output",
 }
 
 

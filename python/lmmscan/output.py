@@ -29,7 +29,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -446,6 +446,108 @@ class TableWriter:
             self._obs(cols),
         ]
         return ["\t".join(row) for row in zip(*fields, strict=True)]
+
+
+# rows formatted per call of TableWriter.write: the text of one call is in memory
+_WRITE_ROWS = 1 << 18
+
+
+def write_table(
+    table: pd.DataFrame,
+    path: str | os.PathLike[str],
+    format: str = "gemma",
+    *,
+    statistics: dict[str, np.ndarray] | None = None,
+    n_analyzed: int | None = None,
+    df: int | None = None,
+    loglik_mle_null: float | dict[str, float] | None = None,
+) -> Path:
+    """Write a table of :func:`lmmscan.scan` or :func:`lmmscan.loco_scan` as
+    the command line writes it (``format``: one of :data:`FORMATS`),
+    formatted by the core, not a Python object per number; the file appears
+    whole under ``path`` or not at all.  Returns the path written.
+
+    The table may be a row subset of the scan's (its columns unchanged).  The
+    analysed count, the degrees of freedom and the null model's ML
+    log-likelihood (per chromosome for LOCO) come from ``table.attrs``, where
+    the scan puts them; give them when the table has lost them.  regenie's
+    CHISQ and p-values below 1e-300 are printed from the test statistic:
+    ``statistics`` (the exact ones, row for row, as ``lmmscan.scan(...,
+    statistics={})`` and :func:`lmmscan.loco_scan` give them), else
+    recovered from the table's columns (beta/se, logl_H1), which may move
+    their last printed digit, and cannot recover the score test's when it
+    ran with the others.
+    """
+    import pandas as pd
+
+    from ._errors import InputError
+    from .pvalues import TEST_COLUMNS
+
+    if format not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    rest = [c for c in table.columns if c not in LEADING]
+    test = next((t for t, cols in TEST_COLUMNS.items() if cols == rest), None)
+    if test is None or any(c not in table.columns for c in LEADING):
+        raise InputError(
+            "not a table of lmmscan.scan: its columns must be "
+            f"{', '.join(LEADING)} and one test's ({', '.join(TEST_COLUMNS['all'])} for 'all')"
+        )
+    meta = dict(table.attrs.get("lmmscan", {}))
+    given = {"n_analyzed": n_analyzed, "df": df, "loglik_mle_null": loglik_mle_null}
+    values: dict[str, Any] = {k: meta.get(k) if v is None else v for k, v in given.items()}
+    stats = {k: np.asarray(v, dtype=np.float64) for k, v in (statistics or {}).items()}
+    # the null log-likelihood only recovers the LRT's statistic
+    needed = ["n_analyzed", "df"]
+    if "p_lrt" in rest and "p_lrt" not in stats:
+        needed.append("loglik_mle_null")
+    missing = [k for k in needed if values[k] is None]
+    if missing:
+        raise InputError(
+            f"write_table needs {', '.join(missing)}: a table of lmmscan.scan carries them "
+            "in table.attrs['lmmscan'] (lost here); give them as arguments"
+        )
+    n = len(table)
+    cols = {name: table[name].to_numpy() for name in ["n_miss", "af", *TEST_COLUMNS[test]]}
+    if any(len(v) != n for v in stats.values()):
+        raise InputError(f"statistics must have one value per row of the table ({n})")
+    if any(p not in stats for p in TEST_COLUMNS[test] if p.startswith("p_")):
+        loglik = values["loglik_mle_null"]
+        if loglik is None:
+            loglik = float("nan")  # no LRT column to recover
+        elif isinstance(loglik, dict):  # LOCO: each chromosome's own null model
+            try:
+                loglik = np.array([loglik[str(c)] for c in table["chr"]], dtype=np.float64)
+            except KeyError as exc:
+                raise InputError(f"loglik_mle_null has no chromosome {exc.args[0]!r}") from None
+        n_an, d_f = int(values["n_analyzed"]), int(values["df"])
+        recovered = test_statistics(cols, test, d_f, n_an, loglik)
+        stats = {**recovered, **stats}
+    snps = table[["chr", "rs", "ps", "allele1", "allele0"]]
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+
+        class _Text:
+            def write(self, text: str) -> None:
+                fh.write(text.encode("utf-8", "surrogateescape"))
+
+        writer = TableWriter(
+            _Text(),
+            format,
+            test,
+            n_analyzed=int(values["n_analyzed"]),
+            df=int(values["df"]),
+            loglik_mle_null=float("nan"),  # the statistics are all given below
+            test_columns=TEST_COLUMNS[test],
+        )
+        for a in range(0, n, _WRITE_ROWS):
+            part = slice(a, min(n, a + _WRITE_ROWS))
+            writer.write(
+                snps.iloc[part],
+                {k: v[part] for k, v in cols.items()},
+                {k: v[part] for k, v in stats.items()},
+            )
+    return Path(path)
 
 
 def _plink_chr(c: str) -> str:

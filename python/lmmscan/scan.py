@@ -195,8 +195,12 @@ def _naming(ph: Analysed, path: str | None) -> Iterator[None]:
         raise InputError(text, path=path) from None
 
 
-def _table(source: GenotypeSource, index: np.ndarray, cols: dict, test: str) -> pd.DataFrame:
-    """GEMMA's table of the tested SNPs (source positions ``index``)."""
+def _table(
+    source: GenotypeSource, index: np.ndarray, cols: dict, test: str, meta: dict
+) -> pd.DataFrame:
+    """GEMMA's table of the tested SNPs (source positions ``index``), with
+    ``meta`` (n_analyzed, df, loglik_mle_null) in ``attrs["lmmscan"]`` for
+    :func:`lmmscan.write_table`."""
     import pandas as pd
 
     snps = source.snps.iloc[index].reset_index(drop=True)
@@ -207,7 +211,15 @@ def _table(source: GenotypeSource, index: np.ndarray, cols: dict, test: str) -> 
     table["af"] = cols["af"]
     for name in TEST_COLUMNS[test]:
         table[name] = cols[name]
+    table.attrs["lmmscan"] = meta
     return table
+
+
+def _meta(null: NullModel) -> dict:
+    """What :func:`lmmscan.write_table` needs of a table's null model."""
+    n = int(null.n_analyzed)
+    df = n - int(null.n_covariates) - 1
+    return {"n_analyzed": n, "df": df, "loglik_mle_null": null.loglik_ml}
 
 
 def _bar(progress: bool, total: int) -> Any:
@@ -252,6 +264,7 @@ def scan(
     sample_ids: object = None,
     client: object = None,
     precision: str = "double",
+    statistics: dict | list | None = None,
 ) -> pd.DataFrame | list[pd.DataFrame]:
     """Test every SNP as an extra fixed effect in the linear mixed model.
 
@@ -332,6 +345,11 @@ def scan(
         double; p-values then differ from double's in their last digits
         (benchmarks/RESULTS.md gives the accuracy on the reference studies).
         A whitened scan (``lambda_mode="null"`` with one test) stays double.
+    statistics
+        A dict, for one phenotype (the first, if several): it receives the statistic behind each p
+        column, row for row (:func:`lmmscan.pvalues.statistics`), which
+        :func:`lmmscan.write_table` prints exactly (regenie's CHISQ, p below
+        1e-300).  A list, for several: it receives one such dict each.
 
     Returns a DataFrame (a list of them for several phenotypes) with GEMMA's
     columns for ``test``: chr rs ps n_miss allele1 allele0 af, then beta se
@@ -357,11 +375,16 @@ def scan(
             )
         if y is None:
             raise InputError("scan needs y")
-        return loco_scan(
+        own_stats: dict = statistics if isinstance(statistics, dict) else {}
+        table = loco_scan(
             source, y, covariates, method=kinship, test=test, maf=maf, miss=miss, r2=r2,
             hwe=hwe, bounds=bounds, lambda_mode=lambda_mode, threads=threads,
             block_size=block_size, report=report, progress=progress, precision=precision,
+            statistics=own_stats,
         )  # fmt: skip
+        if isinstance(statistics, list):
+            statistics.append(own_stats)
+        return table
     seconds: dict[str, float] = {}
     single = True
     nulls: list[NullModel]
@@ -406,7 +429,14 @@ def scan(
                 bar.close()
     # the null fit as a whole (kinship, decomposition and fit), as before the engine
     _fill(report, reports[0], {"null_fit": sum(seconds.values())} if seconds else {})
-    tables = [_table(source, *sink.merged(k, options.columns)[:2], test) for k in range(len(nulls))]
+    tables = []
+    for k in range(len(nulls)):
+        index, cols, stats = sink.merged(k, options.columns)
+        tables.append(_table(source, index, cols, test, _meta(nulls[k])))
+        if isinstance(statistics, dict) and k == 0:
+            statistics.update(stats)
+        elif isinstance(statistics, list):
+            statistics.append(stats)
     return tables[0] if single else tables
 
 
@@ -484,4 +514,8 @@ def loco_scan(
     index, cols, stats = sink.merged(0, options.columns)
     if statistics is not None:
         statistics.update(stats)
-    return _table(source, index, cols, test)
+    meta: dict = {}
+    if own.null_models:  # every chromosome's model has the same samples and covariates
+        meta = _meta(next(iter(own.null_models.values())))
+        meta["loglik_mle_null"] = {str(c): m.loglik_ml for c, m in own.null_models.items()}
+    return _table(source, index, cols, test, meta)
