@@ -88,9 +88,21 @@ def test_bad_arguments_are_refused(study, tmp_path):
         lmmscan.write_table(table, tmp_path / "t.txt", "csv")
     with pytest.raises(InputError, match="not a table of lmmscan.scan"):
         lmmscan.write_table(table.drop(columns="logl_H1"), tmp_path / "t.txt")
-    with pytest.raises(InputError, match="one value per row"):
+    with pytest.raises(InputError, match="index does not number the scan's rows"):
         lmmscan.write_table(table, tmp_path / "t.txt", statistics={"p_wald": np.zeros(3)})
+    with pytest.raises(InputError, match="keys among p_wald"):
+        lmmscan.write_table(table, tmp_path / "t.txt", statistics={"wald": np.zeros(len(table))})
+    with pytest.raises(InputError, match="directory does not exist"):
+        lmmscan.write_table(table, tmp_path / "gone" / "t.txt")
+    merged = table.astype({"n_miss": float})
+    merged.loc[3, "n_miss"] = np.nan  # as a left merge leaves it
+    with pytest.raises(InputError, match="n_miss column must hold whole numbers"):
+        lmmscan.write_table(merged, tmp_path / "t.txt")
     assert not (tmp_path / "t.txt").exists()
+    whole = table.astype({"n_miss": float, "ps": float})  # whole numbers in floats: written
+    assert lmmscan.write_table(whole, tmp_path / "w.txt").read_bytes() == (
+        lmmscan.write_table(table, tmp_path / "t.txt").read_bytes()
+    )
 
 
 def test_p_values_below_1e300_are_printed_from_the_statistic(tmp_path):
@@ -118,3 +130,37 @@ def test_several_phenotypes_give_one_statistics_dict_each(study):
     assert len(found) == len(tables) == 2
     for table, stats in zip(tables, found, strict=True):
         assert len(stats["p_wald"]) == len(table)
+
+
+def test_sorted_rows_take_their_own_statistics(study, tmp_path):
+    """statistics (the scan's rows) follow the table's index through a sort
+    or a subset: regenie's CHISQ column prints them."""
+    _, _, source, y, cov, K = study
+    stats: dict = {}
+    table = lmmscan.scan(source, y, kinship=K, covariates=cov, test="wald", statistics=stats)
+    lines = lmmscan.write_table(table, tmp_path / "a", "regenie", statistics=stats)
+    by_id = {line.split(" ")[2]: line for line in lines.read_text().splitlines()[1:]}
+    ranked = table.sort_values("p_wald")[::3]
+    out = lmmscan.write_table(ranked, tmp_path / "b", "regenie", statistics=stats)
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == len(ranked) and rows == [by_id[rs] for rs in ranked["rs"]]
+    with pytest.raises(InputError, match="not that of its statistic"):
+        shuffled = {"p_wald": stats["p_wald"][::-1].copy()}
+        lmmscan.write_table(table, tmp_path / "c", "regenie", statistics=shuffled)
+
+
+def test_attributes_of_another_scan_are_refused(study, tmp_path):
+    """A table carrying another phenotype's attrs (pandas keeps attrs on
+    copies and assignments) would print another N: its p-values do not
+    match its statistics at those degrees of freedom."""
+    _, _, source, y, _, K = study
+    Y = np.column_stack([y, y])
+    rng = np.random.default_rng(0)
+    Y[rng.random(len(y)) < 0.3, 1] = np.nan  # fewer analysed samples
+    a, b = lmmscan.scan(source, Y, kinship=K, test="wald")
+    assert a.attrs["lmmscan"]["n_analyzed"] > b.attrs["lmmscan"]["n_analyzed"]
+    mixed = a[a["rs"].isin(b["rs"]).to_numpy()].copy()
+    for c in ["n_miss", "af", "beta", "se", "logl_H1", "l_remle", "p_wald"]:
+        mixed[c] = b.set_index("rs").loc[mixed["rs"], c].to_numpy()
+    with pytest.raises(InputError, match="not that of its statistic with df"):
+        lmmscan.write_table(mixed, tmp_path / "m", "plink2")

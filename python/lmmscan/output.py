@@ -463,25 +463,30 @@ def write_table(
     loglik_mle_null: float | dict[str, float] | None = None,
 ) -> Path:
     """Write a table of :func:`lmmscan.scan` or :func:`lmmscan.loco_scan` as
-    the command line writes it (``format``: one of :data:`FORMATS`),
-    formatted by the core, not a Python object per number; the file appears
-    whole under ``path`` or not at all.  Returns the path written.
+    the command line writes it (``format``: one of :data:`FORMATS`; GEMMA's
+    formatted by the core, without a Python object per number); the file
+    appears whole under ``path`` or not at all.  Returns the path written.
 
-    The table may be a row subset of the scan's (its columns unchanged).  The
-    analysed count, the degrees of freedom and the null model's ML
-    log-likelihood (per chromosome for LOCO) come from ``table.attrs``, where
-    the scan puts them; give them when the table has lost them.  regenie's
-    CHISQ and p-values below 1e-300 are printed from the test statistic:
-    ``statistics`` (the exact ones, row for row, as ``lmmscan.scan(...,
-    statistics={})`` and :func:`lmmscan.loco_scan` give them), else
-    recovered from the table's columns (beta/se, logl_H1), which may move
-    their last printed digit, and cannot recover the score test's when it
-    ran with the others.
+    The table may be a subset of the scan's rows, in any order, with its
+    columns unchanged.  The analysed count, the degrees of freedom and the
+    null model's ML log-likelihood (per chromosome for LOCO) come from
+    ``table.attrs``, where the scan puts them; give them when the table has
+    lost them.  They are checked against the table: its p-values must be
+    those of its statistics with these degrees of freedom.  regenie's CHISQ
+    and p-values below 1e-300 are printed from the test statistic:
+    ``statistics`` (the exact ones, as ``lmmscan.scan(..., statistics={})``
+    and :func:`lmmscan.loco_scan` give them for the scan's rows, matched to
+    the table's rows by its index), else recovered from the table's columns
+    (beta/se, logl_H1), which may move their last printed digit, and cannot
+    recover the score test's when it ran with the others.  With them, the
+    file is the command line's, byte for byte.
     """
+    import operator
+
     import pandas as pd
 
     from ._errors import InputError
-    from .pvalues import TEST_COLUMNS
+    from .pvalues import TEST_COLUMNS, log_tails
 
     if format not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -494,10 +499,43 @@ def write_table(
             "not a table of lmmscan.scan: its columns must be "
             f"{', '.join(LEADING)} and one test's ({', '.join(TEST_COLUMNS['all'])} for 'all')"
         )
+    p_cols = [c for c in TEST_COLUMNS[test] if c.startswith("p_")]
+    n = len(table)
+    ints = {}
+    for name in ("ps", "n_miss"):  # a merge may have made them float, or NaN
+        v = table[name].to_numpy()
+        if v.dtype.kind not in "iu":
+            v = np.asarray(v, dtype=np.float64)
+            if not (np.isfinite(v).all() and (v == np.round(v)).all()):
+                raise InputError(f"the table's {name} column must hold whole numbers")
+            v = v.astype(np.int64)
+        ints[name] = v
     meta = dict(table.attrs.get("lmmscan", {}))
     given = {"n_analyzed": n_analyzed, "df": df, "loglik_mle_null": loglik_mle_null}
     values: dict[str, Any] = {k: meta.get(k) if v is None else v for k, v in given.items()}
-    stats = {k: np.asarray(v, dtype=np.float64) for k, v in (statistics or {}).items()}
+    stats: dict[str, np.ndarray] = {}
+    if statistics is not None:
+        if not isinstance(statistics, dict) or any(k not in p_cols for k in statistics):
+            raise InputError(
+                f"statistics must be a dict with keys among {', '.join(p_cols)} (this table's "
+                "p columns), as lmmscan.scan(..., statistics={}) fills it"
+            )
+        labels = table.index.to_numpy()
+        for k, v in statistics.items():
+            v = np.asarray(v, dtype=np.float64)
+            if v.ndim != 1:
+                raise InputError(f"statistics[{k!r}] must be 1-dimensional")
+            if labels.dtype.kind in "iu" and (
+                n == 0 or (labels.min() >= 0 and labels.max() < v.size)
+            ):
+                stats[k] = v[labels]  # the scan's rows, by the table's index
+            elif v.size == n:
+                stats[k] = v
+            else:
+                raise InputError(
+                    f"statistics[{k!r}] has {v.size} values for a table of {n} rows whose "
+                    "index does not number the scan's rows"
+                )
     # the null log-likelihood only recovers the LRT's statistic
     needed = ["n_analyzed", "df"]
     if "p_lrt" in rest and "p_lrt" not in stats:
@@ -508,23 +546,52 @@ def write_table(
             f"write_table needs {', '.join(missing)}: a table of lmmscan.scan carries them "
             "in table.attrs['lmmscan'] (lost here); give them as arguments"
         )
-    n = len(table)
-    cols = {name: table[name].to_numpy() for name in ["n_miss", "af", *TEST_COLUMNS[test]]}
-    if any(len(v) != n for v in stats.values()):
-        raise InputError(f"statistics must have one value per row of the table ({n})")
-    if any(p not in stats for p in TEST_COLUMNS[test] if p.startswith("p_")):
-        loglik = values["loglik_mle_null"]
-        if loglik is None:
-            loglik = float("nan")  # no LRT column to recover
-        elif isinstance(loglik, dict):  # LOCO: each chromosome's own null model
-            try:
-                loglik = np.array([loglik[str(c)] for c in table["chr"]], dtype=np.float64)
-            except KeyError as exc:
-                raise InputError(f"loglik_mle_null has no chromosome {exc.args[0]!r}") from None
-        n_an, d_f = int(values["n_analyzed"]), int(values["df"])
-        recovered = test_statistics(cols, test, d_f, n_an, loglik)
-        stats = {**recovered, **stats}
-    snps = table[["chr", "rs", "ps", "allele1", "allele0"]]
+    try:
+        n_an, d_f = operator.index(values["n_analyzed"]), operator.index(values["df"])
+    except TypeError:
+        raise InputError("n_analyzed and df must be integers") from None
+    if n and int(ints["n_miss"].max()) > n_an:
+        raise InputError(f"the table has n_miss above n_analyzed ({n_an}): not its scan's count")
+    cols = {name: table[name].to_numpy() for name in ["af", *TEST_COLUMNS[test]]}
+    cols["n_miss"] = ints["n_miss"]
+    loglik = values["loglik_mle_null"]
+    if loglik is None:
+        loglik = float("nan")  # no LRT column to recover
+    elif isinstance(loglik, dict):  # LOCO: each chromosome's own null model
+        try:
+            loglik = np.array([loglik[str(c)] for c in table["chr"]], dtype=np.float64)
+        except KeyError as exc:
+            raise InputError(f"loglik_mle_null has no chromosome {exc.args[0]!r}") from None
+    recovered = test_statistics(cols, test, d_f, n_an, loglik)
+    # the table's p-values are its statistics' at these degrees of freedom (a
+    # stale attrs, from another scan, would print another N or df): checked on
+    # up to 1,000 rows, to rounding (the recovered statistics' last bits)
+    both = {**recovered, **stats}
+    rows = np.linspace(0, n - 1, min(n, 1000)).astype(np.int64) if n else np.zeros(0, np.int64)
+    for name, stat in both.items():
+        p = np.asarray(cols[name], dtype=np.float64)[rows]
+        with np.errstate(all="ignore"):
+            expected = np.exp(log_tails({name: np.asarray(stat)[rows]}, d_f)[name])
+        ok = ~np.isfinite(p) | (p < TINY_P) | np.isclose(p, expected, rtol=1e-6, atol=0)
+        if not ok.all():
+            raise InputError(
+                f"the table's {name} is not that of its statistic with df {d_f} (n_analyzed "
+                f"{n_an}) on {int((~ok).sum())} of {rows.size} rows checked: statistics or "
+                "attrs of another scan?"
+            )
+    stats = both
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise InputError("the output's directory does not exist", path=str(path))
+    snps = pd.DataFrame(
+        {
+            "chr": table["chr"].to_numpy(),
+            "rs": table["rs"].to_numpy(),
+            "ps": ints["ps"],
+            "allele1": table["allele1"].to_numpy(),
+            "allele0": table["allele0"].to_numpy(),
+        }
+    )
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
 
         class _Text:
@@ -535,8 +602,8 @@ def write_table(
             _Text(),
             format,
             test,
-            n_analyzed=int(values["n_analyzed"]),
-            df=int(values["df"]),
+            n_analyzed=n_an,
+            df=d_f,
             loglik_mle_null=float("nan"),  # the statistics are all given below
             test_columns=TEST_COLUMNS[test],
         )
@@ -547,7 +614,7 @@ def write_table(
                 {k: v[part] for k, v in cols.items()},
                 {k: v[part] for k, v in stats.items()},
             )
-    return Path(path)
+    return out
 
 
 def _plink_chr(c: str) -> str:

@@ -358,6 +358,8 @@ def scan(
     """
     source = as_source(genotypes)
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
+    if statistics is not None and not isinstance(statistics, dict | list):
+        raise InputError(f"statistics must be a dict or a list, got {type(statistics).__name__}")
     if loco:
         if null_model is not None or groups is not None or eigen is not None:
             raise InputError(
@@ -434,6 +436,7 @@ def scan(
         index, cols, stats = sink.merged(k, options.columns)
         tables.append(_table(source, index, cols, test, _meta(nulls[k])))
         if isinstance(statistics, dict) and k == 0:
+            statistics.clear()  # this scan's, not a previous one's
             statistics.update(stats)
         elif isinstance(statistics, list):
             statistics.append(stats)
@@ -513,6 +516,7 @@ def loco_scan(
     _fill(report, own, {})
     index, cols, stats = sink.merged(0, options.columns)
     if statistics is not None:
+        statistics.clear()  # this scan's, not a previous one's
         statistics.update(stats)
     meta: dict = {}
     if own.null_models:  # every chromosome's model has the same samples and covariates
