@@ -211,11 +211,14 @@ class BimbamGenotypes:
         return data
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
-        """Dosages of SNPs start..stop-1, (samples x SNPs) float64, NaN for NA."""
+        """Dosages of SNPs start..stop-1, (samples x SNPs) float64, NaN for NA,
+        Fortran-ordered (each SNP's values together, as a file's lines hold
+        them: no transposing copy, and the order the repeat-SNP search takes)."""
         if not 0 <= start <= stop <= self.n_snps:
             raise IndexError(f"SNP range {start}:{stop} outside 0:{self.n_snps}")
+        rows = None if samples is None else np.asarray(samples)
         if stop == start:
-            X = np.zeros((self._n, 0))
+            P = np.zeros((0, self._n))
         else:
             data = self._read_bytes(int(self._geno_start[start]), int(self._line_end[stop - 1]))
             base = int(self._geno_start[start])
@@ -224,13 +227,12 @@ class BimbamGenotypes:
                 for k in range(start, stop)
             ]
             ends = np.cumsum([len(piece) for piece in pieces])
-            X = self._parse(b"".join(pieces), start, stop, ends).T
+            P = self._parse(b"".join(pieces), start, stop, ends)  # (SNPs, samples)
             if stop == self.n_snps:  # a pass is over: do not hold the file open
                 self.close()
-        if samples is not None:
-            rows = np.asarray(samples)
-            X = X[rows]
-        return np.ascontiguousarray(X)
+        if rows is not None:
+            P = P[:, rows]
+        return np.asfortranarray(np.ascontiguousarray(P).T)
 
     def _parse(self, text: bytes, start: int, stop: int, ends: np.ndarray) -> np.ndarray:
         """The genotypes of SNPs start..stop-1: ``text`` is their genotype
