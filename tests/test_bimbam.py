@@ -127,3 +127,44 @@ def test_mouse_bimbam_equals_plink_calls(mouse_dir, mouse_plink):
     integer = X == np.round(X)
     np.testing.assert_array_equal(X[integer], P[integer])
     assert src.snps["rs"].tolist()[:500] == mouse_plink.snps["rs"].tolist()[:500]
+
+
+def test_blocks_are_fortran_ordered_fresh_and_searched_for_repeats(tmp_path, monkeypatch):
+    """Each SNP's values together, as the file's lines hold them (the samples
+    gathered from the parsed lines, in the order asked): the layout the
+    engine's repeat-SNP search takes; every read a new, writeable array."""
+    import lmmscan
+    from lmmscan import engine
+
+    src = read_bimbam(write(tmp_path / "g.txt"))
+    block = G[1:4].T  # individuals x SNPs
+    for samples, rows in [
+        (None, [0, 1, 2, 3, 4]),
+        (np.array([4, 0, 2]), [4, 0, 2]),
+        (np.array([True, False, True, True, False]), [0, 2, 3]),
+        ([], []),
+    ]:
+        X = src.read(1, 4, samples)
+        assert X.flags.f_contiguous and X.flags.writeable
+        np.testing.assert_array_equal(X, block[rows])
+    a, b = src.read(0, 4), src.read(0, 4)
+    a[0, 0] = 99.0
+    assert b[0, 0] == 0.0
+    with pytest.raises(InputError, match="sample mask must have 5 entries"):
+        src.read(0, 2, np.array([True, False]))
+    # a study whose SNPs repeat: the scan compacts its BIMBAM blocks
+    rng = np.random.default_rng(2)
+    n = 60
+    base = rng.binomial(2, 0.4, size=(n, 40)).astype(float)
+    geno = base[:, np.arange(80) % 40]  # every SNP twice
+    lines = [", ".join([f"rs{j}", "A", "T", *[f"{v:g}" for v in geno[:, j]]]) for j in range(80)]
+    (tmp_path / "rep.txt").write_text("\n".join(lines) + "\n")
+    seen = []
+    search = engine.distinct_snps
+    monkeypatch.setattr(
+        engine, "distinct_snps", lambda Xk, t: seen.append(search(Xk, t)) or seen[-1]
+    )
+    y = base[:, 0] + rng.normal(size=n)
+    Z = base - base.mean(axis=0)
+    lmmscan.scan(read_bimbam(tmp_path / "rep.txt"), y, kinship=Z @ Z.T / 40, test="wald")
+    assert seen and seen[0][1] is not None and seen[0][0].shape[1] < 80

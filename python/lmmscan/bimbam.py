@@ -213,10 +213,19 @@ class BimbamGenotypes:
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
         """Dosages of SNPs start..stop-1, (samples x SNPs) float64, NaN for NA,
         Fortran-ordered (each SNP's values together, as a file's lines hold
-        them: no transposing copy, and the order the repeat-SNP search takes)."""
+        them: the samples are gathered from the parsed lines, with no
+        transposing copy, and the block is in the order the repeat-SNP search
+        takes)."""
         if not 0 <= start <= stop <= self.n_snps:
             raise IndexError(f"SNP range {start}:{stop} outside 0:{self.n_snps}")
-        rows = None if samples is None else np.asarray(samples)
+        rows = None
+        if samples is not None:
+            rows = np.asarray(samples)
+            if rows.dtype == bool:
+                if rows.shape != (self._n,):
+                    raise InputError(f"a sample mask must have {self._n} entries, got {rows.shape}")
+                rows = np.flatnonzero(rows)
+            rows = rows.astype(np.intp, copy=False)
         if stop == start:
             P = np.zeros((0, self._n))
         else:
@@ -231,8 +240,8 @@ class BimbamGenotypes:
             if stop == self.n_snps:  # a pass is over: do not hold the file open
                 self.close()
         if rows is not None:
-            P = P[:, rows]
-        return np.asfortranarray(np.ascontiguousarray(P).T)
+            P = P.take(rows, axis=1)  # (SNPs, analysed samples), C order: one gather
+        return np.asfortranarray(P.T)  # a view
 
     def _parse(self, text: bytes, start: int, stop: int, ends: np.ndarray) -> np.ndarray:
         """The genotypes of SNPs start..stop-1: ``text`` is their genotype

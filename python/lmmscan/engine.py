@@ -141,9 +141,8 @@ def distinct_snps(Xk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray 
     are bit for bit those of an earlier SNP left out, and kept SNP j's
     column of Xd (None, and Xk itself, when too few SNPs repeat).  Xk is
     rewritten in place (Xd is a view of it); a C-ordered Xk is not looked
-    at (only a Fortran one has each SNP's values together: in-memory arrays,
-    BIMBAM and the blocks of a scan with several groups of samples are
-    C-ordered).
+    at (only a Fortran one has each SNP's values together: in-memory arrays
+    and the blocks of a scan with several groups of samples are C-ordered).
 
     With the dense basis (U formed: not a LOCO chromosome's
     :class:`lmmscan.spectral.TridiagonalSpectral`), a SNP's rotated values

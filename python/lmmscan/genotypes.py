@@ -166,7 +166,9 @@ class SubsetGenotypes:
         for run in np.split(pos, cuts):
             first = int(run[0])
             block = self.source.read(first, int(run[-1]) + 1, samples)
-            fortran = fortran and block.flags.f_contiguous and not block.flags.c_contiguous
+            # (a run of one SNP is both C and F: it does not decide)
+            one = block.shape[1] == 1
+            fortran = fortran and block.flags.f_contiguous and (one or not block.flags.c_contiguous)
             parts.append(block if block.shape[1] == run.size else block[:, run - first])
         out = parts[0] if len(parts) == 1 else np.hstack(parts)
         # in the source's memory order: a file's column-major blocks stay
