@@ -125,7 +125,7 @@ def test_lambda_null_on_a_dask_cluster(tmp_path):
     args = [*BASE, "--test", "wald", "--lambda", "null", "--block-size", "1000", "--quiet"]
     assert main([*args, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
     with distributed.LocalCluster(
-        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
         assert main([*args, "--dask-scheduler", cluster.scheduler_address,
                      "--out", str(tmp_path / "dask")]) == 0  # fmt: skip

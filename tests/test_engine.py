@@ -136,7 +136,9 @@ def test_dask_scans_a_group_once_per_slice(demo):
     phenos = np.column_stack([Y[:, 0], y2])
     local = lmmscan.scan(source, phenos, kinship=K, covariates=cov, test="all")
     with distributed.Client(
-        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False)
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        )
     ) as client:
         remote = lmmscan.scan(source, phenos, kinship=K, covariates=cov, test="all", client=client)
     assert len(remote) == 2
