@@ -450,6 +450,8 @@ class TableWriter:
 
 # rows formatted per call of TableWriter.write: the text of one call is in memory
 _WRITE_ROWS = 1 << 18
+# rows on which write_table checks that the table's p-values are its statistics'
+_CHECKED_ROWS = 1000
 
 
 def write_table(
@@ -486,59 +488,20 @@ def write_table(
     import pandas as pd
 
     from ._errors import InputError
-    from .pvalues import TEST_COLUMNS, log_tails
+    from .pvalues import TEST_COLUMNS
 
     if format not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"table must be a pandas DataFrame, got {type(table).__name__}")
-    rest = [c for c in table.columns if c not in LEADING]
-    test = next((t for t, cols in TEST_COLUMNS.items() if cols == rest), None)
-    if test is None or any(c not in table.columns for c in LEADING):
-        raise InputError(
-            "not a table of lmmscan.scan: its columns must be "
-            f"{', '.join(LEADING)} and one test's ({', '.join(TEST_COLUMNS['all'])} for 'all')"
-        )
-    p_cols = [c for c in TEST_COLUMNS[test] if c.startswith("p_")]
-    n = len(table)
-    ints = {}
-    for name in ("ps", "n_miss"):  # a merge may have made them float, or NaN
-        v = table[name].to_numpy()
-        if v.dtype.kind not in "iu":
-            v = np.asarray(v, dtype=np.float64)
-            if not (np.isfinite(v).all() and (v == np.round(v)).all()):
-                raise InputError(f"the table's {name} column must hold whole numbers")
-            v = v.astype(np.int64)
-        ints[name] = v
+    test = _scan_test(table)
+    stats = _aligned_statistics(table, statistics, test)
     meta = dict(table.attrs.get("lmmscan", {}))
     given = {"n_analyzed": n_analyzed, "df": df, "loglik_mle_null": loglik_mle_null}
     values: dict[str, Any] = {k: meta.get(k) if v is None else v for k, v in given.items()}
-    stats: dict[str, np.ndarray] = {}
-    if statistics is not None:
-        if not isinstance(statistics, dict) or any(k not in p_cols for k in statistics):
-            raise InputError(
-                f"statistics must be a dict with keys among {', '.join(p_cols)} (this table's "
-                "p columns), as lmmscan.scan(..., statistics={}) fills it"
-            )
-        labels = table.index.to_numpy()
-        for k, v in statistics.items():
-            v = np.asarray(v, dtype=np.float64)
-            if v.ndim != 1:
-                raise InputError(f"statistics[{k!r}] must be 1-dimensional")
-            if labels.dtype.kind in "iu" and (
-                n == 0 or (labels.min() >= 0 and labels.max() < v.size)
-            ):
-                stats[k] = v[labels]  # the scan's rows, by the table's index
-            elif v.size == n:
-                stats[k] = v
-            else:
-                raise InputError(
-                    f"statistics[{k!r}] has {v.size} values for a table of {n} rows whose "
-                    "index does not number the scan's rows"
-                )
     # the null log-likelihood only recovers the LRT's statistic
     needed = ["n_analyzed", "df"]
-    if "p_lrt" in rest and "p_lrt" not in stats:
+    if "p_lrt" in TEST_COLUMNS[test] and "p_lrt" not in stats:
         needed.append("loglik_mle_null")
     missing = [k for k in needed if values[k] is None]
     if missing:
@@ -550,25 +513,139 @@ def write_table(
         n_an, d_f = operator.index(values["n_analyzed"]), operator.index(values["df"])
     except TypeError:
         raise InputError("n_analyzed and df must be integers") from None
-    if n and int(ints["n_miss"].max()) > n_an:
-        raise InputError(f"the table has n_miss above n_analyzed ({n_an}): not its scan's count")
     cols = {name: table[name].to_numpy() for name in ["af", *TEST_COLUMNS[test]]}
-    cols["n_miss"] = ints["n_miss"]
-    loglik = values["loglik_mle_null"]
+    cols["n_miss"] = _whole_numbers(table, "n_miss")
+    if len(table) and int(cols["n_miss"].max()) > n_an:
+        raise InputError(f"the table has n_miss above n_analyzed ({n_an}): not its scan's count")
+    loglik = _per_row_loglik(table, values["loglik_mle_null"])
+    stats = {**test_statistics(cols, test, d_f, n_an, loglik), **stats}
+    _check_statistics(cols, stats, d_f, n_an)
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise InputError("the output's directory does not exist", path=str(path))
+    snps = pd.DataFrame(
+        {
+            "chr": table["chr"].to_numpy(),
+            "rs": table["rs"].to_numpy(),
+            "ps": _whole_numbers(table, "ps"),
+            "allele1": table["allele1"].to_numpy(),
+            "allele0": table["allele0"].to_numpy(),
+        }
+    )
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh,
+    ):
+        writer = TableWriter(
+            fh,
+            format,
+            test,
+            n_analyzed=n_an,
+            df=d_f,
+            loglik_mle_null=float("nan"),  # the statistics are all given below
+            test_columns=TEST_COLUMNS[test],
+        )
+        for a in range(0, len(table), _WRITE_ROWS):
+            part = slice(a, a + _WRITE_ROWS)
+            writer.write(
+                snps.iloc[part],
+                {k: v[part] for k, v in cols.items()},
+                {k: v[part] for k, v in stats.items()},
+            )
+    return out
+
+
+def _scan_test(table: pd.DataFrame) -> str:
+    """The test whose columns follow GEMMA's leading ones in ``table``."""
+    from ._errors import InputError
+    from .pvalues import TEST_COLUMNS
+
+    rest = [c for c in table.columns if c not in LEADING]
+    test = next((t for t, cols in TEST_COLUMNS.items() if cols == rest), None)
+    if test is None or any(c not in table.columns for c in LEADING):
+        raise InputError(
+            "not a table of lmmscan.scan: its columns must be "
+            f"{', '.join(LEADING)} and one test's ({', '.join(TEST_COLUMNS['all'])} for 'all')"
+        )
+    return test
+
+
+def _whole_numbers(table: pd.DataFrame, name: str) -> np.ndarray:
+    """Column ``name`` as int64: whole numbers in floats (a merge) too, NaN refused."""
+    from ._errors import InputError
+
+    v = table[name].to_numpy()
+    if v.dtype.kind in "iu":
+        return v
+    v = np.asarray(v, dtype=np.float64)
+    if not (np.isfinite(v).all() and (v == np.round(v)).all()):
+        raise InputError(f"the table's {name} column must hold whole numbers")
+    return v.astype(np.int64)
+
+
+def _aligned_statistics(
+    table: pd.DataFrame, statistics: dict[str, np.ndarray] | None, test: str
+) -> dict[str, np.ndarray]:
+    """``statistics`` (the scan's rows) for the table's rows, by its index
+    when it numbers the scan's rows, else row for row."""
+    from ._errors import InputError
+    from .pvalues import TEST_COLUMNS
+
+    if statistics is None:
+        return {}
+    p_cols = [c for c in TEST_COLUMNS[test] if c.startswith("p_")]
+    if not isinstance(statistics, dict) or any(k not in p_cols for k in statistics):
+        raise InputError(
+            f"statistics must be a dict with keys among {', '.join(p_cols)} (this table's "
+            "p columns), as lmmscan.scan(..., statistics={}) fills it"
+        )
+    n, labels = len(table), table.index.to_numpy()
+    out = {}
+    for k, v in statistics.items():
+        v = np.asarray(v, dtype=np.float64)
+        if v.ndim != 1:
+            raise InputError(f"statistics[{k!r}] must be 1-dimensional")
+        numbered = labels.dtype.kind in "iu" and (
+            n == 0 or (labels.min() >= 0 and labels.max() < v.size)
+        )
+        if numbered:
+            out[k] = v[labels]  # the scan's rows, by the table's index
+        elif v.size == n:
+            out[k] = v
+        else:
+            raise InputError(
+                f"statistics[{k!r}] has {v.size} values for a table of {n} rows whose "
+                "index does not number the scan's rows"
+            )
+    return out
+
+
+def _per_row_loglik(table: pd.DataFrame, loglik: Any) -> float | np.ndarray:
+    """The null ML log-likelihood for each row: one value, or (LOCO) each
+    row's chromosome's; NaN when not given (no LRT to recover)."""
+    from ._errors import InputError
+
     if loglik is None:
-        loglik = float("nan")  # no LRT column to recover
-    elif isinstance(loglik, dict):  # LOCO: each chromosome's own null model
-        try:
-            loglik = np.array([loglik[str(c)] for c in table["chr"]], dtype=np.float64)
-        except KeyError as exc:
-            raise InputError(f"loglik_mle_null has no chromosome {exc.args[0]!r}") from None
-    recovered = test_statistics(cols, test, d_f, n_an, loglik)
-    # the table's p-values are its statistics' at these degrees of freedom (a
-    # stale attrs, from another scan, would print another N or df): checked on
-    # up to 1,000 rows, to rounding (the recovered statistics' last bits)
-    both = {**recovered, **stats}
-    rows = np.linspace(0, n - 1, min(n, 1000)).astype(np.int64) if n else np.zeros(0, np.int64)
-    for name, stat in both.items():
+        return float("nan")
+    if not isinstance(loglik, dict):
+        return loglik
+    try:
+        return np.array([loglik[str(c)] for c in table["chr"]], dtype=np.float64)
+    except KeyError as exc:
+        raise InputError(f"loglik_mle_null has no chromosome {exc.args[0]!r}") from None
+
+
+def _check_statistics(cols: dict, stats: dict, d_f: int, n_an: int) -> None:
+    """The table's p-values are its statistics' at ``d_f`` degrees of freedom
+    (attrs or statistics of another scan would print another N or df, or
+    other rows' statistics): on up to _CHECKED_ROWS rows, to rounding (the
+    recovered statistics' last bits)."""
+    from ._errors import InputError
+    from .pvalues import log_tails
+
+    n = len(cols["af"])
+    rows = np.linspace(0, n - 1, min(n, _CHECKED_ROWS)).astype(np.int64)
+    for name, stat in stats.items():
         p = np.asarray(cols[name], dtype=np.float64)[rows]
         with np.errstate(all="ignore"):
             expected = np.exp(log_tails({name: np.asarray(stat)[rows]}, d_f)[name])
@@ -579,42 +656,6 @@ def write_table(
                 f"{n_an}) on {int((~ok).sum())} of {rows.size} rows checked: statistics or "
                 "attrs of another scan?"
             )
-    stats = both
-    out = Path(path)
-    if not out.parent.is_dir():
-        raise InputError("the output's directory does not exist", path=str(path))
-    snps = pd.DataFrame(
-        {
-            "chr": table["chr"].to_numpy(),
-            "rs": table["rs"].to_numpy(),
-            "ps": ints["ps"],
-            "allele1": table["allele1"].to_numpy(),
-            "allele0": table["allele0"].to_numpy(),
-        }
-    )
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-
-        class _Text:
-            def write(self, text: str) -> None:
-                fh.write(text.encode("utf-8", "surrogateescape"))
-
-        writer = TableWriter(
-            _Text(),
-            format,
-            test,
-            n_analyzed=n_an,
-            df=d_f,
-            loglik_mle_null=float("nan"),  # the statistics are all given below
-            test_columns=TEST_COLUMNS[test],
-        )
-        for a in range(0, n, _WRITE_ROWS):
-            part = slice(a, min(n, a + _WRITE_ROWS))
-            writer.write(
-                snps.iloc[part],
-                {k: v[part] for k, v in cols.items()},
-                {k: v[part] for k, v in stats.items()},
-            )
-    return out
 
 
 def _plink_chr(c: str) -> str:

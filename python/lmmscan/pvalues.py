@@ -157,9 +157,10 @@ def neg_log10_p(p: np.ndarray, log_p_tail: np.ndarray | None) -> np.ndarray:
 
 
 def test_statistics(
-    cols: dict, test: str, df: int, n: int, loglik_mle_null: float
+    cols: dict, test: str, df: int, n: int, loglik_mle_null: float | np.ndarray
 ) -> dict[str, np.ndarray]:
-    """The statistic behind each p column, recovered from the printed columns.
+    """The statistic behind each p column, recovered from the printed columns
+    (``loglik_mle_null``: one value, or each row's, as LOCO's chromosomes have).
 
     Wald: F = (beta / se)^2; LRT: 2 (logl_H1 - logl_null); score (``test ==
     "score"`` only: with "all" beta/se are the Wald ones): with W = (beta/se)^2

@@ -453,17 +453,17 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
         return sums <= budget and fits(kept.peak, limit)
 
+    def with_sums(driver: str, factors: bool) -> Any:  # the sums kept where they fit
+        kept = plan(driver, factors=factors)
+        return kept if keeps_sums(kept) else plan(driver, 0, factors)
+
     def plan_loco(driver: str) -> Any:
         # the factors where their plan fits, else the eigenvectors formed
         # (rather than dsyevr for want of the factors' room); the engine is
         # told which (args.loco_factors)
-        for factors in (True, False) if wanted else (False,):
-            kept = plan(driver, factors=factors)
-            chosen = kept if keeps_sums(kept) else plan(driver, 0, factors)
-            if not factors or fits(chosen.peak, limit):
-                args.loco_factors = factors
-                return chosen
-        raise AssertionError("unreachable")  # pragma: no cover
+        chosen = with_sums(driver, True) if wanted else None
+        args.loco_factors = chosen is not None and fits(chosen.peak, limit)
+        return chosen if args.loco_factors else with_sums(driver, False)
 
     def hints(driver: str) -> list[str]:
         return hints_dense(n, driver, bool(whitened))
