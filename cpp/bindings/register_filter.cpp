@@ -166,11 +166,10 @@ void register_filter(py::module_& m) {
   m.def("distinct_columns", &distinct_columns, py::arg("X"), py::arg("min_duplicates"),
         py::arg("threads") = 1,
         "The SNPs of an imputed block X (samples x SNPs, float64 or float32, Fortran\n"
-        "order) whose values are bit for bit those of an earlier SNP.  With fewer than "
-        "min_duplicates\n"
-        "of them: None, X untouched.  Otherwise the distinct SNPs are moved, in order, to\n"
-        "the front of X, in place, and (d, inverse) returned: X[:, :d] holds them and\n"
-        "SNP j's values are column inverse[j] of it.");
+        "order) whose values are bit for bit those of an earlier SNP.  With fewer than\n"
+        "min_duplicates of them: None, X untouched.  Otherwise the distinct SNPs are\n"
+        "moved, in order, to the front of X, in place, and (d, inverse) returned:\n"
+        "X[:, :d] holds them and SNP j's values are column inverse[j] of it.");
   m.def("hwe_exact", &hwe_exact, py::arg("hom1"), py::arg("het"), py::arg("hom2"),
         "The exact Hardy-Weinberg p-value (Wigginton et al. 2005) of each SNP's genotype\n"
         "counts (int64 arrays: one homozygote, heterozygotes, the other homozygote), as\n"
