@@ -161,6 +161,44 @@ def test_kill_9_between_rows_and_checkpoint(study, tmp_path, capsys, monkeypatch
     assert_same_run(ref, out)
 
 
+def test_a_save_failing_on_the_saving_thread_keeps_the_checkpoint_before(
+    study, tmp_path, capsys, monkeypatch
+):
+    """The fsyncs and the checkpoint's write run while the next block is
+    scanned: a disk error there stops the run at the next save, exit 2 with
+    the file named, and the checkpoint before it (not the block the scan had
+    reached) is what is kept and said; --resume then ends as one run."""
+    import errno
+    import threading
+
+    from lmmscan.cli import checkpoint as ckpt
+
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    fsync = ckpt.Appender.fsync
+    calls = []
+
+    def failing(self):
+        calls.append(threading.current_thread().name)
+        # the start's save (two files), blocks 1 and 2, then block 3's table
+        if len(calls) == 7:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        fsync(self)
+
+    monkeypatch.setattr(ckpt.Appender, "fsync", failing)
+    status, err = run(scan_args(study, out), capsys, monkeypatch)
+    assert status == 2, err
+    assert "No space left on device" in err and f"{out}.assoc.txt.partial" in err
+    assert "SNPs 1-800 of 3000 are kept" in err, err
+    assert len(err.strip().splitlines()) == 1
+    # every save after the first ran on the saving thread
+    assert all(name.startswith("lmmscan-checkpoint") for name in calls[2:]), calls
+    assert checkpoint(out)["next_snp"] == 800
+    monkeypatch.setattr(ckpt.Appender, "fsync", fsync)
+    assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
+    assert_same_run(ref, out)
+
+
 def test_rows_after_the_checkpoint_are_cut(study, tmp_path, capsys, monkeypatch):
     ref, out = tmp_path / "ref", tmp_path / "r"
     assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -65,12 +66,24 @@ class Appender:
         with naming(self.path):
             self._fh.write(data)
 
-    def sync(self) -> int:
-        """Flush to the disk; returns the file's length."""
+    def flush(self) -> int:
+        """Hand what was written to the system; returns the file's length."""
         with naming(self.path):
             self._fh.flush()
-            os.fsync(self._fh.fileno())
         return self._fh.tell()
+
+    def fsync(self) -> None:
+        """Have the system put what it was handed on the disk.  Safe on
+        another thread while this one writes on: the bytes written by then
+        are on the disk once it returns."""
+        with naming(self.path):
+            os.fsync(self._fh.fileno())
+
+    def sync(self) -> int:
+        """Flush to the disk; returns the file's length."""
+        length = self.flush()
+        self.fsync()
+        return length
 
     def close(self) -> None:
         self._fh.close()
@@ -232,6 +245,10 @@ class Checkpoint:
     Both are flushed and fsync'ed before the checkpoint records their
     lengths, with the next SNP, the running state (rows, filter counts, top
     hits) and a fingerprint of the inputs and options (:func:`fingerprint`).
+    The fsyncs and the checkpoint's write run on a thread of their own while
+    the next block is scanned (on a cluster's file system an fsync can take
+    longer than a block's numbers); a block's save waits for the one before,
+    and the partial files are closed only after the last.
 
     ``--resume`` refuses a checkpoint with another fingerprint, cuts the
     partial files back to the recorded lengths (a killed run may have written
@@ -266,6 +283,9 @@ class Checkpoint:
         self.sidecars = [Path(f"{f}.partial.lp") for f in self.finals]
         self.next_snp = 0
         self.resumed_from = 0
+        self._saved_snp = 0  # the next SNP of the last checkpoint on the disk
+        self._saver: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         self._files: list[Appender] = []
         self._sides: list[Appender] = []
         self._index = {id(ph): k for k, ph in enumerate(phenos)}
@@ -275,8 +295,9 @@ class Checkpoint:
             self._remove_stale()
         try:
             self._open(state)
+            self._saved_snp = self.next_snp
             if state is None:
-                self.save()
+                self.save(wait=True)
         except BaseException:
             self.close()
             if state is None:
@@ -433,6 +454,7 @@ class Checkpoint:
     def block_done(self, stop: int) -> None:
         blocks = -(-stop // self.block)
         if self._stop == (blocks - 1, "kill"):  # test hook: rows written, no checkpoint
+            self._wait()  # the previous block's checkpoint is on the disk
             for f in (*self._files, *self._sides):
                 f.sync()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -441,8 +463,14 @@ class Checkpoint:
         if self._stop == (blocks, "interrupt"):
             raise KeyboardInterrupt
 
-    def save(self) -> None:
-        """Flush the partial files, then record their lengths and the state, atomically."""
+    def save(self, wait: bool = False) -> None:
+        """Flush the partial files and note their lengths and the state; then,
+        on the saving thread (here with ``wait``), fsync them and write the
+        checkpoint, atomically.  Waits for the save before, and raises its
+        error."""
+        self._wait()
+        files = [*self._files, *self._sides]
+        lengths = {id(f): f.flush() for f in files}
         phenos = []
         for k, ph in enumerate(self.phenos):
             phenos.append(
@@ -450,8 +478,8 @@ class Checkpoint:
                     "column": ph.col,
                     "table": str(self.tables[k]),
                     "sidecar": str(self.sidecars[k]),
-                    "table_bytes": self._files[k].sync(),
-                    "sidecar_bytes": self._sides[k].sync(),
+                    "table_bytes": lengths[id(self._files[k])],
+                    "sidecar_bytes": lengths[id(self._sides[k])],
                     "n_rows": ph.n_rows,
                     "best": [list(t) for t in ph.best],
                     "untestable": dict(ph.untestable),
@@ -477,22 +505,48 @@ class Checkpoint:
             "groups": groups,
             "phenotypes": phenos,
         }
+        text = json.dumps(state, allow_nan=True) + "\n"
+        if wait:
+            self._write(files, text, self.next_snp)
+            return
+        if self._saver is None:
+            self._saver = ThreadPoolExecutor(1, thread_name_prefix="lmmscan-checkpoint")
+        self._pending = self._saver.submit(self._write, files, text, self.next_snp)
+
+    def _write(self, files: list[Appender], text: str, next_snp: int) -> None:
+        """The partial files to the disk, then the checkpoint naming them."""
+        for f in files:
+            f.fsync()
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         try:
             with naming(self.path), open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(state, allow_nan=True) + "\n")
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        self._saved_snp = next_snp
+
+    def _wait(self) -> None:
+        """The save in progress done; its error raised."""
+        job, self._pending = self._pending, None
+        if job is not None:
+            job.result()
 
     # -- ending
 
     def close(self) -> None:
-        for f in (*self._files, *self._sides):
-            f.close()
+        """Close the partial files, after the save in progress (its error raised)."""
+        try:
+            self._wait()
+        finally:
+            for f in (*self._files, *self._sides):
+                f.close()
+            if self._saver is not None:
+                self._saver.shutdown()
+                self._saver = None
 
     def commit_tables(self) -> None:
         self.close()
@@ -511,9 +565,12 @@ class Checkpoint:
         interruption, an OSError or MemoryError, or bad input met while
         reading the genotypes (a .bed truncated while the scan read it).
         """
-        self.close()
+        # a save that failed too leaves the checkpoint before it on the disk
+        with contextlib.suppress(Exception):
+            self.close()
+        done = self._saved_snp  # what the checkpoint on the disk says
         stopped = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError, LmmscanError))
-        keep = stopped and 0 < self.next_snp < self.source.n_snps
+        keep = stopped and 0 < done < self.source.n_snps
         if not keep:
             self.remove()
             return
@@ -528,7 +585,7 @@ class Checkpoint:
             else ""
         )
         hint = (
-            f"SNPs 1-{self.next_snp} of {self.source.n_snps} are kept in "
+            f"SNPs 1-{done} of {self.source.n_snps} are kept in "
             f"{self.tables[0]}{more} and {self.path}: rerun the same command with --resume "
             f"to continue{when}"
         )
