@@ -93,6 +93,54 @@ def test_pvar_with_fewer_variants_than_the_pgen(files, capsys):
     refused(capsys, files, ["--pfile", files / "v"], "v.pgen", "1674 variants")
 
 
+def _rows(path: Path, change) -> None:
+    """Rewrite the lines after the header (the first line) of ``path``."""
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], *map(change, lines[1:])]) + "\n")
+
+
+@pytest.mark.parametrize(
+    "ext, change, needles",
+    [
+        # one field more than the header on every row: read_csv took the first
+        # field as the index and every column shifted (IID = SEX, silently)
+        ("psam", lambda r: r + "\tX", ["x.psam, line 2", "7 fields where the header has 6"]),
+        ("psam", lambda r: r + "\t", ["x.psam, line 2", "7 fields where the header has 6"]),
+        ("pvar", lambda r: r + "\t", ["x.pvar, line 2", "7 fields where the header has 6"]),
+        # a tab-separated header over space-separated rows: one field each,
+        # read as FID, with every IID empty
+        ("psam", lambda r: r.replace("\t", " "),
+         ["x.psam, line 2", "1 field where the header has 6", "separated by tabs"]),
+        ("pvar", lambda r: r.replace("\t", " "),
+         ["x.pvar, line 2", "1 field where the header has 6", "separated by tabs"]),
+        # a row short of a field: its SEX and PHENO1 were shifted, silently
+        ("psam", lambda r: r.rsplit("\t", 1)[0] if r.startswith("1_5\t") else r,
+         ["x.psam, line 3", "5 fields where the header has 6"]),
+        # no variant under the header: the .pgen was blamed, with "()"
+        ("pvar", None, ["x.pvar", "no variants"]),
+    ],
+)  # fmt: skip
+def test_plink2_text_rows_that_do_not_match_the_header(files, capsys, ext, change, needles):
+    _copy_fileset(files, "x")
+    path = files / f"x.{ext}"
+    if change is None:
+        path.write_text(path.read_text().splitlines()[0] + "\n")
+    else:
+        _rows(path, change)
+    refused(capsys, files, ["--pfile", files / "x"], *needles)
+
+
+def test_plink2_header_with_spaces_says_so(files, capsys):
+    _copy_fileset(files, "x")
+    for ext, needle in (("psam", "no IID column"), ("pvar", "no CHROM, POS, ID, REF, ALT")):
+        path = files / f"x.{ext}"
+        keep = path.read_text()
+        path.write_text(keep.replace("\t", " "))
+        refused(capsys, files, ["--pfile", files / "x"], f"x.{ext}", needle,
+                "separated by spaces; PLINK 2's are separated by tabs")  # fmt: skip
+        path.write_text(keep)
+
+
 def test_truncated_bgen(files, capsys):
     data = (files / "mouse2k.bgen").read_bytes()
     (files / "t.bgen").write_bytes(data[: len(data) // 2])

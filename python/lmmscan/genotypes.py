@@ -517,7 +517,8 @@ class VariantFile:
             bad |= mask
         if bad.all():
             reasons = ", ".join(f"{k} {v}" for k, v in self.skipped.items())
-            raise InputError(f"no variant lmmscan can test ({reasons})", path=self.path)
+            why = f" ({reasons})" if reasons else ": the variant list is empty"
+            raise InputError(f"no variant lmmscan can test{why}", path=self.path)
         self._file_index = np.flatnonzero(~bad).astype(np.int64)
         self._snps: pd.DataFrame | None = None
         self._variants: VariantTable | None = None

@@ -121,32 +121,70 @@ def _opener(path: Path):
     return lambda p: open(p, "rb")
 
 
+def _line_fields(path: Path, skip: int, fields: int, short: bool) -> tuple[int, str]:
+    """The file line of the first row after the header (``skip`` ## lines,
+    then the header) with more tab-separated fields than ``fields`` (or,
+    ``short``, fewer), and what is wrong with it; read again, line by line,
+    only to name a line already known to be there."""
+    with _opener(path)(path) as fh:
+        for k, raw in enumerate(fh, start=1):
+            line = raw.rstrip(b"\r\n")
+            if k <= skip + 1 or not line:  # read_csv skips blank lines
+                continue
+            n = line.count(b"\t") + 1
+            if n > fields or (short and n < fields):
+                spaced = b" " in line.strip() and n < fields
+                tabs = "; fields are separated by tabs, not spaces" if spaced else ""
+                return k, f"{n} field{'s' if n != 1 else ''} where the header has {fields}{tabs}"
+    return skip + 2, f"a line's fields do not match the header's {fields}"
+
+
+def _spaced(header: str) -> str:
+    """A note for a header that holds spaces but no tab."""
+    if "\t" not in header and " " in header.strip():
+        return " (its fields are separated by spaces; PLINK 2's are separated by tabs)"
+    return ""
+
+
 def _read_text_table(
     path: Path, skip: int, header: bool, what: str, dtype: Any = str
 ) -> pd.DataFrame:
+    import warnings
+
     import pandas as pd  # here: reading the .bed through pgenlib loads this module
 
     compression = "zstd" if path.suffix == ".zst" else None
     try:
-        return pd.read_csv(
-            path,
-            sep="\t" if header else r"\s+",
-            skiprows=skip,
-            header=0 if header else None,
-            dtype=dtype,
-            keep_default_na=False,
-            compression=compression,
-            engine="c",
-        )
+        with warnings.catch_warnings():
+            # rows longer than the header: read_csv would take their first
+            # fields as the index (every column shifted), or with index_col
+            # False drop their last ones with this warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                path,
+                sep="\t" if header else r"\s+",
+                skiprows=skip,
+                header=0 if header else None,
+                index_col=False if header else None,
+                dtype=dtype,
+                keep_default_na=False,
+                compression=compression,
+                engine="c",
+            )
+    except pd.errors.ParserWarning:
+        _, first = _header_lines(path, _opener(path))
+        fields = (first or "").count("\t") + 1
+        at_line, message = _line_fields(path, skip, fields, short=False)
+        raise InputError(message, path=str(path), line=at_line) from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{what} file has no variants or samples", path=str(path)) from None
     except pd.errors.ParserError as exc:
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if found is None:
             raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
-        first, line, saw = found.groups()
+        expected, at, saw = found.groups()
         raise InputError(
-            f"{saw} fields where the header has {first}", path=str(path), line=int(line)
+            f"{saw} fields where the header has {expected}", path=str(path), line=int(at)
         ) from None
     except UnicodeDecodeError:
         raise InputError(f"{what} file is not UTF-8 text", path=str(path)) from None
@@ -258,7 +296,9 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
         absent = [c for c in need if c not in table.columns]
         if absent:
             raise InputError(
-                f"the header line has no {', '.join(absent)} column", path=str(path), line=skip + 1
+                f"the header line has no {', '.join(absent)} column{_spaced(first)}",
+                path=str(path),
+                line=skip + 1,
             )
         chr_, pos, rs, ref, alt = (table[c] for c in need)
         first_data = skip + 2
@@ -273,13 +313,15 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
         cols = [0, 1, 3, 4, 5] if table.shape[1] == 6 else [0, 1, 2, 3, 4]
         chr_, rs, pos, alt, ref = (table[c] for c in cols)
         first_data = skip + 1
+    if len(table) == 0:
+        raise InputError(".pvar file has no variants", path=str(path))
     empty = (table == "").any(axis=1).to_numpy()
     if empty.any():
-        raise InputError(
-            "a line has fewer fields than the header",
-            path=str(path),
-            line=first_data + int(np.flatnonzero(empty)[0]),
-        )
+        line = first_data + int(np.flatnonzero(empty)[0])
+        message = "a line has fewer fields than the header"
+        if first.startswith("#CHROM"):
+            line, message = _line_fields(path, skip, first.count("\t") + 1, short=True)
+        raise InputError(message, path=str(path), line=line)
     if pos.dtype == np.int64:  # parsed as integers on the fast path: nothing to check
         ps = pos.to_numpy()
     else:
@@ -346,7 +388,12 @@ def _read_psam_table(path: Path) -> SampleText:
         table = _read_text_table(path, skip, True, ".psam")
         table.columns = [c.lstrip("#") for c in table.columns]
         if "IID" not in table.columns:
-            raise InputError("the .psam header has no IID column", path=str(path), line=skip + 1)
+            raise InputError(
+                f"the .psam header has no IID column{_spaced(first)}", path=str(path), line=skip + 1
+            )
+        if (table == "").to_numpy().any():  # read_csv fills a short row's fields with ""
+            line, message = _line_fields(path, skip, len(table.columns), short=True)
+            raise InputError(message, path=str(path), line=line)
         iid = table["IID"].tolist()
         fid = table["FID"].tolist() if "FID" in table.columns else iid
         pheno = [table[c].tolist() for c in table.columns if c not in _PSAM_IDS]
