@@ -24,6 +24,7 @@ import pandas as pd
 
 from ._errors import InputError
 from .samples import HUGE
+from .textio import GZIP_ERRORS, gzip_errors
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
@@ -157,7 +158,12 @@ class BimbamGenotypes:
                         line_no.append(lineno)
                     lines_before += counts.size
                     offset += len(chunk)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except GZIP_ERRORS as exc:
+            raise InputError(
+                f"truncated or corrupt gzip file ({str(exc) or type(exc).__name__})",
+                path=str(self.path),
+            ) from None
+        except OSError as exc:
             raise InputError(f"cannot read ({exc})", path=str(self.path)) from None
         if n_tokens is None:
             raise InputError("BIMBAM genotype file has no SNP", path=str(self.path))
@@ -204,9 +210,12 @@ class BimbamGenotypes:
         if fh is None or begin < self._pos:
             self.close()
             fh = self._fh = self._open()
-        if begin != self._pos:
-            fh.seek(begin)
-        data = fh.read(end - begin)
+        # a stream cut short or damaged while the scan reads it: bad input
+        # (the checkpoint is kept, as for a plain file that changed)
+        with gzip_errors(self.path):
+            if begin != self._pos:
+                fh.seek(begin)
+            data = fh.read(end - begin)
         self._pos = end
         return data
 

@@ -26,6 +26,7 @@ import os
 import re
 import stat
 import sys
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,10 +167,25 @@ def open_input(path: Path):
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         if gz:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as fh, gzip_errors(path):
                 yield fh
         else:
             yield raw
+
+
+# what a damaged gzip stream raises while it is read: a cut-off stream
+# (EOFError), bad deflate data (zlib.error), a bad header or CRC (BadGzipFile)
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+@contextlib.contextmanager
+def gzip_errors(path: str | os.PathLike[str]):
+    """A damaged gzip stream read inside: an InputError naming ``path``."""
+    try:
+        yield
+    except GZIP_ERRORS as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"truncated or corrupt gzip file ({why})", path=shown(path)) from None
 
 
 def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -> InputError:
