@@ -64,6 +64,15 @@ def test_annotation_gives_chr_and_ps(tmp_path):
     assert read_bimbam_anno(anno)["rs9"] == ("2", 5)
 
 
+@pytest.mark.parametrize("pos", ["99999999999999999999", "1e30", "-1e19"])
+def test_annotation_position_beyond_64_bits_names_its_field(tmp_path, pos):
+    """Before: an OverflowError traceback when the positions became int64."""
+    anno = tmp_path / "a.txt"
+    anno.write_text(f"rs0 100 1\nrs1 {pos} 1\n")
+    with pytest.raises(InputError, match=r"line 2, column 2: position .* is out of range"):
+        read_bimbam(write(tmp_path / "g.txt"), anno)
+
+
 def test_windows_line_ends_and_blank_lines(tmp_path):
     path = tmp_path / "g.txt"
     path.write_text("rs0 A T 1 2\r\n\r\nrs1 A T 0 NA\r\n")

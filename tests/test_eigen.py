@@ -104,6 +104,58 @@ def test_bad_files_are_named(tmp_path):
         lmmscan.eigendecompose(np.eye(3), ["a", "b", "a"])
 
 
+def _edited(path, tmp_path, name, **change):
+    """A copy of the saved file ``path`` with some of its arrays replaced."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(change)
+    out = tmp_path / name
+    np.savez(out, **arrays)
+    return out
+
+
+def test_edited_files_are_refused_naming_the_file(study, tmp_path):
+    """Before: a U whose columns were scaled (or replaced by noise) was used
+    without a word; a negative eigenvalue was blamed on the phenotype, and the
+    arrays' shape and ID checks named no file."""
+    G, y, K, ids = study
+    path = lmmscan.eigendecompose(K, ids).save(tmp_path / "e")
+    with np.load(path) as z:
+        d, U, sid = z["d"], z["U"], z["sample_ids"]
+    scaled = U.copy()
+    scaled[:, 0] *= 3
+    noise = np.random.default_rng(3).normal(size=U.shape)
+    negative = d.copy()
+    negative[-1] = -5.0
+    cases = {
+        "scaled.npz": ({"U": scaled}, "not orthonormal"),
+        "noise.npz": ({"U": noise}, "not orthonormal"),
+        "negative.npz": ({"d": negative}, r"eigenvalues \(d\) include -5"),
+        "short.npz": ({"d": d[:-1]}, r"need d \(k,\) and U \(n, k\)"),
+        "repeated.npz": ({"sample_ids": np.r_[sid[:-1], sid[:1]]}, "repeated IDs"),
+    }
+    for name, (change, message) in cases.items():
+        bad = _edited(path, tmp_path, name, **change)
+        with pytest.raises(lmmscan.InputError, match=message) as err:
+            lmmscan.load_eigen(bad)
+        assert str(err.value).startswith(f"{bad}: "), err.value
+    # a low-rank basis (U'U = I with fewer columns) and rows in another order load
+    low = _edited(path, tmp_path, "low.npz", d=d[-20:], U=U[:, -20:])
+    assert lmmscan.load_eigen(low).low_rank
+    order = np.random.default_rng(4).permutation(len(sid))
+    lmmscan.load_eigen(_edited(path, tmp_path, "perm.npz", U=U[order], sample_ids=sid[order]))
+
+
+def test_an_npz_named_npy_is_not_a_kinship(study, tmp_path):
+    """Before: an AttributeError traceback ('NpzFile' object has no attribute 'dtype')."""
+    G, y, K, ids = study
+    path = lmmscan.eigendecompose(K, ids).save(tmp_path / "e")
+    renamed = tmp_path / "k.npy"
+    renamed.write_bytes(path.read_bytes())
+    with pytest.raises(lmmscan.InputError, match=r"k.npy: an .npz archive, not a kinship"):
+        lmmscan.read_kinship(renamed)
+
+
 def test_plink_sample_ids_are_the_iids(mouse_plink):
     ids = sample_ids_of(mouse_plink)
     assert ids.shape == (1940,)

@@ -69,6 +69,13 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
                         line=i + 1,
                         column=2,
                     ) from None
+            if not -(2**63) <= pos < 2**63:
+                raise InputError(
+                    f"position {pos_tok!r} is out of range (a 64-bit integer)",
+                    path=str(path),
+                    line=i + 1,
+                    column=2,
+                )
         chr_ = row[2] if len(row) > 2 and row[2] != "NA" else "-9"
         out[row[0]] = (chr_, pos)
     return out

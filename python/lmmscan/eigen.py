@@ -257,12 +257,36 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         # a truncated or corrupt file: a bad zip directory or a member's CRC
         if isinstance(exc, InputError):
-            raise
+            if exc.path is not None:
+                raise
+            # the arrays' own checks (shapes, repeated IDs): name the file
+            raise InputError(str(exc), path=str(path)) from None
         raise InputError(f"cannot read the eigendecomposition: {exc}", path=str(path)) from None
     if not np.isfinite(eig.d).all():
         raise InputError("its eigenvalues (d) are not all finite", path=str(path))
+    if (eig.d < 0).any():  # save_eigen writes them with those below 1e-10 zeroed
+        raise InputError(
+            f"its eigenvalues (d) include {eig.d.min():.6g}: a kinship's are >= 0",
+            path=str(path),
+        )
     k = eig.U.shape[1]
     for j in range(0, k, 1024):  # a small temporary, not one of U's size
         if not np.isfinite(eig.U[:, j : j + 1024]).all():
             raise InputError("its eigenvectors (U) are not all finite", path=str(path))
+    _check_orthonormal(eig.U, path)
     return eig
+
+
+def _check_orthonormal(U: np.ndarray, path: Path) -> None:
+    """Refuse a U whose columns are not orthonormal (U'U = I): a file edited
+    or damaged past its CRC would otherwise give other numbers without a
+    word.  U'(U v) = v for one random v: two passes over U, and any U'U
+    other than I moves a random v (a float32 U is still far inside 1e-4)."""
+    v = np.random.default_rng(0).standard_normal(U.shape[1])
+    back = U.T @ (U @ v)
+    if not np.linalg.norm(back - v) <= 1e-4 * np.linalg.norm(v):
+        raise InputError(
+            "its eigenvectors (U) are not orthonormal (U'U is not the identity): not an "
+            "eigendecomposition as `lmmscan eigen` writes it",
+            path=str(path),
+        )

@@ -405,6 +405,15 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
         try:
             with read_pipe(path) if stat.S_ISFIFO(st.st_mode) else open(path, "rb") as fh:
                 K = np.load(fh, allow_pickle=False)
+                if not isinstance(K, np.ndarray):  # an .npz archive under a .npy name
+                    K.close()
+                    raise InputError(
+                        "an .npz archive, not a kinship (.npy); an eigendecomposition "
+                        "goes to --eigen",
+                        path=str(path),
+                    )
+        except InputError:
+            raise
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(f"not a readable .npy file ({exc})", path=str(path)) from None
         if K.dtype.kind not in "fiu":
