@@ -87,6 +87,7 @@ class VcfGenotypes(VariantFile):
                 raise InputError(fault[1], path=self.path, line=fault[0]) from None
             raise InputError(f"not a readable VCF/BCF file ({_one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
+        rows = VariantRows()
         try:
             names = self._sample_names()
             if field is None:
@@ -100,13 +101,30 @@ class VcfGenotypes(VariantFile):
                     f"{', '.join(declared) or 'none of DS, GP, GT'}): choose --vcf-field",
                     path=self.path,
                 )
+            kind = _format_type(vcf, field)
+            if field != "GT" and kind not in (None, "Float"):
+                raise InputError(
+                    f"the header declares FORMAT {field} as Type={kind}; lmmscan reads {field} "
+                    "as numbers (Type=Float)",
+                    path=self.path,
+                )
             self.field = field
             self.dosages_only = field != "GT"
-            rows = VariantRows()
             add_chr, add_rs, add_ps, add_allele1, add_allele0 = rows.appenders()
             n_alt = array("q")
             add_count = n_alt.append
             for rec in vcf:
+                if rec.end <= rec.start:
+                    # htslib could not parse the line (on a contig the header
+                    # does not declare it hands on a half-filled record, whose
+                    # ID and REF crash the process when read): every record
+                    # spans at least its REF's one base
+                    raise InputError(
+                        f"record {len(rows) + 1}{self._line_of(len(rows))} is not a VCF "
+                        "record: a blank line, or fewer than the 8 tab-separated fixed "
+                        "fields with a number as POS",
+                        path=self.path,
+                    )
                 add_chr(rec.CHROM)
                 add_ps(rec.POS)
                 add_rs(rec.ID or ".")
@@ -145,12 +163,25 @@ class VcfGenotypes(VariantFile):
         vcf = cyvcf2.VCF(self.path)
         try:
             names = list(vcf.samples)
+        except UnicodeDecodeError:
+            raise InputError(
+                "a sample name in the #CHROM line is not UTF-8 text", path=self.path
+            ) from None
         finally:
             vcf.close()
         if not names:
             raise InputError("the VCF has no sample columns", path=self.path)
         if len(set(names)) != len(names):
             raise InputError("a sample ID appears twice in the #CHROM line", path=self.path)
+        comma = next((i for i, name in enumerate(names) if "," in name), None)
+        if comma is not None:
+            # htslib takes the samples to decode as one comma-separated list
+            raise InputError(
+                f"sample name {names[comma]!r} (column {comma + 10} of the #CHROM line) holds "
+                "a comma, which htslib's choice of samples cannot take: rename it (bcftools "
+                "reheader)",
+                path=self.path,
+            )
         return names
 
     def _seek(self, target: int, rows: np.ndarray | None):
@@ -306,6 +337,15 @@ class VcfGenotypes(VariantFile):
                 e[j] = gp[:, 1] + 2.0 * gp[:, 2]
                 f[j] = gp[:, 1] + 4.0 * gp[:, 2]
         return impute_info(e.T, f.T)
+
+
+def _format_type(vcf: Any, field: str) -> str | None:
+    """The Type the header gives FORMAT ``field`` (None if it declares none)."""
+    for line in vcf.header_iter():
+        info = line.info()
+        if info.get("HeaderType") == "FORMAT" and info.get("ID") == field:
+            return str(info.get("Type"))
+    return None
 
 
 def _diploid_gp(rec: Any) -> np.ndarray | None:

@@ -1,0 +1,95 @@
+"""VCF files htslib half-reads: one line naming the file, exit status 2.
+
+Before, a malformed record on a contig the header does not declare (a blank
+line, spaces for tabs, a missing CHROM or POS) crashed the process (SIGSEGV:
+htslib hands on a half-filled record whose ID and REF cyvcf2 then reads), a
+comma or a byte that is not UTF-8 in a sample name, or DS declared as a
+String, ended in a traceback.  The crash is run in a subprocess, so that a
+regression fails this test rather than the suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lmmscan
+
+pytest.importorskip("cyvcf2")
+
+PYTHONPATH = str(Path(lmmscan.__file__).resolve().parents[1])
+HEADER = (
+    "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+)
+COLUMNS = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\tc\td\n"
+GOOD = [
+    "1\t100\ts1\tA\tC\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1\n",
+    "1\t200\ts2\tA\tG\t.\t.\t.\tGT\t0/0\t0/1\t1/1\t1/1\n",
+]
+
+
+def kinship(path: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    argv = ["kinship", "--vcf", str(path), "--maf", "-1", "--out", str(tmp_path / "k.txt")]
+    return subprocess.run(
+        [sys.executable, "-m", "lmmscan", *argv],
+        env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "\n",  # a blank line at the end
+        "1 300 s3 A G . . . GT 0/0 0/1 1/1 1/1\n",  # spaces for tabs
+        "300\ts3\tA\tG\t.\t.\t.\tGT\t0/0\t0/1\t1/1\t1/1\n",  # no CHROM
+        "7\tabc\ts3\tA\tG\t.\t.\t.\tGT\t0/0\t0/1\t1/1\t1/1\n",  # POS not a number
+        "7\t300\n",  # two fields
+    ],
+)
+def test_a_record_htslib_half_reads_is_named(tmp_path, bad):
+    path = tmp_path / "bad.vcf"
+    path.write_text(HEADER + COLUMNS + "".join(GOOD) + bad)
+    proc = kinship(path, tmp_path)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "bad.vcf: record 3 (line 7) is not a VCF record" in lines[0]
+    assert not (tmp_path / "k.txt").exists()
+
+
+def test_an_undeclared_contig_is_still_read(tmp_path):
+    path = tmp_path / "ok.vcf"
+    path.write_text(HEADER + COLUMNS + "".join(GOOD) + GOOD[1].replace("1\t200", "7\t300"))
+    proc = kinship(path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "columns, header, needle",
+    [
+        (COLUMNS.replace("\tc\t", "\tc,x\t"), HEADER,
+         "sample name 'c,x' (column 12 of the #CHROM line) holds a comma"),
+        (COLUMNS.replace("\td\n", "\t\udcff\n"), HEADER,
+         "a sample name in the #CHROM line is not UTF-8"),
+        (COLUMNS, HEADER.replace("ID=GT,Number=1,Type=String", "ID=DS,Number=A,Type=String"),
+         "declares FORMAT DS as Type=String"),
+    ],
+)  # fmt: skip
+def test_sample_names_and_types_htslib_cannot_serve(tmp_path, columns, header, needle):
+    path = tmp_path / "bad.vcf"
+    body = "".join(GOOD)
+    if "DS" in header:
+        body = body.replace("GT\t0/1\t1/1\t0/0\t0/1", "DS\t1\t2\t0\t1").replace(
+            "GT\t0/0\t0/1\t1/1\t1/1", "DS\t0\t1\t2\t2"
+        )
+    path.write_bytes((header + columns + body).encode("utf-8", "surrogateescape"))
+    proc = kinship(path, tmp_path)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.vcf" in lines[0] and needle in lines[0], proc.stderr
