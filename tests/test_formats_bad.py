@@ -199,6 +199,42 @@ def test_sample_file_of_another_size(files, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    "change, needles",
+    [
+        # a line given twice in place of the next: every later sample shifted
+        (lambda ls: ls[:5] + [ls[4]] + ls[6:], ["d.sample, line 6", "lines 5 and 6", "unique"]),
+        # one row a field longer: pandas' words, not the file's line
+        (lambda ls: ls[:10] + [ls[10].rstrip("\n") + " 7\n"] + ls[11:],
+         ["d.sample, line 11", "6 fields where line 1 has 5"]),
+        # every row a field longer than line 1: read_csv took ID_1 as the index
+        # and shifted every column (ID_2 read as "missing"), silently
+        (lambda ls: ls[:1] + [x.rstrip("\n") + " 7\n" for x in ls[1:]],
+         ["d.sample, line 2", "6 fields where line 1 has 5"]),
+    ],
+)  # fmt: skip
+def test_sample_file_rows_that_do_not_fit(files, capsys, change, needles):
+    lines = (files / "mouse2k.sample").read_text().splitlines(keepends=True)
+    (files / "d.sample").write_text("".join(change(lines)))
+    refused(capsys, files, ["--bgen", files / "mouse2k.bgen", "--sample", files / "d.sample"],
+            *needles)  # fmt: skip
+
+
+def test_bgi_that_is_a_directory(files, capsys):
+    """Before: a sqlite3.OperationalError traceback from inside the bgen package."""
+    (files / "mouse2k.bgen.bgi").mkdir()
+    refused(capsys, files, ["--bgen", files / "mouse2k.bgen"], "mouse2k.bgen.bgi", "not a file")
+
+
+def test_bgen_embedded_ids_must_be_unique():
+    from lmmscan import InputError
+    from lmmscan.bgenfile import _check_unique_embedded
+
+    _check_unique_embedded(["a", "b", "c"], "x.bgen")
+    with pytest.raises(InputError, match="x.bgen: sample ID 'a' is samples 1 and 3"):
+        _check_unique_embedded(["a", "b", "a"], "x.bgen")
+
+
 def test_sample_file_with_other_ids(files, capsys):
     lines = (files / "mouse2k.sample").read_text().splitlines(keepends=True)
     fields = lines[4].split()

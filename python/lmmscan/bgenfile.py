@@ -19,16 +19,41 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from .genotypes import SampleText, VariantFile, require_extra
+from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
 from .variants import VariantRows
 
 
 def read_sample_file(path: Path) -> SampleText:
     """An Oxford .sample file: fid and iid from ID_1/ID_2, and its phenotype
     columns (type P or C) as text."""
+    import re
+    import warnings
+
     try:
-        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c")
+        with warnings.catch_warnings():
+            # rows wider than line 1: read_csv would take their first fields as
+            # the index (every column shifted), or with index_col=False drop
+            # their last ones with this warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c", index_col=False
+            )
+    except pd.errors.ParserWarning:
+        lines = path.read_bytes().splitlines()
+        width = len(lines[0].split())
+        at = next(i for i, line in enumerate(lines) if len(line.split()) > width)
+        raise InputError(
+            f"{len(lines[at].split())} fields where line 1 has {width}",
+            path=str(path),
+            line=at + 1,
+        ) from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found is not None:
+            expected, line, saw = found.groups()
+            raise InputError(
+                f"{saw} fields where line 1 has {expected}", path=str(path), line=int(line)
+            ) from None
         raise InputError(f"cannot read the .sample file: {' '.join(str(exc).split())}",
                          path=str(path)) from None  # fmt: skip
     if table.shape[1] < 3 or len(table) < 1 or list(table.columns[:2]) != ["ID_1", "ID_2"]:
@@ -50,7 +75,9 @@ def read_sample_file(path: Path) -> SampleText:
         raise InputError("line 2 of a .sample file must start with 0 0", path=str(path), line=2)
     body = table.iloc[1:]
     pheno = [body[c].tolist() for c in table.columns[3:] if types[c] in ("P", "C")]
-    return SampleText(body["ID_1"].tolist(), body["ID_2"].tolist(), pheno, 3)
+    fid, iid = body["ID_1"].tolist(), body["ID_2"].tolist()
+    check_unique_ids(fid, iid, str(path), first_line=3, ids="ID_1 and ID_2")
+    return SampleText(fid, iid, pheno, 3)
 
 
 def impute_info(e: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -121,6 +148,19 @@ def _check_index(path: str, offsets: np.ndarray) -> None:
         )
 
 
+def _check_unique_embedded(ids: list[str], path: str) -> None:
+    """Refuse sample IDs embedded twice in a BGEN file (as a .fam's are)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(ids):
+        if name in seen:
+            raise InputError(
+                f"sample ID {name!r} is samples {seen[name] + 1} and {i + 1} of the file's "
+                "sample block (sample IDs must be unique; give a .sample file with --sample)",
+                path=path,
+            )
+        seen[name] = i
+
+
 class BgenGenotypes(VariantFile):
     """A BGEN file as a genotype source (see :mod:`lmmscan.genotypes`)."""
 
@@ -134,8 +174,16 @@ class BgenGenotypes(VariantFile):
         self.sample_path = None if sample is None else str(sample)
         if sample is not None and not Path(sample).exists():
             raise InputError(".sample file not found", path=str(sample))
+        import sqlite3
+
         import bgen
 
+        index = Path(self.path + ".bgi")
+        if index.exists() and not index.is_file():
+            raise InputError(
+                "is not a file: the bgen package reads a bgenix index there (remove it)",
+                path=str(index),
+            )
         try:
             reader = bgen.BgenReader(self.path, delay_parsing=True)
             header = reader.header
@@ -158,6 +206,12 @@ class BgenGenotypes(VariantFile):
                 add_allele0(alleles[0] if count == 2 else "")
                 add_offset(v.fileoffset)
                 rows.flush_if_full()
+        except sqlite3.Error as exc:  # the bgen package opens PATH.bgi when there is one
+            raise InputError(
+                f"not a readable bgenix index ({_one_line(exc)}): remove it, or remake it with: "
+                f"bgenix -g {self.path} -index",
+                path=str(index),
+            ) from None
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
             raise InputError(f"not a readable BGEN file ({_one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
@@ -187,6 +241,7 @@ class BgenGenotypes(VariantFile):
                         line=i + 3,
                     )
         elif embedded is not None:
+            _check_unique_embedded(embedded, self.path)
             samples = SampleText(embedded, embedded)
         else:
             raise InputError(
