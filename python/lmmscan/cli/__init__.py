@@ -153,6 +153,39 @@ def keep_freed_blocks() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_KEEP) and mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP))
 
 
+class _Summary:
+    """The command's standard output: what it prints there is a summary of
+    files already written, so a reader that went away (``| head``), a full
+    device or a closed descriptor ends the printing, not the run: the first
+    OSError is kept (:attr:`lost`) and said once on stderr at the end, and
+    the exit status stays the run's."""
+
+    def __init__(self, out) -> None:
+        self.lost: str | None = None if out is not None else "standard output is closed"
+        self._out = out if out is not None else open(os.devnull, "w")  # noqa: SIM115
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                self._out.write(text)
+            except (OSError, ValueError) as exc:
+                self.lost = getattr(exc, "strerror", None) or str(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None:
+            try:
+                self._out.flush()
+            except (OSError, ValueError) as exc:
+                self.lost = getattr(exc, "strerror", None) or str(exc)
+
+    def isatty(self) -> bool:
+        return self.lost is None and bool(self._out.isatty())
+
+    def __getattr__(self, name: str):
+        return getattr(self._out, name)
+
+
 def run() -> None:
     """The ``lmmscan`` command (and ``python -m lmmscan``): :func:`main`, then a fast exit.
 
@@ -164,12 +197,17 @@ def run() -> None:
     flushed.  Python callers of main() are not affected.
     """
     keep_freed_blocks()
+    summary = _Summary(sys.stdout)
+    sys.stdout = summary  # type: ignore[assignment]
     status = main(restore_signals=False)
-    try:
-        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr: nothing can be said
+        summary.flush()
+        if summary.lost is not None:
+            print(
+                f"lmmscan: warning: the summary on standard output was cut short ({summary.lost})",
+                file=sys.stderr,
+            )
         sys.stderr.flush()
-    except (OSError, ValueError):  # a closed pipe: nothing more can be said
-        status = status or 1
     if "logging" in sys.modules:
         sys.modules["logging"].shutdown()
     os._exit(status)
