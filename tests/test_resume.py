@@ -199,6 +199,32 @@ def test_a_save_failing_on_the_saving_thread_keeps_the_checkpoint_before(
     assert_same_run(ref, out)
 
 
+def test_a_finished_scan_whose_null_json_fails_is_kept(study, tmp_path, capsys, monkeypatch):
+    """Every SNP scanned, then null.json on a full disk: the tables were thrown
+    away with the rest.  Now they are kept, and --resume writes what is left."""
+    import errno
+
+    from lmmscan.cli import scan as cli_scan
+
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    write_nulls = cli_scan._write_nulls
+
+    def full(*a, **k):
+        raise OSError(errno.EFBIG, "File too large", f"{out}.null.json")
+
+    monkeypatch.setattr(cli_scan, "_write_nulls", full)
+    status, err = run(scan_args(study, out), capsys, monkeypatch)
+    assert status == 2, err
+    assert "File too large" in err and "all 3000 SNPs were scanned" in err, err
+    assert checkpoint(out)["next_snp"] == 3000
+    assert not Path(f"{out}.assoc.txt").exists()
+    monkeypatch.setattr(cli_scan, "_write_nulls", write_nulls)
+    assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
+    assert_same_run(ref, out)
+    assert outputs(tmp_path, "r") == {"r.assoc.txt", "r.null.json"}
+
+
 def test_rows_after_the_checkpoint_are_cut(study, tmp_path, capsys, monkeypatch):
     ref, out = tmp_path / "ref", tmp_path / "r"
     assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0

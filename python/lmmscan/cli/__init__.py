@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         return EXIT_NUMERICAL if isinstance(exc, NumericalError) else EXIT_INPUT
     except (OSError, MemoryError) as exc:
         filename = getattr(exc, "filename", None)
-        where = f"{filename}: " if filename else ""
+        target = getattr(exc, "filename2", None)  # a rename: the file it was to become
+        where = f"{target if target else filename}: " if filename else ""
         msg = getattr(exc, "strerror", None) or one_line(exc)
         print(f"lmmscan {args.command}: error: {where}{msg}{_hint(exc)}", file=sys.stderr)
         return EXIT_INPUT

@@ -284,6 +284,7 @@ class Checkpoint:
         self.next_snp = 0
         self.resumed_from = 0
         self._saved_snp = 0  # the next SNP of the last checkpoint on the disk
+        self._committed = False  # the tables renamed to their final names
         self._saver: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._files: list[Appender] = []
@@ -552,6 +553,7 @@ class Checkpoint:
         self.close()
         for partial, final in zip(self.tables, self.finals, strict=True):
             os.replace(partial, final)
+        self._committed = True
 
     def remove(self) -> None:
         for path in (*self.tables, *self.sidecars, self.path):
@@ -569,12 +571,30 @@ class Checkpoint:
         with contextlib.suppress(Exception):
             self.close()
         done = self._saved_snp  # what the checkpoint on the disk says
-        stopped = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError, LmmscanError))
-        keep = stopped and 0 < done < self.source.n_snps
+        n = self.source.n_snps
+        environment = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError))
+        stopped = environment or isinstance(exc, LmmscanError)
+        # a finished scan whose later step failed (null.json on a full disk)
+        # keeps its tables for --resume to finish; not after bad input, which
+        # a rerun meets again
+        keep = stopped and 0 < done and (done < n or environment) and not self._committed
+        more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
+        if self._committed:  # the tables are in place; what came after them failed
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
+                    f"{self.finals[0]}{more} is this run's complete table, but the file "
+                    "named is not this run's"
+                )
         if not keep:
             self.remove()
             return
-        more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
+        if done == n:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
+                    f"all {n} SNPs were scanned: the tables are kept in {self.tables[0]}{more} "
+                    f"and {self.path}; rerun the same command with --resume to write the rest"
+                )
+            return
         # --resume takes only the input files the scan began with: after bad
         # input, only once they are back as they were (a file being copied, a
         # disk that came back); a corrected file is another run
