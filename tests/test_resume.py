@@ -225,6 +225,19 @@ def test_a_finished_scan_whose_null_json_fails_is_kept(study, tmp_path, capsys, 
     assert outputs(tmp_path, "r") == {"r.assoc.txt", "r.null.json"}
 
 
+def test_a_partial_table_edited_since_is_refused(study, tmp_path, capsys, monkeypatch):
+    """A row before the checkpoint made longer: the cut at the recorded length
+    fell inside a row, and --resume joined two rows into one of 29 fields."""
+    out = tmp_path / "r"
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    partial = Path(f"{out}.assoc.txt.partial")
+    lines = partial.read_text().splitlines(keepends=True)
+    lines[5] = lines[5].replace("\t", "\tX", 1)
+    partial.write_text("".join(lines))
+    expect_refusal([*scan_args(study, out), "--resume"], capsys, monkeypatch,
+                   "does not end a row", "the table was changed since")  # fmt: skip
+
+
 def test_rows_after_the_checkpoint_are_cut(study, tmp_path, capsys, monkeypatch):
     ref, out = tmp_path / "ref", tmp_path / "r"
     assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0

@@ -105,6 +105,17 @@ class TableFile(Appender):
                 "--resume to start over",
                 path=str(self.path),
             )
+        # the checkpoint's length ends a row: a table edited since (a row made
+        # longer or shorter) would be cut inside a row and joined to the next
+        self._fh.seek(offset - 1)
+        if self._fh.read(1) != b"\n":
+            self._fh.close()
+            raise InputError(
+                f"byte {offset} of the partial table, where the checkpoint says its rows "
+                "end, does not end a row: the table was changed since; rerun without "
+                "--resume to start over",
+                path=str(self.path),
+            )
 
     def write(self, text: str) -> None:  # type: ignore[override]
         data = text.encode("utf-8")
