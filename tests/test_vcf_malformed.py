@@ -93,3 +93,26 @@ def test_sample_names_and_types_htslib_cannot_serve(tmp_path, columns, header, n
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad.vcf" in lines[0] and needle in lines[0], proc.stderr
+
+
+def test_covariate_faults_name_the_covariate_file_not_none_fam(tmp_path):
+    """A VCF has no phenotype: the covariate faults of kinship named
+    "None.fam phenotype 1 (column 6)"."""
+    path = tmp_path / "ok.vcf"
+    path.write_text(HEADER + COLUMNS + "".join(GOOD))
+    for name, rows in (("na.txt", ["NA 1"] * 4), ("wide.txt", ["1 2 3 4"] * 4)):
+        covar = tmp_path / name
+        covar.write_text("\n".join(rows) + "\n")
+        argv = ["kinship", "--vcf", str(path), "--covar", str(covar), "--maf", "-1",
+                "--out", str(tmp_path / "k.txt")]  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "lmmscan", *argv],
+            env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        line = proc.stderr.strip()
+        assert line.startswith(f"lmmscan kinship: error: {covar}: "), line
+        assert "None" not in line

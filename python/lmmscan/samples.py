@@ -46,6 +46,10 @@ def analysed_samples(
     else:
         cov = np.ones((y.shape[0], 0))
     if not mask.any():
+        if covariates is not None and (~np.isnan(y)).any():  # the covariates' file is at fault
+            raise CovariateError(
+                "every sample with a phenotype has a missing covariate: nothing to analyse"
+            )
         raise InputError("every sample has a missing phenotype or covariate: nothing to analyse")
     W = cov[mask]
     intercept_added = False
@@ -55,7 +59,8 @@ def analysed_samples(
     n_an, c = W.shape
     # before the rank check: its decomposition of n x c would be for nothing
     if n_an < c + 2:
-        raise InputError(
+        few = CovariateError if covariates is not None and c > 1 else InputError
+        raise few(
             f"{n_an} analysed samples but {c} covariate columns: need at least c + 2 = {c + 2}"
         )
     _check_full_rank(W, intercept_added)

@@ -413,13 +413,21 @@ def covariates(args: argparse.Namespace, source: GenotypeSource) -> np.ndarray |
 
 
 def pheno_name(args: argparse.Namespace, col: int) -> str:
+    """Where phenotype ``col`` comes from, as messages name it: the --pheno
+    file, or the genotype files' sample file; for a VCF, a BGEN without
+    --sample or BIMBAM (no phenotype there), the genotype file's samples."""
     if args.pheno is not None:
         return f"{args.pheno} column {col}"
     if getattr(args, "pfile", None) is not None:
         return f"{args.pfile}.psam phenotype {col}"
-    if getattr(args, "bgen", None) is not None:
+    if getattr(args, "bgen", None) is not None and getattr(args, "sample", None) is not None:
         return f"{args.sample} phenotype {col}"
-    return f"{args.bfile}.fam phenotype {col} (column {5 + col})"
+    if getattr(args, "bfile", None) is not None:
+        return f"{args.bfile}.fam phenotype {col} (column {5 + col})"
+    for flag in ("bgen", "vcf", "bimbam_geno"):
+        if getattr(args, flag, None) is not None:
+            return f"the samples of {getattr(args, flag)}"
+    return f"phenotype {col}"
 
 
 def filter_samples(args: argparse.Namespace, source: GenotypeSource) -> Any:
