@@ -116,3 +116,22 @@ def test_covariate_faults_name_the_covariate_file_not_none_fam(tmp_path):
         line = proc.stderr.strip()
         assert line.startswith(f"lmmscan kinship: error: {covar}: "), line
         assert "None" not in line
+
+
+def test_an_allele_the_record_lacks_is_refused(tmp_path):
+    """0/2 on a biallelic record was counted as one ALT copy, silently."""
+    path = tmp_path / "bad.vcf"
+    path.write_text(HEADER + COLUMNS + GOOD[0].replace("0/1\n", "0/2\n") + GOOD[1])
+    proc = kinship(path, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "record 1 (line 5) (1:100 s1): sample 'd' has allele 2" in proc.stderr
+
+
+def test_positions_past_two_to_the_31(tmp_path):
+    """cyvcf2's POS is a C int: 3,000,000,000 was read as -1,294,967,296."""
+    from lmmscan import read_vcf
+
+    path = tmp_path / "big.vcf"
+    path.write_text(HEADER + COLUMNS + GOOD[0].replace("\t100\t", "\t3000000000\t") +
+                    GOOD[1].replace("\t200\t", "\t99999999999\t"))  # fmt: skip
+    assert read_vcf(path, "GT").snps["ps"].tolist() == [3_000_000_000, 99_999_999_999]

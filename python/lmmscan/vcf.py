@@ -126,7 +126,7 @@ class VcfGenotypes(VariantFile):
                         path=self.path,
                     )
                 add_chr(rec.CHROM)
-                add_ps(rec.POS)
+                add_ps(rec.start + 1)  # POS is a C int in cyvcf2: past 2^31 it wraps
                 add_rs(rec.ID or ".")
                 add_allele0(rec.REF)
                 alt = rec.ALT
@@ -263,41 +263,57 @@ class VcfGenotypes(VariantFile):
     def _decode_records(
         self, file_index: np.ndarray, rows: np.ndarray | None, out: np.ndarray
     ) -> np.ndarray:
-        field = self.field
-        not_diploid = no_field = 0
+        counts = {"ploidy other than 2": 0, f"no {self.field} field": 0}
         for j, rec in enumerate(self._records(file_index, rows)):
-            fmt = rec.FORMAT
-            has_gt = "GT" in fmt
-            if field not in fmt and not (field == "DS" and has_gt):
-                no_field += 1
+            index = int(file_index[j])
+            try:
+                skipped = self._decode_record(rec, index, rows, out[j])
+            except AlleleBeyond as exc:
+                at = exc.sample if rows is None else int(rows[exc.sample])
+                sample = self._sample_text.iid[at]
+                raise InputError(
+                    f"record {index + 1}{self._line_of(index)} ({rec.CHROM}:{rec.start + 1} "
+                    f"{rec.ID or '.'}): sample {sample!r} has allele {exc.code}, but the record "
+                    "has one ALT allele",
+                    path=self.path,
+                ) from None
+            if skipped is not None:
+                counts[skipped] += 1
                 out[j] = np.nan
-            elif field == "GT" or (field == "DS" and "DS" not in fmt):  # hard calls
-                if not _gt_dosage(rec, out[j]):
-                    not_diploid += 1
-                    out[j] = np.nan
-            elif field == "GP":
-                gp = _diploid_gp(rec)
-                if gp is None:
-                    not_diploid += 1
-                    out[j] = np.nan
-                    continue
-                out[j] = gp[:, 1] + 2.0 * gp[:, 2]
-                self._check_dosages(out[j], rec, int(file_index[j]), rows)
-            else:
-                out[j] = rec.format("DS")[:, 0]
-                self._check_dosages(out[j], rec, int(file_index[j]), rows)
-                if has_gt:  # a sample without DS: its GT, as plink2 imports it
-                    missing = np.isnan(out[j])
-                    if missing.any():
-                        which = np.flatnonzero(missing)
-                        gt = np.empty(which.size)
-                        if _gt_dosage(rec, gt, which):
-                            out[j, which] = gt
-        counts = {"ploidy other than 2": not_diploid, f"no {field} field": no_field}
         for key, k in counts.items():  # under read()'s lock, as the decoding
             if k:
                 self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + k
         return out
+
+    def _decode_record(
+        self, rec: Any, index: int, rows: np.ndarray | None, x: np.ndarray
+    ) -> str | None:
+        """Record ``rec`` (file record ``index``) into ``x``; or why it is
+        skipped (a key of the counts)."""
+        field = self.field
+        fmt = rec.FORMAT
+        has_gt = "GT" in fmt
+        if field not in fmt and not (field == "DS" and has_gt):
+            return f"no {field} field"
+        if field == "GT" or (field == "DS" and "DS" not in fmt):  # hard calls
+            return None if _gt_dosage(rec, x) else "ploidy other than 2"
+        if field == "GP":
+            gp = _diploid_gp(rec)
+            if gp is None:
+                return "ploidy other than 2"
+            x[:] = gp[:, 1] + 2.0 * gp[:, 2]
+            self._check_dosages(x, rec, index, rows)
+            return None
+        x[:] = rec.format("DS")[:, 0]
+        self._check_dosages(x, rec, index, rows)
+        if has_gt:  # a sample without DS: its GT, as plink2 imports it
+            missing = np.isnan(x)
+            if missing.any():
+                which = np.flatnonzero(missing)
+                gt = np.empty(which.size)
+                if _gt_dosage(rec, gt, which):
+                    x[which] = gt
+        return None
 
     def _check_dosages(self, x: np.ndarray, rec: Any, index: int, rows: np.ndarray | None) -> None:
         """A dosage (DS, or from GP) outside 0-2, or infinite, is bad input: the
@@ -309,7 +325,7 @@ class VcfGenotypes(VariantFile):
         i = int(bad[0])
         sample = self._sample_text.iid[i if rows is None else int(rows[i])]
         raise InputError(
-            f"record {index + 1} ({rec.CHROM}:{rec.POS} {rec.ID or '.'}): the {self.field} "
+            f"record {index + 1} ({rec.CHROM}:{rec.start + 1} {rec.ID or '.'}): the {self.field} "
             f"dosage of sample {sample!r} is {x[i]:g}; dosages run from 0 to 2",
             path=self.path,
         )
@@ -372,6 +388,15 @@ def _quiet_htslib() -> None:
         pass
 
 
+class AlleleBeyond(ValueError):
+    """A GT allele code beyond the record's ALT alleles: ``sample`` (the
+    index among the samples decoded), ``code``."""
+
+    def __init__(self, sample: int, code: int) -> None:
+        super().__init__(f"allele {code}")
+        self.sample, self.code = sample, code
+
+
 def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
     """The ALT count of a biallelic record's GT per sample (of the indices
     ``which``, or all) into ``out``, NaN where a call is missing; False when a
@@ -388,6 +413,10 @@ def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
     a, b = gt[:, 0], gt[:, 1]
     if (b == -2).any():
         return False
+    beyond = (a > 1) | (b > 1)  # an allele the biallelic record does not have
+    if beyond.any():
+        i = int(np.flatnonzero(beyond)[0])
+        raise AlleleBeyond(i if which is None else int(which[i]), int(max(a[i], b[i])))
     out[:] = a > 0
     out += b > 0
     out[(a < 0) | (b < 0)] = np.nan
