@@ -135,3 +135,15 @@ def test_positions_past_two_to_the_31(tmp_path):
     path.write_text(HEADER + COLUMNS + GOOD[0].replace("\t100\t", "\t3000000000\t") +
                     GOOD[1].replace("\t200\t", "\t99999999999\t"))  # fmt: skip
     assert read_vcf(path, "GT").snps["ps"].tolist() == [3_000_000_000, 99_999_999_999]
+
+
+def test_a_file_read_all_missing_says_why(tmp_path):
+    """Every record haploid: the error blamed --maf/--miss alone."""
+    path = tmp_path / "haploid.vcf"
+    rows = [r.replace("0/1", "1").replace("1/1", "1").replace("0/0", "0") for r in GOOD]
+    path.write_text(HEADER + COLUMNS + "".join(rows))
+    proc = kinship(path, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "2 variants of the genotype file read as missing (ploidy other than 2: 2)" in (
+        proc.stderr
+    )

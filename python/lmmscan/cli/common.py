@@ -264,6 +264,23 @@ def skipped_variants(source: GenotypeSource) -> dict[str, int]:
     return out
 
 
+def read_as_missing(source: GenotypeSource) -> str:
+    """For a "no SNP left" error: the variants the genotype file gave as
+    missing while it was read (a ploidy other than 2, no DS field), which no
+    --maf or --miss brings back; "" when none."""
+    from ..genotypes import root_source
+
+    found = getattr(root_source(source), "skipped_at_read", {})
+    if not found:
+        return ""
+    reasons = ", ".join(f"{k}: {v}" for k, v in found.items())
+    total = sum(found.values())
+    return (
+        f"; {plural(total, 'variant')} of the genotype file read as missing ({reasons}), "
+        "which no --maf or --miss changes"
+    )
+
+
 def describe_skipped(args: argparse.Namespace, source: GenotypeSource) -> list[str]:
     """Summary lines: untestable variants and the --info filter."""
     out = []

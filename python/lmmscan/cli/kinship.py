@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from .._errors import InputError
 from ..kinship import KINSHIP_METHODS
 from .common import (
     check_hwe,
@@ -19,6 +20,7 @@ from .common import (
     open_genotypes,
     plural,
     progress,
+    read_as_missing,
     run_threads,
 )
 from .options import add_filter_args, add_genotype_args, add_run_args, add_sample_args, command
@@ -57,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..genotypes import default_block_size
-    from ..kinship import accumulate, accumulators
+    from ..kinship import NO_KINSHIP_SNP, accumulate, accumulators
     from ..memory import kinship_plan
     from ..textio import write_kinship
 
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         )
         with progress(args, listed.n_snps, "kinship") as bar:
             accumulate(listed, [acc], progress=bar.update)
+        if acc.used == 0:
+            raise InputError(NO_KINSHIP_SNP + read_as_missing(source))
         with naming(args.out):
             write_kinship(args.out, acc.result())
     if not args.quiet:

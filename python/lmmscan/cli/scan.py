@@ -41,6 +41,7 @@ from .common import (
     pheno_name,
     phenotypes,
     progress,
+    read_as_missing,
     require_matplotlib,
     run_threads,
     skipped_variants,
@@ -576,7 +577,7 @@ def _scan(
             [ph.null for ph in phenos], _Rows(args, source, phenos, checkpoint),
             first=checkpoint.next_snp,
         )  # fmt: skip
-    _finish(args, phenos, reports, engine, resumed=checkpoint.resumed_from > 0)
+    _finish(args, source, phenos, reports, engine, resumed=checkpoint.resumed_from > 0)
 
 
 def _scan_to_files(
@@ -612,11 +613,12 @@ def _scan_to_files(
     finally:
         for fh in handles:
             fh.close()
-    _finish(args, phenos, reports, engine)
+    _finish(args, source, phenos, reports, engine)
 
 
 def _finish(
     args: argparse.Namespace,
+    source: Any,
     phenos: list[Pheno],
     reports: list[Any],
     engine: Any,
@@ -630,7 +632,7 @@ def _finish(
             report.filters = ph.filters
         ph.filters = report.filters
         ph.report = report
-        _require_kept(ph.filters)
+        _require_kept(ph.filters, source)
     args.clock.scan = dict(engine.seconds)
 
 
@@ -769,11 +771,11 @@ def lambda_bounds(args: argparse.Namespace) -> Any:
     return LambdaBounds(args.lmin, args.lmax, args.region)
 
 
-def _require_kept(filters) -> None:
+def _require_kept(filters, source: Any) -> None:
     if filters.kept == 0:
         raise InputError(
             f"no SNP left after filtering ({_removed_text(filters)} of "
-            f"{filters.total}); relax --maf/--miss"
+            f"{filters.total}); relax --maf/--miss{read_as_missing(source)}"
         )
 
 
