@@ -11,9 +11,11 @@ Samples come from ``--sample`` (Oxford format) or the IDs the file embeds.
 
 from __future__ import annotations
 
+import logging
 import os
 from array import array
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,6 +163,32 @@ def _check_unique_embedded(ids: list[str], path: str) -> None:
         seen[name] = i
 
 
+class _MalformedProbabilities(logging.Filter):
+    """While decoding: whether the bgen package warned that a variant's
+    stored probabilities sum past its bit depth (it then infers a negative
+    or clamped last probability and goes on).  A filter on the root logger,
+    where the package logs, for the block's decoding: that warning is noted
+    instead of printed, the read refuses the variant, and every other record
+    passes as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and "genotype probabilities" in record.getMessage():
+            self.found = True
+            return False
+        return True
+
+    def __enter__(self) -> _MalformedProbabilities:
+        logging.getLogger().addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeFilter(self)
+
+
 class BgenGenotypes(VariantFile):
     """A BGEN file as a genotype source (see :mod:`lmmscan.genotypes`)."""
 
@@ -268,39 +296,53 @@ class BgenGenotypes(VariantFile):
         e = np.empty((file_index.size, width))
         f = np.empty((file_index.size, width)) if second else None
         not_diploid = 0
-        for j, i in enumerate(file_index.tolist()):
-            try:
-                v = reader[i]
-                ploidy = v.ploidy if rows is None else v.ploidy[rows]
-            except (ValueError, RuntimeError, OSError, IndexError) as exc:
-                raise InputError(
-                    f"cannot read variant {i + 1}: {_one_line(exc)}", path=self.path
-                ) from None
-            if (ploidy != 2).any():
-                not_diploid += 1
-                e[j] = np.nan
-                if f is not None:
-                    f[j] = np.nan
-                continue
-            if f is None and not v.is_phased:  # the package's own sum, 2x faster
-                d = v.alt_dosage
-                e[j] = d if rows is None else d[rows]
-                continue
-            p = v.probabilities if rows is None else v.probabilities[rows]
-            if v.is_phased:  # per haplotype: P(allele 1), P(allele 2), twice
-                h1, h2 = p[:, 1].astype(np.float64), p[:, 3].astype(np.float64)
-                e[j] = h1 + h2
-                if f is not None:
-                    f[j] = h1 + h2 + 2 * h1 * h2
-            else:  # P(11), P(12), P(22)
-                p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
-                e[j] = p1 + 2 * p2
-                if f is not None:
-                    f[j] = p1 + 4 * p2
+        with _MalformedProbabilities() as malformed:
+            for j, i in enumerate(file_index.tolist()):
+                try:
+                    v = reader[i]
+                    ploidy = v.ploidy if rows is None else v.ploidy[rows]
+                except (ValueError, RuntimeError, OSError, IndexError) as exc:
+                    raise InputError(
+                        f"cannot read variant {i + 1}: {_one_line(exc)}", path=self.path
+                    ) from None
+                if (ploidy != 2).any():
+                    not_diploid += 1
+                    e[j] = np.nan
+                    if f is not None:
+                        f[j] = np.nan
+                    continue
+                self._moments_of(v, rows, j, e, f)
+                if malformed.found:
+                    raise InputError(
+                        f"variant {i + 1} ({v.rsid or v.varid}) stores genotype probabilities "
+                        "that sum to more than its bit depth allows: the file is malformed",
+                        path=self.path,
+                    )
         if not_diploid:  # under the lock of read() or info(), as the decoding
             key = "ploidy other than 2"
             self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + not_diploid
         return e, f
+
+    @staticmethod
+    def _moments_of(
+        v: Any, rows: np.ndarray | None, j: int, e: np.ndarray, f: np.ndarray | None
+    ) -> None:
+        """A diploid variant's expected dosage into e[j] (and E[x^2] into f[j])."""
+        if f is None and not v.is_phased:  # the package's own sum, 2x faster
+            d = v.alt_dosage
+            e[j] = d if rows is None else d[rows]
+            return
+        p = v.probabilities if rows is None else v.probabilities[rows]
+        if v.is_phased:  # per haplotype: P(allele 1), P(allele 2), twice
+            h1, h2 = p[:, 1].astype(np.float64), p[:, 3].astype(np.float64)
+            e[j] = h1 + h2
+            if f is not None:
+                f[j] = h1 + h2 + 2 * h1 * h2
+        else:  # P(11), P(12), P(22)
+            p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
+            e[j] = p1 + 2 * p2
+            if f is not None:
+                f[j] = p1 + 4 * p2
 
     def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         return self._moments(file_index, rows, second=False)[0]

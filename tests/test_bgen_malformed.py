@@ -1,0 +1,67 @@
+"""A BGEN whose stored probabilities sum past the bit depth: the bgen package
+warns on the root logger and goes on with an inferred negative or clamped
+probability (the scan used the dosage, exit 0).  The read now refuses the
+variant in one line, and the package's warning is not printed."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bgen")
+
+from lmmscan import InputError, read_bgen  # noqa: E402
+
+CALLS = [[0, 1, 2, 1, 0, 2], [0, 1, 2, 2, 1, 0], [1, 1, 0, 2, 0, 1]]  # ALT counts
+
+
+def _field(b: bytes) -> bytes:
+    return struct.pack("<H", len(b)) + b
+
+
+def write_bgen(path, bad_variant: int | None = None) -> None:
+    """BGEN v1.2, layout 2, zlib, 8 bits, 6 diploid samples with embedded IDs;
+    ``bad_variant`` stores P11 = P12 = 1 (a sum of 2) for its first sample."""
+    ids = [b"a", b"b", b"c", b"d", b"e", b"f"]
+    n = len(ids)
+    body = b""
+    for j, calls in enumerate(CALLS):
+        probs = b""
+        for i, x in enumerate(calls):
+            p11, p12 = (255 if x == 0 else 0), (255 if x == 1 else 0)
+            if j == bad_variant and i == 0:
+                p11 = p12 = 255
+            probs += bytes([p11, p12])
+        block = struct.pack("<IHBB", n, 2, 2, 2) + bytes([2] * n) + bytes([0, 8]) + probs
+        packed = zlib.compress(block)
+        name = b"v%d" % j
+        body += _field(name) + _field(name) + _field(b"1") + struct.pack("<IH", 100 * (j + 1), 2)
+        body += struct.pack("<I", 1) + b"A" + struct.pack("<I", 1) + b"G"
+        body += struct.pack("<II", len(packed) + 4, len(block)) + packed
+    samples = b"".join(_field(i) for i in ids)
+    samples = struct.pack("<II", 8 + len(samples), n) + samples
+    flags = 1 | (2 << 2) | (1 << 31)  # zlib, layout 2, sample IDs
+    header = struct.pack("<III", 20, len(CALLS), n) + b"bgen" + struct.pack("<I", flags)
+    path.write_bytes(struct.pack("<I", len(header) + len(samples)) + header + samples + body)
+
+
+def test_a_well_formed_file_reads_its_calls(tmp_path):
+    path = tmp_path / "ok.bgen"
+    write_bgen(path)
+    np.testing.assert_array_equal(read_bgen(path).read(0, 3).T, CALLS)
+
+
+def test_probabilities_past_the_bit_depth_are_refused(tmp_path, capsys):
+    path = tmp_path / "bad.bgen"
+    write_bgen(path, bad_variant=1)
+    geno = read_bgen(path)
+    np.testing.assert_array_equal(geno.read(0, 1).T, CALLS[:1])
+    with pytest.raises(InputError, match=r"bad.bgen: variant 2 \(v1\) stores genotype "
+                       "probabilities that sum to more than its bit depth allows"):  # fmt: skip
+        geno.read(0, 3)
+    assert "WARNING" not in capsys.readouterr().err
+    assert not logging.getLogger().filters  # the filter is gone after the read
