@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +132,12 @@ _INPUT_FLAGS = (
 )
 
 
-def check_input_flags(args: argparse.Namespace) -> None:
-    """Refuse, before any work and without opening anything, an input flag
-    that names a device, a socket, or a pipe where the reader needs a regular
-    file; and a --bfile path that bed-reader cannot open (not UTF-8).  A
-    missing file is left to its reader's message."""
-    from ..textio import check_utf8_path, input_stat
-
+def named_inputs(args: argparse.Namespace) -> list[tuple[str, str, str | None]]:
+    """(path, flag, why it must be a regular file or None) of every input
+    file the command line names."""
     named: list[tuple[str, str, str | None]] = []
     bfile = getattr(args, "bfile", None)
     if bfile is not None:
-        check_utf8_path(bfile, "--bfile")
         prefix = str(bfile)
         for ext in (".bed", ".bim", ".fam"):
             prefix = prefix.removesuffix(ext)
@@ -155,13 +150,52 @@ def check_input_flags(args: argparse.Namespace) -> None:
             prefix = prefix.removesuffix(ext)
         named.append((prefix + ".pgen", "--pfile", "the .pgen is read at any variant's offset"))
         named += [(prefix + ".pvar", "--pfile", None), (prefix + ".psam", "--pfile", None)]
+        named.append((prefix + ".pvar.zst", "--pfile", None))
     for attr, flag, needs_file in _INPUT_FLAGS:
         path = getattr(args, attr, None)
         if isinstance(path, str | os.PathLike):
             named.append((str(path), flag, needs_file))
-    for path, flag, needs_file in named:
+    return named
+
+
+def check_input_flags(args: argparse.Namespace) -> None:
+    """Refuse, before any work and without opening anything, an input flag
+    that names a device, a socket, or a pipe where the reader needs a regular
+    file; and a --bfile path that bed-reader cannot open (not UTF-8).  A
+    missing file is left to its reader's message."""
+    from ..textio import check_utf8_path, input_stat
+
+    bfile = getattr(args, "bfile", None)
+    if bfile is not None:
+        check_utf8_path(bfile, "--bfile")
+    for path, flag, needs_file in named_inputs(args):
         if os.path.lexists(path) and not os.path.isdir(path):
             input_stat(path, needs_file=needs_file, flag=flag)
+
+
+def check_spares_inputs(
+    outputs: Sequence[str | os.PathLike[str]], inputs: list[tuple[str, str, str | None]]
+) -> None:
+    """Refuse, before any work, an output that is one of the run's input
+    files, by any name or link (the same device and inode): writing it would
+    replace the input (a phenotype file given as the table's name)."""
+    known: dict[tuple[int, int], tuple[str, str]] = {}
+    for path, flag, _ in inputs:
+        with contextlib.suppress(OSError, ValueError):
+            st = os.stat(path)
+            known.setdefault((st.st_dev, st.st_ino), (path, flag))
+    for out in outputs:
+        try:
+            st = os.stat(out)  # through a symlink: the file that would be written
+        except (OSError, ValueError):
+            continue
+        found = known.get((st.st_dev, st.st_ino))
+        if found is not None:
+            raise InputError(
+                f"is the {found[1]} input {found[0]}: writing this run's output there would "
+                "replace it; choose another --out",
+                path=str(out),
+            )
 
 
 GENOTYPE_FLAGS = ("bfile", "pfile", "bgen", "vcf", "bimbam_geno")

@@ -9,9 +9,11 @@ import time
 from .._errors import InputError
 from .common import (
     check_out_file,
+    check_spares_inputs,
     filter_samples,
     memory_check_driver,
     memory_line,
+    named_inputs,
     open_genotypes,
     plural,
     run_threads,
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_out_file(args.out)
+    check_spares_inputs([args.out], named_inputs(args))
     if not str(args.out).endswith(".npz"):
         raise InputError("--out must end in .npz", path=str(args.out))
     with run_threads(args.threads, args.eigh_driver):

@@ -10,6 +10,7 @@ from ..kinship import KINSHIP_METHODS
 from .common import (
     check_hwe,
     check_out_file,
+    check_spares_inputs,
     describe_skipped,
     describe_variant_lists,
     filter_samples,
@@ -17,6 +18,7 @@ from .common import (
     listed_variants,
     memory_check,
     memory_line,
+    named_inputs,
     open_genotypes,
     plural,
     progress,
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_out_file(args.out)
+    check_spares_inputs([args.out], named_inputs(args))
     with run_threads(args.threads):
         source = open_genotypes(args)
         check_hwe(args, source)

@@ -10,7 +10,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 from .._errors import InputError
-from .common import check_out_file, one_line, plural, require_matplotlib
+from .common import (
+    check_out_file,
+    check_spares_inputs,
+    one_line,
+    plural,
+    require_matplotlib,
+)
 from .options import command
 
 
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise InputError("association table not found", path=str(path))
     check_out_file(args.out)
+    check_spares_inputs([args.out], [(str(path), "TABLE", None)])
     kind = Path(args.out).suffix.lower().lstrip(".")
     if kind not in FIGURE_FORMATS:
         raise InputError(

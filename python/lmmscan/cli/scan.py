@@ -28,6 +28,7 @@ from ..samples import Analysed
 from .common import (
     check_hwe,
     check_out_dir,
+    check_spares_inputs,
     covariates,
     describe_skipped,
     describe_variant_lists,
@@ -36,6 +37,7 @@ from .common import (
     memory_check_driver,
     memory_line,
     memory_report,
+    named_inputs,
     one_line,
     open_genotypes,
     pheno_name,
@@ -312,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
         require_matplotlib("--plot")
     paths = _output_paths(args)
     check_outputs(paths)
+    check_spares_inputs(paths, named_inputs(args))
     with PrefixLock(args.out):
         remove_stale_temporaries(paths)
         source, phenos, checkpoint = _run(args)
