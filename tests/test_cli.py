@@ -218,6 +218,30 @@ def test_bad_flags_are_one_line_exit_2(capsys):
     assert len(err.strip().splitlines()) == 1 and "--pheno-col" in err
 
 
+def test_pheno_col_given_again_adds_its_columns():
+    """--pheno-col 1 --pheno-col 2 scanned column 2 only, silently."""
+    from lmmscan.cli import build_parser
+
+    parser = build_parser()
+    base = ["scan", "--bfile", "x", "--out", "y"]
+    again = parser.parse_args([*base, "--pheno-col", "1", "--pheno-col", "3,4"])
+    assert again.pheno_col == [1, 3, 4]
+    assert parser.parse_args(base).pheno_col == [1]
+    assert parser.parse_args([*base, "--pheno-col", "2"]).pheno_col == [2]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["scan", "--pheno-col", "1", "--pheno-col", "1,2"], "named twice across the flags"),
+    (["kinship", "--pheno-col", "1", "--pheno-col", "2"], "--pheno-col is given twice"),
+])  # fmt: skip
+def test_pheno_col_twice_where_it_cannot_be(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--bfile", "x", "--out", "y"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
 def test_process_exit_status_and_no_traceback(tmp_path):
     """Through the real entry point: python -m lmmscan."""
     proc = subprocess.run(

@@ -87,6 +87,42 @@ def columns(text: str) -> list[int]:
     return cols
 
 
+class _MoreColumns(argparse.Action):
+    """--pheno-col given again adds its columns (1 then 3: as 1,3); before,
+    the last one silently replaced the others.  A column named twice is
+    refused, as within one list."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest)
+        cols = list(values) if current is self.default else [*current, *values]
+        if len(set(cols)) != len(cols):
+            parser.error(f"{option_string}: column(s) named twice across the flags: {cols}")
+        setattr(namespace, self.dest, cols)
+
+
+class _Once(argparse.Action):
+    """A flag that takes one value, refused when given twice (the last one
+    silently won)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, f"_{self.dest}_given", False):
+            parser.error(f"{option_string} is given twice: this command takes one")
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)
+
+
 def add_genotype_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("genotypes (one of)")
     src = g.add_mutually_exclusive_group(required=True)
@@ -159,17 +195,20 @@ def add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
             "--pheno-col",
             metavar="N[,N...]",
             type=columns,
+            action=_MoreColumns,
             default=[1],
             help="phenotype column(s), 1-based; with --bfile and no --pheno, column N is "
             ".fam column 5+N (GEMMA -n). Several columns (1,3,5) give one output set per "
             "column, PREFIX.<N>.assoc.txt; columns with the same analysed individuals share "
-            "one eigendecomposition and one rotation of the genotypes. Default: 1",
+            "one eigendecomposition and one rotation of the genotypes. Given again, it adds "
+            "its columns (--pheno-col 1 --pheno-col 3 is 1,3). Default: 1",
         )
     else:
         g.add_argument(
             "--pheno-col",
             metavar="N",
             type=positive_int,
+            action=_Once,
             default=1,
             help="phenotype column whose non-missing individuals the SNP filters use "
             "(GEMMA -n). Default: 1",
