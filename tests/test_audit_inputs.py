@@ -145,6 +145,11 @@ def test_an_installed_package_that_does_not_import_is_named_in_one_line(tmp_path
     with pytest.raises(InputError, match="installed but does not import .*libhts.so.3"):
         require_extra("brokenreader_xyz", "brokenreader", "vcf", "--vcf")
     sys.modules.pop("brokenreader_xyz", None)
+    # any exception at import, not only ImportError (before: a traceback)
+    (pkg / "__init__.py").write_text('raise AttributeError("module numpy has no attribute x")\n')
+    with pytest.raises(InputError, match="does not import .AttributeError: module numpy has"):
+        require_extra("brokenreader_xyz", "brokenreader", "vcf", "--vcf")
+    sys.modules.pop("brokenreader_xyz", None)
 
 
 VCF_HEADER = (

@@ -344,8 +344,9 @@ def import_failure(module: str) -> str | None:
         return ""
     try:
         importlib.import_module(module)
-    except (ImportError, OSError) as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - a broken install raises anything at import
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return None
 
 
