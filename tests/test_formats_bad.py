@@ -265,13 +265,13 @@ def test_corrupt_bgzip_block(files, capsys):
     data = bytearray((files / "mouse2k.vcf.gz").read_bytes())
     data[200_000:200_050] = b"x" * 50  # inside a compressed block: its CRC fails
     (files / "c.vcf.gz").write_bytes(bytes(data))
-    refused(capsys, files, ["--vcf", files / "c.vcf.gz"], "c.vcf.gz", "truncated or corrupt")
+    refused(capsys, files, ["--vcf", files / "c.vcf.gz"], "c.vcf.gz", "cut short or damaged")
 
 
 def test_truncated_bgzip_file(files, capsys):
     data = (files / "mouse2k.vcf.gz").read_bytes()
     (files / "t.vcf.gz").write_bytes(data[:300_000])
-    refused(capsys, files, ["--vcf", files / "t.vcf.gz"], "t.vcf.gz", "truncated or corrupt")
+    refused(capsys, files, ["--vcf", files / "t.vcf.gz"], "t.vcf.gz", "cut short or damaged")
 
 
 VCF_HEADER = (

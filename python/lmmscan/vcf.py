@@ -136,9 +136,9 @@ class VcfGenotypes(VariantFile):
         except InputError:
             raise
         except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
-            where = f" after record {len(rows)}" if len(rows) else ""
             raise InputError(
-                f"cannot read the VCF{where} ({_one_line(exc)}): the file is truncated or corrupt",
+                f"cannot read record {len(rows) + 1}{self._line_of(len(rows))} "
+                f"({_one_line(exc)}): a malformed record, or a file cut short or damaged",
                 path=self.path,
             ) from None
         finally:
