@@ -367,3 +367,22 @@ def test_no_snp_left_for_the_kinship_names_the_flags(study, tmp_path, capsys):
     argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--maf", "0.6",
             "--out", tmp_path / "K.txt"]  # fmt: skip
     refused(capsys, argv, tmp_path, "no SNP passed", "--maf, --miss")
+
+
+def test_an_infinite_fam_phenotype_names_its_line(tmp_path, capsys):
+    """Before: "y contains infinite values (use NaN for missing)", with no
+    line, and NaN is not a .fam's missing code."""
+    from lmmscan.demo import copy_study
+
+    study = copy_study(tmp_path / "in")
+    fam = Path(f"{study}.fam")
+    lines = fam.read_text().splitlines()
+    for i, line in enumerate(lines):
+        fields = line.split()
+        fields[5] = "inf" if i == 11 else str(0.1 * i)
+        lines[i] = " ".join(fields)
+    fam.write_text("\n".join(lines) + "\n")
+    status = main(["kinship", "--bfile", str(study), "--out", str(tmp_path / "k.txt")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "demo.fam, line 12, column 6: phenotype 'inf' is infinite (NA or -9 is missing)" in err

@@ -488,6 +488,14 @@ class VariantFile:
                     path=where,
                     line=text.first_line + exc.index,
                 ) from None
+            infinite = np.flatnonzero(np.isinf(out[:, i]))
+            if infinite.size:  # as the --pheno reader refuses it, with its line
+                at = int(infinite[0])
+                raise InputError(
+                    f"phenotype {text.pheno[col - 1][at]!r} is infinite (NA or -9 is missing)",
+                    path=where,
+                    line=text.first_line + at,
+                )
         return out
 
     @property

@@ -393,6 +393,15 @@ class PlinkGenotypes:
                     line=exc.index + 1,
                     column=5 + col,
                 ) from None
+            infinite = np.flatnonzero(np.isinf(out[:, i]))
+            if infinite.size:  # as the --pheno reader refuses it, with its place
+                raise InputError(
+                    f"phenotype {fam[4 + col][int(infinite[0])]!r} is infinite (NA or -9 is "
+                    "missing)",
+                    path=self.prefix + ".fam",
+                    line=int(infinite[0]) + 1,
+                    column=5 + col,
+                )
         return out
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:
