@@ -91,3 +91,20 @@ def test_memory_plan_counts_the_factors_of_chromosomes_with_few_snps(tmp_path):
     factors = "tridiagonal eigenvectors beside the reflectors"
     assert factors not in items["all"]
     assert factors in items["few"]
+
+
+def test_a_constant_phenotype_is_named_before_the_kinship_pass(tmp_path, capsys):
+    """LOCO fits its null models inside the scan: a constant phenotype was
+    refused there without its name."""
+    from lmmscan.cli import main
+    from lmmscan.demo import copy_study
+
+    study = copy_study(tmp_path / "in")
+    rows = Path(f"{study}.pheno.txt").read_text().splitlines()
+    const = tmp_path / "const.txt"
+    const.write_text("".join("NA\n" if i == 3 else "3.0\n" for i in range(len(rows))))
+    status = main(["scan", "--bfile", str(study), "--pheno", str(const), "--loco", "--out",
+                   str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{const} column 1: y is constant on the analysed samples" in err
