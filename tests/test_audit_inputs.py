@@ -386,3 +386,34 @@ def test_an_infinite_fam_phenotype_names_its_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert "demo.fam, line 12, column 6: phenotype 'inf' is infinite (NA or -9 is missing)" in err
+
+
+@pytest.mark.parametrize("command", ["kinship", "eigen", "scan"])
+def test_an_unwritable_output_directory_is_refused_before_any_work(
+    tmp_path, capsys, monkeypatch, command
+):
+    """kinship and eigen wrote their file only after all their work, then named
+    a hidden temporary file; scan named its lock file."""
+    import errno
+    import tempfile
+
+    from lmmscan.demo import copy_study
+
+    study = copy_study(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    name = {"kinship": "k.txt", "eigen": "e.npz", "scan": "r"}[command]
+    argv = [command, "--bfile", str(study), "--pheno", f"{study}.pheno.txt",
+            "--out", str(out / name)]  # fmt: skip
+    if command == "eigen":
+        argv += ["--kinship", str(study) + ".bim"]  # never read: refused before
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert f"{out}: cannot write in the output directory (Read-only file system)" in err
+    assert list(out.iterdir()) == []

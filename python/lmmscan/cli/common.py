@@ -104,7 +104,23 @@ def check_out_file(out: str) -> None:
     from ..output import output_file
 
     check_out_dir(out)
-    output_file(out)
+    target = output_file(out)
+    check_writable(Path(target).parent)
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse, before any work, a directory the output cannot be written in
+    (read-only, full, another user's): kinship and eigen wrote their file only
+    at the end of their work, and then named a hidden temporary file."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".lmmscan-probe-"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or one_line(exc)
+        raise InputError(f"cannot write in the output directory ({why})", path=str(directory)) \
+            from None  # fmt: skip
 
 
 def check_out_dir(out: str) -> None:

@@ -29,6 +29,7 @@ from .common import (
     check_hwe,
     check_out_dir,
     check_spares_inputs,
+    check_writable,
     covariates,
     describe_skipped,
     describe_variant_lists,
@@ -306,6 +307,7 @@ def _output_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output import output_file
     from .prefix import PrefixLock, check_outputs, remove_stale_temporaries
 
     check_out_dir(args.out)
@@ -315,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
     paths = _output_paths(args)
     check_outputs(paths)
     check_spares_inputs(paths, named_inputs(args))
+    for directory in sorted({Path(output_file(p)).parent for p in paths}):
+        check_writable(directory)
     with PrefixLock(args.out):
         remove_stale_temporaries(paths)
         source, phenos, checkpoint = _run(args)
