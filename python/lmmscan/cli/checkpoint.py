@@ -193,17 +193,9 @@ def fingerprint(args, source, phenos, block: int) -> dict:
             "--eigh-driver": args.eigh_driver if args.eigen is None else None,
             # GEMMA's -hwe, -lmin, -lmax, -region: recorded when not the default
             **{
-                flag: value
-                for flag, value, default in (
-                    ("--hwe", getattr(args, "hwe", 0.0), 0.0),
-                    ("--info", getattr(args, "info", None), None),
-                    ("--precision", getattr(args, "precision", "double"), "double"),
-                    ("--vcf-field", getattr(args, "vcf_field", None), None),
-                    ("--lmin", getattr(args, "lmin", 1e-5), 1e-5),
-                    ("--lmax", getattr(args, "lmax", 1e5), 1e5),
-                    ("--region", getattr(args, "region", 10), 10),
-                )
-                if value != default
+                flag: getattr(args, attr, default)
+                for flag, (attr, default) in _RECORDED_IF_SET.items()
+                if getattr(args, attr, default) != default
             },
         },
         "n_samples": source.n_samples,
@@ -221,6 +213,20 @@ def close_lambdas(a: Any, b: list[float], rtol: float = 1e-8) -> bool:
         return False
 
 
+# options a checkpoint records only when they are not at their default (so
+# that checkpoints written before a flag existed stay valid): flag -> (args
+# attribute, default)
+_RECORDED_IF_SET: dict[str, tuple[str, Any]] = {
+    "--hwe": ("hwe", 0.0),
+    "--info": ("info", None),
+    "--precision": ("precision", "double"),
+    "--vcf-field": ("vcf_field", None),
+    "--lmin": ("lmin", 1e-5),
+    "--lmax": ("lmax", 1e5),
+    "--region": ("region", 10),
+}
+
+
 def differences(old: object, new: dict) -> list[str]:
     if not isinstance(old, dict):
         return ["it has no fingerprint"]
@@ -233,7 +239,15 @@ def differences(old: object, new: dict) -> list[str]:
                 if x == y:
                     continue
                 if key == "options":
-                    out.append(f"{name} was {x}, now {y}")
+                    # flags recorded only when not at their default
+                    unset = (
+                        f"the default ({_RECORDED_IF_SET[name][1]})"
+                        if name in _RECORDED_IF_SET
+                        else None
+                    )
+                    was = unset if x is None else x
+                    now = unset if y is None else y
+                    out.append(f"{name} was {was}, now {now}")
                 elif x is None or y is None or x.get("path") != y.get("path"):
                     out.append(f"the {name} file was {x and x.get('path')}, now {y and y['path']}")
                 else:
