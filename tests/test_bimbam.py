@@ -73,6 +73,15 @@ def test_annotation_position_beyond_64_bits_names_its_field(tmp_path, pos):
         read_bimbam(write(tmp_path / "g.txt"), anno)
 
 
+def test_a_line_without_genotypes_says_what_a_line_needs(tmp_path):
+    """Before: "-1 genotypes where the first SNP has 2"."""
+    path = tmp_path / "g.txt"
+    path.write_text("rs0 A T 1 2\nrs1 A\nrs2 A T 0 1\n")
+    with pytest.raises(InputError, match="line 2: a line needs rs, two alleles and genotypes; "
+                       "found 2 fields"):  # fmt: skip
+        read_bimbam(path)
+
+
 def test_windows_line_ends_and_blank_lines(tmp_path):
     path = tmp_path / "g.txt"
     path.write_text("rs0 A T 1 2\r\n\r\nrs1 A T 0 NA\r\n")

@@ -150,7 +150,10 @@ class BimbamGenotypes:
                                 )
                         elif count != n_tokens:
                             raise InputError(
-                                f"{count - 3} genotypes where the first SNP has {n_tokens - 3}",
+                                f"{count - 3} genotypes where the first SNP has {n_tokens - 3}"
+                                if count >= 4
+                                else f"a line needs rs, two alleles and genotypes; found "
+                                f"{count} field{'s' if count != 1 else ''}",
                                 path=str(self.path),
                                 line=lineno,
                             )
