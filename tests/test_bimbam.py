@@ -82,6 +82,15 @@ def test_a_line_without_genotypes_says_what_a_line_needs(tmp_path):
         read_bimbam(path)
 
 
+def test_an_id_that_is_not_utf8_is_refused(tmp_path):
+    """Before: replaced by U+FFFD on its way to the table, silently (the .bim's
+    reader refuses it)."""
+    path = tmp_path / "g.txt"
+    path.write_bytes(b"rs0 A T 1 2\nrs\xff1 A T 0 1\n")
+    with pytest.raises(InputError, match=r"line 2, column 1: the rs ID .* is not UTF-8"):
+        read_bimbam(path)
+
+
 def test_windows_line_ends_and_blank_lines(tmp_path):
     path = tmp_path / "g.txt"
     path.write_text("rs0 A T 1 2\r\n\r\nrs1 A T 0 NA\r\n")

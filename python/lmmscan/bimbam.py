@@ -33,6 +33,14 @@ _CHUNK = 16 << 20
 NEEDS_FILE = "BIMBAM genotypes are read twice (once to find the SNPs, then by blocks)"
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
         return fh.read(2) == b"\x1f\x8b"
@@ -160,9 +168,21 @@ class BimbamGenotypes:
                         s, e = int(starts[k]), int(ends[k])
                         m = _HEAD.match(chunk, s, e)
                         assert m is not None  # the line has at least 3 tokens (checked)
-                        rs.append(m.group(1).decode(errors="replace"))
-                        a1.append(m.group(2).decode(errors="replace"))
-                        a0.append(m.group(3).decode(errors="replace"))
+                        try:
+                            rs.append(m.group(1).decode())
+                            a1.append(m.group(2).decode())
+                            a0.append(m.group(3).decode())
+                        except UnicodeDecodeError:
+                            # as the .bim's reader: an ID is not changed on its way
+                            # to the table (it was replaced by U+FFFD)
+                            field = next(f for f in (1, 2, 3) if not _is_utf8(m.group(f)))
+                            raise InputError(
+                                f"{('the rs ID', 'allele 1', 'allele 0')[field - 1]} "
+                                f"{m.group(field)!r} is not UTF-8 text",
+                                path=str(self.path),
+                                line=lineno,
+                                column=field,
+                            ) from None
                         geno_start.append(offset + m.end())
                         line_end.append(offset + e)
                         line_no.append(lineno)
