@@ -30,7 +30,7 @@ def test_a_phenotype_row_with_a_field_too_few_is_refused_not_shifted(tmp_path):
     p = tmp_path / "y.csv"
     # an empty CSV field collapses: line 3 would give its second column's value
     p.write_text("1.5,2.5\n0.5,1.0\n,-1.65625\n2.0,NA\n")
-    with pytest.raises(InputError, match=r"y\.csv, line 3: 1 columns where line 1 has 2"):
+    with pytest.raises(InputError, match=r"y\.csv, line 3: 1 column where line 1 has 2"):
         read_pheno(p, [1])
     p.write_text("1.5\t2.5\n0.5\t1.0\n1,5\t-1.6\n2.0\tNA\n")  # a decimal comma
     with pytest.raises(InputError, match=r"line 3: 3 columns where line 1 has 2"):

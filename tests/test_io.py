@@ -44,8 +44,8 @@ def test_read_pheno_gemma_rules(tmp_path):
         ("1 2\n2 3\n3 4\n", [3], 3, ["--pheno-col 3", "out of range"]),
         # a row without column 2, and a row a field short of line 1 whatever the
         # column asked for (it would give its individual another column's value)
-        ("1 2\n2\n3 4\n", [2], 3, ["line 2", "1 columns where line 1 has 2"]),
-        ("1 2\n2\n3 4\n", [1], 3, ["line 2", "1 columns where line 1 has 2"]),
+        ("1 2\n2\n3 4\n", [2], 3, ["line 2", "1 column where line 1 has 2"]),
+        ("1 2\n2\n3 4\n", [1], 3, ["line 2", "1 column where line 1 has 2"]),
         ("1\n\n3\n", [1], 3, ["line 2", "empty"]),
         ("1\ninf\n3\n", [1], 3, ["line 2", "infinite"]),
     ],

@@ -344,8 +344,8 @@ def read_pheno(
     for i, row in enumerate(rows):
         if len(row) != width:
             raise InputError(
-                f"{len(row)} columns where line 1 has {width} (every line needs the same "
-                "columns; write NA for a missing value)",
+                f"{len(row)} column{'s' if len(row) != 1 else ''} where line 1 has {width} "
+                "(every line needs the same columns; write NA for a missing value)",
                 path=str(path),
                 line=i + 1,
             )
@@ -382,7 +382,11 @@ def read_covar(path: str | os.PathLike[str], n_samples: int | None = None) -> np
     c = len(rows[0])
     for i, row in enumerate(rows):
         if len(row) != c:
-            raise InputError(f"{len(row)} columns where line 1 has {c}", path=str(path), line=i + 1)
+            raise InputError(
+                f"{len(row)} column{'s' if len(row) != 1 else ''} where line 1 has {c}",
+                path=str(path),
+                line=i + 1,
+            )
     out = np.empty((len(rows), c))
     for k in range(c):
         out[:, k] = _parse_column([r[k] for r in rows], path, k + 1, "covariate")
