@@ -87,10 +87,11 @@ def columns(text: str) -> list[int]:
     return cols
 
 
-class _MoreColumns(argparse.Action):
-    """--pheno-col given again adds its columns (1 then 3: as 1,3); before,
-    the last one silently replaced the others.  A column named twice is
-    refused, as within one list."""
+class _PhenoColumns(argparse.Action):
+    """--pheno-col given again (argparse would keep the last value, silently):
+    where the command takes several columns (a list), its columns are added
+    (1 then 3: as 1,3), a column named twice refused as within one list;
+    where it takes one, refused."""
 
     def __call__(
         self,
@@ -99,28 +100,17 @@ class _MoreColumns(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        current = getattr(namespace, self.dest)
-        cols = list(values) if current is self.default else [*current, *values]
+        again = getattr(namespace, f"_{self.dest}_given", False)
+        setattr(namespace, f"_{self.dest}_given", True)
+        if not isinstance(values, list):
+            if again:
+                parser.error(f"{option_string} is given twice: this command takes one")
+            setattr(namespace, self.dest, values)
+            return
+        cols = [*getattr(namespace, self.dest), *values] if again else list(values)
         if len(set(cols)) != len(cols):
             parser.error(f"{option_string}: column(s) named twice across the flags: {cols}")
         setattr(namespace, self.dest, cols)
-
-
-class _Once(argparse.Action):
-    """A flag that takes one value, refused when given twice (the last one
-    silently won)."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        if getattr(namespace, f"_{self.dest}_given", False):
-            parser.error(f"{option_string} is given twice: this command takes one")
-        setattr(namespace, f"_{self.dest}_given", True)
-        setattr(namespace, self.dest, values)
 
 
 def add_genotype_args(p: argparse.ArgumentParser) -> None:
@@ -195,7 +185,7 @@ def add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
             "--pheno-col",
             metavar="N[,N...]",
             type=columns,
-            action=_MoreColumns,
+            action=_PhenoColumns,
             default=[1],
             help="phenotype column(s), 1-based; with --bfile and no --pheno, column N is "
             ".fam column 5+N (GEMMA -n). Several columns (1,3,5) give one output set per "
@@ -208,7 +198,7 @@ def add_sample_args(p: argparse.ArgumentParser, multi: bool) -> None:
             "--pheno-col",
             metavar="N",
             type=positive_int,
-            action=_Once,
+            action=_PhenoColumns,
             default=1,
             help="phenotype column whose non-missing individuals the SNP filters use "
             "(GEMMA -n). Default: 1",
