@@ -284,6 +284,19 @@ def test_a_checkpoint_of_another_run_is_refused(study, tmp_path, capsys, monkeyp
     assert run(resume, capsys, monkeypatch)[0] == 0
 
 
+def test_a_flag_set_before_and_left_off_now_is_refused(study, tmp_path, capsys, monkeypatch):
+    """Flags recorded only when set (--precision, --lmax, ...) were compared
+    only when the new run gave them: a resume without --precision single
+    wrote single-precision rows, then double ones, exit 0."""
+    out = tmp_path / "r"
+    argv = [*scan_args(study, out), "--precision", "single", "--lmax", "1e4"]
+    assert run(argv, capsys, monkeypatch, stop="2")[0] == 130
+    resume = [*scan_args(study, out), "--resume"]
+    expect_refusal(resume, capsys, monkeypatch, "--precision was single, now the default "
+                   "(double)", "--lmax was 10000.0, now the default (100000.0)")  # fmt: skip
+    assert run([*argv, "--resume"], capsys, monkeypatch)[0] == 0
+
+
 def test_a_null_lambda_off_in_its_last_bits_is_accepted_with_a_warning(
     study, tmp_path, capsys, monkeypatch
 ):

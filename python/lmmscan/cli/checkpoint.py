@@ -234,8 +234,10 @@ def differences(old: object, new: dict) -> list[str]:
     for key in new:
         a, b = old.get(key), new[key]
         if key in ("files", "options") and isinstance(a, dict):
-            for name in b:
-                x, y = a.get(name), b[name]
+            # the names of both: a flag recorded only when set (--precision,
+            # --snps) and left off now is a difference too
+            for name in [*b, *(n for n in a if n not in b)]:
+                x, y = a.get(name), b.get(name)
                 if x == y:
                     continue
                 if key == "options":
