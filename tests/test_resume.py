@@ -238,6 +238,56 @@ def test_a_partial_table_edited_since_is_refused(study, tmp_path, capsys, monkey
                    "does not end a row", "the table was changed since")  # fmt: skip
 
 
+def test_an_interrupt_while_waiting_for_a_save_leaves_it_pending():
+    """Ctrl-C while the main thread waited for the previous block's save: the
+    save was forgotten, and close() closed the files under its fsync."""
+    from lmmscan.cli.checkpoint import Checkpoint
+
+    class Job:
+        calls = 0
+
+        def result(self):
+            Job.calls += 1
+            if Job.calls == 1:
+                raise KeyboardInterrupt
+
+    ckpt = Checkpoint.__new__(Checkpoint)
+    job = Job()
+    ckpt._pending = job  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        ckpt._wait()
+    assert ckpt._pending is job  # still to be waited for by close()
+    ckpt._wait()
+    assert ckpt._pending is None and Job.calls == 2
+
+
+def test_a_failed_rename_of_a_second_table_keeps_it_and_says_so(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Two phenotypes; the second table's rename fails after the first's: the
+    hint promised a --resume that could not work (the first partial was gone),
+    and the second finished table was removed."""
+    import errno
+
+    from lmmscan.cli import checkpoint as ckpt
+
+    out = tmp_path / "r"
+    real = os.replace
+
+    def replace(a, b):
+        if str(a).endswith("r.2.assoc.txt.partial"):
+            raise OSError(errno.EIO, "Input/output error", str(a), None, str(b))
+        return real(a, b)
+
+    monkeypatch.setattr(ckpt.os, "replace", replace)
+    status, err = run([*scan_args(study, out), "--pheno-col", "1,2"], capsys, monkeypatch)
+    assert status == 2, err
+    assert f"{out}.1.assoc.txt is this run's complete table" in err
+    assert f"the other finished tables are {out}.2.assoc.txt.partial" in err
+    assert "--resume" not in err
+    assert outputs(tmp_path, "r") == {"r.1.assoc.txt", "r.2.assoc.txt.partial"}
+
+
 def test_rows_after_the_checkpoint_are_cut(study, tmp_path, capsys, monkeypatch):
     ref, out = tmp_path / "ref", tmp_path / "r"
     assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0

@@ -311,7 +311,7 @@ class Checkpoint:
         self.next_snp = 0
         self.resumed_from = 0
         self._saved_snp = 0  # the next SNP of the last checkpoint on the disk
-        self._committed = False  # the tables renamed to their final names
+        self._committed: list[Path] = []  # the tables renamed to their final names
         self._saver: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._files: list[Appender] = []
@@ -558,10 +558,18 @@ class Checkpoint:
         self._saved_snp = next_snp
 
     def _wait(self) -> None:
-        """The save in progress done; its error raised."""
-        job, self._pending = self._pending, None
-        if job is not None:
+        """The save in progress done; its error raised (once).  An interrupt
+        while waiting leaves it pending, so that close() still waits for it
+        before the files are closed under it."""
+        job = self._pending
+        if job is None:
+            return
+        try:
             job.result()
+        except Exception:
+            self._pending = None
+            raise
+        self._pending = None
 
     # -- ending
 
@@ -580,7 +588,7 @@ class Checkpoint:
         self.close()
         for partial, final in zip(self.tables, self.finals, strict=True):
             os.replace(partial, final)
-        self._committed = True
+            self._committed.append(final)
 
     def remove(self) -> None:
         for path in (*self.tables, *self.sidecars, self.path):
@@ -604,14 +612,29 @@ class Checkpoint:
         # a finished scan whose later step failed (null.json on a full disk)
         # keeps its tables for --resume to finish; not after bad input, which
         # a rerun meets again
-        keep = stopped and 0 < done and (done < n or environment) and not self._committed
+        keep = stopped and 0 < done and (done < n or environment)
         more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
-        if self._committed:  # the tables are in place; what came after them failed
+        if self._committed:  # tables are in place; a later step, or a rename, failed
+            waiting = [t for t, f in zip(self.tables, self.finals, strict=True)
+                       if f not in self._committed]  # fmt: skip
+            written = " and ".join(map(str, self._committed))
+            rest = (
+                f"; the other finished tables are {' and '.join(map(str, waiting))}: rename "
+                "each to its name without .partial"
+                if waiting
+                else ""
+            )
             with contextlib.suppress(AttributeError, TypeError):
                 exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
-                    f"{self.finals[0]}{more} is this run's complete table, but the file "
-                    "named is not this run's"
+                    f"{written} {'is' if len(self._committed) == 1 else 'are'} this run's "
+                    f"complete table{'s' if len(self._committed) > 1 else ''}, but the file "
+                    f"named is not this run's{rest}"
                 )
+            # the finished tables not yet renamed are kept: only the rest goes
+            for path in (*self.sidecars, self.path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            return
         if not keep:
             self.remove()
             return

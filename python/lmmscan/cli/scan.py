@@ -371,8 +371,13 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
                     checkpoint = _checkpoint(args, source, phenos, ext, engine, union)
                     try:
                         _scan(args, source, phenos, engine, checkpoint)
-                    finally:
-                        checkpoint.close()
+                    except BaseException:
+                        # the scan's own error stands (abandon() says what the
+                        # checkpoint on the disk holds, a failed save included)
+                        with contextlib.suppress(Exception):
+                            checkpoint.close()
+                        raise
+                    checkpoint.close()
                 else:
                     if args.resume:
                         raise InputError(
