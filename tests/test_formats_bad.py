@@ -105,8 +105,10 @@ def _rows(path: Path, change) -> None:
         # one field more than the header on every row: read_csv took the first
         # field as the index and every column shifted (IID = SEX, silently)
         ("psam", lambda r: r + "\tX", ["x.psam, line 2", "7 fields where the header has 6"]),
-        ("psam", lambda r: r + "\t", ["x.psam, line 2", "7 fields where the header has 6"]),
-        ("pvar", lambda r: r + "\t", ["x.pvar, line 2", "7 fields where the header has 6"]),
+        ("pvar", lambda r: r + "\t\tX", ["x.pvar, line 2", "8 fields where the header has 6"]),
+        # an empty field: the line named is the one that has it
+        ("pvar", lambda r: r.replace("\tA\t", "\t\t") if r.startswith("1\t3407393") else r,
+         ["x.pvar, line 3", "field 4 is empty"]),
         # a tab-separated header over space-separated rows: one field each,
         # read as FID, with every IID empty
         ("psam", lambda r: r.replace("\t", " "),
@@ -128,6 +130,26 @@ def test_plink2_text_rows_that_do_not_match_the_header(files, capsys, ext, chang
     else:
         _rows(path, change)
     refused(capsys, files, ["--pfile", files / "x"], *needles)
+
+
+@pytest.mark.parametrize("ext", ["psam", "pvar"])
+@pytest.mark.parametrize("header_too", [False, True])
+def test_plink2_trailing_tabs_are_read_as_without(files, ext, header_too):
+    """Tabs left at the ends of the lines (of the rows, or of the header too)
+    add only empty fields: the file reads as without them (a .psam with them
+    on every line was refused by the first version of the field checks)."""
+    import lmmscan
+
+    _copy_fileset(files, "x")
+    _copy_fileset(files, "t")
+    path = files / f"t.{ext}"
+    lines = path.read_text().splitlines()
+    first = lines[0] + "\t" if header_too else lines[0]
+    path.write_text("\n".join([first, *(x + "\t" for x in lines[1:])]) + "\n")
+    a, b = lmmscan.read_pgen(files / "x"), lmmscan.read_pgen(files / "t")
+    assert a.snps.equals(b.snps)
+    assert a.samples.equals(b.samples)
+    assert a.fam_phenotypes([1]).tobytes() == b.fam_phenotypes([1]).tobytes()
 
 
 def test_plink2_header_with_spaces_says_so(files, capsys):

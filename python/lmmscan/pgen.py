@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,21 +122,34 @@ def _opener(path: Path):
     return lambda p: open(p, "rb")
 
 
-def _line_fields(path: Path, skip: int, fields: int, short: bool) -> tuple[int, str]:
-    """The file line of the first row after the header (``skip`` ## lines,
-    then the header) with more tab-separated fields than ``fields`` (or,
-    ``short``, fewer), and what is wrong with it; read again, line by line,
-    only to name a line already known to be there."""
+def _rows(path: Path, skip: int) -> Iterator[tuple[int, list[bytes]]]:
+    """(file line, its tab-separated fields) of every non-blank row after the
+    header (``skip`` ## lines, then the header): the file read again, line
+    by line, only where read_csv's verdict needs its place."""
     with _opener(path)(path) as fh:
         for k, raw in enumerate(fh, start=1):
             line = raw.rstrip(b"\r\n")
-            if k <= skip + 1 or not line:  # read_csv skips blank lines
-                continue
-            n = line.count(b"\t") + 1
-            if n > fields or (short and n < fields):
-                spaced = b" " in line.strip() and n < fields
-                tabs = "; fields are separated by tabs, not spaces" if spaced else ""
-                return k, f"{n} field{'s' if n != 1 else ''} where the header has {fields}{tabs}"
+            if k > skip + 1 and line:  # read_csv skips blank lines
+                yield k, line.split(b"\t")
+
+
+def _only_trailing_tabs(path: Path, skip: int, fields: int) -> bool:
+    """Whether every row wider than the header is wider only by empty fields
+    at its end (tabs left at the ends of the lines)."""
+    return all(not any(parts[fields:]) for _, parts in _rows(path, skip))
+
+
+def _line_fields(path: Path, skip: int, fields: int, short: bool) -> tuple[int, str]:
+    """The file line of the first row with more fields than ``fields`` (or,
+    ``short``, fewer, or an empty one), and what is wrong with it."""
+    for k, parts in _rows(path, skip):
+        n = len(parts)
+        if n > fields or (short and n < fields):
+            spaced = n < fields and any(b" " in p.strip() for p in parts)
+            tabs = "; fields are separated by tabs, not spaces" if spaced else ""
+            return k, f"{n} field{'s' if n != 1 else ''} where the header has {fields}{tabs}"
+        if short and not all(parts[:fields]):
+            return k, f"field {parts.index(b'') + 1} is empty"
     return skip + 2, f"a line's fields do not match the header's {fields}"
 
 
@@ -154,13 +168,11 @@ def _read_text_table(
     import pandas as pd  # here: reading the .bed through pgenlib loads this module
 
     compression = "zstd" if path.suffix == ".zst" else None
-    try:
+
+    def read(wider: str) -> pd.DataFrame:
         with warnings.catch_warnings():
-            # rows longer than the header: read_csv would take their first
-            # fields as the index (every column shifted), or with index_col
-            # False drop their last ones with this warning
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(
+            warnings.simplefilter(wider, pd.errors.ParserWarning)  # type: ignore[arg-type]
+            table = pd.read_csv(
                 path,
                 sep="\t" if header else r"\s+",
                 skiprows=skip,
@@ -171,9 +183,23 @@ def _read_text_table(
                 compression=compression,
                 engine="c",
             )
+        # tabs at the ends of the header and the rows: an unnamed, empty column
+        while header and table.shape[1] and str(table.columns[-1]).startswith("Unnamed: "):
+            if not (table.iloc[:, -1] == "").all():
+                break
+            table = table.iloc[:, :-1]
+        return table
+
+    try:
+        # rows wider than the header: read_csv would take their first fields
+        # as the index (every column shifted), or with index_col False drop
+        # their last ones with this warning
+        return read("error")
     except pd.errors.ParserWarning:
         _, first = _header_lines(path, _opener(path))
         fields = (first or "").count("\t") + 1
+        if _only_trailing_tabs(path, skip, fields):  # what is dropped is empty
+            return read("ignore")
         at_line, message = _line_fields(path, skip, fields, short=False)
         raise InputError(message, path=str(path), line=at_line) from None
     except pd.errors.EmptyDataError:
