@@ -65,3 +65,44 @@ def test_probabilities_past_the_bit_depth_are_refused(tmp_path, capsys):
         geno.read(0, 3)
     assert "WARNING" not in capsys.readouterr().err
     assert not logging.getLogger().filters  # the filter is gone after the read
+
+
+def test_two_readers_on_two_threads_each_judge_their_own_file(tmp_path, monkeypatch):
+    """The filter is held on the root logger, which every thread shares: the
+    first reader's filter took the second reader's warning (the valid file
+    refused, the malformed one read)."""
+    import threading
+
+    from lmmscan import bgenfile
+
+    write_bgen(tmp_path / "good.bgen")
+    write_bgen(tmp_path / "bad.bgen", bad_variant=1)
+    good, bad = read_bgen(tmp_path / "good.bgen"), read_bgen(tmp_path / "bad.bgen")
+    inside, go_on = threading.Event(), threading.Event()
+    moments = bgenfile.BgenGenotypes._moments_of
+
+    def paused(v, rows, j, e, f):
+        moments(v, rows, j, e, f)
+        if threading.current_thread().name == "first" and j == 0:
+            inside.set()  # mid-block, its filter on the root logger
+            go_on.wait(30)
+
+    monkeypatch.setattr(bgenfile.BgenGenotypes, "_moments_of", staticmethod(paused))
+    result = {}
+
+    def first():
+        try:
+            result["good"] = good.read(0, 3)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["good"] = exc
+
+    thread = threading.Thread(target=first, name="first")
+    thread.start()
+    assert inside.wait(30)
+    try:
+        with pytest.raises(InputError, match="bad.bgen: variant 2"):
+            bad.read(0, 3)
+    finally:
+        go_on.set()
+        thread.join(30)
+    np.testing.assert_array_equal(result["good"].T, CALLS)

@@ -242,6 +242,18 @@ def test_sample_file_rows_that_do_not_fit(files, capsys, change, needles):
             *needles)  # fmt: skip
 
 
+def test_sample_file_wider_only_as_pandas_counts(tmp_path):
+    """A quoted header field holding a blank: read_csv's warning, but no row
+    wider by blanks; the search for the row ended in StopIteration."""
+    from lmmscan import InputError
+    from lmmscan.bgenfile import read_sample_file
+
+    path = tmp_path / "q.sample"
+    path.write_text('ID_1 ID_2 missing "P 1"\n0 0 0 P 9\na a 0 1.5 9\nb b 0 2.5 9\n')
+    with pytest.raises(InputError, match="q.sample: the rows have more fields than line 1"):
+        read_sample_file(path)
+
+
 def test_bgi_that_is_a_directory(files, capsys):
     """Before: a sqlite3.OperationalError traceback from inside the bgen package."""
     (files / "mouse2k.bgen.bgi").mkdir()

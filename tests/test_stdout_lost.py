@@ -39,3 +39,19 @@ def test_a_lost_summary_leaves_the_run_and_its_status(tmp_path, stdout):
     assert lines[-1].startswith("lmmscan: warning: the summary on standard output was cut short")
     assert Path(f"{out}.assoc.txt").stat().st_size > 0
     assert Path(f"{out}.null.json").exists()
+
+
+def test_a_closed_stdout_with_nothing_to_print_says_nothing(tmp_path):
+    """--quiet prints nothing: a closed stdout is no loss (the first version
+    warned anyway, and a failed run then printed two lines)."""
+    study = copy_study(tmp_path / "in")
+    argv = [sys.executable, "-m", "lmmscan", "kinship", "--bfile", str(study), "--pheno",
+            f"{study}.pheno.txt", "--quiet", "--out", str(tmp_path / "k.txt")]  # fmt: skip
+    proc = subprocess.run(
+        ["sh", "-c", " ".join(f"'{a}'" for a in argv) + " >&-"],
+        env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"},
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from array import array
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,12 @@ def read_sample_file(path: Path) -> SampleText:
     except pd.errors.ParserWarning:
         lines = path.read_bytes().splitlines()
         width = len(lines[0].split())
-        at = next(i for i, line in enumerate(lines) if len(line.split()) > width)
+        at = next((i for i, line in enumerate(lines) if len(line.split()) > width), None)
+        if at is None:  # wider as read_csv counts (a quoted field with a blank)
+            raise InputError(
+                "the rows have more fields than line 1 (a quoted field holding a blank?)",
+                path=str(path),
+            ) from None
         raise InputError(
             f"{len(lines[at].split())} fields where line 1 has {width}",
             path=str(path),
@@ -174,9 +180,15 @@ class _MalformedProbabilities(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.found = False
+        self._thread = threading.get_ident()  # the decoding thread: another's
+        # reader (API users' threads) has a filter of its own
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and "genotype probabilities" in record.getMessage():
+        if (
+            record.thread == self._thread
+            and record.levelno >= logging.WARNING
+            and "genotype probabilities" in record.getMessage()
+        ):
             self.found = True
             return False
         return True

@@ -162,10 +162,13 @@ class _Summary:
     the exit status stays the run's."""
 
     def __init__(self, out) -> None:
-        self.lost: str | None = None if out is not None else "standard output is closed"
+        self.lost: str | None = None
+        self._closed = out is None  # said only if something is to be printed
         self._out = out if out is not None else open(os.devnull, "w")  # noqa: SIM115
 
     def write(self, text: str) -> int:
+        if self._closed and text and self.lost is None:
+            self.lost = "standard output is closed"
         if self.lost is None:
             try:
                 self._out.write(text)
