@@ -25,8 +25,8 @@ using ConstRows = Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::
 namespace {
 
 lmmscan::LambdaOptions lambda_options(double l_min, double l_max, int n_region) {
-  if (!(l_min > 0.0) || !(l_max > l_min))
-    throw py::value_error("lambda bounds must satisfy 0 < l_min < l_max");
+  if (!(l_min > 0.0) || !(l_max > l_min) || !std::isfinite(l_max))
+    throw py::value_error("lambda bounds must satisfy 0 < l_min < l_max < inf");
   // each interval is one more evaluation per SNP and three more rows of n
   // weights per scanner (the command line's --region stops at the same
   // bound, and its memory plan counts those rows)

@@ -11,6 +11,8 @@ argument checks as ``InputError``, its numerical failures as
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LmmscanError(Exception):
     """Base class of every error lmmscan raises on purpose."""
@@ -42,6 +44,15 @@ class InputError(LmmscanError, ValueError):
         self.path = path
         self.line = line
         self.column = column
+
+
+def refuse_complex(value: Any, name: str) -> None:
+    """An InputError for complex numbers, which float64 conversion would cut
+    to their real parts with only a ComplexWarning."""
+    import numpy as np
+
+    if np.iscomplexobj(value):
+        raise InputError(f"{name} holds complex numbers; lmmscan takes real ones")
 
 
 class NumericalError(LmmscanError, ArithmeticError):

@@ -54,14 +54,36 @@ def run_parts(parts: list[Callable[[], object]]) -> None:
 
 @contextlib.contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
-    """BLAS limited to ``n`` threads inside the block (None: BLAS's own count)."""
+    """BLAS limited to ``n`` threads inside the block (None: BLAS's own count).
+
+    BLAS's thread count is the process's: blocks entered from several Python
+    threads at once restore, each on leaving, the count it found, so the last
+    to leave could restore another's limit for good (two concurrent scans left
+    the process on one BLAS thread).  The count the first block found is put
+    back when the last one leaves."""
     if n is None:
         yield
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
+    with _BLAS_LOCK:
+        if _BLAS_USERS[0] == 0:
+            _BLAS_ORIGINAL[0] = threadpool_limits(limits=None, user_api="blas")
+        _BLAS_USERS[0] += 1
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS[0] -= 1
+            if _BLAS_USERS[0] == 0 and _BLAS_ORIGINAL[0] is not None:
+                _BLAS_ORIGINAL[0].restore_original_limits()
+                _BLAS_ORIGINAL[0] = None
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = [0]  # blocks of blas_threads inside, over all threads
+_BLAS_ORIGINAL: list[Any] = [None]  # the limits the first of them found
 
 
 @contextlib.contextmanager

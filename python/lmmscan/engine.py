@@ -20,6 +20,7 @@ command line) runs its blocks of SNPs through here.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -81,6 +82,7 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.test not in TEST_COLUMNS:
             raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {self.test!r}")
+        check_thresholds(self.maf, self.miss, self.r2, self.hwe)
         if self.lambda_mode not in LAMBDA_MODES:
             raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {self.lambda_mode!r}")
         check_precision(self.precision)
@@ -106,6 +108,24 @@ class ScanOptions:
 
 
 PRECISIONS = ("double", "single")
+
+
+def check_thresholds(maf: object, miss: object, r2: object, hwe: object) -> None:
+    """GEMMA's filter thresholds as the command line takes them: miss, r2 and
+    hwe from 0 to 1, maf a number (negative: no maf filter) or None; a
+    negative miss or r2 dropped every SNP, and NaN none, without a word."""
+
+    def number(v: object) -> float | None:
+        ok = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+        return float(v) if ok else None  # type: ignore[arg-type]
+
+    for name, value in (("miss", miss), ("r2", r2), ("hwe", hwe)):
+        v = number(value)
+        if v is None or not 0.0 <= v <= 1.0:
+            raise InputError(f"{name} must be a number from 0 to 1, got {value!r}")
+    m = number(maf)
+    if maf is not None and (m is None or not math.isfinite(m)):
+        raise InputError(f"maf must be a number (negative: no maf filter) or None, got {maf!r}")
 
 
 def check_precision(precision: str) -> None:

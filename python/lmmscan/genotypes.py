@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, refuse_complex
 from .samples import HUGE
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class ArrayGenotypes:
     """
 
     def __init__(self, genotypes: np.ndarray, snps: pd.DataFrame | None = None) -> None:
+        refuse_complex(genotypes, "genotypes")
         g = np.asarray(genotypes, dtype=np.float64)
         if g.ndim != 2:
             raise InputError(f"genotypes must be a 2-D array (samples x SNPs), got shape {g.shape}")

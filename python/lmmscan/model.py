@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _core
-from ._errors import InputError
+from ._errors import InputError, refuse_complex
 from .samples import analysed_samples
 from .spectral import (
     GroupSpectral,
@@ -34,6 +34,30 @@ class LambdaBounds:
     l_min: float = 1e-5
     l_max: float = 1e5
     n_region: int = 10
+
+    def __post_init__(self) -> None:
+        # an infinite l_max gave lambda = inf, every SNP tested at the bound
+        numbers = all(
+            isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+            for v in (self.l_min, self.l_max)
+        )
+        if not numbers or not 0.0 < self.l_min < self.l_max < math.inf:
+            raise InputError(
+                f"LambdaBounds needs 0 < l_min < l_max < inf, got l_min={self.l_min!r}, "
+                f"l_max={self.l_max!r}"
+            )
+        if not isinstance(self.n_region, int | np.integer) or isinstance(self.n_region, bool):
+            raise InputError(f"LambdaBounds' n_region must be an integer, got {self.n_region!r}")
+
+
+def as_bounds(bounds: object) -> LambdaBounds | None:
+    """``bounds`` as a LambdaBounds (a (l_min, l_max, n_region) tuple too), or
+    None; anything else refused by name."""
+    if bounds is None or isinstance(bounds, LambdaBounds):
+        return bounds
+    if isinstance(bounds, tuple | list) and len(bounds) == 3:
+        return LambdaBounds(*bounds)
+    raise InputError(f"bounds must be a LambdaBounds (or (l_min, l_max, n_region)), got {bounds!r}")
 
 
 @dataclass
@@ -316,8 +340,11 @@ def fit_null(
     """
     if method not in ("reml", "ml"):
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
+    bounds = as_bounds(bounds)
+    refuse_complex(y, "y")
     y_arr = np.asarray(y, dtype=np.float64)
     if covariates is not None:  # before the rank check, which would overflow
+        refuse_complex(covariates, "covariates")
         _check_covariate_scale(np.asarray(covariates, dtype=np.float64))
     mask, y_an, W, _, intercept_added = analysed_samples(y_arr, covariates)
     given = sum(x is not None for x in (kinship, groups, spectral))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, refuse_complex
 
 
 class CovariateError(InputError):
@@ -25,6 +25,7 @@ def analysed_samples(
     covariate column is constant on the analysed samples a column of ones is
     appended last; without covariates W is a column of ones.
     """
+    refuse_complex(y, "y")
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1:
         raise InputError(f"y must be 1-D (one value per sample), got shape {y.shape}")
@@ -34,6 +35,7 @@ def analysed_samples(
         raise InputError("y contains infinite values (use NaN for missing)")
     mask = ~np.isnan(y)
     if covariates is not None:
+        refuse_complex(covariates, "covariates")
         cov = np.asarray(covariates, dtype=np.float64)
         if cov.ndim == 1:
             cov = cov[:, None]

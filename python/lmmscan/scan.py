@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, refuse_complex
 from .engine import Collector, Engine, ScanOptions, ScanReport, Test
 from .genotypes import GenotypeSource, as_source
 from .kinship import accumulate, accumulators, check_method
-from .model import LambdaBounds, NullModel, fit_null
+from .model import LambdaBounds, NullModel, as_bounds, fit_null
 from .pvalues import TEST_COLUMNS
 from .samples import Analysed, analyse, groups_by_samples
 from .spectral import SpectralBasis, check_kinship, decompose_kinship
@@ -278,17 +278,18 @@ def scan(
         Phenotype, one value per sample, NaN for missing; or several
         phenotypes as the columns of a (samples, p) array, which returns one
         table per column (phenotypes with the same analysed samples share one
-        eigendecomposition and one rotation of each block).  Not needed when
-        ``null_model`` is given.
+        eigendecomposition and one rotation of each block).  Not with
+        ``null_model``, which carries its own (refused: it used to be ignored).
     kinship, covariates, groups
         As for :func:`lmmscan.fit_null` (a kinship, or group labels for a
-        random group intercept); ignored when ``null_model`` is given.
+        random group intercept).
         ``kinship`` may also be a :class:`lmmscan.LowRankKinship` (k SNPs,
         k < n: no n x n matrix is formed, see :mod:`lmmscan.lowrank`), or
         a :class:`lmmscan.lowrank.DaskLowRankKinship` (its factor and
         eigenvectors stay on the cluster of ``client``, which must be given), or
         ``"centered"`` / ``"standardized"`` to compute GEMMA's kinship from
-        ``genotypes`` with the same filters (``-gk 1`` / ``-gk 2``).
+        ``genotypes`` with the same filters (``-gk 1`` / ``-gk 2``).  Not with
+        ``null_model``, which carries its own.
     null_model
         A fitted :class:`NullModel` to reuse (its samples and eigenvectors),
         or a list of them (one table each).
@@ -358,6 +359,7 @@ def scan(
     """
     source = as_source(genotypes)
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
+    bounds = as_bounds(bounds)
     if statistics is not None and not isinstance(statistics, dict | list):
         raise InputError(f"statistics must be a dict or a list, got {type(statistics).__name__}")
     if loco:
@@ -403,6 +405,14 @@ def scan(
             if null_model is not None:
                 if eigen is not None:
                     raise InputError("give either null_model or eigen, not both")
+                alongside = {"y": y, "kinship": kinship, "covariates": covariates, "groups": groups}
+                given = [name for name, value in alongside.items() if value is not None]
+                if given:
+                    # they were ignored: another phenotype's y gave null_model's scan
+                    raise InputError(
+                        f"null_model carries its phenotype, kinship and covariates: give "
+                        f"null_model without {', '.join(given)} (or those without null_model)"
+                    )
                 single = isinstance(null_model, NullModel)
                 nulls = [null_model] if isinstance(null_model, NullModel) else list(null_model)
             else:
@@ -410,6 +420,7 @@ def scan(
                     raise InputError(
                         "scan needs y and a kinship or groups (or a fitted null_model)"
                     )
+                refuse_complex(y, "y")
                 Y = np.asarray(y, dtype=np.float64)
                 n_y = Y.shape[0] if Y.ndim else 0
                 if n_y != source.n_samples:
@@ -487,7 +498,13 @@ def loco_scan(
     Returns one table, GEMMA's columns, the tested SNPs in file order.
     """
     check_method(method)
+    bounds = as_bounds(bounds)
+    if isinstance(chromosomes, str):  # one name, not its characters ("21": 2 and 1)
+        chromosomes = [chromosomes]
+    if chromosomes is not None and len(chromosomes) == 0:
+        raise InputError("chromosomes is empty: name at least one (or None for all)")
     source = as_source(genotypes)
+    refuse_complex(y, "y")
     y_arr = np.asarray(y, dtype=np.float64)
     if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
         raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")

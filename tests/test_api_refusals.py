@@ -1,0 +1,115 @@
+"""Python API arguments that gave a silent wrong answer or left the process
+changed (found by an adversarial run of the API): each is refused by name,
+or now does what it says."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan import InputError
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    n, m = 100, 40
+    G = rng.binomial(2, 0.3, (n, m)).astype(float)
+    Z = G - G.mean(axis=0)
+    K = Z @ Z.T / m
+    y = 0.5 * G[:, 0] + rng.normal(size=n)
+    return G, K, y
+
+
+def test_null_model_with_y_kinship_or_covariates_is_refused(data):
+    """scan(G, other_y, null_model=m) scanned m's phenotype, silently."""
+    G, K, y = data
+    null = lmmscan.fit_null(y, kinship=K)
+    for extra in ({"y": -y}, {"kinship": K}, {"covariates": np.ones(len(y))}):
+        args = {"y": extra.pop("y")} if "y" in extra else {}
+        with pytest.raises(InputError, match="null_model carries its phenotype"):
+            lmmscan.scan(G, **args, null_model=null, **extra)
+
+
+@pytest.mark.parametrize("what", ["y", "kinship", "genotypes", "covariates"])
+def test_complex_numbers_are_refused_not_cut_to_their_real_part(data, what):
+    G, K, y = data
+    args = {"y": y, "kinship": K, "genotypes": G, "covariates": np.ones((len(y), 1))}
+    args[what] = args[what] + 1j
+    with pytest.raises(InputError, match=f"{what} holds complex numbers"):
+        lmmscan.scan(args["genotypes"], args["y"], kinship=args["kinship"],
+                     covariates=args["covariates"])  # fmt: skip
+    if what in ("y", "covariates"):
+        with pytest.raises(InputError, match=f"{what} holds complex numbers"):
+            lmmscan.fit_null(args["y"], kinship=K, covariates=args["covariates"])
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("miss", -1), ("miss", 2), ("miss", float("nan")), ("r2", -1), ("hwe", 2),
+     ("hwe", float("nan")), ("maf", float("nan")), ("maf", "0.1")],
+)  # fmt: skip
+def test_filter_thresholds_the_command_line_refuses_are_refused(data, option, value):
+    """r2=-1 or miss=-1 gave an empty table, maf=nan filtered nothing."""
+    G, K, y = data
+    with pytest.raises(InputError, match=f"{option} must be a number"):
+        lmmscan.scan(G, y, kinship=K, **{option: value})
+
+
+def test_lambda_bounds_must_be_finite_and_can_be_a_tuple(data):
+    """An infinite l_max gave lambda = inf and every SNP tested at the bound;
+    a tuple was an AttributeError."""
+    G, K, y = data
+    with pytest.raises(InputError, match="0 < l_min < l_max < inf"):
+        lmmscan.LambdaBounds(1e-5, np.inf, 10)
+    with pytest.raises(InputError, match="n_region must be an integer"):
+        lmmscan.LambdaBounds(1e-5, 1e5, 2.5)
+    a = lmmscan.scan(G, y, kinship=K, bounds=(1e-5, 1e5, 10))
+    b = lmmscan.scan(G, y, kinship=K, bounds=lmmscan.LambdaBounds(1e-5, 1e5, 10))
+    assert a.equals(b)
+    with pytest.raises(InputError, match="bounds must be a LambdaBounds"):
+        lmmscan.fit_null(y, kinship=K, bounds="wide")
+
+
+def test_loco_chromosomes_as_one_name_not_its_characters():
+    """chromosomes="21" tested chromosomes 2 and 1."""
+    rng = np.random.default_rng(5)
+    n, m = 80, 60
+    G = rng.binomial(2, 0.3, (n, m)).astype(float)
+    import pandas as pd
+
+    chrom = ["1"] * 20 + ["2"] * 20 + ["21"] * 20
+    rs = [f"s{i}" for i in range(m)]
+    snps = pd.DataFrame(
+        {"chr": chrom, "rs": rs, "ps": np.arange(m), "allele1": "A", "allele0": "G"}
+    )
+    source = lmmscan.ArrayGenotypes(G, snps)
+    y = rng.normal(size=n)
+    table = lmmscan.loco_scan(source, y, chromosomes="21")
+    assert set(table["chr"]) == {"21"}
+    with pytest.raises(InputError, match="chromosomes is empty"):
+        lmmscan.loco_scan(source, y, chromosomes=[])
+
+
+def test_concurrent_scans_leave_blas_threads_as_they_were(data):
+    """threadpoolctl's limits are the process's: two scans at once left BLAS
+    on one thread for good."""
+    from threadpoolctl import threadpool_info
+
+    G, K, y = data
+
+    def counts():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = counts()
+    for _ in range(3):
+        pool = [threading.Thread(target=lmmscan.scan, args=(G, y), kwargs={"kinship": K,
+                "threads": 1}) for _ in range(3)]  # fmt: skip
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    assert counts() == before
