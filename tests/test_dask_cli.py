@@ -69,3 +69,37 @@ def test_unreachable_scheduler_is_an_input_error(tmp_path, capsys):
     )
     assert code == 2
     assert "Dask scheduler" in capsys.readouterr().err
+
+
+def test_workers_that_would_read_another_file_are_refused(tmp_path, capsys, monkeypatch):
+    """A relative --bfile resolves in each worker's working directory: a file
+    of the same name there was read instead, without a word."""
+    import os
+    import shutil
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    for ext in (".bed", ".bim", ".fam", ".pheno.txt"):
+        shutil.copy(f"{DEMO}{ext}", here / f"demo{ext}")
+        shutil.copy(f"{DEMO}{ext}", there / f"demo{ext}")
+    st = os.stat(there / "demo.bed")  # another file of the same name and size
+    os.utime(there / "demo.bed", ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))
+    monkeypatch.chdir(there)  # the workers start here
+    with distributed.LocalCluster(
+        n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
+        monkeypatch.chdir(here)
+        argv = ["scan", "--bfile", "demo", "--pheno", "demo.pheno.txt", "--quiet",
+                "--dask-scheduler", cluster.scheduler_address, "--out", "r"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "demo.bed: Dask worker" in err and "sees another file there" in err, err
+        assert "give the genotype files by absolute path" in err
+        assert not list(here.glob("r.*"))
+        # by absolute path the workers read this file: the local table
+        argv[2] = str(here / "demo")
+        assert main([*argv[:-1], "dask"]) == 0
+        # BLAS on one thread, as on the workers, so the rows agree bit for bit
+        assert main([*argv[:6], "--threads", "1", "--out", "local"]) == 0
+        assert (here / "dask.assoc.txt").read_bytes() == (here / "local.assoc.txt").read_bytes()

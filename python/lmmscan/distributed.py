@@ -37,6 +37,7 @@ worker processes with OPENBLAS_NUM_THREADS=1 by default.)
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -79,6 +80,46 @@ def _check_client(client: Any) -> int:
     return max(1, len(client.scheduler_info().get("workers", {})))
 
 
+def _genotype_file(source: Any) -> str | None:
+    """The file a source reads its genotypes from, as the source names it
+    (relative or absolute), or None (an in-memory source)."""
+    from .genotypes import root_source
+
+    root = root_source(source)
+    path = getattr(root, "bed_path", None) or getattr(root, "path", None)
+    return None if path is None else os.fsdecode(path)
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of ``path`` as this process resolves it, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def check_workers_see(client: Any, source: Any) -> None:
+    """Refuse a scan whose workers would read another genotype file than this
+    process: a relative path resolves in each worker's working directory (a
+    file of the same name there was read, without a word), or a worker sees
+    another disk.  Each worker stats the path as it will open it."""
+    path = _genotype_file(source)
+    if path is None:
+        return
+    here = _stat(path)
+    seen = client.run(_stat, path)
+    for worker, stat in seen.items():
+        if stat is None or tuple(stat) != here:  # msgpack may give a list
+            what = "does not see it" if stat is None else "sees another file there"
+            raise InputError(
+                f"Dask worker {worker} {what} (a relative path resolves in each worker's "
+                "working directory): give the genotype files by absolute path, on a file "
+                "system every worker shares",
+                path=path,
+            )
+
+
 def map_slices(
     client: Any, task: Callable[..., Any], shared: Any, source: Any, block_size: int
 ) -> Iterator[tuple[int, Any]]:
@@ -89,6 +130,7 @@ def map_slices(
     pickles as its file names, not its data); ``task`` must be importable on
     the workers (a module-level function of lmmscan)."""
     n_workers = _check_client(client)
+    check_workers_see(client, source)
     step = task_size(source.n_snps, block_size, n_workers)
     starts = list(range(0, source.n_snps, step))
     shared_f = client.scatter(shared, broadcast=True, hash=False)
@@ -137,6 +179,7 @@ def map_sharded_slices(
     from distributed import futures_of
 
     n_workers = _check_client(client)
+    check_workers_see(client, source)
     chunks = U.chunks[0]
     bounds = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
     if bounds[-1] != rows.size or V.shape[0] != rows.size:
