@@ -113,3 +113,19 @@ def test_concurrent_scans_leave_blas_threads_as_they_were(data):
         for t in pool:
             t.join()
     assert counts() == before
+
+
+def test_an_l_max_past_the_double_precision_range_is_refused(tmp_path, capsys):
+    """--lmax 1e20 fitted a false null optimum (lambda 2.9e16, a log-likelihood
+    above the true one) and gave 68 genome-wide hits on the demo, exit 0."""
+    from lmmscan.cli import main
+    from lmmscan.demo import copy_study
+
+    with pytest.raises(InputError, match="l_max 1e\\+20 is beyond 1e\\+10"):
+        lmmscan.LambdaBounds(1e-5, 1e20, 10)
+    lmmscan.LambdaBounds(1e-5, 1e10, 10)
+    study = copy_study(tmp_path / "in")
+    argv = ["scan", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--lmax", "1e20",
+            "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == 2
+    assert "--lmax 1e+20 is beyond 1e+10" in capsys.readouterr().err

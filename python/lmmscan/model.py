@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# the largest l_max taken: beyond it the likelihood's sums, where the weights
+# 1 / (lambda d + 1) span more than a double's digits and the covariates'
+# projection cancels the large ones, are rounding (on the demo study an l_max
+# of 1e15 moved per-SNP p-values by 10^3.7, and 1e20 gave a false null
+# optimum); lambda = 1e10 is a heritability of 1 - 1e-10
+MAX_L_MAX = 1e10
+
+
 @dataclass(frozen=True)
 class LambdaBounds:
     """The range and grid of the lambda search (GEMMA's -lmin, -lmax, -region)."""
@@ -46,8 +54,19 @@ class LambdaBounds:
                 f"LambdaBounds needs 0 < l_min < l_max < inf, got l_min={self.l_min!r}, "
                 f"l_max={self.l_max!r}"
             )
+        if self.l_max > MAX_L_MAX:
+            raise InputError(too_large_l_max(self.l_max, "l_max"))
         if not isinstance(self.n_region, int | np.integer) or isinstance(self.n_region, bool):
             raise InputError(f"LambdaBounds' n_region must be an integer, got {self.n_region!r}")
+
+
+def too_large_l_max(value: float, name: str) -> str:
+    """The message for an upper lambda bound beyond MAX_L_MAX."""
+    return (
+        f"{name} {value:g} is beyond {MAX_L_MAX:g}: past it the likelihood is lost to "
+        "rounding in double precision (false optima, p-values off by orders of magnitude); "
+        f"lambda = {MAX_L_MAX:g} is already a heritability of 1 - 1e-10"
+    )
 
 
 def as_bounds(bounds: object) -> LambdaBounds | None:

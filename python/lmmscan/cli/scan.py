@@ -145,7 +145,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="L",
         type=positive_float,
         default=1e5,
-        help="upper end of the lambda search (GEMMA -lmax). Default: 1e5",
+        help="upper end of the lambda search (GEMMA -lmax), at most 1e10 (beyond it the "
+        "likelihood is rounding). Default: 1e5",
     )
     g.add_argument(
         "--region",
@@ -756,6 +757,8 @@ def _write_plots(args, phenos, outputs) -> None:
 
 
 def _check_scan_flags(args: argparse.Namespace) -> None:
+    from ..model import MAX_L_MAX, too_large_l_max
+
     given = [
         f
         for f, v in (("--kinship", args.kinship), ("--eigen", args.eigen), ("--loco", args.loco))
@@ -772,6 +775,8 @@ def _check_scan_flags(args: argparse.Namespace) -> None:
         )
     if not args.lmin < args.lmax:
         raise InputError(f"--lmin ({args.lmin:g}) must be below --lmax ({args.lmax:g})")
+    if args.lmax > MAX_L_MAX:
+        raise InputError(too_large_l_max(args.lmax, "--lmax"))
     basis = (
         "--kinship" if args.kinship is not None else "--eigen" if args.eigen is not None else None
     )
