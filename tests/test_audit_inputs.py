@@ -366,7 +366,16 @@ def test_kinship_method_with_a_given_kinship_is_refused(study, tmp_path, capsys)
 def test_no_snp_left_for_the_kinship_names_the_flags(study, tmp_path, capsys):
     argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--maf", "0.6",
             "--out", tmp_path / "K.txt"]  # fmt: skip
-    refused(capsys, argv, tmp_path, "no SNP passed", "--maf, --miss")
+    refused(capsys, argv, tmp_path, "no SNP passed", "maf 3000", "relax --maf")
+
+
+def test_no_snp_left_names_the_filter_that_removed_them(study, tmp_path, capsys):
+    """--r2 (or --hwe, --info) emptied the list, and the message said to relax
+    --maf and --miss."""
+    argv = ["kinship", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--covar",
+            f"{study}.covar.txt", "--r2", "0", "--maf", "0",
+            "--out", tmp_path / "K.txt"]  # fmt: skip
+    refused(capsys, argv, tmp_path, "no SNP passed", "relax --r2")
 
 
 def test_an_infinite_fam_phenotype_names_its_line(tmp_path, capsys):

@@ -245,3 +245,22 @@ def impute_mean(X: np.ndarray, af: np.ndarray) -> np.ndarray:
     cols = np.nonzero(missing)[1]
     X[missing] = 2.0 * af[cols]
     return X
+
+
+def filters_to_relax(removed: dict[str, int]) -> str:
+    """The flags of the filters that removed SNPs ("--r2", "--maf and --miss"),
+    for a "no SNP left" message; monomorphic SNPs no flag brings back."""
+    flags = [f"--{name}" for name, k in removed.items() if k and name != "monomorphic"]
+    if not flags:
+        return "no filter flag brings them back (every SNP is monomorphic)"
+    listed = flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} and {flags[-1]}"
+    return f"relax {listed}"
+
+
+def no_snp_left(counts: FilterCounts, what: str) -> str:
+    """The message for filters that left no SNP: the counts and what to relax."""
+    removed = ", ".join(f"{k} {v}" for k, v in counts.removed.items())
+    return (
+        f"no SNP passed the filters ({removed} of {counts.total}): {what}; "
+        f"{filters_to_relax(counts.removed)}"
+    )

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ._errors import InputError
-from .filters import FilterCounts, Scratch, gemma_filter
+from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
 from .samples import Analysed
 
@@ -179,7 +179,7 @@ class KinshipAccumulator:
 
     def result(self) -> np.ndarray:
         if self.used == 0:
-            raise InputError(NO_KINSHIP_SNP)
+            raise InputError(no_snp_left(self.counts, "the kinship cannot be computed"))
         if self._result is None:
             # the sum becomes the result in its own memory (no n x n temporary)
             K, self.K = self.K, np.zeros((0, 0))

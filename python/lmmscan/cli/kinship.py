@@ -60,8 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..filters import no_snp_left
     from ..genotypes import default_block_size
-    from ..kinship import NO_KINSHIP_SNP, accumulate, accumulators
+    from ..kinship import accumulate, accumulators
     from ..memory import kinship_plan
     from ..textio import write_kinship
 
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         with progress(args, listed.n_snps, "kinship") as bar:
             accumulate(listed, [acc], progress=bar.update)
         if acc.used == 0:
-            raise InputError(NO_KINSHIP_SNP + read_as_missing(source))
+            raise InputError(
+                no_snp_left(acc.counts, "the kinship cannot be computed") + read_as_missing(source)
+            )
         with naming(args.out):
             write_kinship(args.out, acc.result())
     if not args.quiet:

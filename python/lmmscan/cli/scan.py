@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from ..filters import FilterCounts
+from ..filters import FilterCounts, filters_to_relax
 from ..kinship import KINSHIP_METHODS
 from ..output import EXTENSIONS, FORMATS
 from ..samples import Analysed
@@ -801,7 +801,7 @@ def _require_kept(filters, source: Any) -> None:
     if filters.kept == 0:
         raise InputError(
             f"no SNP left after filtering ({_removed_text(filters)} of "
-            f"{filters.total}); relax --maf/--miss{read_as_missing(source)}"
+            f"{filters.total}); {filters_to_relax(filters.removed)}{read_as_missing(source)}"
         )
 
 
