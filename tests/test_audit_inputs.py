@@ -426,3 +426,13 @@ def test_an_unwritable_output_directory_is_refused_before_any_work(
     assert status == 2, err
     assert f"{out}: cannot write in the output directory (Read-only file system)" in err
     assert list(out.iterdir()) == []
+
+
+def test_a_plan_that_blocks_break_suggests_a_smaller_block_size(study, tmp_path, capsys):
+    """The refusal suggested a low-rank kinship (an API function) and never
+    --block-size, which was enough."""
+    argv = ["scan", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--test", "all",
+            "--memory-limit", "120M", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == 2
+    assert "a smaller --block-size (the blocks take" in capsys.readouterr().err
+    assert main([*argv, "--block-size", "100", "--quiet"]) == 0

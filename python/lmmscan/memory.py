@@ -194,6 +194,10 @@ def check(plan: Plan, limit: int | None, hints: list[str]) -> tuple[int, str] | 
     if room is None:
         return None
     if plan.peak > room[0]:
+        # blocks of genotypes at the peak that a smaller --block-size shrinks
+        blocks = sum(v for k, v in plan.phases.get(plan.peak_phase, {}).items() if "block" in k)
+        if blocks and plan.peak - room[0] < blocks:
+            hints = [f"a smaller --block-size (the blocks take {fmt(blocks)})", *hints]
         advice = "; ".join(hints) if hints else "run it on a machine with more memory"
         raise NotEnoughMemory(
             f"{plan.what} needs about {plan.describe()}, but {fmt(room[0])} is available "
