@@ -129,3 +129,12 @@ def test_an_l_max_past_the_double_precision_range_is_refused(tmp_path, capsys):
             "--out", str(tmp_path / "r")]  # fmt: skip
     assert main(argv) == 2
     assert "--lmax 1e+20 is beyond 1e+10" in capsys.readouterr().err
+
+
+def test_an_eigendecomposition_built_with_a_foreign_u_is_refused(data):
+    """load_eigen checked U'U = I; an object built in memory was used as is."""
+    G, K, y = data
+    eig = lmmscan.eigendecompose(K, [str(i) for i in range(len(y))])
+    noise = np.random.default_rng(0).normal(size=eig.U.shape)
+    with pytest.raises(InputError, match="not orthonormal"):
+        lmmscan.Eigendecomposition(eig.d, noise, eig.sample_ids)

@@ -90,6 +90,7 @@ class Eigendecomposition:
         if self.U.shape[1] > self.U.shape[0]:
             raise InputError("U has more columns than rows")
         self.sample_ids = _as_ids(self.sample_ids, self.U.shape[0], "sample_ids")
+        _check_eigenvectors(self.U)
 
     @property
     def n_samples(self) -> int:
@@ -269,24 +270,22 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
             f"its eigenvalues (d) include {eig.d.min():.6g}: a kinship's are >= 0",
             path=str(path),
         )
-    k = eig.U.shape[1]
-    for j in range(0, k, 1024):  # a small temporary, not one of U's size
-        if not np.isfinite(eig.U[:, j : j + 1024]).all():
-            raise InputError("its eigenvectors (U) are not all finite", path=str(path))
-    _check_orthonormal(eig.U, path)
     return eig
 
 
-def _check_orthonormal(U: np.ndarray, path: Path) -> None:
-    """Refuse a U whose columns are not orthonormal (U'U = I): a file edited
-    or damaged past its CRC would otherwise give other numbers without a
-    word.  U'(U v) = v for one random v: two passes over U, and any U'U
-    other than I moves a random v (a float32 U is still far inside 1e-4)."""
+def _check_eigenvectors(U: np.ndarray) -> None:
+    """Refuse a U that is not finite, or whose columns are not orthonormal
+    (U'U = I): a file edited or damaged past its CRC, or an object built by
+    hand, would otherwise give other numbers without a word.  U'(U v) = v
+    for one random v: two passes over U, and any U'U other than I moves a
+    random v (a float32 U is still far inside 1e-4)."""
+    for j in range(0, U.shape[1], 1024):  # a small temporary, not one of U's size
+        if not np.isfinite(U[:, j : j + 1024]).all():
+            raise InputError("its eigenvectors (U) are not all finite")
     v = np.random.default_rng(0).standard_normal(U.shape[1])
     back = U.T @ (U @ v)
     if not np.linalg.norm(back - v) <= 1e-4 * np.linalg.norm(v):
         raise InputError(
             "its eigenvectors (U) are not orthonormal (U'U is not the identity): not an "
-            "eigendecomposition as `lmmscan eigen` writes it",
-            path=str(path),
+            "eigendecomposition as `lmmscan eigen` writes it"
         )
