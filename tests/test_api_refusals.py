@@ -138,3 +138,25 @@ def test_an_eigendecomposition_built_with_a_foreign_u_is_refused(data):
     noise = np.random.default_rng(0).normal(size=eig.U.shape)
     with pytest.raises(InputError, match="not orthonormal"):
         lmmscan.Eigendecomposition(eig.d, noise, eig.sample_ids)
+
+
+def test_pandas_rows_labelled_in_other_orders_are_refused(data):
+    """Rows are matched by position: a phenotype Series in another order than
+    the genotypes' DataFrame gave each sample another's value, silently."""
+    import pandas as pd
+
+    G, K, y = data
+    ids = [f"s{i}" for i in range(len(y))]
+    perm = np.random.default_rng(1).permutation(len(y))
+    genotypes = pd.DataFrame(G, index=ids)
+    shuffled = pd.Series(y, index=ids).iloc[perm]
+    with pytest.raises(InputError, match="genotypes and y are pandas objects whose rows"):
+        lmmscan.scan(genotypes, shuffled, kinship=K)
+    with pytest.raises(InputError, match="y and kinship are pandas objects"):
+        lmmscan.fit_null(shuffled, kinship=pd.DataFrame(K, index=ids, columns=ids))
+    with pytest.raises(InputError, match="columns are not its index"):
+        lmmscan.fit_null(y, kinship=pd.DataFrame(K, index=ids, columns=np.array(ids)[perm]))
+    # one order everywhere, or default indexes: the arrays' table
+    same = lmmscan.scan(genotypes, pd.Series(y, index=ids), kinship=K)
+    assert same.equals(lmmscan.scan(G, y, kinship=K))
+    assert lmmscan.scan(pd.DataFrame(G), pd.Series(y), kinship=K).equals(same)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InputError, refuse_complex
-from .samples import analysed_samples
+from .samples import analysed_samples, check_same_rows
 from .spectral import (
     GroupSpectral,
     LowRankSpectral,
@@ -360,6 +360,7 @@ def fit_null(
     if method not in ("reml", "ml"):
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
     bounds = as_bounds(bounds)
+    check_same_rows(y=y, covariates=covariates, kinship=kinship, groups=groups)
     refuse_complex(y, "y")
     y_arr = np.asarray(y, dtype=np.float64)
     if covariates is not None:  # before the rank check, which would overflow

@@ -15,6 +15,40 @@ class CovariateError(InputError):
     phenotype): :func:`analyse` names the covariate file when it is given."""
 
 
+def check_same_rows(**objects: object) -> None:
+    """Refuse pandas inputs (Series, DataFrames) whose rows are labelled in
+    different orders.  lmmscan matches rows by position, so a phenotype
+    Series sorted otherwise than the genotypes' DataFrame gave every sample
+    another's value, silently.  A default index (0, 1, ...) says nothing and
+    is not compared; a kinship DataFrame's columns must be its index."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    if pd is None:  # nothing here can be a pandas object
+        return
+    labelled = []
+    for name, obj in objects.items():
+        if not isinstance(obj, pd.Series | pd.DataFrame):
+            continue
+        index = obj.index
+        default = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+        if name == "kinship" and isinstance(obj, pd.DataFrame) and not default:
+            if not obj.columns.equals(index):
+                raise InputError(
+                    "kinship is a DataFrame whose columns are not its index (rows and columns "
+                    "in the same order): lmmscan matches them by position"
+                )
+        if not default:
+            labelled.append((name, index))
+    for (a, first), (b, second) in zip(labelled, labelled[1:], strict=False):
+        if not first.equals(second):
+            raise InputError(
+                f"{a} and {b} are pandas objects whose rows are labelled in different "
+                "orders: lmmscan matches rows by position, not by label; reindex them to "
+                "one order (or pass arrays)"
+            )
+
+
 def analysed_samples(
     y: object, covariates: object | None, n: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:

@@ -24,7 +24,7 @@ from .genotypes import GenotypeSource, as_source
 from .kinship import accumulate, accumulators, check_method
 from .model import LambdaBounds, NullModel, as_bounds, fit_null
 from .pvalues import TEST_COLUMNS
-from .samples import Analysed, analyse, groups_by_samples
+from .samples import Analysed, analyse, check_same_rows, groups_by_samples
 from .spectral import SpectralBasis, check_kinship, decompose_kinship
 
 if TYPE_CHECKING:
@@ -357,6 +357,7 @@ def scan(
     logl_H1 l_remle l_mle p_wald p_lrt p_score as the test has them; one row
     per analysed SNP, in file order.
     """
+    check_same_rows(genotypes=genotypes, y=y, covariates=covariates, kinship=kinship, groups=groups)
     source = as_source(genotypes)
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
     bounds = as_bounds(bounds)
@@ -498,6 +499,7 @@ def loco_scan(
     Returns one table, GEMMA's columns, the tested SNPs in file order.
     """
     check_method(method)
+    check_same_rows(genotypes=genotypes, y=y, covariates=covariates)
     bounds = as_bounds(bounds)
     if isinstance(chromosomes, str):  # one name, not its characters ("21": 2 and 1)
         chromosomes = [chromosomes]
