@@ -160,3 +160,25 @@ def test_pandas_rows_labelled_in_other_orders_are_refused(data):
     same = lmmscan.scan(genotypes, pd.Series(y, index=ids), kinship=K)
     assert same.equals(lmmscan.scan(G, y, kinship=K))
     assert lmmscan.scan(pd.DataFrame(G), pd.Series(y), kinship=K).equals(same)
+
+
+@pytest.mark.parametrize(
+    "selection, message",
+    [
+        (np.arange(100) % 2, "names a sample twice"),  # a 0/1 mask given as integers
+        (np.array([-1, -2, 0]), "indices outside 0..99"),
+        (np.array([0, 150]), "indices outside 0..99"),
+        (np.array([0.9, 1.9]), "boolean mask or 1-D integer indices"),
+        (np.ones(50, dtype=bool), "as a mask must have 100 entries"),
+    ],
+)
+def test_sample_selections_are_checked(data, selection, message):
+    """An int 0/1 mask was taken as the indices {0, 1}, negative indices
+    wrapped, floats were truncated, out of range was a bare IndexError."""
+    G, K, y = data
+    with pytest.raises(InputError, match=message):
+        lmmscan.kinship(G, filter_samples=selection)
+    with pytest.raises(InputError, match=message):
+        lmmscan.eigendecompose(K, samples=selection)
+    idx = np.array([5, 3, 9])
+    assert lmmscan.eigendecompose(K, samples=idx).sample_ids.tolist() == ["5", "3", "9"]

@@ -31,6 +31,7 @@ import numpy as np
 from ._errors import InputError
 from .lowrank import LowRankSpectral
 from .model import Spectral, check_kinship, decompose_kinship
+from .samples import as_sample_mask
 
 FORMAT = "lmmscan-eigen"
 FORMAT_VERSION = 1
@@ -179,9 +180,11 @@ def eigendecompose(
     ids = _as_ids(np.arange(n).astype(str) if sample_ids is None else sample_ids, n, "sample_ids")
     if samples is not None:
         sel = np.asarray(samples)
-        if sel.dtype == bool and sel.shape != (n,):
-            raise InputError(f"samples mask must have length {n}, got {sel.shape}")
+        # indices keep their order (the ids follow them); checked as a mask would be
+        as_sample_mask(sel, n, "samples")
         idx = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64)
+        if idx.size == 0:
+            raise InputError("samples selects no sample")
         K = K[np.ix_(idx, idx)]  # a private copy: decomposed in its own buffer
         ids = ids[idx]
     spec = decompose_kinship(K, center=center, overwrite_kinship=samples is not None)

@@ -10,7 +10,7 @@ import numpy as np
 from ._errors import InputError
 from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
-from .samples import Analysed
+from .samples import Analysed, as_sample_mask
 
 KinshipMethod = Literal["centered", "standardized"]
 KINSHIP_METHODS: tuple[KinshipMethod, ...] = ("centered", "standardized")  # GEMMA -gk 1, -gk 2
@@ -329,11 +329,4 @@ def sample_mask(source: GenotypeSource, filter_samples: np.ndarray | None) -> np
                 "line: --pheno)"
             )
         return mask
-    mask = np.asarray(filter_samples)
-    if mask.dtype != bool:
-        m = np.zeros(n, dtype=bool)
-        m[mask] = True
-        mask = m
-    if mask.shape != (n,):
-        raise InputError(f"filter_samples must have length {n}, got {mask.shape}")
-    return mask
+    return as_sample_mask(filter_samples, n, "filter_samples")

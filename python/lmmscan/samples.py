@@ -15,6 +15,33 @@ class CovariateError(InputError):
     phenotype): :func:`analyse` names the covariate file when it is given."""
 
 
+def as_sample_mask(selection: object, n: int, name: str) -> np.ndarray:
+    """A boolean mask over n samples from a boolean mask or integer indices.
+
+    Indices must lie in 0..n-1, each once: a 0/1 integer mask was taken as
+    the indices {0, 1}, a negative index counted from the end, and a float
+    was truncated, each without a word."""
+    sel = np.asarray(selection)
+    if sel.dtype == bool:
+        if sel.shape != (n,):
+            raise InputError(f"{name} as a mask must have {n} entries, got shape {sel.shape}")
+        return sel
+    if sel.dtype.kind not in "iu" or sel.ndim != 1:
+        raise InputError(
+            f"{name} must be a boolean mask or 1-D integer indices, got {sel.dtype} of shape "
+            f"{sel.shape}"
+        )
+    if sel.size and (sel.min() < 0 or sel.max() >= n):
+        raise InputError(f"{name} holds indices outside 0..{n - 1}")
+    if np.unique(sel).size != sel.size:
+        raise InputError(
+            f"{name} names a sample twice (a 0/1 mask must be booleans: np.asarray(x, bool))"
+        )
+    mask = np.zeros(n, dtype=bool)
+    mask[sel] = True
+    return mask
+
+
 def check_same_rows(**objects: object) -> None:
     """Refuse pandas inputs (Series, DataFrames) whose rows are labelled in
     different orders.  lmmscan matches rows by position, so a phenotype
