@@ -182,3 +182,26 @@ def test_sample_selections_are_checked(data, selection, message):
         lmmscan.eigendecompose(K, samples=selection)
     idx = np.array([5, 3, 9])
     assert lmmscan.eigendecompose(K, samples=idx).sample_ids.tolist() == ["5", "3", "9"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threads": 1.5}, "threads must be a positive integer"),
+        ({"block_size": 1.5}, "block_size must be a positive integer"),
+        ({"threads": True}, "threads must be a positive integer"),
+    ],
+)
+def test_threads_and_block_size_are_whole_numbers(data, kwargs, message):
+    """Before: a pybind TypeError naming filter_impute, or Python's own."""
+    G, K, y = data
+    with pytest.raises(InputError, match=message):
+        lmmscan.scan(G, y, kinship=K, **kwargs)
+
+
+@pytest.mark.parametrize("null_model", [[], "x", 3, [1, 2]])
+def test_null_model_must_be_null_models(data, null_model):
+    """Before: IndexError, AttributeError or TypeError from inside the scan."""
+    G, K, y = data
+    with pytest.raises(InputError, match="null_model must be a NullModel"):
+        lmmscan.scan(G, null_model=null_model)

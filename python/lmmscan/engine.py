@@ -607,10 +607,10 @@ class Engine:
         client: Any = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        if threads is not None and threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
-        if block_size is not None and block_size < 1:
-            raise InputError(f"block_size must be positive, got {block_size}")
+        for name, value in (("threads", threads), ("block_size", block_size)):
+            whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+            if value is not None and (not whole or value < 1):
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         self.source = source
         self.options = options
         self.threads = threads

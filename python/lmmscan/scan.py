@@ -415,7 +415,18 @@ def scan(
                         f"null_model without {', '.join(given)} (or those without null_model)"
                     )
                 single = isinstance(null_model, NullModel)
-                nulls = [null_model] if isinstance(null_model, NullModel) else list(null_model)
+                nulls = (
+                    [null_model]
+                    if isinstance(null_model, NullModel)
+                    else list(null_model)
+                    if isinstance(null_model, list | tuple)
+                    else []
+                )
+                if not nulls or not all(isinstance(m, NullModel) for m in nulls):
+                    raise InputError(
+                        "null_model must be a NullModel (lmmscan.fit_null) or a non-empty "
+                        f"list of them, got {null_model!r:.80}"
+                    )
             else:
                 if y is None or (kinship is None and groups is None and eigen is None):
                     raise InputError(
