@@ -205,3 +205,24 @@ def test_null_model_must_be_null_models(data, null_model):
     G, K, y = data
     with pytest.raises(InputError, match="null_model must be a NullModel"):
         lmmscan.scan(G, null_model=null_model)
+
+
+def test_second_review_mends(data, tmp_path):
+    """A kinship DataFrame read back from CSV (int index, text columns) and a
+    default-like int index are not labels; maf=-inf is no filter; bounds
+    beside null_model are refused; chromosomes may be any iterable."""
+    import pandas as pd
+
+    G, K, y = data
+    n = len(y)
+    ids = list(range(1001, 1001 + n))
+    path = tmp_path / "k.csv"
+    pd.DataFrame(K, index=ids, columns=ids).to_csv(path)
+    from_csv = pd.read_csv(path, index_col=0)
+    assert lmmscan.scan(G, y, kinship=from_csv).equals(lmmscan.scan(G, y, kinship=K))
+    cov = pd.DataFrame({"x": np.ones(n)}, index=pd.Index(np.arange(n)))
+    lmmscan.scan(G, pd.Series(y, index=[f"s{i}" for i in range(n)]), kinship=K, covariates=cov)
+    assert lmmscan.scan(G, y, kinship=K, maf=-np.inf).equals(lmmscan.scan(G, y, kinship=K, maf=-1))
+    null = lmmscan.fit_null(y, kinship=K)
+    with pytest.raises(InputError, match="without bounds"):
+        lmmscan.scan(G, null_model=null, bounds=lmmscan.LambdaBounds(0.5, 0.6, 2))

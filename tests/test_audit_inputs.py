@@ -436,3 +436,18 @@ def test_a_plan_that_blocks_break_suggests_a_smaller_block_size(study, tmp_path,
     assert main(argv) == 2
     assert "a smaller --block-size (the blocks take" in capsys.readouterr().err
     assert main([*argv, "--block-size", "100", "--quiet"]) == 0
+
+
+def test_loco_and_kinship_refusals_name_what_helps(study, tmp_path, capsys):
+    """LOCO still said "relax --maf, --miss" when --r2 removed every SNP; kinship
+    was told to use --block-size, a flag it does not have."""
+    argv = ["scan", "--bfile", str(study), "--pheno", f"{study}.pheno.txt", "--covar",
+            f"{study}.covar.txt", "--loco", "--r2", "0", "--maf", "0",
+            "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == 2
+    assert "relax --r2" in capsys.readouterr().err
+    argv = ["kinship", "--bfile", str(study), "--pheno", f"{study}.pheno.txt",
+            "--memory-limit", "110M", "--out", str(tmp_path / "k.txt")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "--block-size" not in err

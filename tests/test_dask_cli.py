@@ -83,8 +83,13 @@ def test_workers_that_would_read_another_file_are_refused(tmp_path, capsys, monk
     for ext in (".bed", ".bim", ".fam", ".pheno.txt"):
         shutil.copy(f"{DEMO}{ext}", here / f"demo{ext}")
         shutil.copy(f"{DEMO}{ext}", there / f"demo{ext}")
-    st = os.stat(there / "demo.bed")  # another file of the same name and size
-    os.utime(there / "demo.bed", ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))
+    # another file of the same name and size (its first SNPs changed); a copy
+    # with the same bytes and another modification time is the same file
+    data = bytearray((there / "demo.bed").read_bytes())
+    data[3:103] = bytes(100)
+    (there / "demo.bed").write_bytes(bytes(data))
+    st = os.stat(here / "demo.bed")
+    os.utime(here / "demo.bed", ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))
     monkeypatch.chdir(there)  # the workers start here
     with distributed.LocalCluster(
         n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0"

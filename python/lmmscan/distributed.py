@@ -90,24 +90,35 @@ def _genotype_file(source: Any) -> str | None:
     return None if path is None else os.fsdecode(path)
 
 
-def _stat(path: str) -> tuple[int, int] | None:
-    """(size, mtime_ns) of ``path`` as this process resolves it, or None."""
+def _stat(path: str) -> tuple[int, str] | None:
+    """(size, a hash of the first and last 64 KiB) of ``path`` as this
+    process resolves it, or None: the same file on every node, whatever its
+    modification time (copies made by cp or scp keep the bytes, not the
+    time), and another file of the same name caught where it differs from its
+    start or end (a .bed's magic and first SNPs, a BGEN's header)."""
+    import hashlib
+
     try:
-        st = os.stat(path)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            digest = hashlib.sha256(fh.read(1 << 16))
+            fh.seek(max(0, size - (1 << 16)))
+            digest.update(fh.read(1 << 16))
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return size, digest.hexdigest()
 
 
 def check_workers_see(client: Any, source: Any) -> None:
     """Refuse a scan whose workers would read another genotype file than this
     process: a relative path resolves in each worker's working directory (a
     file of the same name there was read, without a word), or a worker sees
-    another disk.  Each worker stats the path as it will open it."""
+    another disk.  Each worker reads the path as it will open it: its size
+    and a hash of its first and last 64 KiB must be this process's."""
     path = _genotype_file(source)
-    if path is None:
+    here = None if path is None else _stat(path)
+    if path is None or here is None:  # no local file to compare with (a custom source)
         return
-    here = _stat(path)
     seen = client.run(_stat, path)
     for worker, stat in seen.items():
         if stat is None or tuple(stat) != here:  # msgpack may give a list

@@ -284,11 +284,11 @@ def _check_eigenvectors(U: np.ndarray) -> None:
     random v (a float32 U is still far inside 1e-4)."""
     for j in range(0, U.shape[1], 1024):  # a small temporary, not one of U's size
         if not np.isfinite(U[:, j : j + 1024]).all():
-            raise InputError("its eigenvectors (U) are not all finite")
+            raise InputError("the eigenvectors (U) are not all finite")
     v = np.random.default_rng(0).standard_normal(U.shape[1])
     back = U.T @ (U @ v)
     if not np.linalg.norm(back - v) <= 1e-4 * np.linalg.norm(v):
         raise InputError(
-            "its eigenvectors (U) are not orthonormal (U'U is not the identity): not an "
+            "the eigenvectors (U) are not orthonormal (U'U is not the identity): not an "
             "eigendecomposition as `lmmscan eigen` writes it"
         )

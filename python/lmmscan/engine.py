@@ -124,7 +124,7 @@ def check_thresholds(maf: object, miss: object, r2: object, hwe: object) -> None
         if v is None or not 0.0 <= v <= 1.0:
             raise InputError(f"{name} must be a number from 0 to 1, got {value!r}")
     m = number(maf)
-    if maf is not None and (m is None or not math.isfinite(m)):
+    if maf is not None and (m is None or math.isnan(m)):
         raise InputError(f"maf must be a number (negative: no maf filter) or None, got {maf!r}")
 
 

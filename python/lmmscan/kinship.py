@@ -16,13 +16,6 @@ KinshipMethod = Literal["centered", "standardized"]
 KINSHIP_METHODS: tuple[KinshipMethod, ...] = ("centered", "standardized")  # GEMMA -gk 1, -gk 2
 
 
-# the refusal when the filters leave no SNP to compute a kinship from
-NO_KINSHIP_SNP = (
-    "no SNP passed the filters (maf, miss): the kinship cannot be computed; relax them "
-    "(--maf, --miss)"
-)
-
-
 def check_method(method: object) -> KinshipMethod:
     """``method`` if it names a kinship (:data:`KINSHIP_METHODS`), else InputError."""
     if method not in KINSHIP_METHODS:

@@ -43,9 +43,9 @@ import numpy as np
 
 from . import _core, _lapack64
 from ._errors import InputError
-from .filters import FilterCounts, Scratch, gemma_filter
+from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, default_block_size, snp_runs
-from .kinship import NO_KINSHIP_SNP, check_method, standardize
+from .kinship import check_method, standardize
 from .memory import LOCO_SUMS
 from .spectral import (
     Spectral,
@@ -138,6 +138,7 @@ class _KinshipSums:
         self.block_size = block_size
         self.rows = np.flatnonzero(mask)
         self.scratch = Scratch()  # a block's kinship columns, reused
+        self.counts = FilterCounts()  # the kinship pass's filter verdicts
         n = self.rows.size
         self.S = np.zeros((n, n), order="F")
         self.p = 0
@@ -150,7 +151,7 @@ class _KinshipSums:
         self.report = report
         placed = np.flatnonzero(self.codes >= 0)
         for start, stop, pos in snp_runs(placed, block_size):
-            Z, kept = self._block(start, stop, pos)
+            Z, kept = self._block(start, stop, pos, count=True)
             t0 = time.perf_counter()
             codes = self.codes[kept]
             for i in np.unique(codes):
@@ -171,7 +172,9 @@ class _KinshipSums:
         seconds = self.report.seconds
         seconds["kinship"] = seconds.get("kinship", 0.0) + time.perf_counter() - t0
 
-    def _block(self, start: int, stop: int, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _block(
+        self, start: int, stop: int, pos: np.ndarray, count: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Kinship columns (analysed rows) of the SNPs at ``pos`` that pass the filters."""
         t0 = time.perf_counter()
         X = self.source.read(start, stop)
@@ -180,9 +183,11 @@ class _KinshipSums:
             # layout of a whole .bed block either way
             X = X[:, pos - start]
         t1 = time.perf_counter()
-        keep = gemma_filter(
+        keep, _, _, counts = gemma_filter(
             X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
-        )[0]
+        )
+        if count:  # the pass over every SNP, not a chromosome's recomputation
+            self.counts.add(counts)
         k = int(np.count_nonzero(keep))
         buf = self.scratch.get("Z", self.rows.size * k, np.float64)
         Z = standardize(X, self.method, cols=keep, rows=self.rows, out=buf)
@@ -367,7 +372,7 @@ class KinshipPasses:
                 raise InputError(f"no SNP on chromosome(s) {unknown}")
             chroms = [c for c in chroms if c.name in set(wanted)]
         if self.sums.p == 0:
-            raise InputError(NO_KINSHIP_SNP)
+            raise InputError(no_snp_left(self.sums.counts, "the kinship cannot be computed"))
         return chroms
 
     def spectra(

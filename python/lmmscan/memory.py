@@ -187,17 +187,24 @@ def fits(nbytes: int, limit: int | None = None) -> bool:
     return room is None or nbytes <= room[0]
 
 
-def check(plan: Plan, limit: int | None, hints: list[str]) -> tuple[int, str] | None:
+def check(
+    plan: Plan, limit: int | None, hints: list[str], block_flag: str | None = None
+) -> tuple[int, str] | None:
     """Raise :class:`NotEnoughMemory` when ``plan`` does not fit in ``limit``
     bytes (None: :func:`available`).  Returns (the figure, its source)."""
     room = room_for(limit)
     if room is None:
         return None
     if plan.peak > room[0]:
-        # blocks of genotypes at the peak that a smaller --block-size shrinks
-        blocks = sum(v for k, v in plan.phases.get(plan.peak_phase, {}).items() if "block" in k)
-        if blocks and plan.peak - room[0] < blocks:
-            hints = [f"a smaller --block-size (the blocks take {fmt(blocks)})", *hints]
+        # blocks of genotypes at the peak, which a smaller block size shrinks
+        # (where the caller has a flag for it)
+        blocks = sum(
+            v
+            for k, v in plan.phases.get(plan.peak_phase, {}).items()
+            if k in ("genotype blocks", "rotated block", "first genotype block")
+        )
+        if block_flag and blocks and plan.peak - room[0] < blocks:
+            hints = [f"a smaller {block_flag} (the blocks take {fmt(blocks)})", *hints]
         advice = "; ".join(hints) if hints else "run it on a machine with more memory"
         raise NotEnoughMemory(
             f"{plan.what} needs about {plan.describe()}, but {fmt(room[0])} is available "

@@ -63,7 +63,7 @@ class LambdaBounds:
 def too_large_l_max(value: float, name: str) -> str:
     """The message for an upper lambda bound beyond MAX_L_MAX."""
     return (
-        f"{name} {value:g} is beyond {MAX_L_MAX:g}: past it the likelihood is lost to "
+        f"{name} {value:.12g} is beyond {MAX_L_MAX:g}: past it the likelihood is lost to "
         "rounding in double precision (false optima, p-values off by orders of magnitude); "
         f"lambda = {MAX_L_MAX:g} is already a heritability of 1 - 1e-10"
     )

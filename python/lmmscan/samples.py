@@ -58,9 +58,10 @@ def check_same_rows(**objects: object) -> None:
         if not isinstance(obj, pd.Series | pd.DataFrame):
             continue
         index = obj.index
-        default = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+        default = index.equals(pd.RangeIndex(len(index)))  # 0, 1, ...: positions
         if name == "kinship" and isinstance(obj, pd.DataFrame) and not default:
-            if not obj.columns.equals(index):
+            # as text: a CSV read back gives numeric IDs an int index, text columns
+            if not obj.columns.astype(str).equals(index.astype(str)):
                 raise InputError(
                     "kinship is a DataFrame whose columns are not its index (rows and columns "
                     "in the same order): lmmscan matches them by position"

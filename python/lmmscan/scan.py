@@ -406,12 +406,20 @@ def scan(
             if null_model is not None:
                 if eigen is not None:
                     raise InputError("give either null_model or eigen, not both")
-                alongside = {"y": y, "kinship": kinship, "covariates": covariates, "groups": groups}
+                alongside = {
+                    "y": y,
+                    "kinship": kinship,
+                    "covariates": covariates,
+                    "groups": groups,
+                    "bounds": bounds,
+                    "sample_ids": sample_ids,
+                }
                 given = [name for name, value in alongside.items() if value is not None]
                 if given:
                     # they were ignored: another phenotype's y gave null_model's scan
                     raise InputError(
-                        f"null_model carries its phenotype, kinship and covariates: give "
+                        f"null_model carries its phenotype, kinship, covariates and lambda "
+                        f"bounds: give "
                         f"null_model without {', '.join(given)} (or those without null_model)"
                     )
                 single = isinstance(null_model, NullModel)
@@ -512,8 +520,10 @@ def loco_scan(
     check_method(method)
     check_same_rows(genotypes=genotypes, y=y, covariates=covariates)
     bounds = as_bounds(bounds)
-    if isinstance(chromosomes, str):  # one name, not its characters ("21": 2 and 1)
-        chromosomes = [chromosomes]
+    if isinstance(chromosomes, str | int | np.integer):  # one name ("21": not 2 and 1)
+        chromosomes = [str(chromosomes)]
+    elif chromosomes is not None:
+        chromosomes = [str(c) for c in chromosomes]
     if chromosomes is not None and len(chromosomes) == 0:
         raise InputError("chromosomes is empty: name at least one (or None for all)")
     source = as_source(genotypes)

@@ -383,7 +383,9 @@ def memory_check(args: argparse.Namespace, plan: Any, hints: list[str]) -> None:
 
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
     args.memory_plan = plan
-    args.memory_room = check(plan, limit, hints)
+    # kinship has no --block-size to suggest
+    flag = "--block-size" if hasattr(args, "block_size") else None
+    args.memory_room = check(plan, limit, hints, flag)
 
 
 def memory_check_driver(
