@@ -600,7 +600,10 @@ class Checkpoint:
 
         Kept when the scan stopped after a block and before its end: an
         interruption, an OSError or MemoryError, or bad input met while
-        reading the genotypes (a .bed truncated while the scan read it).
+        reading the genotypes (a .bed truncated while the scan read it); and
+        after its end when one of the first three stopped a later step (a
+        full disk for null.json).  Tables already renamed to their names stay,
+        and so do the finished ones not yet renamed.
         """
         # a save that failed too leaves the checkpoint before it on the disk
         with contextlib.suppress(Exception):
