@@ -226,3 +226,13 @@ def test_second_review_mends(data, tmp_path):
     null = lmmscan.fit_null(y, kinship=K)
     with pytest.raises(InputError, match="without bounds"):
         lmmscan.scan(G, null_model=null, bounds=lmmscan.LambdaBounds(0.5, 0.6, 2))
+
+
+def test_a_lambda_on_a_chosen_bound_does_not_blame_the_kinship(data):
+    """The warning said the kinship explains almost none (or all) of the
+    variance when the lambda sat on a bound the user chose."""
+    G, K, y = data
+    chosen = lmmscan.fit_null(y, kinship=K, bounds=lmmscan.LambdaBounds(5.0, 6.0, 2))
+    assert chosen.warnings and all("a bound of the range chosen" in w for w in chosen.warnings)
+    wide = lmmscan.fit_null(y * 0 + np.arange(len(y)) % 2, kinship=np.eye(len(y)) * 1e-3)
+    assert all("range chosen" not in w for w in wide.warnings)

@@ -137,13 +137,19 @@ class NullModel:
         for name, lam in (("REML", self.lambda_reml), ("ML", self.lambda_mle)):
             side = "lower" if lam <= b.l_min else "upper" if lam >= b.l_max else None
             if side is not None:
+                # GEMMA's range, or the group model's (1e-10, 1e10): not the user's
+                chosen = (b.l_min, b.l_max) not in ((1e-5, 1e5), (1e-10, 1e10))
+                why = (
+                    "a bound of the range chosen"
+                    if chosen
+                    else "the kinship explains "
+                    + ("almost none" if side == "lower" else "almost all")
+                    + " of the variance, or its scale is far from GEMMA's"
+                )
                 out.append(
                     f"lambda ({name}) = {lam:.6g} is on the {side} bound of its search "
-                    f"[{b.l_min:g}, {b.l_max:g}]: the optimum may lie beyond it (the "
-                    "kinship explains "
-                    + ("almost none" if side == "lower" else "almost all")
-                    + " of the variance, or its scale is far from GEMMA's); the tests use "
-                    "the bound, as GEMMA's do"
+                    f"[{b.l_min:g}, {b.l_max:g}]: the optimum may lie beyond it ({why}); "
+                    "the tests use the bound, as GEMMA's do"
                 )
         d = np.asarray(self.spectral.d)
         if d.size and not np.any(d > 0):
