@@ -471,7 +471,7 @@ class VariantFile:
         """Phenotype columns (1-based) of the sample file as (samples,
         len(columns)), NaN for NA or -9; ``which`` says what the columns are
         in a message."""
-        from .textio import BadToken, parse_phenotype
+        from .textio import INFINITE_NOTE, BadToken, parse_phenotype
 
         text = self._sample_text
         out = np.empty((self.n_samples, len(columns)))
@@ -482,21 +482,13 @@ class VariantFile:
                     path=where,
                 )
             try:
-                out[:, i] = parse_phenotype(text.pheno[col - 1], minus9_missing=True)
+                out[:, i] = parse_phenotype(text.pheno[col - 1], minus9_missing=True, finite=True)
             except BadToken as exc:
                 raise InputError(
-                    f"phenotype {exc.token!r} is not a number",
+                    f"phenotype {exc}{INFINITE_NOTE if exc.infinite else ''}",
                     path=where,
                     line=text.first_line + exc.index,
                 ) from None
-            infinite = np.flatnonzero(np.isinf(out[:, i]))
-            if infinite.size:  # as the --pheno reader refuses it, with its line
-                at = int(infinite[0])
-                raise InputError(
-                    f"phenotype {text.pheno[col - 1][at]!r} is infinite (NA or -9 is missing)",
-                    path=where,
-                    line=text.first_line + at,
-                )
         return out
 
     @property

@@ -14,7 +14,15 @@ import numpy as np
 
 from ._errors import InputError
 from .genotypes import SampleText, check_unique_ids, import_failure, require_extra, sample_rows
-from .textio import BadToken, input_stat, not_utf8, parse_phenotype, read_pipe, shown
+from .textio import (
+    INFINITE_NOTE,
+    BadToken,
+    input_stat,
+    not_utf8,
+    parse_phenotype,
+    read_pipe,
+    shown,
+)
 from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
@@ -385,23 +393,14 @@ class PlinkGenotypes:
                     path=self.prefix + ".fam",
                 )
             try:
-                out[:, i] = parse_phenotype(fam[4 + col], minus9_missing=True)
+                out[:, i] = parse_phenotype(fam[4 + col], minus9_missing=True, finite=True)
             except BadToken as exc:
                 raise InputError(
-                    f"phenotype {exc.token!r} is not a number",
+                    f"phenotype {exc}{INFINITE_NOTE if exc.infinite else ''}",
                     path=self.prefix + ".fam",
                     line=exc.index + 1,
                     column=5 + col,
                 ) from None
-            infinite = np.flatnonzero(np.isinf(out[:, i]))
-            if infinite.size:  # as the --pheno reader refuses it, with its place
-                raise InputError(
-                    f"phenotype {fam[4 + col][int(infinite[0])]!r} is infinite (NA or -9 is "
-                    "missing)",
-                    path=self.prefix + ".fam",
-                    line=int(infinite[0]) + 1,
-                    column=5 + col,
-                )
         return out
 
     def read(self, start: int, stop: int, samples: np.ndarray | None = None) -> np.ndarray:

@@ -236,13 +236,18 @@ def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
 
 
 class BadToken(ValueError):
-    """A token that is not a number; ``index`` is its 0-based position."""
+    """A token that is not a number (or, where numbers must be finite, an
+    infinite one: ``infinite``); ``index`` is its 0-based position."""
 
-    def __init__(self, index: int, token: str) -> None:
-        super().__init__(f"{token!r} is not a number")
+    def __init__(self, index: int, token: str, infinite: bool = False) -> None:
+        super().__init__(f"{token!r} is {'infinite' if infinite else 'not a number'}")
         self.index = index
         self.token = token
+        self.infinite = infinite
 
+
+# what a sample file's infinite phenotype is told (its missing codes)
+INFINITE_NOTE = " (NA or -9 is missing)"
 
 # a plain decimal number: pandas' to_numeric and float() give the same double
 # for these (with a leading "+", to_numeric rounds some last digits otherwise,
@@ -251,12 +256,13 @@ _PLAIN_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\
 
 
 def parse_phenotype(
-    tokens: pd.Series | np.ndarray | list[str], *, minus9_missing: bool
+    tokens: pd.Series | np.ndarray | list[str], *, minus9_missing: bool, finite: bool = False
 ) -> np.ndarray:
     """Phenotype or covariate tokens to float64 with NaN for missing, as GEMMA reads them.
 
     ``NA`` is missing; so is -9 when ``minus9_missing`` (the .fam column).
-    Raises :class:`BadToken` on a non-numeric token.
+    Raises :class:`BadToken` on a non-numeric token, and with ``finite`` on an
+    infinite one (``inf``, or ``1e400``).
     """
     listed = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
     if all(t == "NA" or (type(t) is str and _PLAIN_NUMBER.match(t)) for t in listed):
@@ -267,6 +273,11 @@ def parse_phenotype(
         values = _parse_with_pandas(tokens)
     if minus9_missing:
         values[values == -9] = np.nan
+    if finite:
+        infinite = np.flatnonzero(np.isinf(values))
+        if infinite.size:
+            i = int(infinite[0])
+            raise BadToken(i, str(listed[i]), infinite=True)
     return values
 
 
@@ -287,22 +298,18 @@ def _parse_with_pandas(tokens: pd.Series | np.ndarray | list[str]) -> np.ndarray
 
 def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.ndarray:
     try:
-        values = parse_phenotype(np.asarray(tokens, dtype=object), minus9_missing=False)
+        values = parse_phenotype(
+            np.asarray(tokens, dtype=object), minus9_missing=False, finite=True
+        )
     except BadToken as exc:
         raise InputError(
-            f"{what} {exc.token!r} is not a number (use NA for missing)",
+            f"{what} {exc.token!r} is infinite"
+            if exc.infinite
+            else f"{what} {exc.token!r} is not a number (use NA for missing)",
             path=str(path),
             line=exc.index + 1,
             column=column,
         ) from None
-    bad = np.flatnonzero(np.isinf(values))
-    if bad.size:
-        raise InputError(
-            f"{what} {tokens[bad[0]]!r} is infinite",
-            path=str(path),
-            line=int(bad[0]) + 1,
-            column=column,
-        )
     if what == "phenotype":  # rescaled by the fit: its units change no test
         return values
     from .samples import HUGE
