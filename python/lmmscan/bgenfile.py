@@ -29,7 +29,6 @@ from .variants import VariantRows
 def read_sample_file(path: Path) -> SampleText:
     """An Oxford .sample file: fid and iid from ID_1/ID_2, and its phenotype
     columns (type P or C) as text."""
-    import re
     import warnings
 
     try:
@@ -56,11 +55,13 @@ def read_sample_file(path: Path) -> SampleText:
             line=at + 1,
         ) from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        from .textio import wider_row
+
+        found = wider_row(exc)
         if found is not None:
-            expected, line, saw = found.groups()
+            expected, line, saw = found
             raise InputError(
-                f"{saw} fields where line 1 has {expected}", path=str(path), line=int(line)
+                f"{saw} fields where line 1 has {expected}", path=str(path), line=line
             ) from None
         raise InputError(f"cannot read the .sample file: {' '.join(str(exc).split())}",
                          path=str(path)) from None  # fmt: skip

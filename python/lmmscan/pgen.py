@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from ._errors import InputError
 from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
-from .textio import input_stat
+from .textio import input_stat, wider_row
 from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
@@ -205,12 +204,12 @@ def _read_text_table(
     except pd.errors.EmptyDataError:
         raise InputError(f"{what} file has no variants or samples", path=str(path)) from None
     except pd.errors.ParserError as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        found = wider_row(exc)
         if found is None:
             raise InputError(f"cannot parse {what} file: {exc}", path=str(path)) from None
-        expected, at, saw = found.groups()
+        expected, at, saw = found
         raise InputError(
-            f"{saw} fields where the header has {expected}", path=str(path), line=int(at)
+            f"{saw} fields where the header has {expected}", path=str(path), line=at
         ) from None
     except UnicodeDecodeError:
         raise InputError(f"{what} file is not UTF-8 text", path=str(path)) from None

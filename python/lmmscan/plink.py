@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 import threading
 from pathlib import Path
@@ -22,6 +21,7 @@ from .textio import (
     parse_phenotype,
     read_pipe,
     shown,
+    wider_row,
 )
 from .variants import TextColumn, VariantTable
 
@@ -78,14 +78,14 @@ def _read_table(
         raise InputError(f"{what} file is empty", path=shown(path)) from None
     except pd.errors.ParserError as exc:
         # "Expected 6 fields in line 3, saw 7": a line longer than the first
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        found = wider_row(exc)
         if found is None:
             raise InputError(f"cannot parse {what} file: {exc}", path=shown(path)) from None
-        first, line, saw = found.groups()
+        first, line, saw = found
         raise InputError(
             f"{saw} fields where line 1 has {first} (every line needs the same fields)",
             path=shown(path),
-            line=int(line),
+            line=line,
         ) from None
     except UnicodeDecodeError:
         # pandas reports the offset inside its buffer: find the byte in the file

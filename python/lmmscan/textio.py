@@ -246,6 +246,13 @@ class BadToken(ValueError):
         self.infinite = infinite
 
 
+def wider_row(exc: BaseException) -> tuple[int, int, int] | None:
+    """(fields expected, file line, fields seen) from read_csv's "Expected 6
+    fields in line 3, saw 7", or None for another parse error."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+    return None if found is None else (int(found[1]), int(found[2]), int(found[3]))
+
+
 # what a sample file's infinite phenotype is told (its missing codes)
 INFINITE_NOTE = " (NA or -9 is missing)"
 
