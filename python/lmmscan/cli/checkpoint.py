@@ -497,8 +497,6 @@ class Checkpoint:
         checkpoint, atomically.  Waits for the save before, and raises its
         error."""
         self._wait()
-        files = [*self._files, *self._sides]
-        lengths = {id(f): f.flush() for f in files}
         phenos = []
         for k, ph in enumerate(self.phenos):
             phenos.append(
@@ -506,8 +504,8 @@ class Checkpoint:
                     "column": ph.col,
                     "table": str(self.tables[k]),
                     "sidecar": str(self.sidecars[k]),
-                    "table_bytes": lengths[id(self._files[k])],
-                    "sidecar_bytes": lengths[id(self._sides[k])],
+                    "table_bytes": self._files[k].flush(),
+                    "sidecar_bytes": self._sides[k].flush(),
                     "n_rows": ph.n_rows,
                     "best": [list(t) for t in ph.best],
                     "untestable": dict(ph.untestable),
@@ -534,6 +532,7 @@ class Checkpoint:
             "phenotypes": phenos,
         }
         text = json.dumps(state, allow_nan=True) + "\n"
+        files = [*self._files, *self._sides]
         if wait:
             self._write(files, text, self.next_snp)
             return
