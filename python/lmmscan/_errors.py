@@ -11,7 +11,10 @@ argument checks as ``InputError``, its numerical failures as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class LmmscanError(Exception):
@@ -46,13 +49,26 @@ class InputError(LmmscanError, ValueError):
         self.column = column
 
 
-def refuse_complex(value: Any, name: str) -> None:
-    """An InputError for complex numbers, which float64 conversion would cut
-    to their real parts with only a ComplexWarning."""
+def number(value: object, whole: bool = False) -> float | None:
+    """``value`` as a float when it is a real number (an integer, with
+    ``whole``), Python's or numpy's, not a bool; else None."""
+    import numpy as np
+
+    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return None
+    return float(value)  # type: ignore[arg-type]
+
+
+def real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array; an InputError naming ``name`` for complex
+    numbers, which the conversion would cut to their real parts with only a
+    ComplexWarning."""
     import numpy as np
 
     if np.iscomplexobj(value):
         raise InputError(f"{name} holds complex numbers; lmmscan takes real ones")
+    return np.asarray(value, dtype=np.float64)
 
 
 class NumericalError(LmmscanError, ArithmeticError):

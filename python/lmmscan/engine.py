@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol, cast
 import numpy as np
 
 from . import _core
-from ._errors import InputError
+from ._errors import InputError, number
 from ._threads import blas_threads, importing_beside, usable_cores
 from .filters import FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
@@ -114,11 +114,6 @@ def check_thresholds(maf: object, miss: object, r2: object, hwe: object) -> None
     """GEMMA's filter thresholds as the command line takes them: miss, r2 and
     hwe from 0 to 1, maf a number (negative: no maf filter) or None; a
     negative miss or r2 dropped every SNP, and NaN none, without a word."""
-
-    def number(v: object) -> float | None:
-        ok = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-        return float(v) if ok else None  # type: ignore[arg-type]
-
     for name, value in (("miss", miss), ("r2", r2), ("hwe", hwe)):
         v = number(value)
         if v is None or not 0.0 <= v <= 1.0:
@@ -608,8 +603,7 @@ class Engine:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         for name, value in (("threads", threads), ("block_size", block_size)):
-            whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
-            if value is not None and (not whole or value < 1):
+            if value is not None and (number(value, whole=True) or 0) < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
         self.source = source
         self.options = options

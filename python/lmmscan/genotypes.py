@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._errors import InputError, refuse_complex
+from ._errors import InputError, real_array
 from .samples import HUGE
 
 if TYPE_CHECKING:
@@ -52,8 +52,7 @@ class ArrayGenotypes:
     """
 
     def __init__(self, genotypes: np.ndarray, snps: pd.DataFrame | None = None) -> None:
-        refuse_complex(genotypes, "genotypes")
-        g = np.asarray(genotypes, dtype=np.float64)
+        g = real_array(genotypes, "genotypes")
         if g.ndim != 2:
             raise InputError(f"genotypes must be a 2-D array (samples x SNPs), got shape {g.shape}")
         # inf, or a value whose square overflows (no n x m temporary but booleans)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _core
-from ._errors import InputError, refuse_complex
+from ._errors import InputError, number, real_array
 from .samples import analysed_samples, check_same_rows
 from .spectral import (
     GroupSpectral,
@@ -45,10 +45,7 @@ class LambdaBounds:
 
     def __post_init__(self) -> None:
         # an infinite l_max gave lambda = inf, every SNP tested at the bound
-        numbers = all(
-            isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-            for v in (self.l_min, self.l_max)
-        )
+        numbers = number(self.l_min) is not None and number(self.l_max) is not None
         if not numbers or not 0.0 < self.l_min < self.l_max < math.inf:
             raise InputError(
                 f"LambdaBounds needs 0 < l_min < l_max < inf, got l_min={self.l_min!r}, "
@@ -56,7 +53,7 @@ class LambdaBounds:
             )
         if self.l_max > MAX_L_MAX:
             raise InputError(too_large_l_max(self.l_max, "l_max"))
-        if not isinstance(self.n_region, int | np.integer) or isinstance(self.n_region, bool):
+        if number(self.n_region, whole=True) is None:
             raise InputError(f"LambdaBounds' n_region must be an integer, got {self.n_region!r}")
 
 
@@ -367,11 +364,9 @@ def fit_null(
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
     bounds = as_bounds(bounds)
     check_same_rows(y=y, covariates=covariates, kinship=kinship, groups=groups)
-    refuse_complex(y, "y")
-    y_arr = np.asarray(y, dtype=np.float64)
+    y_arr = real_array(y, "y")
     if covariates is not None:  # before the rank check, which would overflow
-        refuse_complex(covariates, "covariates")
-        _check_covariate_scale(np.asarray(covariates, dtype=np.float64))
+        _check_covariate_scale(real_array(covariates, "covariates"))
     mask, y_an, W, _, intercept_added = analysed_samples(y_arr, covariates)
     given = sum(x is not None for x in (kinship, groups, spectral))
     if given != 1:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import InputError, refuse_complex
+from ._errors import InputError, real_array
 
 
 class CovariateError(InputError):
@@ -87,8 +87,7 @@ def analysed_samples(
     covariate column is constant on the analysed samples a column of ones is
     appended last; without covariates W is a column of ones.
     """
-    refuse_complex(y, "y")
-    y = np.asarray(y, dtype=np.float64)
+    y = real_array(y, "y")
     if y.ndim != 1:
         raise InputError(f"y must be 1-D (one value per sample), got shape {y.shape}")
     if n is not None and y.shape[0] != n:
@@ -97,8 +96,7 @@ def analysed_samples(
         raise InputError("y contains infinite values (use NaN for missing)")
     mask = ~np.isnan(y)
     if covariates is not None:
-        refuse_complex(covariates, "covariates")
-        cov = np.asarray(covariates, dtype=np.float64)
+        cov = real_array(covariates, "covariates")
         if cov.ndim == 1:
             cov = cov[:, None]
         if cov.ndim != 2 or cov.shape[0] != y.shape[0]:

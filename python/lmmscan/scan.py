@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import InputError, refuse_complex
+from ._errors import InputError, real_array
 from .engine import Collector, Engine, ScanOptions, ScanReport, Test
 from .genotypes import GenotypeSource, as_source
 from .kinship import accumulate, accumulators, check_method
@@ -440,8 +440,7 @@ def scan(
                     raise InputError(
                         "scan needs y and a kinship or groups (or a fitted null_model)"
                     )
-                refuse_complex(y, "y")
-                Y = np.asarray(y, dtype=np.float64)
+                Y = real_array(y, "y")
                 n_y = Y.shape[0] if Y.ndim else 0
                 if n_y != source.n_samples:
                     raise InputError(
@@ -527,8 +526,7 @@ def loco_scan(
     if chromosomes is not None and len(chromosomes) == 0:
         raise InputError("chromosomes is empty: name at least one (or None for all)")
     source = as_source(genotypes)
-    refuse_complex(y, "y")
-    y_arr = np.asarray(y, dtype=np.float64)
+    y_arr = real_array(y, "y")
     if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
         raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._errors import InputError, NumericalError, refuse_complex
+from ._errors import InputError, NumericalError, real_array
 from ._threads import blas_threads, importing_beside, run_parts
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
@@ -240,8 +240,7 @@ def _trmm_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def check_kinship(K: object, n: int, name: str = "kinship") -> np.ndarray:
     """A validated (n, n) float64 kinship: square, finite, symmetric."""
-    refuse_complex(K, name)
-    K = np.asarray(K, dtype=np.float64)
+    K = real_array(K, name)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise InputError(f"{name} must be a square matrix, got shape {K.shape}")
     if K.shape[0] != n:
