@@ -34,6 +34,10 @@ class FilterCounts:
             merged[k] = merged.get(k, 0) + v
         self.removed = {k: merged[k] for k in FILTER_ORDER if k in merged}
 
+    def removed_text(self) -> str:
+        """ "miss 0, maf 60, ...": what each filter removed, for messages."""
+        return ", ".join(f"{k} {v}" for k, v in self.removed.items())
+
 
 def gemma_filter(
     X: np.ndarray,
@@ -259,8 +263,7 @@ def filters_to_relax(removed: dict[str, int]) -> str:
 
 def no_snp_left(counts: FilterCounts, what: str) -> str:
     """The message for filters that left no SNP: the counts and what to relax."""
-    removed = ", ".join(f"{k} {v}" for k, v in counts.removed.items())
     return (
-        f"no SNP passed the filters ({removed} of {counts.total}): {what}; "
+        f"no SNP passed the filters ({counts.removed_text()} of {counts.total}): {what}; "
         f"{filters_to_relax(counts.removed)}"
     )

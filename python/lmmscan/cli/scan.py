@@ -800,7 +800,7 @@ def lambda_bounds(args: argparse.Namespace) -> Any:
 def _require_kept(filters, source: Any) -> None:
     if filters.kept == 0:
         raise InputError(
-            f"no SNP left after filtering ({_removed_text(filters)} of "
+            f"no SNP left after filtering ({filters.removed_text()} of "
             f"{filters.total}); {filters_to_relax(filters.removed)}{read_as_missing(source)}"
         )
 
@@ -836,10 +836,6 @@ def _write_nulls(args, source, phenos, outputs) -> None:
             write_json(fh, data)
 
 
-def _removed_text(counts) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.removed.items())
-
-
 def _print_summary(args, source, phenos, resume) -> None:
     from ..output import EXTENSIONS
 
@@ -852,7 +848,7 @@ def _print_summary(args, source, phenos, resume) -> None:
             f"  individuals analysed: {null.n_analyzed} of {source.n_samples}; covariates: "
             f"{null.n_covariates}{' (intercept added)' if null.intercept_added else ''}"
         )
-        print(f"  SNPs tested: {c.kept} of {c.total} (removed: {_removed_text(c)})")
+        print(f"  SNPs tested: {c.kept} of {c.total} (removed: {c.removed_text()})")
         print(
             f"  pve = {null.pve:.4g} ± {null.pve_se:.2g}; lambda (REML) = {null.lambda_:.4g}; "
             f"vg = {null.vg:.4g}, ve = {null.ve:.4g}"
