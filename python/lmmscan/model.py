@@ -66,6 +66,16 @@ def too_large_l_max(value: float, name: str) -> str:
     )
 
 
+def check_varies(y_analysed: np.ndarray, name: str = "") -> None:
+    """Refuse a phenotype constant on its analysed samples (``name``: how a
+    message names it, or "")."""
+    if y_analysed.size and np.ptp(y_analysed) == 0:
+        where = f"{name}: " if name else ""
+        raise InputError(
+            f"{where}y is constant on the analysed samples: there is no variance to fit"
+        )
+
+
 def as_bounds(bounds: object) -> LambdaBounds | None:
     """``bounds`` as a LambdaBounds (a (l_min, l_max, n_region) tuple too), or
     None; anything else refused by name."""
@@ -385,8 +395,7 @@ def fit_null(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
         )
     bounds = bounds or LambdaBounds()
-    if np.ptp(y_an) == 0:
-        raise InputError("y is constant on the analysed samples: there is no variance to fit")
+    check_varies(y_an)
     s = _y_scale(y_an)
     ys = y_an if s == 1.0 else y_an * s
     UtW = spectral.rotate(W)

@@ -521,13 +521,10 @@ def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any
     if args.loco:
         # the null models are fitted per chromosome inside the scan, after the
         # kinship pass: a phenotype with nothing to fit is refused now, by name
+        from ..model import check_varies
+
         for ph in phenos:
-            y = ph.analysed.y[ph.analysed.mask]
-            if y.size and np.ptp(y) == 0:
-                raise InputError(
-                    f"{ph.analysed.name}: y is constant on the analysed samples: there is "
-                    "no variance to fit"
-                )
+            check_varies(ph.analysed.y[ph.analysed.mask], ph.analysed.name)
         return
     clock = args.clock
     analysed = [ph.analysed for ph in phenos]
