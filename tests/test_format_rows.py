@@ -68,14 +68,17 @@ def test_core_rows_equal_python_rows(data):
     assert core == python
 
 
-def test_tokens_with_a_tab_or_newline_fall_back_to_python():
+def test_tokens_with_a_tab_or_newline_are_refused():
+    """Once printed through the Python rows, as two fields (tests/test_unprintable_ids.py)."""
+    from lmmscan import InputError
+
     w = writer()
     frame = pd.DataFrame({"chr": ["1"], "rs": ["a\tb"], "ps": np.array([5]), "allele1": ["A"],
                           "allele0": ["C"]})  # fmt: skip
-    snps = VariantTable.from_frame(frame)
     cols = {name: np.array([0.5]) for name in COLS}
     cols["n_miss"], cols["af"] = np.array([0]), np.array([0.25])
-    assert w._text_gemma(snps, cols, {p: np.array([0.3]) for p in COLS if p[0] == "p"}) is None
+    with pytest.raises(InputError, match=r"^row 1 \(chromosome 1, position 5\): its ID"):
+        w.write(VariantTable.from_frame(frame), cols)
 
 
 def test_threads_give_the_same_bytes():

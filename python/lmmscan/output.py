@@ -35,7 +35,7 @@ import numpy as np
 
 from ._threads import usable_cores
 from .pvalues import TINY_P, neg_log10_ps, test_statistics
-from .variants import VariantTable
+from .variants import LINE_BREAKS, VariantTable, unprintable_field
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +47,9 @@ EXTENSIONS = {
     "regenie": ".regenie",
     "gwas-ssf": ".ssf.tsv",
 }
+# bytes no field of each format's rows can hold (regenie's fields are
+# separated by spaces, the others' by tabs)
+FIELD_BREAKS = {fmt: LINE_BREAKS + (b" " if fmt == "regenie" else b"") for fmt in FORMATS}
 LEADING = ["chr", "rs", "ps", "n_miss", "allele1", "allele0", "af"]
 
 
@@ -228,6 +231,7 @@ class TableWriter:
         self.loglik_mle_null = loglik_mle_null
         self.test_columns = test_columns
         self.main_p = next(p for p in ("p_wald", "p_lrt", "p_score") if p in test_columns)
+        self.rows = 0  # rows written
         self.fh.write(self._header() + "\n")
 
     def _header(self) -> str:
@@ -305,6 +309,13 @@ class TableWriter:
             return {p: np.zeros(0) for p in self.test_columns if p.startswith("p_")}
         if not isinstance(snps, VariantTable):
             snps = VariantTable.from_frame(snps)
+        rows = range(self.rows, self.rows + len(snps))
+        wrong = unprintable_field(snps, FIELD_BREAKS[self.fmt], rows)
+        if wrong is not None:
+            from ._errors import InputError
+
+            raise InputError(wrong.replace("variant", "row", 1))
+        self.rows += len(snps)
         stats = dict(extra_stats or {})
         if any(p not in stats for p in self.test_columns if p.startswith("p_")):
             # recovered from the printed columns only where the scan gave none
@@ -323,8 +334,8 @@ class TableWriter:
     def _text_gemma(self, snps, cols, log10p) -> str | None:
         """GEMMA's rows formatted by the core (``_core.format_rows``: the bytes
         of :meth:`_rows_gemma`, without a Python object per number); None for
-        what only the Python formatting handles (a token with a tab or newline
-        in it, positions or counts that are not integers)."""
+        what only the Python formatting handles (positions or counts that are
+        not integers).  No token holds a tab or line break (:meth:`write`)."""
         from . import _core
 
         n = len(snps)
@@ -332,11 +343,7 @@ class TableWriter:
         n_miss = np.asarray(cols["n_miss"])
         if ps.dtype.kind not in "iu" or n_miss.dtype.kind not in "iu":
             return None
-        text = {}
-        for name in ("chr", "rs", "allele1", "allele0"):
-            if not snps[name].printable():
-                return None
-            text[name] = ("s", snps[name].text())
+        text = {name: ("s", snps[name].text()) for name in ("chr", "rs", "allele1", "allele0")}
         columns: list[tuple[str, object]] = [
             text["chr"],
             text["rs"],

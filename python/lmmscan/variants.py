@@ -35,6 +35,7 @@ class TextColumn:
     followed by a newline (so a range of rows is one slice of the buffer)."""
 
     __slots__ = ("data", "offsets")
+    _SCAN_ROWS = 1 << 20  # first_holding's rows at a time
 
     def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
         self.data = np.asarray(data, dtype=np.uint8)
@@ -118,6 +119,24 @@ class TextColumn:
         data = self.data[shift + np.arange(offsets[-1], dtype=np.int64)]
         return TextColumn(data, offsets)
 
+    def first_holding(self, chars: bytes) -> int:
+        """The row of the first token holding one of the bytes ``chars`` (a
+        newline only inside a token, not the one ending it), or -1."""
+        others = [bytes([c]) for c in chars if c != 10]
+        for r0 in range(0, len(self), self._SCAN_ROWS):  # a bounded copy at a time
+            r1 = min(r0 + self._SCAN_ROWS, len(self))
+            a = int(self.offsets[r0])
+            text = self.data[a : int(self.offsets[r1])].tobytes()
+            found = [i for i in (text.find(c) for c in others) if i >= 0]
+            if b"\n" in chars and text.count(b"\n") != r1 - r0:  # one inside a token
+                ends = self.offsets[r0 + 1 : r1 + 1] - 1 - a
+                breaks = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
+                k = min(breaks.size, ends.size)  # the first newline that ends no token
+                found.append(int(breaks[np.flatnonzero(breaks[:k] != ends[:k])[0]]))
+            if found:
+                return int(np.searchsorted(self.offsets, a + min(found), side="right")) - 1
+        return -1
+
     def count(self, byte: bytes) -> np.ndarray:
         """How many times ``byte`` occurs in each token (int64 per row)."""
         if len(self) == 0:
@@ -171,6 +190,16 @@ class VariantTable:
         return VariantTable(
             {name: col.take(index) for name, col in self.columns.items()}, self.ps[index]
         )
+
+    def first_holding(self, chars: bytes) -> tuple[int, str] | None:
+        """(row, text column) of the first field holding one of the bytes
+        ``chars`` (see :meth:`TextColumn.first_holding`), or None."""
+        rows = [self.columns[name].first_holding(chars) for name in TEXT_COLUMNS]
+        found = [(row, k) for k, row in enumerate(rows) if row >= 0]
+        if not found:
+            return None
+        row, k = min(found)
+        return row, TEXT_COLUMNS[k]
 
     def row(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {name: self.columns[name][i] for name in TEXT_COLUMNS}
@@ -234,6 +263,44 @@ class VariantRows:
         self._flush()
         columns = {name: TextColumn.concatenate(self._parts[name]) for name in TEXT_COLUMNS}
         return VariantTable(columns, np.frombuffer(self.ps, dtype=np.int64).copy())
+
+
+# bytes no field of a table can hold (its rows are lines of tab-separated
+# fields; regenie's are separated by spaces: output.FIELD_BREAKS)
+LINE_BREAKS = b"\t\r\n"
+_NAMES = {"chr": "chromosome", "rs": "ID", "allele1": "allele", "allele0": "allele"}
+_CHARS = {"\t": "a tab", "\r": "a carriage return", "\n": "a line break", " ": "a space"}
+
+
+def unprintable_field(
+    table: VariantTable,
+    chars: bytes = LINE_BREAKS,
+    rows: Sequence[int] | np.ndarray | None = None,
+    numbered: bool = True,
+) -> str | None:
+    """What is wrong with the first field of ``table`` that holds one of
+    ``chars`` ("variant 4 (chromosome 1, position 103): its ID 'rs\\t3' holds
+    a tab ..."), or None when no field does: such a field would print as two
+    fields, or two lines.  ``rows``: each row's number in its file (from 0),
+    when not the row itself; ``numbered=False``: the variant named by its place
+    on the genome only."""
+    found = table.first_holding(chars)
+    if found is None:
+        return None
+    row, name = found
+    value = table[name][row]
+    what = next(_CHARS[c] for c in value if c.encode() in chars)
+    chrom = table["chr"][row]
+    place = f"chromosome {chrom if chrom.isprintable() else repr(chrom)}, position {table.ps[row]}"
+    if numbered:
+        number = (row if rows is None else int(rows[row])) + 1
+        variant = f"variant {number} ({place})"
+    else:
+        variant = f"the variant at {place}"
+    return (
+        f"{variant}: its {_NAMES[name]} {value!r} holds {what}, which the output "
+        "table cannot hold in one field"
+    )
 
 
 def keeps_variants(source: Any) -> bool:

@@ -376,6 +376,27 @@ def listed_variants(
     return source
 
 
+def check_regenie_fields(args: argparse.Namespace, source: GenotypeSource) -> None:
+    """regenie's rows separate their fields by spaces: a tested variant's ID,
+    chromosome or allele holding one (a BGEN rsid, a VCF or .pvar ID may) is
+    refused before any work, naming the genotype file.  Tabs and line breaks
+    the readers refuse for every format."""
+    from ..output import FIELD_BREAKS
+    from ..variants import unprintable_field, variant_table
+
+    if args.format != "regenie":
+        return
+    wrong = unprintable_field(variant_table(source), FIELD_BREAKS["regenie"], numbered=False)
+    if wrong is not None:
+        flag = genotype_flag(args)
+        path = getattr(args, flag[2:].replace("-", "_"))
+        raise InputError(
+            f"{wrong} (--format regenie separates fields by spaces: choose gemma, plink2 "
+            "or gwas-ssf)",
+            path=str(path),
+        )
+
+
 def memory_check(args: argparse.Namespace, plan: Any, hints: list[str]) -> None:
     """The plan against --memory-limit or the memory available (exit 2 when
     it does not fit); kept on ``args`` for the summary and null.json."""
