@@ -237,10 +237,10 @@ class BlockScanner:
         if self.threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         b = null.bounds
-        # y in the units of the null fit (see NullModel.y_scale)
-        self._y = null.y if null.y_scale == 1.0 else null.y * null.y_scale
+        # y in the units of the null fit (see NullModel.y_scale and fit_y)
+        self._y = null.fit_y
         self.whitening: Whitening | None = None
-        UtW, Uty = null.UtW, null.Uty
+        UtW, Uty, complement = null.fit_rotated
         raw_W = raw_y = None
         lam = whitening_lambda(null, test, lambda_mode) if whiten else None
         if whiten:
@@ -250,9 +250,9 @@ class BlockScanner:
                     "lambda (test 'wald', 'lrt' or 'score')"
                 )
             self.whitening = Whitening.from_spectral(null.spectral, lam)
-            UtW = np.asfortranarray(self.whitening.whiten(null.W))
+            UtW = np.asfortranarray(self.whitening.whiten(null.fit_W))
             Uty = self.whitening.whiten(self._y)
-            raw_W, raw_y = null.W, self._y
+            raw_W, raw_y = null.fit_W, self._y
         self._core = _core.Scanner(
             null.spectral.d,
             UtW,
@@ -264,15 +264,15 @@ class BlockScanner:
             l_min=b.l_min,
             l_max=b.l_max,
             n_region=b.n_region,
-            n_total=null.spectral.n_total if null.complement is not None else 0,
-            complement=null.complement,
+            n_total=null.spectral.n_total if complement is not None else 0,
+            complement=complement,
             fixed_lambda=lambda_mode == "null",
             raw_W=raw_W,
             raw_y=raw_y,
             whitened_lambda=lam if lam is not None else float("nan"),
         )
         self.df = null.n_analyzed - null.n_covariates - 1
-        self._V = np.column_stack([null.W, self._y]) if null.complement is not None else None
+        self._V = np.column_stack([null.fit_W, self._y]) if complement is not None else None
         # single precision with a dense basis: the filter writes the kept SNPs
         # in float32.  Nothing else reads them: no whitening, no complement,
         # and the r2 filter on (without it, the collinearity check reads them
@@ -453,7 +453,7 @@ class BlockScanner:
         them already (or Xk is not given)."""
         if Xk is None or self._r2_filtered():
             return None
-        W = self.null.W
+        W = self.null.fit_W
         Q = np.linalg.qr(W)[0]
         proj = Q.T @ Xk
         xx = np.einsum("ij,ij->j", Xk, Xk)
@@ -469,7 +469,7 @@ class BlockScanner:
             return None
         import scipy.linalg
 
-        R = np.linalg.qr(self.null.W, mode="r")
+        R = np.linalg.qr(self.null.fit_W, mode="r")  # V's covariates
         proj = scipy.linalg.solve_triangular(R, XtW.T, trans="T", lower=False)
         with np.errstate(invalid="ignore", divide="ignore"):
             resid = 1.0 - np.einsum("ij,ij->j", proj, proj) / xx
@@ -578,7 +578,8 @@ class _Group:
 
 
 def _same_rotation(a: NullModel, b: NullModel) -> bool:
-    return a.spectral is b.spectral and np.array_equal(a.W, b.W)
+    # fit_W: a group shares its covariates' products (V on Dask), in one basis
+    return a.spectral is b.spectral and np.array_equal(a.fit_W, b.fit_W)
 
 
 class Engine:
@@ -792,7 +793,7 @@ class Engine:
                 # filtered once, multiplied chunk by chunk where U's rows are,
                 # then tested (see lmmscan.distributed.map_sharded_slices)
                 rows = np.flatnonzero(g.mask)
-                V = np.column_stack([g.scanners[0].null.W] + [s._y for s in g.scanners])
+                V = np.column_stack([g.scanners[0].null.fit_W] + [s._y for s in g.scanners])
                 slices = distributed.map_sharded_slices(
                     self.client,
                     distributed.ShardedTasks(_filter_slice, _slice_products, _test_sharded),
@@ -975,16 +976,10 @@ def _rebuild(shared: _Shared) -> list[BlockScanner]:
     scanners = []
     for null, lambdas in zip(shared.nulls, shared.lambdas, strict=True):
         b = null.bounds
-        n_total = null.spectral.n_total if null.complement is not None else 0
+        UtW, Uty, complement = null.fit_rotated
+        n_total = null.spectral.n_total if complement is not None else 0
         fit = _core.fit_null(
-            null.spectral.d,
-            null.UtW,
-            null.Uty,
-            b.l_min,
-            b.l_max,
-            b.n_region,
-            n_total,
-            null.complement,
+            null.spectral.d, UtW, Uty, b.l_min, b.l_max, b.n_region, n_total, complement
         )
         if not np.array_equal((fit.lambda_remle, fit.lambda_mle), lambdas, equal_nan=True):
             raise RuntimeError(
@@ -1077,7 +1072,7 @@ def _test_sharded(shared: _Shared, filtered: tuple, *parts: tuple) -> tuple:
         c = shared.nulls[0].W.shape[1]
         for k, (scanner, null) in enumerate(zip(scanners, shared.nulls, strict=True)):
             columns = [*range(c), c + k]
-            UtV = np.column_stack([null.UtW, null.Uty])
+            UtV = np.column_stack(null.fit_rotated[:2])
             comp = complement_from_products(UtX, UtV, XtV[:, columns], xx)
             own = ScanReport()
             cols, stats = scanner.test_rotated_with_statistics(

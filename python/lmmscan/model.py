@@ -66,13 +66,32 @@ def too_large_l_max(value: float, name: str) -> str:
     )
 
 
-def check_varies(y_analysed: np.ndarray, name: str = "") -> None:
-    """Refuse a phenotype constant on its analysed samples (``name``: how a
-    message names it, or "")."""
+def check_varies(y_analysed: np.ndarray, name: str = "", W: np.ndarray | None = None) -> None:
+    """Refuse a phenotype constant on its analysed samples, or one their
+    covariates ``W`` (if given) explain exactly (``name``: how a message
+    names it, or "")."""
+    where = f"{name}: " if name else ""
     if y_analysed.size and np.ptp(y_analysed) == 0:
-        where = f"{name}: " if name else ""
         raise InputError(
             f"{where}y is constant on the analysed samples: there is no variance to fit"
+        )
+    if W is not None:
+        _refuse_exact_fit(y_analysed, _off_span(W, y_analysed)[3], where)
+
+
+def _off_span(W: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(Q, R, Q'y, y - QQ'y) for W = QR."""
+    Q, R = np.linalg.qr(W)
+    coef = Q.T @ y
+    return Q, R, coef, y - Q @ coef
+
+
+def _refuse_exact_fit(y: np.ndarray, resid: np.ndarray, where: str) -> None:
+    y_norm, r_norm = float(np.linalg.norm(y)), float(np.linalg.norm(resid))
+    if r_norm <= EXACT_FIT * y_norm:
+        raise InputError(
+            f"{where}the covariates explain y exactly on the analysed samples (what is "
+            f"left, {r_norm / y_norm:.1e} of y, is rounding): there is no variance to fit"
         )
 
 
@@ -134,6 +153,31 @@ class NullModel:
     # see _y_scale); Uty, complement and fit are in those units, every other
     # field in y's own
     y_scale: float = 1.0
+    # the core's inputs when W or y is ill-conditioned (see _conditioned);
+    # None: W, y, UtW, Uty and complement themselves
+    conditioned: Conditioned | None = field(default=None, repr=False)
+
+    @property
+    def fit_W(self) -> np.ndarray:
+        """The covariates the core fits and scans with (W, or a better
+        conditioned basis of its span)."""
+        return self.W if self.conditioned is None else self.conditioned.W
+
+    @property
+    def fit_y(self) -> np.ndarray:
+        """The phenotype the core fits and scans, in its units (y, or its part
+        off the covariates' span, times y_scale)."""
+        if self.conditioned is not None:
+            return self.conditioned.y
+        return self.y if self.y_scale == 1.0 else self.y * self.y_scale
+
+    @property
+    def fit_rotated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(UtW, Uty, complement) of :attr:`fit_W` and :attr:`fit_y`."""
+        c = self.conditioned
+        if c is None:
+            return self.UtW, self.Uty, self.complement
+        return c.UtW, c.Uty, c.complement
 
     @property
     def warnings(self) -> list[str]:
@@ -293,6 +337,52 @@ class NullModel:
         return mean, cov
 
 
+# A fit works from weighted Gram products (W'H^-1 W, y'P y), which square a
+# condition number: a covariate or a phenotype far from its part off the
+# others' span (x + 1e7 beside the intercept, y + 1e6, a date in YYYYMMDD
+# beside x) lost the tests' digits (p off by 10^0.5 at y + 1e7, where GEMMA
+# prints NaN).  Every test, likelihood and lambda depends on W only through
+# its span and on y only through its part off that span, so beyond this
+# ratio the core is given an orthogonal basis of the span (scaled to sqrt(n),
+# the intercept's norm) and y's least-squares residual on it.  Below it W and
+# y go in as given, so tables stay GEMMA's bit for bit.
+CONDITION_LIMIT = 1e3
+# y's residual on the covariates at or below this part of y is rounding,
+# not variance: refused (an exact fit gave negative variances, exit 0)
+EXACT_FIT = 1e-11
+
+
+@dataclass
+class Conditioned:
+    """The core's inputs for an ill-conditioned W or y (see CONDITION_LIMIT):
+    ``W`` (n, c) spans W's columns, beta_W = ``to_W`` @ beta; ``y`` is y
+    minus ``W @ y_coef``, both in the fit's units (times y_scale)."""
+
+    W: np.ndarray
+    to_W: np.ndarray
+    y: np.ndarray
+    y_coef: np.ndarray
+    UtW: np.ndarray
+    Uty: np.ndarray
+    complement: np.ndarray | None
+
+
+def _condition(W: np.ndarray, y: np.ndarray) -> tuple | None:
+    """(W_fit, to_W, y_fit, y_coef) when W or y is past CONDITION_LIMIT, else
+    None; an exact fit of y by W refused."""
+    Q, R, coef, resid = _off_span(W, y)
+    _refuse_exact_fit(y, resid, "")
+    sv = np.linalg.svd(R / np.linalg.norm(W, axis=0), compute_uv=False)
+    if sv[0] <= CONDITION_LIMIT * sv[-1] and np.linalg.norm(y) <= CONDITION_LIMIT * np.linalg.norm(
+        resid
+    ):
+        return None
+    root_n = math.sqrt(W.shape[0])
+    W_fit = Q * root_n
+    to_W = np.linalg.solve(R, np.eye(R.shape[0])) * root_n  # W to_W = W_fit
+    return W_fit, to_W, resid, coef / root_n
+
+
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
@@ -398,13 +488,26 @@ def fit_null(
     check_varies(y_an)
     s = _y_scale(y_an)
     ys = y_an if s == 1.0 else y_an * s
+    ill = _condition(W, ys)  # on ys: its norms neither overflow nor underflow
     UtW = spectral.rotate(W)
     Uty = np.ascontiguousarray(spectral.rotate(ys))
     comp = spectral.complement_gram(np.column_stack([W, ys]))
+    conditioned = None
+    if ill is not None:
+        W_fit, to_W, y_fit, y_coef = ill
+        conditioned = Conditioned(
+            W_fit, to_W, y_fit, y_coef, spectral.rotate(W_fit),
+            np.ascontiguousarray(spectral.rotate(y_fit)),
+            spectral.complement_gram(np.column_stack([W_fit, y_fit])),
+        )  # fmt: skip
+        fit_UtW, fit_Uty, fit_comp = conditioned.UtW, conditioned.Uty, conditioned.complement
+    else:
+        fit_UtW, fit_Uty, fit_comp = UtW, Uty, comp
     n_total = spectral.n_total if comp is not None else 0
     fit = _core.fit_null(
-        spectral.d, UtW, Uty, bounds.l_min, bounds.l_max, bounds.n_region, n_total, comp
-    )
+        spectral.d, fit_UtW, fit_Uty, bounds.l_min, bounds.l_max, bounds.n_region, n_total,
+        fit_comp,
+    )  # fmt: skip
     n, c = int(y_an.shape[0]), int(W.shape[1])
     model = NullModel(
         method=method,
@@ -431,15 +534,21 @@ def fit_null(
         fit=fit,
         complement=comp,
         y_scale=s,
+        conditioned=conditioned,
     )
+    if conditioned is not None:
+        _coefficients_in_W(model, fit)
     half_logdet_WtW = 0.5 * np.linalg.slogdet(W.T @ W)[1]
     if allow_zero:
         for which in ("reml", "ml"):
             _snap_to_zero(model, which, n_total)
     if method == "ml":
         model.lambda_, model.vg, model.ve = model.lambda_mle, fit.vg_mle / s / s, fit.ve_mle / s / s
-        model.beta = np.asarray(fit.beta_mle) / s
-        model.beta_se = np.asarray(fit.beta_se_mle) / s
+        if conditioned is None:
+            model.beta = np.asarray(fit.beta_mle) / s
+            model.beta_se = np.asarray(fit.beta_se_mle) / s
+        else:
+            _coefficients_in_W(model, fit, ml=True)
         if model.lambda_mle == 0.0:
             _set_components(model, 0.0, model.n_analyzed)
         model.loglik = model.loglik_ml
@@ -448,6 +557,24 @@ def fit_null(
             _set_components(model, 0.0, model.n_analyzed - model.n_covariates)
         model.loglik = model.loglik_reml - half_logdet_WtW
     return model
+
+
+def _coefficients_in_W(model: NullModel, fit: _core.NullFit, ml: bool = False) -> None:
+    """beta and beta_se of W's columns from a conditioned fit's (its basis's,
+    for y's residual): beta_W = to_W (beta + y_coef), cov_W = to_W cov to_W'."""
+    c = model.conditioned
+    assert c is not None
+    s = model.y_scale
+    lam = fit.lambda_mle if ml else fit.lambda_remle
+    ve = (fit.ve_mle if ml else fit.ve) / s / s
+    beta = np.asarray(fit.beta_mle if ml else fit.beta)
+    h = 1.0 / (lam * model.spectral.d + 1.0)
+    A = c.UtW.T @ (h[:, None] * c.UtW)
+    if c.complement is not None:
+        A = A + c.complement[:-1, :-1]
+    cov = c.to_W @ np.linalg.inv(A) @ c.to_W.T
+    model.beta = c.to_W @ (beta + c.y_coef) / s
+    model.beta_se = np.sqrt(ve * np.diag(cov))
 
 
 # y is rescaled (by a power of two, exact in binary floating point) only
@@ -492,9 +619,8 @@ def _snap_to_zero(model: NullModel, which: str, n_total: int) -> None:
     lam = model.lambda_reml if which == "reml" else model.lambda_mle
     if lam != model.bounds.l_min:
         return
-    at0 = _core.null_loglik(model.spectral.d, model.UtW, model.Uty, 0.0, n_total, model.complement)[
-        which
-    ]
+    UtW, Uty, complement = model.fit_rotated
+    at0 = _core.null_loglik(model.spectral.d, UtW, Uty, 0.0, n_total, complement)[which]
     n, c = model.n_analyzed, model.n_covariates
     at0 += log_scale_shift(model.y_scale, n - c if which == "reml" else n)
     current = model.loglik_reml if which == "reml" else model.loglik_ml

@@ -248,9 +248,13 @@ inline NullFit fit_null(const double* d, const double* UtW, const double* Uty, E
     Eigen::MatrixXd WHW;
     Eigen::VectorXd WHy;
     ev.gls(lambda, WHW, WHy);
-    Eigen::FullPivLU<Eigen::MatrixXd> lu(WHW);
-    beta = lu.solve(WHy);
-    se = (ve * lu.inverse().diagonal().array()).sqrt();
+    // Solved scaled to a unit diagonal: FullPivLU takes a pivot below eps
+    // times the largest as zero, and covariates whose scales differ by 1e8
+    // (x * 1e8 beside the intercept) gave the intercept beta = se = 0.
+    const Eigen::VectorXd d = WHW.diagonal().cwiseSqrt().cwiseInverse();
+    Eigen::FullPivLU<Eigen::MatrixXd> lu(d.asDiagonal() * WHW * d.asDiagonal());
+    beta = d.cwiseProduct(lu.solve(d.cwiseProduct(WHy)));
+    se = (ve * d.array().square() * lu.inverse().diagonal().array()).sqrt();
   };
   if (std::isfinite(fit.lambda_remle))
     components(fit.lambda_remle, double(n - c), fit.yPy_remle, fit.vg, fit.ve, fit.beta,

@@ -526,7 +526,7 @@ def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any
         from ..model import check_varies
 
         for ph in phenos:
-            check_varies(ph.analysed.y[ph.analysed.mask], ph.analysed.name)
+            check_varies(ph.analysed.y[ph.analysed.mask], ph.analysed.name, ph.analysed.W)
         return
     clock = args.clock
     analysed = [ph.analysed for ph in phenos]

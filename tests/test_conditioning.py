@@ -1,0 +1,137 @@
+"""Ill-conditioned covariates and phenotypes (found by an adversarial run
+against GEMMA 0.98.5, which prints NaN or wrong numbers on them).
+
+The fit works from weighted Gram products, which square a condition number:
+adding 1e7 to y, or to a covariate beside the intercept, moved p-values by up
+to 10^0.5 (exit 0, no warning), though every test depends on y only through
+its part off the covariates' span and on the covariates only through that
+span.  Such inputs are now fitted through an orthogonal basis of the span and
+y's residual on it (lmmscan.model.CONDITION_LIMIT).  Covariates whose scales
+differ by 1e8 gave the intercept beta = se = 0 (a pivot taken as zero), and a
+phenotype the covariates explain exactly gave negative variances.
+
+Tolerances: y + 1e7 keeps y's residual to about 1e7 x eps = 2e-9 of its spread
+(the offset's rounding), so p-values agree to ~1e-8 relative; 1e-6 in log10 p
+leaves a margin of 100 while the unconditioned fit missed by 0.5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan import InputError
+from lmmscan.cli import main
+
+N, SNPS = 150, 40
+
+
+@pytest.fixture(scope="module")
+def study():
+    rng = np.random.default_rng(11)
+    X = rng.binomial(2, rng.uniform(0.1, 0.5, 300), (N, 300)).astype(float)
+    Xc = X - X.mean(axis=0)
+    K = Xc @ Xc.T / X.shape[1]
+    x = rng.normal(size=N)
+    G = X[:, :SNPS]
+    y = (
+        0.5 * x
+        + 0.3 * (G[:, 3] - G[:, 3].mean())
+        + rng.multivariate_normal(np.zeros(N), K + np.eye(N))
+    )
+    return G, K, x, y
+
+
+def p_values(G, K, y, cov):
+    table = lmmscan.scan(lmmscan.ArrayGenotypes(G), y, kinship=K, covariates=cov, test="all")
+    return table[["p_wald", "p_lrt", "p_score"]].to_numpy()
+
+
+def test_a_phenotype_offset_changes_nothing(study):
+    G, K, x, y = study
+    base = p_values(G, K, y, x[:, None])
+    shifted = p_values(G, K, y + 1e7, x[:, None])
+    np.testing.assert_allclose(np.log10(shifted), np.log10(base), rtol=0, atol=1e-6)
+    null, moved = (
+        lmmscan.fit_null(y, x[:, None], kinship=K),
+        lmmscan.fit_null(y + 1e7, x[:, None], kinship=K),
+    )
+    assert moved.conditioned is not None and null.conditioned is None
+    np.testing.assert_allclose(moved.lambda_, null.lambda_, rtol=1e-8)
+    np.testing.assert_allclose(moved.beta, null.beta + [0.0, 1e7], rtol=1e-8)
+    np.testing.assert_allclose(moved.beta_se, null.beta_se, rtol=1e-6)
+    np.testing.assert_allclose(moved.residuals(), null.residuals(), rtol=0, atol=1e-6)
+
+
+def test_a_covariate_offset_beside_the_intercept_changes_nothing(study):
+    G, K, x, y = study
+    base = p_values(G, K, y, np.column_stack([np.ones(N), x]))
+    shifted = p_values(G, K, y, np.column_stack([np.ones(N), x + 1e7]))
+    np.testing.assert_allclose(np.log10(shifted), np.log10(base), rtol=0, atol=1e-6)
+    null = lmmscan.fit_null(y, np.column_stack([np.ones(N), x]), kinship=K)
+    moved = lmmscan.fit_null(y, np.column_stack([np.ones(N), x + 1e7]), kinship=K)
+    np.testing.assert_allclose(moved.beta[1], null.beta[1], rtol=1e-6)
+    np.testing.assert_allclose(moved.beta[0], null.beta[0] - 1e7 * moved.beta[1], rtol=1e-12)
+    np.testing.assert_allclose(moved.beta_se[1], null.beta_se[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_covariates_of_very_different_scales_keep_their_coefficients(study, method):
+    """[1, x * 1e8]: its beta is beta(x) / 1e8; the intercept's was 0 +- 0."""
+    _, K, x, y = study
+    null = lmmscan.fit_null(y, np.column_stack([np.ones(N), x]), kinship=K, method=method)
+    scaled = lmmscan.fit_null(y, np.column_stack([np.ones(N), x * 1e8]), kinship=K, method=method)
+    np.testing.assert_allclose(scaled.beta, null.beta * [1.0, 1e-8], rtol=1e-9)
+    np.testing.assert_allclose(scaled.beta_se, null.beta_se * [1.0, 1e-8], rtol=1e-9)
+
+
+def test_a_phenotype_the_covariates_explain_exactly_is_refused(study, tmp_path, capsys):
+    G, K, x, _ = study
+    with pytest.raises(InputError, match=r"the covariates explain y exactly .* no variance"):
+        lmmscan.fit_null(2.0 * x + 1.0, x[:, None], kinship=K)
+    np.savetxt(tmp_path / "K.txt", K)
+    np.savetxt(tmp_path / "y.txt", 2.0 * x + 1.0)
+    np.savetxt(tmp_path / "c.txt", np.column_stack([np.ones(N), x]))
+    bed = tmp_path / "g"
+    from bed_reader import to_bed
+
+    to_bed(f"{bed}.bed", np.ascontiguousarray(G))
+    for extra in ([], ["--loco"]):
+        kin = [] if extra else ["--kinship", tmp_path / "K.txt"]
+        argv = ["scan", "--bfile", bed, *kin, "--pheno", tmp_path / "y.txt", "--covar",
+                tmp_path / "c.txt", "--out", tmp_path / "o", "--quiet", *extra]  # fmt: skip
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "the covariates explain y exactly" in err
+    assert not list(tmp_path.glob("o.*"))
+
+
+def test_ordinary_inputs_go_in_as_given(study):
+    """So their tables stay GEMMA's bit for bit (the reference tests)."""
+    _, K, x, y = study
+    assert lmmscan.fit_null(y, np.column_stack([x, x**2]), kinship=K).conditioned is None
+    assert lmmscan.fit_null(y * 1e9 + 5e9, kinship=K).conditioned is None
+
+
+@pytest.mark.parametrize("how", ["loco", "fixed lambda"])
+def test_loco_and_the_fixed_lambda_scan_too(study, how):
+    """LOCO fits a null model per chromosome, --lambda null whitens: both on
+    the conditioned inputs."""
+    import pandas as pd
+
+    G, K, x, y = study
+    snps = pd.DataFrame({"chr": ["1"] * 20 + ["2"] * 20, "rs": [f"s{j}" for j in range(SNPS)],
+                         "ps": np.arange(SNPS) + 1, "allele1": ["A"] * SNPS,
+                         "allele0": ["G"] * SNPS})  # fmt: skip
+    source = lmmscan.ArrayGenotypes(np.ascontiguousarray(G), snps=snps)
+
+    def p(yy):
+        if how == "loco":
+            table = lmmscan.loco_scan(source, yy, x[:, None], test="all")
+        else:
+            table = lmmscan.scan(source, yy, kinship=K, covariates=x[:, None], test="wald",
+                                 lambda_mode="null")  # fmt: skip
+        return table.filter(like="p_").to_numpy()
+
+    np.testing.assert_allclose(np.log10(p(y + 1e7)), np.log10(p(y)), rtol=0, atol=1e-6)
