@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -96,3 +97,69 @@ def test_plot_reads_a_pipe_once_and_names_lines_past_blank_ones(tmp_path, capsys
     table.write_text(HEAD + "1\trs1\t10\t0.5\n\n\n1\trs2\t20\tabc\n")
     assert main(["plot", str(table), "--out", str(tmp_path / "q.png")]) == 2
     assert "line 5: column 'p_wald' holds 'abc'" in capsys.readouterr().err
+
+
+def _drawn(monkeypatch, argv) -> dict:
+    """What ``lmmscan plot`` hands to results_figure: the table, p column and -log10 p."""
+    from lmmscan import plot
+
+    seen: dict = {}
+    real = plot.results_figure
+
+    def spy(table, p=None, **kw):
+        seen.update(
+            table=table.copy(), p=p, y=plot.neg_log10(table[p].to_numpy(), kw.get("log10p"))
+        )
+        return real(table, p, **kw)
+
+    monkeypatch.setattr(plot, "results_figure", spy)
+    assert main([str(a) for a in argv]) == 0
+    return seen
+
+
+def test_rows_with_quotes_bytes_and_a_last_carriage_return_are_all_read(tmp_path, monkeypatch):
+    """A quote in an rs ID joined four lines into one row (read_csv's quoting),
+    exit 0; a CRLF table ending in a blank line, or a byte that is not UTF-8,
+    was refused."""
+    rows = [f"1\trs{i}\t{i + 1}\t{(i + 1) / 50}" for i in range(40)]
+    rows[2], rows[5] = rows[2].replace("rs2", '"rs2'), rows[5].replace("rs5", 'rs5"')
+    table = tmp_path / "t.assoc.txt"
+    table.write_bytes(("\r\n".join([HEAD.strip(), *rows]) + "\r\n\r\n").encode() + b"")
+    seen = _drawn(monkeypatch, ["plot", table, "--out", tmp_path / "a.png"])
+    assert len(seen["table"]) == 40 and seen["table"]["rs"][2] == '"rs2'
+    table.write_bytes((HEAD + "\n".join(rows)).encode() + b"\n1\trs\xe9\t99\t0.01\n")
+    seen = _drawn(monkeypatch, ["plot", table, "--out", tmp_path / "b.png"])
+    assert len(seen["table"]) == 41 and seen["table"]["rs"][40] == "rs\ufffd"
+
+
+def test_p_values_below_1e308_are_drawn_at_their_height(tmp_path, monkeypatch):
+    """The tables print such p from their logarithm (4.812563e-757); read as
+    a float it is 0, which was drawn at 320."""
+    rows = [f"1\trs{i}\t{i + 1}\t{(i + 1) / 50}" for i in range(40)] + ["1\tbig\t99\t4.812563e-757"]
+    table = tmp_path / "t.assoc.txt"
+    table.write_text(HEAD + "\n".join(rows) + "\n")
+    seen = _drawn(monkeypatch, ["plot", table, "--out", tmp_path / "a.png"])
+    assert seen["y"][-1] == pytest.approx(757 - np.log10(4.812563), rel=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["gemma", "plink2", "regenie", "gwas-ssf"])
+def test_every_table_format_of_scan_is_plotted(demo_scan, tmp_path, monkeypatch, fmt):
+    """The help says plot reads scan's tables; the plink2, regenie and gwas-ssf
+    ones were refused ("no column 'chr'")."""
+    from lmmscan.output import EXTENSIONS
+
+    prefix = demo_scan / "demo"
+    y = {}
+    for f in ("gemma", fmt):
+        out = tmp_path / f
+        argv = ["scan", "--bfile", prefix, "--pheno", f"{prefix}.pheno.txt", "--kinship",
+                f"{prefix}.cXX.txt", "--format", f, "--out", out, "--quiet"]  # fmt: skip
+        assert main([str(a) for a in argv]) == 0
+        seen = _drawn(monkeypatch, ["plot", f"{out}{EXTENSIONS[f]}", "--out", tmp_path / "f.png"])
+        y[f] = seen["y"]
+        if f == "gemma":
+            gemma = seen["table"]
+    assert list(seen["table"]["ps"].astype(int)) == list(gemma["ps"])
+    assert list(seen["table"]["chr"]) == list(gemma["chr"])
+    # p printed to 6 digits (plink2, regenie): within 5e-6 of itself, 2.2e-6 in -log10 p
+    np.testing.assert_allclose(y[fmt], y["gemma"], rtol=0, atol=3e-6)

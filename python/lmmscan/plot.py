@@ -36,12 +36,19 @@ def p_column(table: pd.DataFrame, p: str | None = None) -> str:
     raise KeyError(f"no p-value column (one of {', '.join(P_COLUMNS)}) in the table")
 
 
-def neg_log10(pvalues: np.ndarray) -> np.ndarray:
-    """-log10 p, with p = 0 (underflow) shown at 320 rather than infinity."""
+def neg_log10(pvalues: np.ndarray, log10p: np.ndarray | None = None) -> np.ndarray:
+    """-log10 p.  Where p = 0 (below double's range): the row's -log10 p from
+    ``log10p`` when given and finite (the tables print such p from it), else
+    320 rather than infinity."""
     p = np.asarray(pvalues, dtype=np.float64)
     with np.errstate(divide="ignore"):
         out = -np.log10(p)
-    out[p == 0] = 320.0
+    zero = p == 0
+    out[zero] = 320.0
+    if log10p is not None:
+        lp = np.asarray(log10p, dtype=np.float64)
+        known = zero & np.isfinite(lp)
+        out[known] = lp[known]
     return out
 
 
@@ -77,13 +84,15 @@ def manhattan(
     label_top: int = 10,
     ax=None,
     title: str | None = None,
+    log10p: np.ndarray | None = None,
 ) -> Figure:
     """A Manhattan plot: -log10 p along the genome, chromosomes in alternating colours.
 
     Horizontal lines mark genome-wide (5e-8) and suggestive (1e-5)
     significance; the ``label_top`` smallest p-values below the suggestive
     line are labelled with their rs ID.  Needs columns chr, ps (or bp) and
-    a p-value column.  Returns the matplotlib Figure.
+    a p-value column; ``log10p``: each row's -log10 p, drawn where p is 0
+    (see :func:`neg_log10`).  Returns the matplotlib Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -92,7 +101,7 @@ def manhattan(
     codes, levels = pd.factorize(table["chr"], sort=False)
     levels = [str(v) for v in levels]
     pos = pd.to_numeric(table[pos_col], errors="coerce").to_numpy(dtype=np.float64)
-    y = neg_log10(table[col].to_numpy())
+    y = neg_log10(table[col].to_numpy(), log10p)
     ok = np.isfinite(y) & np.isfinite(pos) & (codes >= 0)
     unplaced = int((np.isfinite(y) & ~(pos >= 0)).sum())
     ok &= pos >= 0  # GEMMA writes ps = -9 for SNPs without a position
@@ -130,7 +139,7 @@ def manhattan(
         pv = table[col].to_numpy()
         hits = np.flatnonzero(ok & (pv < suggestive))
         labelled: list[int] = []
-        for i in hits[np.argsort(pv[hits], kind="stable")]:
+        for i in hits[np.argsort(-y[hits], kind="stable")]:
             if len(labelled) == label_top:
                 break
             if all(
@@ -166,16 +175,26 @@ def manhattan(
     return fig
 
 
-def qq(table: pd.DataFrame, p: str | None = None, *, ax=None, title: str | None = None) -> Figure:
+def qq(
+    table: pd.DataFrame,
+    p: str | None = None,
+    *,
+    ax=None,
+    title: str | None = None,
+    log10p: np.ndarray | None = None,
+) -> Figure:
     """A QQ plot of observed against expected -log10 p, with the 95% band
     (pointwise, from the Beta(i, n - i + 1) order statistics) and the genomic
-    inflation factor lambda_GC printed on it.  Returns the matplotlib Figure."""
+    inflation factor lambda_GC printed on it (``log10p``: as :func:`manhattan`'s).
+    Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
     from scipy.stats import beta as beta_dist
 
     col = p_column(table, p)
     pv = table[col].to_numpy(dtype=np.float64)
-    pv = np.sort(pv[np.isfinite(pv) & (pv >= 0) & (pv <= 1)])
+    valid = np.isfinite(pv) & (pv >= 0) & (pv <= 1)
+    pv = pv[valid]
+    observed_all = neg_log10(pv, None if log10p is None else np.asarray(log10p)[valid])
     n = pv.size
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -184,7 +203,7 @@ def qq(table: pd.DataFrame, p: str | None = None, *, ax=None, title: str | None 
     if n:
         ranks = np.arange(1, n + 1)
         expected = -np.log10((ranks - 0.5) / n)
-        observed = neg_log10(pv)
+        observed = -np.sort(-observed_all)  # the smallest p first, as expected
         idx = _thin(expected, observed, keep_above=3.0, bins=(800, 800))
         # the band on about 500 log-spaced ranks is smooth and cheap at any n
         band_ranks = np.unique(np.geomspace(1, n, num=min(n, 500)).astype(np.int64))
@@ -209,14 +228,21 @@ def qq(table: pd.DataFrame, p: str | None = None, *, ax=None, title: str | None 
     return fig
 
 
-def results_figure(table: pd.DataFrame, p: str | None = None, *, title: str | None = None):
-    """Manhattan (left, wide) and QQ (right) plots side by side in one figure."""
+def results_figure(
+    table: pd.DataFrame,
+    p: str | None = None,
+    *,
+    title: str | None = None,
+    log10p: np.ndarray | None = None,
+):
+    """Manhattan (left, wide) and QQ (right) plots side by side in one figure
+    (``log10p``: as :func:`manhattan`'s)."""
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(16, 4.8))
     grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1])
-    manhattan(table, p, ax=fig.add_subplot(grid[0]), title=title)
-    qq(table, p, ax=fig.add_subplot(grid[1]))
+    manhattan(table, p, ax=fig.add_subplot(grid[0]), title=title, log10p=log10p)
+    qq(table, p, ax=fig.add_subplot(grid[1]), log10p=log10p)
     fig.tight_layout()
     return fig
 

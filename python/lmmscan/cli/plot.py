@@ -27,10 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Manhattan and QQ plots of an association table",
         description="Draw a Manhattan plot (chromosomes alternated, genome-wide 5e-8 and "
         "suggestive 1e-5 lines, top hits labelled) and a QQ plot (95% band, lambda_GC) of "
-        "a table written by 'lmmscan scan' or GEMMA (.assoc.txt), side by side in one PNG.\n\n"
+        "a table written by 'lmmscan scan' (any --format) or GEMMA (.assoc.txt), side by side "
+        "in one PNG.\n\n"
         "example: lmmscan plot study.assoc.txt --out study.png",
     )
-    pl.add_argument("table", metavar="TABLE", help="GEMMA-format association table (.assoc.txt)")
+    pl.add_argument(
+        "table",
+        metavar="TABLE",
+        help="association table: GEMMA's .assoc.txt, or lmmscan scan's plink2, regenie or "
+        "gwas-ssf table",
+    )
     pl.add_argument(
         "--out", metavar="FIG", required=True, help="output image (.png, .pdf or .svg). Required"
     )
@@ -49,10 +55,11 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 _PIECE = 1 << 23  # bytes of the table whose tabs are counted at once
 
 
-def _line_fields(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(fields, line) of each non-blank line of tab-separated ``data``: its
-    number of fields and its 1-based line number (pandas skips blank lines).
-    In pieces of 8 MB, so that the temporaries stay small."""
+def _line_fields(data: bytes, sep: bytes = b"\t") -> tuple[np.ndarray, np.ndarray]:
+    """(fields, line) of each non-blank line of ``data`` (fields separated by
+    ``sep``): its number of fields and its 1-based line number (pandas skips
+    blank lines, a lone carriage return too).  In pieces of 8 MB, so that the
+    temporaries stay small."""
     import numpy as np
 
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -67,17 +74,31 @@ def _line_fields(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         stop = int(np.searchsorted(ends, starts[first] + step, side="right"))
         stop = max(stop, first + 1)
         lo, hi = int(starts[first]), int(ends[stop - 1])
-        count = np.concatenate([[0], np.cumsum(buf[lo:hi] == ord("\t"), dtype=np.int32)])
+        count = np.concatenate([[0], np.cumsum(buf[lo:hi] == ord(sep), dtype=np.int32)])
         tabs[first:stop] = count[ends[first:stop] - lo] - count[starts[first:stop] - lo]
         first = stop
-    filled = ends > starts
+    lone_cr = (ends == starts + 1) & (buf[np.minimum(starts, buf.size - 1)] == ord("\r"))
+    filled = (ends > starts) & ~lone_cr
     return tabs[filled] + 1, np.flatnonzero(filled) + 1
+
+
+# the other formats of lmmscan scan (plink2, regenie, gwas-ssf): their names
+# for GEMMA's columns, and for -log10 p (printed where p is below 1e-308)
+ALIASES = {
+    "#CHROM": "chr", "CHROM": "chr", "chromosome": "chr",
+    "POS": "ps", "GENPOS": "ps", "base_pair_location": "ps",
+    "ID": "rs", "rsid": "rs", "p_value": "p",
+}  # fmt: skip
+LOG10P_COLUMNS = ("LOG10_P", "LOG10P", "neg_log_10_p_value")
 
 
 def _read_table(path: Path, pd):
     """The table, read once (a pipe too); every row with the header's number
     of fields (pandas fills a short row, a table cut off mid-line, with NaN),
-    and the line number of each row."""
+    and the line number of each row.  Tab-separated, or space-separated
+    (regenie's); quotes are characters like any other, and bytes that are
+    not UTF-8 are read as U+FFFD (an ID is only a label here)."""
+    import csv
     import io
 
     import numpy as np
@@ -86,7 +107,9 @@ def _read_table(path: Path, pd):
 
     with open_input(path) as fh:  # gunzipped if gzip (GEMMA's tables often are)
         data = fh.read()
-    fields, lines = _line_fields(data) if data else (np.zeros(0, int), np.zeros(0, int))
+    header = data[: data.find(b"\n")] if b"\n" in data else data
+    sep = b"\t" if b"\t" in header or b" " not in header.strip() else b" "
+    fields, lines = _line_fields(data, sep) if data else (np.zeros(0, int), np.zeros(0, int))
     bad = np.flatnonzero(fields != fields[0]) if fields.size else fields
     if bad.size:
         i = int(bad[0])
@@ -96,8 +119,41 @@ def _read_table(path: Path, pd):
             path=str(path),
             line=int(lines[i]),
         )
-    table = pd.read_csv(io.BytesIO(data), sep="\t", dtype={"chr": str, "rs": str})
+    from ..plot import P_COLUMNS
+
+    names = ("chr", "rs", "#CHROM", "CHROM", "chromosome", "ID", "rsid", "p_value", *P_COLUMNS)
+    text = dict.fromkeys(names, str)  # p as printed: below 1e-308 its float is 0
+    table = pd.read_csv(io.BytesIO(data), sep=sep.decode(), dtype=text,
+                        quoting=csv.QUOTE_NONE, encoding_errors="replace")  # fmt: skip
+    table = table.rename(columns={k: v for k, v in ALIASES.items() if v not in table.columns})
     return table, lines[1:]
+
+
+def _log10p(table, col: str, raw) -> np.ndarray | None:
+    """-log10 p of each row whose p reads as 0 though it is not (printed
+    below 1e-308, as GEMMA-format tables print such p from their logarithm):
+    from the printed mantissa and exponent, or from the table's -log10 p
+    column; NaN elsewhere.  None when no row needs it."""
+    import numpy as np
+    import pandas as pd
+
+    p = table[col].to_numpy(dtype=float)
+    zero = p == 0
+    if not zero.any():
+        return None
+    out = np.full(p.size, np.nan)
+    given = next((c for c in LOG10P_COLUMNS if c in table.columns), None)
+    if given is not None:
+        out[zero] = pd.to_numeric(table[given], errors="coerce").to_numpy(dtype=float)[zero]
+    parts = raw[zero].astype(str).str.extract(r"^\s*([0-9]*\.?[0-9]+)[eE]([-+]?[0-9]+)\s*$")
+    mantissa = pd.to_numeric(parts[0], errors="coerce").to_numpy(dtype=float)
+    exponent = pd.to_numeric(parts[1], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        printed = -np.log10(mantissa) - exponent
+    rows = np.flatnonzero(zero)
+    usable = np.isfinite(printed) & (mantissa > 0)
+    out[rows[usable]] = printed[usable]
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(str(exc.args[0]), path=str(path)) from None
     raw = table[col]
     table[col] = pd.to_numeric(raw, errors="coerce")
+    log10p = _log10p(table, col, raw)
     # NA and nan are missing p-values (read as NaN); any other text is an error
     text = table[col].isna() & raw.notna()
     if text.any():
@@ -154,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             path=str(path),
             line=int(lines[row]),
         )
-    fig = plot.results_figure(table, col, title=path.name)
+    fig = plot.results_figure(table, col, title=path.name, log10p=log10p)
     with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
         fig.savefig(fh, format=kind, dpi=100)
     print(

@@ -747,9 +747,9 @@ def _write_plots(args, phenos, outputs) -> None:
         else:
             table = pd.DataFrame({"chr": [], "rs": [], "ps": []})
         lp = np.concatenate(ph.log10p).astype(np.float64) if ph.log10p else np.zeros(0)
-        table[ph.writer.main_p] = np.power(10.0, -lp)
+        table[ph.writer.main_p] = np.power(10.0, -lp)  # 0 below 1e-308: lp drawn there
         for kind, draw in (("manhattan", plot.manhattan), ("qq", plot.qq)):
-            fig = draw(table, ph.writer.main_p, title=ph.analysed.name)
+            fig = draw(table, ph.writer.main_p, title=ph.analysed.name, log10p=lp)
             with open(outputs.add(f"{ph.stem}.{kind}.png"), "wb") as fh:
                 fig.savefig(fh, format="png", dpi=100)
             plt.close(fig)
