@@ -216,3 +216,31 @@ def test_two_interrupts_in_a_row_give_one_line(tmp_path, mouse_dir):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in one_line(err)
+
+
+@pytest.mark.parametrize("command", ["kinship", "eigen", "plot"])
+def test_a_name_too_long_once_made_temporary_is_refused_before_the_work(
+    study, tmp_path, capsys, command
+):
+    """A name a few characters below the file system's limit is valid, but its
+    temporary name (.NAME.tmpPID) is not: kinship, eigen and plot did all their
+    work and then failed naming that temporary file."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    suffix = {"kinship": ".txt", "eigen": ".npz", "plot": ".png"}[command]
+    out = tmp_path / ("k" * (limit - len(suffix) - 2) + suffix)
+    out.touch()  # the name itself is valid
+    out.unlink()
+    n = len(Path(f"{study}.fam").read_text().splitlines())
+    import numpy as np
+
+    np.save(tmp_path / "in" / "K.npy", np.eye(n))
+    inputs = {
+        "kinship": ["--bfile", study, "--pheno", f"{study}.pheno.txt"],
+        "eigen": ["--bfile", study, "--pheno", f"{study}.pheno.txt", "--kinship",
+                  tmp_path / "in" / "K.npy"],
+        "plot": [f"{study}.pheno.txt"],  # refused for its name before it is read as a table
+    }[command]  # fmt: skip
+    assert main([str(a) for a in [command, *inputs, "--out", out]]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "name is too long for this file system once the" in err and "shorter --out" in err
+    assert files_in(tmp_path) == {"in"}

@@ -56,7 +56,8 @@ LEADING = ["chr", "rs", "ps", "n_miss", "allele1", "allele0", "af"]
 # ------------------------------------------------------------------ atomic files
 
 
-def _temp_name(path: Path) -> Path:
+def temp_name(path: Path) -> Path:
+    """The hidden name ``path`` is written under before it is renamed into place."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
@@ -66,7 +67,7 @@ _STALE_SECONDS = 600
 
 
 def temporaries(path: Path) -> Iterator[tuple[Path, str]]:
-    """The temporary files of ``path`` (``.NAME.tmpPID``, :func:`_temp_name`)
+    """The temporary files of ``path`` (``.NAME.tmpPID``, :func:`temp_name`)
     with the text after ``tmp``, the writer's process number."""
     for temp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
         yield temp, temp.name[len(path.name) + 5 :]
@@ -147,7 +148,7 @@ class OutputSet:
     def add(self, path: str | os.PathLike[str]) -> Path:
         final = output_file(path)
         _remove_dead_temporaries(final)
-        tmp = _temp_name(final)
+        tmp = temp_name(final)
         self._pending.append((final, tmp))
         return tmp
 

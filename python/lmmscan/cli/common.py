@@ -104,20 +104,40 @@ def check_out_file(out: str) -> None:
     from ..output import output_file
 
     check_out_dir(out)
-    target = output_file(out)
-    check_writable(Path(target).parent)
+    target = Path(output_file(out))
+    check_writable(target.parent, target)
 
 
-def check_writable(directory: Path) -> None:
+def check_writable(directory: Path, target: Path | None = None) -> None:
     """Refuse, before any work, a directory the output cannot be written in
     (read-only, full, another user's): kinship and eigen wrote their file only
-    at the end of their work, and then named a hidden temporary file."""
+    at the end of their work, and then named a hidden temporary file.  With
+    ``target`` (a file in ``directory``), the probe is its own temporary name,
+    which a name near the file system's limit makes too long."""
+    import errno
     import tempfile
 
+    from ..output import temp_name
+
     try:
+        if target is not None:
+            probe = temp_name(target)
+            try:
+                os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                os.unlink(probe)
+                return
+            except FileExistsError:
+                pass  # another run's: the directory is probed as below
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".lmmscan-probe-"):
             pass
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG and target is not None:
+            extra = len(os.fsencode(probe.name)) - len(os.fsencode(target.name))
+            raise InputError(
+                f"the output's name is too long for this file system once the {extra} "
+                "characters of its temporary name are added: choose a shorter --out",
+                path=str(target),
+            ) from None
         why = exc.strerror or one_line(exc)
         raise InputError(f"cannot write in the output directory ({why})", path=str(directory)) \
             from None  # fmt: skip
