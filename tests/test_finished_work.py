@@ -139,6 +139,24 @@ def test_failed_plot_keeps_the_finished_tables(study, tmp_path, capsys, monkeypa
     assert not list(tmp_path.glob("r*.png")) and not list(tmp_path.glob(".r*"))
 
 
+def test_an_interrupted_plot_says_the_tables_are_complete(study, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while --plot drew said "interrupted; no output written" though
+    the tables and null.json were in place."""
+    pytest.importorskip("matplotlib")
+    from lmmscan import plot
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plot, "qq", interrupted)
+    out = tmp_path / "r"
+    assert main([*scan_args(study, out), "--plot"]) == 130
+    err = one_line(capsys.readouterr().err)
+    assert "interrupted; the tables and null.json are complete, the plots not written" in err
+    assert Path(f"{out}.assoc.txt").exists() and Path(f"{out}.null.json").exists()
+    assert not list(tmp_path.glob("r*.png")) and not list(tmp_path.glob(".r*"))
+
+
 def test_output_name_taken_by_a_directory_is_refused_before_the_scan(study, tmp_path, capsys):
     """The whole scan ran, then the error named the .partial and advised --resume,
     which failed the same way."""

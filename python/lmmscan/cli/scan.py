@@ -511,6 +511,11 @@ def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
             "the tables and null.json are complete",
             file=sys.stderr,
         )
+    except KeyboardInterrupt as exc:
+        exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
+            "the tables and null.json are complete, the plots not written"
+        )
+        raise
     finally:
         outputs.discard()
 
