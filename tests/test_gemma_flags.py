@@ -299,6 +299,29 @@ def test_subset_source_reads_the_listed_snps(mouse_plink):
     assert isinstance(clone, SubsetGenotypes)
 
 
+@pytest.mark.parametrize(("step", "block"), [(50, 100), (50, 3), (2, 400), (1, 300)])
+def test_a_scattered_subset_reads_no_more_than_its_block(mouse_plink, monkeypatch, step, block):
+    """Every 50th SNP (an LD-pruned --ksnps) was read as one run per block:
+    50 times the block's columns, past the memory plan (5x its peak)."""
+    index = np.arange(7, 12226, step)
+    sub = SubsetGenotypes(mouse_plink, index)
+    spans: list[int] = []
+    real = type(mouse_plink).read
+
+    def read(self, start, stop, samples=None):
+        spans.append(stop - start)
+        return real(self, start, stop, samples)
+
+    monkeypatch.setattr(type(mouse_plink), "read", read)
+    for a in range(0, index.size, block):
+        got = sub.read(a, a + block)
+        want = np.column_stack([real(mouse_plink, i, i + 1) for i in index[a : a + block]])
+        np.testing.assert_array_equal(got, want)
+    assert max(spans) <= max(block, SubsetGenotypes.GAP)
+    if step == 1:  # contiguous: one read per block, as before
+        assert len(spans) == -(-index.size // block)
+
+
 def test_scan_api_takes_hwe_and_bounds(mouse_plink):
     y = mouse_plink.fam_phenotypes([1])[:, 0]
     sub = SubsetGenotypes(mouse_plink, np.arange(0, 12226, 25))

@@ -107,7 +107,10 @@ class SubsetGenotypes:
     SNPs (the samples, their IDs and phenotypes) is the source's."""
 
     # the largest gap between selected SNPs read in one call to the source:
-    # reading a few unselected SNPs costs less than another call
+    # reading a few unselected SNPs costs less than another call.  A call
+    # spans at most as many SNPs as the block holds (or GAP): every 50th SNP
+    # (an LD-pruned --ksnps) read as one run took 50 times the block's memory,
+    # past the memory plan and --memory-limit
     GAP = 64
 
     def __init__(self, source: GenotypeSource, index: np.ndarray) -> None:
@@ -159,11 +162,9 @@ class SubsetGenotypes:
         if pos.size == 0:
             n = self.n_samples if samples is None else np.arange(self.n_samples)[samples].size
             return np.zeros((n, 0))
-        # runs of selected SNPs no more than GAP apart, one read each
-        cuts = np.flatnonzero(np.diff(pos) > self.GAP) + 1
         parts = []
         fortran = True
-        for run in np.split(pos, cuts):
+        for run in self._runs(pos):
             first = int(run[0])
             block = self.source.read(first, int(run[-1]) + 1, samples)
             # (a run of one SNP is both C and F: it does not decide)
@@ -175,6 +176,18 @@ class SubsetGenotypes:
         # column-major, the order the engine's repeat search takes
         order: Literal["C", "F"] = "F" if fortran else "C"
         return np.asarray(out, dtype=np.float64, order=order)
+
+
+    def _runs(self, pos: np.ndarray) -> Iterator[np.ndarray]:
+        """``pos`` in runs read by one call each: SNPs no more than GAP apart,
+        each run spanning at most max(pos.size, GAP) SNPs of the source."""
+        span = max(int(pos.size), self.GAP)
+        for run in np.split(pos, np.flatnonzero(np.diff(pos) > self.GAP) + 1):
+            i = 0
+            while i < run.size:
+                j = int(np.searchsorted(run, run[i] + span, side="left"))
+                yield run[i:j]
+                i = j
 
 
 def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[SubsetGenotypes, int]:
