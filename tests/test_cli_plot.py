@@ -61,6 +61,7 @@ HEAD = "chr\trs\tps\tp_wald\n"
         (HEAD + "1\trs1\t10\t0.5\n1\trs2\t20\n", "line 3: 3 fields where the header has 4"),
         (HEAD + "1\trs1\t10\t0.5\n1\trs2", "line 3: 2 fields where the header has 4"),
         (HEAD, "no rows"),
+        (HEAD + "1\trs1\t10\tNA\n1\trs2\t20\tnan\n", "holds no p-value (every row is NA)"),
     ],
 )
 def test_plot_bad_input(tmp_path, capsys, content, message):

@@ -134,3 +134,16 @@ def test_kinship_of_a_fam_without_phenotypes_says_so(study):
     geno = lmmscan.read_plink(study)
     with pytest.raises(lmmscan.InputError, match="the .fam carries no phenotype"):
         lmmscan.kinship(geno)
+
+
+@pytest.mark.parametrize("command", ["kinship", "scan"])
+def test_the_commands_on_a_fam_without_phenotypes_name_pheno(study, tmp_path, capsys, command):
+    """They said "every sample has a missing phenotype or covariate: nothing to
+    analyse", naming neither the cause nor --pheno."""
+    assert main([command, "--bfile", str(study), "--out", str(tmp_path / "o.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (
+        f"{study}.fam phenotype 1 (column 6): every value is missing: the genotype files carry "
+        "no phenotype; give one with --pheno"
+    ) in err

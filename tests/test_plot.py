@@ -61,7 +61,7 @@ def test_plots_of_gemma_table(tmp_path):
     table = pd.read_csv(GEMMA / "mouse_lmm4_n1.assoc.txt.gz", sep="\t", dtype={"chr": str})
     fig = plot.manhattan(table)
     notes = [t.get_text() for t in fig.axes[0].texts]
-    assert any("without a position" in t for t in notes)  # GEMMA's ps = -9 rows
+    assert any("without a chromosome or position" in t for t in notes)  # GEMMA's ps = -9
     top = plot.top_hits(table, n=3)
     assert list(top.columns) == ["chr", "rs", "ps", "beta", "se", "p_wald"]
     assert top.p_wald.is_monotonic_increasing and top.rs[0] == "mCV22965443"
@@ -70,3 +70,17 @@ def test_plots_of_gemma_table(tmp_path):
 def test_missing_p_column():
     with pytest.raises(KeyError, match="no p-value column"):
         plot.manhattan(pd.DataFrame({"chr": ["1"], "ps": [1]}))
+
+
+def test_rows_without_a_chromosome_are_counted_in_the_note(tmp_path):
+    """Rows with an NA chromosome were left out of the Manhattan plot unsaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lmmscan import plot
+
+    table = pd.DataFrame({"chr": ["1", None, "2", "2"], "rs": list("abcd"),
+                          "ps": [10, 20, -9, 40], "p_wald": [0.5, 0.01, 0.2, 0.3]})  # fmt: skip
+    fig = plot.manhattan(table)
+    notes = [t.get_text() for t in fig.axes[0].texts]
+    assert "2 SNPs without a chromosome or position not shown" in notes

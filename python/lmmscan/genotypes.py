@@ -177,7 +177,6 @@ class SubsetGenotypes:
         order: Literal["C", "F"] = "F" if fortran else "C"
         return np.asarray(out, dtype=np.float64, order=order)
 
-
     def _runs(self, pos: np.ndarray) -> Iterator[np.ndarray]:
         """``pos`` in runs read by one call each: SNPs no more than GAP apart,
         each run spanning at most max(pos.size, GAP) SNPs of the source."""

@@ -103,8 +103,9 @@ def manhattan(
     pos = pd.to_numeric(table[pos_col], errors="coerce").to_numpy(dtype=np.float64)
     y = neg_log10(table[col].to_numpy(), log10p)
     ok = np.isfinite(y) & np.isfinite(pos) & (codes >= 0)
-    unplaced = int((np.isfinite(y) & ~(pos >= 0)).sum())
-    ok &= pos >= 0  # GEMMA writes ps = -9 for SNPs without a position
+    # GEMMA writes ps = -9 for SNPs without a position; a chromosome may be NA
+    unplaced = int((np.isfinite(y) & (~(pos >= 0) | (codes < 0))).sum())
+    ok &= pos >= 0
     present = np.unique(codes[ok])
     order = sorted(present, key=lambda c: _chromosome_key(levels[c]))
     x = np.zeros(len(table))
@@ -164,7 +165,7 @@ def manhattan(
         ax.text(
             0.0,
             1.01,
-            f"{unplaced:,} SNPs without a position not shown",
+            f"{unplaced:,} SNPs without a chromosome or position not shown",
             transform=ax.transAxes,
             fontsize=7,
             va="bottom",

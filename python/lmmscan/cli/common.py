@@ -507,7 +507,14 @@ def phenotypes(
         return read_pheno(args.pheno, columns, source.n_samples)
     fam = getattr(source, "fam_phenotypes", None)
     if fam is not None and (required or getattr(source, "n_pheno_columns", 1) > 0):
-        return fam(columns)  # type: ignore[no-any-return]
+        Y = fam(columns)
+        for k, col in enumerate(columns):
+            if np.isnan(Y[:, k]).all():  # a .fam of -9s, as plink writes without phenotypes
+                raise InputError(
+                    f"{pheno_name(args, col)}: every value is missing: the genotype files "
+                    "carry no phenotype; give one with --pheno"
+                )
+        return Y  # type: ignore[no-any-return]
     if required:
         flag = genotype_flag(args)
         raise InputError(f"{flag} needs --pheno ({flag} files carry no phenotype)")

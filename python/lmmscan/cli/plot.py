@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
     import pandas as pd
 
     from .. import plot
@@ -202,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
             line=int(lines[row]),
         )
     values = table[col].to_numpy(dtype=float)
+    if np.isnan(values).all():
+        raise InputError(f"column {col!r} holds no p-value (every row is NA): nothing to plot",
+                         path=str(path))  # fmt: skip
     outside = (values < 0) | (values > 1)  # nan (NA) is a missing p, not a bad one
     if outside.any():
         row = int(outside.argmax())
