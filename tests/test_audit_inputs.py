@@ -415,7 +415,15 @@ def test_an_unwritable_output_directory_is_refused_before_any_work(
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system")
 
+    real_open = os.open
+
+    def open_here(path, *a, **k):  # the probe of the output's temporary name
+        if Path(path).parent == out:
+            read_only()
+        return real_open(path, *a, **k)
+
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(os, "open", open_here)
     name = {"kinship": "k.txt", "eigen": "e.npz", "scan": "r"}[command]
     argv = [command, "--bfile", str(study), "--pheno", f"{study}.pheno.txt",
             "--out", str(out / name)]  # fmt: skip
