@@ -135,3 +135,59 @@ def test_loco_and_the_fixed_lambda_scan_too(study, how):
         return table.filter(like="p_").to_numpy()
 
     np.testing.assert_allclose(np.log10(p(y + 1e7)), np.log10(p(y)), rtol=0, atol=1e-6)
+
+
+def test_the_model_helpers_work_in_the_conditioned_basis(study):
+    """A review found the helpers still solving with the ill-conditioned W:
+    the posterior mean 8% from beta, lme4's log-likelihood off by 0.06."""
+    _, K, x, y = study
+    plain = lmmscan.fit_null(y, np.column_stack([np.ones(N), x]), kinship=K)
+    moved = lmmscan.fit_null(y, np.column_stack([np.ones(N), x + 1e7]), kinship=K)
+    assert moved.conditioned is not None
+    mean, cov = moved.fixed_effects_posterior()
+    np.testing.assert_allclose(mean, moved.beta, rtol=1e-8)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), moved.beta_se, rtol=1e-8)
+    np.testing.assert_allclose(moved.loglik, plain.loglik, rtol=1e-10)  # det T = 1
+    np.testing.assert_allclose(
+        moved.random_effects().to_numpy(), plain.random_effects().to_numpy(), rtol=1e-6
+    )
+
+
+def test_a_group_model_at_a_zero_variance_is_conditioned_too(study):
+    """lambda = 0 (no group effect) recomputes beta and ve: it did so from the
+    original W and y (ve 3% off at y + 1e7, 0 at y + 1e9)."""
+    _, _, x, _ = study
+    rng = np.random.default_rng(3)
+    y = 0.5 * x + rng.normal(size=N)
+    groups = np.repeat(np.arange(15), N // 15)
+    plain = lmmscan.fit_null(y, x[:, None], groups=groups)
+    assert plain.vg == 0.0
+    for off in (1e7, 1e9):
+        moved = lmmscan.fit_null(y + off, x[:, None], groups=groups)
+        assert moved.vg == 0.0 and moved.conditioned is not None
+        np.testing.assert_allclose(moved.ve, plain.ve, rtol=1e-6)
+        # y + 1e9 is y to 1e9 eps = 2e-7: beta(x) to ~1e-7
+        np.testing.assert_allclose(moved.beta, plain.beta + [0.0, off], rtol=1e-6)
+        np.testing.assert_allclose(moved.beta_se, plain.beta_se, rtol=1e-6)
+
+
+def test_the_exact_fit_check_is_scale_free_and_spares_real_offsets(study):
+    from lmmscan.model import check_varies
+
+    _, K, x, y = study
+    W = np.column_stack([np.ones(N), x])
+    for scale in (1e160, 1e-170):  # the norms overflowed and underflowed
+        check_varies(y * scale, "y", W)
+    lmmscan.fit_null(y + 1e11, x[:, None], kinship=K)  # five digits of y left: fitted
+    with pytest.raises(InputError, match="explain y exactly"):
+        check_varies((2 * x + 1) * 1e-170, "y", W)
+
+
+def test_a_byte_that_is_not_utf8_before_a_tab_is_named():
+    from lmmscan.variants import TextColumn, VariantTable, unprintable_field
+
+    rs = TextColumn(np.frombuffer(b"a\n\xff\tb\n", dtype=np.uint8), np.array([0, 2, 6]))
+    text = {name: TextColumn.from_strings([v, v]) for name, v in
+            (("chr", "1"), ("allele1", "A"), ("allele0", "G"))}  # fmt: skip
+    table = VariantTable({**text, "rs": rs}, np.array([1, 2]))
+    assert "its ID '\\udcff\\tb' holds a tab" in unprintable_field(table)

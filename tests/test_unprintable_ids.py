@@ -1,9 +1,10 @@
 """Variant fields no table can hold in one field: a BGEN rsid (or a VCF or
 .pvar ID) with a tab or a line break printed as two fields or two lines
 (the table's other rows shifted, exit 0); with a space, regenie's
-space-separated rows did the same.  The readers now refuse a tab or line
-break in one line naming the file and the variant, ``--format regenie`` a
-space before any work, and ``lmmscan.write_table`` either, writing nothing."""
+space-separated rows did the same.  A scan now refuses a tab or line
+break (and with ``--format regenie`` a space) before any work, in one line
+naming the file and the variant, and ``lmmscan.write_table`` either, writing
+nothing."""
 
 from __future__ import annotations
 
@@ -56,10 +57,13 @@ def test_a_tab_or_line_break_in_a_bgen_rsid_is_refused(tmp_path, pheno, capsys, 
     assert status == 2
     assert err.count("\n") == 1
     assert (
-        f"g.bgen: variant 4 (chromosome 1, position 103): its ID {rsid!r} holds {what}, which "
-        "the output table cannot hold in one field"
+        f"g.bgen: the variant at chromosome 1, position 103: its ID {rsid!r} holds {what}, "
+        "which the output table cannot hold in one field"
     ) in err
     assert not list(tmp_path.glob("o.*"))
+    # kinship prints no variant: it reads the file (review)
+    argv = ["kinship", "--bgen", tmp_path / "g.bgen", "--pheno", pheno, "--out", tmp_path / "k.txt"]
+    assert run(argv, capsys)[0] == 0
 
 
 def test_a_space_is_refused_for_regenie_only(tmp_path, pheno, capsys):

@@ -577,9 +577,12 @@ class _Group:
             report.seconds["read"] = read_seconds
 
 
-def _same_rotation(a: NullModel, b: NullModel) -> bool:
-    # fit_W: a group shares its covariates' products (V on Dask), in one basis
-    return a.spectral is b.spectral and np.array_equal(a.fit_W, b.fit_W)
+def _same_rotation(a: NullModel, b: NullModel, dask: bool) -> bool:
+    # the filter reads W, each scanner its own fit_W; on Dask the group shares
+    # its covariates' products (V), in one basis
+    if dask:
+        return a.spectral is b.spectral and np.array_equal(a.fit_W, b.fit_W)
+    return a.spectral is b.spectral and np.array_equal(a.W, b.W)
 
 
 class Engine:
@@ -654,7 +657,8 @@ class Engine:
                     f"null_model was fitted on {null.analyzed.shape[0]} samples but genotypes "
                     f"have {self.source.n_samples}"
                 )
-            same = (g for g in groups if _same_rotation(nulls[g.members[0]], null))
+            dask = self.client is not None
+            same = (g for g in groups if _same_rotation(nulls[g.members[0]], null, dask))
             group = next(same, None)
             if group is None:
                 group = _Group([], null.analyzed)

@@ -517,7 +517,7 @@ class VariantFile:
         tested, by reason."""
         import threading
 
-        from .variants import VariantTable, unprintable_field
+        from .variants import VariantTable
 
         self._sample_text = samples
         self._samples: pd.DataFrame | None = None  # the DataFrame view, made when asked for
@@ -537,10 +537,6 @@ class VariantFile:
         self._variants: VariantTable | None = None
         if isinstance(table, VariantTable):
             self._variants = table.take(self._file_index)  # the DataFrame when asked for
-            # a BGEN rsid, a VCF or .pvar ID may hold what no table's field can
-            wrong = unprintable_field(self._variants, rows=self._file_index)
-            if wrong is not None:
-                raise InputError(wrong, path=self.path)
         else:
             self._snps = table.loc[~bad, SNP_COLUMNS].reset_index(drop=True)
         self._lock = threading.Lock()

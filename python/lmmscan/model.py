@@ -76,7 +76,9 @@ def check_varies(y_analysed: np.ndarray, name: str = "", W: np.ndarray | None = 
             f"{where}y is constant on the analysed samples: there is no variance to fit"
         )
     if W is not None:
-        _refuse_exact_fit(y_analysed, _off_span(W, y_analysed)[3], where)
+        s = _y_scale(y_analysed)  # as fit_null: the norms neither overflow nor underflow
+        y = y_analysed if s == 1.0 else y_analysed * s
+        _refuse_exact_fit(y, _off_span(W, y)[3], where)
 
 
 def _off_span(W: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -88,7 +90,7 @@ def _off_span(W: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _refuse_exact_fit(y: np.ndarray, resid: np.ndarray, where: str) -> None:
     y_norm, r_norm = float(np.linalg.norm(y)), float(np.linalg.norm(resid))
-    if r_norm <= EXACT_FIT * y_norm:
+    if r_norm <= EXACT_FIT * math.sqrt(y.shape[0]) * y_norm:
         raise InputError(
             f"{where}the covariates explain y exactly on the analysed samples (what is "
             f"left, {r_norm / y_norm:.1e} of y, is rounding): there is no variance to fit"
@@ -231,13 +233,30 @@ class NullModel:
 
     # -- the hierarchical view -------------------------------------------------
 
-    def _gls(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(h, A = W'H^-1 W, A^-1) at lambda_, H = lambda K + I."""
+    def _gls(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """(h, U'W, A = W'H^-1 W, A^-1, b = W'H^-1 y, y'H^-1 y) at lambda_,
+        H = lambda K + I, for the covariates and phenotype the core fits
+        (:attr:`fit_W`, :attr:`fit_y`: map coefficients back with
+        :meth:`_in_W`)."""
+        UtW, Uty, complement = self.fit_rotated
         h = 1.0 / (self.lambda_ * self.spectral.d + 1.0)
-        A = self.UtW.T @ (h[:, None] * self.UtW)
-        if self.complement is not None:
-            A = A + self.complement[:-1, :-1]
-        return h, A, np.linalg.inv(A)
+        A = UtW.T @ (h[:, None] * UtW)
+        b = UtW.T @ (h * Uty)
+        yy = Uty @ (h * Uty)
+        if complement is not None:
+            A = A + complement[:-1, :-1]
+            b = b + complement[:-1, -1]
+            yy = yy + complement[-1, -1]
+        return h, UtW, A, np.linalg.inv(A), b, float(yy)
+
+    def _in_W(self, beta: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients of :attr:`fit_W` for :attr:`fit_y` and their covariance
+        (in the fit's units) as those of W for y (y's units)."""
+        s = self.y_scale
+        c = self.conditioned
+        if c is None:
+            return beta / s, cov / s / s
+        return c.to_W @ (beta + c.y_coef) / s, c.to_W @ cov @ c.to_W.T / s / s
 
     def fitted(self, level: str = "conditional") -> np.ndarray:
         """Fitted values of the analysed samples: ``"marginal"`` (W beta) or
@@ -287,14 +306,14 @@ class NullModel:
         d = self.spectral.d
         import pandas as pd  # here, not at import: the command line never needs it
 
-        h, _, Ainv = self._gls()
+        h, UtW, _, Ainv, _, _ = self._gls()  # Q Ainv Q' is the same in any basis
         r = self.y - self.W @ self.beta
         if isinstance(self.spectral, GroupSpectral):
             sizes = self.spectral.sizes
             Utr = self.spectral.rotate(r)
             mean = lam * np.sqrt(sizes) * Utr / (1.0 + lam * sizes)
             cond = vg / (1.0 + lam * sizes)
-            Q = np.sqrt(sizes)[:, None] * self.UtW / (1.0 + lam * sizes)[:, None]
+            Q = np.sqrt(sizes)[:, None] * UtW / (1.0 + lam * sizes)[:, None]
             extra = vg * lam * np.einsum("jc,cd,jd->j", Q, Ainv, Q)
             index = pd.Index(self.spectral.labels, name="group")
         else:
@@ -303,7 +322,7 @@ class NullModel:
             U = self.spectral.U
             mean = self._effect_mean()
             cond = vg * self.spectral.kernel_diag(d * h)
-            Q = U @ ((d * h)[:, None] * self.UtW)
+            Q = U @ ((d * h)[:, None] * UtW)
             extra = vg * lam * np.einsum("ic,cd,id->i", Q, Ainv, Q)
             index = pd.Index(np.flatnonzero(self.analyzed), name="sample")
         return pd.DataFrame(
@@ -319,22 +338,31 @@ class NullModel:
         Bayes).  With ``prior_sd = inf`` (the flat prior of the mixed model)
         this is (beta, ve (W'H^-1 W)^-1), the GLS estimate and its covariance.
         """
-        h, A, _ = self._gls()
-        b = self.UtW.T @ (h * self.Uty)
-        if self.complement is not None:
-            b = b + self.complement[:-1, -1]
-        if self.y_scale != 1.0:
-            b = b / self.y_scale
+        _, _, A, _, b, _ = self._gls()
         c = A.shape[0]
         sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (c,))
         mu0 = np.broadcast_to(np.asarray(prior_mean, dtype=np.float64), (c,))
         if np.any(~(sd > 0)):
             raise InputError("prior_sd must be positive")
         prior_prec = np.where(np.isinf(sd), 0.0, 1.0 / np.where(np.isinf(sd), 1.0, sd) ** 2)
-        precision = A / self.ve + np.diag(prior_prec)
-        cov = np.linalg.inv(precision)
-        mean = cov @ (b / self.ve + prior_prec * mu0)
-        return mean, cov
+        s = self.y_scale
+        if self.conditioned is None:
+            if s != 1.0:
+                b = b / s
+            precision = A / self.ve + np.diag(prior_prec)
+            cov = np.linalg.inv(precision)
+            mean = cov @ (b / self.ve + prior_prec * mu0)
+            return mean, cov
+        # in the fit's basis and units (a = to_W a_fit / s), then mapped back:
+        # the prior on a_fit has precision to_W' P0 to_W / s^2, mean s to_W^-1 mu0
+        T, y_coef = self.conditioned.to_W, self.conditioned.y_coef
+        ve_fit = self.ve * s * s
+        b = b + A @ y_coef  # fit_y's part on fit_W, taken out before the fit
+        prior = T.T @ (prior_prec[:, None] * T) / s / s
+        precision = A / ve_fit + prior
+        cov_fit = np.linalg.inv(precision)
+        mean_fit = cov_fit @ (b / ve_fit + T.T @ (prior_prec * mu0) / s)
+        return T @ mean_fit / s, T @ cov_fit @ T.T / s / s
 
 
 # A fit works from weighted Gram products (W'H^-1 W, y'P y), which square a
@@ -347,9 +375,11 @@ class NullModel:
 # the intercept's norm) and y's least-squares residual on it.  Below it W and
 # y go in as given, so tables stay GEMMA's bit for bit.
 CONDITION_LIMIT = 1e3
-# y's residual on the covariates at or below this part of y is rounding,
-# not variance: refused (an exact fit gave negative variances, exit 0)
-EXACT_FIT = 1e-11
+# y's residual on the covariates at or below this part of y (times sqrt(n))
+# is rounding, not variance: refused (an exact fit gave negative variances,
+# exit 0).  64 eps: a thousand times an exact fit's residual (~eps), while
+# y + 1e11 with a spread of 1 (five digits left) is fitted.
+EXACT_FIT = 64 * float(np.finfo(np.float64).eps)
 
 
 @dataclass
@@ -538,7 +568,11 @@ def fit_null(
     )
     if conditioned is not None:
         _coefficients_in_W(model, fit)
-    half_logdet_WtW = 0.5 * np.linalg.slogdet(W.T @ W)[1]
+    if conditioned is None:
+        half_logdet_WtW = 0.5 * np.linalg.slogdet(W.T @ W)[1]
+    else:  # from R of W = QR: W'W would square W's condition number
+        R = np.linalg.qr(W, mode="r")
+        half_logdet_WtW = float(np.sum(np.log(np.abs(np.diag(R)))))
     if allow_zero:
         for which in ("reml", "ml"):
             _snap_to_zero(model, which, n_total)
@@ -634,14 +668,9 @@ def _snap_to_zero(model: NullModel, which: str, n_total: int) -> None:
 def _set_components(model: NullModel, lam: float, denom: int) -> None:
     """vg, ve, beta, beta_se at lambda (used for lambda = 0: ordinary least squares)."""
     model.lambda_ = lam
-    h, A, Ainv = model._gls()
-    b = model.UtW.T @ (h * model.Uty)
-    yy = model.Uty @ (h * model.Uty)
-    if model.complement is not None:
-        b = b + model.complement[:-1, -1]
-        yy = yy + model.complement[-1, -1]
+    _, _, _, Ainv, b, yy = model._gls()
     s = model.y_scale
-    model.beta = Ainv @ b / s
     model.ve = float(yy - b @ (Ainv @ b)) / denom / s / s
     model.vg = lam * model.ve
-    model.beta_se = np.sqrt(model.ve * np.diag(Ainv))
+    model.beta, cov = model._in_W(Ainv @ b, Ainv * s * s)
+    model.beta_se = np.sqrt(model.ve * np.diag(cov))

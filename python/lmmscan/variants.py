@@ -289,7 +289,7 @@ def unprintable_field(
         return None
     row, name = found
     value = table[name][row]
-    what = next(_CHARS[c] for c in value if c.encode() in chars)
+    what = next(_CHARS[c] for c in value if c in chars.decode("latin-1"))
     chrom = table["chr"][row]
     place = f"chromosome {chrom if chrom.isprintable() else repr(chrom)}, position {table.ps[row]}"
     if numbered:

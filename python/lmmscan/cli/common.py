@@ -396,25 +396,24 @@ def listed_variants(
     return source
 
 
-def check_regenie_fields(args: argparse.Namespace, source: GenotypeSource) -> None:
-    """regenie's rows separate their fields by spaces: a tested variant's ID,
-    chromosome or allele holding one (a BGEN rsid, a VCF or .pvar ID may) is
-    refused before any work, naming the genotype file.  Tabs and line breaks
-    the readers refuse for every format."""
+def check_table_fields(args: argparse.Namespace, source: GenotypeSource) -> None:
+    """A tested variant whose ID, chromosome or allele holds a tab or a line
+    break (a BGEN rsid, a VCF or .pvar ID may), or a space for regenie's
+    space-separated rows, would print as two fields or two lines: refused
+    before any work, naming the genotype file (kinship and eigen, which
+    print no variant, read such files)."""
     from ..output import FIELD_BREAKS
     from ..variants import unprintable_field, variant_table
 
-    if args.format != "regenie":
-        return
-    wrong = unprintable_field(variant_table(source), FIELD_BREAKS["regenie"], numbered=False)
+    wrong = unprintable_field(variant_table(source), FIELD_BREAKS[args.format], numbered=False)
     if wrong is not None:
-        flag = genotype_flag(args)
-        path = getattr(args, flag[2:].replace("-", "_"))
-        raise InputError(
-            f"{wrong} (--format regenie separates fields by spaces: choose gemma, plink2 "
-            "or gwas-ssf)",
-            path=str(path),
+        why = (
+            " (--format regenie separates fields by spaces: choose gemma, plink2 or gwas-ssf)"
+            if args.format == "regenie" and "a space" in wrong
+            else ""
         )
+        flag = genotype_flag(args)
+        raise InputError(wrong + why, path=str(getattr(args, flag[2:].replace("-", "_"))))
 
 
 def memory_check(args: argparse.Namespace, plan: Any, hints: list[str]) -> None:

@@ -107,7 +107,8 @@ def _read_table(path: Path, pd):
 
     with open_input(path) as fh:  # gunzipped if gzip (GEMMA's tables often are)
         data = fh.read()
-    header = data[: data.find(b"\n")] if b"\n" in data else data
+    body = data.lstrip(b"\r\n")  # pandas skips blank lines before the header
+    header = body[: body.find(b"\n")] if b"\n" in body else body
     sep = b"\t" if b"\t" in header or b" " not in header.strip() else b" "
     fields, lines = _line_fields(data, sep) if data else (np.zeros(0, int), np.zeros(0, int))
     bad = np.flatnonzero(fields != fields[0]) if fields.size else fields

@@ -28,8 +28,8 @@ from ..samples import Analysed
 from .common import (
     check_hwe,
     check_out_dir,
-    check_regenie_fields,
     check_spares_inputs,
+    check_table_fields,
     check_writable,
     covariates,
     describe_skipped,
@@ -352,7 +352,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
                 # GEMMA's -ksnps: the kinship's variants; -snps: the tested ones
                 args.kinship_source = listed_variants(args, source, ("ksnps",))
                 source = listed_variants(args, source, ("snps",))
-                check_regenie_fields(args, source)
+                check_table_fields(args, source)
                 _memory_plan(args, source, phenos)
             options = ScanOptions(
                 args.test, args.maf, args.miss, args.r2, args.lambda_mode, args.hwe,
