@@ -236,3 +236,44 @@ def test_a_lambda_on_a_chosen_bound_does_not_blame_the_kinship(data):
     assert chosen.warnings and all("a bound of the range chosen" in w for w in chosen.warnings)
     wide = lmmscan.fit_null(y * 0 + np.arange(len(y)) % 2, kinship=np.eye(len(y)) * 1e-3)
     assert all("range chosen" not in w for w in wide.warnings)
+
+
+def test_api_leftovers_are_refused_by_name_or_done(data, tmp_path):
+    """Left alone by the last round (tracebacks, a file that could not be
+    read back): each is now refused by name, or does what its docstring says."""
+    import pandas as pd
+
+    G, K, y = data
+    pheno = tmp_path / "p.txt"
+    np.savetxt(pheno, np.column_stack([y, -y]))
+    # a column number, not only a list of them ('int' object is not iterable)
+    np.testing.assert_array_equal(lmmscan.read_pheno(pheno, 2), lmmscan.read_pheno(pheno, [2]))
+    for bad in ("1", [1.5], [], True):
+        with pytest.raises(InputError, match="columns must be a column number or a list"):
+            lmmscan.read_pheno(pheno, bad)
+    # what read_kinship would refuse is not written
+    for bad, message in ((np.ones((3, 4)), "square"), (np.full((3, 3), np.nan), "NaN")):
+        for name in ("k.txt", "k.npy"):
+            with pytest.raises(InputError, match=message):
+                lmmscan.write_kinship(tmp_path / name, bad)
+    assert not list(tmp_path.glob("k*"))
+    # a directory is no .npz name (dir.npz was written beside it), and the
+    # file appears whole or not at all
+    eig = lmmscan.eigendecompose(K)
+    (tmp_path / "e").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        lmmscan.save_eigen(tmp_path / "e", eig)
+    assert lmmscan.save_eigen(tmp_path / "f", eig) == tmp_path / "f.npz"
+    assert not list(tmp_path.glob(".f*"))
+    # a rank is a whole number (2.5 and True were taken)
+    for bad in (2.5, True):
+        with pytest.raises(InputError, match="rank must be a whole number"):
+            lmmscan.low_rank_kinship(G, rank=bad)
+    # snps lacking a column get GEMMA's defaults for it (a KeyError in the scan)
+    snps = pd.DataFrame({"chr": ["1"] * G.shape[1], "rs": [f"r{j}" for j in range(G.shape[1])]})
+    table = lmmscan.scan(lmmscan.ArrayGenotypes(G, snps=snps), y, kinship=K, test="wald")
+    assert list(table["ps"].unique()) == [-9] and list(table["allele1"].unique()) == ["-9"]
+    assert list(table["rs"][:2]) == ["r0", "r1"]
+    lmmscan.write_table(table, tmp_path / "t.txt")
+    with pytest.raises(InputError, match="snps must be a pandas DataFrame"):
+        lmmscan.ArrayGenotypes(G, snps={"rs": ["a"] * G.shape[1]})

@@ -204,10 +204,14 @@ def save_eigen(path: str | os.PathLike[str] | BinaryIO, eig: Eigendecomposition)
     if hasattr(path, "write"):
         _write_npz(path, eig)  # type: ignore[arg-type]
         return None
+    from .output import atomic_path
+
     path = Path(path)  # type: ignore[arg-type]
+    if path.is_dir():
+        raise InputError("is a directory: name the .npz file to write", path=str(path))
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    with open(path, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # whole or not at all
         _write_npz(fh, eig)
     return path
 

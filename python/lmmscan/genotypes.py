@@ -47,8 +47,9 @@ class GenotypeSource(Protocol):
 class ArrayGenotypes:
     """An in-memory genotype matrix (samples x SNPs) as a source.
 
-    ``snps`` defaults to chr "-9", rs "snp<i>", ps -9 and alleles "-9", as
-    GEMMA writes for BIMBAM files without an annotation.
+    ``snps`` (a DataFrame of chr, rs, ps, allele1, allele0) defaults to chr
+    "-9", rs "snp<i>", ps -9 and alleles "-9", as GEMMA writes for BIMBAM
+    files without an annotation; so does each of those columns it lacks.
     """
 
     def __init__(self, genotypes: np.ndarray, snps: pd.DataFrame | None = None) -> None:
@@ -65,21 +66,25 @@ class ArrayGenotypes:
                 "its square overflows"
             )
         self._g = g
-        if snps is None:
-            import pandas as pd
+        import pandas as pd
 
-            m = g.shape[1]
-            snps = pd.DataFrame(
-                {
-                    "chr": ["-9"] * m,
-                    "rs": [f"snp{i + 1}" for i in range(m)],
-                    "ps": np.full(m, -9, dtype=np.int64),
-                    "allele1": ["-9"] * m,
-                    "allele0": ["-9"] * m,
-                }
-            )
-        elif len(snps) != g.shape[1]:
-            raise InputError(f"snps has {len(snps)} rows but genotypes has {g.shape[1]} columns")
+        m = g.shape[1]
+        defaults = {
+            "chr": ["-9"] * m,
+            "rs": [f"snp{i + 1}" for i in range(m)],
+            "ps": np.full(m, -9, dtype=np.int64),
+            "allele1": ["-9"] * m,
+            "allele0": ["-9"] * m,
+        }
+        if snps is None:
+            snps = pd.DataFrame(defaults)
+        elif not isinstance(snps, pd.DataFrame):
+            raise InputError(f"snps must be a pandas DataFrame, got {type(snps).__name__}")
+        elif len(snps) != m:
+            raise InputError(f"snps has {len(snps)} rows but genotypes has {m} columns")
+        else:  # a column it lacks as GEMMA writes it (a KeyError in the scan otherwise)
+            snps = snps.reset_index(drop=True)
+            snps = snps.assign(**{c: v for c, v in defaults.items() if c not in snps.columns})
         self._snps = snps.reset_index(drop=True)
 
     @property

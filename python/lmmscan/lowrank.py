@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, number
 from .filters import FilterCounts, gemma_filter
 from .genotypes import (
     GenotypeSource,
@@ -174,6 +174,8 @@ def low_rank_kinship(
     basis is computed on the cluster in chunks of ``chunk_rows`` samples.
     """
     check_method(method)
+    if rank is not None and number(rank, whole=True) is None:
+        raise InputError(f"rank must be a whole number of eigenvalues, got {rank!r}")
     source = as_source(genotypes)
     idx = _kinship_snps(source, snps)
     mask = _filter_mask(source, filter_samples)

@@ -334,6 +334,23 @@ def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.n
     return values
 
 
+def _column_numbers(columns: object) -> list[int]:
+    """``columns`` (an integer, or a list of them) as a list of ints; anything
+    else refused by name ("1" was compared with numbers, a TypeError)."""
+    from ._errors import number
+
+    items = [columns] if number(columns, whole=True) is not None else columns
+    if not isinstance(items, list | tuple | np.ndarray) or len(items) == 0:
+        items = [None]
+    whole = [number(c, whole=True) for c in items]
+    out = [int(c) for c in whole if c is not None]
+    if len(out) != len(items):
+        raise InputError(
+            f"columns must be a column number or a list of them (from 1), got {columns!r}"
+        )
+    return out
+
+
 def read_pheno(
     path: str | os.PathLike[str], columns: list[int], n_samples: int | None = None
 ) -> np.ndarray:
@@ -343,6 +360,7 @@ def read_pheno(
     ``n_samples``: the number of individuals of the genotype file; the file
     must have exactly that many rows.
     """
+    columns = _column_numbers(columns)
     path = Path(path)
     rows = read_rows(path, "phenotype")
     if n_samples is not None and len(rows) != n_samples:
@@ -862,7 +880,12 @@ def write_kinship(
     the same directory, then renamed).
     """
     from .output import atomic_path
+    from .spectral import check_kinship
 
+    K = np.asarray(K)
+    # what the readers would refuse is not written (a non-square or NaN
+    # matrix was, and failed only when read back)
+    K = check_kinship(K, K.shape[0] if K.ndim == 2 else -1)
     path = Path(path)
     with atomic_path(path) as tmp:
         if path.suffix == ".npy":
