@@ -191,3 +191,24 @@ def test_a_byte_that_is_not_utf8_before_a_tab_is_named():
             (("chr", "1"), ("allele1", "A"), ("allele0", "G"))}  # fmt: skip
     table = VariantTable({**text, "rs": rs}, np.array([1, 2]))
     assert "its ID '\\udcff\\tb' holds a tab" in unprintable_field(table)
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+def test_a_dosage_constant_to_rounding_is_untestable_with_the_intercept_alone(study, precision):
+    """With the intercept as the only covariate GEMMA's r2 filter does not run,
+    and nothing else looked: dosages of 1 +- 1e-9 got p = 0.998 (the SNP's own
+    answer is 0.624; GEMMA prints NaN).  Such a SNP is now NaN, marked
+    collinear; one at 1 +- 1e-3 keeps its numbers (1 - R^2 = 6e-9)."""
+    _, K, _, y = study
+    rng = np.random.default_rng(8)
+    G = rng.binomial(2, 0.4, (N, 4)).astype(float)
+    for j, eps in ((1, 1e-9), (2, 1e-6), (3, 1e-3)):
+        G[:, j] = 1.0
+        G[7, j] += eps
+    table = lmmscan.scan(lmmscan.ArrayGenotypes(G), y, kinship=K, test="all",
+                         precision=precision)  # fmt: skip
+    p = table[["p_wald", "p_lrt", "p_score"]].to_numpy()
+    assert np.isfinite(p[[0, 3]]).all() and np.isnan(p[[1, 2]]).all()
+    from lmmscan.pvalues import untestable_reasons
+
+    assert untestable_reasons(table) == {"collinear": 2}

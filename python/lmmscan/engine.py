@@ -283,9 +283,11 @@ class BlockScanner:
             and self.whitening is None
             and self._V is None
             and isinstance(null.spectral, Spectral)
-            and self._r2_filtered()
+            and (self._r2_filtered() or null.W.shape[1] == 1)
             else np.float64
         )
+        # set by the engine for a source of whole-number calls (.bed, VCF GT)
+        self.integer_calls = False
         # block buffers reused by _prepare, per thread, freed with the scanner
         self._local = threading.local()
         # blocks searched for repeated SNPs, and those that had enough to move
@@ -444,15 +446,36 @@ class BlockScanner:
         return untestable(cols, stats, self.test, collinear), stats
 
     def _r2_filtered(self) -> bool:
-        """Whether the r2 filter has removed the collinear SNPs already."""
-        return self.r2 is not None and self.r2 < 1.0 - COLLINEAR_1_MINUS_R2
+        """Whether the r2 filter has removed the collinear SNPs already (GEMMA
+        runs it with more than one covariate column only)."""
+        return (
+            self.r2 is not None
+            and self.r2 < 1.0 - COLLINEAR_1_MINUS_R2
+            and self.null.W.shape[1] > 1
+        )
 
     def _collinear(self, Xk: np.ndarray | None) -> np.ndarray | None:
         """SNPs of Xk (n, b) in the span of the covariates to rounding (see
         pvalues.COLLINEAR_1_MINUS_R2); None when the r2 filter has removed
-        them already (or Xk is not given)."""
+        them already, when Xk is not given, or when the only covariate is the
+        intercept and the genotypes are whole-number calls (a call SNP the
+        monomorphic filter kept is far from constant).
+
+        With one covariate column (the intercept) a SNP is collinear when it
+        is constant to rounding: dosages of 1 +- 1e-9 got confident p-values
+        (GEMMA: NaN).  Summed in double, also over float32 values (single
+        precision), whose rounding adds ~1e-15 to 1 - R^2."""
         if Xk is None or self._r2_filtered():
             return None
+        if self.null.W.shape[1] == 1:
+            if self.integer_calls:
+                return None
+            w = self.null.W[:, 0]
+            wx = (w @ Xk) if Xk.dtype == np.float64 else (w @ Xk.astype(np.float64))
+            xx = np.einsum("ij,ij->j", Xk, Xk, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                resid = 1.0 - wx * wx / (float(w @ w) * xx)
+            return ~(resid > COLLINEAR_1_MINUS_R2)
         W = self.null.fit_W
         Q = np.linalg.qr(W)[0]
         proj = Q.T @ Xk
@@ -673,6 +696,7 @@ class Engine:
                 g.scanners.append(
                     self.options.scanner(nulls[k], self.threads, whiten=alone and lam is not None)
                 )
+                g.scanners[-1].integer_calls = getattr(self.source, "integer_calls", False)
                 if g.scanners[-1].whitening is not None:  # the factorisation, timed as such
                     g.report.add_seconds({"eigen": time.perf_counter() - t0})
         return groups
@@ -920,6 +944,7 @@ class Engine:
                     kept = null if keep_eigenvectors else null.without_eigenvectors()
                     report.null_models[chrom.name] = kept
                     g.scanners.append(self.options.scanner(null, self.threads))
+                    g.scanners[-1].integer_calls = getattr(self.source, "integer_calls", False)
                 del spectral
                 # while later chromosomes are decomposed beside it, the rotation
                 # takes one BLAS thread: OpenBLAS's threads spin while they wait

@@ -231,6 +231,8 @@ class PlinkGenotypes:
     allele1, allele0.
     """
 
+    integer_calls = True  # 0, 1, 2: none is constant to rounding (engine._collinear)
+
     def __init__(
         self,
         prefix: str | os.PathLike[str],

@@ -110,6 +110,7 @@ class VcfGenotypes(VariantFile):
                 )
             self.field = field
             self.dosages_only = field != "GT"
+            self.integer_calls = field == "GT"  # see engine.BlockScanner._collinear
             add_chr, add_rs, add_ps, add_allele1, add_allele0 = rows.appenders()
             n_alt = array("q")
             add_count = n_alt.append
