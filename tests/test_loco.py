@@ -237,9 +237,11 @@ def test_memory_limited_path_matches():
 
 
 def test_unplaced_snps_are_neither_in_kinships_nor_tested():
+    """On no chromosome: a missing name (a BIMBAM SNP the annotation does not
+    list: tests/test_loco.py::test_an_na_chromosome_is_gemmas_minus_9)."""
     source, y, cov = simulate(7)
     snps = source.snps.copy()
-    snps.loc[[0, 5, 77], "chr"] = "-9"
+    snps.loc[[0, 5, 77], "chr"] = None
     G = source.read(0, source.n_snps)
     report = lmmscan.ScanReport()
     table = lmmscan.scan(
@@ -256,6 +258,49 @@ def test_unplaced_snps_are_neither_in_kinships_nor_tested():
         loco=True,
     )
     pd.testing.assert_frame_equal(table, alone, check_exact=False, rtol=1e-12)
+
+
+def test_a_chromosome_named_minus_9_or_0_is_a_chromosome():
+    """GEMMA's -loco treats "-9" (an annotation's NA) as a name like any
+    other; PLINK's unplaced "0" too.  They were left out of every kinship."""
+    source, y, cov = simulate(7)
+    G = source.read(0, source.n_snps)
+    tables = {}
+    for name in ("-9", "0", "U"):
+        snps = source.snps.copy()
+        snps.loc[[0, 5, 77], "chr"] = name
+        tables[name] = lmmscan.scan(lmmscan.ArrayGenotypes(G, snps), y, covariates=cov, loco=True)
+    assert {"rs0", "rs5", "rs77"} <= set(tables["-9"]["rs"])
+    for name in ("-9", "0"):
+        pd.testing.assert_frame_equal(tables[name].drop(columns="chr"),
+                                      tables["U"].drop(columns="chr"))  # fmt: skip
+
+
+def test_an_na_chromosome_is_gemmas_minus_9(tmp_path):
+    """The annotation of tests/data/gemma_loco/make_reference_unplaced.sh: every
+    third SNP of chromosome 2 on chromosome NA, every third of chromosome 3
+    unlisted.  GEMMA puts the NA ones in every other kinship and tests them
+    with -loco -9; lmmscan left them out of every kinship: every p moved
+    (up to 0.23 in log10 on a simulation)."""
+    from lmmscan.cli import main
+
+    out = tmp_path / "u"
+    argv = ["scan", "--bimbam-geno", MOUSE / "mouse_hs1940.geno.txt.gz", "--bimbam-anno",
+            LOCO / "unplaced.anno.txt.gz", "--pheno", MOUSE / "mouse_hs1940.pheno.txt.gz",
+            "--loco", "--test", "all", "--quiet", "--out", out]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    ours = read_assoc(f"{out}.assoc.txt")
+    ref = read_assoc(LOCO / "loco_unplaced.assoc.txt.gz")
+    assert (ref["chr"].astype(str) == "-9").sum() > 100
+    for chrom in ("1", "-9"):
+        compare_with_gemma(
+            ours[ours["chr"].astype(str) == chrom].reset_index(drop=True),
+            ref[ref["chr"].astype(str) == chrom].reset_index(drop=True),
+        )
+    anno = pd.read_csv(LOCO / "unplaced.anno.txt.gz", sep=r"\s+", header=None, usecols=[0])
+    geno_rs = pd.read_csv(MOUSE / "mouse_hs1940.geno.txt.gz", sep=",", header=None, usecols=[0])
+    unlisted = set(geno_rs[0]) - set(anno[0])
+    assert len(unlisted) > 100 and not unlisted & set(ours["rs"])
 
 
 def test_chromosome_with_no_kinship_snp():

@@ -113,6 +113,9 @@ class BimbamGenotypes:
         rs = self._rs
         chr_ = [amap[r][0] if r in amap else "-9" for r in rs]
         ps = np.array([amap[r][1] if r in amap else -9 for r in rs], dtype=np.int64)
+        # which SNPs the annotation lists (its NA chromosome is the name "-9",
+        # as in GEMMA: a chromosome for LOCO; an unlisted SNP is on none)
+        self.annotated = np.array([r in amap for r in rs], dtype=bool)
         self._snps = pd.DataFrame(
             {"chr": chr_, "rs": rs, "ps": ps, "allele1": self._a1, "allele0": self._a0}
         )

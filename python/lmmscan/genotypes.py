@@ -76,6 +76,8 @@ class ArrayGenotypes:
             "allele1": ["-9"] * m,
             "allele0": ["-9"] * m,
         }
+        # chr given, or none: then every SNP is on no chromosome for LOCO
+        self.annotated = np.zeros(m, dtype=bool) if snps is None else None
         if snps is None:
             snps = pd.DataFrame(defaults)
         elif not isinstance(snps, pd.DataFrame):
@@ -83,6 +85,8 @@ class ArrayGenotypes:
         elif len(snps) != m:
             raise InputError(f"snps has {len(snps)} rows but genotypes has {m} columns")
         else:  # a column it lacks as GEMMA writes it (a KeyError in the scan otherwise)
+            if "chr" not in snps.columns:
+                self.annotated = np.zeros(m, dtype=bool)
             snps = snps.reset_index(drop=True)
             snps = snps.assign(**{c: v for c, v in defaults.items() if c not in snps.columns})
         self._snps = snps.reset_index(drop=True)
@@ -128,6 +132,12 @@ class SubsetGenotypes:
         self.index = index
         self._snps: pd.DataFrame | None = None  # the DataFrame view, made when asked for
         self._variants: VariantTable | None = None
+
+    @property
+    def annotated(self) -> np.ndarray | None:
+        """The source's per-SNP ``annotated`` mask (BIMBAM), for these SNPs."""
+        mask = getattr(self.source, "annotated", None)
+        return None if mask is None else np.asarray(mask)[self.index]
 
     def __getattr__(self, name: str) -> object:
         if name.startswith("__") or name in ("source", "index", "_snps", "_variants"):

@@ -26,8 +26,12 @@ Otherwise only S is kept and each chromosome's S_c is recomputed from its
 own SNPs just before its scan (three reads of each SNP, never one read per
 chromosome of the whole genome).
 
-SNPs whose chromosome is unknown (``"-9"``, GEMMA's marker for a SNP missing
-from the annotation) are neither in any kinship nor tested, as in GEMMA.
+SNPs on no chromosome (a BIMBAM SNP the annotation file does not list,
+which the tables print on chromosome -9; a missing name in an API table)
+are neither in any kinship nor tested, as in GEMMA.  A chromosome named
+"-9" or "0" (an annotation line with NA, a .bim's unplaced SNPs) is a
+chromosome like any other, as GEMMA's -loco treats it: in every other
+chromosome's kinship, and tested against the kinship without it.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from .spectral import (
     tridiagonal_pays,
 )
 
-UNKNOWN_CHROMOSOME = "-9"
+UNKNOWN_CHROMOSOME = ""  # no file's chromosome token is empty
 DEFAULT_MEMORY = LOCO_SUMS
 
 
@@ -70,14 +74,22 @@ class _Chromosome:
 
 
 def chromosome_names(source: GenotypeSource) -> np.ndarray:
-    """The chromosome of every SNP as a string ("-9" when unknown)."""
+    """The chromosome of every SNP as a string (UNKNOWN_CHROMOSOME for a SNP
+    on none: missing in the table, or not ``annotated`` where the source says
+    which are, as BIMBAM does)."""
     from .variants import keeps_variants
 
+    out: np.ndarray
     if keeps_variants(source):  # text tokens, never missing: no DataFrame built
-        return np.array(source.variants["chr"].tolist(), dtype=object)  # type: ignore[attr-defined]
-    chrom = source.snps["chr"]
-    out = chrom.astype(str).to_numpy().astype(object)
-    out[chrom.isna().to_numpy()] = UNKNOWN_CHROMOSOME
+        tokens = source.variants["chr"].tolist()  # type: ignore[attr-defined]
+        out = np.array(tokens, dtype=object)
+    else:
+        chrom = source.snps["chr"]
+        out = chrom.astype(str).to_numpy().astype(object)
+        out[chrom.isna().to_numpy()] = UNKNOWN_CHROMOSOME
+    annotated = getattr(source, "annotated", None)
+    if annotated is not None:
+        out[~np.asarray(annotated, dtype=bool)] = UNKNOWN_CHROMOSOME
     return out
 
 
