@@ -195,3 +195,34 @@ def test_blocks_are_fortran_ordered_fresh_and_searched_for_repeats(tmp_path, mon
     Z = base - base.mean(axis=0)
     lmmscan.scan(read_bimbam(tmp_path / "rep.txt"), y, kinship=Z @ Z.T / 40, test="wald")
     assert seen and seen[0][1] is not None and seen[0][0].shape[1] < 80
+
+
+def test_dosages_outside_0_2_are_used_and_named_once(tmp_path, capsys):
+    """GEMMA uses -9 or 2.5 as dosages; so does lmmscan, but it says so (a -9
+    is likely meant as missing, NA in BIMBAM): once per SNP though the file is
+    read twice (kinship, then tests)."""
+    import json
+
+    from lmmscan.cli import main
+
+    rng = np.random.default_rng(0)
+    n, m = 60, 30
+    G = rng.binomial(2, 0.3, (m, n)).astype(float)
+    G[5, 3], G[7, 1], G[7, 2] = -9.0, 2.5, -0.2
+    geno = tmp_path / "g.txt"
+    geno.write_text("".join(f"rs{j}, A, T, " + ", ".join(f"{v:g}" for v in G[j]) + "\n"
+                            for j in range(m)))  # fmt: skip
+    np.savetxt(tmp_path / "y.txt", rng.normal(size=n))
+    argv = ["scan", "--bimbam-geno", geno, "--pheno", tmp_path / "y.txt", "--out", tmp_path / "o"]
+    assert main([str(a) for a in argv]) == 0
+    said = (
+        f"{geno}: 2 SNPs with genotype values outside [0, 2] (the first -9, line 6, column 7), "
+        "used as dosages as GEMMA does; BIMBAM writes a missing genotype as NA"
+    )
+    assert f"warning: {said}" in capsys.readouterr().out
+    assert said in json.loads((tmp_path / "o.null.json").read_text())["warnings"]
+    G[5, 3], G[7, 1], G[7, 2] = 0.0, 2.0, 0.0
+    geno.write_text("".join(f"rs{j}, A, T, " + ", ".join(f"{v:g}" for v in G[j]) + "\n"
+                            for j in range(m)))  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    assert "outside [0, 2]" not in capsys.readouterr().out

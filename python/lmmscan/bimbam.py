@@ -17,6 +17,7 @@ import contextlib
 import gzip
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,8 @@ class BimbamGenotypes:
         del self._rs, self._a1, self._a0
         self._fh = None
         self._pos = 0
+        self.outside_range: dict = {"snps": set(), "first": None}
+        self._outside_lock = threading.Lock()
 
     # -- first pass ---------------------------------------------------------
 
@@ -224,7 +227,12 @@ class BimbamGenotypes:
         state = self.__dict__.copy()
         state["_fh"] = None
         state["_pos"] = 0
+        state["_outside_lock"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._outside_lock = threading.Lock()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -305,10 +313,40 @@ class BimbamGenotypes:
             )
         if values.size != (stop - start) * self._n:  # pragma: no cover - checked in pass 1
             raise InputError("genotype count changed while reading", path=str(self.path))
-        # inf, and values whose squares overflow in the filters and kinship
-        if (values > HUGE).any() or (values < -HUGE).any():
-            self._raise_bad_token(start, stop)
+        # inf, and values whose squares overflow in the filters and kinship;
+        # then dosages outside [0, 2], kept as GEMMA keeps them but counted
+        if (values < 0.0).any() or (values > 2.0).any():
+            if (values > HUGE).any() or (values < -HUGE).any():
+                self._raise_bad_token(start, stop)
+            self._count_outside(values, start, stop)
         return values.reshape(stop - start, self._n)
+
+    def _count_outside(self, values: np.ndarray, start: int, stop: int) -> None:
+        """Count dosages outside [0, 2] (GEMMA uses them as numbers; a -9 is
+        likely meant as missing, which BIMBAM writes NA); the first is named."""
+        outside = (values < 0.0) | (values > 2.0)
+        snps = np.flatnonzero(outside.reshape(stop - start, self._n).any(axis=1)) + start
+        with self._outside_lock:  # a SNP read twice (kinship, then tests) counts once
+            self.outside_range["snps"].update(snps.tolist())
+            first = int(np.argmax(outside))
+            k, j = divmod(first, self._n)
+            where = (int(self._line_no[start + k]), j + 4, float(values[first]))
+            known = self.outside_range.get("first")
+            if known is None or where[0] < known[0]:  # blocks may come in any order
+                self.outside_range["first"] = where
+
+    def warnings(self) -> list[str]:
+        """What the run should say about the values read so far."""
+        found = self.outside_range
+        if not found["snps"]:
+            return []
+        line, column, value = found["first"]
+        k = len(found["snps"])
+        return [
+            f"{self.path}: {k} SNP{'s' if k > 1 else ''} with genotype values outside [0, 2] "
+            f"(the first {value:g}, line {line}, column {column}), used as dosages as GEMMA "
+            "does; BIMBAM writes a missing genotype as NA"
+        ]
 
     def _raise_bad_token(self, start: int, stop: int) -> None:
         for k in range(start, stop):

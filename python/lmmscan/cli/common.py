@@ -334,6 +334,15 @@ def skipped_variants(source: GenotypeSource) -> dict[str, int]:
     return out
 
 
+def reader_warnings(source: GenotypeSource) -> list[str]:
+    """What the genotype file's reader has to say about the values it read
+    (BIMBAM dosages outside [0, 2])."""
+    from ..genotypes import root_source
+
+    say = getattr(root_source(source), "warnings", None)
+    return list(say()) if callable(say) else []
+
+
 def read_as_missing(source: GenotypeSource) -> str:
     """For a "no SNP left" error: the variants the genotype file gave as
     missing while it was read (a ploidy other than 2, no DS field), which no

@@ -46,6 +46,7 @@ from .common import (
     phenotypes,
     progress,
     read_as_missing,
+    reader_warnings,
     require_matplotlib,
     run_threads,
     skipped_variants,
@@ -835,6 +836,7 @@ def _write_nulls(args, source, phenos, outputs) -> None:
         memory = memory_report(args)
         if memory is not None:
             data["memory"] = memory
+        data["warnings"] += reader_warnings(source)
         ph.results = data["results"] = _results(ph)
         with naming(ph.stem + ".null.json"), open(path, "w", encoding="utf-8") as fh:
             write_json(fh, data)
@@ -845,6 +847,8 @@ def _print_summary(args, source, phenos, resume) -> None:
 
     for line in describe_variant_lists(args) + describe_skipped(args, source):
         print(line)
+    for warning in reader_warnings(source):
+        print(f"warning: {warning}")
     for ph in phenos:
         null, c = ph.null, ph.filters
         print(f"phenotype: {ph.analysed.name}")
