@@ -248,6 +248,10 @@ def test_api_leftovers_are_refused_by_name_or_done(data, tmp_path):
     np.savetxt(pheno, np.column_stack([y, -y]))
     # a column number, not only a list of them ('int' object is not iterable)
     np.testing.assert_array_equal(lmmscan.read_pheno(pheno, 2), lmmscan.read_pheno(pheno, [2]))
+    np.testing.assert_array_equal(
+        lmmscan.read_pheno(pheno, np.array(2)), pheno_2 := lmmscan.read_pheno(pheno, [2])
+    )
+    assert pheno_2.shape == (len(y), 1)
     for bad in ("1", [1.5], [], True):
         with pytest.raises(InputError, match="columns must be a column number or a list"):
             lmmscan.read_pheno(pheno, bad)

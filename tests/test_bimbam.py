@@ -216,8 +216,8 @@ def test_dosages_outside_0_2_are_used_and_named_once(tmp_path, capsys):
     argv = ["scan", "--bimbam-geno", geno, "--pheno", tmp_path / "y.txt", "--out", tmp_path / "o"]
     assert main([str(a) for a in argv]) == 0
     said = (
-        f"{geno}: 2 SNPs with genotype values outside [0, 2] (the first -9, line 6, column 7), "
-        "used as dosages as GEMMA does; BIMBAM writes a missing genotype as NA"
+        f"{geno}: 2 SNPs read with genotype values outside [0, 2] (the first -9, line 6, "
+        "column 7), used as dosages as GEMMA does; BIMBAM writes a missing genotype as NA"
     )
     assert f"warning: {said}" in capsys.readouterr().out
     assert said in json.loads((tmp_path / "o.null.json").read_text())["warnings"]

@@ -470,11 +470,11 @@ class BlockScanner:
         if self.null.W.shape[1] == 1:
             if self.integer_calls:
                 return None
-            w = self.null.W[:, 0]
-            wx = (w @ Xk) if Xk.dtype == np.float64 else (w @ Xk.astype(np.float64))
+            w = float(self.null.W[0, 0])  # the one column is constant (the intercept)
+            wx = w * Xk.sum(axis=0, dtype=np.float64)  # no float64 copy of a float32 block
             xx = np.einsum("ij,ij->j", Xk, Xk, dtype=np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):
-                resid = 1.0 - wx * wx / (float(w @ w) * xx)
+                resid = 1.0 - wx * wx / (Xk.shape[0] * w * w * xx)
             return ~(resid > COLLINEAR_1_MINUS_R2)
         W = self.null.fit_W
         Q = np.linalg.qr(W)[0]

@@ -61,7 +61,7 @@ from .spectral import (
     tridiagonal_pays,
 )
 
-UNKNOWN_CHROMOSOME = ""  # no file's chromosome token is empty
+UNKNOWN_CHROMOSOME = ""  # no text file's chromosome token is empty (a BGEN's may: none)
 DEFAULT_MEMORY = LOCO_SUMS
 
 

@@ -339,6 +339,8 @@ def _column_numbers(columns: object) -> list[int]:
     else refused by name ("1" was compared with numbers, a TypeError)."""
     from ._errors import number
 
+    if isinstance(columns, np.ndarray) and columns.ndim == 0:
+        columns = columns.item()
     items = [columns] if number(columns, whole=True) is not None else columns
     if not isinstance(items, list | tuple | np.ndarray) or len(items) == 0:
         items = [None]

@@ -411,9 +411,12 @@ def check_table_fields(args: argparse.Namespace, source: GenotypeSource) -> None
     space-separated rows, would print as two fields or two lines: refused
     before any work, naming the genotype file (kinship and eigen, which
     print no variant, read such files)."""
+    from ..genotypes import VariantFile, root_source
     from ..output import FIELD_BREAKS
     from ..variants import unprintable_field, variant_table
 
+    if not isinstance(root_source(source), VariantFile):
+        return  # a .bim or BIMBAM line is split at whitespace: no field holds any
     wrong = unprintable_field(variant_table(source), FIELD_BREAKS[args.format], numbered=False)
     if wrong is not None:
         why = (

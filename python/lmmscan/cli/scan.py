@@ -430,7 +430,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         from ..spectral import tridiagonal_pays
 
         kinship_names = chromosome_names(args.kinship_source).tolist()
-        chromosomes = len(set(kinship_names))
+        chromosomes = len(set(kinship_names) - {UNKNOWN_CHROMOSOME})
         # a chromosome with few tested SNPs may keep its decomposition's two
         # factors (lmmscan.engine's scan_loco; not in single precision); the
         # names once, counted in one pass (no sort of millions of strings)
