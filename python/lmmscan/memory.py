@@ -36,6 +36,9 @@ GiB = 1 << 30
 BASE = 100 * MiB
 # the variant table (.bim in pandas: rs, alleles, chr as Python strings)
 PER_VARIANT = 160
+# a LOCO row held until the end (FileOrder): about 17 columns of 8 bytes,
+# twice while they are sorted into file order
+HELD_ROW = 2 * 17 * 8
 # samples x block float64 arrays alive while a block is scanned (traced with
 # tracemalloc): the block being read ahead, the one scanned and its imputed
 # copy; a dense basis adds its rotated (or whitened) block, n x block, a
@@ -96,6 +99,7 @@ class Plan:
         return {
             "estimate_bytes": self.peak,
             "peak_phase": self.peak_phase,
+            "fixed": {k: v for k, v in self.fixed.items() if v},
             "phases": {p: dict(v) for p, v in self.phases.items()},
         }
 
@@ -289,6 +293,7 @@ def scan_plan(
     phenotypes: int = 1,
     n_region: int = 10,
     tridiagonal: bool = False,
+    held_rows: int = 0,
 ) -> Plan:
     """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
     each group of phenotypes (one decomposition each); ``kinship``: "given",
@@ -302,7 +307,8 @@ def scan_plan(
     lambda grid's ``n_region`` + 1 points and the two null lambdas;
     ``tridiagonal``: LOCO may keep a chromosome's decomposition as its two
     factors (:class:`lmmscan.spectral.TridiagonalSpectral`, a chromosome
-    with fewer SNPs than n / 2)."""
+    with fewer SNPs than n / 2); ``held_rows``: LOCO's tested rows held to be
+    printed in file order (chromosomes that interleave in the file)."""
     N, groups = n_file, len(analysed)
     n = max(analysed)
     block = max(1, min(block, n_variants))
@@ -348,6 +354,9 @@ def scan_plan(
             beside = "tridiagonal eigenvectors beside the reflectors"
             plan.add("decomposition", beside, (workers + 1) * sq)
         plan.add("decomposition", "genotype blocks", blocks)
+        # held rows: each phenotype's columns and statistics, then their
+        # file-order copy at the end (lmmscan.loco.FileOrder)
+        plan.fixed["rows held for file order"] = HELD_ROW * held_rows * phenotypes
         return plan
     K = 8 * N * N
     plan.add("kinship", "kinship", K * (groups if kinship == "computed" else 1))

@@ -424,7 +424,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
     eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
-    chromosomes, wanted = 0, False
+    chromosomes, wanted, held = 0, False, 0
     if args.loco:
         from ..loco import UNKNOWN_CHROMOSOME, chromosome_names
         from ..spectral import tridiagonal_pays
@@ -435,10 +435,16 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         # factors (lmmscan.engine's scan_loco; not in single precision); the
         # names once, counted in one pass (no sort of millions of strings)
         same = source is args.kinship_source
-        counts = Counter(kinship_names if same else chromosome_names(source).tolist())
+        tested = kinship_names if same else chromosome_names(source).tolist()
+        counts = Counter(tested)
         wanted = getattr(args, "precision", "double") == "double" and any(
             tridiagonal_pays(n, c) for name, c in counts.items() if name != UNKNOWN_CHROMOSOME
         )
+        # chromosomes that interleave in the file (scattered -9s of an annotation's
+        # NA) hold every tested row until the end, to print them in file order
+        placed = [name for name in tested if name != UNKNOWN_CHROMOSOME]
+        runs = sum(1 for a, b in zip(placed, placed[1:], strict=False) if a != b) + bool(placed)
+        held = len(placed) if runs > len(counts.keys() - {UNKNOWN_CHROMOSOME}) else 0
     workers = args.threads or usable_cores()
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
     # LOCO keeps each chromosome's kinship sum while they fit in --memory-limit
@@ -465,6 +471,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             phenotypes=len(args.pheno_col),
             n_region=args.region,
             tridiagonal=factors,
+            held_rows=held,
         )
 
     def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
