@@ -277,7 +277,7 @@ def test_a_chromosome_named_minus_9_or_0_is_a_chromosome():
 
 
 def test_an_na_chromosome_is_gemmas_minus_9(tmp_path):
-    """The annotation of tests/data/gemma_loco/make_reference_unplaced.sh: every
+    """The annotation made at the end of tests/data/gemma_loco/make_reference.sh: every
     third SNP of chromosome 2 on chromosome NA, every third of chromosome 3
     unlisted.  GEMMA puts the NA ones in every other kinship and tests them
     with -loco -9; lmmscan left them out of every kinship: every p moved

@@ -155,7 +155,7 @@ class NullModel:
     # see _y_scale); Uty, complement and fit are in those units, every other
     # field in y's own
     y_scale: float = 1.0
-    # the core's inputs when W or y is ill-conditioned (see _conditioned);
+    # the core's inputs when W or y is ill-conditioned (see _condition);
     # None: W, y, UtW, Uty and complement themselves
     conditioned: Conditioned | None = field(default=None, repr=False)
 
@@ -233,13 +233,16 @@ class NullModel:
 
     # -- the hierarchical view -------------------------------------------------
 
-    def _gls(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-        """(h, U'W, A = W'H^-1 W, A^-1, b = W'H^-1 y, y'H^-1 y) at lambda_,
-        H = lambda K + I, for the covariates and phenotype the core fits
-        (:attr:`fit_W`, :attr:`fit_y`: map coefficients back with
-        :meth:`_in_W`)."""
+    def _gls(
+        self, lam: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """(h, U'W, A = W'H^-1 W, A^-1, b = W'H^-1 y, y'H^-1 y) at ``lam``
+        (default lambda_), H = lambda K + I, for the covariates and phenotype
+        the core fits (:attr:`fit_W`, :attr:`fit_y`: map coefficients back
+        with :meth:`_in_W`)."""
         UtW, Uty, complement = self.fit_rotated
-        h = 1.0 / (self.lambda_ * self.spectral.d + 1.0)
+        lam = self.lambda_ if lam is None else lam
+        h = 1.0 / (lam * self.spectral.d + 1.0)
         A = UtW.T @ (h[:, None] * UtW)
         b = UtW.T @ (h * Uty)
         yy = Uty @ (h * Uty)
@@ -402,10 +405,9 @@ def _condition(W: np.ndarray, y: np.ndarray) -> tuple | None:
     None; an exact fit of y by W refused."""
     Q, R, coef, resid = _off_span(W, y)
     _refuse_exact_fit(y, resid, "")
-    sv = np.linalg.svd(R / np.linalg.norm(W, axis=0), compute_uv=False)
-    if sv[0] <= CONDITION_LIMIT * sv[-1] and np.linalg.norm(y) <= CONDITION_LIMIT * np.linalg.norm(
-        resid
-    ):
+    sv = np.linalg.svd(R / np.linalg.norm(W, axis=0), compute_uv=False)  # W's columns scaled
+    y_ratio = np.linalg.norm(y) / np.linalg.norm(resid)
+    if sv[0] <= CONDITION_LIMIT * sv[-1] and y_ratio <= CONDITION_LIMIT:
         return None
     root_n = math.sqrt(W.shape[0])
     W_fit = Q * root_n
@@ -596,19 +598,10 @@ def fit_null(
 def _coefficients_in_W(model: NullModel, fit: _core.NullFit, ml: bool = False) -> None:
     """beta and beta_se of W's columns from a conditioned fit's (its basis's,
     for y's residual): beta_W = to_W (beta + y_coef), cov_W = to_W cov to_W'."""
-    c = model.conditioned
-    assert c is not None
-    s = model.y_scale
-    lam = fit.lambda_mle if ml else fit.lambda_remle
-    ve = (fit.ve_mle if ml else fit.ve) / s / s
-    beta = np.asarray(fit.beta_mle if ml else fit.beta)
-    h = 1.0 / (lam * model.spectral.d + 1.0)
-    A = c.UtW.T @ (h[:, None] * c.UtW)
-    if c.complement is not None:
-        A = A + c.complement[:-1, :-1]
-    cov = c.to_W @ np.linalg.inv(A) @ c.to_W.T
-    model.beta = c.to_W @ (beta + c.y_coef) / s
-    model.beta_se = np.sqrt(ve * np.diag(cov))
+    Ainv = model._gls(fit.lambda_mle if ml else fit.lambda_remle)[3]
+    ve_fit = fit.ve_mle if ml else fit.ve  # in the fit's units
+    model.beta, cov = model._in_W(np.asarray(fit.beta_mle if ml else fit.beta), ve_fit * Ainv)
+    model.beta_se = np.sqrt(np.diag(cov))
 
 
 # y is rescaled (by a power of two, exact in binary floating point) only
@@ -672,5 +665,5 @@ def _set_components(model: NullModel, lam: float, denom: int) -> None:
     s = model.y_scale
     model.ve = float(yy - b @ (Ainv @ b)) / denom / s / s
     model.vg = lam * model.ve
-    model.beta, cov = model._in_W(Ainv @ b, Ainv * s * s)
-    model.beta_se = np.sqrt(model.ve * np.diag(cov))
+    model.beta, cov = model._in_W(Ainv @ b, model.ve * s * s * Ainv)
+    model.beta_se = np.sqrt(np.diag(cov))

@@ -11,7 +11,7 @@
 #
 # GEMMA's LOCO kinship uses the SNPs that pass the filters and sit on the
 # *other* chromosomes of the -a file; its -lmm run tests only the SNPs of c.
-# Outputs:
+# Outputs (and, at the end, the reference for SNPs on no chromosome):
 #   loco_lmm4.assoc.txt.gz  the 19 per-chromosome .assoc.txt files concatenated
 #                           (one header; chromosome order = file order here)
 #   loco_null.tsv           per chromosome: the null-model lines of its log
@@ -70,3 +70,23 @@ PY
 done
 gzip -9 -n -c "$TMP/all.assoc.txt" > "$HERE/loco_lmm4.assoc.txt.gz"
 echo "rows: $(($(wc -l < "$TMP/all.assoc.txt") - 1))" >&2
+
+# SNPs on no chromosome: the annotation with every third SNP of chromosome 2
+# on chromosome NA, and every third SNP of chromosome 3 left out.  GEMMA reads
+# an NA chromosome as the name "-9": those SNPs are in every other chromosome's
+# kinship and are tested by -loco -9; a SNP the annotation does not list is in
+# no kinship and never tested.  Outputs: unplaced.anno.txt.gz (the derived
+# annotation) and loco_unplaced.assoc.txt.gz (-loco 1 and -loco -9, one header).
+gzip -dc "$DATA/mouse_hs1940.anno.txt.gz" | awk '
+  $3 == "2" && ++two % 3 == 0 { print $1, $2, "NA"; next }
+  $3 == "3" && ++three % 3 == 0 { next }
+  { print }' > "$TMP/unplaced.anno.txt"
+gzip -9 -n -c "$TMP/unplaced.anno.txt" > "$HERE/unplaced.anno.txt.gz"
+U=(-g mouse_hs1940.geno.txt.gz -p mouse_hs1940.pheno.txt -a unplaced.anno.txt)
+for c in 1 -9; do
+  run_gemma "${U[@]}" -loco "$c" -gk 1 -o "u_$c"
+  run_gemma "${U[@]}" -n 1 -loco "$c" -k "$OUT/u_$c.cXX.txt" -lmm 4 -o "u_$c"
+done
+{ cat "$OUT/u_1.assoc.txt"; tail -n +2 "$OUT/u_-9.assoc.txt"; } > "$TMP/unplaced.assoc.txt"
+gzip -9 -n -c "$TMP/unplaced.assoc.txt" > "$HERE/loco_unplaced.assoc.txt.gz"
+echo "unplaced rows: $(($(wc -l < "$TMP/unplaced.assoc.txt") - 1))" >&2
