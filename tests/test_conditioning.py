@@ -212,3 +212,61 @@ def test_a_dosage_constant_to_rounding_is_untestable_with_the_intercept_alone(st
     from lmmscan.pvalues import untestable_reasons
 
     assert untestable_reasons(table) == {"collinear": 2}
+
+
+def test_large_offsets_keep_the_digits_left_after_them(study):
+    """A review found the residual's error growing with the offset (3.2e-5 in
+    log10 p at y + 1e11): the median is now taken off along the intercept
+    first, exactly for the entries near it.  y and x are rounded to 2^-16 so
+    that y + 1e11 and x + 1e9 hold them exactly (x + 1e10 is refused: beside
+    the intercept it is collinear to 1e-10)."""
+    G, K, x, y = study
+    y, x = np.round(y * 2**16) / 2**16, np.round(x * 2**16) / 2**16
+    base = p_values(G, K, y, x[:, None])
+    for yy, xx in ((y + 1e11, x), (y, x + 1e9), (y + 1e11, x + 1e9)):
+        assert (yy - (yy - y)[0] == y).all() and (xx - (xx - x)[0] == x).all()  # exact offsets
+        moved = p_values(G, K, yy, np.column_stack([np.ones(N), xx]))
+        np.testing.assert_allclose(np.log10(moved), np.log10(base), rtol=0, atol=1e-9)
+
+
+def test_a_covariate_scaled_past_1e30_is_conditioned(study):
+    """x * 1e100 (no offset) put lambda on its bound and p off by 10^1.2:
+    its scale, not its direction, was past what the products mix."""
+    G, K, x, y = study
+    base = p_values(G, K, y, x[:, None])
+    for scale in (1e100, 1e-100):
+        null = lmmscan.fit_null(y, (x * scale)[:, None], kinship=K)
+        assert null.conditioned is not None
+        moved = p_values(G, K, y, (x * scale)[:, None])
+        np.testing.assert_allclose(np.log10(moved), np.log10(base), rtol=0, atol=1e-8)
+
+
+def test_the_r2_filter_sees_the_span_not_the_offset(study):
+    """The r2 filter solved with W'W: a covariate near SNP 5 (R^2 0.9997, kept)
+    plus 1e7 dropped the SNP, plus 3e9 raised LinAlgError."""
+    G, K, _, y = study
+    rng = np.random.default_rng(9)
+    c = G[:, 5] + rng.normal(scale=0.02, size=N)
+    tables = [
+        lmmscan.scan(
+            lmmscan.ArrayGenotypes(G), y, kinship=K, covariates=(c + off)[:, None], test="wald"
+        )  # fmt: skip
+        for off in (0.0, 1e7, 3e9)
+    ]
+    assert "snp6" in set(tables[0]["rs"])  # 1-based names: SNP 5
+    for t in tables[1:]:
+        assert list(t["rs"]) == list(tables[0]["rs"])
+        np.testing.assert_allclose(np.log10(t["p_wald"]), np.log10(tables[0]["p_wald"]),
+                                   rtol=0, atol=1e-6)  # fmt: skip
+
+
+def test_standard_errors_of_extreme_phenotypes_stay_finite(study):
+    """The conditioned beta_se came from a variance in y's units squared:
+    inf at y * 1e160 + 1e168, 0 at y * 1e-200 + 1e-192."""
+    _, K, x, y = study
+    for sc, off in ((1e160, 1e168), (1e-200, 1e-192)):
+        plain = lmmscan.fit_null(y * sc, x[:, None], kinship=K)
+        moved = lmmscan.fit_null(y * sc + off, x[:, None], kinship=K)
+        assert moved.conditioned is not None
+        np.testing.assert_allclose(moved.beta_se, plain.beta_se, rtol=1e-6)
+        np.testing.assert_allclose(moved.beta[0], plain.beta[0], rtol=1e-6)  # x (intercept last)

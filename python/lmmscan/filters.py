@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._errors import InputError
+from .samples import ill_conditioned, orthogonal_basis
 
 FILTER_NAMES = ("miss", "maf", "monomorphic", "r2")
 # every filter in GEMMA's order; "hwe" is counted only when the filter is on
@@ -134,6 +135,11 @@ def filter_impute(
     fortran = X.flags.f_contiguous and not X.flags.c_contiguous
     scratch = scratch or Scratch()
     check_r2 = W is not None and W.shape[1] > 1
+    if check_r2 and W is not None and ill_conditioned(W):
+        # W'W squares its condition: x + 1e7 beside the intercept moved R^2 by
+        # 2e-4 (the SNP set changed), x + 3e9 made it singular; the span's
+        # orthogonal basis gives the same R^2
+        W = orthogonal_basis(W)[0]
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     single = dtype == np.float32 and impute

@@ -12,7 +12,13 @@ import numpy as np
 
 from . import _core
 from ._errors import InputError, number, real_array
-from .samples import analysed_samples, check_same_rows
+from .samples import (
+    CONDITION_LIMIT,
+    analysed_samples,
+    check_same_rows,
+    ill_conditioned,
+    orthogonal_basis,
+)
 from .spectral import (
     GroupSpectral,
     LowRankSpectral,
@@ -254,12 +260,14 @@ class NullModel:
 
     def _in_W(self, beta: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients of :attr:`fit_W` for :attr:`fit_y` and their covariance
-        (in the fit's units) as those of W for y (y's units)."""
+        (in the fit's units) as those of W for y, and their standard errors
+        (y's units; divided after the square root, as the core's are: a
+        variance of y * 1e160 overflows)."""
         s = self.y_scale
         c = self.conditioned
         if c is None:
-            return beta / s, cov / s / s
-        return c.to_W @ (beta + c.y_coef) / s, c.to_W @ cov @ c.to_W.T / s / s
+            return beta / s, np.sqrt(np.diag(cov)) / s
+        return c.to_W @ (beta + c.y_coef) / s, np.sqrt(np.diag(c.to_W @ cov @ c.to_W.T)) / s
 
     def fitted(self, level: str = "conditional") -> np.ndarray:
         """Fitted values of the analysed samples: ``"marginal"`` (W beta) or
@@ -368,16 +376,13 @@ class NullModel:
         return T @ mean_fit / s, T @ cov_fit @ T.T / s / s
 
 
-# A fit works from weighted Gram products (W'H^-1 W, y'P y), which square a
-# condition number: a covariate or a phenotype far from its part off the
-# others' span (x + 1e7 beside the intercept, y + 1e6, a date in YYYYMMDD
-# beside x) lost the tests' digits (p off by 10^0.5 at y + 1e7, where GEMMA
-# prints NaN).  Every test, likelihood and lambda depends on W only through
-# its span and on y only through its part off that span, so beyond this
-# ratio the core is given an orthogonal basis of the span (scaled to sqrt(n),
-# the intercept's norm) and y's least-squares residual on it.  Below it W and
-# y go in as given, so tables stay GEMMA's bit for bit.
-CONDITION_LIMIT = 1e3
+# The fit's weighted Gram products square a condition number: beyond
+# samples.CONDITION_LIMIT (W, or y against its residual on W's span: y + 1e7
+# put p off by 10^0.5, where GEMMA prints NaN) the core is given an orthogonal
+# basis of W's span and y's least-squares residual on it (every test,
+# likelihood and lambda depends on W only through its span and on y only
+# through that residual).  Below it W and y go in as given, so tables stay
+# GEMMA's bit for bit.
 # y's residual on the covariates at or below this part of y (times sqrt(n))
 # is rounding, not variance: refused (an exact fit gave negative variances,
 # exit 0).  64 eps: a thousand times an exact fit's residual (~eps), while
@@ -403,16 +408,20 @@ class Conditioned:
 def _condition(W: np.ndarray, y: np.ndarray) -> tuple | None:
     """(W_fit, to_W, y_fit, y_coef) when W or y is past CONDITION_LIMIT, else
     None; an exact fit of y by W refused."""
-    Q, R, coef, resid = _off_span(W, y)
+    resid = _off_span(W, y)[3]
     _refuse_exact_fit(y, resid, "")
-    sv = np.linalg.svd(R / np.linalg.norm(W, axis=0), compute_uv=False)  # W's columns scaled
-    y_ratio = np.linalg.norm(y) / np.linalg.norm(resid)
-    if sv[0] <= CONDITION_LIMIT * sv[-1] and y_ratio <= CONDITION_LIMIT:
+    if not ill_conditioned(W) and np.linalg.norm(y) <= CONDITION_LIMIT * np.linalg.norm(resid):
         return None
-    root_n = math.sqrt(W.shape[0])
-    W_fit = Q * root_n
-    to_W = np.linalg.solve(R, np.eye(R.shape[0])) * root_n  # W to_W = W_fit
-    return W_fit, to_W, resid, coef / root_n
+    W_fit, to_W, k = orthogonal_basis(W)
+    # y's median taken off along the intercept first (exact near it, as W's
+    # columns in orthogonal_basis), then its residual on W_fit
+    y0 = float(np.median(y)) if k is not None else 0.0
+    yc = y - y0
+    coef = W_fit.T @ yc / W.shape[0]
+    y_fit = yc - W_fit @ coef
+    if k is not None:  # y0 times the intercept, in W_fit's coordinates
+        coef = coef + np.linalg.solve(to_W, np.eye(W.shape[1])[k]) * (y0 / W[0, k])
+    return W_fit, to_W, y_fit, coef
 
 
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -600,8 +609,9 @@ def _coefficients_in_W(model: NullModel, fit: _core.NullFit, ml: bool = False) -
     for y's residual): beta_W = to_W (beta + y_coef), cov_W = to_W cov to_W'."""
     Ainv = model._gls(fit.lambda_mle if ml else fit.lambda_remle)[3]
     ve_fit = fit.ve_mle if ml else fit.ve  # in the fit's units
-    model.beta, cov = model._in_W(np.asarray(fit.beta_mle if ml else fit.beta), ve_fit * Ainv)
-    model.beta_se = np.sqrt(np.diag(cov))
+    model.beta, model.beta_se = model._in_W(
+        np.asarray(fit.beta_mle if ml else fit.beta), ve_fit * Ainv
+    )
 
 
 # y is rescaled (by a power of two, exact in binary floating point) only
@@ -665,5 +675,4 @@ def _set_components(model: NullModel, lam: float, denom: int) -> None:
     s = model.y_scale
     model.ve = float(yy - b @ (Ainv @ b)) / denom / s / s
     model.vg = lam * model.ve
-    model.beta, cov = model._in_W(Ainv @ b, model.ve * s * s * Ainv)
-    model.beta_se = np.sqrt(np.diag(cov))
+    model.beta, model.beta_se = model._in_W(Ainv @ b, model.ve * s * s * Ainv)

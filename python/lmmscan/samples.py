@@ -242,3 +242,50 @@ def analyse(
             raise InputError(f"{name}: {exc}") from None
         out.append(Analysed(name, y, covariates, mask, W))
     return out
+
+
+# Gram products (W'H^-1 W, the r2 filter's W'W) square a condition number:
+# a covariate far from its part off the others' span (x + 1e7 beside the
+# intercept, a date in YYYYMMDD beside x) lost the tests' digits, and one
+# whose root mean square is beyond 1e+-30 mixed scales past double's range
+# in them (x * 1e100: lambda on its bound, p off by 10^1.2).  Such a W is
+# replaced where it enters the numbers by an orthogonal basis of its span
+# (lmmscan.model's fit, the r2 filter): every test and R^2 depends on W only
+# through its span.  Within these limits W goes in as given, so tables stay
+# GEMMA's bit for bit.
+CONDITION_LIMIT = 1e3
+COLUMN_SCALE = 1e30
+
+
+def ill_conditioned(W: np.ndarray) -> bool:
+    """Whether W (n, c) is past CONDITION_LIMIT (its columns scaled to unit
+    norm) or has a column whose root mean square is beyond COLUMN_SCALE."""
+    norms = np.linalg.norm(W, axis=0)
+    rms = norms / np.sqrt(max(1, W.shape[0]))
+    if np.any(rms > COLUMN_SCALE) or np.any(rms < 1.0 / COLUMN_SCALE):
+        return True
+    R = np.linalg.qr(W / norms, mode="r")
+    sv = np.linalg.svd(R, compute_uv=False)
+    return bool(sv[0] > CONDITION_LIMIT * sv[-1])
+
+
+def orthogonal_basis(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(W_fit, to_W, k): W_fit (n, c) an orthogonal basis of W's span whose
+    columns have norm sqrt(n) (the intercept's), W @ to_W = W_fit, and k the
+    constant column of W (the intercept; None without one).  Each other
+    column's median is first taken off along the intercept, exactly for the
+    entries within a factor 2 of it (Sterbenz): an offset of 1e10 then costs
+    none of the digits left."""
+    n, c = W.shape
+    M = np.eye(c)
+    Wc = W
+    const = np.flatnonzero(np.ptp(W, axis=0) == 0) if n else np.zeros(0, dtype=int)
+    k = int(const[0]) if const.size else None
+    if k is not None:
+        m = np.median(W, axis=0) / W[0, k]
+        m[k] = 0.0
+        Wc = W - np.outer(W[:, k], m)
+        M[k, :] -= m  # W M = Wc
+    Q, R = np.linalg.qr(Wc)
+    root_n = np.sqrt(n)
+    return Q * root_n, M @ np.linalg.solve(R, np.eye(c)) * root_n, k
