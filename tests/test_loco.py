@@ -249,6 +249,9 @@ def test_unplaced_snps_are_neither_in_kinships_nor_tested():
     )
     assert not set(table["rs"]) & {"rs0", "rs5", "rs77"}
     assert report.filters.total == source.n_snps
+    # counted, so that the summary's counts add up (they were in none)
+    assert list(report.filters.removed)[0] == "unplaced" and report.filters.removed["unplaced"] == 3
+    assert report.filters.kept + sum(report.filters.removed.values()) == source.n_snps
     # dropping them from the input gives the same answer
     keep = np.setdiff1d(np.arange(source.n_snps), [0, 5, 77])
     alone = lmmscan.scan(
@@ -262,16 +265,17 @@ def test_unplaced_snps_are_neither_in_kinships_nor_tested():
 
 def test_a_chromosome_named_minus_9_or_0_is_a_chromosome():
     """GEMMA's -loco treats "-9" (an annotation's NA) as a name like any
-    other; PLINK's unplaced "0" too.  They were left out of every kinship."""
+    other; PLINK's unplaced "0" too.  They were left out of every kinship, and
+    so was a BGEN's empty chromosome name."""
     source, y, cov = simulate(7)
     G = source.read(0, source.n_snps)
     tables = {}
-    for name in ("-9", "0", "U"):
+    for name in ("-9", "0", "", "U"):
         snps = source.snps.copy()
         snps.loc[[0, 5, 77], "chr"] = name
         tables[name] = lmmscan.scan(lmmscan.ArrayGenotypes(G, snps), y, covariates=cov, loco=True)
     assert {"rs0", "rs5", "rs77"} <= set(tables["-9"]["rs"])
-    for name in ("-9", "0"):
+    for name in ("-9", "0", ""):
         pd.testing.assert_frame_equal(tables[name].drop(columns="chr"),
                                       tables["U"].drop(columns="chr"))  # fmt: skip
 

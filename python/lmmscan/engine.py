@@ -33,7 +33,7 @@ import numpy as np
 from . import _core
 from ._errors import InputError, number
 from ._threads import blas_threads, importing_beside, usable_cores
-from .filters import FilterCounts, Scratch, filter_impute
+from .filters import UNPLACED, FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
 from .pvalues import COLLINEAR_1_MINUS_R2, TEST_COLUMNS, p_values, statistics, untestable
@@ -963,9 +963,10 @@ class Engine:
                 # workers + 1 of them at once)
                 g.scanners = []
             if chromosomes is None:  # SNPs on no known chromosome: neither kept nor tested
-                g.report.filters.total += (
-                    passes.unplaced if kinship_source is None else loco.unplaced(self.source)
-                )
+                unplaced = passes.unplaced if kinship_source is None else loco.unplaced(self.source)
+                g.report.filters.total += unplaced
+                if unplaced:  # counted first, so that the counts add up to the total
+                    g.report.filters.removed = {UNPLACED: unplaced, **g.report.filters.removed}
             g.share(g.report.seconds["read"])
             self._add_seconds([g], {})
         order.flush()

@@ -17,6 +17,9 @@ FILTER_NAMES = ("miss", "maf", "monomorphic", "r2")
 # every filter in GEMMA's order; "hwe" is counted only when the filter is on
 # (GEMMA's -hwe is off by default), so that its key appears only then
 FILTER_ORDER = ("miss", "maf", "monomorphic", "hwe", "r2")
+# LOCO's SNPs on no chromosome (a BIMBAM SNP the annotation does not list),
+# counted with the filters when there are some, before them
+UNPLACED = "unplaced"
 
 
 @dataclass
@@ -33,7 +36,7 @@ class FilterCounts:
         merged = dict(self.removed)
         for k, v in other.removed.items():
             merged[k] = merged.get(k, 0) + v
-        self.removed = {k: merged[k] for k in FILTER_ORDER if k in merged}
+        self.removed = {k: merged[k] for k in (UNPLACED, *FILTER_ORDER) if k in merged}
 
     def removed_text(self) -> str:
         """ "miss 0, maf 60, ...": what each filter removed, for messages."""
@@ -260,7 +263,9 @@ def impute_mean(X: np.ndarray, af: np.ndarray) -> np.ndarray:
 def filters_to_relax(removed: dict[str, int]) -> str:
     """The flags of the filters that removed SNPs ("--r2", "--maf and --miss"),
     for a "no SNP left" message; monomorphic SNPs no flag brings back."""
-    flags = [f"--{name}" for name, k in removed.items() if k and name != "monomorphic"]
+    flags = [
+        f"--{name}" for name, k in removed.items() if k and name not in ("monomorphic", UNPLACED)
+    ]
     if not flags:
         return "no filter flag brings them back (every SNP is monomorphic)"
     listed = flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} and {flags[-1]}"

@@ -61,7 +61,9 @@ from .spectral import (
     tridiagonal_pays,
 )
 
-UNKNOWN_CHROMOSOME = ""  # no text file's chromosome token is empty (a BGEN's may: none)
+# "on no chromosome": a line break, which no chromosome of a scan can hold
+# (scan refuses it: cli.common.check_table_fields), unlike "" (a BGEN's may)
+UNKNOWN_CHROMOSOME = "\n"
 DEFAULT_MEMORY = LOCO_SUMS
 
 
