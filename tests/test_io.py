@@ -98,6 +98,17 @@ def test_kinship_round_trip(tmp_path, suffix):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_kinship_named_gz_is_gzipped(tmp_path):
+    """It was written as plain text under the .gz name."""
+    K = random_kinship(9, np.random.default_rng(5))
+    write_kinship(tmp_path / "K.txt", K)
+    write_kinship(tmp_path / "K.txt.gz", K)
+    assert gzip.decompress((tmp_path / "K.txt.gz").read_bytes()) == (
+        (tmp_path / "K.txt").read_bytes()
+    )
+    np.testing.assert_array_equal(read_kinship(tmp_path / "K.txt.gz", 9), round_sig10(K))
+
+
 def test_kinship_text_is_gemma_format(tmp_path):
     K = random_kinship(9, np.random.default_rng(4))
     write_kinship(tmp_path / "K.txt", K)

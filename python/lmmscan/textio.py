@@ -876,7 +876,8 @@ def write_kinship(
     path: str | os.PathLike[str], K: np.ndarray, *, threads: int | None = None
 ) -> None:
     """Write K to ``path``: ``.npy`` as numpy, anything else as GEMMA text
-    (formatted on ``threads`` threads; None: the usable cores).
+    (formatted on ``threads`` threads; None: the usable cores), gzipped when
+    the name ends in ``.gz`` (the readers take either).
 
     The file appears only when complete (written under a temporary name in
     the same directory, then renamed).
@@ -893,6 +894,11 @@ def write_kinship(
         if path.suffix == ".npy":
             with open(tmp, "wb") as fh:
                 np.save(fh, np.ascontiguousarray(K, dtype=np.float64))
+        elif path.suffix == ".gz":  # it was written as plain text under that name
+            import gzip
+
+            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+                write_kinship_text(fh, np.asarray(K, dtype=np.float64), threads=threads)
         else:
             with open(tmp, "wb") as fh:
                 write_kinship_text(fh, np.asarray(K, dtype=np.float64), threads=threads)

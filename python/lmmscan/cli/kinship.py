@@ -53,8 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         required=True,
         help="output: FILE ending in .npy is written as numpy, anything else as GEMMA's "
-        "tab-separated %%.10g text (GEMMA -o/-outdir); .npy is exact and much faster to "
-        "write and read for thousands of individuals. Required",
+        "tab-separated %%.10g text (GEMMA -o/-outdir), gzipped if FILE ends in .gz; .npy is "
+        "exact and much faster to write and read for thousands of individuals. Required",
     )
     k.set_defaults(func=run)
 
