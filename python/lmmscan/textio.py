@@ -897,7 +897,10 @@ def write_kinship(
         elif path.suffix == ".gz":  # it was written as plain text under that name
             import gzip
 
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+            with (
+                open(tmp, "wb") as raw,
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) as fh,
+            ):  # (no name in the header: it would be the temporary one)
                 write_kinship_text(fh, np.asarray(K, dtype=np.float64), threads=threads)
         else:
             with open(tmp, "wb") as fh:
