@@ -25,7 +25,7 @@ import pandas as pd
 
 from ._errors import InputError
 from .samples import HUGE
-from .textio import GZIP_ERRORS, gzip_errors
+from .textio import gzip_errors
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
@@ -146,7 +146,7 @@ class BimbamGenotypes:
         lines_before = 0
         try:
             fh = self._open()
-            with fh:
+            with fh, gzip_errors(self.path):
                 for chunk in line_chunks(fh, _CHUNK):
                     counts = _tokens_per_line(chunk)
                     ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1
@@ -195,11 +195,6 @@ class BimbamGenotypes:
                         line_no.append(lineno)
                     lines_before += counts.size
                     offset += len(chunk)
-        except GZIP_ERRORS as exc:
-            raise InputError(
-                f"truncated or corrupt gzip file ({str(exc) or type(exc).__name__})",
-                path=str(self.path),
-            ) from None
         except OSError as exc:
             raise InputError(f"cannot read ({exc})", path=str(self.path)) from None
         if n_tokens is None:
