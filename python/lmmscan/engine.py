@@ -37,7 +37,7 @@ from .filters import UNPLACED, FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
 from .pvalues import COLLINEAR_1_MINUS_R2, TEST_COLUMNS, p_values, statistics, untestable
-from .samples import analysed_samples, groups_by_samples
+from .samples import analysed_samples, groups_by_samples, r2_basis
 from .spectral import (
     DaskLowRankSpectral,
     Spectral,
@@ -288,6 +288,7 @@ class BlockScanner:
         )
         # set by the engine for a source of whole-number calls (.bed, VCF GT)
         self.integer_calls = False
+        self._filter_W = r2_basis(null.W)  # the covariates as the r2 filter takes them
         # block buffers reused by _prepare, per thread, freed with the scanner
         self._local = threading.local()
         # blocks searched for repeated SNPs, and those that had enough to move
@@ -358,7 +359,7 @@ class BlockScanner:
             X,
             maf=self.maf,
             miss=self.miss,
-            W=self.null.W,
+            W=self._filter_W,
             r2=self.r2,
             hwe=self.hwe,
             scratch=self._scratch(),

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._errors import InputError
-from .samples import ill_conditioned, orthogonal_basis
 
 FILTER_NAMES = ("miss", "maf", "monomorphic", "r2")
 # every filter in GEMMA's order; "hwe" is counted only when the filter is on
@@ -58,7 +57,8 @@ def gemma_filter(
     value disables it (GEMMA's -notsnp).  miss: exclude n_miss / n > miss.
     Monomorphic SNPs (all non-missing values equal) are always excluded.
     r2: with more than one covariate column W, exclude SNPs whose uncentred
-    R^2 on W (missing set to the mean) exceeds r2.  hwe: exclude SNPs
+    R^2 on W (missing set to the mean) exceeds r2 (an ill-conditioned W comes
+    as :func:`lmmscan.samples.r2_basis` gives it, made once by the caller).  hwe: exclude SNPs
     whose exact Hardy-Weinberg p-value is below hwe (0: off; also off
     without the maf filter, as GEMMA's -hwe; see :func:`hwe_pvalues`).
     Returns (keep, n_miss, af, counts).
@@ -138,11 +138,6 @@ def filter_impute(
     fortran = X.flags.f_contiguous and not X.flags.c_contiguous
     scratch = scratch or Scratch()
     check_r2 = W is not None and W.shape[1] > 1
-    if check_r2 and W is not None and ill_conditioned(W):
-        # W'W squares its condition: x + 1e7 beside the intercept moved R^2 by
-        # 2e-4 (the SNP set changed), x + 3e9 made it singular; the span's
-        # orthogonal basis gives the same R^2
-        W = orthogonal_basis(W)[0]
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     single = dtype == np.float32 and impute

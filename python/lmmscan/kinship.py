@@ -10,7 +10,7 @@ import numpy as np
 from ._errors import InputError
 from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
-from .samples import Analysed, as_sample_mask
+from .samples import Analysed, as_sample_mask, r2_basis
 
 KinshipMethod = Literal["centered", "standardized"]
 KINSHIP_METHODS: tuple[KinshipMethod, ...] = ("centered", "standardized")  # GEMMA -gk 1, -gk 2
@@ -148,7 +148,7 @@ class KinshipAccumulator:
                 f"covariates have {W.shape[0]} rows but {int(self.mask.sum())} samples are "
                 "filtered on"
             )
-        self.W = W
+        self.W = r2_basis(W)
         self.maf, self.miss, self.r2, self.hwe = maf, miss, r2, hwe
         self.K = np.zeros((n, n), order="F")  # dsyrk's order: updated in place
         self.counts = FilterCounts()

@@ -51,6 +51,7 @@ from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
 from .memory import LOCO_SUMS
+from .samples import r2_basis
 from .spectral import (
     Spectral,
     decompose_kinship,
@@ -146,7 +147,7 @@ class _KinshipSums:
         report,
         hwe: float = 0.0,
     ) -> None:
-        self.source, self.mask, self.W = source, mask, W
+        self.source, self.mask, self.W = source, mask, r2_basis(W)
         self.method, self.maf, self.miss, self.r2 = method, maf, miss, r2
         self.hwe = hwe
         self.block_size = block_size

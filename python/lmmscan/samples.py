@@ -269,6 +269,16 @@ def ill_conditioned(W: np.ndarray) -> bool:
     return bool(sv[0] > CONDITION_LIMIT * sv[-1])
 
 
+def r2_basis(W: np.ndarray | None) -> np.ndarray | None:
+    """W as the r2 filter takes it: W, or the orthogonal basis of its span
+    when W is ill-conditioned (W'W squares its condition: x + 1e7 beside the
+    intercept moved R^2 by 2e-4 and changed the SNP set, x + 3e9 made W'W
+    singular).  Computed once where the covariates are set, not per block."""
+    if W is None or W.shape[1] < 2 or not ill_conditioned(W):
+        return W
+    return orthogonal_basis(W)[0]
+
+
 def orthogonal_basis(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
     """(W_fit, to_W, k): W_fit (n, c) an orthogonal basis of W's span whose
     columns have norm sqrt(n) (the intercept's), W @ to_W = W_fit, and k the
