@@ -429,22 +429,25 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         from ..loco import UNKNOWN_CHROMOSOME, chromosome_names
         from ..spectral import tridiagonal_pays
 
-        kinship_names = chromosome_names(args.kinship_source).tolist()
-        chromosomes = len(set(kinship_names) - {UNKNOWN_CHROMOSOME})
         # a chromosome with few tested SNPs may keep its decomposition's two
         # factors (lmmscan.engine's scan_loco; not in single precision); the
         # names once, counted in one pass (no sort of millions of strings)
+        kinship_names = chromosome_names(args.kinship_source)
         same = source is args.kinship_source
-        tested = kinship_names if same else chromosome_names(source).tolist()
-        counts = Counter(tested)
+        tested = kinship_names if same else chromosome_names(source)
+        counts = Counter(tested.tolist())
+        counts.pop(UNKNOWN_CHROMOSOME, None)
+        chromosomes = (
+            len(counts) if same else len(set(kinship_names.tolist()) - {UNKNOWN_CHROMOSOME})
+        )
         wanted = getattr(args, "precision", "double") == "double" and any(
-            tridiagonal_pays(n, c) for name, c in counts.items() if name != UNKNOWN_CHROMOSOME
+            tridiagonal_pays(n, c) for c in counts.values()
         )
         # chromosomes that interleave in the file (scattered -9s of an annotation's
         # NA) hold every tested row until the end, to print them in file order
-        placed = [name for name in tested if name != UNKNOWN_CHROMOSOME]
-        runs = sum(1 for a, b in zip(placed, placed[1:], strict=False) if a != b) + bool(placed)
-        held = len(placed) if runs > len(counts.keys() - {UNKNOWN_CHROMOSOME}) else 0
+        placed = tested[tested != UNKNOWN_CHROMOSOME]
+        runs = int(np.count_nonzero(placed[1:] != placed[:-1])) + bool(placed.size)
+        held = placed.size if runs > len(counts) else 0
     workers = args.threads or usable_cores()
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
     # LOCO keeps each chromosome's kinship sum while they fit in --memory-limit
