@@ -49,6 +49,11 @@ class InputError(LmmscanError, ValueError):
         self.column = column
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 SNP", "2 SNPs": messages count things."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def number(value: object, whole: bool = False) -> float | None:
     """``value`` as a float when it is a real number (an integer, with
     ``whole``), Python's or numpy's, not a bool; else None."""

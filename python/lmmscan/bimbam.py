@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._errors import InputError
+from ._errors import InputError, plural
 from .samples import HUGE
 from .textio import gzip_errors
 
@@ -168,7 +168,7 @@ class BimbamGenotypes:
                                 f"{count - 3} genotypes where the first SNP has {n_tokens - 3}"
                                 if count >= 4
                                 else f"a line needs rs, two alleles and genotypes; found "
-                                f"{count} field{'s' if count != 1 else ''}",
+                                f"{plural(count, 'field')}",
                                 path=str(self.path),
                                 line=lineno,
                             )
@@ -340,7 +340,7 @@ class BimbamGenotypes:
         line, column, value = found["first"]
         # (SNPs read on Dask workers, or before a --resume, are not counted)
         return [
-            f"{self.path}: {k} SNP{'s' if k > 1 else ''} read with genotype values outside "
+            f"{self.path}: {plural(k, 'SNP')} read with genotype values outside "
             f"[0, 2] (the first {value:g}, line {line}, column {column}), used as dosages as "
             "GEMMA does; BIMBAM writes a missing genotype as NA"
         ]

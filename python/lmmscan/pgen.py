@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, plural
 from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
 from .textio import input_stat, wider_row
 from .variants import TextColumn, VariantTable
@@ -146,7 +146,7 @@ def _line_fields(path: Path, skip: int, fields: int, short: bool) -> tuple[int, 
         if n > fields or (short and n < fields):
             spaced = n < fields and any(b" " in p.strip() for p in parts)
             tabs = "; fields are separated by tabs, not spaces" if spaced else ""
-            return k, f"{n} field{'s' if n != 1 else ''} where the header has {fields}{tabs}"
+            return k, f"{plural(n, 'field')} where the header has {fields}{tabs}"
         if short and not all(parts[:fields]):
             return k, f"field {parts.index(b'') + 1} is empty"
     return skip + 2, f"a line's fields do not match the header's {fields}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import InputError, real_array
+from ._errors import InputError, plural, real_array
 
 
 class CovariateError(InputError):
@@ -123,8 +123,8 @@ def analysed_samples(
     if n_an < c + 2:
         few = CovariateError if covariates is not None and c > 1 else InputError
         raise few(
-            f"{n_an} analysed sample{'s' if n_an != 1 else ''} but {c} covariate "
-            f"column{'s' if c != 1 else ''}: need at least c + 2 = {c + 2}"
+            f"{plural(n_an, 'analysed sample')} but {plural(c, 'covariate column')}: need at "
+            f"least c + 2 = {c + 2}"
         )
     _check_full_rank(W, intercept_added)
     return mask, y[mask], W, cov, intercept_added

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, plural
 from ._threads import usable_cores
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ def read_pheno(
     for i, row in enumerate(rows):
         if len(row) != width:
             raise InputError(
-                f"{len(row)} column{'s' if len(row) != 1 else ''} where line 1 has {width} "
+                f"{plural(len(row), 'column')} where line 1 has {width} "
                 "(every line needs the same columns; write NA for a missing value)",
                 path=str(path),
                 line=i + 1,
@@ -388,8 +388,7 @@ def read_pheno(
             raise InputError(f"--pheno-col {col}: columns are numbered from 1", path=str(path))
         if col > width:
             raise InputError(
-                f"--pheno-col {col} is out of range: the file has {width} column"
-                f"{'s' if width > 1 else ''}",
+                f"--pheno-col {col} is out of range: the file has {plural(width, 'column')}",
                 path=str(path),
             )
     out = np.empty((len(rows), len(columns)))
@@ -417,7 +416,7 @@ def read_covar(path: str | os.PathLike[str], n_samples: int | None = None) -> np
     for i, row in enumerate(rows):
         if len(row) != c:
             raise InputError(
-                f"{len(row)} column{'s' if len(row) != 1 else ''} where line 1 has {c}",
+                f"{plural(len(row), 'column')} where line 1 has {c}",
                 path=str(path),
                 line=i + 1,
             )

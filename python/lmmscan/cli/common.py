@@ -14,14 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, plural
 from .._threads import blas_threads
 from ..genotypes import GenotypeSource
-
-
-def plural(n: int, noun: str) -> str:
-    """ "1 SNP", "2 SNPs": summaries count things."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def one_line(exc: BaseException) -> str:
