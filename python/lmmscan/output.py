@@ -311,11 +311,11 @@ class TableWriter:
         if not isinstance(snps, VariantTable):
             snps = VariantTable.from_frame(snps)
         rows = range(self.rows, self.rows + len(snps))
-        wrong = unprintable_field(snps, FIELD_BREAKS[self.fmt], rows)
+        wrong = unprintable_field(snps, FIELD_BREAKS[self.fmt], rows, noun="row")
         if wrong is not None:
             from ._errors import InputError
 
-            raise InputError(wrong.replace("variant", "row", 1))
+            raise InputError(wrong)
         self.rows += len(snps)
         stats = dict(extra_stats or {})
         if any(p not in stats for p in self.test_columns if p.startswith("p_")):

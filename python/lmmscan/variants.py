@@ -277,13 +277,14 @@ def unprintable_field(
     chars: bytes = LINE_BREAKS,
     rows: Sequence[int] | np.ndarray | None = None,
     numbered: bool = True,
+    noun: str = "variant",
 ) -> str | None:
     """What is wrong with the first field of ``table`` that holds one of
     ``chars`` ("variant 4 (chromosome 1, position 103): its ID 'rs\\t3' holds
     a tab ..."), or None when no field does: such a field would print as two
     fields, or two lines.  ``rows``: each row's number in its file (from 0),
     when not the row itself; ``numbered=False``: the variant named by its place
-    on the genome only."""
+    on the genome only; ``noun``: what a row is called ("row" in a table)."""
     found = table.first_holding(chars)
     if found is None:
         return None
@@ -294,9 +295,9 @@ def unprintable_field(
     place = f"chromosome {chrom if chrom.isprintable() else repr(chrom)}, position {table.ps[row]}"
     if numbered:
         number = (row if rows is None else int(rows[row])) + 1
-        variant = f"variant {number} ({place})"
+        variant = f"{noun} {number} ({place})"
     else:
-        variant = f"the variant at {place}"
+        variant = f"the {noun} at {place}"
     return (
         f"{variant}: its {_NAMES[name]} {value!r} holds {what}, which the output "
         "table cannot hold in one field"
