@@ -157,6 +157,36 @@ def test_an_interrupted_plot_says_the_tables_are_complete(study, tmp_path, capsy
     assert not list(tmp_path.glob("r*.png")) and not list(tmp_path.glob(".r*"))
 
 
+def test_an_interrupt_swallowed_by_a_finaliser_still_stops_the_run(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C that lands while a ``__del__`` runs raises KeyboardInterrupt
+    there, which Python swallows ("Exception ignored in ..."): the scan went on
+    to the end with SIGINT and SIGTERM ignored, so nothing could stop it."""
+    from lmmscan import output
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the handler runs in here
+                pass
+
+    write = output.TableWriter.write
+
+    def write_then_finalise(self, *args, **kwargs):
+        result = write(self, *args, **kwargs)
+        Finaliser()  # dropped at once: __del__ runs here
+        return result
+
+    monkeypatch.setattr(output.TableWriter, "write", write_then_finalise)
+    out = tmp_path / "r"
+    assert main(scan_args(study, out)) == 130
+    captured = capsys.readouterr().err
+    assert "interrupted" in one_line(captured) and "Exception ignored" not in captured
+    assert not Path(f"{out}.assoc.txt").exists()
+
+
 def test_output_name_taken_by_a_directory_is_refused_before_the_scan(study, tmp_path, capsys):
     """The whole scan ran, then the error named the .partial and advised --resume,
     which failed the same way."""

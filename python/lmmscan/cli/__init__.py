@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 # OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after each BLAS call
 # before they sleep.  A scan alternates BLAS (the rotation) with its own
@@ -28,6 +30,7 @@ if "numpy" not in sys.modules:
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import functools  # noqa: E402
 import signal  # noqa: E402
 
 from .._errors import LmmscanError, NumericalError  # noqa: E402
@@ -69,6 +72,28 @@ def _interrupt(signum: int, frame: object) -> None:  # pragma: no cover - signal
     raise KeyboardInterrupt
 
 
+def _reraise_swallowed(hook: Callable[[Any], object], unraisable: Any) -> None:
+    """``sys.unraisablehook`` while a command runs.  Python swallows an
+    exception raised in a ``__del__``, a weakref callback or the garbage
+    collector ("Exception ignored in ..."); when :func:`_interrupt`'s
+    KeyboardInterrupt lands there, the run went on with SIGINT and SIGTERM
+    ignored, so nothing could stop it.  The interrupt is raised again once
+    that callback has returned: the handler is put back and another thread
+    interrupts the main one 10 ms later (an interrupt from the main thread
+    itself would be handled inside this hook, which cannot raise either).  If
+    that one lands in a finaliser too, it comes back here."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        import _thread
+        import threading
+
+        signal.signal(signal.SIGINT, _interrupt)
+        again = threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGINT,))
+        again.daemon = True
+        again.start()
+        return
+    hook(unraisable)
+
+
 def _hint(exc: BaseException) -> str:
     hint = getattr(exc, "lmmscan_hint", "")
     return f"; {hint}" if hint else ""
@@ -94,6 +119,9 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     with contextlib.suppress(ValueError):  # not in the main thread
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _interrupt)
+    unraisablehook = sys.unraisablehook
+    if previous:
+        sys.unraisablehook = functools.partial(_reraise_swallowed, unraisablehook)
     try:
         return int(args.func(args) or 0)
     except LmmscanError as exc:
@@ -113,6 +141,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if restore_signals else signal.SIG_IGN)
+        sys.unraisablehook = unraisablehook
 
 
 # glibc's malloc: blocks up to this size come from the heap, and up to this
