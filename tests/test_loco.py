@@ -365,6 +365,57 @@ def test_reported_null_models_release_their_eigenvectors():
             _ = light.eigenvectors
 
 
+def test_several_phenotypes_in_one_loco_scan_equal_one_scan_each():
+    """loco_scan and scan(loco=True) took one phenotype: an n x 2 y was
+    refused as "y has shape (120, 2) but genotypes have 120 samples", though
+    the engine (and the command line's --pheno-col 1,2) scans several in one
+    pass.  Two phenotypes with different missing samples: two sample groups."""
+    source, y, cov = simulate(14)
+    rng = np.random.default_rng(3)
+    Y = np.column_stack([y, y + rng.normal(size=len(y)), rng.normal(size=len(y))])
+    Y[5, 1] = np.nan
+    stats: list = []
+    wholes: list = []
+    report = lmmscan.ScanReport()
+    tables = lmmscan.scan(source, Y, covariates=cov, loco=True, statistics=stats, report=report)
+    again = lmmscan.loco_scan(source, Y, cov, null_models=wholes)
+    assert len(tables) == len(again) == len(stats) == len(wholes) == 3
+    first: dict = {}
+    for k in range(3):
+        own_stats: dict = {}
+        one = lmmscan.loco_scan(source, Y[:, k], cov, statistics=own_stats, null_models=first)
+        for t in (tables[k], again[k]):
+            assert list(t.columns) == list(one.columns)
+            for col in one.columns:
+                assert np.array_equal(t[col].to_numpy(), one[col].to_numpy()), col
+        assert all(np.array_equal(stats[k][c], own_stats[c]) for c in own_stats)
+        assert sorted(wholes[k]) == sorted(first) == ["1", "2", "3"]
+        assert all(wholes[k][c].lambda_ == first[c].lambda_ for c in first)
+    assert all(report.null_models[c].lambda_ == wholes[0][c].lambda_ for c in first)
+
+
+def test_loco_refuses_a_phenotype_its_covariates_explain_before_the_kinship_pass(
+    monkeypatch,
+):
+    """The refusal came from the first chromosome's null fit, after the whole
+    kinship pass, and named no phenotype among several."""
+    from lmmscan import loco
+
+    source, y, cov = simulate(15)
+    Y = np.column_stack([y, 3 * cov[:, 0] - 1])
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the kinship pass ran")
+
+    monkeypatch.setattr(loco, "KinshipPasses", no_pass)
+    with pytest.raises(lmmscan.InputError, match="^phenotype 2: the covariates explain y"):
+        lmmscan.loco_scan(source, Y, cov)
+    with pytest.raises(lmmscan.InputError, match="^the covariates explain y exactly"):
+        lmmscan.scan(source, Y[:, 1], covariates=cov, loco=True)
+    with pytest.raises(lmmscan.InputError, match="give 120 values"):
+        lmmscan.loco_scan(source, Y[:60], cov[:60])
+
+
 def test_loco_refuses_what_it_cannot_do():
     source, y, cov = simulate(9)
     G = source.read(0, source.n_snps)

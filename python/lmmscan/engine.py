@@ -35,7 +35,7 @@ from ._errors import InputError, number
 from ._threads import blas_threads, importing_beside, usable_cores
 from .filters import UNPLACED, FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
-from .model import LambdaBounds, NullModel, fit_null, log_scale_shift
+from .model import LambdaBounds, NullModel, check_varies, fit_null, log_scale_shift
 from .pvalues import COLLINEAR_1_MINUS_R2, TEST_COLUMNS, p_values, statistics, untestable
 from .samples import analysed_samples, groups_by_samples, r2_basis
 from .spectral import (
@@ -893,8 +893,16 @@ class Engine:
         if kinship_source is self.source:
             kinship_source = None
         masks, Ws = [], []
-        for y, cov in phenotypes:
-            mask, _, W, _, _ = analysed_samples(y, cov)
+        for k, (y, cov) in enumerate(phenotypes):
+            name = f"phenotype {k + 1}" if len(phenotypes) > 1 else ""
+            try:
+                mask, y_an, W, _, _ = analysed_samples(y, cov)
+            except InputError as exc:
+                if not name:
+                    raise
+                raise InputError(f"{name}: {exc}") from None
+            # before the kinship pass, not after it: its fit would refuse y
+            check_varies(y_an, name, W)
             masks.append(mask)
             Ws.append(W)
         reports = [ScanReport() for _ in phenotypes]

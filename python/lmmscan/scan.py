@@ -380,16 +380,12 @@ def scan(
             )
         if y is None:
             raise InputError("scan needs y")
-        own_stats: dict = statistics if isinstance(statistics, dict) else {}
-        table = loco_scan(
+        return loco_scan(
             source, y, covariates, method=kinship, test=test, maf=maf, miss=miss, r2=r2,
             hwe=hwe, bounds=bounds, lambda_mode=lambda_mode, threads=threads,
             block_size=block_size, report=report, progress=progress, precision=precision,
-            statistics=own_stats,
+            statistics=statistics,
         )  # fmt: skip
-        if isinstance(statistics, list):
-            statistics.append(own_stats)
-        return table
     seconds: dict[str, float] = {}
     single = True
     nulls: list[NullModel]
@@ -491,11 +487,11 @@ def loco_scan(
     memory_limit: int | None = None,
     report: ScanReport | None = None,
     progress: bool = False,
-    null_models: dict[str, NullModel] | None = None,
+    null_models: dict[str, NullModel] | list[dict[str, NullModel]] | None = None,
     chromosomes: list[str] | None = None,
-    statistics: dict[str, np.ndarray] | None = None,
+    statistics: dict[str, np.ndarray] | list[dict[str, np.ndarray]] | None = None,
     precision: str = "double",
-) -> pd.DataFrame:
+) -> pd.DataFrame | list[pd.DataFrame]:
     """Scan every SNP against a kinship of the other chromosomes (see
     :mod:`lmmscan.loco`).
 
@@ -514,7 +510,15 @@ def loco_scan(
     (GEMMA's ``-loco c`` for one); every kinship still uses all the others.
     ``memory_limit``: bytes the per-chromosome kinship sums may take
     (default 2 GiB; beyond it they are recomputed per chromosome).
-    Returns one table, GEMMA's columns, the tested SNPs in file order.
+
+    ``y`` may hold several phenotypes (samples x p), as in :func:`lmmscan.scan`:
+    those with the same analysed samples share the kinship pass, the
+    decompositions and each block's rotation.  ``null_models`` and
+    ``statistics`` then take a dict (the first phenotype's) or a list (one
+    dict appended per phenotype), and ``report`` describes the first.
+
+    Returns one table (a list of them for several phenotypes), GEMMA's
+    columns, the tested SNPs in file order.
     """
     check_method(method)
     check_same_rows(genotypes=genotypes, y=y, covariates=covariates)
@@ -525,13 +529,20 @@ def loco_scan(
         chromosomes = [str(c) for c in chromosomes]
     if chromosomes is not None and len(chromosomes) == 0:
         raise InputError("chromosomes is empty: name at least one (or None for all)")
+    for name, value in (("null_models", null_models), ("statistics", statistics)):
+        if value is not None and not isinstance(value, dict | list):
+            raise InputError(f"{name} must be a dict or a list, got {type(value).__name__}")
     source = as_source(genotypes)
     y_arr = real_array(y, "y")
-    if y_arr.ndim != 1 or y_arr.shape[0] != source.n_samples:
-        raise InputError(f"y has shape {y_arr.shape} but genotypes have {source.n_samples} samples")
+    if y_arr.ndim not in (1, 2) or y_arr.shape[0] != source.n_samples:
+        raise InputError(
+            f"y has shape {y_arr.shape}: give {source.n_samples} values (one per sample of "
+            f"the genotypes), or {source.n_samples} rows of several phenotypes"
+        )
+    Y = y_arr[:, None] if y_arr.ndim == 1 else y_arr
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
     cov = None if covariates is None else np.asarray(covariates, dtype=np.float64)
-    sink = Collector(1)
+    sink = Collector(Y.shape[1])
     bar = _bar(progress, source.n_snps)
     try:
         with Engine(
@@ -541,23 +552,36 @@ def loco_scan(
             block_size=block_size,
             progress=None if bar is None else bar.update,
         ) as engine:
-            (own,) = engine.scan_loco(
-                [(y_arr, cov)], sink, method=method, bounds=bounds, chromosomes=chromosomes,
-                memory_limit=memory_limit, keep_eigenvectors=null_models is not None,
+            reports = engine.scan_loco(
+                [(Y[:, k], cov) for k in range(Y.shape[1])], sink, method=method,
+                bounds=bounds, chromosomes=chromosomes, memory_limit=memory_limit,
+                keep_eigenvectors=null_models is not None,
             )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
-    if null_models is not None:
-        null_models.update(own.null_models)
-        own.null_models = {k: m.without_eigenvectors() for k, m in own.null_models.items()}
-    _fill(report, own, {})
-    index, cols, stats = sink.merged(0, options.columns)
-    if statistics is not None:
-        statistics.clear()  # this scan's, not a previous one's
-        statistics.update(stats)
-    meta: dict = {}
-    if own.null_models:  # every chromosome's model has the same samples and covariates
-        meta = _meta(next(iter(own.null_models.values())))
-        meta["loglik_mle_null"] = {str(c): m.loglik_ml for c, m in own.null_models.items()}
-    return _table(source, index, cols, test, meta)
+    tables = []
+    for k, own in enumerate(reports):
+        if isinstance(null_models, list) or (null_models is not None and k == 0):
+            whole = own.null_models
+            own.null_models = {c: m.without_eigenvectors() for c, m in whole.items()}
+            if isinstance(null_models, list):
+                null_models.append(whole)
+            else:
+                null_models.clear()  # this scan's, not a previous one's
+                null_models.update(whole)
+        elif null_models is not None:  # a dict: the first phenotype's only
+            own.null_models = {c: m.without_eigenvectors() for c, m in own.null_models.items()}
+        index, cols, stats = sink.merged(k, options.columns)
+        if isinstance(statistics, list):
+            statistics.append(stats)
+        elif statistics is not None and k == 0:
+            statistics.clear()  # this scan's, not a previous one's
+            statistics.update(stats)
+        meta: dict = {}
+        if own.null_models:  # every chromosome's model has the same samples and covariates
+            meta = _meta(next(iter(own.null_models.values())))
+            meta["loglik_mle_null"] = {str(c): m.loglik_ml for c, m in own.null_models.items()}
+        tables.append(_table(source, index, cols, test, meta))
+    _fill(report, reports[0], {})
+    return tables[0] if y_arr.ndim == 1 else tables
