@@ -345,6 +345,29 @@ def test_multi_allelic_and_haploid_records_are_counted_not_tested(tmp_path, caps
     assert src.skipped_at_read == {"ploidy other than 2": 1}
 
 
+def test_snps_naming_only_a_skipped_multi_allelic_variant_says_so(tmp_path, capsys):
+    """--snps listing only a multi-allelic variant said its ID "is not in the
+    genotypes", which the user could see in the file."""
+    rows = [
+        "1\t100\ts1\tA\tC\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1",
+        "1\t200\tmulti\tA\tC,T\t.\t.\t.\tGT\t0/1\t1/2\t0/0\t2/2",
+    ]
+    (tmp_path / "x.vcf").write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    (tmp_path / "snps.txt").write_text("multi\n")
+    (tmp_path / "p.txt").write_text("1\n2\n3\n5\n")
+    flags = ["--vcf", tmp_path / "x.vcf", "--snps", tmp_path / "snps.txt"]
+    for argv in (
+        ["kinship", *flags, "--out", tmp_path / "k.npy"],
+        ["scan", *flags, "--pheno", tmp_path / "p.txt", "--out", tmp_path / "s"],
+    ):
+        status, _, err = run(argv, capsys)
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.strip().endswith(
+            "snps.txt: none of the 1 listed variant IDs is in the genotypes (they skip 1 "
+            "multi-allelic variant, which a listed ID may name)"
+        ), err
+
+
 def test_missing_reader_is_named_before_any_work(files, capsys, monkeypatch, tmp_path):
     import importlib.util
 

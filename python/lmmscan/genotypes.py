@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._errors import InputError, real_array
+from ._errors import InputError, plural, real_array
 from .samples import HUGE
 
 if TYPE_CHECKING:
@@ -219,8 +219,11 @@ def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[Subs
     index = np.flatnonzero(np.fromiter((r in wanted for r in rs), dtype=bool, count=len(rs)))
     missing = len(wanted) - len({rs[i] for i in index.tolist()})
     if index.size == 0:
+        skipped = getattr(source, "skipped", None) or {}
+        why = ", ".join(plural(k, f"{what} variant") for what, k in skipped.items())
         raise InputError(
             f"{flag}: none of the {len(wanted)} listed variant IDs is in the genotypes"
+            + (f" (they skip {why}, which a listed ID may name)" if why else "")
         )
     return SubsetGenotypes(source, index), missing
 
