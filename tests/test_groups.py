@@ -155,6 +155,9 @@ def test_one_observation_groups_are_allowed():
         (np.zeros(10), "single level"),
         (np.arange(9), "9 labels but there are 10 samples"),
         (np.array([1, 2, np.nan, 1, 2, 1, 2, 1, 2, 1], dtype=object), "missing label"),
+        # K = I: the likelihood is flat in lambda, which ended anywhere (lme4 refuses)
+        (np.arange(10), "10 levels for 10 analysed samples, one each"),
+        (np.arange(10)[:, None] % 3, r"one label per sample .* got shape \(10, 1\)"),
     ],
 )
 def test_bad_groups(groups, message):
@@ -166,3 +169,101 @@ def test_bad_groups(groups, message):
 def test_constant_phenotype_is_a_clear_error():
     with pytest.raises(lmmscan.InputError, match="constant"):
         lmmscan.fit_null(np.ones(10), groups=np.arange(10) % 3)
+
+
+def test_a_range_the_caller_chose_is_the_range_searched():
+    """Bounds from the caller (0.5, 100) whose lower end was the optimum gave
+    lambda = 0 outside them (the group model's exact 0), with the LRT's null
+    log-likelihood taken at 0 but the SNPs tested at 0.5: p_lrt 1 for SNPs
+    whose p is 0.17 at one lambda.  A group model's spectral reused keeps the
+    group model's range and its exact 0."""
+    rng = np.random.default_rng(9)
+    groups = np.repeat(np.arange(5), 4)
+    x = rng.normal(size=20)
+    y = x + rng.normal(size=20) + 0.35 * rng.normal(size=5)[groups]
+    bounds = lmmscan.LambdaBounds(0.5, 100.0, 10)
+    K = dense_kinship(groups)
+    for method in ("reml", "ml"):
+        free = lmmscan.fit_null(y, x, groups=groups, method=method)
+        assert free.lambda_ < 0.5
+        if method == "ml":  # the default range: an exact 0 (lme4's boundary fit)
+            assert free.lambda_ == 0.0
+            assert free.warnings == [
+                "lambda (ML) = 0: the group variance is estimated at 0, a boundary (singular) "
+                "fit, as lme4's; the model is then ordinary least squares"
+            ]
+        m = lmmscan.fit_null(y, x, groups=groups, bounds=bounds, method=method)
+        dense = lmmscan.fit_null(y, x, kinship=K, center=False, bounds=bounds, method=method)
+        assert m.lambda_ == 0.5 == dense.lambda_
+        np.testing.assert_allclose(m.loglik, dense.loglik, rtol=1e-10)
+        again = lmmscan.fit_null(y, x, spectral=free.spectral, method=method)
+        assert again.lambda_ == free.lambda_ and again.bounds == free.bounds
+    G = rng.binomial(2, 0.4, size=(20, 4)).astype(float)
+    kw = {"covariates": x, "bounds": bounds, "test": "lrt", "maf": 0.0}
+    ours = lmmscan.scan(G, y, groups=groups, **kw)
+    null = lmmscan.fit_null(y, x, kinship=K, center=False, bounds=bounds)
+    dense_scan = lmmscan.scan(G, null_model=null, test="lrt", maf=0.0)
+    np.testing.assert_allclose(ours["p_lrt"], dense_scan["p_lrt"], rtol=1e-8)
+    assert (ours["p_lrt"] < 0.9).all()
+
+
+@pytest.mark.parametrize("l_min", [1e-300, 1e-305])
+def test_a_search_range_whose_ratio_overflows_finds_the_optimum(l_min):
+    """l_max / l_min = inf made every grid point but the first inf: the search
+    returned l_max (1e10, log-likelihood 100 lower), saying the optimum may
+    lie beyond it."""
+    y, X, groups = simulate(4, 10, (6, 6))
+    best = lmmscan.fit_null(y, X, groups=groups)
+    wide = lmmscan.fit_null(y, X, groups=groups, bounds=(l_min, 1e10, 20))
+    np.testing.assert_allclose(wide.lambda_, best.lambda_, rtol=1e-6)
+    assert wide.warnings == []
+    K = lmmscan.fit_null(y, X, kinship=dense_kinship(groups), bounds=(l_min, 1e4, 10))
+    np.testing.assert_allclose(K.lambda_, best.lambda_, rtol=1e-6)
+
+
+def test_fixed_effects_prior_is_checked_by_name():
+    y, X, groups = simulate(5, 8)
+    m = lmmscan.fit_null(y, X, groups=groups)  # three fixed effects: x1, x2, intercept
+    for kwargs, message in (
+        ({"prior_mean": [0.0, 1.0]}, "prior_mean must be a number or 3 numbers"),
+        ({"prior_sd": np.ones((3, 3))}, r"prior_sd must be a number or 3 .* shape \(3, 3\)"),
+        ({"prior_sd": "wide"}, "prior_sd must hold numbers"),
+        ({"prior_mean": np.nan}, "prior_mean must be finite"),
+        ({"prior_mean": None}, "prior_mean must be finite"),
+        ({"prior_sd": np.nan}, "prior_sd must be positive"),
+        ({"prior_sd": 1e-160}, "prior_sd 1e-160 is too small"),  # 1/sd^2 overflows: NaN means
+        ({"prior_sd": 1e-200}, "prior_sd 1e-200 is too small"),  # sd^2 underflows to 0
+    ):
+        with pytest.raises(lmmscan.InputError, match=message):
+            m.fixed_effects_posterior(**kwargs)
+    mean, cov = m.fixed_effects_posterior(prior_mean=[0.5, -1.0, 2.0], prior_sd=1e-100)
+    np.testing.assert_allclose(mean, [0.5, -1.0, 2.0], rtol=1e-12)
+
+
+def test_api_inputs_of_other_kinds_are_named_or_used():
+    """A low-rank kinship in fit_null (a TypeError from float()), a sparse
+    kinship, text covariates, an empty y or one without columns (numpy's
+    messages or an IndexError), and a DataFrame's SNP names (lost: rs became
+    snp1, snp2, ...)."""
+    import pandas as pd
+    import scipy.sparse
+
+    y, X, groups = simulate(6, 10, (5, 5))
+    n = y.size
+    G = np.random.default_rng(6).binomial(2, 0.3, size=(n, 30)).astype(float)
+    LK = lmmscan.low_rank_kinship(G)
+    low = lmmscan.fit_null(y, X, kinship=LK)
+    same = lmmscan.lowrank.fit_null_lowrank(y, X, LK)
+    assert low.lambda_ == same.lambda_ and low.loglik == same.loglik
+    for call, message in (
+        (lambda: lmmscan.fit_null(y, kinship=scipy.sparse.eye(n)), "kinship is a sparse matrix"),
+        (lambda: lmmscan.fit_null(y, np.array(["a"] * n), groups=groups), "covariates must hold"),
+        (lambda: lmmscan.fit_null(np.array([]), kinship=np.eye(0)), "y is empty"),
+        (lambda: lmmscan.scan(G, np.empty((n, 0)), groups=groups), "no phenotype column"),
+    ):
+        with pytest.raises(lmmscan.InputError, match=message):
+            call()
+    named = pd.DataFrame(G[:, :3], columns=["rs1", "rs2", "rs3"])
+    table = lmmscan.scan(named, y, groups=groups, maf=0.0)
+    assert list(table["rs"]) == ["rs1", "rs2", "rs3"]
+    assert list(lmmscan.scan(pd.DataFrame(G[:, :2]), y, groups=groups)["rs"]) == ["snp1", "snp2"]

@@ -71,9 +71,14 @@ def real_array(value: Any, name: str) -> np.ndarray:
     ComplexWarning."""
     import numpy as np
 
+    if hasattr(value, "toarray") and hasattr(value, "nnz"):  # scipy.sparse
+        raise InputError(f"{name} is a sparse matrix: give a dense array ({name}.toarray())")
     if np.iscomplexobj(value):
         raise InputError(f"{name} holds complex numbers; lmmscan takes real ones")
-    return np.asarray(value, dtype=np.float64)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # text, ragged lists, objects
+        raise InputError(f"{name} must hold numbers: {exc}") from None
 
 
 class NumericalError(LmmscanError, ArithmeticError):

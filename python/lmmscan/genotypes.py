@@ -9,6 +9,7 @@ given an in-memory array.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -229,9 +230,16 @@ def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[Subs
 
 
 def as_source(genotypes: object) -> GenotypeSource:
-    """A genotype source from a source or a (samples x SNPs) array."""
+    """A genotype source from a source or a (samples x SNPs) array; a
+    DataFrame's column labels, unless 0, 1, ..., are the SNPs' rs IDs."""
     if isinstance(genotypes, GenotypeSource) and not isinstance(genotypes, np.ndarray):
         return genotypes
+    pd = sys.modules.get("pandas")  # not imported: genotypes is no DataFrame
+    if pd is not None and isinstance(genotypes, pd.DataFrame):
+        columns = genotypes.columns
+        named = not columns.equals(pd.RangeIndex(len(columns)))
+        values = real_array(genotypes, "genotypes")
+        return ArrayGenotypes(values, pd.DataFrame({"rs": columns.astype(str)}) if named else None)
     return ArrayGenotypes(np.asarray(genotypes))
 
 

@@ -241,17 +241,14 @@ def fit_null_lowrank(
     :meth:`LowRankKinship.spectral`)."""
     from .model import fit_null
 
+    if not (consume and isinstance(kinship, LowRankKinship)):  # nothing of a Dask one's is held
+        return fit_null(y, covariates, kinship=kinship, **kwargs)
     mask = analysed_samples(np.asarray(y, dtype=np.float64), covariates)[0]
     if kinship.n_samples != mask.shape[0]:
         raise InputError(
             f"the low-rank kinship has {kinship.n_samples} samples but y has {mask.shape[0]}"
         )
-    spectral: LowRankSpectral | DaskLowRankSpectral
-    if consume and isinstance(kinship, LowRankKinship):
-        spectral = kinship.spectral(mask, consume=True)
-    else:  # nothing of a DaskLowRankKinship's is held here
-        spectral = kinship.spectral(mask)
-    return fit_null(y, covariates, spectral=spectral, **kwargs)
+    return fit_null(y, covariates, spectral=kinship.spectral(mask, consume=True), **kwargs)
 
 
 class DaskLowRankKinship:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -194,6 +194,12 @@ class NullModel:
         out = []
         b = self.bounds
         for name, lam in (("REML", self.lambda_reml), ("ML", self.lambda_mle)):
+            if lam == 0.0:  # a group model's exact 0, not a bound
+                out.append(
+                    f"lambda ({name}) = 0: the group variance is estimated at 0, a boundary "
+                    "(singular) fit, as lme4's; the model is then ordinary least squares"
+                )
+                continue
             side = "lower" if lam <= b.l_min else "upper" if lam >= b.l_max else None
             if side is not None:
                 # GEMMA's range, or the group model's (1e-10, 1e10): not the user's
@@ -351,16 +357,19 @@ class NullModel:
         """
         _, _, A, _, b, _ = self._gls()
         c = A.shape[0]
-        sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (c,))
-        mu0 = np.broadcast_to(np.asarray(prior_mean, dtype=np.float64), (c,))
+        sd, mu0 = _prior(prior_sd, "prior_sd", c), _prior(prior_mean, "prior_mean", c)
         if np.any(~(sd > 0)):
-            raise InputError("prior_sd must be positive")
-        prior_prec = np.where(np.isinf(sd), 0.0, 1.0 / np.where(np.isinf(sd), 1.0, sd) ** 2)
+            raise InputError(f"prior_sd must be positive (inf: a flat prior), got {prior_sd!r:.60}")
+        if not np.isfinite(mu0).all():
+            raise InputError(f"prior_mean must be finite, got {prior_mean!r:.60}")
+        with np.errstate(over="ignore", divide="ignore"):  # refused below
+            prior_prec = np.where(np.isinf(sd), 0.0, 1.0 / np.where(np.isinf(sd), 1.0, sd) ** 2)
         s = self.y_scale
         if self.conditioned is None:
             if s != 1.0:
                 b = b / s
             precision = A / self.ve + np.diag(prior_prec)
+            _check_prior_precision(precision, prior_sd)
             cov = np.linalg.inv(precision)
             mean = cov @ (b / self.ve + prior_prec * mu0)
             return mean, cov
@@ -371,9 +380,30 @@ class NullModel:
         b = b + A @ y_coef  # fit_y's part on fit_W, taken out before the fit
         prior = T.T @ (prior_prec[:, None] * T) / s / s
         precision = A / ve_fit + prior
+        _check_prior_precision(precision, prior_sd)
         cov_fit = np.linalg.inv(precision)
         mean_fit = cov_fit @ (b / ve_fit + T.T @ (prior_prec * mu0) / s)
         return T @ mean_fit / s, T @ cov_fit @ T.T / s / s
+
+
+def _prior(value: object, name: str, c: int) -> np.ndarray:
+    """A prior's mean or sd: one number, or one per fixed effect (``c``)."""
+    arr = real_array(value, name)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.size != c):
+        raise InputError(
+            f"{name} must be a number or {c} numbers (one per fixed effect: the covariates, "
+            f"then the intercept if one was appended), got shape {arr.shape}"
+        )
+    return np.broadcast_to(arr, (c,))
+
+
+def _check_prior_precision(precision: np.ndarray, prior_sd: object) -> None:
+    """Refuse a prior so tight that 1 / prior_sd^2 overflows (NaN means)."""
+    if not np.isfinite(precision).all():
+        raise InputError(
+            f"prior_sd {prior_sd!r:.60} is too small: 1 / prior_sd^2 overflows; a fixed "
+            "effect known that well is an offset (subtract prior_mean times its column from y)"
+        )
 
 
 # The fit's weighted Gram products square a condition number: beyond
@@ -427,11 +457,18 @@ def _condition(W: np.ndarray, y: np.ndarray) -> tuple | None:
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
-    labels = pd.Series(
-        np.asarray(groups, dtype=object)
-        if not isinstance(groups, pd.Series)
-        else groups.to_numpy(dtype=object)
-    )
+    given = groups.to_numpy(dtype=object) if isinstance(groups, pd.Series) else None
+    if given is None:
+        try:
+            given = np.asarray(groups, dtype=object)
+        except ValueError as exc:  # ragged sequences
+            raise InputError(f"groups must be one label per sample: {exc}") from None
+    if given.ndim != 1:
+        raise InputError(
+            f"groups must be one label per sample (a 1-D array, list or Series), got shape "
+            f"{given.shape}"
+        )
+    labels = pd.Series(given)
     if labels.shape[0] != n:
         raise InputError(f"groups has {labels.shape[0]} labels but there are {n} samples")
     if labels.isna().any():
@@ -445,6 +482,12 @@ def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, 
         raise InputError(
             "groups has a single level among the analysed samples: the group variance "
             "is not identifiable"
+        )
+    if len(uniq) == codes.size:  # K = I: the likelihood is flat in lambda
+        raise InputError(
+            f"groups has {len(uniq)} levels for {codes.size} analysed samples, one each: "
+            "the group variance cannot be told from the residual variance (lme4 also "
+            "refuses as many levels as observations)"
         )
     return codes, uniq
 
@@ -473,7 +516,9 @@ def fit_null(
     kinship
         (samples, samples) relatedness matrix over the same samples, e.g.
         from :func:`lmmscan.kinship`.  It is restricted to the analysed
-        samples and (with ``center=True``, as GEMMA) double-centred.
+        samples and (with ``center=True``, as GEMMA) double-centred.  A
+        :func:`lmmscan.low_rank_kinship` is decomposed from its factor, as
+        :func:`lmmscan.fit_null_lowrank` does.
     groups
         Instead of ``kinship``: one group label per sample; K = D D' (the
         random-intercept model of lme4 ``(1|group)`` and statsmodels
@@ -481,7 +526,8 @@ def fit_null(
     spectral
         Instead of either: the eigendecomposition of the (restricted,
         centred) kinship of exactly the analysed samples, e.g.
-        ``other_model.spectral`` of a phenotype with the same missingness.
+        ``other_model.spectral`` of a phenotype with the same missingness
+        (a group model's is searched as ``groups`` is).
     method
         ``"reml"`` or ``"ml"``: which estimate ``lambda_``, ``vg``, ``ve``,
         ``beta``, ``beta_se`` and ``loglik`` report.  Both likelihoods are
@@ -504,6 +550,7 @@ def fit_null(
     if method not in ("reml", "ml"):
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
     bounds = as_bounds(bounds)
+    low_rank = callable(getattr(kinship, "spectral", None))  # low_rank_kinship()'s
     check_same_rows(y=y, covariates=covariates, kinship=kinship, groups=groups)
     y_arr = real_array(y, "y")
     if covariates is not None:  # before the rank check, which would overflow
@@ -516,8 +563,17 @@ def fit_null(
     if groups is not None:
         codes, labels = _group_codes(groups, mask, y_arr.shape[0])
         spectral = GroupSpectral(codes, labels)
+        # 0 is a group variance's estimate where it beats the default range's
+        # lower end; a range the caller chose is the range searched
+        allow_zero = bounds is None
         bounds = bounds or LambdaBounds(1e-10, 1e10, 20)
-        allow_zero = True
+    elif low_rank:  # its analysed rows decomposed, no n x n matrix (fit_null_lowrank)
+        low: Any = kinship
+        if low.n_samples != mask.shape[0]:
+            raise InputError(
+                f"the low-rank kinship has {low.n_samples} samples but y has {mask.shape[0]}"
+            )
+        spectral = low.spectral(mask)
     elif spectral is None:
         K = check_kinship(kinship, y_arr.shape[0])
         spectral = decompose_kinship(K, mask, center=center, overwrite_kinship=overwrite_kinship)
@@ -525,6 +581,9 @@ def fit_null(
         raise InputError(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
         )
+    elif isinstance(spectral, GroupSpectral):  # another group model's: the same search
+        allow_zero = bounds is None
+        bounds = bounds or LambdaBounds(1e-10, 1e10, 20)
     bounds = bounds or LambdaBounds()
     check_varies(y_an)
     s = _y_scale(y_an)

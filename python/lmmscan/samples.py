@@ -92,6 +92,8 @@ def analysed_samples(
         raise InputError(f"y must be 1-D (one value per sample), got shape {y.shape}")
     if n is not None and y.shape[0] != n:
         raise InputError(f"y has {y.shape[0]} values but there are {n} samples")
+    if y.shape[0] == 0:
+        raise InputError("y is empty: give one value per sample")
     if np.isinf(y).any():
         raise InputError("y contains infinite values (use NaN for missing)")
     mask = ~np.isnan(y)
@@ -222,6 +224,8 @@ def analyse(
         Y = Y[:, None]
     if Y.ndim != 2:
         raise InputError(f"y must be 1-D or 2-D (samples x phenotypes), got shape {Y.shape}")
+    if Y.shape[1] == 0:
+        raise InputError(f"y has shape {Y.shape}: no phenotype column")
     prefix = names is not None or Y.shape[1] > 1
     names = names or ([f"phenotype {k + 1}" for k in range(Y.shape[1])] if prefix else [""])
     out = []

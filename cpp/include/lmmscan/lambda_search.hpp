@@ -35,7 +35,13 @@ struct LambdaOptions {
 // GEMMA's grid, computed exactly as GEMMA does (l_min * exp(step * i)).
 inline std::vector<double> lambda_grid(const LambdaOptions& opt) {
   std::vector<double> grid(static_cast<size_t>(opt.n_region) + 1);
-  const double step = std::log(opt.l_max / opt.l_min) / opt.n_region;
+  // GEMMA's log of the ratio; where the ratio overflows (l_min 1e-300,
+  // l_max 1e10) it was log(inf): every grid point but the first inf, and the
+  // search returned l_max.  The difference of logs is used only there.
+  const double ratio = opt.l_max / opt.l_min;
+  const double span =
+      std::isfinite(ratio) ? std::log(ratio) : std::log(opt.l_max) - std::log(opt.l_min);
+  const double step = span / opt.n_region;
   for (int i = 0; i <= opt.n_region; ++i) grid[i] = opt.l_min * std::exp(step * i);
   // GEMMA's last point is l_min*exp(step*n_region), a rounding above l_max
   // (1e5 * (1 + 7e-16)); ending the grid on l_max keeps every lambda in range.
