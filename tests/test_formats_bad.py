@@ -368,6 +368,30 @@ def test_snps_naming_only_a_skipped_multi_allelic_variant_says_so(tmp_path, caps
         ), err
 
 
+def test_a_variant_read_as_missing_is_counted_once_however_many_passes_read_it(tmp_path, capsys):
+    """skipped_variants counted a haploid record once per pass over the file:
+    2 with the kinship computed, 1 with it given."""
+    import json
+
+    rng = np.random.default_rng(7)
+    n = 30
+    names = "\t".join(f"s{i}" for i in range(n))
+    header = VCF_HEADER.replace("\ta\tb\tc\td\n", "\t" + names + "\n")
+    rows = []
+    for j in range(25):
+        calls = [f"{a}/{b}" for a, b in rng.binomial(1, 0.4, size=(n, 2))]
+        if j == 3:
+            calls[4] = "1"  # haploid
+        rows.append(f"1\t{100 * (j + 1)}\tv{j}\tA\tG\t.\t.\t.\tGT\t" + "\t".join(calls))
+    (tmp_path / "h.vcf").write_text(header + "\n".join(rows) + "\n")
+    (tmp_path / "p.txt").write_text("\n".join(f"{v:.4f}" for v in rng.normal(size=n)) + "\n")
+    status, _, err = run(["scan", "--vcf", tmp_path / "h.vcf", "--pheno", tmp_path / "p.txt",
+                          "--quiet", "--out", tmp_path / "r"], capsys)  # fmt: skip
+    assert status == 0, err
+    summary = json.loads((tmp_path / "r.null.json").read_text())
+    assert summary["skipped_variants"] == {"ploidy other than 2": 1}
+
+
 def test_missing_reader_is_named_before_any_work(files, capsys, monkeypatch, tmp_path):
     import importlib.util
 

@@ -292,7 +292,7 @@ class BgenGenotypes(VariantFile):
         two = np.frombuffer(n_alleles, dtype=np.int64) == 2
         self._set_variants(samples, rows.table(), {"multi-allelic": ~two})
         self._reader = None
-        self.skipped_at_read: dict[str, int] = {}
+        self._missing_at_read = {}
 
     def _open(self):
         if self._reader is None:
@@ -308,7 +308,6 @@ class BgenGenotypes(VariantFile):
         width = self.n_samples if rows is None else rows.size
         e = np.empty((file_index.size, width))
         f = np.empty((file_index.size, width)) if second else None
-        not_diploid = 0
         with _MalformedProbabilities() as malformed:
             for j, i in enumerate(file_index.tolist()):
                 try:
@@ -318,8 +317,8 @@ class BgenGenotypes(VariantFile):
                     raise InputError(
                         f"cannot read variant {i + 1}: {_one_line(exc)}", path=self.path
                     ) from None
-                if (ploidy != 2).any():
-                    not_diploid += 1
+                if (ploidy != 2).any():  # under the lock of read() or info(), as the decoding
+                    self._read_as_missing("ploidy other than 2", i)
                     e[j] = np.nan
                     if f is not None:
                         f[j] = np.nan
@@ -331,9 +330,6 @@ class BgenGenotypes(VariantFile):
                         "that sum to more than its bit depth allows: the file is malformed",
                         path=self.path,
                     )
-        if not_diploid:  # under the lock of read() or info(), as the decoding
-            key = "ploidy other than 2"
-            self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + not_diploid
         return e, f
 
     @staticmethod

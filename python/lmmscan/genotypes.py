@@ -487,6 +487,18 @@ class VariantFile:
 
     path: str
     dosages_only = True  # --hwe refused (see cli.common.check_hwe)
+    # the file's variants read as missing, by reason: each counted once,
+    # however many passes (kinship, --info, scan) read it
+    _missing_at_read: dict[str, set[int]]
+
+    def _read_as_missing(self, reason: str, file_index: int) -> None:
+        """Note that the file's variant ``file_index`` was read as missing."""
+        self._missing_at_read.setdefault(reason, set()).add(file_index)
+
+    @property
+    def skipped_at_read(self) -> dict[str, int]:
+        """How many of the file's variants were read as missing, by reason."""
+        return {reason: len(found) for reason, found in self._missing_at_read.items()}
 
     def _set_path(self, path: object, what: str, needs_file: str) -> None:
         """The genotype file: it must exist and be a regular file (read at offsets)."""

@@ -152,7 +152,7 @@ class VcfGenotypes(VariantFile):
         self._reader: Any = None
         self._rows: np.ndarray | None = None
         self._next = 0  # file index of the record the open reader yields next
-        self.skipped_at_read: dict[str, int] = {}
+        self._missing_at_read = {}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -264,7 +264,6 @@ class VcfGenotypes(VariantFile):
     def _decode_records(
         self, file_index: np.ndarray, rows: np.ndarray | None, out: np.ndarray
     ) -> np.ndarray:
-        counts = {"ploidy other than 2": 0, f"no {self.field} field": 0}
         for j, rec in enumerate(self._records(file_index, rows)):
             index = int(file_index[j])
             try:
@@ -278,12 +277,9 @@ class VcfGenotypes(VariantFile):
                     "has one ALT allele",
                     path=self.path,
                 ) from None
-            if skipped is not None:
-                counts[skipped] += 1
+            if skipped is not None:  # under read()'s lock, as the decoding
+                self._read_as_missing(skipped, index)
                 out[j] = np.nan
-        for key, k in counts.items():  # under read()'s lock, as the decoding
-            if k:
-                self.skipped_at_read[key] = self.skipped_at_read.get(key, 0) + k
         return out
 
     def _decode_record(
