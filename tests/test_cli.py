@@ -433,6 +433,49 @@ def test_other_formats(study, capsys, fmt):
     np.testing.assert_array_equal(t[n].astype(int), 376 - gem["n_miss"])
 
 
+def test_other_formats_follow_their_tools_conventions(study, capsys):
+    """Found against plink2 2.00a3.5 and the GWAS Catalog's validator:
+    plink2 writes NA, not ".", for a missing value; regenie's CHISQ of a
+    collinear SNP (no p-value) was a number, 0 or negative; GWAS-SSF wrote a
+    .bim's 25 (XY) as 25 (MT) and 26 (MT) as #NA, and IDs not of the form
+    rs<digits> in its rsid column."""
+    from lmmscan.plink import read_plink
+
+    bim = Path(f"{study}.bim")
+    lines = bim.read_text().splitlines()
+    for i, chrom in ((0, "25"), (1, "26"), (2, "23")):
+        fields = lines[i].split("\t")
+        lines[i] = "\t".join([chrom, "rs123" if i == 2 else fields[1], *fields[2:]])
+    bim.write_text("\n".join(lines) + "\n")
+    collinear = 10  # a covariate equal to the SNP: beta and p cannot be computed
+    g = read_plink(study).read(collinear, collinear + 1)[:, 0]
+    covar = study.parent / "covar_snp.txt"
+    covar.write_text("".join("NA\n" if np.isnan(v) else f"{v:g}\n" for v in g))
+    d = study.parent
+    base = ["scan", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--covar", covar,
+            "--r2", "1", "--quiet"]  # fmt: skip
+    read = {"sep": "\t", "dtype": str, "keep_default_na": False}
+    assert call([*base, "--format", "plink2", "--out", d / "p"], capsys)[0] == 0
+    plink2 = pd.read_csv(d / "p.glm.linear", **read)
+    row = plink2.iloc[collinear]
+    assert [row[c] for c in ("BETA", "SE", "T_STAT", "P", "LOG10_P")] == ["NA"] * 5
+    assert "." not in set(plink2.drop(columns="#CHROM").to_numpy().ravel())
+    for test in ("wald", "all"):
+        argv = [*base, "--test", test, "--format", "regenie", "--out", d / "r"]
+        assert call(argv, capsys)[0] == 0
+        regenie = pd.read_csv(d / "r.regenie", **{**read, "sep": " "})
+        assert [regenie.iloc[collinear][c] for c in ("CHISQ", "LOG10P", "P")] == ["NA"] * 3
+        assert (regenie["CHISQ"] != "NA").sum() == len(regenie) - 1
+    assert call([*base, "--format", "gwas-ssf", "--out", d / "s"], capsys)[0] == 0
+    ssf = pd.read_csv(d / "s.ssf.tsv", **read)
+    assert list(ssf["chromosome"][:3]) == ["23", "25", "23"]
+    assert list(ssf["rsid"][:4]) == ["#NA", "#NA", "rs123", "#NA"]
+    argv = [*base, "--format", "gwas-ssf", "--test", "lrt", "--out", d / "x"]
+    status, _, err = call(argv, capsys)
+    assert status == 2 and "--format gwas-ssf needs beta and standard_error" in err
+    assert not list(d.glob("x.*"))
+
+
 def test_tiny_p_values_never_print_as_zero(study, capsys):
     """A SNP that explains the phenotype almost exactly: p far below 1e-300."""
     from lmmscan.plink import read_plink

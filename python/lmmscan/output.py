@@ -27,6 +27,7 @@ import glob
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,6 +225,10 @@ class TableWriter:
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
+        if fmt == "gwas-ssf" and "beta" not in test_columns:
+            from ._errors import InputError
+
+            raise InputError(no_beta_for_ssf("format 'gwas-ssf'", f"a table of test {test!r}"))
         self.fh = fh
         self.fmt = fmt
         self.test = test
@@ -391,12 +396,12 @@ class TableWriter:
         return [str(self.n - int(m)) for m in np.asarray(cols["n_miss"]).tolist()]
 
     def _rows_plink2(self, snps, cols, log10p, stats):
-        beta, se, p, lp = self._main(cols, log10p, stats, ".")
+        beta, se, p, lp = self._main(cols, log10p, stats, "NA")
         if self.main_p == "p_lrt":
-            t = ["."] * len(p)
+            t = ["NA"] * len(p)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                t = _fmt(np.asarray(cols["beta"]) / np.asarray(cols["se"]), ".6g", ".")
+                t = _fmt(np.asarray(cols["beta"]) / np.asarray(cols["se"]), ".6g", "NA")
         a1 = snps["allele1"].tolist()
         fields = [
             [_plink_chr(c) for c in snps["chr"].tolist()],
@@ -405,7 +410,7 @@ class TableWriter:
             snps["allele0"].tolist(),
             a1,
             a1,
-            _fmt(cols["af"], ".6g", "."),
+            _fmt(cols["af"], ".6g", "NA"),
             ["ADD"] * len(p),
             self._obs(cols),
             beta,
@@ -418,7 +423,9 @@ class TableWriter:
 
     def _rows_regenie(self, snps, cols, log10p, stats):
         beta, se, p, lp = self._main(cols, log10p, stats, "NA")
-        chisq = _fmt(stats.get(self.main_p, np.full(len(p), np.nan)), ".6g", "NA")
+        # the statistic of a test that has no p-value (a collinear SNP) is no number
+        chi = np.asarray(stats.get(self.main_p, np.full(len(p), np.nan)), dtype=np.float64)
+        chisq = _fmt(np.where(np.isnan(cols[self.main_p]), np.nan, chi), ".6g", "NA")
         fields = [
             snps["chr"].tolist(),
             [str(v) for v in snps.ps.tolist()],
@@ -450,7 +457,7 @@ class TableWriter:
             _fmt(cols["af"], ".6g", "#NA"),
             p,
             lp,
-            snps["rs"].tolist(),
+            [r if _RSID.fullmatch(r) else "#NA" for r in snps["rs"].tolist()],
             self._obs(cols),
         ]
         return ["\t".join(row) for row in zip(*fields, strict=True)]
@@ -670,7 +677,19 @@ def _plink_chr(c: str) -> str:
     return "." if c in ("-9", "") else c
 
 
-_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25"}
+# GWAS-SSF codes X, Y and MT as 23, 24 and 25; PLINK's numbers (a .bim's
+# default) are 23 X, 24 Y, 25 XY (X's pseudo-autosomal part) and 26 MT
+_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25", "25": "23", "26": "25"}
+# the standard's rsid pattern; any other ID is no rsid
+_RSID = re.compile(r"rs[0-9]+")
+
+
+def no_beta_for_ssf(fmt: str, what: str) -> str:
+    """The refusal of a GWAS-SSF table without beta and standard_error."""
+    return (
+        f"{fmt} needs beta and standard_error, which GWAS-SSF makes mandatory and {what} "
+        "does not have (GEMMA's -lmm 2 columns): test wald or all"
+    )
 
 
 def _ssf_chr(c: str) -> str:

@@ -134,7 +134,8 @@ def add_genotype_args(p: argparse.ArgumentParser) -> None:
         "--bgen",
         metavar="FILE",
         help="BGEN v1.1-1.3 file (layouts 1 and 2, zlib or zstd); the second allele is counted, "
-        f"as plink2 and REGENIE count it (plink2 --bgen; extra bgen). {one_of}",
+        f"as plink2 counts it (plink2 --bgen; REGENIE counts the first unless --ref-first; "
+        f"extra bgen). {one_of}",
     )
     src.add_argument(
         "--vcf",

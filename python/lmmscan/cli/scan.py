@@ -773,6 +773,7 @@ def _write_plots(args, phenos, outputs) -> None:
 
 def _check_scan_flags(args: argparse.Namespace) -> None:
     from ..model import MAX_L_MAX, too_large_l_max
+    from ..output import no_beta_for_ssf
 
     given = [
         f
@@ -788,6 +789,8 @@ def _check_scan_flags(args: argparse.Namespace) -> None:
         raise InputError(
             f"--resume works for the block scan only, not with {flag}: rerun without --resume"
         )
+    if args.format == "gwas-ssf" and args.test == "lrt":
+        raise InputError(no_beta_for_ssf("--format gwas-ssf", "--test lrt"))
     if not args.lmin < args.lmax:
         raise InputError(f"--lmin ({args.lmin:g}) must be below --lmax ({args.lmax:g})")
     if args.lmax > MAX_L_MAX:
