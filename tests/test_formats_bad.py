@@ -392,6 +392,49 @@ def test_a_variant_read_as_missing_is_counted_once_however_many_passes_read_it(t
     assert summary["skipped_variants"] == {"ploidy other than 2": 1}
 
 
+def test_a_haploid_sample_skips_its_record_whichever_field_is_read(tmp_path):
+    """A male's chrX (GT "1", DS 1, GP two values) was used as a diploid dosage
+    with DS (0-1 on the 0-2 scale, uncounted), read as missing with GP, and
+    skipped with GT: the docs say skipped."""
+    header = VCF_HEADER.replace(
+        "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
+    ).replace("##contig=<ID=1>", "##contig=<ID=1>\n##contig=<ID=X>")
+    rows = [
+        "1\t100\ts1\tA\tG\t.\t.\t.\tGT:DS:GP\t0/1:1:0,1,0\t1/1:2:0,0,1\t0/0:0:1,0,0\t0/1:1:0,1,0",
+        "X\t200\tx1\tA\tG\t.\t.\t.\tGT:DS:GP\t0/1:1:0,1,0\t1:1:0,1\t0/0:0:1,0,0\t0:0:1,0",
+    ]
+    (tmp_path / "x.vcf").write_text(header + "\n".join(rows) + "\n")
+    for field in ("DS", "GP", "GT"):
+        src = lmmscan.read_vcf(tmp_path / "x.vcf", field)
+        G = src.read(0, 2)
+        np.testing.assert_array_equal(G[:, 0], [1, 2, 0, 1])
+        assert np.isnan(G[:, 1]).all(), field
+        assert src.skipped_at_read == {"ploidy other than 2": 1}, field
+
+
+@pytest.mark.parametrize(
+    "field, cells, needle",
+    [
+        ("GT", "0/1\t0/0\t0/0\t0/0", "sample 'a' has allele 1, but the record has no ALT allele"),
+        ("DS", "0\t1\t0\t0", "dosage of sample 'b' is 1; the record has no ALT allele"),
+    ],
+)
+def test_a_record_without_alt_refuses_alt_calls(tmp_path, field, cells, needle):
+    """ALT '.' with a 0/1 call was tested, its allele1 printed as '.'."""
+    rows = [
+        "1\t100\ts1\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1",
+        f"1\t200\tnoalt\tA\t.\t.\t.\t.\t{field}\t{cells}",
+    ]
+    (tmp_path / "x.vcf").write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    src = lmmscan.read_vcf(tmp_path / "x.vcf", field)
+    with pytest.raises(lmmscan.InputError, match=needle):
+        src.read(0, 2)
+    zeros = f"1\t200\tnoalt\tA\t.\t.\t.\t.\t{field}\t" + cells.replace("1", "0")
+    (tmp_path / "y.vcf").write_text(VCF_HEADER + rows[0] + "\n" + zeros + "\n")
+    G = lmmscan.read_vcf(tmp_path / "y.vcf", field).read(0, 2)  # all reference: monomorphic
+    np.testing.assert_array_equal(G[:, 1], [0, 0, 0, 0])
+
+
 def test_missing_reader_is_named_before_any_work(files, capsys, monkeypatch, tmp_path):
     import importlib.util
 

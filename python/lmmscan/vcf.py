@@ -274,7 +274,7 @@ class VcfGenotypes(VariantFile):
                 raise InputError(
                     f"record {index + 1}{self._line_of(index)} ({rec.CHROM}:{rec.start + 1} "
                     f"{rec.ID or '.'}): sample {sample!r} has allele {exc.code}, but the record "
-                    "has one ALT allele",
+                    + ("has one ALT allele" if rec.ALT else "has no ALT allele (ALT is '.')"),
                     path=self.path,
                 ) from None
             if skipped is not None:  # under read()'s lock, as the decoding
@@ -301,6 +301,8 @@ class VcfGenotypes(VariantFile):
             x[:] = gp[:, 1] + 2.0 * gp[:, 2]
             self._check_dosages(x, rec, index, rows)
             return None
+        if has_gt and _haploid_gt(rec):  # a male's X: DS in 0-1 is no diploid dosage
+            return "ploidy other than 2"
         x[:] = rec.format("DS")[:, 0]
         self._check_dosages(x, rec, index, rows)
         if has_gt:  # a sample without DS: its GT, as plink2 imports it
@@ -316,14 +318,16 @@ class VcfGenotypes(VariantFile):
         """A dosage (DS, or from GP) outside 0-2, or infinite, is bad input: the
         filters would drop the variant as if its frequency were out of range,
         or test a value no genotype has.  NaN is a missing value."""
-        bad = np.flatnonzero(~((x >= -DOSAGE_SLACK) & (x <= 2.0 + DOSAGE_SLACK)) & ~np.isnan(x))
+        top = 2.0 if rec.ALT else 0.0  # ALT '.': no ALT allele to count
+        bad = np.flatnonzero(~((x >= -DOSAGE_SLACK) & (x <= top + DOSAGE_SLACK)) & ~np.isnan(x))
         if bad.size == 0:
             return
         i = int(bad[0])
         sample = self._sample_text.iid[i if rows is None else int(rows[i])]
+        why = "dosages run from 0 to 2" if rec.ALT else "the record has no ALT allele (ALT is '.')"
         raise InputError(
             f"record {index + 1} ({rec.CHROM}:{rec.start + 1} {rec.ID or '.'}): the {self.field} "
-            f"dosage of sample {sample!r} is {x[i]:g}; dosages run from 0 to 2",
+            f"dosage of sample {sample!r} is {x[i]:g}; {why}",
             path=self.path,
         )
 
@@ -362,10 +366,22 @@ def _format_type(vcf: Any, field: str) -> str | None:
 
 
 def _diploid_gp(rec: Any) -> np.ndarray | None:
-    """A record's GP (samples, 3), or None for a haploid record (chrY, MT, a
-    male's X: two probabilities per sample)."""
+    """A record's GP (samples, 3), or None where a sample is haploid (chrY,
+    MT, a male's X: two probabilities, the third one the vector's end, which
+    reads as NaN; its dosage was read as missing)."""
     gp = rec.format("GP")
-    return gp if gp.ndim == 2 and gp.shape[1] == 3 else None
+    if gp.ndim != 2 or gp.shape[1] != 3:
+        return None
+    if (np.isnan(gp[:, 2]) & ~np.isnan(gp[:, 1])).any():
+        return None
+    return gp
+
+
+def _haploid_gt(rec: Any) -> bool:
+    """Whether a sample's GT has one allele (the second code is the end of a
+    shorter call, -2)."""
+    gt = rec.genotype.array()
+    return gt.shape[1] == 3 and bool((gt[:, 1] == -2).any())
 
 
 # rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error
@@ -410,7 +426,8 @@ def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
     a, b = gt[:, 0], gt[:, 1]
     if (b == -2).any():
         return False
-    beyond = (a > 1) | (b > 1)  # an allele the biallelic record does not have
+    n_alt = len(rec.ALT)  # 1, or 0 where ALT is '.' (no ALT: every call must be 0)
+    beyond = (a > n_alt) | (b > n_alt)  # an allele the record does not have
     if beyond.any():
         i = int(np.flatnonzero(beyond)[0])
         raise AlleleBeyond(i if which is None else int(which[i]), int(max(a[i], b[i])))
