@@ -32,6 +32,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import functools  # noqa: E402
 import signal  # noqa: E402
+import threading  # noqa: E402
 
 from .._errors import LmmscanError, NumericalError  # noqa: E402
 from .._version import __version__  # noqa: E402
@@ -69,7 +70,17 @@ def _interrupt(signum: int, frame: object) -> None:  # pragma: no cover - signal
     "Exception ignored in ... KeyboardInterrupt")."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    _cancel_rearmed()  # this one is raised: no other is to come
     raise KeyboardInterrupt
+
+
+# the re-raises _reraise_swallowed has scheduled and not yet delivered
+_rearmed: list[threading.Timer] = []
+
+
+def _cancel_rearmed() -> None:
+    while _rearmed:
+        _rearmed.pop().cancel()
 
 
 def _reraise_swallowed(hook: Callable[[Any], object], unraisable: Any) -> None:
@@ -81,14 +92,17 @@ def _reraise_swallowed(hook: Callable[[Any], object], unraisable: Any) -> None:
     that callback has returned: the handler is put back and another thread
     interrupts the main one 10 ms later (an interrupt from the main thread
     itself would be handled inside this hook, which cannot raise either).  If
-    that one lands in a finaliser too, it comes back here."""
+    that one lands in a finaliser too, it comes back here.  One is pending
+    at a time, and :func:`_interrupt` cancels it: two swallowed interrupts
+    must not raise twice, the second after the command has returned."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
         import _thread
-        import threading
 
+        _cancel_rearmed()
         signal.signal(signal.SIGINT, _interrupt)
         again = threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGINT,))
         again.daemon = True
+        _rearmed.append(again)
         again.start()
         return
     hook(unraisable)
@@ -139,6 +153,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         print(f"lmmscan {args.command}: interrupted; {text}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        _cancel_rearmed()
         for sig, handler in previous.items():
             signal.signal(sig, handler if restore_signals else signal.SIG_IGN)
         sys.unraisablehook = unraisablehook
