@@ -371,6 +371,25 @@ def test_a_null_lambda_off_in_its_last_bits_is_accepted_with_a_warning(
     assert_same_run(ref, out)  # the same bits here: only the recorded lambda was changed
 
 
+def test_single_precision_resumed_on_other_blas_threads_says_so(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Single precision's SGEMM changes its last bits with the number of BLAS
+    threads; with a saved eigendecomposition the null lambda is the same bits,
+    so a resume with other --threads changed every later row's digits
+    unsaid.  The thread count is recorded, and a change is warned about."""
+    from lmmscan.cli import checkpoint
+
+    out = tmp_path / "r"
+    args = [*scan_args(study, out), "--precision", "single"]
+    assert run(args, capsys, monkeypatch, stop="2")[0] == 130
+    assert json.loads(Path(f"{out}.resume.json").read_text())["fingerprint"]["blas_threads"] == 1
+    monkeypatch.setattr(checkpoint, "blas_thread_count", lambda: 2)  # as --threads 2 would
+    status, err = run([*args, "--resume"], capsys, monkeypatch)
+    assert status == 0
+    assert "rotated in single precision on 1 BLAS thread, this run uses 2" in err, err
+
+
 def test_damaged_or_foreign_checkpoint_is_refused(study, tmp_path, capsys, monkeypatch):
     out = tmp_path / "r"
     assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .._errors import InputError, LmmscanError
+from .._errors import InputError, LmmscanError, plural
 from .._version import __version__
 from ..filters import FilterCounts
 from ..genotypes import GenotypeSource
@@ -201,7 +201,18 @@ def fingerprint(args, source, phenos, block: int) -> dict:
         "n_samples": source.n_samples,
         "n_snps": source.n_snps,
         "null_lambda": [float(ph.null.lambda_) for ph in phenos],
+        # single precision's rotation (SGEMM) changes its last bits with the
+        # number of BLAS threads, with no lambda to show it under --eigen
+        **({"blas_threads": blas_thread_count()} if args.precision == "single" else {}),
     }
+
+
+def blas_thread_count() -> int:
+    """The threads the BLAS libraries loaded use now (the most of them)."""
+    from threadpoolctl import threadpool_info
+
+    return max((int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"),
+               default=1)  # fmt: skip
 
 
 def close_lambdas(a: Any, b: list[float], rtol: float = 1e-8) -> bool:
@@ -257,6 +268,8 @@ def differences(old: object, new: dict) -> list[str]:
         elif key == "null_lambda":
             if not close_lambdas(a, b):
                 out.append(f"the null model's lambda was {a}, now {b}")
+        elif key == "blas_threads":  # a warning (Checkpoint.load), not a refusal
+            continue
         elif a != b:
             out.append(f"{'the lmmscan version' if key == 'lmmscan' else key} was {a}, now {b}")
     return out
@@ -371,6 +384,15 @@ class Checkpoint:
                 f"{state['fingerprint']['null_lambda']} in its last bits (another number of "
                 "BLAS threads or another machine?): the rows after the checkpoint may differ "
                 "from an uninterrupted run's in their last printed digit",
+                file=sys.stderr,
+            )
+        was, now = state["fingerprint"].get("blas_threads"), self.fingerprint.get("blas_threads")
+        if was != now:
+            then = plural(was, "BLAS thread") if was else "an unrecorded number of BLAS threads"
+            print(
+                f"lmmscan scan: warning: the checkpoint's rows were rotated in single precision "
+                f"on {then}, this run uses {now}: the rows after the checkpoint may differ from "
+                "an uninterrupted run's in their last printed digits (pass the same --threads)",
                 file=sys.stderr,
             )
         return state
