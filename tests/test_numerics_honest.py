@@ -187,6 +187,26 @@ def test_snp_that_fits_the_phenotype_exactly_has_a_reason_beside_its_lrt():
     assert failed  # 4 of the 5 with this seed
 
 
+def test_an_lrt_table_does_not_call_a_snp_without_a_statistic_collinear():
+    """--test lrt has no beta: a SNP whose LRT statistic is not finite (y a
+    SNP plus 1e-9 noise) was counted "collinear" (not in the covariates'
+    span), where --test all says exact_fit and no_statistic."""
+    rng = np.random.default_rng(8)
+    n, p = 300, 40
+    G = rng.binomial(2, rng.uniform(0.1, 0.5, p), size=(n, p)).astype(float)
+    K = lmmscan.kinship(G)
+    seen = 0
+    for j in range(5):
+        y = G[:, j] + 1e-10 * rng.normal(size=n)
+        lrt = lmmscan.scan(G, y, kinship=K, test="lrt")
+        every = lmmscan.scan(G, y, kinship=K, test="all")
+        assert "collinear" not in untestable_reasons(lrt)
+        expected = untestable_reasons(every).get("no_statistic", 0)
+        assert untestable_reasons(lrt).get("no_statistic", 0) == expected
+        seen += expected
+    assert seen  # the seed gives some
+
+
 @pytest.mark.parametrize("lambda_mode", ["per-snp", "null"])
 @pytest.mark.parametrize("test", ["all", "wald", "lrt", "score"])
 def test_snp_identical_to_a_covariate_with_r2_1_is_untestable_not_p_0(study, test, lambda_mode):
@@ -195,8 +215,8 @@ def test_snp_identical_to_a_covariate_with_r2_1_is_untestable_not_p_0(study, tes
         G, y, kinship=K, covariates=G[:, [10]], r2=1.0, test=test, lambda_mode=lambda_mode
     )
     row = t[t.rs == "snp11"].iloc[0]
-    for col in [c for c in t.columns if c.startswith("p_")]:
-        assert np.isnan(row[col]), col
+    for col in [c for c in t.columns if c.startswith(("p_", "l_", "logl"))]:
+        assert np.isnan(row[col]), col  # the lambdas too: 1e5 or 3.97 by path
     assert untestable_reasons(t) == {"collinear": 1}
     others = t[t.rs != "snp11"]
     assert np.isfinite(others[[c for c in t.columns if c.startswith("p_")]]).all().all()
