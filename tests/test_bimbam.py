@@ -221,6 +221,10 @@ def test_dosages_outside_0_2_are_used_and_named_once(tmp_path, capsys):
     )
     assert f"warning: {said}" in capsys.readouterr().out
     assert said in json.loads((tmp_path / "o.null.json").read_text())["warnings"]
+    kin = ["kinship", "--bimbam-geno", geno, "--pheno", tmp_path / "y.txt", "--out",
+           tmp_path / "K.txt"]  # fmt: skip
+    assert main([str(a) for a in kin]) == 0  # (the kinship command said nothing)
+    assert f"warning: {said}" in capsys.readouterr().out
     G[5, 3], G[7, 1], G[7, 2] = 0.0, 2.0, 0.0
     geno.write_text("".join(f"rs{j}, A, T, " + ", ".join(f"{v:g}" for v in G[j]) + "\n"
                             for j in range(m)))  # fmt: skip

@@ -23,6 +23,7 @@ from .common import (
     plural,
     progress,
     read_as_missing,
+    reader_warnings,
     run_threads,
 )
 from .options import add_filter_args, add_genotype_args, add_run_args, add_sample_args, command
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in describe_variant_lists(args) + describe_skipped(args, source):
             print(line)
+        for warning in reader_warnings(source):  # as scan's summary says them
+            print(f"warning: {warning}")
         c = acc.counts
         removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
         print(
