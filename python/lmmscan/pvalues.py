@@ -224,8 +224,7 @@ def lambda_gc(pvalues: np.ndarray) -> float:
 # counts them.
 UNTESTABLE = {
     "collinear": "the SNP lies in the span of the covariates (1 - R^2 below 1e-11: "
-    "fewer than ~5 of its digits survive removing them); every test column is NaN, its "
-    "lambdas too",
+    "fewer than ~5 of its digits survive removing them); every test is NaN",
     "exact_fit": "with the SNP the covariates fit the phenotype exactly to rounding (the "
     "residual variance is 0 or negative): se and p_wald are NaN; the LRT still ranks it",
     "no_statistic": "the test statistic is not finite (NaN or infinite): that p is NaN",
@@ -246,10 +245,9 @@ def untestable(
     out = dict(cols)
     bad_any = np.zeros(next(iter(stats.values())).shape if stats else 0, dtype=bool)
     if collinear is not None and collinear.any():
-        # lambda too: the search ran on a SNP that is rounding off the
-        # covariates' span (it ended on a bound, or anywhere, by path)
         for name in TEST_COLUMNS[test]:
-            out[name] = np.where(collinear, np.nan, out[name])
+            if not name.startswith("l_"):  # GEMMA prints the lambdas of such a SNP
+                out[name] = np.where(collinear, np.nan, out[name])
         bad_any = collinear
     if "p_wald" in out:
         se = out["se"]
@@ -266,20 +264,24 @@ def untestable(
     return out
 
 
-def untestable_reasons(cols) -> dict[str, int]:
+def untestable_reasons(cols, statistics: dict[str, np.ndarray] | None = None) -> dict[str, int]:
     """How many rows of a scan's columns (a dict of arrays or a table) have a
     NaN p-value, by reason (the keys of UNTESTABLE); reasons with no row are
-    left out."""
+    left out.  ``statistics`` (the scan's, row for row): a table without beta
+    (the LRT's) tells a collinear SNP, whose statistic is a number, from one
+    whose statistic is not; without them its NaN logl_H1 is taken as
+    collinear."""
     p_names = [name for name in ("p_wald", "p_lrt", "p_score") if name in cols]
     if not p_names:
         return {}
     nan = {name: np.isnan(np.asarray(cols[name], dtype=np.float64)) for name in p_names}
     every = np.logical_and.reduce([nan[name] for name in p_names])
-    # a collinear SNP's row is NaN throughout (untestable): its beta, or in
-    # the LRT's columns (no beta) its lambda, which a test with no finite
-    # statistic still has
-    marker = "beta" if "beta" in cols else "l_mle" if "l_mle" in cols else "logl_H1"
-    collinear = every & np.isnan(np.asarray(cols[marker], dtype=np.float64))
+    if "beta" in cols:
+        collinear = every & np.isnan(np.asarray(cols["beta"], dtype=np.float64))
+    elif statistics is not None and "p_lrt" in statistics:
+        collinear = every & np.isfinite(np.asarray(statistics["p_lrt"], dtype=np.float64))
+    else:
+        collinear = every & np.isnan(np.asarray(cols["logl_H1"], dtype=np.float64))
     counts = {"collinear": int(collinear.sum())}
     if "p_wald" in nan:
         counts["exact_fit"] = int((nan["p_wald"] & ~collinear).sum())

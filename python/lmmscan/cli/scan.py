@@ -261,7 +261,7 @@ class _Rows:
             if self.checkpoint is not None:
                 self.checkpoint.record(ph, block.index, log10p)
         ph.filters.add(block.filters)
-        _track_best(ph, snps, log10p, block.columns)
+        _track_best(ph, snps, log10p, block.columns, block.statistics)
         _collect(self.args, ph, snps, log10p)
         ph.n_rows += len(snps)
 
@@ -673,13 +673,13 @@ def _finish(
     args.clock.scan = dict(engine.seconds)
 
 
-def _track_best(ph, block_snps, log10p, cols, keep: int = 10) -> None:
+def _track_best(ph, block_snps, log10p, cols, stats, keep: int = 10) -> None:
     """The top ``keep`` SNPs by the main p, ties in file order whatever the
     blocks (ph.best stays sorted; blocks arrive in file order and both sorts
     are stable), and each untestable SNP counted by reason."""
     from ..pvalues import untestable_reasons
 
-    for reason, count in untestable_reasons(cols).items():
+    for reason, count in untestable_reasons(cols, stats).items():
         ph.untestable[reason] = ph.untestable.get(reason, 0) + count
     main = ph.writer.main_p
     lp = np.asarray(log10p.get(main, []), dtype=np.float64)
