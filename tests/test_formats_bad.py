@@ -402,14 +402,20 @@ def test_a_haploid_sample_skips_its_record_whichever_field_is_read(tmp_path):
     rows = [
         "1\t100\ts1\tA\tG\t.\t.\t.\tGT:DS:GP\t0/1:1:0,1,0\t1/1:2:0,0,1\t0/0:0:1,0,0\t0/1:1:0,1,0",
         "X\t200\tx1\tA\tG\t.\t.\t.\tGT:DS:GP\t0/1:1:0,1,0\t1:1:0,1\t0/0:0:1,0,0\t0:0:1,0",
+        # every sample haploid (chrY): cyvcf2's GT array is two columns wide
+        "X\t300\ty1\tA\tG\t.\t.\t.\tGT:DS:GP\t0:0:1,0\t1:1:0,1\t0:0:1,0\t1:1:0,1",
+        # a lone '.' is a missing call in a diploid record, not a haploid one
+        "1\t400\tdot\tA\tG\t.\t.\t.\tGT:DS:GP\t.:1:0,1,0\t1/1:2:0,0,1\t0/0:0:1,0,0\t0/1:1:0,1,0",
     ]
     (tmp_path / "x.vcf").write_text(header + "\n".join(rows) + "\n")
     for field in ("DS", "GP", "GT"):
         src = lmmscan.read_vcf(tmp_path / "x.vcf", field)
-        G = src.read(0, 2)
+        G = src.read(0, 4)
         np.testing.assert_array_equal(G[:, 0], [1, 2, 0, 1])
-        assert np.isnan(G[:, 1]).all(), field
-        assert src.skipped_at_read == {"ploidy other than 2": 1}, field
+        assert np.isnan(G[:, 1:3]).all(), field
+        dot = [np.nan if field == "GT" else 1, 2, 0, 1]  # DS and GP have the value
+        np.testing.assert_array_equal(G[:, 3], dot, err_msg=field)
+        assert src.skipped_at_read == {"ploidy other than 2": 2}, field
 
 
 @pytest.mark.parametrize(
@@ -433,6 +439,22 @@ def test_a_record_without_alt_refuses_alt_calls(tmp_path, field, cells, needle):
     (tmp_path / "y.vcf").write_text(VCF_HEADER + rows[0] + "\n" + zeros + "\n")
     G = lmmscan.read_vcf(tmp_path / "y.vcf", field).read(0, 2)  # all reference: monomorphic
     np.testing.assert_array_equal(G[:, 1], [0, 0, 0, 0])
+
+
+def test_a_record_without_alt_reads_its_gp_as_reference(tmp_path):
+    """GP is Number=G: ALT '.' leaves one probability per sample, which was
+    read as a haploid record (skipped, "ploidy other than 2")."""
+    header = VCF_HEADER.replace(
+        "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
+    )
+    rows = [
+        "1\t100\ts1\tA\tG\t.\t.\t.\tGP\t0,1,0\t0,0,1\t1,0,0\t0,1,0",
+        "1\t200\tnoalt\tA\t.\t.\t.\t.\tGP\t1\t1\t.\t1",
+    ]
+    (tmp_path / "x.vcf").write_text(header + "\n".join(rows) + "\n")
+    src = lmmscan.read_vcf(tmp_path / "x.vcf", "GP")
+    np.testing.assert_array_equal(src.read(0, 2)[:, 1], [0, 0, np.nan, 0])
+    assert src.skipped_at_read == {}
 
 
 def test_missing_reader_is_named_before_any_work(files, capsys, monkeypatch, tmp_path):

@@ -295,6 +295,9 @@ class VcfGenotypes(VariantFile):
         if field == "GT" or (field == "DS" and "DS" not in fmt):  # hard calls
             return None if _gt_dosage(rec, x) else "ploidy other than 2"
         if field == "GP":
+            if not rec.ALT:  # ALT '.': one probability per sample (Number=G), of 0/0
+                x[:] = np.where(np.isnan(rec.format("GP")[:, 0]), np.nan, 0.0)
+                return None
             gp = _diploid_gp(rec)
             if gp is None:
                 return "ploidy other than 2"
@@ -378,10 +381,19 @@ def _diploid_gp(rec: Any) -> np.ndarray | None:
 
 
 def _haploid_gt(rec: Any) -> bool:
-    """Whether a sample's GT has one allele (the second code is the end of a
-    shorter call, -2)."""
-    gt = rec.genotype.array()
-    return gt.shape[1] == 3 and bool((gt[:, 1] == -2).any())
+    """Whether a sample's GT is not diploid (see :func:`_not_diploid`)."""
+    return bool(_not_diploid(rec.genotype.array()).any())
+
+
+def _not_diploid(gt: np.ndarray) -> np.ndarray:
+    """Which samples of ``genotype.array()`` (allele codes, then the phase;
+    -1 missing, -2 the end of a shorter call) are not diploid: every one
+    where the record's calls are not two alleles wide (haploid throughout:
+    two columns), else a called allele followed by the end (a male's chrX).
+    A lone '.' ([-1, -2]) is a missing call."""
+    if gt.shape[1] != 3:
+        return np.ones(gt.shape[0], dtype=bool)
+    return (gt[:, 1] == -2) & (gt[:, 0] != -1)
 
 
 # rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error
@@ -419,13 +431,11 @@ def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
     the end of a shorter call) and the phase: one int16 array, faster than
     cyvcf2's ``gt_types``."""
     gt = rec.genotype.array()
-    if gt.shape[1] != 3:
-        return False
     if which is not None:
         gt = gt[which]
-    a, b = gt[:, 0], gt[:, 1]
-    if (b == -2).any():
+    if _not_diploid(gt).any():
         return False
+    a, b = gt[:, 0], gt[:, 1]
     n_alt = len(rec.ALT)  # 1, or 0 where ALT is '.' (no ALT: every call must be 0)
     beyond = (a > n_alt) | (b > n_alt)  # an allele the record does not have
     if beyond.any():
