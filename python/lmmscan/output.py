@@ -4,7 +4,8 @@ half-written file ever carries the final name.
 ``gemma``     PREFIX.assoc.txt: GEMMA 0.98.5's header, columns and number
               formats for the test (``%.6e`` after af, af ``%.3f``), tab-separated.
 ``plink2``    PREFIX.glm.linear: PLINK 2 ``--glm`` column names (#CHROM POS ID
-              REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P LOG10_P), "." missing.
+              REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P LOG10_P), NA missing
+              (as plink2 writes it; "." for a SNP with no chromosome).
 ``regenie``   PREFIX.regenie: regenie step-2 columns (CHROM GENPOS ID ALLELE0
               ALLELE1 A1FREQ N TEST BETA SE CHISQ LOG10P EXTRA), space-separated,
               NA missing, then P (regenie itself has only LOG10P).
@@ -678,8 +679,10 @@ def _plink_chr(c: str) -> str:
 
 
 # GWAS-SSF codes X, Y and MT as 23, 24 and 25; PLINK's numbers (a .bim's
-# default) are 23 X, 24 Y, 25 XY (X's pseudo-autosomal part) and 26 MT
-_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25", "25": "23", "26": "25"}
+# default: the bare number, no "chr") are 23 X, 24 Y, 25 XY (X's
+# pseudo-autosomal part) and 26 MT
+_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25"}
+_PLINK_NUMBERS = {"25": "23", "26": "25"}
 # the standard's rsid pattern; any other ID is no rsid
 _RSID = re.compile(r"rs[0-9]+")
 
@@ -693,7 +696,8 @@ def no_beta_for_ssf(fmt: str, what: str) -> str:
 
 
 def _ssf_chr(c: str) -> str:
-    c2 = c[3:] if c.lower().startswith("chr") else c
+    prefixed = c.lower().startswith("chr")
+    c2 = c[3:] if prefixed else _PLINK_NUMBERS.get(c, c)
     c2 = _SSF_CHR.get(c2.upper(), c2)
     return c2 if c2.isdigit() and 1 <= int(c2) <= 25 else "#NA"
 

@@ -567,8 +567,7 @@ def loco_scan(
             own.null_models = {c: m.without_eigenvectors() for c, m in whole.items()}
             if isinstance(null_models, list):
                 null_models.append(whole)
-            else:
-                null_models.clear()  # this scan's, not a previous one's
+            else:  # added to: calls over other chromosomes= collect in one dict
                 null_models.update(whole)
         elif null_models is not None:  # a dict: the first phenotype's only
             own.null_models = {c: m.without_eigenvectors() for c, m in own.null_models.items()}

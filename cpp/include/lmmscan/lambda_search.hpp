@@ -35,14 +35,20 @@ struct LambdaOptions {
 // GEMMA's grid, computed exactly as GEMMA does (l_min * exp(step * i)).
 inline std::vector<double> lambda_grid(const LambdaOptions& opt) {
   std::vector<double> grid(static_cast<size_t>(opt.n_region) + 1);
-  // GEMMA's log of the ratio; where the ratio overflows (l_min 1e-300,
+  // GEMMA's log of the ratio.  Where the ratio overflows (l_min 1e-300,
   // l_max 1e10) it was log(inf): every grid point but the first inf, and the
-  // search returned l_max.  The difference of logs is used only there.
+  // search returned l_max; and where exp(step * i) does (l_min 1e-320), so
+  // were the points.  Logarithms are used only there.
   const double ratio = opt.l_max / opt.l_min;
-  const double span =
-      std::isfinite(ratio) ? std::log(ratio) : std::log(opt.l_max) - std::log(opt.l_min);
-  const double step = span / opt.n_region;
-  for (int i = 0; i <= opt.n_region; ++i) grid[i] = opt.l_min * std::exp(step * i);
+  if (std::isfinite(ratio)) {
+    const double step = std::log(ratio) / opt.n_region;
+    for (int i = 0; i <= opt.n_region; ++i) grid[i] = opt.l_min * std::exp(step * i);
+  } else {
+    const double lo = std::log(opt.l_min);
+    const double step = (std::log(opt.l_max) - lo) / opt.n_region;
+    for (int i = 0; i <= opt.n_region; ++i) grid[i] = std::exp(lo + step * i);
+    grid.front() = opt.l_min;
+  }
   // GEMMA's last point is l_min*exp(step*n_region), a rounding above l_max
   // (1e5 * (1 + 7e-16)); ending the grid on l_max keeps every lambda in range.
   grid.back() = opt.l_max;

@@ -155,7 +155,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         type=region_count,
         default=10,
-        help="intervals of the lambda search's log-spaced grid (GEMMA -region). Default: 10",
+        help="intervals of the lambda search's log-spaced grid (GEMMA -region); a range "
+        "wider than the default's 1e10 needs more of them to resolve the optimum (an "
+        "interval may hold two sign changes of the derivative). Default: 10",
     )
     add_filter_args(s)
     o = s.add_argument_group("output")
