@@ -99,7 +99,8 @@ def _reraise_swallowed(hook: Callable[[Any], object], unraisable: Any) -> None:
         import _thread
 
         _cancel_rearmed()
-        signal.signal(signal.SIGINT, _interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # _interrupt ignored both
+            signal.signal(sig, _interrupt)
         again = threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGINT,))
         again.daemon = True
         _rearmed.append(again)
