@@ -267,3 +267,21 @@ def test_api_inputs_of_other_kinds_are_named_or_used():
     table = lmmscan.scan(named, y, groups=groups, maf=0.0)
     assert list(table["rs"]) == ["rs1", "rs2", "rs3"]
     assert list(lmmscan.scan(pd.DataFrame(G[:, :2]), y, groups=groups)["rs"]) == ["snp1", "snp2"]
+
+
+def test_typed_labels_fit_as_the_same_labels_as_objects():
+    """Numbers and text in a typed array are sorted natively (np.unique on a
+    million Python objects took half of a 10^6-observation fit): the same
+    groups, order and labels as through the object path."""
+    y, X, groups = simulate(11, 40, (1, 9))
+    for labels in (groups, groups * 2.5, np.char.add("g", groups.astype(str))):
+        typed = lmmscan.fit_null(y, X, groups=labels)
+        objects = lmmscan.fit_null(y, X, groups=np.asarray(labels, dtype=object))
+        assert typed.lambda_ == objects.lambda_ and typed.loglik == objects.loglik
+        a, b = typed.random_effects(), objects.random_effects()
+        assert list(a.index) == list(b.index)
+        assert a.to_numpy().tobytes() == b.to_numpy().tobytes()
+    with_nan = groups.astype(float)
+    with_nan[7] = np.nan
+    with pytest.raises(lmmscan.InputError, match=r"missing label \(sample 7\)"):
+        lmmscan.fit_null(y, X, groups=with_nan)
