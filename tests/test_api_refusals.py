@@ -104,6 +104,9 @@ def test_concurrent_scans_leave_blas_threads_as_they_were(data):
     def counts():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
+    from lmmscan._lapack64 import scipy_library
+
+    scipy_library()  # a scan loads scipy's BLAS too: count it before as after
     before = counts()
     for _ in range(3):
         pool = [threading.Thread(target=lmmscan.scan, args=(G, y), kwargs={"kinship": K,
@@ -113,6 +116,49 @@ def test_concurrent_scans_leave_blas_threads_as_they_were(data):
         for t in pool:
             t.join()
     assert counts() == before
+
+
+def test_pandas_half_imported_by_another_thread_is_no_pandas_yet(monkeypatch):
+    """Three scans started at once on threads, pandas not yet imported: one
+    thread's check of pandas inputs found the module another thread was
+    importing ("partially initialized module 'pandas' has no attribute
+    'Series'")."""
+    import sys
+    import types
+    from importlib.machinery import ModuleSpec
+
+    from lmmscan.samples import check_same_rows, loaded_pandas
+
+    half = types.ModuleType("pandas")
+    half.__spec__ = ModuleSpec("pandas", None)
+    half.__spec__._initializing = True  # as importlib marks a module it runs
+    monkeypatch.setitem(sys.modules, "pandas", half)
+    assert loaded_pandas() is None
+    check_same_rows(y=np.zeros(3), covariates=None)  # no AttributeError
+    monkeypatch.undo()
+    import pandas
+
+    assert loaded_pandas() is pandas
+
+
+def test_a_blas_limit_on_another_thread_holds_after_one_on_this_thread():
+    """threadpoolctl 3.6+ lets one thread at a time set OpenBLAS's process-wide
+    threads; restoring the original count made this thread that one for
+    good, and every later blas_threads(1) on another thread did nothing (a
+    fit on a worker thread took two threads and other last bits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    from lmmscan._threads import blas_threads
+
+    def counts():
+        with blas_threads(1):
+            return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    assert counts() == {1}  # this thread sets and restores
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(counts).result() == {1}
 
 
 def test_an_l_max_past_the_double_precision_range_is_refused(tmp_path, capsys):

@@ -79,6 +79,22 @@ def blas_threads(n: int | None) -> Iterator[None]:
             if _BLAS_USERS[0] == 0 and _BLAS_ORIGINAL[0] is not None:
                 _BLAS_ORIGINAL[0].restore_original_limits()
                 _BLAS_ORIGINAL[0] = None
+                _release_blas_control()
+
+
+def _release_blas_control() -> None:
+    """Let another thread set OpenBLAS's threads again.  threadpoolctl 3.6+
+    lets one thread at a time set a process-wide OpenBLAS pool (the others'
+    limits silently do nothing); restore_original_limits made this thread
+    that one for good, so every later blas_threads(1) on another thread (a
+    caller's worker, a Dask task) was ignored: its eigendecompositions took
+    two threads and other last bits than on the main thread."""
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()
 
 
 _BLAS_LOCK = threading.Lock()

@@ -126,6 +126,9 @@ class BimbamGenotypes:
         # the SNPs read with values outside [0, 2] (a mask: a set of 10M took 588 MB)
         self.outside_range: dict = {"snps": np.zeros(len(rs), dtype=bool), "first": None}
         self._outside_lock = threading.Lock()
+        # the open file and its position: one reader at a time (two scans of
+        # one reader on two threads read each other's bytes, exit 0)
+        self._file_lock = threading.Lock()
 
     # -- first pass ---------------------------------------------------------
 
@@ -223,29 +226,43 @@ class BimbamGenotypes:
         state = self.__dict__.copy()
         state["_fh"] = None
         state["_pos"] = 0
-        state["_outside_lock"] = None
+        state["_outside_lock"] = state["_file_lock"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._outside_lock = threading.Lock()
+        self._file_lock = threading.Lock()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
 
     def close(self) -> None:
+        with self._file_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
             self._pos = 0
 
-    def _read_bytes(self, begin: int, end: int) -> bytes:
+    def _read_bytes(self, begin: int, end: int, last: bool) -> bytes:
+        """The file's bytes begin..end-1; ``last``: the pass is over, the
+        file is closed (not held open).  Under the file's lock."""
+        with self._file_lock:
+            data = self._read_unlocked(begin, end)
+            if last:
+                self._close()
+        return data
+
+    def _read_unlocked(self, begin: int, end: int) -> bytes:
         # gzip streams seek forward by decompressing: reading blocks in order
         # (as scans do) never decompresses twice; going back reopens the file.
         fh = self._fh
         if fh is None or begin < self._pos:
-            self.close()
+            self._close()
             fh = self._fh = self._open()
         # a stream cut short or damaged while the scan reads it: bad input
         # (the checkpoint is kept, as for a plain file that changed)
@@ -275,7 +292,11 @@ class BimbamGenotypes:
         if stop == start:
             P = np.zeros((0, self._n))
         else:
-            data = self._read_bytes(int(self._geno_start[start]), int(self._line_end[stop - 1]))
+            # a pass is over at the last SNP: the file is not held open
+            last = stop == self.n_snps
+            data = self._read_bytes(
+                int(self._geno_start[start]), int(self._line_end[stop - 1]), last
+            )
             base = int(self._geno_start[start])
             pieces = [
                 data[int(self._geno_start[k]) - base : int(self._line_end[k]) - base]
@@ -283,8 +304,6 @@ class BimbamGenotypes:
             ]
             ends = np.cumsum([len(piece) for piece in pieces])
             P = self._parse(b"".join(pieces), start, stop, ends)  # (SNPs, samples)
-            if stop == self.n_snps:  # a pass is over: do not hold the file open
-                self.close()
         if rows is not None:
             P = P.take(rows, axis=1)  # (SNPs, analysed samples), C order: one gather
         return np.asfortranarray(P.T)  # a view
@@ -347,7 +366,7 @@ class BimbamGenotypes:
 
     def _raise_bad_token(self, start: int, stop: int) -> None:
         for k in range(start, stop):
-            text = self._read_bytes(int(self._geno_start[k]), int(self._line_end[k]))
+            text = self._read_bytes(int(self._geno_start[k]), int(self._line_end[k]), False)
             for j, tok in enumerate(text.translate(_TO_NEWLINE).split()):
                 if tok == b"NA":
                     continue

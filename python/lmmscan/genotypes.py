@@ -9,7 +9,6 @@ given an in-memory array.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ._errors import InputError, plural, real_array
-from .samples import HUGE
+from .samples import HUGE, loaded_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -234,7 +233,7 @@ def as_source(genotypes: object) -> GenotypeSource:
     DataFrame's column labels, unless 0, 1, ..., are the SNPs' rs IDs."""
     if isinstance(genotypes, GenotypeSource) and not isinstance(genotypes, np.ndarray):
         return genotypes
-    pd = sys.modules.get("pandas")  # not imported: genotypes is no DataFrame
+    pd = loaded_pandas()  # not imported: genotypes is no DataFrame
     if pd is not None and isinstance(genotypes, pd.DataFrame):
         columns = genotypes.columns
         named = not columns.equals(pd.RangeIndex(len(columns)))

@@ -4,6 +4,7 @@ its covariate matrix, and phenotypes grouped by their analysed individuals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,15 +43,26 @@ def as_sample_mask(selection: object, n: int, name: str) -> np.ndarray:
     return mask
 
 
+def loaded_pandas() -> Any:
+    """pandas if this process has imported it, else None (an object can be a
+    pandas one only then, and lmmscan does not import it to find out).  A
+    pandas another thread is still importing is None too: its half-made
+    module has no Series yet (two scans started at once on two threads)."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    if pd is None or getattr(getattr(pd, "__spec__", None), "_initializing", False):
+        return None
+    return pd
+
+
 def check_same_rows(**objects: object) -> None:
     """Refuse pandas inputs (Series, DataFrames) whose rows are labelled in
     different orders.  lmmscan matches rows by position, so a phenotype
     Series sorted otherwise than the genotypes' DataFrame gave every sample
     another's value, silently.  A default index (0, 1, ...) says nothing and
     is not compared; a kinship DataFrame's columns must be its index."""
-    import sys
-
-    pd = sys.modules.get("pandas")
+    pd = loaded_pandas()
     if pd is None:  # nothing here can be a pandas object
         return
     labelled = []
