@@ -285,3 +285,22 @@ def test_typed_labels_fit_as_the_same_labels_as_objects():
     with_nan[7] = np.nan
     with pytest.raises(lmmscan.InputError, match=r"missing label \(sample 7\)"):
         lmmscan.fit_null(y, X, groups=with_nan)
+
+
+def test_a_basis_reused_for_other_analysed_samples_is_refused():
+    """fit_null(y_b, spectral=model_a.spectral) checked only the number of
+    analysed samples: a phenotype missing other samples (as many) was fitted
+    on the wrong rows' decomposition (lambda 0.78 for 1.03, -log10 p off by
+    0.9), silently."""
+    y, X, groups = simulate(12, 12, (4, 8))
+    K = dense_kinship(groups) + np.eye(groups.size)
+    ya, yb = y.copy(), y.copy()
+    ya[:5], yb[5:10] = np.nan, np.nan
+    a = lmmscan.fit_null(ya, X, kinship=K)
+    with pytest.raises(lmmscan.InputError, match="decomposed for other analysed samples"):
+        lmmscan.fit_null(yb, X, spectral=a.spectral)
+    same = lmmscan.fit_null(ya * 2 + 1, X, spectral=a.spectral)  # the same missing samples
+    assert same.lambda_ == a.lambda_
+    g = lmmscan.fit_null(ya, X, groups=groups)
+    with pytest.raises(lmmscan.InputError, match="decomposed for other analysed samples"):
+        lmmscan.fit_null(yb, X, spectral=g.spectral)

@@ -4,6 +4,7 @@ estimates; the hierarchical posterior of the random effects)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -592,9 +593,21 @@ def fit_null(
         raise InputError(
             f"spectral has {spectral.n_total} samples but {int(mask.sum())} are analysed"
         )
-    elif isinstance(spectral, GroupSpectral):  # another group model's: the same search
-        allow_zero = bounds is None
-        bounds = bounds or LambdaBounds(1e-10, 1e10, 20)
+    else:
+        made_for = getattr(spectral, "analysed_mask", None)
+        if made_for is not None and made_for.shape == mask.shape and (made_for != mask).any():
+            first = int(np.flatnonzero(made_for != mask)[0])
+            raise InputError(
+                "spectral was decomposed for other analysed samples than this y's (sample "
+                f"{first} is {'not ' if made_for[first] else ''}analysed here), though as many: "
+                "a phenotype with other missing values needs its own kinship= fit"
+            )
+        if isinstance(spectral, GroupSpectral):  # another group model's: the same search
+            allow_zero = bounds is None
+            bounds = bounds or LambdaBounds(1e-10, 1e10, 20)
+    with contextlib.suppress(AttributeError):  # which samples, for a fit that reuses it
+        if getattr(spectral, "analysed_mask", None) is None:
+            setattr(spectral, "analysed_mask", mask)  # noqa: B010 (not every basis has it)
     bounds = bounds or LambdaBounds()
     check_varies(y_an)
     s = _y_scale(y_an)
