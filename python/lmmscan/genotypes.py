@@ -50,6 +50,11 @@ class ArrayGenotypes:
     ``snps`` (a DataFrame of chr, rs, ps, allele1, allele0) defaults to chr
     "-9", rs "snp<i>", ps -9 and alleles "-9", as GEMMA writes for BIMBAM
     files without an annotation; so does each of those columns it lacks.
+
+    A float64 array is not copied (a biobank-size matrix held twice): the
+    source reads it as it is when read, so changing it afterwards changes
+    what later scans and kinships see, and its values are checked only
+    here.  Pass a copy to keep the source fixed.
     """
 
     def __init__(self, genotypes: np.ndarray, snps: pd.DataFrame | None = None) -> None:
