@@ -272,7 +272,8 @@ def test_api_inputs_of_other_kinds_are_named_or_used():
 def test_typed_labels_fit_as_the_same_labels_as_objects():
     """Numbers and text in a typed array are sorted natively (np.unique on a
     million Python objects took half of a 10^6-observation fit): the same
-    groups, order and labels as through the object path."""
+    groups, order and labels as through the object path (a -0.0 label may read
+    0.0: one representative of the merged group)."""
     y, X, groups = simulate(11, 40, (1, 9))
     for labels in (groups, groups * 2.5, np.char.add("g", groups.astype(str))):
         typed = lmmscan.fit_null(y, X, groups=labels)
@@ -285,6 +286,14 @@ def test_typed_labels_fit_as_the_same_labels_as_objects():
     with_nan[7] = np.nan
     with pytest.raises(lmmscan.InputError, match=r"missing label \(sample 7\)"):
         lmmscan.fit_null(y, X, groups=with_nan)
+    # a list stays Python objects (numpy would make NaN "nan", and 1 and "1" one label)
+    names = [f"f{g}" for g in groups]
+    names[7] = float("nan")
+    with pytest.raises(lmmscan.InputError, match=r"missing label \(sample 7\)"):
+        lmmscan.fit_null(y, X, groups=names)
+    mixed = [int(g) if g % 2 else str(g) for g in groups]
+    with pytest.raises(lmmscan.InputError, match="of one sortable type"):
+        lmmscan.fit_null(y, X, groups=mixed)
 
 
 def test_a_basis_reused_for_other_analysed_samples_is_refused():
@@ -304,3 +313,10 @@ def test_a_basis_reused_for_other_analysed_samples_is_refused():
     g = lmmscan.fit_null(ya, X, groups=groups)
     with pytest.raises(lmmscan.InputError, match="decomposed for other analysed samples"):
         lmmscan.fit_null(yb, X, spectral=g.spectral)
+    # a basis the caller made is not claimed by the first fit that uses it
+    ids = [str(i) for i in range(groups.size)]
+    basis = lmmscan.eigendecompose(K, ids, samples=~np.isnan(yb)).spectral()
+    with pytest.raises(lmmscan.InputError, match="constant"):
+        lmmscan.fit_null(np.where(np.isnan(ya), np.nan, 1.0), X, spectral=basis)
+    lmmscan.fit_null(ya, X, spectral=basis)  # the caller's choice: not checked, not claimed
+    assert lmmscan.fit_null(yb, X, spectral=basis).lambda_ > 0

@@ -471,14 +471,22 @@ def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, 
         )
     if given.shape[0] != n:
         raise InputError(f"groups has {given.shape[0]} labels but there are {n} samples")
-    native = np.asarray(groups.to_numpy() if isinstance(groups, pd.Series) else groups)
-    if native.ndim == 1 and native.dtype.kind == "f" and np.isnan(native).any():
+    # a typed array the caller made (not a list, which numpy would make one
+    # type: NaN into "nan", 1 and "1" into one label)
+    native = (
+        groups.to_numpy()
+        if isinstance(groups, pd.Series)
+        else groups
+        if isinstance(groups, np.ndarray)
+        else given
+    )
+    if native.dtype.kind == "f" and np.isnan(native).any():
         first = int(np.flatnonzero(np.isnan(native))[0])
         raise InputError(f"groups has a missing label (sample {first})")
-    if native.ndim == 1 and native.dtype.kind in "biufUS":
+    if native.dtype.kind in "biufUS":
         # numbers or text in a typed array: sorted as such, not as a million
         # Python objects (np.unique's argsort: 0.83 of a 1.6 s fit at n = 10^6);
-        # the same order and, as Python objects, the same labels
+        # the same groups, order and (as Python objects) labels
         uniq, codes = np.unique(native[mask], return_inverse=True)
         uniq = uniq.astype(object)
     else:
@@ -572,6 +580,7 @@ def fit_null(
     if given != 1:
         raise InputError("give exactly one of kinship, groups or spectral")
     allow_zero = False
+    built = spectral is None  # made here (it records its samples once fitted)
     if groups is not None:
         codes, labels = _group_codes(groups, mask, y_arr.shape[0])
         spectral = GroupSpectral(codes, labels)
@@ -605,9 +614,6 @@ def fit_null(
         if isinstance(spectral, GroupSpectral):  # another group model's: the same search
             allow_zero = bounds is None
             bounds = bounds or LambdaBounds(1e-10, 1e10, 20)
-    with contextlib.suppress(AttributeError):  # which samples, for a fit that reuses it
-        if getattr(spectral, "analysed_mask", None) is None:
-            setattr(spectral, "analysed_mask", mask)  # noqa: B010 (not every basis has it)
     bounds = bounds or LambdaBounds()
     check_varies(y_an)
     s = _y_scale(y_an)
@@ -684,6 +690,9 @@ def fit_null(
         if model.lambda_reml == 0.0:
             _set_components(model, 0.0, model.n_analyzed - model.n_covariates)
         model.loglik = model.loglik_reml - half_logdet_WtW
+    if built:  # which samples it was made for, refused to a fit of others
+        with contextlib.suppress(AttributeError):
+            setattr(spectral, "analysed_mask", mask)  # noqa: B010 (not every basis has it)
     return model
 
 
