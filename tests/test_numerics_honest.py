@@ -168,11 +168,17 @@ def test_genotype_value_whose_square_overflows_is_refused(study):
 # ------------------------------------------------------------------ 4. untestable SNPs
 
 
+def near_fit_study(seed: int):
+    """300 samples x 40 SNPs and their kinship, for phenotypes that are a SNP
+    plus noise at rounding's scale."""
+    rng = np.random.default_rng(seed)
+    G = rng.binomial(2, rng.uniform(0.1, 0.5, 40), size=(300, 40)).astype(float)
+    return rng, G, lmmscan.kinship(G)
+
+
 def test_snp_that_fits_the_phenotype_exactly_has_a_reason_beside_its_lrt():
-    rng = np.random.default_rng(7)
-    n, p = 300, 40
-    G = rng.binomial(2, rng.uniform(0.1, 0.5, p), size=(n, p)).astype(float)
-    K = lmmscan.kinship(G)
+    rng, G, K = near_fit_study(7)
+    n = G.shape[0]
     failed = 0
     for j in range(5):
         y = G[:, j] + 1e-12 * rng.normal(size=n)
@@ -191,10 +197,8 @@ def test_an_lrt_table_does_not_call_a_snp_without_a_statistic_collinear():
     """--test lrt has no beta: a SNP whose LRT statistic is not finite (y a
     SNP plus 1e-9 noise) was counted "collinear" (not in the covariates'
     span), where --test all says exact_fit and no_statistic."""
-    rng = np.random.default_rng(8)
-    n, p = 300, 40
-    G = rng.binomial(2, rng.uniform(0.1, 0.5, p), size=(n, p)).astype(float)
-    K = lmmscan.kinship(G)
+    rng, G, K = near_fit_study(8)
+    n = G.shape[0]
     seen = 0
     for j in range(5):
         y = G[:, j] + 1e-10 * rng.normal(size=n)
