@@ -161,6 +161,45 @@ def test_a_blas_limit_on_another_thread_holds_after_one_on_this_thread():
         assert pool.submit(counts).result() == {1}
 
 
+def test_blas_limits_that_overlap_on_two_threads_hold_until_both_leave():
+    """Each blas_threads block put back, on leaving, the count it found: when
+    one of two overlapping blocks left, the other ran on two BLAS threads
+    though still inside its blas_threads(1) (a Dask task's product, other
+    last bits)."""
+    import time
+
+    from threadpoolctl import threadpool_info
+
+    from lmmscan._threads import blas_threads
+
+    def counts():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = counts()
+    a_in, a_out, seen = threading.Event(), threading.Event(), {}
+
+    def first():
+        with blas_threads(1):
+            a_in.set()
+            time.sleep(0.2)
+        a_out.set()
+
+    def second():
+        a_in.wait()
+        with blas_threads(1):
+            seen["both inside"] = counts()
+            a_out.wait()
+            seen["the first left"] = counts()
+
+    pool = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert seen == {"both inside": {1}, "the first left": {1}}
+    assert counts() == before
+
+
 def test_an_l_max_past_the_double_precision_range_is_refused(tmp_path, capsys):
     """--lmax 1e20 fitted a false null optimum (lambda 2.9e16, a log-likelihood
     above the true one) and gave 68 genome-wide hits on the demo, exit 0."""

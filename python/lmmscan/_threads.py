@@ -56,49 +56,68 @@ def run_parts(parts: list[Callable[[], object]]) -> None:
 def blas_threads(n: int | None) -> Iterator[None]:
     """BLAS limited to ``n`` threads inside the block (None: BLAS's own count).
 
-    BLAS's thread count is the process's: blocks entered from several Python
-    threads at once restore, each on leaving, the count it found, so the last
-    to leave could restore another's limit for good (two concurrent scans left
-    the process on one BLAS thread).  The count the first block found is put
-    back when the last one leaves."""
+    BLAS's thread count is the process's, so the blocks inside, over all
+    threads, share one: the smallest they ask for, set when one enters or
+    leaves, and the count the first found put back when the last leaves.
+    Each block restoring the count it found let one thread's leaving undo
+    another's limit while that one was still inside (a Dask task's product
+    then ran on two threads, other last bits), or leave the process on one
+    thread for good."""
     if n is None:
         yield
         return
     from threadpoolctl import threadpool_limits
 
     with _BLAS_LOCK:
-        if _BLAS_USERS[0] == 0:
+        if not _BLAS_ACTIVE:
             _BLAS_ORIGINAL[0] = threadpool_limits(limits=None, user_api="blas")
-        _BLAS_USERS[0] += 1
+        _BLAS_ACTIVE.append(int(n))
+        _set_blas(min(_BLAS_ACTIVE))
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
-            yield
+        yield
     finally:
         with _BLAS_LOCK:
-            _BLAS_USERS[0] -= 1
-            if _BLAS_USERS[0] == 0 and _BLAS_ORIGINAL[0] is not None:
+            _BLAS_ACTIVE.remove(int(n))
+            if _BLAS_ACTIVE:
+                _set_blas(min(_BLAS_ACTIVE))
+            elif _BLAS_ORIGINAL[0] is not None:
+                _release_blas_control()
                 _BLAS_ORIGINAL[0].restore_original_limits()
                 _BLAS_ORIGINAL[0] = None
                 _release_blas_control()
 
 
+def _set_blas(n: int) -> None:
+    """Every BLAS library loaded on ``n`` threads, process-wide (under _BLAS_LOCK)."""
+    from threadpoolctl import threadpool_limits
+
+    _release_blas_control()
+    threadpool_limits(limits=n, user_api="blas")  # applied now; restored by blas_threads
+    _release_blas_control()
+
+
 def _release_blas_control() -> None:
-    """Let another thread set OpenBLAS's threads again.  threadpoolctl 3.6+
-    lets one thread at a time set a process-wide OpenBLAS pool (the others'
-    limits silently do nothing); restore_original_limits made this thread
-    that one for good, so every later blas_threads(1) on another thread (a
-    caller's worker, a Dask task) was ignored: its eigendecompositions took
-    two threads and other last bits than on the main thread."""
+    """Let any thread set OpenBLAS's threads.  threadpoolctl 3.6+ lets one
+    thread at a time set a process-wide OpenBLAS pool (the others' limits
+    silently do nothing), and the thread that sets it keeps that role: a
+    thread that restored the count did so for good, and every later limit
+    on another thread (a caller's worker, a Dask task) was ignored, its
+    eigendecompositions on two threads with other last bits.  blas_threads
+    sets the process's count under its own lock, so it takes the role for
+    each setting and gives it back."""
     import threadpoolctl
 
     controller = getattr(threadpoolctl, "OpenBLASController", None)
     clear = getattr(controller, "clear_controlling_thread", None)
     if clear is not None:
-        clear()
+        try:
+            clear(force=True)
+        except TypeError:  # pragma: no cover - a threadpoolctl without force=
+            clear()
 
 
 _BLAS_LOCK = threading.Lock()
-_BLAS_USERS = [0]  # blocks of blas_threads inside, over all threads
+_BLAS_ACTIVE: list[int] = []  # the limits of the blocks inside, over all threads
 _BLAS_ORIGINAL: list[Any] = [None]  # the limits the first of them found
 
 
