@@ -108,3 +108,41 @@ def test_workers_that_would_read_another_file_are_refused(tmp_path, capsys, monk
         # BLAS on one thread, as on the workers, so the rows agree bit for bit
         assert main([*argv[:6], "--threads", "1", "--out", "local"]) == 0
         assert (here / "dask.assoc.txt").read_bytes() == (here / "local.assoc.txt").read_bytes()
+
+
+def test_a_cluster_that_fails_or_is_no_dask_scheduler_says_so_in_one_line(tmp_path, capsys):
+    """A scheduler lost mid-scan printed Dask's 50-line traceback, exit 1; a
+    service that is no Dask scheduler said "Unable to allocate 3.07 EiB";
+    --dask-scheduler "" scanned locally, exit 0."""
+    import asyncio
+    import socket
+    import threading
+
+    from lmmscan import InputError
+    from lmmscan import distributed as dist
+
+    with pytest.raises(OSError, match=r"^the Dask cluster failed during the scan \(CancelledError"):
+        with dist.cluster_failures():
+            raise asyncio.CancelledError("scheduler-connection-lost")
+    with pytest.raises(InputError, match="bad block"):  # a task's own error passes
+        with dist.cluster_failures():
+            raise InputError("bad block")
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer():
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 64)
+
+    threading.Thread(target=answer, daemon=True).start()
+    base = ["scan", "--bfile", str(DEMO), "--pheno", f"{DEMO}.pheno.txt", "--quiet",
+            "--out", str(tmp_path / "x")]  # fmt: skip
+    assert main([*base, "--dask-scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "cannot reach the Dask scheduler" in err and "EiB" not in err, err
+    assert main([*base, "--dask-scheduler", ""]) == 2
+    assert "--dask-scheduler needs the scheduler's address" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -36,6 +36,7 @@ worker processes with OPENBLAS_NUM_THREADS=1 by default.)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import deque
@@ -44,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, LmmscanError
 
 
 def _client_class() -> Any:
@@ -62,7 +63,12 @@ def connect(address: str, timeout: float = 10) -> Any:
     Client = _client_class()
     try:
         return Client(address, timeout=timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except MemoryError:  # a reply read as a message of exabytes: no Dask there
+        raise InputError(
+            f"cannot reach the Dask scheduler {address}: what answers there does not speak "
+            "Dask's protocol (is a Dask scheduler listening at that address and port?)"
+        ) from None
+    except Exception as exc:  # OSError, TimeoutError, ValueError and Dask's own
         text = " ".join(str(exc).split()) or type(exc).__name__
         raise InputError(f"cannot reach the Dask scheduler {address}: {text}") from None
 
@@ -144,17 +150,38 @@ def map_slices(
     check_workers_see(client, source)
     step = task_size(source.n_snps, block_size, n_workers)
     starts = list(range(0, source.n_snps, step))
-    shared_f = client.scatter(shared, broadcast=True, hash=False)
-    source_f = client.scatter(source, broadcast=True, hash=False)
-    futures = [
-        client.submit(task, shared_f, source_f, start, min(source.n_snps, start + step), pure=False)
-        for start in starts
-    ]
-    try:
-        results = client.gather(futures)
-    finally:
-        client.cancel([*futures, shared_f, source_f])
+    with cluster_failures():
+        shared_f = client.scatter(shared, broadcast=True, hash=False)
+        source_f = client.scatter(source, broadcast=True, hash=False)
+        futures = [
+            client.submit(
+                task, shared_f, source_f, start, min(source.n_snps, start + step), pure=False
+            )
+            for start in starts
+        ]
+        try:
+            results = client.gather(futures)
+        finally:
+            client.cancel([*futures, shared_f, source_f])
     yield from zip(starts, results, strict=True)
+
+
+@contextlib.contextmanager
+def cluster_failures() -> Iterator[None]:
+    """The cluster's own failures (the scheduler lost, a connection pool
+    closed, futures cancelled with it) as one line, an OSError: they came
+    out as 50 lines of Dask's traceback, exit 1.  The tasks' errors (bad
+    input a worker met, a file it cannot open) pass as they are."""
+    try:
+        yield
+    except (LmmscanError, OSError, MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # Dask's cancellations are BaseExceptions
+        text = " ".join(str(exc).split())
+        raise OSError(
+            f"the Dask cluster failed during the scan ({type(exc).__name__}"
+            f"{': ' + text if text else ''}); rerun it when the cluster is back"
+        ) from None
 
 
 class ShardedTasks(NamedTuple):
@@ -197,6 +224,24 @@ def map_sharded_slices(
         raise InputError(f"the basis has {bounds[-1]} samples but the scan has {rows.size}")
     by_key = {f.key: f for f in futures_of(U)}
     U_parts = [by_key[(U.name, i, 0)] for i in range(len(chunks))]
+    with cluster_failures():
+        yield from _sharded(
+            client, tasks, shared, source, (U_parts, V, rows, bounds), step, n_workers
+        )
+
+
+def _sharded(
+    client: Any,
+    tasks: ShardedTasks,
+    shared: Any,
+    source: Any,
+    basis: tuple[list[Any], np.ndarray, np.ndarray, np.ndarray],
+    step: int,
+    n_workers: int,
+) -> Iterator[tuple[int, Any]]:
+    """map_sharded_slices's tasks, a few per worker ahead: ``basis`` is U's
+    chunks (futures), V, the scan's rows and the chunks' row bounds."""
+    U_parts, V, rows, bounds = basis
     shared_f = client.scatter(shared, broadcast=True, hash=False)
     source_f = client.scatter(source, broadcast=True, hash=False)
     # each chunk's rows of V go where that chunk of U is

@@ -784,6 +784,8 @@ def _check_scan_flags(args: argparse.Namespace) -> None:
     ]
     if len(given) > 1:
         raise InputError(f"give at most one of --kinship, --eigen and --loco, not {given}")
+    if args.dask_scheduler is not None and not args.dask_scheduler.strip():  # ran locally
+        raise InputError("--dask-scheduler needs the scheduler's address (tcp://HOST:PORT)")
     if args.loco and args.dask_scheduler:
         raise InputError("--loco does not run on --dask-scheduler yet")
     if args.resume and (args.loco or args.dask_scheduler):
