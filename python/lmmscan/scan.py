@@ -335,7 +335,8 @@ def scan(
         A ``dask.distributed.Client``: the null model is fitted here, sent
         to every worker once, and each task reads and tests its own slice
         of SNPs (:mod:`lmmscan.distributed`).  The rows are the same as
-        without it.  With a kinship from ``low_rank_kinship(...,
+        without it (in single precision, to float32 rounding: the rotation's
+        last bits depend on BLAS's threads).  With a kinship from ``low_rank_kinship(...,
         client=client)`` the eigenvectors stay on the cluster, chunked by
         samples, and each chunk's products are computed where it is; the
         rows equal the local low-rank scan's to rounding.
