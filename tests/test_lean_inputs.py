@@ -346,3 +346,30 @@ def test_serial_library_caps_scipys_openblas():
     with serial_library():
         threads = [i["num_threads"] for i in threadpool_info() if i["filepath"] == lib.path]
     assert threads == [1]
+
+
+def test_a_blas_limit_leaves_a_serial_library_serial():
+    """LOCO with --threads 2: each null fit's blas_threads(1), on leaving, set
+    every BLAS library back to the run's 2, scipy's too while serial_library
+    held it at 1 for the decompositions beside: they ran on two threads each
+    (15.8 s of CPU against 11.1)."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from lmmscan import _lapack64
+    from lmmscan._threads import blas_threads
+    from lmmscan.spectral import serial_library
+
+    lib = _lapack64.scipy_library()
+    if lib is None:
+        pytest.skip("scipy's OpenBLAS not found")
+
+    def scipy_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["filepath"] == lib.path]
+
+    with blas_threads(2), serial_library():
+        with blas_threads(1):
+            pass
+        assert scipy_threads() == [1]
+    assert scipy_threads() != [1] or len(os.sched_getaffinity(0)) == 1

@@ -66,33 +66,42 @@ def blas_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     with _BLAS_LOCK:
         if not _BLAS_ACTIVE:
-            _BLAS_ORIGINAL[0] = threadpool_limits(limits=None, user_api="blas")
+            _BLAS_ORIGINAL.clear()
+            _BLAS_ORIGINAL.update(_blas_counts())
         _BLAS_ACTIVE.append(int(n))
-        _set_blas(min(_BLAS_ACTIVE))
+        _set_blas(dict.fromkeys(_blas_counts(), min(_BLAS_ACTIVE)))
     try:
         yield
     finally:
         with _BLAS_LOCK:
             _BLAS_ACTIVE.remove(int(n))
             if _BLAS_ACTIVE:
-                _set_blas(min(_BLAS_ACTIVE))
-            elif _BLAS_ORIGINAL[0] is not None:
-                _release_blas_control()
-                _BLAS_ORIGINAL[0].restore_original_limits()
-                _BLAS_ORIGINAL[0] = None
-                _release_blas_control()
+                _set_blas(dict.fromkeys(_blas_counts(), min(_BLAS_ACTIVE)))
+            else:
+                _set_blas(_BLAS_ORIGINAL)
 
 
-def _set_blas(n: int) -> None:
-    """Every BLAS library loaded on ``n`` threads, process-wide (under _BLAS_LOCK)."""
+def _blas_counts() -> dict[str, int]:
+    """Each BLAS library loaded (its path) and its threads now."""
+    from threadpoolctl import threadpool_info
+
+    infos = threadpool_info()
+    return {i["filepath"]: int(i["num_threads"]) for i in infos if i["user_api"] == "blas"}
+
+
+def _set_blas(counts: dict[str, int]) -> None:
+    """The BLAS libraries (by path) on these threads, process-wide, but for
+    those a library_threads block holds (scipy's, serial while LOCO's
+    decompositions run beside the scan): under _BLAS_LOCK."""
     from threadpoolctl import threadpool_limits
 
+    limits = {path: k for path, k in counts.items() if path not in _SERIAL}
+    if not limits:
+        return
     _release_blas_control()
-    threadpool_limits(limits=n, user_api="blas")  # applied now; restored by blas_threads
+    threadpool_limits(limits=limits)  # applied now; blas_threads sets the next
     _release_blas_control()
 
 
@@ -118,7 +127,8 @@ def _release_blas_control() -> None:
 
 _BLAS_LOCK = threading.Lock()
 _BLAS_ACTIVE: list[int] = []  # the limits of the blocks inside, over all threads
-_BLAS_ORIGINAL: list[Any] = [None]  # the limits the first of them found
+_BLAS_ORIGINAL: dict[str, int] = {}  # each library's threads when the first entered
+_SERIAL: dict[str, int] = {}  # libraries library_threads blocks hold (path: blocks)
 
 
 @contextlib.contextmanager
@@ -130,9 +140,17 @@ def library_threads(path: str | None, n: int) -> Iterator[None]:
         return
     from threadpoolctl import ThreadpoolController
 
-    selected = ThreadpoolController().select(filepath=path)
-    with selected.limit(limits=n):
-        yield
+    with _BLAS_LOCK:  # blas_threads leaves it alone meanwhile
+        _SERIAL[path] = _SERIAL.get(path, 0) + 1
+    try:
+        selected = ThreadpoolController().select(filepath=path)
+        with selected.limit(limits=n):
+            yield
+    finally:
+        with _BLAS_LOCK:
+            _SERIAL[path] -= 1
+            if not _SERIAL[path]:
+                del _SERIAL[path]
 
 
 @contextlib.contextmanager
