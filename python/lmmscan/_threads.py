@@ -69,21 +69,21 @@ def blas_threads(n: int | None) -> Iterator[None]:
     with _BLAS_LOCK:
         if not _BLAS_ACTIVE:
             _BLAS_ORIGINAL.clear()
-            _BLAS_ORIGINAL.update(_blas_counts())
+            _BLAS_ORIGINAL.update(blas_counts())
         _BLAS_ACTIVE.append(int(n))
-        _set_blas(dict.fromkeys(_blas_counts(), min(_BLAS_ACTIVE)))
+        _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE)))
     try:
         yield
     finally:
         with _BLAS_LOCK:
             _BLAS_ACTIVE.remove(int(n))
             if _BLAS_ACTIVE:
-                _set_blas(dict.fromkeys(_blas_counts(), min(_BLAS_ACTIVE)))
+                _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE)))
             else:
                 _set_blas(_BLAS_ORIGINAL)
 
 
-def _blas_counts() -> dict[str, int]:
+def blas_counts() -> dict[str, int]:
     """Each BLAS library loaded (its path) and its threads now."""
     from threadpoolctl import threadpool_info
 

@@ -92,7 +92,6 @@ class ArrayGenotypes:
         else:  # a column it lacks as GEMMA writes it (a KeyError in the scan otherwise)
             if "chr" not in snps.columns:
                 self.annotated = np.zeros(m, dtype=bool)
-            snps = snps.reset_index(drop=True)
             snps = snps.assign(**{c: v for c, v in defaults.items() if c not in snps.columns})
         self._snps = snps.reset_index(drop=True)
 

@@ -458,46 +458,42 @@ def _condition(W: np.ndarray, y: np.ndarray) -> tuple | None:
 def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
-    given = groups.to_numpy(dtype=object) if isinstance(groups, pd.Series) else None
-    if given is None:
+    # a typed array the caller made stays typed; anything else (a list, which
+    # numpy would make one type: NaN into "nan", 1 and "1" into one label)
+    # becomes Python objects
+    if isinstance(groups, pd.Series):
+        labels = groups.to_numpy()
+    elif isinstance(groups, np.ndarray):
+        labels = groups
+    else:
         try:
-            given = np.asarray(groups, dtype=object)
+            labels = np.asarray(groups, dtype=object)
         except ValueError as exc:  # ragged sequences
             raise InputError(f"groups must be one label per sample: {exc}") from None
-    if given.ndim != 1:
+    if labels.ndim != 1:
         raise InputError(
             f"groups must be one label per sample (a 1-D array, list or Series), got shape "
-            f"{given.shape}"
+            f"{labels.shape}"
         )
-    if given.shape[0] != n:
-        raise InputError(f"groups has {given.shape[0]} labels but there are {n} samples")
-    # a typed array the caller made (not a list, which numpy would make one
-    # type: NaN into "nan", 1 and "1" into one label)
-    native = (
-        groups.to_numpy()
-        if isinstance(groups, pd.Series)
-        else groups
-        if isinstance(groups, np.ndarray)
-        else given
-    )
-    if native.dtype.kind == "f" and np.isnan(native).any():
-        first = int(np.flatnonzero(np.isnan(native))[0])
+    if labels.shape[0] != n:
+        raise InputError(f"groups has {labels.shape[0]} labels but there are {n} samples")
+    typed = labels.dtype.kind in "biufUS"
+    missing = np.isnan(labels) if labels.dtype.kind == "f" else None
+    if not typed:
+        labels = labels.astype(object, copy=False)
+        missing = pd.isna(labels)
+    if missing is not None and missing.any():
+        first = int(np.flatnonzero(missing)[0])
         raise InputError(f"groups has a missing label (sample {first})")
-    if native.dtype.kind in "biufUS":
-        # numbers or text in a typed array: sorted as such, not as a million
-        # Python objects (np.unique's argsort: 0.83 of a 1.6 s fit at n = 10^6);
-        # the same groups, order and (as Python objects) labels
-        uniq, codes = np.unique(native[mask], return_inverse=True)
+    try:
+        # numbers or text in a typed array are sorted as such, not as a
+        # million Python objects (np.unique's argsort: 0.83 of a 1.6 s fit at
+        # n = 10^6): the same groups, order and (as Python objects) labels
+        uniq, codes = np.unique(labels[mask], return_inverse=True)
+    except TypeError:
+        raise InputError("groups labels must be of one sortable type") from None
+    if typed:
         uniq = uniq.astype(object)
-    else:
-        missing = pd.Series(given).isna().to_numpy()
-        if missing.any():
-            first = int(np.flatnonzero(missing)[0])
-            raise InputError(f"groups has a missing label (sample {first})")
-        try:
-            uniq, codes = np.unique(given[mask], return_inverse=True)
-        except TypeError:
-            raise InputError("groups labels must be of one sortable type") from None
     if len(uniq) < 2:
         raise InputError(
             "groups has a single level among the analysed samples: the group variance "
@@ -666,11 +662,10 @@ def fit_null(
         y_scale=s,
         conditioned=conditioned,
     )
-    if conditioned is not None:
-        _coefficients_in_W(model, fit)
     if conditioned is None:
         half_logdet_WtW = 0.5 * np.linalg.slogdet(W.T @ W)[1]
     else:  # from R of W = QR: W'W would square W's condition number
+        _coefficients_in_W(model, fit)
         R = np.linalg.qr(W, mode="r")
         half_logdet_WtW = float(np.sum(np.log(np.abs(np.diag(R)))))
     if allow_zero:

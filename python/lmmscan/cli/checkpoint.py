@@ -209,10 +209,9 @@ def fingerprint(args, source, phenos, block: int) -> dict:
 
 def blas_thread_count() -> int:
     """The threads the BLAS libraries loaded use now (the most of them)."""
-    from threadpoolctl import threadpool_info
+    from .._threads import blas_counts
 
-    return max((int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"),
-               default=1)  # fmt: skip
+    return max(blas_counts().values(), default=1)
 
 
 def close_lambdas(a: Any, b: list[float], rtol: float = 1e-8) -> bool:
