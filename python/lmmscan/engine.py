@@ -642,6 +642,13 @@ class Engine:
         self.seconds: dict[str, float] = {}  # the phases of every scan of this engine, once each
         self._reader: ReadAhead | None = None
 
+    def _scanner(self, null: NullModel, whiten: bool = False) -> BlockScanner:
+        """A scanner of this engine's options and threads for ``null``, told
+        whether the source gives whole-number calls (.bed, VCF GT)."""
+        scanner = self.options.scanner(null, self.threads, whiten=whiten)
+        scanner.integer_calls = getattr(self.source, "integer_calls", False)
+        return scanner
+
     def __enter__(self) -> Engine:
         return self
 
@@ -694,10 +701,7 @@ class Engine:
             for k in g.members:
                 lam = whitening_lambda(nulls[k], self.options.test, self.options.lambda_mode)
                 t0 = time.perf_counter()
-                g.scanners.append(
-                    self.options.scanner(nulls[k], self.threads, whiten=alone and lam is not None)
-                )
-                g.scanners[-1].integer_calls = getattr(self.source, "integer_calls", False)
+                g.scanners.append(self._scanner(nulls[k], whiten=alone and lam is not None))
                 if g.scanners[-1].whitening is not None:  # the factorisation, timed as such
                     g.report.add_seconds({"eigen": time.perf_counter() - t0})
         return groups
@@ -952,8 +956,7 @@ class Engine:
                     report.add_seconds({"null_fit": time.perf_counter() - t0})
                     kept = null if keep_eigenvectors else null.without_eigenvectors()
                     report.null_models[chrom.name] = kept
-                    g.scanners.append(self.options.scanner(null, self.threads))
-                    g.scanners[-1].integer_calls = getattr(self.source, "integer_calls", False)
+                    g.scanners.append(self._scanner(null))
                 del spectral
                 # while later chromosomes are decomposed beside it, the rotation
                 # takes one BLAS thread: OpenBLAS's threads spin while they wait
