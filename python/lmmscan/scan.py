@@ -462,12 +462,18 @@ def scan(
     for k in range(len(nulls)):
         index, cols, stats = sink.merged(k, options.columns)
         tables.append(_table(source, index, cols, test, _meta(nulls[k])))
-        if isinstance(statistics, dict) and k == 0:
-            statistics.clear()  # this scan's, not a previous one's
-            statistics.update(stats)
-        elif isinstance(statistics, list):
-            statistics.append(stats)
+        _hand_statistics(statistics, k, stats)
     return tables[0] if single else tables
+
+
+def _hand_statistics(statistics: dict | list | None, k: int, stats: dict) -> None:
+    """Phenotype ``k``'s statistics to the caller's ``statistics``: a list
+    receives each phenotype's, a dict the first's (this scan's only)."""
+    if isinstance(statistics, list):
+        statistics.append(stats)
+    elif statistics is not None and k == 0:
+        statistics.clear()
+        statistics.update(stats)
 
 
 def loco_scan(
@@ -563,21 +569,15 @@ def loco_scan(
             bar.close()
     tables = []
     for k, own in enumerate(reports):
-        if isinstance(null_models, list) or (null_models is not None and k == 0):
+        if null_models is not None:  # kept whole for the caller; the report's released
             whole = own.null_models
             own.null_models = {c: m.without_eigenvectors() for c, m in whole.items()}
             if isinstance(null_models, list):
                 null_models.append(whole)
-            else:  # added to: calls over other chromosomes= collect in one dict
+            elif k == 0:  # added to: calls over other chromosomes= collect in one dict
                 null_models.update(whole)
-        elif null_models is not None:  # a dict: the first phenotype's only
-            own.null_models = {c: m.without_eigenvectors() for c, m in own.null_models.items()}
         index, cols, stats = sink.merged(k, options.columns)
-        if isinstance(statistics, list):
-            statistics.append(stats)
-        elif statistics is not None and k == 0:
-            statistics.clear()  # this scan's, not a previous one's
-            statistics.update(stats)
+        _hand_statistics(statistics, k, stats)
         meta: dict = {}
         if own.null_models:  # every chromosome's model has the same samples and covariates
             meta = _meta(next(iter(own.null_models.values())))
