@@ -200,7 +200,7 @@ def test_an_lrt_table_does_not_call_a_snp_without_a_statistic_collinear():
     rng, G, K = near_fit_study(8)
     n = G.shape[0]
     seen = 0
-    for j in range(5):
+    for j in range(20):  # which SNPs lose their statistic is rounding's: 20 make some certain
         y = G[:, j] + 1e-10 * rng.normal(size=n)
         stats: dict = {}
         lrt = lmmscan.scan(G, y, kinship=K, test="lrt", statistics=stats)
@@ -209,7 +209,7 @@ def test_an_lrt_table_does_not_call_a_snp_without_a_statistic_collinear():
         expected = untestable_reasons(every).get("no_statistic", 0)
         assert untestable_reasons(lrt, stats).get("no_statistic", 0) == expected
         seen += expected
-    assert seen  # the seed gives some
+    assert seen  # 6 of the 20 here
 
 
 @pytest.mark.parametrize("lambda_mode", ["per-snp", "null"])
