@@ -564,3 +564,17 @@ def test_progress_bar_on_a_terminal(study):
     frames = buf.decode(errors="replace").split("\r")
     assert any("scan:" in f and "SNP/s" in f for f in frames)
     assert any("kinship:" in f for f in frames)
+
+
+def test_a_file_named_as_bytes_is_printed_as_a_path(monkeypatch, capsys):
+    """A library that opens files by a bytes name (pgenlib) raises OSErrors
+    whose filename is bytes: the one line said b'fc2/m.bed'."""
+    import lmmscan.cli.demo
+
+    def run(args):
+        raise FileNotFoundError(2, "No such file or directory", b"fc2/m.bed")
+
+    monkeypatch.setattr(lmmscan.cli.demo, "run", run)
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "lmmscan demo: error: fc2/m.bed: No such file or directory", err

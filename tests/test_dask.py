@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,29 @@ def test_low_rank_and_covariates_on_workers(client):
     # AMD EPYC: 7 of 420 betas 9.6e-15 apart, each the last SNP of a task).
     # Rounding, not a different computation: a few hundred ulps at most.
     pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("reader", ["bed-reader", "pgenlib"])
+def test_a_genotype_file_gone_on_the_workers_is_named(client, tmp_path, reader):
+    """A .bed moved away once the scan had started: bed-reader's OSError said
+    "No such file or directory (os error 2)" without a name, pgenlib's named
+    it as bytes (b'...'); now an InputError naming it, as a local scan says."""
+    import shutil
+
+    from lmmscan import InputError
+
+    if reader == "pgenlib":
+        pytest.importorskip("pgenlib")
+    demo = Path(lmmscan.__file__).parent / "data" / "demo"
+    for ext in (".bed", ".bim", ".fam"):
+        shutil.copy(f"{demo}{ext}", tmp_path / f"d{ext}")
+    source = lmmscan.read_plink(str(tmp_path / "d"), reader=reader)
+    y = np.genfromtxt(f"{demo}.pheno.txt", usecols=0)  # NA: nan
+    K = lmmscan.kinship(source, filter_samples=np.ones(source.n_samples, bool))
+    null = lmmscan.fit_null(y, kinship=K)
+    (tmp_path / "d.bed").rename(tmp_path / "gone.bed")
+    with pytest.raises(InputError, match=r"d\.bed: a Dask worker cannot read it: No such file"):
+        lmmscan.scan(source, null_model=null, client=client)
 
 
 def test_what_crosses_the_wire_pickles():

@@ -21,6 +21,7 @@ command line) runs its blocks of SNPs through here.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -1036,6 +1037,23 @@ def _rebuild(shared: _Shared) -> list[BlockScanner]:
     return scanners
 
 
+def _worker_read(source: GenotypeSource, start: int, stop: int, rows: np.ndarray) -> np.ndarray:
+    """``source.read`` in a task: a genotype file the worker cannot open
+    (moved or deleted once the scan had started, unreadable there) is an
+    InputError naming it, as a scan on this machine says it; bed-reader
+    raised a bare OSError without the name, pgenlib one with the name as
+    bytes."""
+    from .distributed import _genotype_file
+
+    try:
+        return source.read(start, stop, rows)
+    except OSError as exc:
+        name = exc.filename if isinstance(exc.filename, (str, bytes)) else None
+        path = _genotype_file(source) or (None if name is None else os.fsdecode(name))
+        reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"a Dask worker cannot read it: {reason}", path=path) from None
+
+
 def _scan_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) -> tuple:
     """One task: read SNPs start..stop-1 of the group's samples and test them
     for each of its phenotypes, on one thread (BLAS included), so that the
@@ -1045,7 +1063,7 @@ def _scan_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int) 
     with blas_threads(1):
         scanners = _rebuild(shared)
         t0 = time.perf_counter()
-        X = source.read(start, stop, np.flatnonzero(shared.nulls[0].analyzed))
+        X = _worker_read(source, start, stop, np.flatnonzero(shared.nulls[0].analyzed))
         report.seconds["read"] += time.perf_counter() - t0
         p = scanners[0]._prepare(X, report)
         for scanner in scanners:
@@ -1066,7 +1084,7 @@ def _filter_slice(shared: _Shared, source: GenotypeSource, start: int, stop: int
     with blas_threads(1):
         scanners = _rebuild(shared)
         t0 = time.perf_counter()
-        X = source.read(start, stop, np.flatnonzero(shared.nulls[0].analyzed))
+        X = _worker_read(source, start, stop, np.flatnonzero(shared.nulls[0].analyzed))
         report.seconds["read"] += time.perf_counter() - t0
         keep, n_miss, af, _ = scanners[0].filter(X, report)
     return keep, n_miss, af, report
@@ -1088,7 +1106,7 @@ def _slice_products(
     and the seconds spent reading and multiplying."""
     keep, _, af, _ = filtered
     t0 = time.perf_counter()
-    X = source.read(start, stop, rows)[:, keep]
+    X = _worker_read(source, start, stop, rows)[:, keep]
     t1 = time.perf_counter()
     with blas_threads(1):
         X = np.where(np.isnan(X), 2.0 * af, X)

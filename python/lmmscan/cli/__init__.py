@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     except (OSError, MemoryError) as exc:
         filename = getattr(exc, "filename", None)
         target = getattr(exc, "filename2", None)  # a rename: the file it was to become
-        where = f"{target if target else filename}: " if filename else ""
+        name = target if target else filename
+        if isinstance(name, bytes):  # a library that opens by bytes: b'...' was printed
+            name = os.fsdecode(name)
+        where = f"{name}: " if filename else ""
         msg = getattr(exc, "strerror", None) or one_line(exc)
         print(f"lmmscan {args.command}: error: {where}{msg}{_hint(exc)}", file=sys.stderr)
         return EXIT_INPUT
