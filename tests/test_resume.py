@@ -504,3 +504,46 @@ def test_a_real_signal_keeps_a_resumable_scan(study, tmp_path, capsys, monkeypat
     assert run(scan_args(study, ref, "--block-size", "50", "--test", "all"), capsys,
                monkeypatch)[0] == 0  # fmt: skip
     assert_same_run(ref, out)
+
+
+def test_variants_read_as_missing_before_the_checkpoint_still_count(tmp_path, capsys, monkeypatch):
+    """With --kinship given, a resumed scan reads only the variants after its
+    checkpoint: null.json's skipped_variants counted only the haploid VCF
+    records among those (1 of 3 here)."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 40
+    header = (
+        "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t"
+        + "\t".join(f"s{i}" for i in range(n)) + "\n"
+    )  # fmt: skip
+    rows = []
+    for j in range(60):
+        calls = [f"{a}/{b}" for a, b in rng.binomial(1, 0.4, size=(n, 2))]
+        if j in (2, 3, 45):  # two records before the checkpoint (block 1), one after
+            calls[5] = "1"
+        rows.append(f"1\t{100 * (j + 1)}\tv{j}\tA\tG\t.\t.\t.\tGT\t" + "\t".join(calls))
+    (tmp_path / "h.vcf").write_text(header + "\n".join(rows) + "\n")
+    (tmp_path / "p.txt").write_text("\n".join(f"{v:.4f}" for v in rng.normal(size=n)) + "\n")
+    G = rng.binomial(2, 0.3, size=(n, 200)).astype(float)
+    np.savetxt(tmp_path / "k.txt", lmmscan.kinship(G))
+
+    def argv(out):
+        return [str(a) for a in [
+            "scan", "--vcf", tmp_path / "h.vcf", "--pheno", tmp_path / "p.txt", "--kinship",
+            tmp_path / "k.txt", "--block-size", 20, "--threads", 1, "--quiet", "--out", out,
+        ]]  # fmt: skip
+
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(argv(ref), capsys, monkeypatch)[0] == 0
+    assert json.loads(Path(f"{ref}.null.json").read_text())["skipped_variants"] == {
+        "ploidy other than 2": 3
+    }
+    assert run(argv(out), capsys, monkeypatch, stop="1")[0] == 130
+    assert checkpoint(out)["read_as_missing"] == {"ploidy other than 2": [[2, 4]]}
+    status, err = run([*argv(out), "--resume"], capsys, monkeypatch)
+    assert status == 0, err
+    assert_same_run(ref, out)

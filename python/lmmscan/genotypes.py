@@ -501,7 +501,32 @@ class VariantFile:
     @property
     def skipped_at_read(self) -> dict[str, int]:
         """How many of the file's variants were read as missing, by reason."""
-        return {reason: len(found) for reason, found in self._missing_at_read.items()}
+        with self._lock:
+            return {reason: len(found) for reason, found in self._missing_at_read.items()}
+
+    def read_as_missing(self) -> dict[str, list[list[int]]]:
+        """The file's variants read as missing so far, by reason, as
+        [start, stop) runs of file indices (a chromosome's haploid calls are
+        one run): what a scan's checkpoint keeps, so that a resumed scan that
+        reads only the later variants still counts the earlier ones."""
+        with self._lock:
+            found = {r: np.fromiter(s, np.int64, len(s)) for r, s in self._missing_at_read.items()}
+        out = {}
+        for reason, index in found.items():
+            index.sort()
+            breaks = np.flatnonzero(np.diff(index) != 1) + 1
+            starts, ends = index[np.r_[0, breaks]], index[np.r_[breaks - 1, index.size - 1]] + 1
+            out[reason] = np.column_stack([starts, ends]).tolist() if index.size else []
+        return out
+
+    def add_read_as_missing(self, runs: dict[str, list[list[int]]]) -> None:
+        """Count the variants of :meth:`read_as_missing`'s runs (a
+        checkpoint's) as read as missing; each variant still counts once."""
+        with self._lock:
+            for reason, pairs in runs.items():
+                found = self._missing_at_read.setdefault(str(reason), set())
+                for start, stop in pairs:
+                    found.update(range(int(start), int(stop)))
 
     def _set_path(self, path: object, what: str, needs_file: str) -> None:
         """The genotype file: it must exist and be a regular file (read at offsets)."""

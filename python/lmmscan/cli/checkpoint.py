@@ -20,7 +20,7 @@ import numpy as np
 from .._errors import InputError, LmmscanError, plural
 from .._version import __version__
 from ..filters import FilterCounts
-from ..genotypes import GenotypeSource
+from ..genotypes import GenotypeSource, root_source
 from ..output import output_file
 from ..samples import groups_by_samples
 from .common import one_line
@@ -329,6 +329,7 @@ class Checkpoint:
         self._files: list[Appender] = []
         self._sides: list[Appender] = []
         self._index = {id(ph): k for k, ph in enumerate(phenos)}
+        self._missing_cache: tuple[int, dict] | None = None
         self._stop = test_stop()
         state = self._load() if args.resume else None
         if state is None:
@@ -445,6 +446,9 @@ class Checkpoint:
     def _restore(self, state: dict, rows: list[tuple]) -> None:
         self.resumed_from = self.next_snp
         try:
+            add = getattr(root_source(self.source), "add_read_as_missing", None)
+            if callable(add):  # the variants before next_snp are not read again
+                add(state.get("read_as_missing", {}))
             for g, saved in zip(self.groups, state["groups"], strict=True):
                 f = saved["filters"]
                 for ph in g:
@@ -552,6 +556,9 @@ class Checkpoint:
             "groups": groups,
             "phenotypes": phenos,
         }
+        missing = getattr(root_source(self.source), "read_as_missing", None)
+        if callable(missing):  # a VCF's or BGEN's variants read as missing (null.json)
+            state["read_as_missing"] = self._missing_runs(missing)
         text = json.dumps(state, allow_nan=True) + "\n"
         files = [*self._files, *self._sides]
         if wait:
@@ -560,6 +567,14 @@ class Checkpoint:
         if self._saver is None:
             self._saver = ThreadPoolExecutor(1, thread_name_prefix="lmmscan-checkpoint")
         self._pending = self._saver.submit(self._write, files, text, self.next_snp)
+
+    def _missing_runs(self, missing: Callable[[], dict]) -> dict:
+        """The reader's variants read as missing, as runs; computed again only
+        when their number has changed since the last block."""
+        count = sum(getattr(root_source(self.source), "skipped_at_read", {}).values())
+        if self._missing_cache is None or self._missing_cache[0] != count:
+            self._missing_cache = (count, missing())
+        return self._missing_cache[1]
 
     def _write(self, files: list[Appender], text: str, next_snp: int) -> None:
         """The partial files to the disk, then the checkpoint naming them."""
