@@ -390,6 +390,26 @@ def test_single_precision_resumed_on_other_blas_threads_says_so(
     assert "rotated in single precision on 1 BLAS thread, this run uses 2" in err, err
 
 
+def test_a_whitened_single_precision_scan_records_no_blas_threads(
+    study, tmp_path, capsys, monkeypatch
+):
+    """--lambda null with one test whitens in double (no SGEMM): its resume on
+    other threads warned for nothing.  --test all needs two lambdas: it rotates."""
+    from lmmscan.cli import checkpoint
+
+    for extra, recorded in (((), False), (("--test", "all"), True)):
+        out = tmp_path / f"r{len(extra)}"
+        args = [*scan_args(study, out, *extra), "--precision", "single", "--lambda", "null"]
+        assert run(args, capsys, monkeypatch, stop="2")[0] == 130
+        state = json.loads(Path(f"{out}.resume.json").read_text())
+        assert ("blas_threads" in state["fingerprint"]) is recorded
+        monkeypatch.setattr(checkpoint, "blas_thread_count", lambda: 2)
+        status, err = run([*args, "--resume"], capsys, monkeypatch)
+        monkeypatch.undo()
+        assert status == 0
+        assert ("BLAS thread" in err) is recorded, err
+
+
 def test_damaged_or_foreign_checkpoint_is_refused(study, tmp_path, capsys, monkeypatch):
     out = tmp_path / "r"
     assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130

@@ -682,6 +682,33 @@ class Engine:
     def _groups(
         self, nulls: Sequence[NullModel], reports: list[ScanReport], whiten: bool
     ) -> list[_Group]:
+        groups = self._members(nulls, reports)
+        for g in groups:
+            for k in g.members:
+                t0 = time.perf_counter()
+                g.scanners.append(self._scanner(nulls[k], whiten=self._whitens(g, nulls, whiten)))
+                if g.scanners[-1].whitening is not None:  # the factorisation, timed as such
+                    g.report.add_seconds({"eigen": time.perf_counter() - t0})
+        return groups
+
+    def _whitens(self, g: _Group, nulls: Sequence[NullModel], whiten: bool) -> bool:
+        """Whether group ``g``'s scanner whitens (one phenotype at a fixed
+        lambda, locally) instead of rotating."""
+        alone = whiten and len(g.members) == 1 and self.client is None
+        lam = whitening_lambda(nulls[g.members[0]], self.options.test, self.options.lambda_mode)
+        return alone and lam is not None
+
+    def rotates_in_single_precision(self, nulls: Sequence[NullModel]) -> bool:
+        """Whether a scan of ``nulls`` rotates some block through SGEMM, whose
+        last bits follow the number of BLAS threads (a whitened scan stays in
+        double)."""
+        if self.options.precision != "single":
+            return False
+        groups = self._members(nulls, [ScanReport() for _ in nulls])
+        return not all(self._whitens(g, nulls, True) for g in groups)
+
+    def _members(self, nulls: Sequence[NullModel], reports: list[ScanReport]) -> list[_Group]:
+        """The groups of null models that share a rotation, without scanners."""
         groups: list[_Group] = []
         for k, null in enumerate(nulls):
             if null.analyzed.shape[0] != self.source.n_samples:
@@ -697,14 +724,6 @@ class Engine:
                 groups.append(group)
             group.members.append(k)
             group.reports.append(reports[k])
-        for g in groups:
-            alone = whiten and len(g.members) == 1 and self.client is None
-            for k in g.members:
-                lam = whitening_lambda(nulls[k], self.options.test, self.options.lambda_mode)
-                t0 = time.perf_counter()
-                g.scanners.append(self._scanner(nulls[k], whiten=alone and lam is not None))
-                if g.scanners[-1].whitening is not None:  # the factorisation, timed as such
-                    g.report.add_seconds({"eigen": time.perf_counter() - t0})
         return groups
 
     def _test_block(

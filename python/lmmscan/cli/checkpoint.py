@@ -143,8 +143,9 @@ def test_stop() -> tuple[int, str] | None:
     return int(k), mode or "interrupt"
 
 
-def fingerprint(args, source, phenos, block: int) -> dict:
-    """What must be the same for --resume to continue a checkpoint."""
+def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
+    """What must be the same for --resume to continue a checkpoint; ``sgemm``:
+    the scan rotates in single precision (the BLAS threads are recorded)."""
     files = {}
     if args.bfile is not None:
         for ext in ("bed", "bim", "fam"):
@@ -203,7 +204,7 @@ def fingerprint(args, source, phenos, block: int) -> dict:
         "null_lambda": [float(ph.null.lambda_) for ph in phenos],
         # single precision's rotation (SGEMM) changes its last bits with the
         # number of BLAS threads, with no lambda to show it under --eigen
-        **({"blas_threads": blas_thread_count()} if args.precision == "single" else {}),
+        **({"blas_threads": blas_thread_count()} if sgemm else {}),
     }
 
 
@@ -306,6 +307,7 @@ class Checkpoint:
         ext: str,
         block: int,
         make_writer: Callable[[Any, Any], Any],
+        sgemm: bool = False,
     ) -> None:
         self.args, self.source, self.phenos = args, source, phenos
         self.groups = [
@@ -315,7 +317,7 @@ class Checkpoint:
         self.make_writer = make_writer
         self.path = Path(f"{args.out}.resume.json")
         self.block = block
-        self.fingerprint = fingerprint(args, source, phenos, self.block)
+        self.fingerprint = fingerprint(args, source, phenos, self.block, sgemm)
         # a symlinked name is written through (its target replaced, not the link)
         self.finals = [output_file(ph.stem + ext) for ph in phenos]
         self.tables = [Path(f"{f}.partial") for f in self.finals]

@@ -601,7 +601,10 @@ def _checkpoint(
     from .checkpoint import Checkpoint
 
     block = engine.block_size_for(int(union.sum()))
-    return Checkpoint(args, source, phenos, ext, block, lambda ph, fh: _table_writer(args, ph, fh))
+    sgemm = engine.rotates_in_single_precision([ph.null for ph in phenos])
+    return Checkpoint(
+        args, source, phenos, ext, block, lambda ph, fh: _table_writer(args, ph, fh), sgemm
+    )
 
 
 def _scan(
