@@ -5,6 +5,7 @@ or now does what it says."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,6 +246,39 @@ def test_pandas_rows_labelled_in_other_orders_are_refused(data):
     same = lmmscan.scan(genotypes, pd.Series(y, index=ids), kinship=K)
     assert same.equals(lmmscan.scan(G, y, kinship=K))
     assert lmmscan.scan(pd.DataFrame(G), pd.Series(y), kinship=K).equals(same)
+
+
+def test_pandas_rows_labelled_by_the_files_ids_in_another_order_are_refused(tmp_path):
+    """A phenotype Series indexed by the .fam's IIDs (or FID, IID) in another
+    order than the file's was used row by row: log10 p off by 6 (helper run).
+    Labels in the file's order, or labels that are not its IDs, pass."""
+    import shutil
+
+    import pandas as pd
+
+    demo = Path(lmmscan.__file__).parent / "data" / "demo"
+    for ext in (".bed", ".bim", ".fam"):
+        shutil.copy(f"{demo}{ext}", tmp_path / f"d{ext}")
+    source = lmmscan.read_plink(str(tmp_path / "d"))
+    fid, iid = source.samples["fid"].to_numpy(), source.samples["iid"].to_numpy()
+    y = np.genfromtxt(f"{demo}.pheno.txt", usecols=0)
+    cov = np.genfromtxt(f"{demo}.covar.txt")
+    K = lmmscan.kinship(source, filter_samples=np.ones(source.n_samples, bool))
+    perm = np.random.default_rng(2).permutation(iid.size)
+    pairs = pd.MultiIndex.from_arrays([fid, iid])
+    for name, kwargs in [
+        ("y", {"y": pd.Series(y, index=iid).iloc[perm]}),
+        ("y", {"y": pd.Series(y, index=pairs).iloc[perm]}),
+        ("covariates", {"y": y, "covariates": pd.DataFrame(cov, index=iid).iloc[perm]}),
+    ]:
+        with pytest.raises(InputError, match=f"^{name} is labelled by the genotypes' sample"):
+            lmmscan.scan(source, kinship=K, **kwargs)
+    with pytest.raises(InputError, match="^y is labelled by the genotypes' sample"):
+        lmmscan.loco_scan(source, pd.Series(y, index=iid).iloc[perm])
+    table = lmmscan.scan(source, y, kinship=K)
+    assert lmmscan.scan(source, pd.Series(y, index=iid), kinship=K).equals(table)
+    other = pd.Series(y, index=[f"x{i}" for i in perm])  # not the file's IDs: not compared
+    assert lmmscan.scan(source, other, kinship=K).equals(table)
 
 
 @pytest.mark.parametrize(

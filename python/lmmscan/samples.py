@@ -89,6 +89,43 @@ def check_same_rows(**objects: object) -> None:
             )
 
 
+def check_labels_follow_samples(source: object, **objects: object) -> None:
+    """Refuse a pandas ``y``, ``covariates`` or ``kinship`` whose rows are
+    labelled by the genotype file's sample IDs (IID, or FID:IID) in another
+    order than the file's: rows are matched by position, so a phenotype
+    Series sorted otherwise gave every sample another's value, silently.
+    Labels that are not the file's IDs say nothing and are not compared."""
+    pd = loaded_pandas()
+    if pd is None:
+        return
+    labelled = [
+        (name, obj.index)
+        for name, obj in objects.items()
+        if isinstance(obj, pd.Series | pd.DataFrame)
+        and not obj.index.equals(pd.RangeIndex(len(obj.index)))
+    ]
+    samples = getattr(source, "samples", None) if labelled else None
+    if samples is None or not hasattr(samples, "columns") or "iid" not in samples.columns:
+        return
+    iid = samples["iid"].astype(str).to_numpy()
+    orders = [iid]
+    if "fid" in samples.columns:
+        orders.append((samples["fid"].astype(str) + ":" + samples["iid"].astype(str)).to_numpy())
+    for name, index in labelled:
+        if index.nlevels == 2:  # (FID, IID)
+            labels = np.array([f"{a}:{b}" for a, b in index], dtype=object).astype(str)
+        else:
+            labels = index.astype(str).to_numpy()
+        for ids in orders:
+            if labels.size == ids.size and not np.array_equal(labels, ids):
+                if set(labels.tolist()) == set(ids.tolist()):
+                    raise InputError(
+                        f"{name} is labelled by the genotypes' sample IDs in another order: "
+                        "lmmscan matches rows by position, not by label; reindex it to the "
+                        "genotypes' order (their .samples) or pass arrays"
+                    )
+
+
 def analysed_samples(
     y: object, covariates: object | None, n: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:

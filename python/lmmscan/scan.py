@@ -24,7 +24,13 @@ from .genotypes import GenotypeSource, as_source
 from .kinship import accumulate, accumulators, check_method
 from .model import LambdaBounds, NullModel, as_bounds, fit_null
 from .pvalues import TEST_COLUMNS
-from .samples import Analysed, analyse, check_same_rows, groups_by_samples
+from .samples import (
+    Analysed,
+    analyse,
+    check_labels_follow_samples,
+    check_same_rows,
+    groups_by_samples,
+)
 from .spectral import SpectralBasis, check_kinship, decompose_kinship
 
 if TYPE_CHECKING:
@@ -360,6 +366,7 @@ def scan(
     """
     check_same_rows(genotypes=genotypes, y=y, covariates=covariates, kinship=kinship, groups=groups)
     source = as_source(genotypes)
+    check_labels_follow_samples(source, y=y, covariates=covariates, kinship=kinship)
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
     bounds = as_bounds(bounds)
     if statistics is not None and not isinstance(statistics, dict | list):
@@ -540,6 +547,7 @@ def loco_scan(
         if value is not None and not isinstance(value, dict | list):
             raise InputError(f"{name} must be a dict or a list, got {type(value).__name__}")
     source = as_source(genotypes)
+    check_labels_follow_samples(source, y=y, covariates=covariates)
     y_arr = real_array(y, "y")
     if y_arr.ndim not in (1, 2) or y_arr.shape[0] != source.n_samples:
         raise InputError(
