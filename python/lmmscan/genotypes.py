@@ -502,7 +502,8 @@ class VariantFile:
     def skipped_at_read(self) -> dict[str, int]:
         """How many of the file's variants were read as missing, by reason."""
         with self._lock:
-            return {reason: len(found) for reason, found in self._missing_at_read.items()}
+            found = getattr(self, "_missing_at_read", {})  # none: a reader that reads all
+            return {reason: len(index) for reason, index in found.items()}
 
     def read_as_missing(self) -> dict[str, list[list[int]]]:
         """The file's variants read as missing so far, by reason, as
@@ -510,7 +511,10 @@ class VariantFile:
         one run): what a scan's checkpoint keeps, so that a resumed scan that
         reads only the later variants still counts the earlier ones."""
         with self._lock:
-            found = {r: np.fromiter(s, np.int64, len(s)) for r, s in self._missing_at_read.items()}
+            found = {
+                r: np.fromiter(s, np.int64, len(s))
+                for r, s in getattr(self, "_missing_at_read", {}).items()
+            }
         out = {}
         for reason, index in found.items():
             index.sort()
@@ -524,7 +528,9 @@ class VariantFile:
         checkpoint's) as read as missing; each variant still counts once."""
         with self._lock:
             for reason, pairs in runs.items():
-                found = self._missing_at_read.setdefault(str(reason), set())
+                found = self.__dict__.setdefault("_missing_at_read", {}).setdefault(
+                    str(reason), set()
+                )
                 for start, stop in pairs:
                     found.update(range(int(start), int(stop)))
 
