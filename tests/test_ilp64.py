@@ -151,3 +151,31 @@ def test_workspace_past_32_bits():
     lwork, liwork = _lapack64.syevd_workspace(50_000)
     assert lwork == 1 + 6 * 50_000 + 2 * 50_000**2 > 2**31
     assert liwork == 3 + 5 * 50_000
+
+
+@pytest.mark.parametrize("lower", [False, True])
+@pytest.mark.parametrize("library", ["ilp64", "scipy"])
+def test_syrk_in_panels(monkeypatch, lower, library):
+    """OpenBLAS's threaded dsyrk crashed (SIGSEGV) from n ~ 29,500 on two
+    threads (a kinship of 29,999 samples: exit 139, no message); from
+    SYRK_PANELS_FROM on the update runs in column panels, lowered here: one
+    triangle updated as A A' is, to rounding, the other untouched.  The
+    crash itself needs a 7 GB C: checked by hand (n = 29,999 and 40,000, k =
+    8 and 2,000, two threads: the panels run, one dsyrk crashes)."""
+    lib = _lapack64.scipy_library() if library == "scipy" else None
+    if library == "scipy" and lib is None:
+        pytest.skip("scipy's OpenBLAS not found by ctypes")
+    rng = np.random.default_rng(5)
+    n, k = 203, 17
+    A = np.asfortranarray(rng.normal(size=(n, k)))
+    C0 = np.asfortranarray(rng.normal(size=(n, n)))
+    one = _lapack64.syrk(C0.copy(order="F"), A, lower=lower, lib=lib)
+    monkeypatch.setattr(_lapack64, "SYRK_PANELS_FROM", 50)
+    monkeypatch.setattr(_lapack64, "SYRK_PANEL", 37)  # 6 panels, the last of 18
+    panels = _lapack64.syrk(C0.copy(order="F"), A, lower=lower, lib=lib)
+    part, rest = (
+        (np.tril, lambda M: np.triu(M, 1)) if lower else (np.triu, lambda M: np.tril(M, -1))
+    )
+    np.testing.assert_allclose(part(panels), part(C0 + A @ A.T), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(part(panels), part(one), rtol=1e-13, atol=1e-13)
+    assert np.array_equal(rest(panels), rest(C0))

@@ -398,6 +398,16 @@ def trmm_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     return B
 
 
+# OpenBLAS's threaded dsyrk (0.3.31; scipy's and numpy's builds, the
+# SkylakeX kernels) crashes (SIGSEGV in dgemm_otcopy) from n ~ 29,500 on two
+# threads, whatever k: from SYRK_PANELS_FROM on, C is updated in column panels
+# of SYRK_PANEL, each a dsyrk of its diagonal block and a dgemm of the rest
+# of its triangle's part (the same products; other sums' order, so other last
+# bits than one dsyrk).  Far below the crash, for other kernels' block sizes.
+SYRK_PANELS_FROM = 8192
+SYRK_PANEL = 4096
+
+
 def syrk(C: np.ndarray, A: np.ndarray, *, lower: bool, lib: _Lib | None = None) -> np.ndarray:
     """C <- C + A A' on one triangle of C (n, n), A (n, k): both Fortran order.
     ``lib``: another BLAS (:func:`scipy_library`); default the ILP64 one."""
@@ -405,14 +415,31 @@ def syrk(C: np.ndarray, A: np.ndarray, *, lower: bool, lib: _Lib | None = None) 
     if A.dtype != np.float64 or not A.flags.f_contiguous:
         raise InputError("A must be a Fortran-ordered float64 array")
     n, k = A.shape
+    if C.shape != (n, n):
+        raise InputError(f"C must be {n} x {n}, got {C.shape}")
     if k == 0:
         return C
     lib = lib or _lib()
     I = lib.int  # noqa: E741 - BLAS's INTEGER
     one = _f64(1.0)
-    lib.fn("dsyrk")(b"L" if lower else b"U", b"N", _ref(I(n)), _ref(I(k)), _ref(one),
-                    _PTR(_ptr(A)), _ref(I(max(1, n))), _ref(one), _PTR(_ptr(C)),
-                    _ref(I(max(1, n))), _LEN(1), _LEN(1))  # fmt: skip
+    a, c, ld = _ptr(A), _ptr(C), _ref(I(max(1, n)))
+    uplo = b"L" if lower else b"U"
+    if n < SYRK_PANELS_FROM:
+        lib.fn("dsyrk")(uplo, b"N", _ref(I(n)), _ref(I(k)), _ref(one), _PTR(a), ld, _ref(one),
+                        _PTR(c), ld, _LEN(1), _LEN(1))  # fmt: skip
+        return C
+    size = 8  # bytes of a double: element (i, j) is at 8 (i + j n)
+    for j0 in range(0, n, SYRK_PANEL):
+        j1 = min(n, j0 + SYRK_PANEL)
+        w = j1 - j0
+        diagonal = _PTR(c + size * (j0 + j0 * n))
+        lib.fn("dsyrk")(uplo, b"N", _ref(I(w)), _ref(I(k)), _ref(one), _PTR(a + size * j0), ld,
+                        _ref(one), diagonal, ld, _LEN(1), _LEN(1))  # fmt: skip
+        r0, r1 = (j1, n) if lower else (0, j0)  # the panel's rows off its diagonal block
+        if r1 > r0:
+            lib.fn("dgemm")(b"N", b"T", _ref(I(r1 - r0)), _ref(I(w)), _ref(I(k)), _ref(one),
+                            _PTR(a + size * r0), ld, _PTR(a + size * j0), ld, _ref(one),
+                            _PTR(c + size * (r0 + j0 * n)), ld, _LEN(1), _LEN(1))  # fmt: skip
     return C
 
 

@@ -183,7 +183,9 @@ def syrk_update(C: np.ndarray, Z: np.ndarray, *, lower: bool) -> np.ndarray:
     own OpenBLAS when it is found without importing scipy (the same routine,
     arguments and library as ``scipy.linalg.blas.dsyrk``, so the same
     numbers; the GIL is released and the kinship pass needs no
-    ``scipy.linalg``), else through ``scipy.linalg.blas``."""
+    ``scipy.linalg``), else through ``scipy.linalg.blas``.  From
+    ``_lapack64.SYRK_PANELS_FROM`` on, in column panels: OpenBLAS's threaded
+    dsyrk crashed there (scipy.linalg.blas's on one thread)."""
     from . import _lapack64
 
     if use_ilp64(C.shape[0]):
@@ -193,9 +195,13 @@ def syrk_update(C: np.ndarray, Z: np.ndarray, *, lower: bool) -> np.ndarray:
         return _lapack64.syrk(C, np.asfortranarray(Z, dtype=np.float64), lower=lower, lib=lib)
     from scipy.linalg.blas import dsyrk
 
-    return dsyrk(  # type: ignore[no-any-return]
-        1.0, np.asfortranarray(Z), beta=1.0, c=C, trans=0, lower=int(lower), overwrite_c=1
-    )
+    # OpenBLAS's threaded dsyrk crashes at large n (see _lapack64.SYRK_PANELS_FROM),
+    # and this one cannot be given panels of C: one thread there
+    serial = C.shape[0] >= _lapack64.SYRK_PANELS_FROM
+    with blas_threads(1) if serial else contextlib.nullcontext():
+        return dsyrk(  # type: ignore[no-any-return]
+            1.0, np.asfortranarray(Z), beta=1.0, c=C, trans=0, lower=int(lower), overwrite_c=1
+        )
 
 
 # The whitening's LAPACK/BLAS calls on n x n data, each in place on a
