@@ -496,9 +496,12 @@ def test_resume_is_refused_where_it_is_not_supported(study, tmp_path, capsys, mo
     assert outputs(tmp_path, "r") == set()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, "both"])
 def test_a_real_signal_keeps_a_resumable_scan(study, tmp_path, capsys, monkeypatch, sig):
-    """The process gets SIGINT/SIGTERM once a checkpoint holds a block."""
+    """The process gets SIGINT/SIGTERM once a checkpoint holds a block;
+    "both": SIGINT and at once SIGTERM, whose handler the first had set to
+    SIG_IGN: "OSError: Signal 15 ignored due to race condition" was raised
+    in the cleanup, a traceback under the message (5 of 5 tries)."""
     ref, out = tmp_path / "ref", tmp_path / "s"
     argv = scan_args(study, out, "--block-size", "50", "--test", "all")
     env = {**os.environ, "PYTHONPATH": PYTHONPATH}
@@ -514,10 +517,11 @@ def test_a_real_signal_keeps_a_resumable_scan(study, tmp_path, capsys, monkeypat
         except (OSError, ValueError):
             pass
         time.sleep(0.01)
-    proc.send_signal(sig)
+    for each in [signal.SIGINT, signal.SIGTERM] if sig == "both" else [sig]:
+        proc.send_signal(each)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err  # 60 blocks, each fsync'ed, outlast the polling
-    assert "interrupted" in err and "--resume" in err and "Traceback" not in err, err
+    assert "interrupted" in err and "--resume" in err and len(err.splitlines()) == 1, err
     assert not Path(f"{out}.assoc.txt").exists()
     assert Path(f"{out}.assoc.txt.partial").exists() and ckpt.exists()
     assert run([*argv, "--resume"], capsys, monkeypatch)[0] == 0

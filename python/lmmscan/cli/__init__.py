@@ -69,9 +69,16 @@ def _interrupt(signum: int, frame: object) -> None:  # pragma: no cover - signal
     cleans up (a second Ctrl-C used to interrupt the cleanup itself and print
     "Exception ignored in ... KeyboardInterrupt")."""
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, _ignore)
     _cancel_rearmed()  # this one is raised: no other is to come
     raise KeyboardInterrupt
+
+
+def _ignore(signum: int, frame: object) -> None:  # pragma: no cover - signal timing
+    """A signal that arrives while the run stops: nothing.  Not SIG_IGN: a
+    SIGTERM already caught by Python's C handler when SIGINT's handler set
+    SIG_IGN became "OSError: Signal 15 ignored due to race condition", raised
+    anywhere in the cleanup (a traceback under the one-line message)."""
 
 
 # the re-raises _reraise_swallowed has scheduled and not yet delivered
@@ -159,7 +166,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     finally:
         _cancel_rearmed()
         for sig, handler in previous.items():
-            signal.signal(sig, handler if restore_signals else signal.SIG_IGN)
+            signal.signal(sig, handler if restore_signals else _ignore)
         sys.unraisablehook = unraisablehook
 
 
