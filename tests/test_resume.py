@@ -425,6 +425,20 @@ def test_damaged_or_foreign_checkpoint_is_refused(study, tmp_path, capsys, monke
     ckpt.write_text(json.dumps(state))
     expect_refusal(resume, capsys, monkeypatch, "r.assoc.txt.partial", "cut short")
     ckpt.write_text(good)
+    # hand edits (helpers 41 and 43): tracebacks, or rows lost or repeated, exit 0
+    for edit in (
+        lambda st: st["phenotypes"][0].update(untestable=[1]),
+        lambda st: st["groups"][0]["filters"].update(removed=[1]),
+        lambda st: st.update(next_snp=st["next_snp"] + 400),  # a block boundary, no rows
+        lambda st: st.update(next_snp=st["next_snp"] - 400),
+    ):
+        state = json.loads(good)
+        edit(state)
+        ckpt.write_text(json.dumps(state))
+        expect_refusal(resume, capsys, monkeypatch, "r.resume.json", "damaged checkpoint")
+    ckpt.write_text("[" * 100_000 + "]" * 100_000)
+    expect_refusal(resume, capsys, monkeypatch, "r.resume.json", "cannot read the checkpoint")
+    ckpt.write_text(good)
     Path(f"{out}.assoc.txt.partial").unlink()
     expect_refusal(resume, capsys, monkeypatch, "r.assoc.txt.partial", "missing")
 

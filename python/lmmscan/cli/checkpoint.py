@@ -361,7 +361,7 @@ class Checkpoint:
         again = "rerun without --resume to start over"
         try:
             state = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InputError(
                 f"cannot read the checkpoint ({one_line(exc)}); {again}", path=str(self.path)
             ) from None
@@ -425,10 +425,13 @@ class Checkpoint:
                 raise ValueError(f"next_snp {self.next_snp} is not at a block boundary")
             if any(r[1] != r[2] * _SIDECAR.itemsize for r in out):
                 raise ValueError("the row counts do not match")
+            seen = {int(g["filters"]["total"]) for g in state["groups"]}
+            if seen != {self.next_snp}:  # the filters saw every SNP before next_snp
+                raise ValueError(f"next_snp {self.next_snp}, but the filters saw {sorted(seen)}")
             recorded = [
                 Path(p.get("table", self.tables[k])) for k, p in enumerate(state["phenotypes"])
             ]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise InputError(
                 f"damaged checkpoint ({one_line(exc)}); rerun without --resume to start over",
                 path=str(self.path),
@@ -471,11 +474,16 @@ class Checkpoint:
                 rec = np.fromfile(self.sidecars[k], dtype=_SIDECAR, count=n_rows)
                 if rec.size != n_rows:
                     raise ValueError(f"{self.sidecars[k]} has {rec.size} rows, not {n_rows}")
+                snp = rec["snp"]
+                if snp.size and (
+                    snp[0] < 0 or snp[-1] >= self.next_snp or (np.diff(snp) <= 0).any()
+                ):
+                    raise ValueError(f"{self.sidecars[k]}'s rows are not SNPs before next_snp")
                 ph.log10p = [rec["log10p"].copy()]
                 if getattr(self.args, "plot", False):
                     where = self.source.snps.iloc[rec["snp"]][["chr", "rs", "ps"]]
                     ph.where = [where.reset_index(drop=True)]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise InputError(
                 f"damaged checkpoint ({one_line(exc)}); rerun without --resume to start over",
                 path=str(self.path),
