@@ -146,6 +146,22 @@ def test_edited_files_are_refused_naming_the_file(study, tmp_path):
     lmmscan.load_eigen(_edited(path, tmp_path, "perm.npz", U=U[order], sample_ids=sid[order]))
 
 
+def test_a_member_with_a_damaged_header_is_named(study, tmp_path):
+    """U.npy's header without its closing brace, in a zip whose CRCs are
+    right: tokenize.TokenError, a traceback (helper 43)."""
+    import zipfile
+
+    G, y, K, ids = study
+    path = lmmscan.eigendecompose(K, ids).save(tmp_path / "e")
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data.replace(b"}", b" ", 1) if item.filename == "U.npy" else data)
+    with pytest.raises(lmmscan.InputError, match=r"bad.npz: cannot read the eigendecomposition: "):
+        lmmscan.load_eigen(bad)
+
+
 def test_an_npz_named_npy_is_not_a_kinship(study, tmp_path):
     """Before: an AttributeError traceback ('NpzFile' object has no attribute 'dtype')."""
     G, y, K, ids = study

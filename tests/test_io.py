@@ -151,6 +151,24 @@ def test_kinship_npy_not_numbers(tmp_path):
         read_kinship(tmp_path / "K.npy", 2)
 
 
+def test_kinship_npy_with_a_damaged_header_is_named(tmp_path):
+    """Found by mutation fuzzing (helper 43): a header without its closing
+    brace raised tokenize.TokenError (a traceback, exit 1); one promising
+    99999 x 99999 values said "Unable to allocate 74.5 GiB" without the name."""
+    np.save(tmp_path / "K.npy", np.eye(8))
+    data = (tmp_path / "K.npy").read_bytes()
+    cases = {
+        "brace.npy": (data.replace(b"}", b" ", 1), "not a readable .npy file (TokenError"),
+        "big.npy": (data.replace(b"(8, 8)", b"(99999, 99999)", 1), "99999 x 99999 values"),
+        "cut.npy": (data[:-8], "holds 504 bytes of data (cut short"),
+    }
+    for name, (content, needle) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputError) as exc:
+            read_kinship(tmp_path / name, 8)
+        assert str(exc.value).startswith(str(tmp_path / name)) and needle in str(exc.value)
+
+
 def test_format_g10_matches_printf():
     rng = np.random.default_rng(5)
     x = np.concatenate(

@@ -270,6 +270,11 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
             # the arrays' own checks (shapes, repeated IDs): name the file
             raise InputError(str(exc), path=str(path)) from None
         raise InputError(f"cannot read the eigendecomposition: {exc}", path=str(path)) from None
+    except Exception as exc:  # numpy's header parser: tokenize.TokenError, SyntaxError, ...
+        text = " ".join(str(exc).split())
+        raise InputError(
+            f"cannot read the eigendecomposition: {type(exc).__name__}: {text}", path=str(path)
+        ) from None
     if not np.isfinite(eig.d).all():
         raise InputError("its eigenvalues (d) are not all finite", path=str(path))
     if (eig.d < 0).any():  # save_eigen writes them with those below 1e-10 zeroed

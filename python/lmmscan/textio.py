@@ -28,7 +28,7 @@ import stat
 import sys
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -441,6 +441,8 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
         st = input_stat(path)
         try:
             with read_pipe(path) if stat.S_ISFIFO(st.st_mode) else open(path, "rb") as fh:
+                if stat.S_ISREG(st.st_mode):
+                    _check_npy_size(fh, path, st.st_size)
                 K = np.load(fh, allow_pickle=False)
                 if not isinstance(K, np.ndarray):  # an .npz archive under a .npy name
                     K.close()
@@ -451,8 +453,15 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
                     )
         except InputError:
             raise
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"not a readable .npy file ({exc})", path=str(path)) from None
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise InputError(
+                f"not a readable .npy file ({one_line_of(exc)})", path=str(path)
+            ) from None
+        except Exception as exc:  # numpy's header parser: tokenize.TokenError, ...
+            raise InputError(
+                f"not a readable .npy file ({type(exc).__name__}: {one_line_of(exc)})",
+                path=str(path),
+            ) from None
         if K.dtype.kind not in "fiu":
             raise InputError(f"kinship has dtype {K.dtype}, not numbers", path=str(path))
         K = np.asarray(K, dtype=np.float64)
@@ -460,6 +469,37 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
         K = _read_matrix_text(path)
     check_kinship_file(K, path, n_samples)
     return K
+
+
+def one_line_of(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_npy_size(fh: BinaryIO, path: Path, size: int) -> None:
+    """Refuse a .npy file whose header promises more values than it holds,
+    before numpy allocates them (a damaged header asked for 74.5 GiB, and the
+    message did not name the file).  Leaves ``fh`` at its start."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:  # numpy's own reader checks the rest
+            return
+        want = math.prod(shape) * dtype.itemsize
+        held = size - fh.tell()
+    except Exception:  # a damaged header: np.load says what it finds
+        return
+    finally:
+        fh.seek(0)
+    if want > held:
+        raise InputError(
+            f"its header says {' x '.join(map(str, shape))} values of {dtype}, but the file "
+            f"holds {held} bytes of data (cut short or damaged)",
+            path=str(path),
+        )
 
 
 def check_kinship_file(K: np.ndarray, path: Path, n_samples: int | None) -> None:
