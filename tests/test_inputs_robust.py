@@ -377,3 +377,35 @@ def test_npz_or_binary_as_kinship_text_is_named_not_quoted(tmp_path):
     (tmp_path / "K.txt").write_bytes(b"1\t0\n0\t1\x00\n")
     with pytest.raises(InputError, match="line 2, column 2: kinship file is not text: byte 0x00"):
         read_kinship(tmp_path / "K.txt")
+
+
+def test_a_read_error_names_the_file(study, tmp_path, capsys, monkeypatch):
+    """EIO while a text input or the .bim/.fam was read (fault injection,
+    helper 41): "lmmscan scan: error: Input/output error", no file named."""
+    import errno
+    import io
+    import pathlib
+
+    failing = {f"{study}.pheno.txt", f"{study}.bim", f"{study}.fam"}
+    real_open, real_read_bytes = open, pathlib.Path.read_bytes
+
+    class Failing(io.BytesIO):
+        def read(self, *args):
+            raise OSError(errno.EIO, "Input/output error")
+
+    def fake_open(path, *args, **kwargs):
+        return Failing(b"") if str(path) in failing else real_open(path, *args, **kwargs)
+
+    def fake_read_bytes(self):
+        if str(self) in failing:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(textio, "open", fake_open, raising=False)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", fake_read_bytes)
+    for name in sorted(failing):
+        failing.clear()
+        failing.add(name)
+        assert main([str(a) for a in scan(study, tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"lmmscan scan: error: {name}: Input/output error", err

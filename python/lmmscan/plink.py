@@ -55,8 +55,16 @@ def _source(path: Path) -> Path | io.BytesIO:
 
 
 def _bytes(source: Path | io.BytesIO) -> bytes:
-    """All of ``source``'s bytes (a file's, or a pipe's already read)."""
-    return source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
+    """All of ``source``'s bytes (a file's, or a pipe's already read); a read
+    error without a file name (EIO) names the file."""
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()
+    try:
+        return source.read_bytes()
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(source)) from None
+        raise
 
 
 def _read_table(

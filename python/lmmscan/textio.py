@@ -160,17 +160,23 @@ def read_pipe(path: str | os.PathLike[str], limit: int | None = None) -> io.Byte
 def open_input(path: Path):
     """A binary file object over ``path``, gunzipped if it is gzip: a regular
     file opened once, a pipe read once (bounded, :func:`read_pipe`); a device
-    refused."""
+    refused.  An OSError without a file name while it is read (EIO from the
+    disk) names ``path``: "Input/output error" alone named no file."""
     st = input_stat(path)
     raw = read_pipe(path) if stat.S_ISFIFO(st.st_mode) else open(path, "rb")
-    with raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        if gz:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as fh, gzip_errors(path):
-                yield fh
-        else:
-            yield raw
+    try:
+        with raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if gz:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as fh, gzip_errors(path):
+                    yield fh
+            else:
+                yield raw
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
 
 
 # what a damaged gzip stream raises while it is read: a cut-off stream
