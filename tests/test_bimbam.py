@@ -64,6 +64,26 @@ def test_annotation_gives_chr_and_ps(tmp_path):
     assert read_bimbam_anno(anno)["rs9"] == ("2", 5)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_byte_order_mark_is_no_part_of_the_first_id(tmp_path, gz):
+    """Mutation fuzzing (helper 43): a file saved with a UTF-8 BOM gave the
+    first SNP the ID '\ufeffrs0' (chr/ps -9 however annotated, not matched
+    by --snps), and the annotation's first SNP was left unplaced."""
+    from lmmscan.textio import read_snp_list
+
+    geno = write(tmp_path / "g.txt")
+    bom = b"\xef\xbb\xbf" + geno.read_bytes()
+    (tmp_path / "b.txt").write_bytes(gzip.compress(bom) if gz else bom)
+    anno = tmp_path / "a.txt"
+    anno.write_bytes(b"\xef\xbb\xbfrs0 100 1\nrs1 200 1\n")
+    src = read_bimbam(tmp_path / "b.txt", anno)
+    assert src.snps["rs"].tolist() == ["rs0", "rs1", "rs2", "rs3"]
+    assert src.snps["ps"].tolist() == [100, 200, -9, -9]
+    np.testing.assert_array_equal(src.read(0, 4), G.T)
+    (tmp_path / "s.txt").write_bytes(b"\xef\xbb\xbfrs2\nrs3\n")
+    assert read_snp_list(tmp_path / "s.txt", "--snps") == ["rs2", "rs3"]
+
+
 @pytest.mark.parametrize("pos", ["99999999999999999999", "1e30", "-1e19"])
 def test_annotation_position_beyond_64_bits_names_its_field(tmp_path, pos):
     """Before: an OverflowError traceback when the positions became int64."""

@@ -179,7 +179,10 @@ class BimbamGenotypes:
                         m = _HEAD.match(chunk, s, e)
                         assert m is not None  # the line has at least 3 tokens (checked)
                         try:
-                            rs.append(m.group(1).decode())
+                            name = m.group(1).decode()
+                            if offset == 0 and s == 0:  # a byte-order mark is no part of it
+                                name = name.removeprefix("\ufeff")
+                            rs.append(name)
                             a1.append(m.group(2).decode())
                             a0.append(m.group(3).decode())
                         except UnicodeDecodeError:

@@ -209,11 +209,14 @@ def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -
 
 
 def _read_text(path: Path, what: str) -> str:
-    """A small text file, whole, as UTF-8 (a byte that is not names its line)."""
+    """A small text file, whole, as UTF-8 (a byte that is not names its line).
+    A byte-order mark at its start is dropped: it was read as part of the
+    first field (the first --snps ID unmatched, the first annotation's SNP
+    placed at chr -9)."""
     with open_input(path) as fh:
         raw = fh.read()
     try:
-        return str(raw.decode())
+        return str(raw.decode()).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise not_utf8(raw, exc.start, what, path) from None
 
