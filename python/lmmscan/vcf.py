@@ -301,6 +301,7 @@ class VcfGenotypes(VariantFile):
             gp = _diploid_gp(rec)
             if gp is None:
                 return "ploidy other than 2"
+            self._check_probabilities(gp, rec, index, rows)
             x[:] = gp[:, 1] + 2.0 * gp[:, 2]
             self._check_dosages(x, rec, index, rows)
             return None
@@ -316,6 +317,27 @@ class VcfGenotypes(VariantFile):
                 if _gt_dosage(rec, gt, which):
                     x[which] = gt
         return None
+
+    def _check_probabilities(
+        self, gp: np.ndarray, rec: Any, index: int, rows: np.ndarray | None
+    ) -> None:
+        """A GP triple with a probability outside 0-1 (or infinite), or that
+        sums to more than 1, is bad input, as plink2 refuses it: its dosage
+        (1.5 from 0.5,0.5,0.5; 2 from -0.5,1,0.5; 0 from inf,0,0) was tested
+        without a word.  NaN is a missing value."""
+        with np.errstate(invalid="ignore"):
+            off = ~((gp >= -DOSAGE_SLACK) & (gp <= 1.0 + DOSAGE_SLACK)) & ~np.isnan(gp)
+            bad = np.flatnonzero(off.any(axis=1) | (np.nansum(gp, axis=1) > 1.0 + DOSAGE_SLACK))
+        if bad.size == 0:
+            return
+        i = int(bad[0])
+        sample = self._sample_text.iid[i if rows is None else int(rows[i])]
+        shown = ",".join(f"{v:g}" for v in gp[i])
+        raise InputError(
+            f"record {index + 1} ({rec.CHROM}:{rec.start + 1} {rec.ID or '.'}): the GP of sample "
+            f"{sample!r} is {shown}; genotype probabilities run from 0 to 1 and sum to 1",
+            path=self.path,
+        )
 
     def _check_dosages(self, x: np.ndarray, rec: Any, index: int, rows: np.ndarray | None) -> None:
         """A dosage (DS, or from GP) outside 0-2, or infinite, is bad input: the
