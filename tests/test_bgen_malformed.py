@@ -106,3 +106,41 @@ def test_two_readers_on_two_threads_each_judge_their_own_file(tmp_path, monkeypa
         go_on.set()
         thread.join(30)
     np.testing.assert_array_equal(result["good"].T, CALLS)
+
+
+def write_layout1(path, bad: tuple[float, float, float] | None, n: int = 12, m: int = 5) -> None:
+    """An uncompressed BGEN v1.1 (layout 1) file: each probability on 16 bits
+    (x 32768), per sample; sample 2 of variant 3 stores ``bad``."""
+    rng = np.random.default_rng(1)
+    body = b""
+    for j in range(m):
+        probs = np.zeros((n, 3))
+        probs[np.arange(n), rng.binomial(2, 0.3, n)] = 1.0
+        if j == 2 and bad is not None:
+            probs[1] = bad
+        name = f"v{j}".encode()
+        body += struct.pack("<I", n) + _field(name) + _field(name) + _field(b"1")
+        body += struct.pack("<I", 100 * (j + 1)) + struct.pack("<I", 1) + b"A"
+        body += struct.pack("<I", 1) + b"G" + np.round(probs * 32768).astype("<u2").tobytes()
+    header = struct.pack("<III", 20, m, n) + b"bgen" + struct.pack("<I", 1 << 2)
+    path.write_bytes(struct.pack("<I", len(header)) + header + body)
+    (path.parent / "s.sample").write_text(
+        "ID_1 ID_2 missing\n0 0 0\n" + "".join(f"s{i} s{i} 0\n" for i in range(n))
+    )
+
+
+@pytest.mark.parametrize("bad", [(1.99, 1.99, 1.99), (0.0, 1.9, 0.0), (0.5, 0.5, 0.5)])
+def test_layout1_probabilities_out_of_range_are_refused(tmp_path, bad):
+    """Mutation fuzzing (helper 43): a v1.1 file stores each probability on
+    its own, and the package infers the dosage as if they summed to 1:
+    (1.99, 1.99, 1.99) was read as dosage -3.97 and (0, 1.9, 0) as 0.1,
+    tested with exit 0."""
+    write_layout1(tmp_path / "ok.bgen", None)
+    G = read_bgen(tmp_path / "ok.bgen", tmp_path / "s.sample").read(0, 5)
+    assert set(np.unique(G)) <= {0.0, 1.0, 2.0}
+    write_layout1(tmp_path / "bad.bgen", bad)
+    src = read_bgen(tmp_path / "bad.bgen", tmp_path / "s.sample")
+    src.read(0, 2)
+    with pytest.raises(InputError, match=r"bad.bgen: variant 3 \(v2\): the genotype probabilities "
+                       r"of sample 's1' are .*; they run from 0 to 1 and sum to 1"):  # fmt: skip
+        src.read(2, 3)

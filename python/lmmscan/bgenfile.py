@@ -323,6 +323,8 @@ class BgenGenotypes(VariantFile):
                     if f is not None:
                         f[j] = np.nan
                     continue
+                if v.layout == 1:
+                    self._check_layout1(v, i)
                 self._moments_of(v, rows, j, e, f)
                 if malformed.found:
                     raise InputError(
@@ -331,6 +333,27 @@ class BgenGenotypes(VariantFile):
                         path=self.path,
                     )
         return e, f
+
+    def _check_layout1(self, v: Any, i: int) -> None:
+        """BGEN v1.1 (layout 1) stores each probability on its own 16 bits,
+        so nothing in the format keeps a sample's three within 0-1 or their
+        sum at most 1; the package infers the dosage as if they summed to 1
+        (1.99, 1.99, 1.99 gave -3.97, and 0, 1.9, 0 gave 0.1), which was
+        tested without a word.  Such a variant is refused, as VCF GP is."""
+        from .vcf import DOSAGE_SLACK
+
+        p = np.asarray(v.probabilities, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            off = ~((p >= -DOSAGE_SLACK) & (p <= 1.0 + DOSAGE_SLACK)) & ~np.isnan(p)
+            bad = np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + DOSAGE_SLACK))
+        if bad.size:
+            k = int(bad[0])
+            shown = ",".join(f"{x:g}" for x in p[k])
+            raise InputError(
+                f"variant {i + 1} ({v.rsid or v.varid}): the genotype probabilities of sample "
+                f"{self._sample_text.iid[k]!r} are {shown}; they run from 0 to 1 and sum to 1",
+                path=self.path,
+            )
 
     @staticmethod
     def _moments_of(
