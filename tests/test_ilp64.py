@@ -153,6 +153,41 @@ def test_workspace_past_32_bits():
     assert liwork == 3 + 5 * 50_000
 
 
+@pytest.mark.parametrize(
+    "shape, overwrite", [((300, 40), True), ((300, 40), False), ((40, 300), False)]
+)
+def test_low_rank_svd_through_ilp64_gesdd(monkeypatch, shape, overwrite):
+    """scipy's dgesdd sizes its workspace (3k^2 + 7k doubles and more) in
+    32-bit integers, which wrap from k = 26,755 and pass LAPACK's own check
+    (a heap overflow; scale audit, helper 42).  From GESDD_ILP64_FROM, lowered
+    here, the ILP64 dgesdd decomposes the factor: the same basis to rounding,
+    for a tall factor (in place, or copied) and a wide one."""
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=shape)
+    usual = lmmscan.LowRankSpectral.from_factor(Z.copy(order="F"), overwrite=overwrite)
+    monkeypatch.setattr(_lapack64, "GESDD_ILP64_FROM", 10)
+    forced = lmmscan.LowRankSpectral.from_factor(Z.copy(order="F"), overwrite=overwrite)
+    np.testing.assert_allclose(forced.d, usual.d, rtol=1e-12)
+    # the same subspace and vectors up to sign
+    cos = np.abs(np.einsum("ij,ij->j", forced.U, usual.U))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-10)
+
+
+def test_gesdd_workspace_past_32_bits():
+    """The ILP64 query at k = 26,755 returns the whole workspace (more than a
+    32-bit LWORK holds); nothing of that size is allocated."""
+    f = _lapack64._lib().fn("dgesdd")
+    k = 26_755
+    i64, ref, ptr = _lapack64._i64, _lapack64._ref, _lapack64._PTR
+    dummy, work = np.zeros(1), np.zeros(1)
+    iwork, info = np.zeros(1, dtype=np.int64), i64(0)
+    p = ptr(dummy.ctypes.data)
+    f(b"S", ref(i64(k)), ref(i64(k)), p, ref(i64(k)), p, p, ref(i64(k)), p, ref(i64(k)),
+      ptr(work.ctypes.data), ref(i64(-1)), ptr(iwork.ctypes.data), ref(info),
+      _lapack64._LEN(1))  # fmt: skip
+    assert info.value == 0 and work[0] >= 3 * k * k + 7 * k > 2**31
+
+
 @pytest.mark.parametrize("lower", [False, True])
 @pytest.mark.parametrize("library", ["ilp64", "scipy"])
 def test_syrk_in_panels(monkeypatch, lower, library):

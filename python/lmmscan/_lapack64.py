@@ -232,6 +232,40 @@ def syevd(A: np.ndarray, lib: _Lib | None = None) -> tuple[np.ndarray, np.ndarra
     return w, A
 
 
+# scipy's dgesdd takes 32-bit integers, and its workspace (3k^2 + 7k doubles
+# and more for a k-column factor) wraps past them from k = 26,755: scipy then
+# passes the wrapped size and LAPACK's own check, computed alike, lets it
+# through (a heap overflow).  From this many columns the ILP64 one is used.
+GESDD_ILP64_FROM = 20_000
+
+
+def gesdd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(U, s, VT) of the thin SVD of A (m, n), m >= n, by ``dgesdd`` (JOBZ
+    'S') with 64-bit integers; A (Fortran-ordered float64) is destroyed.  U
+    (m, n) and VT (n, n) are new Fortran arrays, s descending."""
+    _fortran(A, "A")
+    m, n = A.shape
+    if m < n:
+        raise InputError(f"gesdd needs at least as many rows as columns, got {A.shape}")
+    f = _lib().fn("dgesdd")
+    s = np.empty(n)
+    U = np.empty((m, n), order="F")
+    VT = np.empty((n, n), order="F")
+    iwork = np.empty(8 * max(1, n), dtype=np.int64)
+    info = _i64(0)
+    work_q = np.empty(1)
+    lda, ldv = _ref(_i64(max(1, m))), _ref(_i64(max(1, n)))
+    args = (_ref(_i64(m)), _ref(_i64(n)), _PTR(_ptr(A)), lda, _PTR(_ptr(s)), _PTR(_ptr(U)), lda,
+            _PTR(_ptr(VT)), ldv)  # fmt: skip
+    f(b"S", *args, _PTR(_ptr(work_q)), _ref(_i64(-1)), _PTR(_ptr(iwork)), _ref(info), _LEN(1))
+    _check(info, "dgesdd")
+    work = np.empty(int(work_q[0]))
+    f(b"S", *args, _PTR(_ptr(work)), _ref(_i64(work.size)), _PTR(_ptr(iwork)), _ref(info),
+      _LEN(1))  # fmt: skip
+    _check(info, "dgesdd")
+    return U, s, VT
+
+
 def syevd_workspace(n: int) -> tuple[int, int]:
     """(LWORK, LIWORK) that ``dsyevd`` asks for at order n (a workspace query:
     no matrix is touched).  Past n ~ 32,700, LWORK = 1 + 6n + 2n^2 exceeds

@@ -721,6 +721,32 @@ class GroupSpectral:
         return (weights / self.sizes)[self.codes]
 
 
+def _svd_u(A: np.ndarray, overwrite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(U, s) of the thin SVD of A by gesdd: scipy's, or from
+    ``_lapack64.GESDD_ILP64_FROM`` on (rows and columns) the 64-bit-integer
+    one: scipy's workspace size wraps past 32 bits there."""
+    import scipy.linalg
+
+    from . import _lapack64
+
+    if min(A.shape) < _lapack64.GESDD_ILP64_FROM:
+        U, s, _ = scipy.linalg.svd(
+            A, full_matrices=False, overwrite_a=overwrite, check_finite=False, lapack_driver="gesdd"
+        )
+        return U, s
+    if not _lapack64.available():
+        raise _lapack64.Ilp64Missing(
+            f"the SVD of a {A.shape[0]} x {A.shape[1]} kinship factor needs LAPACK with "
+            "64-bit integers (numpy >= 2 ships it)"
+        )
+    if A.shape[0] < A.shape[1]:  # more SNPs than samples: A's U is the V of A'
+        _, s, VT = _lapack64.gesdd(np.array(A.T, order="F", dtype=np.float64))
+        return np.asfortranarray(VT.T), s
+    own = overwrite and A.flags.f_contiguous and A.flags.writeable and A.dtype == np.float64
+    U, s, _ = _lapack64.gesdd(A if own else np.array(A, order="F", dtype=np.float64))
+    return U, s
+
+
 def _thin_svd_in_place(Z: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Left singular vectors and singular values of a tall Z (n, k), n > k,
     Fortran order, in Z's own memory: Householder QR in place (``dgeqrf``),
@@ -728,7 +754,6 @@ def _thin_svd_in_place(Z: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.
     U = Q U_R by blocks of rows written back.  One n x k matrix, as against
     gesdd's copy and workspace (about three); as backward stable.  Returns
     (U, s) with U a view of Z's memory."""
-    import scipy.linalg
     from scipy.linalg import lapack
 
     n, k = Z.shape
@@ -740,7 +765,7 @@ def _thin_svd_in_place(Z: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.
     if info != 0:
         raise NumericalError(f"the QR factorisation of the kinship factor failed (info {info})")
     R = np.triu(qr[:k, :k])
-    Ur, s, _ = scipy.linalg.svd(R, check_finite=False, lapack_driver="gesdd")
+    Ur, s = _svd_u(R)
     del R
     Q, _, info = lapack.dorgqr(qr, tau, lwork=lwork, overwrite_a=1)
     if info != 0:
@@ -813,8 +838,12 @@ class LowRankSpectral:
             raise InputError("the kinship factor contains NaN or infinite values")
         import scipy.linalg
 
+        from . import _lapack64
+
         if overwrite and Z.flags.f_contiguous and Z.flags.writeable and Z.shape[0] > Z.shape[1]:
             U, s = _thin_svd_in_place(Z)
+        elif min(Z.shape) >= _lapack64.GESDD_ILP64_FROM:
+            U, s = _svd_u(Z, overwrite=overwrite)
         else:
             U, s, _ = scipy.linalg.svd(
                 Z,
