@@ -161,6 +161,30 @@ def test_kill_9_between_rows_and_checkpoint(study, tmp_path, capsys, monkeypatch
     assert_same_run(ref, out)
 
 
+@pytest.mark.parametrize("renamed", [0, 1, 3])
+def test_kill_9_among_the_final_renames(study, tmp_path, capsys, monkeypatch, renamed):
+    """SIGKILL after ``renamed`` of the finished run's renames (two tables,
+    then two null.json): it left a new table beside the last run's null.json,
+    and --resume refused the checkpoint (its partial table was gone).  The
+    renames are recorded before they start, and --resume finishes them."""
+    ref, out = tmp_path / "ref", tmp_path / "k"
+    extra = ("--pheno-col", "1,2", "--test", "all")
+    assert run(scan_args(study, ref, *extra), capsys, monkeypatch)[0] == 0
+    # an earlier run's outputs under the same names
+    assert run(scan_args(study, out, *extra[:2], "--lambda", "null"), capsys, monkeypatch)[0] == 0
+    env = {**os.environ, HOOK: f"{renamed}:rename", "PYTHONPATH": PYTHONPATH}
+    proc = subprocess.run([sys.executable, "-m", "lmmscan", *scan_args(study, out, *extra)],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert checkpoint(out)["committing"]
+    status, err = run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch)
+    assert status == 0 and err == "", err
+    assert_same_run(ref, out, (".1", ".2"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("k", ".k"))) == [
+        "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
+    ]  # fmt: skip
+
+
 def test_a_save_failing_on_the_saving_thread_keeps_the_checkpoint_before(
     study, tmp_path, capsys, monkeypatch
 ):

@@ -154,9 +154,18 @@ class OutputSet:
         self._pending.append((final, tmp))
         return tmp
 
+    @property
+    def pending(self) -> list[tuple[Path, Path]]:
+        """(final, temporary) of each file not yet put in place."""
+        return list(self._pending)
+
     def commit(self) -> None:
         for final, tmp in self._pending:
             os.replace(tmp, final)
+        self._pending = []
+
+    def committed(self) -> None:
+        """The caller has renamed every pending file itself."""
         self._pending = []
 
     def discard(self) -> None:

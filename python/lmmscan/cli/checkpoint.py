@@ -135,7 +135,8 @@ class TableFile(Appender):
 def test_stop() -> tuple[int, str] | None:
     """Private test hook, LMMSCAN_TEST_STOP_AFTER_BLOCKS: ``k`` raises
     KeyboardInterrupt once the checkpoint holds k blocks; ``k:kill`` writes the
-    rows of block k + 1 and kills the process (SIGKILL) before its checkpoint."""
+    rows of block k + 1 and kills the process (SIGKILL) before its checkpoint;
+    ``k:rename`` kills it after k of the finished run's renames."""
     text = os.environ.get("LMMSCAN_TEST_STOP_AFTER_BLOCKS", "")
     k, _, mode = text.partition(":")
     if not k.strip().isdigit():
@@ -206,6 +207,28 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
         # number of BLAS threads, with no lambda to show it under --eigen
         **({"blas_threads": blas_thread_count()} if sgemm else {}),
     }
+
+
+def finish_commit(out: str | os.PathLike[str]) -> bool:
+    """--resume of a run killed while it put its outputs in place (its
+    checkpoint records the renames, see :meth:`Checkpoint.commit`): make the
+    renames not yet made and remove the checkpoint.  True when there was such
+    a run (nothing else to do), False otherwise (a damaged or ordinary
+    checkpoint is left to :class:`Checkpoint`)."""
+    path = Path(f"{out}.resume.json")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [(Path(a), Path(b)) for a, b in state["committing"]]
+        sidecars = [Path(p["sidecar"]) for p in state.get("phenotypes", [])]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return False
+    for src, dst in pairs:
+        if src.exists():
+            os.replace(src, dst)
+    for leftover in (*sidecars, path):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    return True
 
 
 def blas_thread_count() -> int:
@@ -629,11 +652,30 @@ class Checkpoint:
                 self._saver.shutdown()
                 self._saver = None
 
-    def commit_tables(self) -> None:
+    def commit(self, outputs: Any) -> None:
+        """Put the finished tables and ``outputs`` (an OutputSet: null.json)
+        in place, then remove the checkpoint.  The renames are first recorded
+        in the checkpoint (``committing``), so that a run killed among them
+        is finished by ``--resume`` (:func:`finish_commit`): a kill there left
+        the new table beside the last run's null.json, and a checkpoint that
+        --resume refused (its partial table was gone)."""
         self.close()
-        for partial, final in zip(self.tables, self.finals, strict=True):
-            os.replace(partial, final)
-            self._committed.append(final)
+        pairs = [(Path(a), Path(b)) for a, b in zip(self.tables, self.finals, strict=True)]
+        pairs += [(tmp, final) for final, tmp in outputs.pending]
+        for src, _ in pairs[len(self.tables) :]:  # the tables were fsync'ed at the last save
+            with open(src, "rb") as fh:
+                os.fsync(fh.fileno())
+        state = json.loads(self.path.read_text(encoding="utf-8"))
+        state["committing"] = [[str(a), str(b)] for a, b in pairs]
+        self._write([], json.dumps(state, allow_nan=True) + "\n", self.next_snp)
+        for k, (src, dst) in enumerate(pairs):
+            if self._stop == (k, "rename"):  # test hook: killed among the renames
+                os.kill(os.getpid(), signal.SIGKILL)
+            os.replace(src, dst)
+            if k < len(self.tables):
+                self._committed.append(dst)
+        outputs.committed()
+        self.remove()
 
     def remove(self) -> None:
         for path in (*self.tables, *self.sidecars, self.path):

@@ -313,6 +313,7 @@ def _output_paths(args: argparse.Namespace) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from ..output import output_file
+    from .checkpoint import finish_commit
     from .prefix import PrefixLock, check_outputs, remove_stale_temporaries
 
     check_out_dir(args.out)
@@ -325,6 +326,14 @@ def run(args: argparse.Namespace) -> int:
     for directory in sorted({Path(output_file(p)).parent for p in paths}):
         check_writable(directory)
     with PrefixLock(args.out):
+        if args.resume and finish_commit(args.out):  # before its temporaries are removed
+            if not args.quiet:
+                print(
+                    f"lmmscan scan: --resume: the run had finished and was putting its outputs "
+                    f"in place; they are now ({args.out}.*)",
+                    file=sys.stderr,
+                )
+            return 0
         remove_stale_temporaries(paths)
         source, phenos, checkpoint = _run(args)
     if args.plot:
@@ -393,10 +402,9 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Pheno], Any]:
                     _scan_to_files(args, source, phenos, engine, outputs, ext)
             _write_nulls(args, source, phenos, outputs)
         if checkpoint is not None:
-            checkpoint.commit_tables()
-        outputs.commit()
-        if checkpoint is not None:
-            checkpoint.remove()
+            checkpoint.commit(outputs)
+        else:
+            outputs.commit()
     except BaseException as exc:
         if checkpoint is not None:
             checkpoint.abandon(exc)
