@@ -609,3 +609,36 @@ def test_variants_read_as_missing_before_the_checkpoint_still_count(tmp_path, ca
     status, err = run([*argv(out), "--resume"], capsys, monkeypatch)
     assert status == 0, err
     assert_same_run(ref, out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_starts_is_one_line(study, tmp_path, sig):
+    """Ctrl-C while the command imported numpy (its first 0.1-0.3 s) printed
+    a KeyboardInterrupt traceback, or numpy's "Importing the numpy
+    C-extensions failed" (exit 1); SIGTERM ended it without a word (fault
+    injection, helper 41).  The signal is sent here from inside that import."""
+    code = (
+        "import builtins, os, signal, sys\n"
+        "real = builtins.__import__\n"
+        "def hooked(name, *a, **k):\n"
+        "    if name == 'numpy' and 'numpy' not in sys.modules:\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = hooked\n"
+        "from lmmscan.cli import run\n"
+        "sys.argv = ['lmmscan', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    argv = scan_args(study, tmp_path / "s")
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    proc = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "lmmscan: interrupted while starting; no output written\n", proc.stderr
+    assert not list(tmp_path.glob("s*"))
+    # a Python session that imported lmmscan.cli keeps its own handlers
+    check = (
+        "import signal\nbefore = signal.getsignal(signal.SIGINT)\nimport lmmscan.cli\n"
+        "assert signal.getsignal(signal.SIGINT) is before\n"
+    )
+    subprocess.run([sys.executable, "-c", check], env=env, check=True, timeout=120)
