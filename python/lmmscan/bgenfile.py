@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
+from .genotypes import (
+    SampleText,
+    VariantFile,
+    bad_probabilities,
+    check_unique_ids,
+    require_extra,
+)
 from .variants import VariantRows
 
 
@@ -340,12 +346,8 @@ class BgenGenotypes(VariantFile):
         sum at most 1; the package infers the dosage as if they summed to 1
         (1.99, 1.99, 1.99 gave -3.97, and 0, 1.9, 0 gave 0.1), which was
         tested without a word.  Such a variant is refused, as VCF GP is."""
-        from .vcf import DOSAGE_SLACK
-
         p = np.asarray(v.probabilities, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            off = ~((p >= -DOSAGE_SLACK) & (p <= 1.0 + DOSAGE_SLACK)) & ~np.isnan(p)
-            bad = np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + DOSAGE_SLACK))
+        bad = bad_probabilities(p)
         if bad.size:
             k = int(bad[0])
             shown = ",".join(f"{x:g}" for x in p[k])

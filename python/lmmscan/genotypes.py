@@ -475,6 +475,19 @@ def check_unique_ids(
         )
 
 
+# rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error
+DOSAGE_SLACK = 1e-3
+
+
+def bad_probabilities(p: np.ndarray) -> np.ndarray:
+    """The samples (rows of p, samples x 3 genotype probabilities) with a
+    probability outside 0-1 or infinite, or whose three sum to more than 1,
+    beyond DOSAGE_SLACK; NaN is a missing value."""
+    with np.errstate(invalid="ignore"):
+        off = ~((p >= -DOSAGE_SLACK) & (p <= 1.0 + DOSAGE_SLACK)) & ~np.isnan(p)
+        return np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + DOSAGE_SLACK))
+
+
 class VariantFile:
     """What the .pgen, BGEN and VCF sources share: the file's variants, of
     which the testable ones (biallelic, diploid) are the source's SNPs, and

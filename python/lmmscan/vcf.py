@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputError
-from .genotypes import SampleText, VariantFile, require_extra
+from .genotypes import DOSAGE_SLACK, SampleText, VariantFile, bad_probabilities, require_extra
 from .variants import VariantRows
 
 FIELDS = ("DS", "GP", "GT")
@@ -325,9 +325,7 @@ class VcfGenotypes(VariantFile):
         sums to more than 1, is bad input, as plink2 refuses it: its dosage
         (1.5 from 0.5,0.5,0.5; 2 from -0.5,1,0.5; 0 from inf,0,0) was tested
         without a word.  NaN is a missing value."""
-        with np.errstate(invalid="ignore"):
-            off = ~((gp >= -DOSAGE_SLACK) & (gp <= 1.0 + DOSAGE_SLACK)) & ~np.isnan(gp)
-            bad = np.flatnonzero(off.any(axis=1) | (np.nansum(gp, axis=1) > 1.0 + DOSAGE_SLACK))
+        bad = bad_probabilities(gp)
         if bad.size == 0:
             return
         i = int(bad[0])
@@ -416,10 +414,6 @@ def _not_diploid(gt: np.ndarray) -> np.ndarray:
     if gt.shape[1] != 3:
         return np.ones(gt.shape[0], dtype=bool)
     return (gt[:, 1] == -2) & (gt[:, 0] != -1)
-
-
-# rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error
-DOSAGE_SLACK = 1e-3
 
 
 def _quiet_htslib() -> None:

@@ -48,7 +48,7 @@ def _interrupted_starting(signum: int, frame: object) -> None:  # pragma: no cov
 
 # only for the command (numpy not loaded yet, the main thread), and only while
 # this module's imports run: the handlers before are put back at its end
-_STARTING: dict[int, Any] = {}
+_STARTING: dict[signal.Signals, Any] = {}
 if "numpy" not in sys.modules and threading.current_thread() is threading.main_thread():
     for _sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
