@@ -47,6 +47,26 @@ def test_plot_command(tmp_path, capsys):
     assert "lambda_GC" in capsys.readouterr().out
 
 
+def test_a_full_disk_names_the_plot(tmp_path, capsys, monkeypatch):
+    """A full disk (fault injection on a 100 KB tmpfs, helper 41) said "No
+    space left on device" without the file; an existing plot is kept."""
+    import errno
+
+    import matplotlib.figure
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "fig.png"
+    out.write_bytes(b"earlier plot")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    assert main(["plot", str(GEMMA / "mouse_lmm4_n1.assoc.txt.gz"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"lmmscan plot: error: {out}: No space left on device"
+    assert out.read_bytes() == b"earlier plot" and [p.name for p in tmp_path.iterdir()] == [
+        "fig.png"
+    ]
+
+
 HEAD = "chr\trs\tps\tp_wald\n"
 
 

@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import plot
     from ..output import atomic_path
+    from .prefix import naming
 
     path = Path(args.table)
     if not path.exists():
@@ -217,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
             line=int(lines[row]),
         )
     fig = plot.results_figure(table, col, title=path.name, log10p=log10p)
-    with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format=kind, dpi=100)
+    with naming(args.out), atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format=kind, dpi=100)  # a full disk: the error names the file
     print(
         f"wrote {args.out}: lambda_GC = {plot.lambda_gc(table[col].to_numpy()):.3f}, "
         f"{plural(int((table[col] < plot.GENOME_WIDE).sum()), 'SNP')} with {col} < 5e-8"

@@ -779,7 +779,8 @@ def _write_plots(args, phenos, outputs) -> None:
         table[ph.writer.main_p] = np.power(10.0, -lp)  # 0 below 1e-308: lp drawn there
         for kind, draw in (("manhattan", plot.manhattan), ("qq", plot.qq)):
             fig = draw(table, ph.writer.main_p, title=ph.analysed.name, log10p=lp)
-            with open(outputs.add(f"{ph.stem}.{kind}.png"), "wb") as fh:
+            name = f"{ph.stem}.{kind}.png"
+            with naming(name), open(outputs.add(name), "wb") as fh:
                 fig.savefig(fh, format="png", dpi=100)
             plt.close(fig)
 
