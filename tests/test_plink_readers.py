@@ -92,3 +92,47 @@ def test_cut_short_while_read_names_the_bed(tmp_path, with_missing):
     with pytest.raises(InputError, match=r"cannot read SNPs 51-203: the file changed") as err:
         geno.read(50, 203)
     assert str(bed) in str(err.value)
+
+
+def _blank_then(lines: list[str], blank_at: int) -> str:
+    """The lines with a blank one inserted before line ``blank_at`` (1-based)."""
+    return "\n".join(lines[: blank_at - 1] + [""] + lines[blank_at - 1 :]) + "\n"
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    """Blank lines are skipped but were not counted: an error on physical
+    line 21 after a blank line 5 said line 20 (.bim positions, .fam and
+    .psam duplicates, .pvar positions; mutation fuzzing, helper 43)."""
+    import shutil
+
+    from .conftest import copy_converted
+
+    demo = Path(lmmscan.__file__).parent / "data" / "demo"
+    for ext in (".bed", ".fam"):
+        shutil.copy(f"{demo}{ext}", tmp_path / f"d{ext}")
+    bim = Path(f"{demo}.bim").read_text().splitlines()
+    bim[19] = "\t".join(bim[19].split("\t")[:3] + ["x"] + bim[19].split("\t")[4:])
+    (tmp_path / "d.bim").write_text(_blank_then(bim, 5))
+    with pytest.raises(InputError, match=r"d\.bim, line 21, column 4: position 'x'"):
+        lmmscan.read_plink(tmp_path / "d")
+    shutil.copy(f"{demo}.bim", tmp_path / "d.bim")
+    fam = Path(f"{demo}.fam").read_text().splitlines()
+    fam[19] = fam[2]
+    (tmp_path / "d.fam").write_text(_blank_then(fam, 5))
+    with pytest.raises(InputError, match=r"d\.fam, line 21: .* is on lines 3 and 21"):
+        lmmscan.read_plink(tmp_path / "d")
+
+    conv = tmp_path / "conv"
+    conv.mkdir()
+    copy_converted(conv)
+    psam = (conv / "mouse2k.psam").read_text().splitlines()
+    psam[20] = psam[3]  # data rows 3 and 20 (file lines 4 and 21), then a blank line 5
+    (conv / "mouse2k.psam").write_text(_blank_then(psam, 5))
+    with pytest.raises(InputError, match=r"mouse2k\.psam, line 22: .* on lines 4 and 22"):
+        lmmscan.read_pgen(conv / "mouse2k")
+    shutil.copy(Path(__file__).parent / "data" / "converted" / "mouse2k.psam", conv)
+    pvar = (conv / "mouse2k.pvar").read_text().splitlines()
+    pvar[20] = pvar[20].replace("\t", "\t1.5x", 1)  # line 21's POS
+    (conv / "mouse2k.pvar").write_text(_blank_then(pvar, 5))
+    with pytest.raises(InputError, match=r"mouse2k\.pvar, line 22: position '1\.5x"):
+        _ = lmmscan.read_pgen(conv / "mouse2k").snps

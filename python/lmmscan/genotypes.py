@@ -466,12 +466,14 @@ def check_unique_ids(
         elif key not in repeats:
             repeats[key] = i
     if repeats:
+        from .textio import data_line
+
         key = min(repeats, key=seen.__getitem__)
+        one, two = (data_line(path, k, first_line) for k in (seen[key], repeats[key]))
         raise InputError(
-            f"individual {key[0]!r} {key[1]!r} is on lines {seen[key] + first_line} and "
-            f"{repeats[key] + first_line} ({ids} must be unique)",
+            f"individual {key[0]!r} {key[1]!r} is on lines {one} and {two} ({ids} must be unique)",
             path=path,
-            line=repeats[key] + first_line,
+            line=two,
         )
 
 
@@ -580,10 +582,12 @@ class VariantFile:
             try:
                 out[:, i] = parse_phenotype(text.pheno[col - 1], minus9_missing=True, finite=True)
             except BadToken as exc:
+                from .textio import data_line
+
                 raise InputError(
                     f"phenotype {exc}{INFINITE_NOTE if exc.infinite else ''}",
                     path=where,
-                    line=text.first_line + exc.index,
+                    line=data_line(where, exc.index, text.first_line),
                 ) from None
         return out
 

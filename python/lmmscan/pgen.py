@@ -20,7 +20,7 @@ import numpy as np
 
 from ._errors import InputError, plural
 from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
-from .textio import input_stat, wider_row
+from .textio import data_line, input_stat, wider_row
 from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
         raise InputError(".pvar file has no variants", path=str(path))
     empty = (table == "").any(axis=1).to_numpy()
     if empty.any():
-        line = first_data + int(np.flatnonzero(empty)[0])
+        line = data_line(path, int(np.flatnonzero(empty)[0]), first_data)
         message = "a line has fewer fields than the header"
         if first.startswith("#CHROM"):
             line, message = _line_fields(path, skip, first.count("\t") + 1, short=True)
@@ -357,7 +357,7 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
             raise InputError(
                 f"position {pos.iloc[i]!r} is not an integer",
                 path=str(path),
-                line=first_data + i,
+                line=data_line(path, i, first_data),
             )
     return pd.DataFrame(
         {"chr": chr_.to_numpy(), "rs": rs.to_numpy(), "ps": ps.astype(np.int64, copy=False),

@@ -16,6 +16,7 @@ from .genotypes import SampleText, check_unique_ids, import_failure, require_ext
 from .textio import (
     INFINITE_NOTE,
     BadToken,
+    data_line,
     input_stat,
     not_utf8,
     parse_phenotype,
@@ -121,7 +122,7 @@ def _read_table(
             f"{least}{have} fields where line 1 has {table.shape[1]} "
             "(every line needs the same fields)",
             path=shown(path),
-            line=i + 1,
+            line=data_line(path, i),
         )
     return table
 
@@ -204,8 +205,9 @@ def _read_bim_general(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"position {bim[3][i]!r} is not an integer", path=name, line=i + 1, column=4
-        )
+            f"position {bim[3][i]!r} is not an integer", path=name, line=data_line(name, i),
+            column=4,
+        )  # fmt: skip
     return bim, pos.astype(np.int64)
 
 

@@ -221,6 +221,28 @@ def _read_text(path: Path, what: str) -> str:
         raise not_utf8(raw, exc.start, what, path) from None
 
 
+def data_line(path: str | os.PathLike[str], index: int, first_line: int = 1) -> int:
+    """The file line of row ``index`` (from 0) of a table whose readers skip
+    blank lines, its first row on or after line ``first_line``: an error
+    named line first_line + index, short by the blank lines before it.
+    Read again when asked (an error is being reported); a pipe, which
+    cannot be, or a .zst file give first_line + index."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode) or str(path).endswith(".zst"):
+            return first_line + index
+        with open_input(Path(path)) as fh:
+            raw = fh.read()
+    except (OSError, ValueError, EOFError, zlib.error):
+        return first_line + index
+    row = -1
+    for number, line in enumerate(raw.split(b"\n")[first_line - 1 :], start=first_line):
+        if line.strip():
+            row += 1
+            if row == index:
+                return number
+    return first_line + index
+
+
 def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     """Tokens of each line of a small text table (phenotypes, covariates).
 
