@@ -282,3 +282,14 @@ def test_one_reader_read_by_two_threads_at_once(tmp_path, gz):
         for (start, samples), X in zip(jobs, blocks, strict=True):
             expected = G[:, start : start + 25]
             np.testing.assert_array_equal(X, expected if samples is None else expected[samples])
+
+
+def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
+    """Classic Mac line ends: one SNP line of every value, and the error
+    blamed the phenotype file (mutation fuzzing, helper 43).  CRLF reads."""
+    text = write(tmp_path / "g.txt").read_text()
+    (tmp_path / "cr.txt").write_text(text.replace("\n", "\r"), newline="")
+    with pytest.raises(InputError, match=r"cr\.txt, line 1: its lines end in a carriage return"):
+        read_bimbam(tmp_path / "cr.txt")
+    (tmp_path / "crlf.txt").write_text(text.replace("\n", "\r\n"), newline="")
+    np.testing.assert_array_equal(read_bimbam(tmp_path / "crlf.txt").read(0, 4), G.T)

@@ -90,6 +90,19 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
     return out
 
 
+def _check_line_ends(chunk: bytes, path: Path) -> None:
+    """Refuse a file whose lines end in a carriage return alone (classic Mac
+    text): it was read as one SNP with every value on it, and the error
+    blamed the phenotype file (12,447 individuals)."""
+    cr = chunk.find(b"\r")
+    if cr >= 0 and chunk[cr + 1 : cr + 2] not in (b"\n", b""):
+        raise InputError(
+            "its lines end in a carriage return alone (classic Mac text): convert them to newlines",
+            path=str(path),
+            line=1,
+        )
+
+
 class BimbamGenotypes:
     """A BIMBAM mean-genotype file as a genotype source (see :mod:`lmmscan.genotypes`).
 
@@ -151,6 +164,8 @@ class BimbamGenotypes:
             fh = self._open()
             with fh, gzip_errors(self.path):
                 for chunk in line_chunks(fh, _CHUNK):
+                    if offset == 0:
+                        _check_line_ends(chunk, self.path)
                     counts = _tokens_per_line(chunk)
                     ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1
                     starts = np.concatenate([[0], ends[:-1]])
