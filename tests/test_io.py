@@ -169,6 +169,20 @@ def test_kinship_npy_with_a_damaged_header_is_named(tmp_path):
         assert str(exc.value).startswith(str(tmp_path / name)) and needle in str(exc.value)
 
 
+def test_kinship_npy_with_a_signalling_nan_is_one_line(tmp_path):
+    """A float32 signalling NaN printed numpy's RuntimeWarning (two more
+    lines on stderr) before the error (helper 43)."""
+    import warnings
+
+    K = np.eye(4, dtype=np.float32)
+    K.view(np.uint32)[1, 2] = K.view(np.uint32)[2, 1] = 0x7F800001
+    np.save(tmp_path / "K.npy", K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=r"K\.npy, line 2, column 3: kinship has a non-finite"):
+            read_kinship(tmp_path / "K.npy", 4)
+
+
 def test_format_g10_matches_printf():
     rng = np.random.default_rng(5)
     x = np.concatenate(

@@ -495,7 +495,8 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
             ) from None
         if K.dtype.kind not in "fiu":
             raise InputError(f"kinship has dtype {K.dtype}, not numbers", path=str(path))
-        K = np.asarray(K, dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN: refused below, by its place
+            K = np.asarray(K, dtype=np.float64)
     else:
         K = _read_matrix_text(path)
     check_kinship_file(K, path, n_samples)
