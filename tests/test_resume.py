@@ -642,3 +642,27 @@ def test_a_signal_while_the_command_starts_is_one_line(study, tmp_path, sig):
         "assert signal.getsignal(signal.SIGINT) is before\n"
     )
     subprocess.run([sys.executable, "-c", check], env=env, check=True, timeout=120)
+
+
+def test_a_table_another_run_writes_is_not_touched(study, tmp_path, capsys, monkeypatch):
+    """--out a with two phenotypes and --out a.1 both write a.1.assoc.txt: the
+    prefix locks differ, and the second run truncated or removed the first's
+    partial table, which then lost its finished table (fault injection,
+    helper 41).  A partial table is locked while a run writes it."""
+    import fcntl
+
+    partial = tmp_path / "a.1.assoc.txt.partial"
+    partial.write_bytes(b"the first run's rows\n")
+    with open(partial, "rb") as held:  # the first run, mid-scan
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        status, err = run(scan_args(study, tmp_path / "a.1"), capsys, monkeypatch)
+        assert status == 2, err
+        assert err.strip().endswith(
+            "a.1.assoc.txt.partial: another lmmscan run is writing this file (its --out gives "
+            "the same table name); wait for it to end, or choose another --out"
+        ), err
+        assert partial.read_bytes() == b"the first run's rows\n"
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("a.")) == [
+            "a.1.assoc.txt.partial"
+        ]
+    assert run(scan_args(study, tmp_path / "a.1"), capsys, monkeypatch)[0] == 0  # once it ends

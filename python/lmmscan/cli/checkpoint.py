@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import signal
@@ -31,14 +33,57 @@ _CHECKPOINT_VERSION = 1
 _SIDECAR = np.dtype([("snp", "<i8"), ("log10p", "<f4")])  # one record per table row
 
 
+_BUSY = (
+    "another lmmscan run is writing this file (its --out gives the same table name); "
+    "wait for it to end, or choose another --out"
+)
+
+
+class _Busy(InputError):
+    """A partial file another run holds."""
+
+
+def _lock(fd: int, path: Path) -> None:
+    """Hold an exclusive lock on the open file ``fd`` (until it is closed), or
+    refuse: two runs whose prefixes differ can name the same table (--out a
+    with --pheno-col 1,2, and --out a.1), and the second truncated or removed
+    the first's partial table; the first then lost its finished table."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            return  # a file system without locks: as before
+        raise _Busy(_BUSY, path=str(path)) from None
+
+
+def _check_not_busy(path: Path) -> None:
+    """Refuse to remove a partial file another run holds (see :func:`_lock`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        _lock(fd, path)
+    finally:
+        os.close(fd)
+
+
 class Appender:
-    """A file written at its end; ``offset`` (resuming) cuts it to that many bytes first."""
+    """A file written at its end; ``offset`` (resuming) cuts it to that many bytes
+    first.  The file is locked while it is open (see :func:`_lock`)."""
 
     def __init__(self, path: Path, offset: int | None = None) -> None:
         self.path = path
         self._fh: BinaryIO
         if offset is None:
-            self._fh = open(path, "wb")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fh = open(fd, "r+b")
+            try:
+                _lock(fd, path)
+            except BaseException:
+                self._fh.close()
+                raise
+            self._fh.truncate(0)
             return
         try:
             self._fh = open(path, "r+b")
@@ -47,6 +92,11 @@ class Appender:
                 "the checkpoint's partial file is missing; rerun without --resume to start over",
                 path=str(path),
             ) from None
+        try:
+            _lock(self._fh.fileno(), path)
+        except BaseException:
+            self._fh.close()
+            raise
         size = os.fstat(self._fh.fileno()).st_size
         if size < offset:
             self._fh.close()
@@ -364,9 +414,9 @@ class Checkpoint:
             self._saved_snp = self.next_snp
             if state is None:
                 self.save(wait=True)
-        except BaseException:
+        except BaseException as exc:
             self.close()
-            if state is None:
+            if state is None and not isinstance(exc, _Busy):  # another run's files stay
                 self.remove()
             raise
 
@@ -523,6 +573,8 @@ class Checkpoint:
                     for key in ("table", "sidecar")
                     if str(p[key]).endswith((".partial", ".partial.lp"))
                 ]
+        for path in stale:
+            _check_not_busy(path)
         for path in [*stale, self.path]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
