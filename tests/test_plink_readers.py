@@ -136,3 +136,41 @@ def test_line_numbers_count_blank_lines(tmp_path):
     (conv / "mouse2k.pvar").write_text(_blank_then(pvar, 5))
     with pytest.raises(InputError, match=r"mouse2k\.pvar, line 22: position '1\.5x"):
         _ = lmmscan.read_pgen(conv / "mouse2k").snps
+
+
+@pytest.mark.parametrize("token", ["1e-400", "2565440.0000000001"])
+def test_a_position_that_is_no_integer_is_refused_though_it_rounds_to_one(tmp_path, token):
+    """read_csv's int64 parse (and the float check after it) took "1e-400"
+    as position 0 and "2565440.0000000001" as 2565440 (mutation fuzzing,
+    helper 43).  "1e3" and "12.0" write integers and are read."""
+    import shutil
+
+    from .conftest import copy_converted
+
+    demo = Path(lmmscan.__file__).parent / "data" / "demo"
+    for ext in (".bed", ".fam"):
+        shutil.copy(f"{demo}{ext}", tmp_path / f"d{ext}")
+    conv = tmp_path / "conv"
+    conv.mkdir()
+    copy_converted(conv)
+    bim = Path(f"{demo}.bim").read_text().splitlines()
+    pvar = (conv / "mouse2k.pvar").read_text().splitlines()
+    for tok, refused in ((token, True), ("1e3", False), ("12.0", False)):
+        fields = bim[7].split("\t")
+        fields[3] = tok
+        (tmp_path / "d.bim").write_text("\n".join([*bim[:7], "\t".join(fields), *bim[8:]]) + "\n")
+        fields = pvar[8].split("\t")
+        fields[1] = tok
+        (conv / "mouse2k.pvar").write_text(
+            "\n".join([*pvar[:8], "\t".join(fields), *pvar[9:]]) + "\n"
+        )
+        readers = [
+            (lambda: lmmscan.read_plink(tmp_path / "d"), r"d\.bim, line 8"),
+            (lambda: lmmscan.read_pgen(conv / "mouse2k"), r"\.pvar, line 9"),
+        ]
+        for read, where in readers:
+            if refused:
+                with pytest.raises(InputError, match=rf"{where}.*position '{tok}' is not an"):
+                    _ = read().snps
+            else:
+                assert read().snps["ps"][7] == float(tok)

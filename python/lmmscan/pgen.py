@@ -20,7 +20,7 @@ import numpy as np
 
 from ._errors import InputError, plural
 from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
-from .textio import data_line, input_stat, wider_row
+from .textio import data_line, input_stat, not_exact_integers, wider_row
 from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
@@ -216,11 +216,13 @@ def _read_text_table(
 
 
 def _pvar_table(path: Path, skip: int, header: bool, first: str, fast: bool) -> pd.DataFrame:
-    """The .pvar's table: on the fast path its POS column parsed as integers
-    by read_csv (half the read's time at 10,000,000 variants, and no
-    conversion afterwards), every other column as text; the whole table as
-    text when that parse fails (a position such as "1e3", a short line, bad
+    """The .pvar's table, every column as text, its POS column then as
+    integers when each is a plain integer (the fallback of the core's split,
+    :func:`_read_pvar_plain`; read_csv's own int64 parse took "1e-400" as
+    0); as text otherwise (a position such as "1e3", a short line, bad
     bytes), so that the checks after it name the line at fault as before."""
+    import pandas as pd
+
     if fast:
         fields = len(first.split())
         pos = "POS" if header else {6: 3, 5: 2}.get(fields)
@@ -228,16 +230,21 @@ def _pvar_table(path: Path, skip: int, header: bool, first: str, fast: bool) -> 
             # by name after a header (any other column text); by index without
             # one (a defaultdict's default does not reach unnamed columns)
             dtype: Any = (
-                collections.defaultdict(lambda: str, {pos: np.int64})
+                collections.defaultdict(lambda: str)
                 if header
-                else {i: np.int64 if i == pos else str for i in range(fields)}
+                else dict.fromkeys(range(fields), str)
             )
             try:
                 table = _read_text_table(path, skip, header, ".pvar", dtype)
             except (ValueError, OverflowError):  # InputError is a ValueError too
                 table = None
-            if table is not None and pos in table.columns and table[pos].dtype == np.int64:
-                return table
+            if table is not None and pos in table.columns:
+                # text, then integers: read_csv's int64 took "12.0", "1e-400"
+                # (as 0) and "2565440.0000000001" (as 2565440)
+                ints = pd.to_numeric(table[pos], errors="coerce")
+                if ints.dtype == np.int64:
+                    table[pos] = ints
+                    return table
     return _read_text_table(path, skip, header, ".pvar")
 
 
@@ -352,6 +359,8 @@ def read_pvar(path: Path, *, fast: bool = True) -> pd.DataFrame:
     else:
         ps = pd.to_numeric(pos, errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(ps) | (ps != np.round(ps))
+        if not bad.any():
+            bad = not_exact_integers(pos.astype(str).tolist(), ps)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InputError(

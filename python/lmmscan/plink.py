@@ -18,6 +18,7 @@ from .textio import (
     BadToken,
     data_line,
     input_stat,
+    not_exact_integers,
     not_utf8,
     parse_phenotype,
     read_pipe,
@@ -130,7 +131,7 @@ def _read_table(
 # The .bim's columns as read_csv parses them on the fast path: the position as
 # an integer (not as text converted afterwards: 2x faster to read, no
 # to_numeric pass), the rest as text.
-_BIM_DTYPES = {0: str, 1: str, 2: str, 3: np.int64, 4: str, 5: str}
+_BIM_DTYPES = {0: str, 1: str, 2: str, 3: str, 4: str, 5: str}
 _POS_LIMIT = 2**62
 
 
@@ -170,8 +171,8 @@ def _read_bim_plain(source: Path | io.BytesIO) -> VariantTable | None:
 
 
 def _read_bim_fast(source: Path | io.BytesIO) -> tuple[pd.DataFrame, np.ndarray] | None:
-    """The .bim in one read_csv pass, positions as int64; None unless every
-    line has the first line's fields and a plain integer position."""
+    """The .bim in one read_csv pass, then positions as int64; None unless
+    every line has the first line's fields and a plain integer position."""
     import pandas as pd
 
     try:
@@ -180,12 +181,17 @@ def _read_bim_fast(source: Path | io.BytesIO) -> tuple[pd.DataFrame, np.ndarray]
         )
     except (ValueError, OverflowError):  # pandas' parse errors are ValueErrors
         return None
-    if table.shape[1] < 6 or table[3].dtype != np.int64:
+    if table.shape[1] < 6:
+        return None
+    # read as text, then as integers: read_csv's int64 took "12.0", "1e-400"
+    # (as 0) and "2565440.0000000001" (as 2565440); those go the general way
+    ints = pd.to_numeric(table[3], errors="coerce")
+    if ints.dtype != np.int64:
         return None
     # whitespace runs are one separator, so a short line leaves its last
     # fields empty: the last column shows it
     last = table.iloc[:, -1]
-    ps = table[3].to_numpy()
+    ps = ints.to_numpy()
     if (last.isna() | (last == "")).any() or ((ps > _POS_LIMIT) | (ps < -_POS_LIMIT)).any():
         return None
     return table, ps
@@ -202,6 +208,8 @@ def _read_bim_general(
     pos = pd.to_numeric(bim[3], errors="coerce").to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) > float(_POS_LIMIT))
+    if not bad.any():
+        bad = not_exact_integers(bim[3].tolist(), pos)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(

@@ -27,6 +27,7 @@ import re
 import stat
 import sys
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -219,6 +220,28 @@ def _read_text(path: Path, what: str) -> str:
         return str(raw.decode()).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise not_utf8(raw, exc.start, what, path) from None
+
+
+_PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def not_exact_integers(tokens: Sequence[str], values: np.ndarray) -> np.ndarray:
+    """Which of ``tokens`` (numbers already parsed as the float64 ``values``,
+    integral) do not write that integer exactly: "1e-400" (which parses as
+    0) or "2565440.0000000001" (as 2565440) were taken as those positions.
+    "1e3" and "12.0" write one.  Only tokens other than plain digits are
+    looked at."""
+    from decimal import Decimal, InvalidOperation
+
+    out = np.zeros(len(tokens), dtype=bool)
+    for i, token in enumerate(tokens):
+        if _PLAIN_INTEGER.match(token):
+            continue
+        try:
+            out[i] = Decimal(token) != int(values[i])
+        except (InvalidOperation, ValueError, OverflowError):
+            out[i] = True
+    return out
 
 
 def data_line(path: str | os.PathLike[str], index: int, first_line: int = 1) -> int:
