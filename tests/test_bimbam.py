@@ -291,5 +291,6 @@ def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
     (tmp_path / "cr.txt").write_text(text.replace("\n", "\r"), newline="")
     with pytest.raises(InputError, match=r"cr\.txt, line 1: its lines end in a carriage return"):
         read_bimbam(tmp_path / "cr.txt")
-    (tmp_path / "crlf.txt").write_text(text.replace("\n", "\r\n"), newline="")
-    np.testing.assert_array_equal(read_bimbam(tmp_path / "crlf.txt").read(0, 4), G.T)
+    for ending in ("\r\n", "\r\r\n"):  # the second: CRLF written in Windows text mode
+        (tmp_path / "crlf.txt").write_text(text.replace("\n", ending), newline="")
+        np.testing.assert_array_equal(read_bimbam(tmp_path / "crlf.txt").read(0, 4), G.T)

@@ -392,6 +392,21 @@ def test_a_variant_read_as_missing_is_counted_once_however_many_passes_read_it(t
     assert summary["skipped_variants"] == {"ploidy other than 2": 1}
 
 
+def test_read_as_missing_runs_from_a_checkpoint_are_checked(tmp_path):
+    """The runs a checkpoint gives back (read_as_missing): an empty reason is
+    left out, and a run outside the file's variants (a hand edit: 10^12
+    integers to expand) is refused (review, helper 45)."""
+    rows = [f"1\t{100 * j}\tv{j}\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1" for j in range(1, 4)]
+    (tmp_path / "x.vcf").write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    src = lmmscan.read_vcf(tmp_path / "x.vcf", "GT")
+    src.add_read_as_missing({"ploidy other than 2": []})
+    assert src.read_as_missing() == {} and src.skipped_at_read == {}
+    with pytest.raises(ValueError, match="not of the file's"):
+        src.add_read_as_missing({"ploidy other than 2": [[0, 10**12]]})
+    src.add_read_as_missing({"ploidy other than 2": [[1, 3]]})
+    assert src.read_as_missing() == {"ploidy other than 2": [[1, 3]]}
+
+
 def test_a_haploid_sample_skips_its_record_whichever_field_is_read(tmp_path):
     """A male's chrX (GT "1", DS 1, GP two values) was used as a diploid dosage
     with DS (0-1 on the 0-2 scale, uncounted), read as missing with GP, and

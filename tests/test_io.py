@@ -183,6 +183,28 @@ def test_kinship_npy_with_a_signalling_nan_is_one_line(tmp_path):
             read_kinship(tmp_path / "K.npy", 4)
 
 
+def test_a_real_lack_of_memory_is_not_called_a_damaged_kinship(tmp_path, monkeypatch):
+    """The catch-all for numpy's header errors also took MemoryError and
+    called the file unreadable (review, helper 45): it goes to the CLI's
+    memory message as before."""
+    np.save(tmp_path / "K.npy", np.eye(3))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 74.5 GiB")
+
+    monkeypatch.setattr(np, "load", no_memory)
+    with pytest.raises(MemoryError):
+        read_kinship(tmp_path / "K.npy", 3)
+
+
+def test_data_line_counts_a_form_feed_line_as_a_row(tmp_path):
+    """read_csv reads a line holding only a form feed as a one-field row."""
+    from lmmscan.textio import data_line
+
+    (tmp_path / "t.txt").write_bytes(b"a\n\n \t\nb\n\x0c\nc\n")
+    assert [data_line(tmp_path / "t.txt", i) for i in range(4)] == [1, 4, 5, 6]
+
+
 def test_format_g10_matches_printf():
     rng = np.random.default_rng(5)
     x = np.concatenate(

@@ -84,3 +84,8 @@ def real_array(value: Any, name: str) -> np.ndarray:
 class NumericalError(LmmscanError, ArithmeticError):
     """The computation failed on input that is valid as such (not the user's
     mistake in the file or the arguments); the message says what failed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its name when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._errors import InputError
+from ._errors import InputError, one_line
 from .genotypes import (
     SampleText,
     VariantFile,
@@ -255,12 +255,12 @@ class BgenGenotypes(VariantFile):
                 rows.flush_if_full()
         except sqlite3.Error as exc:  # the bgen package opens PATH.bgi when there is one
             raise InputError(
-                f"not a readable bgenix index ({_one_line(exc)}): remove it, or remake it with: "
+                f"not a readable bgenix index ({one_line(exc)}): remove it, or remake it with: "
                 f"bgenix -g {self.path} -index",
                 path=str(index),
             ) from None
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
-            raise InputError(f"not a readable BGEN file ({_one_line(exc)})", path=self.path) \
+            raise InputError(f"not a readable BGEN file ({one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
         if len(rows) != header.nvariants:
             raise InputError(
@@ -321,7 +321,7 @@ class BgenGenotypes(VariantFile):
                     ploidy = v.ploidy if rows is None else v.ploidy[rows]
                 except (ValueError, RuntimeError, OSError, IndexError) as exc:
                     raise InputError(
-                        f"cannot read variant {i + 1}: {_one_line(exc)}", path=self.path
+                        f"cannot read variant {i + 1}: {one_line(exc)}", path=self.path
                     ) from None
                 if (ploidy != 2).any():  # under the lock of read() or info(), as the decoding
                     self._read_as_missing("ploidy other than 2", i)
@@ -398,10 +398,6 @@ class BgenGenotypes(VariantFile):
             self.sample_path or self.path,
             "phenotype column(s) (type P or C in the .sample file); give --pheno",
         )
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def read_bgen(

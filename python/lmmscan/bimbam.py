@@ -93,9 +93,11 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
 def _check_line_ends(chunk: bytes, path: Path) -> None:
     """Refuse a file whose lines end in a carriage return alone (classic Mac
     text): it was read as one SNP with every value on it, and the error
-    blamed the phenotype file (12,447 individuals)."""
-    cr = chunk.find(b"\r")
-    if cr >= 0 and chunk[cr + 1 : cr + 2] not in (b"\n", b""):
+    blamed the phenotype file (12,447 individuals).  Carriage returns before
+    a line's newline (CRLF; CR CR LF, a CRLF written in Windows text mode)
+    are read as spaces."""
+    first = chunk.split(b"\n", 1)[0].rstrip(b"\r")  # CRLF and CR CR LF end a line
+    if b"\r" in first:
         raise InputError(
             "its lines end in a carriage return alone (classic Mac text): convert them to newlines",
             path=str(path),

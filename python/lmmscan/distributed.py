@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._errors import InputError, LmmscanError
+from ._errors import InputError, LmmscanError, one_line
 
 
 def _client_class() -> Any:
@@ -69,7 +69,7 @@ def connect(address: str, timeout: float = 10) -> Any:
             "Dask's protocol (is a Dask scheduler listening at that address and port?)"
         ) from None
     except Exception as exc:  # OSError, TimeoutError, ValueError and Dask's own
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = one_line(exc)
         raise InputError(f"cannot reach the Dask scheduler {address}: {text}") from None
 
 

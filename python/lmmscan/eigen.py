@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, one_line
 from .lowrank import LowRankSpectral
 from .model import Spectral, check_kinship, decompose_kinship
 from .samples import as_sample_mask
@@ -270,10 +270,12 @@ def load_eigen(path: str | os.PathLike[str]) -> Eigendecomposition:
             # the arrays' own checks (shapes, repeated IDs): name the file
             raise InputError(str(exc), path=str(path)) from None
         raise InputError(f"cannot read the eigendecomposition: {exc}", path=str(path)) from None
+    except MemoryError:  # a real lack of memory is said as such
+        raise
     except Exception as exc:  # numpy's header parser: tokenize.TokenError, SyntaxError, ...
-        text = " ".join(str(exc).split())
         raise InputError(
-            f"cannot read the eigendecomposition: {type(exc).__name__}: {text}", path=str(path)
+            f"cannot read the eigendecomposition: {type(exc).__name__}: {one_line(exc)}",
+            path=str(path),
         ) from None
     if not np.isfinite(eig.d).all():
         raise InputError("its eigenvalues (d) are not all finite", path=str(path))

@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol, cast
 import numpy as np
 
 from . import _core
-from ._errors import InputError, number
+from ._errors import InputError, number, one_line
 from ._threads import blas_threads, importing_beside, usable_cores
 from .filters import UNPLACED, FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
@@ -1069,7 +1069,7 @@ def _worker_read(source: GenotypeSource, start: int, stop: int, rows: np.ndarray
     except OSError as exc:
         name = exc.filename if isinstance(exc.filename, (str, bytes)) else None
         path = _genotype_file(source) or (None if name is None else os.fsdecode(name))
-        reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+        reason = exc.strerror or one_line(exc)
         raise InputError(f"a Dask worker cannot read it: {reason}", path=path) from None
 
 

@@ -532,22 +532,28 @@ class VariantFile:
             }
         out = {}
         for reason, index in found.items():
+            if index.size == 0:
+                continue
             index.sort()
             breaks = np.flatnonzero(np.diff(index) != 1) + 1
             starts, ends = index[np.r_[0, breaks]], index[np.r_[breaks - 1, index.size - 1]] + 1
-            out[reason] = np.column_stack([starts, ends]).tolist() if index.size else []
+            out[reason] = np.column_stack([starts, ends]).tolist()
         return out
 
     def add_read_as_missing(self, runs: dict[str, list[list[int]]]) -> None:
         """Count the variants of :meth:`read_as_missing`'s runs (a
         checkpoint's) as read as missing; each variant still counts once."""
+        end = int(self._file_index[-1]) + 1 if self._file_index.size else 0
+        checked = []
+        for reason, pairs in runs.items():
+            for start, stop in pairs:
+                if not 0 <= int(start) < int(stop) <= end:  # a hand edit
+                    raise ValueError(f"read_as_missing run {[start, stop]} is not of the file's")
+                checked.append((str(reason), int(start), int(stop)))
         with self._lock:
-            for reason, pairs in runs.items():
-                found = self.__dict__.setdefault("_missing_at_read", {}).setdefault(
-                    str(reason), set()
-                )
-                for start, stop in pairs:
-                    found.update(range(int(start), int(stop)))
+            for reason, start, stop in checked:
+                found = self.__dict__.setdefault("_missing_at_read", {}).setdefault(reason, set())
+                found.update(range(start, stop))
 
     def _set_path(self, path: object, what: str, needs_file: str) -> None:
         """The genotype file: it must exist and be a regular file (read at offsets)."""

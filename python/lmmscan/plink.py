@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, one_line
 from .genotypes import SampleText, check_unique_ids, import_failure, require_extra, sample_rows
 from .textio import (
     INFINITE_NOTE,
@@ -341,7 +341,7 @@ class PlinkGenotypes:
                         self._pgen = SubsetReader(self.bed_path, self.n_samples, self.n_snps)
                     self._pgen.get(rows).read_dosages_range(start, stop, out)
                 except RuntimeError as exc:
-                    text = " ".join(str(exc).split()) or type(exc).__name__
+                    text = one_line(exc)
                     raise InputError(
                         f"cannot read SNPs {start + 1}-{stop}: {text}", path=self.prefix + ".bed"
                     ) from None
@@ -437,7 +437,7 @@ class PlinkGenotypes:
         try:
             return self._open().read(index=np.s_[rows, start:stop], dtype="float64", order="F")
         except ValueError as exc:  # bed-reader: a file changed or cut short while it was read
-            text = " ".join(str(exc).split()) or type(exc).__name__
+            text = one_line(exc)
             raise InputError(
                 f"cannot read SNPs {start + 1}-{stop}: {text}", path=self.prefix + ".bed"
             ) from None

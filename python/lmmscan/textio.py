@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from ._errors import InputError, plural
+from ._errors import InputError, one_line, plural
 from ._threads import usable_cores
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ def data_line(path: str | os.PathLike[str], index: int, first_line: int = 1) -> 
         return first_line + index
     row = -1
     for number, line in enumerate(raw.split(b"\n")[first_line - 1 :], start=first_line):
-        if line.strip():
+        if line.strip(b" \t\r"):  # a form feed alone is a field to read_csv
             row += 1
             if row == index:
                 return number
@@ -505,15 +505,15 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
                         "goes to --eigen",
                         path=str(path),
                     )
-        except InputError:
+        except (InputError, MemoryError):  # a real lack of memory is said as such
             raise
         except (ValueError, OSError, EOFError, SyntaxError) as exc:
             raise InputError(
-                f"not a readable .npy file ({one_line_of(exc)})", path=str(path)
+                f"not a readable .npy file ({one_line(exc)})", path=str(path)
             ) from None
         except Exception as exc:  # numpy's header parser: tokenize.TokenError, ...
             raise InputError(
-                f"not a readable .npy file ({type(exc).__name__}: {one_line_of(exc)})",
+                f"not a readable .npy file ({type(exc).__name__}: {one_line(exc)})",
                 path=str(path),
             ) from None
         if K.dtype.kind not in "fiu":
@@ -524,10 +524,6 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
         K = _read_matrix_text(path)
     check_kinship_file(K, path, n_samples)
     return K
-
-
-def one_line_of(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _check_npy_size(fh: BinaryIO, path: Path, size: int) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError
+from ._errors import InputError, one_line
 from .genotypes import DOSAGE_SLACK, SampleText, VariantFile, bad_probabilities, require_extra
 from .variants import VariantRows
 
@@ -85,7 +85,7 @@ class VcfGenotypes(VariantFile):
             fault = _header_fault(self.path)
             if fault is not None:
                 raise InputError(fault[1], path=self.path, line=fault[0]) from None
-            raise InputError(f"not a readable VCF/BCF file ({_one_line(exc)})", path=self.path) \
+            raise InputError(f"not a readable VCF/BCF file ({one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
         rows = VariantRows()
         try:
@@ -139,7 +139,7 @@ class VcfGenotypes(VariantFile):
         except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
             raise InputError(
                 f"cannot read record {len(rows) + 1}{self._line_of(len(rows))} "
-                f"({_one_line(exc)}): a malformed record, or a file cut short or damaged",
+                f"({one_line(exc)}): a malformed record, or a file cut short or damaged",
                 path=self.path,
             ) from None
         finally:
@@ -237,7 +237,7 @@ class VcfGenotypes(VariantFile):
             self._reader = None
             bad = self._next  # the record being read: counted only once it was
             raise InputError(
-                f"cannot read record {bad + 1}{self._line_of(bad)}: {_one_line(exc)}",
+                f"cannot read record {bad + 1}{self._line_of(bad)}: {one_line(exc)}",
                 path=self.path,
             ) from None
 
@@ -461,10 +461,6 @@ def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
     out += b > 0
     out[(a < 0) | (b < 0)] = np.nan
     return True
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def read_vcf(path: str | os.PathLike[str], field: str | None = None) -> VcfGenotypes:

@@ -14,14 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError, plural
+from .._errors import InputError, one_line, plural
 from .._threads import blas_threads
 from ..genotypes import GenotypeSource
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def process_age() -> float | None:
