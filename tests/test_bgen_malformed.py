@@ -138,6 +138,8 @@ def test_layout1_probabilities_out_of_range_are_refused(tmp_path, bad):
     write_layout1(tmp_path / "ok.bgen", None)
     G = read_bgen(tmp_path / "ok.bgen", tmp_path / "s.sample").read(0, 5)
     assert set(np.unique(G)) <= {0.0, 1.0, 2.0}
+    write_layout1(tmp_path / "rounded.bgen", (0.334, 0.334, 0.334))  # 3 decimals, 1/32768ths
+    assert read_bgen(tmp_path / "rounded.bgen", tmp_path / "s.sample").read(2, 3)[1, 0] > 0.99
     write_layout1(tmp_path / "bad.bgen", bad)
     src = read_bgen(tmp_path / "bad.bgen", tmp_path / "s.sample")
     src.read(0, 2)

@@ -441,18 +441,19 @@ def test_a_haploid_sample_skips_its_record_whichever_field_is_read(tmp_path):
 def test_genotype_probabilities_out_of_range_are_refused(tmp_path, cell, shown):
     """Mutation fuzzing (helper 43): only the dosage from GP was checked, so
     -0.5,1,0.5 gave 2, 0.5,0.5,0.5 gave 1.5, inf,0,0 gave 0, all tested with
-    exit 0; plink2 refuses such GP fields."""
+    exit 0.  Triples rounded to 2 decimals (sums of 1.01) are read (review,
+    helper 45)."""
     header = VCF_HEADER.replace(
         "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
     )
-    good = "0.9,0.1,0\t0,0.25,0.75\t1,0,0"
+    good = "0.34,0.34,0.33\t0.01,0.01,0.99\t1,0,0"  # rounded to 2 decimals: sums of 1.01
     rows = [
         f"1\t100\ts1\tA\tG\t.\t.\t.\tGP\t0.2,0.7999,0.0001\t{good}",
         f"1\t200\ts2\tA\tG\t.\t.\t.\tGP\t0,0.4,0.6\t0.25,0.5,0.25\t{cell}\t.",
     ]
     (tmp_path / "x.vcf").write_text(header + "\n".join(rows) + "\n")
     src = lmmscan.read_vcf(tmp_path / "x.vcf", "GP")
-    np.testing.assert_allclose(src.read(0, 1)[:, 0], [0.8001, 0.1, 1.75, 0.0])
+    np.testing.assert_allclose(src.read(0, 1)[:, 0], [0.8001, 1.0, 1.99, 0.0], rtol=1e-6)
     with pytest.raises(lmmscan.InputError, match=rf"record 2 .*sample 'c' is {shown}; genotype"):
         src.read(1, 2)
 

@@ -479,15 +479,19 @@ def check_unique_ids(
 
 # rounding in a file's dosages or probabilities (GP summing to 1.001) is not an error
 DOSAGE_SLACK = 1e-3
+# three probabilities each rounded to 2 decimals sum to up to 1.015 (0.34,0.34,0.33
+# is 1.01), and a BGEN v1.1 file stores each in 1/32768ths: a sum is refused
+# only beyond this
+SUM_SLACK = 0.02
 
 
 def bad_probabilities(p: np.ndarray) -> np.ndarray:
     """The samples (rows of p, samples x 3 genotype probabilities) with a
-    probability outside 0-1 or infinite, or whose three sum to more than 1,
-    beyond DOSAGE_SLACK; NaN is a missing value."""
+    probability outside 0-1 (beyond DOSAGE_SLACK) or infinite, or whose three
+    sum to more than 1 + SUM_SLACK; NaN is a missing value."""
     with np.errstate(invalid="ignore"):
         off = ~((p >= -DOSAGE_SLACK) & (p <= 1.0 + DOSAGE_SLACK)) & ~np.isnan(p)
-        return np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + DOSAGE_SLACK))
+        return np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + SUM_SLACK))
 
 
 class VariantFile:

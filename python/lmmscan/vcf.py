@@ -322,9 +322,10 @@ class VcfGenotypes(VariantFile):
         self, gp: np.ndarray, rec: Any, index: int, rows: np.ndarray | None
     ) -> None:
         """A GP triple with a probability outside 0-1 (or infinite), or that
-        sums to more than 1, is bad input, as plink2 refuses it: its dosage
-        (1.5 from 0.5,0.5,0.5; 2 from -0.5,1,0.5; 0 from inf,0,0) was tested
-        without a word.  NaN is a missing value."""
+        sums to more than 1 beyond rounding (:func:`bad_probabilities`), is
+        bad input (plink2 refuses the first kind): its dosage (1.5 from
+        0.5,0.5,0.5; 2 from -0.5,1,0.5; 0 from inf,0,0) was tested without a
+        word.  NaN is a missing value."""
         bad = bad_probabilities(gp)
         if bad.size == 0:
             return
