@@ -625,7 +625,7 @@ def test_a_signal_while_the_command_starts_is_one_line(study, tmp_path, sig):
         f"        os.kill(os.getpid(), {int(sig)})\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = hooked\n"
-        "from lmmscan.cli import run\n"
+        "from lmmscan.__main__ import run\n"
         "sys.argv = ['lmmscan', *sys.argv[1:]]\n"
         "run()\n"
     )

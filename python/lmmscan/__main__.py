@@ -1,6 +1,35 @@
-"""``python -m lmmscan``: the same as the ``lmmscan`` command."""
+"""``python -m lmmscan`` and the ``lmmscan`` command's entry point (:func:`run`)."""
 
-from .cli import run
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+
+def _interrupted_starting(signum: int, frame: object) -> None:  # pragma: no cover - timing
+    """SIGINT or SIGTERM while the command starts (0.1-0.3 s of imports of
+    numpy and the rest, then its arguments): nothing is written yet, so the
+    process ends at once with one line.  Python's KeyboardInterrupt there
+    printed a traceback, or numpy's 50 lines on "Importing the numpy
+    C-extensions failed" (exit 1), and SIGTERM ended it without a word."""
+    with contextlib.suppress(OSError):
+        os.write(2, b"lmmscan: interrupted while starting; no output written\n")
+    os._exit(130)
+
+
+def run() -> None:
+    """The ``lmmscan`` command: :func:`lmmscan.cli.run`, with the signals
+    handled from its first instruction (:func:`lmmscan.cli.main` installs
+    its own once it has read its arguments).  Here, not in lmmscan.cli, so
+    that a Python session importing lmmscan.cli keeps its handlers."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, _interrupted_starting)
+    from .cli import run as command
+
+    command()
+
 
 if __name__ == "__main__":
     run()

@@ -34,26 +34,6 @@ import functools  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 
-
-def _interrupted_starting(signum: int, frame: object) -> None:  # pragma: no cover - timing
-    """SIGINT or SIGTERM while the command imports numpy and the rest
-    (0.1-0.3 s): nothing is written yet, so the process ends at once with
-    one line.  Python's KeyboardInterrupt there printed a traceback, or
-    numpy's 50 lines on "Importing the numpy C-extensions failed" (exit 1),
-    and SIGTERM ended it without a word."""
-    with contextlib.suppress(OSError):
-        os.write(2, b"lmmscan: interrupted while starting; no output written\n")
-    os._exit(130)
-
-
-# only for the command (numpy not loaded yet, the main thread), and only while
-# this module's imports run: the handlers before are put back at its end
-_STARTING: dict[signal.Signals, Any] = {}
-if "numpy" not in sys.modules and threading.current_thread() is threading.main_thread():
-    for _sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, OSError):
-            _STARTING[_sig] = signal.signal(_sig, _interrupted_starting)
-
 from .._errors import LmmscanError, NumericalError  # noqa: E402
 from .._version import __version__  # noqa: E402
 from . import demo, eigen, kinship, plot, scan  # noqa: E402
@@ -301,8 +281,3 @@ __all__ = [
     "main",
     "run",
 ]
-
-
-for _sig, _handler in _STARTING.items():  # the imports are done
-    with contextlib.suppress(ValueError, OSError):
-        signal.signal(_sig, signal.SIG_DFL if _handler is None else _handler)
