@@ -185,6 +185,30 @@ def test_kill_9_among_the_final_renames(study, tmp_path, capsys, monkeypatch, re
     ]  # fmt: skip
 
 
+def test_an_interrupt_among_the_final_renames_keeps_what_resume_needs(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C among the final renames (review, helper 45): the run's cleanup
+    removed the null.json temporaries the record names, and --resume then
+    put the tables in place beside the last run's null.json, exit 0.  And a
+    --resume with other options than the finished run's is refused."""
+    ref, out = tmp_path / "ref", tmp_path / "k"
+    extra = ("--pheno-col", "1,2", "--test", "all")
+    assert run(scan_args(study, ref, *extra), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, out, *extra[:2], "--lambda", "null"), capsys, monkeypatch)[0] == 0
+    status, err = run(scan_args(study, out, *extra), capsys, monkeypatch, stop="1:rename-interrupt")
+    assert status == 130 and "rerun the same command with --resume" in err, err
+    other = [*scan_args(study, out, *extra[:2], "--test", "wald"), "--resume"]
+    status, err = run(other, capsys, monkeypatch)
+    assert status == 2 and "a finished run with other options (test)" in err, err
+    status, err = run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch)
+    assert status == 0 and err == "", err
+    assert_same_run(ref, out, (".1", ".2"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("k", ".k"))) == [
+        "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
+    ]  # fmt: skip
+
+
 def test_a_save_failing_on_the_saving_thread_keeps_the_checkpoint_before(
     study, tmp_path, capsys, monkeypatch
 ):

@@ -186,7 +186,8 @@ def test_stop() -> tuple[int, str] | None:
     """Private test hook, LMMSCAN_TEST_STOP_AFTER_BLOCKS: ``k`` raises
     KeyboardInterrupt once the checkpoint holds k blocks; ``k:kill`` writes the
     rows of block k + 1 and kills the process (SIGKILL) before its checkpoint;
-    ``k:rename`` kills it after k of the finished run's renames."""
+    ``k:rename`` kills it after k of the finished run's renames, and
+    ``k:rename-interrupt`` raises KeyboardInterrupt there."""
     text = os.environ.get("LMMSCAN_TEST_STOP_AFTER_BLOCKS", "")
     k, _, mode = text.partition(":")
     if not k.strip().isdigit():
@@ -259,19 +260,54 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
     }
 
 
-def finish_commit(out: str | os.PathLike[str]) -> bool:
-    """--resume of a run killed while it put its outputs in place (its
-    checkpoint records the renames, see :meth:`Checkpoint.commit`): make the
-    renames not yet made and remove the checkpoint.  True when there was such
-    a run (nothing else to do), False otherwise (a damaged or ordinary
-    checkpoint is left to :class:`Checkpoint`)."""
+# what a command's options are compared by, for a run that had finished: not
+# how it runs (threads, output on the terminal, memory), nor --plot (drawn after)
+_NOT_COMPARED = frozenset(
+    {"resume", "quiet", "threads", "plot", "progress", "memory_limit", "dask_scheduler"}
+)
+
+
+def command_options(args: argparse.Namespace) -> dict:
+    """The command line's options as parsed (numbers, text, lists), for
+    :func:`finish_commit` to compare: taken before the run adds its own."""
+    plain = (str, int, float, bool, type(None))
+    out: dict[str, Any] = {}
+    for key, value in sorted(vars(args).items()):
+        if key in _NOT_COMPARED:
+            continue
+        if isinstance(value, plain):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, plain) for v in value):
+            out[key] = list(value)
+    return out
+
+
+def finish_commit(out: str | os.PathLike[str], options: dict) -> bool:
+    """--resume of a run that had finished and was putting its outputs in
+    place when it was stopped (its checkpoint records the renames, see
+    :meth:`Checkpoint.commit`): make the renames not yet made and remove the
+    checkpoint.  True when there was such a run (nothing else to do), False
+    otherwise (a damaged or ordinary checkpoint is left to
+    :class:`Checkpoint`).  ``options`` (:func:`command_options`) must be the
+    finished run's: that run's outputs are what is put in place."""
     path = Path(f"{out}.resume.json")
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         pairs = [(Path(a), Path(b)) for a, b in state["committing"]]
         sidecars = [Path(p["sidecar"]) for p in state.get("phenotypes", [])]
+        recorded = state.get("options")
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         return False
+    now = json.loads(json.dumps(options))  # as the record holds them (tuples as lists)
+    if recorded is not None and recorded != now:
+        differ = sorted(k for k in {*recorded, *now} if recorded.get(k) != now.get(k))
+        raise InputError(
+            "the checkpoint is of a finished run with other options ("
+            + ", ".join(differ[:3])
+            + "), whose outputs were being put in place: rerun that command with --resume "
+            "to finish it, or rerun without --resume to start over",
+            path=str(path),
+        )
     for src, dst in pairs:
         if src.exists():
             os.replace(src, dst)
@@ -405,6 +441,7 @@ class Checkpoint:
         self._sides: list[Appender] = []
         self._index = {id(ph): k for k, ph in enumerate(phenos)}
         self._missing_cache: tuple[int, dict] | None = None
+        self._recorded = False  # the final renames are recorded (commit)
         self._stop = test_stop()
         state = self._load() if args.resume else None
         if state is None:
@@ -719,14 +756,20 @@ class Checkpoint:
                 os.fsync(fh.fileno())
         state = json.loads(self.path.read_text(encoding="utf-8"))
         state["committing"] = [[str(a), str(b)] for a, b in pairs]
+        state["options"] = getattr(self.args, "command_options", None)
         self._write([], json.dumps(state, allow_nan=True) + "\n", self.next_snp)
+        # from here the record is on the disk: an error or an interruption
+        # keeps every file it names (abandon), for --resume to put in place
+        self._recorded = True
+        outputs.committed()
         for k, (src, dst) in enumerate(pairs):
             if self._stop == (k, "rename"):  # test hook: killed among the renames
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self._stop == (k, "rename-interrupt"):  # test hook: Ctrl-C there
+                raise KeyboardInterrupt
             os.replace(src, dst)
             if k < len(self.tables):
                 self._committed.append(dst)
-        outputs.committed()
         self.remove()
 
     def remove(self) -> None:
@@ -747,6 +790,13 @@ class Checkpoint:
         # a save that failed too leaves the checkpoint before it on the disk
         with contextlib.suppress(Exception):
             self.close()
+        if self._recorded:  # stopped among the final renames: keep it all
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
+                    "the scan had finished and was putting its outputs in place: rerun the "
+                    "same command with --resume to finish that"
+                )
+            return
         done = self._saved_snp  # what the checkpoint on the disk says
         n = self.source.n_snps
         environment = isinstance(exc, (KeyboardInterrupt, OSError, MemoryError))

@@ -313,7 +313,7 @@ def _output_paths(args: argparse.Namespace) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from ..output import output_file
-    from .checkpoint import finish_commit
+    from .checkpoint import command_options, finish_commit
     from .prefix import PrefixLock, check_outputs, remove_stale_temporaries
 
     check_out_dir(args.out)
@@ -326,11 +326,19 @@ def run(args: argparse.Namespace) -> int:
     for directory in sorted({Path(output_file(p)).parent for p in paths}):
         check_writable(directory)
     with PrefixLock(args.out):
-        if args.resume and finish_commit(args.out):  # before its temporaries are removed
+        args.command_options = command_options(args)
+        if args.resume and finish_commit(args.out, args.command_options):
+            # (before remove_stale_temporaries: the record names temporaries)
             if not args.quiet:
                 print(
                     f"lmmscan scan: --resume: the run had finished and was putting its outputs "
                     f"in place; they are now ({args.out}.*)",
+                    file=sys.stderr,
+                )
+            if args.plot:
+                print(
+                    "lmmscan scan: warning: --plot: the plots were not drawn (the scan had "
+                    "finished before); lmmscan plot draws them from the tables",
                     file=sys.stderr,
                 )
             return 0
