@@ -314,7 +314,8 @@ def test_a_failed_rename_of_a_second_table_keeps_it_and_says_so(
 ):
     """Two phenotypes; the second table's rename fails after the first's: the
     hint promised a --resume that could not work (the first partial was gone),
-    and the second finished table was removed."""
+    and the second finished table was removed.  Now the renames are recorded
+    first: everything is kept, and --resume finishes them."""
     import errno
 
     from lmmscan.cli import checkpoint as ckpt
@@ -328,12 +329,22 @@ def test_a_failed_rename_of_a_second_table_keeps_it_and_says_so(
         return real(a, b)
 
     monkeypatch.setattr(ckpt.os, "replace", replace)
-    status, err = run([*scan_args(study, out), "--pheno-col", "1,2"], capsys, monkeypatch)
+    argv = [*scan_args(study, out), "--pheno-col", "1,2"]
+    status, err = run(argv, capsys, monkeypatch)
     assert status == 2, err
-    assert f"{out}.1.assoc.txt is this run's complete table" in err
-    assert f"the other finished tables are {out}.2.assoc.txt.partial" in err
-    assert "--resume" not in err
-    assert outputs(tmp_path, "r") == {"r.1.assoc.txt", "r.2.assoc.txt.partial"}
+    assert err.strip().endswith(
+        "r.2.assoc.txt: Input/output error; the scan had finished and was putting its outputs "
+        "in place: rerun the same command with --resume to finish that"
+    ), err
+    assert outputs(tmp_path, "r") == {
+        "r.1.assoc.txt", "r.2.assoc.txt.partial", "r.1.assoc.txt.partial.lp",
+        "r.2.assoc.txt.partial.lp", "r.resume.json",
+    }  # fmt: skip
+    monkeypatch.setattr(ckpt.os, "replace", real)  # the disk is back
+    assert run([*argv, "--resume"], capsys, monkeypatch)[0] == 0
+    assert outputs(tmp_path, "r") == {
+        "r.1.assoc.txt", "r.1.null.json", "r.2.assoc.txt", "r.2.null.json"
+    }  # fmt: skip
 
 
 def test_rows_after_the_checkpoint_are_cut(study, tmp_path, capsys, monkeypatch):

@@ -434,7 +434,6 @@ class Checkpoint:
         self.next_snp = 0
         self.resumed_from = 0
         self._saved_snp = 0  # the next SNP of the last checkpoint on the disk
-        self._committed: list[Path] = []  # the tables renamed to their final names
         self._saver: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._files: list[Appender] = []
@@ -768,8 +767,6 @@ class Checkpoint:
             if self._stop == (k, "rename-interrupt"):  # test hook: Ctrl-C there
                 raise KeyboardInterrupt
             os.replace(src, dst)
-            if k < len(self.tables):
-                self._committed.append(dst)
         self.remove()
 
     def remove(self) -> None:
@@ -784,8 +781,8 @@ class Checkpoint:
         interruption, an OSError or MemoryError, or bad input met while
         reading the genotypes (a .bed truncated while the scan read it); and
         after its end when one of the first three stopped a later step (a
-        full disk for null.json).  Tables already renamed to their names stay,
-        and so do the finished ones not yet renamed.
+        full disk for null.json); and everything once the final renames are
+        recorded (:meth:`commit`), for --resume to finish them.
         """
         # a save that failed too leaves the checkpoint before it on the disk
         with contextlib.suppress(Exception):
@@ -806,27 +803,6 @@ class Checkpoint:
         # a rerun meets again
         keep = stopped and 0 < done and (done < n or environment)
         more = f" (and {len(self.tables) - 1} more)" if len(self.tables) > 1 else ""
-        if self._committed:  # tables are in place; a later step, or a rename, failed
-            waiting = [t for t, f in zip(self.tables, self.finals, strict=True)
-                       if f not in self._committed]  # fmt: skip
-            written = " and ".join(map(str, self._committed))
-            rest = (
-                f"; the other finished tables are {' and '.join(map(str, waiting))}: rename "
-                "each to its name without .partial"
-                if waiting
-                else ""
-            )
-            with contextlib.suppress(AttributeError, TypeError):
-                exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
-                    f"{written} {'is' if len(self._committed) == 1 else 'are'} this run's "
-                    f"complete table{'s' if len(self._committed) > 1 else ''}, but the file "
-                    f"named is not this run's{rest}"
-                )
-            # the finished tables not yet renamed are kept: only the rest goes
-            for path in (*self.sidecars, self.path):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            return
         if not keep:
             self.remove()
             return
