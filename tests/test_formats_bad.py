@@ -392,6 +392,20 @@ def test_a_variant_read_as_missing_is_counted_once_however_many_passes_read_it(t
     assert summary["skipped_variants"] == {"ploidy other than 2": 1}
 
 
+def test_a_header_naming_fewer_samples_than_the_records_hold_is_refused(tmp_path):
+    """htslib drops the sample columns a record has beyond the #CHROM line's
+    names: a header naming 3 samples over records of 4 read each record's
+    first 3 columns, exit 0 (mutation fuzzing, helpers 43 and 46)."""
+    header = VCF_HEADER.replace("\ta\tb\tc\td\n", "\ta\tb\tc\n")
+    rows = [f"1\t{100 * j}\tv{j}\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1" for j in range(1, 4)]
+    (tmp_path / "x.vcf").write_text(header + "\n".join(rows) + "\n")
+    with pytest.raises(lmmscan.InputError, match=r"x\.vcf, line 6: the first record has 4 sample "
+                       r"columns, but the #CHROM line names 3 samples"):  # fmt: skip
+        lmmscan.read_vcf(tmp_path / "x.vcf", "GT")
+    (tmp_path / "y.vcf").write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    assert lmmscan.read_vcf(tmp_path / "y.vcf", "GT").n_samples == 4
+
+
 def test_read_as_missing_runs_from_a_checkpoint_are_checked(tmp_path):
     """The runs a checkpoint gives back (read_as_missing): an empty reason is
     left out, and a run outside the file's variants (a hand edit: 10^12

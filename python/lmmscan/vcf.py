@@ -66,6 +66,36 @@ def _header_fault(path: str) -> tuple[int, str] | None:
     return None
 
 
+def _first_record_columns(path: str, n_samples: int) -> tuple[int, int] | None:
+    """(line, sample columns) of a text VCF's first record when its sample
+    columns are not the #CHROM line's names; None when they are (or a BCF,
+    no record, unreadable).  htslib reads a record with more columns than
+    the header names by dropping the last ones: a header naming 79 samples
+    over records of 80 gave each sample its neighbour's genotypes, exit 0.
+    Only the first record is looked at (one more pass over every record
+    would cost as much as the decompression); one corrupted record further
+    on is not found."""
+    import zlib
+
+    from .textio import open_input
+
+    try:
+        with open_input(Path(path)) as fh:
+            line = 0
+            for text in fh:
+                line += 1
+                if line == 1 and text.startswith(b"BCF"):
+                    return None
+                if text.startswith(b"#") or not text.strip():
+                    continue
+                fields = text.rstrip(b"\r\n").count(b"\t") + 1
+                columns = max(0, fields - 9)
+                return (line, columns) if columns != n_samples and fields > 8 else None
+    except (OSError, EOFError, ValueError, zlib.error):
+        return None
+    return None
+
+
 class VcfGenotypes(VariantFile):
     """A VCF/BCF file as a genotype source (see :mod:`lmmscan.genotypes`)."""
 
@@ -90,6 +120,14 @@ class VcfGenotypes(VariantFile):
         rows = VariantRows()
         try:
             names = self._sample_names()
+            wrong = _first_record_columns(self.path, len(names))
+            if wrong is not None:
+                raise InputError(
+                    f"the first record has {wrong[1]} sample columns, but the #CHROM line names "
+                    f"{len(names)} samples",
+                    path=self.path,
+                    line=wrong[0],
+                )
             if field is None:
                 field = "DS" if vcf.contains("DS") else "GT"
             if field not in FIELDS:
