@@ -136,6 +136,12 @@ def test_line_numbers_count_blank_lines(tmp_path):
     (conv / "mouse2k.pvar").write_text(_blank_then(pvar, 5))
     with pytest.raises(InputError, match=r"mouse2k\.pvar, line 22: position '1\.5x"):
         _ = lmmscan.read_pgen(conv / "mouse2k").snps
+    pytest.importorskip("bgen")
+    sample = (conv / "mouse2k.sample").read_text().splitlines()
+    sample[12] = " ".join(sample[12].split()[:-1])  # line 13 short: 14 after the blank line
+    (conv / "mouse2k.sample").write_text(_blank_then(sample, 5))
+    with pytest.raises(InputError, match=r"mouse2k\.sample, line 14: \d+ fields where line 1"):
+        lmmscan.read_bgen(conv / "mouse2k.bgen", conv / "mouse2k.sample")
 
 
 @pytest.mark.parametrize("token", ["1e-400", "2565440.0000000001"])
