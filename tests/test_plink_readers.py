@@ -180,3 +180,20 @@ def test_a_position_that_is_no_integer_is_refused_though_it_rounds_to_one(tmp_pa
                     _ = read().snps
             else:
                 assert read().snps["ps"][7] == float(tok)
+
+
+@pytest.mark.parametrize("prefix", [b"\n", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("name", ["mouse2k.psam", "mouse2k.pvar"])
+def test_a_psam_or_pvar_opening_with_a_blank_line_or_bom_is_read(tmp_path, prefix, name):
+    """A blank first line or a byte-order mark hid the header: the .psam was
+    read as a .fam ("needs 6 columns; found 2") and the .pvar's header as a
+    row (re-fuzzing, helper 46).  Both now read as without them."""
+    from .conftest import copy_converted
+
+    copy_converted(tmp_path)
+    clean = lmmscan.read_pgen(tmp_path / "mouse2k")
+    snps, samples = clean.snps.copy(), clean.samples.copy()
+    path = tmp_path / name
+    path.write_bytes(prefix + path.read_bytes())
+    source = lmmscan.read_pgen(tmp_path / "mouse2k")
+    assert source.snps.equals(snps) and source.samples.equals(samples)

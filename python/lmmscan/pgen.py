@@ -31,12 +31,17 @@ _PSAM_IDS = ("FID", "IID", "SID", "PAT", "MAT", "SEX")
 
 
 def _header_lines(path: Path, opener) -> tuple[int, str | None]:
-    """How many ``##`` lines open a text file, and the line after them."""
+    """How many lines open a text file before its header or first row
+    (``##`` lines, and blank ones), and that line.  A UTF-8 byte-order mark
+    is no part of the first line: with it, or a blank first line, the
+    header was not seen, and the file was read as one without a header."""
     n = 0
     with opener(path) as fh:
         for raw in fh:
             line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-            if not line.startswith("##"):
+            if n == 0:
+                line = line.removeprefix("\ufeff")
+            if line.strip() and not line.startswith("##"):
                 return n, line.rstrip("\r\n")
             n += 1
     return n, None
