@@ -294,3 +294,27 @@ def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
     for ending in ("\r\n", "\r\r\n"):  # the second: CRLF written in Windows text mode
         (tmp_path / "crlf.txt").write_text(text.replace("\n", ending), newline="")
         np.testing.assert_array_equal(read_bimbam(tmp_path / "crlf.txt").read(0, 4), G.T)
+
+
+def test_annotation_blank_lines_are_skipped_and_counted(tmp_path):
+    """An annotation's rows are matched by rs: a blank line said "empty line
+    in the annotation file (one row per individual expected)" (re-fuzzing,
+    helper 46); it is skipped, and a later error's line counts it."""
+    anno = tmp_path / "a.txt"
+    anno.write_text("rs0 100 1\n\nrs1 200 1\n  \nrs2 300 2\n")
+    src = read_bimbam(write(tmp_path / "g.txt"), anno)
+    assert src.snps["ps"].tolist() == [100, 200, 300, -9]
+    anno.write_text("rs0 100 1\n\nrs1 2x0 1\n")
+    with pytest.raises(InputError, match=r"a\.txt, line 3, column 2: position '2x0'"):
+        read_bimbam_anno(anno)
+    anno.write_text("\n\n")
+    with pytest.raises(InputError, match="annotation file is empty"):
+        read_bimbam_anno(anno)
+
+
+def test_a_text_kinship_with_a_byte_order_mark_says_so(tmp_path):
+    from lmmscan.textio import read_kinship
+
+    (tmp_path / "K.txt").write_bytes(b"\xef\xbb\xbf1 0\n0 1\n")
+    with pytest.raises(InputError, match=r"K\.txt, line 1, column 1: the file starts with a UTF-8"):
+        read_kinship(tmp_path / "K.txt", 2)

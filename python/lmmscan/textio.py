@@ -266,14 +266,19 @@ def data_line(path: str | os.PathLike[str], index: int, first_line: int = 1) -> 
     return first_line + index
 
 
-def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
+def read_rows(path: str | os.PathLike[str], what: str, keyed: bool = False) -> list[list[str]]:
     """Tokens of each line of a small text table (phenotypes, covariates).
 
     Blank lines at the end are ignored; a blank line before the end is an
-    error, because rows are matched to individuals by position.
+    error, because rows are matched to individuals by position.  ``keyed``:
+    rows are matched by their first field (a BIMBAM annotation's rs), so
+    blank lines anywhere are skipped (the error said "one row per
+    individual expected" of an annotation).
     """
     path = Path(path)
     lines = _read_text(path, f"{what} file").replace(",", " ").splitlines()
+    if keyed:
+        lines = [line for line in lines if line.strip()]
     while lines and not lines[-1].strip():
         lines.pop()
     rows = [line.split() for line in lines]
@@ -762,6 +767,13 @@ def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int, offset: i
                 "(an eigendecomposition goes to --eigen)",
                 path=shown(path),
             )
+    if offset == 0 and bad == 0 and text.startswith(b"\xef\xbb\xbf"):
+        raise InputError(
+            "the file starts with a UTF-8 byte-order mark: save it as plain text, without one",
+            path=shown(path),
+            line=1,
+            column=1,
+        )
     token, line, column = token_at(text, bad)
     match = _TOKEN.match(text, bad)
     raw = match.group() if match else b""
