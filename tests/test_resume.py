@@ -4,8 +4,10 @@ completed block and ends with the bytes of an uninterrupted run.
 The scans stop at a chosen block through the private hook
 LMMSCAN_TEST_STOP_AFTER_BLOCKS ("k": KeyboardInterrupt, as Ctrl-C, once the
 checkpoint holds k blocks; "k:kill": SIGKILL after the rows of block k + 1
-are written but before its checkpoint), and, once each, through real SIGINT
-and SIGTERM signals.  The study is the demo's (400 individuals x 3,000 SNPs).
+are written but before its checkpoint; "k:rename" and "k:rename-interrupt":
+SIGKILL or KeyboardInterrupt after k of the finished run's final renames),
+and, once each, through real SIGINT and SIGTERM signals.  The study is the
+demo's (400 individuals x 3,000 SNPs).
 """
 
 from __future__ import annotations
@@ -207,6 +209,74 @@ def test_an_interrupt_among_the_final_renames_keeps_what_resume_needs(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("k", ".k"))) == [
         "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
     ]  # fmt: skip
+
+
+def test_finishing_a_finished_run_checks_what_it_renames(study, tmp_path, capsys, monkeypatch):
+    """Review (helper 47): --resume of a run stopped among its final renames
+    took a recorded file that was gone (another run on the prefix removes
+    temporaries) as already renamed, exit 0 beside the last run's null.json;
+    it renamed a partial table another run held; and it compared the paths
+    as spelled (relative against absolute: refused)."""
+    import fcntl
+
+    monkeypatch.chdir(study.parent)
+    out = tmp_path / "k"
+    extra = ("--pheno-col", "1,2", "--test", "all")
+    argv = scan_args(study, out, *extra)
+    assert run(argv, capsys, monkeypatch, stop="0:rename-interrupt")[0] == 130
+    # another run holding one of the recorded partial tables: refused, nothing moved
+    with open(f"{out}.1.assoc.txt.partial", "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        status, err = run([*argv, "--resume"], capsys, monkeypatch)
+        assert status == 2 and "another lmmscan run is writing this file" in err, err
+    assert not Path(f"{out}.1.assoc.txt").exists()
+    # a recorded temporary removed: refused, not finished beside old files
+    temporaries = list(tmp_path.glob(".k.1.null.json.tmp*"))
+    assert len(temporaries) == 1
+    data = temporaries[0].read_bytes()
+    temporaries[0].unlink()
+    status, err = run([*argv, "--resume"], capsys, monkeypatch)
+    assert status == 2 and "is gone" in err and "rerun without --resume" in err, err
+    temporaries[0].write_bytes(data)
+    # the same command with the study's files spelled relative to the working directory
+    relative = [a.replace(f"{study.parent}/", "") for a in argv]
+    assert relative != argv
+    status, err = run([*relative, "--resume"], capsys, monkeypatch)
+    assert status == 0 and err == "", err
+    assert outputs(tmp_path, "k") == {
+        "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
+    }  # fmt: skip
+
+
+def test_the_partial_tables_stay_locked_until_they_are_in_place(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Review (helper 47): the partial files were closed, so unlocked, when
+    the scan ended, before null.json was written and the tables renamed:
+    another run naming the same table could remove a finished one then."""
+    import fcntl
+
+    from lmmscan.cli import scan as scan_cli
+
+    out = tmp_path / "r"
+    real = scan_cli._write_nulls
+    probed = []
+
+    def probing(*args, **kwargs):
+        fd = os.open(f"{out}.assoc.txt.partial", os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            probed.append(True)
+        finally:
+            os.close(fd)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan_cli, "_write_nulls", probing)
+    assert run(scan_args(study, out), capsys, monkeypatch)[0] == 0
+    assert probed
+    with open(f"{out}.assoc.txt", "rb") as fh:  # and released once in place
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_a_save_failing_on_the_saving_thread_keeps_the_checkpoint_before(

@@ -135,7 +135,11 @@ class Appender:
         self.fsync()
         return length
 
-    def close(self) -> None:
+    def close(self, keep_lock: list[int] | None = None) -> None:
+        """Close the file; ``keep_lock``: first add to it a descriptor that
+        keeps the file's lock (the caller closes it)."""
+        if keep_lock is not None and not self._fh.closed:
+            keep_lock.append(os.dup(self._fh.fileno()))  # the same lock (flock)
         self._fh.close()
 
 
@@ -262,20 +266,37 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
 
 # what a command's options are compared by, for a run that had finished: not
 # how it runs (threads, output on the terminal, memory), nor --plot (drawn after)
-_NOT_COMPARED = frozenset(
-    {"resume", "quiet", "threads", "plot", "progress", "memory_limit", "dask_scheduler"}
-)
+_NOT_COMPARED = frozenset({"resume", "quiet", "threads", "plot", "memory_limit", "dask_scheduler"})
+
+
+# the options that name files, compared as absolute paths
+_PATH_OPTIONS = frozenset(
+    {"bfile", "pfile", "bgen", "sample", "vcf", "bimbam_geno", "bimbam_anno", "pheno",
+     "covar", "kinship", "eigen", "snps", "ksnps", "out"}
+)  # fmt: skip
+
+
+def _identity(path: Path) -> list[int] | None:
+    """[device, inode] of ``path``, or None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino]
 
 
 def command_options(args: argparse.Namespace) -> dict:
-    """The command line's options as parsed (numbers, text, lists), for
-    :func:`finish_commit` to compare: taken before the run adds its own."""
+    """The command line's options as parsed (numbers, text, lists; files as
+    absolute paths), for :func:`finish_commit` to compare: taken before the
+    run adds its own."""
     plain = (str, int, float, bool, type(None))
     out: dict[str, Any] = {}
     for key, value in sorted(vars(args).items()):
         if key in _NOT_COMPARED:
             continue
-        if isinstance(value, plain):
+        if key in _PATH_OPTIONS and isinstance(value, str):
+            out[key] = os.path.abspath(value)
+        elif isinstance(value, plain):
             out[key] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, plain) for v in value):
             out[key] = list(value)
@@ -293,7 +314,7 @@ def finish_commit(out: str | os.PathLike[str], options: dict) -> bool:
     path = Path(f"{out}.resume.json")
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-        pairs = [(Path(a), Path(b)) for a, b in state["committing"]]
+        pairs = [(Path(entry[0]), Path(entry[1])) for entry in state["committing"]]
         sidecars = [Path(p["sidecar"]) for p in state.get("phenotypes", [])]
         recorded = state.get("options")
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
@@ -304,10 +325,22 @@ def finish_commit(out: str | os.PathLike[str], options: dict) -> bool:
         raise InputError(
             "the checkpoint is of a finished run with other options ("
             + ", ".join(differ[:3])
+            + (", ..." if len(differ) > 3 else "")
             + "), whose outputs were being put in place: rerun that command with --resume "
             "to finish it, or rerun without --resume to start over",
             path=str(path),
         )
+    for entry in state["committing"]:
+        src, dst = Path(entry[0]), Path(entry[1])
+        if src.exists():
+            _check_not_busy(src)  # a run that names the same table holds it
+        elif len(entry) < 3 or _identity(dst) != entry[2]:
+            raise InputError(
+                f"{src}, which the finished run was to put in place as {dst}, is gone and "
+                f"{dst} is not it (removed by another run on this prefix?): rerun without "
+                "--resume to start over",
+                path=str(path),
+            )
     for src, dst in pairs:
         if src.exists():
             os.replace(src, dst)
@@ -441,6 +474,7 @@ class Checkpoint:
         self._index = {id(ph): k for k, ph in enumerate(phenos)}
         self._missing_cache: tuple[int, dict] | None = None
         self._recorded = False  # the final renames are recorded (commit)
+        self._locks: list[int] = []  # the closed partial files' locks (see close)
         self._stop = test_stop()
         state = self._load() if args.resume else None
         if state is None:
@@ -452,6 +486,7 @@ class Checkpoint:
                 self.save(wait=True)
         except BaseException as exc:
             self.close()
+            self.release_locks()
             if state is None and not isinstance(exc, _Busy):  # another run's files stay
                 self.remove()
             raise
@@ -735,7 +770,7 @@ class Checkpoint:
             self._wait()
         finally:
             for f in (*self._files, *self._sides):
-                f.close()
+                f.close(self._locks)  # held until the tables are in place
             if self._saver is not None:
                 self._saver.shutdown()
                 self._saver = None
@@ -754,13 +789,14 @@ class Checkpoint:
             with open(src, "rb") as fh:
                 os.fsync(fh.fileno())
         state = json.loads(self.path.read_text(encoding="utf-8"))
-        state["committing"] = [[str(a), str(b)] for a, b in pairs]
+        # each file with its inode: finish_commit tells a renamed one from a lost one
+        state["committing"] = [[str(a), str(b), _identity(a)] for a, b in pairs]
         state["options"] = getattr(self.args, "command_options", None)
-        self._write([], json.dumps(state, allow_nan=True) + "\n", self.next_snp)
-        # from here the record is on the disk: an error or an interruption
-        # keeps every file it names (abandon), for --resume to put in place
+        # from here every file the record names is kept (abandon), whether or
+        # not the record reaches the disk, for --resume to put in place
         self._recorded = True
         outputs.committed()
+        self._write([], json.dumps(state, allow_nan=True) + "\n", self.next_snp)
         for k, (src, dst) in enumerate(pairs):
             if self._stop == (k, "rename"):  # test hook: killed among the renames
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -768,6 +804,13 @@ class Checkpoint:
                 raise KeyboardInterrupt
             os.replace(src, dst)
         self.remove()
+        self.release_locks()
+
+    def release_locks(self) -> None:
+        """Close the descriptors that kept the partial files locked."""
+        while self._locks:
+            with contextlib.suppress(OSError):
+                os.close(self._locks.pop())
 
     def remove(self) -> None:
         for path in (*self.tables, *self.sidecars, self.path):
@@ -787,6 +830,7 @@ class Checkpoint:
         # a save that failed too leaves the checkpoint before it on the disk
         with contextlib.suppress(Exception):
             self.close()
+        self.release_locks()
         if self._recorded:  # stopped among the final renames: keep it all
             with contextlib.suppress(AttributeError, TypeError):
                 exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point
