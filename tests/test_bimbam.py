@@ -310,6 +310,10 @@ def test_annotation_blank_lines_are_skipped_and_counted(tmp_path):
     anno.write_text("\n\n")
     with pytest.raises(InputError, match="annotation file is empty"):
         read_bimbam_anno(anno)
+    for blank in (",,", "\f", " \t\r"):  # blank to the reader: the lines still count (review)
+        anno.write_text(f"rs1 100 1\n{blank}\nrs2 x 1\n")
+        with pytest.raises(InputError, match=r"a\.txt, line 3, column 2: position 'x'"):
+            read_bimbam_anno(anno)
 
 
 def test_a_text_kinship_with_a_byte_order_mark_says_so(tmp_path):

@@ -404,6 +404,9 @@ def test_a_header_naming_fewer_samples_than_the_records_hold_is_refused(tmp_path
         lmmscan.read_vcf(tmp_path / "x.vcf", "GT")
     (tmp_path / "y.vcf").write_text(VCF_HEADER + "\n".join(rows) + "\n")
     assert lmmscan.read_vcf(tmp_path / "y.vcf", "GT").n_samples == 4
+    # a tab at the first record's end ends no column (htslib reads it): read (review)
+    (tmp_path / "t.vcf").write_text(VCF_HEADER + rows[0] + "\t\n" + "\n".join(rows[1:]) + "\n")
+    assert lmmscan.read_vcf(tmp_path / "t.vcf", "GT").n_samples == 4
 
 
 def test_read_as_missing_runs_from_a_checkpoint_are_checked(tmp_path):

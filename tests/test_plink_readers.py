@@ -142,6 +142,9 @@ def test_line_numbers_count_blank_lines(tmp_path):
     (conv / "mouse2k.sample").write_text(_blank_then(sample, 5))
     with pytest.raises(InputError, match=r"mouse2k\.sample, line 14: \d+ fields where line 1"):
         lmmscan.read_bgen(conv / "mouse2k.bgen", conv / "mouse2k.sample")
+    (conv / "mouse2k.sample").write_text("\n" + _blank_then(sample, 5))  # a blank first line
+    with pytest.raises(InputError, match=r"mouse2k\.sample, line 15: \d+ fields where line 1"):
+        lmmscan.read_bgen(conv / "mouse2k.bgen", conv / "mouse2k.sample")
 
 
 @pytest.mark.parametrize("token", ["1e-400", "2565440.0000000001"])

@@ -79,13 +79,13 @@ def read_sample_file(path: Path) -> SampleText:
     filled = (table != "") & table.notna()
     short = ~filled.to_numpy().all(axis=1)
     if short.any():
-        r = int(short.argmax())  # table row r (after line 1, the header)
+        r = int(short.argmax())  # table row r, after the header
         from .textio import data_line
 
         raise InputError(
             f"{int(filled.iloc[r].sum())} fields where line 1 has {table.shape[1]}",
             path=str(path),
-            line=data_line(path, r, 2),
+            line=data_line(path, r + 1),  # the header is the first row read_csv reads
         )
     types = table.iloc[0]
     if types.iloc[0] != "0" or types.iloc[1] != "0":

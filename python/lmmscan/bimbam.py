@@ -53,16 +53,23 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
     ``NA`` (or an absent field) gives pos -9 / chr "-9"; a later line for the
     same rs wins, as in GEMMA.
     """
-    from .textio import data_line, read_rows
+    from .textio import _read_text
 
     path = Path(path)
     out: dict[str, tuple[str, int]] = {}
-    for i, row in enumerate(read_rows(path, "annotation", keyed=True)):
+    # rows are matched by rs, not position: blank lines are skipped, and each
+    # row keeps its file line for the messages
+    lines = _read_text(path, "annotation file").split("\n")
+    rows = [(k, fields) for k, fields in enumerate((x.replace(",", " ").split() for x in lines), 1)
+            if fields]  # fmt: skip
+    if not rows:
+        raise InputError("annotation file is empty", path=str(path))
+    for line, row in rows:
         if len(row) < 2:
             raise InputError(
                 "an annotation line needs at least rs and position",
                 path=str(path),
-                line=data_line(path, i),
+                line=line,
             )
         pos_tok = row[1]
         if pos_tok == "NA":
@@ -77,14 +84,14 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
                     raise InputError(
                         f"position {pos_tok!r} is not a number",
                         path=str(path),
-                        line=data_line(path, i),
+                        line=line,
                         column=2,
                     ) from None
             if not -(2**63) <= pos < 2**63:
                 raise InputError(
                     f"position {pos_tok!r} is out of range (a 64-bit integer)",
                     path=str(path),
-                    line=data_line(path, i),
+                    line=line,
                     column=2,
                 )
         chr_ = row[2] if len(row) > 2 and row[2] != "NA" else "-9"

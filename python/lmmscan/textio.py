@@ -266,19 +266,14 @@ def data_line(path: str | os.PathLike[str], index: int, first_line: int = 1) -> 
     return first_line + index
 
 
-def read_rows(path: str | os.PathLike[str], what: str, keyed: bool = False) -> list[list[str]]:
+def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     """Tokens of each line of a small text table (phenotypes, covariates).
 
     Blank lines at the end are ignored; a blank line before the end is an
-    error, because rows are matched to individuals by position.  ``keyed``:
-    rows are matched by their first field (a BIMBAM annotation's rs), so
-    blank lines anywhere are skipped (the error said "one row per
-    individual expected" of an annotation).
+    error, because rows are matched to individuals by position.
     """
     path = Path(path)
     lines = _read_text(path, f"{what} file").replace(",", " ").splitlines()
-    if keyed:
-        lines = [line for line in lines if line.strip()]
     while lines and not lines[-1].strip():
         lines.pop()
     rows = [line.split() for line in lines]

@@ -88,7 +88,8 @@ def _first_record_columns(path: str, n_samples: int) -> tuple[int, int] | None:
                     return None
                 if text.startswith(b"#") or not text.strip():
                     continue
-                fields = text.rstrip(b"\r\n").count(b"\t") + 1
+                # a tab at the line's end ends no column: htslib reads it so
+                fields = text.rstrip(b"\r\n").rstrip(b"\t").count(b"\t") + 1
                 columns = max(0, fields - 9)
                 return (line, columns) if columns != n_samples and fields > 8 else None
     except (OSError, EOFError, ValueError, zlib.error):
