@@ -163,6 +163,18 @@ def test_kill_9_between_rows_and_checkpoint(study, tmp_path, capsys, monkeypatch
     assert_same_run(ref, out)
 
 
+def finished_by_resume(argv, ref: Path, out: Path, capsys, monkeypatch) -> None:
+    """--resume of a two-phenotype run stopped among its final renames gives
+    the uninterrupted run's outputs, and nothing else under the prefix."""
+    status, err = run([*argv, "--resume"], capsys, monkeypatch)
+    assert status == 0 and err == "", err
+    assert_same_run(ref, out, (".1", ".2"))
+    names = sorted(
+        p.name for p in out.parent.iterdir() if p.name.startswith((out.name, "." + out.name))
+    )
+    assert names == [f"{out.name}.{k}.{ext}" for k in (1, 2) for ext in ("assoc.txt", "null.json")]
+
+
 @pytest.mark.parametrize("renamed", [0, 1, 3])
 def test_kill_9_among_the_final_renames(study, tmp_path, capsys, monkeypatch, renamed):
     """SIGKILL after ``renamed`` of the finished run's renames (two tables,
@@ -179,12 +191,7 @@ def test_kill_9_among_the_final_renames(study, tmp_path, capsys, monkeypatch, re
                           env=env, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert checkpoint(out)["committing"]
-    status, err = run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch)
-    assert status == 0 and err == "", err
-    assert_same_run(ref, out, (".1", ".2"))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("k", ".k"))) == [
-        "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
-    ]  # fmt: skip
+    finished_by_resume(scan_args(study, out, *extra), ref, out, capsys, monkeypatch)
 
 
 def test_an_interrupt_among_the_final_renames_keeps_what_resume_needs(
@@ -203,12 +210,7 @@ def test_an_interrupt_among_the_final_renames_keeps_what_resume_needs(
     other = [*scan_args(study, out, *extra[:2], "--test", "wald"), "--resume"]
     status, err = run(other, capsys, monkeypatch)
     assert status == 2 and "a finished run with other options (test)" in err, err
-    status, err = run([*scan_args(study, out, *extra), "--resume"], capsys, monkeypatch)
-    assert status == 0 and err == "", err
-    assert_same_run(ref, out, (".1", ".2"))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("k", ".k"))) == [
-        "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
-    ]  # fmt: skip
+    finished_by_resume(scan_args(study, out, *extra), ref, out, capsys, monkeypatch)
 
 
 def test_finishing_a_finished_run_checks_what_it_renames(study, tmp_path, capsys, monkeypatch):
