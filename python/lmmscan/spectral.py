@@ -721,18 +721,17 @@ class GroupSpectral:
         return (weights / self.sizes)[self.codes]
 
 
-def _svd_u(A: np.ndarray, overwrite: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(U, s) of the thin SVD of A by gesdd: scipy's, or from
-    ``_lapack64.GESDD_ILP64_FROM`` on (rows and columns) the 64-bit-integer
-    one: scipy's workspace size wraps past 32 bits there."""
+def _svd_u(A: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(U, s) of the thin SVD of A by gesdd: scipy's (called as before, so
+    the same bits), or from ``_lapack64.GESDD_ILP64_FROM`` on (rows and
+    columns) the 64-bit-integer one: scipy's workspace size wraps past 32
+    bits there."""
     import scipy.linalg
 
     from . import _lapack64
 
     if min(A.shape) < _lapack64.GESDD_ILP64_FROM:
-        U, s, _ = scipy.linalg.svd(
-            A, full_matrices=False, overwrite_a=overwrite, check_finite=False, lapack_driver="gesdd"
-        )
+        U, s, _ = scipy.linalg.svd(A, check_finite=False, lapack_driver="gesdd")  # A square
         return U, s
     if not _lapack64.available():
         raise _lapack64.Ilp64Missing(
@@ -842,7 +841,7 @@ class LowRankSpectral:
 
         if overwrite and Z.flags.f_contiguous and Z.flags.writeable and Z.shape[0] > Z.shape[1]:
             U, s = _thin_svd_in_place(Z)
-        elif min(Z.shape) >= _lapack64.GESDD_ILP64_FROM:
+        elif min(Z.shape) >= _lapack64.GESDD_ILP64_FROM:  # the ILP64 gesdd
             U, s = _svd_u(Z, overwrite=overwrite)
         else:
             U, s, _ = scipy.linalg.svd(
