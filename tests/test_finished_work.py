@@ -95,12 +95,18 @@ def test_stale_lock_of_a_killed_scan_is_taken_over(study, tmp_path):
 
 
 def test_checkpoint_temporary_of_a_killed_write_is_removed(study, tmp_path):
-    """kill -9 while the checkpoint was written left .r.resume.json.tmpPID for good."""
+    """kill -9 while the checkpoint was written left .r.resume.json.tmpPID for good.
+    A running process's temporary is left: another run (on another prefix that
+    names the same output) is writing it (fault injection, helper 48)."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    dead, alive = done.pid, os.getppid()
     out = tmp_path / "r"
-    for name in (".r.resume.json.tmp4242", ".r.assoc.txt.tmp4242", ".r.null.json.tmp7"):
-        (tmp_path / name).write_text("half")
+    for name in (".r.resume.json", ".r.assoc.txt", ".r.null.json"):
+        (tmp_path / f"{name}.tmp{dead}").write_text("half")
+    (tmp_path / f".r.null.json.tmp{alive}").write_text("another run's")
     assert main(scan_args(study, out)) == 0
-    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == [f".r.null.json.tmp{alive}"]
 
 
 def test_scan_plot_without_matplotlib_is_refused_before_the_scan(

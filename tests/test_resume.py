@@ -250,6 +250,46 @@ def test_finishing_a_finished_run_checks_what_it_renames(study, tmp_path, capsys
     }  # fmt: skip
 
 
+def test_finishing_from_another_directory_and_after_a_rewrite(study, tmp_path, capsys, monkeypatch):
+    """Fault injection (helper 48): a record made with relative paths was
+    resolved against the resuming run's directory (refused for nothing);
+    a destination rewritten in place keeps its inode, which alone was taken
+    as the rename made (inode numbers are reused, too); and finish_commit
+    held no lock on the partial tables it renamed."""
+    import fcntl
+
+    from lmmscan.cli import checkpoint as ckpt
+
+    monkeypatch.chdir(tmp_path)
+    relative = [a.replace(f"{tmp_path}/", "") for a in scan_args(study, tmp_path / "k")]
+    relative = [*relative, "--pheno-col", "1,2"]
+    absolute = [*scan_args(study, tmp_path / "k"), "--pheno-col", "1,2"]
+    assert run(relative, capsys, monkeypatch, stop="0:rename-interrupt")[0] == 130
+    real = os.replace
+
+    def locked_replace(src, dst):
+        if str(src).endswith(".assoc.txt.partial"):
+            with open(src, "rb") as fh, pytest.raises(BlockingIOError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return real(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", locked_replace)
+    monkeypatch.chdir(study.parent)  # elsewhere, the same command spelled absolute
+    status, err = run([*absolute, "--resume"], capsys, monkeypatch)
+    assert status == 0 and err == "", err
+    assert outputs(tmp_path, "k") == {
+        "k.1.assoc.txt", "k.1.null.json", "k.2.assoc.txt", "k.2.null.json"
+    }  # fmt: skip
+
+    monkeypatch.setattr(ckpt.os, "replace", real)
+    assert run(absolute, capsys, monkeypatch, stop="0:rename-interrupt")[0] == 130
+    real(f"{tmp_path}/k.1.assoc.txt.partial", f"{tmp_path}/k.1.assoc.txt")  # as if renamed
+    with open(f"{tmp_path}/k.1.assoc.txt", "a") as fh:  # then rewritten in place
+        fh.write("another run's row\n")
+    status, err = run([*absolute, "--resume"], capsys, monkeypatch)
+    assert status == 2 and "is gone" in err, err
+
+
 def test_the_partial_tables_stay_locked_until_they_are_in_place(
     study, tmp_path, capsys, monkeypatch
 ):

@@ -58,14 +58,24 @@ def _lock(fd: int, path: Path) -> None:
 
 def _check_not_busy(path: Path) -> None:
     """Refuse to remove a partial file another run holds (see :func:`_lock`)."""
+    fd = _hold(path)
+    if fd >= 0:
+        os.close(fd)
+
+
+def _hold(path: Path) -> int:
+    """A descriptor of ``path`` holding its lock (-1 when it cannot be
+    opened), or _Busy when another run holds it (see :func:`_lock`)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return
+        return -1
     try:
         _lock(fd, path)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 class Appender:
@@ -277,12 +287,14 @@ _PATH_OPTIONS = frozenset(
 
 
 def _identity(path: Path) -> list[int] | None:
-    """[device, inode] of ``path``, or None when it is not there."""
+    """[device, inode, size, mtime in ns] of ``path``, or None when it is not
+    there: a rename keeps all four, and a file written since in its place
+    does not (an inode number alone was reused for another run's file)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_dev, st.st_ino]
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def command_options(args: argparse.Namespace) -> dict:
@@ -315,7 +327,9 @@ def finish_commit(out: str | os.PathLike[str], options: dict) -> bool:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         pairs = [(Path(entry[0]), Path(entry[1])) for entry in state["committing"]]
-        sidecars = [Path(p["sidecar"]) for p in state.get("phenotypes", [])]
+        sidecars = [Path(p) for p in state.get("sidecars", [])] or [
+            Path(p["sidecar"]) for p in state.get("phenotypes", [])
+        ]
         recorded = state.get("options")
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         return False
@@ -330,23 +344,29 @@ def finish_commit(out: str | os.PathLike[str], options: dict) -> bool:
             "to finish it, or rerun without --resume to start over",
             path=str(path),
         )
-    for entry in state["committing"]:
-        src, dst = Path(entry[0]), Path(entry[1])
-        if src.exists():
-            _check_not_busy(src)  # a run that names the same table holds it
-        elif len(entry) < 3 or _identity(dst) != entry[2]:
-            raise InputError(
-                f"{src}, which the finished run was to put in place as {dst}, is gone and "
-                f"{dst} is not it (removed by another run on this prefix?): rerun without "
-                "--resume to start over",
-                path=str(path),
-            )
-    for src, dst in pairs:
-        if src.exists():
-            os.replace(src, dst)
-    for leftover in (*sidecars, path):
-        with contextlib.suppress(FileNotFoundError):
-            leftover.unlink()
+    held: list[int] = []  # the files stay locked while they are renamed
+    try:
+        for entry in state["committing"]:
+            src, dst = Path(entry[0]), Path(entry[1])
+            if src.exists():
+                held.append(_hold(src))  # refused when another run holds it
+            elif len(entry) < 3 or _identity(dst) != entry[2]:
+                raise InputError(
+                    f"{src}, which the finished run was to put in place as {dst}, is gone "
+                    f"and {dst} is not it (removed by another run naming the same file?): "
+                    "rerun without --resume to start over",
+                    path=str(path),
+                )
+        for src, dst in pairs:
+            if src.exists():
+                os.replace(src, dst)
+        for leftover in (*sidecars, path):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    finally:
+        for fd in held:
+            if fd >= 0:
+                os.close(fd)
     return True
 
 
@@ -790,8 +810,11 @@ class Checkpoint:
                 os.fsync(fh.fileno())
         state = json.loads(self.path.read_text(encoding="utf-8"))
         # each file with its inode: finish_commit tells a renamed one from a lost one
-        state["committing"] = [[str(a), str(b), _identity(a)] for a, b in pairs]
+        state["committing"] = [  # absolute: --resume may run from another directory
+            [os.path.abspath(a), os.path.abspath(b), _identity(a)] for a, b in pairs
+        ]
         state["options"] = getattr(self.args, "command_options", None)
+        state["sidecars"] = [os.path.abspath(p) for p in self.sidecars]
         # from here every file the record names is kept (abandon), whether or
         # not the record reaches the disk, for --resume to put in place
         self._recorded = True

@@ -85,13 +85,29 @@ class PrefixLock:
 def remove_stale_temporaries(paths: list[Path]) -> None:
     """Remove the temporary files a killed run left for these outputs
     (``.NAME.tmpPID``, see :mod:`lmmscan.output`); only the prefix's lock
-    holder may call this."""
+    holder may call this.  A temporary of a process still running here is
+    left: a run on another prefix can write the same output name (--out a
+    with --pheno-col 1,2, and --out a.1), and its finished null.json was
+    removed under it."""
     from ..output import temporaries
 
     for path in paths:
-        for stale, _ in temporaries(path):
+        for stale, pid in temporaries(path):
+            if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal: it runs
+        return True
+    return True
 
 
 def check_outputs(paths: list[Path]) -> None:
