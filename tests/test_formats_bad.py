@@ -316,6 +316,12 @@ VCF_HEADER = (
 )
 
 
+# the same with a FORMAT GP line
+GP_HEADER = VCF_HEADER.replace(
+    "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
+)
+
+
 def test_multi_allelic_only_vcf(tmp_path, capsys):
     body = "".join(
         f"1\t{100 * i}\tm{i}\tA\tC,T\t.\t.\t.\tGT\t0/1\t1/2\t0/0\t2/2\n" for i in range(1, 4)
@@ -428,9 +434,7 @@ def test_a_haploid_sample_skips_its_record_whichever_field_is_read(tmp_path):
     """A male's chrX (GT "1", DS 1, GP two values) was used as a diploid dosage
     with DS (0-1 on the 0-2 scale, uncounted), read as missing with GP, and
     skipped with GT: the docs say skipped."""
-    header = VCF_HEADER.replace(
-        "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
-    ).replace("##contig=<ID=1>", "##contig=<ID=1>\n##contig=<ID=X>")
+    header = GP_HEADER.replace("##contig=<ID=1>", "##contig=<ID=1>\n##contig=<ID=X>")
     rows = [
         "1\t100\ts1\tA\tG\t.\t.\t.\tGT:DS:GP\t0/1:1:0,1,0\t1/1:2:0,0,1\t0/0:0:1,0,0\t0/1:1:0,1,0",
         "X\t200\tx1\tA\tG\t.\t.\t.\tGT:DS:GP\t0/1:1:0,1,0\t1:1:0,1\t0/0:0:1,0,0\t0:0:1,0",
@@ -460,9 +464,7 @@ def test_genotype_probabilities_out_of_range_are_refused(tmp_path, cell, shown):
     -0.5,1,0.5 gave 2, 0.5,0.5,0.5 gave 1.5, inf,0,0 gave 0, all tested with
     exit 0.  Triples rounded to 2 decimals (sums of 1.01) are read (review,
     helper 45)."""
-    header = VCF_HEADER.replace(
-        "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
-    )
+    header = GP_HEADER
     good = "0.34,0.34,0.33\t0.01,0.01,0.99\t1,0,0"  # rounded to 2 decimals: sums of 1.01
     rows = [
         f"1\t100\ts1\tA\tG\t.\t.\t.\tGP\t0.2,0.7999,0.0001\t{good}",
@@ -501,9 +503,7 @@ def test_a_record_without_alt_refuses_alt_calls(tmp_path, field, cells, needle):
 def test_a_record_without_alt_reads_its_gp_as_reference(tmp_path):
     """GP is Number=G: ALT '.' leaves one probability per sample, which was
     read as a haploid record (skipped, "ploidy other than 2")."""
-    header = VCF_HEADER.replace(
-        "##FORMAT=<ID=DS", '##FORMAT=<ID=GP,Number=G,Type=Float,Description="GP">\n##FORMAT=<ID=DS'
-    )
+    header = GP_HEADER
     rows = [
         "1\t100\ts1\tA\tG\t.\t.\t.\tGP\t0,1,0\t0,0,1\t1,0,0\t0,1,0",
         "1\t200\tnoalt\tA\t.\t.\t.\t.\tGP\t1\t1\t.\t1",
