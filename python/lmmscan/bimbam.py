@@ -53,13 +53,13 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
     ``NA`` (or an absent field) gives pos -9 / chr "-9"; a later line for the
     same rs wins, as in GEMMA.
     """
-    from .textio import _read_text
+    from .textio import read_text
 
     path = Path(path)
     out: dict[str, tuple[str, int]] = {}
     # rows are matched by rs, not position: blank lines are skipped, and each
     # row keeps its file line for the messages
-    lines = _read_text(path, "annotation file").split("\n")
+    lines = read_text(path, "annotation file").split("\n")
     rows = [(k, fields) for k, fields in enumerate((x.replace(",", " ").split() for x in lines), 1)
             if fields]  # fmt: skip
     if not rows:

@@ -209,7 +209,7 @@ def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -
     )
 
 
-def _read_text(path: Path, what: str) -> str:
+def read_text(path: Path, what: str) -> str:
     """A small text file, whole, as UTF-8 (a byte that is not names its line).
     A byte-order mark at its start is dropped: it was read as part of the
     first field (the first --snps ID unmatched, the first annotation's SNP
@@ -273,7 +273,7 @@ def read_rows(path: str | os.PathLike[str], what: str) -> list[list[str]]:
     error, because rows are matched to individuals by position.
     """
     path = Path(path)
-    lines = _read_text(path, f"{what} file").replace(",", " ").splitlines()
+    lines = read_text(path, f"{what} file").replace(",", " ").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     rows = [line.split() for line in lines]
@@ -1009,7 +1009,7 @@ def read_snp_list(path: str | os.PathLike[str], flag: str) -> list[str]:
     non-blank line (GEMMA reads the first token of a line; more fields are
     allowed and ignored)."""
     path = Path(path)
-    text = _read_text(path, f"{flag} file")
+    text = read_text(path, f"{flag} file")
     ids = [fields[0] for fields in (line.split() for line in text.splitlines()) if fields]
     if not ids:
         raise InputError(f"{flag}: the file lists no variant ID", path=str(path))
