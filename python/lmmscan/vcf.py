@@ -14,6 +14,7 @@ not diploid (with ``GT``) reads as missing and is counted.
 from __future__ import annotations
 
 import os
+import zlib
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,40 +29,49 @@ from .variants import VariantRows
 FIELDS = ("DS", "GP", "GT")
 
 
+# what reading a text VCF again may raise: it changed, is cut short or damaged
+# (InputError is a ValueError)
+_READ_AGAIN = (OSError, EOFError, ValueError, zlib.error)
+
+
+def _text_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of a text VCF's lines, read again (for a message
+    or the first record's check); none for a BCF, which is binary.  Raises
+    what _READ_AGAIN names."""
+    from .textio import open_input
+
+    with open_input(Path(path)) as fh:
+        for line, text in enumerate(fh, 1):
+            if line == 1 and text.startswith(b"BCF"):
+                return
+            yield line, text
+
+
 def _header_fault(path: str) -> tuple[int, str] | None:
     """(line, what is wrong) in a text VCF's header that htslib refuses with
     only "cannot parse VCF header": a sample name given twice, or header lines
     without their #CHROM line; None when neither (or a BCF, or unreadable:
     the caller's message stands).  Runs on an error path only."""
-    import zlib
-
-    from .textio import open_input
-
     try:
-        with open_input(Path(path)) as fh:
-            line = 0
-            for text in fh:
-                line += 1
-                if line == 1 and text.startswith(b"BCF"):  # binary: no lines to name
+        for line, text in _text_lines(path):
+            if text.startswith(b"#CHROM"):
+                names = text.rstrip(b"\r\n").split(b"\t")[9:]
+                first: dict[bytes, int] = {}
+                for i, name in enumerate(names):
+                    if name in first:
+                        shown = name.decode("utf-8", "replace")
+                        return line, (
+                            f"sample name {shown!r} appears twice (columns "
+                            f"{first[name] + 10} and {i + 10}); VCF sample names must "
+                            "be unique"
+                        )
+                    first[name] = i
+                return None
+            if not text.startswith(b"#"):
+                if line == 1:  # not a VCF at all: htslib's words stand
                     return None
-                if text.startswith(b"#CHROM"):
-                    names = text.rstrip(b"\r\n").split(b"\t")[9:]
-                    first: dict[bytes, int] = {}
-                    for i, name in enumerate(names):
-                        if name in first:
-                            shown = name.decode("utf-8", "replace")
-                            return line, (
-                                f"sample name {shown!r} appears twice (columns "
-                                f"{first[name] + 10} and {i + 10}); VCF sample names must "
-                                "be unique"
-                            )
-                        first[name] = i
-                    return None
-                if not text.startswith(b"#"):
-                    if line == 1:  # not a VCF at all: htslib's words stand
-                        return None
-                    return line, "the header has no #CHROM line before the first record"
-    except (OSError, EOFError, ValueError, zlib.error):  # InputError is a ValueError
+                return line, "the header has no #CHROM line before the first record"
+    except _READ_AGAIN:
         return None
     return None
 
@@ -75,24 +85,15 @@ def _first_record_columns(path: str, n_samples: int) -> tuple[int, int] | None:
     Only the first record is looked at (one more pass over every record
     would cost as much as the decompression); one corrupted record further
     on is not found."""
-    import zlib
-
-    from .textio import open_input
-
     try:
-        with open_input(Path(path)) as fh:
-            line = 0
-            for text in fh:
-                line += 1
-                if line == 1 and text.startswith(b"BCF"):
-                    return None
-                if text.startswith(b"#") or not text.strip():
-                    continue
-                # a tab at the line's end ends no column: htslib reads it so
-                fields = text.rstrip(b"\r\n").rstrip(b"\t").count(b"\t") + 1
-                columns = max(0, fields - 9)
-                return (line, columns) if columns != n_samples and fields > 8 else None
-    except (OSError, EOFError, ValueError, zlib.error):
+        for line, text in _text_lines(path):
+            if text.startswith(b"#") or not text.strip():
+                continue
+            # a tab at the line's end ends no column: htslib reads it so
+            fields = text.rstrip(b"\r\n").rstrip(b"\t").count(b"\t") + 1
+            columns = max(0, fields - 9)
+            return (line, columns) if columns != n_samples and fields > 8 else None
+    except _READ_AGAIN:
         return None
     return None
 
@@ -283,18 +284,13 @@ class VcfGenotypes(VariantFile):
     def _line_of(self, record: int) -> str:
         """ ", line N" of a record (0-based) in the file's text (its header lines
         and the records before it), or "" for a BCF or a header not read."""
-        import zlib
-
-        from .textio import open_input
-
+        header = 0
         try:
-            with open_input(Path(self.path)) as fh:
-                header = 0
-                for text in fh:
-                    if not text.startswith(b"#"):
-                        break
-                    header += 1
-        except (OSError, EOFError, ValueError, zlib.error):  # an error path: no line then
+            for _, text in _text_lines(self.path):
+                if not text.startswith(b"#"):
+                    break
+                header += 1
+        except _READ_AGAIN:  # an error path: no line then
             return ""
         if header == 0:  # a BCF is binary: no lines
             return ""
