@@ -11,6 +11,9 @@ argument checks as ``InputError``, its numerical failures as
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -89,3 +92,15 @@ class NumericalError(LmmscanError, ArithmeticError):
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (its name when it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An OSError inside without a file name (a write on a full disk, a read
+    error) names ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._errors import InputError, one_line
+from ._errors import InputError, naming, one_line
 from .genotypes import SampleText, check_unique_ids, import_failure, require_extra, sample_rows
 from .textio import (
     INFINITE_NOTE,
@@ -61,12 +61,8 @@ def _bytes(source: Path | io.BytesIO) -> bytes:
     error without a file name (EIO) names the file."""
     if isinstance(source, io.BytesIO):
         return source.getvalue()
-    try:
+    with naming(source):
         return source.read_bytes()
-    except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(source)) from None
-        raise
 
 
 def _read_table(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from ._errors import InputError, one_line, plural
+from ._errors import InputError, naming, one_line, plural
 from ._threads import usable_cores
 
 if TYPE_CHECKING:
@@ -165,19 +165,14 @@ def open_input(path: Path):
     disk) names ``path``: "Input/output error" alone named no file."""
     st = input_stat(path)
     raw = read_pipe(path) if stat.S_ISFIFO(st.st_mode) else open(path, "rb")
-    try:
-        with raw:
-            gz = raw.read(2) == b"\x1f\x8b"
-            raw.seek(0)
-            if gz:
-                with gzip.GzipFile(fileobj=raw, mode="rb") as fh, gzip_errors(path):
-                    yield fh
-            else:
-                yield raw
-    except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
+    with naming(path), raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if gz:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as fh, gzip_errors(path):
+                yield fh
+        else:
+            yield raw
 
 
 # what a damaged gzip stream raises while it is read: a cut-off stream

@@ -19,14 +19,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .._errors import InputError, LmmscanError, plural
+from .._errors import InputError, LmmscanError, naming, plural
 from .._version import __version__
 from ..filters import FilterCounts
 from ..genotypes import GenotypeSource, root_source
 from ..output import output_file
 from ..samples import groups_by_samples
 from .common import one_line
-from .prefix import naming
 
 _CHECKPOINT_KIND = "lmmscan scan checkpoint"
 _CHECKPOINT_VERSION = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .._errors import InputError
+from .._errors import InputError, naming
 from .common import (
     check_out_file,
     check_spares_inputs,
@@ -19,7 +19,6 @@ from .common import (
     run_threads,
 )
 from .options import add_genotype_args, add_run_args, add_sample_args, command
-from .prefix import naming
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .._errors import InputError
+from .._errors import InputError, naming
 from ..kinship import KINSHIP_METHODS
 from .common import (
     check_hwe,
@@ -27,7 +27,6 @@ from .common import (
     run_threads,
 )
 from .options import add_filter_args, add_genotype_args, add_run_args, add_sample_args, command
-from .prefix import naming
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

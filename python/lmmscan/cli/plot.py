@@ -166,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .. import plot
+    from .._errors import naming
     from ..output import atomic_path
-    from .prefix import naming
 
     path = Path(args.table)
     if not path.exists():

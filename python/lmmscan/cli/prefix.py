@@ -15,7 +15,6 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from .._errors import InputError
@@ -118,14 +117,3 @@ def check_outputs(paths: list[Path]) -> None:
 
     for path in paths:
         output_file(path)
-
-
-@contextlib.contextmanager
-def naming(path: str | os.PathLike[str]) -> Iterator[None]:
-    """An OSError inside without a file name (a write on a full disk) names ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise

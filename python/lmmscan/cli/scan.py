@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, naming
 from ..filters import FilterCounts, filters_to_relax
 from ..kinship import KINSHIP_METHODS
 from ..output import EXTENSIONS, FORMATS
@@ -61,7 +61,6 @@ from .options import (
     positive_int,
     region_count,
 )
-from .prefix import naming
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
