@@ -300,7 +300,6 @@ class BgenGenotypes(VariantFile):
         two = np.frombuffer(n_alleles, dtype=np.int64) == 2
         self._set_variants(samples, rows.table(), {"multi-allelic": ~two})
         self._reader = None
-        self._missing_at_read = {}
 
     def _open(self):
         if self._reader is None:

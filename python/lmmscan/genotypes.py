@@ -521,8 +521,7 @@ class VariantFile:
     def skipped_at_read(self) -> dict[str, int]:
         """How many of the file's variants were read as missing, by reason."""
         with self._lock:
-            found = getattr(self, "_missing_at_read", {})  # none: a reader that reads all
-            return {reason: len(index) for reason, index in found.items()}
+            return {reason: len(index) for reason, index in self._missing_at_read.items()}
 
     def read_as_missing(self) -> dict[str, list[list[int]]]:
         """The file's variants read as missing so far, by reason, as
@@ -530,10 +529,7 @@ class VariantFile:
         one run): what a scan's checkpoint keeps, so that a resumed scan that
         reads only the later variants still counts the earlier ones."""
         with self._lock:
-            found = {
-                r: np.fromiter(s, np.int64, len(s))
-                for r, s in getattr(self, "_missing_at_read", {}).items()
-            }
+            found = {r: np.fromiter(s, np.int64, len(s)) for r, s in self._missing_at_read.items()}
         out = {}
         for reason, index in found.items():
             if index.size == 0:
@@ -556,7 +552,7 @@ class VariantFile:
                 checked.append((str(reason), int(start), int(stop)))
         with self._lock:
             for reason, start, stop in checked:
-                found = self.__dict__.setdefault("_missing_at_read", {}).setdefault(reason, set())
+                found = self._missing_at_read.setdefault(reason, set())
                 found.update(range(start, stop))
 
     def _set_path(self, path: object, what: str, needs_file: str) -> None:
@@ -639,6 +635,7 @@ class VariantFile:
         else:
             self._snps = table.loc[~bad, SNP_COLUMNS].reset_index(drop=True)
         self._lock = threading.Lock()
+        self._missing_at_read = {}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -192,7 +192,6 @@ class VcfGenotypes(VariantFile):
         self._reader: Any = None
         self._rows: np.ndarray | None = None
         self._next = 0  # file index of the record the open reader yields next
-        self._missing_at_read = {}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
