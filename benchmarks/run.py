@@ -954,7 +954,10 @@ def versions() -> str:
         except md.PackageNotFoundError:
             return "not installed"
 
-    gemma = subprocess.run(["gemma"], capture_output=True, text=True).stdout.splitlines()
+    try:
+        gemma = subprocess.run(["gemma"], capture_output=True, text=True).stdout.splitlines()
+    except FileNotFoundError:
+        gemma = ["gemma not installed"]
     if LMMSCAN_COMMIT:
         commit = f"{LMMSCAN_COMMIT[0]} (clean build from git archive)"
     else:
