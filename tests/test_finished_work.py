@@ -163,6 +163,71 @@ def test_an_interrupted_plot_says_the_tables_are_complete(study, tmp_path, capsy
     assert not list(tmp_path.glob("r*.png")) and not list(tmp_path.glob(".r*"))
 
 
+@pytest.mark.parametrize("where", ["lock", "checkpoint", "summary"])
+def test_an_interrupt_after_the_outputs_are_in_place_says_so(
+    where, study, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C once the tables and null.json were in place (the checkpoint's
+    removal, the prefix lock's, the summary's lines) said "interrupted; no
+    output written", or sent --resume to rescan (helper 48's leftovers)."""
+    from lmmscan.cli import checkpoint, prefix
+    from lmmscan.cli import scan as scan_cli
+
+    owner, name = {
+        "lock": (prefix.PrefixLock, "release"),
+        "checkpoint": (checkpoint.Checkpoint, "remove"),
+        "summary": (scan_cli, "_print_summary"),
+    }[where]
+    calls = []
+    real = getattr(owner, name)
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # the cleanup's own call goes on
+
+    monkeypatch.setattr(owner, name, interrupted)
+    out = tmp_path / "r"
+    argv = scan_args(study, out)
+    if where == "summary":
+        argv.remove("--quiet")
+    assert main(argv) == 130
+    err = one_line(capsys.readouterr().err)
+    assert err == "lmmscan scan: interrupted; the tables and null.json are complete", err
+    assert Path(f"{out}.assoc.txt").exists() and Path(f"{out}.null.json").exists()
+    assert not Path(f"{out}.resume.json").exists()
+    assert not list(tmp_path.glob("r.*partial*")) and not list(tmp_path.glob(".r*"))
+
+
+@pytest.mark.parametrize("command", ["kinship", "eigen"])
+def test_an_interrupt_in_the_summary_says_the_file_is_complete(
+    command, study, tmp_path, capsys, monkeypatch
+):
+    from lmmscan.cli import eigen as eigen_cli
+    from lmmscan.cli import kinship as kinship_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    K = tmp_path / "K.txt"
+    pheno = ["--pheno", f"{study}.pheno.txt"]
+    if command == "kinship":
+        monkeypatch.setattr(kinship_cli, "memory_line", interrupted)
+        argv = ["kinship", "--bfile", str(study), *pheno, "--out", str(K)]
+        out = K
+    else:
+        assert main(["kinship", "--bfile", str(study), *pheno, "--quiet", "--out", str(K)]) == 0
+        monkeypatch.setattr(eigen_cli, "memory_line", interrupted)
+        out = tmp_path / "e.npz"
+        argv = ["eigen", "--bfile", str(study), *pheno, "--kinship", str(K), "--out", str(out)]
+    capsys.readouterr()
+    assert main(argv) == 130
+    err = one_line(capsys.readouterr().err)
+    assert err == f"lmmscan {command}: interrupted; {out} is complete", err
+    assert out.exists()
+
+
 def test_an_interrupt_swallowed_by_a_finaliser_still_stops_the_run(
     study, tmp_path, capsys, monkeypatch
 ):

@@ -493,6 +493,7 @@ class Checkpoint:
         self._index = {id(ph): k for k, ph in enumerate(phenos)}
         self._missing_cache: tuple[int, dict] | None = None
         self._recorded = False  # the final renames are recorded (commit)
+        self._placed = False  # and made: the outputs are in place
         self._locks: list[int] = []  # the closed partial files' locks (see close)
         self._stop = test_stop()
         state = self._load() if args.resume else None
@@ -825,6 +826,7 @@ class Checkpoint:
             if self._stop == (k, "rename-interrupt"):  # test hook: Ctrl-C there
                 raise KeyboardInterrupt
             os.replace(src, dst)
+        self._placed = True
         self.remove()
         self.release_locks()
 
@@ -853,6 +855,12 @@ class Checkpoint:
         with contextlib.suppress(Exception):
             self.close()
         self.release_locks()
+        if self._placed:  # stopped while the checkpoint was removed: the outputs stand
+            with contextlib.suppress(OSError):
+                self.remove()
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.lmmscan_hint = "the tables and null.json are complete"  # type: ignore[attr-defined]
+            return
         if self._recorded:  # stopped among the final renames: keep it all
             with contextlib.suppress(AttributeError, TypeError):
                 exc.lmmscan_hint = (  # type: ignore[attr-defined]  # read by the entry point

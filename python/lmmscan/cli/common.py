@@ -76,6 +76,24 @@ class Clock:
         return out
 
 
+class Outputs:
+    """``with Outputs("the kinship is complete") as outputs:`` around a
+    command; once it sets ``outputs.written``, an interrupt (a lock's removal,
+    the summary's lines) ends with that hint, not "no output written"."""
+
+    def __init__(self, hint: str) -> None:
+        self.hint = hint
+        self.written = False
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if self.written and isinstance(exc, KeyboardInterrupt):
+            if not getattr(exc, "lmmscan_hint", ""):  # (the plots' own says more)
+                exc.lmmscan_hint = self.hint  # type: ignore[attr-defined]
+
+
 def require_matplotlib(what: str) -> None:
     """Optional parts are checked before any work: a missing one in one line."""
     try:

@@ -8,6 +8,7 @@ import time
 
 from .._errors import InputError, naming
 from .common import (
+    Outputs,
     check_out_file,
     check_spares_inputs,
     filter_samples,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_spares_inputs([args.out], named_inputs(args))
     if not str(args.out).endswith(".npz"):
         raise InputError("--out must end in .npz", path=str(args.out))
-    with run_threads(args.threads, args.eigh_driver):
+    with Outputs(f"{args.out} is complete") as outputs, run_threads(args.threads, args.eigh_driver):
         source = open_genotypes(args)
         mask = filter_samples(args, source).mask
         n = int(mask.sum())
@@ -75,14 +76,16 @@ def run(args: argparse.Namespace) -> int:
         del K
         with naming(args.out), atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
             save_eigen(fh, eig)
-    if not args.quiet:
-        print(
-            f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
-            f"{plural(source.n_samples, 'individual')} "
-            f"({plural(int((eig.d == 0).sum()), 'eigenvalue')} zeroed)"
-        )
-        print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
-        memory = memory_line(args)
-        if memory:
-            print(memory)
+        outputs.written = True
+    with outputs:
+        if not args.quiet:
+            print(
+                f"eigendecomposition of {args.kinship} over {eig.n_samples} of "
+                f"{plural(source.n_samples, 'individual')} "
+                f"({plural(int((eig.d == 0).sum()), 'eigenvalue')} zeroed)"
+            )
+            print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+            memory = memory_line(args)
+            if memory:
+                print(memory)
     return 0

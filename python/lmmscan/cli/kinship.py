@@ -8,6 +8,7 @@ import time
 from .._errors import InputError, naming
 from ..kinship import KINSHIP_METHODS
 from .common import (
+    Outputs,
     check_hwe,
     check_out_file,
     check_spares_inputs,
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     check_out_file(args.out)
     check_spares_inputs([args.out], named_inputs(args))
-    with run_threads(args.threads):
+    with Outputs(f"{args.out} is complete") as outputs, run_threads(args.threads):
         source = open_genotypes(args)
         check_hwe(args, source)
         ph = filter_samples(args, source)
@@ -97,20 +98,22 @@ def run(args: argparse.Namespace) -> int:
             )
         with naming(args.out):
             write_kinship(args.out, acc.result())
-    if not args.quiet:
-        for line in describe_variant_lists(args) + describe_skipped(args, source):
-            print(line)
-        for warning in reader_warnings(source):  # as scan's summary says them
-            print(f"warning: {warning}")
-        c = acc.counts
-        removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
-        print(
-            f"kinship ({args.method}): {source.n_samples} x {source.n_samples} from {c.kept} "
-            f"of {plural(c.total, 'SNP')} (removed: {removed}); filters on "
-            f"{plural(int(ph.mask.sum()), 'individual')}"
-        )
-        print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
-        memory = memory_line(args)
-        if memory:
-            print(memory)
+        outputs.written = True
+    with outputs:
+        if not args.quiet:
+            for line in describe_variant_lists(args) + describe_skipped(args, source):
+                print(line)
+            for warning in reader_warnings(source):  # as scan's summary says them
+                print(f"warning: {warning}")
+            c = acc.counts
+            removed = ", ".join(f"{k} {v}" for k, v in c.removed.items())
+            print(
+                f"kinship ({args.method}): {source.n_samples} x {source.n_samples} from {c.kept} "
+                f"of {plural(c.total, 'SNP')} (removed: {removed}); filters on "
+                f"{plural(int(ph.mask.sum()), 'individual')}"
+            )
+            print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+            memory = memory_line(args)
+            if memory:
+                print(memory)
     return 0

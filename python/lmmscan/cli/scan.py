@@ -26,6 +26,7 @@ from ..kinship import KINSHIP_METHODS
 from ..output import EXTENSIONS, FORMATS
 from ..samples import Analysed
 from .common import (
+    Outputs,
     check_hwe,
     check_out_dir,
     check_spares_inputs,
@@ -324,14 +325,15 @@ def run(args: argparse.Namespace) -> int:
     check_spares_inputs(paths, named_inputs(args))
     for directory in sorted({Path(output_file(p)).parent for p in paths}):
         check_writable(directory)
-    with PrefixLock(args.out):
+    with Outputs("the tables and null.json are complete") as outputs, PrefixLock(args.out):
         args.command_options = command_options(args)
         if args.resume and finish_commit(args.out, args.command_options):
             # (before remove_stale_temporaries: the record names temporaries)
+            outputs.written = True
             if not args.quiet:
                 print(
-                    f"lmmscan scan: --resume: the run had finished and was putting its outputs "
-                    f"in place; they are now ({args.out}.*)",
+                    f"lmmscan scan: --resume: the run had finished and was putting its "
+                    f"outputs in place; they are now ({args.out}.*)",
                     file=sys.stderr,
                 )
             if args.plot:
@@ -343,10 +345,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         remove_stale_temporaries(paths)
         source, phenos, checkpoint = _run(args)
-    if args.plot:
-        _plots(args, phenos)
-    if not args.quiet:
-        _print_summary(args, source, phenos, checkpoint)
+        outputs.written = True
+    with outputs:
+        if args.plot:
+            _plots(args, phenos)
+        if not args.quiet:
+            _print_summary(args, source, phenos, checkpoint)
     return 0
 
 
