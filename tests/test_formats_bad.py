@@ -86,6 +86,18 @@ def test_psam_with_fewer_samples_than_the_pgen(files, capsys):
     refused(capsys, files, ["--pfile", files / "s"], "s.pgen", "1940 samples", "s.psam lists 99")
 
 
+def test_a_short_line_in_a_psam_without_a_header(files, capsys):
+    """A .psam without a header (a .fam) with one line of 3 fields: its
+    phenotype and sex were read as absent, exit 0 (plink2: "Line 4 of s.psam
+    has fewer tokens than expected")."""
+    _copy_fileset(files, "f")
+    lines = (files / "f.psam").read_text().splitlines()
+    fam = [" ".join([*row.split("\t")[:2], "0", "0", "1", "-9"]) for row in lines[1:]]
+    fam[2] = " ".join(fam[2].split()[:3])
+    (files / "f.psam").write_text("\n".join(fam) + "\n")
+    refused(capsys, files, ["--pfile", files / "f"], "f.psam, line 3", "3 fields where other")
+
+
 def test_pvar_with_fewer_variants_than_the_pgen(files, capsys):
     _copy_fileset(files, "v")
     lines = (files / "v.pvar").read_text().splitlines(keepends=True)

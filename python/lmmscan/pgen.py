@@ -445,6 +445,19 @@ def _read_psam_table(path: Path) -> SampleText:
             path=str(path),
             line=skip + 1,
         )
+    # a line shorter than the others (read_csv pads it with ""): its missing
+    # fields would be read as an absent phenotype; plink2 refuses it too
+    absent = table.isna() | (table == "")
+    short = absent.any(axis=1).to_numpy()
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        have = int((~absent.iloc[i]).sum())
+        raise InputError(
+            f"{plural(have, 'field')} where other lines have {table.shape[1]} "
+            "(every line of a .psam without a header needs the same fields)",
+            path=str(path),
+            line=data_line(path, i, skip + 1),
+        )
     pheno = [table[c].tolist() for c in table.columns[5:]]
     return SampleText(table[0].tolist(), table[1].tolist(), pheno, skip + 1)
 
