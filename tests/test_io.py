@@ -130,7 +130,12 @@ def test_kinship_reader_tolerates_spaces_commas_trailing_tabs(tmp_path):
         ("1\t0.5\n0.5\tNA\n", 2, ["line 2", "column 2", "non-finite"]),
         ("1\t0.5\n0.5\tzz\n", 2, ["line 2", "column 2", "'zz'"]),
         ("1\t0.5\n0.5\n", 2, ["line 2", "1 values"]),
-        ("1\t0.5\t0\n0.5\t1\t0\n", 2, ["square"]),
+        ("1\t0.5\t0\n0.5\t1\t0\n", 3, ["square"]),
+        # wider than the samples: refused before its square is allocated (a
+        # matrix flattened on one line asked for 191 GiB, the file unnamed)
+        ("1\t0.5\t0\n0.5\t1\t0\n", 2, ["line 1", "first row has 3 values", "2 individuals"]),
+        # classic Mac line ends: one line of every value, the same 191 GiB
+        ("1\t0.5\r0.5\t1\r", 2, ["line 1", "carriage return alone"]),
         ("", 2, ["empty"]),
     ],
 )

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ._errors import InputError, plural
 from .samples import HUGE
-from .textio import gzip_errors
+from .textio import check_line_ends, gzip_errors
 
 _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
@@ -99,21 +99,6 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
     return out
 
 
-def _check_line_ends(chunk: bytes, path: Path) -> None:
-    """Refuse a file whose lines end in a carriage return alone (classic Mac
-    text): it was read as one SNP with every value on it, and the error
-    blamed the phenotype file (12,447 individuals).  Carriage returns before
-    a line's newline (CRLF; CR CR LF, a CRLF written in Windows text mode)
-    are read as spaces."""
-    first = chunk.split(b"\n", 1)[0].rstrip(b"\r")  # CRLF and CR CR LF end a line
-    if b"\r" in first:
-        raise InputError(
-            "its lines end in a carriage return alone (classic Mac text): convert them to newlines",
-            path=str(path),
-            line=1,
-        )
-
-
 class BimbamGenotypes:
     """A BIMBAM mean-genotype file as a genotype source (see :mod:`lmmscan.genotypes`).
 
@@ -176,7 +161,7 @@ class BimbamGenotypes:
             with fh, gzip_errors(self.path):
                 for chunk in line_chunks(fh, _CHUNK):
                     if offset == 0:
-                        _check_line_ends(chunk, self.path)
+                        check_line_ends(chunk, self.path)
                     counts = _tokens_per_line(chunk)
                     ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1
                     starts = np.concatenate([[0], ends[:-1]])

@@ -516,7 +516,7 @@ def read_kinship(path: str | os.PathLike[str], n_samples: int | None = None) -> 
         with np.errstate(invalid="ignore"):  # a signalling NaN: refused below, by its place
             K = np.asarray(K, dtype=np.float64)
     else:
-        K = _read_matrix_text(path)
+        K = _read_matrix_text(path, n_samples)
     check_kinship_file(K, path, n_samples)
     return K
 
@@ -646,7 +646,27 @@ def _text_chunks(path: Path):
                 view.release()
 
 
-def _read_matrix_text(path: Path) -> np.ndarray:
+def check_line_ends(chunk: bytes | memoryview, path: Path) -> None:
+    """Refuse a text file whose lines end in a carriage return alone
+    (classic Mac text), from its first chunk: read as one line holding every
+    value, a BIMBAM file was one SNP (the error blamed the phenotype file)
+    and a kinship's first row asked for 191 GiB.  Carriage returns before a
+    line's newline (CRLF; CR CR LF, a CRLF written in Windows text mode) are
+    whitespace."""
+    first = bytes(chunk[:_LINE_END_PROBE]).split(b"\n", 1)[0].rstrip(b"\r")
+    if b"\r" in first:
+        raise InputError(
+            "its lines end in a carriage return alone (classic Mac text): convert them to newlines",
+            path=str(path),
+            line=1,
+        )
+
+
+_LINE_END_PROBE = 8 << 20  # bytes of the first chunk looked at (a first line of 10^5
+# values in GEMMA's digits is about 2 MB)
+
+
+def _read_matrix_text(path: Path, n_samples: int | None = None) -> np.ndarray:
     """A whitespace/comma separated numeric matrix, parsed a chunk of rows at a time.
 
     Each chunk's numbers are parsed by the core (``_core.parse_numbers``:
@@ -667,10 +687,12 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     offset = 0  # bytes before the current chunk
     with contextlib.closing(_text_chunks(path)) as chunks:
         for chunk in chunks:
+            if not offset:
+                check_line_ends(chunk, path)
             if out is None:
                 width = _first_line_width(chunk)
                 if width:
-                    out = np.empty(width * width)
+                    out = _square(width, path, n_samples)
             dest = None if out is None else out[filled:]
             parsed, counts, bad = parse_numbers(chunk, _parse_threads(len(chunk)), dest)
             if bad >= 0:
@@ -687,7 +709,7 @@ def _read_matrix_text(path: Path) -> np.ndarray:
                         line=line_no + int(wrong[0]) + 1,
                     )
                 if out is None:
-                    out = np.empty(ncol * ncol)
+                    out = _square(ncol, path, n_samples)
                 if filled + parsed.size > out.size:
                     raise InputError(
                         f"more than {ncol} rows of {ncol} values: a kinship must be square",
@@ -702,6 +724,28 @@ def _read_matrix_text(path: Path) -> np.ndarray:
     if ncol is None or out is None:
         raise InputError("kinship file is empty", path=str(path))
     return out[:filled].reshape(-1, ncol)
+
+
+def _square(width: int, path: Path, n_samples: int | None) -> np.ndarray:
+    """The width x width matrix a text kinship's first row of ``width``
+    values promises: refused before it is allocated when that is more than
+    the genotype file's samples (a flattened matrix on one line asked for
+    terabytes; a smaller one is read, and its shape refused with both
+    sides), and a failed allocation names the file."""
+    if n_samples is not None and width > n_samples:
+        raise InputError(
+            f"the kinship's first row has {width} values but the genotype file has "
+            f"{n_samples} individuals",
+            path=str(path),
+            line=1,
+        )
+    try:
+        return np.empty(width * width)
+    except MemoryError:
+        raise MemoryError(
+            f"{path}: its first row has {width:,} values, and a {width:,} x {width:,} kinship "
+            f"needs {8 * width * width / 2**30:,.1f} GiB"
+        ) from None
 
 
 def _first_line_width(chunk) -> int:
