@@ -248,6 +248,100 @@ def test_pandas_rows_labelled_in_other_orders_are_refused(data):
     assert lmmscan.scan(pd.DataFrame(G), pd.Series(y), kinship=K).equals(same)
 
 
+def test_a_default_index_beside_the_same_integers_in_another_order_is_refused(data):
+    """A y Series with the default index (0 .. n-1) beside covariates, groups
+    or a kinship labelled by those integers in another order (a frame sorted
+    by a column): the default index was taken to say nothing, and the rows
+    were matched by position (helper 49: the slope 0.11 for 1.98)."""
+    import pandas as pd
+
+    G, K, y = data
+    n = len(y)
+    perm = np.random.default_rng(2).permutation(n)
+    x = pd.DataFrame({"x": G[:, 1]})
+    groups = pd.Series(np.arange(n) % 7)
+    with pytest.raises(InputError, match="y and covariates are pandas objects"):
+        lmmscan.fit_null(pd.Series(y), x.iloc[perm], kinship=K)
+    with pytest.raises(InputError, match="y and groups are pandas objects"):
+        lmmscan.fit_null(pd.Series(y), groups=groups.iloc[perm])
+    with pytest.raises(InputError, match="y and kinship are pandas objects"):
+        lmmscan.fit_null(pd.Series(y), kinship=pd.DataFrame(K).iloc[perm, perm])
+    with pytest.raises(InputError, match="columns are not its index"):
+        lmmscan.fit_null(y, kinship=pd.DataFrame(K).iloc[:, perm])
+    # the same order, or labels that are not those integers: fitted as before
+    same = lmmscan.fit_null(y, G[:, 1], kinship=K)
+    assert lmmscan.fit_null(pd.Series(y), x, kinship=pd.DataFrame(K)).lambda_ == same.lambda_
+    assert lmmscan.fit_null(pd.Series(y), x.set_axis(perm + n), kinship=K).lambda_ == same.lambda_
+
+
+def test_a_basis_argument_of_another_kind_is_refused_in_one_line(data):
+    """kinship=Eigendecomposition raised a TypeError, spectral= an
+    Eigendecomposition, a model or a low-rank kinship an AttributeError."""
+    G, K, y = data
+    eig = lmmscan.eigendecompose(K)
+    model = lmmscan.fit_null(y, kinship=K)
+    for kwargs, needle in [
+        ({"kinship": eig}, "kinship is an Eigendecomposition"),
+        ({"spectral": eig}, "spectral is an Eigendecomposition"),
+        ({"spectral": model}, "got NullModel"),
+        ({"spectral": lmmscan.low_rank_kinship(G)}, "got LowRankKinship"),
+        ({"spectral": model.without_eigenvectors().spectral}, "released basis"),
+    ]:
+        with pytest.raises(InputError, match=needle):
+            lmmscan.fit_null(y, **kwargs)
+    assert lmmscan.fit_null(y, spectral=eig.spectral()).lambda_ == pytest.approx(model.lambda_)
+
+
+@pytest.mark.parametrize("center", ["no", "False", None, 0.0])
+def test_center_is_a_bool(data, center):
+    """center="no" double-centred the kinship, None did not."""
+    G, K, y = data
+    with pytest.raises(InputError, match="center must be True or False"):
+        lmmscan.fit_null(y, kinship=K, center=center)
+
+
+def test_values_beyond_double_range_are_refused_by_name(data):
+    """A y of subnormal values raised OverflowError (its power-of-two scale);
+    a covariate near 1e-156 got beta_se inf, near 1e-165 was called zero."""
+    G, K, y = data
+    with pytest.raises(InputError, match="below the smallest normal double"):
+        lmmscan.fit_null(y * 1e-310, kinship=K)
+    for scale in (1e-156, 1e-170):
+        with pytest.raises(InputError, match="covariates column 1 .* variance overflows"):
+            lmmscan.fit_null(y, G[:, 1] * scale, kinship=K)
+    # a representable scale is fitted exactly as the unscaled covariate
+    a, b = lmmscan.fit_null(y, G[:, 1], kinship=K), lmmscan.fit_null(y, G[:, 1] * 1e-150, kinship=K)
+    assert b.beta_se[0] * 1e-150 == pytest.approx(a.beta_se[0], rel=1e-12)
+
+
+def test_nullable_pandas_columns_with_missing_values_are_read_as_nan(data):
+    """Two Int64/Float64 columns with pd.NA were refused ("float() argument
+    must be ... not 'NAType'"); one column already read pd.NA as missing."""
+    import pandas as pd
+
+    G, K, y = data
+    W = pd.DataFrame({"a": G[:, 1], "b": G[:, 2] + 0.5}).convert_dtypes()
+    W.iloc[3, 0] = pd.NA
+    plain = W.astype("float64")
+    assert np.isnan(plain.iloc[3, 0])
+    got = lmmscan.fit_null(y, W, kinship=K)
+    want = lmmscan.fit_null(y, plain, kinship=K)
+    assert got.n_analyzed == len(y) - 1
+    np.testing.assert_array_equal(got.beta, want.beta)
+
+
+def test_pve_is_zero_when_the_group_variance_is_snapped_to_zero():
+    """A group model whose variance is estimated at 0 reported pve 1e-10."""
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        g = rng.integers(0, 20, 300)
+        x = rng.standard_normal(300)
+        m = lmmscan.fit_null(1 + 0.5 * x + rng.standard_normal(300), x, groups=g)
+        if m.vg == 0.0:
+            break
+    assert m.vg == 0.0 and m.lambda_ == 0.0 and m.pve == 0.0
+
+
 def test_pandas_rows_labelled_by_the_files_ids_in_another_order_are_refused(tmp_path):
     """A phenotype Series indexed by the .fam's IIDs (or FID, IID) in another
     order than the file's was used row by row: log10 p off by 6 (helper run).

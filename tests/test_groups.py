@@ -296,6 +296,22 @@ def test_typed_labels_fit_as_the_same_labels_as_objects():
         lmmscan.fit_null(y, X, groups=mixed)
 
 
+def test_a_missing_label_on_a_sample_left_out_anyway_is_no_error():
+    """A sample whose y is missing needs no group: lme4 drops the row (helper
+    49); lmmscan refused its missing label.  The fit is that of the rows
+    dropped."""
+    y, X, groups = simulate(12, 40, (1, 9))
+    labels = groups.astype(object)
+    labels[7] = None
+    y = y.astype(float).copy()
+    y[7] = np.nan
+    got = lmmscan.fit_null(y, X, groups=labels)
+    keep = np.arange(len(y)) != 7
+    want = lmmscan.fit_null(y[keep], X[keep], groups=groups[keep])
+    assert got.lambda_ == want.lambda_ and got.loglik == want.loglik
+    np.testing.assert_array_equal(got.beta, want.beta)
+
+
 def test_a_basis_reused_for_other_analysed_samples_is_refused():
     """fit_null(y_b, spectral=model_a.spectral) checked only the number of
     analysed samples: a phenotype missing other samples (as many) was fitted

@@ -79,6 +79,10 @@ def real_array(value: Any, name: str) -> np.ndarray:
     if np.iscomplexobj(value):
         raise InputError(f"{name} holds complex numbers; lmmscan takes real ones")
     try:
+        if type(value).__module__.partition(".")[0] == "pandas" and hasattr(value, "to_numpy"):
+            # nullable columns (Int64, Float64, boolean): pd.NA is NaN, as a
+            # single column's already was (a frame of two was refused)
+            return value.to_numpy(dtype=np.float64, na_value=np.nan)
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:  # text, ragged lists, objects
         raise InputError(f"{name} must hold numbers: {exc}") from None

@@ -482,8 +482,10 @@ def _group_codes(groups: object, mask: np.ndarray, n: int) -> tuple[np.ndarray, 
     if not typed:
         labels = labels.astype(object, copy=False)
         missing = pd.isna(labels)
-    if missing is not None and missing.any():
-        first = int(np.flatnonzero(missing)[0])
+    # (a sample left out by a missing y or covariate needs no group: lme4
+    # drops it, and so does this fit)
+    if missing is not None and (missing & mask).any():
+        first = int(np.flatnonzero(missing & mask)[0])
         raise InputError(f"groups has a missing label (sample {first})")
     try:
         # numbers or text in a typed array are sorted as such, not as a
@@ -565,7 +567,10 @@ def fit_null(
     """
     if method not in ("reml", "ml"):
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
+    if not isinstance(center, bool | np.bool_):  # "no" was true: double-centred
+        raise InputError(f"center must be True or False, got {center!r}")
     bounds = as_bounds(bounds)
+    _check_basis_arguments(kinship, spectral)
     low_rank = callable(getattr(kinship, "spectral", None))  # low_rank_kinship()'s
     check_same_rows(y=y, covariates=covariates, kinship=kinship, groups=groups)
     y_arr = real_array(y, "y")
@@ -671,6 +676,8 @@ def fit_null(
     if allow_zero:
         for which in ("reml", "ml"):
             _snap_to_zero(model, which, n_total)
+        if model.lambda_reml == 0.0:  # pve is REML's: vg = 0, none explained
+            model.pve = 0.0
     if method == "ml":
         model.lambda_, model.vg, model.ve = model.lambda_mle, fit.vg_mle / s / s, fit.ve_mle / s / s
         if conditioned is None:
@@ -689,6 +696,33 @@ def fit_null(
         with contextlib.suppress(AttributeError):
             setattr(spectral, "analysed_mask", mask)  # noqa: B010 (not every basis has it)
     return model
+
+
+def _check_basis_arguments(kinship: object, spectral: object) -> None:
+    """An eigendecomposition, a model or a low-rank kinship where fit_null
+    takes a kinship or a basis: one line, not an AttributeError."""
+    from .eigen import Eigendecomposition
+
+    use = (
+        "its basis for exactly the analysed samples is eig.spectral_for(sample_ids) "
+        "(or give it to lmmscan.scan(eigen=))"
+    )
+    if isinstance(kinship, Eigendecomposition):
+        raise InputError(f"kinship is an Eigendecomposition, which goes to spectral=: {use}")
+    if spectral is None:
+        return
+    if isinstance(spectral, Eigendecomposition):
+        raise InputError(f"spectral is an Eigendecomposition, not its basis: {use}")
+    if isinstance(spectral, ReleasedSpectral):
+        raise InputError(
+            "spectral is a model's released basis (without_eigenvectors()): it has no "
+            "eigenvectors to fit with"
+        )
+    if not all(hasattr(spectral, name) for name in ("d", "n_total", "rotate")):
+        raise InputError(
+            f"spectral must be a fitted model's .spectral or an Eigendecomposition's "
+            f"spectral_for(); got {type(spectral).__name__}"
+        )
 
 
 def _coefficients_in_W(model: NullModel, fit: _core.NullFit, ml: bool = False) -> None:
@@ -712,6 +746,11 @@ def _y_scale(y: np.ndarray) -> float:
     """The power of two that brings max |y| into [0.5, 1), or 1.0 when y is
     safely inside double range already."""
     top = float(np.max(np.abs(y)))
+    if 0.0 < top < np.finfo(np.float64).tiny:  # its scale, 2^-exponent, would overflow
+        raise InputError(
+            f"y's largest magnitude is {top:.3g}, below the smallest normal double "
+            "(2.2e-308), where digits are lost: rescale it"
+        )
     exponent = math.frexp(top)[1]
     if -_Y_SAFE_EXPONENT <= exponent <= _Y_SAFE_EXPONENT:
         return 1.0
@@ -725,7 +764,8 @@ def log_scale_shift(s: float, df: int) -> float:
 
 
 def _check_covariate_scale(W: np.ndarray) -> None:
-    """Refuse covariates whose squares, summed over the samples, overflow."""
+    """Refuse covariates whose squares, summed over the samples, overflow, or
+    whose coefficients' variances do."""
     W = W.reshape(W.shape[0], -1)
     n = max(1, W.shape[0])
     limit = math.sqrt(np.finfo(np.float64).max / n)
@@ -735,6 +775,18 @@ def _check_covariate_scale(W: np.ndarray) -> None:
         raise InputError(
             f"covariates column {k + 1} has a value of magnitude {float(big[k]):.3g}: beyond "
             f"{limit:.3g} (sqrt(max double / n)) its squares overflow; rescale it"
+        )
+    # a column this small has a coefficient's variance beyond double range
+    # (beta_se was inf, with a RuntimeWarning), or squares that underflow to 0
+    # (it was called zero on every sample)
+    small = 1.0 / math.sqrt(np.finfo(np.float64).max)
+    tiny = (big > 0.0) & (big < small)
+    if np.any(tiny):
+        k = int(np.argmax(tiny))
+        raise InputError(
+            f"covariates column {k + 1} has values of magnitude at most {float(big[k]):.3g}: "
+            f"below {small:.3g} (1 / sqrt(max double)) its coefficient's variance overflows; "
+            "rescale it"
         )
 
 

@@ -61,25 +61,39 @@ def check_same_rows(**objects: object) -> None:
     different orders.  lmmscan matches rows by position, so a phenotype
     Series sorted otherwise than the genotypes' DataFrame gave every sample
     another's value, silently.  A default index (0, 1, ...) says nothing and
-    is not compared; a kinship DataFrame's columns must be its index."""
+    is not compared, unless another object is labelled by those integers in
+    another order; a kinship DataFrame's columns must be its index."""
     pd = loaded_pandas()
     if pd is None:  # nothing here can be a pandas object
         return
-    labelled = []
+    labelled, positions = [], []
     for name, obj in objects.items():
         if not isinstance(obj, pd.Series | pd.DataFrame):
             continue
         index = obj.index
         default = index.equals(pd.RangeIndex(len(index)))  # 0, 1, ...: positions
-        if name == "kinship" and isinstance(obj, pd.DataFrame) and not default:
+        if default:
+            positions.append((name, index))
+        if name == "kinship" and isinstance(obj, pd.DataFrame):
             # as text: a CSV read back gives numeric IDs an int index, text columns
-            if not obj.columns.astype(str).equals(index.astype(str)):
+            columns = obj.columns
+            if (
+                not columns.astype(str).equals(index.astype(str))
+                if not default
+                else _reorders_positions(columns) and not columns.equals(index)
+            ):
                 raise InputError(
                     "kinship is a DataFrame whose columns are not its index (rows and columns "
                     "in the same order): lmmscan matches them by position"
                 )
         if not default:
             labelled.append((name, index))
+    # ... but it is the labels 0, 1, ... to an object labelled by a reordering
+    # of them (a DataFrame sorted by a column): helper 49's fits used such
+    # covariates, groups or kinship beside a default-indexed y, silently
+    if positions and any(_reorders_positions(index) for _, index in labelled):
+        name, index = positions[0]
+        labelled.insert(0, (name, index))
     for (a, first), (b, second) in zip(labelled, labelled[1:], strict=False):
         if not first.equals(second):
             raise InputError(
@@ -87,6 +101,14 @@ def check_same_rows(**objects: object) -> None:
                 "orders: lmmscan matches rows by position, not by label; reindex them to "
                 "one order (or pass arrays)"
             )
+
+
+def _reorders_positions(index: object) -> bool:
+    """Whether a pandas index holds exactly the integers 0 .. n-1, in some order."""
+    values = np.asarray(index)
+    if values.ndim != 1 or values.dtype.kind not in "iu" or values.size == 0:
+        return False
+    return bool(np.array_equal(np.sort(values), np.arange(values.size)))
 
 
 def check_labels_follow_samples(source: object, **objects: object) -> None:
