@@ -171,6 +171,10 @@ def test_pheno_col_out_of_range(study, capsys):
     # .fam phenotypes: only column 6
     args = ["scan", "--bfile", study, "--pheno-col", "2", "--out", study.parent / "r"]
     expect_input_error(capsys, args, study.parent, "demo.fam", "out of range")
+    # quoted as given, not through a float (helper 50: ...567168)
+    big = "12345678901234567891"
+    args = scan_args(study, study.parent / "r", "--pheno-col", big)
+    expect_input_error(capsys, args, study.parent, f"--pheno-col {big} is out of range")
 
 
 def test_every_phenotype_missing(study, capsys):

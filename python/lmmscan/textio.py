@@ -393,8 +393,9 @@ def _column_numbers(columns: object) -> list[int]:
     items = [columns] if number(columns, whole=True) is not None else columns
     if not isinstance(items, list | tuple | np.ndarray) or len(items) == 0:
         items = [None]
-    whole = [number(c, whole=True) for c in items]
-    out = [int(c) for c in whole if c is not None]
+    # each int as given: through a float, 12345678901234567891 was quoted
+    # as 12345678901234567168 in the out-of-range error
+    out = [int(c) for c in items if number(c, whole=True) is not None]
     if len(out) != len(items):
         raise InputError(
             f"columns must be a column number or a list of them (from 1), got {columns!r}"

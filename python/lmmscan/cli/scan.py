@@ -97,7 +97,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="leave one chromosome out: each chromosome's SNPs are tested with a kinship of "
         "the other chromosomes (--kinship-method), one eigendecomposition each; needs "
         "chromosome names (.bim, or --bimbam-anno) (GEMMA -loco, every chromosome in one "
-        "run). PREFIX.null.json describes the first chromosome's null model. Default: off",
+        "run). A chromosome named 0 or -9 is a chromosome like any other; a BIMBAM SNP the "
+        "annotation does not list is in no kinship and not tested (counted as unplaced), as "
+        "in GEMMA. PREFIX.null.json describes the first chromosome's null model. Default: off",
     )
     g.add_argument(
         "--eigen",
