@@ -700,18 +700,18 @@ def fit_null(
 
 def _check_basis_arguments(kinship: object, spectral: object) -> None:
     """An eigendecomposition, a model or a low-rank kinship where fit_null
-    takes a kinship or a basis: one line, not an AttributeError."""
-    from .eigen import Eigendecomposition
-
+    takes a kinship or a basis: one line, not an AttributeError.  (An
+    :class:`lmmscan.Eigendecomposition` is known by its ``spectral_for``:
+    lmmscan.eigen imports this module.)"""
     use = (
         "its basis for exactly the analysed samples is eig.spectral_for(sample_ids) "
         "(or give it to lmmscan.scan(eigen=))"
     )
-    if isinstance(kinship, Eigendecomposition):
+    if callable(getattr(kinship, "spectral_for", None)):
         raise InputError(f"kinship is an Eigendecomposition, which goes to spectral=: {use}")
     if spectral is None:
         return
-    if isinstance(spectral, Eigendecomposition):
+    if callable(getattr(spectral, "spectral_for", None)):
         raise InputError(f"spectral is an Eigendecomposition, not its basis: {use}")
     if isinstance(spectral, ReleasedSpectral):
         raise InputError(

@@ -395,7 +395,7 @@ def _column_numbers(columns: object) -> list[int]:
         items = [None]
     # each int as given: through a float, 12345678901234567891 was quoted
     # as 12345678901234567168 in the out-of-range error
-    out = [int(c) for c in items if number(c, whole=True) is not None]
+    out = [int(c) for c in items if c is not None and number(c, whole=True) is not None]
     if len(out) != len(items):
         raise InputError(
             f"columns must be a column number or a list of them (from 1), got {columns!r}"
