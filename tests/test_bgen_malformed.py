@@ -146,3 +146,21 @@ def test_layout1_probabilities_out_of_range_are_refused(tmp_path, bad):
     with pytest.raises(InputError, match=r"bad.bgen: variant 3 \(v2\): the genotype probabilities "
                        r"of sample 's1' are .*; they run from 0 to 1 and sum to 1"):  # fmt: skip
         src.read(2, 3)
+
+
+@pytest.mark.parametrize(
+    "stored, dosage",
+    [((0.8, 0.0, 0.0), 0.0), ((0.0, 0.9, 0.0), 1.0), ((0.6, 0.3, 0.0), 1 / 3),
+     ((0.0, 0.0, 0.8), 2.0), ((0.0, 0.0, 0.0), np.nan)],
+)  # fmt: skip
+def test_layout1_probabilities_summing_below_1_are_divided_by_their_sum(tmp_path, stored, dosage):
+    """Helper 52: the package's dosage of a v1.1 file ignores the stored
+    P(22) and gives what the others leave to it: (0.8, 0, 0) was read as 0.4
+    and (0, 0.9, 0) as 1.1, where plink2 reads 0 and 1 (the --info path
+    used the stored values).  All three 0 is missing."""
+    write_layout1(tmp_path / "low.bgen", stored)
+    src = read_bgen(tmp_path / "low.bgen", tmp_path / "s.sample")
+    got = src.read(2, 3)[1, 0]
+    np.testing.assert_allclose(got, dosage, rtol=1e-4)  # 1/32768ths
+    # the --info path reads the same values (its e, from the same function)
+    assert np.isfinite(src.info(0, 5)).all()

@@ -484,9 +484,53 @@ def test_genotype_probabilities_out_of_range_are_refused(tmp_path, cell, shown):
     ]
     (tmp_path / "x.vcf").write_text(header + "\n".join(rows) + "\n")
     src = lmmscan.read_vcf(tmp_path / "x.vcf", "GP")
-    np.testing.assert_allclose(src.read(0, 1)[:, 0], [0.8001, 1.0, 1.99, 0.0], rtol=1e-6)
+    # divided by their sums, as plink2 reads them: 1 / 1.01 and 1.99 / 1.01
+    np.testing.assert_allclose(
+        src.read(0, 1)[:, 0], [0.8001, 1 / 1.01, 1.99 / 1.01, 0.0], rtol=1e-6
+    )
     with pytest.raises(lmmscan.InputError, match=rf"record 2 .*sample 'c' is {shown}; genotype"):
         src.read(1, 2)
+
+
+def test_gp_read_as_plink2_reads_it(tmp_path):
+    """Helper 52: GP 0,0,0 was read as dosage 0 (plink2: missing), a sum
+    below 1 was not divided by it (0,0,0.5 read 1, plink2 2), and a sample
+    without GP, or a record without a GP field, was missing where plink2
+    takes the GT (as lmmscan does for DS)."""
+    rows = [
+        "1\t100\tz\tA\tG\t.\t.\t.\tGP\t0,0,0\t0,1,0\t1,0,0\t0,0,1",
+        "1\t200\tlow\tA\tG\t.\t.\t.\tGP\t0,0,0.5\t0.3,0.3,0.3\t1,0,0\t0,1,0",
+        "1\t300\tgt\tA\tG\t.\t.\t.\tGT:GP\t1/1:.\t0/1:0,1,0\t0/0:0,0,0\t1/1:0,0,1",
+        "1\t400\tonly\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1",
+    ]
+    (tmp_path / "x.vcf").write_text(GP_HEADER + "\n".join(rows) + "\n")
+    src = lmmscan.read_vcf(tmp_path / "x.vcf", "GP")
+    G = src.read(0, 4)
+    np.testing.assert_array_equal(G[:, 0], [np.nan, 1, 0, 2])
+    np.testing.assert_allclose(G[:, 1], [2, 1, 0, 1])
+    np.testing.assert_array_equal(G[:, 2], [2, 1, 0, 2])
+    np.testing.assert_array_equal(G[:, 3], [1, 2, 0, 1])
+    assert src.skipped_at_read == {}
+    info = src.info(0, 4)  # no traceback on the GT-only record; certain calls: 1
+    assert np.isfinite(info).all() and info[3] == 1.0
+
+
+@pytest.mark.parametrize("names", [["^a", "b", "c", "d"], ["^a", "^b", "c", "d"]])
+def test_a_sample_named_with_a_leading_caret_is_read_as_itself(tmp_path, names):
+    """htslib takes the samples to decode as one list, "every sample but
+    these" when it starts with '^': a first sample named '^a' made it decode
+    the other samples, tested in the analysed ones' places, exit 0 (helper
+    52)."""
+    rows = "".join(
+        f"1\t{100 * (k + 1)}\ts{k}\tA\tG\t.\t.\t.\tDS\t{k % 3}\t1\t2\t0.5\n" for k in range(3)
+    )
+    plain = VCF_HEADER
+    caret = plain.replace("\ta\tb\tc\td", "\t" + "\t".join(names))
+    (tmp_path / "p.vcf").write_text(plain + rows)
+    (tmp_path / "c.vcf").write_text(caret + rows)
+    want, got = lmmscan.read_vcf(tmp_path / "p.vcf"), lmmscan.read_vcf(tmp_path / "c.vcf")
+    for samples in (None, np.array([0, 1]), np.array([0]), np.array([1, 3])):
+        np.testing.assert_array_equal(got.read(0, 3, samples), want.read(0, 3, samples))
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from .genotypes import (
     VariantFile,
     bad_probabilities,
     check_unique_ids,
+    probability_moments,
     require_extra,
 )
 from .variants import VariantRows
@@ -363,7 +364,10 @@ class BgenGenotypes(VariantFile):
         v: Any, rows: np.ndarray | None, j: int, e: np.ndarray, f: np.ndarray | None
     ) -> None:
         """A diploid variant's expected dosage into e[j] (and E[x^2] into f[j])."""
-        if f is None and not v.is_phased:  # the package's own sum, 2x faster
+        if f is None and not v.is_phased and v.layout == 2:  # the package's sum, 2x faster
+            # (layout 2 stores two of the three probabilities, the third
+            # being what they leave; layout 1 stores all three, whose sum may
+            # fall short of 1, which the package's dosage ignores)
             d = v.alt_dosage
             e[j] = d if rows is None else d[rows]
             return
@@ -373,7 +377,11 @@ class BgenGenotypes(VariantFile):
             e[j] = h1 + h2
             if f is not None:
                 f[j] = h1 + h2 + 2 * h1 * h2
-        else:  # P(11), P(12), P(22)
+        elif v.layout == 1:  # P(11), P(12), P(22), their sum at most 1
+            e[j], second = probability_moments(p)
+            if f is not None:
+                f[j] = second
+        else:  # P(11), P(12), P(22) summing to 1
             p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
             e[j] = p1 + 2 * p2
             if f is not None:

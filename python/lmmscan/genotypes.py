@@ -494,6 +494,24 @@ def bad_probabilities(p: np.ndarray) -> np.ndarray:
         return np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + SUM_SLACK))
 
 
+def probability_moments(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The expected ALT count and its expected square per sample from unphased
+    diploid probabilities (samples x 3: P(00), P(01), P(11), as VCF GP and
+    BGEN v1.1 store them), each divided by the three's sum, as plink2 reads
+    them: a sum below 1 leaves the rest to no genotype, not to either
+    homozygote (the bgen package's dosage gave it to P(11): 0.8,0,0 read 0.4),
+    and all three 0 is missing (VCF GP 0,0,0 had been read as 0).  A sum of
+    exactly 1 divides by 1: the values are those of P(01) + 2 P(11)."""
+    p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
+    total = p[:, 0] + p1 + p2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = (p1 + 2.0 * p2) / total
+        f = (p1 + 4.0 * p2) / total
+    e[total == 0.0] = np.nan
+    f[total == 0.0] = np.nan
+    return e, f
+
+
 class VariantFile:
     """What the .pgen, BGEN and VCF sources share: the file's variants, of
     which the testable ones (biallelic, diploid) are the source's SNPs, and

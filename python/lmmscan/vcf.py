@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputError, one_line
-from .genotypes import DOSAGE_SLACK, SampleText, VariantFile, bad_probabilities, require_extra
+from .genotypes import (
+    DOSAGE_SLACK,
+    SampleText,
+    VariantFile,
+    bad_probabilities,
+    probability_moments,
+    require_extra,
+)
 from .variants import VariantRows
 
 FIELDS = ("DS", "GP", "GT")
@@ -236,7 +243,14 @@ class VcfGenotypes(VariantFile):
                 self._reader.close()
             names = list(self._sample_text.iid)
             subset = names if rows is None else [names[i] for i in rows.tolist()]
-            self._reader = cyvcf2.VCF(self.path, samples=subset, gts012=False)
+            self._reader = cyvcf2.VCF(
+                self.path, samples=_htslib_samples(names, subset), gts012=False
+            )
+            if list(self._reader.samples) != subset:  # never tested in another's place
+                raise InputError(
+                    f"htslib decoded other samples than the {len(subset)} asked for",
+                    path=self.path,
+                )
             self._rows = None if rows is None else rows.copy()
             self._next = 0
         reader: Any = self._reader
@@ -324,9 +338,9 @@ class VcfGenotypes(VariantFile):
         field = self.field
         fmt = rec.FORMAT
         has_gt = "GT" in fmt
-        if field not in fmt and not (field == "DS" and has_gt):
+        if field not in fmt and not has_gt:
             return f"no {field} field"
-        if field == "GT" or (field == "DS" and "DS" not in fmt):  # hard calls
+        if field not in fmt or field == "GT":  # hard calls (a record with GT only)
             return None if _gt_dosage(rec, x) else "ploidy other than 2"
         if field == "GP":
             if not rec.ALT:  # ALT '.': one probability per sample (Number=G), of 0/0
@@ -336,20 +350,15 @@ class VcfGenotypes(VariantFile):
             if gp is None:
                 return "ploidy other than 2"
             self._check_probabilities(gp, rec, index, rows)
-            x[:] = gp[:, 1] + 2.0 * gp[:, 2]
+            x[:] = probability_moments(gp)[0]
             self._check_dosages(x, rec, index, rows)
-            return None
-        if has_gt and _haploid_gt(rec):  # a male's X: DS in 0-1 is no diploid dosage
-            return "ploidy other than 2"
-        x[:] = rec.format("DS")[:, 0]
-        self._check_dosages(x, rec, index, rows)
-        if has_gt:  # a sample without DS: its GT, as plink2 imports it
-            missing = np.isnan(x)
-            if missing.any():
-                which = np.flatnonzero(missing)
-                gt = np.empty(which.size)
-                if _gt_dosage(rec, gt, which):
-                    x[which] = gt
+        else:
+            if has_gt and _haploid_gt(rec):  # a male's X: DS in 0-1 is no diploid dosage
+                return "ploidy other than 2"
+            x[:] = rec.format("DS")[:, 0]
+            self._check_dosages(x, rec, index, rows)
+        if has_gt:  # a sample without DS or GP: its GT, as plink2 imports it
+            _fill_from_gt(rec, x)
         return None
 
     def _check_probabilities(
@@ -405,12 +414,18 @@ class VcfGenotypes(VariantFile):
         f = np.empty((file_index.size, width))
         with self._lock, np.errstate(invalid="ignore"):
             for j, rec in enumerate(self._records(file_index, rows)):
-                gp = _diploid_gp(rec)
-                if gp is None:  # no info (the scan skips it)
-                    e[j] = f[j] = np.nan
+                gp = _diploid_gp(rec) if "GP" in rec.FORMAT else None
+                if gp is not None:
+                    e[j], f[j] = probability_moments(gp)
+                elif "GP" in rec.FORMAT or "GT" not in rec.FORMAT:
+                    e[j] = f[j] = np.nan  # no info (the scan skips it)
                     continue
-                e[j] = gp[:, 1] + 2.0 * gp[:, 2]
-                f[j] = gp[:, 1] + 4.0 * gp[:, 2]
+                else:  # GT only: certain genotypes, as the scan reads them
+                    e[j] = np.nan
+                if "GT" in rec.FORMAT:  # samples without GP: their GT, as the scan
+                    called = np.isnan(e[j])
+                    _fill_from_gt(rec, e[j])
+                    f[j][called] = e[j][called] ** 2
         return impute_info(e.T, f.T)
 
 
@@ -421,6 +436,24 @@ def _format_type(vcf: Any, field: str) -> str | None:
         if info.get("HeaderType") == "FORMAT" and info.get("ID") == field:
             return str(info.get("Type"))
     return None
+
+
+def _htslib_samples(names: list[str], subset: list[str]) -> list[str] | None:
+    """``subset`` of the file's samples ``names`` as htslib's choice of samples
+    takes it: a list joined by commas (a name with a comma is refused on
+    opening), read as "every sample but these" when it starts with '^'.  A
+    name '^a' first made htslib decode the other samples, which were tested
+    in the analysed ones' places, exit 0 (helper 52).  htslib keeps the
+    file's order whatever the list's, so a name without '^' goes first; when
+    every chosen name has one, the others are excluded instead.  None: all."""
+    if len(subset) == len(names):
+        return None
+    plain = next((k for k, name in enumerate(subset) if not name.startswith("^")), None)
+    if plain is not None:
+        return [subset[plain], *subset[:plain], *subset[plain + 1 :]]
+    chosen = set(subset)
+    others = [name for name in names if name not in chosen]
+    return ["^" + others[0], *others[1:]]
 
 
 def _diploid_gp(rec: Any) -> np.ndarray | None:
@@ -471,6 +504,18 @@ class AlleleBeyond(ValueError):
     def __init__(self, sample: int, code: int) -> None:
         super().__init__(f"allele {code}")
         self.sample, self.code = sample, code
+
+
+def _fill_from_gt(rec: Any, x: np.ndarray) -> None:
+    """Each sample of ``x`` without a dosage (NaN: no DS or GP value, or GP
+    0,0,0) gets its GT's, as plink2 imports such a file; a record whose GT is
+    not diploid leaves them missing."""
+    missing = np.isnan(x)
+    if missing.any():
+        which = np.flatnonzero(missing)
+        gt = np.empty(which.size)
+        if _gt_dosage(rec, gt, which):
+            x[which] = gt
 
 
 def _gt_dosage(rec, out: np.ndarray, which: np.ndarray | None = None) -> bool:
