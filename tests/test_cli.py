@@ -447,7 +447,10 @@ def test_other_formats_follow_their_tools_conventions(study, capsys):
 
     bim = Path(f"{study}.bim")
     lines = bim.read_text().splitlines()
-    for i, chrom in ((0, "25"), (1, "26"), (2, "23")):
+    # helper 51: chr01 was written 01 (the validator refuses it), chr25 and chr26
+    # (XY, MT) as 25 (MT) and #NA; plink2 and regenie copied chr1 and chrX
+    names = ("25", "26", "23", "chr25", "chr26", "chr01", "chrX", "chrM", "07")
+    for i, chrom in enumerate(names):
         fields = lines[i].split("\t")
         lines[i] = "\t".join([chrom, "rs123" if i == 2 else fields[1], *fields[2:]])
     bim.write_text("\n".join(lines) + "\n")
@@ -464,15 +467,29 @@ def test_other_formats_follow_their_tools_conventions(study, capsys):
     row = plink2.iloc[collinear]
     assert [row[c] for c in ("BETA", "SE", "T_STAT", "P", "LOG10_P")] == ["NA"] * 5
     assert "." not in set(plink2.drop(columns="#CHROM").to_numpy().ravel())
+    # as plink2 reads them; numbers stay numbers (25 is a cow's 25th chromosome)
+    want = ["25", "26", "23", "25", "26", "1", "X", "MT", "7"]
+    assert list(plink2["#CHROM"][: len(names)]) == want
     for test in ("wald", "all"):
         argv = [*base, "--test", test, "--format", "regenie", "--out", d / "r"]
         assert call(argv, capsys)[0] == 0
         regenie = pd.read_csv(d / "r.regenie", **{**read, "sep": " "})
         assert [regenie.iloc[collinear][c] for c in ("CHISQ", "LOG10P", "P")] == ["NA"] * 3
         assert (regenie["CHISQ"] != "NA").sum() == len(regenie) - 1
+        assert list(regenie["CHROM"][: len(names)]) == want
     assert call([*base, "--format", "gwas-ssf", "--out", d / "s"], capsys)[0] == 0
     ssf = pd.read_csv(d / "s.ssf.tsv", **read)
-    assert list(ssf["chromosome"][:3]) == ["23", "25", "23"]
+    assert list(ssf["chromosome"][: len(names)]) == [
+        "23",
+        "25",
+        "23",
+        "23",
+        "25",
+        "1",
+        "23",
+        "25",
+        "7",
+    ]
     assert list(ssf["rsid"][:4]) == ["#NA", "#NA", "rs123", "#NA"]
     argv = [*base, "--format", "gwas-ssf", "--test", "lrt", "--out", d / "x"]
     status, _, err = call(argv, capsys)

@@ -57,6 +57,18 @@ def test_manhattan_and_qq_draw(tmp_path):
     assert (tmp_path / "m.png").stat().st_size > 10_000
 
 
+def test_a_top_hit_without_an_id_is_labelled_by_its_place():
+    """A GWAS-SSF table's rsid is #NA for IDs that are not rs numbers, which
+    pandas reads as NaN: the top hits were labelled "nan" (helper 51)."""
+    table = fake_table()
+    table["rs"] = table["rs"].astype(object)
+    table.loc[table.p_wald.idxmin(), "rs"] = np.nan
+    fig = plot.manhattan(table)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    best = table.loc[table.p_wald.idxmin()]
+    assert f"{best.chr}:{best.ps}" in labels and "nan" not in labels
+
+
 def test_plots_of_gemma_table(tmp_path):
     table = pd.read_csv(GEMMA / "mouse_lmm4_n1.assoc.txt.gz", sep="\t", dtype={"chr": str})
     fig = plot.manhattan(table)

@@ -437,7 +437,7 @@ class TableWriter:
         chi = np.asarray(stats.get(self.main_p, np.full(len(p), np.nan)), dtype=np.float64)
         chisq = _fmt(np.where(np.isnan(cols[self.main_p]), np.nan, chi), ".6g", "NA")
         fields = [
-            snps["chr"].tolist(),
+            [_regenie_chr(c) for c in snps["chr"].tolist()],
             [str(v) for v in snps.ps.tolist()],
             snps["rs"].tolist(),
             snps["allele0"].tolist(),
@@ -683,15 +683,40 @@ def _check_statistics(cols: dict, stats: dict, d_f: int, n_an: int) -> None:
             )
 
 
+_LETTER_CODES = {"X": "X", "Y": "Y", "XY": "XY", "MT": "MT", "M": "MT"}
+
+
+def _chromosome_code(c: str) -> str | None:
+    """A chromosome name without its 'chr' and a number's leading zeros, and
+    X, Y, XY, MT in capitals, as plink2 reads such names (chr01 is 1, chrM
+    MT); None for another name (a contig, -9).  Numbers stay numbers: 25 is
+    XY in PLINK's human numbering but chromosome 25 of a cow, and lmmscan is
+    not told the species."""
+    body = c[3:] if c[:3].lower() == "chr" else c
+    if body.isascii() and body.isdigit():
+        return str(int(body))
+    return _LETTER_CODES.get(body.upper())
+
+
 def _plink_chr(c: str) -> str:
-    return "." if c in ("-9", "") else c
+    """plink2's #CHROM: chr1 and chr01 as 1, chrX as X (a filter on 1 or X
+    missed them); other names as given, -9 as '.'."""
+    if c in ("-9", ""):
+        return "."
+    return _chromosome_code(c) or c
 
 
-# GWAS-SSF codes X, Y and MT as 23, 24 and 25; PLINK's numbers (a .bim's
-# default: the bare number, no "chr") are 23 X, 24 Y, 25 XY (X's
-# pseudo-autosomal part) and 26 MT
-_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25"}
-_PLINK_NUMBERS = {"25": "23", "26": "25"}
+def _regenie_chr(c: str) -> str:
+    """regenie's CHROM: 'chr' and leading zeros dropped, as regenie reads
+    them; other names as given."""
+    return _chromosome_code(c) or c
+
+
+# GWAS-SSF is for human chromosomes, numbered 1-25 (X 23, Y 24, MT 25); a bare
+# number is read as PLINK numbers a human .bim's chromosomes: 23 X, 24 Y, 25 XY
+# (X's pseudo-autosomal part, on X's coordinates: written as X), 26 MT
+_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25"}
+_SSF_CHR.update({"23": "23", "24": "24", "25": "23", "26": "25"})
 # the standard's rsid pattern; any other ID is no rsid
 _RSID = re.compile(r"rs[0-9]+")
 
@@ -705,10 +730,15 @@ def no_beta_for_ssf(fmt: str, what: str) -> str:
 
 
 def _ssf_chr(c: str) -> str:
-    prefixed = c.lower().startswith("chr")
-    c2 = c[3:] if prefixed else _PLINK_NUMBERS.get(c, c)
-    c2 = _SSF_CHR.get(c2.upper(), c2)
-    return c2 if c2.isdigit() and 1 <= int(c2) <= 25 else "#NA"
+    """GWAS-SSF's chromosome, 1-25, from the name as plink2 reads a human
+    one (chr01 was written 01, which the Catalog's validator refuses; chr25
+    and chr26, XY and MT, were written 25 (MT) and #NA); #NA for any other."""
+    code = _chromosome_code(c)
+    if code is None:
+        return "#NA"
+    if code.isdigit() and 1 <= int(code) <= 22:
+        return code
+    return _SSF_CHR.get(code, "#NA")
 
 
 # ------------------------------------------------------------------ null.json

@@ -75,6 +75,16 @@ def _thin(x: np.ndarray, y: np.ndarray, keep_above: float, bins: tuple[int, int]
     return np.sort(np.concatenate([np.flatnonzero(strong), idx_weak]))
 
 
+def _snp_label(table: pd.DataFrame, i: int) -> str:
+    """A top hit's label: its ID, or chr:position where it has none (a
+    GWAS-SSF table's rsid is #NA for IDs that are not rs numbers: "nan")."""
+    rs = table["rs"].iloc[i]
+    if not pd.isna(rs) and str(rs) not in ("", ".", "#NA", "NA"):
+        return str(rs)
+    pos = next((table[c].iloc[i] for c in ("ps", "bp") if c in table.columns), None)
+    return f"{table['chr'].iloc[i]}:{pos}" if pos is not None else "?"
+
+
 def manhattan(
     table: pd.DataFrame,
     p: str | None = None,
@@ -148,7 +158,7 @@ def manhattan(
             ):
                 labelled.append(i)
                 ax.annotate(
-                    str(table["rs"].iloc[i]),
+                    _snp_label(table, i),
                     (x[i], y[i]),
                     xytext=(4, 2),
                     textcoords="offset points",
