@@ -269,9 +269,9 @@ def test_a_default_index_beside_the_same_integers_in_another_order_is_refused(da
     with pytest.raises(InputError, match="columns are not its index"):
         lmmscan.fit_null(y, kinship=pd.DataFrame(K).iloc[:, perm])
     # the same order, or labels that are not those integers: fitted as before
-    same = lmmscan.fit_null(y, G[:, 1], kinship=K)
-    assert lmmscan.fit_null(pd.Series(y), x, kinship=pd.DataFrame(K)).lambda_ == same.lambda_
-    assert lmmscan.fit_null(pd.Series(y), x.set_axis(perm + n), kinship=K).lambda_ == same.lambda_
+    same = pytest.approx(lmmscan.fit_null(y, G[:, 1], kinship=K).lambda_, rel=1e-12)
+    assert lmmscan.fit_null(pd.Series(y), x, kinship=pd.DataFrame(K)).lambda_ == same
+    assert lmmscan.fit_null(pd.Series(y), x.set_axis(perm + n), kinship=K).lambda_ == same
 
 
 def test_a_basis_argument_of_another_kind_is_refused_in_one_line(data):
@@ -290,14 +290,23 @@ def test_a_basis_argument_of_another_kind_is_refused_in_one_line(data):
         with pytest.raises(InputError, match=needle):
             lmmscan.fit_null(y, **kwargs)
     assert lmmscan.fit_null(y, spectral=eig.spectral()).lambda_ == pytest.approx(model.lambda_)
+    # scan takes an eigendecomposition as eigen=; as kinship= it said "must hold numbers"
+    with pytest.raises(InputError, match="lmmscan.scan takes it as eigen="):
+        lmmscan.scan(G, y, kinship=eig)
 
 
-@pytest.mark.parametrize("center", ["no", "False", None, 0.0])
+@pytest.mark.parametrize("center", ["no", "False", None, 0.0, 2])
 def test_center_is_a_bool(data, center):
-    """center="no" double-centred the kinship, None did not."""
+    """center="no" double-centred the kinship, None did not (fit_null and
+    eigendecompose); 1 and 0 are still taken as True and False."""
     G, K, y = data
     with pytest.raises(InputError, match="center must be True or False"):
         lmmscan.fit_null(y, kinship=K, center=center)
+    with pytest.raises(InputError, match="center must be True or False"):
+        lmmscan.eigendecompose(K, center=center)
+    assert lmmscan.fit_null(y, kinship=K, center=0).lambda_ == pytest.approx(
+        lmmscan.fit_null(y, kinship=K, center=False).lambda_, rel=1e-12
+    )
 
 
 def test_values_beyond_double_range_are_refused_by_name(data):

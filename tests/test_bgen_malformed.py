@@ -158,9 +158,19 @@ def test_layout1_probabilities_summing_below_1_are_divided_by_their_sum(tmp_path
     P(22) and gives what the others leave to it: (0.8, 0, 0) was read as 0.4
     and (0, 0.9, 0) as 1.1, where plink2 reads 0 and 1 (the --info path
     used the stored values).  All three 0 is missing."""
+    from lmmscan.bgenfile import impute_info
+
     write_layout1(tmp_path / "low.bgen", stored)
     src = read_bgen(tmp_path / "low.bgen", tmp_path / "s.sample")
-    got = src.read(2, 3)[1, 0]
-    np.testing.assert_allclose(got, dosage, rtol=1e-4)  # 1/32768ths
-    # the --info path reads the same values (its e, from the same function)
-    assert np.isfinite(src.info(0, 5)).all()
+    x = src.read(2, 3)[:, 0]
+    np.testing.assert_allclose(x[1], dosage, rtol=1e-4)  # 1/32768ths
+    # the --info path reads the same probabilities, divided by their sums: the
+    # other samples are certain calls, sample 1 stores ``stored``
+    P = np.zeros((12, 3))
+    calls = np.flatnonzero(np.arange(12) != 1)
+    P[calls, x[calls].astype(int)] = 1.0
+    P[1] = np.round(np.array(stored) * 32768) / 32768
+    with np.errstate(invalid="ignore"):
+        e = (P[:, 1] + 2 * P[:, 2]) / P.sum(axis=1)
+        f = (P[:, 1] + 4 * P[:, 2]) / P.sum(axis=1)
+    np.testing.assert_allclose(src.info(2, 3), impute_info(e[:, None], f[:, None]), rtol=1e-12)

@@ -294,6 +294,13 @@ def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
     for ending in ("\r\n", "\r\r\n"):  # the second: CRLF written in Windows text mode
         (tmp_path / "crlf.txt").write_text(text.replace("\n", ending), newline="")
         np.testing.assert_array_equal(read_bimbam(tmp_path / "crlf.txt").read(0, 4), G.T)
+    # the annotation too (review, helper 54): one line, every SNP but the first unplaced
+    anno = tmp_path / "a.txt"
+    anno.write_text("rs0 100 1\rrs1 200 1\rrs2 300 2\r", newline="")
+    with pytest.raises(InputError, match=r"a\.txt, line 1: its lines end in a carriage return"):
+        read_bimbam_anno(anno)
+    anno.write_text("rs0 100 1\r\nrs1 200 1\r\n", newline="")
+    assert read_bimbam_anno(anno) == {"rs0": ("1", 100), "rs1": ("1", 200)}
 
 
 def test_annotation_blank_lines_are_skipped_and_counted(tmp_path):

@@ -515,6 +515,19 @@ def test_gp_read_as_plink2_reads_it(tmp_path):
     assert np.isfinite(info).all() and info[3] == 1.0
 
 
+def test_gp_summing_to_1_in_decimal_is_not_divided_by_its_float_sum(tmp_path):
+    """Review (helper 54): GP as imputation servers write them (3 decimals
+    summing to 1) sum to 1 - 3.4e-8 in float32; dividing by that moved the
+    dosages' last bits.  They are P(0/1) + 2 P(1/1), in double precision."""
+    cells = ["0.002,0.251,0.747", "0.101,0.798,0.101", "0.333,0.334,0.333", "0.9,0.1,0"]
+    row = "1\t100\ts\tA\tG\t.\t.\t.\tGP\t" + "\t".join(cells)
+    (tmp_path / "x.vcf").write_text(GP_HEADER + row + "\n")
+    got = lmmscan.read_vcf(tmp_path / "x.vcf", "GP").read(0, 1)[:, 0]
+    gp = np.array([[float(v) for v in c.split(",")] for c in cells], dtype=np.float32)
+    want = gp[:, 1].astype(np.float64) + 2.0 * gp[:, 2].astype(np.float64)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("names", [["^a", "b", "c", "d"], ["^a", "^b", "c", "d"]])
 def test_a_sample_named_with_a_leading_caret_is_read_as_itself(tmp_path, names):
     """htslib takes the samples to decode as one list, "every sample but

@@ -136,6 +136,8 @@ def test_kinship_reader_tolerates_spaces_commas_trailing_tabs(tmp_path):
         ("1\t0.5\t0\n0.5\t1\t0\n", 2, ["line 1", "first row has 3 values", "2 individuals"]),
         # classic Mac line ends: one line of every value, the same 191 GiB
         ("1\t0.5\r0.5\t1\r", 2, ["line 1", "carriage return alone"]),
+        ("\n1\t0.5\r0.5\t1\r", 2, ["line 2", "carriage return alone"]),
+        ("\n1\t0.5\t0\n0.5\t1\t0\n", 2, ["line 2", "first row has 3 values"]),
         ("", 2, ["empty"]),
     ],
 )

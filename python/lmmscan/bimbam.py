@@ -59,7 +59,9 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
     out: dict[str, tuple[str, int]] = {}
     # rows are matched by rs, not position: blank lines are skipped, and each
     # row keeps its file line for the messages
-    lines = read_text(path, "annotation file").split("\n")
+    text = read_text(path, "annotation file")
+    check_line_ends(text[: 1 << 20].encode(), path)  # CR alone: one line, every SNP unplaced
+    lines = text.split("\n")
     rows = [(k, fields) for k, fields in enumerate((x.replace(",", " ").split() for x in lines), 1)
             if fields]  # fmt: skip
     if not rows:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._errors import InputError, one_line
 from .lowrank import LowRankSpectral
-from .model import Spectral, check_kinship, decompose_kinship
+from .model import Spectral, check_center, check_kinship, decompose_kinship
 from .samples import as_sample_mask
 
 FORMAT = "lmmscan-eigen"
@@ -174,6 +174,7 @@ def eigendecompose(
 
     ``sample_ids``: one ID per row of ``kinship`` (default "0", "1", ...).
     """
+    check_center(center)
     K = np.asarray(kinship, dtype=np.float64)
     n = K.shape[0] if K.ndim == 2 else 0
     K = check_kinship(K, n)

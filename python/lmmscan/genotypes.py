@@ -494,21 +494,29 @@ def bad_probabilities(p: np.ndarray) -> np.ndarray:
         return np.flatnonzero(off.any(axis=1) | (np.nansum(p, axis=1) > 1.0 + SUM_SLACK))
 
 
+# a sum of probabilities this close to 1 is 1: three float32 GP values written
+# with 3 decimals that sum to 1 (0.002, 0.251, 0.747) sum to 1 - 3.4e-8
+SUM_IS_ONE = 1e-6
+
+
 def probability_moments(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The expected ALT count and its expected square per sample from unphased
     diploid probabilities (samples x 3: P(00), P(01), P(11), as VCF GP and
-    BGEN v1.1 store them), each divided by the three's sum, as plink2 reads
-    them: a sum below 1 leaves the rest to no genotype, not to either
-    homozygote (the bgen package's dosage gave it to P(11): 0.8,0,0 read 0.4),
-    and all three 0 is missing (VCF GP 0,0,0 had been read as 0).  A sum of
-    exactly 1 divides by 1: the values are those of P(01) + 2 P(11)."""
+    BGEN v1.1 store them): P(01) + 2 P(11) and P(01) + 4 P(11), divided by the
+    three's sum where it is not 1 (beyond SUM_IS_ONE), as plink2 reads them:
+    a sum below 1 leaves the rest to no genotype, not to either homozygote
+    (the bgen package's dosage gave it to P(11): 0.8,0,0 read 0.4), and all
+    three 0 is missing (VCF GP 0,0,0 had been read as 0).  A sum of 1 within
+    float32's rounding is not divided by: those dosages are the last bits of
+    P(01) + 2 P(11), as before."""
     p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
     total = p[:, 0] + p1 + p2
+    e = p1 + 2.0 * p2
+    f = p1 + 4.0 * p2
+    off = np.flatnonzero(np.abs(total - 1.0) > SUM_IS_ONE)  # NaN: missing, left as is
     with np.errstate(invalid="ignore", divide="ignore"):
-        e = (p1 + 2.0 * p2) / total
-        f = (p1 + 4.0 * p2) / total
-    e[total == 0.0] = np.nan
-    f[total == 0.0] = np.nan
+        e[off] /= total[off]
+        f[off] /= total[off]
     return e, f
 
 

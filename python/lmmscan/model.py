@@ -567,10 +567,9 @@ def fit_null(
     """
     if method not in ("reml", "ml"):
         raise InputError(f"method must be 'reml' or 'ml', got {method!r}")
-    if not isinstance(center, bool | np.bool_):  # "no" was true: double-centred
-        raise InputError(f"center must be True or False, got {center!r}")
+    check_center(center)
     bounds = as_bounds(bounds)
-    _check_basis_arguments(kinship, spectral)
+    check_basis_arguments(kinship, spectral)
     low_rank = callable(getattr(kinship, "spectral", None))  # low_rank_kinship()'s
     check_same_rows(y=y, covariates=covariates, kinship=kinship, groups=groups)
     y_arr = real_array(y, "y")
@@ -698,7 +697,16 @@ def fit_null(
     return model
 
 
-def _check_basis_arguments(kinship: object, spectral: object) -> None:
+def check_center(center: object) -> None:
+    """``center`` is True or False (or 1 or 0): "no" was true, and centred."""
+    if isinstance(center, bool | np.bool_) or (
+        isinstance(center, int | np.integer) and center in (0, 1)
+    ):
+        return
+    raise InputError(f"center must be True or False, got {center!r}")
+
+
+def check_basis_arguments(kinship: object, spectral: object) -> None:
     """An eigendecomposition, a model or a low-rank kinship where fit_null
     takes a kinship or a basis: one line, not an AttributeError.  (An
     :class:`lmmscan.Eigendecomposition` is known by its ``spectral_for``:
@@ -708,7 +716,11 @@ def _check_basis_arguments(kinship: object, spectral: object) -> None:
         "(or give it to lmmscan.scan(eigen=))"
     )
     if callable(getattr(kinship, "spectral_for", None)):
-        raise InputError(f"kinship is an Eigendecomposition, which goes to spectral=: {use}")
+        raise InputError(
+            "kinship is an Eigendecomposition: lmmscan.scan takes it as eigen=, and fit_null "
+            "as spectral=eig.spectral_for(sample_ids) (its basis for exactly the analysed "
+            "samples)"
+        )
     if spectral is None:
         return
     if callable(getattr(spectral, "spectral_for", None)):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._errors import InputError, plural
 from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
-from .textio import data_line, input_stat, not_exact_integers, wider_row
+from .textio import data_line, first_short_row, input_stat, not_exact_integers, wider_row
 from .variants import TextColumn, VariantTable
 
 if TYPE_CHECKING:
@@ -447,11 +447,9 @@ def _read_psam_table(path: Path) -> SampleText:
         )
     # a line shorter than the others (read_csv pads it with ""): its missing
     # fields would be read as an absent phenotype; plink2 refuses it too
-    absent = table.isna() | (table == "")
-    short = absent.any(axis=1).to_numpy()
-    if short.any():
-        i = int(np.flatnonzero(short)[0])
-        have = int((~absent.iloc[i]).sum())
+    short = first_short_row(table)
+    if short is not None:
+        i, have = short
         raise InputError(
             f"{plural(have, 'field')} where other lines have {table.shape[1]} "
             "(every line of a .psam without a header needs the same fields)",

@@ -17,6 +17,7 @@ from .textio import (
     INFINITE_NOTE,
     BadToken,
     data_line,
+    first_short_row,
     input_stat,
     not_exact_integers,
     not_utf8,
@@ -109,11 +110,9 @@ def _read_table(
     # a shorter line than the first (pandas pads it with NaN): its fields would
     # be read as missing, or shift the columns after them
     # (with keep_default_na=False an absent field is "", never a real token)
-    absent = table.isna() | (table == "")
-    short = absent.any(axis=1).to_numpy()
-    if short.any():
-        i = int(np.flatnonzero(short)[0])
-        have = int((~absent.iloc[i]).sum())
+    short = first_short_row(table)
+    if short is not None:
+        i, have = short
         least = f"fewer than {ncols} columns: " if have < ncols else ""
         raise InputError(
             f"{least}{have} fields where line 1 has {table.shape[1]} "

@@ -82,7 +82,10 @@ def _snp_label(table: pd.DataFrame, i: int) -> str:
     if not pd.isna(rs) and str(rs) not in ("", ".", "#NA", "NA"):
         return str(rs)
     pos = next((table[c].iloc[i] for c in ("ps", "bp") if c in table.columns), None)
-    return f"{table['chr'].iloc[i]}:{pos}" if pos is not None else "?"
+    if pos is None or pd.isna(pos):
+        return "?"
+    # (a column with a #NA position is read as floats: 2500, not 2500.0)
+    return f"{table['chr'].iloc[i]}:{int(pos) if float(pos).is_integer() else pos}"
 
 
 def manhattan(

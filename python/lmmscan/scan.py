@@ -22,7 +22,7 @@ from ._errors import InputError, real_array
 from .engine import Collector, Engine, ScanOptions, ScanReport, Test
 from .genotypes import GenotypeSource, as_source
 from .kinship import accumulate, accumulators, check_method
-from .model import LambdaBounds, NullModel, as_bounds, fit_null
+from .model import LambdaBounds, NullModel, as_bounds, check_basis_arguments, fit_null
 from .pvalues import TEST_COLUMNS
 from .samples import (
     Analysed,
@@ -365,6 +365,7 @@ def scan(
     per analysed SNP, in file order.
     """
     check_same_rows(genotypes=genotypes, y=y, covariates=covariates, kinship=kinship, groups=groups)
+    check_basis_arguments(kinship, None)  # an Eigendecomposition goes to eigen=
     source = as_source(genotypes)
     check_labels_follow_samples(source, y=y, covariates=covariates, kinship=kinship)
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)

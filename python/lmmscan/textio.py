@@ -29,7 +29,7 @@ import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -237,6 +237,19 @@ def not_exact_integers(tokens: Sequence[str], values: np.ndarray) -> np.ndarray:
         except (InvalidOperation, ValueError, OverflowError):
             out[i] = True
     return out
+
+
+def first_short_row(table: Any) -> tuple[int, int] | None:
+    """(row, its fields) of the first row of a header-less table read by
+    read_csv (every field as text, keep_default_na off) that is shorter than
+    the widest, whose missing fields read_csv padded with "" (or NaN); None
+    when every row is whole."""
+    absent = table.isna() | (table == "")
+    short = absent.any(axis=1).to_numpy()
+    if not short.any():
+        return None
+    i = int(np.flatnonzero(short)[0])
+    return i, int((~absent.iloc[i]).sum())
 
 
 def data_line(path: str | os.PathLike[str], index: int, first_line: int = 1) -> int:
@@ -654,12 +667,13 @@ def check_line_ends(chunk: bytes | memoryview, path: Path) -> None:
     and a kinship's first row asked for 191 GiB.  Carriage returns before a
     line's newline (CRLF; CR CR LF, a CRLF written in Windows text mode) are
     whitespace."""
-    first = bytes(chunk[:_LINE_END_PROBE]).split(b"\n", 1)[0].rstrip(b"\r")
-    if b"\r" in first:
+    lines = bytes(chunk[:_LINE_END_PROBE]).split(b"\n")
+    at = next((k for k, line in enumerate(lines) if line.strip()), 0)  # past blank lines
+    if b"\r" in lines[at].rstrip(b"\r"):
         raise InputError(
             "its lines end in a carriage return alone (classic Mac text): convert them to newlines",
             path=str(path),
-            line=1,
+            line=at + 1,
         )
 
 
@@ -710,7 +724,7 @@ def _read_matrix_text(path: Path, n_samples: int | None = None) -> np.ndarray:
                         line=line_no + int(wrong[0]) + 1,
                     )
                 if out is None:
-                    out = _square(ncol, path, n_samples)
+                    out = _square(ncol, path, n_samples, line_no + int(nonblank[0]) + 1)
                 if filled + parsed.size > out.size:
                     raise InputError(
                         f"more than {ncol} rows of {ncol} values: a kinship must be square",
@@ -727,18 +741,18 @@ def _read_matrix_text(path: Path, n_samples: int | None = None) -> np.ndarray:
     return out[:filled].reshape(-1, ncol)
 
 
-def _square(width: int, path: Path, n_samples: int | None) -> np.ndarray:
+def _square(width: int, path: Path, n_samples: int | None, line: int = 1) -> np.ndarray:
     """The width x width matrix a text kinship's first row of ``width``
-    values promises: refused before it is allocated when that is more than
-    the genotype file's samples (a flattened matrix on one line asked for
-    terabytes; a smaller one is read, and its shape refused with both
-    sides), and a failed allocation names the file."""
+    values (file line ``line``) promises: refused before it is allocated
+    when that is more than the genotype file's samples (a flattened matrix
+    on one line asked for terabytes; a smaller one is read, and its shape
+    refused with both sides), and a failed allocation names the file."""
     if n_samples is not None and width > n_samples:
         raise InputError(
             f"the kinship's first row has {width} values but the genotype file has "
             f"{n_samples} individuals",
             path=str(path),
-            line=1,
+            line=line,
         )
     try:
         return np.empty(width * width)

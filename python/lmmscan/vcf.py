@@ -247,6 +247,8 @@ class VcfGenotypes(VariantFile):
                 self.path, samples=_htslib_samples(names, subset), gts012=False
             )
             if list(self._reader.samples) != subset:  # never tested in another's place
+                self._reader.close()
+                self._reader = None
                 raise InputError(
                     f"htslib decoded other samples than the {len(subset)} asked for",
                     path=self.path,
