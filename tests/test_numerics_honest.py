@@ -57,14 +57,16 @@ def test_negative_definite_kinship_is_refused_not_turned_into_least_squares(stud
     assert "most negative eigenvalue" in str(e.value) and "rounding" in str(e.value)
 
 
-def test_rounding_negatives_of_a_text_kinship_are_accepted(study):
-    """A low-rank kinship written with 10 digits has eigenvalues of about
-    -1e-10 after centring: rounding, zeroed as GEMMA does."""
+@pytest.mark.parametrize("digits", [10, 6])
+def test_rounding_negatives_of_a_text_kinship_are_accepted(study, digits):
+    """A low-rank kinship written with 10 digits (GEMMA) or 6 (plink2's
+    --make-rel, %g) has eigenvalues of about -1e-10 or -1e-6 after centring:
+    rounding, zeroed as GEMMA does (the 6-digit one was refused: helper 56)."""
     G, _, y = study
     K = lmmscan.kinship(G[:, :20])
-    K10 = np.vectorize(lambda v: float(f"{v:.10g}"))(K)
-    assert np.linalg.eigvalsh(K10).min() < 0
-    lmmscan.fit_null(y, kinship=K10)
+    Kr = np.vectorize(lambda v: float(f"{v:.{digits}g}"))(K)
+    assert np.linalg.eigvalsh(Kr).min() < 0
+    lmmscan.fit_null(y, kinship=Kr)
 
 
 def test_negative_kinship_file_is_refused_with_its_name(demo, tmp_path, capsys):
@@ -94,6 +96,14 @@ def test_lambda_on_its_search_bound_is_a_warning(study):
     assert any("lower bound" in w and "REML" in w for w in m.warnings)  # ... and said
     m = lmmscan.fit_null(y, kinship=K * 1e-14)
     assert any("every eigenvalue" in w for w in m.warnings)
+    # a kinship of equal entries centres to zero: said so, not "scaled down" alone
+    m = lmmscan.fit_null(y, kinship=np.full_like(K, 0.5))
+    assert any("entries are all equal centres to zero" in w for w in m.warnings)
+    # an identity kinship: the likelihood hardly depends on lambda (helper 56: the
+    # summary said the kinship "explains almost all of the variance")
+    m = lmmscan.fit_null(y, kinship=np.eye(len(y)))
+    bound = [w for w in m.warnings if "bound" in w]
+    assert bound and all("nonzero eigenvalues are all equal" in w for w in bound), m.warnings
 
 
 def test_lambda_on_its_bound_is_warned_in_summary_and_null_json(demo, tmp_path, capsys):

@@ -194,6 +194,12 @@ class NullModel:
         lambda that ended on its search bound, a kinship zeroed away."""
         out = []
         b = self.bounds
+        d = np.asarray(self.spectral.d)
+        positive = d[d > 0]
+        # an identity kinship (centred: its nonzero eigenvalues all 1): beyond
+        # the intercept's direction, lambda only rescales y'Py, so the
+        # likelihood hardly depends on it (helper 56: "explains almost all")
+        flat = positive.size > 0 and positive.max() - positive.min() <= 1e-8 * positive.max()
         for name, lam in (("REML", self.lambda_reml), ("ML", self.lambda_mle)):
             if lam == 0.0:  # a group model's exact 0, not a bound
                 out.append(
@@ -208,6 +214,10 @@ class NullModel:
                 why = (
                     "a bound of the range chosen"
                     if chosen
+                    else "the kinship's nonzero eigenvalues are all equal (an identity "
+                    "kinship?): the likelihood hardly depends on lambda, which the data "
+                    "do not determine"
+                    if flat
                     else "the kinship explains "
                     + ("almost none" if side == "lower" else "almost all")
                     + " of the variance, or its scale is far from GEMMA's"
@@ -217,12 +227,12 @@ class NullModel:
                     f"[{b.l_min:g}, {b.l_max:g}]: the optimum may lie beyond it ({why}); "
                     "the tests use the bound, as GEMMA's do"
                 )
-        d = np.asarray(self.spectral.d)
         if d.size and not np.any(d > 0):
             out.append(
-                "every eigenvalue of the kinship is below 1e-10 and set to 0 (GEMMA): the "
-                "model is ordinary least squares; a kinship scaled down that far loses "
-                "its information"
+                "every eigenvalue of the kinship (after GEMMA's double-centring) is below "
+                "1e-10 and set to 0: the model is ordinary least squares (a kinship whose "
+                "entries are all equal centres to zero; one scaled far down loses its "
+                "information)"
             )
         return out
 

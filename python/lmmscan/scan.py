@@ -102,7 +102,9 @@ def _decompositions(
     for i, (m, K) in enumerate(zip(members, kinships, strict=True)):
         last = owned and all(other is not K for other in kinships[i + 1 :])
         t0 = time.perf_counter()
-        with _naming(m[0], path):
+        # (the phenotype named only where phenotypes have their own samples: with
+        # one decomposition, "pheno.txt column 1:" in a kinship's error is noise)
+        with _naming(m[0] if len(members) > 1 else None, path):
             yield decompose_kinship(K, m[0].mask, overwrite_kinship=last)
         _time(seconds, "eigen", t0)
 
@@ -190,14 +192,15 @@ def fit_phenotypes(
 
 
 @contextlib.contextmanager
-def _naming(ph: Analysed, path: str | None) -> Iterator[None]:
+def _naming(ph: Analysed | None, path: str | None) -> Iterator[None]:
     """An InputError inside names the phenotype (and the file)."""
     try:
         yield
     except InputError as exc:
-        if not ph.name and path is None:
+        name = ph.name if ph is not None else ""
+        if not name and path is None:
             raise
-        text = f"{ph.name}: {exc}" if ph.name else str(exc)
+        text = f"{name}: {exc}" if name else str(exc)
         raise InputError(text, path=path) from None
 
 

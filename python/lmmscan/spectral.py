@@ -33,12 +33,16 @@ from ._threads import blas_threads, importing_beside, run_parts
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 # How negative an eigenvalue of a positive semi-definite kinship can come out,
-# relative to n x the largest |eigenvalue|.  Two roundings perturb K by E:
-# GEMMA's text kinship (%.10g, |E_ij| <= 5e-10 |K_ij|, and |K_ij| <= max|d|),
-# so ||E||_2 <= ||E||_F <= n 5e-10 max|d|; and LAPACK's backward error, about
+# relative to n x the largest |eigenvalue|.  Two roundings perturb K by E: a
+# text kinship's digits (plink2's --make-rel writes 6 significant digits, %g:
+# |E_ij| <= 5e-7 |K_ij|; GEMMA's %.10g 5e-10; and |K_ij| <= max|d|), so
+# ||E||_2 <= ||E||_F <= n 5e-7 max|d|; and LAPACK's backward error, about
 # n eps max|d| (eps = 2.2e-16), far smaller.  Centring is a projection, so it
-# adds nothing.  Twice the text bound; GEMMA's 1e-10 is the floor.
-PSD_RELATIVE_TOLERANCE = 1e-9
+# adds nothing.  Twice the 6-digit bound (a plink2 GRM of a rank-deficient
+# study, -5.4e-6 at n = 200, was refused under GEMMA's 10-digit bound: helper
+# 56); -K or a KING-style matrix's negative eigenvalues, of the order of the
+# largest, are far beyond it.  GEMMA's 1e-10 is the floor.
+PSD_RELATIVE_TOLERANCE = 1e-6
 _MIN_GEMM_COLUMNS = 64
 
 
