@@ -156,5 +156,11 @@ class _Package(_types.ModuleType):
             value = getattr(value, name)
         super().__setattr__(name, value)
 
+    def __reduce__(self) -> tuple:
+        # pickled by name, as a plain module is (cloudpickle, which joblib's
+        # loky and Dask use for a function defined in __main__ or a notebook,
+        # knows only types.ModuleType itself: "cannot pickle '_Package'")
+        return (_importlib.import_module, (self.__name__,))
+
 
 _sys.modules[__name__].__class__ = _Package

@@ -66,21 +66,79 @@ def blas_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    with _BLAS_LOCK:
-        if not _BLAS_ACTIVE:
-            _BLAS_ORIGINAL.clear()
-            _BLAS_ORIGINAL.update(blas_counts())
-        _BLAS_ACTIVE.append(int(n))
-        _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE)))
-    try:
-        yield
-    finally:
+    block = object()  # this block's entry: left once, however it is interrupted
+
+    def enter() -> None:
         with _BLAS_LOCK:
-            _BLAS_ACTIVE.remove(int(n))
+            if not _BLAS_ACTIVE:
+                _BLAS_ORIGINAL.clear()
+                _BLAS_ORIGINAL.update(blas_counts())
+            _BLAS_ACTIVE[block] = int(n)
+            _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE.values())))
+
+    def leave() -> None:
+        with _BLAS_LOCK:
+            if _BLAS_ACTIVE.pop(block, None) is None:
+                return
             if _BLAS_ACTIVE:
-                _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE)))
+                _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE.values())))
             else:
                 _set_blas(_BLAS_ORIGINAL)
+
+    try:
+        _uninterrupted(enter)
+        yield
+    finally:
+        _uninterrupted(leave)
+
+
+def _uninterrupted(step: Callable[[], None]) -> None:
+    """Run ``step`` (a count set or restored under _BLAS_LOCK) with SIGINT and
+    SIGTERM held, then deliver them; a Ctrl-C that lands before they are
+    held runs ``step`` again (a step does its work once).  A Ctrl-C inside
+    threadpoolctl's library walk, a restore half done, left numpy's BLAS on
+    one thread for the rest of the process (helper 53)."""
+    done = False
+    try:
+        with _deferred_interrupts():
+            step()
+            done = True  # (a held interrupt is raised after this, on the way out)
+    except KeyboardInterrupt:
+        if not done:
+            step()
+        raise
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM held while the block runs, then delivered; only on
+    the main thread, where Python runs signal handlers, and only for handlers
+    that are Python functions.  Through _signal, not signal: the latter's
+    wrapper runs Python code (enum conversions) where a Ctrl-C could land."""
+    import _signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: object) -> None:  # pragma: no cover - signal timing
+        held.append(signum)
+
+    try:
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            old = _signal.signal(sig, hold)
+            if callable(old):
+                previous[sig] = old
+            else:  # SIG_DFL or SIG_IGN: as it was
+                _signal.signal(sig, old)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            _signal.signal(sig, handler)
+        if held and held[0] in previous:  # pragma: no cover - signal timing
+            previous[held[0]](held[0], None)
 
 
 def blas_counts() -> dict[str, int]:
@@ -126,31 +184,78 @@ def _release_blas_control() -> None:
 
 
 _BLAS_LOCK = threading.Lock()
-_BLAS_ACTIVE: list[int] = []  # the limits of the blocks inside, over all threads
+_BLAS_ACTIVE: dict[object, int] = {}  # the limits of the blocks inside, over all threads
 _BLAS_ORIGINAL: dict[str, int] = {}  # each library's threads when the first entered
-_SERIAL: dict[str, int] = {}  # libraries library_threads blocks hold (path: blocks)
+_SERIAL: dict[str, set[object]] = {}  # libraries library_threads blocks hold (path: blocks)
+_SERIAL_ORIGINAL: dict[str, int] = {}  # their threads when the first block entered
+
+
+def _after_fork_in_child() -> None:
+    """A forked child inherits the helper pool and the locks, not their
+    threads: a scan there waited for ever on parts no thread would run (a
+    multiprocessing pool after a scan in the parent)."""
+    global _pool, _pool_size, _pool_lock, _BLAS_LOCK
+    _pool, _pool_size = None, 0
+    _pool_lock = threading.Lock()
+    _BLAS_LOCK = threading.Lock()
+    _BLAS_ACTIVE.clear()
+    _SERIAL.clear()
+    _SERIAL_ORIGINAL.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager
 def library_threads(path: str | None, n: int) -> Iterator[None]:
     """The BLAS library loaded from ``path`` (and only it) limited to ``n``
-    threads inside the block; nothing when ``path`` is None."""
+    threads inside the block; nothing when ``path`` is None.  The first
+    block in saves the library's count and the last one out puts it back:
+    each restoring what it found (threadpoolctl's limit) let two LOCO scans
+    on two threads leave scipy's BLAS serial for good (helper 53)."""
     if path is None:
         yield
         return
     from threadpoolctl import ThreadpoolController
 
-    with _BLAS_LOCK:  # blas_threads leaves it alone meanwhile
-        _SERIAL[path] = _SERIAL.get(path, 0) + 1
-    try:
-        selected = ThreadpoolController().select(filepath=path)
-        with selected.limit(limits=n):
-            yield
-    finally:
+    block = object()
+
+    def set_to(k: int) -> None:
+        _release_blas_control()  # (threadpoolctl lets one thread set OpenBLAS)
+        ThreadpoolController().select(filepath=path).limit(limits=k)
+        _release_blas_control()
+
+    def enter() -> None:
+        with _BLAS_LOCK:  # blas_threads leaves the library alone meanwhile
+            holders = _SERIAL.setdefault(path, set())
+            if not holders:  # (inside a blas_threads block: what that found)
+                found = _BLAS_ORIGINAL.get(path) if _BLAS_ACTIVE else None
+                _SERIAL_ORIGINAL[path] = found or blas_counts().get(path, n)
+            holders.add(block)
+            set_to(n)
+
+    def leave() -> None:
         with _BLAS_LOCK:
-            _SERIAL[path] -= 1
-            if not _SERIAL[path]:
-                del _SERIAL[path]
+            holders = _SERIAL.get(path)
+            if holders is None or block not in holders:
+                return
+            holders.discard(block)
+            if holders:
+                return
+            del _SERIAL[path]
+            original = _SERIAL_ORIGINAL.pop(path)
+            if _BLAS_ACTIVE:  # its limit now; its last block puts this back
+                _BLAS_ORIGINAL[path] = original
+                set_to(min(_BLAS_ACTIVE.values()))
+            else:
+                set_to(original)
+
+    try:
+        _uninterrupted(enter)
+        yield
+    finally:
+        _uninterrupted(leave)
 
 
 @contextlib.contextmanager

@@ -259,10 +259,11 @@ class BimbamGenotypes:
             self._close()
 
     def _close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-            self._pos = 0
+        # forgotten before it is closed: an interrupt inside close() left a
+        # closed stream to read ("I/O operation on closed file")
+        fh, self._fh, self._pos = self._fh, None, 0
+        if fh is not None:
+            fh.close()
 
     def _read_bytes(self, begin: int, end: int, last: bool) -> bytes:
         """The file's bytes begin..end-1; ``last``: the pass is over, the
@@ -282,10 +283,16 @@ class BimbamGenotypes:
             fh = self._fh = self._open()
         # a stream cut short or damaged while the scan reads it: bad input
         # (the checkpoint is kept, as for a plain file that changed)
-        with gzip_errors(self.path):
-            if begin != self._pos:
-                fh.seek(begin)
-            data = fh.read(end - begin)
+        try:
+            with gzip_errors(self.path):
+                if begin != self._pos:
+                    fh.seek(begin)
+                data = fh.read(end - begin)
+        except BaseException:
+            # a read or seek cut short (Ctrl-C inside gzip's) leaves the stream
+            # and _pos apart: the next read blamed the file (helper 53)
+            self._close()
+            raise
         self._pos = end
         return data
 

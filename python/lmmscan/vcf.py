@@ -288,8 +288,14 @@ class VcfGenotypes(VariantFile):
                 "was opened",
                 path=self.path,
             ) from None
-        except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
+        except BaseException as exc:
+            # an interrupt between next(reader) and the count left the count a
+            # record behind, and the next read took each variant's successor
+            # (helper 53): the reader is dropped, to be reopened
             self._reader = None
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit
+                raise
+            # cyvcf2 raises Exception itself on a bad record
             bad = self._next  # the record being read: counted only once it was
             raise InputError(
                 f"cannot read record {bad + 1}{self._line_of(bad)}: {one_line(exc)}",

@@ -1,0 +1,172 @@
+"""The API used re-entrantly: after a Ctrl-C, in a forked child, through
+cloudpickle (joblib's loky, Dask).  Found by a concurrency run of the API
+(helper 53); each test fails without its fix."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan import _threads
+from lmmscan.demo import copy_study
+
+DOSAGE = Path(__file__).parent / "data" / "dosage"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    return copy_study(tmp_path_factory.mktemp("demo"))
+
+
+def _child_scan(prefix: str, out) -> None:
+    geno = lmmscan.read_plink(prefix)
+    y = np.genfromtxt(prefix + ".pheno.txt")[:, 0]
+    table = lmmscan.scan(geno, y, kinship="centered", threads=2)
+    out.put(float(table.p_wald.iloc[0]))
+
+
+def test_a_forked_child_scans_after_its_parent_did(demo):
+    """The helper thread pool is kept for the process; a child forked after a
+    scan inherited it without its threads and waited for ever (a
+    multiprocessing pool after a scan in a notebook)."""
+    geno = lmmscan.read_plink(demo)
+    y = np.genfromtxt(f"{demo}.pheno.txt")[:, 0]
+    want = float(lmmscan.scan(geno, y, kinship="centered", threads=2).p_wald.iloc[0])
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_scan, args=(str(demo), out))
+    child.start()
+    child.join(120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's scan hung")
+    assert child.exitcode == 0
+    assert out.get(timeout=10) == pytest.approx(want, rel=1e-9)
+
+
+def test_the_package_pickles_by_name():
+    """lmmscan is a ModuleType subclass: cloudpickle (joblib's loky, Dask),
+    pickling a notebook function that uses it, refused it ("cannot pickle
+    '_Package' object")."""
+    assert pickle.loads(pickle.dumps(lmmscan)) is lmmscan
+    cloudpickle = pytest.importorskip("cloudpickle")
+
+    def uses_the_package() -> str:
+        return lmmscan.__name__
+
+    assert cloudpickle.loads(cloudpickle.dumps(uses_the_package))() == "lmmscan"
+
+
+def test_a_thread_count_step_finishes_before_a_ctrl_c_lands():
+    """A Ctrl-C inside threadpoolctl's library walk (setting or restoring
+    BLAS's threads) left a limit in force for the rest of the process: the
+    step now runs to its end, once, and the interrupt follows."""
+    ran = []
+
+    def step() -> None:
+        signal.raise_signal(signal.SIGINT)  # arrives while the step runs
+        ran.append(1)
+
+    with pytest.raises(KeyboardInterrupt):
+        _threads._uninterrupted(step)
+    assert ran == [1]
+    before = _threads.blas_counts()
+    with pytest.raises(KeyboardInterrupt):
+        with _threads.blas_threads(1):
+            raise KeyboardInterrupt
+    assert _threads.blas_counts() == before and not _threads._BLAS_ACTIVE
+
+
+def test_two_overlapping_library_limits_put_the_first_count_back():
+    """library_threads restored the count it found: two LOCO scans on two
+    threads, overlapping, left scipy's BLAS on one thread for good."""
+    path = next(iter(_threads.blas_counts()))
+    before = _threads.blas_counts()[path]
+    first = _threads.library_threads(path, 1)
+    second = _threads.library_threads(path, 1)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first out: the second still holds it
+    assert _threads.blas_counts()[path] == 1
+    second.__exit__(None, None, None)
+    assert _threads.blas_counts()[path] == before
+
+
+class _InterruptedOnce:
+    """A cyvcf2 reader whose k-th record is read and then interrupted, as a
+    Ctrl-C between next(reader) and the reader's count lands."""
+
+    def __init__(self, reader, k: int) -> None:
+        self.reader, self.k = reader, k
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        rec = next(self.reader)
+        self.k -= 1
+        if self.k == 0:
+            raise KeyboardInterrupt
+        return rec
+
+
+def test_a_vcf_read_after_a_ctrl_c_reads_the_right_variants(monkeypatch):
+    """The count of records read fell one behind the reader: the next read
+    returned each variant's successor, exit 0."""
+    from lmmscan import vcf
+
+    geno = lmmscan.read_vcf(DOSAGE / "study.vcf.gz")
+    rows = np.arange(0, 400, 3)
+    want = geno.read(0, 40, rows)
+    fresh = lmmscan.read_vcf(DOSAGE / "study.vcf.gz")
+    real = vcf.VcfGenotypes._seek
+
+    def seek_then_interrupt(self, target, rows):
+        reader = real(self, target, rows)
+        self._reader = _InterruptedOnce(reader, 5)
+        monkeypatch.setattr(vcf.VcfGenotypes, "_seek", real)
+        return self._reader
+
+    monkeypatch.setattr(vcf.VcfGenotypes, "_seek", seek_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.read(0, 20, rows)
+    np.testing.assert_array_equal(fresh.read(20, 40, rows), want[:, 20:40])
+
+
+def test_a_bimbam_read_after_a_ctrl_c_reads_the_right_bytes(tmp_path):
+    """A read cut short inside gzip left the stream and the reader's offset
+    apart: the next read blamed a good file ("genotype 'C0' is not a
+    number")."""
+    import gzip
+
+    G = np.random.default_rng(1).integers(0, 3, size=(30, 12)).astype(float)
+    text = "".join(
+        f"rs{j},A,C," + ",".join(f"{v:g}" for v in G[j]) + "\n" for j in range(G.shape[0])
+    )
+    path = tmp_path / "g.txt.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    geno = lmmscan.read_bimbam(path)
+    geno.read(0, 10)  # the stream open, positioned after SNP 10
+    fh = geno._fh
+    real = fh.read
+
+    def read_then_interrupt(size=-1):
+        real(size)  # the stream moves on ...
+        raise KeyboardInterrupt  # ... and the reader's offset does not
+
+    fh.read = read_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        geno.read(10, 20)
+    # a stream whose state the interrupt may have left half way (inside gzip's
+    # decompression, which this cannot reach) is dropped, to be reopened
+    assert geno._fh is None
+    np.testing.assert_array_equal(geno.read(10, 30), G[10:30].T)
