@@ -167,12 +167,16 @@ def eigendecompose(
     samples: np.ndarray | None = None,
     center: bool = True,
     meta: dict | None = None,
+    overwrite_kinship: bool = False,
 ) -> Eigendecomposition:
     """Decompose a kinship as GEMMA does before -lmm: restricted to ``samples``
     (boolean mask or indices: the analysed ones; default all), double-centred
     (``center``), eigenvalues below 1e-10 set to 0.
 
     ``sample_ids``: one ID per row of ``kinship`` (default "0", "1", ...).
+    ``overwrite_kinship``: decompose a float64 ``kinship`` (of exactly the
+    samples wanted) in its own memory, which is destroyed, as
+    :func:`fit_null`'s option: one n x n copy less.
     """
     check_center(center)
     K = np.asarray(kinship, dtype=np.float64)
@@ -188,7 +192,9 @@ def eigendecompose(
             raise InputError("samples selects no sample")
         K = K[np.ix_(idx, idx)]  # a private copy: decomposed in its own buffer
         ids = ids[idx]
-    spec = decompose_kinship(K, center=center, overwrite_kinship=samples is not None)
+    spec = decompose_kinship(
+        K, center=center, overwrite_kinship=overwrite_kinship or samples is not None
+    )
     info = {"center": str(bool(center))}
     info.update(meta or {})
     return Eigendecomposition(spec.d, spec.U, ids, info)

@@ -442,11 +442,16 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     kinship = (
         "loco" if args.loco else "eigen" if args.eigen else "given" if args.kinship else "computed"
     )
+    eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
+    # a scan at a fixed lambda whitens with a dense basis of all n eigenvectors:
+    # a kinship, or a saved full decomposition (not a low-rank one)
+    dense = kinship in ("given", "computed") or (
+        kinship == "eigen" and eigen_shape is not None and eigen_shape[1] >= eigen_shape[0]
+    )
     whitened = 0
-    if args.lambda_mode == "null" and args.test != "all" and kinship in ("given", "computed"):
+    if args.lambda_mode == "null" and args.test != "all" and dense:
         whitened = sum(1 for g in groups if len(g) == 1)
     n = max(analysed)
-    eigen_shape = eigen_file_shape(args.eigen) if args.eigen else None
     chromosomes, wanted, held = 0, False, 0
     if args.loco:
         from ..loco import UNKNOWN_CHROMOSOME, chromosome_names
