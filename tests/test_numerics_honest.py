@@ -69,6 +69,26 @@ def test_rounding_negatives_of_a_text_kinship_are_accepted(study, digits):
     lmmscan.fit_null(y, kinship=Kr)
 
 
+def test_a_structured_kinship_with_a_real_negative_eigenvalue_is_refused():
+    """Review (helper 57): a tolerance in n x the largest eigenvalue grows as
+    n^2 in a structured sample (its largest eigenvalue is about n times an
+    entry), which let a pairwise-complete GRM's -0.45 through.  It is in n x
+    the largest entry: rounding of 6 digits, not a negative eigenvalue of
+    -0.3 beside one of 3,001."""
+    n = 300
+    rng = np.random.default_rng(2)
+    u = np.where(np.arange(n) < n // 2, 1.0, -1.0) / np.sqrt(n)  # two populations
+    w = rng.normal(size=n)
+    w -= w.mean()
+    w -= (w @ u) * u
+    w /= np.linalg.norm(w)
+    K = np.eye(n) + 3000.0 * np.outer(u, u) - 1.3 * np.outer(w, w)
+    assert np.linalg.eigvalsh(K).max() > 3000 and np.abs(K).max() < 12
+    y = rng.normal(size=n)
+    with pytest.raises(lmmscan.InputError, match="largest \\|entry\\|"):
+        lmmscan.fit_null(y, kinship=K)
+
+
 def test_negative_kinship_file_is_refused_with_its_name(demo, tmp_path, capsys):
     K = demo_kinship(demo, tmp_path, capsys)
     bad = tmp_path / "neg.txt"

@@ -69,8 +69,13 @@ def test_a_top_hit_without_an_id_is_labelled_by_its_place():
     assert f"{best.chr}:{best.ps}" in labels and "nan" not in labels
     # a #NA position makes the column floats: still 2500, not 2500.0
     table["ps"] = table["ps"].astype(float)
-    labels = [t.get_text() for t in plot.manhattan(table).axes[0].texts]
+    fig2 = plot.manhattan(table)
+    labels = [t.get_text() for t in fig2.axes[0].texts]
     assert f"{best.chr}:{int(best.ps)}" in labels
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    plt.close(fig2)
 
 
 def test_plots_of_gemma_table(tmp_path):

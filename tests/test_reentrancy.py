@@ -170,3 +170,33 @@ def test_a_bimbam_read_after_a_ctrl_c_reads_the_right_bytes(tmp_path):
     # decompression, which this cannot reach) is dropped, to be reopened
     assert geno._fh is None
     np.testing.assert_array_equal(geno.read(10, 30), G[10:30].T)
+
+
+def test_signal_handlers_are_left_as_they_were(monkeypatch):
+    """Review (helper 57): the hold was put in place even for a handler that
+    is not a Python function: SIG_DFL (a SIGTERM landing then was swallowed)
+    or a host program's, which an embedded interpreter sees as None
+    (signal.signal(sig, None) then raised TypeError in every blas_threads
+    block).  Such handlers are never replaced."""
+    import _signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    real_get, real_set = _signal.getsignal, _signal.signal
+    replaced = []
+
+    def get(sig):  # SIGINT owned by a host program; SIGTERM at its default
+        return None if sig == signal.SIGINT else signal.SIG_DFL
+
+    def set_(sig, handler):
+        replaced.append(sig)
+        return real_set(sig, handler)
+
+    monkeypatch.setattr(_signal, "getsignal", get)
+    monkeypatch.setattr(_signal, "signal", set_)
+    _threads._uninterrupted(lambda: None)
+    monkeypatch.setattr(_signal, "getsignal", real_get)
+    monkeypatch.setattr(_signal, "signal", real_set)
+    assert replaced == []
+    with _threads.blas_threads(1):
+        pass
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -70,16 +70,20 @@ def blas_threads(n: int | None) -> Iterator[None]:
 
     def enter() -> None:
         with _BLAS_LOCK:
+            counts = blas_counts()
             if not _BLAS_ACTIVE:
                 _BLAS_ORIGINAL.clear()
-                _BLAS_ORIGINAL.update(blas_counts())
+            for path, k in counts.items():  # (a library loaded since the first entered)
+                _BLAS_ORIGINAL.setdefault(path, k)
             _BLAS_ACTIVE[block] = int(n)
-            _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE.values())))
+            _set_blas(dict.fromkeys(counts, min(_BLAS_ACTIVE.values())))
 
     def leave() -> None:
         with _BLAS_LOCK:
             if _BLAS_ACTIVE.pop(block, None) is None:
                 return
+            for path, k in blas_counts().items():  # loaded inside: its count when it came
+                _BLAS_ORIGINAL.setdefault(path, k)
             if _BLAS_ACTIVE:
                 _set_blas(dict.fromkeys(blas_counts(), min(_BLAS_ACTIVE.values())))
             else:
@@ -113,7 +117,8 @@ def _uninterrupted(step: Callable[[], None]) -> None:
 def _deferred_interrupts() -> Iterator[None]:
     """SIGINT and SIGTERM held while the block runs, then delivered; only on
     the main thread, where Python runs signal handlers, and only for handlers
-    that are Python functions.  Through _signal, not signal: the latter's
+    that are Python functions (a host program's own, or SIG_DFL, left as they
+    are: review, helper 57).  Through _signal, not signal: the latter's
     wrapper runs Python code (enum conversions) where a Ctrl-C could land."""
     import _signal
 
@@ -128,17 +133,33 @@ def _deferred_interrupts() -> Iterator[None]:
 
     try:
         for sig in (_signal.SIGINT, _signal.SIGTERM):
-            old = _signal.signal(sig, hold)
-            if callable(old):
-                previous[sig] = old
-            else:  # SIG_DFL or SIG_IGN: as it was
-                _signal.signal(sig, old)
+            try:
+                current = _signal.getsignal(sig)  # no side effect, no handler run
+                if callable(current):
+                    previous[sig] = _signal.signal(sig, hold)
+            except (ValueError, TypeError, OSError):  # a subinterpreter, an embedding
+                pass
         yield
     finally:
+        # every handler put back, even when a signal lands during one of the
+        # restores (signal.signal runs pending handlers first): the first
+        # error is raised once all are back
+        error: BaseException | None = None
         for sig, handler in previous.items():
-            _signal.signal(sig, handler)
-        if held and held[0] in previous:  # pragma: no cover - signal timing
-            previous[held[0]](held[0], None)
+            for _attempt in range(3):
+                try:
+                    _signal.signal(sig, handler)
+                    break
+                except BaseException as exc:  # pragma: no cover - signal timing
+                    error = error or exc
+        for signum in dict.fromkeys(held):  # pragma: no cover - signal timing
+            if signum in previous:
+                try:
+                    previous[signum](signum, None)
+                except BaseException as exc:
+                    error = error or exc
+        if error is not None:  # pragma: no cover - signal timing
+            raise error
 
 
 def blas_counts() -> dict[str, int]:
@@ -228,11 +249,10 @@ def library_threads(path: str | None, n: int) -> Iterator[None]:
 
     def enter() -> None:
         with _BLAS_LOCK:  # blas_threads leaves the library alone meanwhile
-            holders = _SERIAL.setdefault(path, set())
-            if not holders:  # (inside a blas_threads block: what that found)
+            if not _SERIAL.get(path):  # (inside a blas_threads block: what that found)
                 found = _BLAS_ORIGINAL.get(path) if _BLAS_ACTIVE else None
                 _SERIAL_ORIGINAL[path] = found or blas_counts().get(path, n)
-            holders.add(block)
+            _SERIAL.setdefault(path, set()).add(block)
             set_to(n)
 
     def leave() -> None:

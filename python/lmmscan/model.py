@@ -199,7 +199,13 @@ class NullModel:
         # an identity kinship (centred: its nonzero eigenvalues all 1): beyond
         # the intercept's direction, lambda only rescales y'Py, so the
         # likelihood hardly depends on it (helper 56: "explains almost all")
-        flat = positive.size > 0 and positive.max() - positive.min() <= 1e-8 * positive.max()
+        # (every direction but the covariates': a household or rank-1 kinship
+        # has equal nonzero eigenvalues too, and a lambda its data determine)
+        flat = (
+            positive.size > 0
+            and positive.size >= d.size - self.n_covariates
+            and positive.max() - positive.min() <= 1e-8 * positive.max()
+        )
         for name, lam in (("REML", self.lambda_reml), ("ML", self.lambda_mle)):
             if lam == 0.0:  # a group model's exact 0, not a bound
                 out.append(

@@ -32,17 +32,20 @@ from ._errors import InputError, NumericalError, real_array
 from ._threads import blas_threads, importing_beside, run_parts
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
-# How negative an eigenvalue of a positive semi-definite kinship can come out,
-# relative to n x the largest |eigenvalue|.  Two roundings perturb K by E: a
-# text kinship's digits (plink2's --make-rel writes 6 significant digits, %g:
-# |E_ij| <= 5e-7 |K_ij|; GEMMA's %.10g 5e-10; and |K_ij| <= max|d|), so
-# ||E||_2 <= ||E||_F <= n 5e-7 max|d|; and LAPACK's backward error, about
-# n eps max|d| (eps = 2.2e-16), far smaller.  Centring is a projection, so it
-# adds nothing.  Twice the 6-digit bound (a plink2 GRM of a rank-deficient
-# study, -5.4e-6 at n = 200, was refused under GEMMA's 10-digit bound: helper
-# 56); -K or a KING-style matrix's negative eigenvalues, of the order of the
-# largest, are far beyond it.  GEMMA's 1e-10 is the floor.
+# How negative an eigenvalue of a positive semi-definite kinship can come out.
+# Two roundings perturb K by E: a text kinship's digits (plink2's --make-rel
+# writes 6 significant digits, %g: |E_ij| <= 5e-7 |K_ij|; GEMMA's %.10g
+# 5e-10), so ||E||_2 <= ||E||_F <= n 5e-7 max|K_ij|; and LAPACK's backward
+# error, about n eps max|d| (eps = 2.2e-16), far smaller.  Centring is a
+# projection, so it adds nothing.  Twice the 6-digit bound, in the largest
+# entry of the kinship as given (a plink2 GRM of a rank-deficient study, -5.4e-6
+# at n = 200, was refused under GEMMA's 10-digit bound: helper 56; in the
+# largest eigenvalue, about n times an entry in a structured sample, the bound
+# let a pairwise-complete GRM's -0.45 through: helper 57).  Where the entries
+# are not known (a kinship formed here), n x 1e-9 x the largest |eigenvalue|,
+# twice the 10-digit bound.  GEMMA's 1e-10 is the floor.
 PSD_RELATIVE_TOLERANCE = 1e-6
+PSD_EIGENVALUE_TOLERANCE = 1e-9
 _MIN_GEMM_COLUMNS = 64
 
 
@@ -286,26 +289,35 @@ def double_centre(K: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     return out
 
 
-def _check_semi_definite(d: np.ndarray) -> None:
+def _check_semi_definite(d: np.ndarray, entry_scale: float | None = None) -> None:
     """Refuse eigenvalues more negative than rounding explains (see
-    PSD_RELATIVE_TOLERANCE): GEMMA would zero them, and fit a different model."""
+    PSD_RELATIVE_TOLERANCE): GEMMA would zero them, and fit a different model.
+    ``entry_scale``: the largest |entry| of the kinship as given, before
+    centring (None: a kinship formed here, judged by its eigenvalues)."""
     if d.size == 0:
         return
     lowest = float(d.min())
-    tol = max(EIGEN_ZERO, d.size * PSD_RELATIVE_TOLERANCE * float(np.abs(d).max()))
+    by_eigenvalue = d.size * PSD_EIGENVALUE_TOLERANCE * float(np.abs(d).max())
+    by_entry = 0.0 if entry_scale is None else d.size * PSD_RELATIVE_TOLERANCE * entry_scale
+    tol = max(EIGEN_ZERO, by_eigenvalue, by_entry)
     if lowest < -tol:
+        how = (
+            f"n x {PSD_RELATIVE_TOLERANCE:g} x the largest |entry|"
+            if by_entry >= by_eigenvalue
+            else f"n x {PSD_EIGENVALUE_TOLERANCE:g} x the largest |eigenvalue|"
+        )
         raise InputError(
             "kinship is not positive semi-definite: its most negative eigenvalue (after "
             f"GEMMA's double-centring) is {lowest:.6g}, beyond what rounding explains "
-            f"(-{tol:.3g} = -n x {PSD_RELATIVE_TOLERANCE:g} x the largest |eigenvalue|); "
-            "GEMMA would set it to 0 and fit another model"
+            f"(-{tol:.3g} = -{how}); GEMMA would set it to 0 and fit another model"
         )
 
 
-def check_kinship_scale(K: np.ndarray, name: str = "kinship") -> None:
+def check_kinship_scale(K: np.ndarray, name: str = "kinship") -> float:
     """Refuse a kinship whose entries' squares (summed over a row) overflow:
     the eigensolver and lambda x eigenvalue in the likelihood would give inf
-    or NaN.  max and min, not abs: no n x n temporary."""
+    or NaN.  max and min, not abs: no n x n temporary.  Returns the largest
+    |entry|."""
     n = max(1, K.shape[0])
     limit = math.sqrt(np.finfo(np.float64).max / n)
     big = max(float(np.max(K, initial=0.0)), -float(np.min(K, initial=0.0)))
@@ -314,6 +326,7 @@ def check_kinship_scale(K: np.ndarray, name: str = "kinship") -> None:
             f"{name} has an entry of magnitude {big:.3g}: beyond {limit:.3g} (sqrt(max double "
             "/ n)) its squares overflow; divide it by a constant (its scale only moves lambda)"
         )
+    return big
 
 
 class BlockRotation(Protocol):
@@ -448,7 +461,12 @@ class Spectral:
 
     @classmethod
     def from_kinship(
-        cls, K: np.ndarray, *, overwrite: bool = False, release_gil: bool = False
+        cls,
+        K: np.ndarray,
+        *,
+        overwrite: bool = False,
+        release_gil: bool = False,
+        entry_scale: float | None = None,
     ) -> Spectral:
         """Eigendecomposition (LAPACK dsyevd where its memory fits, else
         dsyevr; see :func:`eigh_driver`; lower triangle) of a symmetric K; ``overwrite``
@@ -491,7 +509,7 @@ class Spectral:
                     d, U = scipy.linalg.eigh(
                         A, driver=driver, overwrite_a=overwrite, check_finite=False
                     )
-        _check_semi_definite(d)
+        _check_semi_definite(d, entry_scale)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
         # bytes, and U.T @ X / X.T @ U run as fast either way
@@ -581,7 +599,12 @@ class TridiagonalSpectral(Spectral):
 
     @classmethod
     def from_kinship(
-        cls, K: np.ndarray, *, overwrite: bool = False, release_gil: bool = False
+        cls,
+        K: np.ndarray,
+        *,
+        overwrite: bool = False,
+        release_gil: bool = False,
+        entry_scale: float | None = None,
     ) -> Spectral:
         """The factors of K (lower triangle), through ctypes with the GIL
         released; ``overwrite`` lets the reflectors take K's buffer;
@@ -597,13 +620,15 @@ class TridiagonalSpectral(Spectral):
         # below 64 samples the factors save nothing, and dormtr would apply
         # them unblocked (dorm2r), which writes into the reflectors as it goes
         if lib is None or n < _MIN_GEMM_COLUMNS:
-            return Spectral.from_kinship(K, overwrite=overwrite, release_gil=release_gil)
+            return Spectral.from_kinship(
+                K, overwrite=overwrite, release_gil=release_gil, entry_scale=entry_scale
+            )
         if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
             A = np.array(A, dtype=np.float64, order="F")
         with contextlib.nullcontext() if release_gil else _eigh_threads(n):
             d, e, tau = _lapack64.sytrd(A, lib)
             d, V = _lapack64.stedc(d, e, lib)
-        _check_semi_definite(d)
+        _check_semi_definite(d, entry_scale)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         return cls(np.ascontiguousarray(d), A, tau, V, lib)
 
@@ -1124,11 +1149,11 @@ def decompose_kinship(
         Ka = np.array(K, dtype=np.float64, order="C")
     else:
         Ka = np.ascontiguousarray(K[np.ix_(mask, mask)], dtype=np.float64)
-    check_kinship_scale(Ka)
+    entries = check_kinship_scale(Ka)
     if center:
         double_centre(Ka, overwrite=True)
     kind = TridiagonalSpectral if tridiagonal else Spectral
-    spectral = kind.from_kinship(Ka, overwrite=True, release_gil=release_gil)
+    spectral = kind.from_kinship(Ka, overwrite=True, release_gil=release_gil, entry_scale=entries)
     held = spectral.reflectors if isinstance(spectral, TridiagonalSpectral) else spectral.U
     if in_place and np.shares_memory(held, K):
         K.flags.writeable = False
