@@ -124,6 +124,17 @@ def test_lambda_on_its_search_bound_is_a_warning(study):
     m = lmmscan.fit_null(y, kinship=np.eye(len(y)))
     bound = [w for w in m.warnings if "bound" in w]
     assert bound and all("nonzero eigenvalues are all equal" in w for w in bound), m.warnings
+    # households of equal size: equal nonzero eigenvalues too, but lambda is the
+    # data's (reviews, helpers 57 and 58), dense or as groups
+    households = np.arange(len(y)) // 4
+    y_h = np.random.default_rng(5).normal(size=households.max() + 1)[households]
+    y_h = y_h + 1e-6 * np.random.default_rng(6).normal(size=len(y))
+    D = (households[:, None] == households[None, :]).astype(float)
+    for fit in (
+        lmmscan.fit_null(y_h, kinship=D, center=False),
+        lmmscan.fit_null(y_h, groups=households),
+    ):
+        assert not any("all equal" in w for w in fit.warnings), fit.warnings
 
 
 def test_lambda_on_its_bound_is_warned_in_summary_and_null_json(demo, tmp_path, capsys):

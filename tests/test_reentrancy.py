@@ -200,3 +200,21 @@ def test_signal_handlers_are_left_as_they_were(monkeypatch):
     with _threads.blas_threads(1):
         pass
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_step_runs_whatever_a_signal_handler_raises_before_it(monkeypatch):
+    """Review (helper 58): a SIGTERM handler raising SystemExit as the hold
+    was put in place skipped the restore (only KeyboardInterrupt re-ran the
+    step): BLAS stayed capped for good."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def exits_first():
+        raise SystemExit(143)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(_threads, "_deferred_interrupts", exits_first)
+    ran = []
+    with pytest.raises(SystemExit):
+        _threads._uninterrupted(lambda: ran.append(1))
+    assert ran == [1]

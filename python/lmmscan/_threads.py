@@ -107,7 +107,7 @@ def _uninterrupted(step: Callable[[], None]) -> None:
         with _deferred_interrupts():
             step()
             done = True  # (a held interrupt is raised after this, on the way out)
-    except KeyboardInterrupt:
+    except BaseException:  # (a SIGTERM handler's SystemExit too: review, helper 58)
         if not done:
             step()
         raise
@@ -146,18 +146,21 @@ def _deferred_interrupts() -> Iterator[None]:
         # error is raised once all are back
         error: BaseException | None = None
         for sig, handler in previous.items():
-            for _attempt in range(3):
+            while True:  # each failed attempt used up a pending signal
                 try:
                     _signal.signal(sig, handler)
                     break
                 except BaseException as exc:  # pragma: no cover - signal timing
                     error = error or exc
-        for signum in dict.fromkeys(held):  # pragma: no cover - signal timing
-            if signum in previous:
-                try:
-                    previous[signum](signum, None)
-                except BaseException as exc:
-                    error = error or exc
+        try:
+            for signum in dict.fromkeys(held):  # pragma: no cover - signal timing
+                if signum in previous:
+                    try:
+                        previous[signum](signum, None)
+                    except BaseException as exc:
+                        error = error or exc
+        except BaseException as exc:  # pragma: no cover - signal timing
+            error = error or exc
         if error is not None:  # pragma: no cover - signal timing
             raise error
 

@@ -203,7 +203,7 @@ class NullModel:
         # has equal nonzero eigenvalues too, and a lambda its data determine)
         flat = (
             positive.size > 0
-            and positive.size >= d.size - self.n_covariates
+            and positive.size >= self.n_analyzed - self.n_covariates
             and positive.max() - positive.min() <= 1e-8 * positive.max()
         )
         for name, lam in (("REML", self.lambda_reml), ("ML", self.lambda_mle)):

@@ -41,9 +41,12 @@ EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 # entry of the kinship as given (a plink2 GRM of a rank-deficient study, -5.4e-6
 # at n = 200, was refused under GEMMA's 10-digit bound: helper 56; in the
 # largest eigenvalue, about n times an entry in a structured sample, the bound
-# let a pairwise-complete GRM's -0.45 through: helper 57).  Where the entries
-# are not known (a kinship formed here), n x 1e-9 x the largest |eigenvalue|,
-# twice the 10-digit bound.  GEMMA's 1e-10 is the floor.
+# let a pairwise-complete GRM's -0.45 through: helper 57), and at least
+# n x 1e-9 x the largest |eigenvalue| (twice the 10-digit bound in the
+# eigenvalues, the bound used before), whichever is larger.  The bound is for
+# significant digits: a kinship rounded to fixed decimals (%.4f) carries an
+# absolute error in every entry, however small, and a rank-deficient one may
+# be refused (write more digits).  GEMMA's 1e-10 is the floor.
 PSD_RELATIVE_TOLERANCE = 1e-6
 PSD_EIGENVALUE_TOLERANCE = 1e-9
 _MIN_GEMM_COLUMNS = 64
@@ -292,8 +295,8 @@ def double_centre(K: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
 def _check_semi_definite(d: np.ndarray, entry_scale: float | None = None) -> None:
     """Refuse eigenvalues more negative than rounding explains (see
     PSD_RELATIVE_TOLERANCE): GEMMA would zero them, and fit a different model.
-    ``entry_scale``: the largest |entry| of the kinship as given, before
-    centring (None: a kinship formed here, judged by its eigenvalues)."""
+    ``entry_scale``: the largest |entry| of the kinship as given (its
+    analysed samples'), before centring; None: judged by its eigenvalues."""
     if d.size == 0:
         return
     lowest = float(d.min())
