@@ -153,3 +153,26 @@ def test_eigendecompose_in_the_kinships_memory_gives_the_same_decomposition():
     got = lmmscan.eigendecompose(mine, overwrite_kinship=True)
     np.testing.assert_array_equal(got.d, want.d)
     np.testing.assert_array_equal(got.U, want.U)
+
+
+@pytest.mark.parametrize("evr_mb, suggested", [(90, True), (130, False)])
+def test_dsyevr_is_suggested_only_where_its_plan_fits(evr_mb, suggested):
+    """Helper 55: `--eigh-driver evd` over the limit suggested evr "needs 8n^2
+    bytes less" for a peak in the scan phase, where evr's plan is as large
+    and was refused at the same limit."""
+    import argparse
+
+    from lmmscan.cli.common import memory_check_driver
+
+    def plan(driver: str) -> memory.Plan:
+        p = memory.Plan("the scan")
+        size = 140 if driver == "evd" else evr_mb
+        p.add("scan", "genotype blocks", (size << 20) - memory.BASE)
+        return p
+
+    from lmmscan.spectral import eigh_driver
+
+    args = argparse.Namespace(eigh_driver="evd", memory_limit="100M", block_size=None)
+    with eigh_driver("auto"), pytest.raises(lmmscan.InputError) as err:  # (restored after)
+        memory_check_driver(args, plan, lambda driver: memory.hints_dense(400, driver, False))
+    assert ("--eigh-driver evr" in str(err.value)) == suggested, str(err.value)

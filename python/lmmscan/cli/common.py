@@ -457,16 +457,27 @@ def memory_check_driver(
     resolved first: dsyevd when its plan fits, else dsyevr (whose plan is then
     checked).  The driver is put in effect (inside :func:`run_threads`) and
     returned; the plan kept for null.json names its workspace."""
-    from ..memory import fits, parse_size
+    from ..memory import fits
     from ..spectral import set_eigh_driver
 
     driver = args.eigh_driver
     if driver == "auto":
-        limit = None if args.memory_limit is None else parse_size(args.memory_limit)
-        driver = "evd" if fits(plan("evd").peak, limit) else "evr"
+        driver = "evd" if fits(plan("evd").peak, limit_of(args)) else "evr"
     set_eigh_driver(driver)
-    memory_check(args, plan(driver), hints(driver))
+    chosen, advice = plan(driver), hints(driver)
+    if driver == "evd" and not fits(plan("evr").peak, limit_of(args)):
+        # suggested only where dsyevr's plan fits (helper 55: it was suggested
+        # for a peak in the scan phase, and refused at the same limit)
+        advice = [hint for hint in advice if not hint.startswith("--eigh-driver evr")]
+    memory_check(args, chosen, advice)
     return str(driver)
+
+
+def limit_of(args: argparse.Namespace) -> int | None:
+    """--memory-limit in bytes (None: the memory available is the limit)."""
+    from ..memory import parse_size
+
+    return None if args.memory_limit is None else parse_size(args.memory_limit)
 
 
 def memory_report(args: argparse.Namespace) -> dict | None:
