@@ -377,15 +377,10 @@ class BgenGenotypes(VariantFile):
             e[j] = h1 + h2
             if f is not None:
                 f[j] = h1 + h2 + 2 * h1 * h2
-        elif v.layout == 1:  # P(11), P(12), P(22), their sum at most 1
+        else:  # P(11), P(12), P(22): summing to 1 (layout 2), or at most 1 (layout 1)
             e[j], second = probability_moments(p)
             if f is not None:
                 f[j] = second
-        else:  # P(11), P(12), P(22) summing to 1
-            p1, p2 = p[:, 1].astype(np.float64), p[:, 2].astype(np.float64)
-            e[j] = p1 + 2 * p2
-            if f is not None:
-                f[j] = p1 + 4 * p2
 
     def _decode(self, file_index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         return self._moments(file_index, rows, second=False)[0]

@@ -331,8 +331,7 @@ def scan_plan(
         plan.add("scan", "rotated block", block_bytes(k, block, 1))
         if whitened:  # a full decomposition's factor (helper 55: 643 MiB, 423 planned)
             plan.add("scan", "whitening factor", 8 * n * n * whitened)
-        if groups > 1:
-            plan.add("scan", "other groups' block copies", block_bytes(n, block, 2) * (groups - 1))
+        # (one group: a saved decomposition serves exactly its own samples)
         return plan
     if kinship == "loco":
         # the kinship pass: the sum over every chromosome, and each one's own

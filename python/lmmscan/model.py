@@ -196,11 +196,11 @@ class NullModel:
         b = self.bounds
         d = np.asarray(self.spectral.d)
         positive = d[d > 0]
-        # an identity kinship (centred: its nonzero eigenvalues all 1): beyond
-        # the intercept's direction, lambda only rescales y'Py, so the
-        # likelihood hardly depends on it (helper 56: "explains almost all")
-        # (every direction but the covariates': a household or rank-1 kinship
-        # has equal nonzero eigenvalues too, and a lambda its data determine)
+        # an identity kinship (centred: its nonzero eigenvalues all 1, in every
+        # direction but the covariates'): lambda only rescales y'Py, so the
+        # likelihood hardly depends on it (helper 56: "explains almost all").
+        # A household or rank-1 kinship has equal nonzero eigenvalues too, in
+        # fewer directions, and a lambda its data determine.
         flat = (
             positive.size > 0
             and positive.size >= self.n_analyzed - self.n_covariates
@@ -727,20 +727,15 @@ def check_basis_arguments(kinship: object, spectral: object) -> None:
     takes a kinship or a basis: one line, not an AttributeError.  (An
     :class:`lmmscan.Eigendecomposition` is known by its ``spectral_for``:
     lmmscan.eigen imports this module.)"""
-    use = (
-        "its basis for exactly the analysed samples is eig.spectral_for(sample_ids) "
-        "(or give it to lmmscan.scan(eigen=))"
-    )
-    if callable(getattr(kinship, "spectral_for", None)):
-        raise InputError(
-            "kinship is an Eigendecomposition: lmmscan.scan takes it as eigen=, and fit_null "
-            "as spectral=eig.spectral_for(sample_ids) (its basis for exactly the analysed "
-            "samples)"
-        )
+    for name, value in (("kinship", kinship), ("spectral", spectral)):
+        if callable(getattr(value, "spectral_for", None)):
+            raise InputError(
+                f"{name} is an Eigendecomposition: lmmscan.scan takes it as eigen=, and "
+                "fit_null as spectral=eig.spectral_for(sample_ids) (its basis for exactly "
+                "the analysed samples)"
+            )
     if spectral is None:
         return
-    if callable(getattr(spectral, "spectral_for", None)):
-        raise InputError(f"spectral is an Eigendecomposition, not its basis: {use}")
     if isinstance(spectral, ReleasedSpectral):
         raise InputError(
             "spectral is a model's released basis (without_eigenvectors()): it has no "

@@ -715,8 +715,16 @@ def _regenie_chr(c: str) -> str:
 # GWAS-SSF is for human chromosomes, numbered 1-25 (X 23, Y 24, MT 25); a bare
 # number is read as PLINK numbers a human .bim's chromosomes: 23 X, 24 Y, 25 XY
 # (X's pseudo-autosomal part, on X's coordinates: written as X), 26 MT
-_SSF_CHR = {"X": "23", "Y": "24", "XY": "23", "MT": "25"}
-_SSF_CHR.update({"23": "23", "24": "24", "25": "23", "26": "25"})
+_SSF_CHR = {
+    "X": "23",
+    "Y": "24",
+    "XY": "23",
+    "MT": "25",
+    "23": "23",
+    "24": "24",
+    "25": "23",
+    "26": "25",
+}
 # the standard's rsid pattern; any other ID is no rsid
 _RSID = re.compile(r"rs[0-9]+")
 

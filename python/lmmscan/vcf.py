@@ -422,15 +422,13 @@ class VcfGenotypes(VariantFile):
         f = np.empty((file_index.size, width))
         with self._lock, np.errstate(invalid="ignore"):
             for j, rec in enumerate(self._records(file_index, rows)):
-                gp = _diploid_gp(rec) if "GP" in rec.FORMAT else None
-                if gp is not None:
-                    e[j], f[j] = probability_moments(gp)
-                elif "GP" in rec.FORMAT or "GT" not in rec.FORMAT:
+                has_gp, has_gt = "GP" in rec.FORMAT, "GT" in rec.FORMAT
+                gp = _diploid_gp(rec) if has_gp else None
+                if (has_gp and gp is None) or not (has_gp or has_gt):
                     e[j] = f[j] = np.nan  # no info (the scan skips it)
                     continue
-                else:  # GT only: certain genotypes, as the scan reads them
-                    e[j] = np.nan
-                if "GT" in rec.FORMAT:  # samples without GP: their GT, as the scan
+                e[j], f[j] = probability_moments(gp) if gp is not None else (np.nan, np.nan)
+                if has_gt:  # samples without GP: their GT, certain calls, as the scan
                     called = np.isnan(e[j])
                     _fill_from_gt(rec, e[j])
                     f[j][called] = e[j][called] ** 2
