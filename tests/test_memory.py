@@ -176,3 +176,150 @@ def test_dsyevr_is_suggested_only_where_its_plan_fits(evr_mb, suggested):
     with eigh_driver("auto"), pytest.raises(lmmscan.InputError) as err:  # (restored after)
         memory_check_driver(args, plan, lambda driver: memory.hints_dense(400, driver, False))
     assert ("--eigh-driver evr" in str(err.value)) == suggested, str(err.value)
+
+
+def _traced_peak(fn):
+    """fn()'s result and the most memory it held at once beyond what was
+    allocated before it (numpy and Python allocations, traced)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def _write_bimbam(path, G, gz=False):
+    """A BIMBAM file of G (SNPs x samples), rs names of several lengths and a
+    blank line now and then."""
+    import gzip
+
+    lines = []
+    for j, row in enumerate(G):
+        lines.append(f"rs{j * 7919}, A, TT, " + ", ".join(f"{v:.3f}" for v in row) + "\n")
+        if j % 5 == 2:
+            lines.append("\n")
+    text = "".join(lines).encode()
+    if gz:
+        with gzip.open(path, "wb") as fh:
+            fh.write(text)
+    else:
+        path.write_bytes(text)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_bimbam_block_read_holds_its_text_once(tmp_path, gz):
+    """Helper 55: a BIMBAM block's read sliced each line's genotypes from the
+    text and joined them, three copies of the text beside the block (the
+    scan's peak 1.4-1.7 times its plan).  Now the text is read into one
+    buffer and parsed there, and a read of every sample takes no copy."""
+    rng = np.random.default_rng(5)
+    n, m = 300, 500
+    G = np.round(rng.uniform(0, 2, (m, n)), 3)
+    path = tmp_path / ("g.txt.gz" if gz else "g.txt")
+    _write_bimbam(path, G, gz)
+    src = lmmscan.read_bimbam(path)
+    text = src.read_overhead(m, False)
+    assert text >= m * n * 6  # "0.123, "
+    for samples in (None, np.arange(n)):
+        X, peak = _traced_peak(lambda samples=samples: src.read(0, m, samples))
+        np.testing.assert_array_equal(X, G.T)
+        assert peak <= X.nbytes + 1.05 * text + (1 << 20)  # (gzip's pieces: 1 MiB)
+    rows = np.arange(0, n, 2)
+    X, peak = _traced_peak(lambda: src.read(0, m, rows))
+    np.testing.assert_array_equal(X, G.T[rows])
+    assert peak <= X.nbytes + src.read_overhead(m, True) + (1 << 20)
+    assert src.read_overhead(m, True) == max(text, 8 * n * m)
+
+
+def test_a_bimbam_file_shortened_during_the_run_is_named(tmp_path):
+    rng = np.random.default_rng(6)
+    G = np.round(rng.uniform(0, 2, (40, 20)), 3)
+    path = tmp_path / "g.txt"
+    _write_bimbam(path, G)
+    src = lmmscan.read_bimbam(path)
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(lmmscan.InputError, match="shorter than when it was first read") as err:
+        src.read(30, 40)
+    assert str(path) in str(err.value)
+
+
+def test_counting_a_chunks_tokens_takes_no_copy_of_it_in_int64():
+    """The first pass over a BIMBAM file counted each line's tokens with an
+    int64 sum that converted every byte of the 16 MiB chunk to int64 (a
+    134 MB peak at n = 2,000, above the scan's plan)."""
+    from lmmscan.textio import _tokens_per_line
+
+    line = b"rs1, A, T, " + b", ".join([b"0.123", b"NA", b"2"] * 2000) + b"\n"
+    chunk = line * 300
+    counts, peak = _traced_peak(lambda: _tokens_per_line(chunk))
+    assert counts.tolist() == [6003] * 300
+    assert peak <= 4 * len(chunk)
+
+
+def test_a_kinship_of_every_sample_filters_its_block_without_a_copy():
+    from lmmscan.kinship import KinshipAccumulator
+
+    rng = np.random.default_rng(7)
+    X = np.asfortranarray(np.round(rng.uniform(0, 2, (400, 300)), 2))  # as files give them
+    acc = KinshipAccumulator(400)
+    acc.add(X)  # the block's buffer for the kinship columns, kept
+    _, peak = _traced_peak(lambda: acc.add(X))
+    assert peak < 0.5 * X.nbytes
+    assert acc.used == 600
+
+
+def test_a_scattered_snp_list_reads_into_one_block():
+    """Helper 55: --snps/--ksnps lists read each run of SNPs, copied the
+    selected columns, joined them and reordered the join: about four blocks
+    at once.  Now each run's SNPs go straight into the block returned, in the
+    memory order the source's blocks had (the same values and order)."""
+    from lmmscan.genotypes import _GATHER, SubsetGenotypes
+
+    rng = np.random.default_rng(8)
+    G = rng.uniform(0, 2, (200, 3000))
+    index = np.sort(rng.choice(3000, 900, replace=False))
+    for src in (lmmscan.ArrayGenotypes(G), _FortranSource(G)):
+        sub = SubsetGenotypes(src, index)
+        X, peak = _traced_peak(lambda sub=sub: sub.read(0, 900))
+        np.testing.assert_array_equal(X, G[:, index])
+        fortran = isinstance(src, _FortranSource)
+        assert X.flags.f_contiguous == fortran and X.flags.c_contiguous != fortran
+        assert peak <= X.nbytes + sub.read_overhead(900, False)
+        assert sub.read_overhead(900, False) == 8 * 200 * 900 + _GATHER
+        one = SubsetGenotypes(src, np.arange(100, 400))  # one run: the source's block
+        np.testing.assert_array_equal(one.read(0, 300), G[:, 100:400])
+
+
+class _FortranSource:
+    """An array as a source whose blocks are column-major (as a file's)."""
+
+    def __init__(self, G):
+        self.G = G
+        self.n_samples, self.n_snps = G.shape
+
+    def read(self, start, stop, samples=None):
+        X = self.G[:, start:stop] if samples is None else self.G[samples, start:stop]
+        return np.asfortranarray(X)
+
+
+def test_the_plan_counts_a_text_files_read(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    n, m = 200, 300
+    _write_bimbam(tmp_path / "g.txt", np.round(rng.uniform(0, 2, (m, n)), 3))
+    np.savetxt(tmp_path / "y.txt", rng.normal(size=n))
+    argv = ["scan", "--bimbam-geno", tmp_path / "g.txt", "--pheno", tmp_path / "y.txt",
+            "--out", tmp_path / "o", "--block-size", "100"]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    phases = json.loads((tmp_path / "o.null.json").read_text())["memory"]["phases"]
+    want = lmmscan.read_bimbam(tmp_path / "g.txt").read_overhead(100, False)
+    assert phases["scan"]["a block being read"] == want
+    assert phases["kinship"]["a block being read"] == want
+    plain = memory.scan_plan(
+        n_file=n, analysed=[n], n_variants=m, block=100, kinship="given", driver="evr"
+    )
+    assert "a block being read" not in plain.phases["scan"]

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ _SEP = b" ,\t\r"
 _TO_NEWLINE = bytes.maketrans(_SEP, b"\n" * len(_SEP))
 _HEAD = re.compile(rb"[ ,\t\r]*([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)[ ,\t\r]+([^ ,\t\r\n]+)")
 _CHUNK = 16 << 20
+# a block's text is read into its buffer this much at a time
+_READ_PIECE = 1 << 20
 NEEDS_FILE = "BIMBAM genotypes are read twice (once to find the SNPs, then by blocks)"
 
 
@@ -99,6 +102,38 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
         chr_ = row[2] if len(row) > 2 and row[2] != "NA" else "-9"
         out[row[0]] = (chr_, pos)
     return out
+
+
+def _read_exactly(fh: BinaryIO, size: int) -> bytearray:
+    """``size`` bytes from ``fh`` in one buffer (fewer at the end of the
+    file), read in pieces: a gzip stream's read() would make its own copy."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        k = fh.readinto(view[got : min(size, got + _READ_PIECE)])
+        if not k:
+            break
+        got += k
+    view.release()
+    if got < size:
+        del buf[got:]
+    return buf
+
+
+def _every_sample(rows: np.ndarray, n: int) -> bool:
+    """Whether ``rows`` lists 0..n-1 in order (nothing to take)."""
+    return rows.size == n and bool((rows == np.arange(n)).all())
+
+
+def _blank(text: bytearray, begin: np.ndarray, end: np.ndarray) -> None:
+    """Spaces over ``text[begin[k]:end[k]]`` for each k."""
+    lengths = end - begin
+    total = int(lengths.sum())
+    if total:
+        before = np.cumsum(lengths) - lengths
+        where = np.repeat(begin - before, lengths) + np.arange(total)
+        np.frombuffer(text, np.uint8)[where] = ord(" ")
 
 
 class BimbamGenotypes:
@@ -265,16 +300,17 @@ class BimbamGenotypes:
         if fh is not None:
             fh.close()
 
-    def _read_bytes(self, begin: int, end: int, last: bool) -> bytes:
-        """The file's bytes begin..end-1; ``last``: the pass is over, the
-        file is closed (not held open).  Under the file's lock."""
+    def _read_bytes(self, begin: int, end: int, last: bool) -> bytearray:
+        """The file's bytes begin..end-1, in a buffer of their own (fewer if
+        the file ends before); ``last``: the pass is over, the file is closed
+        (not held open).  Under the file's lock."""
         with self._file_lock:
             data = self._read_unlocked(begin, end)
             if last:
                 self._close()
         return data
 
-    def _read_unlocked(self, begin: int, end: int) -> bytes:
+    def _read_unlocked(self, begin: int, end: int) -> bytearray:
         # gzip streams seek forward by decompressing: reading blocks in order
         # (as scans do) never decompresses twice; going back reopens the file.
         fh = self._fh
@@ -287,7 +323,7 @@ class BimbamGenotypes:
             with gzip_errors(self.path):
                 if begin != self._pos:
                     fh.seek(begin)
-                data = fh.read(end - begin)
+                data = _read_exactly(fh, end - begin)
         except BaseException:
             # a read or seek cut short (Ctrl-C inside gzip's) leaves the stream
             # and _pos apart: the next read blamed the file (helper 53)
@@ -317,21 +353,41 @@ class BimbamGenotypes:
         else:
             # a pass is over at the last SNP: the file is not held open
             last = stop == self.n_snps
-            data = self._read_bytes(
-                int(self._geno_start[start]), int(self._line_end[stop - 1]), last
-            )
             base = int(self._geno_start[start])
-            pieces = [
-                data[int(self._geno_start[k]) - base : int(self._line_end[k]) - base]
-                for k in range(start, stop)
-            ]
-            ends = np.cumsum([len(piece) for piece in pieces])
-            P = self._parse(b"".join(pieces), start, stop, ends)  # (SNPs, samples)
-        if rows is not None:
+            text = self._read_bytes(base, int(self._line_end[stop - 1]), last)
+            ends = self._line_end[start:stop] - base
+            if len(text) != ends[-1]:
+                raise InputError(
+                    "the file is shorter than when it was first read: it changed during the run",
+                    path=str(self.path),
+                )
+            # each later SNP's rs and alleles (and any blank lines before
+            # them) are blanked in the buffer read: the parser sees only
+            # genotypes, with no copy of the text (helper 55: the text sliced
+            # and joined took three times its size beside the block)
+            heads = (
+                self._line_end[start : stop - 1] - base,
+                self._geno_start[start + 1 : stop] - base,
+            )
+            _blank(text, *heads)
+            P = self._parse(text, start, stop, ends)  # (SNPs, samples)
+            del text
+        if rows is not None and not _every_sample(rows, self._n):
             P = P.take(rows, axis=1)  # (SNPs, analysed samples), C order: one gather
         return np.asfortranarray(P.T)  # a view
 
-    def _parse(self, text: bytes, start: int, stop: int, ends: np.ndarray) -> np.ndarray:
+    def read_overhead(self, block: int, subset: bool) -> int:
+        """Bytes a read of ``block`` SNPs holds beside the block it returns, at
+        most: the text of the SNPs (their lines as the file has them), then,
+        for a ``subset`` of the samples, all samples' values before the
+        analysed ones are taken (see :mod:`lmmscan.memory`)."""
+        block = max(1, min(block, self.n_snps))
+        text = int(
+            (self._line_end[block - 1 :] - self._geno_start[: self.n_snps - block + 1]).max()
+        )
+        return max(text, 8 * self._n * block if subset else 0)
+
+    def _parse(self, text: bytearray, start: int, stop: int, ends: np.ndarray) -> np.ndarray:
         """The genotypes of SNPs start..stop-1: ``text`` is their genotype
         fields, one line each, the line of SNP start + k ending at ``ends[k]``."""
         from ._core import parse_numbers

@@ -181,20 +181,41 @@ class SubsetGenotypes:
         if pos.size == 0:
             n = self.n_samples if samples is None else np.arange(self.n_samples)[samples].size
             return np.zeros((n, 0))
-        parts = []
+        out: np.ndarray | None = None
         fortran = True
+        done = 0
         for run in self._runs(pos):
             first = int(run[0])
             block = self.source.read(first, int(run[-1]) + 1, samples)
             # (a run of one SNP is both C and F: it does not decide)
             one = block.shape[1] == 1
             fortran = fortran and block.flags.f_contiguous and (one or not block.flags.c_contiguous)
-            parts.append(block if block.shape[1] == run.size else block[:, run - first])
-        out = parts[0] if len(parts) == 1 else np.hstack(parts)
+            if out is None:
+                if run.size == pos.size and block.shape[1] == run.size:
+                    out = block  # one run, every SNP of it: the source's block
+                    break
+                # each run's SNPs are placed in one block, in the memory order
+                # of the source's first (helper 55: the runs' copies, joined
+                # and reordered, held four blocks)
+                out = np.empty((block.shape[0], pos.size), order="F" if fortran else "C")
+            _place(out, done, block, run - first)
+            done += run.size
+            del block
+        assert out is not None
         # in the source's memory order: a file's column-major blocks stay
         # column-major, the order the engine's repeat search takes
         order: Literal["C", "F"] = "F" if fortran else "C"
         return np.asarray(out, dtype=np.float64, order=order)
+
+    def read_overhead(self, block: int, subset: bool) -> int:
+        """Bytes a read of ``block`` SNPs holds beside the block it returns, at
+        most: one call's block of the source (a run of up to max(block, GAP)
+        of its SNPs) and that call's own overhead, and a row-major block's
+        gathered columns (_GATHER)."""
+        span = max(1, min(max(block, self.GAP), self.source.n_snps))
+        rows = self.n_samples  # (a subset's rows are fewer)
+        inner = getattr(self.source, "read_overhead", None)
+        return 8 * rows * span + (inner(span, subset) if inner is not None else 0) + _GATHER
 
     def _runs(self, pos: np.ndarray) -> Iterator[np.ndarray]:
         """``pos`` in runs read by one call each: SNPs no more than GAP apart,
@@ -206,6 +227,25 @@ class SubsetGenotypes:
                 j = int(np.searchsorted(run, run[i] + span, side="left"))
                 yield run[i:j]
                 i = j
+
+
+_GATHER = 4 << 20
+
+
+def _place(out: np.ndarray, at: int, block: np.ndarray, columns: np.ndarray) -> None:
+    """``block``'s ``columns`` into ``out``'s columns at..: with no copy of
+    them where ``out`` is column-major (each column is a row of out.T), else
+    through copies of at most _GATHER bytes."""
+    m = columns.size
+    if block.shape[1] == m:
+        out[:, at : at + m] = block
+    elif out.flags.f_contiguous:
+        np.take(block.T, columns, axis=0, out=out.T[at : at + m], mode="clip")
+    else:
+        step = max(1, _GATHER // (8 * max(1, out.shape[0])))
+        for k in range(0, m, step):
+            end = min(m, k + step)
+            out[:, at + k : at + end] = block[:, columns[k:end]]
 
 
 def select_snps(source: GenotypeSource, ids: list[str], flag: str) -> tuple[SubsetGenotypes, int]:

@@ -141,6 +141,7 @@ class KinshipAccumulator:
         self.n = n
         self.method = check_method(method)
         self.mask = np.ones(n, dtype=bool) if mask is None else mask
+        self._every = bool(self.mask.all())
         if not self.mask.any():
             raise InputError("no sample to compute the SNP filters on (filter_samples is empty)")
         if W is not None and W.shape[0] != int(self.mask.sum()):
@@ -158,9 +159,13 @@ class KinshipAccumulator:
 
     def add(self, X: np.ndarray) -> None:
         """Add a block X (all n samples x SNPs, NaN missing)."""
+        # (every sample filtered: no copy of the block; the filters give the
+        # same bits in either memory order)
+        rows = X if self._every else X[self.mask]
         keep, _, _, c = gemma_filter(
-            X[self.mask], maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
+            rows, maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
         )
+        del rows
         self.counts.add(c)
         if not keep.any():
             return

@@ -217,6 +217,21 @@ def check(
     return room
 
 
+def read_overhead(source: object, block: int, subset: bool) -> int:
+    """The bytes ``source``'s read of ``block`` SNPs holds beside the block
+    it returns (its ``read_overhead``, if it says; ``subset``: fewer samples
+    than the file's are read)."""
+    says = getattr(source, "read_overhead", None)
+    return int(says(block, subset)) if callable(says) else 0
+
+
+def _reading(plan: Plan, phase: str, nbytes: int) -> None:
+    """A block's read beside the blocks: what a source's ``read_overhead``
+    says it holds at its peak (a text file's lines), where it holds any."""
+    if nbytes:
+        plan.add(phase, "a block being read", nbytes)
+
+
 def block_bytes(n_samples: int, block: int, count: int = BLOCKS_IN_FLIGHT) -> int:
     return count * 8 * n_samples * block
 
@@ -244,7 +259,15 @@ def decomposition(plan: Plan, N: int, n: int, driver: str, *, groups: int = 1) -
 
 
 def scan_phase(
-    plan: Plan, N: int, n: int, driver: str, block: int, *, whitened: bool, groups: int
+    plan: Plan,
+    N: int,
+    n: int,
+    driver: str,
+    block: int,
+    *,
+    whitened: bool,
+    groups: int,
+    read_overhead: int = 0,
 ) -> None:
     # dsyevd's eigenvectors stay in the kinship's N x N buffer
     per_group = 8 * (N * N if driver == "evd" else n * n)
@@ -253,6 +276,7 @@ def scan_phase(
         plan.add("scan", "whitening factor", 8 * n * n)
     plan.add("scan", "genotype blocks", block_bytes(N, block))
     plan.add("scan", "rotated block", block_bytes(n, block, 1))
+    _reading(plan, "scan", read_overhead)
     if groups > 1:
         # each further group of phenotypes (other missing samples) takes its
         # rows of the block (a copy) and imputes them into its own scanner's
@@ -299,6 +323,7 @@ def scan_plan(
     n_region: int = 10,
     tridiagonal: bool = False,
     held_rows: int = 0,
+    read_overhead: int = 0,
 ) -> Plan:
     """``lmmscan scan``'s peak.  ``analysed``: the analysed individuals of
     each group of phenotypes (one decomposition each); ``kinship``: "given",
@@ -313,7 +338,9 @@ def scan_plan(
     ``tridiagonal``: LOCO may keep a chromosome's decomposition as its two
     factors (:class:`lmmscan.spectral.TridiagonalSpectral`, a chromosome
     with fewer SNPs than n / 2); ``held_rows``: LOCO's tested rows held to be
-    printed in file order (chromosomes that interleave in the file)."""
+    printed in file order (chromosomes that interleave in the file);
+    ``read_overhead``: the bytes a block's read holds beside the block at its
+    peak (the source's ``read_overhead``, e.g. a text file's lines)."""
     N, groups = n_file, len(analysed)
     n = max(analysed)
     block = max(1, min(block, n_variants))
@@ -329,6 +356,7 @@ def scan_plan(
         plan.add("scan", "eigenvectors", 8 * rows * k)
         plan.add("scan", "genotype blocks", blocks)
         plan.add("scan", "rotated block", block_bytes(k, block, 1))
+        _reading(plan, "scan", read_overhead)
         if whitened:  # a full decomposition's factor (helper 55: 643 MiB, 423 planned)
             plan.add("scan", "whitening factor", 8 * n * n * whitened)
         # (one group: a saved decomposition serves exactly its own samples)
@@ -344,6 +372,7 @@ def scan_plan(
         plan.add("kinship", "kinship sum", sq)
         plan.add("kinship", "per-chromosome sums", kept)
         plan.add("kinship", "genotype blocks", blocks)
+        _reading(plan, "kinship", read_overhead)
         plan.add("decomposition", "kinship sums", sq + (kept if kept else sq))
         if not kept:
             # a rebuilt sum's blocks, read beside the decompositions: a column
@@ -362,6 +391,7 @@ def scan_plan(
             beside = "tridiagonal eigenvectors beside the reflectors"
             plan.add("decomposition", beside, (workers + 1) * sq)
         plan.add("decomposition", "genotype blocks", blocks)
+        _reading(plan, "decomposition", read_overhead)
         # held rows: each phenotype's columns and statistics, then their
         # file-order copy at the end (lmmscan.loco.FileOrder)
         plan.fixed["rows held for file order"] = HELD_ROW * held_rows * phenotypes
@@ -370,12 +400,16 @@ def scan_plan(
     plan.add("kinship", "kinship", K * (groups if kinship == "computed" else 1))
     if kinship == "computed":
         plan.add("kinship", "genotype blocks", blocks)
+        _reading(plan, "kinship", read_overhead)
     decomposition(plan, N, n, driver, groups=groups)
     if kinship == "given":  # the first block is read while the kinship is decomposed
         plan.add("decomposition", "first genotype block", block_bytes(n, block, 1))
+        _reading(plan, "decomposition", read_overhead)
     if kinship == "computed" and groups > 1:
         plan.add("decomposition", "other groups' kinships", K * (groups - 1))
-    scan_phase(plan, N, n, driver, block, whitened=False, groups=groups)
+    scan_phase(
+        plan, N, n, driver, block, whitened=False, groups=groups, read_overhead=read_overhead
+    )
     if whitened:
         # (dtrmm works in place on a Fortran-ordered copy of the block: that
         # copy is the rotated block already counted)
@@ -383,12 +417,13 @@ def scan_plan(
     return plan
 
 
-def kinship_plan(n_file: int, n_variants: int, block: int) -> Plan:
+def kinship_plan(n_file: int, n_variants: int, block: int, read_overhead: int = 0) -> Plan:
     block = max(1, min(block, n_variants))
     plan = Plan("the kinship")
     plan.fixed["variant table"] = PER_VARIANT * n_variants
     plan.add("kinship", "kinship", 8 * n_file * n_file)
     plan.add("kinship", "genotype blocks", block_bytes(n_file, block))
+    _reading(plan, "kinship", read_overhead)
     return plan
 
 

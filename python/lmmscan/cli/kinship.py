@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ..filters import no_snp_left
     from ..genotypes import default_block_size
     from ..kinship import accumulate, accumulators
-    from ..memory import kinship_plan
+    from ..memory import kinship_plan, read_overhead
     from ..textio import write_kinship
 
     t0 = time.perf_counter()
@@ -76,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
         ph = filter_samples(args, source)
         listed = listed_variants(args, source, ("snps", "ksnps"))
         listed = info_filter(args, listed, ph.mask)
+        block = default_block_size(source.n_samples)
+        subset = bool(ph.mask.sum() < source.n_samples)
         memory_check(
             args,
-            kinship_plan(source.n_samples, source.n_snps, default_block_size(source.n_samples)),
+            kinship_plan(
+                source.n_samples, source.n_snps, block, read_overhead(listed, block, subset)
+            ),
             ["a low-rank kinship (lmmscan.low_rank_kinship) or a machine with more memory"],
         )
         (acc,) = accumulators(

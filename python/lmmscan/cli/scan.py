@@ -434,7 +434,15 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
     read or computed (see :mod:`lmmscan.memory`)."""
     from .._threads import usable_cores
     from ..genotypes import default_block_size
-    from ..memory import LOCO_SUMS, eigen_file_shape, fits, hints_dense, parse_size, scan_plan
+    from ..memory import (
+        LOCO_SUMS,
+        eigen_file_shape,
+        fits,
+        hints_dense,
+        parse_size,
+        read_overhead,
+        scan_plan,
+    )
     from ..samples import groups_by_samples
 
     groups = groups_by_samples([ph.analysed.mask for ph in phenos])
@@ -477,6 +485,13 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
         runs = int(np.count_nonzero(placed[1:] != placed[:-1])) + bool(placed.size)
         held = placed.size if runs > len(counts) else 0
     workers = args.threads or usable_cores()
+    block = args.block_size or default_block_size(n)
+    # what a block's read holds beside the block (a text file's lines), in the
+    # scan or in the kinship's pass (the samples read: every group's)
+    subset = bool(
+        np.logical_or.reduce([ph.analysed.mask for ph in phenos]).sum() < source.n_samples
+    )
+    reading = max(read_overhead(s, block, subset) for s in (source, args.kinship_source))
     limit = None if args.memory_limit is None else parse_size(args.memory_limit)
     # LOCO keeps each chromosome's kinship sum while they fit in --memory-limit
     # (without it, in LOCO_SUMS, as the API's loco_scan), and the whole plan
@@ -490,7 +505,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             n_file=source.n_samples,
             analysed=analysed,
             n_variants=source.n_snps,
-            block=args.block_size or default_block_size(n),
+            block=block,
             kinship=kinship,
             driver=driver,
             whitened=whitened,
@@ -503,6 +518,7 @@ def _memory_plan(args: argparse.Namespace, source: Any, phenos: list[Pheno]) -> 
             n_region=args.region,
             tridiagonal=factors,
             held_rows=held,
+            read_overhead=reading,
         )
 
     def keeps_sums(kept: Any) -> bool:  # kept: the plan with the sums kept
