@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import re
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,7 @@ def read_bimbam_anno(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]
     return out
 
 
-def _read_exactly(fh: BinaryIO, size: int) -> bytearray:
+def _read_exactly(fh: io.BufferedIOBase, size: int) -> bytearray:
     """``size`` bytes from ``fh`` in one buffer (fewer at the end of the
     file), read in pieces: a gzip stream's read() would make its own copy."""
     buf = bytearray(size)

@@ -798,7 +798,7 @@ def _tokens_per_line(chunk: bytes) -> np.ndarray:
     return np.diff(np.searchsorted(tokens, bounds)).astype(np.int64, copy=False)
 
 
-def token_at(text: bytes, bad: int) -> tuple[str, int, int]:
+def token_at(text: bytes | bytearray, bad: int) -> tuple[str, int, int]:
     """The token starting at byte ``bad`` of ``text`` (as parse_numbers reports
     one), its line (0-based, within ``text``) and its column (1-based)."""
     start = text.rfind(b"\n", 0, bad) + 1
