@@ -25,7 +25,10 @@ def run() -> None:
     that a Python session importing lmmscan.cli keeps its handlers."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, _interrupted_starting)
+            # one the process was started with ignored stays ignored (a
+            # shell's background job ignores SIGINT; so do gemma and sleep)
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                signal.signal(sig, _interrupted_starting)
     from .cli import run as command
 
     command()

@@ -165,17 +165,57 @@ def peak_rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+# address space a scan maps beyond its resident memory once it runs (glibc's
+# per-thread arenas reserve 64 MiB each, thread stacks 8 MiB, OpenBLAS its
+# buffers, the libraries loaded later): measured 530 MiB above the plan with
+# 2 threads on the demo (VmPeak 711 MiB, RSS 100); per usable core and fixed
+VIRTUAL_PER_THREAD = 96 * MiB
+VIRTUAL_FIXED = 256 * MiB
+
+
+def _address_space_room() -> tuple[int, str] | None:
+    """(bytes of the plan's kind this process may use in all, source) under
+    a soft ``ulimit -v`` (RLIMIT_AS; SGE's h_vmem) or ``ulimit -d``: the
+    limit less what is mapped now beyond resident memory and what a run maps
+    beside its data.  A scan past it failed in a thread's start or an
+    allocation, or hung in OpenBLAS's buffer allocation (helper 61)."""
+    import resource
+
+    from ._threads import usable_cores
+
+    best = None
+    for limit, status_key, name in (
+        (resource.RLIMIT_AS, "VmSize", "ulimit -v"),
+        (resource.RLIMIT_DATA, "VmData", "ulimit -d"),
+    ):
+        soft = resource.getrlimit(limit)[0]
+        mapped = _kib_field("/proc/self/status", status_key)
+        if soft == resource.RLIM_INFINITY or soft < 0 or mapped is None:
+            continue
+        beside = VIRTUAL_FIXED + VIRTUAL_PER_THREAD * usable_cores()
+        room = max(0, soft - mapped - beside) + current_rss()
+        if best is None or room < best[0]:
+            best = (room, f"{name}, less what the process maps beside its data")
+    return best
+
+
 def available() -> tuple[int, str] | None:
     """(bytes this process may use in all, where the figure comes from), or
-    None where neither a cgroup nor /proc/meminfo tells."""
+    None where neither a cgroup, /proc/meminfo nor an address-space limit
+    tells."""
     held = current_rss()
+    rooms = []
     room = _cgroup_room()
+    if room is not None:
+        rooms.append((room[0] + held, room[1]))
     free = _kib_field("/proc/meminfo", "MemAvailable")
-    if room is not None and (free is None or room[0] <= free):
-        return room[0] + held, room[1]
     if free is not None:
-        return free + held, "MemAvailable"
-    return None
+        rooms.append((free + held, "MemAvailable"))
+    space = _address_space_room()
+    if space is not None:
+        rooms.append(space)
+    # the smallest; a cgroup's before MemAvailable at a tie, as before
+    return min(rooms, key=lambda r: r[0]) if rooms else None
 
 
 def room_for(limit: int | None) -> tuple[int, str] | None:

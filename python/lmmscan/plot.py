@@ -75,6 +75,15 @@ def _thin(x: np.ndarray, y: np.ndarray, keep_above: float, bins: tuple[int, int]
     return np.sort(np.concatenate([np.flatnonzero(strong), idx_weak]))
 
 
+def _literal(text: object) -> str:
+    """``text`` as matplotlib should print it: a ``$`` as itself (two of them
+    started mathtext, which refused an ID such as ``run$1_$2``) and a byte of
+    a file name that is not UTF-8 as ``\\xff`` (the font renderer refused the
+    surrogate that stands for it)."""
+    shown = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return shown.replace("$", r"\$")
+
+
 def _snp_label(table: pd.DataFrame, i: int) -> str:
     """A top hit's label: its ID, or chr:position where it has none (a
     GWAS-SSF table's rsid is #NA for IDs that are not rs numbers: "nan")."""
@@ -161,7 +170,7 @@ def manhattan(
             ):
                 labelled.append(i)
                 ax.annotate(
-                    _snp_label(table, i),
+                    _literal(_snp_label(table, i)),
                     (x[i], y[i]),
                     xytext=(4, 2),
                     textcoords="offset points",
@@ -172,7 +181,7 @@ def manhattan(
     ax.set_xlim(-0.01 * max(offset, 1.0), max(offset, 1.0) * 1.01)
     ax.set_ylim(0, max(float(y[ok].max()) if ok.any() else 1.0, -np.log10(genome_wide)) * 1.1)
     ax.set_xlabel("chromosome")
-    ax.set_ylabel(r"$-\log_{10}\,p$" + f" ({col})")
+    ax.set_ylabel(r"$-\log_{10}\,p$" + f" ({_literal(col)})")
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
     if unplaced:
         ax.text(
@@ -184,7 +193,7 @@ def manhattan(
             va="bottom",
         )
     if title:
-        ax.set_title(title)
+        ax.set_title(_literal(title))
     fig.tight_layout()
     return fig
 
@@ -234,10 +243,10 @@ def qq(
         ax.text(0.05, 0.92, rf"$\lambda_{{GC}}$ = {lam:.3f}", transform=ax.transAxes, fontsize=11)
         ax.text(0.05, 0.85, f"{n:,} tests", transform=ax.transAxes, fontsize=9)
     ax.set_xlabel(r"expected $-\log_{10}\,p$")
-    ax.set_ylabel(r"observed $-\log_{10}\,p$" + f" ({col})")
+    ax.set_ylabel(r"observed $-\log_{10}\,p$" + f" ({_literal(col)})")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     if title:
-        ax.set_title(title)
+        ax.set_title(_literal(title))
     fig.tight_layout()
     return fig
 

@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     previous = {}
     with contextlib.suppress(ValueError):  # not in the main thread
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, _interrupt)
+            # a signal the process was started with ignored (a shell's
+            # background job: SIGINT) stays ignored, as other programs keep it
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, _interrupt)
     unraisablehook = sys.unraisablehook
     if previous:
         sys.unraisablehook = functools.partial(_reraise_swallowed, unraisablehook)
@@ -256,8 +259,16 @@ def run() -> None:
     flushed.  Python callers of main() are not affected.
     """
     keep_freed_blocks()
+    for stream in (sys.stdout, sys.stderr):
+        # a character the encoding lacks (PYTHONIOENCODING=ascii: the summary's
+        # "±") is escaped, not the rest of the summary lost (helper 61)
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     summary = _Summary(sys.stdout)
     sys.stdout = summary  # type: ignore[assignment]
+    # a closed stderr (2>&-: None), a closed pipe or a full device: the
+    # messages are lost, not the run nor its exit status (helper 61)
+    sys.stderr = _Summary(sys.stderr)  # type: ignore[assignment]
     status = main(restore_signals=False)
     with contextlib.suppress(OSError, ValueError):  # a closed stderr: nothing can be said
         summary.flush()

@@ -85,7 +85,8 @@ class Appender:
         self.path = path
         self._fh: BinaryIO
         if offset is None:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # (0o666: the umask decides, as for every other output; helper 61)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             self._fh = open(fd, "r+b")
             try:
                 _lock(fd, path)
@@ -240,7 +241,9 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
         if path is None:
             return None
         st = os.stat(path)
-        return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        # (the real path: the same file through a symlinked directory, as
+        # $HOME and /gpfs/home name it, resumes; helper 61)
+        return {"path": os.path.realpath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     computed = args.kinship is None and args.eigen is None
     return {
@@ -278,7 +281,7 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
 _NOT_COMPARED = frozenset({"resume", "quiet", "threads", "plot", "memory_limit", "dask_scheduler"})
 
 
-# the options that name files, compared as absolute paths
+# the options that name files, compared as real paths (symlinks resolved)
 _PATH_OPTIONS = frozenset(
     {"bfile", "pfile", "bgen", "sample", "vcf", "bimbam_geno", "bimbam_anno", "pheno",
      "covar", "kinship", "eigen", "snps", "ksnps", "out"}
@@ -298,7 +301,7 @@ def _identity(path: Path) -> list[int] | None:
 
 def command_options(args: argparse.Namespace) -> dict:
     """The command line's options as parsed (numbers, text, lists; files as
-    absolute paths), for :func:`finish_commit` to compare: taken before the
+    real paths), for :func:`finish_commit` to compare: taken before the
     run adds its own."""
     plain = (str, int, float, bool, type(None))
     out: dict[str, Any] = {}
@@ -306,7 +309,7 @@ def command_options(args: argparse.Namespace) -> dict:
         if key in _NOT_COMPARED:
             continue
         if key in _PATH_OPTIONS and isinstance(value, str):
-            out[key] = os.path.abspath(value)
+            out[key] = os.path.realpath(value)
         elif isinstance(value, plain):
             out[key] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, plain) for v in value):

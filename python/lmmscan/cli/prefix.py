@@ -19,6 +19,21 @@ from pathlib import Path
 
 from .._errors import InputError
 
+NOT_A_LOCK = "move it, or choose another --out"
+
+
+def _lock_file(fd: int) -> bool:
+    """Whether the file open at ``fd`` may be taken as this prefix's lock:
+    a regular file that is empty (made now, or by a run killed before it
+    wrote) or holds a process ID, as a lock left by a killed run does."""
+    import re
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    head = os.pread(fd, 64, 0)
+    return head == b"" or re.fullmatch(rb"[0-9]+\n?", head) is not None
+
 
 class PrefixLock:
     """``PREFIX.lock``, held from :meth:`acquire` to :meth:`release`."""
@@ -28,9 +43,20 @@ class PrefixLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock, or raise InputError naming the run that holds it."""
+        """Take the lock, or raise InputError naming the run that holds it, or
+        the file of that name that is no lock (which is left as it is)."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:  # never through a symlink: its target would be truncated
+                fd = os.open(
+                    self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644
+                )
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                raise InputError(
+                    f"is a symbolic link, where this scan keeps its lock: {NOT_A_LOCK}",
+                    path=str(self.path),
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -51,6 +77,12 @@ class PrefixLock:
             if same:
                 break
             os.close(fd)
+        if not _lock_file(fd):
+            os.close(fd)  # (not removed: not ours)
+            raise InputError(
+                f"exists and is not an lmmscan lock (a scan keeps its lock there): {NOT_A_LOCK}",
+                path=str(self.path),
+            )
         self._fd = fd
         try:
             os.ftruncate(fd, 0)

@@ -1,0 +1,235 @@
+"""The command in unusual surroundings (helper 61): a file already named like
+the scan's lock, closed or failing standard streams, an inherited ignored
+SIGINT, names matplotlib would read as mathtext, a permissive umask, inputs
+reached through a symlinked directory, an address-space limit."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lmmscan
+from lmmscan import memory
+from lmmscan.cli import main
+from lmmscan.demo import copy_study
+
+PYTHONPATH = str(Path(lmmscan.__file__).resolve().parents[1])
+ENV = {"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return copy_study(tmp_path_factory.mktemp("study"))
+
+
+def _scan(study, out, *extra):
+    argv = ["scan", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--threads", "1",
+            "--quiet", "--out", out, *extra]  # fmt: skip
+    return main([str(a) for a in argv])
+
+
+def test_a_file_named_like_the_lock_is_left_as_it_is(study, tmp_path, capsys):
+    """`--out poetry` deleted a project's poetry.lock, and a symlink named
+    like the lock had its target truncated to the scan's PID."""
+    lock = tmp_path / "poetry.lock"
+    lock.write_text('{"hash": "abc"}\n')
+    assert _scan(study, tmp_path / "poetry") == 2
+    assert "poetry.lock: exists and is not an lmmscan lock" in capsys.readouterr().err
+    assert lock.read_text() == '{"hash": "abc"}\n'
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important\n")
+    (tmp_path / "study.lock").symlink_to(notes)
+    assert _scan(study, tmp_path / "study") == 2
+    assert "study.lock: is a symbolic link" in capsys.readouterr().err
+    assert notes.read_text() == "important\n"
+    assert not list(tmp_path.glob("*.assoc.txt"))
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(study, tmp_path):
+    (tmp_path / "r.lock").write_text("4242\n")
+    assert _scan(study, tmp_path / "r") == 0
+    assert (tmp_path / "r.assoc.txt").stat().st_size > 0
+    assert not (tmp_path / "r.lock").exists()
+
+
+def test_an_input_named_like_the_lock_is_refused(study, tmp_path, capsys):
+    pheno = tmp_path / "s.lock"
+    pheno.write_bytes(Path(f"{study}.pheno.txt").read_bytes())
+    argv = ["scan", "--bfile", study, "--pheno", pheno, "--out", tmp_path / "s", "--quiet"]
+    assert main([str(a) for a in argv]) == 2
+    assert "is the --pheno input" in capsys.readouterr().err
+    assert pheno.read_bytes() == Path(f"{study}.pheno.txt").read_bytes()
+
+
+def _command(argv, preexec=None, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "lmmscan", *map(str, argv)],
+        env=env or ENV,
+        preexec_fn=preexec,
+        timeout=300,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_closed_stderr_loses_the_messages_not_the_run(study, tmp_path, quiet):
+    """2>&-: sys.stderr is None; the progress bar's isatty() raised
+    AttributeError (exit 1, nothing written), and with --quiet the final
+    flush made a finished run exit 1."""
+    out = tmp_path / "o"
+    argv = ["scan", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--threads", "1",
+            "--out", out, *(["--quiet"] if quiet else [])]  # fmt: skip
+    proc = _command(argv, preexec=lambda: os.close(2), stdout=subprocess.DEVNULL)
+    assert proc.returncode == 0
+    assert Path(f"{out}.assoc.txt").stat().st_size > 0
+    bad = _command([*argv, "--covar", tmp_path / "missing.txt"], preexec=lambda: os.close(2))
+    assert bad.returncode == 2
+
+
+def test_bad_input_with_stderr_on_a_full_device_exits_2(study, tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = _command(
+            [
+                "scan",
+                "--bfile",
+                study,
+                "--pheno",
+                tmp_path / "missing.txt",
+                "--out",
+                tmp_path / "o",
+            ],
+            stderr=full,
+        )
+    assert proc.returncode == 2
+
+
+def test_an_inherited_ignored_sigint_stays_ignored(monkeypatch, study, tmp_path):
+    """A shell's background job starts with SIGINT ignored; the command set
+    its own handler and a Ctrl-C meant for the shell stopped it."""
+    import lmmscan.__main__ as entry
+    import lmmscan.cli.plot as plot_command
+
+    seen = []
+
+    def record(args):
+        seen.append(signal.getsignal(signal.SIGINT))
+        return 0
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        monkeypatch.setattr(plot_command, "run", record)
+        assert main(["plot", str(tmp_path / "t.assoc.txt"), "--out", str(tmp_path / "t.png")]) == 0
+        monkeypatch.setattr("lmmscan.cli.run", lambda: seen.append(signal.getsignal(signal.SIGINT)))
+        entry.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.SIG_IGN, signal.SIG_IGN]
+
+
+def test_names_with_dollars_and_undecodable_bytes_are_drawn_as_written():
+    """`run$1_$2` was parsed as mathtext (ParseException) and a file name's
+    byte that is not UTF-8 (a surrogate) failed in the font renderer."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lmmscan.plot import _literal, results_figure
+
+    assert _literal("run$1_$2") == r"run\$1_\$2"
+    assert _literal(os.fsdecode(b"p\xff.assoc.txt")) == r"p\xff.assoc.txt"
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame(
+        {
+            "chr": ["1"] * 50,
+            "rs": [f"rs${k}$x" for k in range(50)],
+            "ps": np.arange(50) * 1000,
+            "p_wald": np.r_[1e-12, rng.uniform(size=49)],
+        }  # fmt: skip
+    )
+    fig = results_figure(table, "p_wald", title=os.fsdecode(b"run$1_$2\xff"))
+    try:
+        fig.savefig(io.BytesIO(), format="png")
+    finally:
+        plt.close(fig)
+
+
+def test_a_plot_that_fails_in_any_way_keeps_the_tables(monkeypatch, study, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import lmmscan.cli.scan as scan_command
+
+    def fail(*args):
+        raise TypeError("the font renderer refused a name")
+
+    monkeypatch.setattr(scan_command, "_write_plots", fail)
+    assert _scan(study, tmp_path / "o", "--plot") == 0
+    assert "the plots were not written (the font renderer" in capsys.readouterr().err
+    assert (tmp_path / "o.assoc.txt").stat().st_size > 0
+
+
+def test_the_table_takes_the_umask_as_every_output_does(study, tmp_path):
+    old = os.umask(0o002)
+    try:
+        assert _scan(study, tmp_path / "o") == 0
+    finally:
+        os.umask(old)
+    for name in ("o.assoc.txt", "o.null.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o664, name
+
+
+def test_inputs_through_a_symlinked_directory_are_the_same_inputs(study, tmp_path):
+    """--resume compared the paths' spellings: the same files reached through
+    a symlinked directory ($HOME and /gpfs/home) were 'another run's'."""
+    import argparse
+
+    from lmmscan.cli.checkpoint import command_options
+
+    alias = tmp_path / "alias"
+    alias.symlink_to(Path(study).parent)
+    real = argparse.Namespace(bfile=str(study), pheno=f"{study}.pheno.txt", test="all")
+    linked = argparse.Namespace(
+        bfile=str(alias / Path(study).name), pheno=str(alias / f"{Path(study).name}.pheno.txt"),
+        test="all",
+    )  # fmt: skip
+    assert command_options(real) == command_options(linked)
+
+
+def test_a_summary_character_the_encoding_lacks_is_escaped(study, tmp_path):
+    """PYTHONIOENCODING=ascii: the summary stopped at "pve = ... ±" and the
+    top hits and the files written were not said."""
+    argv = ["scan", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--threads", "1",
+            "--out", tmp_path / "o"]  # fmt: skip
+    proc = _command(argv, env={**ENV, "PYTHONIOENCODING": "ascii"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "cut short" not in proc.stderr
+    assert "\\xb1" in proc.stdout and "wrote " in proc.stdout
+
+
+def test_an_address_space_limit_is_room_the_plan_must_fit(monkeypatch):
+    """ulimit -v (SGE's h_vmem) above the plan but below what the process
+    maps: a scan failed to start a thread, or hung in OpenBLAS's buffer
+    allocation.  The limit, less what is mapped and what a run maps beside
+    its data, is the room."""
+    import resource
+
+    mapped = memory._kib_field("/proc/self/status", "VmSize")
+    real = resource.getrlimit
+
+    def limited(which):
+        if which == resource.RLIMIT_AS:
+            return (mapped + (100 << 20), resource.RLIM_INFINITY)
+        return real(which)
+
+    monkeypatch.setattr(resource, "getrlimit", limited)
+    room, source = memory.available()
+    assert source.startswith("ulimit -v")
+    assert room <= memory.current_rss() + (100 << 20)
+    with pytest.raises(memory.NotEnoughMemory, match="ulimit -v"):
+        memory.check(memory.eigen_plan(3000, 3000, "evd"), None, [])
