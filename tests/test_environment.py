@@ -233,3 +233,39 @@ def test_an_address_space_limit_is_room_the_plan_must_fit(monkeypatch):
     assert room <= memory.current_rss() + (100 << 20)
     with pytest.raises(memory.NotEnoughMemory, match="ulimit -v"):
         memory.check(memory.eigen_plan(3000, 3000, "evd"), None, [])
+
+
+def test_a_file_name_is_shown_on_one_line_as_it_is(capsys, tmp_path):
+    """A newline in a name split the message; two spaces were shown as one."""
+    from lmmscan._errors import InputError, one_line
+
+    assert one_line(InputError("bad", path="my  pheno.txt")) == "my  pheno.txt: bad"
+    assert one_line(InputError("bad", path="a\nb.txt")) == r"a\nb.txt: bad"
+    assert one_line(ValueError("one\n  two ")) == "one two"
+    argv = ["kinship", "--bfile", tmp_path / "x\ny", "--out", tmp_path / "k.txt"]
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "x\\ny" in err
+
+
+def test_a_closed_stdin_is_not_taken_by_the_first_file_opened(study, tmp_path):
+    """With stdin closed the lock took descriptor 0, and --pheno /dev/stdin
+    read the lock as the phenotypes."""
+    argv = ["scan", "--bfile", study, "--pheno", "/dev/stdin", "--out", tmp_path / "o"]
+    proc = _command(argv, preexec=lambda: os.close(0), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "/dev/stdin: --pheno names a device" in proc.stderr
+
+
+def test_plots_leave_no_temporary_matplotlib_directory(study, tmp_path):
+    """Where no config directory is writable, matplotlib makes one in TMPDIR
+    and removes it at exit; the command's fast exit skipped that."""
+    pytest.importorskip("matplotlib")
+    assert _scan(study, tmp_path / "o") == 0
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**ENV, "TMPDIR": str(tmp), "MPLCONFIGDIR": "/proc/none", "HOME": "/proc/none"}
+    proc = _command(["plot", tmp_path / "o.assoc.txt", "--out", tmp_path / "p.png"], env=env)
+    assert proc.returncode == 0
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert not list(tmp.glob("matplotlib-*"))

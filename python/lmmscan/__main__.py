@@ -23,6 +23,15 @@ def run() -> None:
     handled from its first instruction (:func:`lmmscan.cli.main` installs
     its own once it has read its arguments).  Here, not in lmmscan.cli, so
     that a Python session importing lmmscan.cli keeps its handlers."""
+    for fd in (0, 1, 2):
+        # a standard descriptor closed (<&-): /dev/null in its place, or the
+        # first file the command opens takes its number, and --pheno
+        # /dev/stdin read the output's lock (helper 61)
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.open(os.devnull, os.O_RDWR)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
             # one the process was started with ignored stays ignored (a

@@ -40,7 +40,7 @@ class InputError(LmmscanError, ValueError):
     ) -> None:
         where = ""
         if path is not None:
-            where = str(path)
+            where = printable(path)
             if line is not None:
                 where += f", line {line}"
             if column is not None:
@@ -94,8 +94,26 @@ class NumericalError(LmmscanError, ArithmeticError):
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (its name when it has none)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line (its name when it has none): its
+    lines joined by a space, the spaces within a line kept (a file name's
+    two spaces were one; helper 61)."""
+    lines = [part.strip() for part in str(exc).splitlines()]
+    return " ".join(part for part in lines if part) or type(exc).__name__
+
+
+def printable(path: object) -> str:
+    """A file name as a one-line message shows it: a line break or another
+    control character as ``\\n`` or ``\\x1b``, a byte that is not UTF-8 as
+    ``\\xff`` (a name with a newline split the message in two)."""
+    import os
+
+    try:
+        text = os.fsencode(path).decode("utf-8", "backslashreplace")  # type: ignore[arg-type]
+    except TypeError:
+        text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 @contextlib.contextmanager

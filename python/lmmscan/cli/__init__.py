@@ -34,7 +34,7 @@ import functools  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 
-from .._errors import LmmscanError, NumericalError  # noqa: E402
+from .._errors import LmmscanError, NumericalError, printable  # noqa: E402
 from .._version import __version__  # noqa: E402
 from . import demo, eigen, kinship, plot, scan  # noqa: E402
 from .common import Clock, one_line, process_age  # noqa: E402
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         name = target if target else filename
         if isinstance(name, bytes):  # a library that opens by bytes: b'...' was printed
             name = os.fsdecode(name)
-        where = f"{name}: " if filename else ""
+        where = f"{printable(name)}: " if filename else ""
         msg = getattr(exc, "strerror", None) or one_line(exc)
         print(f"lmmscan {args.command}: error: {where}{msg}{_hint(exc)}", file=sys.stderr)
         return EXIT_INPUT
@@ -280,6 +280,13 @@ def run() -> None:
         sys.stderr.flush()
     if "logging" in sys.modules:
         sys.modules["logging"].shutdown()
+    if "matplotlib" in sys.modules:
+        # its exit functions remove the temporary config directory it made
+        # where none was writable (one left in /tmp per plot; helper 61)
+        import atexit
+
+        with contextlib.suppress(Exception):
+            atexit._run_exitfuncs()
     os._exit(status)
 
 
