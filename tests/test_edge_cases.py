@@ -72,21 +72,63 @@ def test_kinship_without_information_gives_least_squares(study, kind):
 
 
 def test_rank_one_kinship(study):
-    """Every test runs; the SNP that spans the kinship (K = vv', the SNP v)
-    leaves REML flat in lambda under H1 (docs/edge-cases.md: its Wald test
-    is not determined), but its LRT and score tests are: the same for the
-    SNP recoded 2 - x (helper 56 found the old test checked only that the
-    values were finite)."""
+    """The SNP that spans the kinship (K = vv', the SNP v) leaves REML flat in
+    lambda under H1: its Wald test is not determined, and its p_wald varied
+    across recodings of the SNP (helper 56; GEMMA prints NaN).  Its beta, se,
+    l_remle and p_wald are NaN with the reason reml_flat, in every coding; its
+    LRT and score tests are determined (the same in every coding), and every
+    other SNP is tested as with any kinship."""
+    from lmmscan.pvalues import untestable_reasons
+
     G, _, y = study
     v = G[:, 0] - G[:, 0].mean()
     K = np.outer(v, v)
     table = lmmscan.scan(G, y, kinship=K)
-    assert np.isfinite(table[["beta", "se", "p_wald", "p_lrt", "p_score"]]).all().all()
-    flipped = lmmscan.scan(np.column_stack([2.0 - G[:, 0], G[:, 1]]), y, kinship=K)
-    for name in ("p_lrt", "p_score"):
-        assert flipped[name].iloc[0] == pytest.approx(table[name].iloc[0], rel=1e-6)
-    # a SNP off v's span is tested as with any kinship: its REML has a maximum
-    assert flipped["p_wald"].iloc[1] == pytest.approx(table["p_wald"].iloc[1], rel=1e-6)
+    wald = ["beta", "se", "l_remle", "p_wald"]
+    assert np.isfinite(table[[*wald, "p_lrt", "p_score"]].iloc[1:]).all().all()
+    for x in (G[:, 0], 2.0 - G[:, 0], G[:, 0] / 2 + 0.25):
+        coded = lmmscan.scan(np.column_stack([x, G[:, 1]]), y, kinship=K)
+        assert coded[wald].iloc[0].isna().all()
+        assert untestable_reasons(coded) == {"reml_flat": 1}
+        for name in ("p_lrt", "p_score"):
+            assert coded[name].iloc[0] == pytest.approx(table[name].iloc[0], rel=1e-6)
+        # a SNP off v's span is tested as with any kinship: its REML has a maximum
+        assert coded["p_wald"].iloc[1] == pytest.approx(table["p_wald"].iloc[1], rel=1e-6)
+    wald_only = lmmscan.scan(G[:, :2], y, kinship=K, test="wald")
+    assert untestable_reasons(wald_only) == {"reml_flat": 1}
+
+
+def test_clones_and_a_family_snp_leave_the_wald_test_undetermined():
+    """Families of identical individuals (K block-diagonal of ones) and a SNP
+    that is the family's indicator: REML is flat in lambda under H1."""
+    rng = np.random.default_rng(11)
+    family = np.repeat([0, 1, 2], 40)
+    Z = np.eye(3)[family]
+    K = Z @ Z.T
+    family_snp = np.where(family == 1, 2.0, np.where(family == 2, 1.0, 0.0))
+    other = rng.binomial(2, 0.4, 120).astype(float)
+    y = rng.normal(size=120) + family
+    table = lmmscan.scan(np.column_stack([family_snp, other]), y, kinship=K,
+                         covariates=(family == 2).astype(float))  # fmt: skip
+    assert table[["beta", "se", "l_remle", "p_wald"]].iloc[0].isna().all()
+    assert np.isfinite(table[["p_lrt", "p_score"]].iloc[0]).all()
+    assert np.isfinite(table[["beta", "se", "l_remle", "p_wald"]].iloc[1]).all()
+
+
+def test_a_kinship_inside_the_covariates_span_is_flat_for_the_null_too():
+    """K = Z Z' with the group indicators Z as covariates: REML is flat under
+    H0 and H1 alike, and the Wald F is the same at every lambda (ordinary
+    least squares): tested, not called undetermined."""
+    rng = np.random.default_rng(12)
+    group = np.repeat([0, 1, 2], 30)
+    Z = np.eye(3)[group]
+    G = rng.binomial(2, 0.3, (90, 5)).astype(float)
+    y = rng.normal(size=90) + group
+    table = lmmscan.scan(G, y, kinship=Z @ Z.T, covariates=Z[:, 1:])
+    assert np.isfinite(table[["beta", "se", "p_wald"]]).all().all()
+    X = np.column_stack([Z, G[:, 0]])
+    beta = np.linalg.lstsq(X, y, rcond=None)[0][-1]
+    assert table["beta"].iloc[0] == pytest.approx(beta, rel=1e-6)
 
 
 def test_lambda_at_both_bounds(study):

@@ -228,6 +228,10 @@ UNTESTABLE = {
     "exact_fit": "with the SNP the covariates fit the phenotype exactly to rounding (the "
     "residual variance is 0 or negative): se and p_wald are NaN; the LRT still ranks it",
     "no_statistic": "the test statistic is not finite (NaN or infinite): that p is NaN",
+    "reml_flat": "the kinship lies in the span of the covariates and the SNP (a rank-1 "
+    "kinship v v' and a SNP affine in v; clones and a family SNP): REML is flat in lambda, "
+    "so the Wald test is not determined: beta, se, l_remle and p_wald are NaN, as GEMMA "
+    "prints them; the LRT and the score test still rank it",
 }
 # 1 - R^2 of a SNP on the covariates below which its residual is rounding:
 # the relative error of x'Px is ~ eps / (1 - R^2), here ~2e-5
@@ -282,9 +286,15 @@ def untestable_reasons(cols, statistics: dict[str, np.ndarray] | None = None) ->
         collinear = every & np.isfinite(np.asarray(statistics["p_lrt"], dtype=np.float64))
     else:
         collinear = every & np.isnan(np.asarray(cols["logl_H1"], dtype=np.float64))
-    counts = {"collinear": int(collinear.sum())}
+    # (a collinear SNP keeps its l_remle, as GEMMA prints it; only a flat
+    # REML leaves it NaN)
+    flat = np.zeros_like(collinear)
+    if "p_wald" in nan and "l_remle" in cols:
+        flat = nan["p_wald"] & np.isnan(np.asarray(cols["l_remle"], dtype=np.float64))
+        collinear &= ~flat
+    counts = {"collinear": int(collinear.sum()), "reml_flat": int(flat.sum())}
     if "p_wald" in nan:
-        counts["exact_fit"] = int((nan["p_wald"] & ~collinear).sum())
+        counts["exact_fit"] = int((nan["p_wald"] & ~collinear & ~flat).sum())
     other = np.zeros_like(collinear)
     for name in p_names:
         if name != "p_wald":

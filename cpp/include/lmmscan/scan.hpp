@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -149,6 +150,13 @@ class ScanContext {
       levels_.push_back(covariate_levels(S.data(), c));
       spec_[q].log1p = kernels::log1p_scaled_sum(d, lam, n);
     }
+    // The null model's REML flat in lambda too (K's columns inside span W,
+    // tr(P_W K) rounding): no SNP's Wald test is then undetermined (its F is
+    // the same at every lambda); see flat_reml().
+    if (!wh.active()) {
+      const double A0 = spec_[0].sum_g - levels_[0].trace_TP;
+      null_flat_ = !(std::fabs(A0) > flat_tolerance() * spec_[0].sum_g);
+    }
     wy_plain_.resize(pairs);
     if (wh.active()) {
       std::copy(wh.W, wh.W + n * c, V.begin());
@@ -193,6 +201,11 @@ class ScanContext {
   const double* W() const { return W_; }
   const double* y() const { return y_; }
   const Whitened& whitened() const { return wh_; }
+  bool null_flat() const { return null_flat_; }
+  // Rounding's size in tr(P K) relative to its terms: (N + 64) eps.
+  double flat_tolerance() const {
+    return (static_cast<double>(N_) + 64.0) * std::numeric_limits<double>::epsilon();
+  }
 
  private:
   const double *d_, *W_, *y_;
@@ -207,6 +220,7 @@ class ScanContext {
   std::vector<double> grid_, points_, wy_sums_, wy_plain_, wy_comp_;
   std::vector<SpectralSums> spec_;
   std::vector<CovariateLevels> levels_;
+  bool null_flat_ = false;
 };
 
 // One thread's state: evaluates the alternative model of one SNP at a time.
@@ -266,7 +280,11 @@ class SnpWorker {
       return;
     }
     scan_grid();
-    if (opt.wald) {
+    if (opt.wald && flat_) {
+      // lambda undetermined: beta, se, F and l_remle NaN (as GEMMA prints);
+      // the REML value is the same at every lambda
+      out[kLoglReml * ld] = bound_reml_[0];
+    } else if (opt.wald) {
       const Optimum o = maximise(true);
       evaluations += o.evaluations;
       out[kLambdaReml * ld] = o.lambda;
@@ -398,6 +416,7 @@ class SnpWorker {
     const int G = ctx_.n_grid();
     for (int g = 0; g < G; ++g) {
       const Projection& p = evaluate_point(g, 2);
+      if (g == 0) flat_ = flat_reml(p);
       dev_reml_[g] = derivatives(true, ctx_.point_lambda(g), p).dev1;
       dev_ml_[g] = derivatives(false, ctx_.point_lambda(g), p).dev1;
       if (g == 0 || g == G - 1) {
@@ -407,6 +426,26 @@ class SnpWorker {
       }
     }
     cached_lambda_ = NAN;
+  }
+
+  // Whether the alternative's REML is flat in lambda: after projecting out
+  // W and x, P K P = 0 (K's columns inside span[W, x]: a rank-1 kinship v v'
+  // and a SNP affine in v, clones and a family SNP), so tr(P K) = sum_g -
+  // trace_TP is rounding at every lambda and the Wald test, taken at the REML
+  // lambda, is whatever rounding makes it (it varied across recodings of one
+  // SNP; GEMMA prints NaN).  Read at the grid's first point, where h ~ 1:
+  // |tr(P K)| P_xx <= (N + 64) eps sum_g S1_xx, with S1_xx x's weighted sum
+  // before the projection (P_xx / S1_xx ~ 1 - R^2 of x on W).  Real SNPs sit
+  // 1e8 (simulations) to 1e11 (mouse_hs1940) times above it, degenerate ones
+  // below 0.25 (helper 59).  Not where the null model is flat too.
+  bool flat_reml(const Projection& p) const {
+    if (ctx_.null_flat()) return false;
+    const double sum_g = spec_.sum_g, s1_xx = x_entry(xs_.data(), 0, c_);
+    // (past the collinear limit, 1 - R^2 ~ P_xx / S1_xx below 1e-11, the SNP
+    // is untestable anyway: pvalues.COLLINEAR_1_MINUS_R2)
+    if (!(sum_g > 0.0) || !(s1_xx > 0.0) || !(p.P_xx > 1e-11 * s1_xx)) return false;
+    const double tr_pk = sum_g - p.trace_TP;
+    return std::fabs(tr_pk) * p.P_xx <= ctx_.flat_tolerance() * sum_g * s1_xx;
   }
 
   Optimum maximise(bool reml) {
@@ -427,6 +466,7 @@ class SnpWorker {
   std::vector<double> xs_, xe_, xc_, wys_, S_, dev_reml_, dev_ml_;
   double bound_reml_[2] = {NAN, NAN}, bound_ml_[2] = {NAN, NAN};
   double logdet_gram_ = NAN;
+  bool flat_ = false;  // this SNP's REML is flat in lambda (flat_reml)
   Projection proj_;
   SpectralSums spec_;
   double cached_lambda_ = NAN;
