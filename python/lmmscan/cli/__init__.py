@@ -36,6 +36,7 @@ import threading  # noqa: E402
 
 from .._errors import LmmscanError, NumericalError, printable  # noqa: E402
 from .._version import __version__  # noqa: E402
+from ..memory import MALLOC_KEEP  # noqa: E402
 from . import demo, eigen, kinship, plot, scan  # noqa: E402
 from .common import Clock, one_line, process_age  # noqa: E402
 from .options import EXIT_INPUT, Formatter, Parser  # noqa: E402
@@ -173,9 +174,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         sys.unraisablehook = unraisablehook
 
 
-# glibc's malloc: blocks up to this size come from the heap, and up to this
-# much freed memory at the heap's top is kept (see keep_freed_blocks)
-MALLOC_KEEP = 64 << 20
+# glibc's malloc: see keep_freed_blocks (lmmscan.memory counts what it keeps)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 
 
