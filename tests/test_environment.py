@@ -270,3 +270,47 @@ def test_plots_leave_no_temporary_matplotlib_directory(study, tmp_path):
     assert proc.returncode == 0
     assert (tmp_path / "p.png").stat().st_size > 0
     assert not list(tmp.glob("matplotlib-*"))
+
+
+def test_a_checkpoint_naming_a_symlinked_directory_still_resumes(tmp_path):
+    """Helper 62: a checkpoint written before real paths were recorded names
+    the symlinked directory's path; the same file must still match, and a
+    /dev/fd name (a process substitution) is kept as written."""
+    from lmmscan.cli.checkpoint import _canonical, differences
+
+    real = tmp_path / "data"
+    real.mkdir()
+    (real / "m.bed").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(real)
+    st = (real / "m.bed").stat()
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    old = {"files": {"bed": {"path": str(tmp_path / "link" / "m.bed"), **stamp}}}
+    new = {"files": {"bed": {"path": _canonical(tmp_path / "link" / "m.bed"), **stamp}}}
+    assert new["files"]["bed"]["path"] == str(real / "m.bed")
+    assert differences(old, new) == []
+    moved = {"files": {"bed": {"path": str(tmp_path / "other.bed"), **stamp}}}
+    assert differences(old, moved)
+    assert _canonical("/dev/fd/63") == "/dev/fd/63"
+
+
+def test_a_data_limit_leaves_room_for_a_run_that_fits(monkeypatch):
+    """Helper 62: ulimit -d was charged the address space a thread reserves
+    (arenas), which the data segment does not hold: runs that fit at 500 MiB
+    were refused."""
+    import resource
+
+    data = memory._kib_field("/proc/self/status", "VmData")
+    real = resource.getrlimit
+
+    def limited(which):
+        if which == resource.RLIMIT_DATA:
+            return (data + (300 << 20), resource.RLIM_INFINITY)
+        if which == resource.RLIMIT_AS:
+            return (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        return real(which)
+
+    monkeypatch.setattr(resource, "getrlimit", limited)
+    monkeypatch.setattr("lmmscan._threads.usable_cores", lambda: 64)
+    room, source = memory._address_space_room()
+    assert source.startswith("ulimit -d")
+    assert room >= memory.current_rss() + (300 << 20) - memory.DATA_FIXED - 64 * (8 << 20)

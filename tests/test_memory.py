@@ -337,3 +337,26 @@ def test_a_computed_kinships_freed_blocks_are_counted_beside_the_decomposition()
     assert large.phases["decomposition"][item] == memory.MALLOC_KEEP
     given = memory.scan_plan(**base, block=2000, kinship="given")
     assert item not in given.phases["decomposition"]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_bimbam_file_whose_last_line_has_no_newline_is_read(tmp_path, gz):
+    """Helper 62: the first pass gave the last line a newline the file does
+    not have, and every read of the last SNP was refused as a file that had
+    changed."""
+    import gzip
+
+    rng = np.random.default_rng(10)
+    G = np.round(rng.uniform(0, 2, (7, 5)), 3)
+    text = "\n".join(
+        f"rs{j}, A, T, " + ", ".join(f"{v:.3f}" for v in row) for j, row in enumerate(G)
+    )
+    path = tmp_path / ("g.txt.gz" if gz else "g.txt")
+    if gz:
+        with gzip.open(path, "wb") as fh:
+            fh.write(text.encode())
+    else:
+        path.write_text(text)
+    src = lmmscan.read_bimbam(path)
+    np.testing.assert_array_equal(src.read(0, 7), G.T)
+    np.testing.assert_array_equal(src.read(6, 7), G.T[:, 6:])

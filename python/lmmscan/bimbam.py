@@ -249,6 +249,11 @@ class BimbamGenotypes:
                         line_no.append(lineno)
                     lines_before += counts.size
                     offset += len(chunk)
+                # a last line without a newline was given one by line_chunks:
+                # its end is the file's (helper 62: every read of it was
+                # refused as a file that changed)
+                if line_end:
+                    line_end[-1] = min(line_end[-1], fh.tell())
         except OSError as exc:
             raise InputError(f"cannot read ({exc})", path=str(self.path)) from None
         if n_tokens is None:

@@ -159,9 +159,10 @@ class KinshipAccumulator:
 
     def add(self, X: np.ndarray) -> None:
         """Add a block X (all n samples x SNPs, NaN missing)."""
-        # (every sample filtered: no copy of the block; the filters give the
-        # same bits in either memory order)
-        rows = X if self._every else X[self.mask]
+        # (every sample filtered and no r2 filter: no copy of the block; the
+        # miss/maf filters give the same bits in either memory order, the r2
+        # filter's products do not: helper 62)
+        rows = X if self._every and self.W is None else X[self.mask]
         keep, _, _, c = gemma_filter(
             rows, maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
         )

@@ -243,7 +243,7 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
         st = os.stat(path)
         # (the real path: the same file through a symlinked directory, as
         # $HOME and /gpfs/home name it, resumes; helper 61)
-        return {"path": os.path.realpath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {"path": _canonical(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     computed = args.kinship is None and args.eigen is None
     return {
@@ -281,11 +281,31 @@ def fingerprint(args, source, phenos, block: int, sgemm: bool = False) -> dict:
 _NOT_COMPARED = frozenset({"resume", "quiet", "threads", "plot", "memory_limit", "dask_scheduler"})
 
 
-# the options that name files, compared as real paths (symlinks resolved)
+# the options that name files, compared as real paths (_canonical)
 _PATH_OPTIONS = frozenset(
     {"bfile", "pfile", "bgen", "sample", "vcf", "bimbam_geno", "bimbam_anno", "pheno",
      "covar", "kinship", "eigen", "snps", "ksnps", "out"}
 )  # fmt: skip
+
+
+def _canonical(path: str | os.PathLike[str]) -> str:
+    """A file's name as a checkpoint records it: its real path (the same file
+    through a symlinked directory, as $HOME and /gpfs/home name it, resumes;
+    helper 61), but a /dev or /proc name as written (``<(...)``'s /dev/fd/63
+    resolves to a pipe that differs in every run; helper 62)."""
+    absolute = os.path.abspath(path)
+    return absolute if absolute.startswith(("/dev/", "/proc/")) else os.path.realpath(absolute)
+
+
+def _same_file_name(a: object, b: object) -> bool:
+    """Whether two recorded names are one file's: equal, or equal once each
+    is :func:`_canonical` (a checkpoint written before real paths were
+    recorded named a symlinked directory's path)."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    return _canonical(a) == _canonical(b)
 
 
 def _identity(path: Path) -> list[int] | None:
@@ -309,7 +329,7 @@ def command_options(args: argparse.Namespace) -> dict:
         if key in _NOT_COMPARED:
             continue
         if key in _PATH_OPTIONS and isinstance(value, str):
-            out[key] = os.path.realpath(value)
+            out[key] = _canonical(value)
         elif isinstance(value, plain):
             out[key] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, plain) for v in value):
@@ -336,8 +356,12 @@ def finish_commit(out: str | os.PathLike[str], options: dict) -> bool:
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         return False
     now = json.loads(json.dumps(options))  # as the record holds them (tuples as lists)
-    if recorded is not None and recorded != now:
-        differ = sorted(k for k in {*recorded, *now} if recorded.get(k) != now.get(k))
+
+    def differs(k: str) -> bool:
+        a, b = recorded.get(k), now.get(k)
+        return not (_same_file_name(a, b) if k in _PATH_OPTIONS else a == b)
+
+    if recorded is not None and (differ := sorted(k for k in {*recorded, *now} if differs(k))):
         raise InputError(
             "the checkpoint is of a finished run with other options ("
             + ", ".join(differ[:3])
@@ -413,7 +437,14 @@ def differences(old: object, new: dict) -> list[str]:
             # --snps) and left off now is a difference too
             for name in [*b, *(n for n in a if n not in b)]:
                 x, y = a.get(name), b.get(name)
-                if x == y:
+                if x == y or (
+                    key == "files"
+                    and isinstance(x, dict)
+                    and isinstance(y, dict)
+                    and _same_file_name(x.get("path"), y.get("path"))
+                    and {k: v for k, v in x.items() if k != "path"}
+                    == {k: v for k, v in y.items() if k != "path"}
+                ):
                     continue
                 if key == "options":
                     # flags recorded only when not at their default
