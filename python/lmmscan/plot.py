@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ._errors import printable
 from .pvalues import GENOME_WIDE, lambda_gc
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,8 +81,7 @@ def _literal(text: object) -> str:
     started mathtext, which refused an ID such as ``run$1_$2``) and a byte of
     a file name that is not UTF-8 as ``\\xff`` (the font renderer refused the
     surrogate that stands for it)."""
-    shown = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return shown.replace("$", r"\$")
+    return printable(text).replace("$", r"\$")
 
 
 def _snp_label(table: pd.DataFrame, i: int) -> str:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from ._errors import InputError, naming, one_line, plural
+from ._errors import InputError, naming, one_line, plural, printable
 from ._threads import usable_cores
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ def line_chunks(fh, size: int):
 
 
 def shown(path: str | os.PathLike[str]) -> str:
-    """A path as messages print it: bytes that are not UTF-8 as ``\\xff``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path as messages print it (:func:`lmmscan._errors.printable`): bytes
+    that are not UTF-8 as ``\\xff``, control characters escaped."""
+    return printable(path)
 
 
 def check_utf8_path(path: str | os.PathLike[str], flag: str | None = None) -> None:
@@ -793,8 +794,7 @@ def _tokens_per_line(chunk: bytes) -> np.ndarray:
     # a 16 MiB chunk, the peak of a BIMBAM file's first pass)
     tokens = np.flatnonzero(start)
     del start
-    bounds = np.flatnonzero(newline) + 1
-    bounds = np.concatenate([[0], bounds])
+    bounds = np.concatenate([[0], np.flatnonzero(newline) + 1])
     return np.diff(np.searchsorted(tokens, bounds)).astype(np.int64, copy=False)
 
 
