@@ -258,7 +258,8 @@ def test_counting_a_chunks_tokens_takes_no_copy_of_it_in_int64():
     chunk = line * 300
     counts, peak = _traced_peak(lambda: _tokens_per_line(chunk))
     assert counts.tolist() == [6003] * 300
-    assert peak <= 4 * len(chunk)
+    # 3.7 here (numpy's temporaries; the int64 sum alone was 8)
+    assert peak <= 5 * len(chunk)
 
 
 def test_a_kinship_of_every_sample_filters_its_block_without_a_copy():
