@@ -314,3 +314,42 @@ def test_a_data_limit_leaves_room_for_a_run_that_fits(monkeypatch):
     room, source = memory._address_space_room()
     assert source.startswith("ulimit -d")
     assert room >= memory.current_rss() + (300 << 20) - memory.DATA_FIXED - 64 * (8 << 20)
+
+
+@pytest.mark.parametrize(
+    ("which", "mib"),
+    [("RLIMIT_AS", 100), ("RLIMIT_AS", 130), ("RLIMIT_DATA", 60), ("RLIMIT_DATA", 90)],
+)
+def test_a_limit_too_small_to_start_is_said_in_one_line(study, tmp_path, which, mib):
+    """ulimit -v 60-140 MB or ulimit -d 30-95 MB on 2 cores: loading numpy
+    and OpenBLAS ended in a traceback, OpenBLAS's abort ("Memory allocation
+    still failed", exit 1) or a false "interrupted" (exit 130)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(getattr(resource, which), (mib << 20, resource.RLIM_INFINITY))
+
+    argv = ["scan", "--bfile", study, "--pheno", f"{study}.pheno.txt", "--out", tmp_path / "o"]
+    proc = _command(argv, preexec=limit, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    flag = "ulimit -v" if which == "RLIMIT_AS" else "ulimit -d"
+    assert proc.stderr.startswith(f"lmmscan: error: {flag} is {mib} MiB, below the ")
+    assert len(proc.stderr.splitlines()) == 1
+    assert not list(tmp_path.glob("o*"))
+
+
+@pytest.mark.parametrize(("length", "plot"), [(234, False), (232, True)])
+def test_an_out_name_too_long_for_a_temporary_is_refused_before_the_work(
+    study, tmp_path, capsys, length, plot
+):
+    """A --out of 232-245 characters failed after the scan: at its
+    checkpoint's temporary (.PREFIX.resume.json.tmpPID), or at the plots'
+    once the tables were written (helper 61)."""
+    if plot:
+        pytest.importorskip("matplotlib")
+    out = tmp_path / ("a" * length)
+    assert _scan(study, out, *(["--plot"] if plot else [])) == 2
+    err = capsys.readouterr().err
+    assert "too long for this file system" in err and "choose a shorter --out" in err
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,13 @@ def run() -> None:
             # shell's background job ignores SIGINT; so do gemma and sleep)
             if signal.getsignal(sig) != signal.SIG_IGN:
                 signal.signal(sig, _interrupted_starting)
+    from .memory import start_refusal
+
+    refusal = start_refusal()  # (--help too: the parser's module loads numpy)
+    if refusal is not None:
+        with contextlib.suppress(OSError):
+            os.write(2, f"lmmscan: error: {refusal}\n".encode("utf-8", "backslashreplace"))
+        os._exit(2)
     from .cli import run as command
 
     command()

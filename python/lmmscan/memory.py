@@ -180,6 +180,34 @@ VIRTUAL_PER_THREAD = 96 * MiB
 VIRTUAL_FIXED = 256 * MiB
 DATA_PER_THREAD = 8 * MiB
 DATA_FIXED = 64 * MiB
+# the data segment the libraries' start takes beyond those (a scan of the
+# demo reached its plan with ulimit -d 97 MiB on 2 cores, not with 93)
+START_DATA = 24 * MiB
+
+
+def start_refusal() -> str | None:
+    """Why the command cannot start under a soft ``ulimit -v`` or ``ulimit -d``
+    (None where it can): below what a run maps beside its data, every plan
+    is refused, and loading numpy, scipy and OpenBLAS's thread buffers
+    failed in a traceback, an abort in OpenBLAS or a false "interrupted"
+    (helper 61: ``ulimit -v`` 60-140 MB, ``ulimit -d`` 30-95 MB on 2 cores)."""
+    import resource
+
+    from ._threads import usable_cores
+
+    cores = usable_cores()
+    for limit, flag, need in (
+        (resource.RLIMIT_AS, "ulimit -v", VIRTUAL_FIXED + VIRTUAL_PER_THREAD * cores),
+        (resource.RLIMIT_DATA, "ulimit -d", DATA_FIXED + DATA_PER_THREAD * cores + START_DATA),
+    ):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and 0 <= soft < need:
+            return (
+                f"{flag} is {soft // MiB} MiB, below the {-(-need // MiB)} MiB lmmscan needs "
+                f"to start with {cores} usable core{'s' if cores > 1 else ''} (the libraries "
+                "and their threads' buffers, before any data): raise it"
+            )
+    return None
 
 
 def _address_space_room() -> tuple[int, str] | None:

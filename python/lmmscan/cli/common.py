@@ -116,6 +116,33 @@ def check_out_file(out: str) -> None:
     check_writable(target.parent, target)
 
 
+def check_name_lengths(paths: list[Path], written_as_is: tuple[str, ...] = ()) -> None:
+    """Refuse, before any work, an output whose name, or the temporary name
+    it is written under (``.NAME.tmpPID``, any process number), is longer
+    than its file system allows; names ending in ``written_as_is`` are
+    written under their own.  A scan's --out of 232-245 characters failed
+    after the scan, at its checkpoint or its plots (helper 61)."""
+    from ..output import output_file
+
+    for path in paths:
+        target = Path(output_file(path))
+        try:
+            limit = os.pathconf(target.parent, "PC_NAME_MAX")
+        except (OSError, ValueError):  # the directory is checked elsewhere
+            continue
+        name = os.fsencode(target.name)
+        extra = 0 if target.name.endswith(written_as_is) else len(".") + len(".tmp") + 7
+        if len(name) + extra > limit:
+            beyond = (
+                f" once the {extra} characters of its temporary name are added" if extra else ""
+            )
+            raise InputError(
+                f"the output's name is too long for this file system ({limit} bytes){beyond}: "
+                "choose a shorter --out",
+                path=str(path),
+            )
+
+
 def check_writable(directory: Path, target: Path | None = None) -> None:
     """Refuse, before any work, a directory the output cannot be written in
     (read-only, full, another user's): kinship and eigen wrote their file only

@@ -28,6 +28,7 @@ from ..samples import Analysed
 from .common import (
     Outputs,
     check_hwe,
+    check_name_lengths,
     check_out_dir,
     check_spares_inputs,
     check_table_fields,
@@ -325,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
     paths = _output_paths(args)
     check_outputs(paths)
     check_spares_inputs(paths, named_inputs(args))
+    check_name_lengths(paths, written_as_is=(".partial", ".partial.lp", ".lock"))
     for directory in sorted({Path(output_file(p)).parent for p in paths}):
         check_writable(directory)
     with Outputs("the tables and null.json are complete") as outputs, PrefixLock(args.out):
