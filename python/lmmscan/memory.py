@@ -53,6 +53,28 @@ BLOCKS_IN_FLIGHT = 3
 # plan at n = 4,000 (helper 60: 572 MiB against 471).
 MALLOC_KEEP = 64 << 20
 
+
+def release_freed_heap() -> None:
+    """Return the heap's free pages to the kernel (glibc's malloc_trim),
+    between the command's phases: what the kinship pass and the
+    decomposition freed stays in their threads' heaps (up to MALLOC_KEEP
+    each, more between live chunks), unused by the scan's blocks.  A scan of
+    2,000 samples in blocks of 5,000 SNPs peaked 93-134 MiB above its plan;
+    mouse_hs1940's time is unchanged (6 runs alternated)."""
+    import os
+
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, ValueError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+
+
 # LOCO keeps each chromosome's kinship sum while they fit in this (lmmscan.loco)
 LOCO_SUMS = 2 << 30
 

@@ -324,6 +324,8 @@ class PlinkGenotypes:
         return self._bed
 
     def _read_pgen(self, start: int, stop: int, samples: np.ndarray | None) -> np.ndarray:
+        from .pgen import missing_to_nan
+
         rows, order = sample_rows(samples, self.n_samples)
         width = self.n_samples if rows is None else rows.size
         out = np.empty((stop - start, width), dtype=np.float64)
@@ -345,7 +347,7 @@ class PlinkGenotypes:
                 raise InputError(
                     f"cannot read SNPs {start + 1}-{stop}: {why}", path=self.prefix + ".bed"
                 )
-        out[out == -9.0] = np.nan
+        missing_to_nan(out)
         X = out.T  # samples x SNPs in Fortran order, as bed-reader's
         return X if order is None else np.asfortranarray(X[order])
 

@@ -580,6 +580,7 @@ def _plots(args: argparse.Namespace, phenos: list[Pheno]) -> None:
 def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any) -> None:
     """Each phenotype's null model (LOCO fits its own, per chromosome, in the
     scan).  With --kinship, the first block is read meanwhile."""
+    from ..memory import release_freed_heap
     from ..scan import fit_phenotypes
 
     if args.loco:
@@ -621,6 +622,7 @@ def _fit(args: argparse.Namespace, source: Any, phenos: list[Pheno], engine: Any
             kinship_source=args.kinship_source,
         )
     del K  # before the scanners: a whitening one adds an n x n factor
+    release_freed_heap()
     for key, value in seconds.items():
         clock.seconds[key] = clock.seconds.get(key, 0.0) + value
     for ph, null in zip(phenos, nulls, strict=True):
