@@ -174,3 +174,45 @@ def test_layout1_probabilities_summing_below_1_are_divided_by_their_sum(tmp_path
         e = (P[:, 1] + 2 * P[:, 2]) / P.sum(axis=1)
         f = (P[:, 1] + 4 * P[:, 2]) / P.sum(axis=1)
     np.testing.assert_allclose(src.info(2, 3), impute_info(e[:, None], f[:, None]), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ID_1 ID_2 missing\n0 0 0\na a 0\nb b 0\n",
+        "ID_1 ID_2 missing sex y z y\n0 0 0 D P C P\nf1 a 0 1 1.5 2 NA\nf2 b 0.1 2 -9 3 4\n",
+        "ID_1\tID_2  missing\tq\n0 0 0 B\na\ta 0 1\n",
+        "ID_1 ID_2 missing\n0 0 0\n",
+    ],
+)
+def test_a_plain_sample_file_is_read_as_pandas_reads_it(tmp_path, text):
+    """The core splits a plain .sample file (pandas' import was 30 MiB a BGEN
+    scan's memory plan did not count); pandas reads the others."""
+    from lmmscan.bgenfile import _plain_sample_columns, _sample_columns
+
+    path = tmp_path / "s.sample"
+    path.write_text(text)
+    plain, general = _plain_sample_columns(path), _sample_columns(path)
+    assert plain is not None
+    assert [c[1:] for c in plain] == [c[1:] for c in general]  # (pandas renames a repeated name)
+    assert [c[0] for c in plain[:3]] == [c[0] for c in general[:3]]
+
+
+def test_a_bgen_scan_does_not_load_pandas(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_bgen(tmp_path / "ok.bgen")
+    (tmp_path / "s.sample").write_text("ID_1 ID_2 missing\n0 0 0\n" + "".join(
+        f"{i} {i} 0\n" for i in "abcdef"
+    ))  # fmt: skip
+    code = (
+        "import sys; from lmmscan import read_bgen; "
+        f"g = read_bgen({str(tmp_path / 'ok.bgen')!r}, {str(tmp_path / 's.sample')!r}); "
+        "g.read(0, 3); print(g.n_samples, 'pandas' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["6", "False"]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ._errors import InputError, one_line
 from .genotypes import (
@@ -36,7 +35,50 @@ from .variants import VariantRows
 def read_sample_file(path: Path) -> SampleText:
     """An Oxford .sample file: fid and iid from ID_1/ID_2, and its phenotype
     columns (type P or C) as text."""
+    columns = _plain_sample_columns(path)
+    if columns is None:
+        columns = _sample_columns(path)
+    names = [c[0] for c in columns]
+    if len(columns) < 3 or len(columns[0]) < 2 or names[:2] != ["ID_1", "ID_2"]:
+        raise InputError(
+            "not an Oxford .sample file: line 1 must start with ID_1 ID_2 missing", path=str(path)
+        )
+    types = [c[1] for c in columns]
+    if types[0] != "0" or types[1] != "0":
+        raise InputError("line 2 of a .sample file must start with 0 0", path=str(path), line=2)
+    pheno = [c[2:] for c, kind in zip(columns[3:], types[3:], strict=True) if kind in ("P", "C")]
+    fid, iid = columns[0][2:], columns[1][2:]
+    check_unique_ids(fid, iid, str(path), first_line=3, ids="ID_1 and ID_2")
+    return SampleText(fid, iid, pheno, 3)
+
+
+def _plain_sample_columns(path: Path) -> list[list[str]] | None:
+    """The file's columns, line 1's names first, split by the core when the
+    text is plain (no pandas import: 30 MiB a BGEN scan's memory plan did not
+    count); None otherwise (:func:`_sample_columns` reads it and names the
+    line at fault)."""
+    from ._core import split_fields
+    from .variants import TextColumn
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None  # (named by the general reader)
+    end = raw.find(b"\n")
+    fields = len((raw if end < 0 else raw[:end]).split())
+    split = split_fields(raw, "s" * fields, 0) if fields else None
+    if split is None or split[1] != fields:
+        return None
+    return [TextColumn(*col).tolist() for col in split[2]]
+
+
+def _sample_columns(path: Path) -> list[list[str]]:
+    """The file's columns, line 1's names first, read by pandas, which
+    accepts what the core does not (quotes, CRLF, UTF-8) and names the line
+    at fault."""
     import warnings
+
+    import pandas as pd
 
     try:
         with warnings.catch_warnings():
@@ -72,30 +114,20 @@ def read_sample_file(path: Path) -> SampleText:
             ) from None
         raise InputError(f"cannot read the .sample file: {' '.join(str(exc).split())}",
                          path=str(path)) from None  # fmt: skip
-    if table.shape[1] < 3 or len(table) < 1 or list(table.columns[:2]) != ["ID_1", "ID_2"]:
-        raise InputError(
-            "not an Oxford .sample file: line 1 must start with ID_1 ID_2 missing", path=str(path)
-        )
-    # pandas fills a short line's end with "" (fields split on blanks are never empty)
-    filled = (table != "") & table.notna()
-    short = ~filled.to_numpy().all(axis=1)
-    if short.any():
-        r = int(short.argmax())  # table row r, after the header
-        from .textio import data_line
+    if table.shape[1] >= 3 and len(table) >= 1 and list(table.columns[:2]) == ["ID_1", "ID_2"]:
+        # pandas fills a short line's end with "" (fields split on blanks are never empty)
+        filled = (table != "") & table.notna()
+        short = ~filled.to_numpy().all(axis=1)
+        if short.any():
+            r = int(short.argmax())  # table row r, after the header
+            from .textio import data_line
 
-        raise InputError(
-            f"{int(filled.iloc[r].sum())} fields where line 1 has {table.shape[1]}",
-            path=str(path),
-            line=data_line(path, r + 1),  # the header is the first row read_csv reads
-        )
-    types = table.iloc[0]
-    if types.iloc[0] != "0" or types.iloc[1] != "0":
-        raise InputError("line 2 of a .sample file must start with 0 0", path=str(path), line=2)
-    body = table.iloc[1:]
-    pheno = [body[c].tolist() for c in table.columns[3:] if types[c] in ("P", "C")]
-    fid, iid = body["ID_1"].tolist(), body["ID_2"].tolist()
-    check_unique_ids(fid, iid, str(path), first_line=3, ids="ID_1 and ID_2")
-    return SampleText(fid, iid, pheno, 3)
+            raise InputError(
+                f"{int(filled.iloc[r].sum())} fields where line 1 has {table.shape[1]}",
+                path=str(path),
+                line=data_line(path, r + 1),  # the header is the first row read_csv reads
+            )
+    return [[str(name), *table[name].tolist()] for name in table.columns]
 
 
 def impute_info(e: np.ndarray, f: np.ndarray) -> np.ndarray:
