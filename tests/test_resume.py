@@ -813,3 +813,64 @@ def test_a_table_another_run_writes_is_not_touched(study, tmp_path, capsys, monk
             "a.1.assoc.txt.partial"
         ]
     assert run(scan_args(study, tmp_path / "a.1"), capsys, monkeypatch)[0] == 0  # once it ends
+
+
+def test_a_stopped_scans_partial_table_is_not_removed_by_another_prefix(
+    study, tmp_path, capsys, monkeypatch
+):
+    """--out a with two phenotypes and --out a.1 both write a.1.assoc.txt.
+    With the first stopped (its partial table no longer locked), a fresh run
+    of the second removed that table and wrote its own; the first's --resume
+    took the second's rows as its own when they were as wide, exit 0
+    (helper 63).  The second run is now refused, naming the checkpoint."""
+    two = ("--pheno-col", "1,2")
+    ref, a = tmp_path / "ref", tmp_path / "a"
+    assert run(scan_args(study, ref, *two), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, a, *two), capsys, monkeypatch, stop="2")[0] == 130
+    before = (tmp_path / "a.1.assoc.txt.partial").read_bytes()
+    err = expect_refusal(scan_args(study, tmp_path / "a.1"), capsys, monkeypatch,
+                         "a.1.assoc.txt.partial: is the partial output of another scan",
+                         "a.resume.json")  # fmt: skip
+    assert "--resume" in err
+    assert (tmp_path / "a.1.assoc.txt.partial").read_bytes() == before
+    assert run([*scan_args(study, a, *two), "--resume"], capsys, monkeypatch)[0] == 0
+    assert_same_run(ref, a, (".1", ".2"))
+    assert run(scan_args(study, tmp_path / "a.1"), capsys, monkeypatch)[0] == 0  # once done
+
+
+@pytest.mark.parametrize("which", ["table", "sidecar"])
+def test_a_partial_file_changed_at_the_same_length_is_refused(
+    study, tmp_path, capsys, monkeypatch, which
+):
+    """Another run's rows as wide as this run's, or any change that keeps the
+    rows' ends, passed the checks of length, header and row end: --resume
+    mixed them into the finished table (helper 63).  The checkpoint records
+    each partial file's CRC-32."""
+    out = tmp_path / "r"
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    if which == "table":
+        partial = Path(f"{out}.assoc.txt.partial")
+        data = bytearray(partial.read_bytes())
+        at = data.index(b"\n", data.index(b"\n") + 1) - 1  # the last digit of row 1
+        data[at] = ord("1") if data[at] != ord("1") else ord("2")
+    else:
+        partial = Path(f"{out}.assoc.txt.partial.lp")
+        data = bytearray(partial.read_bytes())
+        data[-1] ^= 0x01  # the last row's -log10 p
+    partial.write_bytes(bytes(data))
+    expect_refusal([*scan_args(study, out), "--resume"], capsys, monkeypatch,
+                   f"{partial.name}: the partial file is not the one the checkpoint "
+                   "recorded")  # fmt: skip
+
+
+def test_a_checkpoint_recorded_without_crcs_still_resumes(study, tmp_path, capsys, monkeypatch):
+    """A checkpoint written before the CRCs were recorded is resumed as before."""
+    ref, out = tmp_path / "ref", tmp_path / "r"
+    assert run(scan_args(study, ref), capsys, monkeypatch)[0] == 0
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="2")[0] == 130
+    state = checkpoint(out)
+    for p in state["phenotypes"]:
+        assert p.pop("table_crc32") != p.pop("sidecar_crc32")
+    Path(f"{out}.resume.json").write_text(json.dumps(state))
+    assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
+    assert_same_run(ref, out)

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -77,12 +78,41 @@ def _hold(path: Path) -> int:
     return fd
 
 
+def _check_not_anothers(path: Path, own: Path) -> None:
+    """Refuse to remove a partial file that another prefix's checkpoint in
+    its directory names: ``--out a --pheno-col 1,2`` and ``--out a.1`` both
+    write ``a.1.assoc.txt``, and a fresh run of one removed the other's
+    partial table (stopped, so no longer locked) without a word (helper 63)."""
+    if not path.exists():
+        return
+    for other in path.parent.glob("*.resume.json"):
+        with contextlib.suppress(OSError):
+            if other.name == own.name and os.path.samefile(other.parent, own.parent):
+                continue
+        try:
+            state = json.loads(other.read_text(encoding="utf-8"))
+            named = [Path(p[key]) for p in state["phenotypes"] for key in ("table", "sidecar")]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            continue  # not a checkpoint: it names nothing
+        if any(n.name == path.name for n in named):
+            prefix = other.name[: -len(".resume.json")]
+            raise InputError(
+                f"is the partial output of another scan, stopped with its checkpoint {other} "
+                f"(--out {other.parent / prefix}): finish it with --resume, or remove its "
+                "files, before a scan writes the same output name",
+                path=str(path),
+            )
+
+
 class Appender:
     """A file written at its end; ``offset`` (resuming) cuts it to that many bytes
-    first.  The file is locked while it is open (see :func:`_lock`)."""
+    first, and ``crc`` is the CRC-32 its checkpoint recorded of those bytes
+    (None: not recorded).  The file is locked while it is open (see
+    :func:`_lock`).  :attr:`crc` is the CRC-32 of every byte written to it."""
 
-    def __init__(self, path: Path, offset: int | None = None) -> None:
+    def __init__(self, path: Path, offset: int | None = None, crc: int | None = None) -> None:
         self.path = path
+        self.crc = 0
         self._fh: BinaryIO
         if offset is None:
             # (0o666: the umask decides, as for every other output; helper 61)
@@ -116,13 +146,41 @@ class Appender:
                 path=str(path),
             )
         self._start(offset)
+        self._check(offset, crc)
         self._fh.truncate(offset)
         self._fh.seek(offset)
 
     def _start(self, offset: int) -> None:
         pass
 
+    def _check(self, offset: int, crc: int | None) -> None:
+        """The file's first ``offset`` bytes are the ones the checkpoint
+        recorded: another scan whose table has the same name (``--out a
+        --pheno-col 1,2`` and ``--out a.1`` both write ``a.1.assoc.txt``)
+        replaces the partial file, and its rows, were they as wide, were
+        taken as this run's (helper 63)."""
+        if crc is None:  # a checkpoint from before the CRCs were recorded
+            return
+        self._fh.seek(0)
+        left, running = offset, 0
+        with naming(self.path):
+            while left:
+                chunk = self._fh.read(min(left, 1 << 24))
+                if not chunk:
+                    break
+                running = zlib.crc32(chunk, running)
+                left -= len(chunk)
+        if left or running != crc:
+            self._fh.close()
+            raise InputError(
+                "the partial file is not the one the checkpoint recorded (another scan's, "
+                "whose output has the same name?); rerun without --resume to start over",
+                path=str(self.path),
+            )
+        self.crc = crc
+
     def write(self, data: bytes) -> None:
+        self.crc = zlib.crc32(data, self.crc)
         with naming(self.path):
             self._fh.write(data)
 
@@ -192,6 +250,7 @@ class TableFile(Appender):
                     path=str(self.path),
                 )
             self._skip, data = self._skip[n:], data[n:]
+        self.crc = zlib.crc32(data, self.crc)
         with naming(self.path):
             self._fh.write(data)
 
@@ -601,8 +660,9 @@ class Checkpoint:
         rows = None if state is None else self._rows(state)
         for k, ph in enumerate(self.phenos):
             table_bytes, side_bytes = (None, None) if rows is None else rows[k][:2]
-            self._files.append(TableFile(self.tables[k], table_bytes))
-            self._sides.append(Appender(self.sidecars[k], side_bytes))
+            table_crc, side_crc = (None, None) if rows is None else rows[k][4:6]
+            self._files.append(TableFile(self.tables[k], table_bytes, table_crc))
+            self._sides.append(Appender(self.sidecars[k], side_bytes, side_crc))
             with self.args.clock.phase("write"):
                 ph.writer = self.make_writer(ph, self._files[k])
         if state is not None and rows is not None:
@@ -611,7 +671,16 @@ class Checkpoint:
     def _rows(self, state: dict) -> list[tuple]:
         try:
             out = [
-                (int(p["table_bytes"]), int(p["sidecar_bytes"]), int(p["n_rows"]), p["best"])
+                (
+                    int(p["table_bytes"]),
+                    int(p["sidecar_bytes"]),
+                    int(p["n_rows"]),
+                    p["best"],
+                    *(  # (None: a checkpoint from before they were recorded)
+                        int(p[key]) if key in p else None
+                        for key in ("table_crc32", "sidecar_crc32")
+                    ),
+                )
                 for p in state["phenotypes"]
             ]
             if len(out) != len(self.phenos):
@@ -700,6 +769,8 @@ class Checkpoint:
                 ]
         for path in stale:
             _check_not_busy(path)
+        for path in [*self.tables, *self.sidecars]:
+            _check_not_anothers(path, self.path)
         for path in [*stale, self.path]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -741,6 +812,8 @@ class Checkpoint:
                     "sidecar": str(self.sidecars[k]),
                     "table_bytes": self._files[k].flush(),
                     "sidecar_bytes": self._sides[k].flush(),
+                    "table_crc32": self._files[k].crc,
+                    "sidecar_crc32": self._sides[k].crc,
                     "n_rows": ph.n_rows,
                     "best": [list(t) for t in ph.best],
                     "untestable": dict(ph.untestable),
