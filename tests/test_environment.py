@@ -353,3 +353,19 @@ def test_an_out_name_too_long_for_a_temporary_is_refused_before_the_work(
     assert "too long for this file system" in err and "choose a shorter --out" in err
     assert len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pipe_named_as_an_input_is_said_to_be_one_on_resume(tmp_path):
+    """--pheno <(cat f): its size and time change at every run, and --resume
+    said it "has changed since (size or modification time)" (helper 63)."""
+    from lmmscan.cli.checkpoint import differences
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    old = {"files": {"pheno": {"path": str(fifo), "size": 0, "mtime_ns": 1}}}
+    new = {"files": {"pheno": {"path": str(fifo), "size": 0, "mtime_ns": 2}}}
+    (diff,) = differences(old, new)
+    assert diff == (
+        f"{fifo} is a pipe, whose contents a resumed run cannot check against the "
+        "checkpoint's (give the file itself)"
+    )

@@ -485,6 +485,17 @@ _RECORDED_IF_SET: dict[str, tuple[str, Any]] = {
 }
 
 
+def _is_pipe(path: str) -> bool:
+    """A named input that is no regular file (a process substitution's
+    /dev/fd/63): its size and time change at every run."""
+    import stat
+
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def differences(old: object, new: dict) -> list[str]:
     if not isinstance(old, dict):
         return ["it has no fingerprint"]
@@ -517,6 +528,11 @@ def differences(old: object, new: dict) -> list[str]:
                     out.append(f"{name} was {was}, now {now}")
                 elif x is None or y is None or x.get("path") != y.get("path"):
                     out.append(f"the {name} file was {x and x.get('path')}, now {y and y['path']}")
+                elif _is_pipe(y["path"]):
+                    out.append(
+                        f"{y['path']} is a pipe, whose contents a resumed run cannot check "
+                        "against the checkpoint's (give the file itself)"
+                    )
                 else:
                     out.append(f"{y['path']} has changed since (size or modification time)")
         elif key == "null_lambda":
