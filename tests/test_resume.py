@@ -874,3 +874,19 @@ def test_a_checkpoint_recorded_without_crcs_still_resumes(study, tmp_path, capsy
     Path(f"{out}.resume.json").write_text(json.dumps(state))
     assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
     assert_same_run(ref, out)
+
+
+def test_a_signal_among_the_final_renames_waits_for_their_end(study, tmp_path, capsys, monkeypatch):
+    """SIGINT among the final renames left the new tables beside the last
+    run's null.json until a --resume (helper 63); it now waits the
+    microseconds the renames take, and says the outputs are complete."""
+    ref, out = tmp_path / "ref", tmp_path / "k"
+    extra = ("--pheno-col", "1,2", "--test", "all")
+    assert run(scan_args(study, ref, *extra), capsys, monkeypatch)[0] == 0
+    status, err = run(scan_args(study, out, *extra), capsys, monkeypatch, stop="1:rename-signal")
+    assert status == 130, err
+    assert err.strip() == ("lmmscan scan: interrupted; the tables and null.json are complete")
+    assert_same_run(ref, out, (".1", ".2"))
+    assert outputs(tmp_path, "k") == {
+        f"k.{c}.{e}" for c in "12" for e in ("assoc.txt", "null.json")
+    }
