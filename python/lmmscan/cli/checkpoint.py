@@ -80,26 +80,28 @@ def _hold(path: Path) -> int:
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM held back while the block runs (on the main
-    thread; elsewhere Python delivers no signal), then delivered."""
+    """SIGINT and SIGTERM held back while the block runs, then handed to the
+    handlers they had (on the main thread, where Python runs them; a
+    signal's delivery to another thread, as the kernel may choose, still
+    runs them there).  A handler that is not Python's stays as it is."""
     import threading
 
-    held = {signal.SIGINT, signal.SIGTERM}
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-        _handle_signals()
-
-
-def _handle_signals() -> None:
-    """Nothing: a Python call's entry runs the handlers of the signals that
-    arrived (here: those just delivered), so that their exception is raised
-    in the caller, not somewhere after it returns."""
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:  # the command's handler: raises KeyboardInterrupt
+            previous[caught[0]](caught[0], None)
 
 
 def _check_not_anothers(path: Path, own: Path) -> None:
