@@ -192,7 +192,8 @@ def test_a_plain_sample_file_is_read_as_pandas_reads_it(tmp_path, text):
 
     path = tmp_path / "s.sample"
     path.write_text(text)
-    plain, general = _plain_sample_columns(path), _sample_columns(path)
+    raw = path.read_bytes()
+    plain, general = _plain_sample_columns(raw), _sample_columns(path, raw)
     assert plain is not None
     assert [c[1:] for c in plain] == [c[1:] for c in general]  # (pandas renames a repeated name)
     assert [c[0] for c in plain[:3]] == [c[0] for c in general[:3]]
@@ -216,3 +217,27 @@ def test_a_bgen_scan_does_not_load_pandas(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["6", "False"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ID_1 ID_2 missing\r\n0 0 0\r\na a 0\r\nb b 0\r\n", ["a", "b"]),  # not plain
+        ("ID_1 ID_2 missing\n0 0 0\na a 0\nb b 0\n", ["a", "b"]),
+        ("ID_1 ID_2 missing\n0 0 0\na a 0\nb b\n", "line 4: 2 fields where line 1 has 3"),
+    ],
+)
+def test_a_sample_file_from_a_pipe_is_read_once(tmp_path, text, expected):
+    """A .sample file that is no plain text went to pandas, which opened the
+    path again: a pipe's (--sample <(...)) was then empty (helper 64)."""
+    from lmmscan.bgenfile import read_sample_file
+
+    from .test_inputs_robust import fifo_with_writer, read_from
+
+    fifo = tmp_path / "s.sample"
+    writer, holder = fifo_with_writer(fifo, text.encode())
+    if isinstance(expected, list):
+        assert read_from(read_sample_file, fifo, writer, holder).iid == expected
+    else:
+        with pytest.raises(InputError, match=expected):
+            read_from(read_sample_file, fifo, writer, holder)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, one_line
+from ._errors import InputError, naming, one_line
 from .genotypes import (
     SampleText,
     VariantFile,
@@ -35,9 +35,10 @@ from .variants import VariantRows
 def read_sample_file(path: Path) -> SampleText:
     """An Oxford .sample file: fid and iid from ID_1/ID_2, and its phenotype
     columns (type P or C) as text."""
-    columns = _plain_sample_columns(path)
+    raw = _sample_bytes(path)
+    columns = _plain_sample_columns(raw)
     if columns is None:
-        columns = _sample_columns(path)
+        columns = _sample_columns(path, raw)
     names = [c[0] for c in columns]
     if len(columns) < 3 or len(columns[0]) < 2 or names[:2] != ["ID_1", "ID_2"]:
         raise InputError(
@@ -52,7 +53,19 @@ def read_sample_file(path: Path) -> SampleText:
     return SampleText(fid, iid, pheno, 3)
 
 
-def _plain_sample_columns(path: Path) -> list[list[str]] | None:
+def _sample_bytes(path: Path) -> bytes:
+    """The file's bytes, read once (a pipe cannot be reread)."""
+    import stat
+
+    from .textio import input_stat, read_pipe
+
+    if stat.S_ISFIFO(input_stat(path).st_mode):
+        return read_pipe(path).getvalue()
+    with naming(path):
+        return path.read_bytes()
+
+
+def _plain_sample_columns(raw: bytes) -> list[list[str]] | None:
     """The file's columns, line 1's names first, split by the core when the
     text is plain (no pandas import: 30 MiB a BGEN scan's memory plan did not
     count); None otherwise (:func:`_sample_columns` reads it and names the
@@ -60,10 +73,6 @@ def _plain_sample_columns(path: Path) -> list[list[str]] | None:
     from ._core import split_fields
     from .variants import TextColumn
 
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None  # (named by the general reader)
     end = raw.find(b"\n")
     fields = len((raw if end < 0 else raw[:end]).split())
     split = split_fields(raw, "s" * fields, 0) if fields else None
@@ -72,10 +81,11 @@ def _plain_sample_columns(path: Path) -> list[list[str]] | None:
     return [TextColumn(*col).tolist() for col in split[2]]
 
 
-def _sample_columns(path: Path) -> list[list[str]]:
-    """The file's columns, line 1's names first, read by pandas, which
-    accepts what the core does not (quotes, CRLF, UTF-8) and names the line
-    at fault."""
+def _sample_columns(path: Path, raw: bytes) -> list[list[str]]:
+    """The columns of ``path`` (its bytes ``raw``), line 1's names first, read
+    by pandas, which accepts what the core does not (quotes, CRLF, UTF-8)
+    and names the line at fault."""
+    import io
     import warnings
 
     import pandas as pd
@@ -87,10 +97,15 @@ def _sample_columns(path: Path) -> list[list[str]]:
             # their last ones with this warning
             warnings.simplefilter("error", pd.errors.ParserWarning)
             table = pd.read_csv(
-                path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c", index_col=False
+                io.BytesIO(raw),
+                sep=r"\s+",
+                dtype=str,
+                keep_default_na=False,
+                engine="c",
+                index_col=False,
             )
     except pd.errors.ParserWarning:
-        lines = path.read_bytes().splitlines()
+        lines = raw.splitlines()
         width = len(lines[0].split())
         at = next((i for i, line in enumerate(lines) if len(line.split()) > width), None)
         if at is None:  # wider as read_csv counts (a quoted field with a blank)

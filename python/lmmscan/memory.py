@@ -202,32 +202,42 @@ VIRTUAL_PER_THREAD = 96 * MiB
 VIRTUAL_FIXED = 256 * MiB
 DATA_PER_THREAD = 8 * MiB
 DATA_FIXED = 64 * MiB
-# the data segment the libraries' start takes beyond those (a scan of the
-# demo reached its plan with ulimit -d 97 MiB on 2 cores, not with 93)
-START_DATA = 24 * MiB
+# what the command needs to load its libraries (start_refusal): the demo's
+# scan reached its memory plan with ulimit -v 101 MiB on 1 core and 141 on 2,
+# with ulimit -d 54 and 94 MiB (OpenBLAS maps a buffer a core)
+START_VIRTUAL = 64 * MiB
+START_DATA = 16 * MiB
+START_PER_CORE = 44 * MiB
+
+
+def start_floor(cores: int) -> dict[str, int]:
+    """The soft limits below which the command cannot load its libraries on
+    ``cores`` usable cores, by ``ulimit`` flag (see :func:`start_refusal`)."""
+    return {
+        "ulimit -v": START_VIRTUAL + START_PER_CORE * cores,
+        "ulimit -d": START_DATA + START_PER_CORE * cores,
+    }
 
 
 def start_refusal() -> str | None:
     """Why the command cannot start under a soft ``ulimit -v`` or ``ulimit -d``
-    (None where it can): below what a run maps beside its data, every plan
-    is refused, and loading numpy, scipy and OpenBLAS's thread buffers
+    (None where it can): loading numpy, scipy and OpenBLAS's buffer a core
     failed in a traceback, an abort in OpenBLAS or a false "interrupted"
-    (helper 61: ``ulimit -v`` 60-140 MB, ``ulimit -d`` 30-95 MB on 2 cores)."""
+    (helper 61: ``ulimit -v`` 60-140 MB, ``ulimit -d`` 30-95 MB on 2
+    cores).  Above it, the memory plan's check says what a run needs."""
     import resource
 
     from ._threads import usable_cores
 
     cores = usable_cores()
-    for limit, flag, need in (
-        (resource.RLIMIT_AS, "ulimit -v", VIRTUAL_FIXED + VIRTUAL_PER_THREAD * cores),
-        (resource.RLIMIT_DATA, "ulimit -d", DATA_FIXED + DATA_PER_THREAD * cores + START_DATA),
-    ):
+    floor = start_floor(cores)
+    for limit, flag in ((resource.RLIMIT_AS, "ulimit -v"), (resource.RLIMIT_DATA, "ulimit -d")):
         soft = resource.getrlimit(limit)[0]
-        if soft != resource.RLIM_INFINITY and 0 <= soft < need:
+        if soft != resource.RLIM_INFINITY and 0 <= soft < floor[flag]:
             return (
-                f"{flag} is {soft // MiB} MiB, below the {-(-need // MiB)} MiB lmmscan needs "
-                f"to start with {cores} usable core{'s' if cores > 1 else ''} (the libraries "
-                "and their threads' buffers, before any data): raise it"
+                f"{flag} is {soft // MiB} MiB, below the {floor[flag] // MiB} MiB lmmscan needs "
+                f"to start on {cores} usable core{'s' if cores > 1 else ''} (Python, numpy and "
+                "a BLAS buffer a core): raise it, or run on fewer cores (taskset)"
             )
     return None
 

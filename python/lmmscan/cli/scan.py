@@ -326,7 +326,8 @@ def run(args: argparse.Namespace) -> int:
     paths = _output_paths(args)
     check_outputs(paths)
     check_spares_inputs(paths, named_inputs(args))
-    check_name_lengths(paths, written_as_is=(".partial", ".partial.lp", ".lock"))
+    written = [p for p in paths if args.plot or p.suffix != ".png"]
+    check_name_lengths(written, written_as_is=(".partial", ".partial.lp", ".lock"))
     for directory in sorted({Path(output_file(p)).parent for p in paths}):
         check_writable(directory)
     with Outputs("the tables and null.json are complete") as outputs, PrefixLock(args.out):
