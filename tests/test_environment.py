@@ -369,7 +369,7 @@ def test_a_pipe_named_as_an_input_is_said_to_be_one_on_resume(tmp_path):
     (diff,) = differences(old, new)
     assert diff == (
         f"{fifo} is a pipe, whose contents a resumed run cannot check against the "
-        "checkpoint's (give the file itself)"
+        "checkpoint's (a scan to be resumed needs its inputs as files)"
     )
 
 

@@ -872,6 +872,9 @@ def test_a_checkpoint_recorded_without_crcs_still_resumes(study, tmp_path, capsy
     for p in state["phenotypes"]:
         assert p.pop("table_crc32") != p.pop("sidecar_crc32")
     Path(f"{out}.resume.json").write_text(json.dumps(state))
+    # stopped again, then resumed: the second checkpoint's CRCs count every
+    # byte, the first checkpoint's included (helper 65: only the new ones)
+    assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch, stop="4")[0] == 130
     assert run([*scan_args(study, out), "--resume"], capsys, monkeypatch)[0] == 0
     assert_same_run(ref, out)
 
@@ -890,3 +893,67 @@ def test_a_signal_among_the_final_renames_waits_for_their_end(study, tmp_path, c
     assert outputs(tmp_path, "k") == {
         f"k.{c}.{e}" for c in "12" for e in ("assoc.txt", "null.json")
     }
+
+
+def test_a_symlinked_tables_partial_file_is_not_removed_by_another_prefix(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Helper 65: a symlinked table's partial file sits beside the link's
+    target, away from the checkpoint that names it, which was not looked at."""
+    (tmp_path / "S").mkdir()
+    (tmp_path / "T").mkdir()
+    (tmp_path / "S" / "a.1.assoc.txt").symlink_to(tmp_path / "T" / "a.1.assoc.txt")
+    two = ("--pheno-col", "1,2")
+    assert (
+        run(scan_args(study, tmp_path / "S" / "a", *two), capsys, monkeypatch, stop="2")[0] == 130
+    )
+    partial = tmp_path / "T" / "a.1.assoc.txt.partial"
+    before = partial.read_bytes()
+    expect_refusal(scan_args(study, tmp_path / "S" / "a.1"), capsys, monkeypatch,
+                   "is the partial output of another scan")  # fmt: skip
+    assert partial.read_bytes() == before
+
+
+def test_a_fifo_named_like_a_checkpoint_is_not_waited_on(study, tmp_path, capsys, monkeypatch):
+    """Helper 65: the other checkpoints were read whatever they were, and a
+    FIFO named *.resume.json blocked a fresh scan over a partial file."""
+    import threading
+
+    from lmmscan.cli.checkpoint import _check_not_anothers
+
+    partial = tmp_path / "a.assoc.txt.partial"
+    partial.write_bytes(b"rows\n")
+    os.mkfifo(tmp_path / "zz.resume.json")
+    done = []
+    t = threading.Thread(
+        target=lambda: done.append(_check_not_anothers(partial, tmp_path / "a.resume.json")),
+        daemon=True,
+    )
+    t.start()
+    t.join(30)
+    assert done == [None]
+
+
+def test_an_error_among_the_renames_is_not_replaced_by_the_signal_held_back():
+    """Helper 65: a disk-full error among the renames, with a Ctrl-C held
+    back, was reported as "interrupted"."""
+    from lmmscan.cli.checkpoint import _signals_deferred
+
+    class Interrupted(Exception):  # (a KeyboardInterrupt would stop pytest itself)
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with pytest.raises(OSError, match="No space"), _signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # (the handler would have run by now)
+            raise OSError(28, "No space left on device")
+        assert signal.getsignal(signal.SIGINT) is interrupt
+        with pytest.raises(Interrupted), _signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -204,10 +204,11 @@ DATA_PER_THREAD = 8 * MiB
 DATA_FIXED = 64 * MiB
 # what the command needs to load its libraries (start_refusal): the demo's
 # scan reached its memory plan with ulimit -v 101 MiB on 1 core and 141 on 2,
-# with ulimit -d 54 and 94 MiB (OpenBLAS maps a buffer a core)
-START_VIRTUAL = 64 * MiB
-START_DATA = 16 * MiB
-START_PER_CORE = 44 * MiB
+# with ulimit -d 54 and 94 MiB (OpenBLAS maps a buffer a core); helper 65 saw
+# OpenBLAS abort up to ulimit -v 180 and ulimit -d 122 MiB on 2 cores, 117 on 1
+START_VIRTUAL = 96 * MiB
+START_DATA = 40 * MiB
+START_PER_CORE = 48 * MiB
 
 
 def start_floor(cores: int) -> dict[str, int]:

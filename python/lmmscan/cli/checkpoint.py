@@ -100,34 +100,49 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        if caught:  # the command's handler: raises KeyboardInterrupt
-            previous[caught[0]](caught[0], None)
+    if caught:  # (not over an error of the block's, which stands) the command's
+        previous[caught[0]](caught[0], None)  # handler: raises KeyboardInterrupt
 
 
 def _check_not_anothers(path: Path, own: Path) -> None:
-    """Refuse to remove a partial file that another prefix's checkpoint in
-    its directory names: ``--out a --pheno-col 1,2`` and ``--out a.1`` both
-    write ``a.1.assoc.txt``, and a fresh run of one removed the other's
-    partial table (stopped, so no longer locked) without a word (helper 63)."""
+    """Refuse to remove a partial file that another prefix's checkpoint names
+    (one in the partial file's directory or in this run's checkpoint's: a
+    symlinked table's partial file sits beside the link's target): ``--out a
+    --pheno-col 1,2`` and ``--out a.1`` both write ``a.1.assoc.txt``, and a
+    fresh run of one removed the other's partial table (stopped, so no
+    longer locked) without a word (helper 63)."""
+    import stat
+
     if not path.exists():
         return
-    for other in path.parent.glob("*.resume.json"):
-        with contextlib.suppress(OSError):
-            if other.name == own.name and os.path.samefile(other.parent, own.parent):
-                continue
-        try:
-            state = json.loads(other.read_text(encoding="utf-8"))
-            named = [Path(p[key]) for p in state["phenotypes"] for key in ("table", "sidecar")]
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
-            continue  # not a checkpoint: it names nothing
-        if any(n.name == path.name for n in named):
-            prefix = other.name[: -len(".resume.json")]
-            raise InputError(
-                f"is the partial output of another scan, stopped with its checkpoint {other} "
-                f"(--out {other.parent / prefix}): finish it with --resume, or remove its "
-                "files, before a scan writes the same output name",
-                path=str(path),
-            )
+    real = os.path.realpath(path)
+    seen = set()
+    for directory in (path.parent, own.parent):
+        for other in directory.glob("*.resume.json"):
+            try:
+                st = other.stat()
+                if (st.st_dev, st.st_ino) in seen or not stat.S_ISREG(st.st_mode):
+                    continue  # (a FIFO would be waited on)
+                seen.add((st.st_dev, st.st_ino))
+                if other.name == own.name and os.path.samefile(other.parent, own.parent):
+                    continue
+                state = json.loads(other.read_text(encoding="utf-8"))
+                named = [Path(p[key]) for p in state["phenotypes"] for key in ("table", "sidecar")]
+            except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+                continue  # not a checkpoint: it names nothing
+            for name in named:
+                if name.is_absolute():  # (a symlinked table's, or --out given so)
+                    same = os.path.realpath(name) == real
+                else:  # relative to that run's directory, beside its checkpoint
+                    same = name.name == path.name and os.path.samefile(other.parent, path.parent)
+                if same:
+                    prefix = other.name[: -len(".resume.json")]
+                    raise InputError(
+                        f"is the partial output of another scan, stopped with its checkpoint "
+                        f"{other} (--out {other.parent / prefix}): finish it with --resume, or "
+                        "remove its files, before a scan writes the same output name",
+                        path=str(path),
+                    )
 
 
 class Appender:
@@ -185,8 +200,6 @@ class Appender:
         --pheno-col 1,2`` and ``--out a.1`` both write ``a.1.assoc.txt``)
         replaces the partial file, and its rows, were they as wide, were
         taken as this run's (helper 63)."""
-        if crc is None:  # a checkpoint from before the CRCs were recorded
-            return
         self._fh.seek(0)
         left, running = offset, 0
         with naming(self.path):
@@ -196,14 +209,16 @@ class Appender:
                     break
                 running = zlib.crc32(chunk, running)
                 left -= len(chunk)
-        if left or running != crc:
+        # (a checkpoint from before the CRCs were recorded: none to compare,
+        # but the next save's must count these bytes too)
+        if left or (crc is not None and running != crc):
             self._fh.close()
             raise InputError(
                 "the partial file is not the one the checkpoint recorded (another scan's, "
                 "whose output has the same name?); rerun without --resume to start over",
                 path=str(self.path),
             )
-        self.crc = crc
+        self.crc = running
 
     def write(self, data: bytes) -> None:
         self.crc = zlib.crc32(data, self.crc)
@@ -558,7 +573,8 @@ def differences(old: object, new: dict) -> list[str]:
                 elif _is_pipe(y["path"]):
                     out.append(
                         f"{y['path']} is a pipe, whose contents a resumed run cannot check "
-                        "against the checkpoint's (give the file itself)"
+                        "against the checkpoint's (a scan to be resumed needs its inputs as "
+                        "files)"
                     )
                 else:
                     out.append(f"{y['path']} has changed since (size or modification time)")
