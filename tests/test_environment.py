@@ -377,3 +377,23 @@ def test_an_out_name_whose_plots_are_not_drawn_is_not_held_to_their_length(study
     """Helper 64: the plots' names (the longest) were checked without --plot,
     and a --out of 230-231 characters that fits was refused."""
     assert _scan(study, tmp_path / ("a" * 230)) == 0
+
+
+def test_help_and_version_start_under_a_limit_a_run_is_refused_at(tmp_path):
+    """Helper 64: the floor of a run (numpy's and scipy's BLAS buffers a
+    core: 4,864 MiB on 48 cores) refused --version under a 4 GB h_vmem."""
+    import resource
+
+    from lmmscan._threads import usable_cores
+
+    mib = int(0.9 * memory.start_floor(usable_cores())["ulimit -v"]) >> 20
+    assert mib > memory.start_floor(usable_cores(), runs=False)["ulimit -v"] >> 20
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, resource.RLIM_INFINITY))
+
+    proc = _command(["--version"], preexec=limit, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("lmmscan "), proc.stderr
+    proc = _command(["kinship", "--bfile", tmp_path / "x", "--out", tmp_path / "k.txt"],
+                    preexec=limit, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "needs to run on" in proc.stderr, proc.stderr

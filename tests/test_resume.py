@@ -957,3 +957,17 @@ def test_an_error_among_the_renames_is_not_replaced_by_the_signal_held_back():
             time.sleep(0.05)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_nul_in_a_checkpoints_names_is_no_traceback(study, tmp_path, capsys, monkeypatch):
+    """Helper 66: a junk *.resume.json naming "/x\\0y" beside a stopped scan's
+    partial file, or the scan's own stale checkpoint naming one, ended a
+    fresh scan in a ValueError traceback (exit 1)."""
+    out = tmp_path / "b"
+    assert run(scan_args(study, out), capsys, monkeypatch, stop="1")[0] == 130
+    junk = {"phenotypes": [{"table": "/x\0y", "sidecar": "s"}]}
+    (tmp_path / "junk.resume.json").write_text(json.dumps(junk))
+    own = checkpoint(out)
+    own["phenotypes"][0]["table"] = "b\0.partial"
+    Path(f"{out}.resume.json").write_text(json.dumps(own))
+    assert run(scan_args(study, out), capsys, monkeypatch)[0] == 0

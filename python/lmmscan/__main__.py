@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 
 
 def _interrupted_starting(signum: int, frame: object) -> None:  # pragma: no cover - timing
@@ -40,7 +41,7 @@ def run() -> None:
                 signal.signal(sig, _interrupted_starting)
     from .memory import start_refusal
 
-    refusal = start_refusal()  # (--help too: the parser's module loads numpy)
+    refusal = start_refusal(sys.argv[1:])  # (--help too: the parser's module loads numpy)
     if refusal is not None:
         with contextlib.suppress(OSError):
             os.write(2, f"lmmscan: error: {refusal}\n".encode("utf-8", "backslashreplace"))

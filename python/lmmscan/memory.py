@@ -202,43 +202,57 @@ VIRTUAL_PER_THREAD = 96 * MiB
 VIRTUAL_FIXED = 256 * MiB
 DATA_PER_THREAD = 8 * MiB
 DATA_FIXED = 64 * MiB
-# what the command needs to load its libraries (start_refusal): the demo's
-# scan reached its memory plan with ulimit -v 101 MiB on 1 core and 141 on 2,
-# with ulimit -d 54 and 94 MiB (OpenBLAS maps a buffer a core); helper 65 saw
-# OpenBLAS abort up to ulimit -v 180 and ulimit -d 122 MiB on 2 cores, 117 on 1
+# what the command needs to load its libraries (start_refusal).  numpy alone
+# (--help, --version): the demo's scan reached its memory plan with ulimit -v
+# 101 MiB on 1 core and 141 on 2, with ulimit -d 54 and 94 MiB (OpenBLAS maps
+# a buffer a core).  A command that runs also loads scipy, whose own OpenBLAS
+# maps its buffers again: below what a run maps beside its data (the plan's
+# VIRTUAL_* figures) it hung in that OpenBLAS's buffer allocation, aborted or
+# said "interrupted" (helpers 65 and 66: ulimit -v up to 300 MiB and -d up to
+# 200 MiB on 2 cores, -d 118 on 1)
 START_VIRTUAL = 96 * MiB
 START_DATA = 40 * MiB
 START_PER_CORE = 48 * MiB
+RUN_DATA = 96 * MiB
+RUN_DATA_PER_CORE = 64 * MiB
 
 
-def start_floor(cores: int) -> dict[str, int]:
-    """The soft limits below which the command cannot load its libraries on
-    ``cores`` usable cores, by ``ulimit`` flag (see :func:`start_refusal`)."""
+def start_floor(cores: int, runs: bool = True) -> dict[str, int]:
+    """The soft limits, by ``ulimit`` flag, below which the command cannot
+    load its libraries on ``cores`` usable cores (``runs``: a command that
+    does work, not only --help or --version; see :func:`start_refusal`)."""
+    if runs:
+        return {
+            "ulimit -v": VIRTUAL_FIXED + VIRTUAL_PER_THREAD * cores,
+            "ulimit -d": RUN_DATA + RUN_DATA_PER_CORE * cores,
+        }
     return {
         "ulimit -v": START_VIRTUAL + START_PER_CORE * cores,
         "ulimit -d": START_DATA + START_PER_CORE * cores,
     }
 
 
-def start_refusal() -> str | None:
-    """Why the command cannot start under a soft ``ulimit -v`` or ``ulimit -d``
-    (None where it can): loading numpy, scipy and OpenBLAS's buffer a core
-    failed in a traceback, an abort in OpenBLAS or a false "interrupted"
-    (helper 61: ``ulimit -v`` 60-140 MB, ``ulimit -d`` 30-95 MB on 2
-    cores).  Above it, the memory plan's check says what a run needs."""
+def start_refusal(argv: list[str]) -> str | None:
+    """Why the command given ``argv`` (its arguments) cannot start under a
+    soft ``ulimit -v`` or ``ulimit -d`` (None where it can): loading numpy,
+    scipy and their OpenBLAS buffers a core failed in a traceback, an abort
+    in OpenBLAS, a false "interrupted" or a hang (helpers 61, 65, 66).
+    Above it, the memory plan's check says what a run needs."""
     import resource
 
     from ._threads import usable_cores
 
     cores = usable_cores()
-    floor = start_floor(cores)
+    runs = not {"-h", "--help", "--version"}.intersection(argv)
+    floor = start_floor(cores, runs)
     for limit, flag in ((resource.RLIMIT_AS, "ulimit -v"), (resource.RLIMIT_DATA, "ulimit -d")):
         soft = resource.getrlimit(limit)[0]
         if soft != resource.RLIM_INFINITY and 0 <= soft < floor[flag]:
+            what = "run" if runs else "start"
             return (
                 f"{flag} is {soft // MiB} MiB, below the {floor[flag] // MiB} MiB lmmscan needs "
-                f"to start on {cores} usable core{'s' if cores > 1 else ''} (Python, numpy and "
-                "a BLAS buffer a core): raise it, or run on fewer cores (taskset)"
+                f"to {what} on {cores} usable core{'s' if cores > 1 else ''} (Python, numpy and "
+                "scipy, and their BLAS buffers a core): raise it, or run on fewer cores (taskset)"
             )
     return None
 

@@ -131,10 +131,15 @@ def _check_not_anothers(path: Path, own: Path) -> None:
             except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
                 continue  # not a checkpoint: it names nothing
             for name in named:
-                if name.is_absolute():  # (a symlinked table's, or --out given so)
-                    same = os.path.realpath(name) == real
-                else:  # relative to that run's directory, beside its checkpoint
-                    same = name.name == path.name and os.path.samefile(other.parent, path.parent)
+                try:
+                    if name.is_absolute():  # (a symlinked table's, or --out given so)
+                        same = os.path.realpath(name) == real
+                    else:  # relative to that run's directory, beside its checkpoint
+                        same = name.name == path.name and os.path.samefile(
+                            other.parent, path.parent
+                        )
+                except (OSError, ValueError):  # (a NUL in a damaged file's names)
+                    same = False
                 if same:
                     prefix = other.name[: -len(".resume.json")]
                     raise InputError(
@@ -824,7 +829,7 @@ class Checkpoint:
                 stale += [
                     Path(p[key])
                     for key in ("table", "sidecar")
-                    if str(p[key]).endswith((".partial", ".partial.lp"))
+                    if str(p[key]).endswith((".partial", ".partial.lp")) and "\0" not in str(p[key])
                 ]
         for path in stale:
             _check_not_busy(path)
