@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._errors import InputError, naming, one_line
+from ._errors import InputError, naming, one_line, printable
 from .genotypes import SampleText, check_unique_ids, import_failure, require_extra, sample_rows
 from .textio import (
     INFINITE_NOTE,
@@ -23,7 +23,6 @@ from .textio import (
     not_utf8,
     parse_phenotype,
     read_pipe,
-    shown,
     wider_row,
 )
 from .variants import TextColumn, VariantTable
@@ -82,16 +81,16 @@ def _read_table(
             source, sep=r"\s+", header=None, dtype=str, engine="c", keep_default_na=False
         )
     except pd.errors.EmptyDataError:
-        raise InputError(f"{what} file is empty", path=shown(path)) from None
+        raise InputError(f"{what} file is empty", path=printable(path)) from None
     except pd.errors.ParserError as exc:
         # "Expected 6 fields in line 3, saw 7": a line longer than the first
         found = wider_row(exc)
         if found is None:
-            raise InputError(f"cannot parse {what} file: {exc}", path=shown(path)) from None
+            raise InputError(f"cannot parse {what} file: {exc}", path=printable(path)) from None
         first, line, saw = found
         raise InputError(
             f"{saw} fields where line 1 has {first} (every line needs the same fields)",
-            path=shown(path),
+            path=printable(path),
             line=line,
         ) from None
     except UnicodeDecodeError:
@@ -101,11 +100,11 @@ def _read_table(
             raw.decode()
         except UnicodeDecodeError as exc:
             raise not_utf8(raw, exc.start, f"{what} file", path) from None
-        raise InputError(f"{what} file is not UTF-8 text", path=shown(path)) from None
+        raise InputError(f"{what} file is not UTF-8 text", path=printable(path)) from None
     if table.shape[1] < ncols:
         raise InputError(
             f"{what} file has {table.shape[1]} columns, expected at least {ncols}",
-            path=shown(path),
+            path=printable(path),
         )
     # a shorter line than the first (pandas pads it with NaN): its fields would
     # be read as missing, or shift the columns after them
@@ -117,7 +116,7 @@ def _read_table(
         raise InputError(
             f"{least}{have} fields where line 1 has {table.shape[1]} "
             "(every line needs the same fields)",
-            path=shown(path),
+            path=printable(path),
             line=data_line(path, i),
         )
     return table

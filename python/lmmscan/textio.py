@@ -66,12 +66,6 @@ def line_chunks(fh, size: int):
         return
 
 
-def shown(path: str | os.PathLike[str]) -> str:
-    """A path as messages print it (:func:`lmmscan._errors.printable`): bytes
-    that are not UTF-8 as ``\\xff``, control characters escaped."""
-    return printable(path)
-
-
 def check_utf8_path(path: str | os.PathLike[str], flag: str | None = None) -> None:
     """Refuse a path that is not UTF-8 where a reader needs a str path
     (bed-reader), before any work rather than at the first read."""
@@ -82,7 +76,7 @@ def check_utf8_path(path: str | os.PathLike[str], flag: str | None = None) -> No
         raise InputError(
             f"{given}the path has a byte that is not UTF-8 (0x{exc.object[exc.start]:02x}); "
             "rename the file or its directory",
-            path=shown(path),
+            path=printable(path),
         ) from None
 
 
@@ -99,19 +93,19 @@ def input_stat(
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise InputError("file not found", path=shown(path)) from None
+        raise InputError("file not found", path=printable(path)) from None
     except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})", path=shown(path)) from None
+        raise InputError(f"cannot read ({exc.strerror})", path=printable(path)) from None
     mode = st.st_mode
     if stat.S_ISDIR(mode):
-        raise InputError("is a directory, not a file", path=shown(path))
+        raise InputError("is a directory, not a file", path=printable(path))
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
         kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
-        raise InputError(f"{given}names {kind}, not a file", path=shown(path))
+        raise InputError(f"{given}names {kind}, not a file", path=printable(path))
     if stat.S_ISFIFO(mode) and needs_file is not None:
         raise InputError(
             f"{given}names a pipe or FIFO, but {needs_file}: give a regular file",
-            path=shown(path),
+            path=printable(path),
         )
     return st
 
@@ -144,7 +138,7 @@ def read_pipe(path: str | os.PathLike[str], limit: int | None = None) -> io.Byte
                 raise InputError(
                     f"a pipe of more than {limit} bytes (half this machine's memory); "
                     "give a regular file",
-                    path=shown(path),
+                    path=printable(path),
                 )
             out.write(data)
     finally:
@@ -152,7 +146,7 @@ def read_pipe(path: str | os.PathLike[str], limit: int | None = None) -> io.Byte
     if out.tell() == 0:
         raise InputError(
             "nothing to read from this pipe (no process writes to it, or it wrote nothing)",
-            path=shown(path),
+            path=printable(path),
         )
     out.seek(0)
     return out
@@ -188,7 +182,7 @@ def gzip_errors(path: str | os.PathLike[str]):
         yield
     except GZIP_ERRORS as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"truncated or corrupt gzip file ({why})", path=shown(path)) from None
+        raise InputError(f"truncated or corrupt gzip file ({why})", path=printable(path)) from None
 
 
 def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -> InputError:
@@ -199,7 +193,7 @@ def not_utf8(raw: bytes, offset: int, what: str, path: str | os.PathLike[str]) -
     inside = offset > start and raw[offset - 1 : offset] not in b" ,\t\r"
     return InputError(
         f"{what} is not UTF-8 text: byte 0x{raw[offset]:02x} at byte offset {offset}",
-        path=shown(path),
+        path=printable(path),
         line=raw.count(b"\n", 0, offset) + 1,
         column=len(before) + (0 if inside and before else 1),
     )
@@ -390,7 +384,7 @@ def _parse_column(tokens: list[str], path: Path, column: int, what: str) -> np.n
         raise InputError(
             f"{what} {tokens[huge[0]]!r} is too large: beyond ±{HUGE:.0e} its square "
             "overflows; rescale the column",
-            path=shown(path),
+            path=printable(path),
             line=int(huge[0]) + 1,
             column=column,
         )
@@ -821,12 +815,12 @@ def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int, offset: i
             raise InputError(
                 f"is {kind}, not kinship text: a kinship is GEMMA text or .npy "
                 "(an eigendecomposition goes to --eigen)",
-                path=shown(path),
+                path=printable(path),
             )
     if offset == 0 and bad == 0 and text.startswith(b"\xef\xbb\xbf"):
         raise InputError(
             "the file starts with a UTF-8 byte-order mark: save it as plain text, without one",
-            path=shown(path),
+            path=printable(path),
             line=1,
             column=1,
         )
@@ -837,12 +831,12 @@ def _raise_bad_token(chunk: bytes, bad: int, path: Path, line_no: int, offset: i
     if odd is not None:  # a byte of no text: name it, not a quoted mess
         raise InputError(
             f"kinship file is not text: byte 0x{raw[odd]:02x} at byte offset {offset + bad + odd}",
-            path=shown(path),
+            path=printable(path),
             line=line_no + line + 1,
             column=column,
         )
     raise InputError(
-        f"{token!r} is not a number", path=shown(path), line=line_no + line + 1, column=column
+        f"{token!r} is not a number", path=printable(path), line=line_no + line + 1, column=column
     )
 
 
