@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._errors import InputError
 
@@ -54,6 +55,23 @@ BLOCKS_IN_FLIGHT = 3
 MALLOC_KEEP = 64 << 20
 
 
+def glibc_function(name: str, *argtypes: Any) -> Any:
+    """The C library's function ``name`` (its arguments' ctypes types set),
+    or None where the C library is not glibc (musl, macOS)."""
+    import os
+
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
+        import ctypes
+
+        function = getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError, ValueError):
+        return None
+    function.argtypes = list(argtypes)
+    return function
+
+
 def release_freed_heap() -> None:
     """Return the heap's free pages to the kernel (glibc's malloc_trim),
     between the command's phases: what the kinship pass and the
@@ -61,18 +79,11 @@ def release_freed_heap() -> None:
     each, more between live chunks), unused by the scan's blocks.  A scan of
     2,000 samples in blocks of 5,000 SNPs peaked 93-134 MiB above its plan;
     mouse_hs1940's time is unchanged (6 runs alternated)."""
-    import os
+    import ctypes
 
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return
-        import ctypes
-
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError, ValueError):
-        return
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
+    trim = glibc_function("malloc_trim", ctypes.c_size_t)
+    if trim is not None:
+        trim(0)
 
 
 # LOCO keeps each chromosome's kinship sum while they fit in this (lmmscan.loco)
@@ -217,13 +228,24 @@ RUN_DATA = 96 * MiB
 RUN_DATA_PER_CORE = 64 * MiB
 
 
+def beside_data(cores: int) -> dict[str, int]:
+    """What a run maps beside its data on ``cores`` usable cores, by the
+    ``ulimit`` flag that counts it (see :func:`_address_space_room`)."""
+    return {
+        "ulimit -v": VIRTUAL_FIXED + VIRTUAL_PER_THREAD * cores,
+        # the data segment holds the stacks, not the arenas' reserved space
+        # (helper 62: VmData 487 -> 496 MiB from 1 to 2 threads)
+        "ulimit -d": DATA_FIXED + DATA_PER_THREAD * cores,
+    }
+
+
 def start_floor(cores: int, runs: bool = True) -> dict[str, int]:
     """The soft limits, by ``ulimit`` flag, below which the command cannot
     load its libraries on ``cores`` usable cores (``runs``: a command that
     does work, not only --help or --version; see :func:`start_refusal`)."""
     if runs:
         return {
-            "ulimit -v": VIRTUAL_FIXED + VIRTUAL_PER_THREAD * cores,
+            "ulimit -v": beside_data(cores)["ulimit -v"],
             "ulimit -d": RUN_DATA + RUN_DATA_PER_CORE * cores,
         }
     return {
@@ -268,13 +290,12 @@ def _address_space_room() -> tuple[int, str] | None:
     from ._threads import usable_cores
 
     best = None
-    cores = usable_cores()
-    for limit, status_key, name, beside in (
-        (resource.RLIMIT_AS, "VmSize", "ulimit -v", VIRTUAL_FIXED + VIRTUAL_PER_THREAD * cores),
-        # the data segment holds the stacks, not the arenas' reserved space
-        # (helper 62: VmData 487 -> 496 MiB from 1 to 2 threads)
-        (resource.RLIMIT_DATA, "VmData", "ulimit -d", DATA_FIXED + DATA_PER_THREAD * cores),
+    beside_by = beside_data(usable_cores())
+    for limit, status_key, name in (
+        (resource.RLIMIT_AS, "VmSize", "ulimit -v"),
+        (resource.RLIMIT_DATA, "VmData", "ulimit -d"),
     ):
+        beside = beside_by[name]
         soft = resource.getrlimit(limit)[0]
         mapped = _kib_field("/proc/self/status", status_key)
         if soft == resource.RLIM_INFINITY or soft < 0 or mapped is None:

@@ -36,7 +36,7 @@ import threading  # noqa: E402
 
 from .._errors import LmmscanError, NumericalError, printable  # noqa: E402
 from .._version import __version__  # noqa: E402
-from ..memory import MALLOC_KEEP  # noqa: E402
+from ..memory import MALLOC_KEEP, glibc_function  # noqa: E402
 from . import demo, eigen, kinship, plot, scan  # noqa: E402
 from .common import Clock, one_line, process_age  # noqa: E402
 from .options import EXIT_INPUT, Formatter, Parser  # noqa: E402
@@ -197,17 +197,13 @@ def keep_freed_blocks() -> bool:
     MALLOC_ variable is set (the user's settings hold) or the C library is
     not glibc.
     """
+    import ctypes
+
     if any(name.startswith("MALLOC_") for name in os.environ):
         return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return False
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError, ValueError):
+    mallopt = glibc_function("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_KEEP) and mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP))
 
 
