@@ -926,7 +926,7 @@ def test_a_fifo_named_like_a_checkpoint_is_not_waited_on(study, tmp_path, capsys
     os.mkfifo(tmp_path / "zz.resume.json")
     done = []
     t = threading.Thread(
-        target=lambda: done.append(_check_not_anothers(partial, tmp_path / "a.resume.json")),
+        target=lambda: done.append(_check_not_anothers([partial], tmp_path / "a.resume.json")),
         daemon=True,
     )
     t.start()

@@ -141,7 +141,6 @@ class KinshipAccumulator:
         self.n = n
         self.method = check_method(method)
         self.mask = np.ones(n, dtype=bool) if mask is None else mask
-        self._every = bool(self.mask.all())
         if not self.mask.any():
             raise InputError("no sample to compute the SNP filters on (filter_samples is empty)")
         if W is not None and W.shape[0] != int(self.mask.sum()):
@@ -162,7 +161,7 @@ class KinshipAccumulator:
         # (every sample filtered and no r2 filter: no copy of the block; the
         # miss/maf filters give the same bits in either memory order, the r2
         # filter's products do not: helper 62)
-        rows = X if self._every and self.W is None else X[self.mask]
+        rows = X if self.W is None and self.mask.all() else X[self.mask]
         keep, _, _, c = gemma_filter(
             rows, maf=self.maf, miss=self.miss, W=self.W, r2=self.r2, hwe=self.hwe
         )

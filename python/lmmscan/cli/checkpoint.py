@@ -104,50 +104,63 @@ def _signals_deferred() -> Iterator[None]:
         previous[caught[0]](caught[0], None)  # handler: raises KeyboardInterrupt
 
 
-def _check_not_anothers(path: Path, own: Path) -> None:
-    """Refuse to remove a partial file that another prefix's checkpoint names
-    (one in the partial file's directory or in this run's checkpoint's: a
-    symlinked table's partial file sits beside the link's target): ``--out a
-    --pheno-col 1,2`` and ``--out a.1`` both write ``a.1.assoc.txt``, and a
-    fresh run of one removed the other's partial table (stopped, so no
-    longer locked) without a word (helper 63)."""
+def _check_not_anothers(paths: list[Path], own: Path) -> None:
+    """Refuse to remove a partial file of ``paths`` that another prefix's
+    checkpoint names (one in the partial file's directory or in this run's
+    checkpoint's, ``own``: a symlinked table's partial file sits beside the
+    link's target): ``--out a --pheno-col 1,2`` and ``--out a.1`` both write
+    ``a.1.assoc.txt``, and a fresh run of one removed the other's partial
+    table (stopped, so no longer locked) without a word (helper 63)."""
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        return
+    directories = {p.parent for p in paths} | {own.parent}
+    for other, named in _other_checkpoints(directories, own):
+        for path in paths:
+            if any(_names(name, other, path) for name in named):
+                prefix = other.name[: -len(".resume.json")]
+                raise InputError(
+                    f"is the partial output of another scan, stopped with its checkpoint "
+                    f"{other} (--out {other.parent / prefix}): finish it with --resume, or "
+                    "remove its files, before a scan writes the same output name",
+                    path=str(path),
+                )
+
+
+def _other_checkpoints(directories: set[Path], own: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """Each checkpoint in ``directories`` but ``own``, once, with the partial
+    files it names; regular files only (a FIFO would be waited on), and
+    what is no checkpoint names nothing."""
     import stat
 
-    if not path.exists():
-        return
-    real = os.path.realpath(path)
     seen = set()
-    for directory in (path.parent, own.parent):
+    for directory in directories:
         for other in directory.glob("*.resume.json"):
             try:
                 st = other.stat()
                 if (st.st_dev, st.st_ino) in seen or not stat.S_ISREG(st.st_mode):
-                    continue  # (a FIFO would be waited on)
+                    continue
                 seen.add((st.st_dev, st.st_ino))
                 if other.name == own.name and os.path.samefile(other.parent, own.parent):
                     continue
                 state = json.loads(other.read_text(encoding="utf-8"))
                 named = [Path(p[key]) for p in state["phenotypes"] for key in ("table", "sidecar")]
             except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
-                continue  # not a checkpoint: it names nothing
-            for name in named:
-                try:
-                    if name.is_absolute():  # (a symlinked table's, or --out given so)
-                        same = os.path.realpath(name) == real
-                    else:  # relative to that run's directory, beside its checkpoint
-                        same = name.name == path.name and os.path.samefile(
-                            other.parent, path.parent
-                        )
-                except (OSError, ValueError):  # (a NUL in a damaged file's names)
-                    same = False
-                if same:
-                    prefix = other.name[: -len(".resume.json")]
-                    raise InputError(
-                        f"is the partial output of another scan, stopped with its checkpoint "
-                        f"{other} (--out {other.parent / prefix}): finish it with --resume, or "
-                        "remove its files, before a scan writes the same output name",
-                        path=str(path),
-                    )
+                continue
+            yield other, named
+
+
+def _names(name: Path, checkpoint: Path, path: Path) -> bool:
+    """Whether ``name``, as ``checkpoint`` records it, is the file ``path``:
+    an absolute name (a symlinked table's, or --out given so) by its real
+    path; a relative one, relative to that run's directory, by its name
+    beside the checkpoint."""
+    try:
+        if name.is_absolute():
+            return os.path.realpath(name) == os.path.realpath(path)
+        return name.name == path.name and os.path.samefile(checkpoint.parent, path.parent)
+    except (OSError, ValueError):  # (a NUL in a damaged file's names)
+        return False
 
 
 class Appender:
@@ -296,9 +309,7 @@ class TableFile(Appender):
                     path=str(self.path),
                 )
             self._skip, data = self._skip[n:], data[n:]
-        self.crc = zlib.crc32(data, self.crc)
-        with naming(self.path):
-            self._fh.write(data)
+        super().write(data)
 
 
 def test_stop() -> tuple[int, str] | None:
@@ -833,8 +844,7 @@ class Checkpoint:
                 ]
         for path in stale:
             _check_not_busy(path)
-        for path in [*self.tables, *self.sidecars]:
-            _check_not_anothers(path, self.path)
+        _check_not_anothers([*self.tables, *self.sidecars], self.path)
         for path in [*stale, self.path]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
