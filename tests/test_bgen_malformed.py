@@ -188,12 +188,15 @@ def test_layout1_probabilities_summing_below_1_are_divided_by_their_sum(tmp_path
 def test_a_plain_sample_file_is_read_as_pandas_reads_it(tmp_path, text):
     """The core splits a plain .sample file (pandas' import was 30 MiB a BGEN
     scan's memory plan did not count); pandas reads the others."""
-    from lmmscan.bgenfile import _plain_sample_columns, _sample_columns
+    from lmmscan.bgenfile import _sample_columns
+    from lmmscan.variants import text_columns
 
     path = tmp_path / "s.sample"
     path.write_text(text)
     raw = path.read_bytes()
-    plain, general = _plain_sample_columns(raw), _sample_columns(path, raw)
+    columns = text_columns(raw, 1, first_line=True)
+    plain = None if columns is None else [c.tolist() for c in columns]
+    general = _sample_columns(path, raw)
     assert plain is not None
     assert [c[1:] for c in plain] == [c[1:] for c in general]  # (pandas renames a repeated name)
     assert [c[0] for c in plain[:3]] == [c[0] for c in general[:3]]

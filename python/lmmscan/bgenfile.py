@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, naming, one_line
+from ._errors import InputError, one_line
 from .genotypes import (
     SampleText,
     VariantFile,
@@ -35,9 +35,14 @@ from .variants import VariantRows
 def read_sample_file(path: Path) -> SampleText:
     """An Oxford .sample file: fid and iid from ID_1/ID_2, and its phenotype
     columns (type P or C) as text."""
-    raw = _sample_bytes(path)
-    columns = _plain_sample_columns(raw)
-    if columns is None:
+    from .textio import input_source, source_bytes
+    from .variants import text_columns
+
+    raw = source_bytes(input_source(path))  # (a pipe read once)
+    plain = text_columns(raw, 1, first_line=True)  # no pandas import (30 MiB)
+    if plain is not None:
+        columns = [col.tolist() for col in plain]
+    else:
         columns = _sample_columns(path, raw)
     names = [c[0] for c in columns]
     if len(columns) < 3 or len(columns[0]) < 2 or names[:2] != ["ID_1", "ID_2"]:
@@ -51,34 +56,6 @@ def read_sample_file(path: Path) -> SampleText:
     fid, iid = columns[0][2:], columns[1][2:]
     check_unique_ids(fid, iid, str(path), first_line=3, ids="ID_1 and ID_2")
     return SampleText(fid, iid, pheno, 3)
-
-
-def _sample_bytes(path: Path) -> bytes:
-    """The file's bytes, read once (a pipe cannot be reread)."""
-    import stat
-
-    from .textio import input_stat, read_pipe
-
-    if stat.S_ISFIFO(input_stat(path).st_mode):
-        return read_pipe(path).getvalue()
-    with naming(path):
-        return path.read_bytes()
-
-
-def _plain_sample_columns(raw: bytes) -> list[list[str]] | None:
-    """The file's columns, line 1's names first, split by the core when the
-    text is plain (no pandas import: 30 MiB a BGEN scan's memory plan did not
-    count); None otherwise (:func:`_sample_columns` reads it and names the
-    line at fault)."""
-    from ._core import split_fields
-    from .variants import TextColumn
-
-    end = raw.find(b"\n")
-    fields = len((raw if end < 0 else raw[:end]).split())
-    split = split_fields(raw, "s" * fields, 0) if fields else None
-    if split is None or split[1] != fields:
-        return None
-    return [TextColumn(*col).tolist() for col in split[2]]
 
 
 def _sample_columns(path: Path, raw: bytes) -> list[list[str]]:

@@ -21,7 +21,7 @@ import numpy as np
 from ._errors import InputError, plural
 from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
 from .textio import data_line, first_short_row, input_stat, not_exact_integers, wider_row
-from .variants import TextColumn, VariantTable
+from .variants import VariantTable, text_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -391,16 +391,14 @@ def _read_psam_plain(path: Path) -> SampleText | None:
     names, first_line, body = found
     if "IID" not in names:
         return None
-    from ._core import split_fields
-
-    split = split_fields(body, "s" * len(names), 0)
+    split = text_columns(body, len(names))
     del body
-    if split is None or split[1] != len(names):
+    if split is None:
         return None
     # as Python strings only the columns kept: the IDs and the phenotypes
     cols = {
-        name: TextColumn(*col).tolist()
-        for name, col in zip(names, split[2], strict=True)
+        name: col.tolist()
+        for name, col in zip(names, split, strict=True)
         if name in ("FID", "IID") or name not in _PSAM_IDS
     }
     iid = cols["IID"]

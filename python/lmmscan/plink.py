@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._errors import InputError, naming, one_line, printable
+from ._errors import InputError, one_line, printable
 from .genotypes import SampleText, check_unique_ids, import_failure, require_extra, sample_rows
 from .textio import (
     INFINITE_NOTE,
     BadToken,
     data_line,
     first_short_row,
+    input_source,
     input_stat,
     not_exact_integers,
     not_utf8,
     parse_phenotype,
-    read_pipe,
+    source_bytes,
     wider_row,
 )
-from .variants import TextColumn, VariantTable
+from .variants import VariantTable, text_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,21 +50,6 @@ def _resolve(reader: str) -> str:
     return "bed-reader" if import_failure("pgenlib") is not None else "pgenlib"
 
 
-def _source(path: Path) -> Path | io.BytesIO:
-    """``path``, or a named pipe's bytes (read once: a pipe cannot be reread)."""
-    st = input_stat(path)
-    return read_pipe(path) if stat.S_ISFIFO(st.st_mode) else path
-
-
-def _bytes(source: Path | io.BytesIO) -> bytes:
-    """All of ``source``'s bytes (a file's, or a pipe's already read); a read
-    error without a file name (EIO) names the file."""
-    if isinstance(source, io.BytesIO):
-        return source.getvalue()
-    with naming(source):
-        return source.read_bytes()
-
-
 def _read_table(
     path: Path, ncols: int, what: str, source: Path | io.BytesIO | None = None
 ) -> pd.DataFrame:
@@ -73,7 +58,7 @@ def _read_table(
     import pandas as pd  # here: a plain .bim and .fam never need it
 
     if source is None:
-        source = _source(path)
+        source = input_source(path)
     elif isinstance(source, io.BytesIO):
         source.seek(0)
     try:
@@ -95,7 +80,7 @@ def _read_table(
         ) from None
     except UnicodeDecodeError:
         # pandas reports the offset inside its buffer: find the byte in the file
-        raw = _bytes(source)
+        raw = source_bytes(source)
         try:
             raw.decode()
         except UnicodeDecodeError as exc:
@@ -139,7 +124,7 @@ def _read_bim(name: str) -> VariantTable:
     line has the first line's fields and a plain integer position, else
     :func:`_read_bim_general`, which accepts what it accepted before and
     names the line and column at fault."""
-    source = _source(Path(name))
+    source = input_source(Path(name))
     plain = _read_bim_plain(source)
     if plain is not None:
         return plain
@@ -157,7 +142,7 @@ def _read_bim_plain(source: Path | io.BytesIO) -> VariantTable | None:
     (see there), and then read_csv gives the same tokens."""
     from ._core import split_fields
 
-    split = split_fields(_bytes(source), "ss-iss", _POS_LIMIT)
+    split = split_fields(source_bytes(source), "ss-iss", _POS_LIMIT)
     if split is None:
         return None
     chrom, rs, _, ps, allele1, allele0 = split[2]
@@ -217,18 +202,12 @@ def _read_fam(path: Path) -> list[list[str]]:
     """The .fam's fields, one list of text per column (at least 6 columns):
     split by the core when the text is plain (no pandas import), else read
     by :func:`_read_table`, which names the line at fault."""
-    from ._core import split_fields
-
-    source = _source(path)
-    raw = _bytes(source)
+    source = input_source(path)
     # every field as text: as many as the first line has (a line with other
     # fields, or fewer than 6, is not plain)
-    end = raw.find(b"\n")
-    first = raw if end < 0 else raw[:end]
-    fields = max(6, len(first.split()))
-    split = split_fields(raw, "s" * fields, 0)
-    if split is not None and split[1] == fields:
-        return [TextColumn(*col).tolist() for col in split[2]]
+    columns = text_columns(source_bytes(source), 6, first_line=True)
+    if columns is not None:
+        return [col.tolist() for col in columns]
     table = _read_table(path, 6, ".fam", source)
     return [table[c].tolist() for c in table.columns]
 

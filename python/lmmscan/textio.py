@@ -66,6 +66,20 @@ def line_chunks(fh, size: int):
         return
 
 
+def input_source(path: Path) -> Path | io.BytesIO:
+    """``path``, or a named pipe's bytes (read once: a pipe cannot be reread)."""
+    return read_pipe(path) if stat.S_ISFIFO(input_stat(path).st_mode) else path
+
+
+def source_bytes(source: Path | io.BytesIO) -> bytes:
+    """All of ``source``'s bytes (a file's, or a pipe's already read); a read
+    error without a file name (EIO) names the file."""
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()
+    with naming(source):
+        return source.read_bytes()
+
+
 def check_utf8_path(path: str | os.PathLike[str], flag: str | None = None) -> None:
     """Refuse a path that is not UTF-8 where a reader needs a str path
     (bed-reader), before any work rather than at the first read."""

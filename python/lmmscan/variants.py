@@ -149,6 +149,24 @@ class TextColumn:
         return int(self.data.nbytes + self.offsets.nbytes)
 
 
+def text_columns(raw: bytes, fields: int, first_line: bool = False) -> list[TextColumn] | None:
+    """``raw``'s lines split by the core into ``fields`` text columns (with
+    ``first_line``: as many as its first line has, at least ``fields``); None
+    unless the text is plain and every line has that many fields (a reader
+    then reads it the general way, which names the line at fault)."""
+    from ._core import split_fields
+
+    if first_line:
+        end = raw.find(b"\n")
+        fields = max(fields, len((raw if end < 0 else raw[:end]).split()))
+    if fields < 1:
+        return None
+    split = split_fields(raw, "s" * fields, 0)
+    if split is None or split[1] != fields:
+        return None
+    return [TextColumn(*col) for col in split[2]]
+
+
 class VariantTable:
     """chr, rs, ps, allele1 and allele0 of n variants (see the module)."""
 
