@@ -232,8 +232,16 @@ def test_an_address_space_limit_is_room_the_plan_must_fit(monkeypatch):
     assert source.startswith("ulimit -v")
     assert room <= memory.current_rss() + (100 << 20)
     n = int(np.sqrt(room / 8)) + 1  # a kinship alone past the room
-    with pytest.raises(memory.NotEnoughMemory, match="ulimit -v"):
+    with pytest.raises(memory.NotEnoughMemory, match="ulimit -v") as refused:
         memory.check(memory.eigen_plan(n, n, "evd"), None, [])
+    said = str(refused.value)
+    assert "raise that limit" in said and "--memory-limit if" not in said
+    # --memory-limit does not lift it: past the limit an allocation fails
+    # whatever the figure given (a failure in scipy's OpenBLAS's start hung)
+    with pytest.raises(memory.NotEnoughMemory, match="ulimit -v"):
+        memory.check(memory.eigen_plan(n, n, "evd"), 1 << 40, [])
+    assert not memory.fits(2 * room + (64 << 20), 1 << 40)
+    assert memory.room_for(1 << 20) == (1 << 20, "--memory-limit")  # a smaller limit holds
 
 
 def test_a_file_name_is_shown_on_one_line_as_it_is(capsys, tmp_path):

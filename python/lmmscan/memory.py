@@ -327,8 +327,15 @@ def available() -> tuple[int, str] | None:
 
 def room_for(limit: int | None) -> tuple[int, str] | None:
     """(bytes, source): ``limit`` when given (--memory-limit), else
-    :func:`available`."""
-    return (limit, "--memory-limit") if limit is not None else available()
+    :func:`available`.  A soft ``ulimit -v``/``-d`` holds under a given
+    limit too: past it an allocation fails whatever the limit says, and
+    where it failed in a BLAS library's start (scipy's OpenBLAS, loaded at
+    the decomposition) the command hung, deaf to SIGTERM (mouse_hs1940's
+    kinship and scan under ``ulimit -v 470000`` with ``--memory-limit 300M``)."""
+    if limit is None:
+        return available()
+    space = _address_space_room()
+    return space if space is not None and space[0] < limit else (limit, "--memory-limit")
 
 
 def fits(nbytes: int, limit: int | None = None) -> bool:
@@ -357,9 +364,15 @@ def check(
         if block_flag and blocks and plan.peak - room[0] < blocks:
             hints = [f"a smaller {block_flag} (the blocks take {fmt(blocks)})", *hints]
         advice = "; ".join(hints) if hints else "run it on a machine with more memory"
+        # an address-space limit is no estimate that --memory-limit could correct
+        last = (
+            "or raise that limit, or run on fewer cores (taskset)"
+            if room[1].startswith("ulimit")
+            else "or set --memory-limit if the figure is wrong"
+        )
         raise NotEnoughMemory(
             f"{plan.what} needs about {plan.describe()}, but {fmt(room[0])} is available "
-            f"({room[1]}): {advice}; or set --memory-limit if the figure is wrong"
+            f"({room[1]}): {advice}; {last}"
         )
     return room
 

@@ -309,7 +309,8 @@ def add_run_args(p: argparse.ArgumentParser, eigh: bool = False) -> None:
         help="the memory the run may use (16G, 512M, ...): the command estimates its peak "
         "from the sizes before any large allocation and stops (exit 2) when it does not fit; "
         "--loco keeps every chromosome's kinship sum when they fit in it, else rebuilds each "
-        "from its SNPs. Default: the cgroup's limit, else the kernel's MemAvailable",
+        "from its SNPs. A soft ulimit -v or -d holds under it too. Default: the cgroup's limit, "
+        "else the kernel's MemAvailable",
     )
     if eigh:
         g.add_argument(
