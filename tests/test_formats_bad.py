@@ -502,17 +502,21 @@ def test_gp_read_as_plink2_reads_it(tmp_path):
         "1\t200\tlow\tA\tG\t.\t.\t.\tGP\t0,0,0.5\t0.3,0.3,0.3\t1,0,0\t0,1,0",
         "1\t300\tgt\tA\tG\t.\t.\t.\tGT:GP\t1/1:.\t0/1:0,1,0\t0/0:0,0,0\t1/1:0,0,1",
         "1\t400\tonly\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/1",
+        # every GP '.': htslib gives one value a sample, which was taken for a
+        # haploid record and skipped (helper 67; plink2 reads the GT)
+        "1\t500\tnone\tA\tG\t.\t.\t.\tGT:GP\t0/1:.\t1/1:.\t./.:.\t0/0:.",
     ]
     (tmp_path / "x.vcf").write_text(GP_HEADER + "\n".join(rows) + "\n")
     src = lmmscan.read_vcf(tmp_path / "x.vcf", "GP")
-    G = src.read(0, 4)
+    G = src.read(0, 5)
     np.testing.assert_array_equal(G[:, 0], [np.nan, 1, 0, 2])
     np.testing.assert_allclose(G[:, 1], [2, 1, 0, 1])
     np.testing.assert_array_equal(G[:, 2], [2, 1, 0, 2])
     np.testing.assert_array_equal(G[:, 3], [1, 2, 0, 1])
+    np.testing.assert_array_equal(G[:, 4], [1, 2, np.nan, 0])
     assert src.skipped_at_read == {}
-    info = src.info(0, 4)  # no traceback on the GT-only record; certain calls: 1
-    assert np.isfinite(info).all() and info[3] == 1.0
+    info = src.info(0, 5)  # no traceback on the GT-only records; certain calls: 1
+    assert np.isfinite(info).all() and info[3] == 1.0 and info[4] == 1.0
 
 
 def test_gp_summing_to_1_in_decimal_is_not_divided_by_its_float_sum(tmp_path):

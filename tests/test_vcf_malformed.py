@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lmmscan
@@ -147,3 +148,22 @@ def test_a_file_read_all_missing_says_why(tmp_path):
     assert "2 variants of the genotype file read as missing (ploidy other than 2: 2)" in (
         proc.stderr
     )
+
+
+def test_a_record_short_of_columns_further_on_says_so(tmp_path):
+    """A record past the first with a sample column too few was refused with
+    htslib's "error parsing variant ... ret: -2" (helper 67); plink2 says the
+    line has fewer tokens than expected.  One column too many is read as
+    htslib and plink2 read it, its last column dropped (docs/edge-cases.md)."""
+    short = "1\t300\ts3\tA\tG\t.\t.\t.\tGT\t0/0\t0/1\t1/1\n"
+    path = tmp_path / "short.vcf"
+    path.write_text(HEADER + COLUMNS + "".join(GOOD) + short)
+    with pytest.raises(lmmscan.InputError) as refused:
+        lmmscan.read_vcf(path, "GT").read(0, 3)
+    assert str(refused.value).endswith(
+        "short.vcf: cannot read record 3 (line 7): it has 3 sample columns, but the #CHROM "
+        "line names 4 samples"
+    )
+    long = "1\t300\ts3\tA\tG\t.\t.\t.\tGT\t0/0\t0/1\t1/1\t1/1\t0/1\n"
+    path.write_text(HEADER + COLUMNS + "".join(GOOD) + long)
+    np.testing.assert_array_equal(lmmscan.read_vcf(path, "GT").read(2, 3)[:, 0], [0, 1, 2, 2])

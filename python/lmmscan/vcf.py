@@ -83,6 +83,24 @@ def _header_fault(path: str) -> tuple[int, str] | None:
     return None
 
 
+def _record_columns(path: str, record: int = 0) -> tuple[int, int] | None:
+    """(line, sample columns) of a text VCF's record ``record`` (0-based);
+    None for a BCF, a file with fewer records, or one unreadable."""
+    try:
+        seen = 0
+        for line, text in _text_lines(path):
+            if text.startswith(b"#") or not text.strip():
+                continue
+            if seen == record:
+                # a tab at the line's end ends no column: htslib reads it so
+                fields = text.rstrip(b"\r\n").rstrip(b"\t").count(b"\t") + 1
+                return (line, max(0, fields - 9)) if fields > 8 else None
+            seen += 1
+    except _READ_AGAIN:
+        return None
+    return None
+
+
 def _first_record_columns(path: str, n_samples: int) -> tuple[int, int] | None:
     """(line, sample columns) of a text VCF's first record when its sample
     columns are not the #CHROM line's names; None when they are (or a BCF,
@@ -90,19 +108,22 @@ def _first_record_columns(path: str, n_samples: int) -> tuple[int, int] | None:
     the header names by dropping the last ones: a header naming 79 samples
     over records of 80 gave each sample its neighbour's genotypes, exit 0.
     Only the first record is looked at (one more pass over every record
-    would cost as much as the decompression); one corrupted record further
-    on is not found."""
-    try:
-        for line, text in _text_lines(path):
-            if text.startswith(b"#") or not text.strip():
-                continue
-            # a tab at the line's end ends no column: htslib reads it so
-            fields = text.rstrip(b"\r\n").rstrip(b"\t").count(b"\t") + 1
-            columns = max(0, fields - 9)
-            return (line, columns) if columns != n_samples and fields > 8 else None
-    except _READ_AGAIN:
+    would cost as much as the decompression); one record further on with a
+    column too many is read as htslib and plink2 read it (its last column
+    dropped), one with a column too few is refused when it is read
+    (:func:`_columns_fault`)."""
+    found = _record_columns(path)
+    return found if found is not None and found[1] != n_samples else None
+
+
+def _columns_fault(path: str, record: int, n_samples: int) -> str | None:
+    """What is wrong with record ``record`` (0-based) of a text VCF that
+    htslib could not read, where it is its number of sample columns (htslib
+    says only "error parsing variant"); None otherwise.  Error paths only."""
+    found = _record_columns(path, record)
+    if found is None or found[1] == n_samples:
         return None
-    return None
+    return f"it has {found[1]} sample columns, but the #CHROM line names {n_samples} samples"
 
 
 class VcfGenotypes(VariantFile):
@@ -127,6 +148,7 @@ class VcfGenotypes(VariantFile):
             raise InputError(f"not a readable VCF/BCF file ({one_line(exc)})", path=self.path) \
                 from None  # fmt: skip
         rows = VariantRows()
+        names: list[str] | None = None
         try:
             names = self._sample_names()
             wrong = _first_record_columns(self.path, len(names))
@@ -184,9 +206,14 @@ class VcfGenotypes(VariantFile):
         except InputError:
             raise
         except Exception as exc:  # cyvcf2 raises Exception itself on a bad record
+            why = None if names is None else _columns_fault(self.path, len(rows), len(names))
             raise InputError(
-                f"cannot read record {len(rows) + 1}{self._line_of(len(rows))} "
-                f"({one_line(exc)}): a malformed record, or a file cut short or damaged",
+                f"cannot read record {len(rows) + 1}{self._line_of(len(rows))}"
+                + (
+                    f": {why}"
+                    if why
+                    else f" ({one_line(exc)}): a malformed record, or a file cut short or damaged"
+                ),
                 path=self.path,
             ) from None
         finally:
@@ -297,9 +324,9 @@ class VcfGenotypes(VariantFile):
                 raise
             # cyvcf2 raises Exception itself on a bad record
             bad = self._next  # the record being read: counted only once it was
+            why = _columns_fault(self.path, bad, self.n_samples) or one_line(exc)
             raise InputError(
-                f"cannot read record {bad + 1}{self._line_of(bad)}: {one_line(exc)}",
-                path=self.path,
+                f"cannot read record {bad + 1}{self._line_of(bad)}: {why}", path=self.path
             ) from None
 
     def _line_of(self, record: int) -> str:
@@ -357,6 +384,8 @@ class VcfGenotypes(VariantFile):
             gp = _diploid_gp(rec)
             if gp is None:
                 return "ploidy other than 2"
+            if has_gt and np.isnan(gp).all():  # no sample's GP: read as a record of GT only
+                return None if _gt_dosage(rec, x) else "ploidy other than 2"
             self._check_probabilities(gp, rec, index, rows)
             x[:] = probability_moments(gp)[0]
             self._check_dosages(x, rec, index, rows)
@@ -465,8 +494,13 @@ def _htslib_samples(names: list[str], subset: list[str]) -> list[str] | None:
 def _diploid_gp(rec: Any) -> np.ndarray | None:
     """A record's GP (samples, 3), or None where a sample is haploid (chrY,
     MT, a male's X: two probabilities, the third one the vector's end, which
-    reads as NaN; its dosage was read as missing)."""
+    reads as NaN; its dosage was read as missing).  A record whose every GP
+    is '.' comes one value wide: every sample's GP is missing (its GT is
+    read), not a haploid record's (it was skipped as "ploidy other than 2",
+    helper 67)."""
     gp = rec.format("GP")
+    if gp.ndim == 2 and gp.shape[1] < 3 and np.isnan(gp).all():
+        return np.full((gp.shape[0], 3), np.nan)
     if gp.ndim != 2 or gp.shape[1] != 3:
         return None
     if (np.isnan(gp[:, 2]) & ~np.isnan(gp[:, 1])).any():
