@@ -98,6 +98,37 @@ def test_a_short_line_in_a_psam_without_a_header(files, capsys):
     refused(capsys, files, ["--pfile", files / "f"], "f.psam, line 3", "3 fields where other")
 
 
+def test_a_psam_phenotype_na_in_any_case_is_missing(files):
+    """plink2 reads NA, na or Na in a .psam phenotype column as missing;
+    "na" was refused as no number (helper 67)."""
+    _copy_fileset(files, "n")
+    lines = (files / "n.psam").read_text().splitlines()
+    header, rows = lines[0].split("\t"), [row.split("\t") for row in lines[1:]]
+    words = ["na", "Na", "nA", "1.5"]
+    rows = [[*row, words[k % 4]] for k, row in enumerate(rows)]
+    (files / "n.psam").write_text(
+        "\n".join("\t".join(r) for r in [[*header, "EXTRA"], *rows]) + "\n"
+    )
+    geno = lmmscan.read_pgen(files / "n")
+    got = geno.fam_phenotypes([geno.n_pheno_columns])[:8, 0]  # the last column
+    np.testing.assert_array_equal(got, [np.nan] * 3 + [1.5] + [np.nan] * 3 + [1.5])
+
+
+def test_a_zstd_pvar_reads_as_the_plain_one(files):
+    """plink2's --make-pgen vzs writes .pvar.zst; the pgen extra did not
+    install the zstandard package that reads it (helper 67)."""
+    import zstandard
+
+    _copy_fileset(files, "z")
+    plain = files / "z.pvar"
+    (files / "z.pvar.zst").write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    want = lmmscan.read_pgen(files / "z").snps
+    plain.unlink()
+    got = lmmscan.read_pgen(files / "z")
+    assert got.snps.equals(want)
+    np.testing.assert_array_equal(got.read(0, 5), lmmscan.read_pgen(files / "mouse2k").read(0, 5))
+
+
 def test_pvar_with_fewer_variants_than_the_pgen(files, capsys):
     _copy_fileset(files, "v")
     lines = (files / "v.pvar").read_text().splitlines(keepends=True)

@@ -287,12 +287,14 @@ class BgenGenotypes(VariantFile):
                 path=str(index),
             ) from None
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
-            raise InputError(f"not a readable BGEN file ({one_line(exc)})", path=self.path) \
-                from None  # fmt: skip
+            # (the bgen package says "truncated" of a damaged variant too, helper 67)
+            raise InputError(
+                f"not a readable BGEN file: cut short or damaged ({one_line(exc)})", path=self.path
+            ) from None
         if len(rows) != header.nvariants:
             raise InputError(
                 f"the header lists {header.nvariants} variants but the file holds "
-                f"{len(rows)} (truncated?)",
+                f"{len(rows)}: it is cut short or damaged, or its header is wrong",
                 path=self.path,
             )
         _check_index(self.path, np.frombuffer(offsets, dtype=np.uint64))

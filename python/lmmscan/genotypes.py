@@ -639,8 +639,9 @@ class VariantFile:
 
     def _phenotype_columns(self, columns: list[int], where: str, which: str) -> np.ndarray:
         """Phenotype columns (1-based) of the sample file as (samples,
-        len(columns)), NaN for NA or -9; ``which`` says what the columns are
-        in a message."""
+        len(columns)), NaN for NA (in any case, as plink2 reads a .psam: "na"
+        was refused as no number, helper 67) or -9; ``which`` says what the
+        columns are in a message."""
         from .textio import INFINITE_NOTE, BadToken, parse_phenotype
 
         text = self._sample_text
@@ -652,7 +653,8 @@ class VariantFile:
                     path=where,
                 )
             try:
-                out[:, i] = parse_phenotype(text.pheno[col - 1], minus9_missing=True, finite=True)
+                tokens = ["NA" if t.upper() == "NA" else t for t in text.pheno[col - 1]]
+                out[:, i] = parse_phenotype(tokens, minus9_missing=True, finite=True)
             except BadToken as exc:
                 from .textio import data_line
 
