@@ -405,3 +405,39 @@ def test_help_and_version_start_under_a_limit_a_run_is_refused_at(tmp_path):
     proc = _command(["kinship", "--bfile", tmp_path / "x", "--out", tmp_path / "k.txt"],
                     preexec=limit, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and "needs to run on" in proc.stderr, proc.stderr
+
+
+def test_sigterm_acts_during_a_decomposition(tmp_path):
+    """A signal's Python handler runs on the main thread between bytecodes:
+    with the decomposition called there, SIGTERM and Ctrl-C waited for
+    LAPACK to return (38 s at n = 6,000, hours at n = 50,000).  It now runs
+    on a worker thread, and the command stops at once: nothing written."""
+    import time
+
+    from bed_reader import to_bed
+
+    n = 4000  # dsyevd on one thread: several seconds past the wait below on any CPU
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((n, 300))
+    np.save(tmp_path / "K.npy", Z @ Z.T / 300)
+    to_bed(str(tmp_path / "g.bed"), rng.integers(0, 3, size=(n, 8)).astype(np.int8))
+    np.savetxt(tmp_path / "y.txt", rng.standard_normal(n))
+    argv = ["eigen", "--bfile", tmp_path / "g", "--kinship", tmp_path / "K.npy",
+            "--pheno", tmp_path / "y.txt", "--threads", "1", "--quiet",
+            "--out", tmp_path / "e.npz"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmmscan", *map(str, argv)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # the start and the kinship's read take well under this; the
+    # decomposition then runs for seconds
+    time.sleep(2.0)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - sent < 2.0, "SIGTERM waited for the decomposition"
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not (tmp_path / "e.npz").exists()

@@ -52,6 +52,53 @@ def run_parts(parts: list[Callable[[], object]]) -> None:
         future.result()
 
 
+# Set by the command line while it runs (detached_long_calls): a long call
+# into LAPACK then runs on a worker thread while the main thread waits for
+# it, where a signal's Python handler can run.  On the main thread itself it
+# ran only when the call returned: SIGTERM or Ctrl-C waited out a 38 s
+# decomposition at n = 6,000 (hours at n = 50,000).
+_detach_long_calls = False
+
+
+@contextlib.contextmanager
+def detached_long_calls() -> Iterator[None]:
+    """Inside the block, :func:`call_interruptibly` runs its call on a worker
+    thread.  For a command that exits once interrupted (the worker, which
+    cannot be stopped inside LAPACK, ends with the process): a Python caller
+    interrupted would otherwise get control back beside a decomposition still
+    running and changing BLAS's thread count when it ends."""
+    global _detach_long_calls
+    before, _detach_long_calls = _detach_long_calls, True
+    try:
+        yield
+    finally:
+        _detach_long_calls = before
+
+
+def call_interruptibly(call: Callable[[], Any]) -> Any:
+    """``call()``; inside :func:`detached_long_calls` and on the main thread,
+    on a worker thread, waited for where SIGINT and SIGTERM interrupt the
+    wait (a lock's wait is interrupted by a signal, whose handler then runs
+    and raises here)."""
+    if not _detach_long_calls or threading.current_thread() is not threading.main_thread():
+        return call()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=work, name="lmmscan-long-call", daemon=True)
+    worker.start()
+    worker.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 @contextlib.contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
     """BLAS limited to ``n`` threads inside the block (None: BLAS's own count).

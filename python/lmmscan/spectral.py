@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ._errors import InputError, NumericalError, real_array
-from ._threads import blas_threads, importing_beside, run_parts
+from ._threads import blas_threads, call_interruptibly, importing_beside, run_parts
 
 EIGEN_ZERO = 1e-10  # GEMMA zeroes every eigenvalue below this
 # How negative an eigenvalue of a positive semi-definite kinship can come out.
@@ -485,33 +485,36 @@ class Spectral:
         n = A.shape[0]
         driver = resolve_eigh_driver(n, overwrite)
         _check_decomposition_memory(n, overwrite, driver)
-        free = None
-        if not use_ilp64(n):
-            from . import _lapack64
 
-            _lapack64.scipy_library()  # loaded before its threads are set
-            # scipy's LAPACK through ctypes: the GIL is released and scipy is
-            # not imported.  Unless ``release_gil`` (the caller set the threads
-            # and runs other decompositions beside), the scan's p-values'
-            # scipy.special (~0.15 s of imports) is imported on another thread
-            # meanwhile.
-            if release_gil:
-                free = _eigh_gil_free(A, overwrite, driver)
-            else:
-                with _eigh_threads(n), importing_beside("scipy.special"):
+        def decompose() -> tuple[np.ndarray, np.ndarray]:
+            free = None
+            if not use_ilp64(n):
+                from . import _lapack64
+
+                _lapack64.scipy_library()  # loaded before its threads are set
+                # scipy's LAPACK through ctypes: the GIL is released and scipy
+                # is not imported.  Unless ``release_gil`` (the caller set the
+                # threads and runs other decompositions beside), the scan's
+                # p-values' scipy.special (~0.15 s of imports) is imported on
+                # another thread meanwhile.
+                if release_gil:
                     free = _eigh_gil_free(A, overwrite, driver)
-        if free is not None:
-            d, U = free
-        else:
+                else:
+                    with _eigh_threads(n), importing_beside("scipy.special"):
+                        free = _eigh_gil_free(A, overwrite, driver)
+            if free is not None:
+                return free
             import scipy.linalg  # only where scipy's library was not found
 
             with _eigh_threads(n):
                 if use_ilp64(n):
-                    d, U = _eigh_ilp64(A, driver, overwrite)
-                else:
-                    d, U = scipy.linalg.eigh(
-                        A, driver=driver, overwrite_a=overwrite, check_finite=False
-                    )
+                    return _eigh_ilp64(A, driver, overwrite)
+                return scipy.linalg.eigh(
+                    A, driver=driver, overwrite_a=overwrite, check_finite=False
+                )
+
+        # (the command's Ctrl-C and SIGTERM act during it: call_interruptibly)
+        d, U = decompose() if release_gil else call_interruptibly(decompose)
         _check_semi_definite(d, entry_scale)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
@@ -628,9 +631,14 @@ class TridiagonalSpectral(Spectral):
             )
         if not (overwrite and A.flags.f_contiguous and A.flags.writeable):
             A = np.array(A, dtype=np.float64, order="F")
-        with contextlib.nullcontext() if release_gil else _eigh_threads(n):
-            d, e, tau = _lapack64.sytrd(A, lib)
-            d, V = _lapack64.stedc(d, e, lib)
+
+        def factor() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            with contextlib.nullcontext() if release_gil else _eigh_threads(n):
+                d, e, tau = _lapack64.sytrd(A, lib)
+                d, V = _lapack64.stedc(d, e, lib)
+            return d, tau, V
+
+        d, tau, V = factor() if release_gil else call_interruptibly(factor)
         _check_semi_definite(d, entry_scale)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         return cls(np.ascontiguousarray(d), A, tau, V, lib)

@@ -35,6 +35,7 @@ import signal  # noqa: E402
 import threading  # noqa: E402
 
 from .._errors import LmmscanError, NumericalError, printable  # noqa: E402
+from .._threads import detached_long_calls  # noqa: E402
 from .._version import __version__  # noqa: E402
 from ..memory import MALLOC_KEEP, glibc_function  # noqa: E402
 from . import demo, eigen, kinship, plot, scan  # noqa: E402
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     if previous:
         sys.unraisablehook = functools.partial(_reraise_swallowed, unraisablehook)
     try:
-        return int(args.func(args) or 0)
+        # with the signals' handlers set, a decomposition runs where they act
+        with detached_long_calls() if previous else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except LmmscanError as exc:
         print(f"lmmscan {args.command}: error: {one_line(exc)}{_hint(exc)}", file=sys.stderr)
         return EXIT_NUMERICAL if isinstance(exc, NumericalError) else EXIT_INPUT
