@@ -84,12 +84,15 @@ def _header_fault(path: str) -> tuple[int, str] | None:
 
 
 def _record_columns(path: str, record: int = 0) -> tuple[int, int] | None:
-    """(line, sample columns) of a text VCF's record ``record`` (0-based);
-    None for a BCF, a file with fewer records, or one unreadable."""
+    """(line, sample columns) of a text VCF's record ``record`` (0-based: the
+    line that many after the header's, as htslib and ``_line_of`` count
+    them); None for a BCF, a file with fewer records, or one unreadable."""
     try:
         seen = 0
+        header = True
         for line, text in _text_lines(path):
-            if text.startswith(b"#") or not text.strip():
+            header = header and text.startswith(b"#")
+            if header or (record == 0 and not text.strip()):  # (a blank line before the first)
                 continue
             if seen == record:
                 # a tab at the line's end ends no column: htslib reads it so
