@@ -441,3 +441,40 @@ def test_sigterm_acts_during_a_decomposition(tmp_path):
     assert time.monotonic() - sent < 2.0, "SIGTERM waited for the decomposition"
     assert proc.returncode == 130 and "interrupted" in err, err
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_sigterm_acts_during_a_long_block_of_tests(tmp_path):
+    """A block's tests ran in the core on the main thread: with 150
+    covariates one block of a few thousand SNPs took the whole scan, and
+    SIGTERM waited 55 s for it, then kept nothing (helper 68; 10 minutes with
+    397 covariates).  The tests now run where the signal acts at once."""
+    import time
+
+    from bed_reader import to_bed
+
+    n, c = 400, 150
+    rng = np.random.default_rng(5)
+    Z = rng.standard_normal((n, 200))
+    np.save(tmp_path / "K.npy", Z @ Z.T / 200)
+    # one block of 8,000 SNPs on one thread: tens of seconds of tests on any CPU
+    to_bed(str(tmp_path / "g.bed"), rng.integers(0, 3, size=(n, 8000)).astype(np.int8))
+    np.savetxt(tmp_path / "y.txt", rng.standard_normal(n))
+    np.savetxt(tmp_path / "c.txt", np.column_stack([np.ones(n), rng.standard_normal((n, c))]))
+    argv = ["scan", "--bfile", tmp_path / "g", "--kinship", tmp_path / "K.npy",
+            "--pheno", tmp_path / "y.txt", "--covar", tmp_path / "c.txt", "--test", "wald",
+            "--threads", "1", "--block-size", "8000", "--quiet",
+            "--out", tmp_path / "o"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmmscan", *map(str, argv)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4.0)  # the start and the null fit take a fraction of this
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert time.monotonic() - sent < 2.0, "SIGTERM waited for the block's tests"
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not (tmp_path / "o.assoc.txt").exists()

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InputError, number, one_line
-from ._threads import blas_threads, importing_beside, usable_cores
+from ._threads import blas_threads, call_interruptibly, importing_beside, usable_cores
 from .filters import UNPLACED, FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, check_varies, fit_null, log_scale_shift
@@ -339,10 +339,12 @@ class BlockScanner:
             if report is not None:
                 report.seconds["filter"] += time.perf_counter() - t0
         t1 = time.perf_counter()
+        # (on the command's worker thread: a signal acts during a long product)
         if self.precision == "single" and self.whitening is None:
-            UtX = self._rotate_single(Xk)
+            UtX = call_interruptibly(lambda: self._rotate_single(Xk))
         else:
-            UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
+            basis = self.whitening or self.null.spectral
+            UtX = call_interruptibly(lambda: basis.rotate_rows(Xk))
         if report is not None:
             report.seconds["rotate"] += time.perf_counter() - t1
         return Prepared(keep, n_miss, af, UtX, Xk, inverse)
@@ -432,7 +434,9 @@ class BlockScanner:
                 raise InputError("a whitening scanner needs the unrotated SNPs (Xk=) of UtX")
             X = np.ascontiguousarray(Xk.T)
         t0 = time.perf_counter()
-        raw = self._core.scan(UtX, comp, self.threads, X)
+        # a block's tests can take minutes (hundreds of covariates): where the
+        # command runs them, SIGTERM and Ctrl-C act meanwhile, not at the end
+        raw = call_interruptibly(lambda: self._core.scan(UtX, comp, self.threads, X))
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
         null = self.null
