@@ -218,3 +218,41 @@ def test_a_step_runs_whatever_a_signal_handler_raises_before_it(monkeypatch):
     with pytest.raises(SystemExit):
         _threads._uninterrupted(lambda: ran.append(1))
     assert ran == [1]
+
+
+def _child_reads(source, out) -> None:
+    """Every block of ``source`` read in this (forked) process: a digest."""
+    blocks = [
+        source.read(start, min(start + 40, source.n_snps)) for start in range(0, source.n_snps, 40)
+    ]
+    out.put(float(np.nansum(np.concatenate(blocks, axis=1) * np.arange(1, source.n_snps + 1))))
+
+
+@pytest.mark.parametrize("fmt", ["bed", "pgen", "bgen", "vcf", "bimbam"])
+def test_forked_children_read_a_source_their_parent_opened(demo, fmt):
+    """A reader the parent had opened (pgenlib's for a .bed or a .pgen, the
+    bgen package's) was inherited by forked children with its file offset,
+    which they then moved under each other: "read_dosages_range() error 4",
+    and some children's tables took other SNPs' genotypes, exit 0 (helper
+    70).  A child now opens its own; cyvcf2's and a BIMBAM file's handles,
+    which happened to survive this, get the same check."""
+    opened = {
+        "bed": lambda: lmmscan.read_plink(demo),
+        "pgen": lambda: lmmscan.read_pgen(DOSAGE / "study"),
+        "bgen": lambda: lmmscan.read_bgen(DOSAGE / "study.bgen", DOSAGE / "study.sample"),
+        "vcf": lambda: lmmscan.read_vcf(DOSAGE / "study.vcf.gz"),
+        "bimbam": lambda: lmmscan.read_bimbam(DOSAGE / "study.geno.txt.gz"),
+    }
+    source = opened[fmt]()
+    source.read(0, 3)  # the parent's reader open, and not at the start
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    children = [ctx.Process(target=_child_reads, args=(source, out)) for _ in range(3)]
+    for child in children:
+        child.start()
+    got = [out.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(60)
+    want = ctx.Queue()
+    _child_reads(source, want)  # the parent's own reader, after the children's reads
+    assert got == [want.get(timeout=10)] * 3

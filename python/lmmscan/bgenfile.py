@@ -327,12 +327,16 @@ class BgenGenotypes(VariantFile):
         two = np.frombuffer(n_alleles, dtype=np.int64) == 2
         self._set_variants(samples, rows.table(), {"multi-allelic": ~two})
         self._reader = None
+        self._reader_pid = 0
 
     def _open(self):
-        if self._reader is None:
+        # a forked child opens its own: the parent's shares its file offset
+        # (helper 70: "zlib decompression gave data of wrong length")
+        if self._reader is None or self._reader_pid != os.getpid():
             import bgen
 
             self._reader = bgen.BgenReader(self.path, delay_parsing=True)
+            self._reader_pid = os.getpid()
         return self._reader
 
     def _moments(

@@ -168,6 +168,7 @@ class BimbamGenotypes:
         )
         del self._rs, self._a1, self._a0
         self._fh = None
+        self._fh_pid = 0
         self._pos = 0
         # the SNPs read with values outside [0, 2] (a mask: a set of 10M took 588 MB)
         self.outside_range: dict = {"snps": np.zeros(len(rs), dtype=bool), "first": None}
@@ -319,9 +320,13 @@ class BimbamGenotypes:
         # gzip streams seek forward by decompressing: reading blocks in order
         # (as scans do) never decompresses twice; going back reopens the file.
         fh = self._fh
+        if fh is not None and self._fh_pid != os.getpid():
+            # a forked child's: it shares the parent's file offset (helper 70)
+            fh = self._fh = None
         if fh is None or begin < self._pos:
             self._close()
             fh = self._fh = self._open()
+            self._fh_pid = os.getpid()
         # a stream cut short or damaged while the scan reads it: bad input
         # (the checkpoint is kept, as for a plain file that changed)
         try:
