@@ -62,13 +62,17 @@ def check_same_rows(**objects: object) -> None:
     Series sorted otherwise than the genotypes' DataFrame gave every sample
     another's value, silently.  A default index (0, 1, ...) says nothing and
     is not compared, unless another object is labelled by those integers in
-    another order; a kinship DataFrame's columns must be its index."""
+    another order, as an input that is no pandas object (an array, a
+    genotype file) is then refused beside it; a kinship DataFrame's columns
+    must be its index."""
     pd = loaded_pandas()
     if pd is None:  # nothing here can be a pandas object
         return
-    labelled, positions = [], []
+    labelled, positions, arrays = [], [], []
     for name, obj in objects.items():
         if not isinstance(obj, pd.Series | pd.DataFrame):
+            if obj is not None and not isinstance(obj, str | bytes):
+                arrays.append(name)  # an array, a list, a genotype file: rows by position
             continue
         index = obj.index
         default = index.equals(pd.RangeIndex(len(index)))  # 0, 1, ...: positions
@@ -91,7 +95,8 @@ def check_same_rows(**objects: object) -> None:
     # ... but it is the labels 0, 1, ... to an object labelled by a reordering
     # of them (a DataFrame sorted by a column): helper 49's fits used such
     # covariates, groups or kinship beside a default-indexed y, silently
-    if positions and any(_reorders_positions(index) for _, index in labelled):
+    reordered = [name for name, index in labelled if _reorders_positions(index)]
+    if positions and reordered:
         name, index = positions[0]
         labelled.insert(0, (name, index))
     for (a, first), (b, second) in zip(labelled, labelled[1:], strict=False):
@@ -101,6 +106,15 @@ def check_same_rows(**objects: object) -> None:
                 "orders: lmmscan matches rows by position, not by label; reindex them to "
                 "one order (or pass arrays)"
             )
+    if reordered and arrays:
+        # ... and so is an input with no labels beside it (helper 70: a numpy
+        # y beside groups from a sorted frame fitted vg 0.000 for 0.830)
+        raise InputError(
+            f"{reordered[0]} is a pandas object whose rows are labelled 0 .. n-1 in another "
+            f"order, beside {arrays[0]}, which has no labels: lmmscan matches rows by "
+            "position, not by label; reindex it (sort_index(), or reset_index(drop=True) if "
+            "the positions are right), or pass arrays"
+        )
 
 
 def _reorders_positions(index: object) -> bool:
