@@ -509,3 +509,45 @@ def test_api_leftovers_are_refused_by_name_or_done(data, tmp_path):
     lmmscan.write_table(table, tmp_path / "t.txt")
     with pytest.raises(InputError, match="snps must be a pandas DataFrame"):
         lmmscan.ArrayGenotypes(G, snps={"rs": ["a"] * G.shape[1]})
+
+
+def test_arguments_of_the_wrong_kind_are_named(data):
+    """Helper 70: test=["wald", "lrt"] raised TypeError (unhashable) from
+    inside, report=5 an AttributeError after the scan, and sample_ids
+    without eigen= was ignored."""
+    G, K, y = data
+    with pytest.raises(InputError, match="test must be one of"):
+        lmmscan.scan(G, y, kinship=K, test=["wald", "lrt"])
+    with pytest.raises(InputError, match="report must be an lmmscan.ScanReport"):
+        lmmscan.scan(G, y, kinship=K, report=5)
+    with pytest.raises(InputError, match="report must be an lmmscan.ScanReport"):
+        lmmscan.loco_scan(G, y, report=5)
+    with pytest.raises(InputError, match="sample_ids goes with eigen="):
+        lmmscan.scan(G, y, kinship=K, sample_ids=["a"] * len(y))
+
+
+def test_variances_past_double_range_are_refused_where_they_are_needed(data):
+    """y near 1e200 is fitted in its own units (λ, pve and the tests do not
+    depend on its scale), but its variances near 1e400 overflow: the
+    posterior of the fixed effects raised numpy's LinAlgError (helper 70)."""
+    G, K, y = data
+    groups = np.arange(len(y)) % 10
+    model = lmmscan.fit_null(y * 1e200, G[:, 1], groups=groups)
+    plain = lmmscan.fit_null(y, G[:, 1], groups=groups)
+    assert model.lambda_ == pytest.approx(plain.lambda_, rel=1e-9) and np.isinf(model.ve)
+    for call in (model.fixed_effects_posterior, model.random_effects):
+        with pytest.raises(InputError, match="overflow a double at y's scale"):
+            call()
+
+
+def test_write_table_compresses_a_gz_name(data, tmp_path):
+    """write_table wrote plain text under a .gz name (helper 70); it now
+    gzips it, the same bytes for the same table."""
+    import gzip
+
+    G, K, y = data
+    table = lmmscan.scan(G, y, kinship=K)
+    plain = lmmscan.write_table(table, tmp_path / "t.txt").read_bytes()
+    packed = lmmscan.write_table(table, tmp_path / "t.txt.gz").read_bytes()
+    assert gzip.decompress(packed) == plain
+    assert lmmscan.write_table(table, tmp_path / "u.txt.gz").read_bytes() == packed

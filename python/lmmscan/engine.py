@@ -81,10 +81,11 @@ class ScanOptions:
     precision: str = "double"
 
     def __post_init__(self) -> None:
-        if self.test not in TEST_COLUMNS:
+        # (a list is unhashable: a TypeError from the lookup, helper 70)
+        if not isinstance(self.test, str) or self.test not in TEST_COLUMNS:
             raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {self.test!r}")
         check_thresholds(self.maf, self.miss, self.r2, self.hwe)
-        if self.lambda_mode not in LAMBDA_MODES:
+        if not isinstance(self.lambda_mode, str) or self.lambda_mode not in LAMBDA_MODES:
             raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {self.lambda_mode!r}")
         check_precision(self.precision)
 
@@ -125,7 +126,7 @@ def check_thresholds(maf: object, miss: object, r2: object, hwe: object) -> None
 
 
 def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise InputError(f"precision must be 'double' or 'single', got {precision!r}")
 
 
@@ -227,9 +228,9 @@ class BlockScanner:
         check_precision(precision)
         self.precision = precision
         self._U32: np.ndarray | None = None  # U in float32, for precision="single"
-        if test not in TEST_COLUMNS:
+        if not isinstance(test, str) or test not in TEST_COLUMNS:
             raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
-        if lambda_mode not in ("per-snp", "null"):
+        if not isinstance(lambda_mode, str) or lambda_mode not in ("per-snp", "null"):
             raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
         self.null = null
         self.test = test

@@ -319,6 +319,17 @@ class NullModel:
         released = ReleasedSpectral(np.asarray(self.spectral.d), int(self.spectral.n_total))
         return replace(self, spectral=released)
 
+    def _check_variances(self, what: str) -> None:
+        """Refuse ``what`` where vg or ve overflowed: y's scale is handled in
+        the fit (its λ, pve and tests do not depend on it), but y near 1e200
+        has variances near 1e400 (a singular matrix from numpy, helper 70)."""
+        if not (np.isfinite(self.vg) and np.isfinite(self.ve)):
+            raise InputError(
+                f"{what} needs the variance components, which overflow a double at y's scale "
+                f"(vg = {self.vg:.3g}, ve = {self.ve:.3g}): rescale y (the fit's λ, pve and "
+                "the scan's tests do not depend on it)"
+            )
+
     def _effect_mean(self) -> np.ndarray:
         self._needs_eigenvectors()
         lam, d = self.lambda_, self.spectral.d
@@ -336,6 +347,7 @@ class NullModel:
         the fixed effects at their estimate: lme4's ``condVar``).
         """
         self._needs_eigenvectors()
+        self._check_variances("random_effects")
         lam, vg = self.lambda_, self.vg
         d = self.spectral.d
         import pandas as pd  # here, not at import: the command line never needs it
@@ -372,6 +384,7 @@ class NullModel:
         Bayes).  With ``prior_sd = inf`` (the flat prior of the mixed model)
         this is (beta, ve (W'H^-1 W)^-1), the GLS estimate and its covariance.
         """
+        self._check_variances("fixed_effects_posterior")
         _, _, A, _, b, _ = self._gls()
         c = A.shape[0]
         sd, mu0 = _prior(prior_sd, "prior_sd", c), _prior(prior_mean, "prior_mean", c)

@@ -557,10 +557,7 @@ def write_table(
             "allele0": table["allele0"].to_numpy(),
         }
     )
-    with (
-        atomic_path(path) as tmp,
-        open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh,
-    ):
+    with atomic_path(path) as tmp, _table_text(tmp, out.name.endswith(".gz")) as fh:
         writer = TableWriter(
             fh,
             format,
@@ -578,6 +575,26 @@ def write_table(
                 {k: v[part] for k, v in stats.items()},
             )
     return out
+
+
+@contextlib.contextmanager
+def _table_text(tmp: Path, gz: bool) -> Iterator[Any]:
+    """The text stream write_table writes to ``tmp``: gzip-compressed where
+    the name ends in .gz (plain text went under that name, helper 70), with
+    no name or time in its header, so the same table gives the same bytes."""
+    if not gz:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            yield fh
+        return
+    import gzip
+    import io
+
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed,
+        io.TextIOWrapper(packed, encoding="utf-8", errors="surrogateescape", newline="") as fh,
+    ):
+        yield fh
 
 
 def _scan_test(table: pd.DataFrame) -> str:

@@ -239,6 +239,12 @@ def _bar(progress: bool, total: int) -> Any:
     return tqdm(total=total, unit="SNP", unit_scale=True, leave=False)
 
 
+def _check_report(report: object) -> None:
+    """A ScanReport or None (an int gave an AttributeError at the end, helper 70)."""
+    if report is not None and not isinstance(report, ScanReport):
+        raise InputError(f"report must be an lmmscan.ScanReport or None, got {report!r:.60}")
+
+
 def _fill(report: ScanReport | None, own: ScanReport, seconds: dict[str, float]) -> None:
     """The caller's report: one phenotype's counts and timings."""
     if report is None:
@@ -373,6 +379,9 @@ def scan(
     check_labels_follow_samples(source, y=y, covariates=covariates, kinship=kinship)
     options = ScanOptions(test, maf, miss, r2, lambda_mode, hwe, precision)
     bounds = as_bounds(bounds)
+    _check_report(report)
+    if sample_ids is not None and eigen is None:  # (it was ignored, helper 70)
+        raise InputError("sample_ids goes with eigen= (it matches the samples to its IDs)")
     if statistics is not None and not isinstance(statistics, dict | list):
         raise InputError(f"statistics must be a dict or a list, got {type(statistics).__name__}")
     if loco:
@@ -541,6 +550,7 @@ def loco_scan(
     check_method(method)
     check_same_rows(genotypes=genotypes, y=y, covariates=covariates)
     bounds = as_bounds(bounds)
+    _check_report(report)
     if isinstance(chromosomes, str | int | np.integer):  # one name ("21": not 2 and 1)
         chromosomes = [str(chromosomes)]
     elif chromosomes is not None:
