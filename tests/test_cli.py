@@ -232,6 +232,10 @@ def test_pheno_col_given_again_adds_its_columns():
     assert again.pheno_col == [1, 3, 4]
     assert parser.parse_args(base).pheno_col == [1]
     assert parser.parse_args([*base, "--pheno-col", "2"]).pheno_col == [2]
+    assert parser.parse_args([*base, "--pheno-col", " 1, 3"]).pheno_col == [1, 3]
+    for empty in ("1,,3", "1,"):  # an empty field was skipped: 1,3 (helper 68)
+        with pytest.raises(SystemExit):
+            parser.parse_args([*base, "--pheno-col", empty])
 
 
 @pytest.mark.parametrize("argv, needle", [

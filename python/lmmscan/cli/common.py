@@ -546,7 +546,7 @@ def describe_variant_lists(args: argparse.Namespace) -> list[str]:
     out = []
     for name, d in (getattr(args, "variant_lists", None) or {}).items():
         absent = d["ids_not_found"]
-        not_found = f"; {absent} listed IDs not in the genotypes" if absent else ""
+        not_found = f"; {absent} of them not in the genotypes" if absent else ""
         out.append(
             f"--{name} {d['file']}: {plural(d['variants'], 'variant')} of {d['of']} "
             f"({plural(d['ids'], 'ID')} listed{not_found})"

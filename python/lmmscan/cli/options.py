@@ -75,7 +75,8 @@ def maf_value(text: str) -> float:
 
 def columns(text: str) -> list[int]:
     try:
-        cols = [int(t) for t in text.split(",") if t.strip()]
+        # an empty field ("1,,3": 1,2,3 meant?) was skipped (helper 68)
+        cols = [int(t) for t in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give column numbers separated by commas, e.g. 1,3,5"
