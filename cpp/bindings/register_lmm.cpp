@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -135,11 +136,26 @@ class Scanner {
     }
     // UtX is checked for finiteness SNP by SNP inside scan_block (in parallel).
     Eigen::MatrixXd out(UtX.rows(), lmmscan::kResultColumns);
+    // Python runs a signal's handler on the main thread, between bytecodes:
+    // while the block is tested it is asked every 50 ms (a block with
+    // hundreds of covariates held SIGTERM for minutes).  Its exception
+    // (KeyboardInterrupt) stops the threads and is raised here.
+    bool signalled = false;
+    const std::function<bool()> signal_raised = [&signalled]() {
+      py::gil_scoped_acquire acquire;
+      signalled = PyErr_CheckSignals() != 0;
+      return signalled;
+    };
     {
       py::gil_scoped_release release;
-      lmmscan::scan_block(*ctx_, UtX.data(), UtX.outerStride(), UtX.rows(), comp_ptr,
-                          out.data(), out.rows(), threads, raw, raw ? X->outerStride() : 0);
+      try {
+        lmmscan::scan_block(*ctx_, UtX.data(), UtX.outerStride(), UtX.rows(), comp_ptr,
+                            out.data(), out.rows(), threads, raw, raw ? X->outerStride() : 0,
+                            &signal_raised);
+      } catch (const lmmscan::Cancelled&) {
+      }
     }
+    if (signalled) throw py::error_already_set();
     return out;
   }
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InputError, number, one_line
-from ._threads import blas_threads, call_interruptibly, importing_beside, usable_cores
+from ._threads import blas_threads, importing_beside, usable_cores
 from .filters import UNPLACED, FilterCounts, Scratch, filter_impute
 from .genotypes import GenotypeSource, ReadAhead, default_block_size, snp_runs
 from .model import LambdaBounds, NullModel, check_varies, fit_null, log_scale_shift
@@ -340,12 +340,10 @@ class BlockScanner:
             if report is not None:
                 report.seconds["filter"] += time.perf_counter() - t0
         t1 = time.perf_counter()
-        # (on the command's worker thread: a signal acts during a long product)
         if self.precision == "single" and self.whitening is None:
-            UtX = call_interruptibly(lambda: self._rotate_single(Xk))
+            UtX = self._rotate_single(Xk)
         else:
-            basis = self.whitening or self.null.spectral
-            UtX = call_interruptibly(lambda: basis.rotate_rows(Xk))
+            UtX = (self.whitening or self.null.spectral).rotate_rows(Xk)
         if report is not None:
             report.seconds["rotate"] += time.perf_counter() - t1
         return Prepared(keep, n_miss, af, UtX, Xk, inverse)
@@ -435,9 +433,8 @@ class BlockScanner:
                 raise InputError("a whitening scanner needs the unrotated SNPs (Xk=) of UtX")
             X = np.ascontiguousarray(Xk.T)
         t0 = time.perf_counter()
-        # a block's tests can take minutes (hundreds of covariates): where the
-        # command runs them, SIGTERM and Ctrl-C act meanwhile, not at the end
-        raw = call_interruptibly(lambda: self._core.scan(UtX, comp, self.threads, X))
+        # (a signal's handler runs meanwhile: the core asks for it every 50 ms)
+        raw = self._core.scan(UtX, comp, self.threads, X)
         if report is not None:
             report.seconds["tests"] += time.perf_counter() - t0
         null = self.null

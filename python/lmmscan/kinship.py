@@ -8,7 +8,6 @@ from typing import Literal
 import numpy as np
 
 from ._errors import InputError
-from ._threads import call_interruptibly
 from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, ReadAhead, as_source, default_block_size
 from .samples import Analysed, as_sample_mask, r2_basis
@@ -173,8 +172,7 @@ class KinshipAccumulator:
         buf = self._scratch.get("Z", X.shape[0] * int(np.count_nonzero(keep)), np.float64)
         Z = standardize(X, self.method, cols=keep, out=buf)
         # dsyrk fills one triangle: half the flops of Z @ Z.T
-        K = self.K  # (the command's Ctrl-C acts during a long update: call_interruptibly)
-        self.K = call_interruptibly(lambda: _syrk_update(K, Z))
+        self.K = _syrk_update(self.K, Z)
         self.used += Z.shape[1]
 
     def result(self) -> np.ndarray:

@@ -154,6 +154,22 @@ def _eigh_gil_free(
     return _lapack64.syevr(A, lib)
 
 
+# From this order on a decomposition runs where the command's signals act
+# (call_interruptibly: on a worker thread; it takes seconds from here on, and
+# held SIGTERM 38 s at n = 6,000).  Below it, on the calling thread: a
+# worker's heap keeps what LAPACK freed there (malloc_trim leaves the top of
+# a thread's heap), and dsyevd's workspace (2n^2 doubles) stays in the heap
+# below MALLOC_KEEP: mouse_hs1940 with its kinship given peaked 30 MiB
+# higher.  From here on the workspace is mapped and unmapped (MALLOC_KEEP).
+DETACH_FROM = 2048
+
+
+def _detached(n: int, release_gil: bool) -> bool:
+    """Whether an n x n decomposition goes through call_interruptibly (a
+    caller that released the GIL runs it on a thread of its own already)."""
+    return not release_gil and n >= DETACH_FROM
+
+
 def _check_decomposition_memory(n: int, overwrite: bool, driver: str) -> None:
     """Before LAPACK allocates: its eigenvectors and workspace (and the copy of
     K it works on unless ``overwrite``) against the memory available, so that
@@ -513,8 +529,8 @@ class Spectral:
                     A, driver=driver, overwrite_a=overwrite, check_finite=False
                 )
 
-        # (the command's Ctrl-C and SIGTERM act during it: call_interruptibly)
-        d, U = decompose() if release_gil else call_interruptibly(decompose)
+        # (the command's Ctrl-C and SIGTERM act during a long one: _detached)
+        d, U = call_interruptibly(decompose) if _detached(n, release_gil) else decompose()
         _check_semi_definite(d, entry_scale)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         # U stays in LAPACK's (Fortran) order: a C-order copy would cost 8n^2
@@ -638,7 +654,7 @@ class TridiagonalSpectral(Spectral):
                 d, V = _lapack64.stedc(d, e, lib)
             return d, tau, V
 
-        d, tau, V = factor() if release_gil else call_interruptibly(factor)
+        d, tau, V = call_interruptibly(factor) if _detached(n, release_gil) else factor()
         _check_semi_definite(d, entry_scale)
         d = np.where(d < EIGEN_ZERO, 0.0, d)
         return cls(np.ascontiguousarray(d), A, tau, V, lib)

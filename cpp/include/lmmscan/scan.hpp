@@ -19,8 +19,11 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -473,6 +476,11 @@ class SnpWorker {
   int cached_kmax_ = 0;
 };
 
+// What scan_block throws when its caller's stop() said to stop.
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("scan cancelled") {}
+};
+
 // Scan the b SNPs of UtX (k, b), column-major with leading dimension ldx,
 // writing row j of `out` (b, kResultColumns), column-major with leading
 // dimension ldo.  UtX is double, or float (a single-precision rotation): each
@@ -482,11 +490,17 @@ class SnpWorker {
 // comp is null.  A whitened context (Whitened) also needs the raw SNPs X (k, b), column-major
 // with leading dimension ldr; otherwise X is null.  Runs on `threads` threads (>= 1); the
 // result does not depend on the thread count.  Throws std::invalid_argument if a SNP has a
-// non-finite entry (checked per SNP, in the threads).
+// non-finite entry (checked per SNP, in the threads).  stop (optional): asked
+// by the calling thread every 50 ms while the threads work (the calling
+// thread then only waits for them); once it returns true, the threads stop
+// after their current SNPs and scan_block throws Cancelled, `out` partly
+// written.  A block's tests can take minutes (hundreds of covariates): a
+// caller that must answer a signal meanwhile asks it there.
 template <typename Scalar>
 inline void scan_block(const ScanContext& ctx, const Scalar* UtX, Eigen::Index ldx,
                        Eigen::Index b, const double* comp, double* out, Eigen::Index ldo,
-                       int threads, const double* X = nullptr, Eigen::Index ldr = 0) {
+                       int threads, const double* X = nullptr, Eigen::Index ldr = 0,
+                       const std::function<bool()>* stop = nullptr) {
   static_assert(std::is_same_v<Scalar, double> || std::is_same_v<Scalar, float>,
                 "UtX is double or float");
   if (ctx.has_complement() && comp == nullptr)
@@ -526,12 +540,37 @@ inline void scan_block(const ScanContext& ctx, const Scalar* UtX, Eigen::Index l
       next.store(b);
     }
   };
-  if (threads == 1) {
+  const bool polled = stop != nullptr && *stop;
+  if (threads == 1 && !polled) {
     work();
-  } else {
+  } else if (!polled) {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) pool.emplace_back(work);
     for (auto& th : pool) th.join();
+  } else {
+    std::mutex done_mutex;
+    std::condition_variable done;
+    int running = threads;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&]() {
+        work();
+        std::lock_guard<std::mutex> lock(done_mutex);
+        if (--running == 0) done.notify_one();
+      });
+    bool cancelled = false;
+    std::unique_lock<std::mutex> lock(done_mutex);
+    while (
+        !done.wait_for(lock, std::chrono::milliseconds(50), [&]() { return running == 0; })) {
+      if (cancelled) continue;
+      lock.unlock();  // stop() may wait for its own locks (a Python caller's GIL)
+      cancelled = (*stop)();
+      if (cancelled) next.store(b);
+      lock.lock();
+    }
+    lock.unlock();
+    for (auto& th : pool) th.join();
+    if (cancelled) throw Cancelled();  // (the signal before a SNP's error)
   }
   if (error) std::rethrow_exception(error);
 }
