@@ -478,3 +478,32 @@ def test_sigterm_acts_during_a_long_block_of_tests(tmp_path):
     assert time.monotonic() - sent < 2.0, "SIGTERM waited for the block's tests"
     assert proc.returncode == 130 and "interrupted" in err, err
     assert not (tmp_path / "o.assoc.txt").exists()
+
+
+def test_sigterm_acts_during_loco_decompositions(tmp_path):
+    """LOCO decomposes on helper threads; a stopped command waited for the
+    one running (16-20 s at n = 6,000, helper 69): its pool is now left."""
+    import time
+
+    from bed_reader import to_bed
+
+    n, m = 4500, 300  # one thread: each decomposition seconds past the wait below
+    rng = np.random.default_rng(7)
+    G = rng.integers(0, 3, size=(n, m)).astype(np.int8)
+    to_bed(str(tmp_path / "g.bed"), G, properties={"chromosome": np.repeat(["1", "2"], m // 2)})
+    np.savetxt(tmp_path / "y.txt", rng.standard_normal(n))
+    argv = ["scan", "--bfile", tmp_path / "g", "--pheno", tmp_path / "y.txt", "--loco",
+            "--threads", "1", "--quiet", "--out", tmp_path / "o"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmmscan", *map(str, argv)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # the kinship pass takes a fraction of it; the first decomposition runs
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert time.monotonic() - sent < 1.5, "SIGTERM waited for a LOCO decomposition"
+    assert proc.returncode == 130 and "interrupted" in err, err

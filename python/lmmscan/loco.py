@@ -39,7 +39,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,6 +46,7 @@ import numpy as np
 
 from . import _core, _lapack64
 from ._errors import InputError
+from ._threads import helper_pool
 from .filters import FilterCounts, Scratch, gemma_filter, no_snp_left
 from .genotypes import GenotypeSource, default_block_size, snp_runs
 from .kinship import check_method, standardize
@@ -284,7 +284,7 @@ def _spectra(
     driver = resolve_eigh_driver(n, overwrite=True, concurrent=workers)
     # the factors are dsyevd's first two steps: where dsyevd is the driver
     factored = bool(columns) and driver == "evd" and (planned or _tridiagonal_fits(n, workers))
-    with serial_library(), eigh_driver(driver), ThreadPoolExecutor(max_workers=workers) as pool:
+    with serial_library(), eigh_driver(driver), helper_pool(workers) as pool:
         pending: deque = deque()
         todo = iter(chroms)
 
