@@ -63,8 +63,9 @@ _detach_long_calls = False
 @contextlib.contextmanager
 def detached_long_calls() -> Iterator[None]:
     """Inside the block, :func:`call_interruptibly` runs its call on a worker
-    thread.  For a command that exits once interrupted (the worker, which
-    cannot be stopped inside LAPACK, ends with the process): a Python caller
+    thread, and :func:`helper_pool` leaves its running calls when the block
+    ends in an exception.  For a command that exits once interrupted (the
+    calls, which cannot be stopped inside LAPACK, end with the process): a Python caller
     interrupted would otherwise get control back beside a decomposition still
     running and changing BLAS's thread count when it ends."""
     global _detach_long_calls
@@ -73,12 +74,6 @@ def detached_long_calls() -> Iterator[None]:
         yield
     finally:
         _detach_long_calls = before
-
-
-def detaching() -> bool:
-    """Whether long calls are left to run when the command is interrupted
-    (inside :func:`detached_long_calls`)."""
-    return _detach_long_calls
 
 
 @contextlib.contextmanager
