@@ -407,13 +407,30 @@ def test_help_and_version_start_under_a_limit_a_run_is_refused_at(tmp_path):
     assert proc.returncode == 2 and "needs to run on" in proc.stderr, proc.stderr
 
 
+def _sigterm_after(argv, wait: float) -> tuple[float, int, str]:
+    """Start the command, send SIGTERM ``wait`` seconds on (it must still be
+    running), and return the seconds it took to end, its status and stderr."""
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmmscan", *map(str, argv)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(wait)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    return time.monotonic() - sent, proc.returncode, err
+
+
 def test_sigterm_acts_during_a_decomposition(tmp_path):
     """A signal's Python handler runs on the main thread between bytecodes:
     with the decomposition called there, SIGTERM and Ctrl-C waited for
     LAPACK to return (38 s at n = 6,000, hours at n = 50,000).  It now runs
     on a worker thread, and the command stops at once: nothing written."""
-    import time
-
     from bed_reader import to_bed
 
     n = 4000  # dsyevd on one thread: several seconds past the wait below on any CPU
@@ -425,21 +442,10 @@ def test_sigterm_acts_during_a_decomposition(tmp_path):
     argv = ["eigen", "--bfile", tmp_path / "g", "--kinship", tmp_path / "K.npy",
             "--pheno", tmp_path / "y.txt", "--threads", "1", "--quiet",
             "--out", tmp_path / "e.npz"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmmscan", *map(str, argv)],
-        env=ENV,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    # the start and the kinship's read take well under this; the
-    # decomposition then runs for seconds
-    time.sleep(2.0)
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert time.monotonic() - sent < 2.0, "SIGTERM waited for the decomposition"
-    assert proc.returncode == 130 and "interrupted" in err, err
+    # the start and the kinship's read take well under the wait
+    took, status, err = _sigterm_after(argv, 2.0)
+    assert took < 2.0, "SIGTERM waited for the decomposition"
+    assert status == 130 and "interrupted" in err, err
     assert not (tmp_path / "e.npz").exists()
 
 
@@ -447,9 +453,7 @@ def test_sigterm_acts_during_a_long_block_of_tests(tmp_path):
     """A block's tests ran in the core on the main thread: with 150
     covariates one block of a few thousand SNPs took the whole scan, and
     SIGTERM waited 55 s for it, then kept nothing (helper 68; 10 minutes with
-    397 covariates).  The tests now run where the signal acts at once."""
-    import time
-
+    397 covariates).  The core now asks for signals every 50 ms."""
     from bed_reader import to_bed
 
     n, c = 400, 150
@@ -464,27 +468,15 @@ def test_sigterm_acts_during_a_long_block_of_tests(tmp_path):
             "--pheno", tmp_path / "y.txt", "--covar", tmp_path / "c.txt", "--test", "wald",
             "--threads", "1", "--block-size", "8000", "--quiet",
             "--out", tmp_path / "o"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmmscan", *map(str, argv)],
-        env=ENV,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(4.0)  # the start and the null fit take a fraction of this
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=600)
-    assert time.monotonic() - sent < 2.0, "SIGTERM waited for the block's tests"
-    assert proc.returncode == 130 and "interrupted" in err, err
+    took, status, err = _sigterm_after(argv, 4.0)  # the start and the null fit: a fraction
+    assert took < 2.0, "SIGTERM waited for the block's tests"
+    assert status == 130 and "interrupted" in err, err
     assert not (tmp_path / "o.assoc.txt").exists()
 
 
 def test_sigterm_acts_during_loco_decompositions(tmp_path):
     """LOCO decomposes on helper threads; a stopped command waited for the
     one running (16-20 s at n = 6,000, helper 69): its pool is now left."""
-    import time
-
     from bed_reader import to_bed
 
     n, m = 4500, 300  # one thread: each decomposition seconds past the wait below
@@ -494,16 +486,7 @@ def test_sigterm_acts_during_loco_decompositions(tmp_path):
     np.savetxt(tmp_path / "y.txt", rng.standard_normal(n))
     argv = ["scan", "--bfile", tmp_path / "g", "--pheno", tmp_path / "y.txt", "--loco",
             "--threads", "1", "--quiet", "--out", tmp_path / "o"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmmscan", *map(str, argv)],
-        env=ENV,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(2.0)  # the kinship pass takes a fraction of it; the first decomposition runs
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=600)
-    assert time.monotonic() - sent < 1.5, "SIGTERM waited for a LOCO decomposition"
-    assert proc.returncode == 130 and "interrupted" in err, err
+    # the kinship pass takes a fraction of the wait; the first decomposition runs
+    took, status, err = _sigterm_after(argv, 2.0)
+    assert took < 1.5, "SIGTERM waited for a LOCO decomposition"
+    assert status == 130 and "interrupted" in err, err
