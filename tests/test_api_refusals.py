@@ -270,10 +270,16 @@ def test_a_default_index_beside_the_same_integers_in_another_order_is_refused(da
         lmmscan.fit_null(y, kinship=pd.DataFrame(K).iloc[:, perm])
     # ... and beside an input with no labels, an array (helper 70: vg 0.000
     # for 0.830, exit 0), matched by position all the same
-    with pytest.raises(InputError, match="groups is a pandas object .* beside y, which has no"):
+    with pytest.raises(InputError, match="groups is a pandas object .* beside y, an array"):
         lmmscan.fit_null(y, groups=groups.iloc[perm])
     with pytest.raises(InputError, match="y is a pandas object .* beside covariates"):
         lmmscan.fit_null(pd.Series(y).iloc[perm], G[:, 1], kinship=K)
+    # not beside a genotype file, whose sample IDs may be those integers in
+    # that order (check_labels_follow_samples compares them; helper 71)
+    from lmmscan.genotypes import as_source
+    from lmmscan.samples import check_same_rows
+
+    check_same_rows(genotypes=as_source(G), y=pd.Series(y).iloc[perm])
     # the same order, or labels that are not those integers: fitted as before
     same = pytest.approx(lmmscan.fit_null(y, G[:, 1], kinship=K).lambda_, rel=1e-12)
     assert lmmscan.fit_null(pd.Series(y), x, kinship=pd.DataFrame(K)).lambda_ == same

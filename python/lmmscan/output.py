@@ -557,7 +557,7 @@ def write_table(
             "allele0": table["allele0"].to_numpy(),
         }
     )
-    with atomic_path(path) as tmp, _table_text(tmp, out.name.endswith(".gz")) as fh:
+    with atomic_path(path) as tmp, _table_text(tmp, out.name.lower().endswith(".gz")) as fh:
         writer = TableWriter(
             fh,
             format,

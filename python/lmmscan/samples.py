@@ -62,17 +62,18 @@ def check_same_rows(**objects: object) -> None:
     Series sorted otherwise than the genotypes' DataFrame gave every sample
     another's value, silently.  A default index (0, 1, ...) says nothing and
     is not compared, unless another object is labelled by those integers in
-    another order, as an input that is no pandas object (an array, a
-    genotype file) is then refused beside it; a kinship DataFrame's columns
-    must be its index."""
+    another order, as an array or a list is then refused beside it; a
+    kinship DataFrame's columns must be its index."""
     pd = loaded_pandas()
     if pd is None:  # nothing here can be a pandas object
         return
     labelled, positions, arrays = [], [], []
     for name, obj in objects.items():
         if not isinstance(obj, pd.Series | pd.DataFrame):
-            if obj is not None and not isinstance(obj, str | bytes):
-                arrays.append(name)  # an array, a list, a genotype file: rows by position
+            # an array or a list: rows by position (not a genotype file, whose
+            # sample IDs may be those integers: check_labels_follow_samples)
+            if isinstance(obj, np.ndarray | list | tuple):
+                arrays.append(name)
             continue
         index = obj.index
         default = index.equals(pd.RangeIndex(len(index)))  # 0, 1, ...: positions
@@ -111,9 +112,10 @@ def check_same_rows(**objects: object) -> None:
         # y beside groups from a sorted frame fitted vg 0.000 for 0.830)
         raise InputError(
             f"{reordered[0]} is a pandas object whose rows are labelled 0 .. n-1 in another "
-            f"order, beside {arrays[0]}, which has no labels: lmmscan matches rows by "
-            "position, not by label; reindex it (sort_index(), or reset_index(drop=True) if "
-            "the positions are right), or pass arrays"
+            f"order, beside {arrays[0]}, an array: lmmscan matches rows by position, not by "
+            f"label; put {reordered[0]} in {arrays[0]}'s order (sort_index() if its labels "
+            "are the rows' positions there, reset_index(drop=True) if its rows are already "
+            "in that order), or pass arrays"
         )
 
 

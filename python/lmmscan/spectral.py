@@ -1104,22 +1104,18 @@ class Whitening:
         for start in range(0, n, block):
             cols = slice(start, min(n, start + block))
             H = syrk_update(H, U[:, cols] * scale[cols], lower=True)
-
-        def factor() -> np.ndarray:
-            L, info = _potrf_lower(H)
-            if info != 0:
-                raise NumericalError(
-                    f"lambda K + I is not positive definite in floating point at lambda = "
-                    f"{lambda_:.6g} (dpotrf: leading minor {info})"
-                )
-            L_inv, info = _trtri_lower(L)
-            if info != 0:
-                raise NumericalError(f"the factor of lambda K + I is singular (dtrtri info {info})")
-            return L_inv
-
-        # n^3 flops (4.9 s at n = 9,654): where the command's signals act, as
-        # the decomposition's (helper 69)
-        L_inv = call_interruptibly(factor) if _detached(n, False) else factor()
+        # (n^3 flops on this thread, 4.9 s at n = 9,654, for which a signal
+        # waits: scipy's wrappers hold the GIL, so a worker thread would not
+        # free the main one, helpers 69 and 71)
+        L, info = _potrf_lower(H)
+        if info != 0:
+            raise NumericalError(
+                f"lambda K + I is not positive definite in floating point at lambda = "
+                f"{lambda_:.6g} (dpotrf: leading minor {info})"
+            )
+        L_inv, info = _trtri_lower(L)
+        if info != 0:
+            raise NumericalError(f"the factor of lambda K + I is singular (dtrtri info {info})")
         return cls(lambda_=float(lambda_), L_inv=L_inv)
 
     def whiten(self, V: np.ndarray) -> np.ndarray:

@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     if previous:
         sys.unraisablehook = functools.partial(_reraise_swallowed, unraisablehook)
     try:
-        # with the signals' handlers set, a decomposition runs where they act
-        with detached_long_calls() if previous else contextlib.nullcontext():
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except LmmscanError as exc:
         print(f"lmmscan {args.command}: error: {one_line(exc)}{_hint(exc)}", file=sys.stderr)
         return EXIT_NUMERICAL if isinstance(exc, NumericalError) else EXIT_INPUT
@@ -267,7 +265,11 @@ def run() -> None:
     # a closed stderr (2>&-: None), a closed pipe or a full device: the
     # messages are lost, not the run nor its exit status (helper 61)
     sys.stderr = _Summary(sys.stderr)  # type: ignore[assignment]
-    status = main(restore_signals=False)
+    # the command exits once interrupted: its long LAPACK calls run where the
+    # signals act, and end with the process (a Python caller of main() keeps
+    # them on its own thread, helper 71)
+    with detached_long_calls():
+        status = main(restore_signals=False)
     with contextlib.suppress(OSError, ValueError):  # a closed stderr: nothing can be said
         summary.flush()
         if summary.lost is not None:
