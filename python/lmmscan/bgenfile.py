@@ -28,6 +28,7 @@ from .genotypes import (
     check_unique_ids,
     probability_moments,
     require_extra,
+    watch_fork,
 )
 from .variants import VariantRows
 
@@ -327,16 +328,13 @@ class BgenGenotypes(VariantFile):
         two = np.frombuffer(n_alleles, dtype=np.int64) == 2
         self._set_variants(samples, rows.table(), {"multi-allelic": ~two})
         self._reader = None
-        self._reader_pid = 0
 
     def _open(self):
-        # a forked child opens its own: the parent's shares its file offset
-        # (helper 70: "zlib decompression gave data of wrong length")
-        if self._reader is None or self._reader_pid != os.getpid():
+        if self._reader is None:
             import bgen
 
             self._reader = bgen.BgenReader(self.path, delay_parsing=True)
-            self._reader_pid = os.getpid()
+            watch_fork(self)  # (a forked child's "zlib decompression gave data of wrong length")
         return self._reader
 
     def _moments(

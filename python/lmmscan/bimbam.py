@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError, plural
+from .genotypes import watch_fork
 from .samples import HUGE
 from .textio import check_line_ends, gzip_errors
 
@@ -168,7 +169,6 @@ class BimbamGenotypes:
         )
         del self._rs, self._a1, self._a0
         self._fh = None
-        self._fh_pid = 0
         self._pos = 0
         # the SNPs read with values outside [0, 2] (a mask: a set of 10M took 588 MB)
         self.outside_range: dict = {"snps": np.zeros(len(rs), dtype=bool), "first": None}
@@ -286,6 +286,10 @@ class BimbamGenotypes:
         state["_outside_lock"] = state["_file_lock"] = None
         return state
 
+    def _drop_handles(self) -> None:
+        """Forget the open file (a forked child's: see genotypes.watch_fork)."""
+        self._fh, self._pos = None, 0
+
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._outside_lock = threading.Lock()
@@ -320,13 +324,10 @@ class BimbamGenotypes:
         # gzip streams seek forward by decompressing: reading blocks in order
         # (as scans do) never decompresses twice; going back reopens the file.
         fh = self._fh
-        if fh is not None and self._fh_pid != os.getpid():
-            # a forked child's: it shares the parent's file offset (helper 70)
-            fh = self._fh = None
         if fh is None or begin < self._pos:
             self._close()
             fh = self._fh = self._open()
-            self._fh_pid = os.getpid()
+            watch_fork(self)
         # a stream cut short or damaged while the scan reads it: bad input
         # (the checkpoint is kept, as for a plain file that changed)
         try:

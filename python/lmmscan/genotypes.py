@@ -9,7 +9,9 @@ given an in-memory array.
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -560,6 +562,29 @@ def probability_moments(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e, f
 
 
+# Readers holding an open file (watch_fork): a process forked from this one
+# shares each file's offset with it, and a multiprocessing fork pool's
+# children then read each other's places: errors blaming the file, and
+# tables of other SNPs' genotypes, exit 0 (helper 70).  In a forked child
+# each drops its handles (its _drop_handles) and opens its own on next use.
+_HOLDING_FILES: weakref.WeakSet = weakref.WeakSet()
+
+
+def watch_fork(holder: object) -> None:
+    """Have ``holder`` drop its open files in a forked child (it defines
+    ``_drop_handles()``); called where it opens one."""
+    _HOLDING_FILES.add(holder)
+
+
+def _drop_handles_in_child() -> None:
+    for holder in list(_HOLDING_FILES):
+        holder._drop_handles()  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_handles_in_child)
+
+
 class VariantFile:
     """What the .pgen, BGEN and VCF sources share: the file's variants, of
     which the testable ones (biallelic, diploid) are the source's SNPs, and
@@ -711,6 +736,11 @@ class VariantFile:
         for key in getattr(self, "_handles", ()):
             state[key] = None
         return state
+
+    def _drop_handles(self) -> None:
+        """Forget the open files ``_handles`` names (see :func:`watch_fork`)."""
+        for key in getattr(self, "_handles", ()):
+            setattr(self, key, None)
 
     def __setstate__(self, state: dict) -> None:
         import threading

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import InputError, plural
-from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra
+from .genotypes import SampleText, VariantFile, check_unique_ids, require_extra, watch_fork
 from .textio import data_line, first_short_row, input_stat, not_exact_integers, wider_row
 from .variants import VariantTable, text_columns
 
@@ -65,10 +65,12 @@ class SubsetReader:
         self._reader = None
         self._rows: np.ndarray | None = None
         self._size = -1  # the file's size when the reader was opened
-        self._pid = 0  # the process that opened it
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_reader": None, "_rows": None}
+
+    def _drop_handles(self) -> None:
+        self._reader, self._rows = None, None
 
     def changed(self) -> str | None:
         """Why the file is no longer the one opened (its size changed), else
@@ -90,16 +92,11 @@ class SubsetReader:
         same = (rows is None and self._rows is None) or (
             rows is not None and self._rows is not None and np.array_equal(rows, self._rows)
         )
-        if self._reader is not None and self._pid != os.getpid():
-            # a forked child shares its parent's file offset: reads of both
-            # interleaved, and the child tested other SNPs' genotypes, exit 0
-            # (helper 70); it opens its own
-            self._reader, self._rows = None, None
         if self._reader is not None and same:
             return self._reader
         subset = None if rows is None else np.ascontiguousarray(rows, dtype=np.uint32)
         if self._reader is None:
-            self._pid = os.getpid()
+            watch_fork(self)
             self._size = os.stat(self.path).st_size
             self._reader = pgenlib.PgenReader(
                 self.path,

@@ -30,6 +30,7 @@ from .genotypes import (
     bad_probabilities,
     probability_moments,
     require_extra,
+    watch_fork,
 )
 from .variants import VariantRows
 
@@ -227,7 +228,6 @@ class VcfGenotypes(VariantFile):
         multi = np.frombuffer(n_alt, dtype=np.int64) > 1
         self._set_variants(samples, rows.table(), {"multi-allelic": multi})
         self._reader: Any = None
-        self._reader_pid = 0
         self._rows: np.ndarray | None = None
         self._next = 0  # file index of the record the open reader yields next
 
@@ -269,8 +269,6 @@ class VcfGenotypes(VariantFile):
         same_rows = (rows is None and self._rows is None) or (
             rows is not None and self._rows is not None and np.array_equal(rows, self._rows)
         )
-        if self._reader is not None and self._reader_pid != os.getpid():
-            self._reader = None  # a forked child's: the parent's file offset (helper 70)
         if self._reader is None or not same_rows or target < self._next:
             if self._reader is not None:
                 self._reader.close()
@@ -279,7 +277,7 @@ class VcfGenotypes(VariantFile):
             self._reader = cyvcf2.VCF(
                 self.path, samples=_htslib_samples(names, subset), gts012=False
             )
-            self._reader_pid = os.getpid()
+            watch_fork(self)
             if list(self._reader.samples) != subset:  # never tested in another's place
                 self._reader.close()
                 self._reader = None
