@@ -81,12 +81,8 @@ class ScanOptions:
     precision: str = "double"
 
     def __post_init__(self) -> None:
-        # (a list is unhashable: a TypeError from the lookup, helper 70)
-        if not isinstance(self.test, str) or self.test not in TEST_COLUMNS:
-            raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {self.test!r}")
+        check_test(self.test, self.lambda_mode)
         check_thresholds(self.maf, self.miss, self.r2, self.hwe)
-        if not isinstance(self.lambda_mode, str) or self.lambda_mode not in LAMBDA_MODES:
-            raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {self.lambda_mode!r}")
         check_precision(self.precision)
 
     @property
@@ -123,6 +119,15 @@ def check_thresholds(maf: object, miss: object, r2: object, hwe: object) -> None
     m = number(maf)
     if maf is not None and (m is None or math.isnan(m)):
         raise InputError(f"maf must be a number (negative: no maf filter) or None, got {maf!r}")
+
+
+def check_test(test: object, lambda_mode: object) -> None:
+    """``test`` and ``lambda_mode`` among their choices (a list is unhashable:
+    it was a TypeError from the lookup, helper 70)."""
+    if not isinstance(test, str) or test not in TEST_COLUMNS:
+        raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
+    if not isinstance(lambda_mode, str) or lambda_mode not in LAMBDA_MODES:
+        raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
 
 
 def check_precision(precision: str) -> None:
@@ -228,10 +233,7 @@ class BlockScanner:
         check_precision(precision)
         self.precision = precision
         self._U32: np.ndarray | None = None  # U in float32, for precision="single"
-        if not isinstance(test, str) or test not in TEST_COLUMNS:
-            raise InputError(f"test must be one of {sorted(TEST_COLUMNS)}, got {test!r}")
-        if not isinstance(lambda_mode, str) or lambda_mode not in ("per-snp", "null"):
-            raise InputError(f"lambda_mode must be 'per-snp' or 'null', got {lambda_mode!r}")
+        check_test(test, lambda_mode)
         self.null = null
         self.test = test
         self.maf, self.miss, self.r2, self.hwe = maf, miss, r2, hwe

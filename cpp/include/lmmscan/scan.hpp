@@ -543,10 +543,6 @@ inline void scan_block(const ScanContext& ctx, const Scalar* UtX, Eigen::Index l
   const bool polled = stop != nullptr && *stop;
   if (threads == 1 && !polled) {
     work();
-  } else if (!polled) {
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back(work);
-    for (auto& th : pool) th.join();
   } else {
     std::mutex done_mutex;
     std::condition_variable done;
@@ -559,16 +555,17 @@ inline void scan_block(const ScanContext& ctx, const Scalar* UtX, Eigen::Index l
         if (--running == 0) done.notify_one();
       });
     bool cancelled = false;
-    std::unique_lock<std::mutex> lock(done_mutex);
-    while (
-        !done.wait_for(lock, std::chrono::milliseconds(50), [&]() { return running == 0; })) {
-      if (cancelled) continue;
-      lock.unlock();  // stop() may wait for its own locks (a Python caller's GIL)
-      cancelled = (*stop)();
-      if (cancelled) next.store(b);
-      lock.lock();
+    if (polled) {
+      std::unique_lock<std::mutex> lock(done_mutex);
+      while (
+          !done.wait_for(lock, std::chrono::milliseconds(50), [&]() { return running == 0; })) {
+        if (cancelled) continue;
+        lock.unlock();  // stop() may wait for its own locks (a Python caller's GIL)
+        cancelled = (*stop)();
+        if (cancelled) next.store(b);
+        lock.lock();
+      }
     }
-    lock.unlock();
     for (auto& th : pool) th.join();
     if (cancelled) throw Cancelled();  // (the signal before a SNP's error)
   }
