@@ -213,7 +213,7 @@ def test_a_step_runs_whatever_a_signal_handler_raises_before_it(monkeypatch):
         raise SystemExit(143)
         yield  # pragma: no cover
 
-    monkeypatch.setattr(_threads, "_deferred_interrupts", exits_first)
+    monkeypatch.setattr(_threads, "deferred_interrupts", exits_first)
     ran = []
     with pytest.raises(SystemExit):
         _threads._uninterrupted(lambda: ran.append(1))

@@ -937,7 +937,7 @@ def test_a_fifo_named_like_a_checkpoint_is_not_waited_on(study, tmp_path, capsys
 def test_an_error_among_the_renames_is_not_replaced_by_the_signal_held_back():
     """Helper 65: a disk-full error among the renames, with a Ctrl-C held
     back, was reported as "interrupted"."""
-    from lmmscan.cli.checkpoint import _signals_deferred
+    from lmmscan._threads import deferred_interrupts
 
     class Interrupted(Exception):  # (a KeyboardInterrupt would stop pytest itself)
         pass
@@ -947,12 +947,12 @@ def test_an_error_among_the_renames_is_not_replaced_by_the_signal_held_back():
 
     previous = signal.signal(signal.SIGINT, interrupt)
     try:
-        with pytest.raises(OSError, match="No space"), _signals_deferred():
+        with pytest.raises(OSError, match="No space"), deferred_interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # (the handler would have run by now)
             raise OSError(28, "No space left on device")
         assert signal.getsignal(signal.SIGINT) is interrupt
-        with pytest.raises(Interrupted), _signals_deferred():
+        with pytest.raises(Interrupted), deferred_interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     finally:

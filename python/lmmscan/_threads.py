@@ -170,7 +170,7 @@ def _uninterrupted(step: Callable[[], None]) -> None:
     one thread for the rest of the process (helper 53)."""
     done = False
     try:
-        with _deferred_interrupts():
+        with deferred_interrupts():
             step()
             done = True  # (a held interrupt is raised after this, on the way out)
     except BaseException:  # (a SIGTERM handler's SystemExit too: review, helper 58)
@@ -180,12 +180,15 @@ def _uninterrupted(step: Callable[[], None]) -> None:
 
 
 @contextlib.contextmanager
-def _deferred_interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM held while the block runs, then delivered; only on
-    the main thread, where Python runs signal handlers, and only for handlers
-    that are Python functions (a host program's own, or SIG_DFL, left as they
-    are: review, helper 57).  Through _signal, not signal: the latter's
-    wrapper runs Python code (enum conversions) where a Ctrl-C could land."""
+def deferred_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM held while the block runs, then delivered if it
+    completed (an error of the block's stands, not replaced by the signal:
+    helper 65); only on the main thread, where Python runs signal handlers (a
+    signal the kernel hands to another thread still runs the held handler),
+    and only for handlers that are Python functions (a host program's own, or
+    SIG_DFL, left as they are: review, helper 57).  Through _signal, not
+    signal: the latter's wrapper runs Python code (enum conversions) where a
+    Ctrl-C could land."""
     import _signal
 
     if threading.current_thread() is not threading.main_thread():
@@ -193,6 +196,7 @@ def _deferred_interrupts() -> Iterator[None]:
         return
     held: list[int] = []
     previous: dict[int, Any] = {}
+    completed = False
 
     def hold(signum: int, frame: object) -> None:  # pragma: no cover - signal timing
         held.append(signum)
@@ -206,6 +210,7 @@ def _deferred_interrupts() -> Iterator[None]:
             except (ValueError, TypeError, OSError):  # a subinterpreter, an embedding
                 pass
         yield
+        completed = True
     finally:
         # every handler put back, even when a signal lands during one of the
         # restores (signal.signal runs pending handlers first): the first
@@ -219,7 +224,7 @@ def _deferred_interrupts() -> Iterator[None]:
                 except BaseException as exc:  # pragma: no cover - signal timing
                     error = error or exc
         try:
-            for signum in dict.fromkeys(held):  # pragma: no cover - signal timing
+            for signum in dict.fromkeys(held if completed else ()):  # pragma: no cover
                 if signum in previous:
                     try:
                         previous[signum](signum, None)

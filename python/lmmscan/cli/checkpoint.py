@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .._errors import InputError, LmmscanError, naming, plural
+from .._threads import deferred_interrupts
 from .._version import __version__
 from ..filters import FilterCounts
 from ..genotypes import GenotypeSource, root_source
@@ -76,32 +77,6 @@ def _hold(path: Path) -> int:
         os.close(fd)
         raise
     return fd
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM held back while the block runs, then handed to the
-    handlers they had (on the main thread, where Python runs them; a
-    signal's delivery to another thread, as the kernel may choose, still
-    runs them there).  A handler that is not Python's stays as it is."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(sig)
-        if callable(handler):
-            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    if caught:  # (not over an error of the block's, which stands) the command's
-        previous[caught[0]](caught[0], None)  # handler: raises KeyboardInterrupt
 
 
 def _check_not_anothers(paths: list[Path], own: Path) -> None:
@@ -1004,7 +979,7 @@ class Checkpoint:
         # a Ctrl-C or SIGTERM among the renames waits for their end: it left
         # the new tables beside the last run's null.json until a --resume
         # (helper 63); once delivered, abandon() says the outputs are complete
-        with _signals_deferred():
+        with deferred_interrupts():
             for k, (src, dst) in enumerate(pairs):
                 if self._stop == (k, "rename"):  # test hook: killed among the renames
                     os.kill(os.getpid(), signal.SIGKILL)
